@@ -1,0 +1,12 @@
+# otarig_set_warnings(target): the project's warning set; errors when OTARIG_WERROR.
+function(otarig_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+  if(OTARIG_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(OTARIG_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()

@@ -1,0 +1,114 @@
+#pragma once
+// The otarig image format (docs/image-format.md): a 64-byte header, the
+// payload, and a 112-byte trailer with the SHA-256 of header+payload and an
+// Ed25519 signature over that digest. Little-endian throughout.
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "otarig/drivers/crypto.hpp"
+
+namespace otarig::image {
+
+using Bytes = std::vector<std::uint8_t>;
+
+inline constexpr std::uint32_t kHeaderMagic = 0x3141544f;   // "OTA1"
+inline constexpr std::uint32_t kTrailerMagic = 0x5452544f;  // "OTRT"
+inline constexpr std::size_t kHeaderSize = 64;
+inline constexpr std::size_t kTrailerSize = 112;
+/// Domain separation for the signature: Ed25519 signs kSignContext || sha256.
+inline constexpr std::string_view kSignContext = "otarig-image-v1";
+
+/// major.minor.patch+build.
+struct Version {
+  std::uint8_t major = 0;
+  std::uint8_t minor = 0;
+  std::uint16_t patch = 0;
+  std::uint32_t build = 0;
+  /// Parses "1.2.3" or "1.2.3+4"; throws otarig::InputError.
+  static Version parse(std::string_view text);
+  std::string str() const;
+  auto operator<=>(const Version&) const = default;
+};
+
+enum Flags : std::uint32_t {
+  /// The image's self-test fails when it runs (a signed image that must be reverted).
+  kFlagSelfTestFails = 1u << 0,
+};
+
+struct Header {
+  std::uint32_t magic = kHeaderMagic;
+  std::uint16_t header_size = kHeaderSize;
+  std::uint16_t format = 1;
+  Version version;
+  std::uint32_t security_counter = 0;
+  std::uint32_t payload_size = 0;
+  std::uint32_t flags = 0;
+};
+
+struct Trailer {
+  std::uint32_t magic = kTrailerMagic;
+  crypto::KeyId key_id{};
+  crypto::Digest sha256{};
+  crypto::Signature signature{};
+};
+
+/// A structurally parsed image (nothing verified yet).
+struct Parsed {
+  Header header;
+  Trailer trailer;
+  std::span<const std::uint8_t> signed_part;  ///< header + payload
+  std::span<const std::uint8_t> payload;
+  std::size_t total_size = 0;  ///< header + payload + trailer
+};
+
+/// Writes/reads the fixed-layout header and trailer.
+void encode_header(const Header& h, std::span<std::uint8_t, kHeaderSize> out);
+Header decode_header(std::span<const std::uint8_t, kHeaderSize> in);
+void encode_trailer(const Trailer& t, std::span<std::uint8_t, kTrailerSize> out);
+Trailer decode_trailer(std::span<const std::uint8_t, kTrailerSize> in);
+
+/// Parses structure: magics, header size, payload size against the buffer.
+/// Bytes after the trailer are allowed (they are reported by `total_size`).
+/// Throws otarig::InputError naming `name` and the field that is wrong.
+Parsed parse(std::span<const std::uint8_t> bytes, std::string_view name = "image");
+
+/// The message Ed25519 signs: kSignContext || digest.
+Bytes signing_message(const crypto::Digest& digest);
+
+/// Builds a signed image.
+Bytes build(const Header& header, std::span<const std::uint8_t> payload, const crypto::Ed25519Key& key);
+
+/// The result of checking an image against a set of trusted keys.
+struct Check {
+  bool structure_ok = false;
+  bool hash_ok = false;
+  bool key_known = false;
+  bool signature_ok = false;
+  std::string reason;  ///< empty when everything holds
+  bool ok() const { return structure_ok && hash_ok && key_known && signature_ok; }
+};
+Check check(std::span<const std::uint8_t> bytes, std::span<const crypto::PublicKey> trusted);
+
+/// Deterministic payload of `size` bytes for a release (test content).
+Bytes synthetic_payload(std::size_t size, std::string_view label);
+
+/// Ways to damage an image (otarig image tamper; the tamper scenarios).
+namespace tamper {
+Bytes flip_bit(std::span<const std::uint8_t> img, std::size_t offset, unsigned bit);
+Bytes truncate(std::span<const std::uint8_t> img, std::size_t new_size);
+Bytes append(std::span<const std::uint8_t> img, std::span<const std::uint8_t> extra);
+/// Re-signs header+payload with another key (a valid signature by an unknown key).
+Bytes resign(std::span<const std::uint8_t> img, const crypto::Ed25519Key& key);
+/// Zeroes the signature and key id (an unsigned image).
+Bytes strip_signature(std::span<const std::uint8_t> img);
+/// Edits the header's version without re-signing (hash and signature no longer match).
+Bytes set_version(std::span<const std::uint8_t> img, const Version& v);
+}  // namespace tamper
+
+}  // namespace otarig::image

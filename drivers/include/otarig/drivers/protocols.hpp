@@ -1,0 +1,107 @@
+#pragma once
+// The small protocols the harness speaks to. A virtual board, a process board
+// and a lab board implement the same protocols, so they travel one code path.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace otarig::drivers {
+
+/// Switches the device's power (relay, PDU, process, virtual supply).
+class PowerProtocol {
+ public:
+  virtual ~PowerProtocol() = default;
+  virtual void on() = 0;
+  virtual void off() = 0;
+  /// off, keep it off for `off_time`, on.
+  virtual void cycle(std::chrono::milliseconds off_time) = 0;
+  virtual bool is_on() const = 0;
+};
+
+/// The device's console as a byte stream.
+class ConsoleProtocol {
+ public:
+  virtual ~ConsoleProtocol() = default;
+  virtual void write(std::string_view bytes) = 0;
+  /// Bytes the device printed since the last read. Waits at most `timeout`
+  /// for the first byte; returns an empty string when none came.
+  virtual std::string read(std::chrono::milliseconds timeout) = 0;
+};
+
+/// How a delivery to the device's updater ended.
+enum class DeliveryStatus {
+  accepted,     ///< the updater took the image and asked for a reboot
+  refused,      ///< the updater rejected it (the device stays up)
+  power_lost,   ///< power was cut while the update was in progress
+  unreachable,  ///< the device did not answer (off, hung, vanished)
+};
+
+const char* to_string(DeliveryStatus);
+
+struct DeliveryResult {
+  DeliveryStatus status = DeliveryStatus::unreachable;
+  std::string detail;          ///< the updater's reason, or where the cut fell
+  std::uint64_t bytes_sent = 0;
+};
+
+/// Hands an update image to the device's OTA agent (in-process stream,
+/// HTTP through the update server, a client's command line).
+class UpdateLinkProtocol {
+ public:
+  virtual ~UpdateLinkProtocol() = default;
+  virtual DeliveryResult deliver(std::span<const std::uint8_t> image) = 0;
+};
+
+/// Writes a known-good image outside the updater (factory programming, a
+/// debug probe), leaving the device confirmed on that image and powered off.
+class ProvisionProtocol {
+ public:
+  virtual ~ProvisionProtocol() = default;
+  virtual void provision(std::span<const std::uint8_t> image) = 0;
+};
+
+/// One counted flash operation, as reported by a device that counts them.
+struct FlashOp {
+  enum class Kind { erase, program };
+  std::uint64_t index = 0;   ///< 1-based, counted from arm()
+  Kind kind = Kind::program;
+  std::uint64_t address = 0;
+  std::uint64_t length = 0;
+  std::string phase;         ///< download, stage, trial-boot, confirm, revert, swap, ...
+};
+
+/// Where a counted power cut is to fall.
+struct FlashCut {
+  std::uint64_t before_op = 0;  ///< cut before this op (1-based); 0 = count only, never cut
+  bool torn = false;            ///< the op itself is partly applied, then power goes
+  std::uint64_t torn_seed = 0;  ///< which bits/bytes of a torn op land
+};
+
+/// Counted flash faults: virtual boards, whose every erase/program is counted.
+class FlashFaultProtocol {
+ public:
+  virtual ~FlashFaultProtocol() = default;
+  /// Starts counting flash operations from 1; cuts power as `cut` says.
+  virtual void arm(const FlashCut& cut) = 0;
+  virtual void disarm() = 0;
+  /// Operations done since arm().
+  virtual std::uint64_t ops_counted() const = 0;
+  /// The operation at which the cut fell, once it has.
+  virtual std::optional<FlashOp> fired() const = 0;
+  /// Erase count per sector since the last provision (wear evidence).
+  virtual std::vector<std::uint32_t> erase_counts() const = 0;
+};
+
+/// A debug probe (OpenOCD): raw commands and memory reads.
+class ProbeProtocol {
+ public:
+  virtual ~ProbeProtocol() = default;
+  virtual std::string command(std::string_view cmd, std::chrono::milliseconds timeout) = 0;
+  virtual std::vector<std::uint32_t> read_words(std::uint64_t address, std::size_t count) = 0;
+};
+
+}  // namespace otarig::drivers

@@ -1,0 +1,76 @@
+#pragma once
+// Explicit driver registration: a board profile names drivers by kind, the
+// registry builds them. No static self-registration (linkers drop it from
+// static libraries).
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "otarig/drivers/clock.hpp"
+#include "otarig/drivers/config.hpp"
+#include "otarig/drivers/crypto.hpp"
+#include "otarig/drivers/protocols.hpp"
+
+namespace otarig::drivers {
+
+/// The protocols bound for one board. Any may be null when the board lacks it.
+struct BoardParts {
+  std::shared_ptr<PowerProtocol> power;
+  std::shared_ptr<ConsoleProtocol> console;
+  std::shared_ptr<UpdateLinkProtocol> link;
+  std::shared_ptr<ProvisionProtocol> provision;
+  std::shared_ptr<FlashFaultProtocol> flash_faults;
+  std::shared_ptr<ProbeProtocol> probe;
+  /// Keeps the device object (virtual board, process) alive with its parts.
+  std::shared_ptr<void> device;
+  /// Versions of external components this board ran (for run.json).
+  std::map<std::string, std::string> component_versions;
+};
+
+/// What a driver factory may use besides its own config section.
+struct BindContext {
+  Clock* clock = nullptr;
+  std::string board_name;
+  std::filesystem::path profile_dir;
+  /// Public keys the device trusts (from the profile's signing keys).
+  std::vector<crypto::PublicKey> trusted_keys;
+  /// Seed for any randomness of the device model (derived per trial).
+  std::uint64_t seed = 0;
+};
+
+class DriverRegistry {
+ public:
+  /// Builds the device described by the profile's `device` section.
+  using DeviceFactory = std::function<void(const Config& section, const BindContext&, BoardParts&)>;
+  /// Builds one protocol driver from its section (power, console, link, probe).
+  using PartFactory = std::function<void(const Config& section, const BindContext&, BoardParts&)>;
+
+  void add_device(std::string kind, DeviceFactory factory);
+  void add_power(std::string driver, PartFactory factory);
+  void add_console(std::string driver, PartFactory factory);
+  void add_link(std::string driver, PartFactory factory);
+  void add_probe(std::string driver, PartFactory factory);
+
+  const DeviceFactory* device(const std::string& kind) const;
+  const PartFactory* power(const std::string& driver) const;
+  const PartFactory* console(const std::string& driver) const;
+  const PartFactory* link(const std::string& driver) const;
+  const PartFactory* probe(const std::string& driver) const;
+
+  std::vector<std::string> device_kinds() const;
+  std::vector<std::string> power_drivers() const;
+  std::vector<std::string> console_drivers() const;
+
+ private:
+  std::map<std::string, DeviceFactory> devices_;
+  std::map<std::string, PartFactory> power_, console_, link_, probe_;
+};
+
+/// Registers every driver built into this library.
+void register_all_drivers(DriverRegistry& registry);
+/// The in-process virtual board (device kind "virtual"; power/console/link "virtual").
+void register_virtual_drivers(DriverRegistry& registry);
+
+}  // namespace otarig::drivers

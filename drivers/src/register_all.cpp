@@ -1,0 +1,22 @@
+#include "otarig/drivers/registry.hpp"
+
+namespace otarig::drivers {
+
+#ifdef OTARIG_HAVE_NET_DRIVERS
+void register_net_drivers(DriverRegistry& registry);
+#endif
+#ifdef OTARIG_HAVE_BENCH_DRIVERS
+void register_bench_drivers(DriverRegistry& registry);
+#endif
+
+void register_all_drivers(DriverRegistry& registry) {
+  register_virtual_drivers(registry);
+#ifdef OTARIG_HAVE_NET_DRIVERS
+  register_net_drivers(registry);
+#endif
+#ifdef OTARIG_HAVE_BENCH_DRIVERS
+  register_bench_drivers(registry);
+#endif
+}
+
+}  // namespace otarig::drivers
