@@ -1,0 +1,61 @@
+#pragma once
+// A campaign: a board, a scenario, a seed -> trials run on one or more benches,
+// journaled as they finish, and the evidence bundle written at the end.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "otarig/drivers/registry.hpp"
+#include "otarig/harness/trial.hpp"
+
+namespace otarig::harness {
+
+struct Progress {
+  std::uint64_t done = 0;
+  std::uint64_t total = 0;
+  std::uint64_t findings = 0;
+  double elapsed_s = 0;
+  double eta_s = 0;
+  std::string last_trial;
+  bool last_passed = true;
+};
+
+struct CampaignOptions {
+  std::string board;     ///< path or name, as the user gave it (replay commands repeat it)
+  std::string scenario;  ///< path or name
+  std::uint64_t seed = 1;
+  std::optional<std::uint64_t> trials;   ///< --trials: keep this many, chosen by the seed
+  std::optional<std::uint64_t> only;     ///< --trial: just this index
+  unsigned shard = 0, shards = 1;        ///< --shard I/N
+  std::filesystem::path out = "otarig-out";
+  bool resume = false;
+  unsigned jobs = 0;                     ///< 0: 2 for in-process boards (or the core count if fewer), else 1
+  std::function<void(const Progress&)> on_progress;
+  std::function<void(const std::string&)> on_finding;  ///< receives each finding's one-line replay command
+  TrialHooks hooks;
+};
+
+struct CampaignResult {
+  nlohmann::json run;  ///< run.json as written
+  std::uint64_t trials = 0, passed = 0, failed = 0, findings = 0;
+  std::string aborted;  ///< the bench failure that stopped the campaign, if any
+  std::filesystem::path out;
+  /// 0 no finding, 1 findings, 3 bench failure.
+  int exit_code() const { return !aborted.empty() ? 3 : (findings ? 1 : 0); }
+};
+
+/// Runs a campaign and writes the evidence into options.out. InputError for
+/// bad profiles/scenarios/arguments; bench failures end up in `aborted`.
+CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& registry);
+
+/// The one command that replays a trial.
+std::string replay_command(const CampaignOptions& options, const std::string& trial_id);
+
+/// otarig version and the git revision it was built from.
+const char* version_string();
+const char* git_revision();
+
+}  // namespace otarig::harness

@@ -1,0 +1,40 @@
+#pragma once
+// The five oracles of DESIGN.md. Each judges a trial's observations and says
+// whether it held, and why not.
+#include <set>
+#include <string>
+#include <vector>
+
+#include "otarig/harness/bench.hpp"
+
+namespace otarig::harness {
+
+inline constexpr const char* kOracleNames[] = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable"};
+
+struct OracleResult {
+  std::string name;
+  bool held = true;
+  std::string detail;  ///< why it did not hold (empty when it held)
+};
+
+/// Everything the oracles need to know about one trial.
+struct OracleInput {
+  std::vector<Observation> history;   ///< in order: prepare, before:*, after-fault, retry
+  std::size_t fault_index = 0;        ///< index in history of the after-fault observation
+  std::string before_digest;          ///< running before the faulted delivery
+  std::string delivered_digest;       ///< header+payload digest of what was delivered
+  bool delivered_authentic = true;    ///< false for tampered, unsigned, wrong-key images
+  bool delivered_fails_self_test = false;
+  std::set<std::string> authentic_digests;  ///< every validly signed image the rig built
+  bool has_retry = false;
+  std::string retry_digest;
+  std::size_t retry_index = 0;        ///< index in history of the retry observation
+  std::string retry_problem;          ///< the retry delivery's own failure, if any
+};
+
+std::vector<OracleResult> judge(const OracleInput& in);
+
+/// Compares "1.2.3+4" versions; unparsable versions compare as strings.
+int compare_versions(const std::string& a, const std::string& b);
+
+}  // namespace otarig::harness

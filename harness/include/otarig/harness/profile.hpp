@@ -1,0 +1,61 @@
+#pragma once
+// Board profiles (boards/*.yaml): how to power, talk to, update and observe a
+// device, and the releases the rig builds for it. Schema: docs/board-profile.md.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "otarig/drivers/config.hpp"
+#include "otarig/drivers/image.hpp"
+
+namespace otarig::harness {
+
+struct ReleaseSpec {
+  std::string name;
+  image::Version version;
+  std::uint32_t security_counter = 0;
+  std::uint64_t payload_size = 0;
+  std::optional<std::filesystem::path> file;  ///< a prebuilt image instead of a generated one
+  std::string where;                          ///< FILE:LINE of its definition
+};
+
+/// How the rig reads the device's state from its console.
+struct ObserveSettings {
+  std::string banner;          ///< RE2 pattern of the boot banner
+  std::string status_command;  ///< written to the console to ask for a status line
+  std::string status;          ///< RE2 pattern with named groups slot, version, digest, counter, state, health
+  std::chrono::milliseconds boot_timeout{5000};
+  std::chrono::milliseconds status_interval{500};  ///< re-ask this often while waiting
+};
+
+struct BoardProfile {
+  std::filesystem::path path;
+  std::string sha256;  ///< of the profile file's bytes
+  std::string name;
+  std::string description;
+  std::string device_kind;
+  std::string image_format = "otarig";
+  ObserveSettings observe;
+  std::string signing_key;               ///< "test:LABEL" or a PEM path
+  std::vector<std::string> trusted_keys; ///< keys the device trusts (default: the signing key)
+  std::vector<ReleaseSpec> releases;
+  /// The whole document; driver sections are read from it by the drivers.
+  Config root;
+
+  const ReleaseSpec* release(const std::string& name) const;
+};
+
+/// Loads and validates a profile. Errors are InputError naming file and line.
+BoardProfile load_profile(const std::filesystem::path& file);
+
+/// Finds boards/NAME.yaml (or a path) in the usual places.
+std::filesystem::path resolve_board(const std::string& name_or_path);
+
+/// Data directories searched for boards/ and scenarios/: $OTARIG_DATA_DIR,
+/// the installed share/otarig, the source tree.
+std::vector<std::filesystem::path> data_dirs();
+
+}  // namespace otarig::harness

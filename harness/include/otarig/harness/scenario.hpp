@@ -1,0 +1,48 @@
+#pragma once
+// Scenarios (scenarios/*.yaml): what a trial does and which fault it injects.
+// Schema: docs/scenarios.md.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "otarig/drivers/config.hpp"
+
+namespace otarig::harness {
+
+struct FaultSpec {
+  std::string kind;                   ///< power-cut, tamper, unsigned, wrong-key, replay, self-test-fail, none
+  std::string at;                     ///< power-cut: every-flash-op | random-flash-op
+  double torn = 0.0;                  ///< power-cut: probability that a cut is a torn write
+  std::vector<std::string> variants;  ///< tamper: which damages
+  std::string where;
+};
+
+struct Scenario {
+  std::filesystem::path path;
+  std::string name;
+  std::string title;
+  std::vector<std::string> classes;       ///< S1..S15 of COMPLIANCE.md
+  std::vector<std::string> requirements;  ///< requirement ids of COMPLIANCE.md
+  std::string start;                      ///< release installed before each trial
+  std::vector<std::string> before;        ///< clean updates done first
+  std::string deliver;                    ///< release the faulted step delivers
+  FaultSpec fault;
+  std::string retry;                      ///< clean update that must succeed afterwards ("" = none)
+  std::uint64_t trials = 0;               ///< randomized scenarios: trial count
+  std::vector<Scenario> parts;            ///< a suite (nightly): its scenarios, in order
+  std::string where_start, where_deliver, where_retry;
+
+  bool is_suite() const { return !parts.empty(); }
+  /// The scenarios a campaign runs: the parts of a suite, or itself.
+  std::vector<const Scenario*> leaves() const;
+};
+
+/// Loads scenarios/NAME.yaml (or a path); a suite's `include` entries are
+/// loaded from the same directory. Errors name file and line.
+Scenario load_scenario(const std::string& name_or_path);
+
+/// Names of the scenarios in the catalog.
+std::vector<std::filesystem::path> catalog_scenarios();
+
+}  // namespace otarig::harness

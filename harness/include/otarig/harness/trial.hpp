@@ -1,0 +1,68 @@
+#pragma once
+// One trial as an explicit state machine:
+//   prepare -> inject -> deliver -> recover -> observe -> retry -> judge -> record
+// A step that fails because of the bench (not the device) ends the trial in
+// `bench-error` and stops the campaign; device misbehaviour is judged, never
+// retried.
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "otarig/drivers/protocols.hpp"
+#include "otarig/harness/bench.hpp"
+#include "otarig/harness/oracles.hpp"
+#include "otarig/harness/plan.hpp"
+#include "otarig/harness/releases.hpp"
+
+namespace otarig::harness {
+
+enum class TrialStep { prepare, inject, deliver, recover, observe, retry, judge, record, done };
+const char* to_string(TrialStep);
+
+/// A custom step (Python or C++) run after the standard observe step; it may
+/// add observations or events.
+struct TrialContext;
+using CustomStep = std::function<void(TrialContext&)>;
+/// A custom oracle judged beside the five standard ones.
+using CustomOracle = std::function<OracleResult(const TrialContext&)>;
+
+struct TrialOutcome {
+  TrialSpec spec;
+  bool passed = false;
+  std::vector<OracleResult> oracles;
+  std::vector<Observation> observations;
+  std::vector<TranscriptLine> transcript;
+  nlohmann::json events = nlohmann::json::array();  ///< state changes and details, in order
+  std::optional<drivers::FlashOp> cut_fell_at;
+  std::string delivered;             ///< name of the delivered image
+  std::string fault_detail;          ///< what the fault did
+  std::string delivery_status;       ///< accepted, refused, power-lost, unreachable
+  std::string delivery_detail;
+  std::vector<std::uint32_t> erase_counts;
+  double duration_ms = 0;
+  std::vector<std::string> broken() const;
+};
+
+/// What custom steps and oracles see.
+struct TrialContext {
+  Bench& bench;
+  const TrialSpec& spec;
+  TrialOutcome& outcome;
+};
+
+struct TrialHooks {
+  std::vector<CustomStep> steps;
+  std::vector<CustomOracle> oracles;
+};
+
+/// Runs one trial on `bench`. Throws BenchError when the bench fails.
+TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec,
+                       const TrialHooks* hooks = nullptr);
+
+/// Measures the flash operations of a clean update (FlashFaultProtocol).
+std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const std::string& start,
+                               const std::string& deliver);
+
+}  // namespace otarig::harness

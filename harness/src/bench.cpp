@@ -1,0 +1,175 @@
+#include "otarig/harness/bench.hpp"
+
+#include <fmt/format.h>
+#include <re2/re2.h>
+
+namespace otarig::harness {
+
+Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registry, const ReleaseSet& releases,
+             std::uint64_t seed)
+    : profile_(profile) {
+  // An in-process device runs on modelled time; anything else on real time.
+  if (profile.device_kind == "virtual")
+    clock_ = std::make_unique<ManualClock>();
+  else
+    clock_ = std::make_unique<SteadyClock>();
+
+  drivers::BindContext ctx;
+  ctx.clock = clock_.get();
+  ctx.board_name = profile.name;
+  ctx.profile_dir = profile.path.parent_path();
+  ctx.trusted_keys = releases.trusted();
+  ctx.seed = seed;
+
+  const Config& root = profile.root;
+  auto device = root.at("device");
+  const auto* make_device = registry.device(profile.device_kind);
+  if (!make_device) {
+    std::string kinds;
+    for (const auto& k : registry.device_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
+    device.at("kind").fail(fmt::format("unknown device kind '{}' (known: {})", profile.device_kind, kinds));
+  }
+  (*make_device)(device, ctx, parts_);
+
+  auto bind = [&](const char* section, auto lookup, const char* what) {
+    auto sec = root.find(section);
+    if (!sec) return;
+    auto driver = sec->at("driver").as_string();
+    const auto* f = (registry.*lookup)(driver);
+    if (!f) sec->at("driver").fail(fmt::format("unknown {} driver '{}'", what, driver));
+    (*f)(*sec, ctx, parts_);
+  };
+  bind("power", &drivers::DriverRegistry::power, "power");
+  bind("console", &drivers::DriverRegistry::console, "console");
+  bind("link", &drivers::DriverRegistry::link, "link");
+  bind("probe", &drivers::DriverRegistry::probe, "probe");
+  if (!parts_.power) root.fail("the board has no power driver (add a `power:` section)");
+  if (!parts_.console) root.fail("the board has no console driver (add a `console:` section)");
+  if (!parts_.link) root.fail("the board has no update link (add a `link:` section)");
+
+  status_re_ = std::make_unique<re2::RE2>(profile.observe.status);
+  if (!profile.observe.banner.empty()) banner_re_ = std::make_unique<re2::RE2>(profile.observe.banner);
+}
+
+Bench::~Bench() = default;
+
+void Bench::begin_transcript() {
+  transcript_.clear();
+  transcript_start_ = clock_->now();
+}
+
+std::vector<TranscriptLine> Bench::take_transcript() {
+  if (!partial_.empty()) {
+    transcript_.push_back({std::chrono::duration<double, std::milli>(clock_->now() - transcript_start_).count(),
+                           partial_});
+    partial_.clear();
+  }
+  return std::exchange(transcript_, {});
+}
+
+void Bench::absorb(const std::string& bytes) {
+  for (char c : bytes) {
+    if (c == '\n') {
+      if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+      double t = std::chrono::duration<double, std::milli>(clock_->now() - transcript_start_).count();
+      if (banner_re_ && identity_.empty() && re2::RE2::PartialMatch(partial_, *banner_re_)) identity_ = partial_;
+      transcript_.push_back({t, partial_});
+      unmatched_lines_.push_back(std::move(partial_));
+      partial_.clear();
+    } else {
+      partial_ += c;
+    }
+  }
+}
+
+void Bench::drain_console() {
+  for (;;) {
+    auto bytes = parts_.console->read(std::chrono::milliseconds(0));
+    if (bytes.empty()) break;
+    absorb(bytes);
+  }
+}
+
+void Bench::power_on(const std::string& step) {
+  try {
+    parts_.power->on();
+  } catch (const BenchError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw BenchError(fmt::format("{}: power on failed during {}: {}", profile_.name, step, e.what()));
+  }
+}
+
+void Bench::power_off(const std::string& step) {
+  try {
+    parts_.power->off();
+  } catch (const BenchError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw BenchError(fmt::format("{}: power off failed during {}: {}", profile_.name, step, e.what()));
+  }
+}
+
+Observation Bench::observe(const std::string& step) {
+  Observation obs;
+  obs.step = step;
+  drain_console();
+  unmatched_lines_.clear();
+  const auto start = clock_->now();
+  const auto deadline = start + profile_.observe.boot_timeout;
+  const auto interval = profile_.observe.status_interval;
+  auto next_ask = start;
+  while (true) {
+    auto now = clock_->now();
+    if (!profile_.observe.status_command.empty() && now >= next_ask) {
+      parts_.console->write(profile_.observe.status_command);
+      next_ask = now + interval;
+    }
+    // Look at every complete line that arrived since we asked.
+    for (const auto& line : unmatched_lines_) {
+      std::string slot, version, digest, counter, state, health, key;
+      const auto& groups = status_re_->NamedCapturingGroups();
+      int n = status_re_->NumberOfCapturingGroups();
+      std::vector<std::string> values(static_cast<std::size_t>(n));
+      std::vector<re2::RE2::Arg> args(static_cast<std::size_t>(n));
+      std::vector<const re2::RE2::Arg*> argp(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        args[static_cast<std::size_t>(i)] = &values[static_cast<std::size_t>(i)];
+        argp[static_cast<std::size_t>(i)] = &args[static_cast<std::size_t>(i)];
+      }
+      if (!re2::RE2::PartialMatchN(line, *status_re_, argp.data(), n)) continue;
+      auto group = [&](const char* name) -> std::string {
+        auto it = groups.find(name);
+        return it == groups.end() ? std::string() : values[static_cast<std::size_t>(it->second - 1)];
+      };
+      obs.booted = true;
+      obs.slot = group("slot");
+      obs.version = group("version");
+      obs.digest = group("digest");
+      obs.state = group("state");
+      obs.health = group("health");
+      obs.key = group("key");
+      if (auto c = group("counter"); !c.empty()) {
+        try {
+          obs.counter = std::stoull(c);
+        } catch (const std::exception&) {
+          obs.counter.reset();
+        }
+      }
+      obs.line = line;
+    }
+    if (obs.booted) break;
+    unmatched_lines_.clear();
+    now = clock_->now();
+    if (now >= deadline) break;
+    auto wait = std::min(deadline - now, next_ask > now ? next_ask - now : Clock::duration(interval));
+    auto bytes = parts_.console->read(std::chrono::duration_cast<std::chrono::milliseconds>(wait) +
+                                      std::chrono::milliseconds(1));
+    absorb(bytes);
+  }
+  unmatched_lines_.clear();
+  obs.waited_ms = std::chrono::duration<double, std::milli>(clock_->now() - start).count();
+  return obs;
+}
+
+}  // namespace otarig::harness

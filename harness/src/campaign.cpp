@@ -1,0 +1,377 @@
+#include "otarig/harness/campaign.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "otarig/harness/journal.hpp"
+#include "otarig/reports/bundle.hpp"
+
+#ifndef OTARIG_VERSION
+#define OTARIG_VERSION "0.0.0"
+#endif
+#ifndef OTARIG_GIT_REVISION
+#define OTARIG_GIT_REVISION "unknown"
+#endif
+
+namespace otarig::harness {
+
+const char* version_string() { return OTARIG_VERSION; }
+const char* git_revision() { return OTARIG_GIT_REVISION; }
+
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,@") ==
+                        std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+nlohmann::json observation_json(const Observation& o) {
+  nlohmann::json j{{"step", o.step}, {"booted", o.booted}};
+  if (o.booted) {
+    j["slot"] = o.slot;
+    j["version"] = o.version;
+    j["digest"] = o.digest;
+    j["counter"] = o.counter ? nlohmann::json(*o.counter) : nlohmann::json(nullptr);
+    j["state"] = o.state;
+    j["health"] = o.health;
+  }
+  return j;
+}
+
+// The summary of one trial: the verdict event in the journal and the entry in run.json.
+nlohmann::json trial_summary(const TrialOutcome& t) {
+  nlohmann::json j;
+  j["id"] = t.spec.id;
+  j["index"] = t.spec.index;
+  j["scenario"] = t.spec.scenario->name;
+  j["requirements"] = t.spec.scenario->requirements;
+  j["classes"] = t.spec.scenario->classes;
+  j["seed"] = t.spec.seed;
+  j["fault"] = t.spec.fault_json();
+  j["fault"]["detail"] = t.fault_detail;
+  j["verdict"] = t.passed ? "pass" : "fail";
+  nlohmann::json oracles = nlohmann::json::object();
+  nlohmann::json broken = nlohmann::json::array();
+  for (const auto& o : t.oracles) {
+    oracles[o.name] = o.held;
+    if (!o.held) broken.push_back({{"oracle", o.name}, {"detail", o.detail}});
+  }
+  j["oracles"] = oracles;
+  j["broken"] = broken;
+  j["delivered"] = t.delivered;
+  j["delivery"] = {{"status", t.delivery_status}, {"detail", t.delivery_detail}};
+  if (t.cut_fell_at) {
+    const auto& op = *t.cut_fell_at;
+    j["cut"] = {{"op", op.index},
+                {"ops_total", t.spec.ops_total},
+                {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
+                {"address", op.address},
+                {"phase", op.phase},
+                {"torn", t.spec.torn}};
+  }
+  nlohmann::json observed = nlohmann::json::array();
+  for (const auto& o : t.observations) observed.push_back(observation_json(o));
+  j["observed"] = observed;
+  if (!t.erase_counts.empty()) {
+    std::uint64_t total = 0, max = 0;
+    for (auto c : t.erase_counts) {
+      total += c;
+      max = std::max<std::uint64_t>(max, c);
+    }
+    j["erases"] = {{"total", total}, {"max_per_sector", max}};
+  }
+  j["duration_ms"] = t.duration_ms;
+  j["evidence"] = "trials/" + t.spec.id;
+  return j;
+}
+
+void write_text(const std::filesystem::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw BenchError(fmt::format("{}: cannot write", p.string()));
+}
+
+void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, const nlohmann::json& summary) {
+  auto dir = out / "trials" / t.spec.id;
+  std::filesystem::create_directories(dir);
+  std::string console;
+  for (const auto& line : t.transcript) console += fmt::format("[{:10.3f} ms] {}\n", line.t_ms, line.text);
+  write_text(dir / "console.log", console);
+  std::string events;
+  for (const auto& e : t.events) events += e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  write_text(dir / "events.jsonl", events);
+  write_text(dir / "verdict.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+unsigned default_jobs(const BoardProfile& profile) {
+  if (profile.device_kind != "virtual") return 1;
+  return std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+std::string replay_command(const CampaignOptions& o, const std::string& trial_id) {
+  return fmt::format("otarig run --board {} --scenario {} --seed {} --trial {} --out {}", shell_quote(o.board),
+                     shell_quote(o.scenario), o.seed, trial_id,
+                     shell_quote((o.out.string().empty() ? std::string("otarig-out") : o.out.string()) + "-replay-" +
+                                 trial_id));
+}
+
+CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& registry) {
+  if (options.shards == 0 || options.shard >= options.shards)
+    throw InputError(fmt::format("--shard {}/{}: the shard index must be below the shard count", options.shard,
+                                 options.shards));
+  const auto profile = load_profile(resolve_board(options.board));
+  const auto scenario = load_scenario(options.scenario);
+  for (const auto* leaf : scenario.leaves()) {
+    auto need = [&](const std::string& name, const std::string& where) {
+      if (!name.empty() && !profile.release(name))
+        throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",
+                                     where, leaf->name, name, profile.name, profile.path.string()));
+    };
+    need(leaf->start, leaf->where_start);
+    need(leaf->deliver, leaf->where_deliver);
+    need(leaf->retry, leaf->where_retry);
+    for (const auto& b : leaf->before) need(b, leaf->where_start);
+  }
+  const ReleaseSet releases(profile);
+
+  CampaignResult result;
+  result.out = options.out;
+  std::filesystem::create_directories(options.out);
+  Journal journal(options.out / "journal.jsonl", options.resume);
+  const auto started = iso_now();
+
+  // The first bench also measures the update's flash operations for the plan.
+  std::vector<std::unique_ptr<Bench>> benches;
+  std::string aborted;
+  Plan plan;
+  try {
+    benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
+    CountOps count;
+    if (benches[0]->parts().flash_faults)
+      count = [&](const std::string& s, const std::string& d) { return count_update_ops(*benches[0], releases, s, d); };
+    plan = make_plan(scenario, options.seed, count);
+  } catch (const BenchError& e) {
+    aborted = e.what();
+  }
+  if (options.trials) limit_plan(plan, *options.trials, options.seed);
+  if (options.shards > 1) shard_plan(plan, options.shard, options.shards);
+  if (options.only) {
+    std::erase_if(plan.trials, [&](const TrialSpec& t) { return t.index != *options.only; });
+    if (plan.trials.empty() && aborted.empty())
+      throw InputError(fmt::format("--trial {}: the plan of {} with seed {} has no such trial", *options.only,
+                                   scenario.name, options.seed));
+  }
+
+  const auto& st = journal.state();
+  if (options.resume && !st.campaign.is_null()) {
+    auto same = [&](const char* key, const nlohmann::json& v) { return st.campaign.value(key, nlohmann::json()) == v; };
+    if (!same("seed", options.seed) || !same("scenario", scenario.name) || !same("board", profile.name))
+      throw InputError(fmt::format("{}: --resume: the journal belongs to another campaign (board {}, scenario {}, "
+                                   "seed {})",
+                                   (options.out / "journal.jsonl").string(), st.campaign.value("board", ""),
+                                   st.campaign.value("scenario", ""), st.campaign.value("seed", 0)));
+  }
+  if (st.campaign.is_null()) {
+    journal.append({{"type", "campaign-start"},
+                    {"board", profile.name},
+                    {"board_sha256", profile.sha256},
+                    {"scenario", scenario.name},
+                    {"seed", options.seed},
+                    {"planned", plan.trials.size()},
+                    {"shard", fmt::format("{}/{}", options.shard, options.shards)},
+                    {"otarig", version_string()},
+                    {"git_revision", git_revision()}});
+  } else {
+    journal.append({{"type", "campaign-resume"},
+                    {"completed", st.completed_trials.size()},
+                    {"dropped_lines", st.dropped_lines}});
+  }
+
+  std::vector<const TrialSpec*> pending;
+  for (const auto& t : plan.trials)
+    if (!st.completed_trials.count(t.index)) pending.push_back(&t);
+
+  const unsigned jobs =
+      std::max(1u, std::min<unsigned>(options.jobs ? options.jobs : default_jobs(profile),
+                                      static_cast<unsigned>(std::max<std::size_t>(1, pending.size()))));
+  std::mutex mu;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  Progress progress;
+  progress.total = plan.trials.size();
+  progress.done = plan.trials.size() - pending.size();
+  for (const auto& v : st.verdicts)
+    if (v.value("verdict", "") == "fail") ++progress.findings;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::size_t already_done = progress.done;
+
+  auto worker = [&](unsigned w) {
+    try {
+      Bench* bench = nullptr;
+      {
+        std::lock_guard lock(mu);
+        bench = benches[w].get();
+      }
+      // Contiguous chunks keep a worker's cut points increasing (the virtual
+      // board's sweep cursor only moves forward).
+      constexpr std::size_t kChunk = 16;
+      while (!stop) {
+        std::size_t begin = next.fetch_add(kChunk);
+        if (begin >= pending.size()) break;
+        std::size_t end = std::min(pending.size(), begin + kChunk);
+        for (std::size_t i = begin; i < end && !stop; ++i) {
+          const TrialSpec& spec = *pending[i];
+          auto outcome = run_trial(*bench, releases, spec, &options.hooks);
+          auto summary = trial_summary(outcome);
+          write_trial_dir(options.out, outcome, summary);
+          std::vector<nlohmann::json> block;
+          block.push_back({{"type", "trial-start"}, {"trial", spec.id}, {"scenario", spec.scenario->name},
+                           {"fault", spec.fault_json()}});
+          for (auto e : outcome.events) {
+            e["trial"] = spec.id;
+            block.push_back(std::move(e));
+          }
+          nlohmann::json verdict = summary;
+          verdict["type"] = "verdict";
+          verdict["trial"] = spec.id;
+          block.push_back(std::move(verdict));
+          journal.append_block(std::move(block));
+          std::lock_guard lock(mu);
+          ++progress.done;
+          if (!outcome.passed) {
+            ++progress.findings;
+            if (options.on_finding)
+              options.on_finding(fmt::format("finding: trial {} ({}) broke {} -- replay: {}", spec.id,
+                                             spec.scenario->name, fmt::join(outcome.broken(), ", "),
+                                             replay_command(options, spec.id)));
+          }
+          progress.last_trial = spec.id;
+          progress.last_passed = outcome.passed;
+          progress.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          auto run_here = progress.done - already_done;
+          progress.eta_s = run_here ? progress.elapsed_s / static_cast<double>(run_here) *
+                                          static_cast<double>(progress.total - progress.done)
+                                    : 0;
+          if (options.on_progress) options.on_progress(progress);
+        }
+      }
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mu);
+      if (aborted.empty()) aborted = e.what();
+      stop = true;
+    }
+  };
+
+  if (aborted.empty() && !pending.empty()) {
+    try {
+      for (unsigned w = 1; w < jobs; ++w)
+        benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
+    } catch (const BenchError& e) {
+      aborted = e.what();
+    }
+    if (aborted.empty()) {
+      std::vector<std::thread> threads;
+      for (unsigned w = 1; w < jobs; ++w) threads.emplace_back(worker, w);
+      worker(0);
+      for (auto& t : threads) t.join();
+    }
+  }
+  if (!aborted.empty()) journal.append({{"type", "bench-failure"}, {"detail", aborted}});
+
+  // run.json from every verdict in the journal (this run's and resumed ones).
+  std::vector<nlohmann::json> verdicts = journal.state().verdicts;
+  std::sort(verdicts.begin(), verdicts.end(),
+            [](const auto& a, const auto& b) { return a.value("index", 0) < b.value("index", 0); });
+  nlohmann::json trials = nlohmann::json::array();
+  nlohmann::json findings = nlohmann::json::array();
+  for (auto v : verdicts) {
+    for (const char* k : {"type", "seq", "time", "prev_sha256", "trial"}) v.erase(k);
+    ++result.trials;
+    if (v.value("verdict", "") == "pass") {
+      ++result.passed;
+    } else {
+      ++result.failed;
+      nlohmann::json f;
+      f["id"] = fmt::format("F{:04d}", findings.size() + 1);
+      f["trial"] = v["id"];
+      f["scenario"] = v["scenario"];
+      f["seed"] = v["seed"];
+      f["fault"] = v["fault"];
+      f["oracles"] = v["broken"];
+      f["observed"] = v["observed"];
+      f["requirements"] = v["requirements"];
+      f["transcript"] = v.value("evidence", "") + "/console.log";
+      f["replay"] = replay_command(options, v.value("id", ""));
+      findings.push_back(std::move(f));
+    }
+    trials.push_back(std::move(v));
+  }
+  result.findings = findings.size();
+  result.aborted = aborted;
+
+  nlohmann::json run;
+  run["otarig"] = {{"version", version_string()}, {"git_revision", git_revision()}};
+  run["board"] = {{"name", profile.name},
+                  {"description", profile.description},
+                  {"profile", profile.path.string()},
+                  {"profile_sha256", profile.sha256},
+                  {"device_kind", profile.device_kind},
+                  {"identity", benches.empty() ? "" : benches[0]->identity()}};
+  nlohmann::json parts = nlohmann::json::array();
+  for (const auto* leaf : scenario.leaves())
+    parts.push_back({{"name", leaf->name},
+                     {"title", leaf->title},
+                     {"classes", leaf->classes},
+                     {"requirements", leaf->requirements},
+                     {"fault", leaf->fault.kind}});
+  run["scenario"] = {{"name", scenario.name},
+                     {"title", scenario.title},
+                     {"requirements", scenario.requirements},
+                     {"classes", scenario.classes},
+                     {"parts", parts}};
+  run["seed"] = options.seed;
+  run["shard"] = {{"index", options.shard}, {"count", options.shards}};
+  run["started"] = st.campaign.is_null() ? started : st.campaign.value("time", started);
+  run["ended"] = iso_now();
+  nlohmann::json rel = nlohmann::json::array();
+  for (const auto& r : releases.all())
+    rel.push_back({{"name", r.name},
+                   {"version", r.version},
+                   {"security_counter", r.security_counter},
+                   {"size", r.bytes.size()},
+                   {"sha256", crypto::hex(crypto::sha256(r.bytes))},
+                   {"digest", r.digest}});
+  run["releases"] = rel;
+  run["ops_per_update"] = plan.ops_per_update;
+  nlohmann::json components = {{"otarig", version_string()}};
+  if (!benches.empty())
+    for (const auto& [k, v] : benches[0]->parts().component_versions) components[k] = v;
+  run["components"] = components;
+  run["planned"] = plan.trials.size();
+  run["summary"] = {{"trials", result.trials},
+                    {"passed", result.passed},
+                    {"failed", result.failed},
+                    {"findings", result.findings}};
+  if (!aborted.empty()) run["aborted"] = aborted;
+  run["trials"] = trials;
+  run["findings"] = findings;
+  result.run = run;
+
+  reports::write_bundle(options.out, run);
+  return result;
+}
+
+}  // namespace otarig::harness

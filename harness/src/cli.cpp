@@ -1,0 +1,325 @@
+#include "otarig/harness/cli.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include "faults.hpp"
+#include "otarig/drivers/image.hpp"
+#include "otarig/harness/campaign.hpp"
+#include "otarig/harness/journal.hpp"
+#include "otarig/harness/releases.hpp"
+
+namespace otarig::harness {
+namespace {
+
+image::Bytes read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot read file", path));
+  return image::Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw BenchError(fmt::format("{}: cannot write file", path));
+}
+
+std::pair<unsigned, unsigned> parse_shard(const std::string& s) {
+  auto slash = s.find('/');
+  try {
+    if (slash == std::string::npos) throw std::invalid_argument(s);
+    std::size_t a = 0, b = 0;
+    unsigned i = static_cast<unsigned>(std::stoul(s.substr(0, slash), &a));
+    unsigned n = static_cast<unsigned>(std::stoul(s.substr(slash + 1), &b));
+    if (a != slash || b != s.size() - slash - 1 || n == 0 || i >= n) throw std::invalid_argument(s);
+    return {i, n};
+  } catch (const std::exception&) {
+    throw InputError(fmt::format("--shard {}: expected I/N with 0 <= I < N, e.g. 0/4", s));
+  }
+}
+
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  void update(const Progress& p) {
+    if (!enabled_) return;
+    const int width = 30;
+    int filled = p.total ? static_cast<int>(width * p.done / p.total) : width;
+    std::string bar(static_cast<std::size_t>(filled), '#');
+    bar.resize(width, '.');
+    std::cerr << fmt::format("\r[{}] {}/{} trials, {} finding{}, {:.0f}s left   ", bar, p.done, p.total, p.findings,
+                             p.findings == 1 ? "" : "s", p.eta_s)
+              << std::flush;
+  }
+  void finish() {
+    if (enabled_) std::cerr << "\n";
+  }
+
+ private:
+  bool enabled_;
+};
+
+int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
+  CampaignOptions opts = base;
+  ProgressBar bar(progress_flag && ::isatty(2));
+  opts.on_progress = [&](const Progress& p) { bar.update(p); };
+  std::vector<std::string> lines;
+  opts.on_finding = [&](const std::string& line) { lines.push_back(line); };
+  auto result = run_campaign(opts, cli_registry());
+  bar.finish();
+  const std::size_t shown = 20;
+  for (std::size_t i = 0; i < lines.size() && i < shown; ++i) std::cout << lines[i] << "\n";
+  if (lines.size() > shown) std::cout << fmt::format("... and {} more findings in run.json\n", lines.size() - shown);
+  if (!quiet) {
+    std::cout << fmt::format("{}: {} trials, {} passed, {} failed, {} finding{} (board {}, scenario {}, seed {})\n",
+                             result.aborted.empty() ? (result.findings ? "FINDINGS" : "PASS") : "BENCH FAILURE",
+                             result.trials, result.passed, result.failed, result.findings,
+                             result.findings == 1 ? "" : "s", result.run["board"]["name"].get<std::string>(),
+                             result.run["scenario"]["name"].get<std::string>(), opts.seed);
+    std::cout << fmt::format("evidence: {}\n", result.out.string());
+  }
+  if (!result.aborted.empty()) std::cerr << "otarig: bench failure: " << result.aborted << "\n";
+  return result.exit_code();
+}
+
+int cmd_list(const std::string& what) {
+  if (what == "boards") {
+    std::set<std::string> seen;
+    for (const auto& d : data_dirs()) {
+      auto dir = d / "boards";
+      if (!std::filesystem::is_directory(dir)) continue;
+      std::vector<std::filesystem::path> files;
+      for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.path().extension() == ".yaml") files.push_back(e.path());
+      std::sort(files.begin(), files.end());
+      for (const auto& f : files) {
+        auto rel = std::filesystem::relative(f, d).string();
+        if (!seen.insert(rel).second) continue;
+        try {
+          auto p = load_profile(f);
+          std::cout << fmt::format("{:<44} {:<10} {}\n", rel, p.device_kind, p.description);
+        } catch (const InputError& e) {
+          std::cout << fmt::format("{:<44} {:<10} INVALID: {}\n", rel, "?", e.what());
+        }
+      }
+    }
+    return 0;
+  }
+  if (what == "scenarios") {
+    for (const auto& f : catalog_scenarios()) {
+      try {
+        auto s = load_scenario(f.string());
+        std::string kind = s.is_suite() ? fmt::format("suite of {}", s.parts.size()) : s.fault.kind;
+        std::cout << fmt::format("{:<24} {:<14} [{}] {}\n", s.name, kind, fmt::join(s.classes, ","), s.title);
+      } catch (const InputError& e) {
+        std::cout << fmt::format("{:<24} INVALID: {}\n", f.stem().string(), e.what());
+      }
+    }
+    return 0;
+  }
+  if (what == "faults") {
+    for (const auto& k : scenarios::fault_kinds())
+      std::cout << fmt::format("{:<16} {:<8} {}\n", k.name, k.where, k.summary);
+    return 0;
+  }
+  throw InputError(fmt::format("otarig list {}: expected boards, scenarios or faults", what));
+}
+
+}  // namespace
+
+const drivers::DriverRegistry& cli_registry() {
+  static const drivers::DriverRegistry registry = [] {
+    drivers::DriverRegistry r;
+    drivers::register_all_drivers(r);
+    return r;
+  }();
+  return registry;
+}
+
+int cli_main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  CLI::App app{"otarig: a hardware-in-the-loop test rig for secure over-the-air updates"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", fmt::format("otarig {} ({})", version_string(), git_revision()));
+
+  CampaignOptions run;
+  std::string shard, trial;
+  std::uint64_t trials = 0;
+  bool no_progress = false, quiet = false;
+  auto* run_cmd = app.add_subcommand("run", "run a campaign: board x scenario x seed");
+  run_cmd->add_option("--board", run.board, "board profile: a path or a name from `otarig list boards`")->required();
+  run_cmd->add_option("--scenario", run.scenario, "scenario: a path or a name from `otarig list scenarios`")
+      ->required();
+  run_cmd->add_option("--seed", run.seed, "campaign seed (every random choice derives from it)");
+  run_cmd->add_option("--trials", trials, "run this many trials of the plan, chosen by the seed");
+  run_cmd->add_option("--trial", trial, "run only this trial (as printed in a replay command)");
+  run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
+  run_cmd->add_option("--out", run.out, "evidence folder");
+  run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
+  run_cmd->add_option("--jobs", run.jobs, "benches in parallel (in-process boards only; default 2)");
+  run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
+  run_cmd->add_flag("-q,--quiet", quiet, "print findings only");
+
+  std::string list_what;
+  auto* list_cmd = app.add_subcommand("list", "list boards, scenarios or faults");
+  list_cmd->add_option("what", list_what, "boards | scenarios | faults")->required();
+
+  auto* image_cmd = app.add_subcommand("image", "build, tamper with or inspect images");
+  image_cmd->require_subcommand(1);
+  std::string b_version, b_key, b_out, b_payload, b_genkey;
+  std::uint32_t b_counter = 0;
+  std::uint64_t b_size = 0;
+  bool b_selftest_fail = false;
+  auto* build = image_cmd->add_subcommand("build", "build a signed image");
+  build->add_option("--version", b_version, "major.minor.patch[+build]")->required();
+  build->add_option("--counter", b_counter, "security counter")->required();
+  build->add_option("--payload", b_payload, "payload file");
+  build->add_option("--payload-size", b_size, "generate a deterministic payload of this many bytes");
+  build->add_option("--key", b_key, "Ed25519 PEM private key, or test:LABEL")->required();
+  build->add_option("--generate-key", b_genkey, "write a new Ed25519 key to this PEM file and sign with it");
+  build->add_flag("--self-test-fail", b_selftest_fail, "mark the image as one whose self-test fails");
+  build->add_option("--out", b_out, "output image")->required();
+
+  std::string t_in, t_out, t_flip, t_resign, t_version;
+  std::int64_t t_truncate = -1, t_append = -1;
+  bool t_strip = false;
+  auto* tamper = image_cmd->add_subcommand("tamper", "damage an image");
+  tamper->add_option("--in", t_in, "input image")->required();
+  tamper->add_option("--out", t_out, "output image")->required();
+  auto* g = tamper->add_option_group("damage", "exactly one damage");
+  g->add_option("--flip-bit", t_flip, "OFFSET[:BIT] flip one bit");
+  g->add_option("--truncate", t_truncate, "keep only the first N bytes");
+  g->add_option("--append", t_append, "append N bytes (0x5a)");
+  g->add_option("--resign", t_resign, "re-sign with this key (PEM or test:LABEL)");
+  g->add_flag("--strip-signature", t_strip, "zero the signature and key id");
+  g->add_option("--set-version", t_version, "edit the header version without re-signing");
+  g->require_option(1);
+
+  std::string i_file, i_key;
+  auto* inspect = image_cmd->add_subcommand("inspect", "parse and check an image");
+  inspect->add_option("file", i_file, "image")->required();
+  inspect->add_option("--key", i_key, "trusted key (PEM or test:LABEL) to check the signature against");
+
+  auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
+  report_cmd->require_subcommand(1);
+  std::string v_dir;
+  auto* verify = report_cmd->add_subcommand("verify", "check an evidence folder");
+  verify->add_option("dir", v_dir, "evidence folder")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  try {
+    if (*run_cmd) {
+      if (!shard.empty()) std::tie(run.shard, run.shards) = parse_shard(shard);
+      if (trials) run.trials = trials;
+      if (!trial.empty()) {
+        try {
+          std::size_t used = 0;
+          run.only = std::stoull(trial, &used);
+          if (used != trial.size()) throw std::invalid_argument(trial);
+        } catch (const std::exception&) {
+          throw InputError(fmt::format("--trial {}: expected a trial id such as 00042", trial));
+        }
+      }
+      return cmd_run(run, !no_progress, quiet);
+    }
+    if (*list_cmd) return cmd_list(list_what);
+    if (*build) {
+      image::Header h;
+      h.version = image::Version::parse(b_version);
+      h.security_counter = b_counter;
+      if (b_selftest_fail) h.flags |= image::kFlagSelfTestFails;
+      image::Bytes payload;
+      if (!b_payload.empty()) payload = read_file(b_payload);
+      else if (b_size) payload = image::synthetic_payload(b_size, b_version);
+      else throw InputError("otarig image build: give --payload FILE or --payload-size N");
+      h.payload_size = static_cast<std::uint32_t>(payload.size());
+      std::optional<crypto::Ed25519Key> key;
+      if (!b_genkey.empty()) {
+        key = crypto::Ed25519Key::generate();
+        key->save_pem(b_genkey);
+      } else {
+        key = load_key_ref(b_key, ".");
+      }
+      auto img = image::build(h, payload, *key);
+      write_file(b_out, img);
+      std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", b_out, img.size(),
+                               h.version.str(), h.security_counter, crypto::hex(key->id()), device_digest(img));
+      return 0;
+    }
+    if (*tamper) {
+      auto in = read_file(t_in);
+      image::Bytes out;
+      if (!t_flip.empty()) {
+        auto colon = t_flip.find(':');
+        std::size_t off = std::stoull(t_flip.substr(0, colon));
+        unsigned bit = colon == std::string::npos ? 0 : static_cast<unsigned>(std::stoul(t_flip.substr(colon + 1)));
+        if (off >= in.size() || bit > 7)
+          throw InputError(fmt::format("{}: --flip-bit {}: offset beyond the image or bit above 7", t_in, t_flip));
+        out = image::tamper::flip_bit(in, off, bit);
+      } else if (t_truncate >= 0) {
+        out = image::tamper::truncate(in, static_cast<std::size_t>(t_truncate));
+      } else if (t_append >= 0) {
+        out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(t_append), 0x5a));
+      } else if (!t_resign.empty()) {
+        out = image::tamper::resign(in, load_key_ref(t_resign, "."));
+      } else if (t_strip) {
+        out = image::tamper::strip_signature(in);
+      } else {
+        out = image::tamper::set_version(in, image::Version::parse(t_version));
+      }
+      write_file(t_out, out);
+      std::cout << fmt::format("{}: {} bytes\n", t_out, out.size());
+      return 0;
+    }
+    if (*inspect) {
+      auto bytes = read_file(i_file);
+      auto p = image::parse(bytes, i_file);
+      std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
+                               p.header.version.str(), p.header.security_counter, p.header.payload_size,
+                               p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+      if (!i_key.empty()) {
+        std::vector<crypto::PublicKey> trusted{load_key_ref(i_key, ".").public_key()};
+        auto c = image::check(bytes, trusted);
+        std::cout << (c.ok() ? "check ok\n" : "check FAILED: " + c.reason + "\n");
+        return c.ok() ? 0 : 1;
+      }
+      return 0;
+    }
+    if (*verify) {
+      auto journal = std::filesystem::path(v_dir) / "journal.jsonl";
+      if (!std::filesystem::exists(std::filesystem::path(v_dir) / "run.json"))
+        throw InputError(fmt::format("{}: no run.json (not an evidence folder)", v_dir));
+      auto c = verify_journal(journal);
+      if (!c.ok) {
+        std::cout << fmt::format("FAILED: {}:{}: {}\n", journal.string(), c.bad_line, c.reason);
+        return 1;
+      }
+      std::cout << fmt::format("ok: {} (journal chain intact)\n", v_dir);
+      return 0;
+    }
+  } catch (const InputError& e) {
+    std::cerr << "otarig: " << e.what() << "\n";
+    return 2;
+  } catch (const BenchError& e) {
+    std::cerr << "otarig: bench failure: " << e.what() << "\n";
+    return 3;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "otarig: bad argument: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace otarig::harness

@@ -1,0 +1,143 @@
+#include "otarig/harness/oracles.hpp"
+
+#include <fmt/format.h>
+
+#include "otarig/drivers/image.hpp"
+
+namespace otarig::harness {
+
+int compare_versions(const std::string& a, const std::string& b) {
+  try {
+    auto va = image::Version::parse(a), vb = image::Version::parse(b);
+    return va < vb ? -1 : (vb < va ? 1 : 0);
+  } catch (const std::exception&) {
+    return a < b ? -1 : (b < a ? 1 : 0);
+  }
+}
+
+namespace {
+
+std::string short_digest(const std::string& d) { return d.size() > 12 ? d.substr(0, 12) : d; }
+
+OracleResult authentic(const OracleInput& in) {
+  OracleResult r{"authentic", true, ""};
+  for (std::size_t i = 0; i < in.history.size(); ++i) {
+    const auto& o = in.history[i];
+    if (!o.booted) continue;
+    // Between the hostile delivery and the clean retry, running the delivered
+    // bytes means the device booted what it should have refused.
+    bool after_bad = !in.delivered_authentic && i >= in.fault_index && (!in.has_retry || i < in.retry_index);
+    if (after_bad && o.digest == in.delivered_digest) {
+      r.held = false;
+      r.detail = fmt::format("{}: the device runs the inauthentic image it was given (digest {})", o.step,
+                             short_digest(o.digest));
+      return r;
+    }
+    if (!in.authentic_digests.count(o.digest)) {
+      r.held = false;
+      r.detail = fmt::format("{}: the device runs an image no trusted key signed (digest {})", o.step,
+                             short_digest(o.digest));
+      return r;
+    }
+  }
+  return r;
+}
+
+OracleResult atomic(const OracleInput& in) {
+  OracleResult r{"atomic", true, ""};
+  auto check = [&](std::size_t i, const std::string& old_d, const std::string& new_d) {
+    if (!r.held || i >= in.history.size()) return;
+    const auto& o = in.history[i];
+    if (!o.booted) {
+      r.held = false;
+      r.detail = fmt::format("{}: no image runs (the device did not boot)", o.step);
+    } else if (o.digest != old_d && o.digest != new_d) {
+      r.held = false;
+      r.detail = fmt::format("{}: the running image (digest {}) is neither the old ({}) nor the new ({})", o.step,
+                             short_digest(o.digest), short_digest(old_d), short_digest(new_d));
+    }
+  };
+  check(in.fault_index, in.before_digest, in.delivered_digest);
+  if (in.has_retry) {
+    const auto& at_fault = in.history[in.fault_index];
+    check(in.retry_index, at_fault.booted ? at_fault.digest : in.before_digest, in.retry_digest);
+  }
+  return r;
+}
+
+OracleResult no_rollback(const OracleInput& in) {
+  OracleResult r{"no-rollback", true, ""};
+  std::string max_version;
+  std::optional<std::uint64_t> max_counter;
+  for (const auto& o : in.history) {
+    if (!o.booted) continue;
+    if (!max_version.empty() && compare_versions(o.version, max_version) < 0) {
+      r.held = false;
+      r.detail = fmt::format("{}: the running version {} is below the earlier {}", o.step, o.version, max_version);
+      return r;
+    }
+    if (o.counter && max_counter && *o.counter < *max_counter) {
+      r.held = false;
+      r.detail = fmt::format("{}: the anti-rollback counter {} is below the earlier {}", o.step, *o.counter,
+                             *max_counter);
+      return r;
+    }
+    if (max_version.empty() || compare_versions(o.version, max_version) > 0) max_version = o.version;
+    if (o.counter && (!max_counter || *o.counter > *max_counter)) max_counter = o.counter;
+  }
+  return r;
+}
+
+OracleResult recovered(const OracleInput& in) {
+  OracleResult r{"recovered", true, ""};
+  for (std::size_t i = in.fault_index; i < in.history.size(); ++i) {
+    const auto& o = in.history[i];
+    if (!o.booted) {
+      r.held = false;
+      r.detail = fmt::format("{}: no healthy boot within the boot budget ({:.0f} ms waited)", o.step, o.waited_ms);
+      return r;
+    }
+    if (!o.health.empty() && o.health != "ok") {
+      r.held = false;
+      r.detail = fmt::format("{}: the device runs but reports health={}{}", o.step, o.health,
+                             o.digest == in.delivered_digest && in.delivered_fails_self_test
+                                 ? " (the image that failed its self-test was not reverted)"
+                                 : "");
+      return r;
+    }
+  }
+  return r;
+}
+
+OracleResult still_updatable(const OracleInput& in) {
+  OracleResult r{"still-updatable", true, ""};
+  if (!in.has_retry) return r;
+  if (!in.retry_problem.empty()) {
+    r.held = false;
+    r.detail = "retry: " + in.retry_problem;
+    return r;
+  }
+  if (in.retry_index >= in.history.size()) {
+    r.held = false;
+    r.detail = "retry: no observation after the clean update";
+    return r;
+  }
+  const auto& o = in.history[in.retry_index];
+  if (!o.booted) {
+    r.held = false;
+    r.detail = "retry: the device did not come up after a clean update";
+  } else if (o.digest != in.retry_digest) {
+    r.held = false;
+    r.detail = fmt::format("retry: a clean update did not take (running {}, expected {})", short_digest(o.digest),
+                           short_digest(in.retry_digest));
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<OracleResult> judge(const OracleInput& in) {
+  return {authentic(in), atomic(in), no_rollback(in), recovered(in), still_updatable(in)};
+}
+
+}  // namespace otarig::harness

@@ -1,0 +1,145 @@
+#include "otarig/harness/profile.hpp"
+
+#include <fmt/format.h>
+#include <re2/re2.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "otarig/drivers/crypto.hpp"
+
+#ifndef OTARIG_SOURCE_DIR
+#define OTARIG_SOURCE_DIR ""
+#endif
+#ifndef OTARIG_INSTALL_DATADIR
+#define OTARIG_INSTALL_DATADIR ""
+#endif
+
+namespace otarig::harness {
+namespace {
+
+void check_pattern(const Config& c, const std::string& pattern, std::initializer_list<const char*> required_groups) {
+  re2::RE2 re(pattern, re2::RE2::Quiet);
+  if (!re.ok()) c.fail(fmt::format("invalid RE2 pattern: {}", re.error()));
+  const auto& groups = re.NamedCapturingGroups();
+  for (const char* g : required_groups)
+    if (!groups.count(g)) c.fail(fmt::format("the pattern needs a named group (?P<{}>...)", g));
+}
+
+std::string file_sha256(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return crypto::hex(crypto::sha256(ss.str()));
+}
+
+void check_key_ref(const Config& c, const std::string& ref) {
+  if (ref.rfind("test:", 0) == 0) {
+    if (ref.size() == 5) c.fail("a test key needs a label, e.g. test:my-board");
+    return;
+  }
+  auto p = std::filesystem::path(ref);
+  if (p.is_relative()) p = c.directory() / p;
+  if (!std::filesystem::exists(p)) c.fail(fmt::format("key file '{}' does not exist", p.string()));
+}
+
+}  // namespace
+
+const ReleaseSpec* BoardProfile::release(const std::string& n) const {
+  for (const auto& r : releases)
+    if (r.name == n) return &r;
+  return nullptr;
+}
+
+std::vector<std::filesystem::path> data_dirs() {
+  std::vector<std::filesystem::path> dirs;
+  if (const char* env = std::getenv("OTARIG_DATA_DIR"); env && *env) dirs.emplace_back(env);
+  // A build-tree binary reads its own source tree first; an installed one the share folder.
+  if (std::string(OTARIG_SOURCE_DIR).size() && std::filesystem::is_directory(OTARIG_SOURCE_DIR "/boards"))
+    dirs.emplace_back(OTARIG_SOURCE_DIR);
+  if (std::string(OTARIG_INSTALL_DATADIR).size()) dirs.emplace_back(OTARIG_INSTALL_DATADIR);
+  return dirs;
+}
+
+std::filesystem::path resolve_board(const std::string& name_or_path) {
+  std::filesystem::path p(name_or_path);
+  if (std::filesystem::exists(p)) return p;
+  if (p.extension() != ".yaml" && p.parent_path().empty()) {
+    for (const auto& d : data_dirs())
+      if (auto c = d / "boards" / (name_or_path + ".yaml"); std::filesystem::exists(c)) return c;
+  }
+  throw InputError(fmt::format("{}: no such board profile (give a path, or a name from `otarig list boards`)",
+                               name_or_path));
+}
+
+BoardProfile load_profile(const std::filesystem::path& file) {
+  auto root = Config::load_file(file);
+  if (!root.is_map()) root.fail("a board profile must be a map");
+  root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
+                  "releases", "image_format", "tags"});
+  BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
+  p.name = root.at("name").as_string();
+  p.description = root.string_or("description", "");
+  auto device = root.at("device");
+  p.device_kind = device.at("kind").as_string();
+  p.image_format = root.string_or("image_format", "otarig");
+  if (p.image_format != "otarig")
+    root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
+
+  auto obs = root.at("observe");
+  obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval"});
+  p.observe.banner = obs.string_or("banner", "");
+  if (!p.observe.banner.empty()) check_pattern(obs.at("banner"), p.observe.banner, {});
+  p.observe.status_command = obs.string_or("status_command", "");
+  p.observe.status = obs.at("status").as_string();
+  check_pattern(obs.at("status"), p.observe.status, {"slot", "version", "digest"});
+  p.observe.boot_timeout = obs.duration_or("boot_timeout", std::chrono::milliseconds(5000));
+  p.observe.status_interval = obs.duration_or("status_interval", std::chrono::milliseconds(500));
+  if (p.observe.boot_timeout.count() <= 0) obs.at("boot_timeout").fail("must be positive");
+
+  auto signing = root.at("signing");
+  signing.only_keys({"key", "trusted"});
+  p.signing_key = signing.at("key").as_string();
+  check_key_ref(signing.at("key"), p.signing_key);
+  if (auto t = signing.find("trusted")) {
+    for (const auto& item : t->items()) {
+      auto ref = item.as_string();
+      check_key_ref(item, ref);
+      p.trusted_keys.push_back(ref);
+    }
+  } else {
+    p.trusted_keys.push_back(p.signing_key);
+  }
+
+  std::set<std::string> seen;
+  for (auto& [name, rel] : root.at("releases").entries()) {
+    rel.only_keys({"version", "security_counter", "payload_size", "file"});
+    ReleaseSpec r;
+    r.name = name;
+    r.where = rel.where();
+    try {
+      r.version = image::Version::parse(rel.at("version").as_string());
+    } catch (const InputError& e) {
+      rel.at("version").fail(e.what());
+    }
+    auto ctr = rel.at("security_counter").as_uint();
+    if (ctr > UINT32_MAX) rel.at("security_counter").fail("must fit in 32 bits");
+    r.security_counter = static_cast<std::uint32_t>(ctr);
+    r.payload_size = rel.size_or("payload_size", 1048400);
+    if (r.payload_size == 0 || r.payload_size > UINT32_MAX) rel.at("payload_size").fail("must be 1..4294967295");
+    if (auto f = rel.find("file")) {
+      auto fp = std::filesystem::path(f->as_string());
+      if (fp.is_relative()) fp = f->directory() / fp;
+      if (!std::filesystem::exists(fp)) f->fail(fmt::format("image file '{}' does not exist", fp.string()));
+      r.file = fp;
+    }
+    seen.insert(name);
+    p.releases.push_back(std::move(r));
+  }
+  if (p.releases.empty()) root.at("releases").fail("a profile needs at least one release");
+  return p;
+}
+
+}  // namespace otarig::harness

@@ -1,0 +1,149 @@
+#include "otarig/harness/scenario.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "faults.hpp"
+#include "otarig/harness/profile.hpp"
+
+namespace otarig::harness {
+namespace {
+
+std::filesystem::path resolve_scenario(const std::string& name_or_path, const std::filesystem::path& near) {
+  std::filesystem::path p(name_or_path);
+  if (p.extension() == ".yaml" || p.has_parent_path()) {
+    if (std::filesystem::exists(p)) return p;
+    throw InputError(fmt::format("{}: no such scenario file", name_or_path));
+  }
+  if (!near.empty())
+    if (auto c = near / (name_or_path + ".yaml"); std::filesystem::exists(c)) return c;
+  for (const auto& d : data_dirs())
+    if (auto c = d / "scenarios" / (name_or_path + ".yaml"); std::filesystem::exists(c)) return c;
+  throw InputError(
+      fmt::format("{}: no such scenario (give a path, or a name from `otarig list scenarios`)", name_or_path));
+}
+
+FaultSpec parse_fault(const Config& c) {
+  FaultSpec f;
+  f.where = c.where();
+  f.kind = c.at("kind").as_string();
+  const auto* kind = scenarios::find_fault_kind(f.kind);
+  if (!kind) {
+    std::string names;
+    for (const auto& k : scenarios::fault_kinds()) names += (names.empty() ? "" : ", ") + std::string(k.name);
+    c.at("kind").fail(fmt::format("unknown fault kind '{}' (known: {})", f.kind, names));
+  }
+  if (f.kind == "power-cut") {
+    c.only_keys({"kind", "at", "torn"});
+    f.at = c.at("at").as_string();
+    if (f.at != "every-flash-op" && f.at != "random-flash-op")
+      c.at("at").fail(fmt::format("unknown cut point '{}' (known: every-flash-op, random-flash-op)", f.at));
+    f.torn = c.double_or("torn", 0.0);
+    if (f.torn < 0 || f.torn > 1) c.at("torn").fail("a probability between 0 and 1");
+  } else if (f.kind == "tamper") {
+    c.only_keys({"kind", "variants"});
+    const auto& known = scenarios::tamper_variants();
+    if (auto v = c.find("variants")) {
+      for (const auto& item : v->items()) {
+        auto name = item.as_string();
+        if (std::find(known.begin(), known.end(), name) == known.end())
+          item.fail(fmt::format("unknown tamper variant '{}'", name));
+        f.variants.push_back(name);
+      }
+    } else {
+      for (auto k : known) f.variants.emplace_back(k);
+    }
+  } else {
+    c.only_keys({"kind"});
+  }
+  return f;
+}
+
+Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>& loading) {
+  auto canonical = std::filesystem::weakly_canonical(file);
+  auto root = Config::load_file(file);
+  if (loading.count(canonical)) root.fail("a suite includes itself");
+  loading.insert(canonical);
+  if (!root.is_map()) root.fail("a scenario must be a map");
+  Scenario s;
+  s.path = file;
+  if (root.has("include")) {
+    root.only_keys({"name", "title", "description", "include"});
+    s.name = root.at("name").as_string();
+    s.title = root.string_or("title", s.name);
+    for (const auto& item : root.at("include").items()) {
+      auto name = item.as_string();
+      try {
+        s.parts.push_back(load(resolve_scenario(name, file.parent_path()), loading));
+      } catch (const InputError& e) {
+        item.fail(e.what());
+      }
+    }
+    if (s.parts.empty()) root.at("include").fail("a suite needs at least one scenario");
+    std::set<std::string> ids, cls;
+    for (const auto* leaf : s.leaves()) {
+      for (const auto& r : leaf->requirements)
+        if (ids.insert(r).second) s.requirements.push_back(r);
+      for (const auto& c : leaf->classes)
+        if (cls.insert(c).second) s.classes.push_back(c);
+    }
+  } else {
+    root.only_keys({"name", "title", "description", "classes", "requirements", "start", "before", "deliver", "fault",
+                    "retry", "trials"});
+    s.name = root.at("name").as_string();
+    s.title = root.string_or("title", s.name);
+    s.classes = root.at("classes").as_string_list();
+    s.requirements = root.at("requirements").as_string_list();
+    if (s.requirements.empty()) root.at("requirements").fail("name at least one requirement id");
+    s.start = root.at("start").as_string();
+    s.where_start = root.at("start").where();
+    if (auto b = root.find("before")) s.before = b->as_string_list();
+    s.deliver = root.at("deliver").as_string();
+    s.where_deliver = root.at("deliver").where();
+    s.fault = parse_fault(root.at("fault"));
+    s.retry = root.string_or("retry", "");
+    if (auto r = root.find("retry")) s.where_retry = r->where();
+    s.trials = root.size_or("trials", 0);
+    if (s.fault.kind == "power-cut" && s.fault.at == "random-flash-op" && s.trials == 0)
+      root.fail("a random power-cut scenario needs `trials`");
+  }
+  if (file.stem() != s.name)
+    root.at("name").fail(fmt::format("the name '{}' must match the file name '{}'", s.name, file.stem().string()));
+  loading.erase(canonical);
+  return s;
+}
+
+}  // namespace
+
+std::vector<const Scenario*> Scenario::leaves() const {
+  std::vector<const Scenario*> out;
+  if (!is_suite()) {
+    out.push_back(this);
+    return out;
+  }
+  for (const auto& p : parts)
+    for (const auto* l : p.leaves()) out.push_back(l);
+  return out;
+}
+
+Scenario load_scenario(const std::string& name_or_path) {
+  std::set<std::filesystem::path> loading;
+  return load(resolve_scenario(name_or_path, {}), loading);
+}
+
+std::vector<std::filesystem::path> catalog_scenarios() {
+  std::vector<std::filesystem::path> out;
+  std::set<std::string> names;
+  for (const auto& d : data_dirs()) {
+    auto dir = d / "scenarios";
+    if (!std::filesystem::is_directory(dir)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+      if (e.path().extension() == ".yaml" && names.insert(e.path().stem().string()).second) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace otarig::harness

@@ -1,0 +1,292 @@
+#include "otarig/harness/trial.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace otarig::harness {
+
+const char* to_string(TrialStep s) {
+  switch (s) {
+    case TrialStep::prepare: return "prepare";
+    case TrialStep::inject: return "inject";
+    case TrialStep::deliver: return "deliver";
+    case TrialStep::recover: return "recover";
+    case TrialStep::observe: return "observe";
+    case TrialStep::retry: return "retry";
+    case TrialStep::judge: return "judge";
+    case TrialStep::record: return "record";
+    case TrialStep::done: return "done";
+  }
+  return "?";
+}
+
+std::vector<std::string> TrialOutcome::broken() const {
+  std::vector<std::string> out;
+  for (const auto& o : oracles)
+    if (!o.held) out.push_back(o.name);
+  return out;
+}
+
+namespace {
+
+nlohmann::json obs_json(const Observation& o) {
+  nlohmann::json j{{"step", o.step}, {"booted", o.booted}};
+  if (o.booted) {
+    j["slot"] = o.slot;
+    j["version"] = o.version;
+    j["digest"] = o.digest;
+    if (o.counter) j["counter"] = *o.counter;
+    if (!o.state.empty()) j["state"] = o.state;
+    if (!o.health.empty()) j["health"] = o.health;
+  }
+  j["waited_ms"] = o.waited_ms;
+  return j;
+}
+
+class Runner {
+ public:
+  Runner(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec, const TrialHooks* hooks)
+      : bench_(bench), releases_(releases), spec_(spec), hooks_(hooks), s_(*spec.scenario) {
+    out_.spec = spec;
+  }
+
+  TrialOutcome run() {
+    auto wall_start = std::chrono::steady_clock::now();
+    bench_.begin_transcript();
+    for (TrialStep step = TrialStep::prepare; step != TrialStep::done; step = next(step)) {
+      event(step);
+      switch (step) {
+        case TrialStep::prepare: prepare(); break;
+        case TrialStep::inject: inject(); break;
+        case TrialStep::deliver: deliver(); break;
+        case TrialStep::recover: recover(); break;
+        case TrialStep::observe: observe(); break;
+        case TrialStep::retry: retry(); break;
+        case TrialStep::judge: judge_trial(); break;
+        case TrialStep::record: break;
+        case TrialStep::done: break;
+      }
+    }
+    bench_.drain_console();
+    out_.transcript = bench_.take_transcript();
+    if (bench_.parts().flash_faults) out_.erase_counts = bench_.parts().flash_faults->erase_counts();
+    out_.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count();
+    return std::move(out_);
+  }
+
+ private:
+  static TrialStep next(TrialStep s) { return static_cast<TrialStep>(static_cast<int>(s) + 1); }
+
+  void event(TrialStep step, nlohmann::json extra = nlohmann::json::object()) {
+    extra["type"] = "step";
+    extra["step"] = to_string(step);
+    extra["t_ms"] = std::chrono::duration<double, std::milli>(bench_.clock().now()).count();
+    out_.events.push_back(std::move(extra));
+  }
+  void note(const std::string& type, nlohmann::json data) {
+    data["type"] = type;
+    out_.events.push_back(std::move(data));
+  }
+
+  drivers::DeliveryResult deliver_image(const BuiltImage& img, const std::string& step) {
+    if (!bench_.parts().power->is_on()) bench_.power_on(step);
+    drivers::DeliveryResult r;
+    try {
+      r = bench_.parts().link->deliver(img.bytes);
+    } catch (const BenchError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw BenchError(fmt::format("{}: delivering {} during {} failed: {}", bench_.profile().name, img.name, step,
+                                   e.what()));
+    }
+    note("delivery", {{"step", step},
+                      {"image", img.name},
+                      {"status", drivers::to_string(r.status)},
+                      {"detail", r.detail},
+                      {"bytes", r.bytes_sent}});
+    return r;
+  }
+
+  void power_up_if_off(const std::string& step) {
+    if (!bench_.parts().power->is_on()) bench_.power_on(step);
+  }
+
+  Observation look(const std::string& step) {
+    auto o = bench_.observe(step);
+    note("observation", obs_json(o));
+    out_.observations.push_back(o);
+    return o;
+  }
+
+  void prepare() {
+    const auto& start = releases_.get(s_.start);
+    auto& parts = bench_.parts();
+    if (parts.flash_faults) parts.flash_faults->disarm();
+    if (!parts.provision)
+      throw BenchError(fmt::format("{}: prepare: the board cannot be provisioned with a known-good image",
+                                   bench_.profile().name));
+    bench_.power_off("prepare");
+    parts.provision->provision(start.bytes);
+    bench_.power_on("prepare");
+    auto o = look("prepare");
+    if (!o.booted || o.digest != start.digest)
+      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}",
+                                   bench_.profile().name, start.name,
+                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : ""));
+    for (const auto& name : s_.before) {
+      const auto& rel = releases_.get(name);
+      auto r = deliver_image(rel, "before:" + name);
+      power_up_if_off("before:" + name);
+      auto ob = look("before:" + name);
+      if (r.status != drivers::DeliveryStatus::accepted || !ob.booted || ob.digest != rel.digest)
+        setup_problem_ = fmt::format("the clean update to {} before the fault did not take ({}: {})", name,
+                                     drivers::to_string(r.status), r.detail);
+    }
+    before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;
+  }
+
+  void inject() {
+    const auto& f = s_.fault;
+    const auto& base = releases_.get(s_.deliver);
+    Rng rng(spec_.seed ^ 0x696d616765ULL);
+    std::string detail;
+    if (f.kind == "tamper" || f.kind == "unsigned" || f.kind == "wrong-key" || f.kind == "self-test-fail") {
+      variant_ = releases_.make_variant(base, f.kind, spec_.variant, rng, &detail);
+      image_ = &*variant_;
+    } else {
+      image_ = &base;
+      if (f.kind == "replay") detail = fmt::format("replay of older release {} ({})", base.name, base.version);
+    }
+    if (f.kind == "power-cut") {
+      auto* ff = bench_.parts().flash_faults.get();
+      if (!ff) throw BenchError(fmt::format("{}: the board cannot cut power at a flash operation",
+                                            bench_.profile().name));
+      ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed});
+      detail = fmt::format("power cut {} flash operation {} of {}", spec_.torn ? "tearing" : "before", spec_.cut_op,
+                           spec_.ops_total);
+    }
+    out_.delivered = image_->name;
+    out_.fault_detail = detail;
+    note("fault", {{"fault", spec_.fault_json()}, {"detail", detail}, {"image", image_->name},
+                   {"image_digest", image_->digest}});
+  }
+
+  void deliver() {
+    auto r = deliver_image(*image_, "deliver");
+    out_.delivery_status = drivers::to_string(r.status);
+    out_.delivery_detail = r.detail;
+    if (auto* ff = bench_.parts().flash_faults.get()) {
+      out_.cut_fell_at = ff->fired();
+      if (out_.cut_fell_at) {
+        const auto& op = *out_.cut_fell_at;
+        note("power-cut", {{"op", op.index},
+                           {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
+                           {"address", op.address},
+                           {"length", op.length},
+                           {"phase", op.phase},
+                           {"torn", spec_.torn}});
+      }
+      ff->disarm();
+    }
+  }
+
+  void recover() { power_up_if_off("recover"); }
+
+  void observe() {
+    fault_index_ = out_.observations.size();
+    look("after-fault");
+    if (hooks_) {
+      TrialContext ctx{bench_, spec_, out_};
+      for (const auto& step : hooks_->steps) step(ctx);
+    }
+  }
+
+  void retry() {
+    if (s_.retry.empty()) return;
+    const auto& rel = releases_.get(s_.retry);
+    auto r = deliver_image(rel, "retry");
+    power_up_if_off("retry");
+    retry_index_ = out_.observations.size();
+    look("retry");
+    if (r.status != drivers::DeliveryStatus::accepted)
+      retry_problem_ = fmt::format("the clean update to {} was {} ({})", rel.name, drivers::to_string(r.status),
+                                   r.detail);
+  }
+
+  void judge_trial() {
+    OracleInput in;
+    in.history = out_.observations;
+    in.fault_index = fault_index_;
+    in.before_digest = before_digest_;
+    in.delivered_digest = image_->digest;
+    in.delivered_authentic = image_->authentic;
+    in.delivered_fails_self_test = image_->fails_self_test;
+    in.authentic_digests.insert(releases_.authentic_digests().begin(), releases_.authentic_digests().end());
+    in.has_retry = !s_.retry.empty();
+    if (in.has_retry) {
+      in.retry_digest = releases_.get(s_.retry).digest;
+      in.retry_index = retry_index_;
+      in.retry_problem = retry_problem_;
+    }
+    out_.oracles = harness::judge(in);
+    if (!setup_problem_.empty()) {
+      for (auto& o : out_.oracles)
+        if (o.name == "still-updatable" && o.held) {
+          o.held = false;
+          o.detail = setup_problem_;
+        }
+    }
+    if (hooks_) {
+      TrialContext ctx{bench_, spec_, out_};
+      for (const auto& oracle : hooks_->oracles) out_.oracles.push_back(oracle(ctx));
+    }
+    out_.passed = true;
+    for (const auto& o : out_.oracles) {
+      note("oracle", {{"oracle", o.name}, {"held", o.held}, {"detail", o.detail}});
+      out_.passed = out_.passed && o.held;
+    }
+  }
+
+  Bench& bench_;
+  const ReleaseSet& releases_;
+  const TrialSpec& spec_;
+  const TrialHooks* hooks_;
+  const Scenario& s_;
+  TrialOutcome out_;
+  std::optional<BuiltImage> variant_;
+  const BuiltImage* image_ = nullptr;
+  std::string before_digest_;
+  std::string setup_problem_;
+  std::string retry_problem_;
+  std::size_t fault_index_ = 0;
+  std::size_t retry_index_ = 0;
+};
+
+}  // namespace
+
+TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec, const TrialHooks* hooks) {
+  return Runner(bench, releases, spec, hooks).run();
+}
+
+std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const std::string& start,
+                               const std::string& deliver) {
+  auto& parts = bench.parts();
+  if (!parts.flash_faults || !parts.provision) return 0;
+  const auto& s = releases.get(start);
+  const auto& d = releases.get(deliver);
+  parts.flash_faults->disarm();
+  bench.power_off("count flash operations");
+  parts.provision->provision(s.bytes);
+  bench.power_on("count flash operations");
+  parts.flash_faults->arm(drivers::FlashCut{0, false, 0});
+  auto r = parts.link->deliver(d.bytes);
+  auto n = parts.flash_faults->ops_counted();
+  parts.flash_faults->disarm();
+  if (r.status != drivers::DeliveryStatus::accepted)
+    throw BenchError(fmt::format("{}: counting flash operations: the clean update from {} to {} was {} ({})",
+                                 bench.profile().name, start, deliver, drivers::to_string(r.status), r.detail));
+  return n;
+}
+
+}  // namespace otarig::harness

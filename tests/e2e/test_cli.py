@@ -1,0 +1,271 @@
+"""End-to-end tests of the otarig command line against the virtual boards."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+BIN = os.environ.get("OTARIG_BIN", "otarig")
+SRC = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+REF = str(SRC / "boards/virtual-ab.yaml")
+INPLACE = str(SRC / "boards/flawed/virtual-inplace.yaml")
+NOROLLBACK = str(SRC / "boards/flawed/virtual-norollback.yaml")
+
+
+def otarig(*args, check=None, cwd=None):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+def load_run(out):
+    return json.loads((Path(out) / "run.json").read_text())
+
+
+def journal_events(out):
+    return [json.loads(line) for line in (Path(out) / "journal.jsonl").read_text().splitlines()]
+
+
+def verdict_table(out):
+    return [(t["id"], t["scenario"], json.dumps(t["fault"], sort_keys=True), t["verdict"]) for t in load_run(out)["trials"]]
+
+
+@pytest.fixture(scope="module")
+def nightly_ref(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "out"
+    p = otarig("run", "--board", REF, "--scenario", "nightly", "--seed", 1, "--out", out, check=0)
+    return out, p
+
+
+def test_nightly_on_reference_board_finds_nothing(nightly_ref):
+    out, p = nightly_ref
+    run = load_run(out)
+    s = run["summary"]
+    assert s["findings"] == 0 and s["failed"] == 0
+    assert s["trials"] == s["passed"] == len(run["trials"]) == run["planned"]
+    scenarios = {t["scenario"] for t in run["trials"]}
+    assert scenarios == {"power-cut-sweep", "power-cut-random", "tampered-image", "unsigned", "wrong-key",
+                         "replay-old", "self-test-fail"}
+    n = run["ops_per_update"]["factory->update"]
+    sweep = [t for t in run["trials"] if t["scenario"] == "power-cut-sweep"]
+    assert len(sweep) == n and n > 500, "one trial per flash operation of a 1 MiB update"
+    assert sorted(t["fault"]["before_op"] for t in sweep) == list(range(1, n + 1))
+    assert all(t["cut"]["op"] == t["fault"]["before_op"] for t in sweep)
+    assert {t["cut"]["phase"] for t in sweep} >= {"download", "confirm"}
+    assert "PASS" in p.stdout and "evidence:" in p.stdout
+    for key in ("otarig", "board", "seed", "started", "ended", "releases", "summary", "trials", "findings"):
+        assert key in run
+    assert run["otarig"]["git_revision"]
+    assert all(len(r["sha256"]) == 64 for r in run["releases"])
+
+
+def test_journal_is_chained_with_one_verdict_per_trial(nightly_ref):
+    out, _ = nightly_ref
+    events = journal_events(out)
+    lines = (Path(out) / "journal.jsonl").read_text().splitlines()
+    import hashlib
+    prev = ""
+    for i, (line, ev) in enumerate(zip(lines, events)):
+        assert ev["seq"] == i
+        assert ev["prev_sha256"] == prev
+        prev = hashlib.sha256(line.encode()).hexdigest()
+    verdicts = [e["trial"] for e in events if e["type"] == "verdict"]
+    assert len(verdicts) == len(set(verdicts)) == load_run(out)["summary"]["trials"]
+    otarig("report", "verify", out, check=0)
+
+
+def test_evidence_folder_per_trial_and_junit(nightly_ref):
+    out, _ = nightly_ref
+    run = load_run(out)
+    t = run["trials"][0]
+    d = Path(out) / t["evidence"]
+    assert (d / "console.log").read_text().count("otarig-vboard bootloader") >= 1
+    assert json.loads((d / "verdict.json").read_text())["verdict"] == "pass"
+    assert (d / "events.jsonl").read_text().count('"step"') >= 6
+    root = ET.parse(Path(out) / "junit.xml").getroot()
+    assert root.tag == "testsuites"
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(run["trials"])
+    props = {p.get("name") for p in cases[0].iter("property")}
+    assert {"seed", "fault_point", "requirement", "board"} <= props
+    assert (Path(out) / "summary.md").read_text().startswith("## otarig")
+
+
+def test_inplace_board_is_caught_by_atomic_and_recovered(tmp_path):
+    out = tmp_path / "out"
+    p = otarig("run", "--board", INPLACE, "--scenario", "nightly", "--seed", 1, "--out", out, check=1)
+    run = load_run(out)
+    assert run["summary"]["findings"] > 0
+    broken = {o["oracle"] for f in run["findings"] for o in f["oracles"]}
+    assert {"atomic", "recovered"} <= broken
+    assert {f["scenario"] for f in run["findings"]} >= {"power-cut-sweep"}
+    assert "replay: otarig run" in p.stdout
+    bricked = [t for t in run["trials"] if t["scenario"] == "power-cut-sweep" and t["verdict"] == "fail"]
+    sweep = [t for t in run["trials"] if t["scenario"] == "power-cut-sweep"]
+    assert len(bricked) > len(sweep) // 2, "a copy-in-place updater bricks most cut points"
+
+
+def test_norollback_board_is_caught_by_no_rollback(tmp_path):
+    out = tmp_path / "out"
+    otarig("run", "--board", NOROLLBACK, "--scenario", "nightly", "--seed", 1, "--out", out, check=1)
+    run = load_run(out)
+    by_scenario = {}
+    for f in run["findings"]:
+        by_scenario.setdefault(f["scenario"], set()).update(o["oracle"] for o in f["oracles"])
+    assert "no-rollback" in by_scenario.get("replay-old", set())
+    assert set(by_scenario) == {"replay-old"}, by_scenario
+
+
+def test_finding_replays_to_the_same_verdict(tmp_path):
+    out = tmp_path / "out"
+    otarig("run", "--board", NOROLLBACK, "--scenario", "replay-old", "--seed", 5, "--out", out, check=1)
+    finding = load_run(out)["findings"][0]
+    cmd = finding["replay"].split()
+    assert cmd[0] == "otarig"
+    replay_out = tmp_path / "replay"
+    cmd[cmd.index("--out") + 1] = str(replay_out)
+    p = subprocess.run([BIN, *cmd[1:]], capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    again = load_run(replay_out)
+    assert [t["id"] for t in again["trials"]] == [finding["trial"]]
+    assert again["findings"][0]["oracles"] == finding["oracles"]
+
+
+def test_same_seed_gives_identical_verdicts_on_any_job_count(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    args = ["--board", INPLACE, "--scenario", "power-cut-random", "--seed", 11]
+    otarig("run", *args, "--out", a, "--jobs", 1, check=1)
+    otarig("run", *args, "--out", b, "--jobs", 2, check=1)
+    otarig("run", *args[:-1], 12, "--out", c, check=1)
+    assert verdict_table(a) == verdict_table(b)
+    assert verdict_table(a) != verdict_table(c)
+
+
+def test_sigkill_then_resume_records_every_trial_once(tmp_path):
+    out = tmp_path / "out"
+    ref = tmp_path / "ref"
+    args = ["--board", INPLACE, "--scenario", "power-cut-sweep", "--seed", 3, "--jobs", 1]
+    otarig("run", *args, "--out", ref, check=1)
+    proc = subprocess.Popen([BIN, "run", *map(str, args), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = out / "journal.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if journal.exists() and journal.read_text().count('"type":"verdict"') >= 40:
+            break
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = journal.read_text().count('"type":"verdict"')
+    total = load_run(ref)["summary"]["trials"]
+    assert 0 < done_before < total, "killed mid-campaign"
+    otarig("run", *args, "--out", out, "--resume", check=1)
+    otarig("report", "verify", out, check=0)
+    events = journal_events(out)
+    verdicts = [e["trial"] for e in events if e["type"] == "verdict"]
+    assert sorted(verdicts) == sorted(set(verdicts)) and len(verdicts) == total
+    assert any(e["type"] == "campaign-resume" for e in events)
+    assert verdict_table(out) == verdict_table(ref)
+
+
+def test_shards_partition_the_campaign(tmp_path):
+    whole = tmp_path / "whole"
+    otarig("run", "--board", REF, "--scenario", "tampered-image", "--seed", 2, "--out", whole, check=0)
+    ids = []
+    for i in range(3):
+        o = tmp_path / f"s{i}"
+        otarig("run", "--board", REF, "--scenario", "tampered-image", "--seed", 2, "--shard", f"{i}/3", "--out", o,
+               check=0)
+        ids += [t["id"] for t in load_run(o)["trials"]]
+    assert sorted(ids) == [t["id"] for t in load_run(whole)["trials"]]
+
+
+BAD_PROFILE = """name: broken
+device:
+  kind: virtual
+  mode: ab
+power: {driver: virtual}
+console: {driver: virtual}
+link: {driver: virtual}
+observe:
+  status: 'STATUS slot=(?P<slot>\\w+) version=(?P<version>\\S+) digest=(?P<digest>[0-9a-f]{64})'
+signing: {key: "test:x"}
+releases:
+  factory: {version: 1.0.0, security_counter: one}
+"""
+
+
+@pytest.mark.parametrize("case", ["malformed-yaml", "wrong-type", "unknown-key", "unknown-board", "unknown-scenario",
+                                  "missing-release", "bad-shard", "bad-device-key", "bad-image"])
+def test_bad_input_exits_2_naming_file_and_line(tmp_path, case):
+    prof = tmp_path / "b.yaml"
+    args = None
+    expect = None
+    if case == "malformed-yaml":
+        prof.write_text("name: [x\n")
+        expect = f"{prof}:"
+    elif case == "wrong-type":
+        prof.write_text(BAD_PROFILE)
+        expect = f"{prof}:12"
+    elif case == "unknown-key":
+        prof.write_text(BAD_PROFILE.replace("security_counter: one", "security_counter: 1") + "flavour: mint\n")
+        expect = f"{prof}:13"
+    elif case == "bad-device-key":
+        prof.write_text(BAD_PROFILE.replace("security_counter: one", "security_counter: 1")
+                        .replace("  mode: ab\n", "  mode: ab\n  wings: 2\n"))
+        expect = f"{prof}:5"
+    elif case == "unknown-board":
+        args = ["run", "--board", "no-such-board", "--scenario", "nightly", "--out", tmp_path / "o"]
+        expect = "no-such-board"
+    elif case == "unknown-scenario":
+        args = ["run", "--board", REF, "--scenario", "no-such-scenario", "--out", tmp_path / "o"]
+        expect = "no-such-scenario"
+    elif case == "missing-release":
+        scen = tmp_path / "needs-next.yaml"
+        scen.write_text("name: needs-next\ntitle: t\nclasses: [S3]\nrequirements: [x]\nstart: factory\n"
+                        "deliver: factory\nfault: {kind: replay}\nretry: future\n")
+        args = ["run", "--board", REF, "--scenario", scen, "--out", tmp_path / "o"]
+        expect = f"{scen}:8"
+    elif case == "bad-shard":
+        args = ["run", "--board", REF, "--scenario", "nightly", "--shard", "3/3", "--out", tmp_path / "o"]
+        expect = "--shard"
+    elif case == "bad-image":
+        img = tmp_path / "junk.img"
+        img.write_bytes(b"\x00" * 100)
+        args = ["image", "inspect", img]
+        expect = f"{img}: header.magic"
+    if args is None:
+        args = ["run", "--board", prof, "--scenario", "nightly", "--out", tmp_path / "o"]
+    p = otarig(*args, check=2)
+    assert expect in p.stderr, p.stderr
+
+
+def test_image_build_tamper_inspect(tmp_path):
+    img, bad, key = tmp_path / "a.img", tmp_path / "b.img", tmp_path / "k.pem"
+    otarig("image", "build", "--version", "2.1.0+7", "--counter", 4, "--payload-size", 5000, "--key", "x",
+           "--generate-key", key, "--out", img, check=0)
+    p = otarig("image", "inspect", img, "--key", key, check=0)
+    assert "version 2.1.0+7" in p.stdout and "check ok" in p.stdout
+    otarig("image", "tamper", "--in", img, "--out", bad, "--flip-bit", "100:3", check=0)
+    p = otarig("image", "inspect", bad, "--key", key, check=1)
+    assert "check FAILED" in p.stdout
+    otarig("image", "tamper", "--in", img, "--out", bad, "--strip-signature", check=0)
+    assert "check FAILED" in otarig("image", "inspect", bad, "--key", key, check=1).stdout
+    otarig("image", "tamper", "--in", img, "--out", bad, "--resign", "test:someone-else", check=0)
+    assert "check FAILED" in otarig("image", "inspect", bad, "--key", key, check=1).stdout
+
+
+def test_list_commands():
+    boards = otarig("list", "boards", check=0).stdout
+    assert "virtual-ab.yaml" in boards and "flawed/virtual-inplace.yaml" in boards and "INVALID" not in boards
+    scenarios = otarig("list", "scenarios", check=0).stdout
+    assert re.search(r"^nightly\s+suite of 7", scenarios, re.M)
+    faults = otarig("list", "faults", check=0).stdout
+    assert "power-cut" in faults and "tamper" in faults
+    otarig("list", "gadgets", check=2)

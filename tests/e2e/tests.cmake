@@ -1,0 +1,10 @@
+# End-to-end tests of the otarig command line, run by Debian's Python with pytest.
+find_program(OTARIG_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT OTARIG_PYTHON)
+  find_program(OTARIG_PYTHON NAMES python3)
+endif()
+add_test(NAME e2e.cli
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_cli.py)
+set_tests_properties(e2e.cli PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  LABELS "e2e" TIMEOUT 900)

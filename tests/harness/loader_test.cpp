@@ -1,0 +1,169 @@
+// Bad profiles and scenarios: every case names the file and the line.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "otarig/harness/profile.hpp"
+#include "otarig/harness/scenario.hpp"
+
+using namespace otarig::harness;
+
+namespace {
+
+const char* kGoodProfile = R"(name: t
+device:
+  kind: virtual
+power: {driver: virtual}
+console: {driver: virtual}
+link: {driver: virtual}
+observe:
+  status_command: "status\n"
+  status: 'STATUS slot=(?P<slot>\w+) version=(?P<version>\S+) digest=(?P<digest>[0-9a-f]+)'
+signing:
+  key: test:t
+releases:
+  factory: {version: 1.0.0, security_counter: 1, payload_size: 4KiB}
+)";
+
+std::filesystem::path dir() {
+  static auto d = [] {
+    auto p = std::filesystem::temp_directory_path() / ("otarig-loader-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+std::filesystem::path write(const std::string& name, const std::string& text) {
+  auto p = dir() / name;
+  std::ofstream(p) << text;
+  return p;
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  auto pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  return s.replace(pos, from.size(), to);
+}
+
+struct BadProfile {
+  const char* name;
+  std::string text;
+  const char* where;  // ":LINE"
+  const char* says;
+};
+
+class BadProfiles : public ::testing::TestWithParam<BadProfile> {};
+
+TEST_P(BadProfiles, NameFileAndLine) {
+  auto p = write(std::string(GetParam().name) + ".yaml", GetParam().text);
+  try {
+    load_profile(p);
+    FAIL() << "accepted";
+  } catch (const otarig::InputError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(p.string() + GetParam().where), std::string::npos) << msg;
+    EXPECT_NE(msg.find(GetParam().says), std::string::npos) << msg;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, BadProfiles,
+    ::testing::Values(
+        BadProfile{"malformed", replace(kGoodProfile, "power: {driver: virtual}", "power: {driver: virtual"), ":",
+                   "malformed YAML"},
+        BadProfile{"unknown_key", std::string(kGoodProfile) + "colour: red\n", ":14", "unknown key 'colour'"},
+        BadProfile{"missing_name", replace(kGoodProfile, "name: t\n", "\n"), ":", "missing required key 'name'"},
+        BadProfile{"bad_version", replace(kGoodProfile, "1.0.0,", "one,"), ":13", "version"},
+        BadProfile{"bad_counter", replace(kGoodProfile, "security_counter: 1", "security_counter: x"), ":13",
+                   "expected an integer"},
+        BadProfile{"bad_pattern", replace(kGoodProfile, "(?P<slot>\\w+)", "(?P<slot>\\w+"), ":9",
+                   "invalid RE2 pattern"},
+        BadProfile{"missing_group", replace(kGoodProfile, "(?P<digest>[0-9a-f]+)", "([0-9a-f]+)"), ":9",
+                   "(?P<digest>"},
+        BadProfile{"bad_timeout", replace(kGoodProfile, "observe:\n", "observe:\n  boot_timeout: soon\n"), ":8",
+                   "expected a duration"},
+        BadProfile{"missing_key_file", replace(kGoodProfile, "test:t", "/nonexistent/key.pem"), ":11",
+                   "does not exist"},
+        BadProfile{"no_releases", replace(kGoodProfile, "  factory: {version: 1.0.0, security_counter: 1, "
+                                                        "payload_size: 4KiB}\n",
+                                          "  {}\n"),
+                   ":13", "at least one release"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Profile, GoodProfileLoads) {
+  auto p = load_profile(write("good.yaml", kGoodProfile));
+  EXPECT_EQ(p.name, "t");
+  EXPECT_EQ(p.device_kind, "virtual");
+  ASSERT_EQ(p.releases.size(), 1u);
+  EXPECT_EQ(p.releases[0].payload_size, 4096u);
+  EXPECT_EQ(p.trusted_keys, std::vector<std::string>{"test:t"});
+  EXPECT_EQ(p.observe.boot_timeout.count(), 5000);
+  EXPECT_EQ(p.sha256.size(), 64u);
+}
+
+const char* kGoodScenario = R"(name: s
+title: t
+classes: [S1]
+requirements: ["CRA Annex I Part I (2)(f)"]
+start: factory
+deliver: factory
+fault:
+  kind: tamper
+  variants: [truncated]
+retry: factory
+)";
+
+struct BadScenario {
+  const char* name;
+  std::string text;
+  const char* where;
+  const char* says;
+};
+
+class BadScenarios : public ::testing::TestWithParam<BadScenario> {};
+
+TEST_P(BadScenarios, NameFileAndLine) {
+  auto sub = dir() / GetParam().name;
+  std::filesystem::create_directories(sub);
+  auto p = sub / "s.yaml";
+  std::ofstream(p) << GetParam().text;
+  try {
+    load_scenario(p.string());
+    FAIL() << "accepted";
+  } catch (const otarig::InputError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(p.string() + GetParam().where), std::string::npos) << msg;
+    EXPECT_NE(msg.find(GetParam().says), std::string::npos) << msg;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, BadScenarios,
+    ::testing::Values(
+        BadScenario{"unknown_fault", replace(kGoodScenario, "kind: tamper", "kind: gremlins"), ":8",
+                    "unknown fault kind 'gremlins'"},
+        BadScenario{"unknown_variant", replace(kGoodScenario, "[truncated]", "[truncated, melted]"), ":9",
+                    "unknown tamper variant 'melted'"},
+        BadScenario{"wrong_type", replace(kGoodScenario, "classes: [S1]", "classes: S1"), ":3", "expected a list"},
+        BadScenario{"unknown_key", std::string(kGoodScenario) + "speed: 11\n", ":11", "unknown key 'speed'"},
+        BadScenario{"name_mismatch", replace(kGoodScenario, "name: s", "name: other"), ":1", "must match"},
+        BadScenario{"torn_range", replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]",
+                                          "  kind: power-cut\n  at: every-flash-op\n  torn: 2"),
+                    ":10", "probability"},
+        BadScenario{"unknown_include", "name: s\ninclude: [nope]\n", ":2", "no such scenario"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Scenario, CatalogLoadsAndNightlyIncludesAll) {
+  auto nightly = load_scenario(std::string(OTARIG_SOURCE_DIR) + "/scenarios/nightly.yaml");
+  EXPECT_TRUE(nightly.is_suite());
+  EXPECT_GE(nightly.leaves().size(), 7u);
+  EXPECT_FALSE(nightly.requirements.empty());
+  for (const auto& f : catalog_scenarios()) {
+    auto s = load_scenario(f.string());
+    EXPECT_FALSE(s.requirements.empty()) << f;
+  }
+}
+
+}  // namespace

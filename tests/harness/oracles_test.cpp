@@ -1,0 +1,129 @@
+#include "otarig/harness/oracles.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace otarig::harness;
+
+namespace {
+
+const std::string kOld(64, 'a'), kNew(64, 'b'), kBad(64, 'c'), kNext(64, 'd'), kMix(64, 'e');
+
+Observation up(const std::string& step, const std::string& digest, const std::string& version, std::uint64_t ctr,
+               const std::string& health = "ok") {
+  Observation o;
+  o.step = step;
+  o.booted = true;
+  o.digest = digest;
+  o.version = version;
+  o.counter = ctr;
+  o.health = health;
+  o.slot = "A";
+  return o;
+}
+
+Observation down(const std::string& step) {
+  Observation o;
+  o.step = step;
+  return o;
+}
+
+OracleInput base() {
+  OracleInput in;
+  in.history = {up("prepare", kOld, "1.0.0", 1), up("after-fault", kOld, "1.0.0", 1),
+                up("retry", kNew, "1.1.0", 2)};
+  in.fault_index = 1;
+  in.retry_index = 2;
+  in.before_digest = kOld;
+  in.delivered_digest = kNew;
+  in.has_retry = true;
+  in.retry_digest = kNew;
+  in.authentic_digests = {kOld, kNew, kNext};
+  return in;
+}
+
+std::map<std::string, bool> verdicts(const OracleInput& in) {
+  std::map<std::string, bool> m;
+  for (const auto& r : judge(in)) {
+    m[r.name] = r.held;
+    if (!r.held) EXPECT_FALSE(r.detail.empty()) << r.name << " must say why";
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST(Oracles, CleanTrialHoldsAll) {
+  auto m = verdicts(base());
+  ASSERT_EQ(m.size(), 5u);
+  for (const auto& [name, held] : m) EXPECT_TRUE(held) << name;
+}
+
+TEST(Oracles, BrickBreaksAtomicAndRecovered) {
+  auto in = base();
+  in.history[1] = down("after-fault");
+  auto m = verdicts(in);
+  EXPECT_FALSE(m["atomic"]);
+  EXPECT_FALSE(m["recovered"]);
+  EXPECT_TRUE(m["authentic"]);
+}
+
+TEST(Oracles, MixedImageBreaksAtomicAndAuthentic) {
+  auto in = base();
+  in.history[1] = up("after-fault", kMix, "1.1.0", 1);
+  auto m = verdicts(in);
+  EXPECT_FALSE(m["atomic"]);
+  EXPECT_FALSE(m["authentic"]);
+}
+
+TEST(Oracles, BootingTheTamperedImageBreaksAuthentic) {
+  auto in = base();
+  in.delivered_digest = kNew;  // digest-bit-flip: header+payload equal the release
+  in.delivered_authentic = false;
+  in.history[1] = up("after-fault", kNew, "1.1.0", 2);
+  auto m = verdicts(in);
+  EXPECT_FALSE(m["authentic"]);
+  EXPECT_TRUE(m["atomic"]) << "old or new, byte for byte";
+  EXPECT_TRUE(m["still-updatable"]) << "the clean retry may run the same bytes";
+}
+
+TEST(Oracles, RollbackOfVersionOrCounterBreaksNoRollback) {
+  auto in = base();
+  in.history = {up("prepare", kOld, "1.0.0", 1), up("before:update", kNew, "1.1.0", 2),
+                up("after-fault", kOld, "1.0.0", 2), up("retry", kNext, "1.2.0", 3)};
+  in.fault_index = 2;
+  in.retry_index = 3;
+  in.before_digest = kNew;
+  in.delivered_digest = kOld;
+  in.retry_digest = kNext;
+  EXPECT_FALSE(verdicts(in)["no-rollback"]);
+  in.history[2] = up("after-fault", kNew, "1.1.0", 1);
+  EXPECT_FALSE(verdicts(in)["no-rollback"]) << "counter went down";
+  in.history[2] = up("after-fault", kNew, "1.1.0", 2);
+  EXPECT_TRUE(verdicts(in)["no-rollback"]);
+  EXPECT_LT(compare_versions("1.9.0", "1.10.0"), 0);
+  EXPECT_GT(compare_versions("2.0.0", "1.255.65535+9"), 0);
+}
+
+TEST(Oracles, FailedSelfTestNotRevertedBreaksRecovered) {
+  auto in = base();
+  in.delivered_fails_self_test = true;
+  in.authentic_digests.insert(kBad);
+  in.delivered_digest = kBad;
+  in.history[1] = up("after-fault", kBad, "1.1.0", 2, "failed");
+  auto m = verdicts(in);
+  EXPECT_FALSE(m["recovered"]);
+  EXPECT_TRUE(m["authentic"]);
+}
+
+TEST(Oracles, RetryThatDoesNotTakeBreaksStillUpdatable) {
+  auto in = base();
+  in.history[2] = up("retry", kOld, "1.0.0", 1);
+  EXPECT_FALSE(verdicts(in)["still-updatable"]);
+  in = base();
+  in.retry_problem = "refused";
+  EXPECT_FALSE(verdicts(in)["still-updatable"]);
+  in = base();
+  in.has_retry = false;
+  in.history.pop_back();
+  EXPECT_TRUE(verdicts(in)["still-updatable"]);
+}
