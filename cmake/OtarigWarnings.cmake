@@ -1,7 +1,7 @@
 # otarig_set_warnings(target): the project's warning set; errors when OTARIG_WERROR.
 function(otarig_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
-    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wimplicit-fallthrough)
   if(OTARIG_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -22,17 +22,17 @@
 
 using namespace otarig;
 using namespace otarig::harness;
-using Clock = std::chrono::steady_clock;
+using WallClock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(WallClock::time_point t) { return std::chrono::duration<double>(WallClock::now() - t).count(); }
 
 double sha256_1mib_seconds() {
   std::vector<std::uint8_t> data(1 << 20, 0x5a);
   for (int i = 0; i < 5; ++i) (void)crypto::sha256(data);
   const int reps = 200;
-  auto t = Clock::now();
+  auto t = WallClock::now();
   for (int i = 0; i < reps; ++i) {
     data[0] = static_cast<std::uint8_t>(i);
     (void)crypto::sha256(data);
@@ -53,7 +53,7 @@ SweepResult sweep(const BoardProfile& profile, const drivers::DriverRegistry& re
   // Warm each bench: the first clean update records the op log the sweep restores from.
   for (auto& b : benches) (void)count_update_ops(*b, releases, "factory", "update");
   std::atomic<std::size_t> next{0}, failed{0};
-  auto t = Clock::now();
+  auto t = WallClock::now();
   auto work = [&](unsigned j) {
     constexpr std::size_t chunk = 16;
     for (;;) {

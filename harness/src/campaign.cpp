@@ -134,37 +134,47 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
                                  options.shards));
   const auto profile = load_profile(resolve_board(options.board));
   const auto scenario = load_scenario(options.scenario);
-  for (const auto* leaf : scenario.leaves()) {
-    auto need = [&](const std::string& name, const std::string& where) {
-      if (!name.empty() && !profile.release(name))
-        throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",
-                                     where, leaf->name, name, profile.name, profile.path.string()));
-    };
-    need(leaf->start, leaf->where_start);
-    need(leaf->deliver, leaf->where_deliver);
-    need(leaf->retry, leaf->where_retry);
-    for (const auto& b : leaf->before) need(b, leaf->where_start);
-  }
   const ReleaseSet releases(profile);
+  auto check_release_names = [&] {
+    for (const auto* leaf : scenario.leaves()) {
+      auto need = [&](const std::string& name, const std::string& where) {
+        if (!name.empty() && !profile.release(name))
+          throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",
+                                       where, leaf->name, name, profile.name, profile.path.string()));
+      };
+      need(leaf->start, leaf->where_start);
+      need(leaf->deliver, leaf->where_deliver);
+      need(leaf->retry, leaf->where_retry);
+      for (const auto& b : leaf->before) need(b, leaf->where_start);
+    }
+  };
 
   CampaignResult result;
   result.out = options.out;
-  std::filesystem::create_directories(options.out);
-  Journal journal(options.out / "journal.jsonl", options.resume);
-  const auto started = iso_now();
 
-  // The first bench also measures the update's flash operations for the plan.
+  // Everything that can reject the input happens before the journal opens:
+  // binding the first bench checks the profile's driver sections, then the
+  // scenario's release names, then the plan (which the first bench measures).
   std::vector<std::unique_ptr<Bench>> benches;
   std::string aborted;
   Plan plan;
   try {
     benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
-    CountOps count;
-    if (benches[0]->parts().flash_faults)
-      count = [&](const std::string& s, const std::string& d) { return count_update_ops(*benches[0], releases, s, d); };
-    plan = make_plan(scenario, options.seed, count);
   } catch (const BenchError& e) {
     aborted = e.what();
+  }
+  check_release_names();
+  if (aborted.empty()) {
+    try {
+      CountOps count;
+      if (benches[0]->parts().flash_faults)
+        count = [&](const std::string& s, const std::string& d) {
+          return count_update_ops(*benches[0], releases, s, d);
+        };
+      plan = make_plan(scenario, options.seed, count);
+    } catch (const BenchError& e) {
+      aborted = e.what();
+    }
   }
   if (options.trials) limit_plan(plan, *options.trials, options.seed);
   if (options.shards > 1) shard_plan(plan, options.shard, options.shards);
@@ -174,6 +184,10 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
       throw InputError(fmt::format("--trial {}: the plan of {} with seed {} has no such trial", *options.only,
                                    scenario.name, options.seed));
   }
+
+  std::filesystem::create_directories(options.out);
+  Journal journal(options.out / "journal.jsonl", options.resume);
+  const auto started = iso_now();
 
   const auto& st = journal.state();
   if (options.resume && !st.campaign.is_null()) {

@@ -191,7 +191,13 @@ class Runner {
     }
   }
 
-  void recover() { power_up_if_off("recover"); }
+  // DESIGN.md: after every fault the device is recovered by a power cycle, so
+  // damage a running device has not noticed yet (a slot it overwrote, a
+  // half-written trailer) shows at the next boot.
+  void recover() {
+    if (bench_.parts().power->is_on()) bench_.power_off("recover");
+    bench_.power_on("recover");
+  }
 
   void observe() {
     fault_index_ = out_.observations.size();

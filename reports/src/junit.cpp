@@ -1,6 +1,6 @@
 #include <fmt/format.h>
 
-#include <fstream>
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -27,6 +27,15 @@ std::string xml_escape(std::string_view text) {
           std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
           bool ok = len && i + len <= text.size();
           for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+          if (ok) {
+            // Overlong forms, surrogates, U+FFFE/U+FFFF and code points above
+            // U+10FFFF are not characters XML 1.0 can carry.
+            char32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+            for (std::size_t k = 1; k < len; ++k) cp = cp << 6 | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+            ok = len == 2   ? cp >= 0x80
+                 : len == 3 ? cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) && cp != 0xFFFE && cp != 0xFFFF
+                            : cp >= 0x10000 && cp <= 0x10FFFF;
+          }
           if (ok) {
             out.append(text.substr(i, len));
             i += len - 1;
@@ -87,13 +96,12 @@ std::string junit_xml(const nlohmann::json& run) {
       cases += fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"trial {} {}\" time=\"{:.6f}\">\n",
                            xml_escape(board), xml_escape(s), xml_escape(str(*t, "id")), xml_escape(fault_point(*t)),
                            d);
-      cases += "     <properties>\n";
-      cases += property("board", board);
-      cases += property("seed", seed);
-      cases += property("trial_seed", str(*t, "seed"));
-      cases += property("fault_point", fault_point(*t));
-      for (const auto& r : (*t)["requirements"]) cases += property("requirement", r.get<std::string>());
-      cases += "     </properties>\n";
+      // junit-10 allows no properties in a testcase: the trial's facts go to its system-out.
+      std::string facts = fmt::format("trial: {}\nboard: {}\nseed: {}\ntrial_seed: {}\nfault_point: {}\n",
+                                      str(*t, "id"), board, seed, str(*t, "seed"), fault_point(*t));
+      for (const auto& r : (*t)["requirements"]) facts += "requirement: " + r.get<std::string>() + "\n";
+      facts += "evidence: " + str(*t, "evidence") + "\n";
+      std::string system_out = fmt::format("      <system-out>{}</system-out>\n", xml_escape(facts));
       if (str(*t, "verdict") != "pass") {
         ++fails;
         std::string message, body;
@@ -104,6 +112,7 @@ std::string junit_xml(const nlohmann::json& run) {
         cases += fmt::format("      <failure message=\"oracle broken: {}\" type=\"finding\">{}</failure>\n",
                              xml_escape(message), xml_escape(body));
       }
+      cases += system_out;
       cases += "    </testcase>\n";
     }
     total += by_scenario[s].size();
@@ -116,6 +125,12 @@ std::string junit_xml(const nlohmann::json& run) {
     suites += "    <properties>\n";
     suites += property("board", board);
     suites += property("seed", seed);
+    std::vector<std::string> requirements;
+    for (const auto* t : by_scenario[s])
+      for (const auto& r : (*t)["requirements"])
+        if (std::find(requirements.begin(), requirements.end(), r.get<std::string>()) == requirements.end())
+          requirements.push_back(r.get<std::string>());
+    for (const auto& r : requirements) suites += property("requirement", r);
     suites += "    </properties>\n";
     suites += cases;
     suites += "  </testsuite>\n";
@@ -153,21 +168,6 @@ std::string summary_markdown(const nlohmann::json& run) {
     }
   }
   return md;
-}
-
-void write_bundle(const std::filesystem::path& out, const nlohmann::json& run) {
-  auto write = [&](const char* name, const std::string& text) {
-    auto tmp = out / (std::string(name) + ".tmp");
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      f << text;
-      if (!f) throw std::runtime_error(fmt::format("{}: cannot write", tmp.string()));
-    }
-    std::filesystem::rename(tmp, out / name);
-  };
-  write("run.json", run.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  write("junit.xml", junit_xml(run));
-  write("summary.md", summary_markdown(run));
 }
 
 }  // namespace otarig::reports

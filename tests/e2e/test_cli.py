@@ -92,8 +92,11 @@ def test_evidence_folder_per_trial_and_junit(nightly_ref):
     assert root.tag == "testsuites"
     cases = root.findall(".//testcase")
     assert len(cases) == len(run["trials"])
-    props = {p.get("name") for p in cases[0].iter("property")}
-    assert {"seed", "fault_point", "requirement", "board"} <= props
+    suite = root.find("testsuite")
+    props = {p.get("name") for p in suite.find("properties").iter("property")}
+    assert {"seed", "requirement", "board"} <= props
+    facts = cases[0].find("system-out").text
+    assert "fault_point: power-cut op 1/" in facts and "trial_seed: " in facts
     assert (Path(out) / "summary.md").read_text().startswith("## otarig")
 
 

@@ -1,5 +1,7 @@
 #include "otarig/harness/journal.hpp"
 
+#include "otarig/drivers/errors.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 

@@ -11,7 +11,7 @@ using namespace otarig::harness;
 
 namespace {
 
-const char* kGoodProfile = R"(name: t
+const char* kGoodProfile = R"yaml(name: t
 device:
   kind: virtual
 power: {driver: virtual}
@@ -24,7 +24,7 @@ signing:
   key: test:t
 releases:
   factory: {version: 1.0.0, security_counter: 1, payload_size: 4KiB}
-)";
+)yaml";
 
 std::filesystem::path dir() {
   static auto d = [] {
@@ -90,7 +90,7 @@ INSTANTIATE_TEST_SUITE_P(
                                                         "payload_size: 4KiB}\n",
                                           "  {}\n"),
                    ":13", "at least one release"}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& test_info) { return std::string(test_info.param.name); });
 
 TEST(Profile, GoodProfileLoads) {
   auto p = load_profile(write("good.yaml", kGoodProfile));
@@ -103,7 +103,7 @@ TEST(Profile, GoodProfileLoads) {
   EXPECT_EQ(p.sha256.size(), 64u);
 }
 
-const char* kGoodScenario = R"(name: s
+const char* kGoodScenario = R"yaml(name: s
 title: t
 classes: [S1]
 requirements: ["CRA Annex I Part I (2)(f)"]
@@ -113,7 +113,7 @@ fault:
   kind: tamper
   variants: [truncated]
 retry: factory
-)";
+)yaml";
 
 struct BadScenario {
   const char* name;
@@ -153,7 +153,7 @@ INSTANTIATE_TEST_SUITE_P(
                                           "  kind: power-cut\n  at: every-flash-op\n  torn: 2"),
                     ":10", "probability"},
         BadScenario{"unknown_include", "name: s\ninclude: [nope]\n", ":2", "no such scenario"}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& test_info) { return std::string(test_info.param.name); });
 
 TEST(Scenario, CatalogLoadsAndNightlyIncludesAll) {
   auto nightly = load_scenario(std::string(OTARIG_SOURCE_DIR) + "/scenarios/nightly.yaml");

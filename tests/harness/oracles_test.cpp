@@ -45,7 +45,9 @@ std::map<std::string, bool> verdicts(const OracleInput& in) {
   std::map<std::string, bool> m;
   for (const auto& r : judge(in)) {
     m[r.name] = r.held;
-    if (!r.held) EXPECT_FALSE(r.detail.empty()) << r.name << " must say why";
+    if (!r.held) {
+      EXPECT_FALSE(r.detail.empty()) << r.name << " must say why";
+    }
   }
   return m;
 }

@@ -1,22 +1,57 @@
 #pragma once
-// The evidence bundle (DESIGN.md): run.json, junit.xml and summary.md are
-// written from the run document; trials/ and journal.jsonl are written by the
-// harness as trials finish.
+// The evidence bundle (DESIGN.md, docs/evidence.md): run.json, junit.xml,
+// summary.md and report.html are written from the run document; trials/ and
+// journal.jsonl are written by the harness as trials finish; the manifest and
+// the signed attestation close the bundle.
+#include <cstddef>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace otarig::reports {
 
-/// Writes run.json, junit.xml and summary.md into `out`.
-void write_bundle(const std::filesystem::path& out, const nlohmann::json& run);
+/// How write_bundle signs and describes a bundle.
+struct BundleOptions {
+  /// Ed25519 private key (PKCS#8 PEM) that signs the attestation. Without one
+  /// a key is generated for this bundle alone, never stored, and the
+  /// attestation records `"test_key": true`.
+  std::optional<std::filesystem::path> signing_key;
+  /// A link to the CI job or lab record, recorded as the attestation's `url`.
+  std::string url;
+};
 
-/// JUnit XML (one testsuite per scenario, one testcase per trial; properties:
-/// board, seed, fault point, requirement ids).
+/// Writes run.json, junit.xml, summary.md and report.html into `out`, then
+/// manifest-sha256.txt over every file in `out`, then attestation.dsse.json
+/// and attestation.pub.pem. journal.jsonl and trials/ must be complete.
+/// Throws InputError when the signing key cannot be read.
+void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, const BundleOptions& options = {});
+
+/// JUnit XML (one testsuite per scenario, one testcase per trial) valid
+/// against the Jenkins/Ant junit-10 schema: board, seed and requirement ids
+/// are testsuite properties; the trial seed, fault point and requirement ids
+/// of each trial are in its system-out.
 std::string junit_xml(const nlohmann::json& run);
 
 /// A Markdown summary for a CI job summary page.
 std::string summary_markdown(const nlohmann::json& run);
+
+/// What report_html shows beyond the run document.
+struct HtmlOptions {
+  /// The bundle folder; console transcripts of findings are read from
+  /// `evidence`/trials/ID/console.log. Empty: transcripts are left out.
+  std::filesystem::path evidence;
+  std::string signer_keyid;  ///< the attestation's key id, shown with the run facts
+  bool test_key = true;
+  std::size_t max_trial_rows = 2000;        ///< rows of the all-trials table (failures always shown)
+  std::size_t max_findings_detail = 100;    ///< findings shown with their full evidence
+  std::size_t max_transcript_lines = 400;   ///< console lines per finding (the tail is kept)
+};
+
+/// The self-contained HTML report: no network access, inline CSS and SVG,
+/// every value from the run or the device escaped.
+std::string report_html(const nlohmann::json& run, const HtmlOptions& options = {});
 
 /// Escapes text for XML/HTML content and attribute values; drops bytes that
 /// XML 1.0 cannot carry (device output is hostile input).

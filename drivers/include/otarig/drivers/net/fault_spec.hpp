@@ -1,0 +1,129 @@
+#pragma once
+// The fault proxy's fault spec: which faults apply to which connection and
+// direction. Text format (docs/network.md):
+//
+//   down:corrupt@offset=1000,count=4;up:latency=5ms,jitter=2ms;conn=2:down:truncate@b=4096
+//
+// Plain data: no Asio here, so the harness and the fuzzer include it freely.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace otarig::drivers::net {
+
+/// A direction of a proxied connection: client -> upstream ("up") or
+/// upstream -> client ("down").
+enum class Direction : std::uint8_t { up = 0, down = 1 };
+const char* to_string(Direction);
+
+/// XOR bytes with a seeded nonzero mask (or `mask` when nonzero): either
+/// `count` bytes from stream offset `offset`, or each byte with probability `rate`.
+struct Corrupt {
+  std::optional<std::uint64_t> offset;
+  std::uint64_t count = 1;
+  double rate = 0.0;
+  std::uint8_t mask = 0;
+  bool operator==(const Corrupt&) const = default;
+};
+/// Forward exactly `at` bytes, then close both sides (FIN).
+struct Truncate {
+  std::uint64_t at = 0;
+  bool operator==(const Truncate&) const = default;
+};
+/// Forward exactly `at` bytes, then reset both sides (RST, SO_LINGER 0).
+struct Reset {
+  std::uint64_t at = 0;
+  bool operator==(const Reset&) const = default;
+};
+/// Forward exactly `at` bytes, then forward nothing more in this direction
+/// while the connection stays open.
+struct Stall {
+  std::uint64_t at = 0;
+  bool operator==(const Stall&) const = default;
+};
+/// At most `bytes_per_second` on average (burst: 1/20 s worth of bytes).
+struct Throttle {
+  std::uint64_t bytes_per_second = 0;
+  bool operator==(const Throttle&) const = default;
+};
+/// Each chunk read from the source is held `delay` +/- a seeded `jitter`.
+struct Latency {
+  std::chrono::microseconds delay{0};
+  std::chrono::microseconds jitter{0};
+  bool operator==(const Latency&) const = default;
+};
+/// Writes of at most `size` bytes, `delay` apart.
+struct Slice {
+  std::uint64_t size = 0;
+  std::chrono::microseconds delay{0};
+  bool operator==(const Slice&) const = default;
+};
+/// After the source ends (or from stream offset `after`), keep sending seeded
+/// bytes; `limit` extra bytes at most (0: until the receiver goes away).
+struct Endless {
+  std::optional<std::uint64_t> after;
+  std::uint64_t limit = 0;
+  bool operator==(const Endless&) const = default;
+};
+/// Send what connection `from` received in this direction (recorded from the
+/// upstream, unaltered) in place of this connection's own stream.
+struct Replay {
+  std::uint64_t from = 0;
+  bool operator==(const Replay&) const = default;
+};
+/// Terminate TLS at the proxy with a certificate of an unrelated CA instead of
+/// forwarding the client's TLS to the upstream. Applies to the whole connection.
+struct Impostor {
+  bool operator==(const Impostor&) const = default;
+};
+
+using Fault = std::variant<Corrupt, Truncate, Reset, Stall, Throttle, Latency, Slice, Endless, Replay, Impostor>;
+/// "corrupt", "truncate", ...: the name a fault has in the spec text.
+const char* fault_name(const Fault&);
+
+/// One `[conn=A[-B]:][up|down|both:]fault` element of a spec.
+struct FaultRule {
+  /// Connections (1-based, in accept order since the spec was set) the rule
+  /// applies to, inclusive; 0..0 = every connection.
+  std::uint64_t first_connection = 0;
+  std::uint64_t last_connection = 0;
+  bool up = false;
+  bool down = false;
+  Fault fault;
+  /// 1-based column of the rule in the text it came from (0 when built in code).
+  std::size_t column = 0;
+
+  bool applies_to(std::uint64_t connection) const {
+    return first_connection == 0 || (connection >= first_connection && connection <= last_connection);
+  }
+  bool applies_to(Direction d) const { return d == Direction::up ? up : down; }
+  bool operator==(const FaultRule& o) const {
+    return first_connection == o.first_connection && last_connection == o.last_connection && up == o.up &&
+           down == o.down && fault == o.fault;
+  }
+};
+
+struct FaultSpec {
+  std::vector<FaultRule> rules;
+  bool empty() const { return rules.empty(); }
+  /// Canonical text: parse_fault_spec(spec.text()) == spec.
+  std::string text() const;
+  bool operator==(const FaultSpec&) const = default;
+};
+
+/// Parses the text format. Errors throw otarig::InputError
+/// "<origin>:<column>: <message>" with the 1-based column of the offending
+/// character. Unknown faults, unknown or repeated parameters, missing
+/// required parameters and out-of-range values are errors.
+FaultSpec parse_fault_spec(std::string_view text, std::string_view origin = "fault spec");
+
+/// "5ms", "250us", "2s", "1m" (a bare number is milliseconds); throws InputError.
+std::chrono::microseconds parse_duration(std::string_view text, std::string_view what);
+/// "4096", "4KiB", "1MiB", "1GiB", "10kB", "1MB", "1GB"; throws InputError.
+std::uint64_t parse_size(std::string_view text, std::string_view what);
+
+}  // namespace otarig::drivers::net

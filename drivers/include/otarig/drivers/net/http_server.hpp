@@ -1,0 +1,161 @@
+#pragma once
+// The update server: HTTP/1.1 (optionally TLS or mutual TLS) over a release
+// repository, for devices that download their updates. Boost.Beast lives in
+// the .cpp; this header is cheap to include.
+//
+//   GET/HEAD /manifest.json          manifest of the release set by set_latest()
+//   GET/HEAD /manifests/NAME.json    manifest of release NAME
+//   GET/HEAD /images/NAME.bin        image of release NAME
+//   GET/HEAD /any/other/path         a file put() in memory, or under `root`
+//
+// Single byte ranges (206, 416), keep-alive, 400 for malformed requests (then
+// the connection closes), 404, 405. Every read, write and TLS handshake has a
+// deadline. See docs/network.md.
+#include <nlohmann/json_fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "otarig/drivers/clock.hpp"
+#include "otarig/drivers/net/manifest.hpp"
+#include "otarig/drivers/net/tls.hpp"
+
+namespace otarig::drivers::net {
+
+/// One line of the request log: a response sent, or a connection dropped.
+struct RequestRecord {
+  std::uint64_t seq = 0;         ///< 1-based, in the order records were made
+  std::uint64_t connection = 0;  ///< 1-based, in accept order
+  std::chrono::nanoseconds time{0};  ///< server clock when the record was made
+  std::string method;            ///< empty when no request could be parsed
+  std::string target;
+  std::string range;             ///< the Range header as sent, empty when none
+  unsigned status = 0;           ///< 0: no response (timeout, client gone, TLS failure)
+  std::uint64_t bytes = 0;       ///< body bytes written to the client
+  std::string note;              ///< why a request failed or was cut short
+};
+nlohmann::json to_json(const RequestRecord& record);
+
+struct ServerStats {
+  std::uint64_t connections = 0;
+  std::uint64_t requests = 0;      ///< responses sent, any status
+  std::uint64_t bytes_sent = 0;    ///< body bytes
+  std::uint64_t bad_requests = 0;  ///< 400s
+  std::uint64_t timeouts = 0;      ///< connections dropped at a deadline
+  std::uint64_t tls_failures = 0;  ///< failed handshakes
+};
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  ///< 0: an ephemeral port, see UpdateServer::port()
+  /// Files under `root` are served when no in-memory entry has the path.
+  /// Empty: memory only.
+  std::filesystem::path root;
+  /// Set: HTTPS; with `peer_ca_pem`, clients must present a certificate.
+  std::optional<TlsConfig> tls;
+  /// Deadline of every read (a whole request, including waiting for it on a
+  /// kept-alive connection), write and TLS handshake. A client that is silent
+  /// or slower than this is dropped.
+  std::chrono::milliseconds timeout{30000};
+  /// Records beyond this are counted but not kept.
+  std::size_t max_log_records = 100000;
+  /// Time stamps of the request log; a SteadyClock when null. Deadlines run
+  /// on real time.
+  const Clock* clock = nullptr;
+  /// Called on the server thread for every record as it is made.
+  std::function<void(const RequestRecord&)> on_record;
+};
+
+/// A release as the server publishes it.
+struct Release {
+  std::string name;
+  std::string version;  ///< "1.2.3" or "1.2.3+4"
+  std::uint32_t security_counter = 0;
+  std::vector<std::uint8_t> image;
+};
+
+/// The inclusive byte range a Range header selects.
+struct ByteRange {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+};
+enum class RangeStatus {
+  full,           ///< no usable single range: send the whole body (200)
+  partial,        ///< send `range` (206)
+  unsatisfiable,  ///< 416
+};
+/// Interprets a Range header value for a body of `size` bytes. Only one
+/// "bytes=" range is honoured; other units, several ranges and malformed
+/// values are ignored (RFC 9110 14.2).
+RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& range);
+
+class UpdateServer {
+ public:
+  explicit UpdateServer(ServerOptions options = {});
+  /// Stops the server.
+  ~UpdateServer();
+  UpdateServer(const UpdateServer&) = delete;
+  UpdateServer& operator=(const UpdateServer&) = delete;
+
+  /// Binds and starts serving on a thread of its own. Throws BenchError when
+  /// the address cannot be bound and InputError for bad TLS material.
+  void start();
+  /// Closes the listener and every connection, joins the thread. Idempotent.
+  void stop();
+  std::uint16_t port() const;
+  /// "http://127.0.0.1:PORT" or "https://...".
+  std::string base_url() const;
+
+  /// Serves `bytes` at `path` ("/dir/file"); replaces an earlier entry.
+  void put(const std::string& path, std::vector<std::uint8_t> bytes);
+  void remove(const std::string& path);
+  /// Publishes /images/NAME.bin and /manifests/NAME.json; returns the manifest.
+  Manifest add_release(const Release& release);
+  /// Makes /manifest.json serve /manifests/NAME.json. Throws InputError when
+  /// that manifest is neither in memory nor under `root`.
+  void set_latest(const std::string& name);
+  /// /manifest.json answers 404 again.
+  void clear_latest();
+  std::optional<std::string> latest() const;
+
+  std::vector<RequestRecord> request_log() const;
+  /// The log so far; the log starts empty again (per-trial evidence).
+  std::vector<RequestRecord> take_request_log();
+  ServerStats stats() const;
+
+  /// Opaque; public only so the implementation's helpers can name it.
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+/// Writes a release in the layout the server serves (ROOT/images/NAME.bin,
+/// ROOT/manifests/NAME.json), for `otarig serve --root ROOT`.
+Manifest write_release(const std::filesystem::path& root, const Release& release);
+
+/// `otarig serve`.
+struct ServeOptions {
+  std::filesystem::path root;  ///< required: the directory to serve
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;   ///< 0: ephemeral (printed)
+  std::string latest;          ///< release /manifest.json names; empty: none
+  std::filesystem::path tls_cert, tls_key;  ///< both or neither: HTTPS
+  std::filesystem::path client_ca;          ///< mutual TLS
+  std::chrono::milliseconds timeout{30000};
+};
+/// Serves until SIGINT or SIGTERM. Prints "listening on URL" and then one JSON
+/// line per request record to `out`. Returns 0 after a signal; throws
+/// InputError for bad options and BenchError when it cannot listen.
+int serve_main(const ServeOptions& options, std::ostream& out);
+
+}  // namespace otarig::drivers::net

@@ -1,0 +1,676 @@
+// The update server: Boost.Beast HTTP/1.1 over plain TCP or TLS, one
+// io_context thread, a deadline on every operation.
+#include "otarig/drivers/net/http_server.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <thread>
+
+#include "otarig/drivers/crypto.hpp"
+#include "otarig/drivers/errors.hpp"
+#include "tls_context.hpp"
+
+namespace otarig::drivers::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using Bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+constexpr std::size_t kFileChunk = 256 * 1024;
+constexpr std::size_t kMemoryChunk = 1024 * 1024;
+constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+constexpr std::uint64_t kRequestBodyLimit = 64 * 1024;
+
+struct FileHandle {
+  int fd = -1;
+  explicit FileHandle(int f) : fd(f) {}
+  ~FileHandle() {
+    if (fd >= 0) ::close(fd);
+  }
+  FileHandle(const FileHandle&) = delete;
+  FileHandle& operator=(const FileHandle&) = delete;
+};
+
+// What a path resolves to: bytes in memory or an open file, kept alive by `keep`.
+struct Blob {
+  std::shared_ptr<const Bytes> memory;
+  std::shared_ptr<FileHandle> file;
+  std::uint64_t size = 0;
+};
+
+bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return c - 'A' + 10;
+}
+
+// Origin-form target -> decoded path without query. Empty optional when the
+// target is malformed or tries to leave the repository.
+std::optional<std::string> decode_target(std::string_view target) {
+  std::string_view raw = target.substr(0, target.find_first_of("?#"));
+  if (!raw.starts_with('/')) return std::nullopt;
+  std::string path;
+  path.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '%') {
+      if (i + 2 >= raw.size()) return std::nullopt;
+      if (!is_hex(raw[i + 1]) || !is_hex(raw[i + 2])) return std::nullopt;
+      c = static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
+      i += 2;
+    }
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '\\') return std::nullopt;
+    path += c;
+  }
+  std::size_t pos = 1;
+  while (pos <= path.size()) {
+    std::size_t end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    std::string_view seg = std::string_view(path).substr(pos, end - pos);
+    if (seg == "." || seg == ".." || (seg.empty() && end != path.size())) return std::nullopt;
+    pos = end + 1;
+  }
+  return path;
+}
+
+std::string content_type(std::string_view path) {
+  if (path.ends_with(".json")) return "application/json";
+  if (path.ends_with(".txt")) return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
+bool valid_release_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-'))
+      return false;
+  return true;
+}
+
+std::string image_path(const std::string& name) { return "/images/" + name + ".bin"; }
+std::string manifest_path(const std::string& name) { return "/manifests/" + name + ".json"; }
+
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+  if (s.empty()) return false;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void abort() = 0;
+};
+
+}  // namespace
+
+RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& range) {
+  std::string_view h = trim_ows(header);
+  if (h.size() < 6) return RangeStatus::full;
+  for (std::size_t i = 0; i < 5; ++i)
+    if (static_cast<char>(std::tolower(static_cast<unsigned char>(h[i]))) != "bytes"[i]) return RangeStatus::full;
+  h.remove_prefix(5);
+  h = trim_ows(h);
+  if (!h.starts_with('=')) return RangeStatus::full;
+  h = trim_ows(h.substr(1));
+  if (h.find(',') != std::string_view::npos) return RangeStatus::full;
+  std::size_t dash = h.find('-');
+  if (dash == std::string_view::npos) return RangeStatus::full;
+  std::string_view a = trim_ows(h.substr(0, dash));
+  std::string_view b = trim_ows(h.substr(dash + 1));
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  if (a.empty()) {  // suffix: the last n bytes
+    std::uint64_t n = 0;
+    if (!parse_u64(b, n)) return RangeStatus::full;
+    if (n == 0 || size == 0) return RangeStatus::unsatisfiable;
+    range = {size - std::min(n, size), size - 1};
+    return RangeStatus::partial;
+  }
+  if (!parse_u64(a, first)) return RangeStatus::full;
+  if (b.empty()) {
+    last = UINT64_MAX;
+  } else if (!parse_u64(b, last) || last < first) {
+    return RangeStatus::full;
+  }
+  if (first >= size) return RangeStatus::unsatisfiable;
+  range = {first, std::min(last, size - 1)};
+  return RangeStatus::partial;
+}
+
+nlohmann::json to_json(const RequestRecord& r) {
+  return nlohmann::json{{"seq", r.seq},     {"connection", r.connection}, {"time_ns", r.time.count()},
+                        {"method", r.method}, {"target", r.target},       {"range", r.range},
+                        {"status", r.status}, {"bytes", r.bytes},         {"note", r.note}};
+}
+
+struct UpdateServer::Impl {
+  // Declared first: destroyed last, after everything its handlers refer to.
+  asio::io_context ioc{1};
+  ServerOptions options;
+  SteadyClock steady;
+  const Clock* clock = nullptr;
+  std::optional<tcp::acceptor> acceptor;
+  std::shared_ptr<ssl::context> tls;
+  std::thread thread;
+  std::atomic<std::uint16_t> port{0};
+  std::atomic<bool> stopping{false};
+  std::uint64_t next_connection = 1;  // io thread only
+  std::vector<std::weak_ptr<SessionBase>> sessions;  // io thread only
+
+  mutable std::mutex repo_mutex;
+  std::map<std::string, std::shared_ptr<const Bytes>, std::less<>> files;
+  std::optional<std::string> latest;
+
+  mutable std::mutex log_mutex;
+  std::vector<RequestRecord> log;
+  std::uint64_t next_seq = 1;
+  ServerStats counters;
+
+  explicit Impl(ServerOptions o) : options(std::move(o)), clock(options.clock ? options.clock : &steady) {}
+
+  std::optional<Blob> find_file(const std::string& path) const {
+    if (options.root.empty()) return std::nullopt;
+    std::filesystem::path full = options.root / std::filesystem::path(path.substr(1));
+    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    auto handle = std::make_shared<FileHandle>(fd);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    return Blob{nullptr, handle, static_cast<std::uint64_t>(st.st_size)};
+  }
+
+  std::optional<Blob> find(const std::string& requested) const {
+    std::string path = requested;
+    {
+      std::lock_guard lock(repo_mutex);
+      if (path == "/manifest.json") {
+        if (!latest) return std::nullopt;
+        path = manifest_path(*latest);
+      }
+      if (auto it = files.find(path); it != files.end()) return Blob{it->second, nullptr, it->second->size()};
+    }
+    return find_file(path);
+  }
+
+  void record(RequestRecord r) {
+    {
+      std::lock_guard lock(log_mutex);
+      r.seq = next_seq++;
+      r.time = clock->now();
+      if (r.status != 0) ++counters.requests;
+      if (r.status == 400) ++counters.bad_requests;
+      counters.bytes_sent += r.bytes;
+      if (log.size() < options.max_log_records) log.push_back(r);
+    }
+    if (options.on_record) options.on_record(r);
+  }
+
+  void count(std::uint64_t ServerStats::*field) {
+    std::lock_guard lock(log_mutex);
+    ++(counters.*field);
+  }
+
+  void accept();
+  void shutdown();
+};
+
+namespace {
+
+template <class Stream>
+constexpr bool kIsTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  Session(UpdateServer::Impl& server, std::uint64_t id, Stream stream)
+      : server_(server), id_(id), stream_(std::move(stream)) {}
+
+  void start() {
+    if constexpr (kIsTls<Stream>) {
+      deadline();
+      stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](const error_code& ec) {
+        if (ec) {
+          self->server_.count(&ServerStats::tls_failures);
+          self->drop(ec == beast::error::timeout ? "timeout during the TLS handshake"
+                                                 : "TLS handshake failed: " + detail::tls_error_text(ec));
+          return;
+        }
+        self->read_request();
+      });
+    } else {
+      read_request();
+    }
+  }
+
+  void abort() override {
+    error_code ec;
+    beast::get_lowest_layer(stream_).socket().close(ec);
+  }
+
+ private:
+  void deadline() { beast::get_lowest_layer(stream_).expires_after(server_.options.timeout); }
+
+  void read_request() {
+    if (server_.stopping) return;
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(kRequestBodyLimit);
+    deadline();
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](const error_code& ec, std::size_t) { self->on_request(ec); });
+  }
+
+  void on_request(const error_code& ec) {
+    if (ec == http::error::end_of_stream || (kIsTls<Stream> && ec == ssl::error::stream_truncated &&
+                                             !parser_->got_some())) {
+      close();
+      return;
+    }
+    if (ec == beast::error::timeout) {
+      server_.count(&ServerStats::timeouts);
+      std::string limit = std::to_string(server_.options.timeout.count()) + " ms";
+      drop(parser_->got_some() ? "timeout: request incomplete after " + limit : "timeout: no request within " + limit);
+      return;
+    }
+    if (ec) {
+      bool parse_error = ec.category() == http::make_error_code(http::error::bad_method).category() &&
+                         ec != http::error::partial_message;
+      if (parse_error) {
+        bad_request(ec.message());
+      } else if (ec != asio::error::operation_aborted) {  // aborted: the server is stopping
+        drop(parser_->got_some() ? "client went away mid-request: " + ec.message()
+                                 : "connection error: " + ec.message());
+      }
+      return;
+    }
+    handle(parser_->get());
+  }
+
+  void handle(const http::request<http::empty_body>& req) {
+    record_ = RequestRecord{};
+    record_.connection = id_;
+    record_.method = std::string(req.method_string());
+    record_.target = std::string(req.target());
+    if (auto it = req.find(http::field::range); it != req.end()) record_.range = std::string(it->value());
+    close_ = !req.keep_alive();
+    head_ = {};
+    head_.version(req.version());
+    head_only_ = req.method() == http::verb::head;
+
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      head_.set(http::field::allow, "GET, HEAD");
+      send_text(http::status::method_not_allowed, "method not allowed\n");
+      return;
+    }
+    std::optional<std::string> path = decode_target(std::string_view(req.target().data(), req.target().size()));
+    if (!path) {
+      close_ = true;
+      record_.note = "bad target";
+      send_text(http::status::bad_request, "bad request target\n");
+      return;
+    }
+    std::optional<Blob> blob = server_.find(*path);
+    if (!blob) {
+      send_text(http::status::not_found, "not found\n");
+      return;
+    }
+    head_.set(http::field::content_type, content_type(*path));
+    head_.set(http::field::accept_ranges, "bytes");
+    ByteRange r;
+    RangeStatus rs = record_.range.empty() ? RangeStatus::full : parse_range(record_.range, blob->size, r);
+    if (rs == RangeStatus::unsatisfiable) {
+      head_.set(http::field::content_range, "bytes */" + std::to_string(blob->size));
+      send_text(http::status::range_not_satisfiable, "");
+      return;
+    }
+    if (rs == RangeStatus::full) r = {0, blob->size - 1};
+    head_.result(rs == RangeStatus::partial ? http::status::partial_content : http::status::ok);
+    if (rs == RangeStatus::partial)
+      head_.set(http::field::content_range,
+                "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" + std::to_string(blob->size));
+    blob_ = std::move(*blob);
+    body_offset_ = r.first;
+    body_length_ = blob_.size == 0 ? 0 : r.last - r.first + 1;
+    write_head();
+  }
+
+  void send_text(http::status status, std::string text) {
+    head_.result(status);
+    head_.set(http::field::content_type, "text/plain; charset=utf-8");
+    text_ = std::make_shared<const Bytes>(text.begin(), text.end());
+    blob_ = Blob{text_, nullptr, text_->size()};
+    body_offset_ = 0;
+    body_length_ = text_->size();
+    write_head();
+  }
+
+  void bad_request(const std::string& why) {
+    record_ = RequestRecord{};
+    record_.connection = id_;
+    record_.note = "malformed request: " + why;
+    head_ = {};
+    head_.version(11);
+    head_only_ = false;
+    close_ = true;
+    send_text(http::status::bad_request, "bad request: " + why + "\n");
+  }
+
+  void write_head() {
+    head_.set(http::field::server, "otarig");
+    head_.content_length(body_length_);
+    head_.keep_alive(!close_);
+    record_.status = static_cast<unsigned>(head_.result_int());
+    deadline();
+    http::async_write(stream_, head_, [self = this->shared_from_this()](const error_code& ec, std::size_t) {
+      if (ec) return self->failed_response(ec);
+      if (self->head_only_) return self->finish();
+      self->write_body();
+    });
+  }
+
+  void write_body() {
+    std::uint64_t remaining = body_length_ - record_.bytes;
+    if (remaining == 0) return finish();
+    std::uint64_t at = body_offset_ + record_.bytes;
+    asio::const_buffer buf;
+    if (blob_.memory) {
+      buf = asio::buffer(blob_.memory->data() + at, static_cast<std::size_t>(std::min<std::uint64_t>(remaining, kMemoryChunk)));
+    } else {
+      chunk_.resize(kFileChunk);
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, chunk_.size()));
+      ssize_t n = ::pread(blob_.file->fd, chunk_.data(), want, static_cast<off_t>(at));
+      if (n <= 0) {
+        record_.note = "file shorter than when the response began";
+        server_.record(record_);
+        abort();
+        return;
+      }
+      buf = asio::buffer(chunk_.data(), static_cast<std::size_t>(n));
+    }
+    deadline();
+    asio::async_write(stream_, buf, [self = this->shared_from_this()](const error_code& ec, std::size_t n) {
+      self->record_.bytes += n;
+      if (ec) return self->failed_response(ec);
+      self->write_body();
+    });
+  }
+
+  void failed_response(const error_code& ec) {
+    if (ec == beast::error::timeout) {
+      server_.count(&ServerStats::timeouts);
+      record_.note = "timeout: client did not take the response within " +
+                     std::to_string(server_.options.timeout.count()) + " ms";
+    } else {
+      record_.note = "client went away during the response: " + ec.message();
+    }
+    server_.record(record_);
+    abort();
+  }
+
+  void finish() {
+    server_.record(record_);
+    blob_ = {};
+    if (close_) return close();
+    read_request();
+  }
+
+  // A connection that ends without a response.
+  void drop(const std::string& note) {
+    RequestRecord r;
+    r.connection = id_;
+    r.note = note;
+    server_.record(std::move(r));
+    abort();
+  }
+
+  void close() {
+    if constexpr (kIsTls<Stream>) {
+      deadline();
+      stream_.async_shutdown([self = this->shared_from_this()](const error_code&) { self->abort(); });
+    } else {
+      error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+      // Linger briefly for the client's FIN so unread request bytes do not turn
+      // the close into a reset that could destroy the response in flight.
+      deadline();
+      stream_.async_read_some(asio::buffer(drain_), [self = this->shared_from_this()](const error_code&, std::size_t) {
+        self->abort();
+      });
+    }
+  }
+
+  UpdateServer::Impl& server_;
+  std::uint64_t id_;
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> parser_;
+  http::response<http::empty_body> head_;
+  RequestRecord record_;
+  Blob blob_;
+  std::shared_ptr<const Bytes> text_;
+  std::uint64_t body_offset_ = 0;
+  std::uint64_t body_length_ = 0;
+  bool head_only_ = false;
+  bool close_ = false;
+  std::vector<std::uint8_t> chunk_;
+  std::array<char, 512> drain_{};
+};
+
+}  // namespace
+
+void UpdateServer::Impl::accept() {
+  acceptor->async_accept([this](const error_code& ec, tcp::socket socket) {
+    if (ec || stopping) return;
+    std::erase_if(sessions, [](const auto& w) { return w.expired(); });
+    error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    std::uint64_t id = next_connection++;
+    count(&ServerStats::connections);
+    if (tls) {
+      auto s = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+          *this, id, beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *tls));
+      sessions.push_back(s);
+      s->start();
+    } else {
+      auto s = std::make_shared<Session<beast::tcp_stream>>(*this, id, beast::tcp_stream(std::move(socket)));
+      sessions.push_back(s);
+      s->start();
+    }
+    accept();
+  });
+}
+
+void UpdateServer::Impl::shutdown() {
+  stopping = true;
+  error_code ec;
+  if (acceptor) acceptor->close(ec);
+  for (auto& w : sessions)
+    if (auto s = w.lock()) s->abort();
+  sessions.clear();
+}
+
+UpdateServer::UpdateServer(ServerOptions options) : impl_(std::make_shared<Impl>(std::move(options))) {}
+
+UpdateServer::~UpdateServer() { stop(); }
+
+void UpdateServer::start() {
+  if (impl_->thread.joinable()) throw BenchError("update server: already started");
+  if (impl_->options.tls) impl_->tls = detail::make_server_context(*impl_->options.tls);
+  error_code ec;
+  auto address = asio::ip::make_address(impl_->options.address, ec);
+  if (ec) throw InputError("update server: bad listen address '" + impl_->options.address + "'");
+  tcp::endpoint endpoint(address, impl_->options.port);
+  auto& acc = impl_->acceptor.emplace(impl_->ioc);
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw BenchError("update server: cannot listen on " + impl_->options.address + ":" +
+                     std::to_string(impl_->options.port) + ": " + ec.message());
+  impl_->port = acc.local_endpoint().port();
+  impl_->accept();
+  impl_->thread = std::thread([impl = impl_.get()] { impl->ioc.run(); });
+}
+
+void UpdateServer::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  Impl* impl = impl_.get();
+  asio::post(impl->ioc, [impl] { impl->shutdown(); });
+  asio::post(impl->ioc, [impl] { impl->ioc.stop(); });
+  impl->thread.join();
+}
+
+std::uint16_t UpdateServer::port() const { return impl_->port; }
+
+std::string UpdateServer::base_url() const {
+  std::string host = impl_->options.address;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return std::string(impl_->options.tls ? "https://" : "http://") + host + ":" + std::to_string(port());
+}
+
+void UpdateServer::put(const std::string& path, std::vector<std::uint8_t> bytes) {
+  auto decoded = decode_target(path);
+  if (!decoded || *decoded != path || path.find_first_of("?#%") != std::string::npos)
+    throw InputError("update server: bad path '" + path + "' (absolute, no dot segments, no '?', '#' or '%')");
+  auto shared = std::make_shared<const Bytes>(std::move(bytes));
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->files[path] = std::move(shared);
+}
+
+void UpdateServer::remove(const std::string& path) {
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->files.erase(path);
+}
+
+Manifest UpdateServer::add_release(const Release& release) {
+  if (!valid_release_name(release.name)) throw InputError("release name '" + release.name + "': use [A-Za-z0-9._-]");
+  Manifest m = make_manifest(release.name, release.version, release.security_counter, release.image,
+                             image_path(release.name));
+  std::string text = to_json_text(m);
+  put(image_path(release.name), release.image);
+  put(manifest_path(release.name), Bytes(text.begin(), text.end()));
+  return m;
+}
+
+void UpdateServer::set_latest(const std::string& name) {
+  if (!valid_release_name(name)) throw InputError("release name '" + name + "': use [A-Za-z0-9._-]");
+  bool in_memory = false;
+  {
+    std::lock_guard lock(impl_->repo_mutex);
+    in_memory = impl_->files.count(manifest_path(name)) != 0;
+  }
+  if (!in_memory && !impl_->find_file(manifest_path(name)))
+    throw InputError("update server: no manifest for release '" + name + "' (" + manifest_path(name) + ")");
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->latest = name;
+}
+
+void UpdateServer::clear_latest() {
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->latest.reset();
+}
+
+std::optional<std::string> UpdateServer::latest() const {
+  std::lock_guard lock(impl_->repo_mutex);
+  return impl_->latest;
+}
+
+std::vector<RequestRecord> UpdateServer::request_log() const {
+  std::lock_guard lock(impl_->log_mutex);
+  return impl_->log;
+}
+
+std::vector<RequestRecord> UpdateServer::take_request_log() {
+  std::lock_guard lock(impl_->log_mutex);
+  return std::exchange(impl_->log, {});
+}
+
+ServerStats UpdateServer::stats() const {
+  std::lock_guard lock(impl_->log_mutex);
+  return impl_->counters;
+}
+
+Manifest write_release(const std::filesystem::path& root, const Release& release) {
+  if (!valid_release_name(release.name)) throw InputError("release name '" + release.name + "': use [A-Za-z0-9._-]");
+  Manifest m = make_manifest(release.name, release.version, release.security_counter, release.image,
+                             image_path(release.name));
+  auto write = [](const std::filesystem::path& file, const void* data, std::size_t size) {
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+    if (!out) throw BenchError("cannot write " + file.string());
+  };
+  write(root / "images" / (release.name + ".bin"), release.image.data(), release.image.size());
+  std::string text = to_json_text(m);
+  write(root / "manifests" / (release.name + ".json"), text.data(), text.size());
+  return m;
+}
+
+int serve_main(const ServeOptions& o, std::ostream& out) {
+  if (o.root.empty()) throw InputError("serve: --root is required");
+  if (!std::filesystem::is_directory(o.root)) throw InputError("serve: --root " + o.root.string() + ": not a directory");
+  if (o.tls_cert.empty() != o.tls_key.empty()) throw InputError("serve: --tls-cert and --tls-key go together");
+  if (!o.client_ca.empty() && o.tls_cert.empty()) throw InputError("serve: --client-ca needs --tls-cert and --tls-key");
+  ServerOptions so;
+  so.address = o.address;
+  so.port = o.port;
+  so.root = o.root;
+  so.timeout = o.timeout;
+  if (!o.tls_cert.empty()) so.tls = TlsConfig::from_files(o.tls_cert, o.tls_key, o.client_ca);
+  std::mutex out_mutex;
+  so.on_record = [&](const RequestRecord& r) {
+    std::lock_guard lock(out_mutex);
+    out << to_json(r).dump() << std::endl;
+  };
+  UpdateServer server(std::move(so));
+  if (!o.latest.empty()) server.set_latest(o.latest);
+  // The signal handler (any thread may take the signal) wakes this io_context.
+  asio::io_context signals_ioc(1);
+  asio::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+  server.start();
+  {
+    std::lock_guard lock(out_mutex);
+    out << "listening on " << server.base_url() << std::endl;
+  }
+  signals.async_wait([&](const error_code&, int) {});
+  signals_ioc.run();
+  server.stop();
+  return 0;
+}
+
+}  // namespace otarig::drivers::net

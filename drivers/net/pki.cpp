@@ -1,0 +1,169 @@
+// Test CA, server, client and impostor certificates through OpenSSL 3.
+#include "otarig/drivers/net/pki.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "otarig/drivers/errors.hpp"
+
+namespace otarig::drivers::net {
+namespace {
+
+template <class T, void F(T*)>
+struct Deleter {
+  void operator()(T* p) const noexcept { F(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
+using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+
+[[noreturn]] void fail(const std::string& step) {
+  std::string detail = "unknown OpenSSL error";
+  if (unsigned long e = ERR_get_error(); e != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    detail = buf;
+  }
+  ERR_clear_error();
+  throw BenchError("test PKI: " + step + ": " + detail);
+}
+
+PkeyPtr p256_key() {
+  PkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", const_cast<char*>("P-256")));
+  if (!key) fail("generate an EC P-256 key");
+  return key;
+}
+
+void add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
+  if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) fail("add extension " + std::string(OBJ_nid2sn(nid)));
+}
+
+enum class Role { ca, server, client };
+
+struct Issued {
+  X509Ptr cert;
+  PkeyPtr key;
+};
+
+// `issuer` null: self-signed.
+Issued issue(Role role, const std::string& common_name, const Issued* issuer, const TestPkiOptions& o) {
+  Issued out{X509Ptr(X509_new()), p256_key()};
+  X509* x = out.cert.get();
+  if (!x) fail("X509_new");
+  if (X509_set_version(x, 2) != 1) fail("set version");  // v3
+  std::uint64_t serial = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&serial), sizeof serial) != 1) fail("random serial");
+  serial = (serial >> 1) | 1;  // positive, nonzero
+  if (ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), serial) != 1) fail("set serial");
+  X509_NAME* name = X509_get_subject_name(x);
+  auto add_name = [&](const char* field, const std::string& value) {
+    if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()),
+                                   -1, -1, 0) != 1)
+      fail("set subject name");
+  };
+  add_name("O", "otarig");
+  add_name("CN", common_name);
+  X509* issuer_cert = issuer ? issuer->cert.get() : x;
+  if (X509_set_issuer_name(x, X509_get_subject_name(issuer_cert)) != 1) fail("set issuer name");
+  if (!X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+      !X509_gmtime_adj(X509_getm_notAfter(x), static_cast<long>(o.valid_for.count()) * 3600))
+    fail("set validity");
+  if (X509_set_pubkey(x, out.key.get()) != 1) fail("set public key");
+
+  add_ext(x, issuer_cert, NID_subject_key_identifier, "hash");
+  add_ext(x, issuer_cert, NID_authority_key_identifier, "keyid:always");
+  switch (role) {
+    case Role::ca:
+      add_ext(x, issuer_cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+      add_ext(x, issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
+      break;
+    case Role::server: {
+      add_ext(x, issuer_cert, NID_basic_constraints, "critical,CA:FALSE");
+      add_ext(x, issuer_cert, NID_key_usage, "critical,digitalSignature");
+      add_ext(x, issuer_cert, NID_ext_key_usage, "serverAuth");
+      std::string san;
+      for (const auto& d : o.dns_names) san += (san.empty() ? "DNS:" : ",DNS:") + d;
+      for (const auto& ip : o.ip_addresses) san += (san.empty() ? "IP:" : ",IP:") + ip;
+      if (!san.empty()) add_ext(x, issuer_cert, NID_subject_alt_name, san);
+      break;
+    }
+    case Role::client:
+      add_ext(x, issuer_cert, NID_basic_constraints, "critical,CA:FALSE");
+      add_ext(x, issuer_cert, NID_key_usage, "critical,digitalSignature");
+      add_ext(x, issuer_cert, NID_ext_key_usage, "clientAuth");
+      break;
+  }
+  EVP_PKEY* signer = issuer ? issuer->key.get() : out.key.get();
+  if (X509_sign(x, signer, EVP_sha256()) <= 0) fail("sign certificate " + common_name);
+  return out;
+}
+
+std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+CertifiedKey to_pem(const Issued& in) {
+  BioPtr cert(BIO_new(BIO_s_mem()));
+  BioPtr key(BIO_new(BIO_s_mem()));
+  if (!cert || !key || PEM_write_bio_X509(cert.get(), in.cert.get()) != 1 ||
+      PEM_write_bio_PrivateKey(key.get(), in.key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    fail("write PEM");
+  return {bio_text(cert.get()), bio_text(key.get())};
+}
+
+void write_file(const std::filesystem::path& file, const std::string& text, bool secret) {
+  {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) throw BenchError("cannot write " + file.string());
+  }
+  if (secret) std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+}  // namespace
+
+TestPki TestPki::generate(const TestPkiOptions& options) {
+  Issued ca = issue(Role::ca, options.label + " CA", nullptr, options);
+  Issued server = issue(Role::server, options.label + " server", &ca, options);
+  Issued client = issue(Role::client, options.label + " client", &ca, options);
+  Issued wrong_ca = issue(Role::ca, options.label + " CA", nullptr, options);  // same name, other key
+  Issued impostor = issue(Role::server, options.label + " server", &wrong_ca, options);
+  return TestPki{to_pem(ca), to_pem(server), to_pem(client), to_pem(wrong_ca), to_pem(impostor)};
+}
+
+void TestPki::write(const std::filesystem::path& dir) const {
+  std::filesystem::create_directories(dir);
+  const std::pair<const char*, const CertifiedKey*> items[] = {
+      {"ca", &ca}, {"server", &server}, {"client", &client}, {"wrong-ca", &wrong_ca}, {"impostor", &impostor}};
+  for (const auto& [stem, ck] : items) {
+    write_file(dir / (std::string(stem) + ".pem"), ck->cert_pem, false);
+    write_file(dir / (std::string(stem) + ".key"), ck->key_pem, true);
+  }
+}
+
+std::string read_text_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError(file.string() + ": cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw InputError(file.string() + ": read error");
+  return text.str();
+}
+
+}  // namespace otarig::drivers::net

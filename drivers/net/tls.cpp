@@ -1,0 +1,82 @@
+// TLS contexts for the update server and the fault proxy.
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+
+#include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/net/pki.hpp"
+#include "tls_context.hpp"
+
+namespace otarig::drivers::net {
+
+namespace ssl = boost::asio::ssl;
+
+TlsConfig TlsConfig::from_files(const std::filesystem::path& cert, const std::filesystem::path& key,
+                                const std::filesystem::path& peer_ca) {
+  TlsConfig c;
+  if (!cert.empty()) c.cert_chain_pem = read_text_file(cert);
+  if (!key.empty()) c.key_pem = read_text_file(key);
+  if (!peer_ca.empty()) c.peer_ca_pem = read_text_file(peer_ca);
+  return c;
+}
+
+namespace detail {
+namespace {
+
+std::shared_ptr<ssl::context> base_context(ssl::context::method method) {
+  auto ctx = std::make_shared<ssl::context>(method);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+  return ctx;
+}
+
+void load_identity(ssl::context& ctx, const TlsConfig& config) {
+  boost::system::error_code ec;
+  ctx.use_certificate_chain(boost::asio::buffer(config.cert_chain_pem), ec);
+  if (ec) throw InputError("TLS certificate: " + tls_error_text(ec));
+  ctx.use_private_key(boost::asio::buffer(config.key_pem), ssl::context::pem, ec);
+  if (ec) throw InputError("TLS private key: " + tls_error_text(ec));
+}
+
+void load_peer_ca(ssl::context& ctx, const TlsConfig& config) {
+  boost::system::error_code ec;
+  ctx.add_certificate_authority(boost::asio::buffer(config.peer_ca_pem), ec);
+  if (ec) throw InputError("TLS CA certificate: " + tls_error_text(ec));
+}
+
+}  // namespace
+
+std::shared_ptr<ssl::context> make_server_context(const TlsConfig& config) {
+  if (config.cert_chain_pem.empty() || config.key_pem.empty())
+    throw InputError("TLS: a server needs a certificate and a private key");
+  auto ctx = base_context(ssl::context::tls_server);
+  load_identity(*ctx, config);
+  if (!config.peer_ca_pem.empty()) {
+    load_peer_ca(*ctx, config);
+    ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  } else {
+    ctx->set_verify_mode(ssl::verify_none);
+  }
+  return ctx;
+}
+
+std::shared_ptr<ssl::context> make_client_context(const TlsConfig& config, bool verify) {
+  auto ctx = base_context(ssl::context::tls_client);
+  if (!config.cert_chain_pem.empty()) load_identity(*ctx, config);
+  if (verify) {
+    if (config.peer_ca_pem.empty()) throw InputError("TLS: verifying the server needs a CA certificate");
+    load_peer_ca(*ctx, config);
+    ctx->set_verify_mode(ssl::verify_peer);
+  } else {
+    ctx->set_verify_mode(ssl::verify_none);
+  }
+  return ctx;
+}
+
+std::string tls_error_text(const boost::system::error_code& ec) {
+  // For the SSL category message() is OpenSSL's reason string.
+  return ec.message();
+}
+
+}  // namespace detail
+}  // namespace otarig::drivers::net

@@ -1,0 +1,370 @@
+#include "otarig/drivers/image.hpp"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+
+#include "otarig/drivers/errors.hpp"
+
+namespace otarig::image {
+namespace {
+
+// Header field offsets (docs/image-format.md).
+constexpr std::size_t kOffMagic = 0;
+constexpr std::size_t kOffHeaderSize = 4;
+constexpr std::size_t kOffFormat = 6;
+constexpr std::size_t kOffMajor = 8;
+constexpr std::size_t kOffMinor = 9;
+constexpr std::size_t kOffPatch = 10;
+constexpr std::size_t kOffBuild = 12;
+constexpr std::size_t kOffCounter = 16;
+constexpr std::size_t kOffPayloadSize = 20;
+constexpr std::size_t kOffFlags = 24;
+constexpr std::size_t kOffHeaderReserved = 28;
+
+// Trailer field offsets.
+constexpr std::size_t kOffTrailerMagic = 0;
+constexpr std::size_t kOffKeyId = 4;
+constexpr std::size_t kOffTrailerReserved = 12;
+constexpr std::size_t kOffDigest = 16;
+constexpr std::size_t kOffSignature = 48;
+static_assert(kOffSignature + 64 == kTrailerSize);
+
+constexpr std::uint16_t kFormat = 1;
+
+void put16(std::uint8_t* p, std::uint16_t v) {
+  p[0] = static_cast<std::uint8_t>(v);
+  p[1] = static_cast<std::uint8_t>(v >> 8);
+}
+void put32(std::uint8_t* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
+std::uint32_t get32(const std::uint8_t* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+
+// Index of the first nonzero byte in [first, last), or `last`.
+std::size_t first_nonzero(std::span<const std::uint8_t> bytes, std::size_t first, std::size_t last) {
+  for (std::size_t i = first; i < last; ++i)
+    if (bytes[i] != 0) return i;
+  return last;
+}
+
+template <class T>
+T parse_component(std::string_view text, std::string_view part, std::string_view whole) {
+  std::uint64_t v = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [p, ec] = std::from_chars(first, last, v);
+  if (text.empty() || ec != std::errc() || p != last)
+    throw InputError(fmt::format("version '{}': {} '{}' is not a decimal number", whole, part, text));
+  if (v > std::numeric_limits<T>::max())
+    throw InputError(fmt::format("version '{}': {} {} is out of range (at most {})", whole, part, v,
+                                 std::numeric_limits<T>::max()));
+  return static_cast<T>(v);
+}
+
+Bytes copy_of(std::span<const std::uint8_t> img) { return Bytes(img.begin(), img.end()); }
+
+// Offset of the trailer of a structurally valid image.
+std::size_t trailer_offset(const Parsed& p) { return p.signed_part.size(); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- Version
+
+Version Version::parse(std::string_view text) {
+  std::string_view core = text;
+  std::string_view build_text;
+  if (auto plus = text.find('+'); plus != std::string_view::npos) {
+    core = text.substr(0, plus);
+    build_text = text.substr(plus + 1);
+    if (build_text.empty()) throw InputError(fmt::format("version '{}': empty build number after '+'", text));
+  }
+  std::string_view parts[3];
+  std::size_t n = 0;
+  std::size_t start = 0;
+  while (true) {
+    auto dot = core.find('.', start);
+    if (n == 3) throw InputError(fmt::format("version '{}': expected MAJOR.MINOR.PATCH[+BUILD]", text));
+    parts[n++] = core.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (n != 3) throw InputError(fmt::format("version '{}': expected MAJOR.MINOR.PATCH[+BUILD]", text));
+  Version v;
+  v.major = parse_component<std::uint8_t>(parts[0], "major", text);
+  v.minor = parse_component<std::uint8_t>(parts[1], "minor", text);
+  v.patch = parse_component<std::uint16_t>(parts[2], "patch", text);
+  if (!build_text.empty()) v.build = parse_component<std::uint32_t>(build_text, "build", text);
+  return v;
+}
+
+std::string Version::str() const {
+  if (build == 0) return fmt::format("{}.{}.{}", major, minor, patch);
+  return fmt::format("{}.{}.{}+{}", major, minor, patch, build);
+}
+
+// ---------------------------------------------------------------------------- layout
+
+void encode_header(const Header& h, std::span<std::uint8_t, kHeaderSize> out) {
+  std::fill(out.begin(), out.end(), std::uint8_t{0});
+  auto* p = out.data();
+  put32(p + kOffMagic, h.magic);
+  put16(p + kOffHeaderSize, h.header_size);
+  put16(p + kOffFormat, h.format);
+  p[kOffMajor] = h.version.major;
+  p[kOffMinor] = h.version.minor;
+  put16(p + kOffPatch, h.version.patch);
+  put32(p + kOffBuild, h.version.build);
+  put32(p + kOffCounter, h.security_counter);
+  put32(p + kOffPayloadSize, h.payload_size);
+  put32(p + kOffFlags, h.flags);
+}
+
+Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
+  const auto* p = in.data();
+  Header h;
+  h.magic = get32(p + kOffMagic);
+  h.header_size = get16(p + kOffHeaderSize);
+  h.format = get16(p + kOffFormat);
+  h.version.major = p[kOffMajor];
+  h.version.minor = p[kOffMinor];
+  h.version.patch = get16(p + kOffPatch);
+  h.version.build = get32(p + kOffBuild);
+  h.security_counter = get32(p + kOffCounter);
+  h.payload_size = get32(p + kOffPayloadSize);
+  h.flags = get32(p + kOffFlags);
+  return h;
+}
+
+void encode_trailer(const Trailer& t, std::span<std::uint8_t, kTrailerSize> out) {
+  std::fill(out.begin(), out.end(), std::uint8_t{0});
+  auto* p = out.data();
+  put32(p + kOffTrailerMagic, t.magic);
+  std::copy(t.key_id.begin(), t.key_id.end(), p + kOffKeyId);
+  std::copy(t.sha256.begin(), t.sha256.end(), p + kOffDigest);
+  std::copy(t.signature.begin(), t.signature.end(), p + kOffSignature);
+}
+
+Trailer decode_trailer(std::span<const std::uint8_t, kTrailerSize> in) {
+  const auto* p = in.data();
+  Trailer t;
+  t.magic = get32(p + kOffTrailerMagic);
+  std::copy_n(p + kOffKeyId, t.key_id.size(), t.key_id.begin());
+  std::copy_n(p + kOffDigest, t.sha256.size(), t.sha256.begin());
+  std::copy_n(p + kOffSignature, t.signature.size(), t.signature.begin());
+  return t;
+}
+
+Parsed parse(std::span<const std::uint8_t> bytes, std::string_view name) {
+  if (bytes.size() < kHeaderSize)
+    throw InputError(fmt::format("{}: header: {} bytes is shorter than the {}-byte header", name,
+                                 bytes.size(), kHeaderSize));
+  Parsed out;
+  out.header = decode_header(bytes.first<kHeaderSize>());
+  const Header& h = out.header;
+  if (h.magic != kHeaderMagic)
+    throw InputError(
+        fmt::format("{}: header.magic: expected {:#010x}, found {:#010x}", name, kHeaderMagic, h.magic));
+  if (h.header_size != kHeaderSize)
+    throw InputError(
+        fmt::format("{}: header.header_size: expected {}, found {}", name, kHeaderSize, h.header_size));
+  if (h.format != kFormat)
+    throw InputError(fmt::format("{}: header.format: expected {}, found {}", name, kFormat, h.format));
+  if (auto i = first_nonzero(bytes, kOffHeaderReserved, kHeaderSize); i != kHeaderSize)
+    throw InputError(
+        fmt::format("{}: header.reserved: byte at offset {} is {:#04x}, expected zero", name, i, bytes[i]));
+  const std::size_t after_header = bytes.size() - kHeaderSize;
+  if (h.payload_size > after_header)
+    throw InputError(fmt::format("{}: header.payload_size: {} bytes, but only {} bytes follow the header",
+                                 name, h.payload_size, after_header));
+  const std::size_t signed_size = kHeaderSize + h.payload_size;
+  if (bytes.size() - signed_size < kTrailerSize)
+    throw InputError(fmt::format("{}: trailer: missing ({} bytes after the payload, the trailer needs {})",
+                                 name, bytes.size() - signed_size, kTrailerSize));
+  auto trailer_bytes = bytes.subspan(signed_size).first<kTrailerSize>();
+  out.trailer = decode_trailer(trailer_bytes);
+  if (out.trailer.magic != kTrailerMagic)
+    throw InputError(fmt::format("{}: trailer.magic: expected {:#010x}, found {:#010x}", name, kTrailerMagic,
+                                 out.trailer.magic));
+  if (auto i = first_nonzero(trailer_bytes, kOffTrailerReserved, kOffDigest); i != kOffDigest)
+    throw InputError(fmt::format("{}: trailer.reserved: byte at offset {} is {:#04x}, expected zero", name,
+                                 signed_size + i, trailer_bytes[i]));
+  out.signed_part = bytes.first(signed_size);
+  out.payload = bytes.subspan(kHeaderSize, h.payload_size);
+  out.total_size = signed_size + kTrailerSize;
+  return out;
+}
+
+// ---------------------------------------------------------------------------- signing
+
+Bytes signing_message(const crypto::Digest& digest) {
+  Bytes m(kSignContext.size() + digest.size());
+  std::memcpy(m.data(), kSignContext.data(), kSignContext.size());
+  std::memcpy(m.data() + kSignContext.size(), digest.data(), digest.size());
+  return m;
+}
+
+Bytes build(const Header& header, std::span<const std::uint8_t> payload, const crypto::Ed25519Key& key) {
+  if (payload.size() > std::numeric_limits<std::uint32_t>::max())
+    throw InputError(
+        fmt::format("image payload of {} bytes does not fit the 32-bit payload_size", payload.size()));
+  Header h = header;
+  h.payload_size = static_cast<std::uint32_t>(payload.size());
+  Bytes out(kHeaderSize + payload.size() + kTrailerSize);
+  encode_header(h, std::span<std::uint8_t, kHeaderSize>(out.data(), kHeaderSize));
+  std::copy(payload.begin(), payload.end(), out.begin() + kHeaderSize);
+  Trailer t;
+  t.key_id = key.id();
+  t.sha256 = crypto::sha256(std::span<const std::uint8_t>(out.data(), kHeaderSize + payload.size()));
+  t.signature = key.sign(signing_message(t.sha256));
+  encode_trailer(
+      t, std::span<std::uint8_t, kTrailerSize>(out.data() + kHeaderSize + payload.size(), kTrailerSize));
+  return out;
+}
+
+Check check(std::span<const std::uint8_t> bytes, std::span<const crypto::PublicKey> trusted) {
+  Check c;
+  Parsed p;
+  try {
+    p = parse(bytes, "image");
+  } catch (const InputError& e) {
+    c.reason = e.what();
+    return c;
+  }
+  c.structure_ok = true;
+  crypto::Digest actual{};
+  try {
+    actual = crypto::sha256(p.signed_part);
+  } catch (const std::exception& e) {
+    c.reason = fmt::format("image: SHA-256 failed: {}", e.what());
+    return c;
+  }
+  c.hash_ok = actual == p.trailer.sha256;
+  const crypto::PublicKey* key = nullptr;
+  for (const auto& k : trusted) {
+    if (crypto::key_id(k) == p.trailer.key_id) {
+      key = &k;
+      break;
+    }
+  }
+  c.key_known = key != nullptr;
+  // The signature covers the digest the trailer states; hash_ok says whether the content matches it.
+  if (key)
+    c.signature_ok = crypto::ed25519_verify(*key, signing_message(p.trailer.sha256), p.trailer.signature);
+  if (!c.hash_ok)
+    c.reason = fmt::format("image: trailer.sha256: header+payload hash to {}, the trailer states {}",
+                           crypto::hex(actual), crypto::hex(p.trailer.sha256));
+  else if (!c.key_known)
+    c.reason = fmt::format("image: trailer.key_id: {} is not a trusted key", crypto::hex(p.trailer.key_id));
+  else if (!c.signature_ok)
+    c.reason = fmt::format("image: trailer.signature: not a valid signature by key {}",
+                           crypto::hex(p.trailer.key_id));
+  return c;
+}
+
+// ---------------------------------------------------------------------------- test content
+
+Bytes synthetic_payload(std::size_t size, std::string_view label) {
+  // Block i is SHA-256(seed || u64le(i)) with seed = SHA-256("otarig synthetic payload:" || label).
+  std::string prefix = "otarig synthetic payload:";
+  prefix.append(label);
+  const crypto::Digest seed = crypto::sha256(prefix);
+
+  struct MdDeleter {
+    void operator()(EVP_MD* p) const noexcept { EVP_MD_free(p); }
+  };
+  struct CtxDeleter {
+    void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
+  };
+  std::unique_ptr<EVP_MD, MdDeleter> md(EVP_MD_fetch(nullptr, "SHA256", nullptr));
+  std::unique_ptr<EVP_MD_CTX, CtxDeleter> ctx(EVP_MD_CTX_new());
+  if (!md || !ctx) throw std::runtime_error("synthetic_payload: cannot set up SHA-256");
+
+  Bytes out(size);
+  std::uint8_t block_input[40];
+  std::copy(seed.begin(), seed.end(), block_input);
+  std::uint8_t block[32];
+  for (std::size_t offset = 0, index = 0; offset < size; offset += sizeof block, ++index) {
+    for (int b = 0; b < 8; ++b)
+      block_input[32 + b] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(index) >> (8 * b));
+    unsigned int len = 0;
+    if (EVP_DigestInit_ex2(ctx.get(), md.get(), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), block_input, sizeof block_input) != 1 ||
+        EVP_DigestFinal_ex(ctx.get(), block, &len) != 1)
+      throw std::runtime_error("synthetic_payload: SHA-256 failed");
+    std::copy_n(block, std::min(sizeof block, size - offset),
+                out.begin() + static_cast<std::ptrdiff_t>(offset));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- tamper
+
+namespace tamper {
+
+Bytes flip_bit(std::span<const std::uint8_t> img, std::size_t offset, unsigned bit) {
+  if (offset >= img.size())
+    throw InputError(
+        fmt::format("tamper flip-bit: offset {} is beyond the image ({} bytes)", offset, img.size()));
+  if (bit > 7) throw InputError(fmt::format("tamper flip-bit: bit {} is not 0..7", bit));
+  Bytes out = copy_of(img);
+  out[offset] ^= static_cast<std::uint8_t>(1u << bit);
+  return out;
+}
+
+Bytes truncate(std::span<const std::uint8_t> img, std::size_t new_size) {
+  if (new_size > img.size())
+    throw InputError(fmt::format("tamper truncate: new size {} is larger than the image ({} bytes)", new_size,
+                                 img.size()));
+  return copy_of(img.first(new_size));
+}
+
+Bytes append(std::span<const std::uint8_t> img, std::span<const std::uint8_t> extra) {
+  Bytes out = copy_of(img);
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
+
+Bytes resign(std::span<const std::uint8_t> img, const crypto::Ed25519Key& key) {
+  Parsed p = parse(img, "image");
+  Bytes out = copy_of(img);
+  Trailer t = p.trailer;
+  t.key_id = key.id();
+  t.sha256 = crypto::sha256(p.signed_part);
+  t.signature = key.sign(signing_message(t.sha256));
+  encode_trailer(t, std::span<std::uint8_t, kTrailerSize>(out.data() + trailer_offset(p), kTrailerSize));
+  return out;
+}
+
+Bytes strip_signature(std::span<const std::uint8_t> img) {
+  Parsed p = parse(img, "image");
+  Bytes out = copy_of(img);
+  Trailer t = p.trailer;
+  t.key_id = {};
+  t.signature = {};
+  encode_trailer(t, std::span<std::uint8_t, kTrailerSize>(out.data() + trailer_offset(p), kTrailerSize));
+  return out;
+}
+
+Bytes set_version(std::span<const std::uint8_t> img, const Version& v) {
+  Parsed p = parse(img, "image");
+  Bytes out = copy_of(img);
+  Header h = p.header;
+  h.version = v;
+  encode_header(h, std::span<std::uint8_t, kHeaderSize>(out.data(), kHeaderSize));
+  return out;
+}
+
+}  // namespace tamper
+}  // namespace otarig::image

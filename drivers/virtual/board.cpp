@@ -1,0 +1,245 @@
+// The virtual board's protocols, provisioning, and the fast sweep: a counted
+// cut in a delivery from a provisioned state is materialized from the
+// recorded uncut delivery instead of rerunning the agent.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "board_impl.hpp"
+#include "otarig/drivers/errors.hpp"
+
+namespace otarig::drivers::vboard {
+namespace {
+
+constexpr std::size_t kMaxProvisioned = 4;
+constexpr std::size_t kMaxRecordings = 2;
+
+bool same_bytes(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+}
+
+// Clears the flash observer when a recorded delivery ends, however it ends.
+class ObserverGuard {
+ public:
+  explicit ObserverGuard(NorFlash& flash) : flash_(flash) {}
+  ~ObserverGuard() { flash_.set_observer(nullptr); }
+  ObserverGuard(const ObserverGuard&) = delete;
+  ObserverGuard& operator=(const ObserverGuard&) = delete;
+
+ private:
+  NorFlash& flash_;
+};
+
+}  // namespace
+
+std::string power_lost_detail(const FlashOp& op, bool torn) {
+  return fmt::format("power lost {} flash op {}: {}", torn ? "during (torn)" : "before", op.index,
+                     describe(op));
+}
+
+VirtualBoard::Impl::Impl(BoardConfig config, std::vector<crypto::PublicKey> keys, Clock* clk)
+    : cfg(std::move(config)),
+      trusted(std::move(keys)),
+      clock(clk),
+      flash(cfg.flash),
+      log(flash),
+      counter(flash) {
+  for (const auto& k : trusted) trusted_ids.push_back(crypto::key_id(k));
+}
+
+// ---------------------------------------------------------------------------- deliveries
+
+bool VirtualBoard::Impl::pristine() const {
+  return cfg.fast_sweep && provisioned && flash.mutations() == provisioned_mutations &&
+         flash.ops_issued() == 0 && !flash.fired() && powered && ram.state == RunState::running;
+}
+
+const ProvisionedState* VirtualBoard::Impl::provisioned_state(std::uint64_t id) const {
+  for (const auto& p : provisioned_cache)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+Recording* VirtualBoard::Impl::find_recording(std::span<const std::uint8_t> image) {
+  for (auto& r : recordings)
+    if (r.provisioned == *provisioned && same_bytes(r.image, image)) return &r;
+  return nullptr;
+}
+
+DeliveryResult VirtualBoard::Impl::deliver_slow(std::span<const std::uint8_t> image) {
+  ++stats.slow_deliveries;
+  link_bytes = 0;
+  try {
+    return agent(image);
+  } catch (const PowerLoss& loss) {
+    lose_power();
+    return DeliveryResult{DeliveryStatus::power_lost, power_lost_detail(loss.op, loss.torn), link_bytes};
+  }
+}
+
+DeliveryResult VirtualBoard::Impl::deliver_recorded(std::span<const std::uint8_t> image) {
+  const auto* base = provisioned_state(*provisioned);
+  if (!base) return deliver_slow(image);
+  Recording rec;
+  rec.provisioned = *provisioned;
+  rec.image.assign(image.begin(), image.end());
+  const std::size_t out_start = out.size();
+  const Clock::duration elapsed_start = elapsed;
+  DeliveryResult result;
+  {
+    ObserverGuard guard(flash);
+    flash.set_observer([&](const FlashOp& op, std::span<const std::uint8_t> data) {
+      rec.ops.push_back(RecordedOp{op, Bytes(data.begin(), data.end()), out.size() - out_start, link_bytes,
+                                   elapsed - elapsed_start});
+    });
+    result = deliver_slow(image);
+  }
+  if (result.status == DeliveryStatus::power_lost) return result;
+  rec.console = out.substr(out_start);
+  rec.cursor = base->state;
+  rec.cursor_ops = 0;
+  ++stats.recorded_deliveries;
+  if (recordings.size() >= kMaxRecordings) recordings.erase(recordings.begin());
+  recordings.push_back(std::move(rec));
+  return result;
+}
+
+DeliveryResult VirtualBoard::Impl::replay_cut(Recording& rec, std::uint64_t k) {
+  ++stats.replayed_cuts;
+  const RecordedOp& at = rec.ops[k - 1];
+  if (rec.cursor_ops > k - 1) {
+    const auto* base = provisioned_state(rec.provisioned);
+    if (!base) throw std::logic_error("virtual board: fast sweep lost its provisioned state");
+    rec.cursor = base->state;
+    rec.cursor_ops = 0;
+  }
+  while (rec.cursor_ops < k - 1) {
+    const RecordedOp& op = rec.ops[rec.cursor_ops++];
+    NorFlash::apply_op(flash.geometry(), rec.cursor, op.op, op.data);
+  }
+  flash.replay_cut(rec.cursor, at.op, at.data);
+  out.append(rec.console, 0, at.console);
+  link_bytes = at.bytes_sent;
+  advance(at.elapsed);
+  lose_power();
+  return DeliveryResult{DeliveryStatus::power_lost, power_lost_detail(at.op, flash.cut().torn),
+                        at.bytes_sent};
+}
+
+// ---------------------------------------------------------------------------- VirtualBoard
+
+VirtualBoard::VirtualBoard(BoardConfig config, std::vector<crypto::PublicKey> trusted_keys, Clock* clock) {
+  if (auto p = config.problem(); !p.empty()) throw std::invalid_argument("virtual board: " + p);
+  impl_ = std::make_unique<Impl>(std::move(config), std::move(trusted_keys), clock);
+}
+
+VirtualBoard::~VirtualBoard() = default;
+
+void VirtualBoard::on() {
+  auto& d = *impl_;
+  if (d.powered) return;
+  d.powered = true;
+  d.ram = Ram{};
+  try {
+    d.boot_chain();
+  } catch (const PowerLoss&) {
+    d.lose_power();
+  }
+}
+
+void VirtualBoard::off() { impl_->lose_power(); }
+
+void VirtualBoard::cycle(std::chrono::milliseconds off_time) {
+  off();
+  if (impl_->clock) impl_->clock->advance(off_time);
+  on();
+}
+
+bool VirtualBoard::is_on() const { return impl_->powered; }
+
+void VirtualBoard::write(std::string_view bytes) {
+  auto& d = *impl_;
+  for (char c : bytes) {
+    if (!d.powered || d.ram.state != RunState::running) return;
+    if (c == '\n') {
+      std::string line = std::exchange(d.ram.input, {});
+      d.command(line);
+    } else if (d.ram.input.size() < 256) {
+      d.ram.input.push_back(c);
+    }
+  }
+}
+
+std::string VirtualBoard::read(std::chrono::milliseconds timeout) {
+  auto& d = *impl_;
+  if (!d.out.empty()) return std::exchange(d.out, {});
+  if (d.clock) d.clock->advance(timeout);
+  return {};
+}
+
+DeliveryResult VirtualBoard::deliver(std::span<const std::uint8_t> image) {
+  auto& d = *impl_;
+  if (!d.powered) return DeliveryResult{DeliveryStatus::unreachable, "device is off", 0};
+  if (d.ram.state != RunState::running)
+    return DeliveryResult{DeliveryStatus::unreachable, "no application answers (device not booted)", 0};
+  if (d.pristine()) {
+    const std::uint64_t k = d.flash.cut().before_op;
+    if (k == 0) {
+      if (!d.find_recording(image)) return d.deliver_recorded(image);
+    } else if (auto* rec = d.find_recording(image); rec && k <= rec->ops.size()) {
+      return d.replay_cut(*rec, k);
+    }
+  }
+  return d.deliver_slow(image);
+}
+
+void VirtualBoard::provision(std::span<const std::uint8_t> image) {
+  auto& d = *impl_;
+  const auto& g = d.flash.geometry();
+  auto parsed = image::parse(image, "provision image");
+  if (image.size() > g.slot_size)
+    throw InputError(
+        fmt::format("provision image: {} bytes do not fit the {}-byte slot", image.size(), g.slot_size));
+  if (parsed.header.security_counter > d.counter.capacity())
+    throw InputError(
+        fmt::format("provision image: header.security_counter: {} exceeds the counter capacity {}",
+                    parsed.header.security_counter, d.counter.capacity()));
+  d.lose_power();
+  const ProvisionedState* hit = nullptr;
+  for (const auto& p : d.provisioned_cache)
+    if (same_bytes(p.image, image)) hit = &p;
+  if (hit) {
+    d.flash.restore(hit->state);
+    d.provisioned = hit->id;
+  } else {
+    d.flash.erase_all_raw();
+    d.flash.write_raw(g.slot_offset(0), image);
+    d.log.format_raw(BootRecord{1, 0, kNoSlot, false, true});
+    d.counter.set_raw(parsed.header.security_counter);
+    d.flash.reset_erase_counts();
+    if (d.provisioned_cache.size() >= kMaxProvisioned) {
+      const auto evicted = d.provisioned_cache.front().id;
+      d.provisioned_cache.erase(d.provisioned_cache.begin());
+      std::erase_if(d.recordings, [&](const Recording& r) { return r.provisioned == evicted; });
+    }
+    d.provisioned_cache.push_back(
+        ProvisionedState{d.next_provision_id++, Bytes(image.begin(), image.end()), d.flash.state()});
+    d.provisioned = d.provisioned_cache.back().id;
+  }
+  d.provisioned_mutations = d.flash.mutations();
+}
+
+void VirtualBoard::arm(const FlashCut& cut) { impl_->flash.arm(cut); }
+void VirtualBoard::disarm() { impl_->flash.disarm(); }
+std::uint64_t VirtualBoard::ops_counted() const { return impl_->flash.ops_counted(); }
+std::optional<FlashOp> VirtualBoard::fired() const { return impl_->flash.fired(); }
+std::vector<std::uint32_t> VirtualBoard::erase_counts() const { return impl_->flash.state().erase_counts; }
+
+const BoardConfig& VirtualBoard::config() const { return impl_->cfg; }
+RunState VirtualBoard::run_state() const { return impl_->powered ? impl_->ram.state : RunState::off; }
+NorFlash& VirtualBoard::flash() { return impl_->flash; }
+const NorFlash& VirtualBoard::flash() const { return impl_->flash; }
+VirtualBoard::Stats VirtualBoard::stats() const { return impl_->stats; }
+
+}  // namespace otarig::drivers::vboard

@@ -1,0 +1,138 @@
+#pragma once
+// Private to the virtual board: its RAM state, its firmware (bootloader,
+// agent, application, console) and the fast-sweep recordings.
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "otarig/drivers/image.hpp"
+#include "otarig/drivers/virtual/board.hpp"
+#include "otarig/drivers/virtual/boot_state.hpp"
+
+namespace otarig::drivers::vboard {
+
+/// What verifying one slot found. Memoized on (slot, generation, length).
+struct SlotVerdict {
+  bool structure_ok = false;
+  bool hash_ok = false;
+  bool key_known = false;
+  bool signature_ok = false;
+  std::string structure_error;
+  image::Header header;
+  image::Trailer trailer;
+  std::size_t signed_size = 0;  ///< header + payload
+  std::size_t total_size = 0;   ///< header + payload + trailer
+  crypto::Digest digest{};      ///< SHA-256 over header + payload as read from flash
+};
+
+/// The slot the bootloader hands to the application.
+struct BootSelection {
+  int slot = 0;
+  bool trial = false;
+};
+
+/// Device RAM: lost at every power loss, reset at every reboot except `boots`.
+struct Ram {
+  RunState state = RunState::off;
+  int slot = -1;
+  bool trial = false;
+  bool healthy = false;
+  image::Header header;
+  crypto::KeyId key{};
+  std::size_t signed_size = 0;
+  /// Boots since the last healthy application in this power-on.
+  unsigned boots = 0;
+  std::string input;
+};
+
+/// One op of a recorded uncut delivery, with what the outside had seen when it began.
+struct RecordedOp {
+  FlashOp op;
+  Bytes data;
+  std::size_t console = 0;  ///< bytes of recorded console output before the op
+  std::uint64_t bytes_sent = 0;
+  Clock::duration elapsed{};  ///< modelled time since the delivery began
+};
+
+/// The uncut delivery of `image` from provisioned state `provisioned`, and a
+/// cursor: the flash after the first `cursor_ops` ops.
+struct Recording {
+  std::uint64_t provisioned = 0;
+  Bytes image;
+  std::vector<RecordedOp> ops;
+  std::string console;
+  FlashState cursor;
+  std::size_t cursor_ops = 0;
+};
+
+struct ProvisionedState {
+  std::uint64_t id = 0;
+  Bytes image;
+  FlashState state;
+};
+
+struct VirtualBoard::Impl {
+  Impl(BoardConfig config, std::vector<crypto::PublicKey> keys, Clock* clk);
+
+  BoardConfig cfg;
+  std::vector<crypto::PublicKey> trusted;
+  std::vector<crypto::KeyId> trusted_ids;
+  Clock* clock = nullptr;
+  NorFlash flash;
+  BootStateLog log;
+  AntiRollbackCounter counter;
+
+  bool powered = false;
+  Ram ram;
+  std::string out;               ///< printed, not yet read
+  Clock::duration elapsed{};     ///< modelled time so far
+  std::uint64_t link_bytes = 0;  ///< bytes the agent has taken of the current delivery
+
+  std::map<std::tuple<int, std::uint64_t, std::uint64_t>, SlotVerdict> verdicts;
+  Stats stats;
+
+  std::vector<ProvisionedState> provisioned_cache;
+  std::uint64_t next_provision_id = 1;
+  std::optional<std::uint64_t> provisioned;  ///< the cache entry the flash was last set to
+  std::uint64_t provisioned_mutations = 0;   ///< flash.mutations() right after that
+  std::vector<Recording> recordings;
+
+  // ---- firmware (firmware.cpp)
+  void print(std::string_view line);
+  void advance(Clock::duration d);
+  /// Power gone: RAM lost, the device stops.
+  void lose_power();
+  /// Runs bootloader and application from reset until an application stays up
+  /// or the device gives up. Flash ops may throw PowerLoss.
+  void boot_chain();
+  std::optional<BootSelection> bootloader();
+  std::optional<BootSelection> boot_ab();
+  /// Returns true when the application requests a reboot.
+  bool application(const BootSelection& selection);
+  void confirm();
+  DeliveryResult agent(std::span<const std::uint8_t> image);
+  void command(std::string_view line);
+  std::string status_line();
+
+  SlotVerdict verdict(int slot);
+  /// Why the slot's image is not authentic, or empty.
+  std::string authenticity_failure(const SlotVerdict& v) const;
+  /// Why installing/booting an image with header `h` would roll the device back
+  /// (or cannot be represented), or empty. `floor`: the version it must not go below.
+  std::string rollback_failure(const image::Header& h, const std::optional<image::Version>& floor) const;
+
+  // ---- deliveries (board.cpp)
+  DeliveryResult deliver_slow(std::span<const std::uint8_t> image);
+  DeliveryResult deliver_recorded(std::span<const std::uint8_t> image);
+  DeliveryResult replay_cut(Recording& rec, std::uint64_t k);
+  Recording* find_recording(std::span<const std::uint8_t> image);
+  const ProvisionedState* provisioned_state(std::uint64_t id) const;
+  bool pristine() const;
+};
+
+char slot_name(int slot);
+std::string power_lost_detail(const FlashOp& op, bool torn);
+
+}  // namespace otarig::drivers::vboard

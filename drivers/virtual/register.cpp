@@ -1,0 +1,54 @@
+// Registers the virtual board: device kind "virtual" builds the board and
+// fills every part it implements; the "virtual" power, console and link
+// drivers bind to that device.
+#include <fmt/format.h>
+
+#include "otarig/drivers/registry.hpp"
+#include "otarig/drivers/virtual/board.hpp"
+
+namespace otarig::drivers {
+namespace vboard {
+
+std::shared_ptr<VirtualBoard> make_virtual_board(const Config& device, const BindContext& context) {
+  auto cfg = BoardConfig::from_config(device);
+  return std::make_shared<VirtualBoard>(std::move(cfg), context.trusted_keys, context.clock);
+}
+
+}  // namespace vboard
+
+namespace {
+
+std::shared_ptr<vboard::VirtualBoard> bound_board(const Config& section, const BoardParts& parts,
+                                                  const char* what) {
+  auto board = std::dynamic_pointer_cast<vboard::VirtualBoard>(parts.flash_faults);
+  if (!parts.device || !board)
+    section.fail(fmt::format("the 'virtual' {} driver needs the device section `kind: virtual`", what));
+  return board;
+}
+
+}  // namespace
+
+void register_virtual_drivers(DriverRegistry& registry) {
+  registry.add_device("virtual", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    auto board = vboard::make_virtual_board(section, context);
+    parts.power = board;
+    parts.console = board;
+    parts.link = board;
+    parts.provision = board;
+    parts.flash_faults = board;
+    parts.device = board;
+    parts.component_versions["otarig-vboard"] =
+        fmt::format("bootloader 1.0 mode={}", vboard::to_string(board->config().mode));
+  });
+  registry.add_power("virtual", [](const Config& section, const BindContext&, BoardParts& parts) {
+    parts.power = bound_board(section, parts, "power");
+  });
+  registry.add_console("virtual", [](const Config& section, const BindContext&, BoardParts& parts) {
+    parts.console = bound_board(section, parts, "console");
+  });
+  registry.add_link("virtual", [](const Config& section, const BindContext&, BoardParts& parts) {
+    parts.link = bound_board(section, parts, "link");
+  });
+}
+
+}  // namespace otarig::drivers

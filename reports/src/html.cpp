@@ -1,0 +1,770 @@
+// report.html: one self-contained page for the compliance owner. Everything
+// that comes from the run or the device passes through xml_escape; the page
+// loads nothing (its Content-Security-Policy forbids it) and runs one inline
+// script, pinned by its hash, that opens the collapsed tables for printing.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "detail.hpp"
+#include "otarig/drivers/crypto.hpp"
+#include "otarig/reports/attestation.hpp"
+#include "otarig/reports/bundle.hpp"
+
+namespace otarig::reports {
+
+namespace {
+
+using nlohmann::json;
+
+// COMPLIANCE.md's mapping, in its order: requirement id, summary, scenario classes.
+struct Requirement {
+  const char* id;
+  const char* summary;
+  const char* classes;
+};
+
+constexpr Requirement kRequirements[] = {
+    {"CRA Annex I Part I (2)(c)",
+     "vulnerabilities can be fixed by security updates, automatic by default where applicable", "S1–S6"},
+    {"CRA Annex I Part I (2)(d)", "protection from unauthorised access", "S7"},
+    {"CRA Annex I Part I (2)(f)", "integrity of code and configuration protected; corruption reported",
+     "S1, S2, S8, S12, S13"},
+    {"CRA Annex I Part I (2)(h)", "essential functions stay available, also after an incident",
+     "S4, S5, S6, S11, S14"},
+    {"CRA Annex I Part I (2)(k)", "impact of incidents reduced", "S3, S5, S15"},
+    {"CRA Annex I Part I (2)(l)", "relevant internal activity recorded", "S13"},
+    {"CRA Annex I Part II (7)", "updates distributed securely", "S1, S2, S6, S7"},
+    {"CRA Annex VII (6)", "test reports kept in the technical documentation", "the whole bundle"},
+    {"ETSI EN 303 645 5.3-1, 5.3-2", "software securely updateable; a secure update mechanism", "S1–S8"},
+    {"ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10",
+     "best-practice crypto; authenticity and integrity verified, over a trust relationship for network updates",
+     "S1, S2, S7, S8"},
+    {"EN 18031-1 SUM-1 / SUM-2 / SUM-3",
+     "an update mechanism; only integrity- and authenticity-checked software installed; automated updates",
+     "S1–S3, S7, S8"},
+    {"IEC 62443-4-2 CR 3.4", "software integrity checked, changes detected and reported", "S1, S2, S12, S13"},
+    {"IEC 62443-4-2 EDR/HDR/NDR 3.10", "updates supported; authenticity and integrity validated before install",
+     "S1, S2, S4"},
+    {"IEC 62443-4-2 EDR/HDR/NDR 3.14", "integrity of the boot process", "S12"},
+    {"BSI TR-03183-1 REQ_ER 4, 4.2", "integrity-protected security updates; package authenticity verified",
+     "S1, S2"},
+    {"UNECE R156 7.2.1.1 / 7.2.2", "update authenticity and integrity; restore or safe state after a failed update",
+     "S1, S2, S4, S5, S14"},
+    {"NIST SP 800-193 protect / detect / recover",
+     "authenticated update with anti-rollback; verify before execute; recover to a good image",
+     "S1–S3, S12, S13, S4, S5, S15"},
+    {"NIST IR 8259A software update", "verify and authenticate updates before install", "S1, S2, S7"},
+};
+constexpr const char* kWholeBundle = "CRA Annex VII (6)";
+
+constexpr std::pair<const char*, const char*> kOracles[] = {
+    {"authentic",
+     "the device never boots (or stages as bootable) an image that is unsigned, signed by an unknown key, "
+     "tampered, truncated or corrupted in transit"},
+    {"atomic", "the running image is byte-for-byte the old one or the new one: never a mix, never nothing"},
+    {"no-rollback",
+     "the running version and the anti-rollback counter never go below their highest earlier value; an older "
+     "validly signed image is refused"},
+    {"recovered",
+     "the device boots to a healthy state within the profile's boot budget; a new image that fails its self-test "
+     "is reverted automatically"},
+    {"still-updatable", "after the fault, a clean retry of the update succeeds"},
+};
+
+// Opens every <details> before printing; marks the page so a test can tell the script ran.
+constexpr const char* kPrintScript =
+    "document.documentElement.setAttribute('data-script','ran');"
+    "addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open="
+    "true;});});";
+
+constexpr const char* kStyle = R"css(
+:root{--pass:#1b7a3d;--fail:#b3261e;--warn:#8a5a00;--ink:#1d1d1f;--mute:#5f6368;--line:#d0d4d9;--bg:#f6f7f9}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--ink);background:#fff}
+main{max-width:1180px;margin:0 auto;padding:0 20px 40px}
+header.verdict{padding:18px 20px;color:#fff}
+header.verdict .inner{max-width:1180px;margin:0 auto}
+header.pass{background:var(--pass)}header.fail{background:var(--fail)}header.aborted,header.empty{background:var(--warn)}
+header h1{margin:0;font-size:15px;font-weight:600;opacity:.9}
+header .big{font-size:30px;font-weight:700;margin:4px 0}
+header .sub{margin:0;font-size:15px}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid var(--line);padding:6px 20px;z-index:1}
+nav a{margin-right:14px;color:#0b57d0;text-decoration:none}
+h2{margin:28px 0 8px;font-size:20px;border-bottom:2px solid var(--line);padding-bottom:4px}
+h3{margin:18px 0 6px;font-size:16px}h4{margin:12px 0 4px;font-size:14px}
+table{border-collapse:collapse;width:100%;margin:6px 0 10px}
+th,td{border:1px solid var(--line);padding:4px 7px;text-align:left;vertical-align:top}
+th{background:var(--bg);font-weight:600}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+table.facts th{width:210px}
+.mono,code,pre{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
+.hash{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+.v{display:inline-block;white-space:nowrap;padding:1px 8px;border-radius:10px;font-weight:600;font-size:12px;color:#fff}
+.v.pass{background:var(--pass)}.v.fail{background:var(--fail)}.v.none{background:#9aa0a6}.v.bundle{background:#0b57d0}
+tr.uncovered td{color:var(--mute)}
+article.finding{border:1px solid var(--line);border-left:5px solid var(--fail);border-radius:4px;padding:8px 14px;margin:14px 0;break-inside:avoid-page}
+article.finding h3{margin-top:4px}
+pre{background:var(--bg);border:1px solid var(--line);padding:8px;overflow:auto;white-space:pre-wrap;word-break:break-all}
+pre.console{max-height:32em}
+pre.console .ts{color:var(--mute)}
+pre.replay{background:#fff8e1}
+.note{color:var(--mute)}
+details summary{cursor:pointer;font-weight:600;margin:6px 0}
+svg{max-width:100%;height:auto;font-family:system-ui,sans-serif}
+svg text{font-size:11px;fill:var(--ink)}
+dl.kv{display:grid;grid-template-columns:160px 1fr;gap:2px 10px;margin:6px 0}
+dl.kv dt{color:var(--mute)}dl.kv dd{margin:0}
+@media print{
+ nav{display:none}
+ body{font-size:10pt}
+ header.verdict{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+ .v,svg{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+ main{max-width:none;padding:0}
+ pre.console{max-height:none;overflow:visible}
+ h2{break-after:avoid}
+ tr,svg{break-inside:avoid}
+ a{color:inherit;text-decoration:none}
+}
+)css";
+
+using detail::array_at;
+using detail::object_at;
+
+std::string e(std::string_view s) { return xml_escape(s); }
+std::string et(const json& j, const char* key) { return xml_escape(detail::text(j, key)); }
+
+std::string verdict_badge(const std::string& v) {
+  if (v == "pass") return "<span class=\"v pass\">PASS</span>";
+  if (v == "fail") return "<span class=\"v fail\">FAIL</span>";
+  return "<span class=\"v none\">" + e(v) + "</span>";
+}
+
+std::string fault_text(const json& t) {
+  const auto& f = object_at(t, "fault");
+  auto kind = detail::text(f, "kind");
+  std::string s = kind;
+  if (kind == "power-cut") {
+    s += fmt::format(" before op {}/{}", detail::text(f, "before_op"), detail::text(f, "ops_total"));
+    if (f.value("torn", false)) s += " (torn write)";
+    if (!detail::text(f, "at").empty()) s += " [" + detail::text(f, "at") + "]";
+  }
+  if (!detail::text(f, "variant").empty()) s += ": " + detail::text(f, "variant");
+  return s;
+}
+
+std::string broken_list(const json& t) {
+  std::string s;
+  for (const auto& b : array_at(t, "broken")) s += (s.empty() ? "" : ", ") + detail::text(b, "oracle");
+  return s;
+}
+
+bool safe_relative(const std::string& p) {
+  if (p.empty()) return false;
+  std::filesystem::path rel(p);
+  if (rel.is_absolute()) return false;
+  for (const auto& part : rel)
+    if (part == "..") return false;
+  return true;
+}
+
+// A console transcript, escaped, with the "[  12.345 ms]" stamps set apart.
+std::string transcript_html(const std::filesystem::path& file, std::size_t max_lines) {
+  auto text = detail::read_file(file);
+  if (!text) return "<p class=\"note\">No console transcript at " + e(file.string()) + ".</p>";
+  auto lines = detail::split_lines(*text, nullptr);
+  if (lines.empty()) return "<p class=\"note\">The console transcript is empty.</p>";
+  constexpr std::size_t kMaxLineChars = 2000;
+  std::size_t head = lines.size() > max_lines ? max_lines / 4 : lines.size();
+  std::size_t tail_from = lines.size() > max_lines ? lines.size() - (max_lines - head) : lines.size();
+  std::string out = "<pre class=\"console\">";
+  auto line_html = [&](const std::string& l) {
+    std::string body = l.size() > kMaxLineChars ? l.substr(0, kMaxLineChars) + " [line cut]" : l;
+    auto close = body.find("ms] ");
+    if (!body.empty() && body[0] == '[' && close != std::string::npos && close < 24)
+      return "<span class=\"ts\">" + e(body.substr(0, close + 3)) + "</span>" + e(body.substr(close + 3)) + "\n";
+    return e(body) + "\n";
+  };
+  for (std::size_t i = 0; i < head; ++i) out += line_html(lines[i].text);
+  if (tail_from > head)
+    out += fmt::format("<span class=\"ts\">[... {} lines left out here; the whole transcript is in the "
+                       "bundle ...]</span>\n",
+                       tail_from - head);
+  for (std::size_t i = std::max(head, tail_from); i < lines.size(); ++i) out += line_html(lines[i].text);
+  out += "</pre>\n";
+  return out;
+}
+
+struct Counts {
+  std::size_t trials = 0, passed = 0, failed = 0;
+  void add(const json& t) {
+    ++trials;
+    detail::text(t, "verdict") == "pass" ? ++passed : ++failed;
+  }
+};
+
+class Page {
+ public:
+  Page(const json& run, const HtmlOptions& o) : run_(run), o_(o) {
+    for (const auto& t : array_at(run, "trials")) {
+      trials_.push_back(&t);
+      by_id_[detail::text(t, "id")] = &t;
+    }
+  }
+
+  std::string render() {
+    auto script_hash = crypto::sha256(std::string_view(kPrintScript));
+    auto csp_hash = base64_encode(std::string_view(reinterpret_cast<const char*>(script_hash.data()),
+                                                   script_hash.size()));
+    const auto& scenario = object_at(run_, "scenario");
+    const auto& board = object_at(run_, "board");
+    put("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    put(fmt::format("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+                    "style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{}'\">\n",
+                    csp_hash));
+    put("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    put(fmt::format("<title>otarig evidence: {} on {}: {}</title>\n", et(scenario, "name"), et(board, "name"),
+                    e(headline())));
+    put(fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle));
+    header();
+    put("<nav><a href=\"#run\">Run</a><a href=\"#traceability\">Traceability</a><a href=\"#findings\">Findings</a>"
+        "<a href=\"#cuts\">Power cuts</a><a href=\"#scenarios\">Scenarios</a><a href=\"#trials\">Trials</a>"
+        "<a href=\"#verify\">Verification</a></nav>\n<main>\n");
+    facts();
+    traceability();
+    findings();
+    charts();
+    scenarios();
+    all_trials();
+    verification();
+    put("</main>\n");
+    put(fmt::format("<script>{}</script>\n</body>\n</html>\n", kPrintScript));
+    return std::move(out_);
+  }
+
+ private:
+  void put(std::string_view s) { out_ += s; }
+
+  std::string headline() const {
+    const auto& s = object_at(run_, "summary");
+    auto findings = s.value("findings", std::size_t{0});
+    if (run_.contains("aborted")) return "BENCH FAILURE";
+    if (trials_.empty()) return "NO TRIALS";
+    if (findings || s.value("failed", std::size_t{0})) return fmt::format("FAIL: {} finding(s)", findings);
+    return "PASS: no finding";
+  }
+
+  void header() {
+    const auto& s = object_at(run_, "summary");
+    const char* cls = run_.contains("aborted") ? "aborted"
+                      : trials_.empty()       ? "empty"
+                      : (s.value("failed", std::size_t{0}) || s.value("findings", std::size_t{0})) ? "fail"
+                                                                                                   : "pass";
+    const auto& scenario = object_at(run_, "scenario");
+    put(fmt::format("<header class=\"verdict {}\"><div class=\"inner\"><h1>otarig evidence report</h1>\n", cls));
+    put(fmt::format("<p class=\"big\" id=\"verdict\">{}</p>\n", e(headline())));
+    put(fmt::format("<p class=\"sub\">{} ({}) on board {}, seed {}: {} trials, {} passed, {} failed</p>\n",
+                    et(scenario, "title"), et(scenario, "name"), et(object_at(run_, "board"), "name"),
+                    et(run_, "seed"), s.value("trials", trials_.size()), s.value("passed", std::size_t{0}),
+                    s.value("failed", std::size_t{0})));
+    if (run_.contains("aborted"))
+      put(fmt::format("<p class=\"sub\">The bench failed and the campaign stopped: {}</p>\n", et(run_, "aborted")));
+    put("</div></header>\n");
+  }
+
+  void row(const char* name, const std::string& value_html) {
+    put(fmt::format("<tr><th>{}</th><td>{}</td></tr>\n", name, value_html));
+  }
+
+  void facts() {
+    const auto& board = object_at(run_, "board");
+    const auto& scenario = object_at(run_, "scenario");
+    const auto& otarig = object_at(run_, "otarig");
+    const auto& shard = object_at(run_, "shard");
+    put("<section id=\"run\"><h2>Run</h2>\n<table class=\"facts\">\n");
+    row("Board", fmt::format("{} <span class=\"note\">{}</span>", et(board, "name"), et(board, "description")));
+    row("Device kind", et(board, "device_kind"));
+    row("Device identity", et(board, "identity"));
+    row("Board profile", fmt::format("{}<br><span class=\"hash\">sha256 {}</span>", et(board, "profile"),
+                                     et(board, "profile_sha256")));
+    row("Scenario", fmt::format("{}: {}", et(scenario, "name"), et(scenario, "title")));
+    row("Seed", et(run_, "seed"));
+    std::string shard_text = fmt::format("{} of {}", et(shard, "index"), et(shard, "count"));
+    if (run_.contains("merged_from"))
+      shard_text = fmt::format("merged from {} shard bundles (listed below)", array_at(run_, "merged_from").size());
+    row("Shard", shard_text);
+    row("otarig", fmt::format("{} (git revision <span class=\"mono\">{}</span>)", et(otarig, "version"),
+                              et(otarig, "git_revision")));
+    row("Started", et(run_, "started"));
+    row("Ended", et(run_, "ended"));
+    row("Trials planned / run", fmt::format("{} / {}", et(run_, "planned"), trials_.size()));
+    if (run_.contains("ops_per_update")) row("Flash operations per update", et(run_, "ops_per_update"));
+    if (!o_.signer_keyid.empty())
+      row("Attestation signer", fmt::format("key id <span class=\"mono\">{}</span>{}", e(o_.signer_keyid),
+                                            o_.test_key ? " (a key made for this bundle only: a test key, not a "
+                                                          "release signature)"
+                                                        : ""));
+    if (run_.contains("aborted")) row("Bench failure", et(run_, "aborted"));
+    put("</table>\n");
+
+    put("<h3>Releases</h3>\n<table><tr><th>release</th><th>version</th><th class=\"n\">security counter</th>"
+        "<th class=\"n\">bytes</th><th>SHA-256 of the image</th><th>device digest</th></tr>\n");
+    for (const auto& r : array_at(run_, "releases"))
+      put(fmt::format("<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
+                      "<td class=\"hash\">{}</td><td class=\"hash\">{}</td></tr>\n",
+                      et(r, "name"), et(r, "version"), et(r, "security_counter"), et(r, "size"), et(r, "sha256"),
+                      et(r, "digest")));
+    put("</table>\n");
+    const auto& components = object_at(run_, "components");
+    if (!components.empty()) {
+      put("<h3>Components</h3>\n<table><tr><th>component</th><th>version</th></tr>\n");
+      for (const auto& [k, v] : components.items())
+        put(fmt::format("<tr><td>{}</td><td class=\"mono\">{}</td></tr>\n", e(k),
+                        e(v.is_string() ? v.get<std::string>() : v.dump())));
+      put("</table>\n");
+    }
+    if (run_.contains("merged_from")) {
+      put("<h3>Merged from</h3>\n<table><tr><th>shard</th><th>source</th><th class=\"n\">trials</th>"
+          "<th>manifest SHA-256</th></tr>\n");
+      for (const auto& m : array_at(run_, "merged_from"))
+        put(fmt::format("<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"hash\">{}</td></tr>\n",
+                        et(m, "shard"), et(m, "source"), et(m, "trials"), et(m, "manifest_sha256")));
+      put("</table>\n");
+    }
+    put("</section>\n");
+  }
+
+  void traceability() {
+    // Scenario (leaf) names and classes per requirement, from the plan and the trials.
+    std::map<std::string, std::vector<std::string>> scenarios_of;
+    std::map<std::string, Counts> counts;
+    std::vector<std::string> order;
+    std::map<std::string, std::string> classes_of;
+    auto note_scenario = [&](const std::string& req, const std::string& scenario) {
+      auto& v = scenarios_of[req];
+      if (std::find(v.begin(), v.end(), scenario) == v.end()) v.push_back(scenario);
+      if (std::find(order.begin(), order.end(), req) == order.end()) order.push_back(req);
+    };
+    for (const auto& p : array_at(object_at(run_, "scenario"), "parts")) {
+      std::string cls;
+      for (const auto& c : array_at(p, "classes")) cls += (cls.empty() ? "" : ", ") + c.get<std::string>();
+      classes_of[detail::text(p, "name")] = cls;
+      for (const auto& r : array_at(p, "requirements")) note_scenario(r.get<std::string>(), detail::text(p, "name"));
+    }
+    for (const auto* t : trials_)
+      for (const auto& r : array_at(*t, "requirements")) {
+        note_scenario(r.get<std::string>(), detail::text(*t, "scenario"));
+        counts[r.get<std::string>()].add(*t);
+      }
+    put("<section id=\"traceability\"><h2>Traceability</h2>\n<p>Each requirement, the scenarios of this run that "
+        "give evidence for it, and their trials. Wording is a summary, not the standard's text. Greyed rows are "
+        "requirements this run does not exercise.</p>\n");
+    put("<table><tr><th>requirement</th><th>summary</th><th>scenario classes</th><th>scenarios in this run</th>"
+        "<th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th><th>verdict</th></tr>\n");
+    auto emit = [&](const std::string& id, const std::string& summary, const std::string& classes) {
+      const auto c = counts.count(id) ? counts[id] : Counts{};
+      std::string scen;
+      for (const auto& s : scenarios_of[id])
+        scen += (scen.empty() ? "" : "<br>") + e(s) +
+                (classes_of.count(s) && !classes_of[s].empty() ? " <span class=\"note\">(" + e(classes_of[s]) + ")</span>"
+                                                               : "");
+      std::string verdict;
+      bool covered = c.trials > 0;
+      if (id == kWholeBundle) {
+        scen = "this bundle: report, run.json, journal, trial evidence, signed manifest";
+        verdict = "<span class=\"v bundle\">EVIDENCE</span>";
+        covered = true;
+      } else if (c.failed) {
+        verdict = verdict_badge("fail");
+      } else if (c.trials) {
+        verdict = verdict_badge("pass");
+      } else {
+        verdict = "<span class=\"v none\">NOT EXERCISED</span>";
+        if (scen.empty()) scen = "<span class=\"note\">none</span>";
+      }
+      auto n = [&](std::size_t v) { return id == kWholeBundle ? std::string("&mdash;") : std::to_string(v); };
+      put(fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>"
+                      "<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
+                      covered ? "" : " class=\"uncovered\"", e(id), e(summary), e(classes), scen, n(c.trials),
+                      n(c.passed), n(c.failed), verdict));
+    };
+    std::set<std::string> known;
+    for (const auto& r : kRequirements) {
+      known.insert(r.id);
+      emit(r.id, r.summary, r.classes);
+    }
+    for (const auto& id : order)
+      if (!known.count(id)) emit(id, "(not in the requirements catalog)", "");
+    put("</table>\n</section>\n");
+  }
+
+  void findings() {
+    const auto& list = array_at(run_, "findings");
+    put("<section id=\"findings\"><h2>Findings</h2>\n");
+    if (list.empty()) {
+      put(trials_.empty() ? "<p>No trial ran.</p>\n"
+                          : "<p>No finding: every trial held every oracle.</p>\n");
+    } else {
+      put(fmt::format("<p>{} finding(s). A finding is a device defect: a trial after which an oracle did not "
+                      "hold. Each comes with the command that replays it.</p>\n",
+                      list.size()));
+    }
+    put("<details><summary>What the oracles check</summary><table><tr><th>oracle</th><th>holds when</th></tr>\n");
+    for (const auto& [name, what] : kOracles) put(fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", name, what));
+    put("</table></details>\n");
+    std::size_t shown = 0;
+    for (const auto& f : list) {
+      if (shown++ >= o_.max_findings_detail) {
+        put(fmt::format("<p class=\"note\">{} more findings are listed in the trials table below and in "
+                        "run.json.</p>\n",
+                        list.size() - o_.max_findings_detail));
+        break;
+      }
+      finding(f);
+    }
+    put("</section>\n");
+  }
+
+  void finding(const json& f) {
+    auto trial_id = detail::text(f, "trial");
+    const json* t = by_id_.count(trial_id) ? by_id_[trial_id] : nullptr;
+    put(fmt::format("<article class=\"finding\" id=\"finding-{}\">\n<h3>{}: trial {} ({})</h3>\n", et(f, "id"),
+                    et(f, "id"), e(trial_id), et(f, "scenario")));
+    put("<dl class=\"kv\">");
+    put(fmt::format("<dt>fault</dt><dd>{}</dd>", e(fault_text(f))));
+    auto detail_text = detail::text(object_at(f, "fault"), "detail");
+    if (!detail_text.empty()) put(fmt::format("<dt>fault detail</dt><dd>{}</dd>", e(detail_text)));
+    if (t && t->contains("cut")) {
+      const auto& c = (*t)["cut"];
+      put(fmt::format("<dt>power cut fell at</dt><dd>op {}/{} ({} at {}, phase {}{})</dd>", et(c, "op"),
+                      et(c, "ops_total"), et(c, "kind"), et(c, "address"), et(c, "phase"),
+                      c.value("torn", false) ? ", torn write" : ""));
+    }
+    if (t)
+      put(fmt::format("<dt>delivery</dt><dd>{} {}</dd>", et(object_at(*t, "delivery"), "status"),
+                      et(object_at(*t, "delivery"), "detail")));
+    put(fmt::format("<dt>trial seed</dt><dd class=\"mono\">{}</dd>", et(f, "seed")));
+    std::string reqs;
+    for (const auto& r : array_at(f, "requirements")) reqs += (reqs.empty() ? "" : "; ") + e(r.get<std::string>());
+    put(fmt::format("<dt>requirements</dt><dd>{}</dd></dl>\n", reqs));
+
+    put("<h4>Oracles broken</h4>\n<ul>\n");
+    for (const auto& o : array_at(f, "oracles"))
+      put(fmt::format("<li><b>{}</b>: {}</li>\n", et(o, "oracle"), et(o, "detail")));
+    put("</ul>\n");
+
+    put("<h4>Observed device states</h4>\n<table><tr><th>step</th><th>booted</th><th>slot</th><th>version</th>"
+        "<th>digest</th><th class=\"n\">counter</th><th>state</th><th>health</th></tr>\n");
+    for (const auto& o : array_at(f, "observed"))
+      put(fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"hash\">{}</td>"
+                      "<td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>\n",
+                      et(o, "step"), o.value("booted", false) ? "yes" : "<b>no</b>", et(o, "slot"), et(o, "version"),
+                      et(o, "digest"), et(o, "counter"), et(o, "state"), et(o, "health")));
+    put("</table>\n");
+
+    auto transcript = detail::text(f, "transcript");
+    if (transcript.empty() && t) transcript = detail::text(*t, "evidence") + "/console.log";
+    put(fmt::format("<h4>Console transcript <span class=\"note\">({})</span></h4>\n", e(transcript)));
+    if (o_.evidence.empty())
+      put("<p class=\"note\">Not included here; see the file in the bundle.</p>\n");
+    else if (!safe_relative(transcript))
+      put("<p class=\"note\">The transcript path is not inside the bundle; not shown.</p>\n");
+    else
+      put(transcript_html(o_.evidence / transcript, o_.max_transcript_lines));
+    put(fmt::format("<h4>Replay</h4>\n<pre class=\"replay\">{}</pre>\n</article>\n", et(f, "replay")));
+  }
+
+  // Where along the update each power cut fell, and the sweep heat map.
+  void charts() {
+    struct Cut {
+      double x;
+      std::uint64_t op;
+      std::uint64_t total;
+      std::string phase;
+      bool pass;
+      bool torn;
+      std::vector<std::string> broken;
+    };
+    std::vector<Cut> cuts;
+    for (const auto* t : trials_) {
+      double op = 0, total = 0;
+      std::string phase;
+      bool torn = false;
+      if (t->contains("cut") && (*t)["cut"].is_object()) {
+        const auto& c = (*t)["cut"];
+        op = c.value("op", 0.0);
+        total = c.value("ops_total", 0.0);
+        phase = detail::text(c, "phase");
+        torn = c.value("torn", false);
+      } else if (detail::text(object_at(*t, "fault"), "kind") == "power-cut") {
+        const auto& f = object_at(*t, "fault");
+        op = f.value("before_op", 0.0);
+        total = f.value("ops_total", 0.0);
+        phase = "(cut did not fall)";
+        torn = f.value("torn", false);
+      } else {
+        continue;
+      }
+      if (total <= 0) continue;
+      std::vector<std::string> broken;
+      for (const auto& b : array_at(*t, "broken")) broken.push_back(detail::text(b, "oracle"));
+      cuts.push_back({std::clamp(op / total, 0.0, 1.0), static_cast<std::uint64_t>(op),
+                      static_cast<std::uint64_t>(total), phase.empty() ? "(unknown)" : phase,
+                      detail::text(*t, "verdict") == "pass", torn, broken});
+    }
+    put("<section id=\"cuts\"><h2>Power cuts</h2>\n");
+    if (cuts.empty()) {
+      put("<p>No trial of this run cut power.</p>\n</section>\n");
+      return;
+    }
+    put(fmt::format("<p>{} trials cut power. Position = flash operation index / operations in the update. "
+                    "Green: the trial passed; red: a finding. Diamonds are torn writes.</p>\n",
+                    cuts.size()));
+    strip_chart(cuts);
+    heat_map(cuts);
+    put("</section>\n");
+  }
+
+  template <class Cut>
+  void strip_chart(const std::vector<Cut>& cuts) {
+    // Phases in update order (by their mean position).
+    std::map<std::string, std::pair<double, std::size_t>> mean;
+    for (const auto& c : cuts) {
+      mean[c.phase].first += c.x;
+      ++mean[c.phase].second;
+    }
+    std::vector<std::string> phases;
+    for (const auto& [p, m] : mean) phases.push_back(p);
+    std::sort(phases.begin(), phases.end(), [&](const auto& a, const auto& b) {
+      return mean[a].first / static_cast<double>(mean[a].second) < mean[b].first / static_cast<double>(mean[b].second);
+    });
+    const int left = 130, width = 820, row_h = 30, top = 10;
+    const int height = top + static_cast<int>(phases.size()) * row_h + 40;
+    put(fmt::format("<h3>Where each cut fell, by update phase</h3>\n<svg "
+                    "width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"power cut positions\">\n",
+                    left + width + 20, height, left + width + 20, height));
+    for (std::size_t i = 0; i < phases.size(); ++i) {
+      int y = top + static_cast<int>(i) * row_h;
+      put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width, row_h,
+                      i % 2 ? "#ffffff" : "#f3f4f6"));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + row_h / 2 + 4,
+                      e(phases[i])));
+    }
+    int axis_y = top + static_cast<int>(phases.size()) * row_h;
+    for (int k = 0; k <= 4; ++k) {
+      int x = left + width * k / 4;
+      put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top, axis_y + 4));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", x, axis_y + 16, k * 25));
+    }
+    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position of the cut in the update's flash "
+                    "operations</text>\n",
+                    left + width / 2, axis_y + 32));
+    // One mark per (phase, pixel column, verdict, torn), so 10k trials stay a small picture.
+    struct Key {
+      std::size_t row;
+      int px;
+      bool pass;
+      bool torn;
+      auto operator<=>(const Key&) const = default;
+    };
+    std::map<Key, std::size_t> marks;
+    std::map<std::string, std::size_t> row_of;
+    for (std::size_t i = 0; i < phases.size(); ++i) row_of[phases[i]] = i;
+    for (const auto& c : cuts)
+      ++marks[Key{row_of[c.phase], static_cast<int>(std::lround(c.x * width)), c.pass, c.torn}];
+    for (int pass_layer = 1; pass_layer >= 0; --pass_layer)
+      for (const auto& [k, n] : marks) {
+        if (k.pass != static_cast<bool>(pass_layer)) continue;
+        int x = left + k.px;
+        int y = top + static_cast<int>(k.row) * row_h + row_h / 2 + (k.pass ? -5 : 5);
+        const char* colour = k.pass ? "#1b7a3d" : "#b3261e";
+        std::string title = fmt::format("<title>{}: {:.1f}% of the update, {} {}{}</title>", e(phases[k.row]),
+                                        100.0 * k.px / width, n, k.pass ? "passed" : "failed",
+                                        k.torn ? " (torn write)" : "");
+        if (k.torn)
+          put(fmt::format("<path d=\"M{} {}l4 4l-4 4l-4 -4z\" fill=\"{}\" fill-opacity=\"0.8\">{}</path>\n", x, y - 4,
+                          colour, title));
+        else
+          put(fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" fill-opacity=\"0.75\">{}</circle>\n", x, y,
+                          colour, title));
+      }
+    put("</svg>\n");
+  }
+
+  template <class Cut>
+  void heat_map(const std::vector<Cut>& cuts) {
+    // One bin per flash operation when every cut is into an update of the
+    // same length (a sweep), else 40 bins of 2.5% of the update.
+    const std::uint64_t total = cuts.front().total;
+    const bool per_op =
+        total <= 80 && std::all_of(cuts.begin(), cuts.end(), [&](const Cut& c) { return c.total == total; });
+    const std::size_t bins = per_op ? static_cast<std::size_t>(total) : 40;
+    auto bin_of = [&](const Cut& c) {
+      return per_op ? std::min<std::size_t>(bins - 1, static_cast<std::size_t>(c.op))
+                    : std::min(bins - 1, static_cast<std::size_t>(c.x * static_cast<double>(bins)));
+    };
+    std::vector<std::string> rows = {"passed", "failed"};
+    for (const auto& [name, what] : kOracles) rows.push_back(std::string("broke ") + name);
+    for (const auto& c : cuts)
+      for (const auto& b : c.broken)
+        if (std::find(rows.begin(), rows.end(), "broke " + b) == rows.end()) rows.push_back("broke " + b);
+    std::vector<std::vector<std::size_t>> grid(rows.size(), std::vector<std::size_t>(bins, 0));
+    for (const auto& c : cuts) {
+      auto bin = bin_of(c);
+      ++grid[c.pass ? 0 : 1][bin];
+      for (const auto& b : c.broken)
+        for (std::size_t r = 2; r < rows.size(); ++r)
+          if (rows[r] == "broke " + b) ++grid[r][bin];
+    }
+    std::size_t max_pass = 1, max_fail = 1;
+    for (std::size_t r = 0; r < rows.size(); ++r)
+      for (auto n : grid[r]) (r == 0 ? max_pass : max_fail) = std::max(r == 0 ? max_pass : max_fail, n);
+    const int left = 160, cell_h = 22, top = 6, plot_w = 800;
+    const int cell_w = std::max(10, plot_w / static_cast<int>(bins));
+    const int width = left + cell_w * static_cast<int>(bins) + 20;
+    const int height = top + cell_h * static_cast<int>(rows.size()) + 40;
+    put(fmt::format("<h3>Sweep outcome by position</h3>\n<p class=\"note\">{}; darker = more trials. A trial that "
+                    "broke several oracles counts in each of their rows.</p>\n"
+                    "<svg width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
+                    "aria-label=\"sweep heat map\">\n",
+                    per_op ? fmt::format("one column per flash operation of the {}-operation update", total)
+                           : std::string("40 columns of 2.5% of the update each"),
+                    width, height, width, height));
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      int y = top + static_cast<int>(r) * cell_h;
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + cell_h / 2 + 4,
+                      e(rows[r])));
+      for (std::size_t b = 0; b < bins; ++b) {
+        auto n = grid[r][b];
+        int x = left + static_cast<int>(b) * cell_w;
+        std::string fill = "#f3f4f6";
+        if (n) {
+          double level = 0.25 + 0.75 * static_cast<double>(n) / static_cast<double>(r == 0 ? max_pass : max_fail);
+          fill = r == 0 ? fmt::format("rgba(27,122,61,{:.2f})", level) : fmt::format("rgba(179,38,30,{:.2f})", level);
+        }
+        std::string where = per_op ? fmt::format("cut before op {}", b)
+                                   : fmt::format("{:.1f}-{:.1f}% of the update", 100.0 * static_cast<double>(b) / bins,
+                                                 100.0 * static_cast<double>(b + 1) / bins);
+        put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#fff\">"
+                        "<title>{}, {}: {} trial(s)</title></rect>\n",
+                        x, y, cell_w, cell_h, fill, e(rows[r]), where, n));
+        if (n && cell_w >= 16)
+          put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" style=\"font-size:9px;fill:#fff\">{}</text>\n",
+                          x + cell_w / 2, y + cell_h / 2 + 3, n > 999 ? std::string("1k+") : std::to_string(n)));
+      }
+    }
+    int axis_y = top + cell_h * static_cast<int>(rows.size());
+    const int plot = cell_w * static_cast<int>(bins);
+    if (per_op) {
+      std::size_t step = bins <= 20 ? 1 : bins <= 40 ? 5 : 10;
+      for (std::size_t b = 0; b < bins; b += step)
+        put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                        left + static_cast<int>(b) * cell_w + cell_w / 2, axis_y + 14, b));
+    } else {
+      for (int k = 0; k <= 4; ++k)
+        put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", left + plot * k / 4,
+                        axis_y + 14, k * 25));
+    }
+    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + plot / 2, axis_y + 30,
+                    per_op ? "flash operation the power cut came before"
+                           : "position of the cut in the update's flash operations"));
+    put("</svg>\n");
+  }
+
+  void scenarios() {
+    std::map<std::string, Counts> counts;
+    std::vector<std::string> order;
+    for (const auto* t : trials_) {
+      auto s = detail::text(*t, "scenario");
+      if (!counts.count(s)) order.push_back(s);
+      counts[s].add(*t);
+    }
+    std::map<std::string, const json*> parts;
+    std::vector<std::string> part_order;
+    for (const auto& p : array_at(object_at(run_, "scenario"), "parts")) {
+      parts[detail::text(p, "name")] = &p;
+      part_order.push_back(detail::text(p, "name"));
+    }
+    for (const auto& s : order)
+      if (!parts.count(s)) part_order.push_back(s);
+    put("<section id=\"scenarios\"><h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>title</th><th>classes</th>"
+        "<th>fault</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th>"
+        "<th>verdict</th></tr>\n");
+    for (const auto& s : part_order) {
+      const auto c = counts.count(s) ? counts[s] : Counts{};
+      const json* p = parts.count(s) ? parts[s] : nullptr;
+      std::string cls;
+      if (p)
+        for (const auto& k : array_at(*p, "classes")) cls += (cls.empty() ? "" : ", ") + k.get<std::string>();
+      put(fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
+                      "<td class=\"n\">{}</td><td>{}</td></tr>\n",
+                      e(s), p ? et(*p, "title") : "", e(cls), p ? et(*p, "fault") : "", c.trials, c.passed, c.failed,
+                      c.trials ? verdict_badge(c.failed ? "fail" : "pass") : "<span class=\"v none\">NO TRIALS</span>"));
+    }
+    put("</table>\n</section>\n");
+  }
+
+  void all_trials() {
+    // Every failure, then passes up to the row budget, in trial order.
+    std::vector<const json*> rows;
+    std::size_t failures = 0;
+    for (const auto* t : trials_)
+      if (detail::text(*t, "verdict") != "pass") ++failures;
+    std::size_t pass_budget = o_.max_trial_rows > failures ? o_.max_trial_rows - failures : 0;
+    std::size_t fail_budget = o_.max_trial_rows;
+    for (const auto* t : trials_) {
+      bool pass = detail::text(*t, "verdict") == "pass";
+      if (pass ? pass_budget : fail_budget) {
+        rows.push_back(t);
+        --(pass ? pass_budget : fail_budget);
+      }
+    }
+    put(fmt::format("<section id=\"trials\"><h2>Trials</h2>\n<details><summary>All trials ({} shown of {}{})"
+                    "</summary>\n",
+                    rows.size(), trials_.size(),
+                    rows.size() < trials_.size() && failures <= o_.max_trial_rows ? ", every failure included"
+                                                                                   : ""));
+    if (rows.size() < trials_.size())
+      put("<p class=\"note\">The complete list is in run.json and junit.xml; each trial's evidence is in "
+          "trials/ID/.</p>\n");
+    put("<table><tr><th>trial</th><th>scenario</th><th>fault</th><th>cut phase</th><th>delivery</th>"
+        "<th>verdict</th><th>oracles broken</th><th class=\"n\">ms</th></tr>\n");
+    for (const auto* t : rows) {
+      std::string phase = t->contains("cut") ? et((*t)["cut"], "phase") : "";
+      put(fmt::format("<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                      "<td>{}</td><td class=\"n\">{:.0f}</td></tr>\n",
+                      et(*t, "id"), et(*t, "scenario"), e(fault_text(*t)), phase,
+                      et(object_at(*t, "delivery"), "status"), verdict_badge(detail::text(*t, "verdict")),
+                      e(broken_list(*t)), t->value("duration_ms", 0.0)));
+    }
+    put("</table>\n</details>\n</section>\n");
+  }
+
+  void verification() {
+    put("<section id=\"verify\"><h2>Verification</h2>\n<p>This page is one file of an evidence bundle. "
+        "<span class=\"mono\">manifest-sha256.txt</span> lists the SHA-256 of every file in the bundle, this page "
+        "included; <span class=\"mono\">attestation.dsse.json</span> signs the manifest and run.json (an in-toto "
+        "statement in a DSSE envelope, Ed25519); <span class=\"mono\">attestation.pub.pem</span> is the public "
+        "key. To check that nothing changed since the run:</p>\n<pre>otarig report verify BUNDLE_FOLDER\n"
+        "# or by hand, for the files:\ncd BUNDLE_FOLDER &amp;&amp; sha256sum --strict -c manifest-sha256.txt</pre>\n"
+        "<p>docs/evidence.md of otarig describes every file and how to check the signature with openssl.</p>\n");
+    put("</section>\n");
+  }
+
+  const json& run_;
+  const HtmlOptions& o_;
+  std::vector<const json*> trials_;
+  std::map<std::string, const json*> by_id_;
+  std::string out_;
+};
+
+}  // namespace
+
+std::string report_html(const nlohmann::json& run, const HtmlOptions& options) { return Page(run, options).render(); }
+
+}  // namespace otarig::reports

@@ -1,0 +1,391 @@
+#include "otarig/reports/verify.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "detail.hpp"
+#include "otarig/drivers/crypto.hpp"
+#include "otarig/reports/attestation.hpp"
+
+namespace otarig::reports {
+
+std::uint64_t VerifyResult::journal_line() const {
+  for (const auto& p : problems)
+    if (p.file == "journal.jsonl" && p.line) return p.line;
+  return 0;
+}
+
+int VerifyResult::exit_code() const {
+  switch (status) {
+    case Status::ok: return 0;
+    case Status::failed: return 1;
+    case Status::not_a_bundle: return 2;
+  }
+  return 1;
+}
+
+namespace {
+
+using nlohmann::json;
+
+using detail::array_at;
+using detail::object_at;
+
+class Checker {
+ public:
+  Checker(std::filesystem::path out, VerifyResult& r) : out_(std::move(out)), r_(r) {}
+
+  void problem(std::string file, std::uint64_t line, std::string detail) {
+    r_.problems.push_back({std::move(file), line, std::move(detail)});
+  }
+
+  // The attestation: envelope, signature, statement. Returns the statement's
+  // subject digests by name (empty when the attestation does not check out).
+  std::map<std::string, std::string> attestation(const std::optional<crypto::PublicKey>& trusted) {
+    std::map<std::string, std::string> subjects;
+    auto env_text = detail::read_file(out_ / kAttestationFile);
+    if (!env_text) {
+      problem(kAttestationFile, 0, "missing: the bundle is not signed");
+      return subjects;
+    }
+    nlohmann::ordered_json env;
+    try {
+      env = nlohmann::ordered_json::parse(*env_text);
+    } catch (const json::exception& e) {
+      problem(kAttestationFile, 0, fmt::format("not JSON ({})", e.what()));
+      return subjects;
+    }
+    if (!env.is_object() || !env.contains("payloadType") || !env["payloadType"].is_string() ||
+        !env.contains("payload") || !env["payload"].is_string() || !env.contains("signatures") ||
+        !env["signatures"].is_array() || env["signatures"].size() != 1 || !env["signatures"][0].is_object()) {
+      problem(kAttestationFile, 0, "not a DSSE envelope with exactly one signature");
+      return subjects;
+    }
+    if (env["payloadType"] != kPayloadType) {
+      problem(kAttestationFile, 0, fmt::format("payloadType is not {}", kPayloadType));
+      return subjects;
+    }
+    auto payload = base64_decode(env["payload"].get<std::string>());
+    const auto& s = env["signatures"][0];
+    auto envelope_keyid = s.contains("keyid") && s["keyid"].is_string() ? s["keyid"].get<std::string>() : "";
+    auto sig = s.contains("sig") && s["sig"].is_string() ? base64_decode(s["sig"].get<std::string>())
+                                                          : std::nullopt;
+    if (!payload) {
+      problem(kAttestationFile, 0, "payload is not valid base64");
+      return subjects;
+    }
+    if (!sig || sig->size() != 64) {
+      problem(kAttestationFile, 0, "sig is not a base64 Ed25519 signature");
+      return subjects;
+    }
+    json statement;
+    try {
+      statement = json::parse(*payload);
+    } catch (const json::exception& e) {
+      problem(kAttestationFile, 0, fmt::format("payload is not JSON ({})", e.what()));
+      return subjects;
+    }
+    const auto& predicate = object_at(statement, "predicate");
+    auto signed_keyid = detail::text(object_at(predicate, "signer"), "keyid");
+    r_.keyid = envelope_keyid;
+    r_.test_key = !predicate.contains("test_key") || predicate["test_key"] != false;
+
+    // The key: the caller's, or the bundle's own public key file.
+    crypto::PublicKey key{};
+    if (trusted) {
+      key = *trusted;
+      r_.trusted_key = true;
+    } else {
+      auto pem = detail::read_file(out_ / kPublicKeyFile);
+      if (!pem) {
+        problem(kPublicKeyFile, 0, "missing");
+        return subjects;
+      }
+      try {
+        key = crypto::load_public_pem(out_ / kPublicKeyFile);
+      } catch (const std::exception&) {
+        problem(kPublicKeyFile, 0, "not an Ed25519 public key in PEM form");
+        return subjects;
+      }
+      if (*pem != public_key_pem(key)) {
+        problem(kPublicKeyFile, 0, "changed: not the PEM text written for the key it holds");
+        return subjects;
+      }
+      if (key_id_hex(key) != envelope_keyid) {
+        // A byte changed in the key file or in the envelope's keyid: the
+        // signed statement names the signer's key id and tells them apart.
+        if (signed_keyid == envelope_keyid)
+          problem(kPublicKeyFile, 0, fmt::format("key id {} is not the signer's {}", key_id_hex(key), envelope_keyid));
+        else
+          problem(kAttestationFile, 0,
+                  fmt::format("keyid {} is not the key id of {} ({})", envelope_keyid, kPublicKeyFile,
+                              key_id_hex(key)));
+        return subjects;
+      }
+    }
+    auto pae = dsse_pae(kPayloadType, *payload);
+    crypto::Signature signature{};
+    std::copy(sig->begin(), sig->end(), signature.begin());
+    if (!crypto::ed25519_verify(key, std::span(reinterpret_cast<const std::uint8_t*>(pae.data()), pae.size()),
+                                signature)) {
+      problem(kAttestationFile, 0,
+              trusted ? fmt::format("the signature does not verify with the trusted key (key id {})",
+                                    key_id_hex(key))
+                      : std::string("the signature does not verify"));
+      return subjects;
+    }
+    if (trusted && envelope_keyid != key_id_hex(key))
+      problem(kAttestationFile, 0,
+              fmt::format("keyid {} is not the trusted key's {}", envelope_keyid, key_id_hex(key)));
+    // The envelope must be exactly as written (nothing outside the signed parts may change).
+    if (*env_text != env.dump(-1) + "\n") problem(kAttestationFile, 0, "changed outside the signed payload");
+    if (detail::text(statement, "_type") != kStatementType)
+      problem(kAttestationFile, 0, fmt::format("the statement's _type is not {}", kStatementType));
+    if (detail::text(statement, "predicateType") != kPredicateType)
+      problem(kAttestationFile, 0, fmt::format("predicateType is not {}", kPredicateType));
+    if (signed_keyid != envelope_keyid)
+      problem(kAttestationFile, 0, "the statement's signer keyid is not the envelope's keyid");
+    for (const auto& sub : array_at(statement, "subject"))
+      if (sub.is_object() && sub.contains("digest") && sub["digest"].is_object())
+        subjects[detail::text(sub, "name")] = detail::text(sub["digest"], "sha256");
+    for (const char* name : {kManifestFile, "run.json"})
+      if (!subjects.count(name)) problem(kAttestationFile, 0, fmt::format("the statement has no subject {}", name));
+    r_.notes.push_back(fmt::format("signed by key {}{}{}", envelope_keyid,
+                                   trusted ? ", checked against the trusted key"
+                                           : ", checked against the bundle's own " + std::string(kPublicKeyFile) +
+                                                 " (integrity since signing, not who signed)",
+                                   r_.test_key ? "; a test key, not a release signature" : ""));
+    return subjects;
+  }
+
+  void subject_digest(const std::map<std::string, std::string>& subjects, const std::string& name) {
+    auto it = subjects.find(name);
+    if (it == subjects.end()) return;
+    auto digest = detail::sha256_file(out_ / name);
+    if (!digest)
+      problem(name, 0, "missing");
+    else if (*digest != it->second)
+      problem(name, 0, "changed: its SHA-256 differs from the signed attestation's subject");
+  }
+
+  // Every manifest line, then every file not listed.
+  void manifest() {
+    auto text = detail::read_file(out_ / kManifestFile);
+    if (!text) {
+      problem(kManifestFile, 0, "missing");
+      return;
+    }
+    bool torn = false;
+    auto lines = detail::split_lines(*text, &torn);
+    if (torn) problem(kManifestFile, lines.size(), "the last line has no newline");
+    std::set<std::string> listed;
+    std::string last;
+    for (const auto& line : lines) {
+      const auto& l = line.text;
+      if (l.size() < 67 || l[64] != ' ' || l[65] != ' ' ||
+          l.find_first_not_of("0123456789abcdef") < 64) {
+        problem(kManifestFile, line.number, "not a 'SHA256HEX  path' line");
+        continue;
+      }
+      auto path = l.substr(66);
+      auto hash = l.substr(0, 64);
+      std::filesystem::path rel(path);
+      bool unsafe = rel.is_absolute() || path.find('\\') != std::string::npos;
+      for (const auto& part : rel) unsafe = unsafe || part == ".." || part == ".";
+      if (unsafe) {
+        problem(kManifestFile, line.number, fmt::format("unsafe path {}", path));
+        continue;
+      }
+      if (!listed.insert(path).second) problem(kManifestFile, line.number, fmt::format("{} listed twice", path));
+      if (path <= last && !last.empty()) problem(kManifestFile, line.number, "lines are not sorted by path");
+      last = path;
+      if (detail::outside_manifest(path)) {
+        problem(kManifestFile, line.number, fmt::format("{} must not be listed", path));
+        continue;
+      }
+      ++r_.files;
+      auto status = std::filesystem::symlink_status(out_ / rel);
+      if (!std::filesystem::exists(status)) {
+        problem(path, 0, fmt::format("missing (listed in {} line {})", kManifestFile, line.number));
+        continue;
+      }
+      if (!std::filesystem::is_regular_file(status)) {
+        problem(path, 0, "not a regular file");
+        continue;
+      }
+      auto digest = detail::sha256_file(out_ / rel);
+      if (!digest)
+        problem(path, 0, "cannot be read");
+      else if (*digest != hash)
+        problem(path, 0, fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile,
+                                     line.number));
+    }
+    std::vector<std::string> others;
+    std::vector<std::string> files;
+    try {
+      files = detail::list_files(out_, &others);
+    } catch (const std::exception& e) {
+      problem(".", 0, e.what());
+    }
+    for (const auto& f : files)
+      if (!listed.count(f) && !detail::outside_manifest(f)) problem(f, 0, "extra file: not in the manifest");
+    for (const auto& f : others) problem(f, 0, "not a regular file (a bundle holds only files and folders)");
+  }
+
+  // The journal's chain and its verdict events against run.json.
+  void journal_and_run() {
+    auto text = detail::read_file(out_ / "journal.jsonl");
+    if (!text) {
+      problem("journal.jsonl", 0, "missing");
+      return;
+    }
+    bool torn = false;
+    auto lines = detail::split_lines(*text, &torn);
+    r_.journal_lines = lines.size();
+    auto brk = detail::check_chain(lines, torn);
+    if (brk.line) problem("journal.jsonl", brk.line, fmt::format("line {}: {}", brk.line, brk.reason));
+
+    // Verdict events by trial id (only lines before a chain break are trusted).
+    std::map<std::string, std::pair<std::uint64_t, json>> verdicts;
+    for (const auto& line : lines) {
+      if (brk.line && line.number >= brk.line) break;
+      json ev;
+      try {
+        ev = json::parse(line.text);
+      } catch (const json::exception&) {
+        break;
+      }
+      if (detail::text(ev, "type") != "verdict") continue;
+      auto id = detail::text(ev, "id");
+      if (!verdicts.emplace(id, std::make_pair(line.number, detail::trial_from_verdict(ev))).second)
+        problem("journal.jsonl", line.number, fmt::format("line {}: a second verdict for trial {}", line.number, id));
+    }
+
+    auto run_text = detail::read_file(out_ / "run.json");
+    if (!run_text) {
+      problem("run.json", 0, "missing");
+      return;
+    }
+    json run;
+    try {
+      run = json::parse(*run_text);
+    } catch (const json::exception& e) {
+      problem("run.json", 0, fmt::format("not JSON ({})", e.what()));
+      return;
+    }
+    if (!run.is_object() || !run.contains("trials") || !run["trials"].is_array()) {
+      problem("run.json", 0, "no trials array");
+      return;
+    }
+    std::set<std::string> seen;
+    std::size_t passed = 0, failed = 0;
+    for (const auto& t : run["trials"]) {
+      auto id = detail::text(t, "id");
+      ++r_.trials;
+      detail::text(t, "verdict") == "pass" ? ++passed : ++failed;
+      if (!seen.insert(id).second) {
+        problem("run.json", 0, fmt::format("trial {} is listed twice", id));
+        continue;
+      }
+      auto it = verdicts.find(id);
+      if (it == verdicts.end()) {
+        if (!brk.line) problem("run.json", 0, fmt::format("trial {} has no verdict event in journal.jsonl", id));
+        continue;
+      }
+      if (it->second.second != t) {
+        std::string field;
+        for (auto& [k, v] : t.items())
+          if (!it->second.second.contains(k) || it->second.second[k] != v) {
+            field = k;
+            break;
+          }
+        if (field.empty())
+          for (auto& [k, v] : it->second.second.items())
+            if (!t.contains(k)) field = k;
+        problem("run.json", 0,
+                fmt::format("trial {} differs from its verdict in journal.jsonl line {} (field {})", id,
+                            it->second.first, field));
+      }
+    }
+    if (!brk.line)
+      for (const auto& [id, v] : verdicts)
+        if (!seen.count(id))
+          problem("run.json", 0,
+                  fmt::format("trial {} (journal.jsonl line {}) is missing from run.json", id, v.first));
+    const auto& summary = object_at(run, "summary");
+    auto count = [&](const char* key) {
+      return summary.contains(key) && summary[key].is_number_unsigned() ? summary[key].get<std::size_t>()
+                                                                        : std::size_t(-1);
+    };
+    if (count("trials") != r_.trials || count("passed") != passed || count("failed") != failed ||
+        count("findings") != array_at(run, "findings").size())
+      problem("run.json", 0, "summary does not add up to its trials and findings");
+    for (const auto& t : run["trials"]) {
+      auto evidence = detail::text(t, "evidence");
+      if (!evidence.empty() && !std::filesystem::exists(out_ / evidence / "verdict.json"))
+        problem(evidence + "/verdict.json", 0, fmt::format("missing: the evidence of trial {}", detail::text(t, "id")));
+    }
+  }
+
+ private:
+  std::filesystem::path out_;
+  VerifyResult& r_;
+};
+
+}  // namespace
+
+VerifyResult verify_bundle(const std::filesystem::path& out, const std::optional<std::filesystem::path>& trusted_key) {
+  std::optional<crypto::PublicKey> trusted;
+  if (trusted_key) trusted = crypto::load_public_pem(*trusted_key);
+  VerifyResult r;
+  if (!std::filesystem::is_directory(out) ||
+      (!std::filesystem::exists(out / kManifestFile) && !std::filesystem::exists(out / "run.json"))) {
+    r.status = VerifyResult::Status::not_a_bundle;
+    r.problems.push_back({".", 0, "not an evidence folder: no manifest-sha256.txt and no run.json"});
+    return r;
+  }
+  Checker check(out, r);
+  // Each stage reads hostile input; whatever it did not expect is a problem of its file.
+  auto stage = [&](const char* file, const auto& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      r.problems.push_back({file, 0, fmt::format("cannot be checked: {}", e.what())});
+    }
+  };
+  std::map<std::string, std::string> subjects;
+  stage(kAttestationFile, [&] { subjects = check.attestation(trusted); });
+  stage(kManifestFile, [&] { check.subject_digest(subjects, kManifestFile); });
+  stage(kManifestFile, [&] { check.manifest(); });
+  stage("run.json", [&] { check.subject_digest(subjects, "run.json"); });
+  stage("run.json", [&] { check.journal_and_run(); });
+  r.status = r.problems.empty() ? VerifyResult::Status::ok : VerifyResult::Status::failed;
+  return r;
+}
+
+std::string format_verify(const VerifyResult& r, const std::filesystem::path& out) {
+  std::string text;
+  switch (r.status) {
+    case VerifyResult::Status::ok:
+      text = fmt::format("ok: {}: {} files match the manifest, journal of {} lines chained, {} trials match their "
+                         "verdicts, attestation signature valid\n",
+                         out.string(), r.files, r.journal_lines, r.trials);
+      break;
+    case VerifyResult::Status::failed:
+      text = fmt::format("FAILED: {}: first bad file: {}\n", out.string(), r.first_bad_file());
+      break;
+    case VerifyResult::Status::not_a_bundle:
+      text = fmt::format("{}: not an evidence folder (no manifest-sha256.txt, no run.json)\n", out.string());
+      return text;
+  }
+  for (const auto& p : r.problems)
+    text += fmt::format("  {}{}: {}\n", p.file, p.line && p.file != "journal.jsonl" ? fmt::format(":{}", p.line) : "",
+                        p.detail);
+  for (const auto& n : r.notes) text += fmt::format("  note: {}\n", n);
+  return text;
+}
+
+}  // namespace otarig::reports

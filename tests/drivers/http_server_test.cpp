@@ -1,0 +1,292 @@
+#include "otarig/drivers/net/http_server.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <fstream>
+#include <system_error>
+
+#include "loopback.hpp"
+#include "otarig/drivers/errors.hpp"
+
+using namespace otarig::drivers::net;
+using namespace otarig::test::net;
+
+namespace {
+
+std::vector<std::uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
+
+
+class HttpServerTest : public testing::Test {
+ protected:
+  void SetUp() override { start({}); }
+
+  void start(ServerOptions options) {
+    server_.reset();
+    if (options.timeout == std::chrono::milliseconds(30000)) options.timeout = std::chrono::milliseconds(2000);
+    server_ = std::make_unique<UpdateServer>(std::move(options));
+    server_->put("/data.bin", bytes_of(body_));
+    server_->start();
+  }
+
+  HttpResponse get(const std::string& req, bool head = false) {
+    Socket s = Socket::connect(server_->port());
+    s.write_all(req);
+    return read_response(s, head);
+  }
+
+  std::string body_ = pattern(10000, 7);
+  std::unique_ptr<UpdateServer> server_;
+};
+
+}  // namespace
+
+TEST_F(HttpServerTest, GetReturnsTheExactBytes) {
+  HttpResponse r = get(request("GET", "/data.bin"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-length"), "10000");
+  EXPECT_EQ(r.header("accept-ranges"), "bytes");
+  EXPECT_EQ(r.header("content-type"), "application/octet-stream");
+  EXPECT_EQ(r.body, body_);
+}
+
+TEST_F(HttpServerTest, HeadSendsHeadersOnly) {
+  Socket s = Socket::connect(server_->port());
+  s.write_all(request("HEAD", "/data.bin"));
+  HttpResponse r = read_response(s, true);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-length"), "10000");
+  // Nothing follows the header: the next response on the connection starts at once.
+  s.write_all(request("GET", "/data.bin", "Range: bytes=0-1\r\n"));
+  HttpResponse next = read_response(s);
+  EXPECT_EQ(next.status, 206);
+  EXPECT_EQ(next.body, body_.substr(0, 2));
+}
+
+struct RangeCase {
+  const char* header;
+  int status;
+  std::uint64_t first, last;  // expected body = body[first, last]
+  const char* content_range;
+};
+class HttpRange : public HttpServerTest, public testing::WithParamInterface<RangeCase> {};
+
+TEST_P(HttpRange, ServesTheRange) {
+  const RangeCase& c = GetParam();
+  HttpResponse r = get(request("GET", "/data.bin", std::string("Range: ") + c.header + "\r\n"));
+  EXPECT_EQ(r.status, c.status);
+  EXPECT_EQ(r.header("content-range"), c.content_range);
+  if (c.status == 206 || c.status == 200) {
+    EXPECT_EQ(r.body, body_.substr(c.first, c.last - c.first + 1));
+    EXPECT_EQ(r.header("content-length"), std::to_string(c.last - c.first + 1));
+  } else {
+    EXPECT_EQ(r.body, "");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, HttpRange,
+    testing::Values(RangeCase{"bytes=0-0", 206, 0, 0, "bytes 0-0/10000"},
+                    RangeCase{"bytes=100-199", 206, 100, 199, "bytes 100-199/10000"},
+                    RangeCase{"bytes=9000-", 206, 9000, 9999, "bytes 9000-9999/10000"},
+                    RangeCase{"bytes=-10", 206, 9990, 9999, "bytes 9990-9999/10000"},
+                    RangeCase{"bytes=-20000", 206, 0, 9999, "bytes 0-9999/10000"},
+                    RangeCase{"bytes=9999-20000", 206, 9999, 9999, "bytes 9999-9999/10000"},
+                    RangeCase{"bytes=10000-", 416, 0, 0, "bytes */10000"},
+                    RangeCase{"bytes=-0", 416, 0, 0, "bytes */10000"},
+                    RangeCase{"bytes=5-1", 200, 0, 9999, ""},
+                    RangeCase{"bytes=0-1,5-6", 200, 0, 9999, ""},
+                    RangeCase{"items=0-1", 200, 0, 9999, ""},
+                    RangeCase{"bytes=x-1", 200, 0, 9999, ""}));
+
+TEST(HttpRangeParser, EmptyBodyHasNoSatisfiableRange) {
+  ByteRange r;
+  EXPECT_EQ(parse_range("bytes=0-", 0, r), RangeStatus::unsatisfiable);
+  EXPECT_EQ(parse_range("bytes=-5", 0, r), RangeStatus::unsatisfiable);
+  EXPECT_EQ(parse_range(" BYTES = 1 - 2 ", 10, r), RangeStatus::partial);
+  EXPECT_EQ(r.first, 1u);
+  EXPECT_EQ(r.last, 2u);
+}
+
+TEST_F(HttpServerTest, MissingPathIs404AndOtherMethodsAre405) {
+  EXPECT_EQ(get(request("GET", "/nope")).status, 404);
+  HttpResponse r = get(request("POST", "/data.bin"));
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("allow"), "GET, HEAD");
+  EXPECT_EQ(get(request("GET", "/../etc/passwd")).status, 400);
+  EXPECT_EQ(get(request("GET", "/a/%2e%2e/data.bin")).status, 400);
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  Socket s = Socket::connect(server_->port());
+  for (int i = 0; i < 3; ++i) {
+    s.write_all(request("GET", "/data.bin", "Range: bytes=" + std::to_string(i) + "-" + std::to_string(i + 9) + "\r\n"));
+    HttpResponse r = read_response(s);
+    EXPECT_EQ(r.status, 206);
+    EXPECT_EQ(r.body, body_.substr(static_cast<std::size_t>(i), 10));
+  }
+  // Pipelined: two requests in one write, two responses in order.
+  s.write_all(request("GET", "/data.bin", "Range: bytes=0-0\r\n") + request("GET", "/nope"));
+  EXPECT_EQ(read_response(s).status, 206);
+  EXPECT_EQ(read_response(s).status, 404);
+  EXPECT_TRUE(eventually([&] { return server_->stats().requests == 5u; })) << server_->stats().requests;
+  EXPECT_EQ(server_->stats().connections, 1u);
+}
+
+TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
+  Socket s = Socket::connect(server_->port());
+  s.write_all(request("GET", "/data.bin", "Connection: close\r\n"));
+  HttpResponse r = read_response(s);
+  EXPECT_EQ(r.body, body_);
+  ReadResult rest = s.read_until_closed(std::chrono::seconds(2));
+  EXPECT_TRUE(rest.eof);
+  EXPECT_EQ(rest.data, "");
+}
+
+TEST_F(HttpServerTest, MalformedRequestGets400AndTheConnectionCloses) {
+  Socket s = Socket::connect(server_->port());
+  s.write_all("GARBAGE\x01 / HTTP/9\r\n\r\n");
+  HttpResponse r = read_response(s);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.header("connection"), "close");
+  EXPECT_TRUE(s.read_until_closed(std::chrono::seconds(2)).eof);
+  EXPECT_TRUE(eventually([&] { return server_->request_log().size() == 1u; }));
+  auto log = server_->request_log();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].status, 400u);
+  EXPECT_NE(log[0].note.find("malformed request"), std::string::npos);
+  EXPECT_EQ(server_->stats().bad_requests, 1u);
+}
+
+TEST_F(HttpServerTest, ClientClosingMidRequestIsLogged) {
+  {
+    Socket s = Socket::connect(server_->port());
+    s.write_all("GET /data.bin HTTP/1.1\r\nHost: te");
+  }
+  // The server notices the close at once, long before its deadline.
+  EXPECT_TRUE(eventually([&] { return !server_->request_log().empty(); }));
+  auto log = server_->request_log();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].status, 0u);
+  EXPECT_NE(log[0].note.find("mid-request"), std::string::npos) << log[0].note;
+  EXPECT_EQ(server_->stats().timeouts, 0u);
+}
+
+TEST_F(HttpServerTest, SilentClientIsDroppedAtTheDeadline) {
+  ServerOptions o;
+  o.timeout = std::chrono::milliseconds(200);
+  start(std::move(o));
+  Socket silent = Socket::connect(server_->port());
+  Socket slow = Socket::connect(server_->port());
+  slow.write_all("GET /data.bin HTT");
+  auto begin = std::chrono::steady_clock::now();
+  ReadResult a = silent.read_until_closed(std::chrono::seconds(5));
+  ReadResult b = slow.read_until_closed(std::chrono::seconds(5));
+  auto waited = std::chrono::steady_clock::now() - begin;
+  EXPECT_TRUE(a.eof || a.error);
+  EXPECT_TRUE(b.eof || b.error);
+  EXPECT_EQ(a.data, "");
+  EXPECT_LT(waited, std::chrono::seconds(3));
+  EXPECT_TRUE(eventually([&] { return server_->stats().timeouts == 2u; })) << server_->stats().timeouts;
+  // The server is still serving others.
+  EXPECT_EQ(get(request("GET", "/data.bin")).status, 200);
+}
+
+TEST_F(HttpServerTest, ReleasesAndLatestManifest) {
+  EXPECT_EQ(get(request("GET", "/manifest.json")).status, 404);
+  std::vector<std::uint8_t> v1(5000, 0x11), v2(7000, 0x22);
+  Manifest m1 = server_->add_release({"v1", "1.0.0", 1, v1});
+  Manifest m2 = server_->add_release({"v2", "2.0.0", 2, v2});
+  server_->set_latest("v2");
+  HttpResponse r = get(request("GET", "/manifest.json"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  EXPECT_EQ(parse_manifest(r.body, "served"), m2);
+  HttpResponse img = get(request("GET", m2.url));
+  EXPECT_EQ(img.body, std::string(v2.begin(), v2.end()));
+  server_->set_latest("v1");
+  EXPECT_EQ(parse_manifest(get(request("GET", "/manifest.json")).body, "served"), m1);
+  EXPECT_EQ(server_->latest(), "v1");
+  EXPECT_THROW(server_->set_latest("v9"), otarig::InputError);
+  server_->clear_latest();
+  EXPECT_EQ(get(request("GET", "/manifest.json")).status, 404);
+}
+
+TEST_F(HttpServerTest, RequestLogAndCounters) {
+  get(request("GET", "/data.bin", "Range: bytes=10-19\r\n"));
+  get(request("HEAD", "/data.bin"), true);
+  get(request("GET", "/missing"));
+  EXPECT_TRUE(eventually([&] { return server_->request_log().size() == 3u; }));
+  auto log = server_->take_request_log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[0].method, "GET");
+  EXPECT_EQ(log[0].target, "/data.bin");
+  EXPECT_EQ(log[0].range, "bytes=10-19");
+  EXPECT_EQ(log[0].status, 206u);
+  EXPECT_EQ(log[0].bytes, 10u);
+  EXPECT_EQ(log[1].method, "HEAD");
+  EXPECT_EQ(log[1].bytes, 0u);
+  EXPECT_EQ(log[2].status, 404u);
+  EXPECT_EQ(log[0].seq + 2, log[2].seq);
+  EXPECT_TRUE(server_->request_log().empty());
+  EXPECT_EQ(to_json(log[0])["range"], "bytes=10-19");
+  ServerStats s = server_->stats();
+  EXPECT_EQ(s.requests, 3u);
+  EXPECT_EQ(s.connections, 3u);
+  EXPECT_EQ(s.bytes_sent, 10u + 10u);  // "not found\n" is 10 bytes
+}
+
+TEST(HttpServerDirectory, ServesFilesUnderRootAndWrittenReleases) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "sub");
+  std::ofstream(dir.path() / "sub" / "f.txt") << "hello file";
+  std::vector<std::uint8_t> image(300000);
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<std::uint8_t>(i * 31);
+  Manifest m = write_release(dir.path(), {"r1", "1.0.0", 4, image});
+  ServerOptions o;
+  o.root = dir.path();
+  UpdateServer server(std::move(o));
+  server.start();
+  server.set_latest("r1");
+  Socket s = Socket::connect(server.port());
+  s.write_all(request("GET", "/sub/f.txt"));
+  EXPECT_EQ(read_response(s).body, "hello file");
+  s.write_all(request("GET", "/manifest.json"));
+  EXPECT_EQ(parse_manifest(read_response(s).body, "dir"), m);
+  s.write_all(request("GET", "/images/r1.bin"));
+  HttpResponse img = read_response(s);
+  EXPECT_EQ(img.body, std::string(image.begin(), image.end()));
+  s.write_all(request("GET", "/images/r1.bin", "Range: bytes=262140-262150\r\n"));
+  EXPECT_EQ(read_response(s).body, std::string(image.begin() + 262140, image.begin() + 262151));
+  s.write_all(request("GET", "/sub"));
+  EXPECT_EQ(read_response(s).status, 404);
+  s.write_all(request("GET", "/sub/%2e%2e/%2e%2e/etc/passwd"));
+  EXPECT_EQ(read_response(s).status, 400);
+}
+
+TEST(HttpServerStop, StopsWithClientsConnected) {
+  UpdateServer server;
+  server.put("/x", {1, 2, 3});
+  server.start();
+  Socket idle = Socket::connect(server.port());
+  Socket busy = Socket::connect(server.port());
+  busy.write_all("GET /x HTTP/1.1\r\n");
+  server.stop();
+  ReadResult r = idle.read_until_closed(std::chrono::seconds(2));
+  EXPECT_TRUE(r.eof || r.error);
+  server.stop();  // idempotent
+}
+
+TEST(HttpServerStart, BadAddressAndBusyPort) {
+  ServerOptions bad;
+  bad.address = "not-an-address";
+  UpdateServer a(bad);
+  EXPECT_THROW(a.start(), otarig::InputError);
+  UpdateServer b;
+  b.start();
+  ServerOptions same;
+  same.port = b.port();
+  UpdateServer c(same);
+  EXPECT_THROW(c.start(), otarig::BenchError);
+}

@@ -1,0 +1,370 @@
+// The OpenOCD probe against the real OpenOCD 0.12: the dummy adapter for
+// start-up and the command paths, and the remote_bitbang JTAG TAP simulator
+// (tests/support/jtag_tap_sim.cpp) for the scan chain, IR/DR scans and
+// restarting OpenOCD after it was killed.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+
+#include "jtag_tap_sim.hpp"
+#include "otarig/drivers/bench/openocd.hpp"
+#include "otarig/drivers/bench/register.hpp"
+#include "otarig/drivers/errors.hpp"
+#include "pty.hpp"
+
+namespace otarig::drivers::bench {
+namespace {
+
+using namespace std::chrono_literals;
+using otarig::test::JtagTapSim;
+using otarig::test::TempDir;
+using otarig::test::wait_until;
+
+bool openocd_installed() { return std::system("openocd --version >/dev/null 2>&1") == 0; }
+
+bool alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string ignored, state;
+  stat >> ignored >> ignored >> state;
+  return state != "Z";
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+OpenOcdConfig dummy_adapter() {
+  OpenOcdConfig c;
+  c.launch = OpenOcdLaunch{};
+  c.launch->commands = {"adapter driver dummy", "transport select jtag"};
+  c.command_timeout = 3000ms;
+  return c;
+}
+
+class OpenOcdTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(openocd_installed()) << "openocd is not installed: run ci/setup"; }
+  std::shared_ptr<BenchIo> io = std::make_shared<BenchIo>("openocd-test");
+};
+
+TEST_F(OpenOcdTest, StartsOnAFreeLoopbackPortAndRunsCommands) {
+  OpenOcdProbe probe(io, dummy_adapter());
+  EXPECT_NE(probe.tcl_port(), 0);
+  ASSERT_TRUE(probe.server_pid());
+  EXPECT_EQ(probe.version(), "Open On-Chip Debugger 0.12.0");
+  EXPECT_EQ(probe.command("echo hello"), "hello\n");
+  EXPECT_EQ(trim(probe.command("adapter speed 1000")), "adapter speed: 1000 kHz");
+  EXPECT_EQ(probe.raw("expr {6 * 7}", 1000ms), "42");
+  EXPECT_NE(probe.log_tail().find("Listening on port " + std::to_string(probe.tcl_port())), std::string::npos)
+      << probe.log_tail();
+}
+
+TEST_F(OpenOcdTest, TclErrorIsBenchErrorNamingTheCommand) {
+  OpenOcdProbe probe(io, dummy_adapter());
+  try {
+    probe.command("reset halt");  // no target behind the dummy adapter
+    FAIL() << "expected BenchError";
+  } catch (const BenchError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("OpenOCD command 'reset halt' failed"), std::string::npos) << what;
+    EXPECT_NE(what.find("invalid command name \"reset\""), std::string::npos) << what;
+  }
+  EXPECT_THROW(probe.reset(ResetMode::init), BenchError);
+  EXPECT_EQ(probe.command("echo {still here}"), "still here\n") << "an error leaves the connection usable";
+  // `echo` takes one argument; OpenOCD answers this with a bare error code.
+  EXPECT_THROW(probe.command("echo two words"), BenchError);
+}
+
+TEST_F(OpenOcdTest, CommandTextReachesOpenOcdVerbatim) {
+  OpenOcdProbe probe(io, dummy_adapter());
+  EXPECT_EQ(probe.command(R"(echo {a "quoted" $word [bracket] back\slash})"),
+            "a \"quoted\" $word [bracket] back\\slash\n");
+  EXPECT_EQ(probe.command("set x 5; echo [expr {$x * 2}]"), "10\n") << "the command is evaluated as written";
+}
+
+TEST_F(OpenOcdTest, EveryCommandHasADeadline) {
+  OpenOcdProbe probe(io, dummy_adapter());
+  auto before = std::chrono::steady_clock::now();
+  EXPECT_THROW(probe.command("sleep 700", 100ms), TimeoutError);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 600ms);
+  EXPECT_EQ(probe.command("echo after"), "after\n") << "the next command reconnects";
+  EXPECT_EQ(probe.restarts(), 0u) << "a slow command is not a dead server";
+}
+
+TEST_F(OpenOcdTest, ReadsWordsWithReadMemory) {
+  OpenOcdProbe probe(io, dummy_adapter());
+  // No target behind the dummy adapter: stand in for its read_memory with a
+  // proc that answers like OpenOCD 0.12 does, so the reply travels the real RPC.
+  probe.raw(R"(proc read_memory {address width count} {
+      set out {}
+      for {set i 0} {$i < $count} {incr i} { lappend out [format 0x%x [expr {$address + 4 * $i + $width}]] }
+      return $out
+    })",
+            1000ms);
+  auto words = probe.read_words(0x20000000, 3);
+  EXPECT_EQ(words, (std::vector<std::uint32_t>{0x20000020, 0x20000024, 0x20000028}));
+}
+
+TEST_F(OpenOcdTest, FallsBackToMdwWithoutReadMemoryAndReadsTheStatusStruct) {
+  auto c = dummy_adapter();
+  StatusLayout layout;
+  layout.address = 0x2001fc00;
+  layout.magic_word = 0;
+  layout.magic = 0x4f544153;
+  layout.fields = {{"slot", 1}, {"version", 2}, {"counter", 3}};
+  c.status = layout;
+  OpenOcdProbe probe(io, c);
+  probe.raw(R"(proc mdw {address count} {
+      echo [format "0x%08x: 4f544153 00000001 00020007 " $address]
+      echo [format "0x%08x: 00000005 " [expr {$address + 16}]]
+    })",
+            1000ms);
+  auto status = probe.read_status();
+  EXPECT_EQ(status.at("slot"), 1u);
+  EXPECT_EQ(status.at("version"), 0x00020007u);
+  EXPECT_EQ(status.at("counter"), 5u);
+
+  c.status->magic = 0x12345678;
+  OpenOcdProbe other(io, c);
+  other.raw("proc read_memory {address width count} { return {0x0 0x1 0x2 0x3} }", 1000ms);
+  EXPECT_THROW(other.read_status(), BenchError) << "wrong magic";
+}
+
+TEST_F(OpenOcdTest, AttachesToARunningOpenOcdAndLeavesItRunning) {
+  OpenOcdProbe server(io, dummy_adapter());
+  OpenOcdConfig c;
+  c.host = "127.0.0.1";
+  c.port = server.tcl_port();
+  {
+    OpenOcdProbe attached(io, c);
+    EXPECT_EQ(attached.version(), "Open On-Chip Debugger 0.12.0");
+    EXPECT_FALSE(attached.server_pid());
+  }
+  ASSERT_TRUE(server.server_pid());
+  EXPECT_TRUE(alive(*server.server_pid()));
+  EXPECT_EQ(server.command("echo ok"), "ok\n");
+}
+
+TEST_F(OpenOcdTest, AttachingToNothingIsBenchError) {
+  OpenOcdConfig c;
+  c.port = free_loopback_port();
+  try {
+    OpenOcdProbe probe(io, c);
+    FAIL() << "expected BenchError";
+  } catch (const BenchError& e) {
+    EXPECT_NE(std::string(e.what()).find("attach to OpenOCD at 127.0.0.1:"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(OpenOcdTest, StopShutsTheServerDown) {
+  OpenOcdProbe probe(io, dummy_adapter());
+  auto pid = *probe.server_pid();
+  probe.stop();
+  EXPECT_FALSE(alive(pid));
+  EXPECT_FALSE(probe.server_pid());
+  EXPECT_THROW(probe.command("echo x"), BenchError);
+  probe.stop();  // idempotent
+}
+
+TEST_F(OpenOcdTest, DestructorStopsTheServer) {
+  pid_t pid = 0;
+  {
+    OpenOcdProbe probe(io, dummy_adapter());
+    pid = *probe.server_pid();
+  }
+  EXPECT_FALSE(alive(pid));
+}
+
+TEST_F(OpenOcdTest, StartUpFailureQuotesOpenOcd) {
+  auto c = dummy_adapter();
+  c.launch->commands = {"adapter driver otarig_no_such_adapter"};
+  try {
+    OpenOcdProbe probe(io, c);
+    FAIL() << "expected BenchError";
+  } catch (const BenchError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("OpenOCD exited during start-up"), std::string::npos) << what;
+    EXPECT_NE(what.find("otarig_no_such_adapter"), std::string::npos) << what;
+  }
+}
+
+// ---- a JTAG target: the remote_bitbang TAP simulator ----
+
+class OpenOcdJtagTest : public OpenOcdTest {
+ protected:
+  JtagTapSim sim;
+
+  OpenOcdConfig config() {
+    OpenOcdConfig c;
+    c.launch = OpenOcdLaunch{};
+    c.launch->commands = {"adapter driver remote_bitbang", "remote_bitbang host 127.0.0.1",
+                          "remote_bitbang port " + std::to_string(sim.port()), "transport select jtag",
+                          "jtag newtap sim cpu -irlen 4 -expected-id 0x4ba00477"};
+    c.command_timeout = 3000ms;
+    return c;
+  }
+};
+
+TEST_F(OpenOcdJtagTest, FindsTheTapAndItsIdcode) {
+  OpenOcdProbe probe(io, config());
+  EXPECT_EQ(sim.connections(), 1u);
+  EXPECT_EQ(trim(probe.command("jtag names")), "sim.cpu");
+  EXPECT_EQ(probe.command("jtag cget sim.cpu -idcode"), std::to_string(0x4ba00477u));
+  EXPECT_NE(probe.command("scan_chain").find("sim.cpu                Y     0x4ba00477 0x4ba00477     4"),
+            std::string::npos);
+  EXPECT_NE(probe.log_tail().find("tap/device found: 0x4ba00477"), std::string::npos) << probe.log_tail();
+}
+
+TEST_F(OpenOcdJtagTest, ScansWriteAndReadTheDataRegister) {
+  OpenOcdProbe probe(io, config());
+  // A command returns once OpenOCD has sent its bits; the simulator's thread
+  // applies them a moment later, hence the waits.
+  probe.command("irscan sim.cpu 0x8");
+  EXPECT_TRUE(wait_until([&] { return sim.instruction() == 0x8u; })) << sim.instruction();
+  EXPECT_EQ(probe.command("drscan sim.cpu 32 0xdeadbeef"), "0badf00d") << "the reset value comes out";
+  EXPECT_TRUE(wait_until([&] { return sim.data_register() == 0xdeadbeefu; })) << std::hex << sim.data_register();
+  EXPECT_EQ(probe.command("drscan sim.cpu 32 0x12345678"), "deadbeef");
+  EXPECT_EQ(probe.command("drscan sim.cpu 32 0x12345678"), "12345678");
+  probe.command("irscan sim.cpu 0xe");
+  EXPECT_EQ(probe.command("drscan sim.cpu 32 0"), "4ba00477") << "IDCODE through a DR scan";
+  EXPECT_TRUE(wait_until([&] { return sim.instruction() == 0xeu; }));
+  EXPECT_EQ(sim.data_register(), 0x12345678u) << "IDCODE scans leave the data register alone";
+}
+
+TEST_F(OpenOcdJtagTest, RestartsOpenOcdAfterItWasKilled) {
+  OpenOcdProbe probe(io, config());
+  probe.command("irscan sim.cpu 0x8");
+  probe.command("drscan sim.cpu 32 0xcafef00d");
+  auto old_pid = *probe.server_pid();
+  auto old_port = probe.tcl_port();
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return !alive(old_pid); }));
+
+  // The next command finds the connection gone, starts OpenOCD again and retries.
+  probe.command("irscan sim.cpu 0x8");
+  EXPECT_EQ(probe.command("drscan sim.cpu 32 0"), "cafef00d") << "the target kept its state";
+  EXPECT_EQ(probe.restarts(), 1u);
+  ASSERT_TRUE(probe.server_pid());
+  EXPECT_NE(*probe.server_pid(), old_pid);
+  EXPECT_EQ(sim.connections(), 2u);
+  (void)old_port;
+}
+
+TEST_F(OpenOcdJtagTest, RegistryStartsOpenOcdFromTheProfile) {
+  DriverRegistry registry;
+  register_bench_drivers(registry);
+  auto yaml = fmt::format(R"(
+probe:
+  driver: openocd
+  start:
+    commands:
+      - adapter driver remote_bitbang
+      - remote_bitbang host 127.0.0.1
+      - remote_bitbang port {}
+      - transport select jtag
+      - jtag newtap sim cpu -irlen 4 -expected-id 0x4ba00477
+    startup_timeout: 10s
+  command_timeout: 2s
+)",
+                          sim.port());
+  BoardParts parts;
+  BindContext ctx;
+  ctx.board_name = "openocd-factory-test";
+  (*registry.probe("openocd"))(Config::load_string(yaml, "sim.yaml").at("probe"), ctx, parts);
+  ASSERT_NE(parts.probe, nullptr);
+  EXPECT_EQ(parts.component_versions.at("openocd"), "Open On-Chip Debugger 0.12.0");
+  EXPECT_EQ(parts.probe->command("jtag names", 1000ms), "sim.cpu");
+}
+
+// ---- replies, quoting, the profile section ----
+
+TEST(OpenOcdParseTest, ReadMemoryReplies) {
+  EXPECT_EQ(parse_read_memory("0x1 0xdeadbeef 12", 3), (std::vector<std::uint32_t>{1, 0xdeadbeef, 12}));
+  EXPECT_THROW(parse_read_memory("0x1 0x2", 3), BenchError);
+  EXPECT_THROW(parse_read_memory("0x1 zz", 2), BenchError);
+  EXPECT_THROW(parse_read_memory("0x100000000", 1), BenchError);
+}
+
+TEST(OpenOcdParseTest, MdwOutput) {
+  auto out = "0x08000000: 20001000 08000199 0800019f 080001a1 \n0x08000010: 00000000 \n";
+  EXPECT_EQ(parse_mdw(out, 5), (std::vector<std::uint32_t>{0x20001000, 0x08000199, 0x0800019f, 0x080001a1, 0}));
+  EXPECT_EQ(parse_mdw("target halted\n0x0: 0000002a \n", 1), (std::vector<std::uint32_t>{42}));
+  EXPECT_THROW(parse_mdw("0x0: 00000001 \n", 2), BenchError);
+  EXPECT_THROW(parse_mdw("no dump here", 1), BenchError);
+}
+
+TEST(OpenOcdParseTest, QuotingAndCaptureWrapping) {
+  EXPECT_EQ(tcl_quote(R"(a "b" $c [d] \e {f})"), R"("a \"b\" \$c \[d\] \\e {f}")");
+  EXPECT_EQ(wrap_capture("version"), R"(format "%d %s" [catch {capture "version"} otarig_result] $otarig_result)");
+}
+
+Config section(const std::string& yaml) { return Config::load_string(yaml, "nucleo.yaml").at("probe"); }
+
+TEST(OpenOcdProfileTest, ParsesAttachAndStart) {
+  TempDir dir;
+  std::ofstream(dir / "board.cfg") << "# local file\n";
+  auto c = parse_openocd(section(R"(
+probe:
+  driver: openocd
+  start:
+    config_files: [interface/stlink.cfg, target/stm32f4x.cfg, board.cfg]
+    commands: ["adapter speed 4000"]
+    startup_timeout: 15s
+    log: openocd.log
+  command_timeout: 4s
+  program_timeout: 3m
+  status:
+    address: 0x2001fc00
+    magic: {word: 0, value: 0x4f544153}
+    fields: {slot: 1, version: 2, counter: 3}
+)"),
+                         dir.path());
+  ASSERT_TRUE(c.launch);
+  EXPECT_EQ(c.launch->config_files[0], "interface/stlink.cfg") << "left to OpenOCD's search path";
+  EXPECT_EQ(c.launch->config_files[2], (dir / "board.cfg").string()) << "found beside the profile";
+  EXPECT_EQ(c.launch->commands, std::vector<std::string>{"adapter speed 4000"});
+  EXPECT_EQ(c.launch->startup_timeout, 15000ms);
+  EXPECT_EQ(c.launch->log_file, dir / "openocd.log");
+  EXPECT_EQ(c.command_timeout, 4000ms);
+  EXPECT_EQ(c.program_timeout, 180000ms);
+  ASSERT_TRUE(c.status);
+  EXPECT_EQ(c.status->address, 0x2001fc00u);
+  EXPECT_EQ(c.status->words(), 4u);
+  EXPECT_EQ(c.status->magic, 0x4f544153u);
+
+  auto a = parse_openocd(section("probe: {driver: openocd, attach: 'lab-host:6666'}"), {});
+  EXPECT_FALSE(a.launch);
+  EXPECT_EQ(a.host, "lab-host");
+  EXPECT_EQ(a.port, 6666);
+}
+
+TEST(OpenOcdProfileTest, ErrorsNameFileAndLine) {
+  auto expect_error = [](const std::string& yaml, const std::string& message) {
+    try {
+      parse_openocd(section(yaml), {});
+      ADD_FAILURE() << "expected InputError for " << yaml;
+    } catch (const InputError& e) {
+      std::string what = e.what();
+      EXPECT_EQ(what.rfind("nucleo.yaml:", 0), 0u) << what;
+      EXPECT_NE(what.find(message), std::string::npos) << what;
+    }
+  };
+  expect_error("probe: {driver: openocd}", "missing 'attach");
+  expect_error("probe: {driver: openocd, attach: 'h:1', start: {commands: [x]}}", "not both");
+  expect_error("probe: {driver: openocd, attach: 'localhost'}", "expected HOST:PORT");
+  expect_error("probe: {driver: openocd, attach: 'h:70000'}", "expected HOST:PORT");
+  expect_error("probe: {driver: openocd, start: {}}", "give 'config_files' or 'commands'");
+  expect_error("probe: {driver: openocd, start: {commands: [x], interface: y}}", "unknown key 'interface'");
+  expect_error("probe: {driver: openocd, attach: 'h:1', status: {address: 0x2001fc02, fields: {slot: 0}}}",
+               "4-byte aligned");
+  expect_error("probe: {driver: openocd, attach: 'h:1', status: {address: 0x20000000, fields: {}}}",
+               "at least one field");
+}
+
+}  // namespace
+}  // namespace otarig::drivers::bench

@@ -1,0 +1,185 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "loopback.hpp"
+#include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/net/fault_proxy.hpp"
+#include "otarig/drivers/net/http_server.hpp"
+#include "otarig/drivers/net/pki.hpp"
+
+using namespace otarig::drivers::net;
+using namespace otarig::test::net;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One PKI for the whole suite: key generation is the slow part.
+const TestPki& pki() {
+  static const TestPki p = TestPki::generate();
+  return p;
+}
+
+std::unique_ptr<UpdateServer> https_server(bool mutual, std::chrono::milliseconds timeout = 2000ms) {
+  ServerOptions o;
+  o.tls = TlsConfig{pki().server.cert_pem, pki().server.key_pem, mutual ? pki().ca.cert_pem : std::string()};
+  o.timeout = timeout;
+  auto s = std::make_unique<UpdateServer>(std::move(o));
+  s->put("/hello.txt", {'h', 'i'});
+  s->start();
+  return s;
+}
+
+std::string fetch(std::uint16_t port, const TlsClientOptions& o, const std::string& path = "/hello.txt") {
+  TlsClient c(port, o);
+  c.write_all(request("GET", path));
+  HttpResponse r = read_response(c);
+  return std::to_string(r.status) + " " + r.body;
+}
+
+}  // namespace
+
+TEST(Tls, GeneratedCertificatesAreDistinctPem) {
+  const TestPki& p = pki();
+  for (const CertifiedKey* k : {&p.ca, &p.server, &p.client, &p.wrong_ca, &p.impostor}) {
+    EXPECT_TRUE(k->cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    EXPECT_TRUE(k->key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+  }
+  EXPECT_NE(p.ca.cert_pem, p.wrong_ca.cert_pem);
+  EXPECT_NE(p.server.key_pem, p.impostor.key_pem);
+}
+
+TEST(Tls, HttpsWithTheTestCa) {
+  auto server = https_server(false);
+  EXPECT_EQ(fetch(server->port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");
+  EXPECT_EQ(server->base_url().substr(0, 8), "https://");
+}
+
+TEST(Tls, ClientTrustingAnotherCaRefusesTheServer) {
+  auto server = https_server(false);
+  try {
+    fetch(server->port(), {.ca_pem = pki().wrong_ca.cert_pem});
+    FAIL() << "verified against the wrong CA";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("certificate"), std::string::npos) << e.what();
+  }
+  eventually([&] { return server->stats().tls_failures != 0; });
+  EXPECT_EQ(server->stats().tls_failures, 1u);
+}
+
+TEST(Tls, MutualTlsRefusesAClientWithoutACertificate) {
+  auto server = https_server(true);
+  // TLS 1.3 may finish the client's handshake before the server refuses: the
+  // refusal then arrives as an alert on the first read. Either way, no response.
+  EXPECT_THROW(fetch(server->port(), {.ca_pem = pki().ca.cert_pem}), std::runtime_error);
+  eventually([&] { return server->stats().tls_failures != 0; });
+  EXPECT_EQ(server->stats().tls_failures, 1u);
+  EXPECT_EQ(server->stats().requests, 0u);
+  auto log = server->request_log();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_NE(log[0].note.find("TLS handshake failed"), std::string::npos) << log[0].note;
+}
+
+TEST(Tls, MutualTlsRefusesACertificateFromAnotherCa) {
+  auto server = https_server(true);
+  EXPECT_THROW(fetch(server->port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().impostor.cert_pem,
+                                      .key_pem = pki().impostor.key_pem}),
+               std::runtime_error);
+}
+
+TEST(Tls, MutualTlsAcceptsTheClientCertificate) {
+  auto server = https_server(true);
+  EXPECT_EQ(fetch(server->port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
+                                   .key_pem = pki().client.key_pem}),
+            "200 hi");
+}
+
+TEST(Tls, SilentTlsClientIsDroppedAtTheDeadline) {
+  auto server = https_server(false, 200ms);
+  Socket s = Socket::connect(server->port());
+  ReadResult r = s.read_until_closed(3s);
+  EXPECT_TRUE(r.eof || r.error);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(eventually([&] { return server->stats().timeouts + server->stats().tls_failures == 1u; }));
+}
+
+TEST(Tls, ThroughTheProxyWithoutFaultsTlsPassesUntouched) {
+  auto server = https_server(true);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  FaultProxy proxy(o);
+  proxy.start();
+  EXPECT_EQ(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
+                                 .key_pem = pki().client.key_pem}),
+            "200 hi");
+}
+
+TEST(Tls, ImpostorFailsVerificationAgainstTheRealCa) {
+  auto server = https_server(false);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  o.faults = parse_fault_spec("impostor");
+  o.impostor = TlsConfig{pki().impostor.cert_pem, pki().impostor.key_pem, {}};
+  FaultProxy proxy(o);
+  proxy.start();
+  try {
+    fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem});
+    FAIL() << "a client trusting the real CA accepted the impostor";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("verify"), std::string::npos) << e.what();
+  }
+  eventually([&] { return !proxy.events().empty(); });
+  std::vector<FaultEvent> ev = proxy.events();
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev[0].kind, "impostor");
+  EXPECT_NE(ev[0].detail.find("refused"), std::string::npos) << ev[0].detail;
+}
+
+TEST(Tls, ImpostorAcceptedByANonVerifyingClientRelaysToTheUpstream) {
+  auto server = https_server(true);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  o.faults = parse_fault_spec("impostor;down:corrupt@offset=0,mask=0x01");  // "HTTP" -> "ITTP"
+  o.upstream_client = TlsConfig{pki().client.cert_pem, pki().client.key_pem, {}};
+  FaultProxy proxy(o);  // impostor certificate generated by the proxy
+  proxy.start();
+  TlsClient c(proxy.port(), {});  // verifies nothing: the defect the impostor exposes
+  c.write_all(request("GET", "/hello.txt", "Connection: close\r\n"));
+  // The proxy ends the client's side without a TLS close_notify once the
+  // upstream has finished, so the stream ends in an error after the bytes.
+  std::string got;
+  char buf[4096];
+  try {
+    while (std::size_t n = c.read_some(buf, sizeof buf)) got.append(buf, n);
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_TRUE(got.starts_with("ITTP/1.1 200 OK")) << got;
+  EXPECT_TRUE(got.ends_with("\r\n\r\nhi")) << got;
+  auto ev = proxy.events();
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_EQ(ev[0].kind, "impostor");
+  EXPECT_NE(ev[0].detail.find("accepted"), std::string::npos);
+}
+
+TEST(Tls, PkiWritesFilesTheServerLoads) {
+  TempDir dir;
+  pki().write(dir.path());
+  for (const char* f : {"ca.pem", "server.pem", "server.key", "client.pem", "client.key", "wrong-ca.pem",
+                        "impostor.pem", "impostor.key"})
+    EXPECT_TRUE(std::filesystem::exists(dir.path() / f)) << f;
+  EXPECT_EQ(std::filesystem::status(dir.path() / "server.key").permissions() & std::filesystem::perms::group_read,
+            std::filesystem::perms::none);
+  ServerOptions o;
+  o.tls = TlsConfig::from_files(dir.path() / "server.pem", dir.path() / "server.key", dir.path() / "ca.pem");
+  UpdateServer server(o);
+  server.put("/x", {'x'});
+  server.start();
+  EXPECT_EQ(fetch(server.port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
+                                  .key_pem = pki().client.key_pem}, "/x"),
+            "200 x");
+  EXPECT_THROW(TlsConfig::from_files(dir.path() / "missing.pem", {}), otarig::InputError);
+  ServerOptions bad;
+  bad.tls = TlsConfig{"not pem", "not pem", {}};
+  UpdateServer broken(bad);
+  EXPECT_THROW(broken.start(), otarig::InputError);
+}

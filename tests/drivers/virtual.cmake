@@ -1,0 +1,17 @@
+# The image format and the in-process virtual board (label: virtual).
+otarig_test(otarig_image_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/image_test.cpp
+  LIBS otarig_drivers_core
+  LABELS virtual)
+otarig_test(otarig_flash_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/flash_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)
+otarig_test(otarig_bootloader_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/bootloader_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)
+otarig_test(otarig_virtual_board_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/virtual_board_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)

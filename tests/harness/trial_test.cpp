@@ -1,0 +1,146 @@
+// The trial state machine and the campaign runner on a small in-process board.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "otarig/harness/campaign.hpp"
+#include "otarig/harness/journal.hpp"
+
+using namespace otarig;
+using namespace otarig::harness;
+
+namespace {
+
+std::string small_board(const std::string& name, const std::string& defects) {
+  return "name: " + name + R"(
+device:
+  kind: virtual
+  mode: ab
+  flash: {slot_size: 64KiB, sector_size: 4KiB, program_align: 8}
+  chunk_size: 4KiB
+  defects: )" + defects + R"(
+power: {driver: virtual}
+console: {driver: virtual}
+link: {driver: virtual}
+observe:
+  banner: 'otarig-vboard bootloader'
+  status_command: "status\n"
+  status: 'STATUS slot=(?P<slot>\w+) version=(?P<version>\S+) digest=(?P<digest>[0-9a-f]{64}) counter=(?P<counter>\d+) state=(?P<state>\w+) health=(?P<health>\w+)'
+  boot_timeout: 2s
+signing: {key: "test:small"}
+releases:
+  factory: {version: 1.0.0+1, security_counter: 1, payload_size: 65360}
+  update:  {version: 1.1.0+2, security_counter: 2, payload_size: 65360}
+  next:    {version: 1.2.0+3, security_counter: 3, payload_size: 65360}
+)";
+}
+
+struct Fixture : ::testing::Test {
+  std::filesystem::path dir;
+  drivers::DriverRegistry registry;
+  void SetUp() override {
+    dir = std::filesystem::temp_directory_path() /
+          ("otarig-trial-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    drivers::register_all_drivers(registry);
+    std::ofstream(dir / "small-ab.yaml") << small_board("small-ab", "[]");
+    std::ofstream(dir / "small-inplace.yaml") << small_board("small-inplace", "[inplace-overwrite]");
+    std::ofstream(dir / "small-norollback.yaml") << small_board("small-norollback", "[no-rollback-check]");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+
+  CampaignResult run(const std::string& board, const std::string& scenario, std::uint64_t seed = 1,
+                     const std::string& out = "out", TrialHooks hooks = {}) {
+    CampaignOptions o;
+    o.board = (dir / (board + ".yaml")).string();
+    o.scenario = scenario;
+    o.seed = seed;
+    o.out = dir / out;
+    o.hooks = std::move(hooks);
+    return run_campaign(o, registry);
+  }
+};
+
+std::set<std::string> broken_oracles(const CampaignResult& r, const std::string& scenario) {
+  std::set<std::string> out;
+  for (const auto& f : r.run["findings"])
+    if (f["scenario"] == scenario)
+      for (const auto& o : f["oracles"]) out.insert(o["oracle"].get<std::string>());
+  return out;
+}
+
+}  // namespace
+
+TEST_F(Fixture, ReferenceBoardPassesTheNightlyCatalog) {
+  auto r = run("small-ab", "nightly");
+  EXPECT_EQ(r.exit_code(), 0) << r.run["findings"].dump(1);
+  EXPECT_EQ(r.findings, 0u);
+  EXPECT_EQ(r.trials, r.run["planned"].get<std::uint64_t>());
+  EXPECT_GT(r.run["ops_per_update"]["factory->update"].get<int>(), 16);
+  EXPECT_TRUE(verify_journal(dir / "out" / "journal.jsonl").ok);
+}
+
+TEST_F(Fixture, InPlaceUpdaterBricksUnderPowerCuts) {
+  auto r = run("small-inplace", "power-cut-sweep");
+  EXPECT_EQ(r.exit_code(), 1);
+  auto broken = broken_oracles(r, "power-cut-sweep");
+  EXPECT_TRUE(broken.count("atomic"));
+  EXPECT_TRUE(broken.count("recovered"));
+}
+
+TEST_F(Fixture, MissingCounterCheckIsARollbackFinding) {
+  auto r = run("small-norollback", "replay-old");
+  EXPECT_EQ(r.exit_code(), 1);
+  EXPECT_EQ(broken_oracles(r, "replay-old"), std::set<std::string>{"no-rollback"});
+}
+
+TEST_F(Fixture, EveryTrialRecordsItsStateMachineAndTranscript) {
+  auto r = run("small-ab", "self-test-fail");
+  ASSERT_EQ(r.trials, 1u);
+  auto id = r.run["trials"][0]["id"].get<std::string>();
+  std::ifstream ev(dir / "out" / "trials" / id / "events.jsonl");
+  std::string text((std::istreambuf_iterator<char>(ev)), std::istreambuf_iterator<char>());
+  for (const char* step : {"prepare", "inject", "deliver", "recover", "observe", "retry", "judge", "record"})
+    EXPECT_NE(text.find(std::string("\"step\":\"") + step + "\""), std::string::npos) << step;
+  std::ifstream con(dir / "out" / "trials" / id / "console.log");
+  std::string console((std::istreambuf_iterator<char>(con)), std::istreambuf_iterator<char>());
+  EXPECT_NE(console.find("STATUS"), std::string::npos);
+  // The failing image booted only as a trial and was reverted.
+  const auto& observed = r.run["trials"][0]["observed"];
+  EXPECT_EQ(observed[1]["step"], "after-fault");
+  EXPECT_EQ(observed[1]["version"], "1.0.0+1");
+}
+
+TEST_F(Fixture, CustomOracleCanFailATrial) {
+  TrialHooks hooks;
+  hooks.oracles.push_back([](const TrialContext& ctx) {
+    OracleResult r{"slot-b-never", true, ""};
+    for (const auto& o : ctx.outcome.observations)
+      if (o.booted && o.slot == "B") {
+        r.held = false;
+        r.detail = o.step + ": runs from slot B";
+      }
+    return r;
+  });
+  int steps = 0;
+  hooks.steps.push_back([&](TrialContext&) { ++steps; });
+  auto r = run("small-ab", "unsigned", 1, "out", hooks);
+  EXPECT_EQ(steps, 1);
+  EXPECT_EQ(r.exit_code(), 1) << "the retry runs from slot B";
+  EXPECT_EQ(broken_oracles(r, "unsigned"), std::set<std::string>{"slot-b-never"});
+}
+
+TEST_F(Fixture, BenchFailureIsExit3AndKeepsCompletedTrials) {
+  // A profile whose prepare can never succeed: the status pattern never matches.
+  auto text = small_board("small-mute", "[]");
+  auto pos = text.find("STATUS slot=");
+  text.replace(pos, 6, "NOPE__");
+  std::ofstream(dir / "small-mute.yaml") << text;
+  auto r = run("small-mute", "unsigned");
+  EXPECT_EQ(r.exit_code(), 3);
+  EXPECT_NE(r.aborted.find("prepare"), std::string::npos) << r.aborted;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
+}
