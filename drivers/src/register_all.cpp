@@ -8,6 +8,9 @@ void register_net_drivers(DriverRegistry& registry);
 #ifdef OTARIG_HAVE_BENCH_DRIVERS
 void register_bench_drivers(DriverRegistry& registry);
 #endif
+#ifdef OTARIG_HAVE_PROCESS_DRIVERS
+void register_process_drivers(DriverRegistry& registry);
+#endif
 
 void register_all_drivers(DriverRegistry& registry) {
   register_virtual_drivers(registry);
@@ -16,6 +19,9 @@ void register_all_drivers(DriverRegistry& registry) {
 #endif
 #ifdef OTARIG_HAVE_BENCH_DRIVERS
   register_bench_drivers(registry);
+#endif
+#ifdef OTARIG_HAVE_PROCESS_DRIVERS
+  register_process_drivers(registry);
 #endif
 }
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -49,6 +50,10 @@ class ProgressBar {
   explicit ProgressBar(bool enabled) : enabled_(enabled) {}
   void update(const Progress& p) {
     if (!enabled_) return;
+    // Redraw at most ten times a second, and always for the last trial.
+    auto now = std::chrono::steady_clock::now();
+    if (p.done != p.total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
     const int width = 30;
     int filled = p.total ? static_cast<int>(width * p.done / p.total) : width;
     std::string bar(static_cast<std::size_t>(filled), '#');
@@ -63,6 +68,7 @@ class ProgressBar {
 
  private:
   bool enabled_;
+  std::chrono::steady_clock::time_point last_{};
 };
 
 int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {

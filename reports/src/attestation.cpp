@@ -37,8 +37,8 @@ std::string manifest_text(const std::filesystem::path& out) {
   for (const auto& rel : files) {
     if (detail::outside_manifest(rel)) continue;
     if (rel.find_first_of("\n\r\\") != std::string::npos)
-      throw std::runtime_error(fmt::format("{}: a file name with a newline or backslash cannot be listed",
-                                           (out / rel).string()));
+      throw std::runtime_error(
+          fmt::format("{}: a file name with a newline or backslash cannot be listed", (out / rel).string()));
     auto digest = detail::sha256_file(out / rel);
     if (!digest) throw std::runtime_error(fmt::format("{}: cannot read", (out / rel).string()));
     text += fmt::format("{}  {}\n", *digest, rel);
@@ -146,13 +146,13 @@ nlohmann::ordered_json attestation_statement(const nlohmann::json& run, const st
                              {"device_kind", detail::text(board, "device_kind")},
                              {"identity", detail::text(board, "identity")}};
   configuration.push_back(board_rd);
-  configuration.push_back({{"name", "scenario/" + detail::text(scenario, "name")},
-                           {"annotations",
-                            {{"role", "scenario"},
-                             {"title", detail::text(scenario, "title")},
-                             {"seed", detail::text(run, "seed")},
-                             {"shard", fmt::format("{}/{}", detail::text(shard, "index"),
-                                                   detail::text(shard, "count"))}}}});
+  configuration.push_back(
+      {{"name", "scenario/" + detail::text(scenario, "name")},
+       {"annotations",
+        {{"role", "scenario"},
+         {"title", detail::text(scenario, "title")},
+         {"seed", detail::text(run, "seed")},
+         {"shard", fmt::format("{}/{}", detail::text(shard, "index"), detail::text(shard, "count"))}}}});
   for (const auto& r : detail::array_at(run, "releases"))
     configuration.push_back({{"name", "release/" + detail::text(r, "name")},
                              {"digest", {{"sha256", detail::text(r, "sha256")}}},
@@ -192,19 +192,20 @@ std::string dsse_envelope(std::string_view payload, const crypto::Ed25519Key& ke
   nlohmann::ordered_json env = {
       {"payloadType", kPayloadType},
       {"payload", base64_encode(payload)},
-      {"signatures",
-       nlohmann::ordered_json::array(
-           {{{"keyid", key_id_hex(key.public_key())},
-             {"sig", base64_encode(std::string_view(reinterpret_cast<const char*>(sig.data()), sig.size()))}}})}};
+      {"signatures", nlohmann::ordered_json::array(
+                         {{{"keyid", key_id_hex(key.public_key())},
+                           {"sig", base64_encode(std::string_view(reinterpret_cast<const char*>(sig.data()),
+                                                                  sig.size()))}}})}};
   return dump(env) + "\n";
 }
 
-void write_attestation(const std::filesystem::path& out, const nlohmann::json& run, const crypto::Ed25519Key& key,
-                       bool test_key, const std::string& url) {
+void write_attestation(const std::filesystem::path& out, const nlohmann::json& run,
+                       const crypto::Ed25519Key& key, bool test_key, const std::string& url) {
   auto manifest = detail::sha256_file(out / kManifestFile);
   auto run_json = detail::sha256_file(out / "run.json");
   if (!manifest || !run_json)
-    throw std::runtime_error(fmt::format("{}: write the manifest and run.json before the attestation", out.string()));
+    throw std::runtime_error(
+        fmt::format("{}: write the manifest and run.json before the attestation", out.string()));
   auto statement =
       attestation_statement(run, *manifest, *run_json, Signer{key_id_hex(key.public_key()), test_key}, url);
   detail::write_file(out / kPublicKeyFile, public_key_pem(key.public_key()));

@@ -18,7 +18,8 @@ void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, c
   // Stale closing files from an earlier write (a resumed run) are replaced.
   for (const char* f : {kManifestFile, kAttestationFile, kPublicKeyFile}) std::filesystem::remove(out / f);
 
-  detail::write_file(out / "run.json", run.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  detail::write_file(out / "run.json",
+                     run.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   detail::write_file(out / "junit.xml", junit_xml(run));
   detail::write_file(out / "summary.md", summary_markdown(run));
   HtmlOptions html;

@@ -50,7 +50,8 @@ std::optional<std::string> sha256_file(const std::filesystem::path& file) {
 std::string text(const nlohmann::json& value, const char* key) {
   if (!value.is_object() || !value.contains(key) || value[key].is_null()) return "";
   const auto& v = value[key];
-  return v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return v.is_string() ? v.get<std::string>()
+                       : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 const nlohmann::json& object_at(const nlohmann::json& value, const char* key) {
@@ -115,8 +116,9 @@ ChainBreak check_chain(const std::vector<JournalLine>& lines, bool torn) {
         next_chains = next && text(*next, "prev_sha256") == sha256_hex(line.text);
       }
       if (next_chains || i + 1 == lines.size())
-        return {lines[i - 1].number,
-                fmt::format("changed: its SHA-256 does not match prev_sha256 recorded in line {}", line.number)};
+        return {
+            lines[i - 1].number,
+            fmt::format("changed: its SHA-256 does not match prev_sha256 recorded in line {}", line.number)};
       return {line.number, "prev_sha256 does not match the SHA-256 of the line before"};
     }
     prev = sha256_hex(line.text);
@@ -130,7 +132,8 @@ nlohmann::json trial_from_verdict(nlohmann::json verdict) {
 }
 
 bool outside_manifest(const std::string& relative_path) {
-  return relative_path == kManifestFile || relative_path == kAttestationFile || relative_path == kPublicKeyFile;
+  return relative_path == kManifestFile || relative_path == kAttestationFile ||
+         relative_path == kPublicKeyFile;
 }
 
 std::vector<std::string> list_files(const std::filesystem::path& dir, std::vector<std::string>* others) {

@@ -43,19 +43,20 @@ constexpr Requirement kRequirements[] = {
     {"CRA Annex VII (6)", "test reports kept in the technical documentation", "the whole bundle"},
     {"ETSI EN 303 645 5.3-1, 5.3-2", "software securely updateable; a secure update mechanism", "S1–S8"},
     {"ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10",
-     "best-practice crypto; authenticity and integrity verified, over a trust relationship for network updates",
+     "best-practice crypto; authenticity and integrity verified, over a trust relationship for network "
+     "updates",
      "S1, S2, S7, S8"},
     {"EN 18031-1 SUM-1 / SUM-2 / SUM-3",
      "an update mechanism; only integrity- and authenticity-checked software installed; automated updates",
      "S1–S3, S7, S8"},
     {"IEC 62443-4-2 CR 3.4", "software integrity checked, changes detected and reported", "S1, S2, S12, S13"},
-    {"IEC 62443-4-2 EDR/HDR/NDR 3.10", "updates supported; authenticity and integrity validated before install",
-     "S1, S2, S4"},
+    {"IEC 62443-4-2 EDR/HDR/NDR 3.10",
+     "updates supported; authenticity and integrity validated before install", "S1, S2, S4"},
     {"IEC 62443-4-2 EDR/HDR/NDR 3.14", "integrity of the boot process", "S12"},
     {"BSI TR-03183-1 REQ_ER 4, 4.2", "integrity-protected security updates; package authenticity verified",
      "S1, S2"},
-    {"UNECE R156 7.2.1.1 / 7.2.2", "update authenticity and integrity; restore or safe state after a failed update",
-     "S1, S2, S4, S5, S14"},
+    {"UNECE R156 7.2.1.1 / 7.2.2",
+     "update authenticity and integrity; restore or safe state after a failed update", "S1, S2, S4, S5, S14"},
     {"NIST SP 800-193 protect / detect / recover",
      "authenticated update with anti-rollback; verify before execute; recover to a good image",
      "S1–S3, S12, S13, S4, S5, S15"},
@@ -72,7 +73,8 @@ constexpr std::pair<const char*, const char*> kOracles[] = {
      "the running version and the anti-rollback counter never go below their highest earlier value; an older "
      "validly signed image is refused"},
     {"recovered",
-     "the device boots to a healthy state within the profile's boot budget; a new image that fails its self-test "
+     "the device boots to a healthy state within the profile's boot budget; a new image that fails its "
+     "self-test "
      "is reverted automatically"},
     {"still-updatable", "after the fault, a clean retry of the update succeeds"},
 };
@@ -80,7 +82,8 @@ constexpr std::pair<const char*, const char*> kOracles[] = {
 // Opens every <details> before printing; marks the page so a test can tell the script ran.
 constexpr const char* kPrintScript =
     "document.documentElement.setAttribute('data-script','ran');"
-    "addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open="
+    "addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d."
+    "open="
     "true;});});";
 
 constexpr const char* kStyle = R"css(
@@ -187,14 +190,16 @@ std::string transcript_html(const std::filesystem::path& file, std::size_t max_l
     std::string body = l.size() > kMaxLineChars ? l.substr(0, kMaxLineChars) + " [line cut]" : l;
     auto close = body.find("ms] ");
     if (!body.empty() && body[0] == '[' && close != std::string::npos && close < 24)
-      return "<span class=\"ts\">" + e(body.substr(0, close + 3)) + "</span>" + e(body.substr(close + 3)) + "\n";
+      return "<span class=\"ts\">" + e(body.substr(0, close + 3)) + "</span>" + e(body.substr(close + 3)) +
+             "\n";
     return e(body) + "\n";
   };
   for (std::size_t i = 0; i < head; ++i) out += line_html(lines[i].text);
   if (tail_from > head)
-    out += fmt::format("<span class=\"ts\">[... {} lines left out here; the whole transcript is in the "
-                       "bundle ...]</span>\n",
-                       tail_from - head);
+    out += fmt::format(
+        "<span class=\"ts\">[... {} lines left out here; the whole transcript is in the "
+        "bundle ...]</span>\n",
+        tail_from - head);
   for (std::size_t i = std::max(head, tail_from); i < lines.size(); ++i) out += line_html(lines[i].text);
   out += "</pre>\n";
   return out;
@@ -219,12 +224,13 @@ class Page {
 
   std::string render() {
     auto script_hash = crypto::sha256(std::string_view(kPrintScript));
-    auto csp_hash = base64_encode(std::string_view(reinterpret_cast<const char*>(script_hash.data()),
-                                                   script_hash.size()));
+    auto csp_hash = base64_encode(
+        std::string_view(reinterpret_cast<const char*>(script_hash.data()), script_hash.size()));
     const auto& scenario = object_at(run_, "scenario");
     const auto& board = object_at(run_, "board");
     put("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    put(fmt::format("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+    put(
+        fmt::format("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
                     "style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{}'\">\n",
                     csp_hash));
     put("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
@@ -232,7 +238,8 @@ class Page {
                     e(headline())));
     put(fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle));
     header();
-    put("<nav><a href=\"#run\">Run</a><a href=\"#traceability\">Traceability</a><a href=\"#findings\">Findings</a>"
+    put("<nav><a href=\"#run\">Run</a><a href=\"#traceability\">Traceability</a><a "
+        "href=\"#findings\">Findings</a>"
         "<a href=\"#cuts\">Power cuts</a><a href=\"#scenarios\">Scenarios</a><a href=\"#trials\">Trials</a>"
         "<a href=\"#verify\">Verification</a></nav>\n<main>\n");
     facts();
@@ -261,19 +268,21 @@ class Page {
 
   void header() {
     const auto& s = object_at(run_, "summary");
-    const char* cls = run_.contains("aborted") ? "aborted"
-                      : trials_.empty()       ? "empty"
+    const char* cls = run_.contains("aborted")                                                     ? "aborted"
+                      : trials_.empty()                                                            ? "empty"
                       : (s.value("failed", std::size_t{0}) || s.value("findings", std::size_t{0})) ? "fail"
                                                                                                    : "pass";
     const auto& scenario = object_at(run_, "scenario");
-    put(fmt::format("<header class=\"verdict {}\"><div class=\"inner\"><h1>otarig evidence report</h1>\n", cls));
+    put(fmt::format("<header class=\"verdict {}\"><div class=\"inner\"><h1>otarig evidence report</h1>\n",
+                    cls));
     put(fmt::format("<p class=\"big\" id=\"verdict\">{}</p>\n", e(headline())));
     put(fmt::format("<p class=\"sub\">{} ({}) on board {}, seed {}: {} trials, {} passed, {} failed</p>\n",
                     et(scenario, "title"), et(scenario, "name"), et(object_at(run_, "board"), "name"),
                     et(run_, "seed"), s.value("trials", trials_.size()), s.value("passed", std::size_t{0}),
                     s.value("failed", std::size_t{0})));
     if (run_.contains("aborted"))
-      put(fmt::format("<p class=\"sub\">The bench failed and the campaign stopped: {}</p>\n", et(run_, "aborted")));
+      put(fmt::format("<p class=\"sub\">The bench failed and the campaign stopped: {}</p>\n",
+                      et(run_, "aborted")));
     put("</div></header>\n");
   }
 
@@ -287,7 +296,8 @@ class Page {
     const auto& otarig = object_at(run_, "otarig");
     const auto& shard = object_at(run_, "shard");
     put("<section id=\"run\"><h2>Run</h2>\n<table class=\"facts\">\n");
-    row("Board", fmt::format("{} <span class=\"note\">{}</span>", et(board, "name"), et(board, "description")));
+    row("Board",
+        fmt::format("{} <span class=\"note\">{}</span>", et(board, "name"), et(board, "description")));
     row("Device kind", et(board, "device_kind"));
     row("Device identity", et(board, "identity"));
     row("Board profile", fmt::format("{}<br><span class=\"hash\">sha256 {}</span>", et(board, "profile"),
@@ -296,29 +306,42 @@ class Page {
     row("Seed", et(run_, "seed"));
     std::string shard_text = fmt::format("{} of {}", et(shard, "index"), et(shard, "count"));
     if (run_.contains("merged_from"))
-      shard_text = fmt::format("merged from {} shard bundles (listed below)", array_at(run_, "merged_from").size());
+      shard_text =
+          fmt::format("merged from {} shard bundles (listed below)", array_at(run_, "merged_from").size());
     row("Shard", shard_text);
     row("otarig", fmt::format("{} (git revision <span class=\"mono\">{}</span>)", et(otarig, "version"),
                               et(otarig, "git_revision")));
     row("Started", et(run_, "started"));
     row("Ended", et(run_, "ended"));
     row("Trials planned / run", fmt::format("{} / {}", et(run_, "planned"), trials_.size()));
-    if (run_.contains("ops_per_update")) row("Flash operations per update", et(run_, "ops_per_update"));
+    if (run_.contains("ops_per_update")) {
+      const auto& ops = run_["ops_per_update"];
+      std::string text;
+      if (ops.is_object())
+        for (const auto& [update, n] : ops.items())
+          text += (text.empty() ? "" : "<br>") + e(update) + ": " +
+                  e(n.is_string() ? n.get<std::string>() : n.dump());
+      else
+        text = et(run_, "ops_per_update");
+      row("Flash operations per update", text);
+    }
     if (!o_.signer_keyid.empty())
-      row("Attestation signer", fmt::format("key id <span class=\"mono\">{}</span>{}", e(o_.signer_keyid),
-                                            o_.test_key ? " (a key made for this bundle only: a test key, not a "
-                                                          "release signature)"
-                                                        : ""));
+      row("Attestation signer",
+          fmt::format("key id <span class=\"mono\">{}</span>{}", e(o_.signer_keyid),
+                      o_.test_key ? " (a key made for this bundle only: a test key, not a "
+                                    "release signature)"
+                                  : ""));
     if (run_.contains("aborted")) row("Bench failure", et(run_, "aborted"));
     put("</table>\n");
 
     put("<h3>Releases</h3>\n<table><tr><th>release</th><th>version</th><th class=\"n\">security counter</th>"
         "<th class=\"n\">bytes</th><th>SHA-256 of the image</th><th>device digest</th></tr>\n");
     for (const auto& r : array_at(run_, "releases"))
-      put(fmt::format("<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
+      put(
+          fmt::format("<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
                       "<td class=\"hash\">{}</td><td class=\"hash\">{}</td></tr>\n",
-                      et(r, "name"), et(r, "version"), et(r, "security_counter"), et(r, "size"), et(r, "sha256"),
-                      et(r, "digest")));
+                      et(r, "name"), et(r, "version"), et(r, "security_counter"), et(r, "size"),
+                      et(r, "sha256"), et(r, "digest")));
     put("</table>\n");
     const auto& components = object_at(run_, "components");
     if (!components.empty()) {
@@ -354,25 +377,31 @@ class Page {
       std::string cls;
       for (const auto& c : array_at(p, "classes")) cls += (cls.empty() ? "" : ", ") + c.get<std::string>();
       classes_of[detail::text(p, "name")] = cls;
-      for (const auto& r : array_at(p, "requirements")) note_scenario(r.get<std::string>(), detail::text(p, "name"));
+      for (const auto& r : array_at(p, "requirements"))
+        note_scenario(r.get<std::string>(), detail::text(p, "name"));
     }
     for (const auto* t : trials_)
       for (const auto& r : array_at(*t, "requirements")) {
         note_scenario(r.get<std::string>(), detail::text(*t, "scenario"));
         counts[r.get<std::string>()].add(*t);
       }
-    put("<section id=\"traceability\"><h2>Traceability</h2>\n<p>Each requirement, the scenarios of this run that "
-        "give evidence for it, and their trials. Wording is a summary, not the standard's text. Greyed rows are "
+    put("<section id=\"traceability\"><h2>Traceability</h2>\n<p>Each requirement, the scenarios of this run "
+        "that "
+        "give evidence for it, and their trials. Wording is a summary, not the standard's text. Greyed rows "
+        "are "
         "requirements this run does not exercise.</p>\n");
-    put("<table><tr><th>requirement</th><th>summary</th><th>scenario classes</th><th>scenarios in this run</th>"
-        "<th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th><th>verdict</th></tr>\n");
+    put("<table><tr><th>requirement</th><th>summary</th><th>scenario classes</th><th>scenarios in this "
+        "run</th>"
+        "<th class=\"n\">trials</th><th class=\"n\">passed</th><th "
+        "class=\"n\">failed</th><th>verdict</th></tr>\n");
     auto emit = [&](const std::string& id, const std::string& summary, const std::string& classes) {
       const auto c = counts.count(id) ? counts[id] : Counts{};
       std::string scen;
       for (const auto& s : scenarios_of[id])
         scen += (scen.empty() ? "" : "<br>") + e(s) +
-                (classes_of.count(s) && !classes_of[s].empty() ? " <span class=\"note\">(" + e(classes_of[s]) + ")</span>"
-                                                               : "");
+                (classes_of.count(s) && !classes_of[s].empty()
+                     ? " <span class=\"note\">(" + e(classes_of[s]) + ")</span>"
+                     : "");
       std::string verdict;
       bool covered = c.trials > 0;
       if (id == kWholeBundle) {
@@ -388,7 +417,8 @@ class Page {
         if (scen.empty()) scen = "<span class=\"note\">none</span>";
       }
       auto n = [&](std::size_t v) { return id == kWholeBundle ? std::string("&mdash;") : std::to_string(v); };
-      put(fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>"
+      put(
+          fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>"
                       "<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
                       covered ? "" : " class=\"uncovered\"", e(id), e(summary), e(classes), scen, n(c.trials),
                       n(c.passed), n(c.failed), verdict));
@@ -407,20 +437,23 @@ class Page {
     const auto& list = array_at(run_, "findings");
     put("<section id=\"findings\"><h2>Findings</h2>\n");
     if (list.empty()) {
-      put(trials_.empty() ? "<p>No trial ran.</p>\n"
-                          : "<p>No finding: every trial held every oracle.</p>\n");
+      put(trials_.empty() ? "<p>No trial ran.</p>\n" : "<p>No finding: every trial held every oracle.</p>\n");
     } else {
-      put(fmt::format("<p>{} finding(s). A finding is a device defect: a trial after which an oracle did not "
+      put(
+          fmt::format("<p>{} finding(s). A finding is a device defect: a trial after which an oracle did not "
                       "hold. Each comes with the command that replays it.</p>\n",
                       list.size()));
     }
-    put("<details><summary>What the oracles check</summary><table><tr><th>oracle</th><th>holds when</th></tr>\n");
-    for (const auto& [name, what] : kOracles) put(fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", name, what));
+    put("<details><summary>What the oracles check</summary><table><tr><th>oracle</th><th>holds "
+        "when</th></tr>\n");
+    for (const auto& [name, what] : kOracles)
+      put(fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", name, what));
     put("</table></details>\n");
     std::size_t shown = 0;
     for (const auto& f : list) {
       if (shown++ >= o_.max_findings_detail) {
-        put(fmt::format("<p class=\"note\">{} more findings are listed in the trials table below and in "
+        put(
+            fmt::format("<p class=\"note\">{} more findings are listed in the trials table below and in "
                         "run.json.</p>\n",
                         list.size() - o_.max_findings_detail));
         break;
@@ -433,8 +466,8 @@ class Page {
   void finding(const json& f) {
     auto trial_id = detail::text(f, "trial");
     const json* t = by_id_.count(trial_id) ? by_id_[trial_id] : nullptr;
-    put(fmt::format("<article class=\"finding\" id=\"finding-{}\">\n<h3>{}: trial {} ({})</h3>\n", et(f, "id"),
-                    et(f, "id"), e(trial_id), et(f, "scenario")));
+    put(fmt::format("<article class=\"finding\" id=\"finding-{}\">\n<h3>{}: trial {} ({})</h3>\n",
+                    et(f, "id"), et(f, "id"), e(trial_id), et(f, "scenario")));
     put("<dl class=\"kv\">");
     put(fmt::format("<dt>fault</dt><dd>{}</dd>", e(fault_text(f))));
     auto detail_text = detail::text(object_at(f, "fault"), "detail");
@@ -450,7 +483,8 @@ class Page {
                       et(object_at(*t, "delivery"), "detail")));
     put(fmt::format("<dt>trial seed</dt><dd class=\"mono\">{}</dd>", et(f, "seed")));
     std::string reqs;
-    for (const auto& r : array_at(f, "requirements")) reqs += (reqs.empty() ? "" : "; ") + e(r.get<std::string>());
+    for (const auto& r : array_at(f, "requirements"))
+      reqs += (reqs.empty() ? "" : "; ") + e(r.get<std::string>());
     put(fmt::format("<dt>requirements</dt><dd>{}</dd></dl>\n", reqs));
 
     put("<h4>Oracles broken</h4>\n<ul>\n");
@@ -458,13 +492,15 @@ class Page {
       put(fmt::format("<li><b>{}</b>: {}</li>\n", et(o, "oracle"), et(o, "detail")));
     put("</ul>\n");
 
-    put("<h4>Observed device states</h4>\n<table><tr><th>step</th><th>booted</th><th>slot</th><th>version</th>"
+    put("<h4>Observed device "
+        "states</h4>\n<table><tr><th>step</th><th>booted</th><th>slot</th><th>version</th>"
         "<th>digest</th><th class=\"n\">counter</th><th>state</th><th>health</th></tr>\n");
     for (const auto& o : array_at(f, "observed"))
-      put(fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"hash\">{}</td>"
+      put(
+          fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"hash\">{}</td>"
                       "<td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>\n",
-                      et(o, "step"), o.value("booted", false) ? "yes" : "<b>no</b>", et(o, "slot"), et(o, "version"),
-                      et(o, "digest"), et(o, "counter"), et(o, "state"), et(o, "health")));
+                      et(o, "step"), o.value("booted", false) ? "yes" : "<b>no</b>", et(o, "slot"),
+                      et(o, "version"), et(o, "digest"), et(o, "counter"), et(o, "state"), et(o, "health")));
     put("</table>\n");
 
     auto transcript = detail::text(f, "transcript");
@@ -522,7 +558,8 @@ class Page {
       put("<p>No trial of this run cut power.</p>\n</section>\n");
       return;
     }
-    put(fmt::format("<p>{} trials cut power. Position = flash operation index / operations in the update. "
+    put(
+        fmt::format("<p>{} trials cut power. Position = flash operation index / operations in the update. "
                     "Green: the trial passed; red: a finding. Diamonds are torn writes.</p>\n",
                     cuts.size()));
     strip_chart(cuts);
@@ -541,29 +578,33 @@ class Page {
     std::vector<std::string> phases;
     for (const auto& [p, m] : mean) phases.push_back(p);
     std::sort(phases.begin(), phases.end(), [&](const auto& a, const auto& b) {
-      return mean[a].first / static_cast<double>(mean[a].second) < mean[b].first / static_cast<double>(mean[b].second);
+      return mean[a].first / static_cast<double>(mean[a].second) <
+             mean[b].first / static_cast<double>(mean[b].second);
     });
     const int left = 130, width = 820, row_h = 30, top = 10;
     const int height = top + static_cast<int>(phases.size()) * row_h + 40;
-    put(fmt::format("<h3>Where each cut fell, by update phase</h3>\n<svg "
-                    "width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"power cut positions\">\n",
-                    left + width + 20, height, left + width + 20, height));
+    put(fmt::format(
+        "<h3>Where each cut fell, by update phase</h3>\n<svg "
+        "width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"power cut positions\">\n",
+        left + width + 20, height, left + width + 20, height));
     for (std::size_t i = 0; i < phases.size(); ++i) {
       int y = top + static_cast<int>(i) * row_h;
-      put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width, row_h,
-                      i % 2 ? "#ffffff" : "#f3f4f6"));
+      put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width,
+                      row_h, i % 2 ? "#ffffff" : "#f3f4f6"));
       put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + row_h / 2 + 4,
                       e(phases[i])));
     }
     int axis_y = top + static_cast<int>(phases.size()) * row_h;
     for (int k = 0; k <= 4; ++k) {
       int x = left + width * k / 4;
-      put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top, axis_y + 4));
+      put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top,
+                      axis_y + 4));
       put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", x, axis_y + 16, k * 25));
     }
-    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position of the cut in the update's flash "
-                    "operations</text>\n",
-                    left + width / 2, axis_y + 32));
+    put(fmt::format(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position of the cut in the update's flash "
+        "operations</text>\n",
+        left + width / 2, axis_y + 32));
     // One mark per (phase, pixel column, verdict, torn), so 10k trials stay a small picture.
     struct Key {
       std::size_t row;
@@ -583,15 +624,16 @@ class Page {
         int x = left + k.px;
         int y = top + static_cast<int>(k.row) * row_h + row_h / 2 + (k.pass ? -5 : 5);
         const char* colour = k.pass ? "#1b7a3d" : "#b3261e";
-        std::string title = fmt::format("<title>{}: {:.1f}% of the update, {} {}{}</title>", e(phases[k.row]),
-                                        100.0 * k.px / width, n, k.pass ? "passed" : "failed",
-                                        k.torn ? " (torn write)" : "");
+        std::string title =
+            fmt::format("<title>{}: {:.1f}% of the update, {} {}{}</title>", e(phases[k.row]),
+                        100.0 * k.px / width, n, k.pass ? "passed" : "failed", k.torn ? " (torn write)" : "");
         if (k.torn)
-          put(fmt::format("<path d=\"M{} {}l4 4l-4 4l-4 -4z\" fill=\"{}\" fill-opacity=\"0.8\">{}</path>\n", x, y - 4,
-                          colour, title));
+          put(fmt::format("<path d=\"M{} {}l4 4l-4 4l-4 -4z\" fill=\"{}\" fill-opacity=\"0.8\">{}</path>\n",
+                          x, y - 4, colour, title));
         else
-          put(fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" fill-opacity=\"0.75\">{}</circle>\n", x, y,
-                          colour, title));
+          put(fmt::format(
+              "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" fill-opacity=\"0.75\">{}</circle>\n", x, y,
+              colour, title));
       }
     put("</svg>\n");
   }
@@ -628,13 +670,14 @@ class Page {
     const int cell_w = std::max(10, plot_w / static_cast<int>(bins));
     const int width = left + cell_w * static_cast<int>(bins) + 20;
     const int height = top + cell_h * static_cast<int>(rows.size()) + 40;
-    put(fmt::format("<h3>Sweep outcome by position</h3>\n<p class=\"note\">{}; darker = more trials. A trial that "
-                    "broke several oracles counts in each of their rows.</p>\n"
-                    "<svg width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
-                    "aria-label=\"sweep heat map\">\n",
-                    per_op ? fmt::format("one column per flash operation of the {}-operation update", total)
-                           : std::string("40 columns of 2.5% of the update each"),
-                    width, height, width, height));
+    put(fmt::format(
+        "<h3>Sweep outcome by position</h3>\n<p class=\"note\">{}; darker = more trials. A trial that "
+        "broke several oracles counts in each of their rows.</p>\n"
+        "<svg width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
+        "aria-label=\"sweep heat map\">\n",
+        per_op ? fmt::format("one column per flash operation of the {}-operation update", total)
+               : std::string("40 columns of 2.5% of the update each"),
+        width, height, width, height));
     for (std::size_t r = 0; r < rows.size(); ++r) {
       int y = top + static_cast<int>(r) * cell_h;
       put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + cell_h / 2 + 4,
@@ -644,18 +687,23 @@ class Page {
         int x = left + static_cast<int>(b) * cell_w;
         std::string fill = "#f3f4f6";
         if (n) {
-          double level = 0.25 + 0.75 * static_cast<double>(n) / static_cast<double>(r == 0 ? max_pass : max_fail);
-          fill = r == 0 ? fmt::format("rgba(27,122,61,{:.2f})", level) : fmt::format("rgba(179,38,30,{:.2f})", level);
+          double level =
+              0.25 + 0.75 * static_cast<double>(n) / static_cast<double>(r == 0 ? max_pass : max_fail);
+          fill = r == 0 ? fmt::format("rgba(27,122,61,{:.2f})", level)
+                        : fmt::format("rgba(179,38,30,{:.2f})", level);
         }
-        std::string where = per_op ? fmt::format("cut before op {}", b)
-                                   : fmt::format("{:.1f}-{:.1f}% of the update", 100.0 * static_cast<double>(b) / bins,
-                                                 100.0 * static_cast<double>(b + 1) / bins);
-        put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#fff\">"
+        std::string where =
+            per_op ? fmt::format("cut before op {}", b)
+                   : fmt::format("{:.1f}-{:.1f}% of the update", 100.0 * static_cast<double>(b) / bins,
+                                 100.0 * static_cast<double>(b + 1) / bins);
+        put(
+            fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#fff\">"
                         "<title>{}, {}: {} trial(s)</title></rect>\n",
                         x, y, cell_w, cell_h, fill, e(rows[r]), where, n));
         if (n && cell_w >= 16)
-          put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" style=\"font-size:9px;fill:#fff\">{}</text>\n",
-                          x + cell_w / 2, y + cell_h / 2 + 3, n > 999 ? std::string("1k+") : std::to_string(n)));
+          put(fmt::format(
+              "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" style=\"font-size:9px;fill:#fff\">{}</text>\n",
+              x + cell_w / 2, y + cell_h / 2 + 3, n > 999 ? std::string("1k+") : std::to_string(n)));
       }
     }
     int axis_y = top + cell_h * static_cast<int>(rows.size());
@@ -670,7 +718,8 @@ class Page {
         put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", left + plot * k / 4,
                         axis_y + 14, k * 25));
     }
-    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + plot / 2, axis_y + 30,
+    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + plot / 2,
+                    axis_y + 30,
                     per_op ? "flash operation the power cut came before"
                            : "position of the cut in the update's flash operations"));
     put("</svg>\n");
@@ -692,7 +741,8 @@ class Page {
     }
     for (const auto& s : order)
       if (!parts.count(s)) part_order.push_back(s);
-    put("<section id=\"scenarios\"><h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>title</th><th>classes</th>"
+    put("<section "
+        "id=\"scenarios\"><h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>title</th><th>classes</th>"
         "<th>fault</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th>"
         "<th>verdict</th></tr>\n");
     for (const auto& s : part_order) {
@@ -701,10 +751,11 @@ class Page {
       std::string cls;
       if (p)
         for (const auto& k : array_at(*p, "classes")) cls += (cls.empty() ? "" : ", ") + k.get<std::string>();
-      put(fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
-                      "<td class=\"n\">{}</td><td>{}</td></tr>\n",
-                      e(s), p ? et(*p, "title") : "", e(cls), p ? et(*p, "fault") : "", c.trials, c.passed, c.failed,
-                      c.trials ? verdict_badge(c.failed ? "fail" : "pass") : "<span class=\"v none\">NO TRIALS</span>"));
+      put(fmt::format(
+          "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
+          "<td class=\"n\">{}</td><td>{}</td></tr>\n",
+          e(s), p ? et(*p, "title") : "", e(cls), p ? et(*p, "fault") : "", c.trials, c.passed, c.failed,
+          c.trials ? verdict_badge(c.failed ? "fail" : "pass") : "<span class=\"v none\">NO TRIALS</span>"));
     }
     put("</table>\n</section>\n");
   }
@@ -724,11 +775,11 @@ class Page {
         --(pass ? pass_budget : fail_budget);
       }
     }
-    put(fmt::format("<section id=\"trials\"><h2>Trials</h2>\n<details><summary>All trials ({} shown of {}{})"
-                    "</summary>\n",
-                    rows.size(), trials_.size(),
-                    rows.size() < trials_.size() && failures <= o_.max_trial_rows ? ", every failure included"
-                                                                                   : ""));
+    put(fmt::format(
+        "<section id=\"trials\"><h2>Trials</h2>\n<details><summary>All trials ({} shown of {}{})"
+        "</summary>\n",
+        rows.size(), trials_.size(),
+        rows.size() < trials_.size() && failures <= o_.max_trial_rows ? ", every failure included" : ""));
     if (rows.size() < trials_.size())
       put("<p class=\"note\">The complete list is in run.json and junit.xml; each trial's evidence is in "
           "trials/ID/.</p>\n");
@@ -736,23 +787,28 @@ class Page {
         "<th>verdict</th><th>oracles broken</th><th class=\"n\">ms</th></tr>\n");
     for (const auto* t : rows) {
       std::string phase = t->contains("cut") ? et((*t)["cut"], "phase") : "";
-      put(fmt::format("<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                      "<td>{}</td><td class=\"n\">{:.0f}</td></tr>\n",
-                      et(*t, "id"), et(*t, "scenario"), e(fault_text(*t)), phase,
-                      et(object_at(*t, "delivery"), "status"), verdict_badge(detail::text(*t, "verdict")),
-                      e(broken_list(*t)), t->value("duration_ms", 0.0)));
+      put(fmt::format(
+          "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+          "<td>{}</td><td class=\"n\">{:.0f}</td></tr>\n",
+          et(*t, "id"), et(*t, "scenario"), e(fault_text(*t)), phase, et(object_at(*t, "delivery"), "status"),
+          verdict_badge(detail::text(*t, "verdict")), e(broken_list(*t)), t->value("duration_ms", 0.0)));
     }
     put("</table>\n</details>\n</section>\n");
   }
 
   void verification() {
     put("<section id=\"verify\"><h2>Verification</h2>\n<p>This page is one file of an evidence bundle. "
-        "<span class=\"mono\">manifest-sha256.txt</span> lists the SHA-256 of every file in the bundle, this page "
-        "included; <span class=\"mono\">attestation.dsse.json</span> signs the manifest and run.json (an in-toto "
-        "statement in a DSSE envelope, Ed25519); <span class=\"mono\">attestation.pub.pem</span> is the public "
+        "<span class=\"mono\">manifest-sha256.txt</span> lists the SHA-256 of every file in the bundle, this "
+        "page "
+        "included; <span class=\"mono\">attestation.dsse.json</span> signs the manifest and run.json (an "
+        "in-toto "
+        "statement in a DSSE envelope, Ed25519); <span class=\"mono\">attestation.pub.pem</span> is the "
+        "public "
         "key. To check that nothing changed since the run:</p>\n<pre>otarig report verify BUNDLE_FOLDER\n"
-        "# or by hand, for the files:\ncd BUNDLE_FOLDER &amp;&amp; sha256sum --strict -c manifest-sha256.txt</pre>\n"
-        "<p>docs/evidence.md of otarig describes every file and how to check the signature with openssl.</p>\n");
+        "# or by hand, for the files:\ncd BUNDLE_FOLDER &amp;&amp; sha256sum --strict -c "
+        "manifest-sha256.txt</pre>\n"
+        "<p>docs/evidence.md of otarig describes every file and how to check the signature with "
+        "openssl.</p>\n");
     put("</section>\n");
   }
 
@@ -765,6 +821,8 @@ class Page {
 
 }  // namespace
 
-std::string report_html(const nlohmann::json& run, const HtmlOptions& options) { return Page(run, options).render(); }
+std::string report_html(const nlohmann::json& run, const HtmlOptions& options) {
+  return Page(run, options).render();
+}
 
 }  // namespace otarig::reports

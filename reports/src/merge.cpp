@@ -34,8 +34,9 @@ std::string utc_now() {
 
 // Files a merge writes anew rather than copies.
 bool regenerated(const std::string& rel) {
-  static const std::set<std::string> names = {"run.json",    "junit.xml",     "summary.md",     "report.html",
-                                              "journal.jsonl", kManifestFile, kAttestationFile, kPublicKeyFile};
+  static const std::set<std::string> names = {"run.json",       "junit.xml",     "summary.md",
+                                              "report.html",    "journal.jsonl", kManifestFile,
+                                              kAttestationFile, kPublicKeyFile};
   return names.count(rel) > 0;
 }
 
@@ -48,9 +49,9 @@ struct Shard {
   std::string manifest_sha256, run_sha256, journal_sha256, keyid;
   bool test_key = true;
   ordered_json campaign_start;
-  std::vector<ordered_json> campaign_events;                      // other events outside trial blocks
-  std::map<std::uint64_t, std::vector<ordered_json>> blocks;      // trial index -> its events
-  std::vector<std::vector<ordered_json>> unfinished;              // trial events without a verdict
+  std::vector<ordered_json> campaign_events;                  // other events outside trial blocks
+  std::map<std::uint64_t, std::vector<ordered_json>> blocks;  // trial index -> its events
+  std::vector<std::vector<ordered_json>> unfinished;          // trial events without a verdict
   std::size_t journal_lines = 0;
 };
 
@@ -81,17 +82,19 @@ Shard read_shard(const std::filesystem::path& dir, const VerifyResult& result);
 Shard load_shard(const std::filesystem::path& dir, const MergeOptions& options) {
   auto result = verify_bundle(dir, options.trusted_key);
   if (result.status == VerifyResult::Status::not_a_bundle)
-    throw InputError(fmt::format("{}: not an evidence bundle (no manifest-sha256.txt, no run.json)", dir.string()));
+    throw InputError(
+        fmt::format("{}: not an evidence bundle (no manifest-sha256.txt, no run.json)", dir.string()));
   if (!result.ok()) {
     const auto& p = result.problems.front();
     throw InputError(fmt::format("{}: shard does not verify: {}{}: {}", dir.string(), p.file,
-                                 p.line && p.file != "journal.jsonl" ? fmt::format(":{}", p.line) : "", p.detail));
+                                 p.line && p.file != "journal.jsonl" ? fmt::format(":{}", p.line) : "",
+                                 p.detail));
   }
   try {
     return read_shard(dir, result);
   } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{}: run.json or journal.jsonl is not as otarig writes it: {}", dir.string(),
-                                 e.what()));
+    throw InputError(
+        fmt::format("{}: run.json or journal.jsonl is not as otarig writes it: {}", dir.string(), e.what()));
   }
 }
 
@@ -138,13 +141,14 @@ Shard read_shard(const std::filesystem::path& dir, const VerifyResult& result) {
 
 void same(const Shard& a, const Shard& b, const char* what, const json& va, const json& vb) {
   if (va != vb)
-    throw InputError(fmt::format("{}: belongs to another campaign: {} is {} here but {} in {}", b.dir.string(), what,
-                                 vb.dump(), va.dump(), a.dir.string()));
+    throw InputError(fmt::format("{}: belongs to another campaign: {} is {} here but {} in {}",
+                                 b.dir.string(), what, vb.dump(), va.dump(), a.dir.string()));
 }
 
 json release_digests(const json& run) {
   json d = json::array();
-  for (const auto& r : run.value("releases", json::array())) d.push_back({r.value("name", ""), r.value("sha256", "")});
+  for (const auto& r : run.value("releases", json::array()))
+    d.push_back({r.value("name", ""), r.value("sha256", "")});
   return d;
 }
 
@@ -152,7 +156,8 @@ json release_digests(const json& run) {
 void copy_file(const std::filesystem::path& from, const std::filesystem::path& to, const Shard& s,
                const std::string& rel) {
   if (std::filesystem::exists(to / rel))
-    throw InputError(fmt::format("{}: {} is also in another shard (the shards' trials overlap)", s.dir.string(), rel));
+    throw InputError(
+        fmt::format("{}: {} is also in another shard (the shards' trials overlap)", s.dir.string(), rel));
   std::filesystem::create_directories((to / rel).parent_path());
   std::filesystem::copy_file(from / rel, to / rel);
 }
@@ -162,7 +167,8 @@ json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem
   if (dirs.empty()) throw InputError("otarig report merge: name at least one shard bundle");
   if (std::filesystem::exists(out) &&
       (!std::filesystem::is_directory(out) || !std::filesystem::is_empty(out)))
-    throw InputError(fmt::format("{}: exists and is not an empty folder; merge into a new folder", out.string()));
+    throw InputError(
+        fmt::format("{}: exists and is not an empty folder; merge into a new folder", out.string()));
 
   std::vector<Shard> shards;
   for (const auto& d : dirs) shards.push_back(load_shard(d, options));
@@ -182,20 +188,23 @@ json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem
     same(first, s, "the scenario", scenario(ra).value("name", json()), scenario(rb).value("name", json()));
     same(first, s, "the seed", ra.value("seed", json()), rb.value("seed", json()));
     same(first, s, "the releases", release_digests(ra), release_digests(rb));
-    same(first, s, "the otarig version", ra.value("otarig", json::object()), rb.value("otarig", json::object()));
+    same(first, s, "the otarig version", ra.value("otarig", json::object()),
+         rb.value("otarig", json::object()));
     same(first, s, "the shard count", json(first.count), json(s.count));
     if (s.index == shards[i - 1].index)
       throw InputError(fmt::format("{}: shard {} is given twice (also {})", s.dir.string(), s.label,
                                    shards[i - 1].dir.string()));
   }
   for (const auto& s : shards)
-    if (s.index >= s.count) throw InputError(fmt::format("{}: shard index {} is not below its count", s.dir.string(), s.label));
+    if (s.index >= s.count)
+      throw InputError(fmt::format("{}: shard index {} is not below its count", s.dir.string(), s.label));
   std::vector<unsigned> missing;
   for (unsigned k = 0; k < first.count; ++k)
-    if (std::none_of(shards.begin(), shards.end(), [&](const Shard& s) { return s.index == k; })) missing.push_back(k);
+    if (std::none_of(shards.begin(), shards.end(), [&](const Shard& s) { return s.index == k; }))
+      missing.push_back(k);
   if (!missing.empty() && !options.allow_missing_shards)
-    throw InputError(fmt::format("{}: the campaign has {} shards but shard(s) {} are not given", first.dir.string(),
-                                 first.count, json(missing).dump()));
+    throw InputError(fmt::format("{}: the campaign has {} shards but shard(s) {} are not given",
+                                 first.dir.string(), first.count, json(missing).dump()));
 
   // Disjoint trials.
   std::map<std::uint64_t, const Shard*> owner;
@@ -208,8 +217,8 @@ json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem
       auto id = detail::text(t, "id");
       if (owner.count(index) || owner_id.count(id)) {
         const Shard* o = owner.count(index) ? owner[index] : owner_id[id];
-        throw InputError(fmt::format("{}: trial {} is also in {} (the shards' trials overlap)", s.dir.string(), id,
-                                     o->dir.string()));
+        throw InputError(fmt::format("{}: trial {} is also in {} (the shards' trials overlap)",
+                                     s.dir.string(), id, o->dir.string()));
       }
       owner[index] = &s;
       owner_id[id] = &s;
@@ -231,8 +240,8 @@ json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem
     ChainWriter journal;
     std::size_t planned = 0;
     for (const auto& s : shards) planned += s.run.value("planned", std::size_t{0});
-    ordered_json start = first.campaign_start.is_null() ? ordered_json{{"type", "campaign-start"}}
-                                                        : first.campaign_start;
+    ordered_json start =
+        first.campaign_start.is_null() ? ordered_json{{"type", "campaign-start"}} : first.campaign_start;
     std::string earliest = start.value("time", std::string());
     for (const auto& s : shards)
       if (!s.campaign_start.is_null() && s.campaign_start.value("time", earliest) < earliest)
@@ -301,7 +310,8 @@ json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem
     }
     run["trials"] = trials;
     run["findings"] = findings;
-    run["summary"] = {{"trials", trials.size()}, {"passed", passed}, {"failed", failed}, {"findings", findings.size()}};
+    run["summary"] = {
+        {"trials", trials.size()}, {"passed", passed}, {"failed", failed}, {"findings", findings.size()}};
     run["shard"] = {{"index", 0}, {"count", 1}};
     run["planned"] = planned;
     std::string started = detail::text(first.run, "started"), ended = detail::text(first.run, "ended");
@@ -314,7 +324,8 @@ json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem
       auto identity = detail::text(s.run.value("board", json::object()), "identity");
       if (!identity.empty() && std::find(identities.begin(), identities.end(), identity) == identities.end())
         identities.push_back(identity);
-      if (s.run.contains("aborted")) aborted.push_back(fmt::format("shard {}: {}", s.label, detail::text(s.run, "aborted")));
+      if (s.run.contains("aborted"))
+        aborted.push_back(fmt::format("shard {}: {}", s.label, detail::text(s.run, "aborted")));
       merged_from.push_back({{"shard", s.label},
                              {"source", s.dir.string()},
                              {"manifest_sha256", s.manifest_sha256},
@@ -362,7 +373,8 @@ json merge_bundles(const std::vector<std::filesystem::path>& dirs, const std::fi
   try {
     return merge(dirs, out, options);
   } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("otarig report merge: a shard's run.json is not as otarig writes it: {}", e.what()));
+    throw InputError(
+        fmt::format("otarig report merge: a shard's run.json is not as otarig writes it: {}", e.what()));
   }
 }
 

@@ -20,9 +20,12 @@ std::uint64_t VerifyResult::journal_line() const {
 
 int VerifyResult::exit_code() const {
   switch (status) {
-    case Status::ok: return 0;
-    case Status::failed: return 1;
-    case Status::not_a_bundle: return 2;
+    case Status::ok:
+      return 0;
+    case Status::failed:
+      return 1;
+    case Status::not_a_bundle:
+      return 2;
   }
   return 1;
 }
@@ -71,8 +74,8 @@ class Checker {
     auto payload = base64_decode(env["payload"].get<std::string>());
     const auto& s = env["signatures"][0];
     auto envelope_keyid = s.contains("keyid") && s["keyid"].is_string() ? s["keyid"].get<std::string>() : "";
-    auto sig = s.contains("sig") && s["sig"].is_string() ? base64_decode(s["sig"].get<std::string>())
-                                                          : std::nullopt;
+    auto sig =
+        s.contains("sig") && s["sig"].is_string() ? base64_decode(s["sig"].get<std::string>()) : std::nullopt;
     if (!payload) {
       problem(kAttestationFile, 0, "payload is not valid base64");
       return subjects;
@@ -118,7 +121,8 @@ class Checker {
         // A byte changed in the key file or in the envelope's keyid: the
         // signed statement names the signer's key id and tells them apart.
         if (signed_keyid == envelope_keyid)
-          problem(kPublicKeyFile, 0, fmt::format("key id {} is not the signer's {}", key_id_hex(key), envelope_keyid));
+          problem(kPublicKeyFile, 0,
+                  fmt::format("key id {} is not the signer's {}", key_id_hex(key), envelope_keyid));
         else
           problem(kAttestationFile, 0,
                   fmt::format("keyid {} is not the key id of {} ({})", envelope_keyid, kPublicKeyFile,
@@ -152,11 +156,13 @@ class Checker {
       if (sub.is_object() && sub.contains("digest") && sub["digest"].is_object())
         subjects[detail::text(sub, "name")] = detail::text(sub["digest"], "sha256");
     for (const char* name : {kManifestFile, "run.json"})
-      if (!subjects.count(name)) problem(kAttestationFile, 0, fmt::format("the statement has no subject {}", name));
+      if (!subjects.count(name))
+        problem(kAttestationFile, 0, fmt::format("the statement has no subject {}", name));
     r_.notes.push_back(fmt::format("signed by key {}{}{}", envelope_keyid,
-                                   trusted ? ", checked against the trusted key"
-                                           : ", checked against the bundle's own " + std::string(kPublicKeyFile) +
-                                                 " (integrity since signing, not who signed)",
+                                   trusted
+                                       ? ", checked against the trusted key"
+                                       : ", checked against the bundle's own " + std::string(kPublicKeyFile) +
+                                             " (integrity since signing, not who signed)",
                                    r_.test_key ? "; a test key, not a release signature" : ""));
     return subjects;
   }
@@ -185,8 +191,7 @@ class Checker {
     std::string last;
     for (const auto& line : lines) {
       const auto& l = line.text;
-      if (l.size() < 67 || l[64] != ' ' || l[65] != ' ' ||
-          l.find_first_not_of("0123456789abcdef") < 64) {
+      if (l.size() < 67 || l[64] != ' ' || l[65] != ' ' || l.find_first_not_of("0123456789abcdef") < 64) {
         problem(kManifestFile, line.number, "not a 'SHA256HEX  path' line");
         continue;
       }
@@ -199,7 +204,8 @@ class Checker {
         problem(kManifestFile, line.number, fmt::format("unsafe path {}", path));
         continue;
       }
-      if (!listed.insert(path).second) problem(kManifestFile, line.number, fmt::format("{} listed twice", path));
+      if (!listed.insert(path).second)
+        problem(kManifestFile, line.number, fmt::format("{} listed twice", path));
       if (path <= last && !last.empty()) problem(kManifestFile, line.number, "lines are not sorted by path");
       last = path;
       if (detail::outside_manifest(path)) {
@@ -220,8 +226,9 @@ class Checker {
       if (!digest)
         problem(path, 0, "cannot be read");
       else if (*digest != hash)
-        problem(path, 0, fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile,
-                                     line.number));
+        problem(
+            path, 0,
+            fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile, line.number));
     }
     std::vector<std::string> others;
     std::vector<std::string> files;
@@ -261,7 +268,8 @@ class Checker {
       if (detail::text(ev, "type") != "verdict") continue;
       auto id = detail::text(ev, "id");
       if (!verdicts.emplace(id, std::make_pair(line.number, detail::trial_from_verdict(ev))).second)
-        problem("journal.jsonl", line.number, fmt::format("line {}: a second verdict for trial {}", line.number, id));
+        problem("journal.jsonl", line.number,
+                fmt::format("line {}: a second verdict for trial {}", line.number, id));
     }
 
     auto run_text = detail::read_file(out_ / "run.json");
@@ -292,7 +300,8 @@ class Checker {
       }
       auto it = verdicts.find(id);
       if (it == verdicts.end()) {
-        if (!brk.line) problem("run.json", 0, fmt::format("trial {} has no verdict event in journal.jsonl", id));
+        if (!brk.line)
+          problem("run.json", 0, fmt::format("trial {} has no verdict event in journal.jsonl", id));
         continue;
       }
       if (it->second.second != t) {
@@ -326,7 +335,8 @@ class Checker {
     for (const auto& t : run["trials"]) {
       auto evidence = detail::text(t, "evidence");
       if (!evidence.empty() && !std::filesystem::exists(out_ / evidence / "verdict.json"))
-        problem(evidence + "/verdict.json", 0, fmt::format("missing: the evidence of trial {}", detail::text(t, "id")));
+        problem(evidence + "/verdict.json", 0,
+                fmt::format("missing: the evidence of trial {}", detail::text(t, "id")));
     }
   }
 
@@ -337,7 +347,8 @@ class Checker {
 
 }  // namespace
 
-VerifyResult verify_bundle(const std::filesystem::path& out, const std::optional<std::filesystem::path>& trusted_key) {
+VerifyResult verify_bundle(const std::filesystem::path& out,
+                           const std::optional<std::filesystem::path>& trusted_key) {
   std::optional<crypto::PublicKey> trusted;
   if (trusted_key) trusted = crypto::load_public_pem(*trusted_key);
   VerifyResult r;
@@ -370,9 +381,10 @@ std::string format_verify(const VerifyResult& r, const std::filesystem::path& ou
   std::string text;
   switch (r.status) {
     case VerifyResult::Status::ok:
-      text = fmt::format("ok: {}: {} files match the manifest, journal of {} lines chained, {} trials match their "
-                         "verdicts, attestation signature valid\n",
-                         out.string(), r.files, r.journal_lines, r.trials);
+      text = fmt::format(
+          "ok: {}: {} files match the manifest, journal of {} lines chained, {} trials match their "
+          "verdicts, attestation signature valid\n",
+          out.string(), r.files, r.journal_lines, r.trials);
       break;
     case VerifyResult::Status::failed:
       text = fmt::format("FAILED: {}: first bad file: {}\n", out.string(), r.first_bad_file());
@@ -382,8 +394,8 @@ std::string format_verify(const VerifyResult& r, const std::filesystem::path& ou
       return text;
   }
   for (const auto& p : r.problems)
-    text += fmt::format("  {}{}: {}\n", p.file, p.line && p.file != "journal.jsonl" ? fmt::format(":{}", p.line) : "",
-                        p.detail);
+    text += fmt::format("  {}{}: {}\n", p.file,
+                        p.line && p.file != "journal.jsonl" ? fmt::format(":{}", p.line) : "", p.detail);
   for (const auto& n : r.notes) text += fmt::format("  note: {}\n", n);
   return text;
 }

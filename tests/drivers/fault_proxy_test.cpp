@@ -223,9 +223,9 @@ TEST_F(ProxyTest, ThrottleNeverExceedsTheRateOnAManualClock) {
 TEST_F(ProxyTest, ThrottleOnRealTimeHoldsTheLowerBound) {
   std::string payload = pattern(300000, 4);
   start(send_and_close({payload}), "down:throttle=1MB");  // 1e6 B/s, burst 50000
-  Socket s = connect();
   otarig::Clock& measure = clock_;
-  auto begin = measure.now();
+  auto begin = measure.now();  // before the proxy can see the connection
+  Socket s = connect();
   ReadResult r = s.read_until_closed(10s);
   double seconds = std::chrono::duration<double>(measure.now() - begin).count();
   EXPECT_EQ(r.data, payload);
@@ -273,9 +273,9 @@ TEST_F(ProxyTest, SliceOnRealTimeSpacesTheSlices) {
   // intact, no sooner than the 19 delays between 20 slices allow.
   std::string payload = pattern(2000, 8);
   start(send_and_close({payload}), "down:slice=100,delay=5ms");
-  Socket s = connect();
   otarig::Clock& measure = clock_;
-  auto begin = measure.now();
+  auto begin = measure.now();  // before the proxy can see the connection
+  Socket s = connect();
   ReadResult r = s.read_until_closed(5s);
   auto elapsed = measure.now() - begin;
   EXPECT_EQ(r.data, payload);

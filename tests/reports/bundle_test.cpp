@@ -1,6 +1,8 @@
 // write_bundle: the files of a bundle, the manifest, the attestation (checked
 // here with OpenSSL directly and with the by-hand procedure of
 // docs/evidence.md), and that no private key material reaches any file.
+#include "otarig/reports/bundle.hpp"
+
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -11,7 +13,6 @@
 #include "otarig/drivers/crypto.hpp"
 #include "otarig/drivers/errors.hpp"
 #include "otarig/reports/attestation.hpp"
-#include "otarig/reports/bundle.hpp"
 #include "otarig/reports/verify.hpp"
 #include "sample_bundle.hpp"
 #include "test_util.hpp"
@@ -37,9 +38,10 @@ std::string openssl_b64decode(const std::string& text) {
 }
 
 bool openssl_verify(const std::string& pem, const std::string& message, const std::string& sig) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr),
-                                                          EVP_PKEY_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
+                                                BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
   if (!key || EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) return false;
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) return false;
@@ -82,8 +84,10 @@ TEST(Bundle, ManifestListsEveryOtherFileSortedWithItsDigest) {
   EXPECT_NE(manifest.find("  report.html\n"), std::string::npos);
   EXPECT_NE(manifest.find("  trials/00000/console.log\n"), std::string::npos);
   if (have_program("sha256sum")) {
-    EXPECT_EQ(std::system(("cd '" + d.path.string() + "' && sha256sum --quiet --strict -c manifest-sha256.txt").c_str()),
-              0);
+    EXPECT_EQ(
+        std::system(
+            ("cd '" + d.path.string() + "' && sha256sum --quiet --strict -c manifest-sha256.txt").c_str()),
+        0);
   }
 }
 
@@ -97,8 +101,8 @@ TEST(Bundle, AttestationVerifiesWithOpenSSLIndependently) {
   auto sig = openssl_b64decode(env["signatures"][0]["sig"].get<std::string>());
   ASSERT_EQ(sig.size(), 64u);
   std::string type = env["payloadType"];
-  std::string pae = "DSSEv1 " + std::to_string(type.size()) + " " + type + " " + std::to_string(payload.size()) + " " +
-                    payload;
+  std::string pae = "DSSEv1 " + std::to_string(type.size()) + " " + type + " " +
+                    std::to_string(payload.size()) + " " + payload;
   auto pem = slurp(d.path / kPublicKeyFile);
   EXPECT_TRUE(openssl_verify(pem, pae, sig));
   EXPECT_FALSE(openssl_verify(pem, pae + " ", sig));
@@ -107,7 +111,8 @@ TEST(Bundle, AttestationVerifiesWithOpenSSLIndependently) {
   auto key = crypto::load_public_pem(d.path / kPublicKeyFile);
   crypto::Signature s{};
   std::copy(sig.begin(), sig.end(), s.begin());
-  EXPECT_TRUE(crypto::ed25519_verify(key, std::span(reinterpret_cast<const std::uint8_t*>(pae.data()), pae.size()), s));
+  EXPECT_TRUE(crypto::ed25519_verify(
+      key, std::span(reinterpret_cast<const std::uint8_t*>(pae.data()), pae.size()), s));
   EXPECT_EQ(env["signatures"][0]["keyid"], crypto::hex(crypto::key_id(key)));
 
   auto st = json::parse(payload);
@@ -210,7 +215,8 @@ TEST(Bundle, CallersKeySignsAndNoPrivateKeyMaterialReachesAnyFile) {
   needles.push_back(upper);
   for (const auto& f : files_under(d.path / "bundle")) {
     auto text = slurp(d.path / "bundle" / f);
-    for (const auto& n : needles) EXPECT_EQ(text.find(n), std::string::npos) << f << " holds private key material";
+    for (const auto& n : needles)
+      EXPECT_EQ(text.find(n), std::string::npos) << f << " holds private key material";
   }
 }
 

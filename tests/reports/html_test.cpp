@@ -29,7 +29,11 @@ std::size_t count(const std::string& hay, const std::string& needle) {
 bool valid_utf8(const std::string& s) {
   for (std::size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    std::size_t len = c < 0x80             ? 1
+                      : (c & 0xE0) == 0xC0 ? 2
+                      : (c & 0xF0) == 0xE0 ? 3
+                      : (c & 0xF8) == 0xF0 ? 4
+                                           : 0;
     if (!len || i + len > s.size()) return false;
     for (std::size_t k = 1; k < len; ++k)
       if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
@@ -68,7 +72,8 @@ json big_run(std::size_t trials, std::size_t every_nth_fails) {
     }
     run["trials"].push_back(t);
   }
-  run["summary"] = {{"trials", trials}, {"passed", trials - failed}, {"failed", failed}, {"findings", failed}};
+  run["summary"] = {
+      {"trials", trials}, {"passed", trials - failed}, {"failed", failed}, {"findings", failed}};
   return run;
 }
 
@@ -100,7 +105,8 @@ TEST(Html, ScriptIsPinnedByTheContentSecurityPolicy) {
   ASSERT_NE(open, std::string::npos);
   auto body = html.substr(open + 8, close - open - 8);
   auto digest = crypto::sha256(body);
-  EXPECT_EQ(m[1].str(), base64_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size())));
+  EXPECT_EQ(m[1].str(),
+            base64_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size())));
   EXPECT_NE(html.find("default-src 'none'"), std::string::npos);
   // Nothing is loaded from anywhere.
   EXPECT_EQ(html.find("http://"), std::string::npos);
@@ -116,7 +122,7 @@ TEST(Html, ShowsVerdictFactsFindingsAndCharts) {
   EXPECT_NE(html.find("vboard-0001"), std::string::npos);
   EXPECT_NE(html.find("0123456789ab"), std::string::npos);
   EXPECT_NE(html.find(std::string(64, '2')), std::string::npos);  // a release digest
-  EXPECT_NE(html.find("vboot 1.0"), std::string::npos);             // a component
+  EXPECT_NE(html.find("vboot 1.0"), std::string::npos);           // a component
   EXPECT_NE(html.find("id=\"finding-F0001\""), std::string::npos);
   EXPECT_NE(html.find("id=\"finding-F0002\""), std::string::npos);
   EXPECT_NE(html.find("--seed 7 --trial 00003"), std::string::npos);  // replay command
@@ -132,12 +138,21 @@ TEST(Html, TraceabilityFollowsTheComplianceOrder) {
   TempDir d;
   write_sample_bundle(d.path);
   auto html = slurp(d.path / "report.html");
-  auto table = html.substr(html.find("id=\"traceability\""), html.find("id=\"findings\"") - html.find("id=\"traceability\""));
-  const char* order[] = {"CRA Annex I Part I (2)(c)", "CRA Annex I Part I (2)(d)", "CRA Annex I Part I (2)(f)",
-                         "CRA Annex I Part I (2)(h)", "CRA Annex I Part II (7)", "CRA Annex VII (6)",
-                         "ETSI EN 303 645 5.3-1, 5.3-2", "ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10",
-                         "IEC 62443-4-2 CR 3.4", "IEC 62443-4-2 EDR/HDR/NDR 3.10", "BSI TR-03183-1 REQ_ER 4, 4.2",
-                         "UNECE R156 7.2.1.1 / 7.2.2", "NIST SP 800-193 protect / detect / recover",
+  auto table = html.substr(html.find("id=\"traceability\""),
+                           html.find("id=\"findings\"") - html.find("id=\"traceability\""));
+  const char* order[] = {"CRA Annex I Part I (2)(c)",
+                         "CRA Annex I Part I (2)(d)",
+                         "CRA Annex I Part I (2)(f)",
+                         "CRA Annex I Part I (2)(h)",
+                         "CRA Annex I Part II (7)",
+                         "CRA Annex VII (6)",
+                         "ETSI EN 303 645 5.3-1, 5.3-2",
+                         "ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10",
+                         "IEC 62443-4-2 CR 3.4",
+                         "IEC 62443-4-2 EDR/HDR/NDR 3.10",
+                         "BSI TR-03183-1 REQ_ER 4, 4.2",
+                         "UNECE R156 7.2.1.1 / 7.2.2",
+                         "NIST SP 800-193 protect / detect / recover",
                          "NIST IR 8259A software update"};
   std::size_t last = 0;
   for (const char* id : order) {
@@ -151,7 +166,8 @@ TEST(Html, TraceabilityFollowsTheComplianceOrder) {
   row_c = row_c.substr(0, row_c.find("</tr>"));
   EXPECT_NE(row_c.find("power-cut-sweep"), std::string::npos);
   EXPECT_NE(row_c.find("tampered-image"), std::string::npos);
-  EXPECT_NE(row_c.find("<td class=\"n\">12</td><td class=\"n\">10</td><td class=\"n\">2</td>"), std::string::npos)
+  EXPECT_NE(row_c.find("<td class=\"n\">12</td><td class=\"n\">10</td><td class=\"n\">2</td>"),
+            std::string::npos)
       << row_c;
   auto row_d = table.substr(table.find("CRA Annex I Part I (2)(d)"));
   row_d = row_d.substr(0, row_d.find("</tr>"));
@@ -170,7 +186,8 @@ TEST(Html, TenThousandTrialsStayASmallPage) {
   auto run = big_run(10000, 20);  // 500 findings
   auto t0 = std::chrono::steady_clock::now();
   auto html = report_html(run);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(html.size(), 4u << 20) << html.size();
   EXPECT_LT(ms, 5000);
   EXPECT_NE(html.find("All trials (2000 shown of 10000, every failure included)"), std::string::npos);
@@ -180,7 +197,9 @@ TEST(Html, TenThousandTrialsStayASmallPage) {
 }
 
 TEST(Html, RunWithoutTrialsOrCutsSaysSo) {
-  json run = {{"board", {{"name", "b"}}}, {"scenario", {{"name", "s"}}}, {"aborted", "relay did not answer"},
+  json run = {{"board", {{"name", "b"}}},
+              {"scenario", {{"name", "s"}}},
+              {"aborted", "relay did not answer"},
               {"summary", {{"trials", 0}}}};
   auto html = report_html(run);
   EXPECT_NE(html.find("BENCH FAILURE"), std::string::npos);

@@ -14,14 +14,16 @@ using nlohmann::json;
 
 namespace {
 
-const std::filesystem::path kSchema = std::filesystem::path(OTARIG_SOURCE_DIR) / "tests/reports/junit-10-strict.xsd";
+const std::filesystem::path kSchema =
+    std::filesystem::path(OTARIG_SOURCE_DIR) / "tests/reports/junit-10-strict.xsd";
 
 // Empty when the file is valid, else xmllint's complaint.
 std::string schema_errors(const std::filesystem::path& xml) {
   auto err = xml;
   err += ".err";
   int rc = std::system(
-      ("xmllint --noout --schema '" + kSchema.string() + "' '" + xml.string() + "' 2>'" + err.string() + "'").c_str());
+      ("xmllint --noout --schema '" + kSchema.string() + "' '" + xml.string() + "' 2>'" + err.string() + "'")
+          .c_str());
   return rc == 0 ? std::string() : slurp(err) + "(exit " + std::to_string(rc) + ")";
 }
 
@@ -41,7 +43,8 @@ TEST(JUnit, TheSchemaRejectsPropertiesInsideATestcase) {
   REQUIRE_XMLLINT();
   TempDir d;
   spit(d.path / "bad.xml",
-       "<?xml version=\"1.0\"?><testsuites><testsuite name=\"s\" tests=\"1\"><testcase classname=\"c\" name=\"t\">"
+       "<?xml version=\"1.0\"?><testsuites><testsuite name=\"s\" tests=\"1\"><testcase classname=\"c\" "
+       "name=\"t\">"
        "<properties><property name=\"a\" value=\"b\"/></properties></testcase></testsuite></testsuites>\n");
   EXPECT_NE(schema_errors(d.path / "bad.xml"), "");
 }
@@ -53,17 +56,17 @@ TEST(JUnit, BytesXmlCannotCarryAreReplacedAndTheFileStaysValid) {
               {"scenario", {{"name", "s"}}},
               {"seed", 3},
               {"started", "2026-01-02T03:04:05.000Z"}};
-  std::string nasty = "ctl \x01\x02\x1b[0m surrogate \xed\xa0\x80 overlong \xc0\xaf nonchar \xef\xbf\xbf "
-                      "too-high \xf4\x90\x80\x80 stray \xff ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92 ]]> <x/>";
-  run["trials"] = json::array(
-      {{{"id", "00000"},
-        {"scenario", nasty},
-        {"seed", 1},
-        {"requirements", {nasty}},
-        {"fault", {{"kind", "tamper"}, {"variant", nasty}}},
-        {"verdict", "fail"},
-        {"broken", {{{"oracle", nasty}, {"detail", nasty}}}},
-        {"duration_ms", 1.5}}});
+  std::string nasty =
+      "ctl \x01\x02\x1b[0m surrogate \xed\xa0\x80 overlong \xc0\xaf nonchar \xef\xbf\xbf "
+      "too-high \xf4\x90\x80\x80 stray \xff ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92 ]]> <x/>";
+  run["trials"] = json::array({{{"id", "00000"},
+                                {"scenario", nasty},
+                                {"seed", 1},
+                                {"requirements", {nasty}},
+                                {"fault", {{"kind", "tamper"}, {"variant", nasty}}},
+                                {"verdict", "fail"},
+                                {"broken", {{{"oracle", nasty}, {"detail", nasty}}}},
+                                {"duration_ms", 1.5}}});
   spit(d.path / "junit.xml", junit_xml(run));
   EXPECT_EQ(schema_errors(d.path / "junit.xml"), "");
   auto xml = slurp(d.path / "junit.xml");
@@ -74,7 +77,10 @@ TEST(JUnit, BytesXmlCannotCarryAreReplacedAndTheFileStaysValid) {
 TEST(JUnit, AbortedRunWithoutTrialsIsValid) {
   REQUIRE_XMLLINT();
   TempDir d;
-  json run = {{"board", {{"name", "b"}}}, {"scenario", {{"name", "s"}}}, {"seed", 1}, {"aborted", "no relay"},
+  json run = {{"board", {{"name", "b"}}},
+              {"scenario", {{"name", "s"}}},
+              {"seed", 1},
+              {"aborted", "no relay"},
               {"trials", json::array()}};
   spit(d.path / "junit.xml", junit_xml(run));
   EXPECT_EQ(schema_errors(d.path / "junit.xml"), "");
@@ -87,7 +93,8 @@ TEST(JUnit, TrialFactsAreInSuitePropertiesAndTestcaseOutput) {
   auto xml = slurp(d.path / "junit.xml");
   EXPECT_NE(xml.find("<property name=\"board\" value=\"virtual-ab\"/>"), std::string::npos);
   EXPECT_NE(xml.find("<property name=\"seed\" value=\"7\"/>"), std::string::npos);
-  EXPECT_NE(xml.find("<property name=\"requirement\" value=\"CRA Annex I Part I (2)(h)\"/>"), std::string::npos);
+  EXPECT_NE(xml.find("<property name=\"requirement\" value=\"CRA Annex I Part I (2)(h)\"/>"),
+            std::string::npos);
   EXPECT_NE(xml.find("fault_point: power-cut op 15/40\n"), std::string::npos);
   EXPECT_NE(xml.find("trial_seed: 7000021\n"), std::string::npos);
   EXPECT_NE(xml.find("evidence: trials/00003"), std::string::npos);

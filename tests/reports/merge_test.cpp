@@ -1,12 +1,13 @@
 // merge_bundles: shards of one campaign join into one bundle equal to an
 // unsharded run; anything that is not one campaign is refused.
+#include "otarig/reports/merge.hpp"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "otarig/drivers/errors.hpp"
 #include "otarig/reports/attestation.hpp"
-#include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
 #include "sample_bundle.hpp"
 #include "test_util.hpp"
@@ -160,9 +161,12 @@ TEST(Merge, RefusesAFolderThatIsNotABundleAndANonEmptyOutput) {
   TempDir d;
   auto shards = write_shards(d.path, 1);
   std::filesystem::create_directories(d.path / "empty");
-  EXPECT_NE(message_of([&] { merge_bundles({d.path / "empty"}, d.path / "merged"); }).find("not an evidence bundle"),
+  EXPECT_NE(message_of([&] {
+              merge_bundles({d.path / "empty"}, d.path / "merged");
+            }).find("not an evidence bundle"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { merge_bundles(shards, shards[0]); }).find("not an empty folder"), std::string::npos);
+  EXPECT_NE(message_of([&] { merge_bundles(shards, shards[0]); }).find("not an empty folder"),
+            std::string::npos);
 }
 
 TEST(Merge, ShardsOnDifferentBoardsOfOneTypeKeepEveryIdentity) {

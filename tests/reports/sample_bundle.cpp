@@ -16,12 +16,13 @@ using nlohmann::json;
 using nlohmann::ordered_json;
 
 const std::vector<std::string> kSweepRequirements = {
-    "CRA Annex I Part I (2)(c)",   "CRA Annex I Part I (2)(h)",
+    "CRA Annex I Part I (2)(c)",    "CRA Annex I Part I (2)(h)",
     "ETSI EN 303 645 5.3-1, 5.3-2", "IEC 62443-4-2 EDR/HDR/NDR 3.10",
     "UNECE R156 7.2.1.1 / 7.2.2",   "NIST SP 800-193 protect / detect / recover"};
 const std::vector<std::string> kTamperRequirements = {
-    "CRA Annex I Part I (2)(c)", "CRA Annex I Part I (2)(f)", "CRA Annex I Part II (7)",
-    "ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10", "IEC 62443-4-2 CR 3.4", "BSI TR-03183-1 REQ_ER 4, 4.2"};
+    "CRA Annex I Part I (2)(c)", "CRA Annex I Part I (2)(f)",
+    "CRA Annex I Part II (7)",   "ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10",
+    "IEC 62443-4-2 CR 3.4",      "BSI TR-03183-1 REQ_ER 4, 4.2"};
 const std::vector<std::string> kVariants = {"header-bit-flip", "payload-bit-flip", "truncated", "appended"};
 constexpr std::uint64_t kOpsTotal = 40;
 
@@ -100,32 +101,44 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
     t["seed"] = o.seed * 1000003 + i;
     std::uint64_t op = sweep ? (i * kOpsTotal / std::max<std::size_t>(1, sweep_trials)) : 0;
     if (sweep)
-      t["fault"] = {{"kind", "power-cut"}, {"at", "every-flash-op"}, {"before_op", op}, {"ops_total", kOpsTotal},
+      t["fault"] = {{"kind", "power-cut"},
+                    {"at", "every-flash-op"},
+                    {"before_op", op},
+                    {"ops_total", kOpsTotal},
                     {"torn", i % 5 == 4}};
     else
       t["fault"] = {{"kind", "tamper"}, {"variant", kVariants[i % kVariants.size()]}};
     t["fault"]["detail"] = sweep ? fmt::format("cut before op {}", op) : "image damaged before delivery";
     t["verdict"] = fail ? "fail" : "pass";
-    json oracles = {{"authentic", true}, {"atomic", true}, {"no-rollback", true}, {"recovered", true},
+    json oracles = {{"authentic", true},
+                    {"atomic", true},
+                    {"no-rollback", true},
+                    {"recovered", true},
                     {"still-updatable", true}};
     json broken = json::array();
     if (fail) {
-      std::vector<std::string> names = sweep ? std::vector<std::string>{"atomic", "recovered"}
-                                             : std::vector<std::string>{"authentic"};
+      std::vector<std::string> names =
+          sweep ? std::vector<std::string>{"atomic", "recovered"} : std::vector<std::string>{"authentic"};
       for (const auto& n : names) {
         oracles[n] = false;
-        broken.push_back({{"oracle", n},
-                          {"detail", o.hostile ? fmt::format("{} broken: device said </li><b>{}</b>", n, kHostileLine)
-                                               : n + " broken"}});
+        broken.push_back(
+            {{"oracle", n},
+             {"detail", o.hostile ? fmt::format("{} broken: device said </li><b>{}</b>", n, kHostileLine)
+                                  : n + " broken"}});
       }
     }
     t["oracles"] = oracles;
     t["broken"] = broken;
     t["delivered"] = !sweep;
-    t["delivery"] = {{"status", sweep ? "interrupted" : "refused"}, {"detail", sweep ? "power cut" : "bad signature"}};
+    t["delivery"] = {{"status", sweep ? "interrupted" : "refused"},
+                     {"detail", sweep ? "power cut" : "bad signature"}};
     if (sweep)
-      t["cut"] = {{"op", op},          {"ops_total", kOpsTotal}, {"kind", op % 4 == 0 ? "erase" : "program"},
-                  {"address", 4096 * op}, {"phase", phase_of(op)},   {"torn", i % 5 == 4}};
+      t["cut"] = {{"op", op},
+                  {"ops_total", kOpsTotal},
+                  {"kind", op % 4 == 0 ? "erase" : "program"},
+                  {"address", 4096 * op},
+                  {"phase", phase_of(op)},
+                  {"torn", i % 5 == 4}};
     json observed = json::array();
     observed.push_back({{"step", "after-fault"}, {"booted", !fail || !sweep}});
     if (!fail || !sweep) {
@@ -148,7 +161,8 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
     console += fmt::format("[{:10.3f} ms] slot a: version 1.0.0 confirmed\n", 1.5);
     if (fail && o.hostile) {
       console += fmt::format("[{:10.3f} ms] {}\n", 2.25, kHostileLine);
-      console += fmt::format("[{:10.3f} ms] <img src=x onerror=alert(2)> & \x1b[31mred\x1b[0m \xff\xfe end\n", 3.0);
+      console +=
+          fmt::format("[{:10.3f} ms] <img src=x onerror=alert(2)> & \x1b[31mred\x1b[0m \xff\xfe end\n", 3.0);
     }
     console += fmt::format("[{:10.3f} ms] update: {}\n", 4.0, fail ? "FAILED" : "ok");
     write(dir / "console.log", console);
@@ -158,7 +172,10 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
     write(dir / "verdict.json", t.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
     // The journal block.
-    journal.add({{"time", time_at(i, 0)}, {"type", "trial-start"}, {"trial", id}, {"scenario", scenario},
+    journal.add({{"time", time_at(i, 0)},
+                 {"type", "trial-start"},
+                 {"trial", id},
+                 {"scenario", scenario},
                  {"fault", t["fault"]}});
     for (auto ev : {ev1, ev2}) {
       ev["trial"] = id;
@@ -183,9 +200,10 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
       f["observed"] = observed;
       f["requirements"] = t["requirements"];
       f["transcript"] = "trials/" + id + "/console.log";
-      f["replay"] = fmt::format("otarig run --board boards/virtual-ab.yaml --scenario sample --seed {} --trial {} "
-                                "--out otarig-out-replay-{}",
-                                o.seed, id, id);
+      f["replay"] = fmt::format(
+          "otarig run --board boards/virtual-ab.yaml --scenario sample --seed {} --trial {} "
+          "--out otarig-out-replay-{}",
+          o.seed, id, id);
       findings.push_back(f);
     } else {
       ++passed;
@@ -202,22 +220,21 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
                   {"profile_sha256", std::string(64, 'b')},
                   {"device_kind", "virtual"},
                   {"identity", o.identity}};
-  run["scenario"] = {
-      {"name", "sample"},
-      {"title", "A sample of the nightly catalog"},
-      {"requirements", kSweepRequirements},
-      {"classes", {"S1", "S4", "S14"}},
-      {"parts",
-       {{{"name", "power-cut-sweep"},
-         {"title", "Power cut before every flash operation"},
-         {"classes", {"S4", "S14"}},
-         {"requirements", kSweepRequirements},
-         {"fault", "power-cut"}},
-        {{"name", "tampered-image"},
-         {"title", "Tampered images are refused"},
-         {"classes", {"S1"}},
-         {"requirements", kTamperRequirements},
-         {"fault", "tamper"}}}}};
+  run["scenario"] = {{"name", "sample"},
+                     {"title", "A sample of the nightly catalog"},
+                     {"requirements", kSweepRequirements},
+                     {"classes", {"S1", "S4", "S14"}},
+                     {"parts",
+                      {{{"name", "power-cut-sweep"},
+                        {"title", "Power cut before every flash operation"},
+                        {"classes", {"S4", "S14"}},
+                        {"requirements", kSweepRequirements},
+                        {"fault", "power-cut"}},
+                       {{"name", "tampered-image"},
+                        {"title", "Tampered images are refused"},
+                        {"classes", {"S1"}},
+                        {"requirements", kTamperRequirements},
+                        {"fault", "tamper"}}}}};
   run["seed"] = o.seed;
   run["shard"] = {{"index", o.shard}, {"count", o.shards}};
   run["started"] = "2026-01-02T03:04:00.000Z";
@@ -234,10 +251,11 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
                       {"size", 65536},
                       {"sha256", std::string(64, '2')},
                       {"digest", std::string(64, 'c')}}};
-  run["ops_per_update"] = kOpsTotal;
+  run["ops_per_update"] = {{"factory->update", kOpsTotal}};
   run["components"] = {{"otarig", "0.1.0"}, {"bootloader", "vboot 1.0"}};
   run["planned"] = planned;
-  run["summary"] = {{"trials", trials.size()}, {"passed", passed}, {"failed", failed}, {"findings", findings.size()}};
+  run["summary"] = {
+      {"trials", trials.size()}, {"passed", passed}, {"failed", failed}, {"findings", findings.size()}};
   run["trials"] = trials;
   run["findings"] = findings;
 

@@ -12,13 +12,13 @@ namespace otarig::reports::testing {
 
 struct SampleOptions {
   std::uint64_t seed = 7;
-  std::size_t trials = 12;                   ///< trials of the whole (unsharded) campaign
-  unsigned shard = 0;                        ///< this bundle holds trials with index % shards == shard
+  std::size_t trials = 12;  ///< trials of the whole (unsharded) campaign
+  unsigned shard = 0;       ///< this bundle holds trials with index % shards == shard
   unsigned shards = 1;
   std::set<std::uint64_t> failing = {3, 9};  ///< trial indexes whose verdict is fail
-  bool hostile = true;                       ///< failing trials' consoles and details carry markup and bad bytes
+  bool hostile = true;  ///< failing trials' consoles and details carry markup and bad bytes
   std::optional<std::filesystem::path> signing_key;
-  std::set<std::uint64_t> extra_trials;     ///< also included whatever the shard (to make shards overlap)
+  std::set<std::uint64_t> extra_trials;  ///< also included whatever the shard (to make shards overlap)
   std::string identity = "vboard-0001";
 };
 

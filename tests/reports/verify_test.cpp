@@ -1,4 +1,6 @@
 // verify_bundle: every kind of change to a bundle is caught and named.
+#include "otarig/reports/verify.hpp"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -6,7 +8,6 @@
 #include "otarig/drivers/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/bundle.hpp"
-#include "otarig/reports/verify.hpp"
 #include "sample_bundle.hpp"
 #include "test_util.hpp"
 
@@ -34,7 +35,8 @@ struct SignedSample {
   }
   void reseal() {
     write_manifest(out);
-    write_attestation(out, json::parse(slurp(out / "run.json")), crypto::Ed25519Key::load_pem(key_file), false);
+    write_attestation(out, json::parse(slurp(out / "run.json")), crypto::Ed25519Key::load_pem(key_file),
+                      false);
   }
 };
 
@@ -60,7 +62,8 @@ TEST(Verify, EveryFlippedByteOfEveryFileIsCaughtAndNamed) {
         auto r = verify_bundle(d.path);
         EXPECT_FALSE(r.ok()) << f << " byte " << pos << " ^ " << int(mask) << " not caught";
         EXPECT_EQ(r.exit_code(), 1);
-        EXPECT_EQ(r.first_bad_file(), f) << "byte " << pos << " ^ " << int(mask) << ":\n" << report(r, d.path);
+        EXPECT_EQ(r.first_bad_file(), f) << "byte " << pos << " ^ " << int(mask) << ":\n"
+                                         << report(r, d.path);
         ++flips;
       }
     spit(d.path / f, original);
@@ -235,8 +238,9 @@ TEST(Verify, FolderWithoutABundleIsNotABundle) {
 TEST(Verify, OddlyShapedSignedStatementIsAProblemNotACrash) {
   SignedSample s;
   auto key = crypto::Ed25519Key::load_pem(s.key_file);
-  for (const char* statement : {R"({"_type":5,"predicate":"x","subject":{"a":1}})", "[1,2]", "null",
-                                R"({"_type":"https://in-toto.io/Statement/v1","subject":[{"name":7,"digest":3}]})"}) {
+  for (const char* statement :
+       {R"({"_type":5,"predicate":"x","subject":{"a":1}})", "[1,2]", "null",
+        R"({"_type":"https://in-toto.io/Statement/v1","subject":[{"name":7,"digest":3}]})"}) {
     spit(s.out / kAttestationFile, dsse_envelope(statement, key));
     VerifyResult r;
     EXPECT_NO_THROW(r = verify_bundle(s.out, s.key_file)) << statement;
@@ -247,7 +251,8 @@ TEST(Verify, OddlyShapedSignedStatementIsAProblemNotACrash) {
 
 TEST(Verify, OddlyShapedRunJsonIsAProblemNotACrash) {
   SignedSample s;
-  for (const char* doc : {R"({"trials":[{"id":{"x":1}}],"summary":{"trials":"12"}})", R"({"trials":5})", "[]"}) {
+  for (const char* doc :
+       {R"({"trials":[{"id":{"x":1}}],"summary":{"trials":"12"}})", R"({"trials":5})", "[]"}) {
     spit(s.out / "run.json", std::string(doc) + "\n");
     s.reseal();
     VerifyResult r;

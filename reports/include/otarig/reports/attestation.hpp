@@ -68,7 +68,7 @@ std::string dsse_envelope(std::string_view payload, const crypto::Ed25519Key& ke
 
 /// Writes attestation.dsse.json and attestation.pub.pem for the manifest and
 /// run.json already in `out`.
-void write_attestation(const std::filesystem::path& out, const nlohmann::json& run, const crypto::Ed25519Key& key,
-                       bool test_key, const std::string& url = "");
+void write_attestation(const std::filesystem::path& out, const nlohmann::json& run,
+                       const crypto::Ed25519Key& key, bool test_key, const std::string& url = "");
 
 }  // namespace otarig::reports

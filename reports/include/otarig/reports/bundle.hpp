@@ -26,7 +26,8 @@ struct BundleOptions {
 /// manifest-sha256.txt over every file in `out`, then attestation.dsse.json
 /// and attestation.pub.pem. journal.jsonl and trials/ must be complete.
 /// Throws InputError when the signing key cannot be read.
-void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, const BundleOptions& options = {});
+void write_bundle(const std::filesystem::path& out, const nlohmann::json& run,
+                  const BundleOptions& options = {});
 
 /// JUnit XML (one testsuite per scenario, one testcase per trial) valid
 /// against the Jenkins/Ant junit-10 schema: board, seed and requirement ids
@@ -44,9 +45,9 @@ struct HtmlOptions {
   std::filesystem::path evidence;
   std::string signer_keyid;  ///< the attestation's key id, shown with the run facts
   bool test_key = true;
-  std::size_t max_trial_rows = 2000;        ///< rows of the all-trials table (failures always shown)
-  std::size_t max_findings_detail = 100;    ///< findings shown with their full evidence
-  std::size_t max_transcript_lines = 400;   ///< console lines per finding (the tail is kept)
+  std::size_t max_trial_rows = 2000;       ///< rows of the all-trials table (failures always shown)
+  std::size_t max_findings_detail = 100;   ///< findings shown with their full evidence
+  std::size_t max_transcript_lines = 400;  ///< console lines per finding (the tail is kept)
 };
 
 /// The self-contained HTML report: no network access, inline CSS and SVG,

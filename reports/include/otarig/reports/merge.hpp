@@ -29,7 +29,7 @@ struct MergeOptions {
 /// `merged_from`); junit.xml, summary.md, report.html, the manifest and the
 /// attestation are written anew. Returns the merged run document. Throws
 /// InputError naming the shard that is refused.
-nlohmann::json merge_bundles(const std::vector<std::filesystem::path>& shards, const std::filesystem::path& out,
-                             const MergeOptions& options = {});
+nlohmann::json merge_bundles(const std::vector<std::filesystem::path>& shards,
+                             const std::filesystem::path& out, const MergeOptions& options = {});
 
 }  // namespace otarig::reports

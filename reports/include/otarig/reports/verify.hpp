@@ -28,9 +28,9 @@ struct VerifyResult {
   std::size_t files = 0;                ///< files listed in the manifest
   std::size_t journal_lines = 0;
   std::size_t trials = 0;
-  std::string keyid;          ///< the signer's key id from the envelope
-  bool test_key = false;      ///< the attestation says it was signed with a test key
-  bool trusted_key = false;   ///< the signature was checked against a key given by the caller
+  std::string keyid;         ///< the signer's key id from the envelope
+  bool test_key = false;     ///< the attestation says it was signed with a test key
+  bool trusted_key = false;  ///< the signature was checked against a key given by the caller
 
   bool ok() const { return status == Status::ok; }
   /// The first bad file ("" when ok).

@@ -37,7 +37,8 @@ OpenOcdConfig parse_openocd(const Config& section, const std::filesystem::path& 
 
 namespace otarig::drivers {
 
-/// Power "gpio" and "command", console "serial" and "pty", probe "openocd".
+/// Device kind "lab" (a physical board), power "gpio" and "command", console
+/// "serial" and "pty", probe "openocd".
 void register_bench_drivers(DriverRegistry& registry);
 
 }  // namespace otarig::drivers
