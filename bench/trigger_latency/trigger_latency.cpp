@@ -54,9 +54,12 @@ Options parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--events") o.events = std::atoi(value().c_str());
-    else if (a == "--command") o.command = value();
-    else if (a == "--warmup") o.warmup = std::atoi(value().c_str());
+    if (a == "--events")
+      o.events = std::atoi(value().c_str());
+    else if (a == "--command")
+      o.command = value();
+    else if (a == "--warmup")
+      o.warmup = std::atoi(value().c_str());
     else {
       std::fprintf(stderr, "usage: %s [--events N] [--command CMD] [--warmup N]\n", argv[0]);
       std::exit(2);
@@ -105,7 +108,8 @@ int main(int argc, char** argv) {
   CommandPower power(io, power_config);
 
   const int total = options.warmup + options.events;
-  std::vector<Clock::time_point> t0(static_cast<std::size_t>(total)), t1(t0.size()), t2(t0.size()), t3(t0.size());
+  std::vector<Clock::time_point> t0(static_cast<std::size_t>(total)), t1(t0.size()), t2(t0.size()),
+      t3(t0.size());
   std::mutex mutex;
   std::condition_variable cv;
   int completed = -1;

@@ -54,9 +54,9 @@ class HookAbort : public BenchError {
 /// (custom steps, custom oracles, progress), re-raised once the call returns.
 class HookState {
  public:
-  /// Records the pending Python error (the GIL is held) and returns the
+  /// Keeps `error` (the first one wins; the GIL is held) and returns the
   /// exception that unwinds the C++ side.
-  HookAbort capture(const std::string& where);
+  HookAbort capture(py::error_already_set error, const std::string& where);
   /// Re-raises the recorded exception, if any (the GIL is held).
   void rethrow_if_failed();
 
@@ -82,7 +82,7 @@ class BoundBench {
   harness::Bench& bench();
   const harness::BoardProfile& profile() const { return *profile_; }
   const harness::ReleaseSet& releases() const { return *releases_; }
-  bool borrowed() const { return owned_ == nullptr && borrowed_ != nullptr; }
+  bool borrowed() const { return !owning_; }
   void invalidate();
   bool valid() const { return valid_; }
 
@@ -96,6 +96,7 @@ class BoundBench {
   std::shared_ptr<const harness::ReleaseSet> releases_;
   std::unique_ptr<harness::Bench> owned_;
   harness::Bench* borrowed_ = nullptr;
+  bool owning_ = false;
   std::atomic<bool> valid_{true};
 };
 

@@ -1,15 +1,14 @@
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <re2/re2.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
-#include <re2/re2.h>
-
-#include <algorithm>
-#include <array>
 #include <system_error>
 
 #include "otarig/drivers/bench/console.hpp"
@@ -34,19 +33,32 @@ class FdConnection final : public ConsoleConnection {
 
 speed_t speed_constant(unsigned baud) {
   switch (baud) {
-    case 9600: return B9600;
-    case 19200: return B19200;
-    case 38400: return B38400;
-    case 57600: return B57600;
-    case 115200: return B115200;
-    case 230400: return B230400;
-    case 460800: return B460800;
-    case 921600: return B921600;
-    case 1000000: return B1000000;
-    case 1500000: return B1500000;
-    case 2000000: return B2000000;
-    case 3000000: return B3000000;
-    default: throw std::system_error(EINVAL, std::generic_category(), fmt::format("unsupported baud rate {}", baud));
+    case 9600:
+      return B9600;
+    case 19200:
+      return B19200;
+    case 38400:
+      return B38400;
+    case 57600:
+      return B57600;
+    case 115200:
+      return B115200;
+    case 230400:
+      return B230400;
+    case 460800:
+      return B460800;
+    case 921600:
+      return B921600;
+    case 1000000:
+      return B1000000;
+    case 1500000:
+      return B1500000;
+    case 2000000:
+      return B2000000;
+    case 3000000:
+      return B3000000;
+    default:
+      throw std::system_error(EINVAL, std::generic_category(), fmt::format("unsupported baud rate {}", baud));
   }
 }
 
@@ -80,17 +92,18 @@ std::string Transcript::format() const {
   std::string out;
   for (const auto& e : entries()) {
     double seconds = std::chrono::duration<double>(e.at - origin_).count();
-    if (e.kind == TranscriptEntry::Kind::event) out += fmt::format("[{:>13.6f}] -- {}\n", seconds, e.text);
-    else out += fmt::format("[{:>13.6f}] {}{}\n", seconds, e.text, e.complete ? "" : " [cut]");
+    if (e.kind == TranscriptEntry::Kind::event)
+      out += fmt::format("[{:>13.6f}] -- {}\n", seconds, e.text);
+    else
+      out += fmt::format("[{:>13.6f}] {}{}\n", seconds, e.text, e.complete ? "" : " [cut]");
   }
   return out;
 }
 
 std::size_t Transcript::line_count() const {
   std::lock_guard lock(mutex_);
-  auto n = static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(), [](const auto& e) {
-    return e.kind == TranscriptEntry::Kind::line;
-  }));
+  auto n = static_cast<std::size_t>(std::count_if(
+      entries_.begin(), entries_.end(), [](const auto& e) { return e.kind == TranscriptEntry::Kind::line; }));
   return n + (partial_ ? 1 : 0);
 }
 
@@ -118,7 +131,8 @@ void Transcript::set_partial(std::optional<TranscriptEntry> partial) {
 
 // ---- sources ----
 
-TtyPathSource::TtyPathSource(std::filesystem::path path, unsigned baud) : path_(std::move(path)), baud_(baud) {
+TtyPathSource::TtyPathSource(std::filesystem::path path, unsigned baud)
+    : path_(std::move(path)), baud_(baud) {
   if (baud_ != 0) speed_constant(baud_);  // reject an unsupported speed early
 }
 
@@ -127,7 +141,8 @@ std::unique_ptr<ConsoleConnection> TtyPathSource::open() {
   if (!fd) throw std::system_error(errno, std::generic_category(), fmt::format("open {}", path_.string()));
   if (::isatty(fd.get())) {
     termios tio{};
-    if (::tcgetattr(fd.get(), &tio) != 0) throw std::system_error(errno, std::generic_category(), "tcgetattr");
+    if (::tcgetattr(fd.get(), &tio) != 0)
+      throw std::system_error(errno, std::generic_category(), "tcgetattr");
     ::cfmakeraw(&tio);
     tio.c_cflag |= CLOCAL | CREAD;
     tio.c_cc[VMIN] = 1;
@@ -148,7 +163,8 @@ std::string TtyPathSource::describe() const { return "tty " + path_.string(); }
 FdSource::FdSource(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
 
 std::unique_ptr<ConsoleConnection> FdSource::open() {
-  if (!fd_) throw std::system_error(EBADF, std::generic_category(), name_ + " is closed and cannot be reopened");
+  if (!fd_)
+    throw std::system_error(EBADF, std::generic_category(), name_ + " is closed and cannot be reopened");
   return std::make_unique<FdConnection>(std::move(fd_));
 }
 
@@ -233,6 +249,7 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
   }
 
   void open_first() {
+    if (running) return;  // already started
     running = true;
     try {
       attach(source->open());
@@ -270,8 +287,10 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
 
   void lost(const std::string& reason) {
     auto now = clock.now();
-    if (line_open && !line.empty()) transcript.add_line(line_at, line, false);
-    else transcript.set_partial(std::nullopt);
+    if (line_open && !line.empty())
+      transcript.add_line(line_at, line, false);
+    else
+      transcript.set_partial(std::nullopt);
     line_open = false;
     line.clear();
     detach();
@@ -290,8 +309,8 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
         return;
       }
       ++self->reconnect_count;
-      self->transcript.add_event(self->clock.now(),
-                                 fmt::format("{} reconnected: {}", self->options.device, self->source->describe()));
+      self->transcript.add_event(self->clock.now(), fmt::format("{} reconnected: {}", self->options.device,
+                                                                self->source->describe()));
     });
   }
 
@@ -389,13 +408,15 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
   }
 
   void remove_trigger(TriggerId id) {
-    triggers.erase(std::remove_if(triggers.begin(), triggers.end(), [id](const Trigger& t) { return t.id == id; }),
-                   triggers.end());
+    triggers.erase(
+        std::remove_if(triggers.begin(), triggers.end(), [id](const Trigger& t) { return t.id == id; }),
+        triggers.end());
   }
 
   std::string take_pending() { return std::exchange(pending, std::string{}); }
 
-  void async_read(std::chrono::milliseconds timeout, std::function<void(std::exception_ptr, std::string)> done) {
+  void async_read(std::chrono::milliseconds timeout,
+                  std::function<void(std::exception_ptr, std::string)> done) {
     if (!pending.empty() || timeout.count() <= 0 || !running) {
       done(nullptr, take_pending());
       return;
@@ -446,9 +467,12 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
                                  }
                                });
     };
-    if (is_connected) start();
-    else if (!running) complete(std::make_exception_ptr(BenchError(fmt::format("{}: write: console is stopped", name()))));
-    else connect_waiters.push_back(start);
+    if (is_connected)
+      start();
+    else if (!running)
+      complete(std::make_exception_ptr(BenchError(fmt::format("{}: write: console is stopped", name()))));
+    else
+      connect_waiters.push_back(start);
   }
 };
 
@@ -460,8 +484,10 @@ ConsoleReader::ConsoleReader(std::shared_ptr<BenchIo> io, std::unique_ptr<Consol
 
 ConsoleReader::~ConsoleReader() {
   try {
-    if (io_->on_io_thread()) impl_->stop();
-    else stop();
+    if (io_->on_io_thread())
+      impl_->stop();
+    else
+      stop();
   } catch (...) {
   }
 }
@@ -482,26 +508,33 @@ TriggerId ConsoleReader::add_trigger(std::string_view pattern, TriggerCallback c
   opts.set_log_errors(false);
   auto re = std::make_shared<RE2>(re2::StringPiece(pattern.data(), pattern.size()), opts);
   if (!re->ok()) {
-    throw InputError(fmt::format("{}: trigger pattern '{}': {}", impl_->options.device, pattern, re->error()));
+    throw InputError(
+        fmt::format("{}: trigger pattern '{}': {}", impl_->options.device, pattern, re->error()));
   }
   static std::atomic<TriggerId> next_id{1};
   TriggerId id = next_id++;
   auto add = [impl = impl_, id, re, callback = std::move(callback), once]() mutable {
     impl->triggers.push_back({id, std::move(re), std::move(callback), once, 0});
   };
-  if (io_->on_io_thread()) add();
-  else io_->run("add trigger", std::move(add));
+  if (io_->on_io_thread())
+    add();
+  else
+    io_->run("add trigger", std::move(add));
   return id;
 }
 
 void ConsoleReader::remove_trigger(TriggerId id) {
-  if (io_->on_io_thread()) impl_->remove_trigger(id);
-  else io_->run("remove trigger", [impl = impl_, id] { impl->remove_trigger(id); });
+  if (io_->on_io_thread())
+    impl_->remove_trigger(id);
+  else
+    io_->run("remove trigger", [impl = impl_, id] { impl->remove_trigger(id); });
 }
 
 void ConsoleReader::write(std::string_view bytes) {
   io_->call("console write", impl_->options.write_timeout,
-            [this, data = std::string(bytes)](Done done) mutable { async_write(std::move(data), std::move(done)); });
+            [this, data = std::string(bytes)](Done done) mutable {
+              async_write(std::move(data), std::move(done));
+            });
 }
 
 void ConsoleReader::async_write(std::string bytes, Done done) {

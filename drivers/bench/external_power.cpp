@@ -33,38 +33,39 @@ struct CommandPower::Impl : std::enable_shared_from_this<CommandPower::Impl> {
 
   Step run(const CommandSpec& command, const char* step, std::optional<bool> powered_after) {
     return [self = shared_from_this(), &command, step, powered_after](Done done) {
-      async_run_command(self->io, command, self->config.timeout,
-                        [self, &command, step, powered_after, done](std::exception_ptr error, CommandResult result) {
-                          if (error) {
-                            try {
-                              std::rethrow_exception(error);
-                            } catch (const std::exception& e) {
-                              done(std::make_exception_ptr(BenchError(fmt::format(
-                                  "{}: {}: command '{}' could not be started: {}", self->config.device, step,
-                                  command.text(), e.what()))));
-                            }
-                            return;
-                          }
-                          {
-                            std::lock_guard lock(self->result_mutex);
-                            self->last = result;
-                          }
-                          if (result.timed_out) {
-                            done(std::make_exception_ptr(TimeoutError(fmt::format(
-                                "{}: {}: command '{}' did not finish within {} ms; its process group was killed",
-                                self->config.device, step, command.text(), self->config.timeout.count()))));
-                            return;
-                          }
-                          if (!result.status.success()) {
-                            auto tail = trimmed_tail(result.output);
-                            done(std::make_exception_ptr(BenchError(fmt::format(
-                                "{}: {}: command '{}' failed with {}{}{}", self->config.device, step,
-                                command.text(), result.status.describe(), tail.empty() ? "" : ": ", tail))));
-                            return;
-                          }
-                          if (powered_after) self->powered = *powered_after;
-                          done(nullptr);
-                        });
+      async_run_command(
+          self->io, command, self->config.timeout,
+          [self, &command, step, powered_after, done](std::exception_ptr error, CommandResult result) {
+            if (error) {
+              try {
+                std::rethrow_exception(error);
+              } catch (const std::exception& e) {
+                done(std::make_exception_ptr(
+                    BenchError(fmt::format("{}: {}: command '{}' could not be started: {}",
+                                           self->config.device, step, command.text(), e.what()))));
+              }
+              return;
+            }
+            {
+              std::lock_guard lock(self->result_mutex);
+              self->last = result;
+            }
+            if (result.timed_out) {
+              done(std::make_exception_ptr(TimeoutError(fmt::format(
+                  "{}: {}: command '{}' did not finish within {} ms; its process group was killed",
+                  self->config.device, step, command.text(), self->config.timeout.count()))));
+              return;
+            }
+            if (!result.status.success()) {
+              auto tail = trimmed_tail(result.output);
+              done(std::make_exception_ptr(BenchError(
+                  fmt::format("{}: {}: command '{}' failed with {}{}{}", self->config.device, step,
+                              command.text(), result.status.describe(), tail.empty() ? "" : ": ", tail))));
+              return;
+            }
+            if (powered_after) self->powered = *powered_after;
+            done(nullptr);
+          });
     };
   }
 

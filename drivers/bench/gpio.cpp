@@ -98,7 +98,8 @@ struct GpioPower::Impl : std::enable_shared_from_this<GpioPower::Impl> {
       try {
         line->set_active(active);
       } catch (const std::exception& e) {
-        throw BenchError(fmt::format("{}: gpio {}: {}: {}", self->config.device, spec->describe(), step, e.what()));
+        throw BenchError(
+            fmt::format("{}: gpio {}: {}: {}", self->config.device, spec->describe(), step, e.what()));
       }
       if (line == self->power.get()) self->powered = active;
       done(nullptr);
@@ -145,12 +146,13 @@ struct GpioPower::Impl : std::enable_shared_from_this<GpioPower::Impl> {
 namespace {
 
 std::unique_ptr<GpioLineAdapter> open_line(const GpioLineOpener& opener, const std::string& device,
-                                           const GpioLineSpec& spec, bool initial, const std::string& consumer,
-                                           const char* role) {
+                                           const GpioLineSpec& spec, bool initial,
+                                           const std::string& consumer, const char* role) {
   try {
     return opener(spec, initial, consumer);
   } catch (const std::exception& e) {
-    throw BenchError(fmt::format("{}: gpio {}: cannot request the {} line: {}", device, spec.describe(), role, e.what()));
+    throw BenchError(
+        fmt::format("{}: gpio {}: cannot request the {} line: {}", device, spec.describe(), role, e.what()));
   }
 }
 
@@ -158,13 +160,15 @@ std::unique_ptr<GpioLineAdapter> open_line(const GpioLineOpener& opener, const s
 
 GpioPower::GpioPower(std::shared_ptr<BenchIo> io, GpioPowerConfig config, GpioLineOpener opener)
     : io_(std::move(io)), config_(std::move(config)), impl_(std::make_shared<Impl>(io_->context(), config_)) {
-  impl_->power = open_line(opener, config_.device, config_.power, config_.initial_on, config_.consumer, "power");
+  impl_->power =
+      open_line(opener, config_.device, config_.power, config_.initial_on, config_.consumer, "power");
   impl_->powered = config_.initial_on;
   if (config_.reset) {
     impl_->reset = open_line(opener, config_.device, config_.reset->line, false, config_.consumer, "reset");
   }
   if (config_.boot_mode) {
-    impl_->boot = open_line(opener, config_.device, config_.boot_mode->line, false, config_.consumer, "boot_mode");
+    impl_->boot =
+        open_line(opener, config_.device, config_.boot_mode->line, false, config_.consumer, "boot_mode");
   }
 }
 
@@ -216,7 +220,8 @@ void GpioPower::reset_into_boot_mode() {
 
 void GpioPower::set_boot_mode(bool active) {
   io_->call("set boot mode", std::chrono::milliseconds(0), [impl = impl_, active](Done d) {
-    if (!impl->boot) throw BenchError(fmt::format("{}: no boot_mode line in the profile", impl->config.device));
+    if (!impl->boot)
+      throw BenchError(fmt::format("{}: no boot_mode line in the profile", impl->config.device));
     impl->enqueue({impl->drive(impl->boot.get(), &impl->config.boot_mode->line, active, "set boot mode")},
                   std::move(d));
   });

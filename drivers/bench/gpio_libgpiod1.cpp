@@ -1,9 +1,8 @@
 // GpioLineAdapter on the libgpiod 1.6 C++ bindings. The only file that
 // includes gpiod.hpp: a libgpiod 2 build replaces this file.
-#include <gpiod.hpp>
-
 #include <fmt/format.h>
 
+#include <gpiod.hpp>
 #include <system_error>
 
 #include "otarig/drivers/bench/gpio.hpp"

@@ -1,13 +1,12 @@
 #include "otarig/drivers/bench/io.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
-
-#include <atomic>
 #include <future>
 #include <map>
 #include <mutex>
@@ -78,14 +77,13 @@ std::shared_ptr<BenchIo> BenchIo::for_bench(const std::string& bench_name) {
   return io;
 }
 
-bool BenchIo::on_io_thread() const noexcept {
-  return io_ && io_->get_executor().running_in_this_thread();
-}
+bool BenchIo::on_io_thread() const noexcept { return io_ && io_->get_executor().running_in_this_thread(); }
 
 void BenchIo::call(std::string_view what, std::chrono::milliseconds limit, Step start) {
   if (on_io_thread()) {
-    throw std::logic_error(fmt::format(
-        "{}: synchronous {} called on the bench io thread (from a callback); use its async form", name_, what));
+    throw std::logic_error(
+        fmt::format("{}: synchronous {} called on the bench io thread (from a callback); use its async form",
+                    name_, what));
   }
   auto promise = std::make_shared<std::promise<void>>();
   auto fired = std::make_shared<std::atomic<bool>>(false);
@@ -93,8 +91,10 @@ void BenchIo::call(std::string_view what, std::chrono::milliseconds limit, Step 
   boost::asio::post(*io_, [promise, fired, start = std::move(start)]() mutable {
     Done done = [promise, fired](std::exception_ptr error) {
       if (fired->exchange(true)) return;
-      if (error) promise->set_exception(error);
-      else promise->set_value();
+      if (error)
+        promise->set_exception(error);
+      else
+        promise->set_value();
     };
     try {
       start(done);
@@ -109,9 +109,7 @@ void BenchIo::call(std::string_view what, std::chrono::milliseconds limit, Step 
   future.get();
 }
 
-void BenchIo::wait(std::chrono::milliseconds duration) {
-  call("wait", duration, wait_step(*io_, duration));
-}
+void BenchIo::wait(std::chrono::milliseconds duration) { call("wait", duration, wait_step(*io_, duration)); }
 
 Step wait_step(boost::asio::io_context& io, std::chrono::milliseconds duration) {
   return [&io, duration](Done done) {
@@ -130,8 +128,10 @@ void run_from(std::shared_ptr<std::vector<Step>> steps, std::size_t index, Done 
   Step& step = (*steps)[index];
   try {
     step([steps, index, done](std::exception_ptr error) {
-      if (error) done(error);
-      else run_from(steps, index + 1, done);
+      if (error)
+        done(error);
+      else
+        run_from(steps, index + 1, done);
     });
   } catch (...) {
     done(std::current_exception());

@@ -1,6 +1,7 @@
 #include "otarig/drivers/bench/openocd.hpp"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,8 +13,6 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
-
 #include <cctype>
 #include <charconv>
 #include <fstream>
@@ -78,7 +77,8 @@ std::string startup_report(const std::string& log) {
   std::size_t first = lines.size() > 8 ? lines.size() - 8 : 0;
   if (!out.empty() && first > 0) out += "...\n";
   for (std::size_t i = first; i < lines.size(); ++i) {
-    if (out.find(lines[i] + "\n") == std::string::npos || lines[i].rfind("Error", 0) != 0) out += lines[i] + "\n";
+    if (out.find(lines[i] + "\n") == std::string::npos || lines[i].rfind("Error", 0) != 0)
+      out += lines[i] + "\n";
   }
   return out;
 }
@@ -99,7 +99,8 @@ class OpenOcdProbe::Connection : public std::enable_shared_from_this<OpenOcdProb
  public:
   explicit Connection(boost::asio::io_context& io) : socket_(io), timer_(io) {}
 
-  void async_connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout, Done done) {
+  void async_connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout,
+                     Done done) {
     boost::system::error_code ec;
     auto address = boost::asio::ip::make_address(host, ec);
     std::vector<tcp::endpoint> endpoints;
@@ -107,7 +108,8 @@ class OpenOcdProbe::Connection : public std::enable_shared_from_this<OpenOcdProb
       endpoints.emplace_back(address, port);
     } else {
       tcp::resolver resolver(socket_.get_executor());
-      for (const auto& entry : resolver.resolve(host, std::to_string(port))) endpoints.push_back(entry.endpoint());
+      for (const auto& entry : resolver.resolve(host, std::to_string(port)))
+        endpoints.push_back(entry.endpoint());
     }
     auto self = shared_from_this();
     auto finished = std::make_shared<bool>(false);
@@ -121,20 +123,21 @@ class OpenOcdProbe::Connection : public std::enable_shared_from_this<OpenOcdProb
     timer_.async_wait([self, complete, host, port, timeout](const boost::system::error_code& e) {
       if (e) return;
       self->close();
-      complete(std::make_exception_ptr(
-          TimeoutError(fmt::format("connect to {}:{}: no answer within {} ms", host, port, timeout.count()))));
+      complete(std::make_exception_ptr(TimeoutError(
+          fmt::format("connect to {}:{}: no answer within {} ms", host, port, timeout.count()))));
     });
-    boost::asio::async_connect(socket_, endpoints,
-                               [self, complete, host, port](const boost::system::error_code& e, const tcp::endpoint&) {
-                                 if (e == boost::asio::error::operation_aborted) return;
-                                 if (e) {
-                                   complete(lost(fmt::format("connect to {}:{}", host, port), e));
-                                   return;
-                                 }
-                                 boost::system::error_code ignored;
-                                 self->socket_.set_option(tcp::no_delay(true), ignored);
-                                 complete(nullptr);
-                               });
+    boost::asio::async_connect(
+        socket_, endpoints,
+        [self, complete, host, port](const boost::system::error_code& e, const tcp::endpoint&) {
+          if (e == boost::asio::error::operation_aborted) return;
+          if (e) {
+            complete(lost(fmt::format("connect to {}:{}", host, port), e));
+            return;
+          }
+          boost::system::error_code ignored;
+          self->socket_.set_option(tcp::no_delay(true), ignored);
+          complete(nullptr);
+        });
   }
 
   void async_command(const std::string& text, std::chrono::milliseconds timeout,
@@ -156,31 +159,32 @@ class OpenOcdProbe::Connection : public std::enable_shared_from_this<OpenOcdProb
       if (e) return;
       // The reply may still come; the connection is out of step now, so drop it.
       self->close();
-      complete(std::make_exception_ptr(TimeoutError(fmt::format("no reply within {} ms", timeout.count()))), {});
+      complete(std::make_exception_ptr(TimeoutError(fmt::format("no reply within {} ms", timeout.count()))),
+               {});
     });
     auto out = std::make_shared<std::string>(text + kTerminator);
-    boost::asio::async_write(
-        socket_, boost::asio::buffer(*out), [self, out, complete](const boost::system::error_code& e, std::size_t) {
-          if (e == boost::asio::error::operation_aborted) return;
-          if (e) {
-            self->close();
-            complete(lost("send", e), {});
-            return;
-          }
-          boost::asio::async_read_until(
-              self->socket_, boost::asio::dynamic_buffer(self->buffer_), kTerminator,
-              [self, complete](const boost::system::error_code& e2, std::size_t n) {
-                if (e2 == boost::asio::error::operation_aborted) return;
-                if (e2) {
-                  self->close();
-                  complete(lost("receive", e2), {});
-                  return;
-                }
-                std::string reply = self->buffer_.substr(0, n - 1);
-                self->buffer_.erase(0, n);
-                complete(nullptr, std::move(reply));
-              });
-        });
+    boost::asio::async_write(socket_, boost::asio::buffer(*out),
+                             [self, out, complete](const boost::system::error_code& e, std::size_t) {
+                               if (e == boost::asio::error::operation_aborted) return;
+                               if (e) {
+                                 self->close();
+                                 complete(lost("send", e), {});
+                                 return;
+                               }
+                               boost::asio::async_read_until(
+                                   self->socket_, boost::asio::dynamic_buffer(self->buffer_), kTerminator,
+                                   [self, complete](const boost::system::error_code& e2, std::size_t n) {
+                                     if (e2 == boost::asio::error::operation_aborted) return;
+                                     if (e2) {
+                                       self->close();
+                                       complete(lost("receive", e2), {});
+                                       return;
+                                     }
+                                     std::string reply = self->buffer_.substr(0, n - 1);
+                                     self->buffer_.erase(0, n);
+                                     complete(nullptr, std::move(reply));
+                                   });
+                             });
   }
 
   void close() {
@@ -221,11 +225,13 @@ std::vector<std::uint32_t> parse_read_memory(std::string_view reply, std::size_t
   std::vector<std::uint32_t> out;
   for (auto token : split_ws(reply)) {
     auto word = parse_word(token, 10);
-    if (!word) throw BenchError(fmt::format("read_memory answered '{}': '{}' is not a 32-bit word", reply, token));
+    if (!word)
+      throw BenchError(fmt::format("read_memory answered '{}': '{}' is not a 32-bit word", reply, token));
     out.push_back(*word);
   }
   if (out.size() != count) {
-    throw BenchError(fmt::format("read_memory answered {} words, {} were asked for: '{}'", out.size(), count, reply));
+    throw BenchError(
+        fmt::format("read_memory answered {} words, {} were asked for: '{}'", out.size(), count, reply));
   }
   return out;
 }
@@ -238,7 +244,8 @@ std::vector<std::uint32_t> parse_mdw(std::string_view output, std::size_t count)
     auto colon = line.find(':');
     if (colon == std::string::npos) continue;
     auto address = std::string_view(line).substr(0, colon);
-    while (!address.empty() && std::isspace(static_cast<unsigned char>(address.front()))) address.remove_prefix(1);
+    while (!address.empty() && std::isspace(static_cast<unsigned char>(address.front())))
+      address.remove_prefix(1);
     if (!parse_word(address, 16)) continue;  // not a dump line
     for (auto token : split_ws(std::string_view(line).substr(colon + 1))) {
       auto word = parse_word(token, 16);
@@ -298,7 +305,8 @@ OpenOcdProbe::OpenOcdProbe(std::shared_ptr<BenchIo> io, OpenOcdConfig config)
     try {
       connect(kConnectTimeout);
     } catch (const std::exception& e) {
-      throw BenchError(fmt::format("{}: attach to OpenOCD at {}:{}: {}", config_.device, config_.host, port_, e.what()));
+      throw BenchError(
+          fmt::format("{}: attach to OpenOCD at {}:{}: {}", config_.device, config_.host, port_, e.what()));
     }
   }
 }
@@ -364,8 +372,9 @@ void OpenOcdProbe::start_server() {
       }
       if (std::chrono::steady_clock::now() > deadline) {
         kill_server();
-        throw BenchError(fmt::format("{}: OpenOCD did not open its TCL port {} within {} ms:\n{}", config_.device,
-                                     port_, launch.startup_timeout.count(), startup_report(log_tail(200))));
+        throw BenchError(fmt::format("{}: OpenOCD did not open its TCL port {} within {} ms:\n{}",
+                                     config_.device, port_, launch.startup_timeout.count(),
+                                     startup_report(log_tail(200))));
       }
       io_->wait(std::chrono::milliseconds(20));
     }
@@ -409,9 +418,9 @@ std::string OpenOcdProbe::transact(const std::string& text, std::chrono::millise
     try {
       if (!conn_) connect(kConnectTimeout);
       auto conn = conn_;
-      return io_->call_value<std::string>(
-          "openocd command", timeout,
-          [conn, text, timeout](auto done) { conn->async_command(text, timeout, std::move(done)); });
+      return io_->call_value<std::string>("openocd command", timeout, [conn, text, timeout](auto done) {
+        conn->async_command(text, timeout, std::move(done));
+      });
     } catch (const ConnectionLost& e) {
       if (attempt > 0) {
         throw BenchError(fmt::format("{}: '{}': connection to OpenOCD lost ({}), and again after {}: {}",
@@ -433,7 +442,8 @@ std::string OpenOcdProbe::checked(std::string_view cmd, std::chrono::millisecond
   int code = 0;
   auto [end, ec] = std::from_chars(reply.data(), reply.data() + reply.size(), code);
   if (ec != std::errc() || (end != reply.data() + reply.size() && *end != ' ')) {
-    throw BenchError(fmt::format("{}: OpenOCD command '{}': unexpected reply '{}'", config_.device, cmd, reply));
+    throw BenchError(
+        fmt::format("{}: OpenOCD command '{}': unexpected reply '{}'", config_.device, cmd, reply));
   }
   std::string text = end == reply.data() + reply.size() ? std::string{} : std::string(end + 1);
   if (code == 0) return text;
@@ -458,7 +468,8 @@ std::vector<std::uint32_t> OpenOcdProbe::read_words(std::uint64_t address, std::
       auto reply = checked(fmt::format("read_memory 0x{:x} 32 {}", address, count), config_.command_timeout);
       return parse_read_memory(reply, count);
     } catch (const BenchError& e) {
-      if (std::string_view(e.what()).find("invalid command name \"read_memory\"") == std::string_view::npos) throw;
+      if (std::string_view(e.what()).find("invalid command name \"read_memory\"") == std::string_view::npos)
+        throw;
       use_mdw_ = true;  // OpenOCD before 0.12
     }
   }
@@ -474,8 +485,8 @@ void OpenOcdProbe::reset(ResetMode mode) {
 void OpenOcdProbe::halt() { checked("halt", config_.command_timeout); }
 void OpenOcdProbe::resume() { checked("resume", config_.command_timeout); }
 
-void OpenOcdProbe::program(const std::filesystem::path& image, std::optional<std::uint64_t> address, bool verify,
-                           bool reset) {
+void OpenOcdProbe::program(const std::filesystem::path& image, std::optional<std::uint64_t> address,
+                           bool verify, bool reset) {
   std::string cmd = "program " + braced(image);
   if (verify) cmd += " verify";
   if (reset) cmd += " reset";
@@ -489,13 +500,14 @@ void OpenOcdProbe::flash_write_image(const std::filesystem::path& image, std::ui
 }
 
 std::map<std::string, std::uint32_t> OpenOcdProbe::read_status() {
-  if (!config_.status) throw BenchError(fmt::format("{}: the profile gives no status struct", config_.device));
+  if (!config_.status)
+    throw BenchError(fmt::format("{}: the profile gives no status struct", config_.device));
   const auto& layout = *config_.status;
   auto words = read_words(layout.address, layout.words());
   if (layout.magic_word && words[*layout.magic_word] != layout.magic) {
     throw BenchError(fmt::format("{}: status struct at 0x{:x}: word {} is 0x{:08x}, expected magic 0x{:08x}",
-                                 config_.device, layout.address, *layout.magic_word, words[*layout.magic_word],
-                                 layout.magic));
+                                 config_.device, layout.address, *layout.magic_word,
+                                 words[*layout.magic_word], layout.magic));
   }
   std::map<std::string, std::uint32_t> out;
   for (const auto& [name, index] : layout.fields) out[name] = words[index];

@@ -1,6 +1,7 @@
 #include "otarig/drivers/bench/process.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -8,11 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
-
-#include <array>
 #include <system_error>
 
 extern char** environ;
@@ -24,9 +23,12 @@ constexpr std::size_t kOutputTail = 4096;
 
 ExitStatus decode(int wait_status) {
   ExitStatus s;
-  if (WIFSIGNALED(wait_status)) s.signal = WTERMSIG(wait_status);
-  else if (WIFEXITED(wait_status)) s.code = WEXITSTATUS(wait_status);
-  else s.code = -1;
+  if (WIFSIGNALED(wait_status))
+    s.signal = WTERMSIG(wait_status);
+  else if (WIFEXITED(wait_status))
+    s.code = WEXITSTATUS(wait_status);
+  else
+    s.code = -1;
   return s;
 }
 
@@ -89,8 +91,9 @@ ChildProcess ChildProcess::spawn(const CommandSpec& command, const Options& opti
     check_spawn(posix_spawn_file_actions_adddup2(&fa.actions, pipe_write.get(), 1), "spawn: stdout");
   } else {
     std::string file = options.output_file.empty() ? "/dev/null" : options.output_file.string();
-    check_spawn(posix_spawn_file_actions_addopen(&fa.actions, 1, file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644),
-                "spawn: stdout");
+    check_spawn(
+        posix_spawn_file_actions_addopen(&fa.actions, 1, file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644),
+        "spawn: stdout");
   }
   check_spawn(posix_spawn_file_actions_adddup2(&fa.actions, 1, 2), "spawn: stderr");
   check_spawn(posix_spawn_file_actions_addclosefrom_np(&fa.actions, 3), "spawn: close descriptors");
@@ -99,8 +102,10 @@ ChildProcess ChildProcess::spawn(const CommandSpec& command, const Options& opti
   sigset_t none, defaults;
   sigemptyset(&none);
   sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM}) sigaddset(&defaults, sig);
-  check_spawn(posix_spawnattr_setflags(&sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM})
+    sigaddset(&defaults, sig);
+  check_spawn(posix_spawnattr_setflags(
+                  &sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
               "spawn: attributes");
   check_spawn(posix_spawnattr_setpgroup(&sa.attr, 0), "spawn: process group");
   check_spawn(posix_spawnattr_setsigmask(&sa.attr, &none), "spawn: signal mask");
@@ -113,7 +118,8 @@ ChildProcess ChildProcess::spawn(const CommandSpec& command, const Options& opti
 
   pid_t pid = -1;
   int rc = ::posix_spawnp(&pid, argv[0], &fa.actions, &sa.attr, argv.data(), environ);
-  if (rc != 0) throw std::system_error(rc, std::generic_category(), fmt::format("cannot run '{}'", command.argv[0]));
+  if (rc != 0)
+    throw std::system_error(rc, std::generic_category(), fmt::format("cannot run '{}'", command.argv[0]));
 
   ChildProcess child;
   child.pid_ = pid;
@@ -149,8 +155,10 @@ std::optional<ExitStatus> ChildProcess::try_reap() {
   if (!valid() || status_) return status_;
   int st = 0;
   pid_t r = ::waitpid(pid_, &st, WNOHANG);
-  if (r == pid_) status_ = decode(st);
-  else if (r < 0 && errno == ECHILD) status_ = ExitStatus{-1, 0};  // reaped elsewhere
+  if (r == pid_)
+    status_ = decode(st);
+  else if (r < 0 && errno == ECHILD)
+    status_ = ExitStatus{-1, 0};  // reaped elsewhere
   return status_;
 }
 
@@ -200,16 +208,17 @@ struct RunOp : std::enable_shared_from_this<RunOp> {
   }
 
   void watch_exit() {
-    exit_watch.async_wait(stream_descriptor::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
-      if (ec || self->finished) return;
-      auto status = self->child.try_reap();
-      if (!status) {
-        self->watch_exit();
-        return;
-      }
-      self->result.status = *status;
-      self->finish();
-    });
+    exit_watch.async_wait(stream_descriptor::wait_read,
+                          [self = shared_from_this()](const boost::system::error_code& ec) {
+                            if (ec || self->finished) return;
+                            auto status = self->child.try_reap();
+                            if (!status) {
+                              self->watch_exit();
+                              return;
+                            }
+                            self->result.status = *status;
+                            self->finish();
+                          });
   }
 
   void finish() {
@@ -235,7 +244,8 @@ struct RunOp : std::enable_shared_from_this<RunOp> {
 
 }  // namespace
 
-void async_run_command(boost::asio::io_context& io, const CommandSpec& command, std::chrono::milliseconds timeout,
+void async_run_command(boost::asio::io_context& io, const CommandSpec& command,
+                       std::chrono::milliseconds timeout,
                        std::function<void(std::exception_ptr, CommandResult)> handler) {
   auto op = std::make_shared<RunOp>(io);
   op->handler = std::move(handler);

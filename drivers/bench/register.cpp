@@ -57,7 +57,8 @@ GpioLineSpec parse_line_keys(const Config& c) {
   spec.name = c.string_or("line", "");
   spec.active_low = c.bool_or("active_low", false);
   if (spec.offset && !spec.name.empty()) c.fail("give either 'offset' or 'line' (a line name), not both");
-  if (!spec.offset && spec.name.empty()) c.fail("missing the line: 'chip' with 'offset', or 'line' (a line name)");
+  if (!spec.offset && spec.name.empty())
+    c.fail("missing the line: 'chip' with 'offset', or 'line' (a line name)");
   if (spec.offset && spec.chip.empty()) c.fail("'offset' needs 'chip'");
   return spec;
 }
@@ -71,7 +72,8 @@ std::uint16_t parse_usb_id(const Config& c) {
   // USB ids are hex by convention: "0483", 0x0483 and 483 all mean 0x0483.
   auto text = c.as_string();
   std::string_view digits = text;
-  if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) digits.remove_prefix(2);
+  if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X'))
+    digits.remove_prefix(2);
   unsigned value = 0;
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, 16);
   if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value > 0xffff) {
@@ -113,12 +115,17 @@ GpioPowerConfig parse_gpio_power(const Config& s) {
   config.settle = non_negative_duration(s, "settle", config.settle);
   if (auto initial = s.find("initial")) {
     auto v = initial->as_string();
-    if (v == "on" || v == "true") config.initial_on = true;
-    else if (v == "off" || v == "false") config.initial_on = false;
-    else initial->fail(fmt::format("expected on or off, found '{}'", v));
+    if (v == "on" || v == "true")
+      config.initial_on = true;
+    else if (v == "off" || v == "false")
+      config.initial_on = false;
+    else
+      initial->fail(fmt::format("expected on or off, found '{}'", v));
   }
-  if (auto reset = s.find("reset")) config.reset = parse_pulse(*reset, "pulse", std::chrono::milliseconds(100));
-  if (auto boot = s.find("boot_mode")) config.boot_mode = parse_pulse(*boot, "hold", std::chrono::milliseconds(100));
+  if (auto reset = s.find("reset"))
+    config.reset = parse_pulse(*reset, "pulse", std::chrono::milliseconds(100));
+  if (auto boot = s.find("boot_mode"))
+    config.boot_mode = parse_pulse(*boot, "hold", std::chrono::milliseconds(100));
   config.consumer = s.string_or("consumer", config.consumer);
   return config;
 }
@@ -137,8 +144,8 @@ CommandPowerConfig parse_command_power(const Config& s) {
 }
 
 SerialConsoleConfig parse_serial_console(const Config& s) {
-  s.only_keys({"driver", "path", "usb", "baud", "data_bits", "parity", "stop_bits", "flow_control", "dtr", "rts",
-               "reconnect_interval", "write_timeout", "max_line"});
+  s.only_keys({"driver", "path", "usb", "baud", "data_bits", "parity", "stop_bits", "flow_control", "dtr",
+               "rts", "reconnect_interval", "write_timeout", "max_line"});
   SerialConsoleConfig config;
   auto path = s.find("path");
   auto usb = s.find("usb");
@@ -147,7 +154,8 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
   if (path) config.path = path->as_string();
   if (usb) {
     usb->only_keys({"vid", "pid", "serial"});
-    config.usb = UsbMatch{parse_usb_id(usb->at("vid")), parse_usb_id(usb->at("pid")), usb->string_or("serial", "")};
+    config.usb =
+        UsbMatch{parse_usb_id(usb->at("vid")), parse_usb_id(usb->at("pid")), usb->string_or("serial", "")};
   }
   auto& st = config.settings;
   if (auto baud = s.find("baud")) {
@@ -162,12 +170,18 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
   }
   if (auto parity = s.find("parity")) {
     auto v = parity->as_string();
-    if (v == "none") st.parity = Parity::none;
-    else if (v == "odd") st.parity = Parity::odd;
-    else if (v == "even") st.parity = Parity::even;
-    else if (v == "mark") st.parity = Parity::mark;
-    else if (v == "space") st.parity = Parity::space;
-    else parity->fail(fmt::format("parity is none, odd, even, mark or space, not '{}'", v));
+    if (v == "none")
+      st.parity = Parity::none;
+    else if (v == "odd")
+      st.parity = Parity::odd;
+    else if (v == "even")
+      st.parity = Parity::even;
+    else if (v == "mark")
+      st.parity = Parity::mark;
+    else if (v == "space")
+      st.parity = Parity::space;
+    else
+      parity->fail(fmt::format("parity is none, odd, even, mark or space, not '{}'", v));
   }
   if (auto stop = s.find("stop_bits")) {
     auto v = stop->as_int();
@@ -176,11 +190,16 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
   }
   if (auto flow = s.find("flow_control")) {
     auto v = flow->as_string();
-    if (v == "none") st.flow = FlowControl::none;
-    else if (v == "xon_xoff") st.flow = FlowControl::xon_xoff;
-    else if (v == "rts_cts") st.flow = FlowControl::rts_cts;
-    else if (v == "dtr_dsr") st.flow = FlowControl::dtr_dsr;
-    else flow->fail(fmt::format("flow_control is none, xon_xoff, rts_cts or dtr_dsr, not '{}'", v));
+    if (v == "none")
+      st.flow = FlowControl::none;
+    else if (v == "xon_xoff")
+      st.flow = FlowControl::xon_xoff;
+    else if (v == "rts_cts")
+      st.flow = FlowControl::rts_cts;
+    else if (v == "dtr_dsr")
+      st.flow = FlowControl::dtr_dsr;
+    else
+      flow->fail(fmt::format("flow_control is none, xon_xoff, rts_cts or dtr_dsr, not '{}'", v));
   }
   if (auto dtr = s.find("dtr")) st.dtr = dtr->as_bool();
   if (auto rts = s.find("rts")) st.rts = rts->as_bool();
@@ -225,14 +244,17 @@ OpenOcdConfig parse_openocd(const Config& s, const std::filesystem::path& profil
     config.port = static_cast<std::uint16_t>(port);
   }
   if (start) {
-    start->only_keys({"executable", "search_dirs", "config_files", "commands", "init", "startup_timeout", "log"});
+    start->only_keys(
+        {"executable", "search_dirs", "config_files", "commands", "init", "startup_timeout", "log"});
     OpenOcdLaunch launch;
     launch.executable = start->string_or("executable", launch.executable);
     if (auto dirs = start->find("search_dirs")) {
-      for (const auto& d : dirs->as_string_list()) launch.search_dirs.push_back(beside_profile(d, profile_dir).string());
+      for (const auto& d : dirs->as_string_list())
+        launch.search_dirs.push_back(beside_profile(d, profile_dir).string());
     }
     if (auto files = start->find("config_files")) {
-      for (const auto& f : files->as_string_list()) launch.config_files.push_back(beside_profile(f, profile_dir).string());
+      for (const auto& f : files->as_string_list())
+        launch.config_files.push_back(beside_profile(f, profile_dir).string());
     }
     if (auto commands = start->find("commands")) launch.commands = commands->as_string_list();
     launch.init = start->bool_or("init", true);
@@ -295,7 +317,8 @@ void register_bench_drivers(DriverRegistry& registry) {
   });
   registry.add_console("serial", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_serial_console(s);
-    parts.console = std::make_shared<SerialConsole>(BenchIo::for_bench(ctx.board_name), std::move(config), ctx.clock);
+    parts.console =
+        std::make_shared<SerialConsole>(BenchIo::for_bench(ctx.board_name), std::move(config), ctx.clock);
     parts.component_versions["libserialport"] = libserialport_version();
   });
   registry.add_console("pty", [](const Config& s, const BindContext& ctx, BoardParts& parts) {

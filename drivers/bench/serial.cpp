@@ -1,11 +1,10 @@
 #include "otarig/drivers/bench/serial.hpp"
 
+#include <fmt/format.h>
 #include <libserialport.h>
 #include <termios.h>
 
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
-
 #include <filesystem>
 #include <new>
 #include <system_error>
@@ -27,30 +26,43 @@ void check(sp_return result, const std::string& step) {
       throw std::system_error(code != 0 ? code : EIO, std::generic_category(),
                               text.empty() ? step : step + " (" + text + ")");
     }
-    case SP_ERR_ARG: throw std::system_error(EINVAL, std::generic_category(), step + ": invalid argument");
-    case SP_ERR_MEM: throw std::bad_alloc();
-    case SP_ERR_SUPP: throw std::system_error(ENOTSUP, std::generic_category(), step + ": not supported");
-    default: throw std::system_error(EIO, std::generic_category(), step);
+    case SP_ERR_ARG:
+      throw std::system_error(EINVAL, std::generic_category(), step + ": invalid argument");
+    case SP_ERR_MEM:
+      throw std::bad_alloc();
+    case SP_ERR_SUPP:
+      throw std::system_error(ENOTSUP, std::generic_category(), step + ": not supported");
+    default:
+      throw std::system_error(EIO, std::generic_category(), step);
   }
 }
 
 sp_parity to_sp(Parity p) {
   switch (p) {
-    case Parity::none: return SP_PARITY_NONE;
-    case Parity::odd: return SP_PARITY_ODD;
-    case Parity::even: return SP_PARITY_EVEN;
-    case Parity::mark: return SP_PARITY_MARK;
-    case Parity::space: return SP_PARITY_SPACE;
+    case Parity::none:
+      return SP_PARITY_NONE;
+    case Parity::odd:
+      return SP_PARITY_ODD;
+    case Parity::even:
+      return SP_PARITY_EVEN;
+    case Parity::mark:
+      return SP_PARITY_MARK;
+    case Parity::space:
+      return SP_PARITY_SPACE;
   }
   return SP_PARITY_NONE;
 }
 
 sp_flowcontrol to_sp(FlowControl f) {
   switch (f) {
-    case FlowControl::none: return SP_FLOWCONTROL_NONE;
-    case FlowControl::xon_xoff: return SP_FLOWCONTROL_XONXOFF;
-    case FlowControl::rts_cts: return SP_FLOWCONTROL_RTSCTS;
-    case FlowControl::dtr_dsr: return SP_FLOWCONTROL_DTRDSR;
+    case FlowControl::none:
+      return SP_FLOWCONTROL_NONE;
+    case FlowControl::xon_xoff:
+      return SP_FLOWCONTROL_XONXOFF;
+    case FlowControl::rts_cts:
+      return SP_FLOWCONTROL_RTSCTS;
+    case FlowControl::dtr_dsr:
+      return SP_FLOWCONTROL_DTRDSR;
   }
   return SP_FLOWCONTROL_NONE;
 }
@@ -61,13 +73,15 @@ struct PortListDeleter {
 
 std::string describe_port(const SerialPortInfo& p) {
   if (!p.usb) return p.path;
-  return fmt::format("{} ({:04x}:{:04x}{}{})", p.path, p.vid, p.pid, p.serial.empty() ? "" : " serial ", p.serial);
+  return fmt::format("{} ({:04x}:{:04x}{}{})", p.path, p.vid, p.pid, p.serial.empty() ? "" : " serial ",
+                     p.serial);
 }
 
 }  // namespace
 
 std::string UsbMatch::describe() const {
-  return serial.empty() ? fmt::format("{:04x}:{:04x}", vid, pid) : fmt::format("{:04x}:{:04x} serial {}", vid, pid, serial);
+  return serial.empty() ? fmt::format("{:04x}:{:04x}", vid, pid)
+                        : fmt::format("{:04x}:{:04x} serial {}", vid, pid, serial);
 }
 
 std::vector<SerialPortInfo> list_serial_ports() {
@@ -108,11 +122,13 @@ std::string select_usb_port(const UsbMatch& match, const std::vector<SerialPortI
   }
   if (usb_ports.empty()) usb_ports = "none";
   if (found.empty()) {
-    throw BenchError(fmt::format("no USB serial port {} is connected (USB serial ports: {})", match.describe(), usb_ports));
+    throw BenchError(fmt::format("no USB serial port {} is connected (USB serial ports: {})",
+                                 match.describe(), usb_ports));
   }
   if (found.size() > 1) {
-    throw BenchError(fmt::format("{} USB serial ports match {}; give the serial number to choose one (USB serial ports: {})",
-                                 found.size(), match.describe(), usb_ports));
+    throw BenchError(fmt::format(
+        "{} USB serial ports match {}; give the serial number to choose one (USB serial ports: {})",
+        found.size(), match.describe(), usb_ports));
   }
   return found.front()->path;
 }
@@ -190,7 +206,8 @@ void SerialPort::close() {
 
 SerialSource::SerialSource(std::string path, SerialSettings settings)
     : path_(std::move(path)), settings_(settings) {}
-SerialSource::SerialSource(UsbMatch usb, SerialSettings settings) : usb_(std::move(usb)), settings_(settings) {}
+SerialSource::SerialSource(UsbMatch usb, SerialSettings settings)
+    : usb_(std::move(usb)), settings_(settings) {}
 
 std::unique_ptr<ConsoleConnection> SerialSource::open() {
   auto path = usb_ ? select_usb_port(*usb_, list_serial_ports()) : path_;
@@ -230,17 +247,19 @@ SerialConsole::SerialConsole(std::shared_ptr<BenchIo> io, SerialConsoleConfig co
 }
 
 void SerialConsole::set_dtr(bool on) {
-  control(reader_, "set DTR", std::chrono::milliseconds(0), [on](std::shared_ptr<SerialConnection> c, Done done) {
-    c->port().set_dtr(on);
-    done(nullptr);
-  });
+  control(reader_, "set DTR", std::chrono::milliseconds(0),
+          [on](std::shared_ptr<SerialConnection> c, Done done) {
+            c->port().set_dtr(on);
+            done(nullptr);
+          });
 }
 
 void SerialConsole::set_rts(bool on) {
-  control(reader_, "set RTS", std::chrono::milliseconds(0), [on](std::shared_ptr<SerialConnection> c, Done done) {
-    c->port().set_rts(on);
-    done(nullptr);
-  });
+  control(reader_, "set RTS", std::chrono::milliseconds(0),
+          [on](std::shared_ptr<SerialConnection> c, Done done) {
+            c->port().set_rts(on);
+            done(nullptr);
+          });
 }
 
 void SerialConsole::send_break(std::chrono::milliseconds duration) {
@@ -262,10 +281,11 @@ void SerialConsole::send_break(std::chrono::milliseconds duration) {
 
 std::string SerialConsole::port_path() {
   auto path = std::make_shared<std::string>();
-  control(reader_, "port path", std::chrono::milliseconds(0), [path](std::shared_ptr<SerialConnection> c, Done done) {
-    *path = c->port().path();
-    done(nullptr);
-  });
+  control(reader_, "port path", std::chrono::milliseconds(0),
+          [path](std::shared_ptr<SerialConnection> c, Done done) {
+            *path = c->port().path();
+            done(nullptr);
+          });
   return *path;
 }
 

@@ -41,7 +41,7 @@ using Bytes = std::vector<std::uint8_t>;
 namespace {
 
 constexpr std::size_t kFileChunk = 256 * 1024;
-constexpr std::size_t kMemoryChunk = 1024 * 1024;
+constexpr std::size_t kMemoryChunk = 256 * 1024;
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 constexpr std::uint64_t kRequestBodyLimit = 64 * 1024;
 

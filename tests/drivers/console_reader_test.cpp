@@ -40,7 +40,8 @@ class ConsoleReaderTest : public ::testing::Test {
   TestPty pty;
 
   std::unique_ptr<ConsoleReader> open(ConsoleReaderOptions options = {}) {
-    auto reader = std::make_unique<ConsoleReader>(io, std::make_unique<TtyPathSource>(pty.slave_path()), options);
+    auto reader =
+        std::make_unique<ConsoleReader>(io, std::make_unique<TtyPathSource>(pty.slave_path()), options);
     reader->start();
     return reader;
   }
@@ -86,13 +87,15 @@ TEST_P(LineSplitTest, AssemblesLines) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, LineSplitTest,
-    ::testing::Values(SplitCase{"CrLf", {"a\r\nb\r\n"}, {"a", "b"}},
-                      SplitCase{"SplitAcrossReads", {"boot", "ing ker", "nel\n"}, {"booting kernel"}},
-                      SplitCase{"CrLfSplitBetweenReads", {"x\r", "\ny\n"}, {"x", "y"}},
-                      SplitCase{"EmptyLines", {"\n\nz\n"}, {"", "", "z"}},
-                      SplitCase{"LoneCrDropped", {"10%\r50%\r100%\n"}, {"10%50%100%"}},
-                      SplitCase{"LongLineCut", {std::string(100, 'q') + "\n"}, {std::string(80, 'q'), std::string(20, 'q')}},
-                      SplitCase{"BinaryBytesKept", {std::string("a\0b\xff\n", 5)}, {std::string("a\0b\xff", 4)}}),
+    ::testing::Values(
+        SplitCase{"CrLf", {"a\r\nb\r\n"}, {"a", "b"}},
+        SplitCase{"SplitAcrossReads", {"boot", "ing ker", "nel\n"}, {"booting kernel"}},
+        SplitCase{"CrLfSplitBetweenReads", {"x\r", "\ny\n"}, {"x", "y"}},
+        SplitCase{"EmptyLines", {"\n\nz\n"}, {"", "", "z"}},
+        SplitCase{"LoneCrDropped", {"10%\r50%\r100%\n"}, {"10%50%100%"}},
+        SplitCase{
+            "LongLineCut", {std::string(100, 'q') + "\n"}, {std::string(80, 'q'), std::string(20, 'q')}},
+        SplitCase{"BinaryBytesKept", {std::string("a\0b\xff\n", 5)}, {std::string("a\0b\xff", 4)}}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 TEST_F(ConsoleReaderTest, TriggerFiresWithoutWaitingForTheLineEnd) {
@@ -117,7 +120,8 @@ TEST_F(ConsoleReaderTest, EveryMatchFiresOnceAndOnceTriggersOnlyTheFirst) {
   auto console = open();
   std::atomic<int> every{0}, first{0};
   console->add_trigger("tick", [&](const TriggerMatch&) { ++every; });
-  console->add_trigger("tick", [&](const TriggerMatch&) { ++first; }, /*once=*/true);
+  console->add_trigger(
+      "tick", [&](const TriggerMatch&) { ++first; }, /*once=*/true);
   pty.write("tick ti");
   std::this_thread::sleep_for(5ms);
   pty.write("ck\ntick\n");
@@ -288,8 +292,8 @@ TEST(PtyProfileTest, RegistryBuildsAConsoleFromItsSection) {
   DriverRegistry registry;
   register_bench_drivers(registry);
   TestPty pty;
-  auto board = Config::load_string("console: {driver: pty, path: " + pty.slave_path() + ", write_timeout: 1s}",
-                                   "board.yaml");
+  auto board = Config::load_string(
+      "console: {driver: pty, path: " + pty.slave_path() + ", write_timeout: 1s}", "board.yaml");
   BoardParts parts;
   BindContext ctx;
   ctx.board_name = "pty-factory-test";
@@ -300,8 +304,10 @@ TEST(PtyProfileTest, RegistryBuildsAConsoleFromItsSection) {
   for (int i = 0; i < 20 && got.size() < 3; ++i) got += parts.console->read(100ms);
   EXPECT_EQ(got, "ok\n");
 
-  EXPECT_THROW(parse_pty_console(Config::load_string("console: {driver: pty}", "b.yaml").at("console")), InputError);
-  EXPECT_THROW(parse_pty_console(Config::load_string("console: {driver: pty, path: /x, speed: 9}", "b.yaml").at("console")),
+  EXPECT_THROW(parse_pty_console(Config::load_string("console: {driver: pty}", "b.yaml").at("console")),
+               InputError);
+  EXPECT_THROW(parse_pty_console(
+                   Config::load_string("console: {driver: pty, path: /x, speed: 9}", "b.yaml").at("console")),
                InputError);
 }
 

@@ -1,12 +1,13 @@
 // Power by external commands: real processes through posix_spawn, the exit
 // status, the deadline that kills the whole process group, order of requests.
+#include "otarig/drivers/bench/external_power.hpp"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
 #include <sstream>
 
-#include "otarig/drivers/bench/external_power.hpp"
 #include "otarig/drivers/bench/register.hpp"
 #include "otarig/drivers/errors.hpp"
 #include "pty.hpp"
@@ -82,7 +83,8 @@ TEST_F(CommandPowerTest, FailureNamesCommandStatusAndOutput) {
     FAIL() << "expected BenchError";
   } catch (const BenchError& e) {
     std::string what = e.what();
-    EXPECT_NE(what.find("power: power off: command 'echo 'outlet 4: relay jammed' >&2; exit 3'"), std::string::npos)
+    EXPECT_NE(what.find("power: power off: command 'echo 'outlet 4: relay jammed' >&2; exit 3'"),
+              std::string::npos)
         << what;
     EXPECT_NE(what.find("exit status 3"), std::string::npos) << what;
     EXPECT_NE(what.find("relay jammed"), std::string::npos) << what;
@@ -214,7 +216,8 @@ TEST(CommandProfileTest, RegistryBuildsAWorkingDriver) {
   BindContext ctx;
   ctx.board_name = "command-factory-test";
   (*registry.power("command"))(
-      section("power: {driver: command, on: 'touch " + (dir / "on").string() + "', off: 'true'}"), ctx, parts);
+      section("power: {driver: command, on: 'touch " + (dir / "on").string() + "', off: 'true'}"), ctx,
+      parts);
   ASSERT_NE(parts.power, nullptr);
   parts.power->on();
   EXPECT_TRUE(std::filesystem::exists(dir / "on"));

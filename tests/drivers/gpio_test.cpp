@@ -1,11 +1,12 @@
 // GPIO power, reset and boot-mode lines: sequencing and timing against the
 // in-memory FakeGpio, errors through the real libgpiod, and (label `hw`) a
 // real chip named by OTARIG_GPIOCHIP.
+#include "otarig/drivers/bench/gpio.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
-#include "otarig/drivers/bench/gpio.hpp"
 #include "otarig/drivers/bench/register.hpp"
 #include "otarig/drivers/errors.hpp"
 
@@ -205,13 +206,16 @@ TEST(LibgpiodTest, MissingNamedLineIsBenchErrorNamingTheLine) {
   }
 }
 
-TEST(LibgpiodTest, VersionIsReported) { EXPECT_EQ(libgpiod_version().rfind("1.", 0), 0u) << libgpiod_version(); }
+TEST(LibgpiodTest, VersionIsReported) {
+  EXPECT_EQ(libgpiod_version().rfind("1.", 0), 0u) << libgpiod_version();
+}
 
 // Label `hw`: drives a real chip. OTARIG_GPIOCHIP names the chip,
 // OTARIG_GPIO_LINE the offset of a free line (default 0).
 TEST(GpioHardwareTest, DrivesARealLine) {
   const char* chip = std::getenv("OTARIG_GPIOCHIP");
-  if (chip == nullptr || *chip == '\0') GTEST_SKIP() << "no GPIO chip: set OTARIG_GPIOCHIP (and OTARIG_GPIO_LINE)";
+  if (chip == nullptr || *chip == '\0')
+    GTEST_SKIP() << "no GPIO chip: set OTARIG_GPIOCHIP (and OTARIG_GPIO_LINE)";
   const char* line = std::getenv("OTARIG_GPIO_LINE");
   auto offset = static_cast<unsigned>(line != nullptr ? std::atoi(line) : 0);
   for (bool active_low : {false, true}) {
@@ -293,7 +297,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadSection{"OffsetWithoutChip", "power: {driver: gpio, offset: 1}", "'offset' needs 'chip'"},
         BadSection{"BadInitial", "power: {driver: gpio, line: X, initial: maybe}", "expected on or off"},
         BadSection{"NegativeOffTime", "power: {driver: gpio, line: X, off_time: -1s}", "expected a duration"},
-        BadSection{"ZeroPulse", "power: {driver: gpio, line: X, reset: {line: R, pulse: 0ms}}", "longer than 0"},
+        BadSection{"ZeroPulse", "power: {driver: gpio, line: X, reset: {line: R, pulse: 0ms}}",
+                   "longer than 0"},
         BadSection{"UnknownResetKey", "power: {driver: gpio, line: X, reset: {line: R, hold: 1ms}}",
                    "unknown key 'hold'"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });

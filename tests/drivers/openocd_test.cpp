@@ -2,15 +2,15 @@
 // start-up and the command paths, and the remote_bitbang JTAG TAP simulator
 // (tests/support/jtag_tap_sim.cpp) for the scan chain, IR/DR scans and
 // restarting OpenOCD after it was killed.
-#include <gtest/gtest.h>
-#include <signal.h>
+#include "otarig/drivers/bench/openocd.hpp"
 
 #include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
 
 #include <fstream>
 
 #include "jtag_tap_sim.hpp"
-#include "otarig/drivers/bench/openocd.hpp"
 #include "otarig/drivers/bench/register.hpp"
 #include "otarig/drivers/errors.hpp"
 #include "pty.hpp"
@@ -227,7 +227,8 @@ TEST_F(OpenOcdJtagTest, ScansWriteAndReadTheDataRegister) {
   probe.command("irscan sim.cpu 0x8");
   EXPECT_TRUE(wait_until([&] { return sim.instruction() == 0x8u; })) << sim.instruction();
   EXPECT_EQ(probe.command("drscan sim.cpu 32 0xdeadbeef"), "0badf00d") << "the reset value comes out";
-  EXPECT_TRUE(wait_until([&] { return sim.data_register() == 0xdeadbeefu; })) << std::hex << sim.data_register();
+  EXPECT_TRUE(wait_until([&] { return sim.data_register() == 0xdeadbeefu; }))
+      << std::hex << sim.data_register();
   EXPECT_EQ(probe.command("drscan sim.cpu 32 0x12345678"), "deadbeef");
   EXPECT_EQ(probe.command("drscan sim.cpu 32 0x12345678"), "12345678");
   probe.command("irscan sim.cpu 0xe");
@@ -292,7 +293,8 @@ TEST(OpenOcdParseTest, ReadMemoryReplies) {
 
 TEST(OpenOcdParseTest, MdwOutput) {
   auto out = "0x08000000: 20001000 08000199 0800019f 080001a1 \n0x08000010: 00000000 \n";
-  EXPECT_EQ(parse_mdw(out, 5), (std::vector<std::uint32_t>{0x20001000, 0x08000199, 0x0800019f, 0x080001a1, 0}));
+  EXPECT_EQ(parse_mdw(out, 5),
+            (std::vector<std::uint32_t>{0x20001000, 0x08000199, 0x0800019f, 0x080001a1, 0}));
   EXPECT_EQ(parse_mdw("target halted\n0x0: 0000002a \n", 1), (std::vector<std::uint32_t>{42}));
   EXPECT_THROW(parse_mdw("0x0: 00000001 \n", 2), BenchError);
   EXPECT_THROW(parse_mdw("no dump here", 1), BenchError);
@@ -300,7 +302,8 @@ TEST(OpenOcdParseTest, MdwOutput) {
 
 TEST(OpenOcdParseTest, QuotingAndCaptureWrapping) {
   EXPECT_EQ(tcl_quote(R"(a "b" $c [d] \e {f})"), R"("a \"b\" \$c \[d\] \\e {f}")");
-  EXPECT_EQ(wrap_capture("version"), R"(format "%d %s" [catch {capture "version"} otarig_result] $otarig_result)");
+  EXPECT_EQ(wrap_capture("version"),
+            R"(format "%d %s" [catch {capture "version"} otarig_result] $otarig_result)");
 }
 
 Config section(const std::string& yaml) { return Config::load_string(yaml, "nucleo.yaml").at("probe"); }

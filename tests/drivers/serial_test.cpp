@@ -2,6 +2,8 @@
 // LD_PRELOAD=libotarig_serialport_pty_shim.so (tests/support/serialport_pty_shim.c),
 // which lets the real libserialport open a pty; everything else here —
 // open, configuration, read, write, DTR/RTS, break — is libserialport's own.
+#include "otarig/drivers/bench/serial.hpp"
+
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <sys/ioctl.h>
@@ -10,7 +12,6 @@
 #include <future>
 
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/bench/serial.hpp"
 #include "otarig/drivers/errors.hpp"
 #include "pty.hpp"
 
@@ -155,7 +156,8 @@ TEST_F(SerialTest, MissingPortIsBenchErrorNamingIt) {
     FAIL() << "expected BenchError";
   } catch (const BenchError& e) {
     std::string what = e.what();
-    EXPECT_NE(what.find("console (serial /dev/serial/by-id/otarig-no-such-adapter): open"), std::string::npos) << what;
+    EXPECT_NE(what.find("console (serial /dev/serial/by-id/otarig-no-such-adapter): open"), std::string::npos)
+        << what;
   }
 }
 
@@ -168,7 +170,8 @@ TEST_F(SerialTest, NoMatchingUsbAdapterIsBenchErrorNamingIt) {
     FAIL() << "expected BenchError";
   } catch (const BenchError& e) {
     std::string what = e.what();
-    EXPECT_NE(what.find("no USB serial port 0483:374b serial OTARIG-NOT-CONNECTED"), std::string::npos) << what;
+    EXPECT_NE(what.find("no USB serial port 0483:374b serial OTARIG-NOT-CONNECTED"), std::string::npos)
+        << what;
   }
 }
 
@@ -263,8 +266,8 @@ TEST_F(SerialTest, RegistryBuildsAConsoleFromItsSection) {
   BoardParts parts;
   BindContext ctx;
   ctx.board_name = "serial-factory-test";
-  (*registry.console("serial"))(section("console: {driver: serial, path: " + pty.slave_path() + ", baud: 9600}"),
-                                ctx, parts);
+  (*registry.console("serial"))(
+      section("console: {driver: serial, path: " + pty.slave_path() + ", baud: 9600}"), ctx, parts);
   ASSERT_NE(parts.console, nullptr);
   EXPECT_EQ(parts.component_versions.at("libserialport"), "0.1.1");
   parts.console->write("hi");

@@ -24,7 +24,8 @@ JtagTapSim::JtagTapSim(Options options) : options_(options) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 4) != 0) {
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listen_fd_, 4) != 0) {
     int err = errno;
     ::close(listen_fd_);
     throw std::system_error(err, std::generic_category(), "bind/listen 127.0.0.1:0");
@@ -57,22 +58,38 @@ std::uint32_t JtagTapSim::instruction() const {
 
 JtagTapSim::State JtagTapSim::next(State s, bool tms) {
   switch (s) {
-    case State::reset: return tms ? State::reset : State::idle;
-    case State::idle: return tms ? State::select_dr : State::idle;
-    case State::select_dr: return tms ? State::select_ir : State::capture_dr;
-    case State::capture_dr: return tms ? State::exit1_dr : State::shift_dr;
-    case State::shift_dr: return tms ? State::exit1_dr : State::shift_dr;
-    case State::exit1_dr: return tms ? State::update_dr : State::pause_dr;
-    case State::pause_dr: return tms ? State::exit2_dr : State::pause_dr;
-    case State::exit2_dr: return tms ? State::update_dr : State::shift_dr;
-    case State::update_dr: return tms ? State::select_dr : State::idle;
-    case State::select_ir: return tms ? State::reset : State::capture_ir;
-    case State::capture_ir: return tms ? State::exit1_ir : State::shift_ir;
-    case State::shift_ir: return tms ? State::exit1_ir : State::shift_ir;
-    case State::exit1_ir: return tms ? State::update_ir : State::pause_ir;
-    case State::pause_ir: return tms ? State::exit2_ir : State::pause_ir;
-    case State::exit2_ir: return tms ? State::update_ir : State::shift_ir;
-    case State::update_ir: return tms ? State::select_dr : State::idle;
+    case State::reset:
+      return tms ? State::reset : State::idle;
+    case State::idle:
+      return tms ? State::select_dr : State::idle;
+    case State::select_dr:
+      return tms ? State::select_ir : State::capture_dr;
+    case State::capture_dr:
+      return tms ? State::exit1_dr : State::shift_dr;
+    case State::shift_dr:
+      return tms ? State::exit1_dr : State::shift_dr;
+    case State::exit1_dr:
+      return tms ? State::update_dr : State::pause_dr;
+    case State::pause_dr:
+      return tms ? State::exit2_dr : State::pause_dr;
+    case State::exit2_dr:
+      return tms ? State::update_dr : State::shift_dr;
+    case State::update_dr:
+      return tms ? State::select_dr : State::idle;
+    case State::select_ir:
+      return tms ? State::reset : State::capture_ir;
+    case State::capture_ir:
+      return tms ? State::exit1_ir : State::shift_ir;
+    case State::shift_ir:
+      return tms ? State::exit1_ir : State::shift_ir;
+    case State::exit1_ir:
+      return tms ? State::update_ir : State::pause_ir;
+    case State::pause_ir:
+      return tms ? State::exit2_ir : State::pause_ir;
+    case State::exit2_ir:
+      return tms ? State::update_ir : State::shift_ir;
+    case State::update_ir:
+      return tms ? State::select_dr : State::idle;
   }
   return State::reset;
 }
@@ -83,9 +100,15 @@ void JtagTapSim::enter(State s) {
   if (s == State::reset && state_ != State::reset) ++resets_;
   state_ = s;
   switch (s) {
-    case State::reset: ir_ = options_.idcode_instruction; break;
-    case State::capture_ir: ir_shift_ = 0x1; break;  // IEEE 1149.1: the two low bits capture 01
-    case State::update_ir: ir_ = ir_shift_; break;
+    case State::reset:
+      ir_ = options_.idcode_instruction;
+      break;
+    case State::capture_ir:
+      ir_shift_ = 0x1;
+      break;  // IEEE 1149.1: the two low bits capture 01
+    case State::update_ir:
+      ir_ = ir_shift_;
+      break;
     case State::capture_dr:
       if (ir_ == options_.idcode_instruction) {
         dr_shift_ = options_.idcode;
@@ -101,7 +124,8 @@ void JtagTapSim::enter(State s) {
     case State::update_dr:
       if (ir_ == options_.data_instruction) data_ = static_cast<std::uint32_t>(dr_shift_);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 

@@ -48,8 +48,22 @@ class JtagTapSim {
 
  private:
   enum class State {
-    reset, idle, select_dr, capture_dr, shift_dr, exit1_dr, pause_dr, exit2_dr, update_dr,
-    select_ir, capture_ir, shift_ir, exit1_ir, pause_ir, exit2_ir, update_ir
+    reset,
+    idle,
+    select_dr,
+    capture_dr,
+    shift_dr,
+    exit1_dr,
+    pause_dr,
+    exit2_dr,
+    update_dr,
+    select_ir,
+    capture_ir,
+    shift_ir,
+    exit1_ir,
+    pause_ir,
+    exit2_ir,
+    update_ir
   };
   static State next(State s, bool tms);
   void clock(bool tms, bool tdi);

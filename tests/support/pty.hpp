@@ -61,7 +61,8 @@ class TestPty {
     std::string out;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (out.size() < want) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       pollfd p{master_, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
@@ -89,7 +90,8 @@ class TempDir {
  public:
   TempDir() {
     auto pattern = (std::filesystem::temp_directory_path() / "otarig-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::system_error(errno, std::generic_category(), "mkdtemp");
     path_ = pattern;
   }
   ~TempDir() {

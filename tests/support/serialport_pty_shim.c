@@ -133,10 +133,14 @@ SHIM_EXPORT int ioctl(int fd, unsigned long request, ...) {
         errno = ENOMEM;
         return -1;
       }
-      if (request == TIOCMGET) *bits = s->bits;
-      else if (request == TIOCMSET) s->bits = *bits;
-      else if (request == TIOCMBIS) s->bits |= *bits;
-      else s->bits &= ~*bits;
+      if (request == TIOCMGET)
+        *bits = s->bits;
+      else if (request == TIOCMSET)
+        s->bits = *bits;
+      else if (request == TIOCMBIS)
+        s->bits |= *bits;
+      else
+        s->bits &= ~*bits;
       pthread_mutex_unlock(&g_lock);
       return 0;
     }

@@ -65,8 +65,8 @@ class Transcript {
 
 /// A match of a console trigger.
 struct TriggerMatch {
-  std::string line;   ///< the line (as far as it had arrived) that matched
-  std::string text;   ///< the matched text
+  std::string line;                           ///< the line (as far as it had arrived) that matched
+  std::string text;                           ///< the matched text
   std::vector<std::string> captures;          ///< numbered groups, [0] = group 1
   std::map<std::string, std::string> groups;  ///< named groups
   Clock::duration at{0};                      ///< arrival of the bytes that completed the match
@@ -140,8 +140,8 @@ struct ConsoleReaderOptions {
 class ConsoleReader final : public ConsoleProtocol {
  public:
   /// `clock` stamps the transcript (a steady clock when null; it must outlive the reader).
-  ConsoleReader(std::shared_ptr<BenchIo> io, std::unique_ptr<ConsoleSource> source, ConsoleReaderOptions options = {},
-                const Clock* clock = nullptr);
+  ConsoleReader(std::shared_ptr<BenchIo> io, std::unique_ptr<ConsoleSource> source,
+                ConsoleReaderOptions options = {}, const Clock* clock = nullptr);
   ~ConsoleReader() override;
   ConsoleReader(const ConsoleReader&) = delete;
   ConsoleReader& operator=(const ConsoleReader&) = delete;

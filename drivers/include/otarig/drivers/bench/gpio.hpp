@@ -46,8 +46,8 @@ class GpioLineAdapter {
 
 /// Requests `spec` as an output driven to `initial_active`; `consumer` is the
 /// label shown by gpioinfo. Throws std::system_error (ENOENT: no such chip or line).
-using GpioLineOpener = std::function<std::unique_ptr<GpioLineAdapter>(const GpioLineSpec& spec, bool initial_active,
-                                                                      const std::string& consumer)>;
+using GpioLineOpener = std::function<std::unique_ptr<GpioLineAdapter>(
+    const GpioLineSpec& spec, bool initial_active, const std::string& consumer)>;
 
 /// The libgpiod implementation of this build.
 std::unique_ptr<GpioLineAdapter> open_libgpiod_line(const GpioLineSpec& spec, bool initial_active,

@@ -12,7 +12,6 @@
 //    (it would wait for itself).
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-
 #include <chrono>
 #include <deque>
 #include <exception>

@@ -5,7 +5,6 @@
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
-
 #include <chrono>
 #include <exception>
 #include <filesystem>
@@ -95,7 +94,8 @@ struct CommandResult {
 /// returns), then completes when it exits, or kills its process group when
 /// `timeout` passes (timed_out = true). A spawn failure completes with the
 /// std::system_error. Call on the io thread.
-void async_run_command(boost::asio::io_context& io, const CommandSpec& command, std::chrono::milliseconds timeout,
+void async_run_command(boost::asio::io_context& io, const CommandSpec& command,
+                       std::chrono::milliseconds timeout,
                        std::function<void(std::exception_ptr, CommandResult)> handler);
 
 /// Completes with the exit status once `child` exits, or with nullopt when

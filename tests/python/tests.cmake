@@ -1,0 +1,18 @@
+# pytest suites of the Python module, run by Debian's /usr/bin/python3 (the
+# interpreter the module is built for). Included from bindings/CMakeLists.txt,
+# where the _otarig target and Python3_EXECUTABLE are defined.
+set(_otarig_pytest ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider)
+set(_otarig_pyenv
+  "PYTHONPATH=${CMAKE_CURRENT_BINARY_DIR}"
+  "OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  "OTARIG_BUILD_DIR=${PROJECT_BINARY_DIR}"
+  "OTARIG_CMAKE=${CMAKE_COMMAND}"
+  "OTARIG_PYTHON_INSTALL_DIR=${OTARIG_PYTHON_INSTALL_DIR}"
+  "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1")
+
+foreach(suite module plugin examples install)
+  add_test(NAME python.${suite}
+    COMMAND ${_otarig_pytest} -p pytester ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.py
+    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(python.${suite} PROPERTIES ENVIRONMENT "${_otarig_pyenv}" LABELS "python" TIMEOUT 300)
+endforeach()
