@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--command", default="/bin/true")
+    ap.add_argument("--samples", help="append each latency (us) to this file")
     args = ap.parse_args()
 
     master, slave = pty.openpty()
@@ -87,6 +88,9 @@ def main():
     writer.join()
 
     lat = [(t1[i] - t0[i]) / 1000.0 for i in range(args.warmup, total)]
+    if args.samples:
+        with open(args.samples, "a") as f:
+            f.writelines(f"{v:.1f}\n" for v in lat)
     print(f"labgrid metric=trigger events={len(lat)} p50_us={percentile(lat, 50):.1f} "
           f"p99_us={percentile(lat, 99):.1f} max_us={max(lat):.1f}")
     return 0

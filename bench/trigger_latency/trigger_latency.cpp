@@ -41,6 +41,7 @@ struct Options {
   int events = 1000;
   std::string command = "/bin/true";
   int warmup = 20;
+  std::string samples;  // append each trigger latency (us) to this file
 };
 
 Options parse(int argc, char** argv) {
@@ -54,14 +55,16 @@ Options parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--events")
+    if (a == "--events") {
       o.events = std::atoi(value().c_str());
-    else if (a == "--command")
+    } else if (a == "--command") {
       o.command = value();
-    else if (a == "--warmup")
+    } else if (a == "--warmup") {
       o.warmup = std::atoi(value().c_str());
-    else {
-      std::fprintf(stderr, "usage: %s [--events N] [--command CMD] [--warmup N]\n", argv[0]);
+    } else if (a == "--samples") {
+      o.samples = value();
+    } else {
+      std::fprintf(stderr, "usage: %s [--events N] [--command CMD] [--warmup N] [--samples FILE]\n", argv[0]);
       std::exit(2);
     }
   }
@@ -163,6 +166,12 @@ int main(int argc, char** argv) {
     trigger.push_back(us(t1[k] - t0[k]));
     spawned.push_back(us(t2[k] - t0[k]));
     finished.push_back(us(t3[k] - t0[k]));
+  }
+  if (!options.samples.empty()) {
+    if (FILE* f = std::fopen(options.samples.c_str(), "a")) {
+      for (double v : trigger) std::fprintf(f, "%.1f\n", v);
+      std::fclose(f);
+    }
   }
   report("trigger", trigger);
   report("spawned", spawned);

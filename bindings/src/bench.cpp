@@ -501,7 +501,7 @@ struct HookSet {
         py::gil_scoped_acquire gil;
         auto ctx = std::make_shared<TrialContextPy>(c, false, profile, releases);
         try {
-          py::handle(raw)(ctx);
+          py::handle{raw}(ctx);
           ctx->end();
         } catch (py::error_already_set& e) {
           ctx->end();
@@ -520,7 +520,7 @@ struct HookSet {
         py::gil_scoped_acquire gil;
         auto ctx = std::make_shared<TrialContextPy>(c, true, profile, releases);
         try {
-          auto r = to_oracle_result(py::handle(raw)(ctx), label);
+          auto r = to_oracle_result(py::handle{raw}(ctx), label);
           ctx->end();
           return r;
         } catch (py::error_already_set& e) {
@@ -545,7 +545,7 @@ struct HookSet {
       py::gil_scoped_acquire gil;
       try {
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        if (raw) py::handle(raw)(p);
+        if (raw) py::handle{raw}(p);
       } catch (py::error_already_set& e) {
         throw st->capture(std::move(e), "progress callback");
       }
@@ -559,7 +559,7 @@ struct HookSet {
     return [raw, st](const std::string& line) {
       py::gil_scoped_acquire gil;
       try {
-        py::handle(raw)(line);
+        py::handle{raw}(line);
       } catch (py::error_already_set& e) {
         throw st->capture(std::move(e), "on_finding callback");
       }
@@ -900,30 +900,30 @@ void register_bench(py::module_& m) {
   py::class_<ConsoleMatch>(m, "ConsoleMatch", "What console.expect() matched.")
       .def_readonly("text", &ConsoleMatch::text, "The matched text.")
       .def_readonly("before", &ConsoleMatch::before, "Console output before the match (consumed with it).")
-      .def_property_readonly("groups", [](const ConsoleMatch& m) { return py::tuple(py::cast(m.groups)); },
+      .def_property_readonly("groups", [](const ConsoleMatch& cm) { return py::tuple(py::cast(cm.groups)); },
                              "The capture groups, None for a group that did not take part.")
       .def("group",
-           [](const ConsoleMatch& m, py::handle which) -> std::optional<std::string> {
+           [](const ConsoleMatch& cm, py::handle which) -> std::optional<std::string> {
              if (py::isinstance<py::int_>(which)) {
                auto i = which.cast<std::size_t>();
-               if (i == 0) return m.text;
-               if (i > m.groups.size()) throw py::index_error("no such group");
-               return m.groups[i - 1];
+               if (i == 0) return cm.text;
+               if (i > cm.groups.size()) throw py::index_error("no such group");
+               return cm.groups[i - 1];
              }
-             auto it = m.named.find(py::str(which).cast<std::string>());
-             if (it == m.named.end()) throw py::index_error("no such group");
+             auto it = cm.named.find(py::str(which).cast<std::string>());
+             if (it == cm.named.end()) throw py::index_error("no such group");
              return it->second;
            },
            py::arg("group") = 0, "A group by number (0: the whole match) or by name, like re.Match.group.")
-      .def("groupdict", [](const ConsoleMatch& m) { return m.named; }, "The named groups.")
+      .def("groupdict", [](const ConsoleMatch& cm) { return cm.named; }, "The named groups.")
       .def("__getitem__",
-           [](const ConsoleMatch& m, const std::string& name) -> std::optional<std::string> {
-             auto it = m.named.find(name);
-             if (it == m.named.end()) throw py::key_error(name);
+           [](const ConsoleMatch& cm, const std::string& name) -> std::optional<std::string> {
+             auto it = cm.named.find(name);
+             if (it == cm.named.end()) throw py::key_error(name);
              return it->second;
            })
-      .def("__repr__", [](const ConsoleMatch& m) {
-        return fmt::format("<ConsoleMatch {}>", py::repr(py::str(m.text)).cast<std::string>());
+      .def("__repr__", [](const ConsoleMatch& cm) {
+        return fmt::format("<ConsoleMatch {}>", py::repr(py::str(cm.text)).cast<std::string>());
       });
 
   py::class_<Console>(m, "Console",
@@ -1025,7 +1025,7 @@ void register_bench(py::module_& m) {
             d["length"] = o.cut_fell_at->length;
             d["phase"] = o.cut_fell_at->phase;
             d["torn"] = o.spec.torn;
-            return std::move(d);
+            return d;
           },
           "Where a counted power cut fell, or None.")
       .def_property_readonly("events", [](const TrialContextPy& c) { return to_py(c.get().outcome.events); },

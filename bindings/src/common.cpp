@@ -17,12 +17,12 @@ py::object to_py(const json& v) {
     case json::value_t::array: {
       py::list out;
       for (const auto& e : v) out.append(to_py(e));
-      return std::move(out);
+      return out;
     }
     case json::value_t::object: {
       py::dict out;
       for (const auto& [k, e] : v.items()) out[py::str(k)] = to_py(e);
-      return std::move(out);
+      return out;
     }
     case json::value_t::binary: {
       const auto& b = v.get_binary();

@@ -91,7 +91,7 @@ class FaultProxyPy {
         d["connection"] = p.connection;
         d["direction"] = net::to_string(p.direction);
         d["bytes"] = p.bytes;
-        py::handle(raw)(d);
+        py::handle{raw}(d);
       } catch (py::error_already_set& e) {
         e.discard_as_unraisable("otarig.FaultProxy.on_bytes callback");
       }

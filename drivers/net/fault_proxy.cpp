@@ -488,7 +488,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     f.finished = true;
     error_code ignored;
     sink_socket(f).shutdown(tcp::socket::shutdown_send, ignored);
-    if (other(f).finished) close_all(false);
+    if (other(f).finished) close_all(resetting_);
   }
 
   // ---- producing --------------------------------------------------------
@@ -695,6 +695,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
       case CutPlan::reset:
         event(f.dir, f.out, "reset", "reset after " + std::to_string(f.out) + " bytes");
         f.finished = true;
+        resetting_ = true;
         return reset_when_flushed(f);
     }
   }
@@ -769,6 +770,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   asio::steady_timer close_timer_;
   bool closed_ = false;
   bool draining_ = false;
+  bool resetting_ = false;  // a reset fault is flushing: any close from here on is a reset
 };
 
 // Accepted connection until both ends are established: the impostor's

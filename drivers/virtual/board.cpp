@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 #include "board_impl.hpp"
 #include "otarig/drivers/errors.hpp"
@@ -42,8 +43,8 @@ VirtualBoard::Impl::Impl(BoardConfig config, std::vector<crypto::PublicKey> keys
     : cfg(std::move(config)),
       trusted(std::move(keys)),
       clock(clk),
-      flash(cfg.flash),
-      log(flash),
+      flash(cfg.layout()),
+      log(flash, record_magic(cfg.mode)),
       counter(flash) {
   for (const auto& k : trusted) trusted_ids.push_back(crypto::key_id(k));
 }
@@ -52,7 +53,8 @@ VirtualBoard::Impl::Impl(BoardConfig config, std::vector<crypto::PublicKey> keys
 
 bool VirtualBoard::Impl::pristine() const {
   return cfg.fast_sweep && provisioned && flash.mutations() == provisioned_mutations &&
-         flash.ops_issued() == 0 && !flash.fired() && powered && ram.state == RunState::running;
+         flash.ops_issued() == 0 && !flash.fired() && !flash.cut().error && powered &&
+         ram.state == RunState::running;
 }
 
 const ProvisionedState* VirtualBoard::Impl::provisioned_state(std::uint64_t id) const {
@@ -215,7 +217,9 @@ void VirtualBoard::provision(std::span<const std::uint8_t> image) {
   } else {
     d.flash.erase_all_raw();
     d.flash.write_raw(g.slot_offset(0), image);
-    d.log.format_raw(BootRecord{1, 0, kNoSlot, false, true});
+    BootRecord initial{1, 0, kNoSlot, false, true};
+    if (d.cfg.mode == BootMode::direct_xip) initial.slot_state = {SlotState::confirmed, SlotState::empty};
+    d.log.format_raw(initial);
     d.counter.set_raw(parsed.header.security_counter);
     d.flash.reset_erase_counts();
     if (d.provisioned_cache.size() >= kMaxProvisioned) {
@@ -228,6 +232,30 @@ void VirtualBoard::provision(std::span<const std::uint8_t> image) {
     d.provisioned = d.provisioned_cache.back().id;
   }
   d.provisioned_mutations = d.flash.mutations();
+  d.last_slot = 0;
+}
+
+std::optional<std::string> VirtualBoard::flip_at_rest(const StorageFlip& f) {
+  auto& d = *impl_;
+  d.lose_power();
+  const auto& g = d.flash.geometry();
+  const int running = d.last_slot >= 0 ? d.last_slot : 0;
+  const int slot = f.running_slot ? running : 1 - running;
+  // Within the image the slot holds (the whole slot when its header does not parse).
+  std::uint64_t image_end = g.slot_size;
+  const auto h = image::decode_header(d.flash.read(g.slot_offset(slot), image::kHeaderSize).first<image::kHeaderSize>());
+  if (h.magic == image::kHeaderMagic)
+    image_end = std::min<std::uint64_t>(g.slot_size, std::uint64_t{image::kHeaderSize} + h.payload_size + image::kTrailerSize);
+  std::mt19937_64 rng(f.seed);
+  std::string flipped;
+  for (std::uint32_t i = 0; i < std::max<std::uint32_t>(1, f.bits); ++i) {
+    const std::uint64_t offset = rng() % image_end;
+    const auto bit = static_cast<unsigned>(rng() % 8);
+    d.flash.flip_bit_raw(g.slot_offset(slot) + offset, bit);
+    flipped += fmt::format("{}{}:{}", flipped.empty() ? "" : ", ", offset, bit);
+  }
+  return fmt::format("flipped {} bit{} (byte:bit {}) of the {}-byte image in slot {} ({})", std::max<std::uint32_t>(1, f.bits),
+                     f.bits > 1 ? "s" : "", flipped, image_end, slot_name(slot), f.running_slot ? "running" : "other");
 }
 
 void VirtualBoard::arm(const FlashCut& cut) { impl_->flash.arm(cut); }

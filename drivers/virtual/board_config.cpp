@@ -5,6 +5,7 @@
 #include <array>
 
 #include "otarig/drivers/virtual/board.hpp"
+#include "otarig/drivers/virtual/boot_state.hpp"
 
 namespace otarig::drivers::vboard {
 namespace {
@@ -13,37 +14,55 @@ struct ModeName {
   BootMode mode;
   const char* name;
   bool implemented;
+  std::uint32_t magic;
+  std::uint32_t swap_sectors;  ///< scratch / extra sector
 };
 constexpr std::array kModes{
-    ModeName{BootMode::ab, "ab", true},
-    ModeName{BootMode::swap_scratch, "swap-scratch", false},
-    ModeName{BootMode::swap_move, "swap-move", false},
-    ModeName{BootMode::overwrite_only, "overwrite-only", false},
-    ModeName{BootMode::direct_xip, "direct-xip", false},
+    ModeName{BootMode::ab, "ab", true, kBootRecordMagic, 0},
+    ModeName{BootMode::swap_scratch, "swap-scratch", true, kSwapScratchMagic, 1},
+    ModeName{BootMode::swap_move, "swap-move", true, kSwapMoveMagic, 1},
+    ModeName{BootMode::overwrite_only, "overwrite-only", true, kOverwriteMagic, 0},
+    ModeName{BootMode::direct_xip, "direct-xip", true, kDirectXipMagic, 0},
+};
+
+// Modes in which a flaw is modelled: every mode, or the one bootloader where it lives.
+enum ModeSet : unsigned {
+  kAllModes = 0x1F,
+  kAb = 1u << static_cast<unsigned>(BootMode::ab),
+  kSwapModes = (1u << static_cast<unsigned>(BootMode::swap_scratch)) | (1u << static_cast<unsigned>(BootMode::swap_move)),
+  kOverwrite = 1u << static_cast<unsigned>(BootMode::overwrite_only),
 };
 
 struct DefectName {
   Defect defect;
   const char* name;
   bool implemented;
+  unsigned modes;
 };
 constexpr std::array kDefects{
-    DefectName{Defect::inplace_overwrite, "inplace-overwrite", true},
-    DefectName{Defect::no_rollback_check, "no-rollback-check", true},
-    DefectName{Defect::no_signature_check, "no-signature-check", false},
-    DefectName{Defect::hash_only, "hash-only", false},
-    DefectName{Defect::verify_on_stage_only, "verify-on-stage-only", false},
-    DefectName{Defect::no_revert, "no-revert", false},
-    DefectName{Defect::confirm_before_selftest, "confirm-before-selftest", false},
-    DefectName{Defect::counter_raised_on_stage, "counter-raised-on-stage", false},
-    DefectName{Defect::counter_not_persisted, "counter-not-persisted", false},
-    DefectName{Defect::version_ignores_major, "version-ignores-major", false},
-    DefectName{Defect::copy_unverified, "copy-unverified", false},
-    DefectName{Defect::wrong_write_order, "wrong-write-order", false},
-    DefectName{Defect::stale_trailer, "stale-trailer", false},
-    DefectName{Defect::any_key, "any-key", false},
+    DefectName{Defect::inplace_overwrite, "inplace-overwrite", true, kAb},
+    DefectName{Defect::no_rollback_check, "no-rollback-check", true, kAllModes},
+    DefectName{Defect::no_signature_check, "no-signature-check", true, kAllModes},
+    DefectName{Defect::hash_only, "hash-only", true, kAllModes},
+    DefectName{Defect::verify_on_stage_only, "verify-on-stage-only", true, kAllModes},
+    DefectName{Defect::no_revert, "no-revert", true, kAb},
+    DefectName{Defect::confirm_before_selftest, "confirm-before-selftest", true, kAllModes},
+    DefectName{Defect::counter_raised_on_stage, "counter-raised-on-stage", true, kAllModes},
+    DefectName{Defect::counter_not_persisted, "counter-not-persisted", true, kAllModes},
+    DefectName{Defect::version_ignores_major, "version-ignores-major", true, kAllModes},
+    DefectName{Defect::copy_unverified, "copy-unverified", true, kOverwrite},
+    DefectName{Defect::wrong_write_order, "wrong-write-order", true, kAb},
+    DefectName{Defect::stale_trailer, "stale-trailer", true, kSwapModes},
+    DefectName{Defect::any_key, "any-key", true, kAllModes},
 };
 static_assert(kDefects.size() == kDefectCount);
+
+std::string mode_names(unsigned modes) {
+  std::string out;
+  for (const auto& m : kModes)
+    if (modes & (1u << static_cast<unsigned>(m.mode))) out += (out.empty() ? "" : ", ") + std::string(m.name);
+  return out;
+}
 
 template <class Table>
 std::string names(const Table& table, bool implemented_only) {
@@ -69,6 +88,31 @@ bool is_implemented(BootMode mode) {
   return false;
 }
 
+std::optional<BootMode> mode_from_string(std::string_view name) {
+  for (const auto& m : kModes)
+    if (name == m.name) return m.mode;
+  return std::nullopt;
+}
+
+std::uint32_t record_magic(BootMode mode) {
+  for (const auto& m : kModes)
+    if (m.mode == mode) return m.magic;
+  return kBootRecordMagic;
+}
+
+bool applies_to(Defect defect, BootMode mode) {
+  for (const auto& d : kDefects)
+    if (d.defect == defect) return (d.modes & (1u << static_cast<unsigned>(mode))) != 0;
+  return false;
+}
+
+FlashGeometry BoardConfig::layout() const {
+  FlashGeometry g = flash;
+  for (const auto& m : kModes)
+    if (m.mode == mode) g.swap_sectors = m.swap_sectors;
+  return g;
+}
+
 const char* to_string(Defect defect) {
   for (const auto& d : kDefects)
     if (d.defect == defect) return d.name;
@@ -89,14 +133,18 @@ bool is_implemented(Defect defect) {
 
 std::string BoardConfig::problem() const {
   if (!is_implemented(mode)) return fmt::format("boot mode '{}' is not implemented", to_string(mode));
-  if (auto p = flash.problem(); !p.empty()) return "flash: " + p;
+  if (auto p = layout().problem(); !p.empty()) return "flash: " + p;
   if (chunk_size == 0 || chunk_size % flash.program_align != 0)
     return fmt::format("chunk_size {} must be a nonzero multiple of program_align {}", chunk_size,
                        flash.program_align);
   if (max_boots == 0) return "max_boots must be at least 1";
-  for (std::size_t i = 0; i < kDefectCount; ++i)
-    if (defects.test(i) && !is_implemented(static_cast<Defect>(i)))
-      return fmt::format("defect '{}' is not implemented", to_string(static_cast<Defect>(i)));
+  for (const auto& d : kDefects) {
+    if (!has(d.defect)) continue;
+    if (!d.implemented) return fmt::format("defect '{}' is not implemented", d.name);
+    if (!applies_to(d.defect, mode))
+      return fmt::format("defect '{}' is modelled in mode {} only, not in mode {}", d.name, mode_names(d.modes),
+                         to_string(mode));
+  }
   return {};
 }
 
@@ -149,6 +197,9 @@ BoardConfig BoardConfig::from_config(const Config& device) {
         if (!is_implemented(*d))
           item.fail(fmt::format("defect '{}' is not implemented by the virtual board yet (implemented: {})",
                                 name, names(kDefects, true)));
+        if (!applies_to(*d, cfg.mode))
+          item.fail(fmt::format("defect '{}' is modelled in mode {} only, not in mode {}", name,
+                                mode_names(kDefects[static_cast<std::size_t>(*d)].modes), to_string(cfg.mode)));
         cfg.with(*d);
       }
     }

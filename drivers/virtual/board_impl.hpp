@@ -45,6 +45,8 @@ struct Ram {
   /// Boots since the last healthy application in this power-on.
   unsigned boots = 0;
   std::string input;
+  /// counter-not-persisted: the counter the application raised, kept in RAM only.
+  std::uint32_t counter_raised = 0;
 };
 
 /// One op of a recorded uncut delivery, with what the outside had seen when it began.
@@ -86,6 +88,8 @@ struct VirtualBoard::Impl {
 
   bool powered = false;
   Ram ram;
+  int last_slot = -1;            ///< the slot an application last ran from (outlives power loss)
+  Bytes sector_buffer;           ///< one sector being copied between slots
   std::string out;               ///< printed, not yet read
   Clock::duration elapsed{};     ///< modelled time so far
   std::uint64_t link_bytes = 0;  ///< bytes the agent has taken of the current delivery
@@ -105,14 +109,18 @@ struct VirtualBoard::Impl {
   /// Power gone: RAM lost, the device stops.
   void lose_power();
   /// Runs bootloader and application from reset until an application stays up
-  /// or the device gives up. Flash ops may throw PowerLoss.
+  /// or the device gives up. Flash ops may throw PowerLoss; a FlashError
+  /// reboots (the bootloaders resume from their records).
   void boot_chain();
   std::optional<BootSelection> bootloader();
-  std::optional<BootSelection> boot_ab();
   /// Returns true when the application requests a reboot.
   bool application(const BootSelection& selection);
   void confirm();
   DeliveryResult agent(std::span<const std::uint8_t> image);
+  /// The slot the agent downloads into.
+  int update_target() const;
+  /// Writes the record that stages `target` for the next boot.
+  void stage(int target);
   void command(std::string_view line);
   std::string status_line();
 
@@ -122,6 +130,29 @@ struct VirtualBoard::Impl {
   /// Why installing/booting an image with header `h` would roll the device back
   /// (or cannot be represented), or empty. `floor`: the version it must not go below.
   std::string rollback_failure(const image::Header& h, const std::optional<image::Version>& floor) const;
+  /// The bootloader's check of an image it is about to boot or install.
+  std::string boot_failure(const SlotVerdict& v, const std::optional<image::Version>& floor) const;
+  /// The anti-rollback counter as the firmware sees it.
+  std::uint32_t counter_value() const;
+  /// Raises the counter (a counted op); `by_application`: the application, not the bootloader.
+  void raise_counter(std::uint32_t n, bool by_application);
+  BootRecord read_state();
+  /// Sectors of a slot the image in it covers (the whole slot when its header does not parse).
+  std::uint64_t image_sectors(int slot) const;
+
+  // ---- bootloaders (bootloaders.cpp)
+  std::optional<BootSelection> boot_ab();
+  std::optional<BootSelection> boot_swap();
+  std::optional<BootSelection> boot_overwrite();
+  std::optional<BootSelection> boot_xip();
+  /// Swap modes: appends the record that starts a swap of `kind`.
+  BootRecord start_swap(BootRecord st, SwapKind kind);
+  /// Swap modes: runs the swap `st` describes from its recorded progress, then finishes it.
+  BootRecord run_swap(BootRecord st);
+  /// overwrite-only: copies slot B over slot A (from the start), then finishes.
+  BootRecord run_copy(BootRecord st);
+  /// Erases `dst` and programs it with the sector at `src` (two counted ops).
+  void copy_sector(std::uint64_t dst, std::uint64_t src, std::string_view phase);
 
   // ---- deliveries (board.cpp)
   DeliveryResult deliver_slow(std::span<const std::uint8_t> image);

@@ -9,7 +9,8 @@ namespace otarig::drivers::vboard {
 namespace {
 
 // Record layout: magic u32, seq u32, primary u8, pending u8, trial u8,
-// confirmed u8, 16 reserved bytes (0), crc32 u32 over bytes 0..27.
+// confirmed u8, swap u8, flags u8, slot_state[2] u8, done u32, sectors u32,
+// 4 reserved bytes (0), crc32 u32 over bytes 0..27.
 constexpr std::size_t kCrcOffset = 28;
 
 constexpr std::array<std::uint32_t, 256> make_crc_table() {
@@ -36,34 +37,6 @@ bool all_erased(std::span<const std::uint8_t> bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b == 0xFF; });
 }
 
-struct LogScan {
-  std::optional<BootRecord> newest;
-  std::uint32_t newest_sector = 0;
-  /// Per sector: index of the first record position after the last non-erased one.
-  std::vector<std::uint64_t> next_free;
-};
-
-LogScan scan(const NorFlash& flash) {
-  const auto& g = flash.geometry();
-  const std::uint64_t per_sector = g.sector_size / kBootRecordSize;
-  LogScan s;
-  s.next_free.assign(g.metadata_sectors, 0);
-  for (std::uint32_t sector = 0; sector < g.metadata_sectors; ++sector) {
-    const auto base = g.metadata_offset() + sector * g.sector_size;
-    for (std::uint64_t i = 0; i < per_sector; ++i) {
-      auto bytes = flash.read(base + i * kBootRecordSize, kBootRecordSize);
-      if (all_erased(bytes)) continue;
-      s.next_free[sector] = i + 1;
-      auto rec = decode(bytes.first<kBootRecordSize>());
-      if (rec && (!s.newest || rec->seq > s.newest->seq)) {
-        s.newest = rec;
-        s.newest_sector = sector;
-      }
-    }
-  }
-  return s;
-}
-
 }  // namespace
 
 std::uint32_t crc32(std::span<const std::uint8_t> data) {
@@ -72,37 +45,97 @@ std::uint32_t crc32(std::span<const std::uint8_t> data) {
   return c ^ 0xFFFFFFFFu;
 }
 
-std::array<std::uint8_t, kBootRecordSize> encode(const BootRecord& r) {
+const char* to_string(SwapKind kind) {
+  switch (kind) {
+    case SwapKind::none: return "none";
+    case SwapKind::test: return "test";
+    case SwapKind::revert: return "revert";
+    case SwapKind::permanent: return "permanent";
+    case SwapKind::install: return "install";
+    case SwapKind::restore: return "restore";
+  }
+  return "?";
+}
+
+const char* to_string(SlotState state) {
+  switch (state) {
+    case SlotState::empty: return "empty";
+    case SlotState::pending: return "pending";
+    case SlotState::trial: return "trial";
+    case SlotState::confirmed: return "confirmed";
+    case SlotState::rejected: return "rejected";
+  }
+  return "?";
+}
+
+std::array<std::uint8_t, kBootRecordSize> encode(const BootRecord& r, std::uint32_t magic) {
   std::array<std::uint8_t, kBootRecordSize> out{};
-  put32(out.data(), kBootRecordMagic);
+  put32(out.data(), magic);
   put32(out.data() + 4, r.seq);
   out[8] = r.primary;
   out[9] = r.pending;
   out[10] = r.trial_active ? 1 : 0;
   out[11] = r.confirmed ? 1 : 0;
+  out[12] = static_cast<std::uint8_t>(r.swap);
+  out[13] = r.flags;
+  out[14] = static_cast<std::uint8_t>(r.slot_state[0]);
+  out[15] = static_cast<std::uint8_t>(r.slot_state[1]);
+  put32(out.data() + 16, r.done);
+  put32(out.data() + 20, r.sectors);
   put32(out.data() + kCrcOffset, crc32(std::span<const std::uint8_t>(out.data(), kCrcOffset)));
   return out;
 }
 
-std::optional<BootRecord> decode(std::span<const std::uint8_t, kBootRecordSize> b) {
-  if (get32(b.data()) != kBootRecordMagic) return std::nullopt;
+std::optional<BootRecord> decode(std::span<const std::uint8_t, kBootRecordSize> b, std::uint32_t magic) {
+  if (get32(b.data()) != magic) return std::nullopt;
   if (get32(b.data() + kCrcOffset) != crc32(b.first(kCrcOffset))) return std::nullopt;
-  if (b[10] > 1 || b[11] > 1) return std::nullopt;
+  if (b[10] > 1 || b[11] > 1 || b[12] > static_cast<std::uint8_t>(SwapKind::restore) ||
+      b[14] > static_cast<std::uint8_t>(SlotState::rejected) || b[15] > static_cast<std::uint8_t>(SlotState::rejected))
+    return std::nullopt;
   BootRecord r;
   r.seq = get32(b.data() + 4);
   r.primary = b[8];
   r.pending = b[9];
   r.trial_active = b[10] == 1;
   r.confirmed = b[11] == 1;
+  r.swap = static_cast<SwapKind>(b[12]);
+  r.flags = b[13];
+  r.slot_state = {static_cast<SlotState>(b[14]), static_cast<SlotState>(b[15])};
+  r.done = get32(b.data() + 16);
+  r.sectors = get32(b.data() + 20);
   return r;
 }
 
-std::optional<BootRecord> BootStateLog::read() const { return scan(flash_).newest; }
+const BootStateLog::Scan& BootStateLog::scan() const {
+  if (cache_generation_ != 0 && cache_generation_ == flash_.metadata_generation()) return cache_;
+  const auto& g = flash_.geometry();
+  const std::uint64_t per_sector = g.sector_size / kBootRecordSize;
+  Scan s;
+  s.next_free.assign(g.metadata_sectors, 0);
+  for (std::uint32_t sector = 0; sector < g.metadata_sectors; ++sector) {
+    const auto base = g.metadata_offset() + sector * g.sector_size;
+    for (std::uint64_t i = 0; i < per_sector; ++i) {
+      auto bytes = flash_.read(base + i * kBootRecordSize, kBootRecordSize);
+      if (all_erased(bytes)) continue;
+      s.next_free[sector] = i + 1;
+      auto rec = decode(bytes.first<kBootRecordSize>(), magic_);
+      if (rec && (!s.newest || rec->seq > s.newest->seq)) {
+        s.newest = rec;
+        s.newest_sector = sector;
+      }
+    }
+  }
+  cache_ = std::move(s);
+  cache_generation_ = flash_.metadata_generation();
+  return cache_;
+}
+
+std::optional<BootRecord> BootStateLog::read() const { return scan().newest; }
 
 BootRecord BootStateLog::append(BootRecord record, std::string_view phase) {
   const auto& g = flash_.geometry();
   const std::uint64_t per_sector = g.sector_size / kBootRecordSize;
-  auto s = scan(flash_);
+  Scan s = scan();
   record.seq = s.newest ? s.newest->seq + 1 : 1;
   std::uint32_t sector = s.newest_sector;
   std::uint64_t index = s.next_free[sector];
@@ -113,8 +146,14 @@ BootRecord BootStateLog::append(BootRecord record, std::string_view phase) {
     flash_.erase(g.metadata_offset() + sector * g.sector_size, phase);
     index = 0;
   }
-  auto bytes = encode(record);
+  auto bytes = encode(record, magic_);
   flash_.program(g.metadata_offset() + sector * g.sector_size + index * kBootRecordSize, bytes, phase);
+  // Both ops applied in full: the scan after them is known without reading.
+  s.newest = record;
+  s.newest_sector = sector;
+  s.next_free[sector] = index + 1;
+  cache_ = std::move(s);
+  cache_generation_ = flash_.metadata_generation();
   return record;
 }
 
@@ -123,7 +162,7 @@ void BootStateLog::format_raw(BootRecord record) {
   Bytes erased(g.metadata_sectors * g.sector_size, 0xFF);
   flash_.write_raw(g.metadata_offset(), erased);
   record.seq = 1;
-  auto bytes = encode(record);
+  auto bytes = encode(record, magic_);
   flash_.write_raw(g.metadata_offset(), bytes);
 }
 

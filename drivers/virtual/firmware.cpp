@@ -1,8 +1,10 @@
-// The virtual board's firmware: bootloader, OTA agent, application, console.
-// Every defect is a flag tested at the one place its flaw lives.
+// The virtual board's firmware: verification, the boot chain, OTA agent,
+// application, console. The bootloaders of the five modes are in
+// bootloaders.cpp. Every defect is a flag tested at the one place its flaw lives.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "board_impl.hpp"
 #include "otarig/drivers/errors.hpp"
@@ -12,9 +14,14 @@ namespace {
 
 constexpr std::string_view kBanner = "otarig-vboard bootloader 1.0 mode=";
 
-std::string slot_text(std::uint8_t slot) {
-  if (slot == kNoSlot) return "none";
-  return std::string(1, slot_name(slot));
+bool all_zero(std::span<const std::uint8_t> bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b == 0; });
+}
+
+// version-ignores-major: the comparison the flawed firmware makes.
+bool older_than(const image::Version& a, const image::Version& b, bool ignore_major) {
+  if (!ignore_major) return a < b;
+  return std::tie(a.minor, a.patch, a.build) < std::tie(b.minor, b.patch, b.build);
 }
 
 }  // namespace
@@ -80,8 +87,14 @@ SlotVerdict VirtualBoard::Impl::verdict(int slot) {
 
 std::string VirtualBoard::Impl::authenticity_failure(const SlotVerdict& v) const {
   if (!v.structure_ok) return v.structure_error;
+  if (cfg.has(Defect::no_signature_check)) return {};
   if (!v.hash_ok) return "hash mismatch: header+payload do not match the trailer's SHA-256";
-  if (!v.key_known) return fmt::format("untrusted key {}", crypto::hex(v.trailer.key_id));
+  if (cfg.has(Defect::hash_only)) return {};
+  if (!v.key_known) {
+    // any-key: an unknown key is taken at its word; only a missing signature is refused.
+    if (cfg.has(Defect::any_key) && !all_zero(v.trailer.signature)) return {};
+    return fmt::format("untrusted key {}", crypto::hex(v.trailer.key_id));
+  }
   if (!v.signature_ok) return fmt::format("bad signature by key {}", crypto::hex(v.trailer.key_id));
   return {};
 }
@@ -92,31 +105,85 @@ std::string VirtualBoard::Impl::rollback_failure(const image::Header& h,
     return fmt::format("security counter {} exceeds the device's counter capacity {}", h.security_counter,
                        counter.capacity());
   if (cfg.has(Defect::no_rollback_check)) return {};
-  if (h.security_counter < counter.value())
+  if (h.security_counter < counter_value())
     return fmt::format("rollback: security counter {} is below the device's counter {}", h.security_counter,
-                       counter.value());
-  if (floor && h.version < *floor)
+                       counter_value());
+  if (floor && older_than(h.version, *floor, cfg.has(Defect::version_ignores_major)))
     return fmt::format("downgrade: version {} is older than {}", h.version.str(), floor->str());
   return {};
 }
 
-// ---------------------------------------------------------------------------- bootloader
+std::string VirtualBoard::Impl::boot_failure(const SlotVerdict& v, const std::optional<image::Version>& floor) const {
+  // verify-on-stage-only: the agent verified the image when it staged it; the
+  // bootloader only parses what it boots.
+  std::string reason = cfg.has(Defect::verify_on_stage_only) ? (v.structure_ok ? "" : v.structure_error)
+                                                              : authenticity_failure(v);
+  if (reason.empty()) reason = rollback_failure(v.header, floor);
+  return reason;
+}
+
+std::uint32_t VirtualBoard::Impl::counter_value() const { return std::max(counter.value(), ram.counter_raised); }
+
+void VirtualBoard::Impl::raise_counter(std::uint32_t n, bool by_application) {
+  if (n <= counter_value() || n > counter.capacity()) return;
+  if (cfg.has(Defect::counter_not_persisted)) {
+    // The raise never reaches the counter area: the application keeps it in
+    // RAM, the bootloader's RAM is gone when it hands over.
+    if (by_application) ram.counter_raised = n;
+    print(fmt::format("anti-rollback counter raised to {}", n));
+    return;
+  }
+  counter.raise_to(n, "counter");
+  print(fmt::format("anti-rollback counter raised to {}", counter.value()));
+}
+
+BootRecord VirtualBoard::Impl::read_state() {
+  auto stored = log.read();
+  BootRecord st;
+  if (cfg.mode == BootMode::direct_xip && !stored) st.slot_state = {SlotState::confirmed, SlotState::confirmed};
+  if (stored) st = *stored;
+  if (st.primary >= FlashGeometry::kSlots) st.primary = 0;
+  return st;
+}
+
+std::uint64_t VirtualBoard::Impl::image_sectors(int slot) const {
+  const auto& g = flash.geometry();
+  const auto head = flash.read(g.slot_offset(slot), image::kHeaderSize);
+  if (std::all_of(head.begin(), head.end(), [](std::uint8_t b) { return b == 0xFF; })) return 0;  // erased
+  const auto h = image::decode_header(head.first<image::kHeaderSize>());
+  if (h.magic != image::kHeaderMagic) return g.slot_sectors();
+  const std::uint64_t size = std::uint64_t{image::kHeaderSize} + h.payload_size + image::kTrailerSize;
+  return std::min<std::uint64_t>(g.slot_sectors(), (size + g.sector_size - 1) / g.sector_size);
+}
+
+// ---------------------------------------------------------------------------- boot chain
 
 void VirtualBoard::Impl::boot_chain() {
   while (true) {
     ++ram.boots;
     print(std::string(kBanner) + to_string(cfg.mode));
     advance(cfg.boot_time);
-    auto selection = bootloader();
-    if (!selection) {
-      print("BOOT FAILED: no bootable image");
-      ram.state = RunState::bricked;
-      return;
+    std::optional<BootSelection> selection;
+    bool reboot = false;
+    try {
+      selection = bootloader();
+      if (!selection) {
+        print("BOOT FAILED: no bootable image");
+        ram.state = RunState::bricked;
+        return;
+      }
+      reboot = application(*selection);
+    } catch (const FlashError& e) {
+      // The flash reported a failed write: reset and let the bootloader resume
+      // from its records, as after a power cut.
+      print(std::string(e.what()) + "; resetting");
+      reboot = true;
     }
-    if (!application(*selection)) return;
+    if (!reboot) return;
     if (ram.boots >= cfg.max_boots) {
       print(fmt::format("reboot limit: {} boots without a healthy application, staying up", ram.boots));
-      print(status_line());
+      if (ram.state == RunState::running) print(status_line());
+      else ram.state = RunState::bricked;
       return;
     }
     print("reboot (watchdog)");
@@ -128,84 +195,26 @@ void VirtualBoard::Impl::boot_chain() {
 
 std::optional<BootSelection> VirtualBoard::Impl::bootloader() {
   switch (cfg.mode) {
-    case BootMode::ab:
-      return boot_ab();
+    case BootMode::ab: return boot_ab();
     case BootMode::swap_scratch:
-    case BootMode::swap_move:
-    case BootMode::overwrite_only:
-    case BootMode::direct_xip:
-      break;
+    case BootMode::swap_move: return boot_swap();
+    case BootMode::overwrite_only: return boot_overwrite();
+    case BootMode::direct_xip: return boot_xip();
   }
   throw std::logic_error(fmt::format("virtual board: boot mode {} is not implemented", to_string(cfg.mode)));
-}
-
-std::optional<BootSelection> VirtualBoard::Impl::boot_ab() {
-  auto stored = log.read();
-  BootRecord st = stored.value_or(BootRecord{});
-  if (stored)
-    print(fmt::format("boot state: seq={} primary={} pending={} trial={}", st.seq, slot_text(st.primary),
-                      slot_text(st.pending), st.trial_active ? "yes" : "no"));
-  else
-    print("boot state: none (primary=A)");
-  if (st.primary >= FlashGeometry::kSlots) st.primary = 0;
-  const bool has_pending = st.pending < FlashGeometry::kSlots && st.pending != st.primary;
-
-  if (has_pending && st.trial_active) {
-    // The trial image rebooted without confirming itself.
-    print(fmt::format("trial of slot {} not confirmed: revert to slot {}", slot_name(st.pending),
-                      slot_name(st.primary)));
-    log.append(BootRecord{0, st.primary, kNoSlot, false, st.confirmed}, "revert");
-  } else if (has_pending) {
-    const auto v = verdict(st.pending);
-    std::string reason = authenticity_failure(v);
-    if (reason.empty()) {
-      const auto primary = verdict(st.primary);
-      std::optional<image::Version> floor;
-      if (authenticity_failure(primary).empty()) floor = primary.header.version;
-      reason = rollback_failure(v.header, floor);
-    }
-    if (reason.empty()) {
-      print(fmt::format("verify slot {}: ok (version {}, counter {})", slot_name(st.pending),
-                        v.header.version.str(), v.header.security_counter));
-      log.append(BootRecord{0, st.primary, st.pending, true, st.confirmed}, "trial-boot");
-      print(fmt::format("trial boot slot {}", slot_name(st.pending)));
-      return BootSelection{st.pending, true};
-    }
-    print(fmt::format("verify slot {}: refused: {}", slot_name(st.pending), reason));
-    log.append(BootRecord{0, st.primary, kNoSlot, false, st.confirmed}, "reject");
-  }
-
-  // The primary, else whichever other slot verifies.
-  for (int attempt = 0; attempt < FlashGeometry::kSlots; ++attempt) {
-    const int slot = attempt == 0 ? st.primary : 1 - st.primary;
-    const auto v = verdict(slot);
-    std::string reason = authenticity_failure(v);
-    if (reason.empty()) reason = rollback_failure(v.header, std::nullopt);
-    if (!reason.empty()) {
-      print(fmt::format("verify slot {}: refused: {}", slot_name(slot), reason));
-      continue;
-    }
-    print(fmt::format("verify slot {}: ok (version {}, counter {})", slot_name(slot), v.header.version.str(),
-                      v.header.security_counter));
-    if (attempt == 0) {
-      // Heals a cut between confirm and the counter raise.
-      if (st.confirmed && v.header.security_counter > counter.value()) {
-        counter.raise_to(v.header.security_counter, "counter");
-        print(fmt::format("anti-rollback counter raised to {}", counter.value()));
-      }
-      print(fmt::format("boot slot {}", slot_name(slot)));
-    } else {
-      print(fmt::format("fall back to slot {}", slot_name(slot)));
-    }
-    return BootSelection{slot, false};
-  }
-  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------- application
 
 bool VirtualBoard::Impl::application(const BootSelection& selection) {
   const auto v = verdict(selection.slot);
+  last_slot = selection.slot;
+  if (!v.structure_ok) {
+    // Only a bootloader that does not verify gets here: nothing runnable.
+    print(fmt::format("app: slot {} holds no runnable image: halted", slot_name(selection.slot)));
+    ram.state = RunState::bricked;
+    return false;
+  }
   ram.state = RunState::running;
   ram.slot = selection.slot;
   ram.trial = selection.trial;
@@ -214,6 +223,8 @@ bool VirtualBoard::Impl::application(const BootSelection& selection) {
   ram.signed_size = v.signed_size;
   print(fmt::format("app {} slot {}: running{}", v.header.version.str(), slot_name(selection.slot),
                     selection.trial ? " (trial)" : ""));
+  // confirm-before-selftest: the trial is made permanent before it proved itself.
+  if (ram.trial && cfg.has(Defect::confirm_before_selftest)) confirm();
   const bool passed = (v.header.flags & image::kFlagSelfTestFails) == 0;
   if (!passed) {
     print("self-test failed");
@@ -231,16 +242,61 @@ bool VirtualBoard::Impl::application(const BootSelection& selection) {
 }
 
 void VirtualBoard::Impl::confirm() {
-  log.append(BootRecord{0, static_cast<std::uint8_t>(ram.slot), kNoSlot, false, true}, "confirm");
+  auto st = read_state();
+  switch (cfg.mode) {
+    case BootMode::ab:
+      st = BootRecord{0, static_cast<std::uint8_t>(ram.slot), kNoSlot, false, true};
+      break;
+    case BootMode::swap_scratch:
+    case BootMode::swap_move:
+    case BootMode::overwrite_only:
+      st.trial_active = false;
+      st.confirmed = true;
+      break;
+    case BootMode::direct_xip:
+      st.slot_state[static_cast<std::size_t>(ram.slot)] = SlotState::confirmed;
+      st.primary = static_cast<std::uint8_t>(ram.slot);
+      st.confirmed = true;
+      break;
+  }
+  log.append(st, "confirm");
   ram.trial = false;
   print(fmt::format("confirmed slot {}", slot_name(ram.slot)));
-  if (ram.header.security_counter > counter.value()) {
-    counter.raise_to(ram.header.security_counter, "counter");
-    print(fmt::format("anti-rollback counter raised to {}", counter.value()));
-  }
+  raise_counter(ram.header.security_counter, true);
 }
 
 // ---------------------------------------------------------------------------- agent
+
+int VirtualBoard::Impl::update_target() const {
+  switch (cfg.mode) {
+    case BootMode::ab: return cfg.has(Defect::inplace_overwrite) ? ram.slot : 1 - ram.slot;
+    case BootMode::direct_xip: return 1 - ram.slot;
+    case BootMode::swap_scratch:
+    case BootMode::swap_move:
+    case BootMode::overwrite_only: return 1;  // the secondary; the primary always runs
+  }
+  return 1 - ram.slot;
+}
+
+void VirtualBoard::Impl::stage(int target) {
+  const auto t = static_cast<std::uint8_t>(target);
+  auto st = read_state();
+  switch (cfg.mode) {
+    case BootMode::ab:
+      if (cfg.has(Defect::inplace_overwrite)) return;  // single slot: nothing to stage
+      st = BootRecord{0, static_cast<std::uint8_t>(ram.slot), t, false, true};
+      break;
+    case BootMode::swap_scratch:
+    case BootMode::swap_move:
+    case BootMode::overwrite_only:
+      st.pending = t;
+      break;
+    case BootMode::direct_xip:
+      st.slot_state[t] = SlotState::pending;
+      break;
+  }
+  log.append(st, "stage");
+}
 
 DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
   const auto& g = flash.geometry();
@@ -250,26 +306,46 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
     return DeliveryResult{DeliveryStatus::refused, std::move(reason), link_bytes};
   };
   if (ram.trial) return refuse(fmt::format("slot {} runs as an unconfirmed trial", slot_name(ram.slot)));
-  const int target = cfg.has(Defect::inplace_overwrite) ? ram.slot : 1 - ram.slot;
+  const int target = update_target();
   if (image.size() > g.slot_size)
     return refuse(fmt::format("image of {} bytes exceeds the slot size {}", image.size(), g.slot_size));
 
   print(fmt::format("ota: receiving {} bytes into slot {}", image.size(), slot_name(target)));
   const auto base = g.slot_offset(target);
-  std::vector<bool> erased(g.slot_size / g.sector_size, false);
-  Bytes chunk;
-  for (std::uint64_t off = 0; off < image.size(); off += cfg.chunk_size) {
-    const std::uint64_t len = std::min<std::uint64_t>(cfg.chunk_size, image.size() - off);
-    link_bytes = off + len;
-    for (auto s = off / g.sector_size; s <= (off + len - 1) / g.sector_size; ++s) {
-      if (erased[s]) continue;
-      flash.erase(base + s * g.sector_size, "download");
-      erased[s] = true;
+  try {
+    if (cfg.has(Defect::wrong_write_order) && image.size() >= image::kHeaderSize) {
+      // The commit goes first: the new slot becomes the confirmed primary and
+      // the counter rises before a byte of the image is written.
+      const auto h = image::decode_header(image.first<image::kHeaderSize>());
+      log.append(BootRecord{0, static_cast<std::uint8_t>(target), kNoSlot, false, true}, "stage");
+      if (h.magic == image::kHeaderMagic && h.security_counter <= counter.capacity())
+        raise_counter(h.security_counter, true);
     }
-    const std::uint64_t padded = (len + g.program_align - 1) / g.program_align * g.program_align;
-    chunk.assign(padded, 0xFF);
-    std::copy_n(image.begin() + static_cast<std::ptrdiff_t>(off), len, chunk.begin());
-    flash.program(base + off, chunk, "download");
+    if (cfg.mode == BootMode::direct_xip) {
+      // The slot's old state must not outlive its old image.
+      auto st = read_state();
+      if (st.slot_state[static_cast<std::size_t>(target)] != SlotState::empty) {
+        st.slot_state[static_cast<std::size_t>(target)] = SlotState::empty;
+        log.append(st, "invalidate");
+      }
+    }
+    std::vector<bool> erased(g.slot_sectors(), false);
+    Bytes chunk;
+    for (std::uint64_t off = 0; off < image.size(); off += cfg.chunk_size) {
+      const std::uint64_t len = std::min<std::uint64_t>(cfg.chunk_size, image.size() - off);
+      link_bytes = off + len;
+      for (auto s = off / g.sector_size; s <= (off + len - 1) / g.sector_size; ++s) {
+        if (erased[s]) continue;
+        flash.erase(base + s * g.sector_size, "download");
+        erased[s] = true;
+      }
+      const std::uint64_t padded = (len + g.program_align - 1) / g.program_align * g.program_align;
+      chunk.assign(padded, 0xFF);
+      std::copy_n(image.begin() + static_cast<std::ptrdiff_t>(off), len, chunk.begin());
+      flash.program(base + off, chunk, "download");
+    }
+  } catch (const FlashError& e) {
+    return refuse(e.what());
   }
 
   const auto v = verdict(target);
@@ -287,10 +363,13 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
   print(fmt::format("ota: verify slot {}: ok (version {}, counter {})", slot_name(target),
                     v.header.version.str(), v.header.security_counter));
 
-  if (!cfg.has(Defect::inplace_overwrite))
-    log.append(
-        BootRecord{0, static_cast<std::uint8_t>(ram.slot), static_cast<std::uint8_t>(target), false, true},
-        "stage");
+  try {
+    if (!cfg.has(Defect::wrong_write_order)) stage(target);
+    // counter-raised-on-stage: the counter rises before the new image ever ran.
+    if (cfg.has(Defect::counter_raised_on_stage)) raise_counter(v.header.security_counter, true);
+  } catch (const FlashError& e) {
+    return refuse(e.what());
+  }
   print(fmt::format("ota: staged slot {}, rebooting", slot_name(target)));
   const std::string detail = fmt::format("staged {} in slot {}", v.header.version.str(), slot_name(target));
   ram = Ram{};
@@ -323,7 +402,7 @@ std::string VirtualBoard::Impl::status_line() {
     stats.sha256_bytes += bytes.size();
   }
   return fmt::format("STATUS slot={} version={} digest={} counter={} state={} health={} key={}",
-                     slot_name(ram.slot), ram.header.version.str(), crypto::hex(digest), counter.value(),
+                     slot_name(ram.slot), ram.header.version.str(), crypto::hex(digest), counter_value(),
                      ram.trial ? "trial" : "confirmed", ram.healthy ? "ok" : "failed", crypto::hex(ram.key));
 }
 

@@ -42,6 +42,8 @@ void bump_generations(const FlashGeometry& g, FlashState& s, std::uint64_t addre
     if (address < last && address + length > first)
       s.generation[static_cast<std::size_t>(slot)] = next_generation();
   }
+  if (address < g.counter_offset() && address + length > g.metadata_offset())
+    s.metadata_generation = next_generation();
 }
 
 }  // namespace
@@ -73,6 +75,7 @@ std::string FlashGeometry::problem() const {
     return fmt::format("slot_size {} must be a nonzero multiple of sector_size {}", slot_size, sector_size);
   if (metadata_sectors < 2) return fmt::format("metadata_sectors {} must be at least 2", metadata_sectors);
   if (counter_sectors < 1) return fmt::format("counter_sectors {} must be at least 1", counter_sectors);
+  if (swap_sectors > 64) return fmt::format("swap_sectors {} must be at most 64", swap_sectors);
   if (total_size() > (std::uint64_t{1} << 32))
     return fmt::format("flash of {} bytes exceeds 4 GiB", total_size());
   return {};
@@ -110,6 +113,10 @@ void NorFlash::check_op(const FlashGeometry& g, const FlashState& s, const Flash
     throw std::logic_error(fmt::format("flash: program at {:#010x}: {} data bytes for length {}", op.address,
                                        data.size(), op.length));
   const std::uint8_t* cur = s.bytes.data() + op.address;
+  // One branch-free pass (vectorized); the byte is looked for only on failure.
+  std::uint8_t sets = 0;
+  for (std::size_t i = 0; i < data.size(); ++i) sets = static_cast<std::uint8_t>(sets | (~cur[i] & data[i]));
+  if (sets == 0) return;
   for (std::size_t i = 0; i < data.size(); ++i) {
     if (static_cast<std::uint8_t>(~cur[i] & data[i]) != 0)
       throw std::logic_error(fmt::format(
@@ -163,6 +170,8 @@ void NorFlash::counted(FlashOp op, std::span<const std::uint8_t> data) {
       ++completed_;
       ++mutations_;
     }
+    if (cut_.error)
+      throw FlashError(op, fmt::format("flash error: {} failed{}", describe(op), cut_.torn ? " (partly written)" : ""));
     throw PowerLoss{std::move(op), cut_.torn};
   }
   if (observer_) observer_(op, data);
@@ -203,12 +212,13 @@ void NorFlash::restore(const FlashState& state) {
     throw std::logic_error("flash: restoring a state of another geometry");
   state_.bytes.assign(state.bytes.begin(), state.bytes.end());
   state_.generation = state.generation;
+  state_.metadata_generation = state.metadata_generation;
   state_.erase_counts.assign(state.erase_counts.begin(), state.erase_counts.end());
   ++mutations_;
 }
 
 void NorFlash::replay_cut(const FlashState& before, const FlashOp& op, std::span<const std::uint8_t> data) {
-  if (fired_ || cut_.before_op == 0 || cut_.before_op != op.index)
+  if (fired_ || cut_.error || cut_.before_op == 0 || cut_.before_op != op.index)
     throw std::logic_error(
         fmt::format("flash: replaying a cut at op {} that is not the armed one", op.index));
   restore(before);
@@ -231,10 +241,18 @@ void NorFlash::write_raw(std::uint64_t address, std::span<const std::uint8_t> da
   ++mutations_;
 }
 
+void NorFlash::flip_bit_raw(std::uint64_t address, unsigned bit) {
+  if (address >= state_.bytes.size() || bit > 7)
+    throw std::logic_error(fmt::format("flash: raw bit flip at {:#010x} bit {} leaves the flash", address, bit));
+  const std::uint8_t b = static_cast<std::uint8_t>(state_.bytes[address] ^ (1u << bit));
+  write_raw(address, std::span<const std::uint8_t>(&b, 1));
+}
+
 void NorFlash::erase_all_raw() {
   state_.bytes.assign(geometry_.total_size(), 0xFF);
   state_.erase_counts.assign(geometry_.sector_count(), 0);
   for (auto& g : state_.generation) g = next_generation();
+  state_.metadata_generation = next_generation();
   ++mutations_;
 }
 

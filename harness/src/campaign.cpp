@@ -132,6 +132,8 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   if (options.shards == 0 || options.shard >= options.shards)
     throw InputError(fmt::format("--shard {}/{}: the shard index must be below the shard count", options.shard,
                                  options.shards));
+  // An unreadable signing key is bad input: say so before any trial runs.
+  if (options.bundle.signing_key) (void)crypto::Ed25519Key::load_pem(*options.bundle.signing_key);
   const auto profile = load_profile(resolve_board(options.board));
   const auto scenario = load_scenario(options.scenario);
   const ReleaseSet releases(profile);
@@ -384,7 +386,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   run["findings"] = findings;
   result.run = run;
 
-  reports::write_bundle(options.out, run);
+  reports::write_bundle(options.out, run, options.bundle);
   return result;
 }
 

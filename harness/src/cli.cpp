@@ -15,6 +15,8 @@
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/harness/releases.hpp"
+#include "otarig/reports/merge.hpp"
+#include "otarig/reports/verify.hpp"
 
 namespace otarig::harness {
 namespace {
@@ -171,6 +173,10 @@ int cli_main(int argc, char** argv) {
   run_cmd->add_option("--jobs", run.jobs, "benches in parallel (in-process boards only; default 2)");
   run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
   run_cmd->add_flag("-q,--quiet", quiet, "print findings only");
+  std::string signing_key, bundle_url;
+  run_cmd->add_option("--signing-key", signing_key,
+                      "Ed25519 PEM key that signs the attestation (default: a one-off test key)");
+  run_cmd->add_option("--url", bundle_url, "link to the CI job or lab record, kept in the attestation");
 
   std::string list_what;
   auto* list_cmd = app.add_subcommand("list", "list boards, scenarios or faults");
@@ -214,9 +220,19 @@ int cli_main(int argc, char** argv) {
 
   auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
   report_cmd->require_subcommand(1);
-  std::string v_dir;
-  auto* verify = report_cmd->add_subcommand("verify", "check an evidence folder");
+  std::string v_dir, v_key;
+  auto* verify = report_cmd->add_subcommand("verify", "check an evidence bundle: manifest, journal chain, signature");
   verify->add_option("dir", v_dir, "evidence folder")->required();
+  verify->add_option("--key", v_key, "the public key (PEM) the attestation must be signed with");
+  std::vector<std::string> m_dirs;
+  std::string m_out, m_key, m_trusted;
+  bool m_allow_missing = false;
+  auto* merge = report_cmd->add_subcommand("merge", "join the shard bundles of one campaign into one bundle");
+  merge->add_option("dirs", m_dirs, "shard evidence folders")->required();
+  merge->add_option("--out", m_out, "merged evidence folder")->required();
+  merge->add_option("--signing-key", m_key, "Ed25519 PEM key that signs the merged attestation");
+  merge->add_option("--key", m_trusted, "public key (PEM) every shard's attestation must verify with");
+  merge->add_flag("--allow-missing-shards", m_allow_missing, "merge even when some shards are absent");
 
   try {
     app.parse(argc, argv);
@@ -229,6 +245,8 @@ int cli_main(int argc, char** argv) {
     if (*run_cmd) {
       if (!shard.empty()) std::tie(run.shard, run.shards) = parse_shard(shard);
       if (trials) run.trials = trials;
+      if (!signing_key.empty()) run.bundle.signing_key = signing_key;
+      run.bundle.url = bundle_url;
       if (!trial.empty()) {
         try {
           std::size_t used = 0;
@@ -304,16 +322,24 @@ int cli_main(int argc, char** argv) {
       return 0;
     }
     if (*verify) {
-      auto journal = std::filesystem::path(v_dir) / "journal.jsonl";
-      if (!std::filesystem::exists(std::filesystem::path(v_dir) / "run.json"))
-        throw InputError(fmt::format("{}: no run.json (not an evidence folder)", v_dir));
-      auto c = verify_journal(journal);
-      if (!c.ok) {
-        std::cout << fmt::format("FAILED: {}:{}: {}\n", journal.string(), c.bad_line, c.reason);
-        return 1;
-      }
-      std::cout << fmt::format("ok: {} (journal chain intact)\n", v_dir);
-      return 0;
+      std::optional<std::filesystem::path> key;
+      if (!v_key.empty()) key = v_key;
+      auto r = reports::verify_bundle(v_dir, key);
+      std::cout << reports::format_verify(r, v_dir);
+      return r.exit_code();
+    }
+    if (*merge) {
+      reports::MergeOptions mo;
+      if (!m_key.empty()) mo.bundle.signing_key = m_key;
+      if (!m_trusted.empty()) mo.trusted_key = m_trusted;
+      mo.allow_missing_shards = m_allow_missing;
+      std::vector<std::filesystem::path> dirs(m_dirs.begin(), m_dirs.end());
+      auto merged = reports::merge_bundles(dirs, m_out, mo);
+      const auto& sum = merged["summary"];
+      std::cout << fmt::format("merged {} shards into {}: {} trials, {} passed, {} failed, {} findings\n",
+                               dirs.size(), m_out, sum.value("trials", 0), sum.value("passed", 0),
+                               sum.value("failed", 0), sum.value("findings", 0));
+      return sum.value("findings", 0) ? 1 : 0;
     }
   } catch (const InputError& e) {
     std::cerr << "otarig: " << e.what() << "\n";

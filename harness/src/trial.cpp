@@ -176,7 +176,7 @@ class Runner {
     auto r = deliver_image(*image_, "deliver");
     out_.delivery_status = drivers::to_string(r.status);
     out_.delivery_detail = r.detail;
-    if (auto* ff = bench_.parts().flash_faults.get()) {
+    if (auto* ff = bench_.parts().flash_faults.get(); ff && s_.fault.kind == "power-cut") {
       out_.cut_fell_at = ff->fired();
       if (out_.cut_fell_at) {
         const auto& op = *out_.cut_fell_at;

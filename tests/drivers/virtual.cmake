@@ -15,3 +15,11 @@ otarig_test(otarig_virtual_board_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/virtual_board_test.cpp
   LIBS otarig_drivers_virtual
   LABELS virtual)
+otarig_test(otarig_boot_modes_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/boot_modes_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)
+otarig_test(otarig_defects_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/defects_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)

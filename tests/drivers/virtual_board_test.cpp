@@ -9,6 +9,7 @@
 #include <numeric>
 #include <optional>
 #include <regex>
+#include <set>
 #include <string>
 
 #include "otarig/drivers/errors.hpp"
@@ -173,13 +174,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadDevice{"unknown_defect",
                   "device:\n  kind: virtual\n  defects:\n    - inplace-overwrite\n    - bogus\n",
                   "board.yaml:5: device.defects[1]: unknown defect 'bogus'"},
-        BadDevice{"unimplemented_defect", "device:\n  kind: virtual\n  defects: [hash-only]\n",
-                  "board.yaml:3: device.defects[0]: defect 'hash-only' is not implemented"},
+        BadDevice{"defect_of_another_mode", "device:\n  kind: virtual\n  defects: [stale-trailer]\n",
+                  "board.yaml:3: device.defects[0]: defect 'stale-trailer' is modelled in mode swap-scratch, "
+                  "swap-move only, not in mode ab"},
         BadDevice{"unknown_mode", "device:\n  kind: virtual\n  mode: nope\n",
                   "board.yaml:3: device.mode: unknown boot mode 'nope'"},
-        BadDevice{"unimplemented_mode", "device:\n  kind: virtual\n  mode: swap-scratch\n",
-                  "board.yaml:3: device.mode: boot mode 'swap-scratch' is not implemented by the virtual "
-                  "board yet"},
+
         BadDevice{"slot_size", "device:\n  kind: virtual\n  flash:\n    slot_size: 1000\n",
                   "board.yaml:4: device.flash: slot_size 1000 must be a nonzero multiple"},
         BadDevice{"metadata_sectors", "device:\n  flash:\n    metadata_sectors: 1\n",
@@ -195,13 +195,28 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 TEST(VirtualDrivers, ShippedProfilesLoad) {
-  for (const char* file : {"boards/virtual-ab.yaml", "boards/flawed/virtual-inplace.yaml",
-                           "boards/flawed/virtual-norollback.yaml"}) {
-    const std::filesystem::path path = std::filesystem::path(OTARIG_SOURCE_DIR) / file;
-    if (!std::filesystem::exists(path)) continue;
-    auto cfg = BoardConfig::from_config(Config::load_file(path).at("device"));
-    EXPECT_EQ(cfg.flash.slot_size, 1u << 20) << file;
+  // Every virtual board profile shipped: the references of each mode (1 MiB
+  // slots, like the ones a benchmark sweeps) and the flawed catalog.
+  const auto boards = std::filesystem::path(OTARIG_SOURCE_DIR) / "boards";
+  std::set<BootMode> reference_modes;
+  std::size_t loaded = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(boards)) {
+    if (e.path().extension() != ".yaml") continue;
+    auto doc = Config::load_file(e.path());
+    auto device = doc.find("device");
+    if (!device || device->string_or("kind", "") != "virtual") continue;
+    auto cfg = BoardConfig::from_config(*device);
+    ++loaded;
+    if (e.path().parent_path() == boards) {
+      EXPECT_EQ(cfg.flash.slot_size, 1u << 20) << e.path();
+      EXPECT_TRUE(cfg.defects.none()) << e.path();
+      reference_modes.insert(cfg.mode);
+    } else {
+      EXPECT_TRUE(cfg.defects.any()) << e.path() << ": a flawed board carries a defect";
+    }
   }
+  if (loaded == 0) GTEST_SKIP() << "no board profiles under " << boards;
+  EXPECT_EQ(reference_modes.size(), 5u) << "one reference profile per boot mode";
 }
 
 // ---------------------------------------------------------------------------- protocols

@@ -177,16 +177,37 @@ def test_sigkill_then_resume_records_every_trial_once(tmp_path):
     assert verdict_table(out) == verdict_table(ref)
 
 
-def test_shards_partition_the_campaign(tmp_path):
+def test_shards_partition_the_campaign_and_merge_back(tmp_path):
     whole = tmp_path / "whole"
-    otarig("run", "--board", REF, "--scenario", "tampered-image", "--seed", 2, "--out", whole, check=0)
-    ids = []
+    args = ["--board", INPLACE, "--scenario", "nightly", "--seed", 2, "--trials", 60]
+    otarig("run", *args, "--out", whole, check=1)
+    ids, shards = [], []
     for i in range(3):
         o = tmp_path / f"s{i}"
-        otarig("run", "--board", REF, "--scenario", "tampered-image", "--seed", 2, "--shard", f"{i}/3", "--out", o,
-               check=0)
+        shards.append(o)
+        otarig("run", *args, "--shard", f"{i}/3", "--out", o)
         ids += [t["id"] for t in load_run(o)["trials"]]
     assert sorted(ids) == [t["id"] for t in load_run(whole)["trials"]]
+    merged = tmp_path / "merged"
+    p = otarig("report", "merge", *shards, "--out", merged, check=1)
+    assert "merged 3 shards" in p.stdout
+    otarig("report", "verify", merged, check=0)
+    assert verdict_table(merged) == verdict_table(whole)
+    assert load_run(merged)["summary"] == load_run(whole)["summary"]
+
+
+def test_verify_names_a_changed_file(nightly_ref, tmp_path):
+    import shutil
+    out, _ = nightly_ref
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    victim = copy / "trials" / "00007" / "console.log"
+    data = bytearray(victim.read_bytes())
+    data[10] ^= 0x01
+    victim.write_bytes(bytes(data))
+    p = otarig("report", "verify", copy, check=1)
+    assert "trials/00007/console.log" in p.stdout
+    otarig("report", "verify", tmp_path / "nothing-here", check=2)
 
 
 BAD_PROFILE = """name: broken

@@ -79,6 +79,16 @@ struct FlashCut {
   std::uint64_t before_op = 0;  ///< cut before this op (1-based); 0 = count only, never cut
   bool torn = false;            ///< the op itself is partly applied, then power goes
   std::uint64_t torn_seed = 0;  ///< which bits/bytes of a torn op land
+  /// Op `before_op` fails with an error the flash reports instead of losing
+  /// power (with `torn`, part of it landed first); the device stays powered.
+  bool error = false;
+};
+
+/// A storage fault at rest: bits of a stored image flipped while the device is off.
+struct StorageFlip {
+  bool running_slot = true;  ///< the slot the device last ran from, else the other one
+  std::uint32_t bits = 1;    ///< how many bits to flip
+  std::uint64_t seed = 0;    ///< which bits
 };
 
 /// Counted flash faults: virtual boards, whose every erase/program is counted.
@@ -94,6 +104,9 @@ class FlashFaultProtocol {
   virtual std::optional<FlashOp> fired() const = 0;
   /// Erase count per sector since the last provision (wear evidence).
   virtual std::vector<std::uint32_t> erase_counts() const = 0;
+  /// Flips stored bits while the device is off; returns what was flipped, or
+  /// nullopt when the board cannot (the default).
+  virtual std::optional<std::string> flip_at_rest(const StorageFlip&) { return std::nullopt; }
 };
 
 /// A debug probe (OpenOCD): raw commands and memory reads.

@@ -10,6 +10,7 @@
 
 #include "otarig/drivers/registry.hpp"
 #include "otarig/harness/trial.hpp"
+#include "otarig/reports/bundle.hpp"
 
 namespace otarig::harness {
 
@@ -36,6 +37,8 @@ struct CampaignOptions {
   std::function<void(const Progress&)> on_progress;
   std::function<void(const std::string&)> on_finding;  ///< receives each finding's one-line replay command
   TrialHooks hooks;
+  /// How the evidence bundle is signed (--signing-key); a test key otherwise.
+  reports::BundleOptions bundle;
 };
 
 struct CampaignResult {

@@ -23,35 +23,42 @@
 
 namespace otarig::drivers::vboard {
 
-/// How the bootloader chooses and installs images. Only `ab` is implemented;
-/// the others are named so a profile asking for them gets a clear error.
+/// How the bootloader chooses and installs images (the MCUboot families;
+/// docs/virtual-board.md): A/B with trial boot, swap using a scratch sector,
+/// swap by moving sectors up by one, overwrite-only, and direct-XIP A/B.
 enum class BootMode { ab, swap_scratch, swap_move, overwrite_only, direct_xip };
 const char* to_string(BootMode mode);
+std::optional<BootMode> mode_from_string(std::string_view name);
 bool is_implemented(BootMode mode);
+/// The boot-state record magic of a mode (each mode has its own layout).
+std::uint32_t record_magic(BootMode mode);
 
 /// Deliberate flaws a board variant can carry (profile `device.defects`).
-/// Each is checked at the one place in the firmware where the flaw lives.
+/// Each is checked at the one place in the firmware where the flaw lives;
+/// boards/README.md lists the oracle that catches each.
 enum class Defect {
-  inplace_overwrite,  ///< agent: writes the running slot in place (single-slot updater)
-  no_rollback_check,  ///< agent + bootloader: never compares security counter or version
-  no_signature_check,
-  hash_only,
-  verify_on_stage_only,
-  no_revert,
-  confirm_before_selftest,
-  counter_raised_on_stage,
-  counter_not_persisted,
-  version_ignores_major,
-  copy_unverified,
-  wrong_write_order,
-  stale_trailer,
-  any_key,
+  inplace_overwrite,        ///< agent: writes the running slot in place (single-slot updater)
+  no_rollback_check,        ///< agent + bootloader: never compares security counter or version
+  no_signature_check,       ///< verification: structure only, no hash, key or signature
+  hash_only,                ///< verification: SHA-256 checked, key and signature not
+  verify_on_stage_only,     ///< bootloader: boots without verifying (the agent verified when staging)
+  no_revert,                ///< ab bootloader: an unconfirmed trial boots again instead of being reverted
+  confirm_before_selftest,  ///< application: confirms a trial before its self-test runs
+  counter_raised_on_stage,  ///< agent: raises the counter when staging, before the trial is confirmed
+  counter_not_persisted,    ///< counter raises live in RAM only
+  version_ignores_major,    ///< version comparison ignores the major number
+  copy_unverified,          ///< overwrite-only bootloader: trusts a copied primary, never verifies it again
+  wrong_write_order,        ///< ab agent: commits (new slot primary, counter raised) before writing the image
+  stale_trailer,            ///< swap bootloader: a new swap starts from the progress the last one left
+  any_key,                  ///< verification: a signature by an unknown key is accepted
 };
 inline constexpr std::size_t kDefectCount = 14;
 /// The profile name, e.g. "inplace-overwrite".
 const char* to_string(Defect defect);
 std::optional<Defect> defect_from_string(std::string_view name);
 bool is_implemented(Defect defect);
+/// Whether the flaw is modelled in `mode` (some flaws live in one bootloader only).
+bool applies_to(Defect defect, BootMode mode);
 
 /// The board's configuration (profile `device` section).
 struct BoardConfig {
@@ -66,6 +73,8 @@ struct BoardConfig {
   unsigned max_boots = 8;
 
   bool has(Defect d) const { return defects.test(static_cast<std::size_t>(d)); }
+  /// The flash layout the mode needs: `flash` plus the swap area of the swap modes.
+  FlashGeometry layout() const;
   BoardConfig& with(Defect d) {
     defects.set(static_cast<std::size_t>(d));
     return *this;
@@ -122,6 +131,8 @@ class VirtualBoard final : public PowerProtocol,
   std::uint64_t ops_counted() const override;
   std::optional<FlashOp> fired() const override;
   std::vector<std::uint32_t> erase_counts() const override;
+  /// Flips seeded bits of the image in a slot (the device is switched off first).
+  std::optional<std::string> flip_at_rest(const StorageFlip& flip) override;
 
   const BoardConfig& config() const;
   RunState run_state() const;

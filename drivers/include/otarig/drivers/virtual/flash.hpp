@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,7 +19,9 @@ namespace otarig::drivers::vboard {
 
 using Bytes = std::vector<std::uint8_t>;
 
-/// Layout: slot A, slot B, the boot-state (metadata) area, the counter area.
+/// Layout: slot A, slot B, the boot-state (metadata) area, the counter area,
+/// and the swap area (the scratch sector of swap-scratch, the primary's extra
+/// sector of swap-move; absent in the other modes).
 struct FlashGeometry {
   static constexpr int kSlots = 2;
 
@@ -27,11 +30,14 @@ struct FlashGeometry {
   std::uint64_t program_align = 8;
   std::uint32_t metadata_sectors = 2;
   std::uint32_t counter_sectors = 1;
+  std::uint32_t swap_sectors = 0;
 
   std::uint64_t slot_offset(int slot) const { return static_cast<std::uint64_t>(slot) * slot_size; }
+  std::uint64_t slot_sectors() const { return slot_size / sector_size; }
   std::uint64_t metadata_offset() const { return kSlots * slot_size; }
   std::uint64_t counter_offset() const { return metadata_offset() + metadata_sectors * sector_size; }
-  std::uint64_t total_size() const { return counter_offset() + counter_sectors * sector_size; }
+  std::uint64_t swap_offset() const { return counter_offset() + counter_sectors * sector_size; }
+  std::uint64_t total_size() const { return swap_offset() + swap_sectors * sector_size; }
   std::uint64_t sector_count() const { return total_size() / sector_size; }
   /// The slot holding `address`, or -1 outside the slots.
   int slot_of(std::uint64_t address) const;
@@ -47,6 +53,8 @@ struct FlashState {
   /// touching a slot allocates a fresh one, so (slot, generation) names one
   /// content and verification results can be memoized on it.
   std::array<std::uint64_t, FlashGeometry::kSlots> generation{};
+  /// The same for the metadata area (the boot-state log caches its scan on it).
+  std::uint64_t metadata_generation = 0;
   std::vector<std::uint32_t> erase_counts;
 };
 
@@ -57,6 +65,15 @@ struct FlashState {
 struct PowerLoss {
   FlashOp op;
   bool torn = false;
+};
+
+/// Thrown by a counted flash operation armed to fail (FlashCut::error): the
+/// flash controller reports an erase or program that did not complete. The
+/// device keeps its power; what the op left is as FlashCut::torn says.
+class FlashError : public std::runtime_error {
+ public:
+  FlashError(FlashOp failed, const std::string& what) : std::runtime_error(what), op(std::move(failed)) {}
+  FlashOp op;
 };
 
 const char* to_string(FlashOp::Kind kind);
@@ -79,10 +96,11 @@ class NorFlash {
   /// A range of the flash; std::logic_error when it leaves the flash.
   std::span<const std::uint8_t> read(std::uint64_t address, std::uint64_t length) const;
   std::uint64_t generation(int slot) const { return state_.generation.at(static_cast<std::size_t>(slot)); }
+  std::uint64_t metadata_generation() const { return state_.metadata_generation; }
 
   // Counted operations. Misuse (out of range, misaligned, a program that would
   // set a bit from 0 to 1) is a bug of the device model: std::logic_error
-  // naming the address. An armed cut throws PowerLoss.
+  // naming the address. An armed cut throws PowerLoss, an armed error FlashError.
   void erase(std::uint64_t sector_address, std::string_view phase);
   void program(std::uint64_t address, std::span<const std::uint8_t> data, std::string_view phase);
 
@@ -90,7 +108,8 @@ class NorFlash {
   void arm(const FlashCut& cut);
   void disarm();
   const FlashCut& cut() const { return cut_; }
-  /// Operations applied since arm(); a torn operation counts, a cut before an op does not.
+  /// Operations applied since arm(); a torn operation counts, a cut before an op does not
+  /// (nor a failed op that left nothing).
   std::uint64_t ops_counted() const { return completed_; }
   /// Operations issued since arm(), the cut one included.
   std::uint64_t ops_issued() const { return issued_; }
@@ -108,6 +127,8 @@ class NorFlash {
   // Uncounted access: factory programming, debug-probe writes, faults at rest.
   /// Overwrites bytes without NOR rules.
   void write_raw(std::uint64_t address, std::span<const std::uint8_t> data);
+  /// Inverts one bit without NOR rules (a storage fault at rest).
+  void flip_bit_raw(std::uint64_t address, unsigned bit);
   /// Every byte 0xFF, erase counts zero.
   void erase_all_raw();
   void reset_erase_counts();

@@ -1,0 +1,80 @@
+// Console kind `pty`: reads the pty master of the power driver's current run,
+// following it across power cycles.
+#include <fmt/format.h>
+
+#include "otarig/drivers/process/board.hpp"
+
+namespace otarig::drivers::process {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+std::chrono::milliseconds left_until(Steady::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
+  return left.count() > 0 ? left : std::chrono::milliseconds(0);
+}
+
+// How long one poll of the current pty may block before the console looks
+// again whether the power driver started a newer run.
+constexpr std::chrono::milliseconds kRecheck{50};
+
+}  // namespace
+
+PtyConsole::PtyConsole(std::shared_ptr<ProcessPower> power) : power_(std::move(power)) {}
+
+void PtyConsole::write(std::string_view bytes) {
+  auto s = power_->session();
+  if (!s || bytes.empty()) return;  // no device: the bytes go nowhere, as on an unpowered UART
+  write_all(s->master(), bytes, std::chrono::milliseconds(1000));
+}
+
+std::string PtyConsole::fetch(std::chrono::milliseconds timeout) {
+  const auto deadline = Steady::now() + timeout;
+  while (true) {
+    // Follow the power driver: once the run being read has nothing more to
+    // say, move to the current one.
+    if (!reading_ || eof_) {
+      auto current = power_->session();
+      if (current && current != reading_) {
+        reading_ = std::move(current);
+        eof_ = false;
+      }
+    }
+    if (reading_ && !eof_) {
+      auto r = read_available(reading_->master());
+      if (r.eof) eof_ = true;
+      if (!r.bytes.empty()) return std::move(r.bytes);
+      if (!eof_) {
+        const auto left = left_until(deadline);
+        if (left.count() == 0) return {};
+        // A hang-up (power cut, exit) wakes the poll at once.
+        wait_readable(reading_->master(), std::min(left, kRecheck));
+        continue;
+      }
+    }
+    // Nothing to read from: wait for the next power-on, up to the deadline.
+    const auto left = left_until(deadline);
+    if (left.count() == 0) return {};
+    if (!power_->wait_new_session(reading_, left)) return {};
+  }
+}
+
+std::string PtyConsole::read(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(mu_);
+  if (!held_.empty()) return std::exchange(held_, {});
+  return fetch(timeout);
+}
+
+std::string PtyConsole::peek(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(mu_);
+  auto bytes = fetch(timeout);
+  held_ += bytes;
+  return bytes;
+}
+
+bool PtyConsole::at_eof() const {
+  std::lock_guard lock(mu_);
+  return eof_;
+}
+
+}  // namespace otarig::drivers::process

@@ -1,0 +1,444 @@
+// Link kind `console-command`: serve the image, type the update command on
+// the console, watch the console (and the download) for the outcome, and cut
+// power where an armed ProcessCut says.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <re2/re2.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "otarig/drivers/crypto.hpp"
+#include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/image.hpp"
+#include "otarig/drivers/net/fault_proxy.hpp"
+#include "otarig/drivers/net/fault_spec.hpp"
+#include "otarig/drivers/net/http_server.hpp"
+#include "otarig/drivers/net/manifest.hpp"
+#include "otarig/drivers/process/board.hpp"
+
+namespace otarig::drivers::process {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+std::unique_ptr<re2::RE2> compile(const Config& section, const char* key, bool required) {
+  auto c = section.find(key);
+  if (!c) {
+    if (required) section.at(key);  // InputError naming the missing key
+    return nullptr;
+  }
+  auto re = std::make_unique<re2::RE2>(c->as_string(), re2::RE2::Quiet);
+  if (!re->ok()) c->fail(fmt::format("invalid RE2 pattern: {}", re->error()));
+  return re;
+}
+
+std::unique_ptr<re2::RE2> compile(const std::string& pattern, const char* what) {
+  if (pattern.empty()) return nullptr;
+  auto re = std::make_unique<re2::RE2>(pattern, re2::RE2::Quiet);
+  if (!re->ok()) throw InputError(fmt::format("{}: invalid RE2 pattern '{}': {}", what, pattern, re->error()));
+  return re;
+}
+
+/// Matches `line` against `re`; on a match, fills `group` with the named
+/// group `name` when the pattern has it (else the whole line).
+bool match(const re2::RE2& re, const std::string& line, const char* name = nullptr, std::string* group = nullptr) {
+  const int n = re.NumberOfCapturingGroups();
+  std::vector<std::string> values(static_cast<std::size_t>(n));
+  std::vector<re2::RE2::Arg> args(static_cast<std::size_t>(n));
+  std::vector<const re2::RE2::Arg*> argp(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    args[static_cast<std::size_t>(i)] = &values[static_cast<std::size_t>(i)];
+    argp[static_cast<std::size_t>(i)] = &args[static_cast<std::size_t>(i)];
+  }
+  if (!re2::RE2::PartialMatchN(line, re, argp.data(), n)) return false;
+  if (group) {
+    const auto& groups = re.NamedCapturingGroups();
+    auto it = name ? groups.find(name) : groups.end();
+    *group = it != groups.end() ? values[static_cast<std::size_t>(it->second - 1)] : line;
+  }
+  return true;
+}
+
+std::chrono::milliseconds since(Steady::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - t);
+}
+
+std::string shorten(const std::string& line) {
+  return line.size() > 120 ? line.substr(0, 117) + "..." : line;
+}
+
+}  // namespace
+
+// What the fault proxy's thread and the delivering thread share.
+struct ConsoleCommandLink::Shared {
+  std::mutex mu;
+  std::optional<CutReport> report;
+  std::atomic<bool> fired{false};
+  Steady::time_point started{};
+};
+
+LinkConfig LinkConfig::from_config(const Config& link) {
+  link.only_keys({"driver", "command", "accepted", "refused", "settled", "progress", "timeout", "settle_timeout",
+                  "serve"});
+  LinkConfig cfg;
+  cfg.command = link.string_or("command", cfg.command);
+  if (cfg.command.empty()) link.at("command").fail("the update command is empty");
+  // Checked here so a bad pattern names its line; compiled again by the link.
+  compile(link, "accepted", true);
+  compile(link, "refused", true);
+  compile(link, "settled", false);
+  if (auto p = compile(link, "progress", false); p && !p->NamedCapturingGroups().count("bytes"))
+    link.at("progress").fail("the progress pattern needs a named group (?P<bytes>\\d+)");
+  cfg.accepted = link.at("accepted").as_string();
+  cfg.refused = link.at("refused").as_string();
+  cfg.settled = link.string_or("settled", "");
+  cfg.progress = link.string_or("progress", "");
+  cfg.timeout = link.duration_or("timeout", cfg.timeout);
+  cfg.settle_timeout = link.duration_or("settle_timeout", cfg.settle_timeout);
+  if (cfg.timeout.count() <= 0) link.at("timeout").fail("must be positive");
+  const auto serve = link.string_or("serve", "http");
+  if (serve == "http") cfg.serve = Serve::http;
+  else if (serve == "file") cfg.serve = Serve::file;
+  else link.at("serve").fail(fmt::format("serve must be http or file, not '{}'", serve));
+  return cfg;
+}
+
+ConsoleCommandLink::ConsoleCommandLink(std::shared_ptr<ProcessDevice> device, std::shared_ptr<ProcessPower> power,
+                                       std::shared_ptr<PtyConsole> console, LinkConfig config)
+    : device_(std::move(device)),
+      power_(std::move(power)),
+      console_(std::move(console)),
+      cfg_(std::move(config)),
+      accepted_(compile(cfg_.accepted, "link.accepted")),
+      refused_(compile(cfg_.refused, "link.refused")),
+      settled_(compile(cfg_.settled, "link.settled")),
+      progress_(compile(cfg_.progress, "link.progress")),
+      shared_(std::make_shared<Shared>()) {
+  if (cfg_.serve == LinkConfig::Serve::http && !device_->server())
+    throw InputError(fmt::format("{}: the console-command link serves over HTTP, but the device has no update "
+                                 "server (device.network.server: false); use `serve: file`",
+                                 device_->board_name()));
+}
+
+ConsoleCommandLink::~ConsoleCommandLink() {
+  if (auto* proxy = device_->proxy()) proxy->clear_watches();
+}
+
+void ConsoleCommandLink::arm(const ProcessCut& cut) {
+  cut_re_ = cut.trigger == ProcessCut::Trigger::console ? compile(cut.pattern, "console cut") : nullptr;
+  if (cut.trigger == ProcessCut::Trigger::console && !cut_re_)
+    throw InputError("console cut: the pattern is empty");
+  cut_ = cut;
+  std::lock_guard lock(shared_->mu);
+  shared_->report.reset();
+}
+
+void ConsoleCommandLink::disarm() {
+  cut_ = ProcessCut{};
+  cut_re_.reset();
+}
+
+std::optional<CutReport> ConsoleCommandLink::fired() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->report;
+}
+
+void ConsoleCommandLink::set_network_faults(const std::string& spec, std::uint64_t seed) {
+  auto* proxy = device_->proxy();
+  if (!proxy)
+    throw BenchError(fmt::format("{}: network faults need the fault proxy (device.network.proxy: true)",
+                                 device_->board_name()));
+  proxy->set_faults(net::parse_fault_spec(spec, "network faults"), seed);
+}
+
+std::vector<std::string> ConsoleCommandLink::take_network_events() {
+  std::vector<std::string> out;
+  if (auto* proxy = device_->proxy())
+    for (const auto& e : proxy->take_events()) out.push_back(net::to_json(e).dump());
+  return out;
+}
+
+ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std::uint8_t> image) {
+  Publication pub;
+  pub.sha256 = crypto::hex(crypto::sha256(image));
+  auto* server = device_->server();
+  if (server) {
+    if (!published_path_.empty()) server->remove(published_path_);
+    if (!published_manifest_.empty()) server->remove(published_manifest_);
+    published_path_.clear();
+    published_manifest_.clear();
+  }
+  if (cfg_.serve == LinkConfig::Serve::file) {
+    auto dir = device_->storage() / "updates";
+    std::filesystem::create_directories(dir);
+    // One file at a time: the previous delivery's file goes.
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) std::filesystem::remove(entry.path());
+    auto file = dir / fmt::format("image-{}.bin", deliveries_);
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(image.size()));
+    out.close();
+    if (!out) throw BenchError(fmt::format("{}: cannot write {}", device_->board_name(), file.string()));
+    pub.path = file.string();
+    pub.url = "file:" + file.string();
+    return pub;
+  }
+  const auto dir = fmt::format("/deliveries/{}", deliveries_);
+  pub.path = dir + "/image.bin";
+  server->put(pub.path, std::vector<std::uint8_t>(image.begin(), image.end()));
+  published_path_ = pub.path;
+  pub.url = device_->update_url() + pub.path;
+  // A manifest for devices that want one; an image too damaged to describe has none.
+  try {
+    auto parsed = image::parse(image, "delivered image");
+    auto m = net::make_manifest(fmt::format("delivery-{}", deliveries_), parsed.header.version.str(),
+                                parsed.header.security_counter, image, pub.path);
+    published_manifest_ = dir + "/manifest.json";
+    auto text = net::to_json_text(m);
+    server->put(published_manifest_, std::vector<std::uint8_t>(text.begin(), text.end()));
+    pub.manifest_url = device_->update_url() + published_manifest_;
+  } catch (const InputError&) {
+    published_manifest_.clear();
+  }
+  return pub;
+}
+
+std::uint64_t ConsoleCommandLink::served_bytes(const std::string& path) const {
+  std::uint64_t bytes = 0;
+  if (auto* server = device_->server())
+    for (const auto& r : server->request_log())
+      if (r.target == path && r.method == "GET") bytes += r.bytes;
+  return bytes;
+}
+
+// The length of the response header the server sends for `path`, measured
+// with a HEAD request (same header fields as GET, no body) straight to the
+// server, so a cut at image byte b can watch stream offset header + b.
+// Measured for `Connection: close`, which otarig-vboard sends.
+std::uint64_t ConsoleCommandLink::response_header_size(const std::string& path) const {
+  auto* server = device_->server();
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw BenchError(fmt::format("{}: socket: {}", device_->board_name(), std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+    throw BenchError(fmt::format("{}: measuring the response header: connect: {}", device_->board_name(),
+                                 std::strerror(errno)));
+  const auto request =
+      fmt::format("HEAD {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", path, server->port());
+  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+    throw BenchError(fmt::format("{}: measuring the response header: send failed", device_->board_name()));
+  const auto deadline = Steady::now() + std::chrono::seconds(5);
+  std::uint64_t total = 0;
+  char buf[4096];
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
+    if (left.count() <= 0)
+      throw BenchError(fmt::format("{}: measuring the response header: the server did not answer",
+                                   device_->board_name()));
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    total += static_cast<std::uint64_t>(n);
+  }
+  return total;
+}
+
+DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) {
+  if (!power_->is_on()) return {DeliveryStatus::unreachable, "device is off", 0};
+  if (auto s = power_->session()) {
+    if (auto st = s->exited())
+      return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", st->describe()), 0};
+  }
+  ++deliveries_;
+  const auto pub = publish(image);
+  const auto cuts_before = power_->cuts();
+  const auto ons_before = power_->power_ons();
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->report.reset();
+    shared_->fired = false;
+  }
+
+  // Only lines printed after the command count; what came before stays
+  // readable for the harness.
+  console_->peek(std::chrono::milliseconds(0));
+  std::string partial;
+
+  const auto started = Steady::now();
+  shared_->started = started;
+  std::optional<Steady::time_point> cut_at;
+  std::string cut_cause;
+  bool cut_by_progress = false;
+  std::uint64_t progress_bytes = 0;
+
+  // Watches the download stream in the proxy: the callback runs on the proxy
+  // thread before any later byte reaches the device, and switches power off.
+  struct WatchGuard {
+    net::FaultProxy* proxy = nullptr;
+    ~WatchGuard() {
+      if (proxy) proxy->clear_watches();
+    }
+  } watch;
+  if (cut_.trigger == ProcessCut::Trigger::download_byte) {
+    auto* proxy = device_->proxy();
+    if (cfg_.serve == LinkConfig::Serve::http && proxy) {
+      const bool tls = device_->config().tls != DeviceConfig::Tls::off;
+      const std::uint64_t header = tls ? 0 : response_header_size(pub.path);
+      const std::uint64_t offset = header + cut_.byte;
+      const std::uint64_t b = cut_.byte;
+      std::weak_ptr<ProcessPower> weak_power = power_;
+      auto shared = shared_;
+      proxy->clear_watches();
+      proxy->on_bytes(0, net::Direction::down, offset,
+                      [weak_power, shared, b, header, tls](const net::BytesPassed& passed) {
+                        if (shared->fired.exchange(true)) return;
+                        CutReport report;
+                        report.detail =
+                            tls ? fmt::format("power cut at byte {} of the TLS stream (connection {})", b,
+                                              passed.connection)
+                                : fmt::format("power cut at byte {} of the download (connection {}, after the "
+                                              "{}-byte response header)",
+                                              b, passed.connection, header);
+                        report.at = since(shared->started);
+                        report.bytes = b;
+                        if (auto p = weak_power.lock()) p->cut(report.detail);
+                        std::lock_guard lock(shared->mu);
+                        shared->report = std::move(report);
+                      });
+      watch.proxy = proxy;
+    } else if (progress_) {
+      cut_by_progress = true;
+    } else {
+      throw BenchError(fmt::format("{}: cannot cut at a download byte: it needs the update server behind the "
+                                   "fault proxy, or a `progress` pattern on the link",
+                                   device_->board_name()));
+    }
+  }
+  if (cut_.trigger == ProcessCut::Trigger::time) {
+    cut_at = started + cut_.delay;
+    cut_cause = fmt::format("power cut {} ms after the update command", cut_.delay.count());
+  }
+
+  const auto command = device_->expand(cfg_.command, {{"url", pub.url},
+                                                       {"manifest_url", pub.manifest_url},
+                                                       {"path", pub.path},
+                                                       {"size", std::to_string(image.size())},
+                                                       {"sha256", pub.sha256}});
+  console_->write(command);
+
+  enum class Phase { waiting, settling } phase = Phase::waiting;
+  auto deadline = started + cfg_.timeout;
+  DeliveryResult result;
+  std::string accepted_line;
+
+  auto bytes_now = [&] {
+    std::uint64_t b = std::max(progress_bytes, served_bytes(pub.path));
+    if (auto r = fired(); r && cut_.trigger == ProcessCut::Trigger::download_byte) b = r->bytes;
+    return b;
+  };
+  auto power_lost = [&] {
+    return power_->cuts() != cuts_before || power_->power_ons() != ons_before || !power_->is_on();
+  };
+  auto cut_now = [&](std::string detail) {
+    if (shared_->fired.exchange(true)) return;
+    CutReport report;
+    report.detail = detail;
+    report.at = since(started);
+    report.bytes = cut_by_progress ? progress_bytes : served_bytes(pub.path);
+    power_->cut(detail);
+    std::lock_guard lock(shared_->mu);
+    shared_->report = std::move(report);
+  };
+  auto lost_result = [&] {
+    DeliveryResult r{DeliveryStatus::power_lost, {}, bytes_now()};
+    if (auto rep = fired()) r.detail = rep->detail;
+    else r.detail = fmt::format("power went off during the delivery ({})",
+                                power_->last_cut().empty() ? "switched off" : power_->last_cut());
+    if (phase == Phase::settling) r.detail += " (after the updater accepted the image)";
+    return r;
+  };
+
+  while (true) {
+    if (power_lost()) return lost_result();
+    const auto now = Steady::now();
+    if (cut_at && now >= *cut_at) {
+      cut_now(cut_cause);
+      return lost_result();
+    }
+    if (now >= deadline) {
+      if (phase == Phase::settling) return result;
+      return {DeliveryStatus::unreachable,
+              fmt::format("no answer to the update command within {} ms", cfg_.timeout.count()), bytes_now()};
+    }
+    auto wake = cut_at ? std::min(deadline, *cut_at) : deadline;
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now) + std::chrono::milliseconds(1);
+    auto bytes = console_->peek(std::min(wait, std::chrono::milliseconds(100)));
+    partial += bytes;
+    std::size_t nl;
+    while ((nl = partial.find('\n')) != std::string::npos) {
+      std::string line = partial.substr(0, nl);
+      partial.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (cut_re_ && !cut_at && !shared_->fired && match(*cut_re_, line)) {
+        cut_at = Steady::now() + cut_.delay;
+        cut_cause = fmt::format("power cut {} ms after console line '{}'", cut_.delay.count(), shorten(line));
+      }
+      std::string value;
+      if (progress_ && match(*progress_, line, "bytes", &value)) {
+        try {
+          progress_bytes = std::max<std::uint64_t>(progress_bytes, std::stoull(value));
+        } catch (const std::exception&) {
+        }
+        if (cut_by_progress && progress_bytes >= cut_.byte && !shared_->fired) {
+          cut_now(fmt::format("power cut when the device reported {} bytes received (armed at byte {})",
+                              progress_bytes, cut_.byte));
+          return lost_result();
+        }
+      }
+      if (phase == Phase::waiting) {
+        if (match(*accepted_, line)) {
+          accepted_line = line;
+          result = {DeliveryStatus::accepted, line, std::max<std::uint64_t>(bytes_now(), image.size())};
+          if (!settled_) break;
+          phase = Phase::settling;
+          deadline = Steady::now() + cfg_.settle_timeout;
+        } else if (match(*refused_, line, "reason", &value)) {
+          return {DeliveryStatus::refused, value, bytes_now()};
+        }
+      } else if (settled_ && match(*settled_, line)) {
+        return result;
+      }
+    }
+    if (phase == Phase::waiting && result.status == DeliveryStatus::accepted) {
+      // Accepted with no `settled` pattern: keep a cut that is due from firing later.
+      return result;
+    }
+    if (power_lost()) return lost_result();
+    if (bytes.empty() && console_->at_eof()) {
+      auto s = power_->session();
+      auto st = s ? s->exited() : std::nullopt;
+      const auto why = st ? st->describe() : std::string("console closed");
+      if (phase == Phase::settling) {
+        result.detail += fmt::format(" (then the device process exited: {})", why);
+        return result;
+      }
+      return {DeliveryStatus::unreachable, fmt::format("the device process exited during the update ({})", why),
+              bytes_now()};
+    }
+  }
+}
+
+}  // namespace otarig::drivers::process

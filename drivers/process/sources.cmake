@@ -1,0 +1,20 @@
+# otarig::otarig_drivers_process — process boards (docs/process-boards.md):
+# device programs run as their own processes on a pty the rig owns, powered
+# by starting them and SIGKILLing their process group, updated over real TCP
+# from the update server through the fault proxy. Included from
+# drivers/CMakeLists.txt.
+otarig_driver_library(otarig_drivers_process
+  ${CMAKE_CURRENT_LIST_DIR}/pty_process.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/flash_file.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/device.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/power.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/console.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/link.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
+target_link_libraries(otarig_drivers_process
+  PUBLIC otarig_drivers_core otarig_drivers_virtual otarig_drivers_net
+  PRIVATE PkgConfig::RE2 fmt::fmt nlohmann_json::nlohmann_json)
+# Where a bare program name in a profile's command is looked for before
+# $PATH: otarig's own tools in the build tree, then the installed bindir.
+target_compile_definitions(otarig_drivers_process PRIVATE
+  OTARIG_PROCESS_TOOL_DIRS="${PROJECT_BINARY_DIR}/tools/vboard:${CMAKE_INSTALL_FULL_BINDIR}")

@@ -1,0 +1,235 @@
+// otarig-vboard's download client. Beast's asynchronous operations run on a
+// private io_context one at a time, so every step has a deadline (the
+// tcp_stream's expiry) while the caller sees a blocking call.
+#include "download.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <fmt/format.h>
+
+#include <array>
+#include <fstream>
+
+namespace otarig::vboard_tool {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Steady = std::chrono::steady_clock;
+
+struct Url {
+  std::string scheme, host, port, target;
+};
+
+Url parse_url(const std::string& url) {
+  Url u;
+  auto sep = url.find("://");
+  if (sep == std::string::npos) throw DownloadError(fmt::format("not a URL: '{}'", url));
+  u.scheme = url.substr(0, sep);
+  if (u.scheme != "http" && u.scheme != "https")
+    throw DownloadError(fmt::format("unsupported URL scheme '{}' (http, https, file)", u.scheme));
+  auto rest = url.substr(sep + 3);
+  auto slash = rest.find('/');
+  auto authority = rest.substr(0, slash);
+  u.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  if (authority.empty()) throw DownloadError(fmt::format("URL without a host: '{}'", url));
+  if (authority.front() == '[') {  // [IPv6]:port
+    auto close = authority.find(']');
+    if (close == std::string::npos) throw DownloadError(fmt::format("bad IPv6 host in '{}'", url));
+    u.host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size() && authority[close + 1] == ':') u.port = authority.substr(close + 2);
+  } else {
+    auto colon = authority.rfind(':');
+    u.host = authority.substr(0, colon);
+    if (colon != std::string::npos) u.port = authority.substr(colon + 1);
+  }
+  if (u.port.empty()) u.port = u.scheme == "https" ? "443" : "80";
+  return u;
+}
+
+std::string describe(const beast::error_code& ec) {
+  if (ec == beast::error::timeout) return "timed out";
+  if (ec == http::error::partial_message || ec == asio::error::eof || ec == ssl::error::stream_truncated)
+    return "the connection closed early";
+  if (ec == http::error::body_limit) return "the body exceeds the slot";
+  return ec.message();
+}
+
+class Session {
+ public:
+  explicit Session(const DownloadOptions& o) : o_(o), overall_(Steady::now() + o.total_timeout) {}
+
+  /// The deadline of the next step.
+  std::chrono::milliseconds step() const {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(overall_ - Steady::now());
+    if (left.count() <= 0) throw DownloadError("the download took too long");
+    return std::min(left, o_.step_timeout);
+  }
+
+  /// Starts an asynchronous operation and runs the io_context until it completes.
+  template <class Start>
+  void run(const char* what, Start start) {
+    beast::error_code result;
+    bool done = false;
+    start([&](beast::error_code ec, std::size_t = 0) {
+      result = ec;
+      done = true;
+    });
+    io_.restart();
+    io_.run();
+    if (!done) throw DownloadError(fmt::format("{}: did not complete", what));
+    if (result) throw DownloadError(fmt::format("{}: {}", what, describe(result)));
+  }
+
+  template <class Stream>
+  std::vector<std::uint8_t> exchange(Stream& stream, beast::tcp_stream& lowest, const Url& u) {
+    http::request<http::empty_body> req{http::verb::get, u.target, 11};
+    req.set(http::field::host, u.host + ":" + u.port);
+    req.set(http::field::user_agent, "otarig-vboard/1.0");
+    req.set(http::field::connection, "close");
+    lowest.expires_after(step());
+    run("send request", [&](auto handler) { http::async_write(stream, req, handler); });
+
+    beast::flat_buffer buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(o_.max_bytes);
+    lowest.expires_after(step());
+    run("read response", [&](auto handler) { http::async_read_header(stream, buffer, parser, handler); });
+    const auto status = parser.get().result_int();
+    if (status != 200)
+      throw DownloadError(fmt::format("HTTP {} {}", status, std::string(parser.get().reason())));
+
+    std::vector<std::uint8_t> body;
+    if (auto len = parser.content_length()) {
+      if (*len > o_.max_bytes) throw DownloadError(fmt::format("{} bytes exceed the slot", *len));
+      body.reserve(static_cast<std::size_t>(*len));
+    }
+    std::array<std::uint8_t, 65536> chunk{};
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk.data();
+      parser.get().body().size = chunk.size();
+      beast::error_code ec;
+      lowest.expires_after(step());
+      bool done = false;
+      http::async_read(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
+        ec = e;
+        done = true;
+      });
+      io_.restart();
+      io_.run();
+      if (!done) throw DownloadError("read body: did not complete");
+      if (ec == http::error::need_buffer) ec = {};
+      const std::size_t got = chunk.size() - parser.get().body().size;
+      if (got > 0) {
+        body.insert(body.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
+        if (o_.on_chunk) o_.on_chunk(std::span<const std::uint8_t>(chunk.data(), got));
+      }
+      if (ec) {
+        auto len = parser.content_length();
+        throw DownloadError(len ? fmt::format("{} after {} of {} bytes", describe(ec), body.size(), *len)
+                                : fmt::format("{} after {} bytes", describe(ec), body.size()));
+      }
+    }
+    beast::error_code ignored;
+    lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    return body;
+  }
+
+  std::vector<std::uint8_t> get(const Url& u) {
+    tcp::resolver resolver(io_);
+    beast::error_code ec;
+    auto endpoints = resolver.resolve(u.host, u.port, ec);
+    if (ec) throw DownloadError(fmt::format("resolve {}: {}", u.host, ec.message()));
+
+    if (u.scheme == "http") {
+      beast::tcp_stream stream(io_);
+      stream.expires_after(step());
+      run("connect", [&](auto handler) {
+        stream.async_connect(endpoints, [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
+      });
+      return exchange(stream, stream, u);
+    }
+
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.set_verify_mode(ssl::verify_peer);
+    try {
+      if (o_.ca_file.empty()) ctx.set_default_verify_paths();
+      else ctx.load_verify_file(o_.ca_file);
+      if (!o_.client_cert_file.empty()) {
+        ctx.use_certificate_chain_file(o_.client_cert_file);
+        ctx.use_private_key_file(o_.client_key_file, ssl::context::pem);
+      }
+    } catch (const std::exception& e) {
+      throw DownloadError(fmt::format("TLS setup: {}", e.what()));
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(io_, ctx);
+    // The server's certificate must name the host: an IP address or a DNS name.
+    X509_VERIFY_PARAM* param = SSL_get0_param(stream.native_handle());
+    asio::ip::make_address(u.host, ec);
+    if (!ec) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, u.host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_host(param, u.host.c_str(), 0);
+      // SSL_set_tlsext_host_name() without its C cast.
+      SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(u.host.c_str()));
+    }
+    auto& lowest = beast::get_lowest_layer(stream);
+    lowest.expires_after(step());
+    run("connect", [&](auto handler) {
+      lowest.async_connect(endpoints, [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
+    });
+    lowest.expires_after(step());
+    run("TLS handshake", [&](auto handler) { stream.async_handshake(ssl::stream_base::client, handler); });
+    return exchange(stream, lowest, u);
+  }
+
+ private:
+  const DownloadOptions& o_;
+  Steady::time_point overall_;
+  asio::io_context io_;
+};
+
+std::vector<std::uint8_t> read_file(const std::string& path, const DownloadOptions& o) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DownloadError(fmt::format("cannot open {}", path));
+  std::vector<std::uint8_t> body;
+  std::array<char, 65536> chunk{};
+  while (in) {
+    in.read(chunk.data(), chunk.size());
+    const auto got = static_cast<std::size_t>(in.gcount());
+    if (got == 0) break;
+    if (body.size() + got > o.max_bytes) throw DownloadError("the file exceeds the slot");
+    body.insert(body.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
+    if (o.on_chunk)
+      o.on_chunk(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(chunk.data()), got));
+  }
+  if (in.bad()) throw DownloadError(fmt::format("read error in {}", path));
+  return body;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> download(const std::string& url, const DownloadOptions& options) {
+  if (url.rfind("file:", 0) == 0) {
+    auto path = url.substr(5);
+    if (path.rfind("//", 0) == 0) path = path.substr(2);  // file:///abs -> /abs
+    return read_file(path, options);
+  }
+  Session session(options);
+  return session.get(parse_url(url));
+}
+
+}  // namespace otarig::vboard_tool

@@ -1,0 +1,294 @@
+// otarig-vboard: the virtual board as a process of its own (a process board,
+// docs/process-boards.md). The same bootloader, OTA agent and application as
+// the in-process board (otarig_drivers_virtual), with the flash persisted in
+// a file write-through, the console on stdin/stdout, and updates downloaded
+// over HTTP(S) from the URL an `update URL` command names.
+//
+//   power on  = this process starts: boot from the flash file
+//   power off = SIGKILL: the flash file keeps every flash operation that completed
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "download.hpp"
+#include "otarig/drivers/crypto.hpp"
+#include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/image.hpp"
+#include "otarig/drivers/process/flash_file.hpp"
+#include "otarig/drivers/virtual/board.hpp"
+
+namespace {
+
+namespace vb = otarig::drivers::vboard;
+namespace proc = otarig::drivers::process;
+using otarig::vboard_tool::DownloadError;
+using otarig::vboard_tool::DownloadOptions;
+
+struct Options {
+  std::string flash;
+  std::string mode = "ab";
+  std::vector<std::string> defects;
+  bool no_verify = false;
+  std::vector<std::string> trust;
+  std::uint64_t chunk_size = 4096;
+  std::uint64_t slot_size = 1u << 20;
+  std::uint64_t sector_size = 4096;
+  std::uint64_t program_align = 8;
+  std::uint32_t metadata_sectors = 2;
+  bool sync = false;
+  std::uint64_t progress_every = 65536;
+  unsigned download_timeout_ms = 60000;
+  unsigned step_timeout_ms = 10000;
+};
+
+// The console: stdout is the pty. Every line goes out in full, at once.
+void emit(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) std::_Exit(0);  // the console is gone: nobody is left to talk to
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void say(std::string_view line) {
+  std::string out(line);
+  out += '\n';
+  emit(out);
+}
+
+std::string env_or(const char* name, std::string fallback = {}) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::vector<otarig::crypto::PublicKey> trusted_keys(const Options& o) {
+  std::vector<std::string> texts = o.trust;
+  // OTARIG_TRUSTED_KEYS: hex Ed25519 public keys separated by commas or spaces.
+  std::string list = env_or("OTARIG_TRUSTED_KEYS");
+  std::string word;
+  for (char c : list + ",") {
+    if (c == ',' || c == ' ' || c == '\t' || c == '\n') {
+      if (!word.empty()) texts.push_back(std::exchange(word, {}));
+    } else {
+      word += c;
+    }
+  }
+  std::vector<otarig::crypto::PublicKey> keys;
+  for (const auto& t : texts) {
+    otarig::crypto::Bytes raw;
+    try {
+      raw = otarig::crypto::from_hex(t);
+    } catch (const std::exception&) {
+      throw otarig::InputError(fmt::format("trusted key '{}': not hex", t));
+    }
+    if (raw.size() != 32) throw otarig::InputError(fmt::format("trusted key '{}': not 32 bytes", t));
+    otarig::crypto::PublicKey k{};
+    std::copy(raw.begin(), raw.end(), k.begin());
+    keys.push_back(k);
+  }
+  return keys;
+}
+
+vb::BoardConfig board_config(const Options& o, const vb::FlashGeometry& geometry) {
+  // Reuse the profile reader so modes and defects are named and checked alike.
+  std::string yaml = fmt::format("kind: virtual\nmode: {}\nchunk_size: {}\nfast_sweep: false\ndefects: [", o.mode,
+                                 o.chunk_size);
+  for (std::size_t i = 0; i < o.defects.size(); ++i) yaml += (i ? ", " : "") + o.defects[i];
+  yaml += "]\n";
+  auto cfg = vb::BoardConfig::from_config(otarig::Config::load_string(yaml, "otarig-vboard arguments"));
+  cfg.flash = geometry;
+  if (auto p = cfg.problem(); !p.empty()) throw otarig::InputError("otarig-vboard: " + p);
+  return cfg;
+}
+
+// The device program.
+class Device {
+ public:
+  Device(const Options& o, proc::FlashFile file, std::vector<otarig::crypto::PublicKey> keys)
+      : o_(o), file_(std::move(file)), device_key_(otarig::crypto::Ed25519Key::test_key("otarig-vboard device")) {
+    if (o.no_verify) keys.push_back(device_key_.public_key());
+    board_ = std::make_unique<vb::VirtualBoard>(board_config(o, file_.geometry()), std::move(keys));
+    auto bytes = file_.read_all();
+    board_->flash().write_raw(0, bytes);
+    // Write-through: every flash operation lands in the file (one pwrite of
+    // at most a sector) before the board applies it in RAM, so a SIGKILL
+    // keeps exactly the operations that completed. The board's console
+    // output is passed on here too, so the rig sees progress as it happens.
+    // (Reading the board's console from inside its flash observer is safe:
+    // the fast sweep, the only other user of the observer, is off.)
+    board_->flash().set_observer([this](const otarig::drivers::FlashOp& op, std::span<const std::uint8_t> data) {
+      flush();
+      persist(op, data);
+    });
+  }
+
+  void power_on() {
+    board_->on();
+    flush();
+  }
+
+  void line(std::string text) {
+    while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.pop_back();
+    std::size_t start = text.find_first_not_of(' ');
+    text = start == std::string::npos ? std::string() : text.substr(start);
+    if (board_->run_state() != vb::RunState::running) return;  // a bricked board is silent
+    if (text.rfind("update ", 0) == 0) {
+      update(text.substr(7));
+    } else {
+      board_->write(text + "\n");
+    }
+    flush();
+  }
+
+ private:
+  void flush() {
+    auto out = board_->read(std::chrono::milliseconds(0));
+    if (!out.empty()) emit(out);
+  }
+
+  void persist(const otarig::drivers::FlashOp& op, std::span<const std::uint8_t> data) {
+    const auto& flash = board_->flash();
+    std::vector<std::uint8_t> after;
+    if (op.kind == otarig::drivers::FlashOp::Kind::erase) {
+      after.assign(op.length, 0xFF);
+    } else {
+      auto before = flash.read(op.address, op.length);
+      after.resize(op.length);
+      for (std::size_t i = 0; i < after.size(); ++i) after[i] = before[i] & data[i];
+    }
+    file_.write(op.address, after, o_.sync);
+  }
+
+  void update(std::string url) {
+    while (!url.empty() && url.front() == ' ') url.erase(0, 1);
+    if (url.empty()) {
+      say("ota: refused: no URL (usage: update URL)");
+      return;
+    }
+    say("ota: downloading " + url);
+    DownloadOptions d;
+    d.ca_file = env_or("OTARIG_CA");
+    d.client_cert_file = env_or("OTARIG_CLIENT_CERT");
+    d.client_key_file = env_or("OTARIG_CLIENT_KEY");
+    d.step_timeout = std::chrono::milliseconds(o_.step_timeout_ms);
+    d.total_timeout = std::chrono::milliseconds(o_.download_timeout_ms);
+    d.max_bytes = file_.geometry().slot_size;
+    std::uint64_t received = 0, reported = 0;
+    d.on_chunk = [&](std::span<const std::uint8_t> chunk) {
+      received += chunk.size();
+      if (o_.progress_every > 0 && received - reported >= o_.progress_every) {
+        reported = received;
+        say(fmt::format("ota: received {} bytes", received));
+      }
+    };
+    std::vector<std::uint8_t> image;
+    try {
+      image = otarig::vboard_tool::download(url, d);
+    } catch (const DownloadError& e) {
+      say(fmt::format("ota: refused: download failed: {}", e.what()));
+      return;
+    }
+    if (received != reported) say(fmt::format("ota: received {} bytes", received));
+    if (o_.no_verify) {
+      // Flawed updater: whatever arrived is taken as it is and sealed with the
+      // device's own key, which the bootloader trusts; nobody checks who
+      // signed the download, or whether it is intact.
+      try {
+        image = otarig::image::tamper::resign(image, device_key_);
+      } catch (const otarig::InputError&) {
+      }
+    }
+    board_->deliver(image);
+  }
+
+  const Options& o_;
+  proc::FlashFile file_;
+  otarig::crypto::Ed25519Key device_key_;
+  std::unique_ptr<vb::VirtualBoard> board_;
+};
+
+int run(const Options& o) {
+  vb::FlashGeometry geometry;
+  geometry.slot_size = o.slot_size;
+  geometry.sector_size = o.sector_size;
+  geometry.program_align = o.program_align;
+  geometry.metadata_sectors = o.metadata_sectors;
+  std::optional<proc::FlashFile> file;
+  if (std::filesystem::exists(o.flash)) file.emplace(proc::FlashFile::open(o.flash));
+  else file.emplace(proc::FlashFile::create(o.flash, geometry));  // an erased flash: nothing boots
+
+  Device device(o, std::move(*file), trusted_keys(o));
+  device.power_on();
+
+  std::string input;
+  char buf[4096];
+  while (true) {
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 0;
+    }
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return 0;  // the console closed
+    input.append(buf, static_cast<std::size_t>(n));
+    if (input.size() > 65536) input.erase(0, input.size() - 65536);
+    std::size_t nl;
+    while ((nl = input.find('\n')) != std::string::npos) {
+      std::string line = input.substr(0, nl);
+      input.erase(0, nl + 1);
+      device.line(std::move(line));
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Options o;
+  CLI::App app{"otarig-vboard: the otarig virtual board as a process (console on stdin/stdout)"};
+  app.add_option("--flash", o.flash, "flash file (created erased when missing)")->required();
+  app.add_option("--mode", o.mode, "bootloader mode")->capture_default_str();
+  app.add_option("--defect", o.defects, "a defect of the virtual board (inplace-overwrite, no-rollback-check)");
+  app.add_flag("--no-verify", o.no_verify,
+               "flawed: install whatever is downloaded without checking who signed it");
+  app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
+  app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
+  app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();
+  app.add_option("--sector-size", o.sector_size, "sector size of a new flash file")->capture_default_str();
+  app.add_option("--program-align", o.program_align, "program alignment of a new flash file")->capture_default_str();
+  app.add_option("--metadata-sectors", o.metadata_sectors, "boot-state sectors of a new flash file")
+      ->capture_default_str();
+  app.add_flag("--sync", o.sync, "fdatasync the flash file after every flash operation");
+  app.add_option("--progress-every", o.progress_every, "print `ota: received N bytes` every N bytes (0: never)")
+      ->capture_default_str();
+  app.add_option("--download-timeout", o.download_timeout_ms, "deadline of a whole download, ms")
+      ->capture_default_str();
+  app.add_option("--step-timeout", o.step_timeout_ms, "deadline of each network step, ms")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return run(o);
+  } catch (const otarig::InputError& e) {
+    std::cerr << "otarig-vboard: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "otarig-vboard: " << e.what() << "\n";
+    return 3;
+  }
+}
