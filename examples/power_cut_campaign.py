@@ -56,11 +56,14 @@ def main(argv=None):
     bench = otarig.Bench(args.board, seed=args.seed)
 
     def progress(p):
-        print(f"\r{p.done}/{p.total} trials, {p.findings} findings", end="", file=sys.stderr, flush=True)
+        print(f"\r{p.done}/{p.total} trials, {p.findings} findings, {p.eta_s:.0f} s left ", end="",
+              file=sys.stderr, flush=True)
 
-    result = bench.run(args.scenario, trials=args.trials, out=args.out, progress=progress,
+    result = bench.run(args.scenario, trials=args.trials, out=args.out,
+                       progress=progress if sys.stderr.isatty() else None,
                        oracles=[bounded_wear(args.max_erases), no_double_trial_boot])
-    print(file=sys.stderr)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
 
     worst = max((t.erases or {}).get("max_per_sector", 0) for t in result.trials)
     print(f"most erases of one sector in one trial: {worst}")

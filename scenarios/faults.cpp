@@ -9,8 +9,9 @@ const std::vector<FaultKind>& fault_kinds() {
       {"none", "-", "a clean update, no fault (baseline)", {}},
       {"power-cut", "power",
        "cut power before flash operation k of the update (at: every-flash-op sweeps every k; at: "
-       "random-flash-op draws k from the seed); torn: the probability that op k is left half-done",
-       {"at", "torn"}},
+       "random-flash-op draws k from the seed); torn: the probability that op k is left half-done; "
+       "recovery_cuts: K cuts again at seeded ops of the recovery boots, 1..K per trial (brown-out)",
+       {"at", "torn", "recovery_cuts"}},
       {"tamper", "image",
        "deliver a damaged copy of the release: header-bit-flip, payload-bit-flip, digest-bit-flip, "
        "signature-bit-flip, truncated, appended, version-edited",
@@ -20,6 +21,19 @@ const std::vector<FaultKind>& fault_kinds() {
       {"replay", "image", "deliver an older, validly signed release after a newer one was installed", {}},
       {"self-test-fail", "image",
        "deliver a validly signed release whose self-test fails when it runs; it must be reverted", {}},
+      {"major-downgrade", "image",
+       "deliver a validly signed image older than the installed one only by its major number (major - 1, "
+       "minor 255, the same security counter)",
+       {}},
+      {"bit-rot", "storage",
+       "flip seeded bits of the image in a slot while the device is off, then power on (slot: running, "
+       "other or any; bits: at most this many per trial); a corrupt image must not boot",
+       {"slot", "bits"}},
+      {"flash-error", "storage",
+       "flash op k of the update fails with an error the flash reports (at: every-flash-op or "
+       "random-flash-op; torn: the probability that part of it landed); the device must report it and stay "
+       "healthy",
+       {"at", "torn"}},
   };
   return kinds;
 }

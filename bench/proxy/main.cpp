@@ -271,21 +271,35 @@ struct Latency {
   double p99_us = 0;
 };
 
-Latency ping_pong(std::uint16_t port, int pings) {
-  int fd = tcp_connect(port);
-  if (fd < 0) die("connect");
-  send_all(fd, "E", 1);
-  char msg[kPingSize];
-  std::memset(msg, 'p', sizeof msg);
-  std::vector<double> us;
-  us.reserve(static_cast<std::size_t>(pings));
-  for (int i = 0; i < pings + 500; ++i) {  // the first 500 warm up
-    auto begin = Clock::now();
-    send_all(fd, msg, sizeof msg);
-    if (!recv_exact(fd, msg, sizeof msg)) throw std::runtime_error("ping-pong: connection closed");
-    if (i >= 500) us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - begin).count());
+// One connection that echoes 64-byte messages (through a middleman or not).
+class Pinger {
+ public:
+  explicit Pinger(std::uint16_t port) : fd_(tcp_connect(port)) {
+    if (fd_ < 0) die("connect");
+    send_all(fd_, "E", 1);
+    std::memset(msg_, 'p', sizeof msg_);
+    for (int i = 0; i < 500; ++i) once();  // warm up
   }
-  ::close(fd);
+  ~Pinger() { ::close(fd_); }
+  // Appends the round-trip times of `n` exchanges, in microseconds.
+  void run(int n, std::vector<double>& us) {
+    for (int i = 0; i < n; ++i) {
+      auto begin = Clock::now();
+      once();
+      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - begin).count());
+    }
+  }
+
+ private:
+  void once() {
+    send_all(fd_, msg_, sizeof msg_);
+    if (!recv_exact(fd_, msg_, sizeof msg_)) throw std::runtime_error("ping-pong: connection closed");
+  }
+  int fd_;
+  char msg_[kPingSize];
+};
+
+Latency percentiles(std::vector<double> us) {
   std::sort(us.begin(), us.end());
   return {us[us.size() / 2], us[us.size() * 99 / 100]};
 }
@@ -389,12 +403,28 @@ int run_bench(int argc, char** argv) {
                 << cpu << " CPU s, " << t.altered << " bytes altered\n";
     }
   }
-  Latency direct = ping_pong(upstream.port(), pings);
-  for (Row& r : rows) {
-    if (!r.fault.empty()) continue;
-    auto [child, port] = launch(r);
-    r.latency = ping_pong(port, pings);
-    child->stop();
+  // Latency: one connection each (direct, socat, ours), exchanged in
+  // interleaved rounds so that a burst of load elsewhere hits all alike.
+  Latency direct;
+  {
+    std::vector<std::pair<std::unique_ptr<Child>, std::uint16_t>> middlemen;
+    std::vector<Row*> measured;
+    for (Row& r : rows)
+      if (r.fault.empty()) {
+        middlemen.push_back(launch(r));
+        measured.push_back(&r);
+      }
+    std::vector<std::unique_ptr<Pinger>> pingers;
+    pingers.push_back(std::make_unique<Pinger>(upstream.port()));
+    for (auto& m : middlemen) pingers.push_back(std::make_unique<Pinger>(m.second));
+    std::vector<std::vector<double>> samples(pingers.size());
+    const int rounds = 20;
+    for (int round = 0; round < rounds; ++round)
+      for (std::size_t i = 0; i < pingers.size(); ++i) pingers[i]->run(pings / rounds, samples[i]);
+    direct = percentiles(samples[0]);
+    for (std::size_t i = 0; i < measured.size(); ++i) measured[i]->latency = percentiles(samples[i + 1]);
+    pingers.clear();
+    for (auto& m : middlemen) m.first->stop();
   }
 
   std::printf("fault proxy benchmark: loopback, %.2f GiB download x %d runs (median), %d x %zu-byte ping-pongs\n",

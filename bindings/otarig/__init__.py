@@ -21,6 +21,8 @@ Errors: ``InputError`` (a ValueError) for bad input, naming file and line;
 TimeoutError) when a device does not answer in time.
 """
 
+from typing import Any, Callable, TypeVar
+
 from ._otarig import (  # noqa: F401
     HAVE_NETWORK,
     Bench,
@@ -61,6 +63,7 @@ if HAVE_NETWORK:
     from ._otarig import FaultProxy, UpdateServer  # noqa: F401
 
 __all__ = [
+    "__version__",
     "Bench",
     "BenchDrivers",
     "BenchError",
@@ -99,16 +102,20 @@ if HAVE_NETWORK:
     __all__ += ["FaultProxy", "UpdateServer"]
 
 
-def oracle(name):
-    """Names a custom oracle function (the name its result carries)::
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def oracle(name: str) -> Callable[[_F], _F]:
+    """Names a custom oracle (the name a bool result is recorded under, and the
+    name in messages about it)::
 
         @otarig.oracle("single-boot-slot")
         def my_oracle(ctx):
             return all(o.slot == "A" for o in ctx.observations if o.booted)
     """
 
-    def mark(fn):
-        fn.oracle_name = name
+    def mark(fn: _F) -> _F:
+        setattr(fn, "oracle_name", name)
         return fn
 
     return mark

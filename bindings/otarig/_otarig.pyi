@@ -10,12 +10,12 @@ __version__: str
 git_revision: str
 HAVE_NETWORK: bool
 
-StrPath = Union[str, os.PathLike]
-Seconds = Union[float, datetime.timedelta]
-ImageLike = Union[str, "Image", bytes, bytearray, memoryview]
-OracleReturn = Union["OracleResult", Tuple[str, bool], Tuple[str, bool, str], bool]
-CustomOracle = Callable[["TrialContext"], OracleReturn]
-CustomStep = Callable[["TrialContext"], None]
+_StrPath = Union[str, os.PathLike]
+_Seconds = Union[float, datetime.timedelta]
+_ImageLike = Union[str, "Image", bytes, bytearray, memoryview]
+_OracleReturn = Union["OracleResult", Tuple[str, bool], Tuple[str, bool, str], bool]
+_CustomOracle = Callable[["TrialContext"], _OracleReturn]
+_CustomStep = Callable[["TrialContext"], None]
 
 class InputError(ValueError):
     """Bad input; the message names the file and line (exit status 2)."""
@@ -103,7 +103,7 @@ class Scenario:
     """A scenario of the catalog, or a suite of them."""
 
     @staticmethod
-    def load(name_or_path: StrPath) -> Scenario: ...
+    def load(name_or_path: _StrPath) -> Scenario: ...
     @property
     def name(self) -> str: ...
     @property
@@ -337,7 +337,7 @@ class Power:
 
     def on(self) -> None: ...
     def off(self) -> None: ...
-    def cycle(self, off_time: Seconds = 1.0) -> None: ...
+    def cycle(self, off_time: _Seconds = 1.0) -> None: ...
     @property
     def is_on(self) -> bool: ...
 
@@ -358,8 +358,8 @@ class Console:
     """The board's console; expect() takes RE2 patterns."""
 
     def write(self, data: Union[str, bytes]) -> None: ...
-    def read(self, timeout: Seconds = 0.0) -> str: ...
-    def expect(self, pattern: str, timeout: Seconds = 5.0) -> ConsoleMatch: ...
+    def read(self, timeout: _Seconds = 0.0) -> str: ...
+    def expect(self, pattern: str, timeout: _Seconds = 5.0) -> ConsoleMatch: ...
     def clear(self) -> None: ...
     @property
     def pending(self) -> str: ...
@@ -374,8 +374,8 @@ class BenchDrivers:
     @property
     def console(self) -> Console: ...
     def observe(self, step: str = "observe") -> Observation: ...
-    def provision(self, image: ImageLike) -> None: ...
-    def deliver(self, image: ImageLike) -> Delivery: ...
+    def provision(self, image: _ImageLike) -> None: ...
+    def deliver(self, image: _ImageLike) -> Delivery: ...
     def erase_counts(self) -> List[int]: ...
     def take_transcript(self) -> List[Tuple[float, str]]: ...
     @property
@@ -440,7 +440,7 @@ class Plan:
 class Bench(BenchDrivers):
     """A board profile bound to its drivers."""
 
-    def __init__(self, board: StrPath, seed: int = 1) -> None: ...
+    def __init__(self, board: _StrPath, seed: int = 1) -> None: ...
     @property
     def board(self) -> str: ...
     @property
@@ -450,32 +450,32 @@ class Bench(BenchDrivers):
     def __exit__(self, *args: Any) -> None: ...
     def run(
         self,
-        scenario: Union[StrPath, Scenario],
+        scenario: Union[_StrPath, Scenario],
         *,
         seed: Optional[int] = None,
         trials: Optional[int] = None,
         trial: Optional[Union[int, str]] = None,
         shard: Optional[Union[str, Tuple[int, int]]] = None,
-        out: StrPath = "otarig-out",
+        out: _StrPath = "otarig-out",
         resume: bool = False,
         jobs: int = 0,
         progress: Optional[Callable[[Progress], Any]] = None,
         on_finding: Optional[Callable[[str], Any]] = None,
-        oracles: Iterable[CustomOracle] = (),
-        steps: Iterable[CustomStep] = (),
+        oracles: Iterable[_CustomOracle] = (),
+        steps: Iterable[_CustomStep] = (),
     ) -> CampaignResult: ...
-    def plan(self, scenario: Union[StrPath, Scenario], *, seed: Optional[int] = None) -> Plan: ...
+    def plan(self, scenario: Union[_StrPath, Scenario], *, seed: Optional[int] = None) -> Plan: ...
     def run_plan(
         self,
         plan: Plan,
         *,
         progress: Optional[Callable[[Progress], Any]] = None,
-        oracles: Iterable[CustomOracle] = (),
-        steps: Iterable[CustomStep] = (),
+        oracles: Iterable[_CustomOracle] = (),
+        steps: Iterable[_CustomStep] = (),
     ) -> List[Trial]: ...
     def trial(
         self,
-        scenario: Union[StrPath, Scenario],
+        scenario: Union[_StrPath, Scenario],
         *,
         index: Optional[int] = None,
         seed: Optional[int] = None,
@@ -483,8 +483,8 @@ class Bench(BenchDrivers):
         torn: Optional[bool] = None,
         torn_seed: Optional[int] = None,
         variant: Optional[str] = None,
-        oracles: Iterable[CustomOracle] = (),
-        steps: Iterable[CustomStep] = (),
+        oracles: Iterable[_CustomOracle] = (),
+        steps: Iterable[_CustomStep] = (),
     ) -> Trial: ...
 
 class UpdateServer:
@@ -493,13 +493,13 @@ class UpdateServer:
     def __init__(
         self,
         *,
-        root: Optional[StrPath] = None,
+        root: Optional[_StrPath] = None,
         port: int = 0,
         address: str = "127.0.0.1",
-        timeout: Seconds = 30.0,
-        tls_cert: Optional[StrPath] = None,
-        tls_key: Optional[StrPath] = None,
-        client_ca: Optional[StrPath] = None,
+        timeout: _Seconds = 30.0,
+        tls_cert: Optional[_StrPath] = None,
+        tls_key: Optional[_StrPath] = None,
+        client_ca: Optional[_StrPath] = None,
     ) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -555,7 +555,7 @@ class FaultProxy:
 def boards() -> List[Path]: ...
 def scenarios() -> List[str]: ...
 def data_dirs() -> List[Path]: ...
-def resolve_board(name_or_path: StrPath) -> Path: ...
+def resolve_board(name_or_path: _StrPath) -> Path: ...
 def load_profile(board: str) -> Profile: ...
 def trial_seed(seed: int, index: int) -> int: ...
 def cli(args: Sequence[str]) -> int: ...

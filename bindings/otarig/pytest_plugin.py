@@ -38,13 +38,13 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
 import otarig
 
-_RESULT = pytest.StashKey["otarig.CampaignResult"]()
+_RESULT = pytest.StashKey[otarig.CampaignResult]()
 _SHOWN_FINDINGS = 20
 
 
@@ -123,12 +123,13 @@ def otarig_options(pytestconfig: pytest.Config) -> OtarigOptions:
 
 @pytest.fixture(scope="session")
 def otarig_bench(otarig_options: OtarigOptions,
-                 record_testsuite_property: Callable[[str, object], None]) -> Any:
+                 record_testsuite_property: Callable[[str, object], None]) -> Iterator[otarig.Bench]:
     """The ``otarig.Bench`` of ``--otarig-board`` for the whole session."""
     try:
         bench = otarig.Bench(otarig_options.board, seed=otarig_options.seed)
     except ValueError as e:
-        raise pytest.UsageError(f"--otarig-board {otarig_options.board}: {e}") from None
+        # A wrong board is wrong for every test: stop the session once.
+        pytest.exit(f"--otarig-board {otarig_options.board}: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     record_testsuite_property("board", bench.profile.name)
     record_testsuite_property("seed", otarig_options.seed)
     with bench:
@@ -143,20 +144,20 @@ def otarig_evidence(request: pytest.FixtureRequest, otarig_options: OtarigOption
 
 
 @pytest.fixture
-def otarig_campaign(request: pytest.FixtureRequest, otarig_bench: Any, otarig_options: OtarigOptions,
-                    otarig_evidence: Path) -> Callable[..., Any]:
+def otarig_campaign(request: pytest.FixtureRequest, otarig_bench: otarig.Bench, otarig_options: OtarigOptions,
+                    otarig_evidence: Path) -> Callable[..., otarig.CampaignResult]:
     """``run(scenario, **options) -> otarig.CampaignResult``: runs a campaign on the
     session's bench with its seed and trial limit, writing the evidence into
     ``<evidence>/<scenario>`` (``-2``, ``-3``, ... when a test runs one twice).
     Options are those of ``Bench.run`` and override the session's."""
     node = request.node
     used: List[Path] = []
-    recorded = set()
+    recorded: Set[Tuple[str, object]] = set()
 
     def record(name: str, value: object) -> None:
         node.user_properties.append((name, value))
 
-    def run(scenario: Any, **options: Any) -> Any:
+    def run(scenario: Any, **options: Any) -> otarig.CampaignResult:
         if not used and otarig_evidence.exists():
             shutil.rmtree(otarig_evidence)
         name = scenario.name if isinstance(scenario, otarig.Scenario) else Path(str(scenario)).stem
@@ -183,7 +184,8 @@ def otarig_campaign(request: pytest.FixtureRequest, otarig_bench: Any, otarig_op
     return run
 
 
-def _record_result(record: Callable[[str, object], None], recorded: set, result: Any) -> None:
+def _record_result(record: Callable[[str, object], None], recorded: Set[Tuple[str, object]],
+                   result: otarig.CampaignResult) -> None:
     for key, value in (("board", result.board), ("seed", result.seed)):
         if (key, value) not in recorded:
             recorded.add((key, value))
@@ -211,7 +213,7 @@ def _otarig_scenario_marker(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def otarig_result(request: pytest.FixtureRequest) -> Any:
+def otarig_result(request: pytest.FixtureRequest) -> otarig.CampaignResult:
     """The CampaignResult of this test's ``otarig_scenario`` marker."""
     if request.node.get_closest_marker("otarig_scenario") is None:
         raise pytest.UsageError(f"{request.node.nodeid}: otarig_result needs @pytest.mark.otarig_scenario")
@@ -219,7 +221,7 @@ def otarig_result(request: pytest.FixtureRequest) -> Any:
     return request.node.stash[_RESULT]
 
 
-def describe_findings(result: Any) -> str:
+def describe_findings(result: otarig.CampaignResult) -> str:
     """The failure message of a campaign with findings: each finding's broken
     oracles, replay command and transcript, then the evidence folder."""
     n = len(result.findings)

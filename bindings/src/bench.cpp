@@ -6,7 +6,6 @@
 // Python exception raised there is kept, stops the campaign, and is raised
 // again by the call that started it.
 #include <fmt/format.h>
-#include <pybind11/chrono.h>
 #include <pybind11/stl/filesystem.h>
 #include <re2/re2.h>
 
@@ -269,6 +268,7 @@ class Drivers {
     auto b = bound();
     py::gil_scoped_release nogil;
     std::lock_guard lock(b->mu);
+    b->console_buffer.clear();  // observe() reads the console: what was left is older than that
     return b->bench().observe(step);
   }
 
@@ -278,6 +278,7 @@ class Drivers {
     py::gil_scoped_release nogil;
     std::lock_guard lock(b->mu);
     auto& bench = b->bench();
+    b->console_buffer.clear();
     if (!bench.parts().provision)
       throw BenchError(fmt::format("{}: provision(): the board cannot be provisioned with a known-good image",
                                    bench.profile().name));
@@ -299,6 +300,7 @@ class Drivers {
     py::gil_scoped_release nogil;
     std::lock_guard lock(b->mu);
     auto& bench = b->bench();
+    b->console_buffer.clear();
     if (!bench.parts().power->is_on()) bench.power_on("deliver()");
     drivers::DeliveryResult r;
     try {
@@ -327,6 +329,7 @@ class Drivers {
     {
       py::gil_scoped_release nogil;
       std::lock_guard lock(b->mu);
+      b->console_buffer.clear();
       b->bench().drain_console();
       lines = b->bench().take_transcript();
     }
@@ -693,6 +696,7 @@ class BenchPy final : public Drivers {
     p.board = profile_->name;
     py::gil_scoped_release nogil;
     std::lock_guard lock(b->mu);
+    b->console_buffer.clear();
     harness::CountOps count;
     if (b->bench().parts().flash_faults)
       count = [&](const std::string& s, const std::string& d) { return count_ops(*b, s, d); };
@@ -810,6 +814,7 @@ class BenchPy final : public Drivers {
     try {
       py::gil_scoped_release nogil;
       std::lock_guard lock(b->mu);
+      b->console_buffer.clear();
       harness::Progress p;
       p.total = specs.size();
       const auto t0 = std::chrono::steady_clock::now();
@@ -851,14 +856,16 @@ void register_bench(py::module_& m) {
                     "gives its bytes.")
       .def_property_readonly("name", [](const Image& i) { return i.image->name; },
                              "Release name, or 'RELEASE/VARIANT' for a damaged one.")
-      .def_property_readonly("version", [](const Image& i) { return i.image->version; })
-      .def_property_readonly("security_counter", [](const Image& i) { return i.image->security_counter; })
+      .def_property_readonly("version", [](const Image& i) { return i.image->version; }, "The header's version.")
+      .def_property_readonly("security_counter", [](const Image& i) { return i.image->security_counter; },
+                             "The header's anti-rollback counter.")
       .def_property_readonly("digest", [](const Image& i) { return i.image->digest; },
                              "SHA-256 (hex) of header+payload: what the device reports when it runs it.")
-      .def_property_readonly("size", [](const Image& i) { return i.image->bytes.size(); })
+      .def_property_readonly("size", [](const Image& i) { return i.image->bytes.size(); }, "Bytes in the image.")
       .def_property_readonly("authentic", [](const Image& i) { return i.image->authentic; },
                              "True when validly signed by a trusted key and unmodified.")
-      .def_property_readonly("fails_self_test", [](const Image& i) { return i.image->fails_self_test; })
+      .def_property_readonly("fails_self_test", [](const Image& i) { return i.image->fails_self_test; },
+                             "True for a signed image whose self-test fails after it boots.")
       .def_property_readonly("variant", [](const Image& i) { return i.image->variant; }, "'' for a release as built.")
       .def_property_readonly("detail", [](const Image& i) { return i.detail; }, "What the fault did to the release.")
       .def_property_readonly(
@@ -881,8 +888,9 @@ void register_bench(py::module_& m) {
   py::class_<Delivery>(m, "Delivery", "How handing an image to the device's updater ended.")
       .def_readonly("status", &Delivery::status, "'accepted', 'refused', 'power-lost' or 'unreachable'.")
       .def_readonly("detail", &Delivery::detail, "The updater's reason, or where a cut fell.")
-      .def_readonly("bytes_sent", &Delivery::bytes_sent)
-      .def_property_readonly("accepted", [](const Delivery& d) { return d.status == "accepted"; })
+      .def_readonly("bytes_sent", &Delivery::bytes_sent, "Bytes handed to the device.")
+      .def_property_readonly("accepted", [](const Delivery& d) { return d.status == "accepted"; },
+                             "True when the updater took the image.")
       .def("__repr__", [](const Delivery& d) {
         return fmt::format("Delivery(status={}, detail={}, bytes_sent={})", py::repr(py::str(d.status)).cast<std::string>(),
                            py::repr(py::str(d.detail)).cast<std::string>(), d.bytes_sent);
@@ -892,10 +900,17 @@ void register_bench(py::module_& m) {
   py::class_<Power>(m, "Power", "The board's power switch (relay, PDU, process, virtual supply).")
       .def("on", &Power::on, py::call_guard<py::gil_scoped_release>(), "Switches power on.")
       .def("off", &Power::off, py::call_guard<py::gil_scoped_release>(), "Switches power off.")
-      .def("cycle", &Power::cycle, py::arg("off_time") = std::chrono::milliseconds(1000),
-           py::call_guard<py::gil_scoped_release>(),
+      .def(
+          "cycle",
+          [](Power& p, py::handle off_time) {
+            auto ms = seconds_arg(off_time, "off_time");
+            py::gil_scoped_release nogil;
+            p.cycle(ms);
+          },
+          py::arg("off_time") = 1.0,
            "Off, keep it off for `off_time` (seconds as a float, or a timedelta), on.")
-      .def_property_readonly("is_on", &Power::is_on, py::call_guard<py::gil_scoped_release>());
+      .def_property_readonly("is_on", &Power::is_on, py::call_guard<py::gil_scoped_release>(),
+                             "True while the board is powered.");
 
   py::class_<ConsoleMatch>(m, "ConsoleMatch", "What console.expect() matched.")
       .def_readonly("text", &ConsoleMatch::text, "The matched text.")
@@ -929,25 +944,34 @@ void register_bench(py::module_& m) {
   py::class_<Console>(m, "Console",
                       "The board's console. expect() takes RE2 patterns (the syntax of Python's re\n"
                       "for the common cases, including (?P<name>...) groups; no backreferences or\n"
-                      "lookaround) and matches in linear time. Bytes read here are returned to you and\n"
-                      "do not enter a trial's console.log.")
+                      "lookaround) and matches in linear time. Output read by read()/expect() and not\n"
+                      "consumed waits for the next expect(); bench calls that read the console\n"
+                      "themselves (observe, deliver, provision, trials) drop it as stale. Bytes read\n"
+                      "here do not enter a trial's console.log.")
       .def("write", &Console::write, py::arg("data"), py::call_guard<py::gil_scoped_release>(),
            "Writes str (UTF-8) or bytes to the device.")
       .def(
           "read",
-          [](Console& c, std::chrono::milliseconds timeout) {
+          [](Console& c, py::handle timeout) {
+            auto ms = seconds_arg(timeout, "timeout");
             std::string bytes;
             {
               py::gil_scoped_release nogil;
-              bytes = c.read(timeout);
+              bytes = c.read(ms);
             }
             return decode(bytes);
           },
-          py::arg("timeout") = std::chrono::milliseconds(0),
+          py::arg("timeout") = 0.0,
           "What the device printed (and expect() left unconsumed): waits up to `timeout`\n"
           "seconds for the first byte, returns '' when none came. Undecodable bytes become U+FFFD.")
-      .def("expect", &Console::expect, py::arg("pattern"), py::arg("timeout") = std::chrono::milliseconds(5000),
-           py::call_guard<py::gil_scoped_release>(),
+      .def(
+          "expect",
+          [](Console& c, const std::string& pattern, py::handle timeout) {
+            auto ms = seconds_arg(timeout, "timeout");
+            py::gil_scoped_release nogil;
+            return c.expect(pattern, ms);
+          },
+          py::arg("pattern"), py::arg("timeout") = 5.0,
            "Reads until the RE2 `pattern` matches (searching, not anchored) and returns the\n"
            "match; output up to the end of the match is consumed. Raises BenchTimeout (a\n"
            "TimeoutError) after `timeout` seconds of the bench clock (modelled time on a\n"
@@ -1010,7 +1034,8 @@ void register_bench(py::module_& m) {
                              [](const TrialContextPy& c) { return c.get().outcome.delivery_status; },
                              "accepted, refused, power-lost or unreachable.")
       .def_property_readonly("delivery_detail",
-                             [](const TrialContextPy& c) { return c.get().outcome.delivery_detail; })
+                             [](const TrialContextPy& c) { return c.get().outcome.delivery_detail; },
+                             "The updater's reason, or where the cut fell.")
       .def_property_readonly("fault_detail", [](const TrialContextPy& c) { return c.get().outcome.fault_detail; },
                              "What the fault did.")
       .def_property_readonly(
@@ -1045,8 +1070,9 @@ void register_bench(py::module_& m) {
   py::class_<PlanPy>(m, "Plan",
                      "The trials of a scenario for a seed, as a campaign would run them. Filter it and\n"
                      "run it with Bench.run_plan(); Plans are immutable (filters return new ones).")
-      .def_property_readonly("scenario", [](const PlanPy& p) { return ScenarioRef{p.owner, p.scenario}; })
-      .def_readonly("seed", &PlanPy::seed)
+      .def_property_readonly("scenario", [](const PlanPy& p) { return ScenarioRef{p.owner, p.scenario}; },
+                             "The scenario (or suite) planned.")
+      .def_readonly("seed", &PlanPy::seed, "The campaign seed the trials derive from.")
       .def_readonly("board", &PlanPy::board, "Name of the board the plan was measured on.")
       .def_property_readonly(
           "trials",

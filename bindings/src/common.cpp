@@ -69,6 +69,18 @@ json to_json(py::handle v) {
                                    py::str(py::type::of(v).attr("__name__")).cast<std::string>()));
 }
 
+std::chrono::milliseconds seconds_arg(py::handle v, const char* what) {
+  double seconds = 0;
+  if (py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v))
+    seconds = v.cast<double>();
+  else if (py::hasattr(v, "total_seconds"))
+    seconds = v.attr("total_seconds")().cast<double>();
+  else
+    throw py::type_error(fmt::format("{}: expected seconds (int or float) or a datetime.timedelta", what));
+  if (!(seconds >= 0) || seconds > 1e9) throw py::value_error(fmt::format("{}: {} s is out of range", what, seconds));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000.0 + 0.5));
+}
+
 ErrorTypes& error_types() {
   // Never destroyed: the interpreter may be gone when static objects die.
   static auto* types = new ErrorTypes;

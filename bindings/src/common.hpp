@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -32,6 +33,9 @@ py::object to_py(const json& value);
 /// A Python value (dict, list, tuple, str, int, float, bool, None, os.PathLike)
 /// as JSON; TypeError for anything else.
 json to_json(py::handle value);
+
+/// A duration given in seconds (int or float) or as a datetime.timedelta.
+std::chrono::milliseconds seconds_arg(py::handle value, const char* what);
 
 /// The exception types of the module (set once at import).
 struct ErrorTypes {
@@ -88,7 +92,8 @@ class BoundBench {
 
   /// Serialises driver calls from several Python threads.
   std::recursive_mutex mu;
-  /// Console bytes read but not consumed by expect().
+  /// Console bytes read but not consumed by expect(); dropped when a bench
+  /// call reads the console itself (its output would come out of order).
   std::string console_buffer;
 
  private:

@@ -351,10 +351,11 @@ void register_data(py::module_& m) {
 
   // ---------------------------------------------------------------- Profile
   py::class_<harness::ReleaseSpec>(m, "ReleaseSpec", "A release as a board profile defines it.")
-      .def_readonly("name", &harness::ReleaseSpec::name)
-      .def_property_readonly("version", [](const harness::ReleaseSpec& r) { return r.version.str(); })
-      .def_readonly("security_counter", &harness::ReleaseSpec::security_counter)
-      .def_readonly("payload_size", &harness::ReleaseSpec::payload_size)
+      .def_readonly("name", &harness::ReleaseSpec::name, "The release's name (factory, update, ...).")
+      .def_property_readonly("version", [](const harness::ReleaseSpec& r) { return r.version.str(); },
+                             "MAJOR.MINOR.PATCH[+BUILD].")
+      .def_readonly("security_counter", &harness::ReleaseSpec::security_counter, "The anti-rollback counter.")
+      .def_readonly("payload_size", &harness::ReleaseSpec::payload_size, "Payload bytes (0: the default size).")
       .def_readonly("file", &harness::ReleaseSpec::file, "A prebuilt image used instead of a generated one, or None.")
       .def("__repr__", [](const harness::ReleaseSpec& r) {
         return fmt::format("ReleaseSpec({}, version={}, security_counter={})", repr_str(r.name),
@@ -365,12 +366,14 @@ void register_data(py::module_& m) {
       m, "Profile", "A board profile (boards/NAME.yaml): how to power, talk to, update and observe a device.")
       .def_readonly("path", &harness::BoardProfile::path, "The profile file.")
       .def_readonly("sha256", &harness::BoardProfile::sha256, "SHA-256 of the profile file's bytes.")
-      .def_readonly("name", &harness::BoardProfile::name)
-      .def_readonly("description", &harness::BoardProfile::description)
+      .def_readonly("name", &harness::BoardProfile::name, "The board's name.")
+      .def_readonly("description", &harness::BoardProfile::description, "A one-line description.")
       .def_readonly("device_kind", &harness::BoardProfile::device_kind, "'virtual', 'process', ...")
-      .def_readonly("signing_key", &harness::BoardProfile::signing_key)
-      .def_readonly("trusted_keys", &harness::BoardProfile::trusted_keys)
-      .def_readonly("releases", &harness::BoardProfile::releases)
+      .def_readonly("signing_key", &harness::BoardProfile::signing_key,
+                    "The key releases are signed with: 'test:LABEL' or a PEM path.")
+      .def_readonly("trusted_keys", &harness::BoardProfile::trusted_keys,
+                    "Keys the device trusts (empty: the signing key).")
+      .def_readonly("releases", &harness::BoardProfile::releases, "The releases the profile defines.")
       .def_property_readonly(
           "observe",
           [](const harness::BoardProfile& p) {
@@ -392,7 +395,7 @@ void register_data(py::module_& m) {
   py::class_<TrialSpecRef>(m, "TrialSpec",
                            "One trial of a plan: its index, its scenario, and its fault (every random\n"
                            "choice derives from the campaign seed and the index).")
-      .def_property_readonly("index", [](const TrialSpecRef& t) { return t.spec.index; })
+      .def_property_readonly("index", [](const TrialSpecRef& t) { return t.spec.index; }, "Index in the plan.")
       .def_property_readonly("id", [](const TrialSpecRef& t) { return t.spec.id; },
                              "Zero-padded index: the evidence folder name and the --trial argument.")
       .def_property_readonly("scenario", [](const TrialSpecRef& t) { return t.spec.scenario->name; },
@@ -404,7 +407,8 @@ void register_data(py::module_& m) {
                              "Flash operations of the whole update.")
       .def_property_readonly("torn", [](const TrialSpecRef& t) { return t.spec.torn; },
                              "True when the cut tears the operation (partly applied).")
-      .def_property_readonly("torn_seed", [](const TrialSpecRef& t) { return t.spec.torn_seed; })
+      .def_property_readonly("torn_seed", [](const TrialSpecRef& t) { return t.spec.torn_seed; },
+                             "Which bits of a torn operation land.")
       .def_property_readonly("variant", [](const TrialSpecRef& t) { return t.spec.variant; },
                              "Image faults: which damage ('payload-bit-flip', ...).")
       .def_property_readonly("fault", [](const TrialSpecRef& t) { return to_py(t.spec.fault_json()); },
@@ -415,15 +419,22 @@ void register_data(py::module_& m) {
 
   // ---------------------------------------------------------------- Trial
   py::class_<Trial>(m, "Trial", "The record of one trial: its fault, what was observed, the oracles, the verdict.")
-      .def_property_readonly("id", [](const Trial& t) { return t.raw.value("id", ""); })
-      .def_property_readonly("index", [](const Trial& t) { return t.raw.value("index", 0ull); })
-      .def_property_readonly("scenario", [](const Trial& t) { return t.raw.value("scenario", ""); })
-      .def_property_readonly("seed", [](const Trial& t) { return t.raw.value("seed", 0ull); })
-      .def_property_readonly("requirements", [](const Trial& t) { return to_py(t.raw.value("requirements", json::array())); })
+      .def_property_readonly("id", [](const Trial& t) { return t.raw.value("id", ""); },
+                             "Zero-padded index: the evidence folder name and the --trial argument.")
+      .def_property_readonly("index", [](const Trial& t) { return t.raw.value("index", 0ull); },
+                             "The trial's index in the plan.")
+      .def_property_readonly("scenario", [](const Trial& t) { return t.raw.value("scenario", ""); },
+                             "The (leaf) scenario's name.")
+      .def_property_readonly("seed", [](const Trial& t) { return t.raw.value("seed", 0ull); },
+                             "The trial's own seed, derived from the campaign seed and the index.")
+      .def_property_readonly("requirements",
+                             [](const Trial& t) { return to_py(t.raw.value("requirements", json::array())); },
+                             "Requirement ids of the scenario.")
       .def_property_readonly("fault", [](const Trial& t) { return to_py(t.raw.value("fault", json::object())); },
                              "The fault parameters (kind, before_op, torn, variant, ...) and its 'detail'.")
       .def_property_readonly("verdict", [](const Trial& t) { return t.raw.value("verdict", ""); }, "'pass' or 'fail'.")
-      .def_property_readonly("passed", [](const Trial& t) { return t.raw.value("verdict", "") == "pass"; })
+      .def_property_readonly("passed", [](const Trial& t) { return t.raw.value("verdict", "") == "pass"; },
+                             "True when every oracle held.")
       .def_property_readonly("oracles", [](const Trial& t) { return to_py(t.raw.value("oracles", json::object())); },
                              "Oracle name -> held (the five standard ones and any custom ones).")
       .def_property_readonly("broken", [](const Trial& t) { return broken_list(t.raw.value("broken", json::array())); },
@@ -438,7 +449,8 @@ void register_data(py::module_& m) {
                              "Where a counted power cut fell ({'op', 'kind', 'address', 'phase', 'torn', ...}) or None.")
       .def_property_readonly("erases", [](const Trial& t) { return get_or_none(t.raw, "erases"); },
                              "{'total', 'max_per_sector'} erases since provisioning, or None.")
-      .def_property_readonly("duration_ms", [](const Trial& t) { return t.raw.value("duration_ms", 0.0); })
+      .def_property_readonly("duration_ms", [](const Trial& t) { return t.raw.value("duration_ms", 0.0); },
+                             "Wall-clock milliseconds the trial took.")
       .def_property_readonly(
           "evidence",
           [](const Trial& t) -> std::optional<std::filesystem::path> {
@@ -484,9 +496,11 @@ void register_data(py::module_& m) {
   py::class_<Finding>(m, "Finding", "A device defect found: the trial, the oracles it broke, and how to replay it.")
       .def_property_readonly("id", [](const Finding& f) { return f.raw.value("id", ""); }, "F0001, F0002, ...")
       .def_property_readonly("trial", [](const Finding& f) { return f.raw.value("trial", ""); }, "The trial's id.")
-      .def_property_readonly("scenario", [](const Finding& f) { return f.raw.value("scenario", ""); })
+      .def_property_readonly("scenario", [](const Finding& f) { return f.raw.value("scenario", ""); },
+                             "The (leaf) scenario of the trial.")
       .def_property_readonly("seed", [](const Finding& f) { return f.raw.value("seed", 0ull); }, "The trial's seed.")
-      .def_property_readonly("fault", [](const Finding& f) { return to_py(f.raw.value("fault", json::object())); })
+      .def_property_readonly("fault", [](const Finding& f) { return to_py(f.raw.value("fault", json::object())); },
+                             "The fault parameters and what the fault did ('detail').")
       .def_property_readonly(
           "oracles",
           [](const Finding& f) {
@@ -497,8 +511,12 @@ void register_data(py::module_& m) {
           "Names of the oracles broken.")
       .def_property_readonly("broken", [](const Finding& f) { return broken_list(f.raw.value("oracles", json::array())); },
                              "The oracles broken, as (oracle, detail) pairs.")
-      .def_property_readonly("observed", [](const Finding& f) { return observed_list(f.raw.value("observed", json::array())); })
-      .def_property_readonly("requirements", [](const Finding& f) { return to_py(f.raw.value("requirements", json::array())); })
+      .def_property_readonly("observed",
+                             [](const Finding& f) { return observed_list(f.raw.value("observed", json::array())); },
+                             "The trial's observations, in order.")
+      .def_property_readonly("requirements",
+                             [](const Finding& f) { return to_py(f.raw.value("requirements", json::array())); },
+                             "Requirement ids the broken trial gives evidence against.")
       .def_property_readonly("transcript", [](const Finding& f) { return f.out / f.raw.value("transcript", ""); },
                              "Path of the trial's console.log.")
       .def_property_readonly("replay", [](const Finding& f) { return f.raw.value("replay", ""); },
@@ -532,12 +550,13 @@ void register_data(py::module_& m) {
           "The bench failure that stopped the campaign, or None.")
       .def_readonly("out", &CampaignResult::out, "The evidence folder (absolute).")
       .def_property_readonly("run", [](const CampaignResult& r) { return to_py(r.run); }, "run.json as a dict.")
-      .def_property_readonly("board", [](const CampaignResult& r) {
-        return r.run.value("board", json::object()).value("name", "");
-      })
-      .def_property_readonly("scenario", [](const CampaignResult& r) {
-        return r.run.value("scenario", json::object()).value("name", "");
-      })
+      .def_property_readonly(
+          "board", [](const CampaignResult& r) { return r.run.value("board", json::object()).value("name", ""); },
+          "The board's name (from its profile).")
+      .def_property_readonly(
+          "scenario",
+          [](const CampaignResult& r) { return r.run.value("scenario", json::object()).value("name", ""); },
+          "The scenario's (or suite's) name.")
       .def_property_readonly(
           "requirements",
           [](const CampaignResult& r) {
@@ -555,7 +574,8 @@ void register_data(py::module_& m) {
             return out;
           },
           "Requirement ids the campaign gives evidence for (a suite's and its parts', each once).")
-      .def_property_readonly("seed", [](const CampaignResult& r) { return r.run.value("seed", 0ull); })
+      .def_property_readonly("seed", [](const CampaignResult& r) { return r.run.value("seed", 0ull); },
+                             "The campaign seed.")
       .def_property_readonly("planned", [](const CampaignResult& r) { return r.run.value("planned", 0ull); },
                              "Trials in the plan (after trials/shard selection).")
       .def("__str__", &summary_line)

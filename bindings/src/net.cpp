@@ -4,7 +4,6 @@
 #ifdef OTARIG_PYTHON_HAVE_NET
 
 #include <fmt/format.h>
-#include <pybind11/chrono.h>
 #include <pybind11/stl/filesystem.h>
 
 #include "otarig/drivers/net/fault_proxy.hpp"
@@ -148,13 +147,13 @@ void register_network(py::module_& m) {
       "Serves /manifest.json, /manifests/NAME.json, /images/NAME.bin, anything put(),\n"
       "and files under `root`. Every blocking call releases the GIL.")
       .def(py::init([](std::optional<std::filesystem::path> root, std::uint16_t port, std::string address,
-                       std::chrono::milliseconds timeout, std::optional<std::filesystem::path> tls_cert,
+                       py::handle timeout, std::optional<std::filesystem::path> tls_cert,
                        std::optional<std::filesystem::path> tls_key, std::optional<std::filesystem::path> client_ca) {
              net::ServerOptions o;
              if (root) o.root = *root;
              o.port = port;
              o.address = std::move(address);
-             o.timeout = timeout;
+             o.timeout = seconds_arg(timeout, "timeout");
              if (tls_cert || tls_key) {
                if (!tls_cert || !tls_key) throw InputError("UpdateServer: give both tls_cert and tls_key, or neither");
                o.tls = net::TlsConfig::from_files(*tls_cert, *tls_key, client_ca.value_or(std::filesystem::path()));
@@ -162,7 +161,7 @@ void register_network(py::module_& m) {
              return std::make_unique<UpdateServerPy>(std::move(o));
            }),
            py::kw_only(), py::arg("root") = py::none(), py::arg("port") = 0, py::arg("address") = "127.0.0.1",
-           py::arg("timeout") = std::chrono::milliseconds(30000), py::arg("tls_cert") = py::none(),
+           py::arg("timeout") = 30.0, py::arg("tls_cert") = py::none(),
            py::arg("tls_key") = py::none(), py::arg("client_ca") = py::none(),
            "port 0 picks a free port (see .port). tls_cert/tls_key (PEM files) serve HTTPS;\n"
            "client_ca requires client certificates (mutual TLS). `timeout` (seconds) is the\n"
@@ -185,7 +184,7 @@ void register_network(py::module_& m) {
              py::gil_scoped_release nogil;
              s.get().stop();
            })
-      .def_property_readonly("port", [](UpdateServerPy& s) { return s.get().port(); })
+      .def_property_readonly("port", [](UpdateServerPy& s) { return s.get().port(); }, "The port it listens on.")
       .def_property_readonly("url", [](UpdateServerPy& s) { return s.get().base_url(); },
                              "'http://127.0.0.1:PORT' (or https://).")
       .def("put", [](UpdateServerPy& s, const std::string& path, py::handle data) { s.get().put(path, bytes_arg(data)); },
@@ -203,7 +202,8 @@ void register_network(py::module_& m) {
       .def("set_latest", [](UpdateServerPy& s, const std::string& name) { s.get().set_latest(name); },
            py::arg("name"), "Makes /manifest.json serve release NAME's manifest.")
       .def("clear_latest", [](UpdateServerPy& s) { s.get().clear_latest(); }, "/manifest.json answers 404 again.")
-      .def_property_readonly("latest", [](UpdateServerPy& s) { return s.get().latest(); })
+      .def_property_readonly("latest", [](UpdateServerPy& s) { return s.get().latest(); },
+                             "The release /manifest.json names, or None.")
       .def(
           "request_log",
           [](UpdateServerPy& s) {
@@ -230,7 +230,8 @@ void register_network(py::module_& m) {
         d["timeouts"] = st.timeouts;
         d["tls_failures"] = st.tls_failures;
         return d;
-      });
+      },
+      "Counters: connections, requests, bytes_sent, bad_requests, timeouts, tls_failures.");
 
   py::class_<FaultProxyPy>(
       m, "FaultProxy",
@@ -274,7 +275,7 @@ void register_network(py::module_& m) {
              py::gil_scoped_release nogil;
              p.get().stop();
            })
-      .def_property_readonly("port", [](FaultProxyPy& p) { return p.get().port(); })
+      .def_property_readonly("port", [](FaultProxyPy& p) { return p.get().port(); }, "The port it listens on.")
       .def(
           "set_faults",
           [](FaultProxyPy& p, const std::string& spec, std::uint64_t seed) {
@@ -325,7 +326,8 @@ void register_network(py::module_& m) {
         d["events"] = st.events;
         d["events_dropped"] = st.events_dropped;
         return d;
-      });
+      },
+      "Counters: connections, bytes_up, bytes_down, events, events_dropped.");
 }
 
 }  // namespace otarig::python

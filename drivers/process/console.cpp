@@ -10,13 +10,16 @@ namespace {
 using Steady = std::chrono::steady_clock;
 
 std::chrono::milliseconds left_until(Steady::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Steady::now());
   return left.count() > 0 ? left : std::chrono::milliseconds(0);
 }
 
 // How long one poll of the current pty may block before the console looks
 // again whether the power driver started a newer run.
 constexpr std::chrono::milliseconds kRecheck{50};
+// How long a killed run's pty may stay open and silent before the console
+// moves on to the next run.
+constexpr std::chrono::milliseconds kKilledGrace{200};
 
 }  // namespace
 
@@ -31,18 +34,30 @@ void PtyConsole::write(std::string_view bytes) {
 std::string PtyConsole::fetch(std::chrono::milliseconds timeout) {
   const auto deadline = Steady::now() + timeout;
   while (true) {
-    // Follow the power driver: once the run being read has nothing more to
-    // say, move to the current one.
+    // Runs are read in order: once the run being read has nothing more to
+    // say, move to the next one the power driver started.
     if (!reading_ || eof_) {
-      auto current = power_->session();
-      if (current && current != reading_) {
-        reading_ = std::move(current);
+      if (auto next = power_->session_after(done_, std::chrono::milliseconds(0))) {
+        reading_ = std::move(next);
         eof_ = false;
       }
     }
     if (reading_ && !eof_) {
       auto r = read_available(reading_->master());
-      if (r.eof) eof_ = true;
+      if (r.eof) {
+        eof_ = true;
+      } else if (r.bytes.empty() && reading_->killed()) {
+        // A killed run hangs up at once, unless something that left its
+        // process group still holds the pty: give up on it after a grace.
+        if (!quiet_since_) quiet_since_ = Steady::now();
+        else if (Steady::now() - *quiet_since_ >= kKilledGrace) eof_ = true;
+      } else {
+        quiet_since_.reset();
+      }
+      if (eof_) {
+        done_ = reading_->number();
+        quiet_since_.reset();
+      }
       if (!r.bytes.empty()) return std::move(r.bytes);
       if (!eof_) {
         const auto left = left_until(deadline);
@@ -55,7 +70,7 @@ std::string PtyConsole::fetch(std::chrono::milliseconds timeout) {
     // Nothing to read from: wait for the next power-on, up to the deadline.
     const auto left = left_until(deadline);
     if (left.count() == 0) return {};
-    if (!power_->wait_new_session(reading_, left)) return {};
+    if (!power_->session_after(done_, left)) return {};
   }
 }
 

@@ -69,26 +69,31 @@ DeviceConfig DeviceConfig::from_config(const Config& device) {
     if (!cfg.server && cfg.tls != Tls::off) net->at("tls").fail("TLS needs the update server (server: true)");
   }
   if (auto prov = device.find("provision")) {
-    prov->only_keys({"format", "file", "slot_size", "sector_size", "program_align", "metadata_sectors"});
+    prov->only_keys({"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"});
     const auto format = prov->at("format").as_string();
     if (format == "otarig-vboard") cfg.provision = ProvisionFormat::vboard_flash;
     else if (format == "image-file") cfg.provision = ProvisionFormat::image_file;
     else prov->at("format").fail(fmt::format("unknown provision format '{}' (known: otarig-vboard, image-file)", format));
     cfg.provision_file = prov->at("file").as_string();
     if (cfg.provision != ProvisionFormat::vboard_flash) {
-      for (const char* k : {"slot_size", "sector_size", "program_align", "metadata_sectors"})
+      for (const char* k : {"mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
         if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` applies to format otarig-vboard only", k));
+    } else {
+      vboard::FlashGeometry g;
+      g.slot_size = prov->size_or("slot_size", g.slot_size);
+      g.sector_size = prov->size_or("sector_size", g.sector_size);
+      g.program_align = prov->size_or("program_align", g.program_align);
+      g.metadata_sectors = static_cast<std::uint32_t>(std::min<std::uint64_t>(prov->size_or("metadata_sectors", 2), 1024));
+      try {
+        cfg.vboard = vboard_config(prov->string_or("mode", "ab"), {}, g.sector_size, g, "provision");
+      } catch (const InputError& e) {
+        // "provision:LINE: PATH: message": the message, on the line it is about.
+        std::string what = e.what();
+        for (int i = 0; i < 2; ++i)
+          if (auto colon = what.find(": "); colon != std::string::npos) what.erase(0, colon + 2);
+        (prov->has("mode") && what.find("mode") != std::string::npos ? prov->at("mode") : *prov).fail(what);
+      }
     }
-    auto& g = cfg.geometry;
-    g.slot_size = prov->size_or("slot_size", g.slot_size);
-    g.sector_size = prov->size_or("sector_size", g.sector_size);
-    g.program_align = prov->size_or("program_align", g.program_align);
-    if (auto m = prov->find("metadata_sectors")) {
-      const auto n = m->as_uint();
-      if (n < 2 || n > 64) m->fail(fmt::format("metadata_sectors {} must be 2..64", n));
-      g.metadata_sectors = static_cast<std::uint32_t>(n);
-    }
-    if (auto p = g.problem(); !p.empty()) prov->fail("flash: " + p);
   }
   return cfg;
 }
@@ -143,10 +148,11 @@ ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
         po.upstream_port = server_->port();
         proxy_ = std::make_unique<net::FaultProxy>(po);
         proxy_->start();
-        update_url_ = fmt::format("{}://127.0.0.1:{}", scheme, proxy_->port());
+        update_port_ = proxy_->port();
       } else {
-        update_url_ = server_->base_url();
+        update_port_ = server_->port();
       }
+      update_url_ = fmt::format("{}://127.0.0.1:{}", scheme, update_port_);
     } catch (const BenchError& e) {
       throw BenchError(fmt::format("{}: the update server for the device: {}", board_, e.what()));
     } catch (const std::exception& e) {
@@ -179,6 +185,7 @@ std::string ProcessDevice::expand(std::string_view text,
         if (name == "storage") value = storage_.string();
         else if (name == "board") value = board_;
         else if (name == "update_url") value = update_url_;
+        else if (name == "update_port") value = std::to_string(update_port_);
         else if (name == "profile_dir") value = profile_dir_.string();
         for (const auto& [k, v] : extra)
           if (name == k) value = v;
@@ -220,9 +227,13 @@ void ProcessDevice::provision(std::span<const std::uint8_t> image) {
   if (file.is_relative()) file = storage_ / file;
   try {
     std::filesystem::create_directories(file.parent_path());
-    if (cfg_.provision == DeviceConfig::ProvisionFormat::vboard_flash)
-      write_flash_file(file, cfg_.geometry, provisioned_flash(cfg_.geometry, image));
-    else
+    if (cfg_.provision == DeviceConfig::ProvisionFormat::vboard_flash) {
+      // One board makes every provisioned flash: it caches them per image.
+      if (!provisioner_) provisioner_ = std::make_unique<vboard::VirtualBoard>(cfg_.vboard, std::vector<crypto::PublicKey>{});
+      provisioner_->provision(image);
+      write_flash_file(file, cfg_.vboard.layout(), provisioner_->flash().bytes());
+    } else
+
       write_file_atomically(file, image);
   } catch (const InputError&) {
     throw;

@@ -13,8 +13,7 @@
 #include <system_error>
 
 #include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/image.hpp"
-#include "otarig/drivers/virtual/boot_state.hpp"
+#include "otarig/drivers/config.hpp"
 
 namespace otarig::drivers::process {
 namespace {
@@ -42,6 +41,7 @@ std::array<std::uint8_t, kFlashFileHeaderSize> encode_header(const vboard::Flash
   put_le(h.data() + 40, g.metadata_sectors, 4);
   put_le(h.data() + 44, g.counter_sectors, 4);
   put_le(h.data() + 48, g.total_size(), 8);
+  put_le(h.data() + 56, g.swap_sectors, 4);
   return h;
 }
 
@@ -92,6 +92,7 @@ FlashFile FlashFile::open(const std::filesystem::path& file) {
   g.program_align = get_le(h.data() + 32, 8);
   g.metadata_sectors = static_cast<std::uint32_t>(get_le(h.data() + 40, 4));
   g.counter_sectors = static_cast<std::uint32_t>(get_le(h.data() + 44, 4));
+  g.swap_sectors = static_cast<std::uint32_t>(get_le(h.data() + 56, 4));
   if (auto p = g.problem(); !p.empty()) throw InputError(fmt::format("{}: flash geometry: {}", file.string(), p));
   if (get_le(h.data() + 48, 8) != g.total_size() ||
       static_cast<std::uint64_t>(st.st_size) != kFlashFileHeaderSize + g.total_size())
@@ -121,22 +122,30 @@ void FlashFile::write(std::uint64_t address, std::span<const std::uint8_t> data,
     throw std::system_error(errno, std::generic_category(), fmt::format("fdatasync {}", path_.string()));
 }
 
-std::vector<std::uint8_t> provisioned_flash(const vboard::FlashGeometry& geometry,
-                                            std::span<const std::uint8_t> image) {
-  auto parsed = image::parse(image, "provision image");
-  if (image.size() > geometry.slot_size)
-    throw InputError(
-        fmt::format("provision image: {} bytes do not fit the {}-byte slot", image.size(), geometry.slot_size));
-  vboard::NorFlash flash(geometry);
-  vboard::BootStateLog log(flash);
-  vboard::AntiRollbackCounter counter(flash);
-  if (parsed.header.security_counter > counter.capacity())
-    throw InputError(fmt::format("provision image: header.security_counter: {} exceeds the counter capacity {}",
-                                 parsed.header.security_counter, counter.capacity()));
-  flash.write_raw(geometry.slot_offset(0), image);
-  log.format_raw(vboard::BootRecord{1, 0, vboard::kNoSlot, false, true});
-  counter.set_raw(parsed.header.security_counter);
-  auto bytes = flash.bytes();
+vboard::BoardConfig vboard_config(const std::string& mode, const std::vector<std::string>& defects,
+                                  std::uint64_t chunk_size, const vboard::FlashGeometry& flash,
+                                  const std::string& origin) {
+  // Through the profile reader, so names and values are checked as for an
+  // in-process board.
+  std::string yaml = fmt::format(
+      "kind: virtual\nmode: '{}'\nchunk_size: {}\nfast_sweep: false\n"
+      "flash: {{slot_size: {}, sector_size: {}, program_align: {}, metadata_sectors: {}}}\ndefects: [",
+      mode, chunk_size, flash.slot_size, flash.sector_size, flash.program_align, flash.metadata_sectors);
+  for (std::size_t i = 0; i < defects.size(); ++i) yaml += fmt::format("{}'{}'", i ? ", " : "", defects[i]);
+  yaml += "]\n";
+  return vboard::BoardConfig::from_config(Config::load_string(yaml, origin));
+}
+
+bool same_layout(const vboard::FlashGeometry& a, const vboard::FlashGeometry& b) {
+  return a.slot_size == b.slot_size && a.sector_size == b.sector_size && a.program_align == b.program_align &&
+         a.metadata_sectors == b.metadata_sectors && a.counter_sectors == b.counter_sectors &&
+         a.swap_sectors == b.swap_sectors;
+}
+
+std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config, std::span<const std::uint8_t> image) {
+  vboard::VirtualBoard board(config, {});
+  board.provision(image);
+  auto bytes = board.flash().bytes();
   return {bytes.begin(), bytes.end()};
 }
 

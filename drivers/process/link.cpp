@@ -87,8 +87,8 @@ struct ConsoleCommandLink::Shared {
 };
 
 LinkConfig LinkConfig::from_config(const Config& link) {
-  link.only_keys({"driver", "command", "accepted", "refused", "settled", "progress", "timeout", "settle_timeout",
-                  "serve"});
+  link.only_keys({"driver", "command", "accepted", "refused", "settled", "progress", "base_url", "timeout",
+                  "settle_timeout", "serve"});
   LinkConfig cfg;
   cfg.command = link.string_or("command", cfg.command);
   if (cfg.command.empty()) link.at("command").fail("the update command is empty");
@@ -102,6 +102,7 @@ LinkConfig LinkConfig::from_config(const Config& link) {
   cfg.refused = link.at("refused").as_string();
   cfg.settled = link.string_or("settled", "");
   cfg.progress = link.string_or("progress", "");
+  cfg.base_url = link.string_or("base_url", cfg.base_url);
   cfg.timeout = link.duration_or("timeout", cfg.timeout);
   cfg.settle_timeout = link.duration_or("settle_timeout", cfg.settle_timeout);
   if (cfg.timeout.count() <= 0) link.at("timeout").fail("must be positive");
@@ -195,7 +196,8 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
   pub.path = dir + "/image.bin";
   server->put(pub.path, std::vector<std::uint8_t>(image.begin(), image.end()));
   published_path_ = pub.path;
-  pub.url = device_->update_url() + pub.path;
+  const auto base = device_->expand(cfg_.base_url);
+  pub.url = base + pub.path;
   // A manifest for devices that want one; an image too damaged to describe has none.
   try {
     auto parsed = image::parse(image, "delivered image");
@@ -204,7 +206,7 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
     published_manifest_ = dir + "/manifest.json";
     auto text = net::to_json_text(m);
     server->put(published_manifest_, std::vector<std::uint8_t>(text.begin(), text.end()));
-    pub.manifest_url = device_->update_url() + published_manifest_;
+    pub.manifest_url = base + published_manifest_;
   } catch (const InputError&) {
     published_manifest_.clear();
   }
@@ -342,7 +344,6 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   enum class Phase { waiting, settling } phase = Phase::waiting;
   auto deadline = started + cfg_.timeout;
   DeliveryResult result;
-  std::string accepted_line;
 
   auto bytes_now = [&] {
     std::uint64_t b = std::max(progress_bytes, served_bytes(pub.path));
@@ -396,6 +397,12 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
         cut_at = Steady::now() + cut_.delay;
         cut_cause = fmt::format("power cut {} ms after console line '{}'", cut_.delay.count(), shorten(line));
       }
+      if (cut_at && Steady::now() >= *cut_at) {
+        // Due now: the lines after this one do not count (the device printed
+        // them before the rig could react, and the cut falls on what follows).
+        cut_now(cut_cause);
+        return lost_result();
+      }
       std::string value;
       if (progress_ && match(*progress_, line, "bytes", &value)) {
         try {
@@ -410,7 +417,6 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
       }
       if (phase == Phase::waiting) {
         if (match(*accepted_, line)) {
-          accepted_line = line;
           result = {DeliveryStatus::accepted, line, std::max<std::uint64_t>(bytes_now(), image.size())};
           if (!settled_) break;
           phase = Phase::settling;
@@ -423,7 +429,8 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
       }
     }
     if (phase == Phase::waiting && result.status == DeliveryStatus::accepted) {
-      // Accepted with no `settled` pattern: keep a cut that is due from firing later.
+      // Accepted, and no `settled` pattern to wait for: the delivery ends
+      // here, and an armed cut that has not fallen yet does not fall.
       return result;
     }
     if (power_lost()) return lost_result();

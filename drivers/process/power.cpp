@@ -31,13 +31,15 @@ void append_path_list(std::vector<std::filesystem::path>& out, std::string_view 
   }
 }
 
-// Waits `d` of real time with a deadline (no sleep_for): poll() on nothing.
+// Waits `d` of real time with a deadline (no sleep_for): poll() on nothing,
+// rounding up so the wait is never shorter than asked.
 void wait_real(std::chrono::milliseconds d) {
   const auto deadline = std::chrono::steady_clock::now() + d;
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return;
-    ::poll(nullptr, 0, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return;
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    ::poll(nullptr, 0, static_cast<int>(std::min<std::int64_t>(ms, 1 << 30)));
   }
 }
 
@@ -91,7 +93,9 @@ std::optional<ExitStatus> PtySession::exited() {
 
 ExitStatus PtySession::kill() {
   std::lock_guard lock(mu_);
-  return process_.kill();
+  auto status = process_.kill();
+  killed_ = true;
+  return status;
 }
 
 // ---------------------------------------------------------------------------- PowerConfig
@@ -173,6 +177,9 @@ void ProcessPower::on() {
   try {
     auto proc = PtyProcess::start(*program, spec);
     session_ = std::make_shared<PtySession>(std::move(proc), ++power_ons_);
+    recent_.push_back(session_);
+    // Bounded: a board without a console reader must not pile up ptys.
+    while (recent_.size() > 4) recent_.pop_front();
   } catch (const std::system_error& e) {
     throw BenchError(fmt::format("{}: power on: cannot start '{}': {}", dev.board_name(), text, e.what()));
   }
@@ -221,11 +228,18 @@ std::shared_ptr<PtySession> ProcessPower::session() const {
   return session_;
 }
 
-std::shared_ptr<PtySession> ProcessPower::wait_new_session(const std::shared_ptr<PtySession>& than,
-                                                           std::chrono::milliseconds timeout) const {
+std::shared_ptr<PtySession> ProcessPower::session_after(std::uint64_t number, std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
-  changed_.wait_for(lock, timeout, [&] { return session_ && session_ != than; });
-  return session_ != than ? session_ : nullptr;
+  std::shared_ptr<PtySession> found;
+  changed_.wait_for(lock, timeout, [&] {
+    for (const auto& s : recent_)
+      if (s->number() > number) {
+        found = s;
+        return true;
+      }
+    return false;
+  });
+  return found;
 }
 
 std::uint64_t ProcessPower::power_ons() const {

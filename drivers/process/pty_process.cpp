@@ -281,7 +281,7 @@ PtyRead read_available(int master, std::size_t limit) {
 bool wait_readable(int master, std::chrono::milliseconds timeout) {
   const auto deadline = SteadyTime::now() + timeout;
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyTime::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyTime::now());
     if (left.count() < 0) left = std::chrono::milliseconds(0);
     pollfd p{master, POLLIN, 0};
     int rc = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));

@@ -66,7 +66,13 @@ void register_process_drivers(DriverRegistry& registry) {
     parts.power = power;
     parts.component_versions["device-command"] = power->command_text();
   });
-  registry.add_console("pty", [](const Config& section, const BindContext&, BoardParts& parts) {
+  // `pty` is also the bench family's console for a tty found by path (a pty
+  // some other program made). On a process board it is the run's own pty;
+  // on any other board the factory registered before this one answers.
+  DriverRegistry::PartFactory other_pty;
+  if (const auto* existing = registry.console("pty")) other_pty = *existing;
+  registry.add_console("pty", [other_pty](const Config& section, const BindContext& context, BoardParts& parts) {
+    if (!find_process_device(parts) && other_pty) return other_pty(section, context, parts);
     section.only_keys({"driver"});
     auto device = bound_device(section, parts, "pty");
     auto power = device->power();

@@ -91,11 +91,23 @@ DeliveryResult VirtualBoard::Impl::deliver_recorded(std::span<const std::uint8_t
   DeliveryResult result;
   {
     ObserverGuard guard(flash);
+    // The observer sees each op before it is applied; the content ids the
+    // previous op left are taken then (and after the last op at the end).
+    const auto& g = flash.geometry();
+    auto take_ids = [&] {
+      if (rec.ops.empty() || !rec.ops.back().ids.empty()) return;
+      auto& last = rec.ops.back();
+      for (auto sec = last.op.address / g.sector_size; sec <= (last.op.address + last.op.length - 1) / g.sector_size;
+           ++sec)
+        last.ids.push_back(flash.state().sector_ids[sec]);
+    };
     flash.set_observer([&](const FlashOp& op, std::span<const std::uint8_t> data) {
-      rec.ops.push_back(RecordedOp{op, Bytes(data.begin(), data.end()), out.size() - out_start, link_bytes,
+      take_ids();
+      rec.ops.push_back(RecordedOp{op, Bytes(data.begin(), data.end()), {}, out.size() - out_start, link_bytes,
                                    elapsed - elapsed_start});
     });
     result = deliver_slow(image);
+    take_ids();
   }
   if (result.status == DeliveryStatus::power_lost) return result;
   rec.console = out.substr(out_start);
@@ -116,9 +128,13 @@ DeliveryResult VirtualBoard::Impl::replay_cut(Recording& rec, std::uint64_t k) {
     rec.cursor = base->state;
     rec.cursor_ops = 0;
   }
+  const auto& g = flash.geometry();
   while (rec.cursor_ops < k - 1) {
     const RecordedOp& op = rec.ops[rec.cursor_ops++];
-    NorFlash::apply_op(flash.geometry(), rec.cursor, op.op, op.data);
+    NorFlash::apply_op(g, rec.cursor, op.op, op.data);
+    // The same bytes as in the recorded run: the same content ids.
+    auto sec = op.op.address / g.sector_size;
+    for (auto id : op.ids) rec.cursor.sector_ids[sec++] = id;
   }
   flash.replay_cut(rec.cursor, at.op, at.data);
   out.append(rec.console, 0, at.console);

@@ -13,7 +13,7 @@
 
 namespace otarig::drivers::vboard {
 
-/// What verifying one slot found. Memoized on (slot, generation, length).
+/// What verifying one slot found. Memoized on (content of the slot, slot size).
 struct SlotVerdict {
   bool structure_ok = false;
   bool hash_ok = false;
@@ -53,6 +53,7 @@ struct Ram {
 struct RecordedOp {
   FlashOp op;
   Bytes data;
+  std::vector<std::uint64_t> ids;  ///< content ids of the sectors the op touched, after it
   std::size_t console = 0;  ///< bytes of recorded console output before the op
   std::uint64_t bytes_sent = 0;
   Clock::duration elapsed{};  ///< modelled time since the delivery began
@@ -89,12 +90,11 @@ struct VirtualBoard::Impl {
   bool powered = false;
   Ram ram;
   int last_slot = -1;            ///< the slot an application last ran from (outlives power loss)
-  Bytes sector_buffer;           ///< one sector being copied between slots
   std::string out;               ///< printed, not yet read
   Clock::duration elapsed{};     ///< modelled time so far
   std::uint64_t link_bytes = 0;  ///< bytes the agent has taken of the current delivery
 
-  std::map<std::tuple<int, std::uint64_t, std::uint64_t>, SlotVerdict> verdicts;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, SlotVerdict> verdicts;
   Stats stats;
 
   std::vector<ProvisionedState> provisioned_cache;

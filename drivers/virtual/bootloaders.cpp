@@ -99,11 +99,8 @@ std::optional<BootSelection> VirtualBoard::Impl::boot_ab() {
 // ---------------------------------------------------------------------------- copies between slots
 
 void VirtualBoard::Impl::copy_sector(std::uint64_t dst, std::uint64_t src, std::string_view phase) {
-  const auto size = flash.geometry().sector_size;
-  const auto from = flash.read(src, size);
-  sector_buffer.assign(from.begin(), from.end());
   flash.erase(dst, phase);
-  flash.program(dst, sector_buffer, phase);
+  flash.program_copy(dst, src, flash.geometry().sector_size, phase);
 }
 
 BootRecord VirtualBoard::Impl::start_swap(BootRecord st, SwapKind kind) {

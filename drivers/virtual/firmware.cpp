@@ -49,13 +49,20 @@ void VirtualBoard::Impl::lose_power() {
 
 SlotVerdict VirtualBoard::Impl::verdict(int slot) {
   const auto& g = flash.geometry();
-  const auto key = std::make_tuple(slot, flash.generation(slot), g.slot_size);
-  if (auto it = verdicts.find(key); it != verdicts.end()) return it->second;
+  // Keyed on the content, not the slot: an image a swap moved from B to A
+  // keeps its verdict.
+  const auto key = std::make_pair(flash.generation(slot), g.slot_size);
+  const std::string name = fmt::format("slot {}", slot_name(slot));
+  auto named = [&](SlotVerdict v) {
+    if (!v.structure_ok) v.structure_error = name + v.structure_error;
+    return v;
+  };
+  if (auto it = verdicts.find(key); it != verdicts.end()) return named(it->second);
 
   SlotVerdict v;
   auto bytes = flash.read(g.slot_offset(slot), g.slot_size);
   try {
-    auto p = image::parse(bytes, fmt::format("slot {}", slot_name(slot)));
+    auto p = image::parse(bytes, "");
     v.structure_ok = true;
     v.header = p.header;
     v.trailer = p.trailer;
@@ -72,17 +79,16 @@ SlotVerdict VirtualBoard::Impl::verdict(int slot) {
           crypto::ed25519_verify(pub, image::signing_message(v.trailer.sha256), v.trailer.signature);
     }
   } catch (const InputError& e) {
-    v.structure_error = e.what();
+    v.structure_error = e.what();  // ": field: ..." (the image's name goes in front)
   }
   if (verdicts.size() >= 64) {
     // Keep the verdicts for what the slots hold now.
     std::erase_if(verdicts, [&](const auto& entry) {
-      const auto& [s, gen, len] = entry.first;
-      return gen != flash.generation(s);
+      return entry.first.first != flash.generation(0) && entry.first.first != flash.generation(1);
     });
   }
   verdicts.emplace(key, v);
-  return v;
+  return named(v);
 }
 
 std::string VirtualBoard::Impl::authenticity_failure(const SlotVerdict& v) const {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 
@@ -35,15 +36,29 @@ class RandomBytes {
   int left_ = 0;
 };
 
-void bump_generations(const FlashGeometry& g, FlashState& s, std::uint64_t address, std::uint64_t length) {
-  for (int slot = 0; slot < FlashGeometry::kSlots; ++slot) {
-    auto first = g.slot_offset(slot);
-    auto last = first + g.slot_size;
-    if (address < last && address + length > first)
-      s.generation[static_cast<std::size_t>(slot)] = next_generation();
+// Every sector the op touches gets a fresh content id.
+void fresh_ids(const FlashGeometry& g, FlashState& s, std::uint64_t address, std::uint64_t length) {
+  if (length == 0) return;
+  for (auto sec = address / g.sector_size; sec <= (address + length - 1) / g.sector_size; ++sec)
+    s.sector_ids[sec] = next_generation();
+}
+
+// Whether every sector the range touches is erased (content id 0).
+bool all_erased_sectors(const FlashGeometry& g, const FlashState& s, std::uint64_t address, std::uint64_t length) {
+  if (length == 0) return true;
+  for (auto sec = address / g.sector_size; sec <= (address + length - 1) / g.sector_size; ++sec)
+    if (s.sector_ids[sec] != 0) return false;
+  return true;
+}
+
+std::uint64_t combine_ids(const std::vector<std::uint64_t>& ids, std::uint64_t first, std::uint64_t count) {
+  std::uint64_t h = 0x6f746172696721ULL;
+  for (std::uint64_t i = first; i < first + count; ++i) {
+    h ^= ids[i];
+    h *= 0x100000001b3ULL;
+    h ^= h >> 29;
   }
-  if (address < g.counter_offset() && address + length > g.metadata_offset())
-    s.metadata_generation = next_generation();
+  return h;
 }
 
 }  // namespace
@@ -112,29 +127,54 @@ void NorFlash::check_op(const FlashGeometry& g, const FlashState& s, const Flash
   if (data.size() != op.length)
     throw std::logic_error(fmt::format("flash: program at {:#010x}: {} data bytes for length {}", op.address,
                                        data.size(), op.length));
+  if (all_erased_sectors(g, s, op.address, op.length)) return;  // nothing to set back from 0 to 1
   const std::uint8_t* cur = s.bytes.data() + op.address;
-  // One branch-free pass (vectorized); the byte is looked for only on failure.
-  std::uint8_t sets = 0;
-  for (std::size_t i = 0; i < data.size(); ++i) sets = static_cast<std::uint8_t>(sets | (~cur[i] & data[i]));
+  // One pass eight bytes at a time; the byte is looked for only on failure.
+  std::uint64_t sets = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    std::uint64_t c, d;
+    std::memcpy(&c, cur + i, 8);
+    std::memcpy(&d, data.data() + i, 8);
+    sets |= ~c & d;
+  }
+  for (; i < data.size(); ++i) sets |= static_cast<std::uint8_t>(~cur[i] & data[i]);
   if (sets == 0) return;
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    if (static_cast<std::uint8_t>(~cur[i] & data[i]) != 0)
+  for (std::size_t at = 0; at < data.size(); ++at) {
+    if (static_cast<std::uint8_t>(~cur[at] & data[at]) != 0)
       throw std::logic_error(fmt::format(
           "flash: program at {:#010x} would set bits from 0 to 1 (flash {:#04x}, data {:#04x}); erase first",
-          op.address + i, cur[i], data[i]));
+          op.address + at, cur[at], data[at]));
   }
 }
 
 void NorFlash::apply_op(const FlashGeometry& g, FlashState& s, const FlashOp& op,
-                        std::span<const std::uint8_t> data) {
+                        std::span<const std::uint8_t> data, std::optional<std::uint64_t> source_id) {
   auto* dst = s.bytes.data() + op.address;
   if (op.kind == FlashOp::Kind::erase) {
     std::fill_n(dst, op.length, std::uint8_t{0xFF});
     ++s.erase_counts[op.address / g.sector_size];
-  } else {
-    for (std::size_t i = 0; i < data.size(); ++i) dst[i] &= data[i];
+    s.sector_ids[op.address / g.sector_size] = 0;
+    return;
   }
-  bump_generations(g, s, op.address, op.length);
+  if (all_erased_sectors(g, s, op.address, op.length)) {
+    std::copy(data.begin(), data.end(), dst);  // 0xFF & d == d
+  } else {
+    std::size_t i = 0;
+    for (; i + 8 <= data.size(); i += 8) {
+      std::uint64_t c, d;
+      std::memcpy(&c, dst + i, 8);
+      std::memcpy(&d, data.data() + i, 8);
+      c &= d;
+      std::memcpy(dst + i, &c, 8);
+    }
+    for (; i < data.size(); ++i) dst[i] &= data[i];
+  }
+  const auto sector = op.address / g.sector_size;
+  if (source_id && op.address % g.sector_size == 0 && op.length == g.sector_size && s.sector_ids[sector] == 0)
+    s.sector_ids[sector] = *source_id;  // an exact copy onto erased flash
+  else
+    fresh_ids(g, s, op.address, op.length);
 }
 
 void NorFlash::apply_torn(const FlashGeometry& g, FlashState& s, const FlashOp& op,
@@ -157,10 +197,19 @@ void NorFlash::apply_torn(const FlashGeometry& g, FlashState& s, const FlashOp& 
       dst[i] = static_cast<std::uint8_t>(dst[i] & ~(clears & applied));
     }
   }
-  bump_generations(g, s, op.address, op.length);
+  fresh_ids(g, s, op.address, op.length);
 }
 
-void NorFlash::counted(FlashOp op, std::span<const std::uint8_t> data) {
+std::uint64_t NorFlash::generation(int slot) const {
+  const auto per_slot = geometry_.slot_sectors();
+  return combine_ids(state_.sector_ids, static_cast<std::uint64_t>(slot) * per_slot, per_slot);
+}
+
+std::uint64_t NorFlash::metadata_generation() const {
+  return combine_ids(state_.sector_ids, geometry_.metadata_offset() / geometry_.sector_size, geometry_.metadata_sectors);
+}
+
+void NorFlash::counted(FlashOp op, std::span<const std::uint8_t> data, std::optional<std::uint64_t> source_id) {
   check_op(geometry_, state_, op, data);
   op.index = ++issued_;
   if (!fired_ && cut_.before_op != 0 && cut_.before_op == op.index) {
@@ -175,7 +224,7 @@ void NorFlash::counted(FlashOp op, std::span<const std::uint8_t> data) {
     throw PowerLoss{std::move(op), cut_.torn};
   }
   if (observer_) observer_(op, data);
-  apply_op(geometry_, state_, op, data);
+  apply_op(geometry_, state_, op, data, source_id);
   ++completed_;
   ++mutations_;
 }
@@ -198,6 +247,21 @@ void NorFlash::program(std::uint64_t address, std::span<const std::uint8_t> data
   counted(std::move(op), data);
 }
 
+void NorFlash::program_copy(std::uint64_t address, std::uint64_t source, std::uint64_t length,
+                            std::string_view phase) {
+  const auto from = read(source, length);
+  copy_buffer_.assign(from.begin(), from.end());
+  std::optional<std::uint64_t> source_id;
+  if (source % geometry_.sector_size == 0 && length == geometry_.sector_size)
+    source_id = state_.sector_ids[source / geometry_.sector_size];
+  FlashOp op;
+  op.kind = FlashOp::Kind::program;
+  op.address = address;
+  op.length = length;
+  op.phase = std::string(phase);
+  counted(std::move(op), copy_buffer_, source_id);
+}
+
 void NorFlash::arm(const FlashCut& cut) {
   cut_ = cut;
   issued_ = 0;
@@ -208,11 +272,11 @@ void NorFlash::arm(const FlashCut& cut) {
 void NorFlash::disarm() { cut_ = FlashCut{}; }
 
 void NorFlash::restore(const FlashState& state) {
-  if (state.bytes.size() != geometry_.total_size() || state.erase_counts.size() != geometry_.sector_count())
+  if (state.bytes.size() != geometry_.total_size() || state.erase_counts.size() != geometry_.sector_count() ||
+      state.sector_ids.size() != geometry_.sector_count())
     throw std::logic_error("flash: restoring a state of another geometry");
   state_.bytes.assign(state.bytes.begin(), state.bytes.end());
-  state_.generation = state.generation;
-  state_.metadata_generation = state.metadata_generation;
+  state_.sector_ids.assign(state.sector_ids.begin(), state.sector_ids.end());
   state_.erase_counts.assign(state.erase_counts.begin(), state.erase_counts.end());
   ++mutations_;
 }
@@ -237,7 +301,7 @@ void NorFlash::write_raw(std::uint64_t address, std::span<const std::uint8_t> da
     throw std::logic_error(
         fmt::format("flash: raw write {:#010x}+{} leaves the flash", address, data.size()));
   std::copy(data.begin(), data.end(), state_.bytes.begin() + static_cast<std::ptrdiff_t>(address));
-  bump_generations(geometry_, state_, address, data.size());
+  fresh_ids(geometry_, state_, address, data.size());
   ++mutations_;
 }
 
@@ -251,8 +315,7 @@ void NorFlash::flip_bit_raw(std::uint64_t address, unsigned bit) {
 void NorFlash::erase_all_raw() {
   state_.bytes.assign(geometry_.total_size(), 0xFF);
   state_.erase_counts.assign(geometry_.sector_count(), 0);
-  for (auto& g : state_.generation) g = next_generation();
-  state_.metadata_generation = next_generation();
+  state_.sector_ids.assign(geometry_.sector_count(), 0);
   ++mutations_;
 }
 

@@ -16,14 +16,12 @@
 #ifndef OTARIG_VERSION
 #define OTARIG_VERSION "0.0.0"
 #endif
-#ifndef OTARIG_GIT_REVISION
-#define OTARIG_GIT_REVISION "unknown"
-#endif
 
 namespace otarig::harness {
 
 const char* version_string() { return OTARIG_VERSION; }
-const char* git_revision() { return OTARIG_GIT_REVISION; }
+const char* built_git_revision();  // generated at build time (cmake/GitRevision.cmake)
+const char* git_revision() { return built_git_revision(); }
 
 namespace {
 

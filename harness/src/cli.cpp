@@ -15,6 +15,8 @@
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/harness/releases.hpp"
+#include "otarig/drivers/net/fault_proxy.hpp"
+#include "otarig/drivers/net/http_server.hpp"
 #include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
 
@@ -234,6 +236,30 @@ int cli_main(int argc, char** argv) {
   merge->add_option("--key", m_trusted, "public key (PEM) every shard's attestation must verify with");
   merge->add_flag("--allow-missing-shards", m_allow_missing, "merge even when some shards are absent");
 
+  drivers::net::ServeOptions serve_opts;
+  std::string serve_tls_cert, serve_tls_key, serve_client_ca;
+  auto* serve_cmd = app.add_subcommand("serve", "serve a release repository over HTTP(S) (loopback by default)");
+  serve_cmd->add_option("--root", serve_opts.root, "directory to serve")->required();
+  serve_cmd->add_option("--address", serve_opts.address, "address to listen on");
+  serve_cmd->add_option("--port", serve_opts.port, "port (0: any free port, printed)");
+  serve_cmd->add_option("--latest", serve_opts.latest, "release that /manifest.json names");
+  serve_cmd->add_option("--tls-cert", serve_tls_cert, "server certificate (PEM): serve HTTPS");
+  serve_cmd->add_option("--tls-key", serve_tls_key, "server key (PEM)");
+  serve_cmd->add_option("--client-ca", serve_client_ca, "require client certificates signed by this CA (mTLS)");
+
+  drivers::net::ProxyMainOptions proxy_opts;
+  std::string proxy_impostor_cert, proxy_impostor_key;
+  bool proxy_no_upstream_tls = false;
+  auto* proxy_cmd = app.add_subcommand("proxy", "a TCP proxy that injects seeded faults (docs/network.md)");
+  proxy_cmd->add_option("--listen", proxy_opts.listen, "PORT or ADDRESS:PORT");
+  proxy_cmd->add_option("--upstream", proxy_opts.upstream, "HOST:PORT")->required();
+  proxy_cmd->add_option("--fault", proxy_opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
+  proxy_cmd->add_option("--seed", proxy_opts.seed, "seed of every random choice");
+  proxy_cmd->add_option("--threads", proxy_opts.threads, "io threads");
+  proxy_cmd->add_option("--impostor-cert", proxy_impostor_cert, "certificate the impostor endpoint presents");
+  proxy_cmd->add_option("--impostor-key", proxy_impostor_key, "its key");
+  proxy_cmd->add_flag("--no-upstream-tls", proxy_no_upstream_tls, "the impostor relays to a plain upstream");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -259,6 +285,18 @@ int cli_main(int argc, char** argv) {
       return cmd_run(run, !no_progress, quiet);
     }
     if (*list_cmd) return cmd_list(list_what);
+    if (*serve_cmd) {
+      serve_opts.tls_cert = serve_tls_cert;
+      serve_opts.tls_key = serve_tls_key;
+      serve_opts.client_ca = serve_client_ca;
+      return drivers::net::serve_main(serve_opts, std::cout);
+    }
+    if (*proxy_cmd) {
+      proxy_opts.impostor_cert = proxy_impostor_cert;
+      proxy_opts.impostor_key = proxy_impostor_key;
+      proxy_opts.upstream_tls = !proxy_no_upstream_tls;
+      return drivers::net::proxy_main(proxy_opts, std::cout);
+    }
     if (*build) {
       image::Header h;
       h.version = image::Version::parse(b_version);

@@ -11,12 +11,19 @@ namespace otarig::harness {
 nlohmann::json TrialSpec::fault_json() const {
   nlohmann::json j;
   j["kind"] = scenario->fault.kind;
-  if (scenario->fault.kind == "power-cut") {
+  if (scenario->fault.kind == "power-cut" || scenario->fault.kind == "flash-error") {
     j["at"] = scenario->fault.at;
     j["before_op"] = cut_op;
     j["ops_total"] = ops_total;
     j["torn"] = torn;
     if (torn) j["torn_seed"] = torn_seed;
+    if (flash_error) j["error"] = true;
+    if (recovery_cuts) j["recovery_cuts"] = recovery_cuts;
+  }
+  if (scenario->fault.kind == "bit-rot") {
+    j["slot"] = rot_running ? "running" : "other";
+    j["bits"] = rot_bits;
+    j["seed"] = rot_seed;
   }
   if (!variant.empty()) j["variant"] = variant;
   return j;
@@ -36,7 +43,7 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& cou
   };
   for (const Scenario* s : scenario.leaves()) {
     const auto& f = s->fault;
-    if (f.kind == "power-cut") {
+    if (f.kind == "power-cut" || f.kind == "flash-error") {
       if (!count_ops)
         throw InputError(fmt::format("{}: scenario '{}' cuts power at counted flash operations, which this board "
                                      "does not count",
@@ -47,17 +54,24 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& cou
       plan.ops_per_update[key] = n;
       if (n == 0) throw BenchError(fmt::format("{}: the update from {} to {} did no flash operation", s->name,
                                                s->start, s->deliver));
+      // Brown-out: how many recovery boots are cut again, from a stream of its own.
+      auto counted_cut = [&](TrialSpec& t) {
+        t.ops_total = n;
+        t.flash_error = f.kind == "flash-error";
+        if (f.recovery_cuts) t.recovery_cuts = static_cast<std::uint32_t>(
+                                 Rng(mix64(t.seed ^ 0x62726f776e6f7574ULL)).between(1, f.recovery_cuts));
+      };
       if (f.at == "every-flash-op") {
         for (std::uint64_t k = 1; k <= n; ++k) {
           auto& t = add(s);
           t.cut_op = k;
-          t.ops_total = n;
+          counted_cut(t);
           if (f.torn > 0) {
             auto& torn = add(s);
             torn.cut_op = k;
-            torn.ops_total = n;
             torn.torn = true;
             torn.torn_seed = Rng(torn.seed).next();
+            counted_cut(torn);
           }
         }
       } else {
@@ -65,13 +79,21 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& cou
           auto& t = add(s);
           Rng rng(t.seed);
           t.cut_op = rng.between(1, n);
-          t.ops_total = n;
           t.torn = rng.chance(f.torn);
           t.torn_seed = rng.next();
+          counted_cut(t);
         }
       }
     } else if (f.kind == "tamper") {
       for (const auto& v : f.variants) add(s).variant = v;
+    } else if (f.kind == "bit-rot") {
+      for (std::uint64_t i = 0; i < std::max<std::uint64_t>(1, s->trials); ++i) {
+        auto& t = add(s);
+        Rng rng(t.seed);
+        t.rot_running = f.slot == "running" || (f.slot == "any" && rng.chance(0.5));
+        t.rot_bits = static_cast<std::uint32_t>(rng.between(1, f.bits));
+        t.rot_seed = rng.next();
+      }
     } else {
       std::uint64_t count = std::max<std::uint64_t>(1, s->trials);
       for (std::uint64_t i = 0; i < count; ++i) add(s);

@@ -35,13 +35,29 @@ FaultSpec parse_fault(const Config& c) {
     for (const auto& k : scenarios::fault_kinds()) names += (names.empty() ? "" : ", ") + std::string(k.name);
     c.at("kind").fail(fmt::format("unknown fault kind '{}' (known: {})", f.kind, names));
   }
-  if (f.kind == "power-cut") {
-    c.only_keys({"kind", "at", "torn"});
+  if (f.kind == "power-cut" || f.kind == "flash-error") {
+    if (f.kind == "power-cut") c.only_keys({"kind", "at", "torn", "recovery_cuts"});
+    else c.only_keys({"kind", "at", "torn"});
     f.at = c.at("at").as_string();
     if (f.at != "every-flash-op" && f.at != "random-flash-op")
       c.at("at").fail(fmt::format("unknown cut point '{}' (known: every-flash-op, random-flash-op)", f.at));
     f.torn = c.double_or("torn", 0.0);
     if (f.torn < 0 || f.torn > 1) c.at("torn").fail("a probability between 0 and 1");
+    if (auto r = c.find("recovery_cuts")) {
+      const auto n = r->as_uint();
+      if (n > 16) r->fail(fmt::format("recovery_cuts {} must be 0..16", n));
+      f.recovery_cuts = static_cast<std::uint32_t>(n);
+    }
+  } else if (f.kind == "bit-rot") {
+    c.only_keys({"kind", "slot", "bits"});
+    f.slot = c.string_or("slot", "any");
+    if (f.slot != "running" && f.slot != "other" && f.slot != "any")
+      c.at("slot").fail(fmt::format("unknown slot '{}' (known: running, other, any)", f.slot));
+    if (auto b = c.find("bits")) {
+      const auto n = b->as_uint();
+      if (n < 1 || n > 64) b->fail(fmt::format("bits {} must be 1..64", n));
+      f.bits = static_cast<std::uint32_t>(n);
+    }
   } else if (f.kind == "tamper") {
     c.only_keys({"kind", "variants"});
     const auto& known = scenarios::tamper_variants();
@@ -106,8 +122,9 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     s.retry = root.string_or("retry", "");
     if (auto r = root.find("retry")) s.where_retry = r->where();
     s.trials = root.size_or("trials", 0);
-    if (s.fault.kind == "power-cut" && s.fault.at == "random-flash-op" && s.trials == 0)
-      root.fail("a random power-cut scenario needs `trials`");
+    if ((s.fault.kind == "power-cut" || s.fault.kind == "flash-error") && s.fault.at == "random-flash-op" &&
+        s.trials == 0)
+      root.fail(fmt::format("a random {} scenario needs `trials`", s.fault.kind));
   }
   if (file.stem() != s.name)
     root.at("name").fail(fmt::format("the name '{}' must match the file name '{}'", s.name, file.stem().string()));

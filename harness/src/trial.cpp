@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+
+#include "otarig/drivers/image.hpp"
+#include "otarig/harness/rng.hpp"
 
 namespace otarig::harness {
 
@@ -44,6 +48,46 @@ nlohmann::json obs_json(const Observation& o) {
   return j;
 }
 
+std::string op_text(const drivers::FlashOp& op) {
+  return fmt::format("{} {:#010x}+{} (phase {})", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program",
+                     op.address, op.length, op.phase);
+}
+
+bool has_tag(const BoardProfile& profile, const std::string& tag) {
+  const auto tags = profile.root.find("tags");
+  if (!tags) return false;
+  const auto list = tags->as_string_list();
+  return std::find(list.begin(), list.end(), tag) != list.end();
+}
+
+// A board tagged `no-trial-boot` installs an image for good before it runs
+// (overwrite-only): it cannot revert one that fails its self-test. It is held
+// to what it can do instead: report the failure (health=failed on the image it
+// was given) and take the next clean update. Every other unhealthy or silent
+// observation still breaks `recovered`.
+OracleResult recovered_without_revert(const OracleInput& in) {
+  OracleResult r{"recovered", true, ""};
+  for (std::size_t i = in.fault_index; i < in.history.size(); ++i) {
+    const auto& o = in.history[i];
+    if (!o.booted) {
+      r.held = false;
+      r.detail = fmt::format("{}: no healthy boot within the boot budget ({:.0f} ms waited)", o.step, o.waited_ms);
+      return r;
+    }
+    if (o.health.empty() || o.health == "ok") continue;
+    const bool reported = o.digest == in.delivered_digest && o.health == "failed" &&
+                          (!in.has_retry || i < in.retry_index);
+    if (!reported) {
+      r.held = false;
+      r.detail = fmt::format("{}: the device runs but reports health={} (a board without trial boot must report "
+                             "the failing image and take the next update)",
+                             o.step, o.health);
+      return r;
+    }
+  }
+  return r;
+}
+
 class Runner {
  public:
   Runner(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec, const TrialHooks* hooks)
@@ -69,7 +113,8 @@ class Runner {
       }
     }
     bench_.drain_console();
-    out_.transcript = bench_.take_transcript();
+    out_.transcript = std::move(kept_transcript_);
+    for (auto& line : bench_.take_transcript()) out_.transcript.push_back(std::move(line));
     if (bench_.parts().flash_faults) out_.erase_counts = bench_.parts().flash_faults->erase_counts();
     out_.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count();
     return std::move(out_);
@@ -91,6 +136,8 @@ class Runner {
 
   drivers::DeliveryResult deliver_image(const BuiltImage& img, const std::string& step) {
     if (!bench_.parts().power->is_on()) bench_.power_on(step);
+    auto* ff = bench_.parts().flash_faults.get();
+    const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
     drivers::DeliveryResult r;
     try {
       r = bench_.parts().link->deliver(img.bytes);
@@ -105,6 +152,17 @@ class Runner {
                       {"status", drivers::to_string(r.status)},
                       {"detail", r.detail},
                       {"bytes", r.bytes_sent}});
+    if (ff) {
+      // The erase cycles this delivery cost (the update, and the reboots it ran).
+      const auto after = ff->erase_counts();
+      std::uint64_t total = 0, max = 0;
+      for (std::size_t i = 0; i < after.size() && i < erases_before.size(); ++i) {
+        const std::uint64_t d = after[i] >= erases_before[i] ? after[i] - erases_before[i] : after[i];
+        total += d;
+        max = std::max(max, d);
+      }
+      note("wear", {{"step", step}, {"erases", total}, {"max_per_sector", max}});
+    }
     return r;
   }
 
@@ -154,17 +212,36 @@ class Runner {
     if (f.kind == "tamper" || f.kind == "unsigned" || f.kind == "wrong-key" || f.kind == "self-test-fail") {
       variant_ = releases_.make_variant(base, f.kind, spec_.variant, rng, &detail);
       image_ = &*variant_;
+    } else if (f.kind == "major-downgrade") {
+      variant_ = major_downgrade(base, &detail);
+      image_ = &*variant_;
     } else {
       image_ = &base;
       if (f.kind == "replay") detail = fmt::format("replay of older release {} ({})", base.name, base.version);
     }
-    if (f.kind == "power-cut") {
+    if (f.kind == "power-cut" || f.kind == "flash-error") {
       auto* ff = bench_.parts().flash_faults.get();
-      if (!ff) throw BenchError(fmt::format("{}: the board cannot cut power at a flash operation",
-                                            bench_.profile().name));
-      ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed});
-      detail = fmt::format("power cut {} flash operation {} of {}", spec_.torn ? "tearing" : "before", spec_.cut_op,
-                           spec_.ops_total);
+      if (!ff) throw BenchError(fmt::format("{}: the board cannot {} at a flash operation", bench_.profile().name,
+                                            spec_.flash_error ? "fail" : "cut power"));
+      ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, spec_.flash_error});
+      if (spec_.flash_error)
+        detail = fmt::format("flash operation {} of {} fails with an error{}", spec_.cut_op, spec_.ops_total,
+                             spec_.torn ? " after part of it landed" : "");
+      else
+        detail = fmt::format("power cut {} flash operation {} of {}", spec_.torn ? "tearing" : "before",
+                             spec_.cut_op, spec_.ops_total);
+      if (spec_.recovery_cuts)
+        detail += fmt::format(", then {} more cut{} while it recovers", spec_.recovery_cuts,
+                              spec_.recovery_cuts == 1 ? "" : "s");
+    }
+    if (f.kind == "bit-rot") {
+      auto* ff = bench_.parts().flash_faults.get();
+      bench_.power_off("inject");
+      std::optional<std::string> flipped;
+      if (ff) flipped = ff->flip_at_rest(drivers::StorageFlip{spec_.rot_running, spec_.rot_bits, spec_.rot_seed});
+      if (!flipped)
+        throw BenchError(fmt::format("{}: the board cannot flip stored bits at rest", bench_.profile().name));
+      detail = "storage fault at rest: " + *flipped;
     }
     out_.delivered = image_->name;
     out_.fault_detail = detail;
@@ -173,6 +250,12 @@ class Runner {
   }
 
   void deliver() {
+    if (s_.fault.kind == "bit-rot") {
+      // The fault is the storage itself: nothing is delivered; the device boots what it holds.
+      out_.delivery_status = "none";
+      out_.delivery_detail = "no delivery: the image at rest was corrupted";
+      return;
+    }
     auto r = deliver_image(*image_, "deliver");
     out_.delivery_status = drivers::to_string(r.status);
     out_.delivery_detail = r.detail;
@@ -180,7 +263,7 @@ class Runner {
       out_.cut_fell_at = ff->fired();
       if (out_.cut_fell_at) {
         const auto& op = *out_.cut_fell_at;
-        note("power-cut", {{"op", op.index},
+        note(spec_.flash_error ? "flash-error" : "power-cut", {{"op", op.index},
                            {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
                            {"address", op.address},
                            {"length", op.length},
@@ -195,8 +278,101 @@ class Runner {
   // damage a running device has not noticed yet (a slot it overwrote, a
   // half-written trailer) shows at the next boot.
   void recover() {
+    if (spec_.recovery_cuts && out_.cut_fell_at && !spec_.flash_error) brown_out();
     if (bench_.parts().power->is_on()) bench_.power_off("recover");
     bench_.power_on("recover");
+  }
+
+  // Brown-out: power fails again while the device recovers. Each further cut
+  // falls at a seeded op among those a clean boot from the current state
+  // would do; that count is measured by booting once (counting only) and then
+  // rebuilding the state from the trial's own steps, which is exact on a
+  // deterministic board. The measuring boots are kept out of the transcript.
+  void brown_out() {
+    auto* ff = bench_.parts().flash_faults.get();
+    if (!ff || !bench_.parts().provision) return;
+    Rng rng(mix64(spec_.seed ^ 0x726563757473ULL));
+    std::vector<drivers::FlashCut> cuts;
+    for (std::uint32_t r = 0; r < spec_.recovery_cuts; ++r) {
+      bench_.drain_console();
+      for (auto& line : bench_.take_transcript()) kept_transcript_.push_back(std::move(line));
+      if (bench_.parts().power->is_on()) bench_.power_off("brown-out");
+      ff->arm(drivers::FlashCut{0, false, 0});
+      bench_.power_on("brown-out");
+      const std::uint64_t boot_ops = ff->ops_counted();
+      ff->disarm();
+      if (boot_ops == 0) {
+        note("brown-out", {{"cut", r + 1}, {"boot_ops", 0}, {"detail", "the recovery boot writes no flash"}});
+        return;  // that clean boot is the recovery: keep its output
+      }
+      rebuild(cuts);
+      bench_.drain_console();
+      (void)bench_.take_transcript();
+      const drivers::FlashCut cut{rng.between(1, boot_ops), rng.chance(s_.fault.torn), rng.next(), false};
+      ff->arm(cut);
+      bench_.power_on("brown-out");
+      const auto fell = ff->fired();
+      ff->disarm();
+      note("brown-out", {{"cut", r + 1},
+                         {"boot_ops", boot_ops},
+                         {"before_op", cut.before_op},
+                         {"torn", cut.torn},
+                         {"fell_at", fell ? op_text(*fell) : "did not fall"}});
+      out_.fault_detail += fmt::format("; recovery boot {} cut {} op {} of {}", r + 1,
+                                       cut.torn ? "tearing" : "before", cut.before_op, boot_ops);
+      if (bench_.parts().power->is_on()) bench_.power_off("brown-out");
+      cuts.push_back(cut);
+    }
+  }
+
+  // The state right after the trial's cut delivery and the recovery cuts in
+  // `cuts`, made again from the start (the device is left off).
+  void rebuild(const std::vector<drivers::FlashCut>& cuts) {
+    auto& parts = bench_.parts();
+    auto* ff = parts.flash_faults.get();
+    ff->disarm();
+    bench_.power_off("brown-out");
+    parts.provision->provision(releases_.get(s_.start).bytes);
+    bench_.power_on("brown-out");
+    for (const auto& name : s_.before) {
+      parts.link->deliver(releases_.get(name).bytes);
+      power_up_if_off("brown-out");
+    }
+    ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, false});
+    parts.link->deliver(image_->bytes);
+    ff->disarm();
+    for (const auto& c : cuts) {
+      if (parts.power->is_on()) bench_.power_off("brown-out");
+      ff->arm(c);
+      bench_.power_on("brown-out");
+      ff->disarm();
+    }
+    if (parts.power->is_on()) bench_.power_off("brown-out");
+  }
+
+  // A validly signed image older than `base` only by its major number.
+  BuiltImage major_downgrade(const BuiltImage& base, std::string* detail) const {
+    auto parsed = image::parse(base.bytes, base.name);
+    image::Header h = parsed.header;
+    if (h.version.major == 0)
+      throw InputError(fmt::format("{}: scenario '{}': release {} ({}) has major version 0, nothing is older by "
+                                   "its major number",
+                                   s_.fault.where, s_.name, base.name, base.version));
+    h.version.major = static_cast<std::uint8_t>(h.version.major - 1);
+    h.version.minor = 255;
+    const auto& profile = bench_.profile();
+    const auto key = load_key_ref(profile.signing_key, profile.path.parent_path());
+    BuiltImage v = base;
+    v.variant = "major-downgrade";
+    v.name = base.name + "/major-downgrade";
+    v.bytes = image::build(h, parsed.payload, key);
+    v.version = h.version.str();
+    v.digest = device_digest(v.bytes);
+    v.authentic = true;
+    if (detail)
+      *detail = fmt::format("{} signed as {} (older than {} only by its major number, security counter {})",
+                            base.name, v.version, base.version, h.security_counter);
+    return v;
   }
 
   void observe() {
@@ -229,6 +405,7 @@ class Runner {
     in.delivered_authentic = image_->authentic;
     in.delivered_fails_self_test = image_->fails_self_test;
     in.authentic_digests.insert(releases_.authentic_digests().begin(), releases_.authentic_digests().end());
+    if (image_->authentic) in.authentic_digests.insert(image_->digest);
     in.has_retry = !s_.retry.empty();
     if (in.has_retry) {
       in.retry_digest = releases_.get(s_.retry).digest;
@@ -236,6 +413,13 @@ class Runner {
       in.retry_problem = retry_problem_;
     }
     out_.oracles = harness::judge(in);
+    if (in.delivered_fails_self_test && has_tag(bench_.profile(), "no-trial-boot")) {
+      for (auto& o : out_.oracles)
+        if (o.name == "recovered") o = recovered_without_revert(in);
+      note("expectation", {{"oracle", "recovered"},
+                           {"detail", "the board declares no-trial-boot: a failing image must be reported "
+                                      "(health=failed) and replaced by the next clean update"}});
+    }
     if (!setup_problem_.empty()) {
       for (auto& o : out_.oracles)
         if (o.name == "still-updatable" && o.held) {
@@ -267,6 +451,7 @@ class Runner {
   std::string retry_problem_;
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
+  std::vector<TranscriptLine> kept_transcript_;  ///< before brown-out measuring boots
 };
 
 }  // namespace

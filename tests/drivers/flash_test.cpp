@@ -282,7 +282,7 @@ TEST(NorFlash, CountsErasesPerSector) {
 TEST(NorFlash, GenerationsNameSlotContents) {
   NorFlash f(small());
   const auto a0 = f.generation(0), b0 = f.generation(1);
-  EXPECT_NE(a0, b0);
+  EXPECT_EQ(a0, b0) << "two erased slots hold the same bytes";
   f.program(0, filled(8, 0), "t");
   const auto a1 = f.generation(0);
   EXPECT_NE(a1, a0);
@@ -290,18 +290,45 @@ TEST(NorFlash, GenerationsNameSlotContents) {
   f.program(small().metadata_offset(), filled(8, 0), "t");
   EXPECT_EQ(f.generation(0), a1) << "metadata writes touch no slot";
   FlashState snap = f.state();
-  f.erase(small().slot_offset(1), "t");
+  f.program(small().slot_offset(1), filled(8, 0x0F), "t");
   EXPECT_NE(f.generation(1), b0);
+  f.erase(small().slot_offset(1), "t");
+  EXPECT_EQ(f.generation(1), b0) << "erased again: the same bytes as before";
   f.write_raw(8, filled(8, 1));
   EXPECT_NE(f.generation(0), a1);
   f.restore(snap);
   EXPECT_EQ(f.generation(0), a1);
   EXPECT_EQ(f.generation(1), b0);
   EXPECT_EQ(f.read(8, 1)[0], 0xFF);
-  // Unique across flashes too.
+  // Unique across flashes too: the same op on another flash is another content id.
   NorFlash g(small());
+  g.program(0, filled(8, 0x33), "t");
   EXPECT_NE(g.generation(0), a1);
-  EXPECT_GT(g.generation(0), a1);
+}
+
+TEST(NorFlash, AWholeSectorCopyKeepsItsContentId) {
+  NorFlash f(small());
+  const auto sector = small().sector_size;
+  const auto a = small().slot_offset(0), b = small().slot_offset(1);
+  for (std::uint64_t s = 0; s < small().slot_size / sector; ++s)
+    f.program(b + s * sector, filled(sector, static_cast<std::uint8_t>(s * 7)), "t");
+  const auto image_b = f.generation(1);
+  // Copy B into A sector by sector: A then holds B's bytes and B's content name.
+  for (std::uint64_t s = 0; s < small().slot_size / sector; ++s) {
+    f.erase(a + s * sector, "t");
+    f.program_copy(a + s * sector, b + s * sector, sector, "t");
+  }
+  EXPECT_EQ(f.generation(0), image_b);
+  EXPECT_TRUE(std::equal(f.read(a, small().slot_size).begin(), f.read(a, small().slot_size).end(),
+                         f.read(b, small().slot_size).begin()));
+  // A copy onto a sector that was not erased is a new content.
+  f.program_copy(a + sector, b, 8, "t");
+  EXPECT_NE(f.generation(0), image_b);
+  // A torn copy is a new content too.
+  f.erase(a, "t");
+  f.arm(FlashCut{1, true, 5});
+  EXPECT_THROW(f.program_copy(a, b, sector, "t"), PowerLoss);
+  EXPECT_NE(f.generation(0), image_b);
 }
 
 TEST(NorFlash, MutationsSeeEveryChange) {

@@ -13,7 +13,7 @@ if(TARGET otarig_drivers_process)
   if(TARGET otarig-vboard)
     otarig_test(otarig_vboard_process_tests
       SOURCES ${CMAKE_CURRENT_LIST_DIR}/vboard_process_test.cpp
-      LIBS otarig_drivers_process
+      LIBS otarig_drivers_process PkgConfig::RE2
       LABELS process)
     target_compile_definitions(otarig_vboard_process_tests PRIVATE
       OTARIG_VBOARD_EXE="$<TARGET_FILE:otarig-vboard>")

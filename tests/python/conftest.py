@@ -11,6 +11,11 @@ REF = SRC / "boards" / "virtual-ab.yaml"
 INPLACE = SRC / "boards" / "flawed" / "virtual-inplace.yaml"
 NOROLLBACK = SRC / "boards" / "flawed" / "virtual-norollback.yaml"
 
+# Subprocesses (pytester, the examples) run in other directories.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        str(Path(p).resolve()) for p in os.environ["PYTHONPATH"].split(os.pathsep) if p)
+
 
 def profile_variant(tmp_path: Path, name: str, edit) -> Path:
     """A copy of the reference profile with `edit(text) -> text` applied."""

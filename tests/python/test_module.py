@@ -2,7 +2,6 @@
 hooks, progress, plans, single trials and direct driver use."""
 import ast
 import json
-import re
 import threading
 import time
 from pathlib import Path
@@ -85,7 +84,7 @@ def test_findings_on_a_flawed_board(tmp_path):
 def test_bench_by_name_resolves_like_the_cli():
     bench = otarig.Bench("virtual-ab")
     assert bench.board == "virtual-ab"
-    assert bench.profile.path.resolve() == REF.resolve() or bench.profile.name == "virtual-ab"
+    assert bench.profile.name == "virtual-ab" and bench.profile.path.name == "virtual-ab.yaml"
     assert [r.name for r in bench.profile.releases] == ["factory", "update", "next"]
     assert otarig.resolve_board("virtual-ab").name == "virtual-ab.yaml"
     assert any(p.name == "virtual-ab.yaml" for p in otarig.boards())
@@ -196,7 +195,7 @@ def test_gil_is_released_while_a_campaign_runs(bench, tmp_path):
 
 
 def test_progress_callback(bench, tmp_path):
-    seen = []
+    seen: list[otarig.Progress] = []
     r = bench.run("tampered-image", out=tmp_path / "out", progress=seen.append, jobs=2)
     assert len(seen) == 7 and all(isinstance(p, otarig.Progress) for p in seen)
     assert [p.done for p in seen] == list(range(1, 8)) and all(p.total == 7 for p in seen)
@@ -267,7 +266,7 @@ def test_hook_exception_is_raised_again_after_the_campaign(bench, tmp_path):
 
 
 def test_trial_context_ends_with_its_hook(bench):
-    kept = []
+    kept: list[otarig.TrialContext] = []
     bench.trial("replay-old", steps=[kept.append])
     with pytest.raises(RuntimeError, match="trial context ended"):
         kept[0].observations
@@ -333,7 +332,7 @@ def test_drivers_directly(bench):
     assert bench.observe("after-cycle").version == "1.1.0+2"
     bench.console.write("status\n")
     m = bench.console.expect(r"STATUS slot=(?P<slot>\w+) version=(?P<version>\S+)", timeout=2)
-    assert m["version"] == "1.1.0+2" and m.groupdict()["slot"] == o.slot or m["slot"]
+    assert m["version"] == "1.1.0+2" and m.groupdict() == {"slot": "B", "version": "1.1.0+2"}
     assert sum(bench.erase_counts()) > 0
     assert [i.name for i in bench.releases] == ["factory", "update", "next"]
     assert bench.take_transcript()
@@ -344,6 +343,7 @@ def test_drivers_directly(bench):
 
 @pytest.mark.skipif(not otarig.HAVE_NETWORK, reason="built without drivers/net")
 def test_update_server_and_fault_proxy(bench):
+    import http.client
     import urllib.request
 
     image = bench.image("update")
@@ -355,11 +355,9 @@ def test_update_server_and_fault_proxy(bench):
             assert json.loads(resp.read())["name"] == "v2"
         with otarig.FaultProxy(upstream=server, spec="down:truncate@b=4096", seed=7) as proxy:
             url = f"http://127.0.0.1:{proxy.port}/images/v2.bin"
-            with pytest.raises(Exception):
+            with pytest.raises((http.client.IncompleteRead, OSError)):
                 with urllib.request.urlopen(url, timeout=10) as resp:
-                    data = resp.read()
-                    assert len(data) < len(image)
-                    raise OSError("short read")
+                    resp.read()
             assert any(e["kind"] == "truncate" for e in proxy.events())
         assert server.stats["requests"] >= 2
     with pytest.raises(ValueError):
@@ -383,7 +381,7 @@ def test_type_stub_covers_the_module():
         obj = getattr(_otarig, name)
         if isinstance(obj, type):
             assert name in classes, f"class {name} missing from the stub"
-            stubbed = {n.name for n in classes[name].body if isinstance(n, (ast.FunctionDef, ast.AnnAssign))}
+            stubbed = {n.name for n in classes[name].body if isinstance(n, ast.FunctionDef)}
             stubbed |= {n.target.id for n in classes[name].body
                         if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
             for base in classes[name].bases:
@@ -395,16 +393,49 @@ def test_type_stub_covers_the_module():
             assert name in functions, f"function {name} missing from the stub"
 
 
+def mypy_available():
+    import importlib.util
+
+    return importlib.util.find_spec("mypy") is not None
+
+
+@pytest.mark.skipif(not mypy_available(), reason="mypy is not installed (Debian: python3-mypy)")
+def test_stub_agrees_with_the_module_and_the_examples_type_check(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    package_dir = str(Path(otarig.__file__).parent.parent)
+    env = dict(os.environ, MYPYPATH=package_dir, PYTHONPATH=package_dir)
+    common = ["--cache-dir", str(tmp_path / "cache"), "--no-error-summary"]
+    p = subprocess.run([sys.executable, "-m", "mypy.stubtest", "--concise", "otarig._otarig"], capture_output=True,
+                       text=True, env=env, cwd=tmp_path, timeout=300)
+    assert p.returncode in (0, 1) and not p.stderr.strip(), p.stdout + p.stderr
+    # pybind11 classes have their own metaclass and a generic __init__; anything else is a real mismatch.
+    real = [line for line in p.stdout.splitlines() if line.strip() and "metaclass differs" not in line
+            and "stub does not have *args" not in line and not line.startswith("Success")]
+    assert not real, "\n".join(real)
+    p = subprocess.run([sys.executable, "-m", "mypy", "--check-untyped-defs", *common, str(SRC / "examples"),
+                        str(Path(__file__).parent), str(Path(otarig.__file__).parent)],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_docstrings_everywhere():
     from otarig import _otarig
 
+    missing = []
     for name in dir(_otarig):
         obj = getattr(_otarig, name)
-        if name.startswith("_") or not isinstance(obj, type):
+        if name.startswith("_") or not (isinstance(obj, type) or callable(obj)):
             continue
-        assert obj.__doc__, f"{name} has no docstring"
+        if not (obj.__doc__ or "").strip():
+            missing.append(name)
+        if not isinstance(obj, type):
+            continue
         for attr, member in vars(obj).items():
             if attr.startswith("_"):
                 continue
-            doc = getattr(member, "__doc__", None)
-            assert doc and doc.strip(), f"{name}.{attr} has no docstring"
+            if not (getattr(member, "__doc__", None) or "").strip():
+                missing.append(f"{name}.{attr}")
+    assert not missing, f"no docstring: {missing}"

@@ -100,25 +100,14 @@ std::vector<otarig::crypto::PublicKey> trusted_keys(const Options& o) {
   return keys;
 }
 
-vb::BoardConfig board_config(const Options& o, const vb::FlashGeometry& geometry) {
-  // Reuse the profile reader so modes and defects are named and checked alike.
-  std::string yaml = fmt::format("kind: virtual\nmode: {}\nchunk_size: {}\nfast_sweep: false\ndefects: [", o.mode,
-                                 o.chunk_size);
-  for (std::size_t i = 0; i < o.defects.size(); ++i) yaml += (i ? ", " : "") + o.defects[i];
-  yaml += "]\n";
-  auto cfg = vb::BoardConfig::from_config(otarig::Config::load_string(yaml, "otarig-vboard arguments"));
-  cfg.flash = geometry;
-  if (auto p = cfg.problem(); !p.empty()) throw otarig::InputError("otarig-vboard: " + p);
-  return cfg;
-}
-
 // The device program.
 class Device {
  public:
-  Device(const Options& o, proc::FlashFile file, std::vector<otarig::crypto::PublicKey> keys)
+  Device(const Options& o, const vb::BoardConfig& config, proc::FlashFile file,
+         std::vector<otarig::crypto::PublicKey> keys)
       : o_(o), file_(std::move(file)), device_key_(otarig::crypto::Ed25519Key::test_key("otarig-vboard device")) {
     if (o.no_verify) keys.push_back(device_key_.public_key());
-    board_ = std::make_unique<vb::VirtualBoard>(board_config(o, file_.geometry()), std::move(keys));
+    board_ = std::make_unique<vb::VirtualBoard>(config, std::move(keys));
     auto bytes = file_.read_all();
     board_->flash().write_raw(0, bytes);
     // Write-through: every flash operation lands in the file (one pwrite of
@@ -219,16 +208,29 @@ class Device {
 };
 
 int run(const Options& o) {
-  vb::FlashGeometry geometry;
-  geometry.slot_size = o.slot_size;
-  geometry.sector_size = o.sector_size;
-  geometry.program_align = o.program_align;
-  geometry.metadata_sectors = o.metadata_sectors;
+  // The flash file, when there is one, says the geometry; the mode must fit it.
   std::optional<proc::FlashFile> file;
-  if (std::filesystem::exists(o.flash)) file.emplace(proc::FlashFile::open(o.flash));
-  else file.emplace(proc::FlashFile::create(o.flash, geometry));  // an erased flash: nothing boots
+  vb::BoardConfig config;
+  if (std::filesystem::exists(o.flash)) {
+    file.emplace(proc::FlashFile::open(o.flash));
+    auto base = file->geometry();
+    base.swap_sectors = 0;
+    config = proc::vboard_config(o.mode, o.defects, o.chunk_size, base, "otarig-vboard arguments");
+    if (!proc::same_layout(config.layout(), file->geometry()))
+      throw otarig::InputError(fmt::format(
+          "{}: the flash was made for another layout ({} swap sectors); mode {} needs {} (provision it for this mode)",
+          o.flash, file->geometry().swap_sectors, o.mode, config.layout().swap_sectors));
+  } else {
+    vb::FlashGeometry geometry;
+    geometry.slot_size = o.slot_size;
+    geometry.sector_size = o.sector_size;
+    geometry.program_align = o.program_align;
+    geometry.metadata_sectors = o.metadata_sectors;
+    config = proc::vboard_config(o.mode, o.defects, o.chunk_size, geometry, "otarig-vboard arguments");
+    file.emplace(proc::FlashFile::create(o.flash, config.layout()));  // an erased flash: nothing boots
+  }
 
-  Device device(o, std::move(*file), trusted_keys(o));
+  Device device(o, config, std::move(*file), trusted_keys(o));
   device.power_on();
 
   std::string input;

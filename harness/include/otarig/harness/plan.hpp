@@ -18,11 +18,17 @@ struct TrialSpec {
   std::string id;                   ///< zero-padded index, also the evidence folder name
   const Scenario* scenario = nullptr;
   std::uint64_t seed = 0;           ///< this trial's stream
-  // power-cut
+  // power-cut, flash-error
   std::uint64_t cut_op = 0;         ///< 0: no counted cut
   std::uint64_t ops_total = 0;      ///< flash ops of the whole update (for where the cut fell)
   bool torn = false;
   std::uint64_t torn_seed = 0;
+  bool flash_error = false;         ///< op cut_op fails with an error instead of a power loss
+  std::uint32_t recovery_cuts = 0;  ///< brown-out: cuts again during this many recovery boots
+  // bit-rot
+  bool rot_running = true;          ///< the slot the device runs, else the other one
+  std::uint32_t rot_bits = 0;
+  std::uint64_t rot_seed = 0;
   // image faults
   std::string variant;
 
@@ -39,9 +45,9 @@ struct Plan {
 /// Measures the flash operations of a clean update from `start` to `deliver`.
 using CountOps = std::function<std::uint64_t(const std::string& start, const std::string& deliver)>;
 
-/// Builds the plan. `count_ops` is called only for power-cut scenarios; it
-/// may be empty when the board does not count flash operations, in which case
-/// such scenarios are an InputError naming the scenario.
+/// Builds the plan. `count_ops` is called only for power-cut and flash-error
+/// scenarios; it may be empty when the board does not count flash operations,
+/// in which case such scenarios are an InputError naming the scenario.
 Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& count_ops);
 
 /// Keeps `n` trials chosen by the seed (in index order), for --trials.

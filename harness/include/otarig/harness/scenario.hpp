@@ -11,10 +11,14 @@
 namespace otarig::harness {
 
 struct FaultSpec {
-  std::string kind;                   ///< power-cut, tamper, unsigned, wrong-key, replay, self-test-fail, none
-  std::string at;                     ///< power-cut: every-flash-op | random-flash-op
-  double torn = 0.0;                  ///< power-cut: probability that a cut is a torn write
+  std::string kind;                   ///< a name from scenarios/faults.cpp (otarig list faults)
+  std::string at;                     ///< power-cut, flash-error: every-flash-op | random-flash-op
+  double torn = 0.0;                  ///< power-cut: probability that a cut is a torn write;
+                                      ///< flash-error: that the failing op partly lands
+  std::uint32_t recovery_cuts = 0;    ///< power-cut: up to this many more cuts while recovering (brown-out)
   std::vector<std::string> variants;  ///< tamper: which damages
+  std::string slot;                   ///< bit-rot: running | other | any
+  std::uint32_t bits = 1;             ///< bit-rot: at most this many bits flipped per trial
   std::string where;
 };
 

@@ -16,8 +16,10 @@
 // Thread safety: power may be cut from a fault proxy thread while the
 // harness thread reads the console or waits in deliver(); everything else is
 // driven by one caller.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -35,6 +37,7 @@
 #include "otarig/drivers/process/pty_process.hpp"
 #include "otarig/drivers/protocols.hpp"
 #include "otarig/drivers/registry.hpp"
+#include "otarig/drivers/virtual/board.hpp"
 #include "otarig/drivers/virtual/flash.hpp"
 
 namespace re2 {
@@ -72,10 +75,11 @@ struct DeviceConfig {
   };
   ProvisionFormat provision = ProvisionFormat::none;
   std::string provision_file;  ///< may use ${storage}
-  vboard::FlashGeometry geometry;
+  /// vboard_flash: the board the flash is made for (mode and geometry).
+  vboard::BoardConfig vboard;
 
   /// Reads `kind, storage, keep_storage, network{server, tls, proxy},
-  /// provision{format, file, slot_size, sector_size, program_align,
+  /// provision{format, file, mode, slot_size, sector_size, program_align,
   /// metadata_sectors}`; InputError naming file and line.
   static DeviceConfig from_config(const Config& device);
 };
@@ -102,12 +106,14 @@ class ProcessDevice final : public ProvisionProtocol {
   /// The base URL the device downloads from ("http://127.0.0.1:PORT", the
   /// proxy's port when the proxy is on); empty without a server.
   const std::string& update_url() const { return update_url_; }
+  /// The port of update_url() (${update_port}); 0 without a server.
+  std::uint16_t update_port() const { return update_port_; }
   /// The base URL of the server itself (bypassing the proxy).
   std::string server_url() const;
   net::UpdateServer* server() const { return server_.get(); }
   net::FaultProxy* proxy() const { return proxy_.get(); }
 
-  /// Replaces ${storage}, ${board}, ${update_url}, ${profile_dir}, and any
+  /// Replaces ${storage}, ${board}, ${update_url}, ${update_port}, ${profile_dir}, and any
   /// `extra` names; an unknown ${name} is left as it is.
   std::string expand(std::string_view text,
                      const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
@@ -136,7 +142,10 @@ class ProcessDevice final : public ProvisionProtocol {
   std::unique_ptr<net::UpdateServer> server_;
   std::unique_ptr<net::FaultProxy> proxy_;
   std::string update_url_;
+  std::uint16_t update_port_ = 0;
   std::weak_ptr<ProcessPower> power_;
+  /// Makes provisioned flashes (and caches them per image).
+  std::unique_ptr<vboard::VirtualBoard> provisioner_;
 };
 
 /// One power-on: the device process and its pty.
@@ -153,9 +162,12 @@ class PtySession {
   std::optional<ExitStatus> exited();
   /// SIGKILL to the process group and reap.
   ExitStatus kill();
+  /// kill() has run: whatever the device printed is in the pty now.
+  bool killed() const { return killed_; }
 
  private:
   std::mutex mu_;
+  std::atomic<bool> killed_{false};
   PtyProcess process_;
   std::uint64_t number_ = 0;
   int master_ = process_.master();
@@ -193,9 +205,10 @@ class ProcessPower final : public PowerProtocol {
   void cut(std::string cause);
   /// The running session; null while off.
   std::shared_ptr<PtySession> session() const;
-  /// Waits until a session other than `than` exists or `timeout` passes.
-  std::shared_ptr<PtySession> wait_new_session(const std::shared_ptr<PtySession>& than,
-                                               std::chrono::milliseconds timeout) const;
+  /// The oldest recent session numbered above `number` (the console reads
+  /// them in order, so what a run printed before it was cut is not lost),
+  /// waiting up to `timeout` for one to start. Null when none.
+  std::shared_ptr<PtySession> session_after(std::uint64_t number, std::chrono::milliseconds timeout) const;
   /// Power-ons so far.
   std::uint64_t power_ons() const;
   /// Power-offs by cut() so far, and the last cause.
@@ -214,6 +227,8 @@ class ProcessPower final : public PowerProtocol {
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
   std::shared_ptr<PtySession> session_;
+  /// The last few sessions (the current one included), oldest first.
+  std::deque<std::shared_ptr<PtySession>> recent_;
   bool on_ = false;
   std::uint64_t power_ons_ = 0;
   std::uint64_t cuts_ = 0;
@@ -244,7 +259,9 @@ class PtyConsole final : public ConsoleProtocol {
   std::shared_ptr<ProcessPower> power_;
   mutable std::mutex mu_;
   std::shared_ptr<PtySession> reading_;
+  std::uint64_t done_ = 0;  ///< the last session read to its end
   bool eof_ = false;
+  std::optional<std::chrono::steady_clock::time_point> quiet_since_;
   std::string held_;
 };
 
@@ -258,6 +275,10 @@ struct LinkConfig {
   std::string refused;    ///< it rejected it; group `reason` (else the line) is the detail
   std::string settled;    ///< optional: after `accepted`, the device is back up
   std::string progress;   ///< optional: group `bytes` counts image bytes received
+  /// The update server's base URL as the device reaches it (a VM behind
+  /// user-mode networking sees the host elsewhere, e.g.
+  /// "http://10.0.2.2:${update_port}").
+  std::string base_url = "${update_url}";
   std::chrono::milliseconds timeout{60000};         ///< command to accepted/refused
   std::chrono::milliseconds settle_timeout{30000};  ///< accepted to settled
   enum class Serve { http, file };

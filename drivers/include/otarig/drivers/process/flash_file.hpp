@@ -13,7 +13,8 @@
 //                 40  4  metadata_sectors
 //                 44  4  counter_sectors
 //                 48  8  flash size in bytes (geometry.total_size())
-//                 56..   zero
+//                 56  4  swap_sectors (the swap area of the swap modes)
+//                 60..   zero
 //   offset 4096  the flash bytes, address 0 first
 //
 // The flash starts on a page boundary, so an erase or program of one sector
@@ -21,9 +22,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "otarig/drivers/process/pty_process.hpp"
+#include "otarig/drivers/virtual/board.hpp"
 #include "otarig/drivers/virtual/flash.hpp"
 
 namespace otarig::drivers::process {
@@ -55,12 +58,22 @@ class FlashFile {
   UniqueFd fd_;
 };
 
-/// A factory-programmed flash: `image` in slot A, one confirmed boot record
-/// {primary A}, the anti-rollback counter at the image's security counter
-/// (the same state VirtualBoard::provision() leaves). InputError when the
-/// image does not parse or does not fit.
-std::vector<std::uint8_t> provisioned_flash(const vboard::FlashGeometry& geometry,
-                                            std::span<const std::uint8_t> image);
+/// The virtual board configuration otarig-vboard runs with: the boot `mode`
+/// and `defects` named as a profile's device section names them, on the
+/// flash geometry `flash` (its swap area follows the mode), without the fast
+/// sweep. InputError naming `origin` for an unknown or unimplemented name.
+vboard::BoardConfig vboard_config(const std::string& mode, const std::vector<std::string>& defects,
+                                  std::uint64_t chunk_size, const vboard::FlashGeometry& flash,
+                                  const std::string& origin);
+
+/// Whether two layouts describe the same flash.
+bool same_layout(const vboard::FlashGeometry& a, const vboard::FlashGeometry& b);
+
+/// A factory-programmed flash of `config.layout()`: exactly what
+/// VirtualBoard::provision() leaves (the image in the first slot, confirmed,
+/// the anti-rollback counter at its security counter, in the mode's own
+/// boot-state format). InputError when the image does not parse or fit.
+std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config, std::span<const std::uint8_t> image);
 
 /// Writes a flash file holding `flash` (geometry().total_size() bytes)
 /// atomically (a temporary file in the same folder, then rename), so a device

@@ -45,16 +45,16 @@ struct FlashGeometry {
   std::string problem() const;
 };
 
-/// Everything a snapshot of the flash holds: the bytes, each slot's write
-/// generation and the per-sector erase counts.
+/// Everything a snapshot of the flash holds: the bytes, each sector's content
+/// id and the per-sector erase counts.
 struct FlashState {
   Bytes bytes;
-  /// A process-wide unique number per slot content: every erase or program
-  /// touching a slot allocates a fresh one, so (slot, generation) names one
-  /// content and verification results can be memoized on it.
-  std::array<std::uint64_t, FlashGeometry::kSlots> generation{};
-  /// The same for the metadata area (the boot-state log caches its scan on it).
-  std::uint64_t metadata_generation = 0;
+  /// Per sector, a name for its content: 0 for an erased sector; a whole
+  /// sector programmed onto an erased one as a copy of another sector
+  /// (NorFlash::program_copy) takes that sector's id; any other change takes a
+  /// fresh process-wide unique id. Equal ids mean equal bytes, so verification
+  /// results can be memoized on the ids of a slot (NorFlash::generation).
+  std::vector<std::uint64_t> sector_ids;
   std::vector<std::uint32_t> erase_counts;
 };
 
@@ -95,14 +95,20 @@ class NorFlash {
   std::span<const std::uint8_t> bytes() const { return state_.bytes; }
   /// A range of the flash; std::logic_error when it leaves the flash.
   std::span<const std::uint8_t> read(std::uint64_t address, std::uint64_t length) const;
-  std::uint64_t generation(int slot) const { return state_.generation.at(static_cast<std::size_t>(slot)); }
-  std::uint64_t metadata_generation() const { return state_.metadata_generation; }
+  /// A name for the contents of a slot (or of the metadata area): equal names,
+  /// equal bytes (a combination of the sector ids).
+  std::uint64_t generation(int slot) const;
+  std::uint64_t metadata_generation() const;
 
   // Counted operations. Misuse (out of range, misaligned, a program that would
   // set a bit from 0 to 1) is a bug of the device model: std::logic_error
   // naming the address. An armed cut throws PowerLoss, an armed error FlashError.
   void erase(std::uint64_t sector_address, std::string_view phase);
   void program(std::uint64_t address, std::span<const std::uint8_t> data, std::string_view phase);
+  /// A counted program of `length` bytes at `address` with the bytes now at
+  /// `source` (a copy between areas, e.g. a bootloader's swap). A whole sector
+  /// copied onto an erased sector keeps its content id.
+  void program_copy(std::uint64_t address, std::uint64_t source, std::uint64_t length, std::string_view phase);
 
   // Fault control (FlashFaultProtocol).
   void arm(const FlashCut& cut);
@@ -116,7 +122,7 @@ class NorFlash {
   std::optional<FlashOp> fired() const { return fired_; }
   void set_observer(Observer observer) { observer_ = std::move(observer); }
 
-  /// Replaces the contents, generations and erase counts with `state`
+  /// Replaces the contents, content ids and erase counts with `state`
   /// (which must match the geometry); the fault counters stay as they are.
   void restore(const FlashState& state);
   /// Restores `before` (the state after ops 1..op.index-1), then lets the cut
@@ -138,18 +144,19 @@ class NorFlash {
   std::uint64_t mutations() const { return mutations_; }
 
   // The operations themselves, on any state of this geometry (the fast sweep
-  // advances its own copy with them).
+  // advances its own copy with them). `source_id`: the content id of the
+  // sector a whole-sector program copies (see FlashState::sector_ids).
   static void check_op(const FlashGeometry& g, const FlashState& s, const FlashOp& op,
                        std::span<const std::uint8_t> data);
   static void apply_op(const FlashGeometry& g, FlashState& s, const FlashOp& op,
-                       std::span<const std::uint8_t> data);
+                       std::span<const std::uint8_t> data, std::optional<std::uint64_t> source_id = std::nullopt);
   /// Applies a seeded part of `op`: an erase sets a subset of the sector's
   /// bytes to 0xFF, a program applies a subset of its bit clears.
   static void apply_torn(const FlashGeometry& g, FlashState& s, const FlashOp& op,
                          std::span<const std::uint8_t> data, std::uint64_t seed);
 
  private:
-  void counted(FlashOp op, std::span<const std::uint8_t> data);
+  void counted(FlashOp op, std::span<const std::uint8_t> data, std::optional<std::uint64_t> source_id = std::nullopt);
 
   FlashGeometry geometry_;
   FlashState state_;
@@ -159,9 +166,10 @@ class NorFlash {
   std::optional<FlashOp> fired_;
   Observer observer_;
   std::uint64_t mutations_ = 0;
+  Bytes copy_buffer_;
 };
 
-/// A fresh process-wide unique generation number.
+/// A fresh process-wide unique content id (never 0, the id of an erased sector).
 std::uint64_t next_generation();
 
 }  // namespace otarig::drivers::vboard

@@ -1,0 +1,189 @@
+// Console kind `pty`: reads with deadlines, writes to the device's stdin
+// (`cat` plays the device and echoes), follows the device across power
+// cycles, keeps what a watcher peeked for the transcript.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/process/board.hpp"
+#include "otarig/drivers/process/register.hpp"
+
+namespace otarig::drivers::process {
+namespace {
+
+using namespace std::chrono_literals;
+using Steady = std::chrono::steady_clock;
+
+struct TestBoard {
+  explicit TestBoard(const std::string& command, const std::string& power_extra = "") {
+    register_process_drivers(registry);
+    root = Config::load_string("device: {kind: process, network: {server: false}}\n"
+                               "power:\n  driver: process\n  command: " + command + "\n" + power_extra +
+                               "console: {driver: pty}\n",
+                               "console-test.yaml");
+    ctx.clock = &clock;
+    ctx.board_name = "console-board";
+    (*registry.device("process"))(root.at("device"), ctx, parts);
+    (*registry.power("process"))(root.at("power"), ctx, parts);
+    (*registry.console("pty"))(root.at("console"), ctx, parts);
+  }
+  PowerProtocol& power() { return *parts.power; }
+  PtyConsole& console() { return dynamic_cast<PtyConsole&>(*parts.console); }
+  std::string read_until(const std::string& needle, std::chrono::milliseconds limit = 5000ms) {
+    std::string out;
+    auto deadline = Steady::now() + limit;
+    while (out.find(needle) == std::string::npos && Steady::now() < deadline) out += console().read(100ms);
+    return out;
+  }
+
+  DriverRegistry registry;
+  SteadyClock clock;
+  BindContext ctx;
+  Config root = Config::load_string("{}", "empty");
+  BoardParts parts;
+};
+
+TEST(PtyConsole, ReadWaitsAtMostItsTimeoutWhenNothingComes) {
+  TestBoard b("cat");
+  b.power().on();
+  for (auto timeout : {0ms, 30ms, 150ms}) {
+    const auto t0 = Steady::now();
+    EXPECT_EQ(b.console().read(timeout), "");
+    const auto took = Steady::now() - t0;
+    EXPECT_GE(took, timeout);
+    EXPECT_LT(took, timeout + 500ms);
+  }
+}
+
+TEST(PtyConsole, ReadReturnsAtTheFirstByteNotAtTheDeadline) {
+  TestBoard b("[sh, -c, 'read x; echo \"late $x\"; exec cat']");
+  b.power().on();
+  std::thread writer([&] {
+    std::this_thread::sleep_for(100ms);
+    b.console().write("go\n");
+  });
+  const auto t0 = Steady::now();
+  std::string got = b.console().read(5000ms);
+  const auto took = Steady::now() - t0;
+  writer.join();
+  got += b.read_until("\n", 1000ms);
+  EXPECT_EQ(got, "late go\n");
+  EXPECT_LT(took, 2000ms) << "read returns once bytes arrive";
+}
+
+TEST(PtyConsole, WritesReachTheDeviceAndCatEchoesThem) {
+  TestBoard b("cat");
+  b.power().on();
+  b.console().write("hello device\n");
+  EXPECT_EQ(b.read_until("hello device\n"), "hello device\n") << "raw pty: no local echo, no CR";
+  // A burst larger than the pty's buffer still arrives whole.
+  std::string big;
+  for (int i = 0; i < 2000; ++i) big += "line " + std::to_string(i) + "\n";
+  std::thread writer([&] { b.console().write(big); });
+  auto got = b.read_until("line 1999\n", 10000ms);
+  writer.join();
+  EXPECT_EQ(got, big);
+}
+
+TEST(PtyConsole, FollowsTheDeviceAcrossPowerCycles) {
+  // Each run says which run it is (a counter in the storage folder), then echoes.
+  TestBoard b(
+      "[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"run $n up\"; exec cat']");
+  b.power().on();
+  EXPECT_EQ(b.read_until("run 1 up\n"), "run 1 up\n");
+  b.console().write("one\n");
+  EXPECT_EQ(b.read_until("one\n"), "one\n");
+  b.power().cycle(10ms);
+  EXPECT_EQ(b.read_until("run 2 up\n"), "run 2 up\n");
+  b.console().write("two\n");
+  EXPECT_EQ(b.read_until("two\n"), "two\n");
+}
+
+TEST(PtyConsole, WhatTheOldRunPrintedBeforeThePowerWentIsReadFirst) {
+  TestBoard b("[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"run $n\"; exec cat']");
+  b.power().on();
+  // Let run 1 print, without reading it.
+  auto s = dynamic_cast<ProcessPower&>(b.power()).session();
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(wait_readable(s->master(), 5000ms));
+  b.power().off();
+  b.power().on();
+  EXPECT_EQ(b.read_until("run 2\n"), "run 1\nrun 2\n");
+}
+
+TEST(PtyConsole, WritesWhileOffGoNowhereAndReadsWaitTheirTime) {
+  TestBoard b("cat");
+  b.console().write("nobody listens\n");
+  const auto t0 = Steady::now();
+  EXPECT_EQ(b.console().read(80ms), "");
+  EXPECT_GE(Steady::now() - t0, 80ms);
+  b.power().on();
+  b.console().write("now\n");
+  EXPECT_EQ(b.read_until("now\n"), "now\n");
+}
+
+TEST(PtyConsole, ReadReturnsWhenThePowerComesOnDuringTheWait) {
+  TestBoard b("[sh, -c, 'echo booted; exec cat']");
+  std::thread starter([&] {
+    std::this_thread::sleep_for(50ms);
+    b.power().on();
+  });
+  const auto t0 = Steady::now();
+  auto got = b.read_until("booted", 5000ms);
+  starter.join();
+  EXPECT_EQ(got, "booted\n");
+  EXPECT_LT(Steady::now() - t0, 3000ms);
+}
+
+TEST(PtyConsole, PeekedBytesStayForTheNextRead) {
+  TestBoard b("cat");
+  b.power().on();
+  b.console().write("abc\n");
+  std::string peeked;
+  auto deadline = Steady::now() + 5000ms;
+  while (peeked.find('\n') == std::string::npos && Steady::now() < deadline) peeked += b.console().peek(100ms);
+  EXPECT_EQ(peeked, "abc\n");
+  EXPECT_EQ(b.console().peek(20ms), "") << "peek returns each byte once";
+  EXPECT_EQ(b.console().read(0ms), "abc\n") << "read returns what was peeked";
+  EXPECT_EQ(b.console().read(20ms), "");
+}
+
+TEST(PtyConsole, CookedModeEchoesAsATerminalDoes) {
+  TestBoard b("cat", "  pty: cooked\n");
+  b.power().on();
+  b.console().write("typed\n");
+  // The terminal echoes the input (with CR LF), then cat prints the line.
+  auto got = b.read_until("typed\r\ntyped\r\n");
+  EXPECT_EQ(got, "typed\r\ntyped\r\n");
+}
+
+}  // namespace
+}  // namespace otarig::drivers::process
+
+namespace otarig::drivers::process {
+namespace {
+
+// `pty` is also the bench family's console for a tty found by path: on a
+// board that is not a process board, the factory registered before ours answers.
+TEST(PtyConsoleRegistration, OtherBoardsKeepTheEarlierPtyConsole) {
+  DriverRegistry registry;
+  int earlier_calls = 0;
+  registry.add_console("pty", [&](const Config&, const BindContext&, BoardParts&) { ++earlier_calls; });
+  register_process_drivers(registry);
+  auto root = Config::load_string("console: {driver: pty, path: /dev/ttyX}\n", "lab.yaml");
+  BoardParts lab;
+  BindContext ctx;
+  (*registry.console("pty"))(root.at("console"), ctx, lab);
+  EXPECT_EQ(earlier_calls, 1);
+  EXPECT_FALSE(lab.console);
+
+  // Without an earlier factory, a non-process board is an error naming the line.
+  DriverRegistry only_process;
+  register_process_drivers(only_process);
+  EXPECT_THROW((*only_process.console("pty"))(root.at("console"), ctx, lab), InputError);
+}
+
+}  // namespace
+}  // namespace otarig::drivers::process
