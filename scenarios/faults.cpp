@@ -10,8 +10,9 @@ const std::vector<FaultKind>& fault_kinds() {
       {"power-cut", "power",
        "cut power before flash operation k of the update (at: every-flash-op sweeps every k; at: "
        "random-flash-op draws k from the seed); torn: the probability that op k is left half-done; "
-       "recovery_cuts: K cuts again at seeded ops of the recovery boots, 1..K per trial (brown-out)",
-       {"at", "torn", "recovery_cuts"}},
+       "recovery_cuts: K cuts again at seeded ops of the recovery boots, 1..K per trial (brown-out); image: "
+       "self-test-fail cuts an update that is reverted",
+       {"at", "torn", "recovery_cuts", "image"}},
       {"tamper", "image",
        "deliver a damaged copy of the release: header-bit-flip, payload-bit-flip, digest-bit-flip, "
        "signature-bit-flip, truncated, appended, version-edited",

@@ -1,16 +1,26 @@
-// Power-cut sweep of a full 1 MiB update on a virtual board: cut points N,
-// wall time, trials per second, and the time per trial as a multiple of one
-// SHA-256 over 1 MiB measured in the same process. Side by side: the same
-// sweep replaying the update from the start for every cut point (the approach
-// of MCUboot's simulator), and the cost of the first quarter / half / whole of
-// the sweep (linear in N when each trial restores from snapshots).
+// Power-cut sweeps of a full 1 MiB update on the virtual board, one row per
+// board (by default the reference board of every boot mode and the in-place
+// flawed board): every cut point N, clean and torn (2N trials of
+// power-cut-sweep-torn), run on all cores. Per row: N, trials, wall time,
+// trials per second, CPU time per trial as a multiple of one SHA-256 over
+// 1 MiB measured in the same process, peak memory; side by side the same
+// sweep replaying the update from the start for every cut point
+// (`fast_sweep: false`, the approach of MCUboot's simulator). A second table
+// says what each cut left (the ota-resilience comparison): the device bricked,
+// back on the old image, or on the new one.
 //
-//   otarig_sweep_bench [BOARD.yaml] [--jobs N]
+// Each board is measured in a child process of its own, so peak memory is per board.
+//
+//   otarig_sweep_bench [--jobs N] [--slow-every K] [--no-slow] [BOARD.yaml ...]
 #include <fmt/format.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <thread>
 
@@ -28,46 +38,102 @@ namespace {
 
 double seconds_since(WallClock::time_point t) { return std::chrono::duration<double>(WallClock::now() - t).count(); }
 
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// CPU time, like the trials' cost: other processes on the machine change the
+// wall time of both, not their ratio.
 double sha256_1mib_seconds() {
   std::vector<std::uint8_t> data(1 << 20, 0x5a);
   for (int i = 0; i < 5; ++i) (void)crypto::sha256(data);
   const int reps = 200;
-  auto t = WallClock::now();
+  const auto t = thread_cpu_seconds();
   for (int i = 0; i < reps; ++i) {
     data[0] = static_cast<std::uint8_t>(i);
     (void)crypto::sha256(data);
   }
-  return seconds_since(t) / reps;
+  return (thread_cpu_seconds() - t) / reps;
 }
+
+struct Outcomes {
+  std::size_t bricked = 0, old_image = 0, new_image = 0, other = 0;
+  void add(const Observation& o, const std::string& old_digest, const std::string& new_digest) {
+    if (!o.booted) ++bricked;
+    else if (o.digest == old_digest) ++old_image;
+    else if (o.digest == new_digest) ++new_image;
+    else ++other;
+  }
+  std::size_t total() const { return bricked + old_image + new_image + other; }
+};
 
 struct SweepResult {
   std::size_t trials = 0;
   std::size_t failed = 0;
   double wall = 0;
+  double cpu = 0;
+  Outcomes clean, torn;
 };
 
 SweepResult sweep(const BoardProfile& profile, const drivers::DriverRegistry& registry, const ReleaseSet& releases,
-                  const Plan& plan, std::size_t count, unsigned jobs) {
+                  const std::vector<const TrialSpec*>& trials, unsigned jobs) {
   std::vector<std::unique_ptr<Bench>> benches;
   for (unsigned j = 0; j < jobs; ++j) benches.push_back(std::make_unique<Bench>(profile, registry, releases, 1));
   // Warm each bench: the first clean update records the op log the sweep restores from.
   for (auto& b : benches) (void)count_update_ops(*b, releases, "factory", "update");
-  std::atomic<std::size_t> next{0}, failed{0};
-  auto t = WallClock::now();
+  const auto& old_digest = releases.get("factory").digest;
+  const auto& new_digest = releases.get("update").digest;
+  std::atomic<std::size_t> next{0};
+  std::vector<SweepResult> per_job(jobs);
+  const auto cpu0 = cpu_seconds();
+  const auto t = WallClock::now();
   auto work = [&](unsigned j) {
     constexpr std::size_t chunk = 16;
+    auto& r = per_job[j];
     for (;;) {
-      std::size_t begin = next.fetch_add(chunk);
-      if (begin >= count) return;
-      for (std::size_t i = begin; i < std::min(count, begin + chunk); ++i)
-        if (!run_trial(*benches[j], releases, plan.trials[i]).passed) ++failed;
+      const std::size_t begin = next.fetch_add(chunk);
+      if (begin >= trials.size()) return;
+      for (std::size_t i = begin; i < std::min(trials.size(), begin + chunk); ++i) {
+        const auto out = run_trial(*benches[j], releases, *trials[i]);
+        if (!out.passed) ++r.failed;
+        for (const auto& o : out.observations)
+          if (o.step == "after-fault") (trials[i]->torn ? r.torn : r.clean).add(o, old_digest, new_digest);
+      }
     }
   };
   std::vector<std::thread> threads;
   for (unsigned j = 1; j < jobs; ++j) threads.emplace_back(work, j);
   work(0);
   for (auto& th : threads) th.join();
-  return {count, failed.load(), seconds_since(t)};
+  SweepResult total;
+  total.wall = seconds_since(t);
+  total.cpu = cpu_seconds() - cpu0;
+  total.trials = trials.size();
+  for (const auto& r : per_job) {
+    total.failed += r.failed;
+    for (auto [dst, src] : {std::pair{&total.clean, &r.clean}, std::pair{&total.torn, &r.torn}}) {
+      dst->bricked += src->bricked;
+      dst->old_image += src->old_image;
+      dst->new_image += src->new_image;
+      dst->other += src->other;
+    }
+  }
+  return total;
 }
 
 std::filesystem::path with_fast_sweep_off(const std::filesystem::path& board) {
@@ -75,70 +141,105 @@ std::filesystem::path with_fast_sweep_off(const std::filesystem::path& board) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto pos = text.find("  defects:");
   text.insert(pos, "  fast_sweep: false\n");
-  auto out = std::filesystem::temp_directory_path() / "otarig-sweep-bench-slow.yaml";
+  auto out = std::filesystem::temp_directory_path() / fmt::format("otarig-sweep-bench-slow-{}.yaml", ::getpid());
   std::ofstream(out) << text;
   return out;
 }
 
-long peak_rss_mib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024;
+struct Options {
+  unsigned jobs = std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
+  std::size_t slow_every = 1;  ///< the slow sweep runs every K-th trial of the plan
+  bool slow = true;
+};
+
+std::string pct(std::size_t n, std::size_t of) {
+  return of ? fmt::format("{:5.1f}%", 100.0 * static_cast<double>(n) / static_cast<double>(of)) : "    -";
+}
+
+// One board, in its own process: prints its rows to stdout.
+int measure(const std::filesystem::path& board, const Options& o) {
+  drivers::DriverRegistry registry;
+  drivers::register_all_drivers(registry);
+  auto profile = load_profile(board);
+  ReleaseSet releases(profile);
+  auto scenario = load_scenario("power-cut-sweep-torn");
+  Bench counter(profile, registry, releases, 1);
+  auto plan = make_plan(scenario, 1, [&](const std::string& s, const std::string& d) {
+    return count_update_ops(counter, releases, s, d);
+  });
+  const std::uint64_t n = plan.ops_per_update.begin()->second;
+  const double hash = sha256_1mib_seconds();
+  const auto mode = profile.root.at("device").string_or("mode", "-");
+  std::vector<const TrialSpec*> all;
+  for (const auto& t : plan.trials) all.push_back(&t);
+
+  const auto fast = sweep(profile, registry, releases, all, o.jobs);
+  const double fast_peak = peak_rss_mib();
+  auto row = [&](const char* how, const SweepResult& r, double peak) {
+    const double cpu_per = r.cpu / static_cast<double>(r.trials);
+    fmt::print("{:<28} {:<15} {:<9} {:>5} {:>6} {:>8.2f} {:>9.0f} {:>9.3f} {:>8.2f} {:>8.0f}{}\n", profile.name, mode,
+               how, n, r.trials, r.wall, static_cast<double>(r.trials) / r.wall, cpu_per * 1e3, cpu_per / hash, peak,
+               r.failed ? fmt::format("  ({} failed)", r.failed) : "");
+  };
+  row("snapshots", fast, fast_peak);
+  if (o.slow) {
+    auto slow_board = with_fast_sweep_off(board);
+    auto slow_profile = load_profile(slow_board);
+    ReleaseSet slow_releases(slow_profile);
+    std::vector<const TrialSpec*> some;
+    for (std::size_t i = 0; i < all.size(); i += o.slow_every) some.push_back(all[i]);
+    const auto slow = sweep(slow_profile, registry, slow_releases, some, o.jobs);
+    std::filesystem::remove(slow_board);
+    row(o.slow_every == 1 ? "replay" : fmt::format("replay/{}", o.slow_every).c_str(), slow, peak_rss_mib());
+  }
+  fmt::print("    SHA-256 over 1 MiB here: {:.3f} ms\n", hash * 1e3);
+  for (auto [name, oc] : {std::pair{"clean", &fast.clean}, std::pair{"torn", &fast.torn}})
+    fmt::print("    outcome {:<5} cuts: {:>5}  bricked {} ({:>5})  old {} ({:>5})  new {} ({:>5})  other {}\n", name,
+               oc->total(), pct(oc->bricked, oc->total()), oc->bricked, pct(oc->old_image, oc->total()), oc->old_image,
+               pct(oc->new_image, oc->total()), oc->new_image, oc->other);
+  std::fflush(stdout);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::filesystem::path board = std::string(OTARIG_SOURCE_DIR) + "/boards/virtual-ab.yaml";
-  unsigned jobs = std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
+  Options o;
+  std::vector<std::filesystem::path> boards;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--jobs" && i + 1 < argc) jobs = static_cast<unsigned>(std::stoul(argv[++i]));
-    else board = a;
+    if (a == "--jobs" && i + 1 < argc) o.jobs = static_cast<unsigned>(std::stoul(argv[++i]));
+    else if (a == "--slow-every" && i + 1 < argc) o.slow_every = std::max<std::size_t>(1, std::stoul(argv[++i]));
+    else if (a == "--no-slow") o.slow = false;
+    else boards.emplace_back(a);
   }
-  drivers::DriverRegistry registry;
-  drivers::register_all_drivers(registry);
-  auto profile = load_profile(board);
-  ReleaseSet releases(profile);
-  auto scenario = load_scenario("power-cut-sweep");
-  Bench counter(profile, registry, releases, 1);
-  auto plan = make_plan(scenario, 1, [&](const std::string& s, const std::string& d) {
-    return count_update_ops(counter, releases, s, d);
-  });
-  const std::size_t n = plan.trials.size();
-  const double hash = sha256_1mib_seconds();
-  const auto& img = releases.get("update");
-
-  fmt::print("board {} ({}), update image {} bytes\n", profile.name, board.string(), img.bytes.size());
-  fmt::print("SHA-256 over 1 MiB: {:.3f} ms\n", hash * 1e3);
-  fmt::print("cut points N = {}\n\n", n);
-  fmt::print("{:<44} {:>8} {:>10} {:>10} {:>12} {:>12}\n", "sweep", "trials", "wall s", "trials/s", "ms/trial",
-             "x SHA-256");
-  auto row = [&](const std::string& name, const SweepResult& r, unsigned j) {
-    double per = r.wall / static_cast<double>(r.trials);
-    // Per-trial cost in CPU terms: wall time x jobs / trials.
-    double cpu_per = per * j;
-    fmt::print("{:<44} {:>8} {:>10.3f} {:>10.0f} {:>12.3f} {:>12.2f}{}\n", name, r.trials, r.wall,
-               static_cast<double>(r.trials) / r.wall, cpu_per * 1e3, cpu_per / hash,
-               r.failed ? fmt::format("  ({} failed!)", r.failed) : "");
-  };
-  for (double frac : {0.25, 0.5, 1.0}) {
-    auto count = static_cast<std::size_t>(static_cast<double>(n) * frac);
-    row(fmt::format("snapshots, 1 job, first {:.0f}% of cut points", frac * 100),
-        sweep(profile, registry, releases, plan, count, 1), 1);
+  if (boards.empty()) {
+    const std::filesystem::path src = OTARIG_SOURCE_DIR;
+    for (const char* b : {"virtual-ab", "virtual-swap-scratch", "virtual-swap-move", "virtual-overwrite-only",
+                          "virtual-direct-xip", "flawed/virtual-inplace"})
+      boards.push_back(src / "boards" / (std::string(b) + ".yaml"));
   }
-  if (jobs > 1) row(fmt::format("snapshots, {} jobs, all cut points", jobs), sweep(profile, registry, releases, plan, n, jobs), jobs);
-
-  auto slow_board = with_fast_sweep_off(board);
-  auto slow_profile = load_profile(slow_board);
-  ReleaseSet slow_releases(slow_profile);
-  for (double frac : {0.25, 0.5, 1.0}) {
-    auto count = static_cast<std::size_t>(static_cast<double>(n) * frac);
-    row(fmt::format("replay from start, 1 job, first {:.0f}%", frac * 100),
-        sweep(slow_profile, registry, slow_releases, plan, count, 1), 1);
+  fmt::print("power-cut-sweep-torn: every cut point N, clean and torn (2N trials), {} job{}\n", o.jobs,
+             o.jobs == 1 ? "" : "s");
+  fmt::print("x SHA-256 = CPU time per trial / one SHA-256 over 1 MiB (target <= 4); peak = peak RSS of the board's "
+             "process\n\n");
+  fmt::print("{:<28} {:<15} {:<9} {:>5} {:>6} {:>8} {:>9} {:>9} {:>8} {:>8}\n", "board", "mode", "sweep", "N",
+             "trials", "wall s", "trials/s", "cpu ms/t", "x SHA", "peak MiB");
+  std::fflush(stdout);
+  int rc = 0;
+  for (const auto& b : boards) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      try {
+        std::_Exit(measure(b, o));
+      } catch (const std::exception& e) {
+        fmt::print(stderr, "{}: {}\n", b.string(), e.what());
+        std::_Exit(2);
+      }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
   }
-  std::filesystem::remove(slow_board);
-  fmt::print("\npeak RSS {} MiB\n", peak_rss_mib());
-  fmt::print("x SHA-256 = CPU time per trial / time of one SHA-256 over 1 MiB (target <= 4)\n");
-  return 0;
+  return rc;
 }

@@ -642,6 +642,7 @@ class BenchPy final : public Drivers {
   }
 
   const std::string& board() const { return board_; }
+  const std::filesystem::path& profile_path() const { return profile_->path; }
   std::uint64_t seed() const { return seed_; }
 
   CampaignResult run(py::handle scenario, std::optional<std::uint64_t> seed, std::optional<std::uint64_t> trials,
@@ -1186,7 +1187,7 @@ void register_bench(py::module_& m) {
            "operation k, 0 = none), torn (tear that operation), torn_seed, variant (a tamper\n"
            "damage, default the scenario's first). The same overrides apply to a planned trial.")
       .def("__repr__", [](const BenchPy& b) {
-        return fmt::format("<Bench {} ({})>", b.board(), const_cast<BenchPy&>(b).profile_ptr()->path.string());
+        return fmt::format("<Bench {} ({})>", b.board(), b.profile_path().string());
       });
 }
 

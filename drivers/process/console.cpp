@@ -49,8 +49,10 @@ std::string PtyConsole::fetch(std::chrono::milliseconds timeout) {
       } else if (r.bytes.empty() && reading_->killed()) {
         // A killed run hangs up at once, unless something that left its
         // process group still holds the pty: give up on it after a grace.
-        if (!quiet_since_) quiet_since_ = Steady::now();
-        else if (Steady::now() - *quiet_since_ >= kKilledGrace) eof_ = true;
+        if (!quiet_since_)
+          quiet_since_ = Steady::now();
+        else if (Steady::now() - *quiet_since_ >= kKilledGrace)
+          eof_ = true;
       } else {
         quiet_since_.reset();
       }

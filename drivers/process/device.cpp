@@ -1,10 +1,9 @@
 // The shared state of a process board: storage folder, update server and
 // fault proxy, the environment passed to the device, provisioning.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cerrno>
 #include <fstream>
@@ -69,11 +68,16 @@ DeviceConfig DeviceConfig::from_config(const Config& device) {
     if (!cfg.server && cfg.tls != Tls::off) net->at("tls").fail("TLS needs the update server (server: true)");
   }
   if (auto prov = device.find("provision")) {
-    prov->only_keys({"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"});
+    prov->only_keys(
+        {"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"});
     const auto format = prov->at("format").as_string();
-    if (format == "otarig-vboard") cfg.provision = ProvisionFormat::vboard_flash;
-    else if (format == "image-file") cfg.provision = ProvisionFormat::image_file;
-    else prov->at("format").fail(fmt::format("unknown provision format '{}' (known: otarig-vboard, image-file)", format));
+    if (format == "otarig-vboard")
+      cfg.provision = ProvisionFormat::vboard_flash;
+    else if (format == "image-file")
+      cfg.provision = ProvisionFormat::image_file;
+    else
+      prov->at("format").fail(
+          fmt::format("unknown provision format '{}' (known: otarig-vboard, image-file)", format));
     cfg.provision_file = prov->at("file").as_string();
     if (cfg.provision != ProvisionFormat::vboard_flash) {
       for (const char* k : {"mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
@@ -83,7 +87,8 @@ DeviceConfig DeviceConfig::from_config(const Config& device) {
       g.slot_size = prov->size_or("slot_size", g.slot_size);
       g.sector_size = prov->size_or("sector_size", g.sector_size);
       g.program_align = prov->size_or("program_align", g.program_align);
-      g.metadata_sectors = static_cast<std::uint32_t>(std::min<std::uint64_t>(prov->size_or("metadata_sectors", 2), 1024));
+      g.metadata_sectors =
+          static_cast<std::uint32_t>(std::min<std::uint64_t>(prov->size_or("metadata_sectors", 2), 1024));
       try {
         cfg.vboard = vboard_config(prov->string_or("mode", "ab"), {}, g.sector_size, g, "provision");
       } catch (const InputError& e) {
@@ -108,7 +113,8 @@ ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
   // Storage.
   try {
     if (cfg_.storage.empty()) {
-      auto pattern = (std::filesystem::temp_directory_path() / ("otarig-" + safe_name(board_) + "-XXXXXX")).string();
+      auto pattern =
+          (std::filesystem::temp_directory_path() / ("otarig-" + safe_name(board_) + "-XXXXXX")).string();
       if (::mkdtemp(pattern.data()) == nullptr)
         throw std::system_error(errno, std::generic_category(), "mkdtemp " + pattern);
       storage_ = pattern;
@@ -156,7 +162,8 @@ ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
     } catch (const BenchError& e) {
       throw BenchError(fmt::format("{}: the update server for the device: {}", board_, e.what()));
     } catch (const std::exception& e) {
-      throw BenchError(fmt::format("{}: cannot start the update server for the device: {}", board_, e.what()));
+      throw BenchError(
+          fmt::format("{}: cannot start the update server for the device: {}", board_, e.what()));
     }
   }
 }
@@ -182,11 +189,16 @@ std::string ProcessDevice::expand(std::string_view text,
       if (close != std::string_view::npos) {
         const auto name = text.substr(i + 2, close - i - 2);
         std::optional<std::string> value;
-        if (name == "storage") value = storage_.string();
-        else if (name == "board") value = board_;
-        else if (name == "update_url") value = update_url_;
-        else if (name == "update_port") value = std::to_string(update_port_);
-        else if (name == "profile_dir") value = profile_dir_.string();
+        if (name == "storage")
+          value = storage_.string();
+        else if (name == "board")
+          value = board_;
+        else if (name == "update_url")
+          value = update_url_;
+        else if (name == "update_port")
+          value = std::to_string(update_port_);
+        else if (name == "profile_dir")
+          value = profile_dir_.string();
         for (const auto& [k, v] : extra)
           if (name == k) value = v;
         if (value) {
@@ -220,8 +232,8 @@ std::vector<std::pair<std::string, std::string>> ProcessDevice::environment() co
 
 void ProcessDevice::provision(std::span<const std::uint8_t> image) {
   if (cfg_.provision == DeviceConfig::ProvisionFormat::none)
-    throw BenchError(fmt::format("{}: the board has no provisioning (add `provision:` to its device section)",
-                                 board_));
+    throw BenchError(
+        fmt::format("{}: the board has no provisioning (add `provision:` to its device section)", board_));
   if (auto p = power()) p->off();
   std::filesystem::path file = expand(cfg_.provision_file);
   if (file.is_relative()) file = storage_ / file;
@@ -229,7 +241,8 @@ void ProcessDevice::provision(std::span<const std::uint8_t> image) {
     std::filesystem::create_directories(file.parent_path());
     if (cfg_.provision == DeviceConfig::ProvisionFormat::vboard_flash) {
       // One board makes every provisioned flash: it caches them per image.
-      if (!provisioner_) provisioner_ = std::make_unique<vboard::VirtualBoard>(cfg_.vboard, std::vector<crypto::PublicKey>{});
+      if (!provisioner_)
+        provisioner_ = std::make_unique<vboard::VirtualBoard>(cfg_.vboard, std::vector<crypto::PublicKey>{});
       provisioner_->provision(image);
       write_flash_file(file, cfg_.vboard.layout(), provisioner_->flash().bytes());
     } else

@@ -2,18 +2,17 @@
 #include "otarig/drivers/process/flash_file.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
 
-#include "otarig/drivers/errors.hpp"
 #include "otarig/drivers/config.hpp"
+#include "otarig/drivers/errors.hpp"
 
 namespace otarig::drivers::process {
 namespace {
@@ -45,11 +44,13 @@ std::array<std::uint8_t, kFlashFileHeaderSize> encode_header(const vboard::Flash
   return h;
 }
 
-void pwrite_all(int fd, const std::uint8_t* data, std::size_t n, off_t offset, const std::filesystem::path& file) {
+void pwrite_all(int fd, const std::uint8_t* data, std::size_t n, off_t offset,
+                const std::filesystem::path& file) {
   while (n > 0) {
     ssize_t w = ::pwrite(fd, data, n, offset);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw std::system_error(errno, std::generic_category(), fmt::format("write {}", file.string()));
+    if (w <= 0)
+      throw std::system_error(errno, std::generic_category(), fmt::format("write {}", file.string()));
     data += w;
     n -= static_cast<std::size_t>(w);
     offset += w;
@@ -61,7 +62,8 @@ void pread_all(int fd, std::uint8_t* data, std::size_t n, off_t offset, const st
     ssize_t r = ::pread(fd, data, n, offset);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) throw std::system_error(errno, std::generic_category(), fmt::format("read {}", file.string()));
-    if (r == 0) throw InputError(fmt::format("{}: flash file is shorter than its header says", file.string()));
+    if (r == 0)
+      throw InputError(fmt::format("{}: flash file is shorter than its header says", file.string()));
     data += r;
     n -= static_cast<std::size_t>(r);
     offset += r;
@@ -83,9 +85,11 @@ FlashFile FlashFile::open(const std::filesystem::path& file) {
   if (std::memcmp(h.data(), kMagic.data(), kMagic.size()) != 0)
     throw InputError(fmt::format("{}: not an otarig-vboard flash file (bad magic)", file.string()));
   if (auto v = get_le(h.data() + 8, 4); v != kVersion)
-    throw InputError(fmt::format("{}: flash file format {} (this build reads {})", file.string(), v, kVersion));
+    throw InputError(
+        fmt::format("{}: flash file format {} (this build reads {})", file.string(), v, kVersion));
   if (get_le(h.data() + 12, 4) != kFlashFileHeaderSize)
-    throw InputError(fmt::format("{}: flash file header size is not {}", file.string(), kFlashFileHeaderSize));
+    throw InputError(
+        fmt::format("{}: flash file header size is not {}", file.string(), kFlashFileHeaderSize));
   auto& g = f.geometry_;
   g.slot_size = get_le(h.data() + 16, 8);
   g.sector_size = get_le(h.data() + 24, 8);
@@ -93,11 +97,12 @@ FlashFile FlashFile::open(const std::filesystem::path& file) {
   g.metadata_sectors = static_cast<std::uint32_t>(get_le(h.data() + 40, 4));
   g.counter_sectors = static_cast<std::uint32_t>(get_le(h.data() + 44, 4));
   g.swap_sectors = static_cast<std::uint32_t>(get_le(h.data() + 56, 4));
-  if (auto p = g.problem(); !p.empty()) throw InputError(fmt::format("{}: flash geometry: {}", file.string(), p));
+  if (auto p = g.problem(); !p.empty())
+    throw InputError(fmt::format("{}: flash geometry: {}", file.string(), p));
   if (get_le(h.data() + 48, 8) != g.total_size() ||
       static_cast<std::uint64_t>(st.st_size) != kFlashFileHeaderSize + g.total_size())
-    throw InputError(fmt::format("{}: flash file size does not match its geometry ({} flash bytes)", file.string(),
-                                 g.total_size()));
+    throw InputError(fmt::format("{}: flash file size does not match its geometry ({} flash bytes)",
+                                 file.string(), g.total_size()));
   return f;
 }
 
@@ -116,7 +121,8 @@ std::vector<std::uint8_t> FlashFile::read_all() const {
 
 void FlashFile::write(std::uint64_t address, std::span<const std::uint8_t> data, bool sync) const {
   if (address > geometry_.total_size() || data.size() > geometry_.total_size() - address)
-    throw std::logic_error(fmt::format("flash file: write {:#010x}+{} leaves the flash", address, data.size()));
+    throw std::logic_error(
+        fmt::format("flash file: write {:#010x}+{} leaves the flash", address, data.size()));
   pwrite_all(fd_.get(), data.data(), data.size(), static_cast<off_t>(kFlashFileHeaderSize + address), path_);
   if (sync && ::fdatasync(fd_.get()) != 0)
     throw std::system_error(errno, std::generic_category(), fmt::format("fdatasync {}", path_.string()));
@@ -142,7 +148,8 @@ bool same_layout(const vboard::FlashGeometry& a, const vboard::FlashGeometry& b)
          a.swap_sectors == b.swap_sectors;
 }
 
-std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config, std::span<const std::uint8_t> image) {
+std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config,
+                                            std::span<const std::uint8_t> image) {
   vboard::VirtualBoard board(config, {});
   board.provision(image);
   auto bytes = board.flash().bytes();
@@ -152,8 +159,8 @@ std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config, s
 void write_flash_file(const std::filesystem::path& file, const vboard::FlashGeometry& geometry,
                       std::span<const std::uint8_t> flash) {
   if (flash.size() != geometry.total_size())
-    throw std::logic_error(fmt::format("flash file: {} bytes for a {}-byte flash", flash.size(),
-                                       geometry.total_size()));
+    throw std::logic_error(
+        fmt::format("flash file: {} bytes for a {}-byte flash", flash.size(), geometry.total_size()));
   auto tmp = file;
   tmp += ".tmp";
   {

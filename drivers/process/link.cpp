@@ -2,19 +2,18 @@
 // the console, watch the console (and the download) for the outcome, and cut
 // power where an armed ProcessCut says.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <re2/re2.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-#include <re2/re2.h>
 
 #include <atomic>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "otarig/drivers/crypto.hpp"
 #include "otarig/drivers/errors.hpp"
@@ -44,13 +43,15 @@ std::unique_ptr<re2::RE2> compile(const Config& section, const char* key, bool r
 std::unique_ptr<re2::RE2> compile(const std::string& pattern, const char* what) {
   if (pattern.empty()) return nullptr;
   auto re = std::make_unique<re2::RE2>(pattern, re2::RE2::Quiet);
-  if (!re->ok()) throw InputError(fmt::format("{}: invalid RE2 pattern '{}': {}", what, pattern, re->error()));
+  if (!re->ok())
+    throw InputError(fmt::format("{}: invalid RE2 pattern '{}': {}", what, pattern, re->error()));
   return re;
 }
 
 /// Matches `line` against `re`; on a match, fills `group` with the named
 /// group `name` when the pattern has it (else the whole line).
-bool match(const re2::RE2& re, const std::string& line, const char* name = nullptr, std::string* group = nullptr) {
+bool match(const re2::RE2& re, const std::string& line, const char* name = nullptr,
+           std::string* group = nullptr) {
   const int n = re.NumberOfCapturingGroups();
   std::vector<std::string> values(static_cast<std::size_t>(n));
   std::vector<re2::RE2::Arg> args(static_cast<std::size_t>(n));
@@ -107,13 +108,17 @@ LinkConfig LinkConfig::from_config(const Config& link) {
   cfg.settle_timeout = link.duration_or("settle_timeout", cfg.settle_timeout);
   if (cfg.timeout.count() <= 0) link.at("timeout").fail("must be positive");
   const auto serve = link.string_or("serve", "http");
-  if (serve == "http") cfg.serve = Serve::http;
-  else if (serve == "file") cfg.serve = Serve::file;
-  else link.at("serve").fail(fmt::format("serve must be http or file, not '{}'", serve));
+  if (serve == "http")
+    cfg.serve = Serve::http;
+  else if (serve == "file")
+    cfg.serve = Serve::file;
+  else
+    link.at("serve").fail(fmt::format("serve must be http or file, not '{}'", serve));
   return cfg;
 }
 
-ConsoleCommandLink::ConsoleCommandLink(std::shared_ptr<ProcessDevice> device, std::shared_ptr<ProcessPower> power,
+ConsoleCommandLink::ConsoleCommandLink(std::shared_ptr<ProcessDevice> device,
+                                       std::shared_ptr<ProcessPower> power,
                                        std::shared_ptr<PtyConsole> console, LinkConfig config)
     : device_(std::move(device)),
       power_(std::move(power)),
@@ -125,9 +130,10 @@ ConsoleCommandLink::ConsoleCommandLink(std::shared_ptr<ProcessDevice> device, st
       progress_(compile(cfg_.progress, "link.progress")),
       shared_(std::make_shared<Shared>()) {
   if (cfg_.serve == LinkConfig::Serve::http && !device_->server())
-    throw InputError(fmt::format("{}: the console-command link serves over HTTP, but the device has no update "
-                                 "server (device.network.server: false); use `serve: file`",
-                                 device_->board_name()));
+    throw InputError(
+        fmt::format("{}: the console-command link serves over HTTP, but the device has no update "
+                    "server (device.network.server: false); use `serve: file`",
+                    device_->board_name()));
 }
 
 ConsoleCommandLink::~ConsoleCommandLink() {
@@ -236,8 +242,8 @@ std::uint64_t ConsoleCommandLink::response_header_size(const std::string& path) 
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     throw BenchError(fmt::format("{}: measuring the response header: connect: {}", device_->board_name(),
                                  std::strerror(errno)));
-  const auto request =
-      fmt::format("HEAD {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", path, server->port());
+  const auto request = fmt::format("HEAD {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                                   path, server->port());
   if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
     throw BenchError(fmt::format("{}: measuring the response header: send failed", device_->board_name()));
   const auto deadline = Steady::now() + std::chrono::seconds(5);
@@ -246,8 +252,8 @@ std::uint64_t ConsoleCommandLink::response_header_size(const std::string& path) 
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
     if (left.count() <= 0)
-      throw BenchError(fmt::format("{}: measuring the response header: the server did not answer",
-                                   device_->board_name()));
+      throw BenchError(
+          fmt::format("{}: measuring the response header: the server did not answer", device_->board_name()));
     pollfd p{fd.get(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
@@ -262,7 +268,8 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   if (!power_->is_on()) return {DeliveryStatus::unreachable, "device is off", 0};
   if (auto s = power_->session()) {
     if (auto st = s->exited())
-      return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", st->describe()), 0};
+      return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", st->describe()),
+              0};
   }
   ++deliveries_;
   const auto pub = publish(image);
@@ -311,9 +318,10 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
                         report.detail =
                             tls ? fmt::format("power cut at byte {} of the TLS stream (connection {})", b,
                                               passed.connection)
-                                : fmt::format("power cut at byte {} of the download (connection {}, after the "
-                                              "{}-byte response header)",
-                                              b, passed.connection, header);
+                                : fmt::format(
+                                      "power cut at byte {} of the download (connection {}, after the "
+                                      "{}-byte response header)",
+                                      b, passed.connection, header);
                         report.at = since(shared->started);
                         report.bytes = b;
                         if (auto p = weak_power.lock()) p->cut(report.detail);
@@ -324,9 +332,10 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     } else if (progress_) {
       cut_by_progress = true;
     } else {
-      throw BenchError(fmt::format("{}: cannot cut at a download byte: it needs the update server behind the "
-                                   "fault proxy, or a `progress` pattern on the link",
-                                   device_->board_name()));
+      throw BenchError(
+          fmt::format("{}: cannot cut at a download byte: it needs the update server behind the "
+                      "fault proxy, or a `progress` pattern on the link",
+                      device_->board_name()));
     }
   }
   if (cut_.trigger == ProcessCut::Trigger::time) {
@@ -335,10 +344,10 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   }
 
   const auto command = device_->expand(cfg_.command, {{"url", pub.url},
-                                                       {"manifest_url", pub.manifest_url},
-                                                       {"path", pub.path},
-                                                       {"size", std::to_string(image.size())},
-                                                       {"sha256", pub.sha256}});
+                                                      {"manifest_url", pub.manifest_url},
+                                                      {"path", pub.path},
+                                                      {"size", std::to_string(image.size())},
+                                                      {"sha256", pub.sha256}});
   console_->write(command);
 
   enum class Phase { waiting, settling } phase = Phase::waiting;
@@ -365,9 +374,11 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   };
   auto lost_result = [&] {
     DeliveryResult r{DeliveryStatus::power_lost, {}, bytes_now()};
-    if (auto rep = fired()) r.detail = rep->detail;
-    else r.detail = fmt::format("power went off during the delivery ({})",
-                                power_->last_cut().empty() ? "switched off" : power_->last_cut());
+    if (auto rep = fired())
+      r.detail = rep->detail;
+    else
+      r.detail = fmt::format("power went off during the delivery ({})",
+                             power_->last_cut().empty() ? "switched off" : power_->last_cut());
     if (phase == Phase::settling) r.detail += " (after the updater accepted the image)";
     return r;
   };
@@ -385,7 +396,8 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
               fmt::format("no answer to the update command within {} ms", cfg_.timeout.count()), bytes_now()};
     }
     auto wake = cut_at ? std::min(deadline, *cut_at) : deadline;
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now) + std::chrono::milliseconds(1);
+    auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(wake - now) + std::chrono::milliseconds(1);
     auto bytes = console_->peek(std::min(wait, std::chrono::milliseconds(100)));
     partial += bytes;
     std::size_t nl;
@@ -442,8 +454,8 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
         result.detail += fmt::format(" (then the device process exited: {})", why);
         return result;
       }
-      return {DeliveryStatus::unreachable, fmt::format("the device process exited during the update ({})", why),
-              bytes_now()};
+      return {DeliveryStatus::unreachable,
+              fmt::format("the device process exited during the update ({})", why), bytes_now()};
     }
   }
 }

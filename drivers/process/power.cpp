@@ -1,9 +1,8 @@
 // Power kind `process`: power on starts the device program on a fresh pty,
 // power off kills its process group.
+#include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cstdlib>
 #include <set>
@@ -63,9 +62,12 @@ std::vector<std::string> split_command(std::string_view text) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (quote) {
-      if (c == quote) quote = 0;
-      else if (c == '\\' && quote == '"' && i + 1 < text.size()) word += text[++i];
-      else word += c;
+      if (c == quote)
+        quote = 0;
+      else if (c == '\\' && quote == '"' && i + 1 < text.size())
+        word += text[++i];
+      else
+        word += c;
     } else if (c == '\'' || c == '"') {
       quote = c;
       in_word = true;
@@ -104,8 +106,10 @@ PowerConfig PowerConfig::from_config(const Config& power) {
   power.only_keys({"driver", "command", "cwd", "env", "inherit_env", "pty"});
   PowerConfig cfg;
   auto cmd = power.at("command");
-  if (cmd.is_sequence()) cfg.command = cmd.as_string_list();
-  else cfg.command = split_command(cmd.as_string());
+  if (cmd.is_sequence())
+    cfg.command = cmd.as_string_list();
+  else
+    cfg.command = split_command(cmd.as_string());
   if (cfg.command.empty() || cfg.command.front().empty()) cmd.fail("the command is empty");
   cfg.cwd = power.string_or("cwd", "${storage}");
   if (auto env = power.find("env")) {
@@ -118,7 +122,8 @@ PowerConfig PowerConfig::from_config(const Config& power) {
   }
   cfg.inherit_env = power.bool_or("inherit_env", true);
   const auto pty = power.string_or("pty", "raw");
-  if (pty != "raw" && pty != "cooked") power.at("pty").fail(fmt::format("pty must be raw or cooked, not '{}'", pty));
+  if (pty != "raw" && pty != "cooked")
+    power.at("pty").fail(fmt::format("pty must be raw or cooked, not '{}'", pty));
   cfg.raw = pty == "raw";
   return cfg;
 }
@@ -213,8 +218,10 @@ void ProcessPower::cut(std::string cause) {
 void ProcessPower::cycle(std::chrono::milliseconds off_time) {
   off();
   Clock& clock = device_->clock();
-  if (clock.is_manual()) clock.advance(off_time);
-  else wait_real(off_time);
+  if (clock.is_manual())
+    clock.advance(off_time);
+  else
+    wait_real(off_time);
   on();
 }
 
@@ -228,7 +235,8 @@ std::shared_ptr<PtySession> ProcessPower::session() const {
   return session_;
 }
 
-std::shared_ptr<PtySession> ProcessPower::session_after(std::uint64_t number, std::chrono::milliseconds timeout) const {
+std::shared_ptr<PtySession> ProcessPower::session_after(std::uint64_t number,
+                                                        std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
   std::shared_ptr<PtySession> found;
   changed_.wait_for(lock, timeout, [&] {

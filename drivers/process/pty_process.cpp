@@ -3,6 +3,7 @@
 #include "otarig/drivers/process/pty_process.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,8 +13,6 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <array>
 #include <cerrno>
@@ -31,16 +30,21 @@ using SteadyTime = std::chrono::steady_clock;
 
 ExitStatus from_siginfo(const siginfo_t& info) {
   ExitStatus s;
-  if (info.si_code == CLD_EXITED) s.code = info.si_status;
-  else s.signal = info.si_status;
+  if (info.si_code == CLD_EXITED)
+    s.code = info.si_status;
+  else
+    s.signal = info.si_status;
   return s;
 }
 
 ExitStatus from_wait_status(int status) {
   ExitStatus s;
-  if (WIFSIGNALED(status)) s.signal = WTERMSIG(status);
-  else if (WIFEXITED(status)) s.code = WEXITSTATUS(status);
-  else s.code = -1;
+  if (WIFSIGNALED(status))
+    s.signal = WTERMSIG(status);
+  else if (WIFEXITED(status))
+    s.code = WEXITSTATUS(status);
+  else
+    s.code = -1;
   return s;
 }
 
@@ -140,8 +144,10 @@ std::string command_text(const std::vector<std::string>& argv) {
     }
     out += '\'';
     for (char c : arg) {
-      if (c == '\'') out += "'\\''";
-      else out += c;
+      if (c == '\'')
+        out += "'\\''";
+      else
+        out += c;
     }
     out += '\'';
   }
@@ -209,8 +215,8 @@ PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchS
   if (n == static_cast<ssize_t>(sizeof failure)) {
     p.kill();
     const char* stage = failure.stage == 1 ? "set up the terminal" : failure.stage == 2 ? "chdir" : "exec";
-    std::string what = failure.stage == 2 ? fmt::format("chdir {}", cwd_text)
-                                          : fmt::format("{} {}", stage, program_text);
+    std::string what =
+        failure.stage == 2 ? fmt::format("chdir {}", cwd_text) : fmt::format("{} {}", stage, program_text);
     throw_errno(failure.error, what);
   }
   return p;
@@ -240,7 +246,8 @@ std::optional<ExitStatus> PtyProcess::poll_exit() {
   // WNOWAIT: the exited leader stays a zombie, so its process group id cannot
   // be reused before kill() has signalled the rest of the group and reaped it.
   siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_)
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      info.si_pid == pid_)
     status_ = from_siginfo(info);
   return status_;
 }

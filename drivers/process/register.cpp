@@ -32,10 +32,10 @@ void remember(const std::shared_ptr<ProcessDevice>& device) {
   i.devices[device.get()] = device;
 }
 
-std::shared_ptr<ProcessDevice> bound_device(const Config& section, const BoardParts& parts, const char* what) {
+std::shared_ptr<ProcessDevice> bound_device(const Config& section, const BoardParts& parts,
+                                            const char* what) {
   auto device = find_process_device(parts);
-  if (!device)
-    section.fail(fmt::format("the '{}' driver needs the device section `kind: process`", what));
+  if (!device) section.fail(fmt::format("the '{}' driver needs the device section `kind: process`", what));
   return device;
 }
 
@@ -71,21 +71,24 @@ void register_process_drivers(DriverRegistry& registry) {
   // on any other board the factory registered before this one answers.
   DriverRegistry::PartFactory other_pty;
   if (const auto* existing = registry.console("pty")) other_pty = *existing;
-  registry.add_console("pty", [other_pty](const Config& section, const BindContext& context, BoardParts& parts) {
-    if (!find_process_device(parts) && other_pty) return other_pty(section, context, parts);
-    section.only_keys({"driver"});
-    auto device = bound_device(section, parts, "pty");
-    auto power = device->power();
-    if (!power) section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
-    parts.console = std::make_shared<PtyConsole>(power);
-  });
+  registry.add_console(
+      "pty", [other_pty](const Config& section, const BindContext& context, BoardParts& parts) {
+        if (!find_process_device(parts) && other_pty) return other_pty(section, context, parts);
+        section.only_keys({"driver"});
+        auto device = bound_device(section, parts, "pty");
+        auto power = device->power();
+        if (!power) section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
+        parts.console = std::make_shared<PtyConsole>(power);
+      });
   registry.add_link("console-command", [](const Config& section, const BindContext&, BoardParts& parts) {
     auto device = bound_device(section, parts, "console-command");
     auto power = device->power();
     auto console = std::dynamic_pointer_cast<PtyConsole>(parts.console);
     if (!power || !console)
-      section.fail("the 'console-command' link needs the power driver `process` and the console driver `pty`");
-    parts.link = std::make_shared<ConsoleCommandLink>(device, power, console, LinkConfig::from_config(section));
+      section.fail(
+          "the 'console-command' link needs the power driver `process` and the console driver `pty`");
+    parts.link =
+        std::make_shared<ConsoleCommandLink>(device, power, console, LinkConfig::from_config(section));
   });
 }
 

@@ -17,6 +17,7 @@ nlohmann::json TrialSpec::fault_json() const {
     j["ops_total"] = ops_total;
     j["torn"] = torn;
     if (torn) j["torn_seed"] = torn_seed;
+    if (!scenario->fault.image.empty()) j["image"] = scenario->fault.image;
     if (flash_error) j["error"] = true;
     if (recovery_cuts) j["recovery_cuts"] = recovery_cuts;
   }
@@ -48,12 +49,14 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& cou
         throw InputError(fmt::format("{}: scenario '{}' cuts power at counted flash operations, which this board "
                                      "does not count",
                                      f.where, s->name));
-      auto key = s->start + "->" + s->deliver;
+      // The update under the cuts: the release, or its twin that fails its self-test ("NAME/self-test-fail").
+      const auto delivered = f.image.empty() ? s->deliver : s->deliver + "/" + f.image;
+      auto key = s->start + "->" + delivered;
       auto it = plan.ops_per_update.find(key);
-      std::uint64_t n = it != plan.ops_per_update.end() ? it->second : count_ops(s->start, s->deliver);
+      std::uint64_t n = it != plan.ops_per_update.end() ? it->second : count_ops(s->start, delivered);
       plan.ops_per_update[key] = n;
       if (n == 0) throw BenchError(fmt::format("{}: the update from {} to {} did no flash operation", s->name,
-                                               s->start, s->deliver));
+                                               s->start, delivered));
       // Brown-out: how many recovery boots are cut again, from a stream of its own.
       auto counted_cut = [&](TrialSpec& t) {
         t.ops_total = n;

@@ -36,13 +36,19 @@ FaultSpec parse_fault(const Config& c) {
     c.at("kind").fail(fmt::format("unknown fault kind '{}' (known: {})", f.kind, names));
   }
   if (f.kind == "power-cut" || f.kind == "flash-error") {
-    if (f.kind == "power-cut") c.only_keys({"kind", "at", "torn", "recovery_cuts"});
+    if (f.kind == "power-cut") c.only_keys({"kind", "at", "torn", "recovery_cuts", "image"});
     else c.only_keys({"kind", "at", "torn"});
     f.at = c.at("at").as_string();
     if (f.at != "every-flash-op" && f.at != "random-flash-op")
       c.at("at").fail(fmt::format("unknown cut point '{}' (known: every-flash-op, random-flash-op)", f.at));
     f.torn = c.double_or("torn", 0.0);
     if (f.torn < 0 || f.torn > 1) c.at("torn").fail("a probability between 0 and 1");
+    if (auto im = c.find("image")) {
+      f.image = im->as_string();
+      if (f.image != "release" && f.image != "self-test-fail")
+        im->fail(fmt::format("unknown image '{}' (known: release, self-test-fail)", f.image));
+      if (f.image == "release") f.image.clear();
+    }
     if (auto r = c.find("recovery_cuts")) {
       const auto n = r->as_uint();
       if (n > 16) r->fail(fmt::format("recovery_cuts {} must be 0..16", n));

@@ -212,6 +212,9 @@ class Runner {
     if (f.kind == "tamper" || f.kind == "unsigned" || f.kind == "wrong-key" || f.kind == "self-test-fail") {
       variant_ = releases_.make_variant(base, f.kind, spec_.variant, rng, &detail);
       image_ = &*variant_;
+    } else if (f.kind == "power-cut" && f.image == "self-test-fail") {
+      variant_ = releases_.make_variant(base, "self-test-fail", "", rng, &detail);
+      image_ = &*variant_;
     } else if (f.kind == "major-downgrade") {
       variant_ = major_downgrade(base, &detail);
       image_ = &*variant_;
@@ -224,6 +227,7 @@ class Runner {
       if (!ff) throw BenchError(fmt::format("{}: the board cannot {} at a flash operation", bench_.profile().name,
                                             spec_.flash_error ? "fail" : "cut power"));
       ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, spec_.flash_error});
+      const std::string what = detail;
       if (spec_.flash_error)
         detail = fmt::format("flash operation {} of {} fails with an error{}", spec_.cut_op, spec_.ops_total,
                              spec_.torn ? " after part of it landed" : "");
@@ -233,6 +237,7 @@ class Runner {
       if (spec_.recovery_cuts)
         detail += fmt::format(", then {} more cut{} while it recovers", spec_.recovery_cuts,
                               spec_.recovery_cuts == 1 ? "" : "s");
+      if (!what.empty()) detail += " (delivering a " + what + ")";
     }
     if (f.kind == "bit-rot") {
       auto* ff = bench_.parts().flash_faults.get();
@@ -465,7 +470,15 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
   auto& parts = bench.parts();
   if (!parts.flash_faults || !parts.provision) return 0;
   const auto& s = releases.get(start);
-  const auto& d = releases.get(deliver);
+  // "NAME/self-test-fail": the release's twin that fails its self-test.
+  const auto slash = deliver.find('/');
+  const auto& base = releases.get(deliver.substr(0, slash));
+  std::optional<BuiltImage> twin;
+  if (slash != std::string::npos) {
+    Rng unused(0);
+    twin = releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
+  }
+  const auto& d = twin ? *twin : base;
   parts.flash_faults->disarm();
   bench.power_off("count flash operations");
   parts.provision->provision(s.bytes);

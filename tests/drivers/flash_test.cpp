@@ -267,6 +267,46 @@ TEST(NorFlash, TornEraseLeavesASeededSubsetOfBytesErased) {
   EXPECT_GE(erased_counts.size(), 10u);
 }
 
+TEST(NorFlash, AnErrorCutFailsTheOpAndTheDeviceKeepsGoing) {
+  for (bool torn : {false, true}) {
+    NorFlash f(small());
+    f.write_raw(0, filled(64, 0xF0));
+    f.arm(FlashCut{2, torn, 9, true});
+    f.program(64, filled(8, 0x00), "a");
+    try {
+      f.program(0, filled(64, 0x00), "b");
+      ADD_FAILURE() << "no error";
+    } catch (const FlashError& e) {
+      EXPECT_EQ(e.op.index, 2u);
+      EXPECT_EQ(e.op.phase, "b");
+      EXPECT_NE(std::string(e.what()).find("flash error: program 0x00000000+64 (phase b) failed"), std::string::npos)
+          << e.what();
+    }
+    ASSERT_TRUE(f.fired());
+    EXPECT_EQ(f.fired()->index, 2u);
+    const auto r = f.read(0, 64);
+    if (!torn) {
+      EXPECT_TRUE(std::all_of(r.begin(), r.end(), [](std::uint8_t b) { return b == 0xF0; })) << "nothing landed";
+      EXPECT_EQ(f.ops_counted(), 1u);
+    } else {
+      EXPECT_EQ(f.ops_counted(), 2u) << "a partly written op counts";
+    }
+    // The error falls once; the next ops run (a retry of the same program succeeds).
+    f.program(0, filled(64, 0x00), "b");
+    EXPECT_EQ(f.read(0, 1)[0], 0x00);
+    EXPECT_EQ(f.ops_issued(), 3u);
+  }
+}
+
+TEST(NorFlash, FlipBitRawInvertsOneStoredBit) {
+  NorFlash f(small());
+  const auto before = f.generation(0);
+  f.flip_bit_raw(100, 3);
+  EXPECT_EQ(f.read(100, 1)[0], 0xF7);
+  EXPECT_NE(f.generation(0), before);
+  EXPECT_THROW(f.flip_bit_raw(small().total_size(), 0), std::logic_error);
+}
+
 TEST(NorFlash, CountsErasesPerSector) {
   NorFlash f(small());
   for (int i = 0; i < 3; ++i) f.erase(2048, "t");

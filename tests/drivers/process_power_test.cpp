@@ -83,7 +83,8 @@ std::vector<pid_t> live_members(pid_t pgrp) {
     const auto name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     auto s = proc_stat(static_cast<pid_t>(std::stoi(name)));
-    if (s && s->pgrp == pgrp && s->state != 'Z' && s->state != 'X') out.push_back(static_cast<pid_t>(std::stoi(name)));
+    if (s && s->pgrp == pgrp && s->state != 'Z' && s->state != 'X')
+      out.push_back(static_cast<pid_t>(std::stoi(name)));
   }
   return out;
 }
@@ -159,7 +160,8 @@ TEST(ProcessPower, PassesStorageUpdateUrlKeysAndTheProfileEnvironment) {
       "device: {kind: process}\n"
       "power:\n"
       "  driver: process\n"
-      "  command: [sh, -c, 'echo \"S=$OTARIG_STORAGE|U=$OTARIG_UPDATE_URL|B=$OTARIG_BOARD|K=$OTARIG_TRUSTED_KEYS|"
+      "  command: [sh, -c, 'echo "
+      "\"S=$OTARIG_STORAGE|U=$OTARIG_UPDATE_URL|B=$OTARIG_BOARD|K=$OTARIG_TRUSTED_KEYS|"
       "M=$MYVAR|P=$(pwd)|END\"; exec cat']\n"
       "  env: {MYVAR: '${storage}/mine'}\n"
       "console: {driver: pty}\n";
@@ -174,7 +176,8 @@ TEST(ProcessPower, PassesStorageUpdateUrlKeysAndTheProfileEnvironment) {
   EXPECT_EQ(b.device().update_url().rfind("http://127.0.0.1:", 0), 0u) << b.device().update_url();
   EXPECT_NE(out.find("B=env-board|"), std::string::npos) << out;
   EXPECT_NE(out.find("M=" + storage + "/mine|"), std::string::npos) << out;
-  EXPECT_NE(out.find("P=" + storage + "|"), std::string::npos) << "the working directory is the storage folder";
+  EXPECT_NE(out.find("P=" + storage + "|"), std::string::npos)
+      << "the working directory is the storage folder";
 }
 
 TEST(ProcessPower, TheTemporaryStorageGoesWithTheBoard) {
@@ -264,10 +267,12 @@ TEST(ProcessPower, ProfileErrorsNameFileAndLine) {
   expect_input_error("device: {kind: process, colour: red}\n", "device", "colour");
   expect_input_error("device: {kind: process, network: {tls: maybe}}\n", "device", "maybe");
   expect_input_error("device: {kind: process, provision: {format: zip, file: x}}\n", "device", "zip");
-  expect_input_error("device: {kind: process, network: {server: false}}\npower: {driver: process, command: ''}\n",
-                     "power", "empty");
-  expect_input_error("device: {kind: process, network: {server: false}}\npower: {driver: process, command: x, pty: odd}\n",
-                     "power", "raw or cooked");
+  expect_input_error(
+      "device: {kind: process, network: {server: false}}\npower: {driver: process, command: ''}\n", "power",
+      "empty");
+  expect_input_error(
+      "device: {kind: process, network: {server: false}}\npower: {driver: process, command: x, pty: odd}\n",
+      "power", "raw or cooked");
 }
 
 TEST(ProcessPower, NeedsAProcessDevice) {
@@ -281,7 +286,8 @@ TEST(ProcessPower, NeedsAProcessDevice) {
 
 TEST(SplitCommand, QuotesAndEscapes) {
   EXPECT_EQ(split_command("a  b\tc"), (std::vector<std::string>{"a", "b", "c"}));
-  EXPECT_EQ(split_command("a 'b c' \"d e\" f\\ g ''"), (std::vector<std::string>{"a", "b c", "d e", "f g", ""}));
+  EXPECT_EQ(split_command("a 'b c' \"d e\" f\\ g ''"),
+            (std::vector<std::string>{"a", "b c", "d e", "f g", ""}));
   EXPECT_EQ(command_text({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
 }
 

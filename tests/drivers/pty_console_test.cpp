@@ -19,10 +19,11 @@ using Steady = std::chrono::steady_clock;
 struct TestBoard {
   explicit TestBoard(const std::string& command, const std::string& power_extra = "") {
     register_process_drivers(registry);
-    root = Config::load_string("device: {kind: process, network: {server: false}}\n"
-                               "power:\n  driver: process\n  command: " + command + "\n" + power_extra +
-                               "console: {driver: pty}\n",
-                               "console-test.yaml");
+    root = Config::load_string(
+        "device: {kind: process, network: {server: false}}\n"
+        "power:\n  driver: process\n  command: " +
+            command + "\n" + power_extra + "console: {driver: pty}\n",
+        "console-test.yaml");
     ctx.clock = &clock;
     ctx.board_name = "console-board";
     (*registry.device("process"))(root.at("device"), ctx, parts);
@@ -102,7 +103,8 @@ TEST(PtyConsole, FollowsTheDeviceAcrossPowerCycles) {
 }
 
 TEST(PtyConsole, WhatTheOldRunPrintedBeforeThePowerWentIsReadFirst) {
-  TestBoard b("[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"run $n\"; exec cat']");
+  TestBoard b(
+      "[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"run $n\"; exec cat']");
   b.power().on();
   // Let run 1 print, without reading it.
   auto s = dynamic_cast<ProcessPower&>(b.power()).session();
@@ -143,7 +145,8 @@ TEST(PtyConsole, PeekedBytesStayForTheNextRead) {
   b.console().write("abc\n");
   std::string peeked;
   auto deadline = Steady::now() + 5000ms;
-  while (peeked.find('\n') == std::string::npos && Steady::now() < deadline) peeked += b.console().peek(100ms);
+  while (peeked.find('\n') == std::string::npos && Steady::now() < deadline)
+    peeked += b.console().peek(100ms);
   EXPECT_EQ(peeked, "abc\n");
   EXPECT_EQ(b.console().peek(20ms), "") << "peek returns each byte once";
   EXPECT_EQ(b.console().read(0ms), "abc\n") << "read returns what was peeked";

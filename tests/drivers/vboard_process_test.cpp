@@ -5,7 +5,6 @@
 // and the flawed --no-verify board installing a tampered image.
 #include <gtest/gtest.h>
 #include <re2/re2.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -42,7 +41,8 @@ Release make_release(const std::string& version, std::uint32_t counter, std::siz
   auto payload = image::synthetic_payload(payload_size, version);
   Release r;
   r.bytes = image::build(h, payload, crypto::Ed25519Key::test_key(key_label));
-  r.digest = crypto::hex(crypto::sha256(std::span<const std::uint8_t>(r.bytes).first(image::kHeaderSize + payload_size)));
+  r.digest = crypto::hex(
+      crypto::sha256(std::span<const std::uint8_t>(r.bytes).first(image::kHeaderSize + payload_size)));
   return r;
 }
 
@@ -52,16 +52,19 @@ struct Status {
 
 std::string profile(const std::string& vboard_args, const std::string& serve, const std::string& tls,
                     const std::string& provision_mode) {
-  return std::string("device:\n"
-                     "  kind: process\n"
-                     "  network: {tls: ") + tls + "}\n"
+  return std::string(
+             "device:\n"
+             "  kind: process\n"
+             "  network: {tls: ") +
+         tls +
+         "}\n"
          "  provision: {format: otarig-vboard, file: '${storage}/flash.bin', slot_size: 256KiB, mode: " +
-         provision_mode + "}\n"
+         provision_mode +
+         "}\n"
          "power:\n"
          "  driver: process\n"
          "  command: ['" +
-         OTARIG_VBOARD_EXE + "', --flash, '${storage}/flash.bin', --mode, ab, --progress-every, '16384'" +
-         vboard_args +
+         OTARIG_VBOARD_EXE + "', --flash, '${storage}/flash.bin', --progress-every, '16384'" + vboard_args +
          "]\n"
          "console: {driver: pty}\n"
          "link:\n"
@@ -71,7 +74,8 @@ std::string profile(const std::string& vboard_args, const std::string& serve, co
          "  settled: '^STATUS '\n"
          "  progress: 'ota: received (?P<bytes>\\d+) bytes'\n"
          "  timeout: 20s\n"
-         "  serve: " + serve + "\n";
+         "  serve: " +
+         serve + "\n";
 }
 
 class VboardProcess : public ::testing::Test {
@@ -101,7 +105,8 @@ class VboardProcess : public ::testing::Test {
     auto deadline = Steady::now() + 10s;
     std::string buffer;
     auto next_ask = Steady::now();
-    while (Steady::now() < deadline) {
+    auto& console = dynamic_cast<PtyConsole&>(*parts_.console);
+    while (Steady::now() < deadline && !(console.at_eof() && buffer.empty())) {
       if (Steady::now() >= next_ask) {
         parts_.console->write("status\n");
         next_ask = Steady::now() + 300ms;
@@ -166,7 +171,8 @@ TEST_F(VboardProcess, UpdatesOverHttpThroughTheProxyAndKeepsItAcrossPowerCycles)
   EXPECT_EQ(s->state, "confirmed");
   EXPECT_EQ(s->counter, "2");
   EXPECT_NE(transcript_.find("ota: downloading http://127.0.0.1:"), std::string::npos) << transcript_;
-  EXPECT_NE(transcript_.find("ota: staged slot B, rebooting"), std::string::npos) << "the link kept it for the transcript";
+  EXPECT_NE(transcript_.find("ota: staged slot B, rebooting"), std::string::npos)
+      << "the link kept it for the transcript";
   // The download went through the proxy, and the server logged it.
   auto device = find_process_device(parts_);
   ASSERT_TRUE(device && device->proxy() && device->server());
@@ -267,7 +273,8 @@ TEST_F(VboardProcess, CutAtAConsoleLine) {
   ASSERT_EQ(r.status, DeliveryStatus::power_lost) << r.detail;
   auto fired = cuts_->fired();
   ASSERT_TRUE(fired);
-  EXPECT_NE(fired->detail.find("0 ms after console line 'ota: receiving"), std::string::npos) << fired->detail;
+  EXPECT_NE(fired->detail.find("0 ms after console line 'ota: receiving"), std::string::npos)
+      << fired->detail;
   EXPECT_EQ(r.detail, fired->detail);
   cuts_->disarm();
   parts_.power->on();

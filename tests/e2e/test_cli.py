@@ -50,7 +50,7 @@ def test_nightly_on_reference_board_finds_nothing(nightly_ref):
     assert s["findings"] == 0 and s["failed"] == 0
     assert s["trials"] == s["passed"] == len(run["trials"]) == run["planned"]
     scenarios = {t["scenario"] for t in run["trials"]}
-    assert scenarios == {"power-cut-sweep", "power-cut-random", "tampered-image", "unsigned", "wrong-key",
+    assert scenarios >= {"power-cut-sweep", "power-cut-random", "tampered-image", "unsigned", "wrong-key",
                          "replay-old", "self-test-fail"}
     n = run["ops_per_update"]["factory->update"]
     sweep = [t for t in run["trials"] if t["scenario"] == "power-cut-sweep"]
@@ -122,7 +122,8 @@ def test_norollback_board_is_caught_by_no_rollback(tmp_path):
     for f in run["findings"]:
         by_scenario.setdefault(f["scenario"], set()).update(o["oracle"] for o in f["oracles"])
     assert "no-rollback" in by_scenario.get("replay-old", set())
-    assert set(by_scenario) == {"replay-old"}, by_scenario
+    assert set(by_scenario) <= {"replay-old", "replay-major"}, by_scenario
+    assert all(oracles == {"no-rollback"} for oracles in by_scenario.values()), by_scenario
 
 
 def test_finding_replays_to_the_same_verdict(tmp_path):
@@ -289,7 +290,7 @@ def test_list_commands():
     boards = otarig("list", "boards", check=0).stdout
     assert "virtual-ab.yaml" in boards and "flawed/virtual-inplace.yaml" in boards and "INVALID" not in boards
     scenarios = otarig("list", "scenarios", check=0).stdout
-    assert re.search(r"^nightly\s+suite of 7", scenarios, re.M)
+    assert re.search(r"^nightly\s+suite of \d+", scenarios, re.M)
     faults = otarig("list", "faults", check=0).stdout
     assert "power-cut" in faults and "tamper" in faults
     otarig("list", "gadgets", check=2)

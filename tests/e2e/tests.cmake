@@ -8,3 +8,8 @@ add_test(NAME e2e.cli
 set_tests_properties(e2e.cli PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 900)
+add_test(NAME e2e.catalog
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_catalog.py)
+set_tests_properties(e2e.catalog PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  LABELS "e2e" TIMEOUT 900)

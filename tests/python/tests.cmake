@@ -9,6 +9,15 @@ set(_otarig_pyenv
   "OTARIG_CMAKE=${CMAKE_COMMAND}"
   "OTARIG_PYTHON_INSTALL_DIR=${OTARIG_PYTHON_INSTALL_DIR}"
   "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1")
+if(OTARIG_SANITIZE)
+  # An instrumented module needs the sanitizer runtimes loaded before the
+  # interpreter; the interpreter's own allocations are not ours to report.
+  foreach(rt asan ubsan)
+    execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=lib${rt}.so
+      OUTPUT_VARIABLE _otarig_${rt} OUTPUT_STRIP_TRAILING_WHITESPACE)
+  endforeach()
+  list(APPEND _otarig_pyenv "LD_PRELOAD=${_otarig_asan}:${_otarig_ubsan}" "ASAN_OPTIONS=detect_leaks=0")
+endif()
 
 foreach(suite module plugin examples install)
   add_test(NAME python.${suite}

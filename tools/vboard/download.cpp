@@ -3,9 +3,11 @@
 // tcp_stream's expiry) while the caller sees a blocking call.
 #include "download.hpp"
 
+#include <fmt/format.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -14,9 +16,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <fmt/format.h>
-
-#include <array>
 #include <fstream>
 
 namespace otarig::vboard_tool {
@@ -157,7 +156,8 @@ class Session {
       beast::tcp_stream stream(io_);
       stream.expires_after(step());
       run("connect", [&](auto handler) {
-        stream.async_connect(endpoints, [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
+        stream.async_connect(endpoints,
+                             [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
       });
       return exchange(stream, stream, u);
     }
@@ -165,8 +165,10 @@ class Session {
     ssl::context ctx(ssl::context::tls_client);
     ctx.set_verify_mode(ssl::verify_peer);
     try {
-      if (o_.ca_file.empty()) ctx.set_default_verify_paths();
-      else ctx.load_verify_file(o_.ca_file);
+      if (o_.ca_file.empty())
+        ctx.set_default_verify_paths();
+      else
+        ctx.load_verify_file(o_.ca_file);
       if (!o_.client_cert_file.empty()) {
         ctx.use_certificate_chain_file(o_.client_cert_file);
         ctx.use_private_key_file(o_.client_key_file, ssl::context::pem);
@@ -189,7 +191,8 @@ class Session {
     auto& lowest = beast::get_lowest_layer(stream);
     lowest.expires_after(step());
     run("connect", [&](auto handler) {
-      lowest.async_connect(endpoints, [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
+      lowest.async_connect(endpoints,
+                           [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
     });
     lowest.expires_after(step());
     run("TLS handshake", [&](auto handler) { stream.async_handshake(ssl::stream_base::client, handler); });

@@ -6,13 +6,12 @@
 //
 //   power on  = this process starts: boot from the flash file
 //   power off = SIGKILL: the flash file keeps every flash operation that completed
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <iostream>
@@ -105,7 +104,9 @@ class Device {
  public:
   Device(const Options& o, const vb::BoardConfig& config, proc::FlashFile file,
          std::vector<otarig::crypto::PublicKey> keys)
-      : o_(o), file_(std::move(file)), device_key_(otarig::crypto::Ed25519Key::test_key("otarig-vboard device")) {
+      : o_(o),
+        file_(std::move(file)),
+        device_key_(otarig::crypto::Ed25519Key::test_key("otarig-vboard device")) {
     if (o.no_verify) keys.push_back(device_key_.public_key());
     board_ = std::make_unique<vb::VirtualBoard>(config, std::move(keys));
     auto bytes = file_.read_all();
@@ -116,10 +117,11 @@ class Device {
     // output is passed on here too, so the rig sees progress as it happens.
     // (Reading the board's console from inside its flash observer is safe:
     // the fast sweep, the only other user of the observer, is off.)
-    board_->flash().set_observer([this](const otarig::drivers::FlashOp& op, std::span<const std::uint8_t> data) {
-      flush();
-      persist(op, data);
-    });
+    board_->flash().set_observer(
+        [this](const otarig::drivers::FlashOp& op, std::span<const std::uint8_t> data) {
+          flush();
+          persist(op, data);
+        });
   }
 
   void power_on() {
@@ -217,9 +219,10 @@ int run(const Options& o) {
     base.swap_sectors = 0;
     config = proc::vboard_config(o.mode, o.defects, o.chunk_size, base, "otarig-vboard arguments");
     if (!proc::same_layout(config.layout(), file->geometry()))
-      throw otarig::InputError(fmt::format(
-          "{}: the flash was made for another layout ({} swap sectors); mode {} needs {} (provision it for this mode)",
-          o.flash, file->geometry().swap_sectors, o.mode, config.layout().swap_sectors));
+      throw otarig::InputError(
+          fmt::format("{}: the flash was made for another layout ({} swap sectors); mode {} needs {} "
+                      "(provision it for this mode)",
+                      o.flash, file->geometry().swap_sectors, o.mode, config.layout().swap_sectors));
   } else {
     vb::FlashGeometry geometry;
     geometry.slot_size = o.slot_size;
@@ -263,22 +266,26 @@ int main(int argc, char** argv) {
   CLI::App app{"otarig-vboard: the otarig virtual board as a process (console on stdin/stdout)"};
   app.add_option("--flash", o.flash, "flash file (created erased when missing)")->required();
   app.add_option("--mode", o.mode, "bootloader mode")->capture_default_str();
-  app.add_option("--defect", o.defects, "a defect of the virtual board (inplace-overwrite, no-rollback-check)");
+  app.add_option("--defect", o.defects,
+                 "a defect of the virtual board (inplace-overwrite, no-rollback-check)");
   app.add_flag("--no-verify", o.no_verify,
                "flawed: install whatever is downloaded without checking who signed it");
   app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
   app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
   app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();
   app.add_option("--sector-size", o.sector_size, "sector size of a new flash file")->capture_default_str();
-  app.add_option("--program-align", o.program_align, "program alignment of a new flash file")->capture_default_str();
+  app.add_option("--program-align", o.program_align, "program alignment of a new flash file")
+      ->capture_default_str();
   app.add_option("--metadata-sectors", o.metadata_sectors, "boot-state sectors of a new flash file")
       ->capture_default_str();
   app.add_flag("--sync", o.sync, "fdatasync the flash file after every flash operation");
-  app.add_option("--progress-every", o.progress_every, "print `ota: received N bytes` every N bytes (0: never)")
+  app.add_option("--progress-every", o.progress_every,
+                 "print `ota: received N bytes` every N bytes (0: never)")
       ->capture_default_str();
   app.add_option("--download-timeout", o.download_timeout_ms, "deadline of a whole download, ms")
       ->capture_default_str();
-  app.add_option("--step-timeout", o.step_timeout_ms, "deadline of each network step, ms")->capture_default_str();
+  app.add_option("--step-timeout", o.step_timeout_ms, "deadline of each network step, ms")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

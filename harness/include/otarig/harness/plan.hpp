@@ -42,7 +42,8 @@ struct Plan {
   std::map<std::string, std::uint64_t> ops_per_update;
 };
 
-/// Measures the flash operations of a clean update from `start` to `deliver`.
+/// Measures the flash operations of a clean update from `start` to `deliver`
+/// (a release name, or "NAME/self-test-fail" for its twin that fails its self-test).
 using CountOps = std::function<std::uint64_t(const std::string& start, const std::string& deliver)>;
 
 /// Builds the plan. `count_ops` is called only for power-cut and flash-error

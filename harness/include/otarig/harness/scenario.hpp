@@ -16,6 +16,7 @@ struct FaultSpec {
   double torn = 0.0;                  ///< power-cut: probability that a cut is a torn write;
                                       ///< flash-error: that the failing op partly lands
   std::uint32_t recovery_cuts = 0;    ///< power-cut: up to this many more cuts while recovering (brown-out)
+  std::string image;                  ///< power-cut: "" the release itself, "self-test-fail" its failing twin
   std::vector<std::string> variants;  ///< tamper: which damages
   std::string slot;                   ///< bit-rot: running | other | any
   std::uint32_t bits = 1;             ///< bit-rot: at most this many bits flipped per trial

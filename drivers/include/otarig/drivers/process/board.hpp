@@ -19,8 +19,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -69,9 +69,9 @@ struct DeviceConfig {
 
   /// How provision() writes a known-good image while the device is off.
   enum class ProvisionFormat {
-    none,           ///< the board cannot be provisioned
-    vboard_flash,   ///< otarig-vboard flash file (flash_file.hpp): slot A, boot record, counter
-    image_file,     ///< the image bytes as the file
+    none,          ///< the board cannot be provisioned
+    vboard_flash,  ///< otarig-vboard flash file (flash_file.hpp): slot A, boot record, counter
+    image_file,    ///< the image bytes as the file
   };
   ProvisionFormat provision = ProvisionFormat::none;
   std::string provision_file;  ///< may use ${storage}
@@ -271,10 +271,10 @@ struct LinkConfig {
   /// ${size} and ${sha256} describe it.
   std::string command = "update ${url}\n";
   /// RE2 patterns matched against each console line after the command.
-  std::string accepted;   ///< the updater took the image and reboots
-  std::string refused;    ///< it rejected it; group `reason` (else the line) is the detail
-  std::string settled;    ///< optional: after `accepted`, the device is back up
-  std::string progress;   ///< optional: group `bytes` counts image bytes received
+  std::string accepted;  ///< the updater took the image and reboots
+  std::string refused;   ///< it rejected it; group `reason` (else the line) is the detail
+  std::string settled;   ///< optional: after `accepted`, the device is back up
+  std::string progress;  ///< optional: group `bytes` counts image bytes received
   /// The update server's base URL as the device reaches it (a VM behind
   /// user-mode networking sees the host elsewhere, e.g.
   /// "http://10.0.2.2:${update_port}").

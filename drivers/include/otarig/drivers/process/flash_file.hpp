@@ -73,7 +73,8 @@ bool same_layout(const vboard::FlashGeometry& a, const vboard::FlashGeometry& b)
 /// VirtualBoard::provision() leaves (the image in the first slot, confirmed,
 /// the anti-rollback counter at its security counter, in the mode's own
 /// boot-state format). InputError when the image does not parse or fit.
-std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config, std::span<const std::uint8_t> image);
+std::vector<std::uint8_t> provisioned_flash(const vboard::BoardConfig& config,
+                                            std::span<const std::uint8_t> image);
 
 /// Writes a flash file holding `flash` (geometry().total_size() bytes)
 /// atomically (a temporary file in the same folder, then rename), so a device
