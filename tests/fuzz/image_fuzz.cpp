@@ -3,6 +3,7 @@
 #include <span>
 #include <vector>
 
+#include "otarig/drivers/errors.hpp"
 #include "otarig/drivers/image.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
