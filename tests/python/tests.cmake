@@ -19,9 +19,13 @@ if(OTARIG_SANITIZE)
   list(APPEND _otarig_pyenv "LD_PRELOAD=${_otarig_asan}:${_otarig_ubsan}" "ASAN_OPTIONS=detect_leaks=0")
 endif()
 
+set(_otarig_pytimeout 300)
+if(OTARIG_SANITIZE)
+  set(_otarig_pytimeout 900)
+endif()
 foreach(suite module plugin examples install)
   add_test(NAME python.${suite}
     COMMAND ${_otarig_pytest} -p pytester ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.py
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
-  set_tests_properties(python.${suite} PROPERTIES ENVIRONMENT "${_otarig_pyenv}" LABELS "python" TIMEOUT 300)
+  set_tests_properties(python.${suite} PROPERTIES ENVIRONMENT "${_otarig_pyenv}" LABELS "python" TIMEOUT ${_otarig_pytimeout})
 endforeach()
