@@ -13,6 +13,7 @@
 #include "faults.hpp"
 #include "otarig/drivers/image.hpp"
 #include "otarig/harness/campaign.hpp"
+#include "otarig/harness/detection.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/harness/releases.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
@@ -220,6 +221,18 @@ int cli_main(int argc, char** argv) {
   inspect->add_option("file", i_file, "image")->required();
   inspect->add_option("--key", i_key, "trusted key (PEM or test:LABEL) to check the signature against");
 
+  harness::DetectionOptions detect;
+  std::vector<std::string> detect_boards;
+  auto* detect_cmd = app.add_subcommand(
+      "detect", "run a scenario on every board of a catalog and print the detection table (docs/detection.md)");
+  detect_cmd->add_option("boards", detect_boards, "board profiles, or folders searched for *.yaml profiles")
+      ->required();
+  detect_cmd->add_option("--scenario", detect.scenario, "scenario run on every board")->capture_default_str();
+  detect_cmd->add_option("--seed", detect.seed, "campaign seed")->capture_default_str();
+  detect_cmd->add_option("--jobs", detect.jobs, "benches in parallel per campaign");
+  detect_cmd->add_option("--out", detect.out, "keep each campaign's evidence in OUT/<board>/");
+  detect_cmd->add_option("--kind", detect.kinds, "only boards of this device kind (repeatable)");
+
   auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
   report_cmd->require_subcommand(1);
   std::string v_dir, v_key;
@@ -285,6 +298,11 @@ int cli_main(int argc, char** argv) {
       return cmd_run(run, !no_progress, quiet);
     }
     if (*list_cmd) return cmd_list(list_what);
+    if (*detect_cmd) {
+      detect.boards.assign(detect_boards.begin(), detect_boards.end());
+      detect.on_board = [](const std::string& line) { std::cerr << line << "\n"; };
+      return detection_main(detect, std::cout);
+    }
     if (*serve_cmd) {
       serve_opts.tls_cert = serve_tls_cert;
       serve_opts.tls_key = serve_tls_key;

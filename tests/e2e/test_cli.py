@@ -294,3 +294,21 @@ def test_list_commands():
     faults = otarig("list", "faults", check=0).stdout
     assert "power-cut" in faults and "tamper" in faults
     otarig("list", "gadgets", check=2)
+
+
+def test_detect_prints_the_table_and_judges_the_catalog(tmp_path):
+    # replay-old: the reference board refuses the older image, norollback takes it.
+    out = tmp_path / "detect"
+    p = otarig("detect", "--scenario", "replay-old", "--out", out, REF, NOROLLBACK, check=0)
+    rows = {line.split("|")[1].strip(" `"): line for line in p.stdout.splitlines()
+            if line.startswith("| `")}
+    assert set(rows) == {"virtual-ab", "virtual-norollback"}
+    assert rows["virtual-ab"].rstrip().endswith("| clean |")
+    assert rows["virtual-norollback"].rstrip().endswith("| caught |")
+    assert "`00000` replay-old" in rows["virtual-norollback"]
+    assert (out / "virtual-norollback" / "run.json").is_file()
+    assert load_run(out / "virtual-norollback")["summary"]["findings"] >= 1
+    # unsigned: norollback verifies signatures, so that flaw goes unseen -> exit 1.
+    p = otarig("detect", "--scenario", "unsigned", NOROLLBACK, check=1)
+    assert "| **missed** |" in p.stdout, p.stdout
+    otarig("detect", "--scenario", "no-such-scenario", NOROLLBACK, check=2)
