@@ -11,8 +11,21 @@ const std::vector<FaultKind>& fault_kinds() {
        "cut power before flash operation k of the update (at: every-flash-op sweeps every k; at: "
        "random-flash-op draws k from the seed); torn: the probability that op k is left half-done; "
        "recovery_cuts: K cuts again at seeded ops of the recovery boots, 1..K per trial (brown-out); image: "
-       "self-test-fail cuts an update that is reverted",
-       {"at", "torn", "recovery_cuts", "image"}},
+       "self-test-fail cuts an update that is reverted. Boards that cut a delivery instead (process and lab "
+       "boards): at: download-byte (points cut points spread over the image), random-time (a seeded time "
+       "within a measured clean update), console (0..delay after a console line matching pattern); counted "
+       "cuts map to these there",
+       {"at", "torn", "recovery_cuts", "image", "points", "pattern", "delay"}},
+      {"network", "network",
+       "faults: a fault proxy spec applied to the delivery's connections (docs/network.md; ${b} is a seeded "
+       "byte offset within the image's size); probe: no-client-certificate also asks the update server for "
+       "the image without a client certificate, which it must refuse; expect: installed means the device "
+       "must still finish the update",
+       {"faults", "probe", "expect"}},
+      {"stale", "network",
+       "the update server answers the request for the new release with an older release's manifest and "
+       "image (serve: RELEASE): a frozen or replaying mirror; the device must not go back",
+       {"serve"}},
       {"tamper", "image",
        "deliver a damaged copy of the release: header-bit-flip, payload-bit-flip, digest-bit-flip, "
        "signature-bit-flip, truncated, appended, version-edited",

@@ -4,6 +4,9 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <re2/re2.h>
 #include <sys/socket.h>
@@ -174,6 +177,76 @@ std::vector<std::string> ConsoleCommandLink::take_network_events() {
   return out;
 }
 
+std::string ConsoleCommandLink::tls_mode() const {
+  switch (device_->config().tls) {
+    case DeviceConfig::Tls::off: return "off";
+    case DeviceConfig::Tls::tls: return "tls";
+    case DeviceConfig::Tls::mutual: return "mutual";
+  }
+  return "off";
+}
+
+ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
+  ProbeResult r;
+  if (!device_->server()) throw BenchError(fmt::format("{}: the device has no update server", device_->board_name()));
+  const std::string path = published_path_.empty() ? "/" : published_path_;
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw BenchError(fmt::format("{}: socket: {}", device_->board_name(), std::strerror(errno)));
+  timeval tv{5, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(device_->update_port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+    throw BenchError(fmt::format("{}: probing the update server: connect: {}", device_->board_name(),
+                                 std::strerror(errno)));
+  const auto request = fmt::format("GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", path,
+                                   device_->update_port());
+  auto openssl_reason = [] {
+    std::string out;
+    while (unsigned long e = ERR_get_error()) {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof buf);
+      out += (out.empty() ? "" : "; ") + std::string(buf);
+    }
+    return out.empty() ? std::string("connection closed") : out;
+  };
+  auto first_line = [](const std::string& text) { return text.substr(0, text.find_first_of("\r\n")); };
+  if (device_->config().tls == DeviceConfig::Tls::off) {
+    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+      return {false, "the request could not be sent"};
+    char buf[512];
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n <= 0) return {false, "the server closed the connection without an answer"};
+    return {true, "plain HTTP, no TLS: " + first_line(std::string(buf, static_cast<std::size_t>(n)))};
+  }
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (!ctx || SSL_CTX_load_verify_locations(ctx.get(), device_->ca_file().c_str(), nullptr) != 1)
+    throw BenchError(fmt::format("{}: probing the update server: TLS setup: {}", device_->board_name(),
+                                 openssl_reason()));
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  SSL_set_fd(ssl.get(), fd.get());
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), "127.0.0.1");
+  ERR_clear_error();
+  if (SSL_connect(ssl.get()) != 1) return {false, "TLS handshake refused: " + openssl_reason()};
+  // With TLS 1.3 the server judges the (missing) client certificate after
+  // the client's side of the handshake is done: its alert comes on the read.
+  if (SSL_write(ssl.get(), request.data(), static_cast<int>(request.size())) <= 0)
+    return {false, "refused after the handshake: " + openssl_reason()};
+  std::string answer;
+  char buf[512];
+  int n;
+  while (answer.find('\n') == std::string::npos && (n = SSL_read(ssl.get(), buf, sizeof buf)) > 0)
+    answer.append(buf, static_cast<std::size_t>(n));
+  if (answer.rfind("HTTP/", 0) != 0) return {false, "refused after the handshake: " + openssl_reason()};
+  r.answered = true;
+  r.detail = "answered without a client certificate: " + first_line(answer);
+  return r;
+}
+
 ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std::uint8_t> image) {
   Publication pub;
   pub.sha256 = crypto::hex(crypto::sha256(image));
@@ -324,9 +397,14 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
                                       b, passed.connection, header);
                         report.at = since(shared->started);
                         report.bytes = b;
-                        if (auto p = weak_power.lock()) p->cut(report.detail);
-                        std::lock_guard lock(shared->mu);
-                        shared->report = std::move(report);
+                        const auto detail = report.detail;
+                        {
+                          // Recorded before the power goes, so whoever sees
+                          // the power lost finds where the cut fell.
+                          std::lock_guard lock(shared->mu);
+                          shared->report = std::move(report);
+                        }
+                        if (auto p = weak_power.lock()) p->cut(detail);
                       });
       watch.proxy = proxy;
     } else if (progress_) {
@@ -368,10 +446,14 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     report.detail = detail;
     report.at = since(started);
     report.bytes = cut_by_progress ? progress_bytes : served_bytes(pub.path);
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->report = std::move(report);
+    }
     power_->cut(detail);
-    std::lock_guard lock(shared_->mu);
-    shared_->report = std::move(report);
   };
+  // A cut whose moment is known and has not come yet (time, or a console line seen).
+  auto cut_pending = [&] { return cut_at.has_value() && !shared_->fired; };
   auto lost_result = [&] {
     DeliveryResult r{DeliveryStatus::power_lost, {}, bytes_now()};
     if (auto rep = fired())
@@ -436,14 +518,17 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
         } else if (match(*refused_, line, "reason", &value)) {
           return {DeliveryStatus::refused, value, bytes_now()};
         }
-      } else if (settled_ && match(*settled_, line)) {
+      } else if (settled_ && match(*settled_, line) && !cut_pending()) {
         return result;
       }
     }
     if (phase == Phase::waiting && result.status == DeliveryStatus::accepted) {
       // Accepted, and no `settled` pattern to wait for: the delivery ends
-      // here, and an armed cut that has not fallen yet does not fall.
-      return result;
+      // here, unless a cut is due (a time, or a console line already seen):
+      // that one still falls, on whatever the device is doing by then.
+      if (!cut_pending()) return result;
+      phase = Phase::settling;
+      deadline = Steady::now() + cfg_.settle_timeout;
     }
     if (power_lost()) return lost_result();
     if (bytes.empty() && console_->at_eof()) {

@@ -145,6 +145,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
       need(leaf->start, leaf->where_start);
       need(leaf->deliver, leaf->where_deliver);
       need(leaf->retry, leaf->where_retry);
+      need(leaf->fault.serve, leaf->fault.where);
       for (const auto& b : leaf->before) need(b, leaf->where_start);
     }
   };
@@ -166,12 +167,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   check_release_names();
   if (aborted.empty()) {
     try {
-      CountOps count;
-      if (benches[0]->parts().flash_faults)
-        count = [&](const std::string& s, const std::string& d) {
-          return count_update_ops(*benches[0], releases, s, d);
-        };
-      plan = make_plan(scenario, options.seed, count);
+      plan = make_plan(scenario, options.seed, board_abilities(*benches[0], releases));
     } catch (const BenchError& e) {
       aborted = e.what();
     }
@@ -370,6 +366,10 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
                    {"digest", r.digest}});
   run["releases"] = rel;
   run["ops_per_update"] = plan.ops_per_update;
+  if (!plan.update_ms.empty()) run["update_ms"] = plan.update_ms;
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const auto& k : plan.skipped) skipped.push_back({{"scenario", k.scenario}, {"reason", k.reason}});
+  run["skipped"] = skipped;
   nlohmann::json components = {{"otarig", version_string()}};
   if (!benches.empty())
     for (const auto& [k, v] : benches[0]->parts().component_versions) components[k] = v;

@@ -87,6 +87,9 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   const std::size_t shown = 20;
   for (std::size_t i = 0; i < lines.size() && i < shown; ++i) std::cout << lines[i] << "\n";
   if (lines.size() > shown) std::cout << fmt::format("... and {} more findings in run.json\n", lines.size() - shown);
+  if (!quiet && result.run.contains("skipped"))
+    for (const auto& k : result.run["skipped"])
+      std::cout << fmt::format("skipped {}: {}\n", k.value("scenario", ""), k.value("reason", ""));
   if (!quiet) {
     std::cout << fmt::format("{}: {} trials, {} passed, {} failed, {} finding{} (board {}, scenario {}, seed {})\n",
                              result.aborted.empty() ? (result.findings ? "FINDINGS" : "PASS") : "BENCH FAILURE",

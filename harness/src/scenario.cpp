@@ -1,11 +1,13 @@
 #include "otarig/harness/scenario.hpp"
 
 #include <fmt/format.h>
+#include <re2/re2.h>
 
 #include <algorithm>
 #include <set>
 
 #include "faults.hpp"
+#include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/harness/profile.hpp"
 
 namespace otarig::harness {
@@ -36,13 +38,18 @@ FaultSpec parse_fault(const Config& c) {
     c.at("kind").fail(fmt::format("unknown fault kind '{}' (known: {})", f.kind, names));
   }
   if (f.kind == "power-cut" || f.kind == "flash-error") {
-    if (f.kind == "power-cut") c.only_keys({"kind", "at", "torn", "recovery_cuts", "image"});
+    if (f.kind == "power-cut")
+      c.only_keys({"kind", "at", "torn", "recovery_cuts", "image", "points", "pattern", "delay"});
     else c.only_keys({"kind", "at", "torn"});
     f.at = c.at("at").as_string();
-    if (f.at != "every-flash-op" && f.at != "random-flash-op")
-      c.at("at").fail(fmt::format("unknown cut point '{}' (known: every-flash-op, random-flash-op)", f.at));
+    const bool placed = f.at == "download-byte" || f.at == "random-time" || f.at == "console";
+    if (f.at != "every-flash-op" && f.at != "random-flash-op" && !(f.kind == "power-cut" && placed))
+      c.at("at").fail(fmt::format("unknown cut point '{}' (known: every-flash-op, random-flash-op{})", f.at,
+                                  f.kind == "power-cut" ? ", download-byte, random-time, console" : ""));
     f.torn = c.double_or("torn", 0.0);
     if (f.torn < 0 || f.torn > 1) c.at("torn").fail("a probability between 0 and 1");
+    if (placed && c.has("torn")) c.at("torn").fail("torn writes need counted flash operations (at: every-flash-op "
+                                                   "or random-flash-op)");
     if (auto im = c.find("image")) {
       f.image = im->as_string();
       if (f.image != "release" && f.image != "self-test-fail")
@@ -54,6 +61,48 @@ FaultSpec parse_fault(const Config& c) {
       if (n > 16) r->fail(fmt::format("recovery_cuts {} must be 0..16", n));
       f.recovery_cuts = static_cast<std::uint32_t>(n);
     }
+    if (auto p = c.find("points")) {
+      if (f.at != "download-byte" && f.at != "every-flash-op")
+        p->fail("`points` applies to at: download-byte (and every-flash-op on boards that cut downloads)");
+      const auto n = p->as_uint();
+      if (n < 1 || n > 4096) p->fail(fmt::format("points {} must be 1..4096", n));
+      f.points = static_cast<std::uint32_t>(n);
+    }
+    if (f.at == "console") {
+      f.pattern = c.at("pattern").as_string();
+      if (f.pattern.empty()) c.at("pattern").fail("the console pattern is empty");
+      if (f.pattern != "${banner}") {
+        re2::RE2 re(f.pattern, re2::RE2::Quiet);
+        if (!re.ok()) c.at("pattern").fail(fmt::format("invalid RE2 pattern: {}", re.error()));
+      }
+      f.delay_ms = static_cast<std::uint32_t>(c.duration_or("delay", std::chrono::milliseconds(0)).count());
+    } else {
+      for (const char* k : {"pattern", "delay"})
+        if (c.has(k)) c.at(k).fail(fmt::format("`{}` applies to at: console", k));
+    }
+  } else if (f.kind == "network") {
+    c.only_keys({"kind", "faults", "probe", "expect"});
+    f.faults = c.string_or("faults", "");
+    f.probe = c.string_or("probe", "");
+    f.expect = c.string_or("expect", "");
+    if (!f.probe.empty() && f.probe != "no-client-certificate")
+      c.at("probe").fail(fmt::format("unknown probe '{}' (known: no-client-certificate)", f.probe));
+    if (!f.expect.empty() && f.expect != "installed")
+      c.at("expect").fail(fmt::format("unknown expectation '{}' (known: installed)", f.expect));
+    if (f.faults.empty() && f.probe.empty()) c.fail("a network fault needs `faults` or `probe`");
+    if (!f.faults.empty()) {
+      // Checked now with a sample byte, so a bad spec names its line.
+      std::string sample = f.faults;
+      for (std::size_t at; (at = sample.find("${b}")) != std::string::npos;) sample.replace(at, 4, "0");
+      try {
+        (void)drivers::net::parse_fault_spec(sample, "faults");
+      } catch (const InputError& e) {
+        c.at("faults").fail(e.what());
+      }
+    }
+  } else if (f.kind == "stale") {
+    c.only_keys({"kind", "serve"});
+    f.serve = c.at("serve").as_string();
   } else if (f.kind == "bit-rot") {
     c.only_keys({"kind", "slot", "bits"});
     f.slot = c.string_or("slot", "any");

@@ -1,11 +1,15 @@
 #include "otarig/harness/trial.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
 
+#include <thread>
+
 #include "otarig/drivers/image.hpp"
+#include "otarig/drivers/process/cut.hpp"
 #include "otarig/harness/rng.hpp"
 
 namespace otarig::harness {
@@ -88,6 +92,14 @@ OracleResult recovered_without_revert(const OracleInput& in) {
   return r;
 }
 
+drivers::process::CutProtocol* delivery_cuts(Bench& bench) {
+  return dynamic_cast<drivers::process::CutProtocol*>(bench.parts().link.get());
+}
+
+drivers::process::NetworkFaultProtocol* network_faults(Bench& bench) {
+  return dynamic_cast<drivers::process::NetworkFaultProtocol*>(bench.parts().link.get());
+}
+
 class Runner {
  public:
   Runner(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec, const TrialHooks* hooks)
@@ -140,7 +152,7 @@ class Runner {
     const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
     drivers::DeliveryResult r;
     try {
-      r = bench_.parts().link->deliver(img.bytes);
+      r = bench_.parts().link->deliver(releases_.artifact(img));
     } catch (const BenchError&) {
       throw;
     } catch (const std::exception& e) {
@@ -181,6 +193,11 @@ class Runner {
     const auto& start = releases_.get(s_.start);
     auto& parts = bench_.parts();
     if (parts.flash_faults) parts.flash_faults->disarm();
+    if (auto* cuts = delivery_cuts(bench_)) cuts->disarm();
+    if (auto* net = network_faults(bench_)) {
+      net->set_network_faults("", 0);
+      (void)net->take_network_events();
+    }
     if (!parts.provision)
       throw BenchError(fmt::format("{}: prepare: the board cannot be provisioned with a known-good image",
                                    bench_.profile().name));
@@ -218,11 +235,18 @@ class Runner {
     } else if (f.kind == "major-downgrade") {
       variant_ = major_downgrade(base, &detail);
       image_ = &*variant_;
+    } else if (f.kind == "stale") {
+      image_ = &releases_.get(f.serve);
+      detail = fmt::format("the update server answers the request for {} ({}) with the manifest and image of {} "
+                           "({})",
+                           base.name, base.version, image_->name, image_->version);
     } else {
       image_ = &base;
       if (f.kind == "replay") detail = fmt::format("replay of older release {} ({})", base.name, base.version);
     }
-    if (f.kind == "power-cut" || f.kind == "flash-error") {
+    if (f.kind == "power-cut" && !spec_.cut_at.empty()) {
+      arm_delivery_cut(detail);
+    } else if (f.kind == "power-cut" || f.kind == "flash-error") {
       auto* ff = bench_.parts().flash_faults.get();
       if (!ff) throw BenchError(fmt::format("{}: the board cannot {} at a flash operation", bench_.profile().name,
                                             spec_.flash_error ? "fail" : "cut power"));
@@ -238,6 +262,17 @@ class Runner {
         detail += fmt::format(", then {} more cut{} while it recovers", spec_.recovery_cuts,
                               spec_.recovery_cuts == 1 ? "" : "s");
       if (!what.empty()) detail += " (delivering a " + what + ")";
+    }
+    if (f.kind == "network") {
+      auto* net = network_faults(bench_);
+      if (!net) throw BenchError(fmt::format("{}: the board has no fault proxy to inject network faults with",
+                                             bench_.profile().name));
+      net->set_network_faults(spec_.network, spec_.seed);
+      std::vector<std::string> parts;
+      if (!spec_.network.empty()) parts.push_back("network faults " + spec_.network);
+      if (!f.probe.empty()) parts.push_back("a client without a certificate asks the update server for the image");
+      if (f.expect == "installed") parts.push_back("the device must still finish the update");
+      detail = fmt::format("{}", fmt::join(parts, "; "));
     }
     if (f.kind == "bit-rot") {
       auto* ff = bench_.parts().flash_faults.get();
@@ -261,9 +296,38 @@ class Runner {
       out_.delivery_detail = "no delivery: the image at rest was corrupted";
       return;
     }
-    auto r = deliver_image(*image_, "deliver");
+    drivers::DeliveryResult r;
+    try {
+      r = deliver_image(*image_, "deliver");
+    } catch (...) {
+      if (auto* net = network_faults(bench_)) net->set_network_faults("", 0);
+      throw;
+    }
     out_.delivery_status = drivers::to_string(r.status);
     out_.delivery_detail = r.detail;
+    if (auto* cuts = delivery_cuts(bench_); cuts && !spec_.cut_at.empty()) {
+      if (auto fell = cuts->fired()) {
+        placed_cut_fell_ = true;
+        note("power-cut", {{"at", spec_.cut_at}, {"detail", fell->detail}, {"at_ms", fell->at.count()},
+                           {"bytes", fell->bytes}});
+      } else {
+        note("power-cut", {{"at", spec_.cut_at},
+                           {"detail", "the cut did not fall: the delivery ended first"},
+                           {"fell", false}});
+      }
+      cuts->disarm();
+    }
+    if (auto* net = network_faults(bench_)) {
+      auto events = net->take_network_events();
+      net->set_network_faults("", 0);
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& e : events) list.push_back(nlohmann::json::parse(e, nullptr, false));
+      if (!list.empty()) note("network", {{"step", "deliver"}, {"events", std::move(list)}});
+      if (s_.fault.probe == "no-client-certificate") {
+        probe_ = net->probe_without_client_certificate();
+        note("probe", {{"probe", s_.fault.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});
+      }
+    }
     if (auto* ff = bench_.parts().flash_faults.get(); ff && s_.fault.kind == "power-cut") {
       out_.cut_fell_at = ff->fired();
       if (out_.cut_fell_at) {
@@ -284,6 +348,7 @@ class Runner {
   // half-written trailer) shows at the next boot.
   void recover() {
     if (spec_.recovery_cuts && out_.cut_fell_at && !spec_.flash_error) brown_out();
+    if (spec_.recovery_cuts && placed_cut_fell_) timed_brown_out();
     if (bench_.parts().power->is_on()) bench_.power_off("recover");
     bench_.power_on("recover");
   }
@@ -340,11 +405,11 @@ class Runner {
     parts.provision->provision(releases_.get(s_.start).bytes);
     bench_.power_on("brown-out");
     for (const auto& name : s_.before) {
-      parts.link->deliver(releases_.get(name).bytes);
+      parts.link->deliver(releases_.artifact(releases_.get(name)));
       power_up_if_off("brown-out");
     }
     ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, false});
-    parts.link->deliver(image_->bytes);
+    parts.link->deliver(releases_.artifact(*image_));
     ff->disarm();
     for (const auto& c : cuts) {
       if (parts.power->is_on()) bench_.power_off("brown-out");
@@ -353,6 +418,49 @@ class Runner {
       ff->disarm();
     }
     if (parts.power->is_on()) bench_.power_off("brown-out");
+  }
+
+  // A cut placed in the delivery (boards that do not count flash operations).
+  void arm_delivery_cut(std::string& detail) {
+    auto* cuts = delivery_cuts(bench_);
+    if (!cuts) throw BenchError(fmt::format("{}: the board cannot cut power during a delivery",
+                                            bench_.profile().name));
+    using drivers::process::ProcessCut;
+    const std::string what = detail;
+    const std::chrono::milliseconds delay(spec_.cut_delay_ms);
+    if (spec_.cut_at == "download-byte") {
+      cuts->arm(ProcessCut::at_byte(spec_.cut_byte));
+      detail = fmt::format("power cut at byte {} of the {}-byte download", spec_.cut_byte, spec_.image_size);
+    } else if (spec_.cut_at == "time") {
+      cuts->arm(ProcessCut::after(delay));
+      detail = fmt::format("power cut {} ms after the update command (a clean update took {} ms)",
+                           spec_.cut_delay_ms, spec_.update_ms);
+    } else {
+      std::string pattern = spec_.cut_pattern;
+      if (pattern == "${banner}") pattern = bench_.profile().observe.banner;
+      cuts->arm(ProcessCut::on_console(pattern, delay));
+      detail = fmt::format("power cut {} ms after the first console line matching '{}'", spec_.cut_delay_ms,
+                           pattern);
+    }
+    if (spec_.recovery_cuts)
+      detail += fmt::format(", then {} more cut{} while it recovers", spec_.recovery_cuts,
+                            spec_.recovery_cuts == 1 ? "" : "s");
+    if (!what.empty()) detail += " (delivering a " + what + ")";
+  }
+
+  // Brown-out on a board whose flash the rig cannot count: power comes back
+  // and goes again after a seeded time (0-100 ms) into the recovery boot.
+  void timed_brown_out() {
+    Rng rng(mix64(spec_.seed ^ 0x726563757473ULL));
+    for (std::uint32_t r = 0; r < spec_.recovery_cuts; ++r) {
+      if (bench_.parts().power->is_on()) bench_.power_off("brown-out");
+      const auto ms = rng.between(0, 100);
+      bench_.power_on("brown-out");
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      bench_.power_off("brown-out");
+      note("brown-out", {{"cut", r + 1}, {"after_power_on_ms", ms}});
+      out_.fault_detail += fmt::format("; recovery boot {} cut {} ms after power-on", r + 1, ms);
+    }
   }
 
   // A validly signed image older than `base` only by its major number.
@@ -425,6 +533,21 @@ class Runner {
                            {"detail", "the board declares no-trial-boot: a failing image must be reported "
                                       "(health=failed) and replaced by the next clean update"}});
     }
+    if (s_.fault.expect == "installed" && fault_index_ < out_.observations.size()) {
+      const auto& o = out_.observations[fault_index_];
+      if (!o.booted || o.digest != image_->digest)
+        for (auto& r : out_.oracles)
+          if (r.name == "still-updatable" && r.held) {
+            r.held = false;
+            r.detail = fmt::format("the device did not finish the update through the fault ({}: {}); it runs {}",
+                                   out_.delivery_status, out_.delivery_detail,
+                                   o.booted ? o.version + " " + o.digest.substr(0, 12) : "nothing");
+          }
+    }
+    if (probe_)
+      out_.oracles.push_back({"mutual-tls", !probe_->answered,
+                              probe_->answered ? "the update server " + probe_->detail
+                                               : "a client without a certificate was refused: " + probe_->detail});
     if (!setup_problem_.empty()) {
       for (auto& o : out_.oracles)
         if (o.name == "still-updatable" && o.held) {
@@ -457,6 +580,8 @@ class Runner {
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
   std::vector<TranscriptLine> kept_transcript_;  ///< before brown-out measuring boots
+  bool placed_cut_fell_ = false;
+  std::optional<drivers::process::ProbeResult> probe_;
 };
 
 }  // namespace
@@ -484,13 +609,57 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
   parts.provision->provision(s.bytes);
   bench.power_on("count flash operations");
   parts.flash_faults->arm(drivers::FlashCut{0, false, 0});
-  auto r = parts.link->deliver(d.bytes);
+  auto r = parts.link->deliver(releases.artifact(d));
   auto n = parts.flash_faults->ops_counted();
   parts.flash_faults->disarm();
   if (r.status != drivers::DeliveryStatus::accepted)
     throw BenchError(fmt::format("{}: counting flash operations: the clean update from {} to {} was {} ({})",
                                  bench.profile().name, start, deliver, drivers::to_string(r.status), r.detail));
   return n;
+}
+
+std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const std::string& start,
+                                const std::string& deliver) {
+  auto& parts = bench.parts();
+  if (!parts.provision) return 0;
+  const auto slash = deliver.find('/');
+  const auto& base = releases.get(deliver.substr(0, slash));
+  std::optional<BuiltImage> twin;
+  if (slash != std::string::npos) {
+    Rng unused(0);
+    twin = releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
+  }
+  const auto& d = twin ? *twin : base;
+  bench.power_off("measure an update");
+  parts.provision->provision(releases.get(start).bytes);
+  bench.power_on("measure an update");
+  bench.drain_console();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = parts.link->deliver(releases.artifact(d));
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  bench.drain_console();
+  (void)bench.take_transcript();
+  if (r.status != drivers::DeliveryStatus::accepted)
+    throw BenchError(fmt::format("{}: timing a clean update from {} to {}: it was {} ({})", bench.profile().name,
+                                 start, deliver, drivers::to_string(r.status), r.detail));
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(1, ms.count()));
+}
+
+BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
+  BoardAbilities a;
+  if (bench.parts().flash_faults)
+    a.count_ops = [&bench, &releases](const std::string& s, const std::string& d) {
+      return count_update_ops(bench, releases, s, d);
+    };
+  a.delivery_cuts = delivery_cuts(bench) != nullptr;
+  if (auto* net = network_faults(bench)) a.network = net->tls_mode();
+  a.image_size = [&releases](const std::string& name) -> std::uint64_t {
+    return releases.artifact(releases.get(name)).size();
+  };
+  a.update_ms = [&bench, &releases](const std::string& s, const std::string& d) {
+    return measure_update_ms(bench, releases, s, d);
+  };
+  return a;
 }
 
 }  // namespace otarig::harness

@@ -16,7 +16,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstdio>
 #include <fstream>
+#include <optional>
 
 namespace otarig::vboard_tool {
 namespace {
@@ -92,12 +94,20 @@ class Session {
     if (result) throw DownloadError(fmt::format("{}: {}", what, describe(result)));
   }
 
+  /// What arrived so far, across attempts.
+  std::vector<std::uint8_t> body;
+  std::optional<std::uint64_t> total;  ///< Content-Length of the whole body
+  bool in_body = false;                ///< the last attempt failed while reading the body
+
   template <class Stream>
-  std::vector<std::uint8_t> exchange(Stream& stream, beast::tcp_stream& lowest, const Url& u) {
+  void exchange(Stream& stream, beast::tcp_stream& lowest, const Url& u) {
     http::request<http::empty_body> req{http::verb::get, u.target, 11};
     req.set(http::field::host, u.host + ":" + u.port);
     req.set(http::field::user_agent, "otarig-vboard/1.0");
     req.set(http::field::connection, "close");
+    const bool resuming = !body.empty() && total;
+    if (resuming) req.set(http::field::range, fmt::format("bytes={}-", body.size()));
+    in_body = false;
     lowest.expires_after(step());
     run("send request", [&](auto handler) { http::async_write(stream, req, handler); });
 
@@ -107,14 +117,26 @@ class Session {
     lowest.expires_after(step());
     run("read response", [&](auto handler) { http::async_read_header(stream, buffer, parser, handler); });
     const auto status = parser.get().result_int();
-    if (status != 200)
+    if (resuming && status == 206) {
+      // Content-Range: bytes FIRST-LAST/TOTAL must continue where we are.
+      const std::string range(parser.get()[http::field::content_range]);
+      unsigned long long first = 0, last = 0, whole = 0;
+      if (std::sscanf(range.c_str(), "bytes %llu-%llu/%llu", &first, &last, &whole) != 3 ||
+          first != body.size() || whole != *total || last + 1 != whole)
+        throw DownloadError(fmt::format("resume: unexpected Content-Range '{}' (have {} of {} bytes)", range,
+                                        body.size(), *total));
+    } else if (status == 200) {
+      body.clear();
+      total.reset();
+      if (auto len = parser.content_length()) {
+        if (*len > o_.max_bytes) throw DownloadError(fmt::format("{} bytes exceed the slot", *len));
+        body.reserve(static_cast<std::size_t>(*len));
+        total = *len;
+      }
+    } else {
       throw DownloadError(fmt::format("HTTP {} {}", status, std::string(parser.get().reason())));
-
-    std::vector<std::uint8_t> body;
-    if (auto len = parser.content_length()) {
-      if (*len > o_.max_bytes) throw DownloadError(fmt::format("{} bytes exceed the slot", *len));
-      body.reserve(static_cast<std::size_t>(*len));
     }
+    in_body = true;
     std::array<std::uint8_t, 65536> chunk{};
     while (!parser.is_done()) {
       parser.get().body().data = chunk.data();
@@ -136,17 +158,17 @@ class Session {
         if (o_.on_chunk) o_.on_chunk(std::span<const std::uint8_t>(chunk.data(), got));
       }
       if (ec) {
-        auto len = parser.content_length();
-        throw DownloadError(len ? fmt::format("{} after {} of {} bytes", describe(ec), body.size(), *len)
-                                : fmt::format("{} after {} bytes", describe(ec), body.size()));
+        if (ec == http::error::body_limit) in_body = false;
+        throw DownloadError(total ? fmt::format("{} after {} of {} bytes", describe(ec), body.size(), *total)
+                                  : fmt::format("{} after {} bytes", describe(ec), body.size()));
       }
     }
     beast::error_code ignored;
     lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    return body;
+    in_body = false;
   }
 
-  std::vector<std::uint8_t> get(const Url& u) {
+  void get(const Url& u) {
     tcp::resolver resolver(io_);
     beast::error_code ec;
     auto endpoints = resolver.resolve(u.host, u.port, ec);
@@ -159,7 +181,8 @@ class Session {
         stream.async_connect(endpoints,
                              [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
       });
-      return exchange(stream, stream, u);
+      exchange(stream, stream, u);
+      return;
     }
 
     ssl::context ctx(ssl::context::tls_client);
@@ -196,7 +219,7 @@ class Session {
     });
     lowest.expires_after(step());
     run("TLS handshake", [&](auto handler) { stream.async_handshake(ssl::stream_base::client, handler); });
-    return exchange(stream, lowest, u);
+    exchange(stream, lowest, u);
   }
 
  private:
@@ -232,7 +255,17 @@ std::vector<std::uint8_t> download(const std::string& url, const DownloadOptions
     return read_file(path, options);
   }
   Session session(options);
-  return session.get(parse_url(url));
+  const auto u = parse_url(url);
+  for (unsigned attempt = 0;; ++attempt) {
+    try {
+      session.get(u);
+      return std::move(session.body);
+    } catch (const DownloadError& e) {
+      if (!session.in_body || !session.total || session.body.empty() || attempt >= options.resume_attempts)
+        throw;
+      if (options.on_resume) options.on_resume(e.what(), session.body.size());
+    }
+  }
 }
 
 }  // namespace otarig::vboard_tool

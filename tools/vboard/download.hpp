@@ -24,6 +24,11 @@ struct DownloadOptions {
   std::uint64_t max_bytes = 1u << 30;
   /// Called for every chunk of the body as it arrives.
   std::function<void(std::span<const std::uint8_t>)> on_chunk;
+  /// When the connection fails after part of the body arrived, connect again
+  /// and ask for the rest (`Range: bytes=N-`) up to this many times.
+  unsigned resume_attempts = 2;
+  /// Called before each resume with the reason and the bytes kept.
+  std::function<void(const std::string& reason, std::uint64_t kept)> on_resume;
 };
 
 /// Why a download failed, in words a console line can carry.
@@ -34,7 +39,10 @@ class DownloadError : public std::runtime_error {
 
 /// GETs `url` (http://, https://, or file:PATH) and returns the body. The
 /// request carries `Connection: close`. Anything but a complete 200 response
-/// whose body matches its Content-Length is a DownloadError.
+/// whose body matches its Content-Length is a DownloadError. A connection
+/// lost in the body is resumed with a Range request (206 whose Content-Range
+/// continues at the bytes kept and names the same total; a 200 starts over);
+/// every attempt shares the total deadline.
 std::vector<std::uint8_t> download(const std::string& url, const DownloadOptions& options);
 
 }  // namespace otarig::vboard_tool

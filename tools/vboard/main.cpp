@@ -183,6 +183,9 @@ class Device {
         say(fmt::format("ota: received {} bytes", received));
       }
     };
+    d.on_resume = [&](const std::string& why, std::uint64_t kept) {
+      say(fmt::format("ota: download interrupted ({}), resuming at byte {}", why, kept));
+    };
     std::vector<std::uint8_t> image;
     try {
       image = otarig::vboard_tool::download(url, d);

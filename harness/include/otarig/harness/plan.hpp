@@ -25,6 +25,15 @@ struct TrialSpec {
   std::uint64_t torn_seed = 0;
   bool flash_error = false;         ///< op cut_op fails with an error instead of a power loss
   std::uint32_t recovery_cuts = 0;  ///< brown-out: cuts again during this many recovery boots
+  // power cuts placed in a delivery (boards that do not count flash operations)
+  std::string cut_at;               ///< "" | download-byte | time | console
+  std::uint64_t cut_byte = 0;       ///< download-byte: image byte (from 0) the cut falls before
+  std::uint32_t cut_delay_ms = 0;   ///< time: after the update command; console: after the line
+  std::string cut_pattern;          ///< console: RE2 of the line (${banner}: the profile's banner)
+  std::uint64_t image_size = 0;     ///< download-byte, network: bytes of the delivered image
+  std::uint64_t update_ms = 0;      ///< time: how long a clean update took when measured
+  // network
+  std::string network;              ///< the fault proxy spec of this trial (${b} filled in)
   // bit-rot
   bool rot_running = true;          ///< the slot the device runs, else the other one
   std::uint32_t rot_bits = 0;
@@ -36,19 +45,47 @@ struct TrialSpec {
   nlohmann::json fault_json() const;
 };
 
+/// A scenario of a suite that does not apply to the board, and why.
+struct SkippedScenario {
+  std::string scenario;
+  std::string reason;
+};
+
 struct Plan {
   std::vector<TrialSpec> trials;
   /// Flash operations one update takes, per "start->deliver" pair measured.
   std::map<std::string, std::uint64_t> ops_per_update;
+  /// Milliseconds a clean update took, per "start->deliver" pair measured
+  /// (boards whose power cuts are placed in time).
+  std::map<std::string, std::uint64_t> update_ms;
+  std::vector<SkippedScenario> skipped;
 };
 
 /// Measures the flash operations of a clean update from `start` to `deliver`
 /// (a release name, or "NAME/self-test-fail" for its twin that fails its self-test).
 using CountOps = std::function<std::uint64_t(const std::string& start, const std::string& deliver)>;
 
-/// Builds the plan. `count_ops` is called only for power-cut and flash-error
-/// scenarios; it may be empty when the board does not count flash operations,
-/// in which case such scenarios are an InputError naming the scenario.
+/// What the board can do, as far as planning needs to know.
+struct BoardAbilities {
+  /// Counted flash operations (virtual boards); empty when the board has none.
+  CountOps count_ops;
+  /// Power cuts placed in a delivery: at a download byte, a time, a console line.
+  bool delivery_cuts = false;
+  /// The fault proxy between device and update server: "" none, else the
+  /// device's TLS mode ("off", "tls", "mutual").
+  std::string network;
+  /// Bytes of a release's image as delivered.
+  std::function<std::uint64_t(const std::string& release)> image_size;
+  /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).
+  CountOps update_ms;
+};
+
+/// Builds the plan. A scenario the board cannot run is an InputError naming
+/// it; in a suite it is skipped instead, and Plan::skipped says why. Counted
+/// power cuts (every-flash-op, random-flash-op) run as cuts placed in the
+/// delivery on a board without counted flash operations (docs/scenarios.md).
+Plan make_plan(const Scenario& scenario, std::uint64_t seed, const BoardAbilities& board);
+/// The same for a board whose only ability is `count_ops` (may be empty).
 Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& count_ops);
 
 /// Keeps `n` trials chosen by the seed (in index order), for --trials.

@@ -12,7 +12,17 @@ namespace otarig::harness {
 
 struct FaultSpec {
   std::string kind;                   ///< a name from scenarios/faults.cpp (otarig list faults)
-  std::string at;                     ///< power-cut, flash-error: every-flash-op | random-flash-op
+  /// power-cut: every-flash-op | random-flash-op (counted flash operations),
+  /// download-byte | random-time | console (cuts placed in a delivery);
+  /// flash-error: every-flash-op | random-flash-op
+  std::string at;
+  std::uint32_t points = 16;          ///< power-cut at download-byte: cut points spread over the image
+  std::string pattern;                ///< power-cut at console: RE2 of the line (${banner}: the profile's)
+  std::uint32_t delay_ms = 0;         ///< power-cut at console: the cut falls 0..delay_ms after the line
+  std::string faults;                 ///< network: fault proxy spec (${b}: a seeded byte of the image)
+  std::string probe;                  ///< network: "" | no-client-certificate
+  std::string expect;                 ///< network: "" | installed (the device must finish the update)
+  std::string serve;                  ///< stale: the release the server answers with
   double torn = 0.0;                  ///< power-cut: probability that a cut is a torn write;
                                       ///< flash-error: that the failing op partly lands
   std::uint32_t recovery_cuts = 0;    ///< power-cut: up to this many more cuts while recovering (brown-out)

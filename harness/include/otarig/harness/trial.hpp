@@ -65,4 +65,13 @@ TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec
 std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const std::string& start,
                                const std::string& deliver);
 
+/// Times a clean update from `start` to `deliver` (a release, or
+/// "NAME/self-test-fail"): from handing it to the link to its answer.
+std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const std::string& start,
+                                const std::string& deliver);
+
+/// What `bench` can do, for make_plan (measurements run on `bench`, which
+/// and `releases` must outlive the result).
+BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases);
+
 }  // namespace otarig::harness

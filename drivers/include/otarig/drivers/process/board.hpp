@@ -112,6 +112,8 @@ class ProcessDevice final : public ProvisionProtocol {
   std::string server_url() const;
   net::UpdateServer* server() const { return server_.get(); }
   net::FaultProxy* proxy() const { return proxy_.get(); }
+  /// The CA (PEM file) the server's certificate chains to; empty without TLS.
+  const std::filesystem::path& ca_file() const { return ca_; }
 
   /// Replaces ${storage}, ${board}, ${update_url}, ${update_port}, ${profile_dir}, and any
   /// `extra` names; an unknown ${name} is left as it is.
@@ -308,6 +310,8 @@ class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, 
 
   void set_network_faults(const std::string& spec, std::uint64_t seed) override;
   std::vector<std::string> take_network_events() override;
+  std::string tls_mode() const override;
+  ProbeResult probe_without_client_certificate() override;
 
   /// Deliveries so far (the per-delivery path number).
   std::uint64_t deliveries() const { return deliveries_; }

@@ -63,11 +63,23 @@ class CutProtocol {
   virtual std::optional<CutReport> fired() const = 0;
 };
 
+/// What the update server did with a client that presented no certificate.
+struct ProbeResult {
+  bool answered = false;  ///< the server sent an HTTP response
+  std::string detail;     ///< the status line, or why the connection failed
+};
+
 /// Network faults between the device and the rig's update server (the fault
 /// proxy of drivers/net). `spec` is the fault spec text of docs/network.md.
 class NetworkFaultProtocol {
  public:
   virtual ~NetworkFaultProtocol() = default;
+  /// "off", "tls" or "mutual": how the device reaches the update server.
+  virtual std::string tls_mode() const = 0;
+  /// Connects to the update server the way the device does (through the
+  /// proxy), trusting its CA but presenting no client certificate, and asks
+  /// for the image last published. A server that requires mutual TLS refuses.
+  virtual ProbeResult probe_without_client_certificate() = 0;
   /// Faults for connections from now on (connection numbers restart at 1);
   /// an empty spec removes them. InputError for a bad spec.
   virtual void set_network_faults(const std::string& spec, std::uint64_t seed) = 0;
