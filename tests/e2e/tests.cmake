@@ -13,3 +13,12 @@ add_test(NAME e2e.catalog
 set_tests_properties(e2e.catalog PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 900)
+# The nightly catalog on the process board (otarig-vboard, real processes, ptys,
+# mutual TLS through the fault proxy); about two minutes.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.process
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_process_nightly.py)
+  set_tests_properties(e2e.process PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e;process" TIMEOUT 900)
+endif()

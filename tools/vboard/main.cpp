@@ -48,6 +48,7 @@ struct Options {
   std::uint64_t progress_every = 65536;
   unsigned download_timeout_ms = 60000;
   unsigned step_timeout_ms = 10000;
+  unsigned resume_attempts = 2;
 };
 
 // The console: stdout is the pty. Every line goes out in full, at once.
@@ -174,6 +175,7 @@ class Device {
     d.client_key_file = env_or("OTARIG_CLIENT_KEY");
     d.step_timeout = std::chrono::milliseconds(o_.step_timeout_ms);
     d.total_timeout = std::chrono::milliseconds(o_.download_timeout_ms);
+    d.resume_attempts = o_.resume_attempts;
     d.max_bytes = file_.geometry().slot_size;
     std::uint64_t received = 0, reported = 0;
     d.on_chunk = [&](std::span<const std::uint8_t> chunk) {
@@ -286,6 +288,9 @@ int main(int argc, char** argv) {
                  "print `ota: received N bytes` every N bytes (0: never)")
       ->capture_default_str();
   app.add_option("--download-timeout", o.download_timeout_ms, "deadline of a whole download, ms")
+      ->capture_default_str();
+  app.add_option("--resume-attempts", o.resume_attempts,
+                 "times an interrupted download is resumed with a Range request (0: give up at once)")
       ->capture_default_str();
   app.add_option("--step-timeout", o.step_timeout_ms, "deadline of each network step, ms")
       ->capture_default_str();
