@@ -647,7 +647,8 @@ class BenchPy final : public Drivers {
 
   CampaignResult run(py::handle scenario, std::optional<std::uint64_t> seed, std::optional<std::uint64_t> trials,
                      py::handle trial, py::handle shard, py::handle out, bool resume, unsigned jobs,
-                     py::handle progress, py::handle on_finding, py::handle oracles, py::handle steps) {
+                     py::handle signing_key, py::handle progress, py::handle on_finding, py::handle oracles,
+                     py::handle steps) {
     harness::CampaignOptions o;
     o.board = board_;
     o.scenario = py::isinstance<ScenarioRef>(scenario) ? scenario.cast<ScenarioRef>().get().path.string()
@@ -659,6 +660,7 @@ class BenchPy final : public Drivers {
     o.out = fspath(out);
     o.resume = resume;
     o.jobs = jobs;
+    if (!signing_key.is_none()) o.bundle.signing_key = fspath(signing_key);
     auto hs = make_hookset(steps, oracles, progress, on_finding);
     o.hooks = hs.hooks(profile_, releases_);
     o.on_progress = hs.progress_fn();
@@ -698,10 +700,10 @@ class BenchPy final : public Drivers {
     py::gil_scoped_release nogil;
     std::lock_guard lock(b->mu);
     b->console_buffer.clear();
-    harness::CountOps count;
-    if (b->bench().parts().flash_faults)
-      count = [&](const std::string& s, const std::string& d) { return count_ops(*b, s, d); };
-    p.plan = harness::make_plan(*sc.node, p.seed, count);
+    auto abilities = harness::board_abilities(b->bench(), *releases_);
+    if (abilities.count_ops)
+      abilities.count_ops = [&](const std::string& s, const std::string& d) { return count_ops(*b, s, d); };
+    p.plan = harness::make_plan(*sc.node, p.seed, abilities);
     return p;
   }
 
@@ -1085,6 +1087,14 @@ void register_bench(py::module_& m) {
           "The trials, in index order.")
       .def_property_readonly("ops_per_update", [](const PlanPy& p) { return p.plan.ops_per_update; },
                              "Flash operations of one update, per 'start->deliver' pair measured.")
+      .def_property_readonly(
+          "skipped",
+          [](const PlanPy& p) {
+            std::vector<std::pair<std::string, std::string>> out;
+            for (const auto& k : p.plan.skipped) out.emplace_back(k.scenario, k.reason);
+            return out;
+          },
+          "Scenarios of the suite the board cannot run, as (name, reason) pairs.")
       .def("__len__", [](const PlanPy& p) { return p.plan.trials.size(); })
       .def("__getitem__",
            [](const PlanPy& p, std::ptrdiff_t i) {
@@ -1157,14 +1167,17 @@ void register_bench(py::module_& m) {
       .def("run", &BenchPy::run, py::arg("scenario"), py::kw_only(), py::arg("seed") = py::none(),
            py::arg("trials") = py::none(), py::arg("trial") = py::none(), py::arg("shard") = py::none(),
            py::arg("out") = "otarig-out", py::arg("resume") = false, py::arg("jobs") = 0,
-           py::arg("progress") = py::none(), py::arg("on_finding") = py::none(), py::arg("oracles") = py::tuple(),
-           py::arg("steps") = py::tuple(),
+           py::arg("signing_key") = py::none(), py::arg("progress") = py::none(),
+           py::arg("on_finding") = py::none(), py::arg("oracles") = py::tuple(), py::arg("steps") = py::tuple(),
            "Runs a campaign (as `otarig run`) and writes its evidence bundle into `out`.\n\n"
            "scenario: a name, a path or a Scenario. seed: default the bench's. trials: keep\n"
            "this many trials chosen by the seed (--trials). trial: only this index or id\n"
            "(--trial). shard: 'I/N' or (I, N). resume: continue the journal in `out`. jobs:\n"
-           "benches in parallel (0: the command line's default). progress(Progress) is called\n"
-           "after each trial, on_finding(line) with each finding's one-line replay command.\n"
+           "benches in parallel (0: the command line's default). signing_key: the Ed25519\n"
+           "private key (PKCS#8 PEM file) that signs the bundle's attestation (--signing-key);\n"
+           "without one a key made for this bundle alone signs it and the attestation says\n"
+           "test_key. progress(Progress) is called after each trial, on_finding(line) with\n"
+           "each finding's one-line replay command.\n"
            "oracles: callables ctx -> OracleResult | (name, held, detail) | bool, judged beside\n"
            "the five standard oracles. steps: callables ctx -> None run after the observe step.\n\n"
            "Returns a CampaignResult. Raises InputError for bad input, BenchFailure (a\n"

@@ -114,59 +114,9 @@ harness::Observation observation_from_json(const json& j) {
 }
 
 json trial_json(const harness::TrialOutcome& t) {
-  json j;
-  j["id"] = t.spec.id;
-  j["index"] = t.spec.index;
-  j["scenario"] = t.spec.scenario->name;
-  j["requirements"] = t.spec.scenario->requirements;
-  j["classes"] = t.spec.scenario->classes;
-  j["seed"] = t.spec.seed;
-  j["fault"] = t.spec.fault_json();
-  j["fault"]["detail"] = t.fault_detail;
-  j["verdict"] = t.passed ? "pass" : "fail";
-  json oracles = json::object();
-  json broken = json::array();
-  for (const auto& o : t.oracles) {
-    oracles[o.name] = o.held;
-    if (!o.held) broken.push_back({{"oracle", o.name}, {"detail", o.detail}});
-  }
-  j["oracles"] = oracles;
-  j["broken"] = broken;
-  j["delivered"] = t.delivered;
-  j["delivery"] = {{"status", t.delivery_status}, {"detail", t.delivery_detail}};
-  if (t.cut_fell_at) {
-    const auto& op = *t.cut_fell_at;
-    j["cut"] = {{"op", op.index},
-                {"ops_total", t.spec.ops_total},
-                {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
-                {"address", op.address},
-                {"phase", op.phase},
-                {"torn", t.spec.torn}};
-  }
-  json observed = json::array();
-  for (const auto& o : t.observations) {
-    json oj{{"step", o.step}, {"booted", o.booted}};
-    if (o.booted) {
-      oj["slot"] = o.slot;
-      oj["version"] = o.version;
-      oj["digest"] = o.digest;
-      oj["counter"] = o.counter ? json(*o.counter) : json(nullptr);
-      oj["state"] = o.state;
-      oj["health"] = o.health;
-    }
-    oj["waited_ms"] = o.waited_ms;
-    observed.push_back(std::move(oj));
-  }
-  j["observed"] = observed;
-  if (!t.erase_counts.empty()) {
-    std::uint64_t total = 0, max = 0;
-    for (auto c : t.erase_counts) {
-      total += c;
-      max = std::max<std::uint64_t>(max, c);
-    }
-    j["erases"] = {{"total", total}, {"max_per_sector", max}};
-  }
-  j["duration_ms"] = t.duration_ms;
+  // run.json's entry for the trial; a trial run alone has no evidence folder.
+  json j = harness::trial_summary(t);
+  j.erase("evidence");
   return j;
 }
 

@@ -86,11 +86,6 @@ struct CommandPower::Impl : std::enable_shared_from_this<CommandPower::Impl> {
     for (auto& s : on_steps()) steps.push_back(std::move(s));
     return steps;
   }
-
-  void enqueue(std::vector<Step> steps, Done done) {
-    queue.push([steps = std::move(steps)](Done d) mutable { run_sequence(std::move(steps), std::move(d)); },
-               std::move(done));
-  }
 };
 
 CommandPower::CommandPower(std::shared_ptr<BenchIo> io, CommandPowerConfig config)
@@ -104,18 +99,18 @@ CommandPower::~CommandPower() {
   if (!io_->on_io_thread()) {
     try {
       io_->call("power close", config_.timeout * 3 + config_.off_time + config_.settle,
-                [impl = impl_](Done done) { impl->queue.push([](Done d) { d(nullptr); }, std::move(done)); });
+                [impl = impl_](Done done) { impl->queue.push_barrier(std::move(done)); });
     } catch (...) {
     }
   }
 }
 
-void CommandPower::async_on(Done done) { impl_->enqueue(impl_->on_steps(), std::move(done)); }
+void CommandPower::async_on(Done done) { impl_->queue.push_sequence(impl_->on_steps(), std::move(done)); }
 void CommandPower::async_off(Done done) {
-  impl_->enqueue({impl_->run(impl_->config.off, "power off", false)}, std::move(done));
+  impl_->queue.push_sequence({impl_->run(impl_->config.off, "power off", false)}, std::move(done));
 }
 void CommandPower::async_cycle(std::chrono::milliseconds off_time, Done done) {
-  impl_->enqueue(impl_->cycle_steps(off_time), std::move(done));
+  impl_->queue.push_sequence(impl_->cycle_steps(off_time), std::move(done));
 }
 
 void CommandPower::on() {

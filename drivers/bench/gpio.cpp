@@ -136,11 +136,6 @@ struct GpioPower::Impl : std::enable_shared_from_this<GpioPower::Impl> {
     steps.push_back(drive(boot.get(), &config.boot_mode->line, false, "release boot mode"));
     return steps;
   }
-
-  void enqueue(std::vector<Step> steps, Done done) {
-    queue.push([steps = std::move(steps)](Done d) mutable { run_sequence(std::move(steps), std::move(d)); },
-               std::move(done));
-  }
 };
 
 namespace {
@@ -177,18 +172,20 @@ GpioPower::~GpioPower() {
   if (!io_->on_io_thread()) {
     try {
       io_->call("gpio close", std::chrono::milliseconds(0),
-                [impl = impl_](Done done) { impl->queue.push([](Done d) { d(nullptr); }, std::move(done)); });
+                [impl = impl_](Done done) { impl->queue.push_barrier(std::move(done)); });
     } catch (...) {
     }
   }
 }
 
-void GpioPower::async_on(Done done) { impl_->enqueue(impl_->on_steps(), std::move(done)); }
-void GpioPower::async_off(Done done) { impl_->enqueue({impl_->switch_power(false)}, std::move(done)); }
-void GpioPower::async_cycle(std::chrono::milliseconds off_time, Done done) {
-  impl_->enqueue(impl_->cycle_steps(off_time), std::move(done));
+void GpioPower::async_on(Done done) { impl_->queue.push_sequence(impl_->on_steps(), std::move(done)); }
+void GpioPower::async_off(Done done) {
+  impl_->queue.push_sequence({impl_->switch_power(false)}, std::move(done));
 }
-void GpioPower::async_reset(Done done) { impl_->enqueue(impl_->reset_steps(), std::move(done)); }
+void GpioPower::async_cycle(std::chrono::milliseconds off_time, Done done) {
+  impl_->queue.push_sequence(impl_->cycle_steps(off_time), std::move(done));
+}
+void GpioPower::async_reset(Done done) { impl_->queue.push_sequence(impl_->reset_steps(), std::move(done)); }
 
 void GpioPower::on() {
   io_->call("power on", config_.settle, [this](Done d) { async_on(std::move(d)); });
@@ -215,15 +212,16 @@ void GpioPower::reset_into_boot_mode() {
   if (config_.reset) limit += config_.reset->pulse;
   if (config_.boot_mode) limit += config_.boot_mode->pulse;
   io_->call("reset into boot mode", limit,
-            [impl = impl_](Done d) { impl->enqueue(impl->boot_mode_steps(), std::move(d)); });
+            [impl = impl_](Done d) { impl->queue.push_sequence(impl->boot_mode_steps(), std::move(d)); });
 }
 
 void GpioPower::set_boot_mode(bool active) {
   io_->call("set boot mode", std::chrono::milliseconds(0), [impl = impl_, active](Done d) {
     if (!impl->boot)
       throw BenchError(fmt::format("{}: no boot_mode line in the profile", impl->config.device));
-    impl->enqueue({impl->drive(impl->boot.get(), &impl->config.boot_mode->line, active, "set boot mode")},
-                  std::move(d));
+    impl->queue.push_sequence(
+        {impl->drive(impl->boot.get(), &impl->config.boot_mode->line, active, "set boot mode")},
+        std::move(d));
   });
 }
 

@@ -1,8 +1,6 @@
 #include "otarig/drivers/bench/io.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/post.hpp>
@@ -10,7 +8,6 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <system_error>
 
 #include "otarig/drivers/errors.hpp"
 
@@ -23,17 +20,6 @@ namespace {
 constexpr std::chrono::milliseconds kStuckGrace{5000};
 
 }  // namespace
-
-void UniqueFd::reset(int fd) noexcept {
-  int old = std::exchange(fd_, fd);
-  if (old >= 0) ::close(old);
-}
-
-UniqueFd UniqueFd::duplicate(int source) {
-  int fd = ::fcntl(source, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
-  return UniqueFd(fd);
-}
 
 BenchIo::BenchIo(std::string name)
     : name_(std::move(name)), io_(std::make_unique<boost::asio::io_context>(1)) {
@@ -176,6 +162,15 @@ OpQueue::OpQueue() : state_(std::make_shared<State>()) {}
 void OpQueue::push(Step op, Done done) {
   state_->items.push_back({std::move(op), std::move(done)});
   state_->next();
+}
+
+void OpQueue::push_sequence(std::vector<Step> steps, Done done) {
+  push([steps = std::move(steps)](Done d) mutable { run_sequence(std::move(steps), std::move(d)); },
+       std::move(done));
+}
+
+void OpQueue::push_barrier(Done done) {
+  push([](Done d) { d(nullptr); }, std::move(done));
 }
 
 bool OpQueue::idle() const { return !state_->busy && state_->items.empty(); }

@@ -91,6 +91,12 @@ std::string braced(const std::filesystem::path& path) {
   return "{" + s + "}";
 }
 
+// The temporary OpenOCD log the probe made; nothing to report when it is gone.
+void remove_log_file(const std::filesystem::path& file) noexcept {
+  std::error_code ignored;
+  std::filesystem::remove(file, ignored);
+}
+
 }  // namespace
 
 // ---- the TCL RPC connection, used on the io thread ----
@@ -294,10 +300,7 @@ OpenOcdProbe::OpenOcdProbe(std::shared_ptr<BenchIo> io, OpenOcdConfig config)
     try {
       start_server();
     } catch (...) {
-      if (own_log_file_) {
-        std::error_code ignored;
-        std::filesystem::remove(log_file_, ignored);
-      }
+      if (own_log_file_) remove_log_file(log_file_);
       throw;
     }
   } else {
@@ -316,10 +319,7 @@ OpenOcdProbe::~OpenOcdProbe() {
     stop();
   } catch (...) {
   }
-  if (own_log_file_) {
-    std::error_code ignored;
-    std::filesystem::remove(log_file_, ignored);
-  }
+  if (own_log_file_) remove_log_file(log_file_);
 }
 
 void OpenOcdProbe::connect(std::chrono::milliseconds timeout) {

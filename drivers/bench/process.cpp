@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <spawn.h>
-#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,17 +19,6 @@ namespace otarig::drivers::bench {
 namespace {
 
 constexpr std::size_t kOutputTail = 4096;
-
-ExitStatus decode(int wait_status) {
-  ExitStatus s;
-  if (WIFSIGNALED(wait_status))
-    s.signal = WTERMSIG(wait_status);
-  else if (WIFEXITED(wait_status))
-    s.code = WEXITSTATUS(wait_status);
-  else
-    s.code = -1;
-  return s;
-}
 
 // posix_spawn's C objects, destroyed on every path.
 struct SpawnActions {
@@ -63,18 +51,7 @@ CommandSpec CommandSpec::shell(std::string line) { return CommandSpec{{"/bin/sh"
 
 std::string CommandSpec::text() const {
   if (argv.size() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c") return argv[2];
-  std::string out;
-  for (const auto& arg : argv) {
-    if (!out.empty()) out += ' ';
-    bool plain = !arg.empty() && arg.find_first_of(" \t\n'\"\\$`") == std::string::npos;
-    out += plain ? arg : "'" + arg + "'";
-  }
-  return out;
-}
-
-std::string ExitStatus::describe() const {
-  if (signal != 0) return fmt::format("killed by signal {} ({})", signal, ::strsignal(signal));
-  return fmt::format("exit status {}", code);
+  return command_text(argv);
 }
 
 ChildProcess ChildProcess::spawn(const CommandSpec& command, const Options& options) {
@@ -156,7 +133,7 @@ std::optional<ExitStatus> ChildProcess::try_reap() {
   int st = 0;
   pid_t r = ::waitpid(pid_, &st, WNOHANG);
   if (r == pid_)
-    status_ = decode(st);
+    status_ = ExitStatus::from_wait_status(st);
   else if (r < 0 && errno == ECHILD)
     status_ = ExitStatus{-1, 0};  // reaped elsewhere
   return status_;
@@ -177,7 +154,7 @@ ExitStatus ChildProcess::kill_and_reap() noexcept {
   do {
     r = ::waitpid(pid_, &st, 0);
   } while (r < 0 && errno == EINTR);
-  status_ = r == pid_ ? decode(st) : ExitStatus{-1, 0};
+  status_ = r == pid_ ? ExitStatus::from_wait_status(st) : ExitStatus{-1, 0};
   return *status_;
 }
 

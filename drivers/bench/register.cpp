@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <initializer_list>
+#include <string_view>
+#include <utility>
 
 #include "otarig/drivers/errors.hpp"
 
@@ -95,6 +98,22 @@ ConsoleReaderOptions parse_reader_keys(const Config& c) {
   return o;
 }
 
+// A key whose value is one of a few words: "parity is none, odd or even, not 'x'".
+template <class E>
+E parse_word(const Config& c, std::string_view key,
+             std::initializer_list<std::pair<std::string_view, E>> words) {
+  auto v = c.as_string();
+  std::string choices;
+  std::size_t i = 0;
+  for (const auto& [word, value] : words) {
+    if (v == word) return value;
+    choices += i == 0 ? "" : i + 1 == words.size() ? " or " : ", ";
+    choices += word;
+    ++i;
+  }
+  c.fail(fmt::format("{} is {}, not '{}'", key, choices, v));
+}
+
 std::filesystem::path beside_profile(const std::string& file, const std::filesystem::path& profile_dir) {
   std::filesystem::path p(file);
   if (p.is_absolute() || profile_dir.empty()) return p;
@@ -169,19 +188,12 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
     st.data_bits = static_cast<int>(v);
   }
   if (auto parity = s.find("parity")) {
-    auto v = parity->as_string();
-    if (v == "none")
-      st.parity = Parity::none;
-    else if (v == "odd")
-      st.parity = Parity::odd;
-    else if (v == "even")
-      st.parity = Parity::even;
-    else if (v == "mark")
-      st.parity = Parity::mark;
-    else if (v == "space")
-      st.parity = Parity::space;
-    else
-      parity->fail(fmt::format("parity is none, odd, even, mark or space, not '{}'", v));
+    st.parity = parse_word<Parity>(*parity, "parity",
+                                   {{"none", Parity::none},
+                                    {"odd", Parity::odd},
+                                    {"even", Parity::even},
+                                    {"mark", Parity::mark},
+                                    {"space", Parity::space}});
   }
   if (auto stop = s.find("stop_bits")) {
     auto v = stop->as_int();
@@ -189,17 +201,11 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
     st.stop_bits = static_cast<int>(v);
   }
   if (auto flow = s.find("flow_control")) {
-    auto v = flow->as_string();
-    if (v == "none")
-      st.flow = FlowControl::none;
-    else if (v == "xon_xoff")
-      st.flow = FlowControl::xon_xoff;
-    else if (v == "rts_cts")
-      st.flow = FlowControl::rts_cts;
-    else if (v == "dtr_dsr")
-      st.flow = FlowControl::dtr_dsr;
-    else
-      flow->fail(fmt::format("flow_control is none, xon_xoff, rts_cts or dtr_dsr, not '{}'", v));
+    st.flow = parse_word<FlowControl>(*flow, "flow_control",
+                                      {{"none", FlowControl::none},
+                                       {"xon_xoff", FlowControl::xon_xoff},
+                                       {"rts_cts", FlowControl::rts_cts},
+                                       {"dtr_dsr", FlowControl::dtr_dsr}});
   }
   if (auto dtr = s.find("dtr")) st.dtr = dtr->as_bool();
   if (auto rts = s.find("rts")) st.rts = rts->as_bool();
@@ -207,9 +213,9 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
   return config;
 }
 
-PtyConsoleConfig parse_pty_console(const Config& s) {
+TtyConsoleConfig parse_tty_console(const Config& s) {
   s.only_keys({"driver", "path", "baud", "reconnect_interval", "write_timeout", "max_line"});
-  PtyConsoleConfig config;
+  TtyConsoleConfig config;
   config.path = s.at("path").as_string();
   if (auto baud = s.find("baud")) {
     auto v = baud->as_int();
@@ -321,8 +327,8 @@ void register_bench_drivers(DriverRegistry& registry) {
         std::make_shared<SerialConsole>(BenchIo::for_bench(ctx.board_name), std::move(config), ctx.clock);
     parts.component_versions["libserialport"] = libserialport_version();
   });
-  registry.add_console("pty", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
-    auto config = parse_pty_console(s);
+  registry.add_console("tty", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
+    auto config = parse_tty_console(s);
     std::unique_ptr<TtyPathSource> source;
     try {
       source = std::make_unique<TtyPathSource>(config.path, config.baud);

@@ -7,7 +7,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -34,17 +33,6 @@ ExitStatus from_siginfo(const siginfo_t& info) {
     s.code = info.si_status;
   else
     s.signal = info.si_status;
-  return s;
-}
-
-ExitStatus from_wait_status(int status) {
-  ExitStatus s;
-  if (WIFSIGNALED(status))
-    s.signal = WTERMSIG(status);
-  else if (WIFEXITED(status))
-    s.code = WEXITSTATUS(status);
-  else
-    s.code = -1;
   return s;
 }
 
@@ -99,16 +87,6 @@ void make_raw(int fd) {
 
 }  // namespace
 
-void UniqueFd::reset(int fd) noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
-std::string ExitStatus::describe() const {
-  if (signal != 0) return fmt::format("killed by signal {} ({})", signal, ::strsignal(signal));
-  return fmt::format("exit status {}", code);
-}
-
 std::optional<std::filesystem::path> find_program(const std::string& name, const std::filesystem::path& base,
                                                   const std::vector<std::filesystem::path>& dirs) {
   if (name.empty()) return std::nullopt;
@@ -131,27 +109,6 @@ std::optional<std::filesystem::path> find_program(const std::string& name, const
     rest.remove_prefix(colon + 1);
   }
   return std::nullopt;
-}
-
-std::string command_text(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const auto& arg : argv) {
-    if (!out.empty()) out += ' ';
-    bool plain = !arg.empty() && arg.find_first_of(" \t\n'\"\\$`;&|<>()*?[]{}~#") == std::string::npos;
-    if (plain) {
-      out += arg;
-      continue;
-    }
-    out += '\'';
-    for (char c : arg) {
-      if (c == '\'')
-        out += "'\\''";
-      else
-        out += c;
-    }
-    out += '\'';
-  }
-  return out;
 }
 
 PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchSpec& spec) {
@@ -262,7 +219,7 @@ ExitStatus PtyProcess::kill() noexcept {
   do {
     r = ::waitpid(pid_, &st, 0);
   } while (r < 0 && errno == EINTR);
-  if (!status_) status_ = r == pid_ ? from_wait_status(st) : ExitStatus{-1, 0};
+  if (!status_) status_ = r == pid_ ? ExitStatus::from_wait_status(st) : ExitStatus{-1, 0};
   pid_ = -1;
   return *status_;
 }

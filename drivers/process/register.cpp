@@ -66,20 +66,20 @@ void register_process_drivers(DriverRegistry& registry) {
     parts.power = power;
     parts.component_versions["device-command"] = power->command_text();
   });
-  // `pty` is also the bench family's console for a tty found by path (a pty
-  // some other program made). On a process board it is the run's own pty;
-  // on any other board the factory registered before this one answers.
-  DriverRegistry::PartFactory other_pty;
-  if (const auto* existing = registry.console("pty")) other_pty = *existing;
-  registry.add_console(
-      "pty", [other_pty](const Config& section, const BindContext& context, BoardParts& parts) {
-        if (!find_process_device(parts) && other_pty) return other_pty(section, context, parts);
-        section.only_keys({"driver"});
-        auto device = bound_device(section, parts, "pty");
-        auto power = device->power();
-        if (!power) section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
-        parts.console = std::make_shared<PtyConsole>(power);
-      });
+  // A process board's console is the pty of its power driver's current run.
+  // A tty or pty found by path (on a lab board, or one QEMU made) is the
+  // bench family's console `tty`.
+  registry.add_console("pty", [](const Config& section, const BindContext&, BoardParts& parts) {
+    auto device = find_process_device(parts);
+    if (!device)
+      section.at("driver").fail(
+          "the 'pty' console is the pty of a process board (device `kind: process`); for a tty or pty "
+          "device by path use `driver: tty` with `path:`");
+    section.only_keys({"driver"});
+    auto power = device->power();
+    if (!power) section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
+    parts.console = std::make_shared<PtyConsole>(power);
+  });
   registry.add_link("console-command", [](const Config& section, const BindContext&, BoardParts& parts) {
     auto device = bound_device(section, parts, "console-command");
     auto power = device->power();

@@ -44,10 +44,12 @@ nlohmann::json observation_json(const Observation& o) {
     j["state"] = o.state;
     j["health"] = o.health;
   }
+  j["waited_ms"] = o.waited_ms;
   return j;
 }
 
-// The summary of one trial: the verdict event in the journal and the entry in run.json.
+}  // namespace
+
 nlohmann::json trial_summary(const TrialOutcome& t) {
   nlohmann::json j;
   j["id"] = t.spec.id;
@@ -93,6 +95,8 @@ nlohmann::json trial_summary(const TrialOutcome& t) {
   j["evidence"] = "trials/" + t.spec.id;
   return j;
 }
+
+namespace {
 
 void write_text(const std::filesystem::path& p, const std::string& text) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);

@@ -288,26 +288,30 @@ TEST(FdConsoleTest, ReadsAnAdoptedDescriptorAndStopsAtItsEnd) {
   EXPECT_EQ(console.transcript().text(), "hello");
 }
 
-TEST(PtyProfileTest, RegistryBuildsAConsoleFromItsSection) {
+TEST(TtyProfileTest, RegistryBuildsAConsoleFromItsSection) {
   DriverRegistry registry;
   register_bench_drivers(registry);
+  // `pty` is the process family's console (a process board's own pty); a
+  // tty or a pty by path is `tty` here.
+  EXPECT_EQ(registry.console("pty"), nullptr);
   TestPty pty;
   auto board = Config::load_string(
-      "console: {driver: pty, path: " + pty.slave_path() + ", write_timeout: 1s}", "board.yaml");
+      "console: {driver: tty, path: " + pty.slave_path() + ", write_timeout: 1s}", "board.yaml");
   BoardParts parts;
   BindContext ctx;
-  ctx.board_name = "pty-factory-test";
-  (*registry.console("pty"))(board.at("console"), ctx, parts);
+  ctx.board_name = "tty-factory-test";
+  ASSERT_NE(registry.console("tty"), nullptr);
+  (*registry.console("tty"))(board.at("console"), ctx, parts);
   ASSERT_NE(parts.console, nullptr);
   pty.write("ok\n");
   std::string got;
   for (int i = 0; i < 20 && got.size() < 3; ++i) got += parts.console->read(100ms);
   EXPECT_EQ(got, "ok\n");
 
-  EXPECT_THROW(parse_pty_console(Config::load_string("console: {driver: pty}", "b.yaml").at("console")),
+  EXPECT_THROW(parse_tty_console(Config::load_string("console: {driver: tty}", "b.yaml").at("console")),
                InputError);
-  EXPECT_THROW(parse_pty_console(
-                   Config::load_string("console: {driver: pty, path: /x, speed: 9}", "b.yaml").at("console")),
+  EXPECT_THROW(parse_tty_console(
+                   Config::load_string("console: {driver: tty, path: /x, speed: 9}", "b.yaml").at("console")),
                InputError);
 }
 

@@ -168,24 +168,30 @@ TEST(PtyConsole, CookedModeEchoesAsATerminalDoes) {
 namespace otarig::drivers::process {
 namespace {
 
-// `pty` is also the bench family's console for a tty found by path: on a
-// board that is not a process board, the factory registered before ours answers.
-TEST(PtyConsoleRegistration, OtherBoardsKeepTheEarlierPtyConsole) {
+// `pty` is a process board's own pty. Any other board (a lab board with a
+// tty by path) names the bench family's console `tty`: `pty` there is an
+// input error at the line of `driver:` that says so.
+TEST(PtyConsoleRegistration, OnlyAProcessBoardNamesPty) {
   DriverRegistry registry;
-  int earlier_calls = 0;
-  registry.add_console("pty", [&](const Config&, const BindContext&, BoardParts&) { ++earlier_calls; });
   register_process_drivers(registry);
-  auto root = Config::load_string("console: {driver: pty, path: /dev/ttyX}\n", "lab.yaml");
+  auto root = Config::load_string(
+      "device: {kind: lab}\n"
+      "console:\n"
+      "  driver: pty\n"
+      "  path: /dev/ttyX\n",
+      "lab.yaml");
   BoardParts lab;
   BindContext ctx;
-  (*registry.console("pty"))(root.at("console"), ctx, lab);
-  EXPECT_EQ(earlier_calls, 1);
+  try {
+    (*registry.console("pty"))(root.at("console"), ctx, lab);
+    FAIL() << "a board that is not a process board bound the 'pty' console";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("lab.yaml:3: ", 0), 0u) << what;
+    EXPECT_NE(what.find("process board"), std::string::npos) << what;
+    EXPECT_NE(what.find("`driver: tty`"), std::string::npos) << what;
+  }
   EXPECT_FALSE(lab.console);
-
-  // Without an earlier factory, a non-process board is an error naming the line.
-  DriverRegistry only_process;
-  register_process_drivers(only_process);
-  EXPECT_THROW((*only_process.console("pty"))(root.at("console"), ctx, lab), InputError);
 }
 
 }  // namespace

@@ -227,7 +227,8 @@ releases:
 
 
 @pytest.mark.parametrize("case", ["malformed-yaml", "wrong-type", "unknown-key", "unknown-board", "unknown-scenario",
-                                  "missing-release", "bad-shard", "bad-device-key", "bad-image"])
+                                  "missing-release", "bad-shard", "bad-device-key", "bad-image",
+                                  "pty-console-on-a-lab-board"])
 def test_bad_input_exits_2_naming_file_and_line(tmp_path, case):
     prof = tmp_path / "b.yaml"
     args = None
@@ -245,6 +246,14 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path, case):
         prof.write_text(BAD_PROFILE.replace("security_counter: one", "security_counter: 1")
                         .replace("  mode: ab\n", "  mode: ab\n  wings: 2\n"))
         expect = f"{prof}:5"
+    elif case == "pty-console-on-a-lab-board":
+        # `pty` is a process board's own pty; a tty by path is `tty`.
+        prof.write_text(BAD_PROFILE.replace("security_counter: one", "security_counter: 1")
+                        .replace("  kind: virtual\n  mode: ab\n", "  kind: lab\n")
+                        .replace("power: {driver: virtual}", "power: {driver: command, on: 'true', off: 'true'}")
+                        .replace("console: {driver: virtual}", "console: {driver: pty, path: /dev/null}"))
+        expect = (f"{prof}:5: console.driver: the 'pty' console is the pty of a process board (device "
+                  "`kind: process`); for a tty or pty device by path use `driver: tty`")
     elif case == "unknown-board":
         args = ["run", "--board", "no-such-board", "--scenario", "nightly", "--out", tmp_path / "o"]
         expect = "no-such-board"

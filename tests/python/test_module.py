@@ -1,7 +1,10 @@
 """The otarig Python module against the virtual boards: results, errors, GIL,
 hooks, progress, plans, single trials and direct driver use."""
 import ast
+import base64
 import json
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,6 +15,8 @@ import otarig
 from conftest import INPLACE, NOROLLBACK, REF, SRC, profile_variant
 
 STANDARD_ORACLES = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable"}
+# The command line, for `otarig report verify` (ctest sets it).
+OTARIG_BIN = os.environ.get("OTARIG_BIN", "otarig")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,57 @@ def test_findings_on_a_flawed_board(tmp_path):
     assert f.transcript.is_file() and f.transcript.name == "console.log"
     assert not r.trials[0].passed and r.trials[0].oracles["no-rollback"] is False
     assert str(r).startswith("FINDINGS: ")
+
+
+def ed25519_key(tmp_path, name):
+    """A fresh Ed25519 key pair made by openssl: (PKCS#8 private PEM, public PEM)."""
+    key, pub = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)], check=True,
+                   capture_output=True)
+    return key, pub
+
+
+def report_verify(out, key):
+    return subprocess.run([OTARIG_BIN, "report", "verify", str(out), "--key", str(key)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_run_signs_the_bundle_with_the_given_key(bench, tmp_path):
+    key, pub = ed25519_key(tmp_path, "release")
+    _, other_pub = ed25519_key(tmp_path, "other")
+    out = tmp_path / "signed"
+    r = bench.run("replay-old", out=out, signing_key=key)
+    assert r.passed and r.out == out
+
+    envelope = json.loads((out / "attestation.dsse.json").read_text())
+    payload = base64.b64decode(envelope["payload"])
+    assert json.loads(payload)["predicate"]["test_key"] is False
+    # The signature verifies with the key's public half, checked by openssl
+    # over the DSSE pre-authentication encoding, and by `otarig report verify`.
+    ptype = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype, len(payload), payload)
+    (tmp_path / "pae.bin").write_bytes(pae)
+    (tmp_path / "sig.bin").write_bytes(base64.b64decode(envelope["signatures"][0]["sig"]))
+    p = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub), "-rawin", "-in",
+                        str(tmp_path / "pae.bin"), "-sigfile", str(tmp_path / "sig.bin")], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    v = report_verify(out, pub)
+    assert v.returncode == 0 and "checked against the trusted key" in v.stdout, v.stdout + v.stderr
+    assert report_verify(out, other_pub).returncode == 1
+
+    # Without signing_key the bundle is signed by a key of its own, a test key.
+    unsigned = bench.run("replay-old", out=tmp_path / "test-key")
+    assert json.loads(base64.b64decode(json.loads(
+        (unsigned.out / "attestation.dsse.json").read_text())["payload"]))["predicate"]["test_key"] is True
+    assert report_verify(unsigned.out, pub).returncode == 1
+
+    # An unreadable key is bad input, before any trial runs.
+    with pytest.raises(otarig.InputError, match="no-such-key.pem"):
+        bench.run("replay-old", out=tmp_path / "no-key", signing_key=tmp_path / "no-such-key.pem")
+    assert not (tmp_path / "no-key" / "journal.jsonl").exists()
 
 
 def test_bench_by_name_resolves_like_the_cli():
@@ -288,6 +344,16 @@ def test_plan_filter_and_run(bench):
     trials = bench.run_plan(early)
     assert [t.fault["before_op"] for t in trials] == [1, 2, 3] and all(t.passed for t in trials)
     assert all(t.evidence is None and t.console_log for t in trials)
+
+
+def test_nightly_plan_lists_what_a_virtual_board_skips(bench):
+    plan = bench.plan("nightly")
+    skipped = dict(plan.skipped)
+    assert {"corrupt-in-transit", "impostor-server", "mtls-required", "stale-manifest",
+            "power-cut-trial-boot"} <= set(skipped)
+    assert "fault proxy" in skipped["corrupt-in-transit"]
+    assert "cannot cut power during a delivery" in skipped["power-cut-trial-boot"]
+    assert all(t.scenario not in skipped for t in plan.trials)
 
 
 def test_single_trial_with_a_chosen_fault(bench):

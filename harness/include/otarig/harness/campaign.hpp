@@ -50,6 +50,10 @@ struct CampaignResult {
   int exit_code() const { return !aborted.empty() ? 3 : (findings ? 1 : 0); }
 };
 
+/// The summary of one trial: its verdict event in the journal, its entry in
+/// run.json ("evidence" names its folder, trials/ID).
+nlohmann::json trial_summary(const TrialOutcome& trial);
+
 /// Runs a campaign and writes the evidence into options.out. InputError for
 /// bad profiles/scenarios/arguments; bench failures end up in `aborted`.
 CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& registry);

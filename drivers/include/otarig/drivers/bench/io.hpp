@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "otarig/drivers/unique_fd.hpp"
+
 namespace otarig::drivers::bench {
 
 /// Completion of an asynchronous bench operation: null on success, else the error.
@@ -32,30 +34,7 @@ using Done = std::function<void(std::exception_ptr)>;
 /// One asynchronous step: starts its work and calls its Done exactly once.
 using Step = std::function<void(Done)>;
 
-/// Owns one file descriptor; closes it once. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() noexcept = default;
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) reset(other.release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) noexcept;
-  /// A close-on-exec duplicate of `fd` (std::system_error on failure).
-  static UniqueFd duplicate(int fd);
-
- private:
-  int fd_ = -1;
-};
+using drivers::UniqueFd;
 
 /// The io_context of one bench and the thread that runs it.
 class BenchIo {
@@ -136,6 +115,11 @@ class OpQueue {
  public:
   OpQueue();
   void push(Step op, Done done);
+  /// Queues `steps` as one operation: run one after another (run_sequence).
+  void push_sequence(std::vector<Step> steps, Done done);
+  /// Completes `done` once every operation queued before it has finished
+  /// (a driver's destructor waits so before it releases its device).
+  void push_barrier(Done done);
   bool idle() const;
 
  private:

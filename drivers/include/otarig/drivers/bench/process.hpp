@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "otarig/drivers/bench/io.hpp"
+#include "otarig/drivers/exit_status.hpp"
 
 namespace otarig::drivers::bench {
 
@@ -22,18 +23,12 @@ struct CommandSpec {
   std::vector<std::string> argv;
   /// `/bin/sh -c line`: for profile commands written as one string.
   static CommandSpec shell(std::string line);
-  /// The command as a user wrote it, for messages.
+  /// The command as a user wrote it, for messages: the shell line, or the
+  /// arguments quoted as command_text() quotes them.
   std::string text() const;
 };
 
-/// How a process ended.
-struct ExitStatus {
-  int code = 0;    ///< exit code when signal == 0
-  int signal = 0;  ///< the signal that killed it, else 0
-  bool success() const { return signal == 0 && code == 0; }
-  /// "exit status 3" or "killed by signal 9 (Killed)".
-  std::string describe() const;
-};
+using drivers::ExitStatus;
 
 /// A spawned child and its process group. Move-only; the destructor kills the
 /// group and reaps the child when it is still running.

@@ -22,13 +22,14 @@ CommandPowerConfig parse_command_power(const Config& section);
 /// `console: {driver: serial, ...}`
 SerialConsoleConfig parse_serial_console(const Config& section);
 
-struct PtyConsoleConfig {
+struct TtyConsoleConfig {
   std::filesystem::path path;
-  unsigned baud = 0;
+  unsigned baud = 0;  ///< 0: keep the speed the tty has
   ConsoleReaderOptions reader;
 };
-/// `console: {driver: pty, ...}`
-PtyConsoleConfig parse_pty_console(const Config& section);
+/// `console: {driver: tty, ...}`: any tty device by path (/dev/ttyS1, a pty
+/// that QEMU or the user made), without libserialport.
+TtyConsoleConfig parse_tty_console(const Config& section);
 /// `probe: {driver: openocd, ...}`; relative files are looked up beside the
 /// profile first (`profile_dir`).
 OpenOcdConfig parse_openocd(const Config& section, const std::filesystem::path& profile_dir);
@@ -38,7 +39,7 @@ OpenOcdConfig parse_openocd(const Config& section, const std::filesystem::path& 
 namespace otarig::drivers {
 
 /// Device kind "lab" (a physical board), power "gpio" and "command", console
-/// "serial" and "pty", probe "openocd".
+/// "serial" (libserialport) and "tty" (a tty device by path), probe "openocd".
 void register_bench_drivers(DriverRegistry& registry);
 
 }  // namespace otarig::drivers

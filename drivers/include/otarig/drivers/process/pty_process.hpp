@@ -13,38 +13,14 @@
 #include <utility>
 #include <vector>
 
+#include "otarig/drivers/exit_status.hpp"
+#include "otarig/drivers/unique_fd.hpp"
+
 namespace otarig::drivers::process {
 
-/// Owns one file descriptor and closes it exactly once. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() noexcept = default;
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) reset(other.release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) noexcept;
-
- private:
-  int fd_ = -1;
-};
-
-/// How a device process ended.
-struct ExitStatus {
-  int code = 0;    ///< exit code when signal == 0
-  int signal = 0;  ///< the signal that ended it, else 0
-  /// "exit status 3" or "killed by signal 9 (Killed)".
-  std::string describe() const;
-};
+using drivers::command_text;
+using drivers::ExitStatus;
+using drivers::UniqueFd;
 
 /// What to start.
 struct LaunchSpec {
@@ -67,9 +43,6 @@ struct LaunchSpec {
 /// then in $PATH. nullopt when it is not an executable file anywhere.
 std::optional<std::filesystem::path> find_program(const std::string& name, const std::filesystem::path& base,
                                                   const std::vector<std::filesystem::path>& dirs);
-
-/// Quotes a command line for messages ("otarig-vboard --flash '/tmp/x y'").
-std::string command_text(const std::vector<std::string>& argv);
 
 /// One run of a device program on a fresh pty. Move-only. The destructor
 /// kills the process group and reaps the child when it is still running, and
