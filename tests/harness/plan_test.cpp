@@ -168,8 +168,12 @@ TEST(Plan, CountedCutsBecomeDeliveryCutsOnAProcessBoard) {
   std::set<std::string> kinds;
   for (const auto* t : random) {
     kinds.insert(t->cut_at);
-    if (t->cut_at == "download-byte") EXPECT_LT(t->cut_byte, 1000u);
-    if (t->cut_at == "time") EXPECT_LT(t->cut_delay_ms, 100u);
+    if (t->cut_at == "download-byte") {
+      EXPECT_LT(t->cut_byte, 1000u);
+    }
+    if (t->cut_at == "time") {
+      EXPECT_LT(t->cut_delay_ms, 100u);
+    }
     EXPECT_EQ(t->cut_op, 0u) << "no counted cut on a process board";
     EXPECT_FALSE(t->torn);
   }
