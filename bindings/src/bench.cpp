@@ -295,7 +295,8 @@ class Drivers {
   }
 
   Delivery deliver(py::handle image) {
-    auto img = image_arg(image, releases_ptr());
+    auto releases = releases_ptr();
+    auto img = image_arg(image, releases);
     auto b = bound();
     py::gil_scoped_release nogil;
     std::lock_guard lock(b->mu);
@@ -304,7 +305,8 @@ class Drivers {
     if (!bench.parts().power->is_on()) bench.power_on("deliver()");
     drivers::DeliveryResult r;
     try {
-      r = bench.parts().link->deliver(img->bytes);
+      // A packaged board (docs/ota-clients.md) takes the image's package.
+      r = bench.parts().link->deliver(releases ? releases->artifact(*img) : img->bytes);
     } catch (const BenchError&) {
       throw;
     } catch (const InputError&) {

@@ -17,6 +17,9 @@
 #include "otarig/drivers/net/pki.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
+#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
+#include "otarig/drivers/clients/device.hpp"
+#endif
 
 namespace otarig::drivers::process {
 namespace {
@@ -68,16 +71,42 @@ DeviceConfig DeviceConfig::from_config(const Config& device) {
     if (!cfg.server && cfg.tls != Tls::off) net->at("tls").fail("TLS needs the update server (server: true)");
   }
   if (auto prov = device.find("provision")) {
-    prov->only_keys(
-        {"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"});
+    prov->only_keys({"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors",
+                     "dir", "bootloader", "bootlimit"});
     const auto format = prov->at("format").as_string();
     if (format == "otarig-vboard")
       cfg.provision = ProvisionFormat::vboard_flash;
     else if (format == "image-file")
       cfg.provision = ProvisionFormat::image_file;
+    else if (format == "client-slots")
+      cfg.provision = ProvisionFormat::client_slots;
     else
       prov->at("format").fail(
-          fmt::format("unknown provision format '{}' (known: otarig-vboard, image-file)", format));
+          fmt::format("unknown provision format '{}' (known: otarig-vboard, image-file, client-slots)", format));
+    for (const char* k : {"dir", "bootloader", "bootlimit"})
+      if (cfg.provision != ProvisionFormat::client_slots && prov->has(k))
+        prov->at(k).fail(fmt::format("`{}` applies to format client-slots only", k));
+    if (cfg.provision == ProvisionFormat::client_slots) {
+      // A real-client board (docs/ota-clients.md): slot files and boot state in one folder.
+      for (const char* k : {"file", "mode", "sector_size", "program_align", "metadata_sectors"})
+        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format client-slots", k));
+      cfg.client_dir = prov->string_or("dir", "${storage}");
+      cfg.client_bootloader = prov->string_or("bootloader", cfg.client_bootloader);
+#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
+      if (!clients::parse_bootloader(cfg.client_bootloader))
+        prov->at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom)",
+                                                cfg.client_bootloader));
+#else
+      prov->at("format").fail("this otarig was built without the clients driver family");
+#endif
+      cfg.client_slot_size = prov->size_or("slot_size", cfg.client_slot_size);
+      if (cfg.client_slot_size < 4096 || cfg.client_slot_size > (std::uint64_t{1} << 32))
+        prov->at("slot_size").fail("must be 4KiB..4GiB");
+      const auto limit = prov->size_or("bootlimit", cfg.client_bootlimit);
+      if (limit < 1 || limit > 100) prov->at("bootlimit").fail("must be 1..100");
+      cfg.client_bootlimit = static_cast<std::uint32_t>(limit);
+      return cfg;
+    }
     cfg.provision_file = prov->at("file").as_string();
     if (cfg.provision != ProvisionFormat::vboard_flash) {
       for (const char* k : {"mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
@@ -127,6 +156,18 @@ ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
     }
   } catch (const std::exception& e) {
     throw BenchError(fmt::format("{}: cannot create the device's storage folder: {}", board_, e.what()));
+  }
+
+  // The CA the device's OTA client trusts for signed packages.
+  if (!context.package_trust_pem.empty()) {
+    try {
+      std::filesystem::create_directories(storage_ / "trust");
+      package_ca_ = storage_ / "trust" / "package-ca.pem";
+      const auto& pem = context.package_trust_pem;
+      write_file_atomically(package_ca_, {reinterpret_cast<const std::uint8_t*>(pem.data()), pem.size()});
+    } catch (const std::exception& e) {
+      throw BenchError(fmt::format("{}: cannot write the package CA into the storage: {}", board_, e.what()));
+    }
   }
 
   // Network: the update server, and the fault proxy in front of it.
@@ -199,6 +240,8 @@ std::string ProcessDevice::expand(std::string_view text,
           value = std::to_string(update_port_);
         else if (name == "profile_dir")
           value = profile_dir_.string();
+        else if (name == "package_ca")
+          value = package_ca_.string();
         for (const auto& [k, v] : extra)
           if (name == k) value = v;
         if (value) {
@@ -223,6 +266,7 @@ std::vector<std::pair<std::string, std::string>> ProcessDevice::environment() co
   for (const auto& k : trusted_) keys += (keys.empty() ? "" : ",") + crypto::hex(k);
   env.emplace_back("OTARIG_TRUSTED_KEYS", keys);
   if (!ca_.empty()) env.emplace_back("OTARIG_CA", ca_.string());
+  if (!package_ca_.empty()) env.emplace_back("OTARIG_PACKAGE_CA", package_ca_.string());
   if (!client_cert_.empty()) {
     env.emplace_back("OTARIG_CLIENT_CERT", client_cert_.string());
     env.emplace_back("OTARIG_CLIENT_KEY", client_key_.string());
@@ -235,6 +279,24 @@ void ProcessDevice::provision(std::span<const std::uint8_t> image) {
     throw BenchError(
         fmt::format("{}: the board has no provisioning (add `provision:` to its device section)", board_));
   if (auto p = power()) p->off();
+#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
+  if (cfg_.provision == DeviceConfig::ProvisionFormat::client_slots) {
+    std::filesystem::path dir = expand(cfg_.client_dir);
+    if (dir.is_relative()) dir = storage_ / dir;
+    clients::ProvisionSpec spec;
+    spec.bootloader = *clients::parse_bootloader(cfg_.client_bootloader);
+    spec.slot_size = cfg_.client_slot_size;
+    spec.bootlimit = cfg_.client_bootlimit;
+    try {
+      clients::provision_slots(clients::SlotLayout{dir}, spec, image);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: provisioning {}: {}", board_, dir.string(), e.what()));
+    } catch (const std::exception& e) {
+      throw BenchError(fmt::format("{}: provisioning {}: {}", board_, dir.string(), e.what()));
+    }
+    return;
+  }
+#endif
   std::filesystem::path file = expand(cfg_.provision_file);
   if (file.is_relative()) file = storage_ / file;
   try {

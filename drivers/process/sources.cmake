@@ -17,4 +17,9 @@ target_link_libraries(otarig_drivers_process
 # Where a bare program name in a profile's command is looked for before
 # $PATH: otarig's own tools in the build tree, then the installed bindir.
 target_compile_definitions(otarig_drivers_process PRIVATE
-  OTARIG_PROCESS_TOOL_DIRS="${PROJECT_BINARY_DIR}/tools/vboard:${CMAKE_INSTALL_FULL_BINDIR}")
+  OTARIG_PROCESS_TOOL_DIRS="${PROJECT_BINARY_DIR}/tools/vboard:${PROJECT_BINARY_DIR}/tools/clientboard:${CMAKE_INSTALL_FULL_BINDIR}")
+# Provisioning format `client-slots` (the real-client boards, docs/ota-clients.md).
+if(TARGET otarig_drivers_clients)
+  target_link_libraries(otarig_drivers_process PUBLIC otarig_drivers_clients)
+  target_compile_definitions(otarig_drivers_process PRIVATE OTARIG_HAVE_CLIENTS_DRIVERS=1)
+endif()

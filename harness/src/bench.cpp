@@ -19,6 +19,7 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   ctx.board_name = profile.name;
   ctx.profile_dir = profile.path.parent_path();
   ctx.trusted_keys = releases.trusted();
+  ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
 
   const Config& root = profile.root;

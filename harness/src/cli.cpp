@@ -12,6 +12,7 @@
 
 #include "faults.hpp"
 #include "otarig/drivers/image.hpp"
+#include "otarig/drivers/clients/package.hpp"
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/detection.hpp"
 #include "otarig/harness/journal.hpp"
@@ -203,6 +204,17 @@ int cli_main(int argc, char** argv) {
   build->add_option("--generate-key", b_genkey, "write a new Ed25519 key to this PEM file and sign with it");
   build->add_flag("--self-test-fail", b_selftest_fail, "mark the image as one whose self-test fails");
   build->add_option("--out", b_out, "output image")->required();
+  // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
+  // the slot content of a signed .swu or .raucb.
+  std::string b_format = "otarig", b_signer, b_hardware = "1.0", b_compatible = "otarig-board";
+  build->add_option("--format", b_format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
+      ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
+      ->capture_default_str();
+  build->add_option("--signer", b_signer,
+                    "swu/raucb: folder with ca.pem, signer.pem, signer.key (a fresh test PKI is written there "
+                    "when it has none)");
+  build->add_option("--hardware", b_hardware, "swu: hardware-compatibility revision")->capture_default_str();
+  build->add_option("--compatible", b_compatible, "raucb: the system's compatible")->capture_default_str();
 
   std::string t_in, t_out, t_flip, t_resign, t_version;
   std::int64_t t_truncate = -1, t_append = -1;
@@ -336,6 +348,22 @@ int cli_main(int argc, char** argv) {
         key = load_key_ref(b_key, ".");
       }
       auto img = image::build(h, payload, *key);
+      if (b_format != "otarig") {
+        if (b_signer.empty()) throw InputError("otarig image build: --format " + b_format + " needs --signer DIR");
+        namespace cl = drivers::clients;
+        if (!std::filesystem::exists(std::filesystem::path(b_signer) / "signer.key"))
+          cl::SigningPki::generate("otarig package").write(b_signer);
+        const auto pki = cl::SigningPki::read(b_signer);
+        const auto content = cl::package_content(img);
+        const auto pkg = b_format == "swu"
+                             ? cl::swu_archive(cl::swu_parts(content, &pki.signer, b_hardware))
+                             : cl::rauc_bundle(cl::rauc_manifest(content, b_compatible), img, pki.signer,
+                                               pki.ca.cert_pem);
+        write_file(b_out, pkg);
+        std::cout << fmt::format("{}: {} {} bytes, version {}, signer {}/signer.pem, slot image digest {}\n", b_out,
+                                 b_format, pkg.size(), content.version, b_signer, device_digest(img));
+        return 0;
+      }
       write_file(b_out, img);
       std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", b_out, img.size(),
                                h.version.str(), h.security_counter, crypto::hex(key->id()), device_digest(img));

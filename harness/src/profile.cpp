@@ -78,7 +78,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   auto root = Config::load_file(file);
   if (!root.is_map()) root.fail("a board profile must be a map");
   root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
-                  "releases", "image_format", "tags"});
+                  "releases", "image_format", "tags", "package"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
   p.description = root.string_or("description", "");

@@ -152,7 +152,7 @@ class Runner {
     const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
     drivers::DeliveryResult r;
     try {
-      r = bench_.parts().link->deliver(img.bytes);
+      r = bench_.parts().link->deliver(releases_.artifact(img));
     } catch (const BenchError&) {
       throw;
     } catch (const std::exception& e) {
@@ -405,11 +405,11 @@ class Runner {
     parts.provision->provision(releases_.get(s_.start).bytes);
     bench_.power_on("brown-out");
     for (const auto& name : s_.before) {
-      parts.link->deliver(releases_.get(name).bytes);
+      parts.link->deliver(releases_.artifact(releases_.get(name)));
       power_up_if_off("brown-out");
     }
     ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, false});
-    parts.link->deliver(image_->bytes);
+    parts.link->deliver(releases_.artifact(*image_));
     ff->disarm();
     for (const auto& c : cuts) {
       if (parts.power->is_on()) bench_.power_off("brown-out");
@@ -609,7 +609,7 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
   parts.provision->provision(s.bytes);
   bench.power_on("count flash operations");
   parts.flash_faults->arm(drivers::FlashCut{0, false, 0});
-  auto r = parts.link->deliver(d.bytes);
+  auto r = parts.link->deliver(releases.artifact(d));
   auto n = parts.flash_faults->ops_counted();
   parts.flash_faults->disarm();
   if (r.status != drivers::DeliveryStatus::accepted)
@@ -635,7 +635,7 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
   bench.power_on("measure an update");
   bench.drain_console();
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = parts.link->deliver(d.bytes);
+  auto r = parts.link->deliver(releases.artifact(d));
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   bench.drain_console();
   (void)bench.take_transcript();
@@ -654,7 +654,7 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.delivery_cuts = delivery_cuts(bench) != nullptr;
   if (auto* net = network_faults(bench)) a.network = net->tls_mode();
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
-    return releases.get(name).bytes.size();
+    return releases.artifact(releases.get(name)).size();
   };
   a.update_ms = [&bench, &releases](const std::string& s, const std::string& d) {
     return measure_update_ms(bench, releases, s, d);

@@ -36,6 +36,10 @@ struct BindContext {
   std::filesystem::path profile_dir;
   /// Public keys the device trusts (from the profile's signing keys).
   std::vector<crypto::PublicKey> trusted_keys;
+  /// For a board whose updates come as signed packages (the profile's
+  /// `package:`, docs/ota-clients.md): the CA certificate (PEM) its OTA
+  /// client is to trust. Empty otherwise.
+  std::string package_trust_pem;
   /// Seed for any randomness of the device model (derived per trial).
   std::uint64_t seed = 0;
 };

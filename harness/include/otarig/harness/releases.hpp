@@ -11,6 +11,10 @@
 #include "otarig/harness/profile.hpp"
 #include "otarig/harness/rng.hpp"
 
+namespace otarig::drivers::clients {
+struct SigningPki;
+}
+
 namespace otarig::harness {
 
 struct BuiltImage {
@@ -22,6 +26,22 @@ struct BuiltImage {
   bool authentic = true;     ///< validly signed by a trusted key, unmodified
   bool fails_self_test = false;
   std::string variant;       ///< "" for a release as built
+  /// On a board that takes packages (the profile's `package:`,
+  /// docs/ota-clients.md): the artifact delivered (.swu, .raucb); `bytes`
+  /// stays the slot image the device boots, on which `digest` is computed.
+  /// Empty: `bytes` is what is delivered.
+  image::Bytes package;
+  /// device_digest of the `bytes` the package was made for (a copy whose
+  /// bytes changed since needs a package of its own: ReleaseSet::artifact()).
+  std::string package_of;
+};
+
+/// The profile's `package:` section: how updates are packaged for the
+/// board's OTA client.
+struct PackageSettings {
+  std::string format;                  ///< "" (the otarig image itself), "swu" or "raucb"
+  std::string hardware_revision = "1.0";  ///< swu: hardware-compatibility
+  std::string compatible = "otarig-board";  ///< raucb: the system's compatible string
 };
 
 /// Loads a key reference: "test:LABEL" (deterministic test key) or a PEM path
@@ -39,11 +59,32 @@ class ReleaseSet {
   const std::vector<std::string>& authentic_digests() const { return authentic_; }
 
   /// A variant of `base` for fault `kind` ("tamper" with `variant`, "unsigned",
-  /// "wrong-key", "self-test-fail"); offsets are drawn from `rng`.
+  /// "wrong-key", "self-test-fail"); offsets are drawn from `rng`. On a
+  /// packaged board the damage is done to the package and the slot image
+  /// inside an inauthentic package carries one flipped payload bit
+  /// (docs/ota-clients.md).
   BuiltImage make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                           Rng& rng, std::string* detail) const;
 
+  const PackageSettings& package_settings() const { return package_; }
+  /// The CA certificate (PEM) the device's client trusts; empty without `package:`.
+  std::string package_trust_pem() const;
+  /// The bytes to deliver for `img`: `img.bytes` on a board without
+  /// packages; else its package, or a fresh validly signed package of
+  /// `img.bytes` when they changed since (an authentic image made by
+  /// copying a release). BenchError for an inauthentic image without its
+  /// own package (the rig never signs one by accident).
+  image::Bytes artifact(const BuiltImage& img) const;
+  /// A validly signed package of `slot_image`, described as its header says.
+  image::Bytes package(std::span<const std::uint8_t> slot_image) const;
+
  private:
+  BuiltImage self_test_twin(const BuiltImage& base) const;
+  BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
+                             std::string* detail) const;
+  PackageSettings package_;
+  std::shared_ptr<const drivers::clients::SigningPki> pki_;
+
   std::vector<BuiltImage> releases_;
   std::vector<crypto::PublicKey> trusted_;
   std::vector<std::string> authentic_;

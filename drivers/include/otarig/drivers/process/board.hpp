@@ -72,11 +72,19 @@ struct DeviceConfig {
     none,          ///< the board cannot be provisioned
     vboard_flash,  ///< otarig-vboard flash file (flash_file.hpp): slot A, boot record, counter
     image_file,    ///< the image bytes as the file
+    client_slots,  ///< a real-client board's slot files and boot state (clients/device.hpp)
   };
   ProvisionFormat provision = ProvisionFormat::none;
   std::string provision_file;  ///< may use ${storage}
   /// vboard_flash: the board the flash is made for (mode and geometry).
   vboard::BoardConfig vboard;
+  /// client_slots: the folder holding the slots and boot state (may use
+  /// ${storage}; default ${storage}), the boot state format, slot size and
+  /// boot limit.
+  std::string client_dir;
+  std::string client_bootloader = "uboot-env";
+  std::uint64_t client_slot_size = 4u << 20;
+  std::uint32_t client_bootlimit = 3;
 
   /// Reads `kind, storage, keep_storage, network{server, tls, proxy},
   /// provision{format, file, mode, slot_size, sector_size, program_align,
@@ -115,6 +123,10 @@ class ProcessDevice final : public ProvisionProtocol {
   /// The CA (PEM file) the server's certificate chains to; empty without TLS.
   const std::filesystem::path& ca_file() const { return ca_; }
 
+  /// The package CA certificate file written into the storage (from
+  /// BindContext::package_trust_pem, ${package_ca}); empty without one.
+  const std::filesystem::path& package_ca_file() const { return package_ca_; }
+
   /// Replaces ${storage}, ${board}, ${update_url}, ${update_port}, ${profile_dir}, and any
   /// `extra` names; an unknown ${name} is left as it is.
   std::string expand(std::string_view text,
@@ -141,6 +153,7 @@ class ProcessDevice final : public ProvisionProtocol {
   Clock* clock_ = nullptr;
   std::vector<crypto::PublicKey> trusted_;
   std::filesystem::path ca_, client_cert_, client_key_;
+  std::filesystem::path package_ca_;
   std::unique_ptr<net::UpdateServer> server_;
   std::unique_ptr<net::FaultProxy> proxy_;
   std::string update_url_;

@@ -1,0 +1,180 @@
+// The signing PKI of packaged boards and CMS signatures, through OpenSSL 3.
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "otarig/drivers/clients/tools.hpp"
+
+#include "otarig/drivers/clients/package.hpp"
+#include "otarig/drivers/errors.hpp"
+
+namespace otarig::drivers::clients {
+namespace {
+
+template <class T, void F(T*)>
+struct Deleter {
+  void operator()(T* p) const noexcept { F(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
+using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using CmsPtr = std::unique_ptr<CMS_ContentInfo, Deleter<CMS_ContentInfo, CMS_ContentInfo_free>>;
+
+[[noreturn]] void fail(const std::string& step) {
+  std::string detail = "unknown OpenSSL error";
+  if (unsigned long e = ERR_get_error(); e != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    detail = buf;
+  }
+  ERR_clear_error();
+  throw BenchError("package signing: " + step + ": " + detail);
+}
+
+struct Issued {
+  X509Ptr cert;
+  PkeyPtr key;
+};
+
+void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
+  if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) fail(std::string("add extension ") + OBJ_nid2sn(nid));
+}
+
+// `issuer` null: a self-signed CA.
+Issued issue(const std::string& common_name, const Issued* issuer) {
+  Issued out{X509Ptr(X509_new()), PkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", const_cast<char*>("P-256")))};
+  X509* x = out.cert.get();
+  if (!x || !out.key) fail("generate a key for " + common_name);
+  if (X509_set_version(x, 2) != 1) fail("set version");
+  std::uint64_t serial = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&serial), sizeof serial) != 1) fail("random serial");
+  serial = (serial >> 1) | 1;
+  if (ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), serial) != 1) fail("set serial");
+  X509_NAME* name = X509_get_subject_name(x);
+  for (auto [field, value] : {std::pair<const char*, std::string>{"O", "otarig"}, {"CN", common_name}})
+    if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                                   reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0) != 1)
+      fail("set subject name");
+  X509* issuer_cert = issuer ? issuer->cert.get() : x;
+  if (X509_set_issuer_name(x, X509_get_subject_name(issuer_cert)) != 1) fail("set issuer name");
+  // Valid from a day ago (clock skew) for ten years: packages outlive a run.
+  if (!X509_gmtime_adj(X509_getm_notBefore(x), -86400) ||
+      !X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 86400))
+    fail("set validity");
+  if (X509_set_pubkey(x, out.key.get()) != 1) fail("set public key");
+  add_ext(x, issuer_cert, NID_subject_key_identifier, "hash");
+  add_ext(x, issuer_cert, NID_authority_key_identifier, "keyid:always");
+  if (!issuer) {
+    add_ext(x, issuer_cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+    add_ext(x, issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    add_ext(x, issuer_cert, NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(x, issuer_cert, NID_key_usage, "critical,digitalSignature");
+    add_ext(x, issuer_cert, NID_ext_key_usage, "emailProtection,codeSigning");
+  }
+  EVP_PKEY* signer = issuer ? issuer->key.get() : out.key.get();
+  if (X509_sign(x, signer, EVP_sha256()) <= 0) fail("sign certificate " + common_name);
+  return out;
+}
+
+std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+PemPair to_pem(const Issued& in) {
+  BioPtr cert(BIO_new(BIO_s_mem()));
+  BioPtr key(BIO_new(BIO_s_mem()));
+  if (!cert || !key || PEM_write_bio_X509(cert.get(), in.cert.get()) != 1 ||
+      PEM_write_bio_PrivateKey(key.get(), in.key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    fail("write PEM");
+  return {bio_text(cert.get()), bio_text(key.get())};
+}
+
+}  // namespace
+
+SigningPki SigningPki::generate(const std::string& label) {
+  auto ca = issue(label + " CA", nullptr);
+  auto signer = issue(label + " signer", &ca);
+  auto wrong_ca = issue(label + " unrelated CA", nullptr);
+  auto wrong_signer = issue(label + " signer", &wrong_ca);  // same name, another CA
+  return {to_pem(ca), to_pem(signer), to_pem(wrong_ca), to_pem(wrong_signer)};
+}
+
+void SigningPki::write(const std::filesystem::path& dir) const {
+  std::filesystem::create_directories(dir);
+  for (const auto& [name, pair] : {std::pair<const char*, const PemPair*>{"ca", &ca},
+                                   {"signer", &signer},
+                                   {"wrong-ca", &wrong_ca},
+                                   {"wrong-signer", &wrong_signer}}) {
+    write_text(dir / (std::string(name) + ".pem"), pair->cert_pem);
+    const auto key = dir / (std::string(name) + ".key");
+    write_text(key, pair->key_pem);
+    std::filesystem::permissions(key, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+}
+
+SigningPki SigningPki::read(const std::filesystem::path& dir) {
+  auto text = [&](const std::string& name) {
+    auto bytes = read_bytes(dir / name);
+    return std::string(bytes.begin(), bytes.end());
+  };
+  SigningPki p;
+  for (auto [name, pair] : {std::pair<const char*, PemPair*>{"ca", &p.ca},
+                            {"signer", &p.signer},
+                            {"wrong-ca", &p.wrong_ca},
+                            {"wrong-signer", &p.wrong_signer}}) {
+    pair->cert_pem = text(std::string(name) + ".pem");
+    pair->key_pem = text(std::string(name) + ".key");
+  }
+  return p;
+}
+
+Bytes cms_sign(std::span<const std::uint8_t> content, const PemPair& signer) {
+  BioPtr cert_bio(BIO_new_mem_buf(signer.cert_pem.data(), static_cast<int>(signer.cert_pem.size())));
+  BioPtr key_bio(BIO_new_mem_buf(signer.key_pem.data(), static_cast<int>(signer.key_pem.size())));
+  if (!cert_bio || !key_bio) fail("BIO_new_mem_buf");
+  X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+  PkeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+  if (!cert || !key) fail("read the signer's certificate and key");
+  BioPtr data(BIO_new_mem_buf(content.data(), static_cast<int>(content.size())));
+  if (!data) fail("BIO_new_mem_buf");
+  CmsPtr cms(CMS_sign(cert.get(), key.get(), nullptr, data.get(),
+                      CMS_DETACHED | CMS_BINARY | CMS_NOSMIMECAP));
+  if (!cms) fail("CMS_sign");
+  BioPtr out(BIO_new(BIO_s_mem()));
+  if (!out || i2d_CMS_bio(out.get(), cms.get()) != 1) fail("write the CMS signature");
+  auto text = bio_text(out.get());
+  return Bytes(text.begin(), text.end());
+}
+
+std::pair<std::size_t, std::size_t> cms_signature_value(std::span<const std::uint8_t> der) {
+  BioPtr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
+  CmsPtr cms(in ? d2i_CMS_bio(in.get(), nullptr) : nullptr);
+  ERR_clear_error();
+  if (!cms) throw InputError("not a DER CMS signature");
+  auto* infos = CMS_get0_SignerInfos(cms.get());
+  if (!infos || sk_CMS_SignerInfo_num(infos) < 1) throw InputError("a CMS signature without a signer");
+  auto* value = CMS_SignerInfo_get0_signature(sk_CMS_SignerInfo_value(infos, 0));
+  if (!value || ASN1_STRING_length(value) <= 0) throw InputError("a CMS signer without a signature value");
+  const auto* bytes = ASN1_STRING_get0_data(value);
+  const auto n = static_cast<std::size_t>(ASN1_STRING_length(value));
+  auto it = std::search(der.begin(), der.end(), bytes, bytes + n);
+  if (it == der.end()) throw InputError("the CMS signature value is not found in its DER");
+  return {static_cast<std::size_t>(it - der.begin()), n};
+}
+
+}  // namespace otarig::drivers::clients

@@ -1,0 +1,148 @@
+// Spawning the clients' tools and small file helpers.
+#include "otarig/drivers/clients/tools.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "otarig/drivers/errors.hpp"
+
+extern char** environ;
+
+namespace otarig::drivers::clients {
+
+std::string find_tool(const std::string& tool) {
+  if (tool.find('/') != std::string::npos) return ::access(tool.c_str(), X_OK) == 0 ? tool : std::string();
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path && *path ? path : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (dir.empty()) continue;
+    auto candidate = std::filesystem::path(dir) / tool;
+    if (::access(candidate.c_str(), X_OK) == 0 && std::filesystem::is_regular_file(candidate))
+      return candidate.string();
+  }
+  // Administrative tools (mksquashfs) live in sbin, which a user's PATH may lack.
+  for (const char* dir2 : {"/usr/sbin", "/sbin"}) {
+    auto candidate = std::filesystem::path(dir2) / tool;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return {};
+}
+
+ToolResult run_tool(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                    const std::filesystem::path& cwd) {
+  if (argv.empty()) throw BenchError("run_tool: no command");
+  const auto exe = find_tool(argv[0]);
+  if (exe.empty()) throw BenchError(fmt::format("{}: not found on PATH", argv[0]));
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw BenchError(fmt::format("{}: pipe: {}", argv[0], std::strerror(errno)));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t all;
+  sigfillset(&all);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw BenchError(fmt::format("{}: cannot start: {}", argv[0], std::strerror(rc)));
+  }
+  ToolResult result;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool killed = false;
+  char buf[8192];
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    ssize_t got = ::read(fds[0], buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    result.output.append(buf, static_cast<std::size_t>(got));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (killed)
+    result.status = 137;
+  else if (WIFEXITED(status))
+    result.status = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.status = 128 + WTERMSIG(status);
+  return result;
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  auto pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw BenchError(fmt::format("mkdtemp {}: {}", pattern, std::strerror(errno)));
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::vector<std::uint8_t> read_bytes(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw BenchError(fmt::format("cannot read {}", file.string()));
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_bytes(const std::filesystem::path& file, const void* data, std::size_t size) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  out.close();
+  if (!out) throw BenchError(fmt::format("cannot write {}", file.string()));
+}
+
+void write_text(const std::filesystem::path& file, const std::string& text) {
+  write_bytes(file, text.data(), text.size());
+}
+
+void write_text_atomically(const std::filesystem::path& file, const std::string& text) {
+  auto tmp = file;
+  tmp += ".tmp";
+  write_text(tmp, text);
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) throw BenchError(fmt::format("cannot rename {} to {}: {}", tmp.string(), file.string(), ec.message()));
+}
+
+}  // namespace otarig::drivers::clients

@@ -1,0 +1,134 @@
+#pragma once
+// Update packages for real OTA clients (docs/ota-clients.md): the test
+// signing PKI, CMS signatures, SWUpdate archives (.swu) and RAUC bundles
+// (.raucb). The rig builds every package itself, from an otarig image that
+// becomes the content of the slot the client writes.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace otarig::drivers::clients {
+
+using Bytes = std::vector<std::uint8_t>;
+
+/// A certificate and its private key, both PEM.
+struct PemPair {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+/// The signing PKI of a packaged board: a CA the device trusts and a signer
+/// it issued, plus an unrelated CA and its signer (the wrong key). EC P-256,
+/// SHA-256; signers carry extendedKeyUsage emailProtection and codeSigning
+/// (SWUpdate checks the former by default). Made with OpenSSL 3 in memory.
+struct SigningPki {
+  PemPair ca;
+  PemPair signer;
+  PemPair wrong_ca;
+  PemPair wrong_signer;
+  /// Fresh keys and certificates; `label` prefixes the common names.
+  /// BenchError when OpenSSL fails.
+  static SigningPki generate(const std::string& label = "otarig package");
+  /// Writes ca.pem, ca.key, signer.pem, signer.key, wrong-ca.pem, wrong-ca.key,
+  /// wrong-signer.pem, wrong-signer.key into `dir` (keys mode 0600).
+  void write(const std::filesystem::path& dir) const;
+  /// Reads what write() wrote; BenchError naming a missing file.
+  static SigningPki read(const std::filesystem::path& dir);
+};
+
+/// A detached CMS (PKCS#7) signature over `content` in DER: binary content,
+/// no S/MIME capabilities, the signer certificate included (as `openssl cms
+/// -sign -binary -nosmimecap -outform DER`).
+Bytes cms_sign(std::span<const std::uint8_t> content, const PemPair& signer);
+
+/// Where the signature value itself (the signer's signature octets in the
+/// SignerInfo) lies in a DER CMS signature: {offset, length}. A bit flipped
+/// there always breaks the signature; elsewhere in the structure (an
+/// unauthenticated field) it may not. InputError when `der` is no CMS.
+std::pair<std::size_t, std::size_t> cms_signature_value(std::span<const std::uint8_t> der);
+
+/// cpio "newc" archives (what a .swu is).
+namespace cpio {
+struct Entry {
+  std::string name;
+  Bytes data;
+};
+/// Entries in order, then the TRAILER!!! record; every header and data
+/// padded to 4 bytes. Mode 0100644, inode numbers from 1.
+Bytes write(const std::vector<Entry>& entries);
+/// Where each entry's data starts in write()'s output (same order).
+std::vector<std::size_t> data_offsets(const std::vector<Entry>& entries);
+/// Parses an archive up to its trailer; InputError naming `origin` when it is malformed.
+std::vector<Entry> read(std::span<const std::uint8_t> archive, const std::string& origin = "archive");
+}  // namespace cpio
+
+/// What a package describes. Versions are written as SWUpdate and RAUC
+/// compare them: MAJOR.MINOR.PATCH.BUILD.
+struct PackageContent {
+  std::string version;          ///< e.g. "1.1.0.2"
+  Bytes image;                  ///< the slot content (an otarig image)
+  /// When set, the description (sha256, size) is of these bytes instead of
+  /// `image` (a package whose content does not match what it signs).
+  std::optional<Bytes> described_image;
+};
+
+/// What a package says about an otarig slot image: its version as the
+/// clients compare versions (MAJOR.MINOR.PATCH.BUILD), and the image.
+/// InputError when the image does not parse.
+PackageContent package_content(std::span<const std::uint8_t> slot_image);
+
+/// SWUpdate: the file names and devices inside a .swu.
+inline constexpr const char* kSwuImageName = "otarig.img";
+/// The slots as the raw handler sees them inside the device's mount
+/// namespace (the clientboard links them to its slot files there).
+inline constexpr const char* kSwuSlotDevice[2] = {"/run/otarig/slot-a", "/run/otarig/slot-b"};
+/// SWUpdate's hardware-compatibility revision of the rig's boards.
+inline constexpr const char* kSwuHardwareRevision = "1.0";
+
+/// The sw-description (libconfig syntax) of a .swu: collections
+/// stable,copyA and stable,copyB, each a raw handler streaming the image
+/// into its slot (installed-directly) and a bootenv that selects the slot
+/// for a trial boot (rootpart, upgrade_available=1, bootcount=0).
+std::string swu_description(const PackageContent& content, const std::string& hardware_revision);
+
+/// A .swu: sw-description, sw-description.sig (when `signer` is given), the image.
+struct SwuParts {
+  std::string description;     ///< as it goes into the archive
+  std::optional<Bytes> signature;
+  Bytes image;                 ///< as it goes into the archive
+};
+SwuParts swu_parts(const PackageContent& content, const PemPair* signer, const std::string& hardware_revision);
+Bytes swu_archive(const SwuParts& parts);
+
+/// RAUC plain bundles: a squashfs image (manifest.raucm + the image) followed
+/// by a detached CMS signature over it and the signature's size (8 bytes,
+/// big-endian). Built with `rauc bundle` (which runs mksquashfs).
+inline constexpr const char* kRaucImageName = "otarig.img";
+inline constexpr const char* kRaucSlotClass = "rootfs";
+std::string rauc_manifest(const PackageContent& content, const std::string& compatible);
+/// Runs `rauc bundle --cert --key --keyring` in a temporary folder and
+/// returns the bundle. `keyring` empty: no check by rauc. BenchError when
+/// rauc or mksquashfs fails or is missing.
+Bytes rauc_bundle(const std::string& manifest, std::span<const std::uint8_t> image, const PemPair& signer,
+                  const std::string& keyring_pem);
+/// A plain bundle split into its squashfs and its signature.
+struct RaucParts {
+  Bytes squashfs;
+  Bytes signature;
+};
+/// InputError when the bundle's size field does not fit.
+RaucParts rauc_split(std::span<const std::uint8_t> bundle);
+Bytes rauc_join(const RaucParts& parts);
+/// The manifest inside a bundle (`unsquashfs -cat`); BenchError when it cannot be read.
+std::string rauc_bundle_manifest(std::span<const std::uint8_t> bundle);
+/// A squashfs image holding `files` (mksquashfs with the options `rauc
+/// bundle` uses); for bundles whose content the rig edits after signing.
+Bytes squashfs(const std::vector<cpio::Entry>& files);
+
+/// True when `tool` is an executable file on $PATH (or a path to one).
+bool have_tool(const std::string& tool);
+
+}  // namespace otarig::drivers::clients

@@ -1,0 +1,119 @@
+// Packages the rig builds for the real clients, checked by the real clients:
+// cpio round trip; every .swu variant of boards/swupdate-ab.yaml through
+// `swupdate -c` (check only: signature, hardware, hashes) — the release is
+// accepted, every inauthentic variant refused; every .raucb variant of
+// boards/rauc-ab.yaml through `rauc info` (signature check).
+#include <gtest/gtest.h>
+
+#include <future>
+#include <vector>
+
+#include "otarig/drivers/clients/package.hpp"
+#include "otarig/drivers/clients/tools.hpp"
+#include "otarig/harness/profile.hpp"
+#include "otarig/harness/releases.hpp"
+
+namespace otarig::drivers::clients {
+namespace {
+
+const std::vector<std::string> kTamper = {"header-bit-flip", "payload-bit-flip", "digest-bit-flip",
+                                          "signature-bit-flip", "truncated", "appended", "version-edited"};
+
+struct Case {
+  std::string name;
+  harness::BuiltImage image;
+  bool expect_ok;
+};
+
+std::vector<Case> cases(const harness::ReleaseSet& rs) {
+  const auto& base = rs.get("update");
+  std::vector<Case> out;
+  out.push_back({"release", base, true});
+  harness::Rng rng(7);
+  out.push_back({"self-test-fail", rs.make_variant(base, "self-test-fail", "", rng, nullptr), true});
+  out.push_back({"unsigned", rs.make_variant(base, "unsigned", "", rng, nullptr), false});
+  out.push_back({"wrong-key", rs.make_variant(base, "wrong-key", "", rng, nullptr), false});
+  for (const auto& v : kTamper) {
+    harness::Rng r(11);
+    out.push_back({v, rs.make_variant(base, "tamper", v, r, nullptr), false});
+  }
+  return out;
+}
+
+TEST(CpioTest, RoundTrip) {
+  std::vector<cpio::Entry> entries{{"sw-description", {'a', 'b', 'c'}}, {"x.img", Bytes(1001, 7)}};
+  auto archive = cpio::write(entries);
+  EXPECT_EQ(archive.size() % 512, 0u);
+  auto back = cpio::read(archive);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].name, "sw-description");
+  EXPECT_EQ(back[1].data, entries[1].data);
+  auto offsets = cpio::data_offsets(entries);
+  EXPECT_EQ(archive[offsets[1]], 7);
+  EXPECT_THROW(cpio::read(std::span<const std::uint8_t>(archive).first(offsets[1] + 10)), InputError);
+}
+
+TEST(SwuTest, SwupdateChecksEveryVariant) {
+  if (!have_tool("swupdate")) GTEST_SKIP() << "swupdate is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients";
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/swupdate-ab.yaml");
+  harness::ReleaseSet rs(profile);
+  TempDir tmp("otarig-swu-test");
+  const auto ca = tmp.path() / "ca.pem";
+  write_text(ca, rs.package_trust_pem());
+  auto all = cases(rs);
+  // The slot image inside an inauthentic package is not the release.
+  for (const auto& c : all) {
+    ASSERT_FALSE(c.image.package.empty()) << c.name;
+    if (!c.expect_ok) {
+      EXPECT_NE(c.image.digest, rs.get("update").digest) << c.name;
+    }
+  }
+  auto entries = cpio::read(all[0].image.package);
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].name, "sw-description");
+  EXPECT_EQ(entries[1].name, "sw-description.sig");
+  EXPECT_EQ(entries[2].data, rs.get("update").bytes);
+  EXPECT_NE(std::string(entries[0].data.begin(), entries[0].data.end()).find("version = \"1.1.0.2\""),
+            std::string::npos);
+  // swupdate -c costs about a second, mostly waiting: run them side by side.
+  std::vector<std::future<ToolResult>> runs;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    auto dir = tmp.path() / ("run" + std::to_string(i));
+    std::filesystem::create_directories(dir);
+    write_bytes(dir / "update.swu", all[i].image.package.data(), all[i].image.package.size());
+    runs.push_back(std::async(std::launch::async, [dir, ca] {
+      return run_tool({"env", "TMPDIR=" + dir.string(), "swupdate", "-v", "-H", "otarig:1.0", "-k", ca.string(), "-e",
+                       "stable,copyB", "-c", "-i", (dir / "update.swu").string()},
+                      std::chrono::seconds(60));
+    }));
+  }
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    auto r = runs[i].get();
+    const bool ok = r.ok() && r.output.find("SWUPDATE successful") != std::string::npos;
+    EXPECT_EQ(ok, all[i].expect_ok) << all[i].name << ": swupdate -c said:\n" << r.output.substr(r.output.size() > 3000 ? r.output.size() - 3000 : 0);
+  }
+}
+
+TEST(RaucbTest, RaucChecksEveryVariant) {
+  for (const char* tool : {"rauc", "mksquashfs", "unsquashfs"})
+    if (!have_tool(tool))
+      GTEST_SKIP() << tool << " is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients";
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/rauc-ab.yaml");
+  harness::ReleaseSet rs(profile);
+  TempDir tmp("otarig-raucb-test");
+  const auto ca = tmp.path() / "ca.pem";
+  write_text(ca, rs.package_trust_pem());
+  auto all = cases(rs);
+  auto manifest = rauc_bundle_manifest(all[0].image.package);
+  EXPECT_NE(manifest.find("version=1.1.0.2"), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("compatible=otarig-board"), std::string::npos) << manifest;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const auto file = tmp.path() / ("b" + std::to_string(i) + ".raucb");
+    write_bytes(file, all[i].image.package.data(), all[i].image.package.size());
+    auto r = run_tool({"rauc", "info", "--keyring=" + ca.string(), file.string()}, std::chrono::seconds(60));
+    EXPECT_EQ(r.ok(), all[i].expect_ok) << all[i].name << ": rauc info said:\n" << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace otarig::drivers::clients

@@ -1,0 +1,234 @@
+"""The real-client boards end to end (docs/ota-clients.md).
+
+`otarig run` on boards/swupdate-ab.yaml and boards/rauc-ab.yaml with the image
+scenarios (exit 0: real SWUpdate and real RAUC refuse every inauthentic
+package and revert a failing image), the flawed profiles without downgrade
+protection (exit 1 with the no-rollback finding), and a power cut by hand:
+otarig-clientboard killed with its process group in the middle of SWUpdate's
+install boots the old slot and takes a clean retry.
+
+Needs root (private mount namespaces), swupdate, rauc, dbus-run-session,
+mksquashfs, fw_setenv; skips with the reason otherwise.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import http.server
+from pathlib import Path
+
+import pytest
+
+OTARIG = os.environ.get("OTARIG_BIN", "otarig")
+SOURCE = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+CLIENTBOARD = os.environ.get("OTARIG_CLIENTBOARD", "otarig-clientboard")
+
+
+def missing(*tools):
+    return [t for t in tools if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+
+
+def need_namespaces():
+    if os.geteuid() != 0:
+        pytest.skip("private mount namespaces (unshare, mount) need root")
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot make a private mount namespace here: " + r.stderr.decode(errors="replace").strip())
+
+
+def need_swupdate():
+    need_namespaces()
+    gone = missing("swupdate", "fw_setenv", "fw_printenv")
+    if gone:
+        pytest.skip("not installed: %s (ci/setup with OTARIG_SETUP_EXTRA=clients)" % ", ".join(gone))
+
+
+def need_rauc():
+    need_namespaces()
+    gone = missing("rauc", "dbus-run-session", "mksquashfs", "unsquashfs")
+    if gone:
+        pytest.skip("not installed: %s (ci/setup with OTARIG_SETUP_EXTRA=clients)" % ", ".join(gone))
+
+
+def run(board, scenario, out, *extra):
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([OTARIG, "run", "--board", str(SOURCE / board), "--scenario", scenario, "--seed", "1",
+                        "--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+    return r
+
+
+def trials(out):
+    return json.loads((Path(out) / "run.json").read_text())
+
+
+IMAGE_SCENARIOS = ["tampered-image", "unsigned", "wrong-key", "replay-old", "replay-major", "self-test-fail"]
+
+
+@pytest.mark.parametrize("scenario", IMAGE_SCENARIOS)
+def test_swupdate_board_passes_image_scenarios(scenario, tmp_path):
+    need_swupdate()
+    r = run("boards/swupdate-ab.yaml", scenario, tmp_path / "out")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = trials(tmp_path / "out")
+    assert doc["summary"]["findings"] == 0
+    for t in doc["trials"]:
+        status = t["delivery"]["status"]
+        # Only the validly signed image that fails its self-test is installed (then reverted).
+        assert status == ("accepted" if scenario == "self-test-fail" else "refused"), t
+
+
+@pytest.mark.parametrize("scenario", ["replay-old", "replay-major"])
+def test_swupdate_without_downgrade_check_is_caught(scenario, tmp_path):
+    need_swupdate()
+    r = run("boards/flawed/swupdate-ab-no-downgrade-check.yaml", scenario, tmp_path / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = trials(tmp_path / "out")
+    assert doc["summary"]["findings"] == 1
+    broken = [o["oracle"] for f in doc["findings"] for o in f["oracles"]]
+    assert broken == ["no-rollback"], doc["findings"]
+
+
+@pytest.mark.parametrize("scenario", ["tampered-image", "replay-old", "self-test-fail"])
+def test_rauc_board_passes_image_scenarios(scenario, tmp_path):
+    need_rauc()
+    r = run("boards/rauc-ab.yaml", scenario, tmp_path / "out")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_rauc_without_downgrade_check_is_caught(tmp_path):
+    need_rauc()
+    r = run("boards/flawed/rauc-ab-no-downgrade-check.yaml", "replay-old", tmp_path / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    broken = [o["oracle"] for f in trials(tmp_path / "out")["findings"] for o in f["oracles"]]
+    assert broken == ["no-rollback"]
+
+
+class SlowServer:
+    """Serves one file slowly (16 KiB every 40 ms), with HEAD and Range, as SWUpdate's downloader wants."""
+
+    def __init__(self, data):
+        body = data
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+
+            def do_GET(self):
+                start = 0
+                rng = self.headers.get("Range")
+                if rng:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body)))
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                try:
+                    for i in range(start, len(body), 16384):
+                        self.wfile.write(body[i:i + 16384])
+                        self.wfile.flush()
+                        time.sleep(0.04)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = "http://127.0.0.1:%d/update.swu" % self.httpd.server_address[1]
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+class Board:
+    def __init__(self, storage, ca):
+        self.p = subprocess.Popen([CLIENTBOARD, "--client", "swupdate", "--storage", str(storage), "--ca", str(ca)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  start_new_session=True, text=True, bufsize=1)
+        self.lines = []
+
+    def until(self, text, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            if text in line:
+                return line.rstrip("\n")
+        raise AssertionError("no line with %r; console:\n%s" % (text, "\n".join(self.lines[-40:])))
+
+    def send(self, text):
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+
+    def power_cut(self):
+        os.killpg(self.p.pid, signal.SIGKILL)
+        self.p.wait()
+
+
+def env_of(storage):
+    out = subprocess.run(["fw_printenv", "-c", str(storage / "fw_env.config")], capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_power_cut_in_the_middle_of_swupdate_install(tmp_path):
+    need_swupdate()
+    pki = tmp_path / "pki"
+    subprocess.run([OTARIG, "image", "build", "--version", "1.0.0+1", "--counter", "1", "--payload-size", "1048400",
+                    "--key", "test:otarig-release", "--out", str(tmp_path / "factory.img")], check=True,
+                   capture_output=True)
+    subprocess.run([OTARIG, "image", "build", "--format", "swu", "--signer", str(pki), "--version", "1.1.0+2",
+                    "--counter", "2", "--payload-size", "1048400", "--key", "test:otarig-release", "--out",
+                    str(tmp_path / "update.swu")], check=True, capture_output=True)
+    # A factory-fresh device as `provision: {format: client-slots}` makes it.
+    storage = tmp_path / "device"
+    storage.mkdir()
+    factory = (tmp_path / "factory.img").read_bytes()
+    (storage / "slot-a.img").write_bytes(factory + bytes(2 * 1024 * 1024 - len(factory)))
+    (storage / "slot-b.img").write_bytes(bytes(2 * 1024 * 1024))
+    (storage / "uboot.env").write_bytes(bytes(0x8000))
+    env = storage / "uboot.env"
+    (storage / "fw_env.config").write_text("%s 0x0000 0x4000\n%s 0x4000 0x4000\n" % (env, env))
+    (tmp_path / "defaults").write_text("rootpart=A\nupgrade_available=0\nbootcount=0\nbootlimit=3\n")
+    subprocess.run(["fw_setenv", "-c", str(storage / "fw_env.config"), "-f", str(tmp_path / "defaults"),
+                    "bootcount", "0"], check=True, capture_output=True)
+
+    server = SlowServer((tmp_path / "update.swu").read_bytes())
+    try:
+        board = Board(storage, pki / "ca.pem")
+        assert "slot=A version=1.0.0+1" in board.until("STATUS")
+        board.send("update " + server.url)
+        board.until("Software Update started")
+        # Cut once part of the image has reached slot B (the server sends
+        # 400 KiB/s: the whole image takes over two seconds).
+        deadline = time.time() + 20
+        while time.time() < deadline and len((storage / "slot-b.img").read_bytes().rstrip(b"\0")) < 65536:
+            time.sleep(0.05)
+        board.power_cut()
+        written = len((storage / "slot-b.img").read_bytes().rstrip(b"\0"))
+        assert 0 < written < len(factory), "the cut fell outside the install (%d bytes in slot B)" % written
+        e = env_of(storage)
+        assert e["rootpart"] == "A" and e.get("recovery_status") == "in_progress", e
+
+        board = Board(storage, pki / "ca.pem")
+        assert "slot=A version=1.0.0+1" in board.until("STATUS")  # the old slot boots
+        board.send("update " + server.url)  # a clean retry
+        board.until("ota: staged slot B, rebooting", timeout=60)
+        status = board.until("STATUS", timeout=60)
+        assert "slot=B version=1.1.0+2" in status and "health=ok" in status, "\n".join(board.lines[-30:])
+        board.power_cut()
+        e = env_of(storage)
+        assert e["rootpart"] == "B" and e["upgrade_available"] == "0", e
+    finally:
+        server.close()

@@ -1,0 +1,23 @@
+# Real OTA clients (drivers/clients, tools/clientboard; docs/ota-clients.md):
+# real swupdate, rauc and libubootenv tools (label: clients). A test that
+# needs a missing tool skips and says which.
+if(TARGET otarig_drivers_clients)
+  otarig_test(otarig_clients_bootrom_tests
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/bootrom_test.cpp
+    LIBS otarig_drivers_clients
+    LABELS clients)
+  if(TARGET otarig_harness)
+    otarig_test(otarig_clients_package_tests
+      SOURCES ${CMAKE_CURRENT_LIST_DIR}/package_test.cpp
+      LIBS otarig_harness otarig_drivers_clients
+      LABELS clients)
+  endif()
+  if(TARGET otarig AND TARGET otarig-clientboard)
+    find_program(OTARIG_CLIENTS_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+    add_test(NAME clients.e2e
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_clients_e2e.py)
+    set_tests_properties(clients.e2e PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
+      LABELS "clients" TIMEOUT 600)
+  endif()
+endif()

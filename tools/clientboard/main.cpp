@@ -1,0 +1,710 @@
+// otarig-clientboard: a device whose OTA client is real software no one here
+// wrote — SWUpdate or RAUC — run as a process board (docs/ota-clients.md,
+// docs/process-boards.md). The program plays the device around the client:
+//
+//   power on  = this process starts: the boot ROM picks a slot from the boot
+//               state (U-Boot environment / RAUC backend state), the
+//               application runs its self-test, confirms or resets
+//   console   = stdin/stdout: `status`, `update URL`
+//   update    = the real client in a private mount namespace, in this
+//               process group (a power cut kills it mid-install); on success
+//               the device reboots in process (the boot ROM again)
+//   power off = SIGKILL to the group: the slot files, the environment and the
+//               state file keep what had reached them
+//
+// Internal subcommands: `rauc-backend` (RAUC's custom bootloader backend
+// over the state file), `rauc-session` (rauc service + rauc install on the
+// private session bus that dbus-run-session made), `rauc-preinstall` (the
+// device's downgrade check as a RAUC pre-install handler).
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../vboard/download.hpp"
+#include "otarig/drivers/clients/device.hpp"
+#include "otarig/drivers/clients/package.hpp"
+#include "otarig/drivers/clients/tools.hpp"
+#include "otarig/drivers/errors.hpp"
+
+namespace {
+
+namespace cl = otarig::drivers::clients;
+using Clock = std::chrono::steady_clock;
+
+enum class Client { swupdate, rauc };
+
+struct Options {
+  std::string client = "swupdate";
+  std::string storage;
+  std::string dir;  // slots and boot state (default: storage)
+  std::string ca;   // the package CA ($OTARIG_PACKAGE_CA)
+  std::string hardware = "otarig:1.0";
+  std::string compatible = "otarig-board";
+  bool no_downgrade_check = false;
+  std::uint32_t bootlimit = 3;
+  unsigned client_timeout_ms = 120000;
+  unsigned download_timeout_ms = 60000;
+  unsigned step_timeout_ms = 10000;
+  std::uint64_t progress_every = 65536;
+};
+
+// The console: stdout is the pty. Every line goes out in full, at once.
+void emit(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) std::_Exit(0);  // the console is gone
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void say(std::string_view line) {
+  std::string out(line);
+  out += '\n';
+  emit(out);
+}
+
+std::string env_or(const char* name, std::string fallback = {}) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("otarig-clientboard") : p.string();
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\n' || s.back() == '\t')) s.pop_back();
+  std::size_t start = s.find_first_not_of(" \t");
+  return start == std::string::npos ? std::string() : s.substr(start);
+}
+
+// In a forked child: a private mount namespace in which /run is a fresh
+// tmpfs holding the device's files (/run/otarig), and /etc an overlay that
+// adds `etc_files` (fw_env.config, hwrevision, sw-versions). Nothing of it
+// is visible outside, and it all goes when the last process in it exits.
+// Returns an error text, empty on success.
+std::string enter_device_namespace(const std::vector<std::pair<std::string, std::string>>& etc_files,
+                                   const std::vector<std::pair<std::string, std::string>>& links) {
+  if (::unshare(CLONE_NEWNS) != 0) return fmt::format("unshare(CLONE_NEWNS): {}", std::strerror(errno));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    return fmt::format("make / private: {}", std::strerror(errno));
+  if (::mount("otarig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m") != 0)
+    return fmt::format("mount a tmpfs on /run: {}", std::strerror(errno));
+  for (const char* d : {"/run/otarig", "/run/otarig/etc", "/run/otarig/work", "/run/otarig/tmp", "/run/otarig/mnt"})
+    if (::mkdir(d, 0755) != 0 && errno != EEXIST) return fmt::format("mkdir {}: {}", d, std::strerror(errno));
+  for (const auto& [name, text] : etc_files) {
+    std::ofstream out("/run/otarig/etc/" + name, std::ios::trunc);
+    out << text;
+    if (!out) return "write /run/otarig/etc/" + name;
+  }
+  for (const auto& [link, target] : links)
+    if (::symlink(target.c_str(), link.c_str()) != 0)
+      return fmt::format("symlink {}: {}", link, std::strerror(errno));
+  if (!etc_files.empty() &&
+      ::mount("otarig-etc", "/etc", "overlay", 0,
+              "lowerdir=/etc,upperdir=/run/otarig/etc,workdir=/run/otarig/work") != 0)
+    return fmt::format("mount an overlay on /etc: {}", std::strerror(errno));
+  ::setenv("TMPDIR", "/run/otarig/tmp", 1);
+  return {};
+}
+
+// A child process with its output on a pipe, line by line.
+class Child {
+ public:
+  // `setup` runs in the child before exec; a non-empty return is an error.
+  Child(const std::vector<std::string>& argv, const std::function<std::string()>& setup) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw otarig::BenchError(fmt::format("pipe: {}", std::strerror(errno)));
+    pid_ = ::fork();
+    if (pid_ < 0) throw otarig::BenchError(fmt::format("fork: {}", std::strerror(errno)));
+    if (pid_ == 0) {
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::dup2(fds[1], STDERR_FILENO);
+      int null = ::open("/dev/null", O_RDONLY);
+      if (null >= 0) ::dup2(null, STDIN_FILENO);
+      auto error = setup ? setup() : std::string();
+      if (!error.empty()) {
+        auto line = "otarig-clientboard: cannot set up the client: " + error + "\n";
+        (void)!::write(STDOUT_FILENO, line.data(), line.size());
+        ::_exit(126);
+      }
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      auto line = fmt::format("otarig-clientboard: cannot run {}: {}\n", argv[0], std::strerror(errno));
+      (void)!::write(STDOUT_FILENO, line.data(), line.size());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~Child() {
+    if (fd_ >= 0) ::close(fd_);
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      wait();
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  // The next line, or nullopt at end of output or when `deadline` passed.
+  std::optional<std::string> line(Clock::time_point deadline) {
+    while (true) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        auto l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      if (eof_) {
+        if (buf_.empty()) return std::nullopt;
+        return std::exchange(buf_, {});
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        timed_out_ = true;
+        return std::nullopt;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+      if (n < 0 && errno != EINTR) eof_ = true;
+      if (n <= 0) continue;
+      char tmp[4096];
+      ssize_t got = ::read(fd_, tmp, sizeof tmp);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        eof_ = true;
+        continue;
+      }
+      buf_.append(tmp, static_cast<std::size_t>(got));
+    }
+  }
+  bool timed_out() const { return timed_out_; }
+  void signal(int sig) {
+    if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
+  }
+  // Waits for the child (SIGKILL after `grace`); its exit status (128+N for a signal).
+  int wait(std::chrono::milliseconds grace = std::chrono::seconds(5)) {
+    if (reaped_) return status_;
+    const auto deadline = Clock::now() + grace;
+    int st = 0;
+    while (true) {
+      pid_t r = ::waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) break;
+      if (r < 0 && errno != EINTR) break;
+      if (Clock::now() >= deadline) {
+        ::kill(pid_, SIGKILL);
+        while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+        }
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    reaped_ = true;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    // Orphans of the client (its helper processes) were reparented to us
+    // (a child subreaper): reap them too.
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    return status_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string buf_;
+  bool eof_ = false;
+  bool timed_out_ = false;
+  bool reaped_ = false;
+  int status_ = -1;
+};
+
+class Device {
+ public:
+  explicit Device(const Options& o)
+      : o_(o),
+        client_(o.client == "rauc" ? Client::rauc : Client::swupdate),
+        layout_{std::filesystem::absolute(o.dir.empty() ? o.storage : o.dir)} {}
+
+  void power_on() {
+    say(fmt::format("otarig-clientboard boot ROM ({}, {})", o_.client,
+                    client_ == Client::swupdate ? "U-Boot environment" : "RAUC custom backend"));
+    boot();
+  }
+
+  void line(std::string text) {
+    text = trim(std::move(text));
+    if (!booted_.running) return;  // nothing runs: a bricked board is silent
+    if (text.empty()) return;
+    if (text == "status") {
+      status();
+    } else if (text.rfind("update ", 0) == 0) {
+      update(trim(text.substr(7)));
+    } else {
+      say(fmt::format("unknown command '{}' (try: status, update URL)", text));
+    }
+  }
+
+ private:
+  void boot() {
+    booted_ = cl::boot(layout_, client_ == Client::swupdate ? cl::Bootloader::uboot_env : cl::Bootloader::rauc_custom,
+                       o_.bootlimit, [](const std::string& l) { say(l); });
+    if (booted_.running) status();
+  }
+
+  void status() {
+    const auto& i = booted_.image;
+    say(fmt::format("STATUS slot={} version={} digest={} counter={} state={} health={}", cl::slot_name(booted_.slot),
+                    i.version, i.digest, i.security_counter, booted_.state, booted_.healthy ? "ok" : "failed"));
+  }
+
+  std::string package_ca() const {
+    auto ca = o_.ca.empty() ? env_or("OTARIG_PACKAGE_CA") : o_.ca;
+    return ca.empty() ? ca : std::filesystem::absolute(ca).string();
+  }
+
+  void update(const std::string& url) {
+    if (url.empty()) {
+      say("ota: refused: no URL (usage: update URL)");
+      return;
+    }
+    const auto ca = package_ca();
+    if (ca.empty() || !std::filesystem::exists(ca)) {
+      say("ota: refused: no package CA to verify updates with (--ca or $OTARIG_PACKAGE_CA)");
+      return;
+    }
+    const int target = 1 - booted_.slot;
+    std::optional<std::string> refused;
+    try {
+      refused = client_ == Client::swupdate ? run_swupdate(url, ca) : run_rauc(url, ca);
+    } catch (const std::exception& e) {
+      refused = std::string("the client could not run: ") + e.what();
+    }
+    if (refused) {
+      say("ota: refused: " + *refused);
+      return;
+    }
+    say(fmt::format("ota: staged slot {}, rebooting", cl::slot_name(target)));
+    say("");
+    say(fmt::format("otarig-clientboard boot ROM ({}, {})", o_.client,
+                    client_ == Client::swupdate ? "U-Boot environment" : "RAUC custom backend"));
+    boot();
+  }
+
+  // SWUpdate downloads the .swu itself (-d), checks the CMS signature over
+  // sw-description against the CA (-k), the hardware revision (-H), the
+  // version (-N: the running version, unless the board lacks the check) and
+  // every image's sha256 while it streams into the target slot, then sets
+  // the U-Boot environment. nullopt: installed; else why it refused.
+  std::optional<std::string> run_swupdate(const std::string& url, const std::string& ca) {
+    const int target = 1 - booted_.slot;
+    cl::ubootenv::write_config(layout_);
+    std::ifstream cfg(layout_.env_config());
+    std::stringstream cfg_text;
+    cfg_text << cfg.rdbuf();
+    const auto colon = o_.hardware.find(':');
+    const auto hw_name = o_.hardware.substr(0, colon);
+    const auto hw_rev = colon == std::string::npos ? std::string("1.0") : o_.hardware.substr(colon + 1);
+    std::vector<std::pair<std::string, std::string>> etc{
+        {"fw_env.config", cfg_text.str()},
+        {"hwrevision", hw_name + " " + hw_rev + "\n"},
+        {"sw-versions", "otarig " + booted_.image.client_version + "\n"}};
+    std::vector<std::pair<std::string, std::string>> links{
+        {cl::kSwuSlotDevice[0], std::filesystem::absolute(layout_.slot(0)).string()},
+        {cl::kSwuSlotDevice[1], std::filesystem::absolute(layout_.slot(1)).string()}};
+    std::vector<std::string> argv{"swupdate", "-v", "-B", "uboot", "-H", o_.hardware, "-k", ca};
+    if (!o_.no_downgrade_check) {
+      argv.push_back("-N");
+      argv.push_back(booted_.image.client_version);
+    }
+    argv.push_back("-e");
+    argv.push_back(std::string("stable,copy") + cl::slot_name(target));
+    argv.push_back("-d");
+    argv.push_back(fmt::format("-u {} -r 1 -t 5", url));
+    say("ota: swupdate " + [&] {
+      std::string s;
+      for (std::size_t i = 1; i < argv.size(); ++i) s += (i > 1 ? " " : "") + argv[i];
+      return s;
+    }());
+    Child child(argv, [&] { return enter_device_namespace(etc, links); });
+    const auto deadline = Clock::now() + std::chrono::milliseconds(o_.client_timeout_ms);
+    std::vector<std::string> errors;
+    bool success = false;
+    while (auto l = child.line(deadline)) {
+      const auto& text = *l;
+      if (text.find("[TRACE]") != std::string::npos || text.find("[DEBUG]") != std::string::npos ||
+          text.find("print_registered_handlers") != std::string::npos || trim(text).empty() ||
+          text.find("Licensed under GPLv2") != std::string::npos || text.find("mtd") != std::string::npos ||
+          text.find("MTD") != std::string::npos)
+        continue;
+      say("swupdate: " + text);
+      if (text.find("[ERROR]") != std::string::npos) errors.push_back(text);
+      if (text.find("SWUPDATE successful") != std::string::npos) {
+        // The update is in the slot and the environment: the device reboots,
+        // which ends the client.
+        success = true;
+        child.signal(SIGTERM);
+        break;
+      }
+    }
+    const bool timed_out = child.timed_out();
+    const int status = child.wait(std::chrono::seconds(3));
+    if (success) return std::nullopt;
+    if (timed_out) return fmt::format("swupdate did not finish within {} ms", o_.client_timeout_ms);
+    if (auto reason = swupdate_reason(errors)) return reason;
+    return fmt::format("swupdate exited with status {} without installing", status);
+  }
+
+  // The most specific of SWUpdate's error lines: the first one naming a
+  // cause ("ERROR : HASH mismatch ..."), else the first one; without the
+  // log prefixes. The IPC and channel errors that follow a refusal are
+  // consequences, not causes.
+  static std::optional<std::string> swupdate_reason(const std::vector<std::string>& errors) {
+    auto strip = [](std::string t) {
+      for (const char* prefix : {"[ERROR] : ", "SWUPDATE failed ", "ERROR : "}) {
+        if (auto at = t.find(prefix); at != std::string::npos) t = t.substr(at + std::strlen(prefix));
+        if (t.size() > 3 && t[0] == '[' && t.find("] ") != std::string::npos) t = t.substr(t.find("] ") + 2);
+      }
+      return trim(t);
+    };
+    for (const auto& e : errors) {
+      if (e.find("ERROR : ") == std::string::npos) continue;
+      if (e.find("IPC stream failed") != std::string::npos || e.find("Channel operation returned") != std::string::npos ||
+          e.find("*failed*") != std::string::npos)
+        continue;
+      return strip(e);
+    }
+    if (!errors.empty()) return strip(errors.front());
+    return std::nullopt;
+  }
+
+  void write_rauc_config(const std::string& ca) {
+    const auto rauc_dir = layout_.dir / "rauc";
+    std::filesystem::create_directories(rauc_dir);
+    std::filesystem::create_directories(layout_.dir / "rauc-data");
+    const auto self = self_exe();
+    const auto common = fmt::format("--storage {} --bootlimit {}", shell_quote(layout_.dir.string()), o_.bootlimit);
+    auto script = [&](const std::string& name, const std::string& sub) {
+      const auto file = rauc_dir / name;
+      cl::write_text_atomically(file, fmt::format("#!/bin/sh\n# otarig: RAUC {} for this device\nexec {} {} {} \"$@\"\n",
+                                                  name, shell_quote(self), sub, common));
+      std::filesystem::permissions(file, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                             std::filesystem::perms::group_exec);
+    };
+    script("backend", "rauc-backend");
+    script("pre-install", "rauc-preinstall");
+    std::string handlers = fmt::format("bootloader-custom-backend={}\n", (rauc_dir / "backend").string());
+    if (!o_.no_downgrade_check) handlers += fmt::format("pre-install={}\n", (rauc_dir / "pre-install").string());
+    const auto conf = fmt::format(
+        "# otarig: RAUC system configuration of this device (written at every power-on)\n"
+        "[system]\ncompatible={}\nbootloader=custom\nmountprefix=/run/otarig/mnt\ndata-directory={}\n\n"
+        "[handlers]\n{}\n"
+        "[keyring]\npath={}\n\n"
+        "[slot.{}.0]\ndevice={}\ntype=raw\nbootname=A\n\n"
+        "[slot.{}.1]\ndevice={}\ntype=raw\nbootname=B\n",
+        o_.compatible, (layout_.dir / "rauc-data").string(), handlers, ca, cl::kRaucSlotClass,
+        std::filesystem::absolute(layout_.slot(0)).string(), cl::kRaucSlotClass,
+        std::filesystem::absolute(layout_.slot(1)).string());
+    cl::write_text_atomically(rauc_dir / "system.conf", conf);
+  }
+
+  // RAUC: the device downloads the bundle, then `rauc install` asks `rauc
+  // service` (on a private session bus, in a private mount namespace) to
+  // verify and install it; the service drives the backend.
+  std::optional<std::string> run_rauc(const std::string& url, const std::string& ca) {
+    write_rauc_config(ca);
+    const auto bundle = layout_.dir / "downloads" / "update.raucb";
+    std::filesystem::create_directories(bundle.parent_path());
+    std::filesystem::remove(bundle);
+    say("ota: downloading " + url);
+    otarig::vboard_tool::DownloadOptions d;
+    d.ca_file = env_or("OTARIG_CA");
+    d.client_cert_file = env_or("OTARIG_CLIENT_CERT");
+    d.client_key_file = env_or("OTARIG_CLIENT_KEY");
+    d.step_timeout = std::chrono::milliseconds(o_.step_timeout_ms);
+    d.total_timeout = std::chrono::milliseconds(o_.download_timeout_ms);
+    d.max_bytes = std::uint64_t{1} << 30;
+    std::uint64_t received = 0, reported = 0;
+    d.on_chunk = [&](std::span<const std::uint8_t> chunk) {
+      received += chunk.size();
+      if (o_.progress_every > 0 && received - reported >= o_.progress_every) {
+        reported = received;
+        say(fmt::format("ota: received {} bytes", received));
+      }
+    };
+    std::vector<std::uint8_t> bytes;
+    try {
+      bytes = otarig::vboard_tool::download(url, d);
+    } catch (const otarig::vboard_tool::DownloadError& e) {
+      return fmt::format("download failed: {}", e.what());
+    }
+    if (received != reported) say(fmt::format("ota: received {} bytes", received));
+    cl::write_bytes(bundle, bytes.data(), bytes.size());
+
+    std::vector<std::string> argv{"dbus-run-session", "--",          self_exe(),
+                                  "rauc-session",     "--storage",   layout_.dir.string(),
+                                  "--bootlimit",      std::to_string(o_.bootlimit),
+                                  "--booted",         std::string(1, cl::slot_name(booted_.slot)),
+                                  "--bundle",         bundle.string()};
+    Child child(argv, [&] {
+      ::setenv("DBUS_STARTER_BUS_TYPE", "session", 1);
+      return enter_device_namespace({}, {});
+    });
+    const auto deadline = Clock::now() + std::chrono::milliseconds(o_.client_timeout_ms);
+    std::string last_error;
+    bool success = false;
+    while (auto l = child.line(deadline)) {
+      const auto text = trim(*l);
+      if (text.empty()) continue;
+      say("rauc: " + text);
+      if (text.rfind("LastError: ", 0) == 0) last_error = text.substr(11);
+      if (text.find("` succeeded") != std::string::npos && text.rfind("Installing `", 0) == 0) success = true;
+    }
+    const bool timed_out = child.timed_out();
+    const int status = child.wait(std::chrono::seconds(3));
+    if (success && status == 0) return std::nullopt;
+    if (timed_out) return fmt::format("rauc did not finish within {} ms", o_.client_timeout_ms);
+    if (!last_error.empty()) return last_error;
+    return fmt::format("rauc install exited with status {}", status);
+  }
+
+  const Options& o_;
+  Client client_;
+  cl::SlotLayout layout_;
+  cl::BootResult booted_;
+};
+
+// What the board needs before it can play the device; empty when all is there.
+// A board that lacks them stops at power-on (exit status 3) instead of
+// refusing every update: a missing tool is the bench's failure, not the device's.
+std::string missing_requirements(const Options& o) {
+  std::vector<std::string> tools{"fw_printenv", "fw_setenv"};
+  if (o.client == "swupdate")
+    tools.push_back("swupdate");
+  else
+    tools = {"rauc", "dbus-run-session"};
+  std::string missing;
+  for (const auto& t : tools)
+    if (cl::find_tool(t).empty()) missing += (missing.empty() ? "" : ", ") + t;
+  if (!missing.empty()) return "not installed: " + missing + " (ci/setup with OTARIG_SETUP_EXTRA=clients)";
+  // A private mount namespace (root, or CAP_SYS_ADMIN).
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(::unshare(CLONE_NEWNS) == 0 ? 0 : 1);
+  int st = 0;
+  if (pid < 0 || ::waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    return "cannot make a private mount namespace (unshare(CLONE_NEWNS) needs root or CAP_SYS_ADMIN)";
+  return {};
+}
+
+int run_device(const Options& o) {
+  if (auto problem = missing_requirements(o); !problem.empty()) {
+    std::cerr << "otarig-clientboard: " << problem << "\n";
+    return 3;
+  }
+  // Orphans of the client's helpers come to us, not to init: we reap them.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  Device device(o);
+  device.power_on();
+  std::string input;
+  char buf[4096];
+  while (true) {
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 0;
+    }
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return 0;  // the console closed
+    input.append(buf, static_cast<std::size_t>(n));
+    if (input.size() > 65536) input.erase(0, input.size() - 65536);
+    std::size_t nl;
+    while ((nl = input.find('\n')) != std::string::npos) {
+      std::string line = input.substr(0, nl);
+      input.erase(0, nl + 1);
+      device.line(std::move(line));
+    }
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+  }
+}
+
+// Inside dbus-run-session: rauc service, then rauc install, on this bus.
+int run_rauc_session(const std::string& storage, const std::string& booted, const std::string& bundle) {
+  const auto conf = (std::filesystem::path(storage) / "rauc" / "system.conf").string();
+  ::setenv("DBUS_STARTER_BUS_TYPE", "session", 1);
+  std::cout.setf(std::ios::unitbuf);
+  Child service({"rauc", "service", "--conf=" + conf, "--override-boot-slot=" + booted}, nullptr);
+  // The service is up once `rauc status` gets an answer from it.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  bool up = false;
+  while (Clock::now() < deadline) {
+    auto r = cl::run_tool({"rauc", "status", "--conf=" + conf}, std::chrono::seconds(5));
+    if (r.ok()) {
+      up = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int status = 1;
+  if (!up) {
+    std::cout << "LastError: rauc service did not come up on the session bus\n";
+  } else {
+    Child install({"rauc", "install", bundle}, nullptr);
+    while (auto l = install.line(Clock::now() + std::chrono::minutes(10))) std::cout << *l << "\n";
+    status = install.wait();
+  }
+  service.signal(SIGTERM);
+  while (auto l = service.line(Clock::now() + std::chrono::seconds(3))) std::cout << "service: " << *l << "\n";
+  service.wait(std::chrono::seconds(3));
+  return status;
+}
+
+// RAUC pre-install handler: refuse a bundle whose version is older than the
+// running one (RAUC itself has no such check).
+int run_rauc_preinstall(const std::string& storage) {
+  const char* mount = std::getenv("RAUC_BUNDLE_MOUNT_POINT");
+  const char* current = std::getenv("RAUC_CURRENT_BOOTNAME");
+  if (!mount || !current) {
+    std::cerr << "otarig pre-install: RAUC_BUNDLE_MOUNT_POINT and RAUC_CURRENT_BOOTNAME are not set\n";
+    return 1;
+  }
+  std::ifstream in(std::filesystem::path(mount) / "manifest.raucm");
+  std::string line, version;
+  bool in_update = false;
+  while (std::getline(in, line)) {
+    line = trim(line);
+    if (!line.empty() && line.front() == '[') in_update = line == "[update]";
+    if (in_update && line.rfind("version=", 0) == 0) version = line.substr(8);
+  }
+  cl::SlotLayout layout{storage};
+  const int slot = cl::slot_index(current);
+  if (slot < 0) {
+    std::cerr << "otarig pre-install: unknown booted slot '" << current << "'\n";
+    return 1;
+  }
+  const auto running = cl::inspect_slot(layout.slot(slot));
+  auto parse = [](const std::string& v) {
+    std::vector<unsigned long> parts;
+    std::stringstream ss(v);
+    std::string p;
+    while (std::getline(ss, p, '.')) {
+      try {
+        parts.push_back(std::stoul(p));
+      } catch (const std::exception&) {
+        return std::vector<unsigned long>{};
+      }
+    }
+    return parts;
+  };
+  const auto nv = parse(version), rv = parse(running.client_version);
+  if (nv.empty()) {
+    std::cerr << "otarig pre-install: the bundle's version '" << version << "' is not MAJOR.MINOR.PATCH.BUILD\n";
+    return 1;
+  }
+  // As SWUpdate's -N: an older version is refused; the running one may be
+  // installed again (a retry).
+  if (running.parsed && nv < rv) {
+    std::cerr << "otarig pre-install: no downgrading allowed: bundle version " << version << " < running "
+              << running.client_version << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Options o;
+  CLI::App app{"otarig-clientboard: a device whose OTA client is SWUpdate or RAUC (console on stdin/stdout)"};
+  app.add_option("--client", o.client, "the OTA client: swupdate or rauc")
+      ->check(CLI::IsMember({"swupdate", "rauc"}))
+      ->capture_default_str();
+  app.add_option("--storage", o.storage, "the device's storage folder (default $OTARIG_STORAGE)");
+  app.add_option("--dir", o.dir, "slots and boot state (default: the storage folder)");
+  app.add_option("--ca", o.ca, "the CA that signs packages (default $OTARIG_PACKAGE_CA)");
+  app.add_option("--hardware", o.hardware, "swupdate: board:revision (-H)")->capture_default_str();
+  app.add_option("--compatible", o.compatible, "rauc: the system's compatible")->capture_default_str();
+  app.add_flag("--no-downgrade-check", o.no_downgrade_check,
+               "flawed: install older versions (swupdate without -N; rauc without the pre-install check)");
+  app.add_option("--bootlimit", o.bootlimit, "boot attempts of a new slot before falling back")
+      ->capture_default_str();
+  app.add_option("--client-timeout", o.client_timeout_ms, "deadline of one client run, ms")->capture_default_str();
+  app.add_option("--download-timeout", o.download_timeout_ms, "rauc: deadline of a whole download, ms")
+      ->capture_default_str();
+  app.add_option("--step-timeout", o.step_timeout_ms, "rauc: deadline of each network step, ms")
+      ->capture_default_str();
+
+  std::vector<std::string> backend_args;
+  auto* backend = app.add_subcommand("rauc-backend", "RAUC's custom bootloader backend (internal)");
+  backend->add_option("args", backend_args, "get-primary | set-primary S | get-state S | set-state S good|bad");
+  backend->allow_extras();
+  std::string booted, bundle;
+  auto* session = app.add_subcommand("rauc-session", "rauc service + rauc install on this bus (internal)");
+  session->add_option("--booted", booted, "the booted slot")->required();
+  session->add_option("--bundle", bundle, "the bundle file")->required();
+  auto* preinstall = app.add_subcommand("rauc-preinstall", "RAUC pre-install handler: the downgrade check (internal)");
+  preinstall->allow_extras();
+  for (auto* sub : {backend, session, preinstall}) {
+    sub->add_option("--storage", o.storage, "the device's storage folder");
+    sub->add_option("--bootlimit", o.bootlimit, "boot attempts of a new slot");
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (o.storage.empty()) o.storage = env_or("OTARIG_STORAGE");
+  if (o.storage.empty()) {
+    std::cerr << "otarig-clientboard: no storage folder (--storage or $OTARIG_STORAGE)\n";
+    return 2;
+  }
+  try {
+    if (*backend) {
+      std::string out;
+      const int rc = cl::rauc_backend(cl::SlotLayout{o.storage}, o.bootlimit, backend_args, out);
+      std::cout << out;
+      return rc;
+    }
+    if (*session) return run_rauc_session(o.storage, booted, bundle);
+    if (*preinstall) return run_rauc_preinstall(o.storage);
+    return run_device(o);
+  } catch (const otarig::InputError& e) {
+    std::cerr << "otarig-clientboard: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "otarig-clientboard: " << e.what() << "\n";
+    return 3;
+  }
+}
