@@ -15,29 +15,20 @@
 
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/openssl_ptr.hpp"
 
 namespace otarig::drivers::clients {
 namespace {
 
-template <class T, void F(T*)>
-struct Deleter {
-  void operator()(T* p) const noexcept { F(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using ossl::BioPtr;
+using ossl::Deleter;
+using ossl::ExtPtr;
+using ossl::PkeyPtr;
+using ossl::X509Ptr;
 using CmsPtr = std::unique_ptr<CMS_ContentInfo, Deleter<CMS_ContentInfo, CMS_ContentInfo_free>>;
 
 [[noreturn]] void fail(const std::string& step) {
-  std::string detail = "unknown OpenSSL error";
-  if (unsigned long e = ERR_get_error(); e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    detail = buf;
-  }
-  ERR_clear_error();
-  throw BenchError("package signing: " + step + ": " + detail);
+  throw BenchError("package signing: " + step + ": " + ossl::last_error());
 }
 
 struct Issued {

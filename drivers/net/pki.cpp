@@ -15,28 +15,18 @@
 #include <sstream>
 
 #include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/openssl_ptr.hpp"
 
 namespace otarig::drivers::net {
 namespace {
 
-template <class T, void F(T*)>
-struct Deleter {
-  void operator()(T* p) const noexcept { F(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using ossl::BioPtr;
+using ossl::ExtPtr;
+using ossl::PkeyPtr;
+using ossl::X509Ptr;
 
 [[noreturn]] void fail(const std::string& step) {
-  std::string detail = "unknown OpenSSL error";
-  if (unsigned long e = ERR_get_error(); e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    detail = buf;
-  }
-  ERR_clear_error();
-  throw BenchError("test PKI: " + step + ": " + detail);
+  throw BenchError("test PKI: " + step + ": " + ossl::last_error());
 }
 
 PkeyPtr p256_key() {

@@ -10,21 +10,11 @@
 #include <stdexcept>
 
 #include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/openssl_ptr.hpp"
 
-namespace otarig::crypto {
-namespace {
+namespace otarig::ossl {
 
-template <class T, void F(T*)>
-struct Deleter {
-  void operator()(T* p) const noexcept { F(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX, EVP_MD_CTX_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-void close_file(FILE* f) { std::fclose(f); }
-using FilePtr = std::unique_ptr<FILE, Deleter<FILE, close_file>>;
-
-std::string openssl_error() {
+std::string last_error() {
   unsigned long e = ERR_get_error();
   if (e == 0) return "unknown OpenSSL error";
   char buf[256];
@@ -32,6 +22,20 @@ std::string openssl_error() {
   ERR_clear_error();
   return buf;
 }
+
+}  // namespace otarig::ossl
+
+namespace otarig::crypto {
+namespace {
+
+using ossl::BioPtr;
+using ossl::Deleter;
+using ossl::MdCtxPtr;
+using ossl::PkeyPtr;
+void close_file(FILE* f) { std::fclose(f); }
+using FilePtr = std::unique_ptr<FILE, Deleter<FILE, close_file>>;
+
+std::string openssl_error() { return ossl::last_error(); }
 
 PublicKey raw_public(EVP_PKEY* key) {
   PublicKey pub{};
@@ -129,7 +133,7 @@ Ed25519Key& Ed25519Key::operator=(Ed25519Key&&) noexcept = default;
 
 Ed25519Key Ed25519Key::generate() {
   EVP_PKEY* raw = nullptr;
-  std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX, EVP_PKEY_CTX_free>> ctx(
+  ossl::PkeyCtxPtr ctx(
       EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
   if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1)
     throw std::runtime_error("Ed25519 key generation failed: " + openssl_error());

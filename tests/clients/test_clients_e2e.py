@@ -57,7 +57,7 @@ def need_rauc():
 def run(board, scenario, out, *extra):
     shutil.rmtree(out, ignore_errors=True)
     r = subprocess.run([OTARIG, "run", "--board", str(SOURCE / board), "--scenario", scenario, "--seed", "1",
-                        "--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+                        "--out", str(out), *extra], capture_output=True, text=True, timeout=900)
     return r
 
 
@@ -232,3 +232,47 @@ def test_power_cut_in_the_middle_of_swupdate_install(tmp_path):
         assert e["rootpart"] == "B" and e["upgrade_available"] == "0", e
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------- the nightly catalog
+
+TRANSPORT_OVER_HTTP = {"corrupt-in-transit", "truncated-download", "interrupted-download-resume", "stalled-server",
+                       "slow-retrieval", "endless-data", "stale-manifest"}
+
+
+def nightly(board, out):
+    r = run(board, "nightly", out, "--jobs", "2", "--no-progress")
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    return r, trials(out)
+
+
+def test_swupdate_board_passes_nightly(tmp_path):
+    need_swupdate()
+    r, run_json = nightly("boards/swupdate-ab.yaml", tmp_path / "sw")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert run_json["summary"]["findings"] == 0 and run_json["summary"]["trials"] == run_json["planned"] > 150
+    scenarios = {t["scenario"] for t in run_json["trials"]}
+    assert TRANSPORT_OVER_HTTP <= scenarios and {"power-cut-sweep", "brown-out", "tampered-image"} <= scenarios
+    # Plain HTTP (swupdate -d '-u http://...'): the TLS scenarios are skipped with the reason.
+    assert {s["scenario"] for s in run_json["skipped"]} == {"bit-rot", "flash-error", "impostor-server",
+                                                             "mtls-required"}
+    cuts = [t for t in run_json["trials"] if t["fault"]["kind"] == "power-cut"]
+    assert cuts and all(t["delivery"]["status"] == "power-lost" for t in cuts)
+
+
+def test_swupdate_without_downgrade_check_fails_nightly_on_rollback_only(tmp_path):
+    need_swupdate()
+    r, run_json = nightly("boards/flawed/swupdate-ab-no-downgrade-check.yaml", tmp_path / "flawed")
+    assert r.returncode == 1, r.stdout[-3000:]
+    broken = {b["oracle"] for t in run_json["trials"] for b in t["broken"]}
+    assert broken == {"no-rollback"}, broken
+    caught = {t["scenario"] for t in run_json["trials"] if t["broken"]}
+    assert {"replay-old", "replay-major", "stale-manifest"} <= caught, caught
+
+
+def test_rauc_board_passes_nightly(tmp_path):
+    need_rauc()
+    r, run_json = nightly("boards/rauc-ab.yaml", tmp_path / "rauc")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert run_json["summary"]["findings"] == 0 and run_json["summary"]["trials"] > 150
+    assert TRANSPORT_OVER_HTTP <= {t["scenario"] for t in run_json["trials"]}

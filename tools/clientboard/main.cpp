@@ -45,6 +45,7 @@
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
 #include "otarig/drivers/errors.hpp"
+#include "otarig/drivers/process/device_console.hpp"
 
 namespace {
 
@@ -535,28 +536,12 @@ int run_device(const Options& o) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   Device device(o);
   device.power_on();
-  std::string input;
-  char buf[4096];
-  while (true) {
-    pollfd p{STDIN_FILENO, POLLIN, 0};
-    if (::poll(&p, 1, -1) < 0) {
-      if (errno == EINTR) continue;
-      return 0;
-    }
-    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return 0;  // the console closed
-    input.append(buf, static_cast<std::size_t>(n));
-    if (input.size() > 65536) input.erase(0, input.size() - 65536);
-    std::size_t nl;
-    while ((nl = input.find('\n')) != std::string::npos) {
-      std::string line = input.substr(0, nl);
-      input.erase(0, nl + 1);
-      device.line(std::move(line));
-    }
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-  }
+  otarig::drivers::process::serve_console([&](std::string line) { device.line(std::move(line)); },
+                                          [] {
+                                            while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+                                            }
+                                          });
+  return 0;
 }
 
 // Inside dbus-run-session: rauc service, then rauc install, on this bus.

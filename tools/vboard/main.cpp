@@ -24,6 +24,7 @@
 #include "otarig/drivers/errors.hpp"
 #include "otarig/drivers/image.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
+#include "otarig/drivers/process/device_console.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 
 namespace {
@@ -240,27 +241,8 @@ int run(const Options& o) {
 
   Device device(o, config, std::move(*file), trusted_keys(o));
   device.power_on();
-
-  std::string input;
-  char buf[4096];
-  while (true) {
-    pollfd p{STDIN_FILENO, POLLIN, 0};
-    if (::poll(&p, 1, -1) < 0) {
-      if (errno == EINTR) continue;
-      return 0;
-    }
-    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return 0;  // the console closed
-    input.append(buf, static_cast<std::size_t>(n));
-    if (input.size() > 65536) input.erase(0, input.size() - 65536);
-    std::size_t nl;
-    while ((nl = input.find('\n')) != std::string::npos) {
-      std::string line = input.substr(0, nl);
-      input.erase(0, nl + 1);
-      device.line(std::move(line));
-    }
-  }
+  otarig::drivers::process::serve_console([&](std::string line) { device.line(std::move(line)); });
+  return 0;
 }
 
 }  // namespace
