@@ -43,7 +43,8 @@ def test_interactive_session(tmp_path):
 
 def test_nightly_pytest_example(tmp_path):
     p, log = run("-m", "pytest", "-q", "-p", "otarig.pytest_plugin", "-p", "no:cacheprovider",
-                 EXAMPLES / "test_nightly.py", "--otarig-board", "virtual-ab", "--otarig-trials", "4",
+                 "--rootdir", EXAMPLES, EXAMPLES / "test_nightly.py", "--otarig-board", "virtual-ab",
+                 "--otarig-trials", "4",
                  "--otarig-out", tmp_path / "evidence", "--junitxml", tmp_path / "junit.xml", cwd=tmp_path)
     assert p.returncode == 0, log
     # The virtual board runs every scenario but the ten that need a process
