@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -85,6 +86,8 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   opts.on_finding = [&](const std::string& line) { lines.push_back(line); };
   auto result = run_campaign(opts, cli_registry());
   bar.finish();
+  // Trials finish in any order across jobs; findings print in trial order.
+  std::sort(lines.begin(), lines.end());
   const std::size_t shown = 20;
   for (std::size_t i = 0; i < lines.size() && i < shown; ++i) std::cout << lines[i] << "\n";
   if (lines.size() > shown) std::cout << fmt::format("... and {} more findings in run.json\n", lines.size() - shown);
