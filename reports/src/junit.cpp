@@ -64,9 +64,17 @@ std::string property(const std::string& name, const std::string& value) {
 std::string fault_point(const nlohmann::json& t) {
   const auto& f = t["fault"];
   std::string kind = str(f, "kind");
+  if (kind == "power-cut" && f.contains("byte"))
+    return fmt::format("{} at byte {}/{}", kind, str(f, "byte"), str(f, "image_size"));
+  if (kind == "power-cut" && str(f, "at") == "time") return fmt::format("{} at {} ms", kind, str(f, "delay_ms"));
+  if (kind == "power-cut" && str(f, "at") == "console")
+    return fmt::format("{} {} ms after /{}/", kind, str(f, "delay_ms"), str(f, "pattern"));
   if (kind == "power-cut")
     return fmt::format("{} op {}/{}{}", kind, str(f, "before_op"), str(f, "ops_total"),
                        f.value("torn", false) ? " torn" : "");
+  if (kind == "network" && f.contains("faults")) return kind + ": " + str(f, "faults");
+  if (kind == "network" && f.contains("probe")) return kind + ": " + str(f, "probe");
+  if (kind == "stale") return kind + ": " + str(f, "serve");
   if (f.contains("variant")) return kind + ":" + str(f, "variant");
   return kind;
 }
@@ -135,11 +143,28 @@ std::string junit_xml(const nlohmann::json& run) {
     suites += cases;
     suites += "  </testsuite>\n";
   }
+  // Scenarios of the suite the board cannot run: one skipped test case each, with the reason.
+  std::size_t skipped = 0;
+  if (run.contains("skipped"))
+    for (const auto& k : run["skipped"]) {
+      ++skipped;
+      const auto name = str(k, "scenario");
+      suites += fmt::format(
+          "  <testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0\" "
+          "timestamp=\"{}\" hostname=\"otarig\">\n",
+          xml_escape(name), xml_escape(str(run, "started").substr(0, 19)));
+      suites += "    <properties>\n" + property("board", board) + property("seed", seed) + "    </properties>\n";
+      suites += fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"{}\" time=\"0\">\n", xml_escape(board),
+                            xml_escape(name), xml_escape(name));
+      suites += fmt::format("      <skipped message=\"{}\"/>\n", xml_escape(str(k, "reason")));
+      suites += "    </testcase>\n  </testsuite>\n";
+    }
   std::string errors = run.contains("aborted") ? "1" : "0";
   return fmt::format(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"otarig {} {}\" tests=\"{}\" failures=\"{}\" "
       "errors=\"{}\" time=\"{:.6f}\">\n{}</testsuites>\n",
-      xml_escape(board), xml_escape(str(run["scenario"], "name")), total, failures, errors, time_s, suites);
+      xml_escape(board), xml_escape(str(run["scenario"], "name")), total + skipped, failures, errors, time_s,
+      suites);
 }
 
 std::string summary_markdown(const nlohmann::json& run) {

@@ -100,3 +100,34 @@ TEST(JUnit, TrialFactsAreInSuitePropertiesAndTestcaseOutput) {
   EXPECT_NE(xml.find("evidence: trials/00003"), std::string::npos);
   EXPECT_NE(xml.find("type=\"finding\""), std::string::npos);
 }
+
+TEST(JUnit, SkippedScenariosAndPlacedCutsAreReported) {
+  TempDir d;
+  json run = {{"board", {{"name", "vboard-ab"}}},
+              {"scenario", {{"name", "nightly"}}},
+              {"seed", 1},
+              {"started", "2026-01-02T03:04:05.000Z"},
+              {"skipped", json::array({{{"scenario", "flash-error"},
+                                        {"reason", "the board does not count flash operations <so>"}}})}};
+  run["trials"] = json::array(
+      {{{"id", "00000"}, {"scenario", "power-cut-sweep"}, {"seed", 1}, {"requirements", json::array()},
+        {"fault", {{"kind", "power-cut"}, {"at", "download-byte"}, {"byte", 65536}, {"image_size", 1048576}}},
+        {"verdict", "pass"}, {"broken", json::array()}, {"duration_ms", 3.0}},
+       {{"id", "00001"}, {"scenario", "power-cut-sweep"}, {"seed", 2}, {"requirements", json::array()},
+        {"fault", {{"kind", "power-cut"}, {"at", "time"}, {"delay_ms", 40}}},
+        {"verdict", "pass"}, {"broken", json::array()}, {"duration_ms", 3.0}},
+       {{"id", "00002"}, {"scenario", "corrupt-in-transit"}, {"seed", 3}, {"requirements", json::array()},
+        {"fault", {{"kind", "network"}, {"faults", "down:corrupt@offset=9,count=1"}}},
+        {"verdict", "pass"}, {"broken", json::array()}, {"duration_ms", 3.0}}});
+  spit(d.path / "junit.xml", junit_xml(run));
+  auto xml = slurp(d.path / "junit.xml");
+  EXPECT_NE(xml.find("fault_point: power-cut at byte 65536/1048576\n"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("fault_point: power-cut at 40 ms\n"), std::string::npos);
+  EXPECT_NE(xml.find("fault_point: network: down:corrupt@offset=9,count=1\n"), std::string::npos);
+  EXPECT_NE(xml.find("<skipped message=\"the board does not count flash operations &lt;so&gt;\"/>"),
+            std::string::npos);
+  EXPECT_NE(xml.find("tests=\"4\""), std::string::npos) << "three trials and one skipped scenario";
+  if (have_program("xmllint")) {
+    EXPECT_EQ(schema_errors(d.path / "junit.xml"), "");
+  }
+}
