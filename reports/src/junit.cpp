@@ -192,6 +192,10 @@ std::string summary_markdown(const nlohmann::json& run) {
                         str(f, "replay"));
     }
   }
+  if (run.contains("skipped") && !run["skipped"].empty()) {
+    md += "\nScenarios the board cannot run (skipped):\n\n";
+    for (const auto& k : run["skipped"]) md += fmt::format("- `{}`: {}\n", str(k, "scenario"), str(k, "reason"));
+  }
   return md;
 }
 
