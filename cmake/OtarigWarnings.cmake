@@ -7,6 +7,8 @@ function(otarig_set_warnings target)
   endif()
   if(OTARIG_SANITIZE)
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+    # PUBLIC: whatever links a sanitized (static) library needs the runtimes,
+    # an installed consumer included (otarigTargets.cmake carries it).
+    target_link_options(${target} PUBLIC -fsanitize=address,undefined)
   endif()
 endfunction()
