@@ -91,11 +91,15 @@ def test_evidence_folder_per_trial_and_junit(nightly_ref):
     root = ET.parse(Path(out) / "junit.xml").getroot()
     assert root.tag == "testsuites"
     cases = root.findall(".//testcase")
-    assert len(cases) == len(run["trials"])
+    ran = [c for c in cases if c.find("skipped") is None]
+    skipped = [c for c in cases if c.find("skipped") is not None]
+    assert len(ran) == len(run["trials"])
+    assert sorted(c.get("name") for c in skipped) == sorted(k["scenario"] for k in run.get("skipped", []))
+    assert all(c.find("skipped").get("message") for c in skipped)
     suite = root.find("testsuite")
     props = {p.get("name") for p in suite.find("properties").iter("property")}
     assert {"seed", "requirement", "board"} <= props
-    facts = cases[0].find("system-out").text
+    facts = ran[0].find("system-out").text
     assert "fault_point: power-cut op 1/" in facts and "trial_seed: " in facts
     assert (Path(out) / "summary.md").read_text().startswith("## otarig")
 
