@@ -275,8 +275,15 @@ void NorFlash::restore(const FlashState& state) {
   if (state.bytes.size() != geometry_.total_size() || state.erase_counts.size() != geometry_.sector_count() ||
       state.sector_ids.size() != geometry_.sector_count())
     throw std::logic_error("flash: restoring a state of another geometry");
-  state_.bytes.assign(state.bytes.begin(), state.bytes.end());
-  state_.sector_ids.assign(state.sector_ids.begin(), state.sector_ids.end());
+  // Equal content ids mean equal bytes: only the sectors that differ are copied,
+  // so a restore costs what the trial changed, not the size of the flash.
+  const std::uint64_t size = geometry_.sector_size;
+  for (std::uint64_t sec = 0; sec < geometry_.sector_count(); ++sec) {
+    if (state_.sector_ids[sec] == state.sector_ids[sec]) continue;
+    const auto at = static_cast<std::ptrdiff_t>(sec * size);
+    std::copy_n(state.bytes.begin() + at, size, state_.bytes.begin() + at);
+    state_.sector_ids[sec] = state.sector_ids[sec];
+  }
   state_.erase_counts.assign(state.erase_counts.begin(), state.erase_counts.end());
   ++mutations_;
 }
