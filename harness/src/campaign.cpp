@@ -116,8 +116,14 @@ void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, co
   write_text(dir / "verdict.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
+// Virtual and process boards make a device per bench, so two run side by
+// side where the machine has the cores; any other board is one physical device.
+bool one_device_per_bench(const BoardProfile& profile) {
+  return profile.device_kind == "virtual" || profile.device_kind == "process";
+}
+
 unsigned default_jobs(const BoardProfile& profile) {
-  if (profile.device_kind != "virtual") return 1;
+  if (!one_device_per_bench(profile)) return 1;
   return std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
 }
 
@@ -137,6 +143,9 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   // An unreadable signing key is bad input: say so before any trial runs.
   if (options.bundle.signing_key) (void)crypto::Ed25519Key::load_pem(*options.bundle.signing_key);
   const auto profile = load_profile(resolve_board(options.board));
+  if (options.jobs > 1 && !one_device_per_bench(profile))
+    throw InputError(fmt::format("--jobs {}: board {} ({}) is one {} device, so its trials run one at a time",
+                                 options.jobs, profile.name, profile.path.string(), profile.device_kind));
   const auto scenario = load_scenario(options.scenario);
   const ReleaseSet releases(profile);
   auto check_release_names = [&] {

@@ -180,7 +180,7 @@ int cli_main(int argc, char** argv) {
   run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
   run_cmd->add_option("--out", run.out, "evidence folder");
   run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
-  run_cmd->add_option("--jobs", run.jobs, "benches in parallel (in-process boards only; default 2)");
+  run_cmd->add_option("--jobs", run.jobs, "devices in parallel (virtual and process boards: default 2 where there are 2 cores; any other board: 1)");
   run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
   run_cmd->add_flag("-q,--quiet", quiet, "print findings only");
   std::string signing_key, bundle_url;

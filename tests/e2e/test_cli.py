@@ -232,7 +232,7 @@ releases:
 
 @pytest.mark.parametrize("case", ["malformed-yaml", "wrong-type", "unknown-key", "unknown-board", "unknown-scenario",
                                   "missing-release", "bad-shard", "bad-device-key", "bad-image",
-                                  "pty-console-on-a-lab-board"])
+                                  "pty-console-on-a-lab-board", "parallel-jobs-on-a-lab-board"])
 def test_bad_input_exits_2_naming_file_and_line(tmp_path, case):
     prof = tmp_path / "b.yaml"
     args = None
@@ -258,6 +258,12 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path, case):
                         .replace("console: {driver: virtual}", "console: {driver: pty, path: /dev/null}"))
         expect = (f"{prof}:5: console.driver: the 'pty' console is the pty of a process board (device "
                   "`kind: process`); for a tty or pty device by path use `driver: tty`")
+    elif case == "parallel-jobs-on-a-lab-board":
+        # One physical board: its trials cannot run two at a time.
+        prof.write_text(BAD_PROFILE.replace("security_counter: one", "security_counter: 1")
+                        .replace("  kind: virtual\n  mode: ab\n", "  kind: lab\n"))
+        args = ["run", "--board", prof, "--scenario", "nightly", "--jobs", 2, "--out", tmp_path / "o"]
+        expect = "--jobs 2: board broken"
     elif case == "unknown-board":
         args = ["run", "--board", "no-such-board", "--scenario", "nightly", "--out", tmp_path / "o"]
         expect = "no-such-board"
