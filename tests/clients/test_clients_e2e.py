@@ -240,9 +240,30 @@ TRANSPORT_OVER_HTTP = {"corrupt-in-transit", "truncated-download", "interrupted-
                        "slow-retrieval", "endless-data", "stale-manifest"}
 
 
+# What a client run writes inside its private mount namespace: none of it may
+# appear on (or change) the host.
+HOST_PATHS = ["/etc/fw_env.config", "/etc/hwrevision", "/etc/sw-versions", "/run/otarig", "/etc/rauc"]
+
+
+def host_state():
+    state = {}
+    for p in map(Path, HOST_PATHS):
+        if p.is_file():
+            state[str(p)] = p.read_bytes()
+        elif p.is_dir():
+            state[str(p)] = sorted(str(c) for c in p.rglob("*"))
+        else:
+            state[str(p)] = None
+    mounts = Path("/proc/self/mounts").read_text()
+    state["mounts"] = sorted(line for line in mounts.splitlines() if "otarig" in line)
+    return state
+
+
 def nightly(board, out):
+    before = host_state()
     r = run(board, "nightly", out, "--jobs", "2", "--no-progress")
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    assert host_state() == before, "a client run changed the host's /etc, /run or mounts"
     return r, trials(out)
 
 
