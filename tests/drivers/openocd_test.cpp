@@ -256,6 +256,56 @@ TEST_F(OpenOcdJtagTest, RestartsOpenOcdAfterItWasKilled) {
   (void)old_port;
 }
 
+// The same TAP as a debug target: OpenOCD's `testee` target type, with both
+// reset lines wired, so the probe's reset and halt paths run for real.
+class OpenOcdTargetTest : public OpenOcdJtagTest {
+ protected:
+  OpenOcdConfig target_config() {
+    auto c = config();
+    c.launch->commands.push_back("reset_config trst_and_srst");
+    c.launch->commands.push_back("target create sim.cpu testee -chain-position sim.cpu");
+    return c;
+  }
+};
+
+TEST_F(OpenOcdTargetTest, ResetRunHaltAndInitPulseTheTargetsResetLines) {
+  OpenOcdProbe probe(io, target_config());
+  EXPECT_EQ(trim(probe.command("target names")), "sim.cpu");
+  for (auto mode : {ResetMode::run, ResetMode::halt, ResetMode::init}) {
+    const unsigned pulses = sim.srst_pulses(), tap_resets = sim.resets();
+    probe.reset(mode);
+    EXPECT_TRUE(wait_until([&] { return sim.srst_pulses() > pulses; })) << "SRST was not asserted";
+    EXPECT_TRUE(wait_until([&] { return !sim.srst_asserted(); })) << "SRST is still held";
+    EXPECT_GT(sim.resets(), tap_resets) << "TRST resets the TAP too";
+  }
+  EXPECT_NO_THROW(probe.halt());
+  EXPECT_NE(probe.log_tail().find("tap/device found: 0x4ba00477"), std::string::npos)
+      << "OpenOCD examines the chain again after each reset";
+}
+
+TEST_F(OpenOcdTargetTest, ProgramOnATargetWithoutFlashIsBenchErrorNamingTheCommand) {
+  OpenOcdProbe probe(io, target_config());
+  const auto image = std::filesystem::temp_directory_path() / ("otarig-program-" + std::to_string(::getpid()) + ".bin");
+  std::ofstream(image, std::ios::binary) << std::string(256, '\x5a');
+  try {
+    probe.flash_write_image(image, 0x08020000);
+    FAIL() << "expected BenchError: the target has no flash bank";
+  } catch (const BenchError& e) {
+    EXPECT_NE(std::string(e.what()).find("flash write_image erase {" + image.string() + "} 0x8020000"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(probe.program(image, 0x08020000), BenchError);
+  // OpenOCD's `program` is a Tcl procedure of its start-up scripts: in its
+  // place, one that records what it was asked shows the exact arguments.
+  probe.command("proc program {args} { set ::program_args $args }");
+  probe.program(image, 0x08020000, true, true);
+  EXPECT_EQ(probe.command("set ::program_args"), image.string() + " verify reset 0x8020000");
+  probe.program(image, std::nullopt, false, false);
+  EXPECT_EQ(probe.command("set ::program_args"), image.string());
+  std::filesystem::remove(image);
+}
+
 TEST_F(OpenOcdJtagTest, RegistryStartsOpenOcdFromTheProfile) {
   DriverRegistry registry;
   register_bench_drivers(registry);

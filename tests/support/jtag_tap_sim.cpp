@@ -157,7 +157,10 @@ std::string JtagTapSim::feed(std::string_view bytes, bool* quit) {
       replies.push_back(tdo() ? '1' : '0');
     } else if (c >= 'r' && c <= 'u') {
       bool trst = ((c - 'r') & 2) != 0;
+      bool srst = ((c - 'r') & 1) != 0;
       if (trst) enter(State::reset);
+      if (srst && !srst_) ++srst_pulses_;
+      srst_ = srst;
     } else if (c == 'Q') {
       if (quit != nullptr) *quit = true;
       break;

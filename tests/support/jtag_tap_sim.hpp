@@ -41,6 +41,10 @@ class JtagTapSim {
   unsigned connections() const { return connections_; }
   /// TAP resets through TRST or five TMS=1 clocks.
   unsigned resets() const { return resets_; }
+  /// Times the adapter asserted the system reset line (SRST), and whether it
+  /// holds it now.
+  unsigned srst_pulses() const { return srst_pulses_; }
+  bool srst_asserted() const { return srst_; }
 
   /// Handles the protocol bytes of one client; returns the TDO replies.
   /// Public so a test can drive the TAP without a socket.
@@ -87,6 +91,8 @@ class JtagTapSim {
   std::uint32_t data_ = 0;
   std::atomic<unsigned> connections_{0};
   std::atomic<unsigned> resets_{0};
+  std::atomic<unsigned> srst_pulses_{0};
+  std::atomic<bool> srst_{false};
 };
 
 }  // namespace otarig::test
