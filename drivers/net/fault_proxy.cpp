@@ -204,6 +204,7 @@ nlohmann::json to_json(const FaultEvent& e) {
   return nlohmann::json{{"seq", e.seq},
                         {"time_ns", e.time.count()},
                         {"connection", e.connection},
+                        {"generation", e.generation},
                         {"direction", to_string(e.direction)},
                         {"offset", e.offset},
                         {"kind", e.kind},
@@ -395,6 +396,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
              Bytes after = {}) {
     FaultEvent e;
     e.connection = id_;
+    e.generation = config_->generation;
     e.direction = d;
     e.offset = offset;
     e.kind = std::move(kind);
@@ -804,6 +806,7 @@ class Setup : public std::enable_shared_from_this<Setup> {
   void fail(const std::string& kind, const std::string& detail) {
     FaultEvent e;
     e.connection = id_;
+    e.generation = config_->generation;
     e.direction = Direction::down;
     e.kind = kind;
     e.detail = detail;
@@ -829,6 +832,7 @@ class Setup : public std::enable_shared_from_this<Setup> {
       }
       FaultEvent e;
       e.connection = self->id_;
+      e.generation = self->config_->generation;
       e.kind = "impostor";
       e.detail = "client accepted the impostor certificate (TLS terminated at the proxy)";
       self->proxy_.event(std::move(e));
@@ -1011,7 +1015,9 @@ std::vector<FaultEvent> FaultProxy::events() const {
 
 std::vector<FaultEvent> FaultProxy::take_events() {
   std::lock_guard lock(impl_->mutex);
-  return std::exchange(impl_->events, {});
+  auto all = std::exchange(impl_->events, {});
+  std::erase_if(all, [g = impl_->config->generation](const FaultEvent& e) { return e.generation != g; });
+  return all;
 }
 
 ProxyStats FaultProxy::stats() const {
@@ -1071,6 +1077,9 @@ int proxy_main(const ProxyMainOptions& o, std::ostream& out) {
   po.upstream_host = up_host;
   po.upstream_port = up_port;
   po.faults = parse_fault_spec(o.fault, "--fault");
+  if (const auto server = po.faults.server_rules(); !server.empty())
+    throw InputError("--fault:" + std::to_string(server.rules.front().column) +
+                     ": a server: rule is for the update server of `otarig run`, not for the proxy");
   po.seed = o.seed;
   if (o.threads == 0 || o.threads > 64) throw InputError("--threads: 1 to 64");
   po.threads = o.threads;

@@ -134,6 +134,12 @@ class Parser {
         out.down = d != "up";
         have_direction = true;
         ++i;
+      } else if (d == "server" && i + 1 < parts.size()) {
+        if (out.first_connection != 0)
+          fail(parts[0].pos, "a server: rule applies to the update server's responses, not to connections: drop conn=");
+        out.server = true;
+        have_direction = true;
+        ++i;
       }
     }
     if (i >= parts.size()) fail(rule.pos + rule.text.size(), "missing fault after ':'");
@@ -141,11 +147,18 @@ class Parser {
       fail(parts[i].pos, "expected up, down or both before ':', got '" + std::string(parts[i].text) + "'");
     if (i + 1 < parts.size()) {
       Token extra = parts[i + 1];
-      fail(extra.pos - 1, "unexpected ':' (a rule is [conn=N:][up:|down:|both:]fault)");
+      fail(extra.pos - 1, "unexpected ':' (a rule is [conn=N:][up:|down:|both:]fault or server:fault)");
     }
     Token fault = parts[i];
     if (fault.text.empty()) fail(fault.pos, "missing fault");
     out.fault = parse_fault(fault);
+    if (out.server) {
+      const auto* e = std::get_if<Endless>(&out.fault);
+      if (!e) fail(fault.pos, std::string("the update server applies only endless (server:endless@limit=SIZE), not ") +
+                                  fault_name(out.fault));
+      if (e->after) fail(fault.pos, "server:endless starts after the resource's own bytes: drop after=");
+      return out;
+    }
     bool impostor = std::holds_alternative<Impostor>(out.fault);
     if (impostor && have_direction) fail(parts[i - 1].pos, "impostor applies to the whole connection: drop the direction");
     if (!impostor && !have_direction) fail(fault.pos, "missing direction: write up:, down: or both: before the fault");
@@ -414,9 +427,26 @@ std::string FaultSpec::text() const {
       if (r.last_connection != r.first_connection) out += "-" + std::to_string(r.last_connection);
       out += ':';
     }
-    if (!std::holds_alternative<Impostor>(r.fault)) out += r.up && r.down ? "both:" : r.up ? "up:" : "down:";
+    if (r.server)
+      out += "server:";
+    else if (!std::holds_alternative<Impostor>(r.fault))
+      out += r.up && r.down ? "both:" : r.up ? "up:" : "down:";
     out += std::visit(Printer{}, r.fault);
   }
+  return out;
+}
+
+FaultSpec FaultSpec::proxy_rules() const {
+  FaultSpec out;
+  for (const auto& r : rules)
+    if (!r.server) out.rules.push_back(r);
+  return out;
+}
+
+FaultSpec FaultSpec::server_rules() const {
+  FaultSpec out;
+  for (const auto& r : rules)
+    if (r.server) out.rules.push_back(r);
   return out;
 }
 

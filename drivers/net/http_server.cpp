@@ -42,6 +42,7 @@ namespace {
 
 constexpr std::size_t kFileChunk = 256 * 1024;
 constexpr std::size_t kMemoryChunk = 256 * 1024;
+constexpr std::size_t kEndlessChunk = 64 * 1024;
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 constexpr std::uint64_t kRequestBodyLimit = 64 * 1024;
 
@@ -129,6 +130,36 @@ std::string_view trim_ows(std::string_view s) {
   return s;
 }
 
+// `pattern` with "*" segments (each matches any one segment) against a decoded path.
+bool path_matches(std::string_view pattern, std::string_view path) {
+  while (true) {
+    const auto pe = pattern.find('/', 1);
+    const auto qe = path.find('/', 1);
+    const auto ps = pattern.substr(0, pe);
+    const auto qs = path.substr(0, qe);
+    if (ps != qs && !(ps == "/*" && qs.size() > 1)) return false;
+    if (pe == std::string_view::npos || qe == std::string_view::npos) return pe == qe;
+    pattern.remove_prefix(pe);
+    path.remove_prefix(qe);
+  }
+}
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// The seeded bytes of an endless body, from its offset `at` (a function of
+// seed and offset only).
+void endless_bytes(std::uint64_t seed, std::uint64_t at, std::uint8_t* out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t off = at + i;
+    out[i] = static_cast<std::uint8_t>(splitmix64(seed ^ (off / 8) * 0x2545f4914f6cdd1dULL) >> (8 * (off % 8)));
+  }
+}
+
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
@@ -174,7 +205,8 @@ RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& 
 nlohmann::json to_json(const RequestRecord& r) {
   return nlohmann::json{{"seq", r.seq},     {"connection", r.connection}, {"time_ns", r.time.count()},
                         {"method", r.method}, {"target", r.target},       {"range", r.range},
-                        {"status", r.status}, {"bytes", r.bytes},         {"note", r.note}};
+                        {"status", r.status}, {"bytes", r.bytes},         {"endless", r.endless},
+                        {"note", r.note}};
 }
 
 struct UpdateServer::Impl {
@@ -194,11 +226,20 @@ struct UpdateServer::Impl {
   mutable std::mutex repo_mutex;
   std::map<std::string, std::shared_ptr<const Bytes>, std::less<>> files;
   std::optional<std::string> latest;
+  std::vector<std::pair<std::string, EndlessBody>> endless;
+  struct Hook {
+    std::uint64_t id = 0;
+    std::uint64_t byte = 0;
+    BodyByteCallback callback;
+  };
+  std::map<std::string, Hook, std::less<>> hooks;
+  std::uint64_t next_hook = 1;
 
   mutable std::mutex log_mutex;
   std::vector<RequestRecord> log;
   std::uint64_t next_seq = 1;
   ServerStats counters;
+  std::map<std::uint64_t, RequestRecord> in_progress;  // by connection
 
   explicit Impl(ServerOptions o) : options(std::move(o)), clock(options.clock ? options.clock : &steady) {}
 
@@ -226,9 +267,41 @@ struct UpdateServer::Impl {
     return find_file(path);
   }
 
+  std::optional<EndlessBody> endless_for(std::string_view path) const {
+    std::lock_guard lock(repo_mutex);
+    for (const auto& [pattern, body] : endless)
+      if (path_matches(pattern, path)) return body;
+    return std::nullopt;
+  }
+
+  // The armed hook of `path`: (id, byte).
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> hook_for(const std::string& path) const {
+    std::lock_guard lock(repo_mutex);
+    auto it = hooks.find(path);
+    if (it == hooks.end()) return std::nullopt;
+    return std::make_pair(it->second.id, it->second.byte);
+  }
+
+  // Disarms hook `id` of `path` and returns its callback (empty when it was
+  // cleared or replaced meanwhile).
+  BodyByteCallback take_hook(const std::string& path, std::uint64_t id) {
+    std::lock_guard lock(repo_mutex);
+    auto it = hooks.find(path);
+    if (it == hooks.end() || it->second.id != id) return {};
+    auto cb = std::move(it->second.callback);
+    hooks.erase(it);
+    return cb;
+  }
+
+  void progress(const RequestRecord& r) {
+    std::lock_guard lock(log_mutex);
+    in_progress[r.connection] = r;
+  }
+
   void record(RequestRecord r) {
     {
       std::lock_guard lock(log_mutex);
+      in_progress.erase(r.connection);
       r.seq = next_seq++;
       r.time = clock->now();
       if (r.status != 0) ++counters.requests;
@@ -330,6 +403,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     head_ = {};
     head_.version(req.version());
     head_only_ = req.method() == http::verb::head;
+    endless_.reset();
+    hook_.reset();
+    path_.clear();
 
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       head_.set(http::field::allow, "GET, HEAD");
@@ -358,6 +434,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       return;
     }
     if (rs == RangeStatus::full) r = {0, blob->size - 1};
+    if (rs == RangeStatus::full) endless_ = server_.endless_for(*path);
+    if (endless_) close_ = true;  // the body ends with the connection
+    if (!head_only_) hook_ = server_.hook_for(*path);
+    path_ = *path;
     head_.result(rs == RangeStatus::partial ? http::status::partial_content : http::status::ok);
     if (rs == RangeStatus::partial)
       head_.set(http::field::content_range,
@@ -391,9 +471,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   void write_head() {
     head_.set(http::field::server, "otarig");
-    head_.content_length(body_length_);
+    if (!endless_) head_.content_length(body_length_);
     head_.keep_alive(!close_);
     record_.status = static_cast<unsigned>(head_.result_int());
+    server_.progress(record_);
     deadline();
     http::async_write(stream_, head_, [self = this->shared_from_this()](const error_code& ec, std::size_t) {
       if (ec) return self->failed_response(ec);
@@ -404,15 +485,29 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   void write_body() {
     std::uint64_t remaining = body_length_ - record_.bytes;
-    if (remaining == 0) return finish();
+    if (remaining == 0) return endless_ ? write_endless() : finish();
     std::uint64_t at = body_offset_ + record_.bytes;
+    std::uint64_t want = std::min<std::uint64_t>(remaining, blob_.memory ? kMemoryChunk : kFileChunk);
+    if (hook_ && hook_->second >= at && hook_->second < at + want) {
+      if (hook_->second == at) {
+        // Every byte before the hooked one has been written: run the hook now,
+        // before any more of the body goes.
+        const auto [id, byte] = *hook_;
+        hook_.reset();
+        if (auto callback = server_.take_hook(path_, id)) {
+          callback(BodyByte{id_, record_.method, record_.target, record_.range, byte, body_offset_, kIsTls<Stream>});
+          if (server_.stopping) return;
+        }
+      } else {
+        want = hook_->second - at;  // up to the hooked byte, then the hook
+      }
+    }
     asio::const_buffer buf;
     if (blob_.memory) {
-      buf = asio::buffer(blob_.memory->data() + at, static_cast<std::size_t>(std::min<std::uint64_t>(remaining, kMemoryChunk)));
+      buf = asio::buffer(blob_.memory->data() + at, static_cast<std::size_t>(want));
     } else {
       chunk_.resize(kFileChunk);
-      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, chunk_.size()));
-      ssize_t n = ::pread(blob_.file->fd, chunk_.data(), want, static_cast<off_t>(at));
+      ssize_t n = ::pread(blob_.file->fd, chunk_.data(), static_cast<std::size_t>(want), static_cast<off_t>(at));
       if (n <= 0) {
         record_.note = "file shorter than when the response began";
         server_.record(record_);
@@ -424,9 +519,38 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     deadline();
     asio::async_write(stream_, buf, [self = this->shared_from_this()](const error_code& ec, std::size_t n) {
       self->record_.bytes += n;
+      self->server_.progress(self->record_);
       if (ec) return self->failed_response(ec);
       self->write_body();
     });
+  }
+
+  // After the resource's bytes of an endless body: seeded bytes until the
+  // limit or until the client goes away.
+  void write_endless() {
+    if (record_.note.empty()) {
+      record_.note = "endless body: sending";
+      server_.progress(record_);
+    }
+    const std::uint64_t limit = endless_->limit;
+    if (limit != 0 && record_.endless >= limit) {
+      record_.note = "endless body: " + std::to_string(record_.endless) + " bytes after the resource's " +
+                     std::to_string(record_.bytes - record_.endless) + ", the limit; closed";
+      return finish();
+    }
+    std::uint64_t n = kEndlessChunk;
+    if (limit != 0) n = std::min<std::uint64_t>(n, limit - record_.endless);
+    chunk_.resize(kEndlessChunk);
+    endless_bytes(endless_->seed, record_.endless, chunk_.data(), static_cast<std::size_t>(n));
+    deadline();
+    asio::async_write(stream_, asio::buffer(chunk_.data(), static_cast<std::size_t>(n)),
+                      [self = this->shared_from_this()](const error_code& ec, std::size_t sent) {
+                        self->record_.bytes += sent;
+                        self->record_.endless += sent;
+                        self->server_.progress(self->record_);
+                        if (ec) return self->failed_response(ec);
+                        self->write_endless();
+                      });
   }
 
   void failed_response(const error_code& ec) {
@@ -437,6 +561,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     } else {
       record_.note = "client went away during the response: " + ec.message();
     }
+    if (endless_ && record_.bytes >= body_length_)
+      record_.note = "endless body: the client went away after " + std::to_string(record_.endless) +
+                     " bytes after the resource's " + std::to_string(body_length_) + " (" + record_.note + ")";
     server_.record(record_);
     abort();
   }
@@ -486,6 +613,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::uint64_t body_length_ = 0;
   bool head_only_ = false;
   bool close_ = false;
+  std::optional<EndlessBody> endless_;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> hook_;  // (id, byte) of the path's hook
+  std::string path_;
   std::vector<std::uint8_t> chunk_;
   std::array<char, 512> drain_{};
 };
@@ -608,6 +738,42 @@ void UpdateServer::clear_latest() {
 std::optional<std::string> UpdateServer::latest() const {
   std::lock_guard lock(impl_->repo_mutex);
   return impl_->latest;
+}
+
+void UpdateServer::set_endless(const std::string& path, EndlessBody body) {
+  if (path.empty() || path.front() != '/') throw InputError("update server: endless body: bad path '" + path + "'");
+  std::lock_guard lock(impl_->repo_mutex);
+  for (auto& [p, b] : impl_->endless)
+    if (p == path) {
+      b = body;
+      return;
+    }
+  impl_->endless.emplace_back(path, body);
+}
+
+void UpdateServer::clear_endless() {
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->endless.clear();
+}
+
+void UpdateServer::on_body_byte(const std::string& path, std::uint64_t byte, BodyByteCallback callback) {
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->hooks[path] = Impl::Hook{impl_->next_hook++, byte, std::move(callback)};
+}
+
+void UpdateServer::clear_body_hooks() {
+  std::map<std::string, Impl::Hook, std::less<>> gone;
+  {
+    std::lock_guard lock(impl_->repo_mutex);
+    gone.swap(impl_->hooks);
+  }
+}
+
+std::vector<RequestRecord> UpdateServer::responses_in_progress() const {
+  std::lock_guard lock(impl_->log_mutex);
+  std::vector<RequestRecord> out;
+  for (const auto& [connection, r] : impl_->in_progress) out.push_back(r);
+  return out;
 }
 
 std::vector<RequestRecord> UpdateServer::request_log() const {

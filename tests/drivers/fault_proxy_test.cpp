@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <future>
 
@@ -341,6 +342,38 @@ TEST_F(ProxyTest, RulesSelectConnectionsAndSetFaultsRestartsNumbering) {
   proxy_->set_faults(parse_fault_spec("conn=1:down:truncate@b=20"), 1);
   EXPECT_EQ(connect().read_until_closed(5s).data, payload.substr(0, 20));
   EXPECT_EQ(connect().read_until_closed(5s).data, payload);
+}
+
+TEST_F(ProxyTest, TakeEventsHoldsOnlyTheConnectionsOfTheCurrentSchedule) {
+  // A connection of one trial is still open when the next trial's schedule is
+  // set; its close must not show up among the next trial's events.
+  start(echo(), "");
+  Socket old_trial = connect();
+  old_trial.write_all("ping");
+  EXPECT_EQ(old_trial.read_exact(4), "ping");
+  wait_events("open", 1);
+  proxy_->set_faults(parse_fault_spec("down:corrupt@offset=0,mask=0x01"), 2);
+  EXPECT_TRUE(proxy_->take_events().empty()) << "the open of the earlier schedule's connection was kept";
+  Socket this_trial = connect();
+  this_trial.write_all("a");
+  EXPECT_EQ(this_trial.read_exact(1), "`");  // 'a' ^ 0x01
+  old_trial.close();
+  this_trial.close();
+  wait_events("close", 2);
+  auto all = proxy_->events();
+  ASSERT_EQ(std::count_if(all.begin(), all.end(), [](const FaultEvent& e) { return e.kind == "close"; }), 2);
+  auto taken = proxy_->take_events();
+  std::vector<std::string> kinds;
+  for (const auto& e : taken) {
+    kinds.push_back(e.kind);
+    EXPECT_EQ(e.connection, 1u);
+    EXPECT_EQ(e.generation, 1u);
+    EXPECT_EQ(to_json(e)["generation"], 1u);
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"open", "corrupt", "close"}));
+  // Everything was taken: the old connection's close went with it.
+  EXPECT_TRUE(proxy_->take_events().empty());
+  EXPECT_TRUE(proxy_->events().empty());
 }
 
 TEST_F(ProxyTest, BytesCallbackFiresAtTheExactByteBeforeMoreIsForwarded) {

@@ -64,7 +64,9 @@ INSTANTIATE_TEST_SUITE_P(
                     Valid{"conn=3-9:down:replay@from=2", "conn=3-9:down:replay@from=2"},
                     Valid{"impostor", "impostor"},
                     Valid{"conn=1:impostor", "conn=1:impostor"},
-                    Valid{" down:stall@b=1 ; up:stall@b=2 ", "down:stall@b=1;up:stall@b=2"}));
+                    Valid{" down:stall@b=1 ; up:stall@b=2 ", "down:stall@b=1;up:stall@b=2"},
+                    Valid{"server:endless@limit=64MiB", "server:endless@limit=67108864"},
+                    Valid{"down:stall=5;server:endless", "down:stall@b=5;server:endless"}));
 
 struct Invalid {
   const char* text;
@@ -117,7 +119,22 @@ INSTANTIATE_TEST_SUITE_P(
                     Invalid{"down: stall=1", 6, "whitespace"},
                     Invalid{"down:", 6, "missing fault"},
                     Invalid{"down:impostor@x=1", 15, "unknown parameter 'x'"},
-                    Invalid{"down:stall=1=2", 13, "unexpected character"}));
+                    Invalid{"down:stall=1=2", 13, "unexpected character"},
+                    Invalid{"server:stall=1", 8, "only endless"},
+                    Invalid{"server:endless@after=1", 8, "drop after="},
+                    Invalid{"conn=1:server:endless", 1, "drop conn="},
+                    Invalid{"server:down:endless", 12, "unexpected ':'"}));
+
+TEST(FaultSpec, ServerRulesAreKeptApartFromTheProxysRules) {
+  FaultSpec s = parse_fault_spec("down:truncate@b=9;server:endless@limit=10");
+  ASSERT_EQ(s.rules.size(), 2u);
+  EXPECT_TRUE(s.rules[1].server);
+  EXPECT_FALSE(s.rules[1].applies_to(Direction::down));
+  EXPECT_FALSE(s.rules[1].applies_to(Direction::up));
+  EXPECT_EQ(s.proxy_rules().text(), "down:truncate@b=9");
+  EXPECT_EQ(s.server_rules().text(), "server:endless@limit=10");
+  EXPECT_EQ(std::get<Endless>(s.server_rules().rules.at(0).fault).limit, 10u);
+}
 
 TEST(FaultSpec, HelpersParseSizesAndDurations) {
   EXPECT_EQ(parse_size("3MiB", "x"), 3u << 20);

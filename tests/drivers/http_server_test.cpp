@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <fstream>
+#include <future>
 #include <system_error>
 
 #include "loopback.hpp"
@@ -235,6 +238,169 @@ TEST_F(HttpServerTest, RequestLogAndCounters) {
   EXPECT_EQ(s.requests, 3u);
   EXPECT_EQ(s.connections, 3u);
   EXPECT_EQ(s.bytes_sent, 10u + 10u);  // "not found\n" is 10 bytes
+}
+
+namespace {
+
+// Reads one response header (up to and including the blank line) byte by
+// byte, so nothing of the body is consumed.
+std::string read_header(Transport& t) {
+  std::string head;
+  char c;
+  while (head.size() < 4 || head.compare(head.size() - 4, 4, "\r\n\r\n") != 0) {
+    if (t.read_some(&c, 1) != 1) throw std::runtime_error("closed in the header: " + head);
+    head += c;
+  }
+  return head;
+}
+
+std::string read_n(Transport& t, std::size_t n) {
+  std::string out(n, '\0');
+  std::size_t got = 0;
+  while (got < n) {
+    std::size_t k = t.read_some(out.data() + got, n - got);
+    if (k == 0) throw std::runtime_error("closed after " + std::to_string(got) + " of " + std::to_string(n));
+    got += k;
+  }
+  return out;
+}
+
+bool has_header(const std::string& head, const std::string& name) {
+  std::string lower;
+  for (char c : head) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.find("\r\n" + name + ":") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_F(HttpServerTest, EndlessBodyHasNoLengthAndSendsSeededBytesUpToItsLimit) {
+  server_->put("/deliveries/7/image.bin", bytes_of(body_));
+  server_->set_endless("/deliveries/*/image.bin", {100000, 3});
+  auto fetch = [&] {
+    Socket s = Socket::connect(server_->port());
+    s.write_all(request("GET", "/deliveries/7/image.bin"));
+    ReadResult r = s.read_until_closed(5s);
+    EXPECT_TRUE(r.eof);
+    auto end = r.data.find("\r\n\r\n");
+    EXPECT_NE(end, std::string::npos);
+    return std::make_pair(r.data.substr(0, end + 4), r.data.substr(end + 4));
+  };
+  auto [head, body] = fetch();
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_FALSE(has_header(head, "content-length")) << head;
+  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  ASSERT_EQ(body.size(), body_.size() + 100000u);
+  EXPECT_EQ(body.substr(0, body_.size()), body_);
+  EXPECT_EQ(fetch().second, body) << "the endless bytes are a function of the seed";
+  EXPECT_TRUE(eventually([&] { return server_->request_log().size() == 2u; }));
+  auto log = server_->request_log();
+  EXPECT_EQ(log[0].bytes, body_.size() + 100000u);
+  EXPECT_EQ(log[0].endless, 100000u);
+  EXPECT_NE(log[0].note.find("the limit"), std::string::npos) << log[0].note;
+  EXPECT_EQ(to_json(log[0])["endless"], 100000u);
+  EXPECT_TRUE(server_->responses_in_progress().empty());
+  // Other paths, ranges and HEAD: as before, or the same headers without a body.
+  EXPECT_EQ(get(request("GET", "/data.bin")).header("content-length"), "10000");
+  HttpResponse part = get(request("GET", "/deliveries/7/image.bin", "Range: bytes=5-9\r\n"));
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(part.body, body_.substr(5, 5));
+  Socket h = Socket::connect(server_->port());
+  h.write_all(request("HEAD", "/deliveries/7/image.bin"));
+  ReadResult hr = h.read_until_closed(5s);
+  EXPECT_TRUE(hr.eof);
+  EXPECT_FALSE(has_header(hr.data, "content-length")) << hr.data;
+  EXPECT_EQ(hr.data.substr(hr.data.size() - 4), "\r\n\r\n");
+  server_->clear_endless();
+  EXPECT_EQ(get(request("GET", "/deliveries/7/image.bin")).body, body_);
+}
+
+TEST_F(HttpServerTest, EndlessBodyRecordsWhatItSentBeforeTheClientLeft) {
+  server_->put("/deliveries/1/image.bin", bytes_of(body_));
+  server_->set_endless("/deliveries/*/image.bin", {0, 9});  // no limit
+  {
+    Socket s = Socket::connect(server_->port());
+    s.write_all(request("GET", "/deliveries/1/image.bin"));
+    read_header(s);
+    const std::string got = read_n(s, body_.size() + 5000);
+    EXPECT_EQ(got.substr(0, body_.size()), body_);
+  }
+  // The client read the resource and a little more, then left.
+  EXPECT_TRUE(eventually([&] { return server_->request_log().size() == 1u; }, 5s));
+  auto r = server_->request_log().at(0);
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_GE(r.endless, 5000u);
+  EXPECT_EQ(r.bytes, body_.size() + r.endless);
+  EXPECT_NE(r.note.find("endless body: the client went away after"), std::string::npos) << r.note;
+  EXPECT_TRUE(server_->responses_in_progress().empty());
+}
+
+TEST_F(HttpServerTest, BodyByteHookRunsAfterExactlyThatManyBytesOnAKeptAliveConnection) {
+  // HEAD, then GET on the same connection (as SWUpdate does); the hook falls
+  // inside the second 256 KiB write of the body.
+  const std::string big = pattern(700000, 5);
+  const std::uint64_t b = 300001;
+  server_->put("/deliveries/2/image.bin", bytes_of(big));
+  std::promise<BodyByte> fired;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<std::uint64_t> server_count{0};
+  server_->on_body_byte("/deliveries/2/image.bin", b, [&](const BodyByte& at) {
+    for (const auto& r : server_->responses_in_progress()) server_count = r.bytes;
+    fired.set_value(at);
+    released.wait();
+  });
+  Socket s = Socket::connect(server_->port());
+  s.write_all(request("HEAD", "/deliveries/2/image.bin"));
+  EXPECT_EQ(read_response(s, true).header("content-length"), "700000");
+  s.write_all(request("GET", "/deliveries/2/image.bin"));
+  read_header(s);
+  struct Release {  // the hook returns however the test ends
+    std::promise<void>& p;
+    bool done = false;
+    void now() {
+      if (!std::exchange(done, true)) p.set_value();
+    }
+    ~Release() { now(); }
+  } guard{release};
+  const std::string before = read_n(s, b);
+  auto fired_future = fired.get_future();
+  ASSERT_EQ(fired_future.wait_for(5s), std::future_status::ready) << "the hook did not run after byte " << b - 1;
+  auto at = fired_future.get();
+  // The server is inside the hook: nothing after byte b-1 has been sent.
+  EXPECT_TRUE(s.silent_for(300ms)) << "bytes past " << b << " arrived before the hook returned";
+  EXPECT_EQ(server_count.load(), b);
+  EXPECT_EQ(before, big.substr(0, b));
+  EXPECT_EQ(at.byte, b);
+  EXPECT_EQ(at.first, 0u);
+  EXPECT_EQ(at.connection, 1u);
+  EXPECT_EQ(at.method, "GET");
+  EXPECT_EQ(at.target, "/deliveries/2/image.bin");
+  EXPECT_FALSE(at.tls);
+  guard.now();
+  EXPECT_EQ(read_n(s, big.size() - b), big.substr(b));
+  // Once: the next GET passes byte b without a call.
+  s.write_all(request("GET", "/deliveries/2/image.bin"));
+  EXPECT_EQ(read_response(s).body, big);
+}
+
+TEST_F(HttpServerTest, BodyByteHookWaitsForARangeThatReachesIt) {
+  server_->put("/f.bin", bytes_of(body_));
+  std::atomic<int> calls{0};
+  std::atomic<std::uint64_t> first{99};
+  server_->on_body_byte("/f.bin", 6000, [&](const BodyByte& at) {
+    ++calls;
+    first = at.first;
+  });
+  EXPECT_EQ(get(request("GET", "/f.bin", "Range: bytes=7000-\r\n")).body, body_.substr(7000));
+  EXPECT_EQ(get(request("GET", "/f.bin", "Range: bytes=0-5999\r\n")).body, body_.substr(0, 6000));
+  EXPECT_EQ(calls.load(), 0) << "a response that does not send byte 6000 must not run the hook";
+  EXPECT_EQ(get(request("GET", "/f.bin", "Range: bytes=5000-\r\n")).body, body_.substr(5000));
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(first.load(), 5000u);
+  server_->on_body_byte("/f.bin", 10, [&](const BodyByte&) { ++calls; });
+  server_->clear_body_hooks();
+  EXPECT_EQ(get(request("GET", "/f.bin")).body, body_);
+  EXPECT_EQ(calls.load(), 1);
 }
 
 TEST(HttpServerDirectory, ServesFilesUnderRootAndWrittenReleases) {

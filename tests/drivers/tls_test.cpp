@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <future>
 
 #include "loopback.hpp"
 #include "otarig/drivers/errors.hpp"
@@ -37,6 +38,17 @@ std::string fetch(std::uint16_t port, const TlsClientOptions& o, const std::stri
   return std::to_string(r.status) + " " + r.body;
 }
 
+std::string read_n_tls(Transport& t, std::size_t n) {
+  std::string out(n, '\0');
+  std::size_t got = 0;
+  while (got < n) {
+    std::size_t k = t.read_some(out.data() + got, n - got);
+    if (k == 0) throw std::runtime_error("closed after " + std::to_string(got) + " bytes");
+    got += k;
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST(Tls, GeneratedCertificatesAreDistinctPem) {
@@ -53,6 +65,70 @@ TEST(Tls, HttpsWithTheTestCa) {
   auto server = https_server(false);
   EXPECT_EQ(fetch(server->port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");
   EXPECT_EQ(server->base_url().substr(0, 8), "https://");
+}
+
+TEST(Tls, BodyByteHookCountsPlaintextOnAKeptAliveTlsConnection) {
+  auto server = https_server(true);
+  const std::string big = pattern(400000, 8);
+  const std::uint64_t b = 262145;  // one past the first 256 KiB write
+  server->put("/deliveries/1/image.bin", std::vector<std::uint8_t>(big.begin(), big.end()));
+  std::promise<BodyByte> fired;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::uint64_t sent_then = 0;
+  server->on_body_byte("/deliveries/1/image.bin", b, [&](const BodyByte& at) {
+    for (const auto& r : server->responses_in_progress()) sent_then = r.bytes;
+    fired.set_value(at);
+    released.wait();
+  });
+  struct Release {  // the hook returns however the test ends
+    std::promise<void>& p;
+    bool done = false;
+    void now() {
+      if (!std::exchange(done, true)) p.set_value();
+    }
+    ~Release() { now(); }
+  } guard{release};
+  TlsClient c(server->port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
+                               .key_pem = pki().client.key_pem});
+  c.write_all(request("HEAD", "/deliveries/1/image.bin"));
+  EXPECT_EQ(read_response(c, true).header("content-length"), "400000");
+  c.write_all(request("GET", "/deliveries/1/image.bin"));
+  // Header and the first b body bytes arrive while the server is inside the hook.
+  std::string got;
+  char buf[65536];
+  auto at = fired.get_future();
+  while (got.find("\r\n\r\n") == std::string::npos || got.size() - got.find("\r\n\r\n") - 4 < b) {
+    std::size_t n = c.read_some(buf, sizeof buf);
+    ASSERT_GT(n, 0u);
+    got.append(buf, n);
+  }
+  const std::string body = got.substr(got.find("\r\n\r\n") + 4);
+  EXPECT_EQ(body.size(), b) << "bytes past the hooked one arrived before the hook returned";
+  EXPECT_EQ(body, big.substr(0, b));
+  ASSERT_EQ(at.wait_for(5s), std::future_status::ready);
+  const BodyByte where = at.get();
+  EXPECT_TRUE(where.tls);
+  EXPECT_EQ(where.byte, b);
+  EXPECT_EQ(sent_then, b);
+  guard.now();
+  EXPECT_EQ(read_n_tls(c, big.size() - b), big.substr(b));
+}
+
+TEST(Tls, EndlessBodyTravelsInsideTheTlsStream) {
+  auto server = https_server(false);
+  server->put("/deliveries/3/image.bin", {'i', 'm', 'g'});
+  server->set_endless("/deliveries/*/image.bin", {300000, 1});
+  TlsClient c(server->port(), {.ca_pem = pki().ca.cert_pem});
+  c.write_all(request("GET", "/deliveries/3/image.bin"));
+  std::string got;
+  char buf[65536];
+  while (std::size_t n = c.read_some(buf, sizeof buf)) got.append(buf, n);  // until close_notify
+  const auto end = got.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_EQ(got.substr(0, end).find("Content-Length"), std::string::npos) << got.substr(0, end);
+  EXPECT_EQ(got.size() - end - 4, 3u + 300000u);
+  EXPECT_EQ(got.substr(end + 4, 3), "img");
 }
 
 TEST(Tls, ClientTrustingAnotherCaRefusesTheServer) {

@@ -27,6 +27,9 @@ struct FaultEvent {
   std::uint64_t seq = 0;             ///< 1-based, in the order events were made
   std::chrono::nanoseconds time{0};  ///< proxy clock
   std::uint64_t connection = 0;      ///< 1-based since the fault spec was set
+  /// Which set_faults() the connection was accepted under (0: the spec the
+  /// proxy started with, then 1, 2, ...).
+  std::uint64_t generation = 0;
   Direction direction = Direction::down;
   /// Offset in the stream delivered in `direction` (bytes of it before this point).
   std::uint64_t offset = 0;
@@ -37,7 +40,7 @@ struct FaultEvent {
   std::vector<std::uint8_t> after;   ///< corrupt: the bytes as delivered
   std::string detail;
 };
-/// {"seq","time_ns","connection","direction","offset","kind","before","after","detail"};
+/// {"seq","time_ns","connection","generation","direction","offset","kind","before","after","detail"};
 /// bytes as lowercase hex.
 nlohmann::json to_json(const FaultEvent& event);
 
@@ -105,8 +108,9 @@ class FaultProxy {
   std::uint16_t port() const;
 
   /// Faults for connections accepted from now on (a trial's schedule):
-  /// connection numbers restart at 1 and recordings start empty. Connections
-  /// already open keep the faults they started with.
+  /// connection numbers restart at 1, recordings start empty, and the
+  /// generation of events goes up by one. Connections already open keep the
+  /// faults they started with.
   void set_faults(FaultSpec spec, std::uint64_t seed);
   /// Calls `callback` once `bytes` bytes of `direction` have been delivered on
   /// `connection` (0: on every connection), before any further byte of that
@@ -115,8 +119,13 @@ class FaultProxy {
   void on_bytes(std::uint64_t connection, Direction direction, std::uint64_t bytes, BytesCallback callback);
   void clear_watches();
 
+  /// Every event logged so far, whatever its generation.
   std::vector<FaultEvent> events() const;
-  /// The events so far; the log starts empty again.
+  /// The events of connections accepted since the last set_faults() (the
+  /// current generation); the log starts empty again. Events of connections
+  /// from an earlier schedule (one still open when a trial ended logs its
+  /// close later) are dropped, so a trial's evidence holds its own
+  /// connections only.
   std::vector<FaultEvent> take_events();
   ProxyStats stats() const;
   /// What the upstream (down) or client (up) sent on `connection` of the

@@ -4,6 +4,10 @@
 //
 //   down:corrupt@offset=1000,count=4;up:latency=5ms,jitter=2ms;conn=2:down:truncate@b=4096
 //
+// A `server:` rule is not the proxy's: the update server applies it itself
+// (server:endless@limit=64MiB, an endless body at the HTTP level inside TLS;
+// UpdateServer::set_endless). The proxy ignores such rules.
+//
 // Plain data: no Asio here, so the harness and the fuzzer include it freely.
 #include <chrono>
 #include <cstdint>
@@ -93,6 +97,9 @@ struct FaultRule {
   std::uint64_t last_connection = 0;
   bool up = false;
   bool down = false;
+  /// `server:`: the update server applies the fault (only `endless`), not
+  /// the proxy; up and down are false.
+  bool server = false;
   Fault fault;
   /// 1-based column of the rule in the text it came from (0 when built in code).
   std::size_t column = 0;
@@ -103,13 +110,16 @@ struct FaultRule {
   bool applies_to(Direction d) const { return d == Direction::up ? up : down; }
   bool operator==(const FaultRule& o) const {
     return first_connection == o.first_connection && last_connection == o.last_connection && up == o.up &&
-           down == o.down && fault == o.fault;
+           down == o.down && server == o.server && fault == o.fault;
   }
 };
 
 struct FaultSpec {
   std::vector<FaultRule> rules;
   bool empty() const { return rules.empty(); }
+  /// The rules the proxy applies (without `server:` rules), and the others.
+  FaultSpec proxy_rules() const;
+  FaultSpec server_rules() const;
   /// Canonical text: parse_fault_spec(spec.text()) == spec.
   std::string text() const;
   bool operator==(const FaultSpec&) const = default;

@@ -10,7 +10,9 @@
 //
 // Single byte ranges (206, 416), keep-alive, 400 for malformed requests (then
 // the connection closes), 404, 405. Every read, write and TLS handshake has a
-// deadline. See docs/network.md.
+// deadline. On purpose, per path: an endless body (set_endless), and a call
+// back when a chosen body byte is about to be sent (on_body_byte). See
+// docs/network.md.
 #include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
@@ -41,6 +43,9 @@ struct RequestRecord {
   std::string range;             ///< the Range header as sent, empty when none
   unsigned status = 0;           ///< 0: no response (timeout, client gone, TLS failure)
   std::uint64_t bytes = 0;       ///< body bytes written to the client
+  /// Of `bytes`, the seeded bytes an endless body sent after the resource's
+  /// own (set_endless); 0 for every other response.
+  std::uint64_t endless = 0;
   std::string note;              ///< why a request failed or was cut short
 };
 nlohmann::json to_json(const RequestRecord& record);
@@ -74,6 +79,29 @@ struct ServerOptions {
   /// Called on the server thread for every record as it is made.
   std::function<void(const RequestRecord&)> on_record;
 };
+
+/// The endless-data attack at the HTTP level: a GET for the resource is
+/// answered 200 without Content-Length and with `Connection: close` (a body
+/// that ends when the connection does), and after the resource's own bytes
+/// come seeded bytes until `limit` of them were sent (0: until the client
+/// goes away), then the server closes. Ranges (206) are answered as usual.
+struct EndlessBody {
+  std::uint64_t limit = 0;
+  std::uint64_t seed = 0;
+  bool operator==(const EndlessBody&) const = default;
+};
+
+/// Body byte `byte` of `path` is the next byte a response is to send.
+struct BodyByte {
+  std::uint64_t connection = 0;  ///< 1-based accept order
+  std::string method;            ///< GET
+  std::string target;            ///< as the client sent it
+  std::string range;             ///< the Range header, empty when none
+  std::uint64_t byte = 0;        ///< offset in the resource (from 0)
+  std::uint64_t first = 0;       ///< offset of the response's first body byte (a Range's start)
+  bool tls = false;              ///< the connection is TLS (the count is of plaintext bytes)
+};
+using BodyByteCallback = std::function<void(const BodyByte&)>;
 
 /// A release as the server publishes it.
 struct Release {
@@ -127,7 +155,27 @@ class UpdateServer {
   void clear_latest();
   std::optional<std::string> latest() const;
 
+  /// Answers GET requests for `path` with an endless body (EndlessBody).
+  /// A `*` segment of `path` matches any one segment
+  /// ("/deliveries/*/image.bin"). Replaces an earlier setting for `path`.
+  void set_endless(const std::string& path, EndlessBody body);
+  void clear_endless();
+
+  /// Calls `callback` once, when byte `byte` of the resource at `path`
+  /// (decoded, exact) is the next body byte a GET response is to send: every
+  /// byte before it has been written to the connection, none from it on.
+  /// It runs on the server thread and the response continues only when it
+  /// returns (so a callback that cuts a device's power cuts it at exactly
+  /// that byte, with keep-alive, ranges and TLS alike). A response that
+  /// starts past `byte` or ends before it leaves the hook armed for a later
+  /// one. Replaces an earlier hook for `path`.
+  void on_body_byte(const std::string& path, std::uint64_t byte, BodyByteCallback callback);
+  void clear_body_hooks();
+
   std::vector<RequestRecord> request_log() const;
+  /// Responses being written now (their bytes so far); a response leaves
+  /// this list when its record enters the request log.
+  std::vector<RequestRecord> responses_in_progress() const;
   /// The log so far; the log starts empty again (per-trial evidence).
   std::vector<RequestRecord> take_request_log();
   ServerStats stats() const;
