@@ -20,6 +20,8 @@
 #include <fstream>
 #include <optional>
 
+#include "otarig/drivers/image.hpp"
+
 namespace otarig::vboard_tool {
 namespace {
 
@@ -79,6 +81,15 @@ class Session {
     return std::min(left, o_.step_timeout);
   }
 
+  /// Sets the deadline of the next step on `s` (none for a flawed updater
+  /// without deadlines).
+  void arm(beast::tcp_stream& s) const {
+    if (o_.deadlines)
+      s.expires_after(step());
+    else
+      s.expires_never();
+  }
+
   /// Starts an asynchronous operation and runs the io_context until it completes.
   template <class Start>
   void run(const char* what, Start start) {
@@ -96,8 +107,9 @@ class Session {
 
   /// What arrived so far, across attempts.
   std::vector<std::uint8_t> body;
-  std::optional<std::uint64_t> total;  ///< Content-Length of the whole body
+  std::optional<std::uint64_t> total;  ///< Content-Length of the whole body, or the size its image header declares
   bool in_body = false;                ///< the last attempt failed while reading the body
+  bool close_delimited = false;        ///< the 200 had no Content-Length: the image header says where it ends
 
   template <class Stream>
   void exchange(Stream& stream, beast::tcp_stream& lowest, const Url& u) {
@@ -108,13 +120,15 @@ class Session {
     const bool resuming = !body.empty() && total;
     if (resuming) req.set(http::field::range, fmt::format("bytes={}-", body.size()));
     in_body = false;
-    lowest.expires_after(step());
+    arm(lowest);
     run("send request", [&](auto handler) { http::async_write(stream, req, handler); });
 
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(o_.max_bytes);
-    lowest.expires_after(step());
+    // A body without Content-Length is bounded by the image header (below),
+    // unless the updater is flawed and reads whatever the server sends.
+    parser.body_limit(o_.stop_at_declared_size ? o_.max_bytes : boost::optional<std::uint64_t>());
+    arm(lowest);
     run("read response", [&](auto handler) { http::async_read_header(stream, buffer, parser, handler); });
     const auto status = parser.get().result_int();
     if (resuming && status == 206) {
@@ -128,10 +142,16 @@ class Session {
     } else if (status == 200) {
       body.clear();
       total.reset();
+      close_delimited = false;
       if (auto len = parser.content_length()) {
         if (*len > o_.max_bytes) throw DownloadError(fmt::format("{} bytes exceed the slot", *len));
         body.reserve(static_cast<std::size_t>(*len));
         total = *len;
+      } else {
+        // The image header bounds the body (declared_size(), at most a slot);
+        // the parser's own limit would count bytes it buffered past the image.
+        close_delimited = o_.stop_at_declared_size;
+        parser.body_limit(boost::none);
       }
     } else {
       throw DownloadError(fmt::format("HTTP {} {}", status, std::string(parser.get().reason())));
@@ -142,7 +162,7 @@ class Session {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
       beast::error_code ec;
-      lowest.expires_after(step());
+      arm(lowest);
       bool done = false;
       http::async_read(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
         ec = e;
@@ -152,20 +172,43 @@ class Session {
       io_.run();
       if (!done) throw DownloadError("read body: did not complete");
       if (ec == http::error::need_buffer) ec = {};
-      const std::size_t got = chunk.size() - parser.get().body().size;
-      if (got > 0) {
-        body.insert(body.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
-        if (o_.on_chunk) o_.on_chunk(std::span<const std::uint8_t>(chunk.data(), got));
+      std::size_t got = chunk.size() - parser.get().body().size;
+      const std::size_t had = body.size();
+      body.insert(body.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
+      if (close_delimited && !total && body.size() >= image::kHeaderSize) total = declared_size();
+      if (close_delimited && total && body.size() > *total) {
+        body.resize(static_cast<std::size_t>(*total));  // past the declared size: not the image's
+        got = body.size() - had;
       }
+      if (got > 0 && o_.on_chunk) o_.on_chunk(std::span<const std::uint8_t>(chunk.data(), got));
+      if (close_delimited && total && body.size() == *total) break;  // the whole image: read no further
       if (ec) {
         if (ec == http::error::body_limit) in_body = false;
         throw DownloadError(total ? fmt::format("{} after {} of {} bytes", describe(ec), body.size(), *total)
                                   : fmt::format("{} after {} bytes", describe(ec), body.size()));
       }
     }
+    if (close_delimited && total && body.size() < *total) {
+      // The server closed before the size the image declares.
+      throw DownloadError(
+          fmt::format("the connection closed early after {} of {} declared bytes", body.size(), *total));
+    }
     beast::error_code ignored;
     lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
     in_body = false;
+  }
+
+  // The total size (header, payload, trailer) the image header at the start
+  // of `body` declares, for a body whose length the server did not say.
+  std::uint64_t declared_size() const {
+    std::span<const std::uint8_t, image::kHeaderSize> head(body.data(), image::kHeaderSize);
+    const auto h = image::decode_header(head);
+    if (h.magic != image::kHeaderMagic)
+      throw DownloadError("a body without Content-Length that is not an otarig image: no size to stop at");
+    const std::uint64_t size = std::uint64_t{h.header_size} + h.payload_size + image::kTrailerSize;
+    if (size > o_.max_bytes)
+      throw DownloadError(fmt::format("the image header declares {} bytes, more than the slot holds", size));
+    return size;
   }
 
   void get(const Url& u) {
@@ -176,7 +219,7 @@ class Session {
 
     if (u.scheme == "http") {
       beast::tcp_stream stream(io_);
-      stream.expires_after(step());
+      arm(stream);
       run("connect", [&](auto handler) {
         stream.async_connect(endpoints,
                              [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
@@ -212,12 +255,12 @@ class Session {
                const_cast<char*>(u.host.c_str()));
     }
     auto& lowest = beast::get_lowest_layer(stream);
-    lowest.expires_after(step());
+    arm(lowest);
     run("connect", [&](auto handler) {
       lowest.async_connect(endpoints,
                            [handler](beast::error_code e, const tcp::endpoint&) mutable { handler(e); });
     });
-    lowest.expires_after(step());
+    arm(lowest);
     run("TLS handshake", [&](auto handler) { stream.async_handshake(ssl::stream_base::client, handler); });
     exchange(stream, lowest, u);
   }

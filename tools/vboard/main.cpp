@@ -39,6 +39,8 @@ struct Options {
   std::string mode = "ab";
   std::vector<std::string> defects;
   bool no_verify = false;
+  bool read_to_eof = false;
+  bool no_download_deadline = false;
   std::vector<std::string> trust;
   std::uint64_t chunk_size = 4096;
   std::uint64_t slot_size = 1u << 20;
@@ -178,6 +180,8 @@ class Device {
     d.total_timeout = std::chrono::milliseconds(o_.download_timeout_ms);
     d.resume_attempts = o_.resume_attempts;
     d.max_bytes = file_.geometry().slot_size;
+    d.stop_at_declared_size = !o_.read_to_eof;
+    d.deadlines = !o_.no_download_deadline;
     std::uint64_t received = 0, reported = 0;
     d.on_chunk = [&](std::span<const std::uint8_t> chunk) {
       received += chunk.size();
@@ -257,6 +261,12 @@ int main(int argc, char** argv) {
                  "a defect of the virtual board (inplace-overwrite, no-rollback-check)");
   app.add_flag("--no-verify", o.no_verify,
                "flawed: install whatever is downloaded without checking who signed it");
+  app.add_flag("--read-to-eof", o.read_to_eof,
+               "flawed: read a body without Content-Length until the server closes, with no size bound "
+               "(not stopping at the size the image header declares)");
+  app.add_flag("--no-download-deadline", o.no_download_deadline,
+               "flawed: no deadline on the download's steps or on the whole download (a stalled server "
+               "holds the updater)");
   app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
   app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
   app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();
