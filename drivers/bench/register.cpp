@@ -308,10 +308,8 @@ namespace otarig::drivers {
 
 void register_bench_drivers(DriverRegistry& registry) {
   using namespace bench;
-  // A physical board: nothing to build, its parts are the drivers below.
-  registry.add_device("lab", [](const Config& s, const BindContext&, BoardParts&) {
-    s.only_keys({"kind", "model", "serial_number", "notes"});
-  });
+  // The device kind of a physical board, `lab` (its network host and
+  // provisioning), is the process family's; its parts are the drivers below.
   registry.add_power("gpio", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_gpio_power(s);
     parts.power = std::make_shared<GpioPower>(BenchIo::for_bench(ctx.board_name), std::move(config));

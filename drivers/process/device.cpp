@@ -1,5 +1,7 @@
-// The shared state of a process board: storage folder, update server and
-// fault proxy, the environment passed to the device, provisioning.
+// The shared state of a networked board (a process board, a lab board):
+// storage folder, update server and fault proxy, the environment passed to a
+// device program, provisioning.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <stdlib.h>
@@ -17,6 +19,11 @@
 #include "otarig/drivers/net/pki.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
+#ifdef OTARIG_HAVE_BENCH_DRIVERS
+#include "otarig/drivers/bench/io.hpp"
+#include "otarig/drivers/bench/openocd.hpp"
+#include "otarig/drivers/bench/process.hpp"
+#endif
 #ifdef OTARIG_HAVE_CLIENTS_DRIVERS
 #include "otarig/drivers/clients/device.hpp"
 #endif
@@ -43,6 +50,11 @@ DeviceConfig::Tls parse_tls(const Config& c) {
   c.fail(fmt::format("unknown tls mode '{}' (known: off, tls, mutual)", v));
 }
 
+bool is_ipv4_address(const std::string& text) {
+  in_addr v4{};
+  return ::inet_pton(AF_INET, text.c_str(), &v4) == 1;
+}
+
 void write_file_atomically(const std::filesystem::path& file, std::span<const std::uint8_t> bytes) {
   auto tmp = file;
   tmp += ".tmp";
@@ -56,23 +68,54 @@ void write_file_atomically(const std::filesystem::path& file, std::span<const st
 
 }  // namespace
 
-DeviceConfig DeviceConfig::from_config(const Config& device) {
-  device.only_keys({"kind", "storage", "keep_storage", "network", "provision"});
+DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& kind) {
+  if (kind == "lab")
+    device.only_keys({"kind", "model", "serial_number", "notes", "storage", "keep_storage", "network", "provision"});
+  else
+    device.only_keys({"kind", "storage", "keep_storage", "network", "provision"});
   DeviceConfig cfg;
-  if (auto kind = device.find("kind"); kind && kind->as_string() != "process")
-    kind->fail(fmt::format("expected kind 'process', found '{}'", kind->as_string()));
+  cfg.kind = kind;
+  if (auto k = device.find("kind"); k && k->as_string() != kind)
+    k->fail(fmt::format("expected kind '{}', found '{}'", kind, k->as_string()));
+  for (const char* k : {"model", "serial_number", "notes"})
+    if (auto c = device.find(k)) (void)c->as_string();
   cfg.storage = device.string_or("storage", "");
   cfg.keep_storage = device.bool_or("keep_storage", false);
   if (auto net = device.find("network")) {
-    net->only_keys({"server", "tls", "proxy"});
+    net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names"});
     cfg.server = net->bool_or("server", true);
     if (auto tls = net->find("tls")) cfg.tls = parse_tls(*tls);
     cfg.proxy = net->bool_or("proxy", true);
     if (!cfg.server && cfg.tls != Tls::off) net->at("tls").fail("TLS needs the update server (server: true)");
+    if (auto listen = net->find("listen")) {
+      cfg.listen = listen->as_string();
+      if (!is_ipv4_address(cfg.listen))
+        listen->fail(fmt::format(
+            "listen is an IPv4 address of the rig (127.0.0.1, 0.0.0.0 for every address, 192.168.7.1), not '{}'",
+            cfg.listen));
+    }
+    if (auto port = net->find("port")) {
+      const auto v = port->as_int();
+      if (v < 0 || v > 65535) port->fail("a port is 0..65535 (0: an ephemeral one)");
+      cfg.port = static_cast<std::uint16_t>(v);
+    }
+    if (auto pki = net->find("pki")) {
+      if (cfg.tls == Tls::off) pki->fail("`pki` needs TLS (tls: tls or mutual)");
+      cfg.pki = pki->as_string();
+      if (cfg.pki.empty()) pki->fail("name the folder with ca.pem, server.pem and server.key");
+    }
+    if (auto names = net->find("names")) {
+      if (cfg.tls == Tls::off) names->fail("`names` needs TLS (tls: tls or mutual)");
+      if (net->has("pki")) names->fail("`names` applies to the fresh test certificates, not to `pki`");
+      cfg.names = names->as_string_list();
+    }
+    for (const char* k : {"listen", "port"})
+      if (!cfg.server && net->has(k)) net->at(k).fail(fmt::format("`{}` needs the update server (server: true)", k));
   }
   if (auto prov = device.find("provision")) {
     prov->only_keys({"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors",
-                     "dir", "bootloader", "bootlimit"});
+                     "dir", "bootloader", "bootlimit", "command", "timeout", "powered", "address", "erase",
+                     "verify"});
     const auto format = prov->at("format").as_string();
     if (format == "otarig-vboard")
       cfg.provision = ProvisionFormat::vboard_flash;
@@ -80,12 +123,64 @@ DeviceConfig DeviceConfig::from_config(const Config& device) {
       cfg.provision = ProvisionFormat::image_file;
     else if (format == "client-slots")
       cfg.provision = ProvisionFormat::client_slots;
+    else if (format == "command")
+      cfg.provision = ProvisionFormat::command;
+    else if (format == "probe")
+      cfg.provision = ProvisionFormat::probe;
     else
-      prov->at("format").fail(
-          fmt::format("unknown provision format '{}' (known: otarig-vboard, image-file, client-slots)", format));
+      prov->at("format").fail(fmt::format(
+          "unknown provision format '{}' (known: otarig-vboard, image-file, client-slots, command, probe)", format));
     for (const char* k : {"dir", "bootloader", "bootlimit"})
       if (cfg.provision != ProvisionFormat::client_slots && prov->has(k))
         prov->at(k).fail(fmt::format("`{}` applies to format client-slots only", k));
+    for (const char* k : {"command", "timeout", "powered"})
+      if (cfg.provision != ProvisionFormat::command && prov->has(k))
+        prov->at(k).fail(fmt::format("`{}` applies to format command only", k));
+    for (const char* k : {"address", "erase", "verify"})
+      if (cfg.provision != ProvisionFormat::probe && prov->has(k))
+        prov->at(k).fail(fmt::format("`{}` applies to format probe only", k));
+    if (cfg.provision == ProvisionFormat::probe) {
+      // An MCU's factory programming through its debug probe (`probe:
+      // {driver: openocd}`): the regions to erase, then the image at
+      // `address`, the board powered meanwhile and off afterwards.
+      for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
+        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format probe", k));
+#ifndef OTARIG_HAVE_BENCH_DRIVERS
+      prov->at("format").fail("this otarig was built without the bench driver family (OpenOCD)");
+#endif
+      cfg.provision_address = prov->at("address").as_uint();
+      if (auto erase = prov->find("erase")) {
+        for (const auto& region : erase->items()) {
+          region.only_keys({"address", "size"});
+          const auto size = region.at("size").as_size();
+          if (size == 0) region.at("size").fail("an erased region is at least one byte");
+          cfg.provision_erase.emplace_back(region.at("address").as_uint(), size);
+        }
+      }
+      cfg.provision_verify = prov->bool_or("verify", true);
+      return cfg;
+    }
+    if (cfg.provision == ProvisionFormat::command) {
+      // A lab board's factory programming: a debug probe's command line
+      // (openocd -c "program ${image} ..."), an SD-card mux and dd, a script.
+      for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
+        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format command", k));
+#ifndef OTARIG_HAVE_BENCH_DRIVERS
+      prov->at("format").fail("this otarig was built without the bench driver family (which runs commands)");
+#endif
+      auto cmd = prov->at("command");
+      if (cmd.is_sequence()) {
+        cfg.provision_command = cmd.as_string_list();
+      } else {
+        cfg.provision_command = {cmd.as_string()};
+        cfg.provision_shell = true;
+      }
+      if (cfg.provision_command.empty() || cfg.provision_command.front().empty()) cmd.fail("the command is empty");
+      cfg.provision_timeout = prov->duration_or("timeout", cfg.provision_timeout);
+      cfg.provision_powered = prov->bool_or("powered", false);
+      if (cfg.provision_timeout.count() <= 0) prov->at("timeout").fail("must be positive");
+      return cfg;
+    }
     if (cfg.provision == ProvisionFormat::client_slots) {
       // A real-client board (docs/ota-clients.md): slot files and boot state in one folder.
       for (const char* k : {"file", "mode", "sector_size", "program_align", "metadata_sectors"})
@@ -132,7 +227,7 @@ DeviceConfig DeviceConfig::from_config(const Config& device) {
   return cfg;
 }
 
-ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
+DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
     : cfg_(std::move(config)),
       board_(context.board_name),
       profile_dir_(context.profile_dir),
@@ -170,36 +265,69 @@ ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
     }
   }
 
-  // Network: the update server, and the fault proxy in front of it.
+  // Network: the update server, and the fault proxy in front of it. What the
+  // device connects to listens on `listen` (loopback unless the profile says
+  // otherwise); the server behind the proxy stays on loopback.
   if (cfg_.server) {
     try {
+      const std::string listen = cfg_.listen.empty() ? std::string("127.0.0.1") : cfg_.listen;
+      connect_address_ = listen == "0.0.0.0" ? std::string("127.0.0.1") : listen;
       net::ServerOptions so;
+      std::optional<net::TlsConfig> impostor;
       if (cfg_.tls != DeviceConfig::Tls::off) {
-        auto pki = net::TestPki::generate();
-        pki.write(storage_ / "tls");
-        ca_ = storage_ / "tls" / "ca.pem";
-        net::TlsConfig tls{pki.server.cert_pem, pki.server.key_pem, {}};
-        if (cfg_.tls == DeviceConfig::Tls::mutual) {
-          tls.peer_ca_pem = pki.ca.cert_pem;
-          client_cert_ = storage_ / "tls" / "client.pem";
-          client_key_ = storage_ / "tls" / "client.key";
+        net::TestPkiOptions names;
+        if (connect_address_ != "127.0.0.1") names.ip_addresses.push_back(connect_address_);
+        for (const auto& n : cfg_.names)
+          (is_ipv4_address(n) || n.find(':') != std::string::npos ? names.ip_addresses : names.dns_names)
+              .push_back(n);
+        auto pki = net::TestPki::generate(names);
+        impostor = net::TlsConfig{pki.impostor.cert_pem, pki.impostor.key_pem, {}};
+        net::TlsConfig tls;
+        if (cfg_.pki.empty()) {
+          pki.write(storage_ / "tls");
+          ca_ = storage_ / "tls" / "ca.pem";
+          tls = {pki.server.cert_pem, pki.server.key_pem, {}};
+          if (cfg_.tls == DeviceConfig::Tls::mutual) {
+            tls.peer_ca_pem = pki.ca.cert_pem;
+            client_cert_ = storage_ / "tls" / "client.pem";
+            client_key_ = storage_ / "tls" / "client.key";
+          }
+        } else {
+          // The certificates the device was provisioned with, out of band.
+          std::filesystem::path dir = expand(cfg_.pki);
+          if (dir.is_relative()) dir = profile_dir_ / dir;
+          ca_ = dir / "ca.pem";
+          tls = net::TlsConfig::from_files(dir / "server.pem", dir / "server.key",
+                                           cfg_.tls == DeviceConfig::Tls::mutual ? ca_ : std::filesystem::path());
+          (void)net::read_text_file(ca_);
+          if (cfg_.tls == DeviceConfig::Tls::mutual) {
+            client_cert_ = dir / "client.pem";
+            client_key_ = dir / "client.key";
+          }
         }
         so.tls = tls;
       }
+      so.address = cfg_.proxy ? std::string("127.0.0.1") : listen;
+      so.port = cfg_.proxy ? 0 : cfg_.port;
       server_ = std::make_unique<net::UpdateServer>(so);
       server_->start();
       const char* scheme = cfg_.tls == DeviceConfig::Tls::off ? "http" : "https";
       if (cfg_.proxy) {
         net::ProxyOptions po;
+        po.listen_address = listen;
+        po.listen_port = cfg_.port;
         po.upstream_host = "127.0.0.1";
         po.upstream_port = server_->port();
+        po.impostor = impostor;
         proxy_ = std::make_unique<net::FaultProxy>(po);
         proxy_->start();
         update_port_ = proxy_->port();
       } else {
         update_port_ = server_->port();
       }
-      update_url_ = fmt::format("{}://127.0.0.1:{}", scheme, update_port_);
+      update_url_ = fmt::format("{}://{}:{}", scheme, connect_address_, update_port_);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: the update server's certificates: {}", board_, e.what()));
     } catch (const BenchError& e) {
       throw BenchError(fmt::format("{}: the update server for the device: {}", board_, e.what()));
     } catch (const std::exception& e) {
@@ -209,7 +337,7 @@ ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
   }
 }
 
-ProcessDevice::~ProcessDevice() {
+DeviceHost::~DeviceHost() {
   if (proxy_) proxy_->stop();
   if (server_) server_->stop();
   if (remove_storage_ && !storage_.empty()) {
@@ -218,9 +346,9 @@ ProcessDevice::~ProcessDevice() {
   }
 }
 
-std::string ProcessDevice::server_url() const { return server_ ? server_->base_url() : std::string(); }
+std::string DeviceHost::server_url() const { return server_ ? server_->base_url() : std::string(); }
 
-std::string ProcessDevice::expand(std::string_view text,
+std::string DeviceHost::expand(std::string_view text,
                                   const std::vector<std::pair<std::string, std::string>>& extra) const {
   std::string out;
   std::size_t i = 0;
@@ -256,7 +384,7 @@ std::string ProcessDevice::expand(std::string_view text,
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> ProcessDevice::environment() const {
+std::vector<std::pair<std::string, std::string>> DeviceHost::environment() const {
   std::vector<std::pair<std::string, std::string>> env{
       {"OTARIG_BOARD", board_},
       {"OTARIG_STORAGE", storage_.string()},
@@ -274,11 +402,31 @@ std::vector<std::pair<std::string, std::string>> ProcessDevice::environment() co
   return env;
 }
 
-void ProcessDevice::provision(std::span<const std::uint8_t> image) {
+void DeviceHost::provision(std::span<const std::uint8_t> image) {
   if (cfg_.provision == DeviceConfig::ProvisionFormat::none)
     throw BenchError(
         fmt::format("{}: the board has no provisioning (add `provision:` to its device section)", board_));
-  if (auto p = power()) p->off();
+  std::shared_ptr<PowerProtocol> power;
+  {
+    std::lock_guard lock(power_mu_);
+    power = power_.lock();
+  }
+  if (cfg_.provision == DeviceConfig::ProvisionFormat::probe) {
+    program_with_probe(image, power.get());
+    return;
+  }
+  if (cfg_.provision == DeviceConfig::ProvisionFormat::command) {
+    if (power) {
+      if (cfg_.provision_powered)
+        power->on();
+      else
+        power->off();
+    }
+    run_provision_command(image);
+    if (power) power->off();
+    return;
+  }
+  if (power) power->off();
 #ifdef OTARIG_HAVE_CLIENTS_DRIVERS
   if (cfg_.provision == DeviceConfig::ProvisionFormat::client_slots) {
     std::filesystem::path dir = expand(cfg_.client_dir);
@@ -307,14 +455,115 @@ void ProcessDevice::provision(std::span<const std::uint8_t> image) {
         provisioner_ = std::make_unique<vboard::VirtualBoard>(cfg_.vboard, std::vector<crypto::PublicKey>{});
       provisioner_->provision(image);
       write_flash_file(file, cfg_.vboard.layout(), provisioner_->flash().bytes());
-    } else
-
+    } else {
       write_file_atomically(file, image);
+    }
   } catch (const InputError&) {
     throw;
   } catch (const std::exception& e) {
     throw BenchError(fmt::format("{}: provisioning {}: {}", board_, file.string(), e.what()));
   }
+}
+
+void ProcessDevice::attach_power(const std::shared_ptr<ProcessPower>& power) {
+  process_power_ = power;
+  set_power(power);
+}
+
+void DeviceHost::set_power(std::weak_ptr<PowerProtocol> power) {
+  std::lock_guard lock(power_mu_);
+  power_ = std::move(power);
+}
+
+void DeviceHost::set_probe(std::weak_ptr<ProbeProtocol> probe) {
+  std::lock_guard lock(power_mu_);
+  probe_ = std::move(probe);
+}
+
+std::filesystem::path DeviceHost::provision_image_file(std::span<const std::uint8_t> image) const {
+  const auto sha = crypto::hex(crypto::sha256(image));
+  const auto file = storage_ / "provision" / fmt::format("image-{}.bin", sha.substr(0, 16));
+  try {
+    std::filesystem::create_directories(file.parent_path());
+    write_file_atomically(file, image);
+  } catch (const std::exception& e) {
+    throw BenchError(fmt::format("{}: provisioning: cannot write {}: {}", board_, file.string(), e.what()));
+  }
+  return file;
+}
+
+void DeviceHost::program_with_probe(std::span<const std::uint8_t> image, PowerProtocol* power) {
+#ifdef OTARIG_HAVE_BENCH_DRIVERS
+  std::shared_ptr<ProbeProtocol> probe;
+  {
+    std::lock_guard lock(power_mu_);
+    probe = probe_.lock();
+  }
+  auto* openocd = dynamic_cast<bench::OpenOcdProbe*>(probe.get());
+  if (!openocd)
+    throw BenchError(fmt::format("{}: provisioning by probe needs the probe section `driver: openocd`", board_));
+  const auto file = provision_image_file(image);
+  if (power) power->on();
+  // The regions first (a slot's trailer left from an earlier update would
+  // start a swap), then the image; OpenOCD's `program` halts the target
+  // (reset init), writes and verifies, and without `reset` leaves it halted.
+  if (!cfg_.provision_erase.empty()) openocd->command("reset halt");
+  for (const auto& [address, size] : cfg_.provision_erase)
+    openocd->command(fmt::format("flash erase_address 0x{:x} 0x{:x}", address, size),
+                     openocd->config().program_timeout);
+  openocd->program(file, cfg_.provision_address, cfg_.provision_verify, false);
+  if (power) power->off();
+#else
+  (void)image;
+  (void)power;
+  throw BenchError(fmt::format("{}: provisioning by probe needs the bench driver family", board_));
+#endif
+}
+
+void DeviceHost::run_provision_command(std::span<const std::uint8_t> image) {
+#ifdef OTARIG_HAVE_BENCH_DRIVERS
+  const auto sha = crypto::hex(crypto::sha256(image));
+  const auto file = provision_image_file(image);
+  const std::vector<std::pair<std::string, std::string>> vars{
+      {"image", file.string()}, {"size", std::to_string(image.size())}, {"sha256", sha}};
+  bench::CommandSpec spec;
+  if (cfg_.provision_shell) {
+    spec = bench::CommandSpec::shell(expand(cfg_.provision_command.front(), vars));
+  } else {
+    for (const auto& a : cfg_.provision_command) spec.argv.push_back(expand(a, vars));
+  }
+  const auto timeout = cfg_.provision_timeout;
+  auto io = bench::BenchIo::for_bench(board_);
+  bench::CommandResult result;
+  try {
+    result = io->call_value<bench::CommandResult>(
+        "provision", timeout,
+        [&io, spec, timeout](std::function<void(std::exception_ptr, bench::CommandResult)> done) {
+          bench::async_run_command(io->context(), spec, timeout, std::move(done));
+        });
+  } catch (const BenchError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw BenchError(
+        fmt::format("{}: provisioning: command '{}' could not be started: {}", board_, spec.text(), e.what()));
+  }
+  auto tail = [&] {
+    auto out = result.output;
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
+    if (out.size() > 400) out.erase(0, out.size() - 400);
+    return out.empty() ? std::string() : ": " + out;
+  };
+  if (result.timed_out)
+    throw TimeoutError(fmt::format("{}: provisioning: command '{}' did not finish within {} ms; its process "
+                                   "group was killed{}",
+                                   board_, spec.text(), timeout.count(), tail()));
+  if (!result.status.success())
+    throw BenchError(fmt::format("{}: provisioning: command '{}' failed with {}{}", board_, spec.text(),
+                                 result.status.describe(), tail()));
+#else
+  (void)image;
+  throw BenchError(fmt::format("{}: provisioning by command needs the bench driver family", board_));
+#endif
 }
 
 }  // namespace otarig::drivers::process

@@ -120,9 +120,9 @@ LinkConfig LinkConfig::from_config(const Config& link) {
   return cfg;
 }
 
-ConsoleCommandLink::ConsoleCommandLink(std::shared_ptr<ProcessDevice> device,
-                                       std::shared_ptr<ProcessPower> power,
-                                       std::shared_ptr<PtyConsole> console, LinkConfig config)
+ConsoleCommandLink::ConsoleCommandLink(std::shared_ptr<DeviceHost> device,
+                                       std::shared_ptr<CuttablePower> power,
+                                       std::shared_ptr<WatchedConsole> console, LinkConfig config)
     : device_(std::move(device)),
       power_(std::move(power)),
       console_(std::move(console)),
@@ -198,12 +198,12 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(device_->update_port());
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, device_->connect_address().c_str(), &addr.sin_addr);
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     throw BenchError(fmt::format("{}: probing the update server: connect: {}", device_->board_name(),
                                  std::strerror(errno)));
-  const auto request = fmt::format("GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", path,
-                                   device_->update_port());
+  const auto request = fmt::format("GET {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n", path,
+                                   device_->connect_address(), device_->update_port());
   auto openssl_reason = [] {
     std::string out;
     while (unsigned long e = ERR_get_error()) {
@@ -229,7 +229,7 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
   SSL_set_fd(ssl.get(), fd.get());
-  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), "127.0.0.1");
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), device_->connect_address().c_str());
   ERR_clear_error();
   if (SSL_connect(ssl.get()) != 1) return {false, "TLS handshake refused: " + openssl_reason()};
   // With TLS 1.3 the server judges the (missing) client certificate after
@@ -339,11 +339,8 @@ std::uint64_t ConsoleCommandLink::response_header_size(const std::string& path) 
 
 DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) {
   if (!power_->is_on()) return {DeliveryStatus::unreachable, "device is off", 0};
-  if (auto s = power_->session()) {
-    if (auto st = s->exited())
-      return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", st->describe()),
-              0};
-  }
+  if (auto exit = power_->device_exit())
+    return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", *exit), 0};
   ++deliveries_;
   const auto pub = publish(image);
   const auto cuts_before = power_->cuts();
@@ -381,7 +378,7 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
       const std::uint64_t header = tls ? 0 : response_header_size(pub.path);
       const std::uint64_t offset = header + cut_.byte;
       const std::uint64_t b = cut_.byte;
-      std::weak_ptr<ProcessPower> weak_power = power_;
+      std::weak_ptr<CuttablePower> weak_power = power_;
       auto shared = shared_;
       proxy->clear_watches();
       proxy->on_bytes(0, net::Direction::down, offset,
@@ -532,9 +529,7 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     }
     if (power_lost()) return lost_result();
     if (bytes.empty() && console_->at_eof()) {
-      auto s = power_->session();
-      auto st = s ? s->exited() : std::nullopt;
-      const auto why = st ? st->describe() : std::string("console closed");
+      const auto why = power_->device_exit().value_or("console closed");
       if (phase == Phase::settling) {
         result.detail += fmt::format(" (then the device process exited: {})", why);
         return result;

@@ -250,6 +250,13 @@ std::shared_ptr<PtySession> ProcessPower::session_after(std::uint64_t number,
   return found;
 }
 
+std::optional<std::string> ProcessPower::device_exit() const {
+  auto s = session();
+  if (!s) return std::nullopt;
+  if (auto st = s->exited()) return st->describe();
+  return std::nullopt;
+}
+
 std::uint64_t ProcessPower::power_ons() const {
   std::lock_guard lock(mu_);
   return power_ons_;

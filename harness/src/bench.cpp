@@ -40,10 +40,11 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
     if (!f) sec->at("driver").fail(fmt::format("unknown {} driver '{}'", what, driver));
     (*f)(*sec, ctx, parts_);
   };
+  // The link comes last: it drives the other parts (and may wrap them).
   bind("power", &drivers::DriverRegistry::power, "power");
   bind("console", &drivers::DriverRegistry::console, "console");
-  bind("link", &drivers::DriverRegistry::link, "link");
   bind("probe", &drivers::DriverRegistry::probe, "probe");
+  bind("link", &drivers::DriverRegistry::link, "link");
   if (!parts_.power) root.fail("the board has no power driver (add a `power:` section)");
   if (!parts_.console) root.fail("the board has no console driver (add a `console:` section)");
   if (!parts_.link) root.fail("the board has no update link (add a `link:` section)");

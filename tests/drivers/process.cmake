@@ -37,3 +37,12 @@ if(TARGET otarig_drivers_process)
     endif()
   endif()
 endif()
+
+# Lab boards: the console-command link on bench drivers (power `command`,
+# console `tty` on a pty the test owns), the `lab` device section.
+if(TARGET otarig_drivers_bench AND TARGET otarig_bench_test_support)
+  otarig_test(otarig_lab_board_tests
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/lab_board_test.cpp
+    LIBS otarig_drivers_process otarig_drivers_bench otarig_bench_test_support
+    LABELS process)
+endif()

@@ -38,8 +38,9 @@ OpenOcdConfig parse_openocd(const Config& section, const std::filesystem::path& 
 
 namespace otarig::drivers {
 
-/// Device kind "lab" (a physical board), power "gpio" and "command", console
-/// "serial" (libserialport) and "tty" (a tty device by path), probe "openocd".
+/// Power "gpio" and "command", console "serial" (libserialport) and "tty" (a
+/// tty device by path), probe "openocd". A lab board's device kind `lab` is
+/// registered by the process family (register_process_drivers).
 void register_bench_drivers(DriverRegistry& registry);
 
 }  // namespace otarig::drivers

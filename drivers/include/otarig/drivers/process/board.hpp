@@ -4,11 +4,14 @@
 // SIGKILL to its process group; the pty is its console; updates reach it over
 // real TCP from the rig's update server through the fault proxy.
 //
-// The drivers of one board share a ProcessDevice (profile `device: {kind:
-// process}`): its storage folder, environment, update server and fault
-// proxy, and the provisioning of its flash file.
+// The drivers of one board share a DeviceHost (device_host.hpp): its storage
+// folder, environment, update server and fault proxy, and provisioning. A
+// process board's is a ProcessDevice; a lab board's (`kind: lab`) is a plain
+// DeviceHost, and the console-command link drives its bench power and console
+// through CountedPower and HeldConsole (link_sides.hpp).
 //
 //   device  kind process         ProcessDevice   storage, network, provisioning
+//   device  kind lab             DeviceHost      storage, network, provisioning
 //   power   driver process       ProcessPower    start / SIGKILL the program
 //   console driver pty           PtyConsole      the current run's pty
 //   link    driver console-command ConsoleCommandLink  serve image, type the command, watch
@@ -34,6 +37,8 @@
 #include "otarig/drivers/clock.hpp"
 #include "otarig/drivers/config.hpp"
 #include "otarig/drivers/process/cut.hpp"
+#include "otarig/drivers/process/device_host.hpp"
+#include "otarig/drivers/process/link_sides.hpp"
 #include "otarig/drivers/process/pty_process.hpp"
 #include "otarig/drivers/protocols.hpp"
 #include "otarig/drivers/registry.hpp"
@@ -44,123 +49,22 @@ namespace re2 {
 class RE2;
 }
 
-namespace otarig::drivers::net {
-class UpdateServer;
-class FaultProxy;
-}  // namespace otarig::drivers::net
-
 namespace otarig::drivers::process {
 
 class ProcessPower;
 
-/// The profile's `device` section for `kind: process`.
-struct DeviceConfig {
-  /// Storage folder (${storage}); empty: a fresh temporary folder per bench,
-  /// removed with the board.
-  std::string storage;
-  bool keep_storage = false;
-
-  /// The rig's update server for this device (${update_url}).
-  bool server = true;
-  enum class Tls { off, tls, mutual };
-  Tls tls = Tls::off;
-  /// The device reaches the server through the fault proxy.
-  bool proxy = true;
-
-  /// How provision() writes a known-good image while the device is off.
-  enum class ProvisionFormat {
-    none,          ///< the board cannot be provisioned
-    vboard_flash,  ///< otarig-vboard flash file (flash_file.hpp): slot A, boot record, counter
-    image_file,    ///< the image bytes as the file
-    client_slots,  ///< a real-client board's slot files and boot state (clients/device.hpp)
-  };
-  ProvisionFormat provision = ProvisionFormat::none;
-  std::string provision_file;  ///< may use ${storage}
-  /// vboard_flash: the board the flash is made for (mode and geometry).
-  vboard::BoardConfig vboard;
-  /// client_slots: the folder holding the slots and boot state (may use
-  /// ${storage}; default ${storage}), the boot state format, slot size and
-  /// boot limit.
-  std::string client_dir;
-  std::string client_bootloader = "uboot-env";
-  std::uint64_t client_slot_size = 4u << 20;
-  std::uint32_t client_bootlimit = 3;
-
-  /// Reads `kind, storage, keep_storage, network{server, tls, proxy},
-  /// provision{format, file, mode, slot_size, sector_size, program_align,
-  /// metadata_sectors}`; InputError naming file and line.
-  static DeviceConfig from_config(const Config& device);
-};
-
-/// The state every driver of one process board shares.
-class ProcessDevice final : public ProvisionProtocol {
+/// The DeviceHost of a process board (`kind: process`): the program's
+/// power driver is a ProcessPower, which its pty console follows.
+class ProcessDevice final : public DeviceHost {
  public:
-  /// Creates the storage folder and starts the update server (and proxy).
-  /// BenchError naming the board when either fails.
-  ProcessDevice(DeviceConfig config, const BindContext& context);
-  /// Stops the network and removes a temporary storage folder.
-  ~ProcessDevice() override;
-  ProcessDevice(const ProcessDevice&) = delete;
-  ProcessDevice& operator=(const ProcessDevice&) = delete;
+  using DeviceHost::DeviceHost;
 
-  const DeviceConfig& config() const { return cfg_; }
-  const std::string& board_name() const { return board_; }
-  const std::filesystem::path& profile_dir() const { return profile_dir_; }
-  const std::filesystem::path& storage() const { return storage_; }
-  /// A real-time clock: the injected one unless it is manual (a process
-  /// cannot run on modelled time).
-  Clock& clock() const { return *clock_; }
-
-  /// The base URL the device downloads from ("http://127.0.0.1:PORT", the
-  /// proxy's port when the proxy is on); empty without a server.
-  const std::string& update_url() const { return update_url_; }
-  /// The port of update_url() (${update_port}); 0 without a server.
-  std::uint16_t update_port() const { return update_port_; }
-  /// The base URL of the server itself (bypassing the proxy).
-  std::string server_url() const;
-  net::UpdateServer* server() const { return server_.get(); }
-  net::FaultProxy* proxy() const { return proxy_.get(); }
-  /// The CA (PEM file) the server's certificate chains to; empty without TLS.
-  const std::filesystem::path& ca_file() const { return ca_; }
-
-  /// The package CA certificate file written into the storage (from
-  /// BindContext::package_trust_pem, ${package_ca}); empty without one.
-  const std::filesystem::path& package_ca_file() const { return package_ca_; }
-
-  /// Replaces ${storage}, ${board}, ${update_url}, ${update_port}, ${profile_dir}, and any
-  /// `extra` names; an unknown ${name} is left as it is.
-  std::string expand(std::string_view text,
-                     const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
-  /// The variables the rig passes to the device: OTARIG_BOARD,
-  /// OTARIG_STORAGE, OTARIG_UPDATE_URL, OTARIG_TRUSTED_KEYS, and with TLS
-  /// OTARIG_CA (and OTARIG_CLIENT_CERT, OTARIG_CLIENT_KEY for mutual TLS).
-  std::vector<std::pair<std::string, std::string>> environment() const;
-
-  /// ProvisionProtocol: powers the device off, then writes the image as
-  /// `provision.format` says. BenchError when the board has no provisioning.
-  void provision(std::span<const std::uint8_t> image) override;
-
-  void attach_power(const std::shared_ptr<ProcessPower>& power) { power_ = power; }
-  std::shared_ptr<ProcessPower> power() const { return power_.lock(); }
+  /// The power driver (also the switch provision() turns off).
+  void attach_power(const std::shared_ptr<ProcessPower>& power);
+  std::shared_ptr<ProcessPower> power() const { return process_power_.lock(); }
 
  private:
-  DeviceConfig cfg_;
-  std::string board_;
-  std::filesystem::path profile_dir_;
-  std::filesystem::path storage_;
-  bool remove_storage_ = false;
-  SteadyClock steady_;
-  Clock* clock_ = nullptr;
-  std::vector<crypto::PublicKey> trusted_;
-  std::filesystem::path ca_, client_cert_, client_key_;
-  std::filesystem::path package_ca_;
-  std::unique_ptr<net::UpdateServer> server_;
-  std::unique_ptr<net::FaultProxy> proxy_;
-  std::string update_url_;
-  std::uint16_t update_port_ = 0;
-  std::weak_ptr<ProcessPower> power_;
-  /// Makes provisioned flashes (and caches them per image).
-  std::unique_ptr<vboard::VirtualBoard> provisioner_;
+  std::weak_ptr<ProcessPower> process_power_;
 };
 
 /// One power-on: the device process and its pty.
@@ -204,7 +108,7 @@ struct PowerConfig {
 /// to its process group and reap. is_on() reports the switch, as a relay
 /// would: a program that exits by itself leaves the power on (a crashed
 /// device) and shows as end of file on the console; the next off() reaps it.
-class ProcessPower final : public PowerProtocol {
+class ProcessPower final : public CuttablePower {
  public:
   ProcessPower(std::shared_ptr<ProcessDevice> device, PowerConfig config);
   ~ProcessPower() override;
@@ -217,7 +121,7 @@ class ProcessPower final : public PowerProtocol {
   bool is_on() const override;
 
   /// Power off from any thread (a cut), recording why.
-  void cut(std::string cause);
+  void cut(std::string cause) override;
   /// The running session; null while off.
   std::shared_ptr<PtySession> session() const;
   /// The oldest recent session numbered above `number` (the console reads
@@ -225,10 +129,12 @@ class ProcessPower final : public PowerProtocol {
   /// waiting up to `timeout` for one to start. Null when none.
   std::shared_ptr<PtySession> session_after(std::uint64_t number, std::chrono::milliseconds timeout) const;
   /// Power-ons so far.
-  std::uint64_t power_ons() const;
+  std::uint64_t power_ons() const override;
   /// Power-offs by cut() so far, and the last cause.
-  std::uint64_t cuts() const;
-  std::string last_cut() const;
+  std::uint64_t cuts() const override;
+  std::string last_cut() const override;
+  /// The running program exited by itself: its exit status, described.
+  std::optional<std::string> device_exit() const override;
   /// The command as it runs (expanded), for messages and evidence.
   std::string command_text() const;
   ProcessDevice& device() const { return *device_; }
@@ -253,7 +159,7 @@ class ProcessPower final : public PowerProtocol {
 /// Console kind `pty`: the current run's pty. Reads follow the power driver
 /// across power cycles (what the old run printed before it died is read
 /// first); writes go to the device's stdin, and are dropped while off.
-class PtyConsole final : public ConsoleProtocol {
+class PtyConsole final : public WatchedConsole {
  public:
   explicit PtyConsole(std::shared_ptr<ProcessPower> power);
 
@@ -264,9 +170,9 @@ class PtyConsole final : public ConsoleProtocol {
   /// Like read(), for a watcher (the update link): returns only bytes no
   /// peek() returned before, and keeps them for the next read(), so the
   /// harness's transcript misses nothing.
-  std::string peek(std::chrono::milliseconds timeout);
+  std::string peek(std::chrono::milliseconds timeout) override;
   /// The session read last ended: its device process closed the console.
-  bool at_eof() const;
+  bool at_eof() const override;
 
  private:
   std::string fetch(std::chrono::milliseconds timeout);
@@ -292,7 +198,8 @@ struct LinkConfig {
   std::string progress;  ///< optional: group `bytes` counts image bytes received
   /// The update server's base URL as the device reaches it (a VM behind
   /// user-mode networking sees the host elsewhere, e.g.
-  /// "http://10.0.2.2:${update_port}").
+  /// "http://10.0.2.2:${update_port}"; a lab board the rig's address on the
+  /// bench network, "http://192.168.7.1:${update_port}").
   std::string base_url = "${update_url}";
   std::chrono::milliseconds timeout{60000};         ///< command to accepted/refused
   std::chrono::milliseconds settle_timeout{30000};  ///< accepted to settled
@@ -305,16 +212,18 @@ struct LinkConfig {
 
 /// Link kind `console-command`: makes the image available, types the update
 /// command on the console and watches the console for the outcome. Also the
-/// board's CutProtocol and NetworkFaultProtocol.
+/// board's CutProtocol and NetworkFaultProtocol. Works on any board with a
+/// DeviceHost: a process board's ProcessPower and PtyConsole, or a lab
+/// board's power and console drivers wrapped in CountedPower and HeldConsole.
 class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, public NetworkFaultProtocol {
  public:
-  ConsoleCommandLink(std::shared_ptr<ProcessDevice> device, std::shared_ptr<ProcessPower> power,
-                     std::shared_ptr<PtyConsole> console, LinkConfig config);
+  ConsoleCommandLink(std::shared_ptr<DeviceHost> device, std::shared_ptr<CuttablePower> power,
+                     std::shared_ptr<WatchedConsole> console, LinkConfig config);
   ~ConsoleCommandLink() override;
 
   /// accepted / refused as the console says; power_lost when power went off
   /// during the delivery (an armed cut, or anyone's off()); unreachable when
-  /// the device is off, its process exited, or it did not answer in time.
+  /// the device is off, its program exited, or it did not answer in time.
   DeliveryResult deliver(std::span<const std::uint8_t> image) override;
 
   void arm(const ProcessCut& cut) override;
@@ -338,9 +247,9 @@ class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, 
   std::uint64_t served_bytes(const std::string& path) const;
   std::uint64_t response_header_size(const std::string& path) const;
 
-  std::shared_ptr<ProcessDevice> device_;
-  std::shared_ptr<ProcessPower> power_;
-  std::shared_ptr<PtyConsole> console_;
+  std::shared_ptr<DeviceHost> device_;
+  std::shared_ptr<CuttablePower> power_;
+  std::shared_ptr<WatchedConsole> console_;
   LinkConfig cfg_;
   std::unique_ptr<re2::RE2> accepted_, refused_, settled_, progress_;
   ProcessCut cut_;
@@ -353,6 +262,16 @@ class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, 
 /// The ProcessDevice a board's parts were built around (device kind
 /// `process`), or null.
 std::shared_ptr<ProcessDevice> find_process_device(const BoardParts& parts);
+
+/// Binds the console-command link on a board whose device section made a
+/// DeviceHost: a process board's ProcessPower and PtyConsole as they are,
+/// any other power and console driver wrapped in CountedPower and
+/// HeldConsole, which replace them in `parts` (so the harness switches and
+/// reads through the objects the link watches), and the board's probe (bound
+/// before the link) goes to the host for `provision.format: probe`.
+/// InputError naming the section's file and line when the board has no
+/// DeviceHost, power or console.
+void bind_console_command_link(const Config& section, BoardParts& parts);
 
 /// Directories searched for a bare program name before $PATH: $OTARIG_TOOL_PATH
 /// (colon-separated), the running executable's folder, otarig's own tool

@@ -4,8 +4,10 @@
 
 namespace otarig::drivers {
 
-/// Registers device kind `process`, power driver `process`, console driver
-/// `pty` and link driver `console-command` (docs/process-boards.md).
+/// Registers device kinds `process` and `lab` (a physical board: the rig's
+/// update server, fault proxy, storage and provisioning for it), power
+/// driver `process`, console driver `pty` and link driver `console-command`
+/// (docs/process-boards.md, docs/bench-drivers.md).
 void register_process_drivers(DriverRegistry& registry);
 
 }  // namespace otarig::drivers
