@@ -22,3 +22,13 @@ if(TARGET otarig-vboard)
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
     LABELS "e2e;process" TIMEOUT 900)
 endif()
+# A campaign on a lab board built from the lab drivers only: power `command`
+# (scripts that start otarig-vboard on a pty cable the test owns and SIGKILL
+# it), console `tty` on the cable's other end, device kind `lab`; about 15 s.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.lab
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_lab_board.py)
+  set_tests_properties(e2e.lab PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_VBOARD=$<TARGET_FILE:otarig-vboard>"
+    LABELS "e2e;lab" TIMEOUT 600)
+endif()
