@@ -18,9 +18,12 @@ const std::vector<FaultKind>& fault_kinds() {
        {"at", "torn", "recovery_cuts", "image", "points", "pattern", "delay"}},
       {"network", "network",
        "faults: a fault proxy spec applied to the delivery's connections (docs/network.md; ${b} is a seeded "
-       "byte offset within the image's size); probe: no-client-certificate also asks the update server for "
-       "the image without a client certificate, which it must refuse; expect: installed means the device "
-       "must still finish the update",
+       "byte offset within the image's size; `server:` rules are the update server's own, e.g. "
+       "server:endless@limit=64MiB answers the image without Content-Length and keeps sending); probe: "
+       "no-client-certificate also asks the update server for the image without a client certificate, "
+       "which it must refuse; expect (one or a list): installed means the device must still finish the "
+       "update, stays-up that it must answer the update command within the link's timeout and its status "
+       "right after, before any power cycle",
        {"faults", "probe", "expect"}},
       {"stale", "network",
        "the update server answers the request for the new release with an older release's manifest and "

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "otarig/drivers/crypto.hpp"
@@ -167,13 +168,48 @@ void ConsoleCommandLink::set_network_faults(const std::string& spec, std::uint64
   if (!proxy)
     throw BenchError(fmt::format("{}: network faults need the fault proxy (device.network.proxy: true)",
                                  device_->board_name()));
-  proxy->set_faults(net::parse_fault_spec(spec, "network faults"), seed);
+  const auto parsed = net::parse_fault_spec(spec, "network faults");
+  if (auto* server = device_->server()) {
+    // `server:` rules are the update server's own: an endless body for the
+    // images this link publishes (publish(): /deliveries/N/image.bin).
+    server->clear_endless();
+    for (const auto& rule : parsed.server_rules().rules)
+      if (const auto* endless = std::get_if<net::Endless>(&rule.fault))
+        server->set_endless("/deliveries/*/image.bin", {endless->limit, seed});
+  }
+  proxy->set_faults(parsed.proxy_rules(), seed);
 }
 
 std::vector<std::string> ConsoleCommandLink::take_network_events() {
   std::vector<std::string> out;
   if (auto* proxy = device_->proxy())
     for (const auto& e : proxy->take_events()) out.push_back(net::to_json(e).dump());
+  auto* server = device_->server();
+  if (!server || published_path_.empty()) return out;
+  // The update server's endless bodies for the last delivery, with the body
+  // bytes it sent before the device let go. A device that stopped at the
+  // declared size has closed by now; give the server a moment to see it.
+  auto endless = [this](const net::RequestRecord& r) {
+    return r.target == published_path_ && r.note.rfind("endless body:", 0) == 0;
+  };
+  auto in_progress = [&] {
+    std::vector<net::RequestRecord> v;
+    for (const auto& r : server->responses_in_progress())
+      if (endless(r)) v.push_back(r);
+    return v;
+  };
+  const auto deadline = Steady::now() + std::chrono::seconds(2);
+  while (!in_progress().empty() && Steady::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto line = [](const net::RequestRecord& r, bool open) {
+    auto j = net::to_json(r);
+    j["source"] = "server";
+    j["kind"] = "endless-body";
+    j["in_progress"] = open;
+    return j.dump();
+  };
+  for (const auto& r : server->request_log())
+    if (endless(r)) out.push_back(line(r, false));
+  for (const auto& r : in_progress()) out.push_back(line(r, true));
   return out;
 }
 
@@ -296,7 +332,7 @@ std::uint64_t ConsoleCommandLink::served_bytes(const std::string& path) const {
   std::uint64_t bytes = 0;
   if (auto* server = device_->server())
     for (const auto& r : server->request_log())
-      if (r.target == path && r.method == "GET") bytes += r.bytes;
+      if (r.target == path && r.method == "GET") bytes += r.bytes - r.endless;  // the image's own bytes
   return bytes;
 }
 
@@ -363,17 +399,47 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   bool cut_by_progress = false;
   std::uint64_t progress_bytes = 0;
 
-  // Watches the download stream in the proxy: the callback runs on the proxy
-  // thread before any later byte reaches the device, and switches power off.
+  // A cut at image byte b: the rig's update server holds the response before
+  // byte b (on_body_byte) whatever the connection carries (keep-alive, TLS);
+  // without it, the proxy watches the download stream. Either callback runs
+  // before any later byte reaches the device, and switches power off.
   struct WatchGuard {
     net::FaultProxy* proxy = nullptr;
+    net::UpdateServer* server = nullptr;
     ~WatchGuard() {
       if (proxy) proxy->clear_watches();
+      if (server) server->clear_body_hooks();
     }
   } watch;
   if (cut_.trigger == ProcessCut::Trigger::download_byte) {
     auto* proxy = device_->proxy();
-    if (cfg_.serve == LinkConfig::Serve::http && proxy) {
+    auto* server = device_->server();
+    if (cfg_.serve == LinkConfig::Serve::http && server) {
+      std::weak_ptr weak_power = power_;
+      auto shared = shared_;
+      const std::uint64_t b = cut_.byte;
+      server->clear_body_hooks();
+      server->on_body_byte(pub.path, b, [weak_power, shared, b](const net::BodyByte& at) {
+        if (shared->fired.exchange(true)) return;
+        CutReport report;
+        report.detail = fmt::format(
+            "power cut at byte {} of the image: the update server had sent every byte before it and none "
+            "from it ({} {}{}, connection {}{})",
+            b, at.method, at.target, at.range.empty() ? "" : ", Range " + at.range, at.connection,
+            at.tls ? ", over TLS" : "");
+        report.at = since(shared->started);
+        report.bytes = b;
+        const auto detail = report.detail;
+        {
+          // Recorded before the power goes, so whoever sees the power lost
+          // finds where the cut fell.
+          std::lock_guard lock(shared->mu);
+          shared->report = std::move(report);
+        }
+        if (auto p = weak_power.lock()) p->cut(detail);
+      });
+      watch.server = server;
+    } else if (cfg_.serve == LinkConfig::Serve::http && proxy) {
       const bool tls = device_->config().tls != DeviceConfig::Tls::off;
       const std::uint64_t header = tls ? 0 : response_header_size(pub.path);
       const std::uint64_t offset = header + cut_.byte;

@@ -84,11 +84,20 @@ FaultSpec parse_fault(const Config& c) {
     c.only_keys({"kind", "faults", "probe", "expect"});
     f.faults = c.string_or("faults", "");
     f.probe = c.string_or("probe", "");
-    f.expect = c.string_or("expect", "");
     if (!f.probe.empty() && f.probe != "no-client-certificate")
       c.at("probe").fail(fmt::format("unknown probe '{}' (known: no-client-certificate)", f.probe));
-    if (!f.expect.empty() && f.expect != "installed")
-      c.at("expect").fail(fmt::format("unknown expectation '{}' (known: installed)", f.expect));
+    if (auto e = c.find("expect")) {
+      // One expectation, or a list of them.
+      const std::vector<Config> items = e->is_sequence() ? e->items() : std::vector<Config>{*e};
+      if (items.empty()) e->fail("name at least one expectation (known: installed, stays-up)");
+      for (const auto& item : items) {
+        auto what = item.as_string();
+        if (what != "installed" && what != "stays-up")
+          item.fail(fmt::format("unknown expectation '{}' (known: installed, stays-up)", what));
+        if (f.expects(what)) item.fail(fmt::format("expectation '{}' named twice", what));
+        f.expect.push_back(what);
+      }
+    }
     if (f.faults.empty() && f.probe.empty()) c.fail("a network fault needs `faults` or `probe`");
     if (!f.faults.empty()) {
       // Checked now with a sample byte, so a bad spec names its line.

@@ -92,6 +92,12 @@ OracleResult recovered_without_revert(const OracleInput& in) {
   return r;
 }
 
+// How many bytes past the image an endless body may have been sent when the
+// device let go at the image's declared size: what the sockets between the
+// update server and the device (server, fault proxy, device, each direction's
+// kernel buffers) can hold. More than this was read by the device.
+constexpr std::uint64_t kEndlessSlack = 16u << 20;
+
 drivers::process::CutProtocol* delivery_cuts(Bench& bench) {
   return dynamic_cast<drivers::process::CutProtocol*>(bench.parts().link.get());
 }
@@ -271,7 +277,10 @@ class Runner {
       std::vector<std::string> parts;
       if (!spec_.network.empty()) parts.push_back("network faults " + spec_.network);
       if (!f.probe.empty()) parts.push_back("a client without a certificate asks the update server for the image");
-      if (f.expect == "installed") parts.push_back("the device must still finish the update");
+      if (f.expects("installed")) parts.push_back("the device must still finish the update");
+      if (f.expects("stays-up"))
+        parts.push_back("the device must give up or finish by itself within the link's timeout and answer its "
+                        "status right after, before any power cycle");
       detail = fmt::format("{}", fmt::join(parts, "; "));
     }
     if (f.kind == "bit-rot") {
@@ -322,6 +331,9 @@ class Runner {
       net->set_network_faults("", 0);
       nlohmann::json list = nlohmann::json::array();
       for (const auto& e : events) list.push_back(nlohmann::json::parse(e, nullptr, false));
+      for (const auto& e : list)
+        if (e.is_object() && e.value("source", "") == "server" && e.value("kind", "") == "endless-body")
+          judge_endless_body(e);
       if (!list.empty()) note("network", {{"step", "deliver"}, {"events", std::move(list)}});
       if (s_.fault.probe == "no-client-certificate") {
         probe_ = net->probe_without_client_certificate();
@@ -347,10 +359,64 @@ class Runner {
   // damage a running device has not noticed yet (a slot it overwrote, a
   // half-written trailer) shows at the next boot.
   void recover() {
+    if (s_.fault.expects("stays-up")) check_stays_up();
     if (spec_.recovery_cuts && out_.cut_fell_at && !spec_.flash_error) brown_out();
     if (spec_.recovery_cuts && placed_cut_fell_) timed_brown_out();
     if (bench_.parts().power->is_on()) bench_.power_off("recover");
     bench_.power_on("recover");
+  }
+
+  // The device must come through a network fault by itself: it answered the
+  // update command within the link's timeout (it timed out, refused or
+  // installed on its own), and it answers its status now, before the
+  // recovery power cycle that would hide a hung updater.
+  void check_stays_up() {
+    std::vector<std::string> problems;
+    if (out_.delivery_status == drivers::to_string(drivers::DeliveryStatus::unreachable))
+      problems.push_back(fmt::format("it did not answer the update command within the link's timeout ({})",
+                                     out_.delivery_detail));
+    if (!bench_.parts().power->is_on()) {
+      problems.push_back("its power was off after the delivery");
+    } else {
+      const auto o = look("before-recovery");
+      if (!o.booted)
+        problems.push_back(fmt::format("it did not answer its status within {:.0f} ms afterwards, before any power "
+                                       "cycle",
+                                       o.waited_ms));
+      else if (!o.health.empty() && o.health != "ok")
+        problems.push_back(fmt::format("it reports health={} afterwards", o.health));
+    }
+    if (!problems.empty())
+      stays_up_problem_ = fmt::format("the device did not stay up through the network fault: {}",
+                                      fmt::join(problems, "; "));
+    note("expectation", {{"expect", "stays-up"},
+                         {"held", problems.empty()},
+                         {"detail", problems.empty() ? "answered the update command and its status by itself"
+                                                     : stays_up_problem_}});
+  }
+
+  // The update server's count of an endless body (a `server:endless` fault):
+  // the device must stop at the image's declared size and let go.
+  void judge_endless_body(const nlohmann::json& e) {
+    const std::uint64_t extra = e.value("endless", std::uint64_t{0});
+    const std::uint64_t sent = e.value("bytes", std::uint64_t{0});
+    const std::uint64_t image = sent >= extra ? sent - extra : 0;
+    std::string problem;
+    if (e.value("in_progress", false))
+      problem = fmt::format("the update server was still sending the endless body when the delivery ended ({} "
+                            "bytes after the {}-byte image): the device kept the connection instead of stopping "
+                            "at the declared size",
+                            extra, image);
+    else if (extra > kEndlessSlack)
+      problem = fmt::format("the device took {} bytes after the {}-byte image before it let go (the sockets on the "
+                            "way hold at most {}): it did not stop at the size the image header declares",
+                            extra, image, kEndlessSlack);
+    note("endless-body", {{"image_bytes", image},
+                          {"bytes_after_image", extra},
+                          {"slack", kEndlessSlack},
+                          {"held", problem.empty()},
+                          {"detail", problem.empty() ? e.value("note", "") : problem}});
+    if (!problem.empty() && endless_problem_.empty()) endless_problem_ = problem;
   }
 
   // Brown-out: power fails again while the device recovers. Each further cut
@@ -533,7 +599,16 @@ class Runner {
                            {"detail", "the board declares no-trial-boot: a failing image must be reported "
                                       "(health=failed) and replaced by the next clean update"}});
     }
-    if (s_.fault.expect == "installed" && fault_index_ < out_.observations.size()) {
+    auto break_oracle = [&](const char* name, const std::string& why) {
+      for (auto& r : out_.oracles)
+        if (r.name == name) {
+          r.detail = r.held ? why : r.detail + "; " + why;
+          r.held = false;
+        }
+    };
+    if (!stays_up_problem_.empty()) break_oracle("recovered", stays_up_problem_);
+    if (!endless_problem_.empty()) break_oracle("recovered", endless_problem_);
+    if (s_.fault.expects("installed") && fault_index_ < out_.observations.size()) {
       const auto& o = out_.observations[fault_index_];
       if (!o.booted || o.digest != image_->digest)
         for (auto& r : out_.oracles)
@@ -577,6 +652,8 @@ class Runner {
   std::string before_digest_;
   std::string setup_problem_;
   std::string retry_problem_;
+  std::string stays_up_problem_;
+  std::string endless_problem_;
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
   std::vector<TranscriptLine> kept_transcript_;  ///< before brown-out measuring boots

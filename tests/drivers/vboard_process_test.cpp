@@ -195,7 +195,7 @@ TEST_F(VboardProcess, UpdatesFromAFileUrl) {
   EXPECT_NE(transcript_.find("ota: downloading file:"), std::string::npos);
 }
 
-TEST_F(VboardProcess, UpdatesOverMutualTlsAndCutsInTheTlsStream) {
+TEST_F(VboardProcess, UpdatesOverMutualTlsAndCutsAtAByteOfTheImageInsideTls) {
   build("", "http", "mutual");
   boot_on(factory_);
   auto device = find_process_device(parts_);
@@ -204,7 +204,13 @@ TEST_F(VboardProcess, UpdatesOverMutualTlsAndCutsInTheTlsStream) {
   cuts_->arm(ProcessCut::at_byte(50000));
   auto r = parts_.link->deliver(update_.bytes);
   ASSERT_EQ(r.status, DeliveryStatus::power_lost) << r.detail;
-  EXPECT_NE(r.detail.find("of the TLS stream"), std::string::npos) << r.detail;
+  // The update server held the response at image byte 50000, in plaintext.
+  EXPECT_NE(r.detail.find("power cut at byte 50000 of the image: the update server had sent every byte before it "
+                          "and none from it"),
+            std::string::npos)
+      << r.detail;
+  EXPECT_NE(r.detail.find("over TLS"), std::string::npos) << r.detail;
+  EXPECT_EQ(r.bytes_sent, 50000u);
   cuts_->disarm();
   parts_.power->on();
   auto s = status();
@@ -240,7 +246,11 @@ TEST_F(VboardProcess, CutAtAByteOfTheDownloadThenRecoversAndUpdates) {
   EXPECT_EQ(r.bytes_sent, b);
   auto fired = cuts_->fired();
   ASSERT_TRUE(fired);
-  EXPECT_NE(fired->detail.find("byte 100000 of the download"), std::string::npos) << fired->detail;
+  EXPECT_NE(fired->detail.find("power cut at byte 100000 of the image: the update server had sent every byte "
+                               "before it and none from it (GET /deliveries/1/image.bin"),
+            std::string::npos)
+      << fired->detail;
+  EXPECT_EQ(fired->bytes, b);
   EXPECT_FALSE(parts_.power->is_on());
   cuts_->disarm();
   parts_.power->on();

@@ -69,7 +69,11 @@ def test_every_placed_power_cut_falls(nightly):
         assert t["delivery"]["status"] == "power-lost", t["id"]
         kinds.add(t["fault"]["at"])
         if t["fault"]["at"] == "download-byte":
-            assert f"byte {t['fault']['byte']} of the TLS stream" in cuts[0]["detail"]
+            # The update server held the response at that byte of the image, inside TLS.
+            b = t["fault"]["byte"]
+            assert f"power cut at byte {b} of the image: the update server had sent every byte before it" \
+                in cuts[0]["detail"] and "over TLS" in cuts[0]["detail"], cuts[0]
+            assert cuts[0]["bytes"] == b
     assert kinds == {"download-byte", "time", "console"}
     sweep = [t for t in run["trials"] if t["scenario"] == "power-cut-sweep"]
     assert [t["fault"]["byte"] for t in sweep if t["fault"]["at"] == "download-byte"] == \
@@ -84,6 +88,9 @@ def test_transport_faults_did_what_they_say(nightly):
 
     def proxy_events(t):
         return [e for ev in events(out, t["id"]) if ev["type"] == "network" for e in ev["events"]]
+
+    def expectations(t):
+        return [e for e in events(out, t["id"]) if e["type"] == "expectation" and e.get("expect") == "stays-up"]
 
     for t in by["corrupt-in-transit"]:
         assert any(e["kind"] == "corrupt" and e["before"] != e["after"] for e in proxy_events(t)), t["id"]
@@ -101,17 +108,51 @@ def test_transport_faults_did_what_they_say(nightly):
         console = (out / "trials" / t["id"] / "console.log").read_text()
         assert "timed out" in console, console[-2000:]
         assert t["delivery"]["status"] in {"refused", "accepted"}
+        # Judged before the recovery power cycle: it answered, then showed its status.
+        assert [e["held"] for e in expectations(t)] == [True], expectations(t)
+        assert any(e["type"] == "observation" and e["step"] == "before-recovery" and e["booted"]
+                   for e in events(out, t["id"]))
     slow = by["slow-retrieval"][0]
     # 1 MiB at 32 KiB/s takes half a minute; the device's deadlines (2 s a step, 5 s in all) end it first.
     assert slow["delivery"]["status"] == "refused", slow["delivery"]
     assert "took too long" in slow["delivery"]["detail"] or "timed out" in slow["delivery"]["detail"]
-    assert any(e["kind"] == "endless" for e in proxy_events(by["endless-data"][0]))
-    assert by["endless-data"][0]["delivery"]["status"] == "accepted"
+    assert [e["held"] for e in expectations(slow)] == [True]
+    endless = by["endless-data"][0]
+    assert endless["delivery"]["status"] == "accepted"
+    # The server answered without Content-Length and kept sending inside TLS; the
+    # device stopped at the declared size and let go long before the 64 MiB limit.
+    bodies = [e for e in proxy_events(endless) if e.get("source") == "server" and e["kind"] == "endless-body"]
+    assert len(bodies) == 1 and not bodies[0]["in_progress"], bodies
+    image_size = bodies[0]["bytes"] - bodies[0]["endless"]
+    assert image_size > 100000 and 0 <= bodies[0]["endless"] < 16 << 20, bodies
+    assert bodies[0]["note"].startswith("endless body: the client went away"), bodies
+    judged = [e for e in events(out, endless["id"]) if e["type"] == "endless-body"]
+    assert len(judged) == 1 and judged[0]["held"] and judged[0]["image_bytes"] == image_size, judged
     assert "certificate verify failed" in by["impostor-server"][0]["delivery"]["detail"]
     stale = by["stale-manifest"][0]
     assert stale["delivered"] == "factory" and stale["delivery"]["status"] == "refused"
     mtls = by["mtls-required"][0]
     assert mtls["oracles"]["mutual-tls"] is True, mtls["oracles"]
+
+
+def test_each_trial_holds_only_its_own_network_events(nightly):
+    # A connection still open when a trial ends must not log into the next trial.
+    out, run, _ = nightly
+    seen = 0
+    for t in run["trials"]:
+        net = [e for ev in events(out, t["id"]) if ev["type"] == "network" for e in ev["events"]
+               if e.get("source") != "server"]
+        if not net:
+            continue
+        seen += 1
+        assert len({e["generation"] for e in net}) == 1, (t["id"], net)
+        # Every connection that closed in this trial was opened in it (one
+        # refused during its setup, the impostor's, logs neither).
+        opened = {e["connection"] for e in net if e["kind"] == "open"}
+        for e in net:
+            if e["kind"] == "close":
+                assert e["connection"] in opened, (t["id"], e)
+    assert seen > 20
 
 
 def test_noverify_board_is_caught_by_authentic(tmp_path):
@@ -153,3 +194,58 @@ def test_a_plain_http_board_skips_the_tls_scenarios(tmp_path):
     # Alone, such a scenario is bad input naming it.
     p = otarig("run", "--board", prof, "--scenario", "impostor-server", "--out", tmp_path / "o2", check=2)
     assert "impostor-server.yaml" in p.stderr and "cannot run" in p.stderr
+
+
+def test_noverify_board_over_plain_http_is_caught_by_corrupt_in_transit(tmp_path):
+    # Over TLS a flipped byte is a TLS record that fails its check, whatever the
+    # device verifies. Without TLS the flipped byte reaches the image, and a
+    # device that skips verification installs it.
+    prof = tmp_path / "vboard-noverify-plain.yaml"
+    text = NOVERIFY.read_text()
+    assert "tls: mutual" in text
+    prof.write_text(text.replace("tls: mutual", "tls: off").replace("name: vboard-noverify",
+                                                                     "name: vboard-noverify-plain"))
+    out = tmp_path / "o"
+    otarig("run", "--board", prof, "--scenario", "corrupt-in-transit", "--seed", 1, "--out", out, check=1)
+    run = json.loads((out / "run.json").read_text())
+    caught = [t for t in run["trials"] if "authentic" in [b["oracle"] for b in t["broken"]]]
+    assert caught, [t["oracles"] for t in run["trials"]]
+    for t in caught:
+        assert t["delivery"]["status"] == "accepted", t["delivery"]
+    # The verifying board over the same plain HTTP refuses every corrupted download.
+    plain = variant(tmp_path, "vboard-ab-plain-http", ("tls: mutual", "tls: off"))
+    otarig("run", "--board", plain, "--scenario", "corrupt-in-transit", "--seed", 1, "--out", tmp_path / "ref",
+           check=0)
+
+
+def test_device_without_a_download_deadline_is_caught_by_recovered(tmp_path):
+    # A stalled server holds a device that has no deadline of its own; the rig
+    # judges it before its recovery power cycle would hide that.
+    prof = variant(tmp_path, "vboard-ab-no-deadline",
+                   ("--download-timeout 5000", "--download-timeout 5000 --no-download-deadline"),
+                   ("timeout: 30s", "timeout: 8s"))
+    out = tmp_path / "o"
+    otarig("run", "--board", prof, "--scenario", "stalled-server", "--seed", 1, "--trials", 1, "--out", out,
+           check=1)
+    t = json.loads((out / "run.json").read_text())["trials"][0]
+    assert t["delivery"]["status"] == "unreachable", t["delivery"]
+    assert [b["oracle"] for b in t["broken"]] == ["recovered"], t["oracles"]
+    detail = t["broken"][0]["detail"]
+    assert "did not stay up" in detail and "within the link's timeout" in detail \
+        and "did not answer its status" in detail, detail
+
+
+def test_device_that_reads_an_endless_body_to_its_end_is_caught(tmp_path):
+    # Without Content-Length a flawed updater reads until the server closes: it
+    # takes all 64 MiB the server sends after the image.
+    prof = variant(tmp_path, "vboard-ab-read-to-eof",
+                   ("--download-timeout 5000", "--download-timeout 20000 --read-to-eof"))
+    out = tmp_path / "o"
+    otarig("run", "--board", prof, "--scenario", "endless-data", "--seed", 1, "--out", out, check=1)
+    t = json.loads((out / "run.json").read_text())["trials"][0]
+    broken = {b["oracle"]: b["detail"] for b in t["broken"]}
+    assert "recovered" in broken, t["oracles"]
+    assert "did not stop at the size the image header declares" in broken["recovered"], broken
+    bodies = [e for ev in events(out, t["id"]) if ev["type"] == "network" for e in ev["events"]
+              if e.get("source") == "server"]
+    assert bodies and bodies[0]["endless"] > 16 << 20, bodies

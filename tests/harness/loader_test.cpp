@@ -182,10 +182,42 @@ INSTANTIATE_TEST_SUITE_P(
                     replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]",
                             "  kind: network\n  probe: telepathy"),
                     ":9", "unknown probe 'telepathy'"},
+        BadScenario{"unknown_expectation",
+                    replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]",
+                            "  kind: network\n  faults: 'down:stall@b=${b}'\n  expect: stays-down"),
+                    ":10", "unknown expectation 'stays-down' (known: installed, stays-up)"},
+        BadScenario{"unknown_expectation_in_a_list",
+                    replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]",
+                            "  kind: network\n  faults: 'down:stall@b=${b}'\n  expect:\n    - stays-up\n    - "
+                            "maybe"),
+                    ":12", "unknown expectation 'maybe'"},
+        BadScenario{"expectation_twice",
+                    replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]",
+                            "  kind: network\n  faults: 'down:stall@b=${b}'\n  expect: [installed, installed]"),
+                    ":10", "named twice"},
+        BadScenario{"server_rule_not_endless",
+                    replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]",
+                            "  kind: network\n  faults: 'server:stall@b=${b}'"),
+                    ":9", "only endless"},
         BadScenario{"stale_without_release",
                     replace(kGoodScenario, "  kind: tamper\n  variants: [truncated]", "  kind: stale"), ":",
                     "missing required key 'serve'"}),
     [](const auto& test_info) { return std::string(test_info.param.name); });
+
+TEST(Scenario, NetworkExpectationsAreOneOrAList) {
+  for (const auto& [name, expect] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"stalled-server", {"stays-up"}},
+           {"slow-retrieval", {"stays-up"}},
+           {"endless-data", {"installed", "stays-up"}},
+           {"interrupted-download-resume", {"installed"}},
+           {"truncated-download", {}}}) {
+    auto s = load_scenario(std::string(OTARIG_SOURCE_DIR) + "/scenarios/" + name + ".yaml");
+    EXPECT_EQ(s.fault.expect, expect) << name;
+    EXPECT_EQ(s.fault.expects("stays-up"), !expect.empty() && expect.back() == "stays-up") << name;
+  }
+  EXPECT_EQ(load_scenario(std::string(OTARIG_SOURCE_DIR) + "/scenarios/endless-data.yaml").fault.faults,
+            "server:endless@limit=64MiB");
+}
 
 TEST(Scenario, CatalogLoadsAndNightlyIncludesAll) {
   auto nightly = load_scenario(std::string(OTARIG_SOURCE_DIR) + "/scenarios/nightly.yaml");

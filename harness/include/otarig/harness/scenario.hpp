@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "otarig/drivers/config.hpp"
@@ -21,7 +22,10 @@ struct FaultSpec {
   std::uint32_t delay_ms = 0;         ///< power-cut at console: the cut falls 0..delay_ms after the line
   std::string faults;                 ///< network: fault proxy spec (${b}: a seeded byte of the image)
   std::string probe;                  ///< network: "" | no-client-certificate
-  std::string expect;                 ///< network: "" | installed (the device must finish the update)
+  /// network: what the device must do through the fault: `installed` (finish
+  /// the update), `stays-up` (answer the update command within the link's
+  /// timeout and its status right after, before any power cycle).
+  std::vector<std::string> expect;
   std::string serve;                  ///< stale: the release the server answers with
   double torn = 0.0;                  ///< power-cut: probability that a cut is a torn write;
                                       ///< flash-error: that the failing op partly lands
@@ -31,6 +35,12 @@ struct FaultSpec {
   std::string slot;                   ///< bit-rot: running | other | any
   std::uint32_t bits = 1;             ///< bit-rot: at most this many bits flipped per trial
   std::string where;
+
+  bool expects(std::string_view what) const {
+    for (const auto& e : expect)
+      if (e == what) return true;
+    return false;
+  }
 };
 
 struct Scenario {
