@@ -21,7 +21,6 @@
 #include "otarig/drivers/process/flash_file.hpp"
 #ifdef OTARIG_HAVE_BENCH_DRIVERS
 #include "otarig/drivers/bench/io.hpp"
-#include "otarig/drivers/bench/openocd.hpp"
 #include "otarig/drivers/bench/process.hpp"
 #endif
 #ifdef OTARIG_HAVE_CLIENTS_DRIVERS
@@ -133,9 +132,12 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
     for (const char* k : {"dir", "bootloader", "bootlimit"})
       if (cfg.provision != ProvisionFormat::client_slots && prov->has(k))
         prov->at(k).fail(fmt::format("`{}` applies to format client-slots only", k));
-    for (const char* k : {"command", "timeout", "powered"})
+    for (const char* k : {"command", "powered"})
       if (cfg.provision != ProvisionFormat::command && prov->has(k))
         prov->at(k).fail(fmt::format("`{}` applies to format command only", k));
+    if (prov->has("timeout") && cfg.provision != ProvisionFormat::command &&
+        cfg.provision != ProvisionFormat::probe)
+      prov->at("timeout").fail("`timeout` applies to formats command and probe only");
     for (const char* k : {"address", "erase", "verify"})
       if (cfg.provision != ProvisionFormat::probe && prov->has(k))
         prov->at(k).fail(fmt::format("`{}` applies to format probe only", k));
@@ -145,9 +147,6 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
       // `address`, the board powered meanwhile and off afterwards.
       for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
         if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format probe", k));
-#ifndef OTARIG_HAVE_BENCH_DRIVERS
-      prov->at("format").fail("this otarig was built without the bench driver family (OpenOCD)");
-#endif
       cfg.provision_address = prov->at("address").as_uint();
       if (auto erase = prov->find("erase")) {
         for (const auto& region : erase->items()) {
@@ -158,6 +157,8 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
         }
       }
       cfg.provision_verify = prov->bool_or("verify", true);
+      cfg.provision_timeout = prov->duration_or("timeout", cfg.provision_timeout);
+      if (cfg.provision_timeout.count() <= 0) prov->at("timeout").fail("must be positive");
       return cfg;
     }
     if (cfg.provision == ProvisionFormat::command) {
@@ -493,31 +494,29 @@ std::filesystem::path DeviceHost::provision_image_file(std::span<const std::uint
 }
 
 void DeviceHost::program_with_probe(std::span<const std::uint8_t> image, PowerProtocol* power) {
-#ifdef OTARIG_HAVE_BENCH_DRIVERS
   std::shared_ptr<ProbeProtocol> probe;
   {
     std::lock_guard lock(power_mu_);
     probe = probe_.lock();
   }
-  auto* openocd = dynamic_cast<bench::OpenOcdProbe*>(probe.get());
-  if (!openocd)
-    throw BenchError(fmt::format("{}: provisioning by probe needs the probe section `driver: openocd`", board_));
+  if (!probe)
+    throw BenchError(fmt::format("{}: provisioning by probe needs a `probe:` section (driver openocd)", board_));
   const auto file = provision_image_file(image);
+  if (file.string().find_first_of("{}") != std::string::npos)
+    throw BenchError(fmt::format("{}: provisioning: OpenOCD cannot take the path {}", board_, file.string()));
+  const auto timeout = cfg_.provision_timeout;
   if (power) power->on();
-  // The regions first (a slot's trailer left from an earlier update would
-  // start a swap), then the image; OpenOCD's `program` halts the target
-  // (reset init), writes and verifies, and without `reset` leaves it halted.
-  if (!cfg_.provision_erase.empty()) openocd->command("reset halt");
+  // OpenOCD commands (Tcl). The regions first (a slot's trailer left from an
+  // earlier update would start a swap), then the image: `program` halts the
+  // target (reset init), writes and verifies, and without `reset` leaves it
+  // halted; the power goes off after.
+  if (!cfg_.provision_erase.empty()) probe->command("reset halt", timeout);
   for (const auto& [address, size] : cfg_.provision_erase)
-    openocd->command(fmt::format("flash erase_address 0x{:x} 0x{:x}", address, size),
-                     openocd->config().program_timeout);
-  openocd->program(file, cfg_.provision_address, cfg_.provision_verify, false);
+    probe->command(fmt::format("flash erase_address 0x{:x} 0x{:x}", address, size), timeout);
+  probe->command(fmt::format("program {{{}}}{} 0x{:x}", file.string(), cfg_.provision_verify ? " verify" : "",
+                             cfg_.provision_address),
+                 timeout);
   if (power) power->off();
-#else
-  (void)image;
-  (void)power;
-  throw BenchError(fmt::format("{}: provisioning by probe needs the bench driver family", board_));
-#endif
 }
 
 void DeviceHost::run_provision_command(std::span<const std::uint8_t> image) {

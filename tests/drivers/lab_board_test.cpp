@@ -227,7 +227,16 @@ INSTANTIATE_TEST_SUITE_P(
                "lab.yaml:6: ", "does not apply to format command"},
         BadLab{"TimeoutIsForCommand",
                "device:\n  kind: lab\n  provision:\n    format: image-file\n    file: x.bin\n    timeout: 5s\n",
+               "lab.yaml:6: ", "applies to formats command and probe only"},
+        BadLab{"PoweredIsForCommand",
+               "device:\n  kind: lab\n  provision:\n    format: probe\n    address: 0x8000000\n    powered: true\n",
                "lab.yaml:6: ", "applies to format command only"},
+        BadLab{"ProbeNeedsAnAddress", "device:\n  kind: lab\n  provision:\n    format: probe\n", "lab.yaml:4: ",
+               "address"},
+        BadLab{"EraseRegionNeedsASize",
+               "device:\n  kind: lab\n  provision:\n    format: probe\n    address: 0x8000000\n"
+               "    erase: [{address: 0x8020000}]\n",
+               "lab.yaml:6: ", "size"},
         BadLab{"LinkWithoutPower", "device: {kind: lab}\nlink:\n  driver: console-command\n  accepted: a\n  refused: b\n",
                "lab.yaml:3: ", "needs a `power:` section"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
@@ -322,6 +331,64 @@ TEST(LabDevice, ProvisionsByCommandWithThePowerOff) {
     EXPECT_NE(what.find("lab-provision: provisioning: command"), std::string::npos) << what;
     EXPECT_NE(what.find("exit status 4: probe not found"), std::string::npos) << what;
   }
+}
+
+// A probe that records the commands it is given (OpenOCD's Tcl).
+class RecordingProbe final : public ProbeProtocol {
+ public:
+  std::string command(std::string_view cmd, std::chrono::milliseconds timeout) override {
+    commands.emplace_back(cmd);
+    timeouts.push_back(timeout);
+    return {};
+  }
+  std::vector<std::uint32_t> read_words(std::uint64_t, std::size_t count) override {
+    return std::vector<std::uint32_t>(count, 0);
+  }
+  std::vector<std::string> commands;
+  std::vector<std::chrono::milliseconds> timeouts;
+};
+
+TEST(LabDevice, ProvisionsThroughTheProbeWithThePowerOnThenOff) {
+  DriverRegistry registry;
+  register_process_drivers(registry);
+  auto root = Config::load_string("device:\n  kind: lab\n  network: {server: false}\n  provision:\n"
+                                  "    format: probe\n"
+                                  "    erase:\n"
+                                  "      - {address: 0x08020000, size: 384KiB}\n"
+                                  "      - {address: 0x080E0000, size: 128KiB}\n"
+                                  "    address: 0x08020000\n"
+                                  "    timeout: 90s\n",
+                                  "lab.yaml");
+  BindContext ctx;
+  ctx.board_name = "lab-probe";
+  BoardParts parts;
+  (*registry.device("lab"))(root.at("device"), ctx, parts);
+  ASSERT_TRUE(parts.provision);
+  const std::vector<std::uint8_t> image{1, 2, 3, 4};
+  try {
+    parts.provision->provision(image);
+    FAIL() << "provisioned without a probe";
+  } catch (const BenchError& e) {
+    EXPECT_NE(std::string(e.what()).find("lab-probe: provisioning by probe needs a `probe:` section"),
+              std::string::npos)
+        << e.what();
+  }
+  auto probe = std::make_shared<RecordingProbe>();
+  auto sw = std::make_shared<SlowSwitch>();
+  auto host = find_device_host(parts);
+  host->set_probe(probe);
+  host->set_power(sw);
+  parts.provision->provision(image);
+  ASSERT_EQ(probe->commands.size(), 4u);
+  EXPECT_EQ(probe->commands[0], "reset halt");
+  EXPECT_EQ(probe->commands[1], "flash erase_address 0x8020000 0x60000");
+  EXPECT_EQ(probe->commands[2], "flash erase_address 0x80e0000 0x20000");
+  const auto file = host->storage() / "provision";
+  EXPECT_EQ(probe->commands[3].rfind("program {" + file.string() + "/image-", 0), 0u) << probe->commands[3];
+  EXPECT_NE(probe->commands[3].find(".bin} verify 0x8020000"), std::string::npos) << probe->commands[3];
+  EXPECT_EQ(probe->timeouts.back(), 90s);
+  EXPECT_EQ(sw->ons, 1) << "the target is powered while the probe programs it";
+  EXPECT_FALSE(sw->powered) << "and off afterwards";
 }
 
 // The example lab profiles: their device and link sections are what the

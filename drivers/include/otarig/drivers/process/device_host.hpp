@@ -84,7 +84,8 @@ struct DeviceConfig {
   std::uint32_t client_bootlimit = 3;
   /// command: run by /bin/sh -c (a string) or as a list of arguments, after
   /// ${image} (the image written into the storage), ${size}, ${sha256} and
-  /// the host's variables are replaced; `provision_timeout` is its deadline.
+  /// the host's variables are replaced; `provision_timeout` is its deadline
+  /// (and each probe command's).
   std::vector<std::string> provision_command;
   bool provision_shell = false;
   std::chrono::milliseconds provision_timeout{300000};
