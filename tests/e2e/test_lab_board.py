@@ -311,3 +311,18 @@ def test_the_board_trusts_only_its_provisioned_certificates(lab, scenario):
         assert "certificate verify failed" in run_json["trials"][0]["delivery"]["detail"], run_json["trials"][0]
     if scenario == "mtls-required":
         assert run_json["trials"][0]["oracles"]["mutual-tls"] is True, run_json["trials"][0]["oracles"]
+
+
+def test_the_nightly_suite_passes_on_the_lab_board(lab):
+    # The whole catalog (about 40 s): what needs counted flash operations is
+    # skipped, everything else runs through the lab drivers.
+    out, run_json, took = run(lab, "nightly")
+    s = run_json["summary"]
+    assert s["trials"] == run_json["planned"] > 150 and s["findings"] == 0, s
+    skipped = {x["scenario"]: x["reason"] for x in run_json["skipped"]}
+    assert set(skipped) == {"bit-rot", "flash-error"}, skipped
+    for t in run_json["trials"]:
+        assert BANNER in (out / "trials" / t["id"] / "console.log").read_text(), t["id"]
+        if t["fault"]["kind"] == "power-cut":
+            cuts = [e for e in events(out, t["id"]) if e["type"] == "power-cut"]
+            assert len(cuts) == 1 and cuts[0].get("fell", True), (t["id"], cuts)

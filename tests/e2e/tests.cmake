@@ -24,7 +24,8 @@ if(TARGET otarig-vboard)
 endif()
 # A campaign on a lab board built from the lab drivers only: power `command`
 # (scripts that start otarig-vboard on a pty cable the test owns and SIGKILL
-# it), console `tty` on the cable's other end, device kind `lab`; about 15 s.
+# it), console `tty` on the cable's other end, device kind `lab`; the nightly
+# catalog among them, about a minute.
 if(TARGET otarig-vboard)
   add_test(NAME e2e.lab
     COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_lab_board.py)
