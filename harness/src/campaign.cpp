@@ -89,7 +89,7 @@ nlohmann::json trial_summary(const TrialOutcome& t) {
       total += c;
       max = std::max<std::uint64_t>(max, c);
     }
-    j["erases"] = {{"total", total}, {"max_per_sector", max}};
+    j["erases"] = {{"total", total}, {"max_per_sector", max}, {"per_sector", erase_runs(t.erase_counts)}};
   }
   j["duration_ms"] = t.duration_ms;
   j["evidence"] = "trials/" + t.spec.id;

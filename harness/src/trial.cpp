@@ -36,6 +36,17 @@ std::vector<std::string> TrialOutcome::broken() const {
   return out;
 }
 
+nlohmann::json erase_runs(const std::vector<std::uint32_t>& counts) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (std::size_t i = 0; i < counts.size();) {
+    std::size_t j = i;
+    while (j + 1 < counts.size() && counts[j + 1] == counts[i]) ++j;
+    if (counts[i] != 0) runs.push_back({{"sectors", {i, j}}, {"erases", counts[i]}});
+    i = j + 1;
+  }
+  return runs;
+}
+
 namespace {
 
 nlohmann::json obs_json(const Observation& o) {
@@ -174,12 +185,13 @@ class Runner {
       // The erase cycles this delivery cost (the update, and the reboots it ran).
       const auto after = ff->erase_counts();
       std::uint64_t total = 0, max = 0;
+      std::vector<std::uint32_t> delta(after.size(), 0);
       for (std::size_t i = 0; i < after.size() && i < erases_before.size(); ++i) {
-        const std::uint64_t d = after[i] >= erases_before[i] ? after[i] - erases_before[i] : after[i];
-        total += d;
-        max = std::max(max, d);
+        delta[i] = after[i] >= erases_before[i] ? after[i] - erases_before[i] : after[i];
+        total += delta[i];
+        max = std::max<std::uint64_t>(max, delta[i]);
       }
-      note("wear", {{"step", step}, {"erases", total}, {"max_per_sector", max}});
+      note("wear", {{"step", step}, {"erases", total}, {"max_per_sector", max}, {"per_sector", erase_runs(delta)}});
     }
     return r;
   }

@@ -144,3 +144,44 @@ TEST_F(Fixture, BenchFailureIsExit3AndKeepsCompletedTrials) {
   EXPECT_NE(r.aborted.find("prepare"), std::string::npos) << r.aborted;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
 }
+
+TEST(EraseRuns, GroupsEqualCountsAndLeavesOutUnerasedSectors) {
+  EXPECT_EQ(erase_runs({0, 0, 1, 1, 1, 2, 0, 1}).dump(),
+            R"([{"erases":1,"sectors":[2,4]},{"erases":2,"sectors":[5,5]},{"erases":1,"sectors":[7,7]}])");
+  EXPECT_EQ(erase_runs({0, 0}).dump(), "[]");
+  EXPECT_EQ(erase_runs({}).dump(), "[]");
+}
+
+TEST_F(Fixture, TrialEvidenceCarriesTheEraseCyclesPerSector) {
+  auto r = run("small-ab", "unsigned");
+  ASSERT_EQ(r.trials, 1u);
+  const auto& t = r.run["trials"][0];
+  // Per-sector counts since provisioning add up to the trial's total.
+  std::uint64_t from_runs = 0;
+  for (const auto& run : t["erases"]["per_sector"]) {
+    const auto first = run["sectors"][0].get<std::uint64_t>(), last = run["sectors"][1].get<std::uint64_t>();
+    ASSERT_LE(first, last);
+    from_runs += (last - first + 1) * run["erases"].get<std::uint64_t>();
+  }
+  EXPECT_GT(t["erases"]["total"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(from_runs, t["erases"]["total"].get<std::uint64_t>());
+  // Each delivery's wear event says what that update cost, sector by sector:
+  // the clean retry erases the whole 64 KiB slot B (16 sectors of 4 KiB) at least once.
+  std::ifstream ev(dir / "out" / "trials" / t["id"].get<std::string>() / "events.jsonl");
+  std::string line;
+  bool saw_retry = false;
+  while (std::getline(ev, line)) {
+    auto e = nlohmann::json::parse(line);
+    if (e["type"] != "wear" || e["step"] != "retry") continue;
+    saw_retry = true;
+    std::uint64_t sectors = 0, erases = 0;
+    for (const auto& run : e["per_sector"]) {
+      const auto n = run["sectors"][1].get<std::uint64_t>() - run["sectors"][0].get<std::uint64_t>() + 1;
+      sectors += n;
+      erases += n * run["erases"].get<std::uint64_t>();
+    }
+    EXPECT_GE(sectors, 16u);
+    EXPECT_EQ(erases, e["erases"].get<std::uint64_t>());
+  }
+  EXPECT_TRUE(saw_retry);
+}

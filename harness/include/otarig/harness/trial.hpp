@@ -45,6 +45,10 @@ struct TrialOutcome {
   std::vector<std::string> broken() const;
 };
 
+/// Per-sector erase counts as runs of equal non-zero counts:
+/// `[{"sectors": [first, last], "erases": n}, ...]` (sector indices of the flash).
+nlohmann::json erase_runs(const std::vector<std::uint32_t>& counts);
+
 /// What custom steps and oracles see.
 struct TrialContext {
   Bench& bench;
