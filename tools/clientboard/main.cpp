@@ -29,6 +29,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -272,7 +273,7 @@ class Device {
     } else if (text.rfind("update ", 0) == 0) {
       update(trim(text.substr(7)));
     } else {
-      say(fmt::format("unknown command '{}' (try: status, update URL)", text));
+      say(fmt::format("unknown command '{}' (try: status, update URL [SIZE])", text));
     }
   }
 
@@ -294,9 +295,25 @@ class Device {
     return ca.empty() ? ca : std::filesystem::absolute(ca).string();
   }
 
-  void update(const std::string& url) {
+  // `update URL [SIZE]`: SIZE, when given, is the size the update's metadata
+  // names; the board's own fetch (RAUC) stops there when the server does not
+  // say the length.
+  void update(const std::string& args) {
+    const auto space = args.find(' ');
+    const std::string url = args.substr(0, space);
+    std::optional<std::uint64_t> size;
+    if (space != std::string::npos) {
+      const auto text = trim(args.substr(space + 1));
+      std::uint64_t n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+        say(fmt::format("ota: refused: bad size '{}' (usage: update URL [SIZE])", text));
+        return;
+      }
+      size = n;
+    }
     if (url.empty()) {
-      say("ota: refused: no URL (usage: update URL)");
+      say("ota: refused: no URL (usage: update URL [SIZE])");
       return;
     }
     const auto ca = package_ca();
@@ -307,7 +324,7 @@ class Device {
     const int target = 1 - booted_.slot;
     std::optional<std::string> refused;
     try {
-      refused = client_ == Client::swupdate ? run_swupdate(url, ca) : run_rauc(url, ca);
+      refused = client_ == Client::swupdate ? run_swupdate(url, ca) : run_rauc(url, ca, size);
     } catch (const std::exception& e) {
       refused = std::string("the client could not run: ") + e.what();
     }
@@ -442,7 +459,8 @@ class Device {
   // RAUC: the device downloads the bundle, then `rauc install` asks `rauc
   // service` (on a private session bus, in a private mount namespace) to
   // verify and install it; the service drives the backend.
-  std::optional<std::string> run_rauc(const std::string& url, const std::string& ca) {
+  std::optional<std::string> run_rauc(const std::string& url, const std::string& ca,
+                                      std::optional<std::uint64_t> size) {
     write_rauc_config(ca);
     const auto bundle = layout_.dir / "downloads" / "update.raucb";
     std::filesystem::create_directories(bundle.parent_path());
@@ -455,6 +473,7 @@ class Device {
     d.step_timeout = std::chrono::milliseconds(o_.step_timeout_ms);
     d.total_timeout = std::chrono::milliseconds(o_.download_timeout_ms);
     d.max_bytes = std::uint64_t{1} << 30;
+    d.expected_size = size;
     std::uint64_t received = 0, reported = 0;
     d.on_chunk = [&](std::span<const std::uint8_t> chunk) {
       received += chunk.size();

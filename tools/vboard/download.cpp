@@ -109,7 +109,8 @@ class Session {
   std::vector<std::uint8_t> body;
   std::optional<std::uint64_t> total;  ///< Content-Length of the whole body, or the size its image header declares
   bool in_body = false;                ///< the last attempt failed while reading the body
-  bool close_delimited = false;        ///< the 200 had no Content-Length: the image header says where it ends
+  bool close_delimited = false;        ///< the 200 had no Content-Length: the body ends with the connection
+  bool undeclared = false;             ///< ... and it is not an otarig image: no header says where it ends
 
   template <class Stream>
   void exchange(Stream& stream, beast::tcp_stream& lowest, const Url& u) {
@@ -125,9 +126,7 @@ class Session {
 
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
-    // A body without Content-Length is bounded by the image header (below),
-    // unless the updater is flawed and reads whatever the server sends.
-    parser.body_limit(o_.stop_at_declared_size ? o_.max_bytes : boost::optional<std::uint64_t>());
+    parser.body_limit(o_.max_bytes);
     arm(lowest);
     run("read response", [&](auto handler) { http::async_read_header(stream, buffer, parser, handler); });
     const auto status = parser.get().result_int();
@@ -148,10 +147,19 @@ class Session {
         body.reserve(static_cast<std::size_t>(*len));
         total = *len;
       } else {
-        // The image header bounds the body (declared_size(), at most a slot);
-        // the parser's own limit would count bytes it buffered past the image.
-        close_delimited = o_.stop_at_declared_size;
+        // The body ends with the connection. The size the update command
+        // named, or else the image header, says where the image ends (at
+        // most a slot), and reading stops there; the parser's own limit would
+        // count bytes it buffered past it. A flawed updater reads whatever
+        // the server sends.
+        close_delimited = true;
+        undeclared = false;
         parser.body_limit(boost::none);
+        if (o_.stop_at_declared_size && o_.expected_size) {
+          if (*o_.expected_size > o_.max_bytes)
+            throw DownloadError(fmt::format("{} bytes exceed the slot", *o_.expected_size));
+          total = *o_.expected_size;
+        }
       }
     } else {
       throw DownloadError(fmt::format("HTTP {} {}", status, std::string(parser.get().reason())));
@@ -175,13 +183,21 @@ class Session {
       std::size_t got = chunk.size() - parser.get().body().size;
       const std::size_t had = body.size();
       body.insert(body.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
-      if (close_delimited && !total && body.size() >= image::kHeaderSize) total = declared_size();
-      if (close_delimited && total && body.size() > *total) {
+      const bool bounded = close_delimited && o_.stop_at_declared_size;
+      if (bounded && !total && !undeclared && body.size() >= image::kHeaderSize) {
+        total = declared_size();
+        undeclared = !total;
+      }
+      if (bounded && !total && body.size() > o_.max_bytes) {
+        in_body = false;
+        throw DownloadError(fmt::format("the body exceeds the slot after {} bytes", body.size()));
+      }
+      if (bounded && total && body.size() > *total) {
         body.resize(static_cast<std::size_t>(*total));  // past the declared size: not the image's
         got = body.size() - had;
       }
       if (got > 0 && o_.on_chunk) o_.on_chunk(std::span<const std::uint8_t>(chunk.data(), got));
-      if (close_delimited && total && body.size() == *total) break;  // the whole image: read no further
+      if (bounded && total && body.size() == *total) break;  // the whole image: read no further
       if (ec) {
         if (ec == http::error::body_limit) in_body = false;
         throw DownloadError(total ? fmt::format("{} after {} of {} bytes", describe(ec), body.size(), *total)
@@ -199,12 +215,13 @@ class Session {
   }
 
   // The total size (header, payload, trailer) the image header at the start
-  // of `body` declares, for a body whose length the server did not say.
-  std::uint64_t declared_size() const {
+  // of `body` declares, for a body whose length the server did not say;
+  // nullopt when the body is not an otarig image (it then ends when the
+  // server closes, at most a slot).
+  std::optional<std::uint64_t> declared_size() const {
     std::span<const std::uint8_t, image::kHeaderSize> head(body.data(), image::kHeaderSize);
     const auto h = image::decode_header(head);
-    if (h.magic != image::kHeaderMagic)
-      throw DownloadError("a body without Content-Length that is not an otarig image: no size to stop at");
+    if (h.magic != image::kHeaderMagic) return std::nullopt;
     const std::uint64_t size = std::uint64_t{h.header_size} + h.payload_size + image::kTrailerSize;
     if (size > o_.max_bytes)
       throw DownloadError(fmt::format("the image header declares {} bytes, more than the slot holds", size));

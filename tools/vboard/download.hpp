@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -26,10 +27,14 @@ struct DownloadOptions {
   /// More body bytes than this is an error (the slot cannot hold them).
   std::uint64_t max_bytes = 1u << 30;
   /// A 200 without Content-Length (a body that ends when the connection
-  /// does) is read up to the total size its otarig image header declares,
-  /// and no further. Flawed when false: such a body is read until the server
-  /// closes, with no size bound at all.
+  /// does) is read up to `expected_size`, or else the total size its otarig
+  /// image header declares, and no further (a body that is no otarig image
+  /// ends when the server closes, at most `max_bytes`). Flawed when false:
+  /// such a body is read until the server closes, with no size bound at all.
   bool stop_at_declared_size = true;
+  /// The size the update's metadata names (the update command), for a body
+  /// whose length the server does not say.
+  std::optional<std::uint64_t> expected_size;
   /// Called for every chunk of the body as it arrives.
   std::function<void(std::span<const std::uint8_t>)> on_chunk;
   /// When the connection fails after part of the body arrived, connect again
@@ -48,10 +53,10 @@ class DownloadError : public std::runtime_error {
 /// GETs `url` (http://, https://, or file:PATH) and returns the body. The
 /// request carries `Connection: close`. Anything but a complete 200 response
 /// whose body matches its Content-Length is a DownloadError. Without
-/// Content-Length, the body is the image its first bytes describe: reading
-/// stops at the header's declared total size (header, payload, trailer) and
-/// the connection is closed; fewer bytes than that before the server closes
-/// is a short body. A connection
+/// Content-Length, reading stops at `expected_size` or at the total size
+/// (header, payload, trailer) the otarig image header in the first bytes
+/// declares, and the connection is closed; fewer bytes than that before the
+/// server closes is a short body. A connection
 /// lost in the body is resumed with a Range request (206 whose Content-Range
 /// continues at the bytes kept and names the same total; a 200 starts over);
 /// every attempt shares the total deadline.
