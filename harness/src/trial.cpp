@@ -722,6 +722,11 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
   bench.power_off("measure an update");
   parts.provision->provision(releases.get(start).bytes);
   bench.power_on("measure an update");
+  // As in a trial: the update starts once the device is up on its image (a
+  // lab board may drop console input while it boots).
+  if (const auto up = bench.observe("measure an update"); !up.booted)
+    throw BenchError(fmt::format("{}: timing a clean update from {} to {}: no status within {:.0f} ms of power-on",
+                                 bench.profile().name, start, deliver, up.waited_ms));
   bench.drain_console();
   const auto t0 = std::chrono::steady_clock::now();
   auto r = parts.link->deliver(releases.artifact(d));
