@@ -89,6 +89,22 @@ struct ConsoleCommandLink::Shared {
   std::optional<CutReport> report;
   std::atomic<bool> fired{false};
   Steady::time_point started{};
+
+  /// The first cut of a delivery: records where it fell, before the power
+  /// goes (so whoever sees the power lost finds it), then cuts. Later calls
+  /// do nothing. Safe from any thread.
+  void cut(const std::weak_ptr<CuttablePower>& power, std::string detail, std::uint64_t bytes) {
+    if (fired.exchange(true)) return;
+    CutReport r;
+    r.detail = detail;
+    r.at = since(started);
+    r.bytes = bytes;
+    {
+      std::lock_guard lock(mu);
+      report = std::move(r);
+    }
+    if (auto p = power.lock()) p->cut(std::move(detail));
+  }
 };
 
 LinkConfig LinkConfig::from_config(const Config& link) {
@@ -420,23 +436,12 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
       const std::uint64_t b = cut_.byte;
       server->clear_body_hooks();
       server->on_body_byte(pub.path, b, [weak_power, shared, b](const net::BodyByte& at) {
-        if (shared->fired.exchange(true)) return;
-        CutReport report;
-        report.detail = fmt::format(
-            "power cut at byte {} of the image: the update server had sent every byte before it and none "
-            "from it ({} {}{}, connection {}{})",
-            b, at.method, at.target, at.range.empty() ? "" : ", Range " + at.range, at.connection,
-            at.tls ? ", over TLS" : "");
-        report.at = since(shared->started);
-        report.bytes = b;
-        const auto detail = report.detail;
-        {
-          // Recorded before the power goes, so whoever sees the power lost
-          // finds where the cut fell.
-          std::lock_guard lock(shared->mu);
-          shared->report = std::move(report);
-        }
-        if (auto p = weak_power.lock()) p->cut(detail);
+        shared->cut(weak_power,
+                    fmt::format("power cut at byte {} of the image: the update server had sent every byte before "
+                                "it and none from it ({} {}{}, connection {}{})",
+                                b, at.method, at.target, at.range.empty() ? "" : ", Range " + at.range,
+                                at.connection, at.tls ? ", over TLS" : ""),
+                    b);
       });
       watch.server = server;
     } else if (cfg_.serve == LinkConfig::Serve::http && proxy) {
@@ -449,25 +454,13 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
       proxy->clear_watches();
       proxy->on_bytes(0, net::Direction::down, offset,
                       [weak_power, shared, b, header, tls](const net::BytesPassed& passed) {
-                        if (shared->fired.exchange(true)) return;
-                        CutReport report;
-                        report.detail =
-                            tls ? fmt::format("power cut at byte {} of the TLS stream (connection {})", b,
-                                              passed.connection)
-                                : fmt::format(
-                                      "power cut at byte {} of the download (connection {}, after the "
-                                      "{}-byte response header)",
-                                      b, passed.connection, header);
-                        report.at = since(shared->started);
-                        report.bytes = b;
-                        const auto detail = report.detail;
-                        {
-                          // Recorded before the power goes, so whoever sees
-                          // the power lost finds where the cut fell.
-                          std::lock_guard lock(shared->mu);
-                          shared->report = std::move(report);
-                        }
-                        if (auto p = weak_power.lock()) p->cut(detail);
+                        shared->cut(weak_power,
+                                    tls ? fmt::format("power cut at byte {} of the TLS stream (connection {})", b,
+                                                      passed.connection)
+                                        : fmt::format("power cut at byte {} of the download (connection {}, "
+                                                      "after the {}-byte response header)",
+                                                      b, passed.connection, header),
+                                    b);
                       });
       watch.proxy = proxy;
     } else if (progress_) {
@@ -504,16 +497,8 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     return power_->cuts() != cuts_before || power_->power_ons() != ons_before || !power_->is_on();
   };
   auto cut_now = [&](std::string detail) {
-    if (shared_->fired.exchange(true)) return;
-    CutReport report;
-    report.detail = detail;
-    report.at = since(started);
-    report.bytes = cut_by_progress ? progress_bytes : served_bytes(pub.path);
-    {
-      std::lock_guard lock(shared_->mu);
-      shared_->report = std::move(report);
-    }
-    power_->cut(detail);
+    if (shared_->fired) return;
+    shared_->cut(power_, std::move(detail), cut_by_progress ? progress_bytes : served_bytes(pub.path));
   };
   // A cut whose moment is known and has not come yet (time, or a console line seen).
   auto cut_pending = [&] { return cut_at.has_value() && !shared_->fired; };
