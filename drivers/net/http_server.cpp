@@ -106,15 +106,6 @@ std::string content_type(std::string_view path) {
   return "application/octet-stream";
 }
 
-bool valid_release_name(std::string_view name) {
-  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-          c == '-'))
-      return false;
-  return true;
-}
-
 std::string image_path(const std::string& name) { return "/images/" + name + ".bin"; }
 std::string manifest_path(const std::string& name) { return "/manifests/" + name + ".json"; }
 
@@ -167,6 +158,15 @@ class SessionBase {
 };
 
 }  // namespace
+
+bool valid_release_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-'))
+      return false;
+  return true;
+}
 
 RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& range) {
   std::string_view h = trim_ows(header);

@@ -109,7 +109,7 @@ struct ConsoleCommandLink::Shared {
 
 LinkConfig LinkConfig::from_config(const Config& link) {
   link.only_keys({"driver", "command", "accepted", "refused", "settled", "progress", "base_url", "timeout",
-                  "settle_timeout", "serve"});
+                  "settle_timeout", "serve", "feed_connections"});
   LinkConfig cfg;
   cfg.command = link.string_or("command", cfg.command);
   if (cfg.command.empty()) link.at("command").fail("the update command is empty");
@@ -126,6 +126,11 @@ LinkConfig LinkConfig::from_config(const Config& link) {
   cfg.base_url = link.string_or("base_url", cfg.base_url);
   cfg.timeout = link.duration_or("timeout", cfg.timeout);
   cfg.settle_timeout = link.duration_or("settle_timeout", cfg.settle_timeout);
+  if (link.has("feed_connections")) {
+    const auto n = link.at("feed_connections").as_int();
+    if (n < 0 || n > 16) link.at("feed_connections").fail("must be 0..16");
+    cfg.feed_connections = static_cast<unsigned>(n);
+  }
   if (cfg.timeout.count() <= 0) link.at("timeout").fail("must be positive");
   const auto serve = link.string_or("serve", "http");
   if (serve == "http")
@@ -134,6 +139,9 @@ LinkConfig LinkConfig::from_config(const Config& link) {
     cfg.serve = Serve::file;
   else
     link.at("serve").fail(fmt::format("serve must be http or file, not '{}'", serve));
+  if (cfg.serve == Serve::file &&
+      (cfg.command.find("${feed_url}") != std::string::npos || cfg.command.find("${manifest_url}") != std::string::npos))
+    link.at("command").fail("${feed_url} and ${manifest_url} name the update server's manifests; they need `serve: http`");
   return cfg;
 }
 
@@ -193,7 +201,19 @@ void ConsoleCommandLink::set_network_faults(const std::string& spec, std::uint64
       if (const auto* endless = std::get_if<net::Endless>(&rule.fault))
         server->set_endless("/deliveries/*/image.bin", {endless->limit, seed});
   }
-  proxy->set_faults(parsed.proxy_rules(), seed);
+  auto rules = parsed.proxy_rules();
+  if (follows_feed() && cfg_.feed_connections > 0) {
+    // conn=N counts the image download's connections; the manifest's come first.
+    const auto n = cfg_.feed_connections;
+    for (auto& rule : rules.rules) {
+      if (rule.first_connection != 0) {
+        rule.first_connection += n;
+        rule.last_connection += n;
+      }
+      if (auto* replay = std::get_if<net::Replay>(&rule.fault)) replay->from += n;
+    }
+  }
+  proxy->set_faults(rules, seed);
 }
 
 std::vector<std::string> ConsoleCommandLink::take_network_events() {
@@ -323,25 +343,69 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
     pub.url = "file:" + file.string();
     return pub;
   }
+  const auto base = device_->expand(cfg_.base_url);
+  const auto description = std::exchange(next_description_, std::nullopt);
+  if (auto release = std::exchange(next_as_release_, std::nullopt)) {
+    // A frozen or replaying mirror: the image as a release of the
+    // repository, and the feed answers with that release's manifest.
+    auto parsed = image::parse(image, "delivered image");
+    auto m = server->add_release(net::Release{*release, parsed.header.version.str(), parsed.header.security_counter,
+                                              std::vector<std::uint8_t>(image.begin(), image.end())});
+    server->set_latest(*release);
+    pub.path = m.url;
+    pub.url = base + pub.path;
+    pub.manifest_url = base + "/manifests/" + *release + ".json";
+    return pub;
+  }
   const auto dir = fmt::format("/deliveries/{}", deliveries_);
   pub.path = dir + "/image.bin";
   server->put(pub.path, std::vector<std::uint8_t>(image.begin(), image.end()));
   published_path_ = pub.path;
-  const auto base = device_->expand(cfg_.base_url);
   pub.url = base + pub.path;
-  // A manifest for devices that want one; an image too damaged to describe has none.
+  // The delivery's manifest, made the feed's latest. What the image's header
+  // says, or else what the release it stands for says; an image nobody
+  // describes has none, and the feed answers 404.
+  std::optional<net::Manifest> m;
+  const auto name = fmt::format("delivery-{}", deliveries_);
   try {
     auto parsed = image::parse(image, "delivered image");
-    auto m = net::make_manifest(fmt::format("delivery-{}", deliveries_), parsed.header.version.str(),
-                                parsed.header.security_counter, image, pub.path);
-    published_manifest_ = dir + "/manifest.json";
-    auto text = net::to_json_text(m);
-    server->put(published_manifest_, std::vector<std::uint8_t>(text.begin(), text.end()));
-    pub.manifest_url = base + published_manifest_;
+    m = net::make_manifest(name, parsed.header.version.str(), parsed.header.security_counter, image, pub.path);
   } catch (const InputError&) {
+    try {
+      if (description)
+        m = net::make_manifest(name, description->version, description->security_counter, image, pub.path);
+    } catch (const InputError&) {
+    }
+  }
+  if (m) {
+    published_manifest_ = "/manifests/" + name + ".json";
+    auto text = net::to_json_text(*m);
+    server->put(published_manifest_, std::vector<std::uint8_t>(text.begin(), text.end()));
+    server->set_latest(name);
+    pub.manifest_url = base + published_manifest_;
+  } else {
     published_manifest_.clear();
+    server->clear_latest();
   }
   return pub;
+}
+
+bool ConsoleCommandLink::follows_feed() const {
+  return cfg_.serve == LinkConfig::Serve::http && (cfg_.command.find("${feed_url}") != std::string::npos ||
+                                                   cfg_.command.find("${manifest_url}") != std::string::npos);
+}
+
+void ConsoleCommandLink::describe_next(const std::string& version, std::uint32_t security_counter) {
+  next_description_ = Description{version, security_counter};
+}
+
+void ConsoleCommandLink::serve_as_release(const std::string& name) {
+  if (!net::valid_release_name(name))
+    throw InputError(fmt::format("{}: release name '{}': use [A-Za-z0-9._-]", device_->board_name(), name));
+  if (!follows_feed())
+    throw InputError(fmt::format("{}: the update command does not read the feed (${{feed_url}} or ${{manifest_url}})",
+                                 device_->board_name()));
+  next_as_release_ = name;
 }
 
 std::uint64_t ConsoleCommandLink::served_bytes(const std::string& path) const {
@@ -479,6 +543,7 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
 
   const auto command = device_->expand(cfg_.command, {{"url", pub.url},
                                                       {"manifest_url", pub.manifest_url},
+                                                      {"feed_url", device_->expand(cfg_.base_url) + "/manifest.json"},
                                                       {"path", pub.path},
                                                       {"size", std::to_string(image.size())},
                                                       {"sha256", pub.sha256}});

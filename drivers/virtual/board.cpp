@@ -282,6 +282,10 @@ std::vector<std::uint32_t> VirtualBoard::erase_counts() const { return impl_->fl
 
 const BoardConfig& VirtualBoard::config() const { return impl_->cfg; }
 RunState VirtualBoard::run_state() const { return impl_->powered ? impl_->ram.state : RunState::off; }
+std::optional<image::Header> VirtualBoard::running() const {
+  if (run_state() != RunState::running) return std::nullopt;
+  return impl_->ram.header;
+}
 NorFlash& VirtualBoard::flash() { return impl_->flash; }
 const NorFlash& VirtualBoard::flash() const { return impl_->flash; }
 VirtualBoard::Stats VirtualBoard::stats() const { return impl_->stats; }

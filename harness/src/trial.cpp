@@ -113,6 +113,12 @@ drivers::process::CutProtocol* delivery_cuts(Bench& bench) {
   return dynamic_cast<drivers::process::CutProtocol*>(bench.parts().link.get());
 }
 
+// The board's link when its device reads the release feed, else null.
+drivers::process::ReleaseFeedProtocol* release_feed(Bench& bench) {
+  auto* feed = dynamic_cast<drivers::process::ReleaseFeedProtocol*>(bench.parts().link.get());
+  return feed && feed->follows_feed() ? feed : nullptr;
+}
+
 drivers::process::NetworkFaultProtocol* network_faults(Bench& bench) {
   return dynamic_cast<drivers::process::NetworkFaultProtocol*>(bench.parts().link.get());
 }
@@ -163,8 +169,13 @@ class Runner {
     out_.events.push_back(std::move(data));
   }
 
-  drivers::DeliveryResult deliver_image(const BuiltImage& img, const std::string& step) {
+  drivers::DeliveryResult deliver_image(const BuiltImage& img, const std::string& step,
+                                        bool as_stale_release = false) {
     if (!bench_.parts().power->is_on()) bench_.power_on(step);
+    if (auto* feed = release_feed(bench_)) {
+      feed->describe_next(img.version, img.security_counter);
+      if (as_stale_release) feed->serve_as_release(img.name);
+    }
     auto* ff = bench_.parts().flash_faults.get();
     const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
     drivers::DeliveryResult r;
@@ -255,9 +266,16 @@ class Runner {
       image_ = &*variant_;
     } else if (f.kind == "stale") {
       image_ = &releases_.get(f.serve);
-      detail = fmt::format("the update server answers the request for {} ({}) with the manifest and image of {} "
-                           "({})",
-                           base.name, base.version, image_->name, image_->version);
+      if (release_feed(bench_)) {
+        stale_feed_ = true;
+        detail = fmt::format("the update server's feed is frozen at an older release: asked for the latest, "
+                             "expected {} ({}), it answers with the manifest of {} ({}) and serves its image",
+                             base.name, base.version, image_->name, image_->version);
+      } else {
+        detail = fmt::format("the update server answers the request for {} ({}) with the image of {} ({}) at "
+                             "the update's URL (the device's update command reads no manifest)",
+                             base.name, base.version, image_->name, image_->version);
+      }
     } else {
       image_ = &base;
       if (f.kind == "replay") detail = fmt::format("replay of older release {} ({})", base.name, base.version);
@@ -319,7 +337,7 @@ class Runner {
     }
     drivers::DeliveryResult r;
     try {
-      r = deliver_image(*image_, "deliver");
+      r = deliver_image(*image_, "deliver", stale_feed_);
     } catch (...) {
       if (auto* net = network_faults(bench_)) net->set_network_faults("", 0);
       throw;
@@ -661,6 +679,7 @@ class Runner {
   TrialOutcome out_;
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
+  bool stale_feed_ = false;  ///< stale-manifest on a board that reads the feed
   std::string before_digest_;
   std::string setup_problem_;
   std::string retry_problem_;

@@ -9,12 +9,14 @@
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "otarig/drivers/crypto.hpp"
 #include "otarig/drivers/image.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/process/board.hpp"
+#include "otarig/drivers/process/cut.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
 #include "otarig/drivers/process/register.hpp"
 
@@ -51,7 +53,7 @@ struct Status {
 };
 
 std::string profile(const std::string& vboard_args, const std::string& serve, const std::string& tls,
-                    const std::string& provision_mode) {
+                    const std::string& provision_mode, const std::string& command) {
   return std::string(
              "device:\n"
              "  kind: process\n"
@@ -75,15 +77,16 @@ std::string profile(const std::string& vboard_args, const std::string& serve, co
          "  progress: 'ota: received (?P<bytes>\\d+) bytes'\n"
          "  timeout: 20s\n"
          "  serve: " +
-         serve + "\n";
+         serve + "\n" + (command.empty() ? std::string() : "  command: \"" + command + "\\n\"\n");
 }
 
 class VboardProcess : public ::testing::Test {
  protected:
   void build(const std::string& vboard_args = "", const std::string& serve = "http",
-             const std::string& tls = "off", const std::string& provision_mode = "ab") {
+             const std::string& tls = "off", const std::string& provision_mode = "ab",
+             const std::string& command = "") {
     register_process_drivers(registry_);
-    root_ = Config::load_string(profile(vboard_args, serve, tls, provision_mode), "vboard-test.yaml");
+    root_ = Config::load_string(profile(vboard_args, serve, tls, provision_mode, command), "vboard-test.yaml");
     ctx_.clock = &clock_;
     ctx_.board_name = "vboard-test";
     ctx_.trusted_keys = {crypto::Ed25519Key::test_key("otarig-release").public_key()};
@@ -125,6 +128,33 @@ class VboardProcess : public ::testing::Test {
     }
     return std::nullopt;
   }
+
+  /// Reads the console until a line matches `pattern` (or 10 s pass); the line, or "".
+  std::string wait_for(const std::string& pattern) {
+    const re2::RE2 re(pattern);
+    std::string buffer;
+    for (auto deadline = Steady::now() + 10s; Steady::now() < deadline;) {
+      auto got = parts_.console->read(100ms);
+      transcript_ += got;
+      buffer += got;
+      for (std::size_t nl; (nl = buffer.find('\n')) != std::string::npos;) {
+        std::string line = buffer.substr(0, nl);
+        buffer.erase(0, nl + 1);
+        if (re2::RE2::PartialMatch(line, re)) return line;
+      }
+    }
+    return {};
+  }
+
+  /// What the console holds now (the link leaves what it read readable).
+  void drain() {
+    for (std::string old = parts_.console->read(50ms); !old.empty(); old = parts_.console->read(50ms))
+      transcript_ += old;
+  }
+
+  void build_feed(const std::string& vboard_args = "") { build(vboard_args, "http", "off", "ab", "update-feed ${feed_url}"); }
+  ReleaseFeedProtocol& feed() { return dynamic_cast<ReleaseFeedProtocol&>(*parts_.link); }
+  net::UpdateServer& server() { return *find_process_device(parts_)->server(); }
 
   void boot_on(const Release& r) {
     parts_.provision->provision(r.bytes);
@@ -381,6 +411,152 @@ TEST_F(VboardProcess, TheNoVerifyFlawInstallsATamperedImage) {
   auto s = status();
   ASSERT_TRUE(s);
   EXPECT_EQ(s->digest, bad_digest) << "the flawed board runs the tampered image";
+}
+
+TEST_F(VboardProcess, FollowsTheReleaseFeedAndRefusesAnOlderReleaseItNames) {
+  build_feed();
+  ASSERT_TRUE(feed().follows_feed());
+  boot_on(factory_);
+  auto r = parts_.link->deliver(update_.bytes);
+  EXPECT_EQ(r.status, DeliveryStatus::accepted) << r.detail;
+  EXPECT_EQ(server().latest(), "delivery-1") << "each delivery's manifest is the feed's latest";
+  drain();
+  EXPECT_NE(transcript_.find("ota: checking feed http://127.0.0.1:"), std::string::npos) << transcript_;
+  EXPECT_NE(transcript_.find("/manifest.json"), std::string::npos) << transcript_;
+  EXPECT_NE(transcript_.find("ota: feed offers delivery-1 1.1.0+2 (counter 2, " +
+                             std::to_string(update_.bytes.size()) + " bytes)"),
+            std::string::npos)
+      << transcript_;
+  EXPECT_NE(transcript_.find("/deliveries/1/image.bin"), std::string::npos) << "the image the manifest names";
+  auto s = status();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->digest, update_.digest);
+
+  // A frozen mirror: the feed answers with the factory release's manifest.
+  feed().serve_as_release("factory");
+  r = parts_.link->deliver(factory_.bytes);
+  EXPECT_EQ(r.status, DeliveryStatus::refused) << r.detail;
+  EXPECT_EQ(r.detail, "the feed offers 1.0.0+1, older than the running 1.1.0+2");
+  EXPECT_EQ(server().latest(), "factory");
+  bool asked_for_image = false;
+  for (const auto& req : server().request_log()) asked_for_image |= req.target == "/images/factory.bin";
+  EXPECT_FALSE(asked_for_image) << "refused on the manifest, before any image byte";
+  s = status();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->digest, update_.digest);
+
+  // The next delivery makes its own manifest latest again.
+  auto next = make_release("1.2.0+3", 3);
+  r = parts_.link->deliver(next.bytes);
+  EXPECT_EQ(r.status, DeliveryStatus::accepted) << r.detail;
+  EXPECT_EQ(server().latest(), "delivery-3");
+  EXPECT_THROW(feed().serve_as_release("no/such"), InputError);
+}
+
+TEST_F(VboardProcess, TheFeedVersionCheckFlawInstallsWhatTheFeedNames) {
+  build_feed(", --no-feed-version-check, --defect, no-rollback-check");
+  boot_on(factory_);
+  ASSERT_EQ(parts_.link->deliver(update_.bytes).status, DeliveryStatus::accepted);
+  feed().serve_as_release("factory");
+  auto r = parts_.link->deliver(factory_.bytes);
+  EXPECT_EQ(r.status, DeliveryStatus::accepted) << r.detail;
+  auto s = status();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->digest, factory_.digest) << "back on the older release";
+}
+
+TEST_F(VboardProcess, TheAgentStillRefusesARollbackTheFeedCheckLetsThrough) {
+  build_feed(", --no-feed-version-check");
+  boot_on(factory_);
+  ASSERT_EQ(parts_.link->deliver(update_.bytes).status, DeliveryStatus::accepted);
+  feed().serve_as_release("factory");
+  auto r = parts_.link->deliver(factory_.bytes);
+  EXPECT_EQ(r.status, DeliveryStatus::refused) << r.detail;
+  drain();
+  EXPECT_NE(transcript_.find("/images/factory.bin"), std::string::npos) << "downloaded, then refused by the agent";
+}
+
+TEST_F(VboardProcess, AFeedDeviceRefusesAnImageThatDoesNotMatchItsManifestAndABadManifest) {
+  build_feed();
+  boot_on(factory_);
+  const auto base = find_process_device(parts_)->expand("${update_url}");
+  // The manifest names the update; the server has other bytes at its URL.
+  server().add_release(net::Release{"swapped", "1.1.0+2", 2, update_.bytes});
+  server().put("/images/swapped.bin", make_release("1.1.0+2", 2, 200001).bytes);
+  server().set_latest("swapped");
+  parts_.console->write("update-feed " + base + "/manifest.json\n");
+  auto line = wait_for("ota: refused: ");
+  EXPECT_NE(line.find("the image does not match the feed's manifest"), std::string::npos) << transcript_;
+  // Malformed metadata is refused with what is wrong in it.
+  server().put("/manifests/broken.json", std::vector<std::uint8_t>{'{', '"', 'n', 'a', 'm', 'e', '"', ':', '1', '}'});
+  server().set_latest("broken");
+  parts_.console->write("update-feed " + base + "/manifest.json\n");
+  line = wait_for("ota: refused: ");
+  EXPECT_NE(line.find("the feed's manifest"), std::string::npos) << line;
+  // No latest release: the feed answers 404.
+  server().clear_latest();
+  parts_.console->write("update-feed " + base + "/manifest.json\n");
+  line = wait_for("ota: refused: ");
+  EXPECT_NE(line.find("fetching the feed failed"), std::string::npos) << line;
+  auto s = status();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->digest, factory_.digest) << "nothing installed, still up";
+}
+
+TEST_F(VboardProcess, ADamagedHeaderIsDescribedAsTheReleaseItStandsFor) {
+  build_feed();
+  boot_on(factory_);
+  auto bad = update_.bytes;
+  bad[0] ^= 0xFF;  // the magic: no header says what this is
+  feed().describe_next("1.1.0+2", 2);
+  auto r = parts_.link->deliver(bad);
+  EXPECT_EQ(r.status, DeliveryStatus::refused) << r.detail;
+  drain();
+  EXPECT_NE(transcript_.find("ota: feed offers delivery-1 1.1.0+2 (counter 2"), std::string::npos) << transcript_;
+  EXPECT_NE(transcript_.find("/deliveries/1/image.bin"), std::string::npos) << "downloaded, refused by the agent";
+  // Without a description the feed has nothing to offer.
+  r = parts_.link->deliver(bad);
+  EXPECT_EQ(r.status, DeliveryStatus::refused) << r.detail;
+  EXPECT_NE(r.detail.find("fetching the feed failed"), std::string::npos) << r.detail;
+}
+
+TEST_F(VboardProcess, ConnectionNumbersOfNetworkFaultsCountTheImageDownloadOnAFeedBoard) {
+  build_feed();
+  boot_on(factory_);
+  auto* faults = dynamic_cast<NetworkFaultProtocol*>(parts_.link.get());
+  ASSERT_TRUE(faults);
+  faults->set_network_faults("conn=1:down:reset@b=50000", 3);
+  auto r = parts_.link->deliver(update_.bytes);
+  EXPECT_EQ(r.status, DeliveryStatus::accepted) << r.detail;
+  drain();
+  EXPECT_NE(transcript_.find("resuming at byte"), std::string::npos) << transcript_;
+  auto events = faults->take_network_events();
+  faults->set_network_faults("", 0);
+  bool reset_on_second = false;
+  for (const auto& e : events) {
+    auto j = nlohmann::json::parse(e);
+    if (j.value("kind", "") == "reset") {
+      EXPECT_EQ(j.at("connection").get<int>(), 2) << "connection 1 fetched the manifest";
+      reset_on_second = true;
+    }
+  }
+  EXPECT_TRUE(reset_on_second);
+}
+
+TEST(LinkConfigFeed, FeedUrlsNeedHttp) {
+  auto cfg = Config::load_string("driver: console-command\ncommand: \"update-feed ${feed_url}\\n\"\n"
+                                 "accepted: a\nrefused: b\nserve: file\n",
+                                 "link.yaml");
+  try {
+    LinkConfig::from_config(cfg);
+    FAIL() << "accepted ${feed_url} with serve: file";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("link.yaml:2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("serve: http"), std::string::npos) << e.what();
+  }
+  auto bad = Config::load_string("driver: console-command\naccepted: a\nrefused: b\nfeed_connections: -1\n",
+                                 "link.yaml");
+  EXPECT_THROW(LinkConfig::from_config(bad), InputError);
 }
 
 TEST(FlashFile, ProvisionedFlashRoundTripsAndRejectsForeignFiles) {

@@ -13,6 +13,7 @@ BIN = os.environ.get("OTARIG_BIN", "otarig")
 SRC = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 VBOARD = SRC / "boards/vboard-ab.yaml"
 NOVERIFY = SRC / "boards/flawed/vboard-noverify.yaml"
+NOROLLBACK = SRC / "boards/flawed/vboard-norollback.yaml"
 TRANSPORT = {"corrupt-in-transit", "truncated-download", "interrupted-download-resume", "stalled-server",
              "slow-retrieval", "endless-data", "stale-manifest", "impostor-server", "mtls-required"}
 
@@ -131,6 +132,13 @@ def test_transport_faults_did_what_they_say(nightly):
     assert "certificate verify failed" in by["impostor-server"][0]["delivery"]["detail"]
     stale = by["stale-manifest"][0]
     assert stale["delivered"] == "factory" and stale["delivery"]["status"] == "refused"
+    # The device read the feed; the frozen feed named the factory release, and
+    # the device refused it on the manifest, before fetching any image byte.
+    assert stale["delivery"]["detail"] == "the feed offers 1.0.0+1, older than the running 1.1.0+2", stale
+    console = (out / "trials" / stale["id"] / "console.log").read_text()
+    assert "ota: feed offers factory 1.0.0+1" in console, console[-3000:]
+    fault = [e for e in events(out, stale["id"]) if e["type"] == "fault"][0]
+    assert "feed is frozen at an older release" in fault["detail"], fault
     mtls = by["mtls-required"][0]
     assert mtls["oracles"]["mutual-tls"] is True, mtls["oracles"]
 
@@ -162,6 +170,31 @@ def test_noverify_board_is_caught_by_authentic(tmp_path):
     run = json.loads((out / "run.json").read_text())
     caught = {t["scenario"] for t in run["trials"] if "authentic" in [b["oracle"] for b in t["broken"]]}
     assert {"tampered-image", "unsigned", "wrong-key"} <= caught, caught
+
+
+@pytest.mark.parametrize("scenario", ["stale-manifest", "replay-old"])
+def test_board_trusting_its_feed_without_anti_rollback_is_caught_by_no_rollback_only(tmp_path, scenario):
+    out = tmp_path / scenario
+    otarig("run", "--board", NOROLLBACK, "--scenario", scenario, "--seed", 1, "--out", out, check=1)
+    run = json.loads((out / "run.json").read_text())
+    assert run["trials"] and all([b["oracle"] for b in t["broken"]] == ["no-rollback"] for t in run["trials"]), \
+        [(t["id"], t["broken"]) for t in run["trials"]]
+    t = run["trials"][0]
+    assert t["delivery"]["status"] == "accepted", t["delivery"]
+    if scenario == "stale-manifest":
+        console = (out / "trials" / t["id"] / "console.log").read_text()
+        assert "ota: feed offers factory 1.0.0+1" in console and "/images/factory.bin" in console, console[-3000:]
+
+
+def test_the_feed_version_check_alone_refuses_a_stale_feed(tmp_path):
+    # Without an anti-rollback check in the agent, the device's own comparison
+    # with the manifest still refuses the older release.
+    prof = variant(tmp_path, "vboard-ab-feed-check-only",
+                   ("--download-timeout 5000", "--download-timeout 5000 --defect no-rollback-check"))
+    out = tmp_path / "o"
+    otarig("run", "--board", prof, "--scenario", "stale-manifest", "--seed", 1, "--out", out, check=0)
+    t = json.loads((out / "run.json").read_text())["trials"][0]
+    assert t["delivery"]["status"] == "refused" and "older than the running" in t["delivery"]["detail"], t
 
 
 def test_server_without_client_certificates_is_caught(tmp_path):

@@ -4,6 +4,11 @@
 // a file write-through, the console on stdin/stdout, and updates downloaded
 // over HTTP(S) from the URL an `update URL` command names.
 //
+// An `update-feed URL` command follows a release feed instead: it fetches the
+// manifest at URL (docs/network.md), refuses a release older than the one
+// running (version or anti-rollback counter), and otherwise downloads the image the manifest names and
+// checks it against the manifest's size and SHA-256 before the agent gets it.
+//
 //   power on  = this process starts: boot from the flash file
 //   power off = SIGKILL: the flash file keeps every flash operation that completed
 #include <fmt/format.h>
@@ -23,6 +28,7 @@
 #include "otarig/drivers/crypto.hpp"
 #include "otarig/drivers/errors.hpp"
 #include "otarig/drivers/image.hpp"
+#include "otarig/drivers/net/manifest.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
 #include "otarig/drivers/process/device_console.hpp"
 #include "otarig/drivers/virtual/board.hpp"
@@ -41,6 +47,7 @@ struct Options {
   bool no_verify = false;
   bool read_to_eof = false;
   bool no_download_deadline = false;
+  bool no_feed_version_check = false;
   std::vector<std::string> trust;
   std::uint64_t chunk_size = 4096;
   std::uint64_t slot_size = 1u << 20;
@@ -138,7 +145,9 @@ class Device {
     std::size_t start = text.find_first_not_of(' ');
     text = start == std::string::npos ? std::string() : text.substr(start);
     if (board_->run_state() != vb::RunState::running) return;  // a bricked board is silent
-    if (text.rfind("update ", 0) == 0) {
+    if (text.rfind("update-feed ", 0) == 0 || text == "update-feed") {
+      update_from_feed(text.substr(std::min<std::size_t>(text.size(), 12)));
+    } else if (text.rfind("update ", 0) == 0) {
       update(text.substr(7));
     } else {
       board_->write(text + "\n");
@@ -165,13 +174,7 @@ class Device {
     file_.write(op.address, after, o_.sync);
   }
 
-  void update(std::string url) {
-    while (!url.empty() && url.front() == ' ') url.erase(0, 1);
-    if (url.empty()) {
-      say("ota: refused: no URL (usage: update URL)");
-      return;
-    }
-    say("ota: downloading " + url);
+  DownloadOptions download_options() const {
     DownloadOptions d;
     d.ca_file = env_or("OTARIG_CA");
     d.client_cert_file = env_or("OTARIG_CLIENT_CERT");
@@ -182,6 +185,81 @@ class Device {
     d.max_bytes = file_.geometry().slot_size;
     d.stop_at_declared_size = !o_.read_to_eof;
     d.deadlines = !o_.no_download_deadline;
+    return d;
+  }
+
+  static std::string trimmed(std::string url) {
+    while (!url.empty() && url.front() == ' ') url.erase(0, 1);
+    return url;
+  }
+
+  void update(std::string url) {
+    url = trimmed(std::move(url));
+    if (url.empty()) {
+      say("ota: refused: no URL (usage: update URL)");
+      return;
+    }
+    install_from(url, nullptr);
+  }
+
+  // The manifest's `url` is absolute, or a path on the feed's own server.
+  static std::string resolve(const std::string& feed, const std::string& target) {
+    if (target.rfind("http://", 0) == 0 || target.rfind("https://", 0) == 0) return target;
+    const auto scheme = feed.find("://");
+    if (scheme == std::string::npos) return target;
+    const auto path = feed.find('/', scheme + 3);
+    return (path == std::string::npos ? feed : feed.substr(0, path)) + target;
+  }
+
+  void update_from_feed(std::string url) {
+    url = trimmed(std::move(url));
+    if (url.empty()) {
+      say("ota: refused: no URL (usage: update-feed URL)");
+      return;
+    }
+    say("ota: checking feed " + url);
+    auto d = download_options();
+    d.max_bytes = 64u << 10;  // a manifest is a few hundred bytes
+    d.stop_at_declared_size = true;
+    d.resume_attempts = 0;
+    otarig::drivers::net::Manifest m;
+    try {
+      auto body = otarig::vboard_tool::download(url, d);
+      m = otarig::drivers::net::parse_manifest(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
+                                               "the feed's manifest");
+    } catch (const DownloadError& e) {
+      say(fmt::format("ota: refused: fetching the feed failed: {}", e.what()));
+      return;
+    } catch (const otarig::InputError& e) {
+      say(fmt::format("ota: refused: {}", e.what()));
+      return;
+    }
+    say(fmt::format("ota: feed offers {} {} (counter {}, {} bytes)", m.name, m.version, m.security_counter, m.size));
+    if (!o_.no_feed_version_check) {
+      // What the firmware knows of itself; the agent checks the image again.
+      if (auto running = board_->running()) {
+        const auto offered = otarig::image::Version::parse(m.version);
+        if (offered < running->version) {
+          say(fmt::format("ota: refused: the feed offers {}, older than the running {}", m.version,
+                          running->version.str()));
+          return;
+        }
+        if (m.security_counter < running->security_counter) {
+          say(fmt::format("ota: refused: the feed offers anti-rollback counter {}, below the running {}",
+                          m.security_counter, running->security_counter));
+          return;
+        }
+      }
+    }
+    install_from(resolve(url, m.url), &m);
+  }
+
+  // Downloads `url` and hands the image to the agent; with a manifest, the
+  // download stops at its size and the image must match its size and SHA-256.
+  void install_from(const std::string& url, const otarig::drivers::net::Manifest* manifest) {
+    say("ota: downloading " + url);
+    auto d = download_options();
+    if (manifest) d.expected_size = manifest->size;
     std::uint64_t received = 0, reported = 0;
     d.on_chunk = [&](std::span<const std::uint8_t> chunk) {
       received += chunk.size();
@@ -201,6 +279,15 @@ class Device {
       return;
     }
     if (received != reported) say(fmt::format("ota: received {} bytes", received));
+    if (manifest && !o_.no_verify) {
+      const auto digest = otarig::crypto::hex(otarig::crypto::sha256(image));
+      if (image.size() != manifest->size || digest != manifest->sha256) {
+        say(fmt::format("ota: refused: the image does not match the feed's manifest ({} bytes, sha256 {}; the "
+                        "manifest names {} bytes, sha256 {})",
+                        image.size(), digest, manifest->size, manifest->sha256));
+        return;
+      }
+    }
     if (o_.no_verify) {
       // Flawed updater: whatever arrived is taken as it is and sealed with the
       // device's own key, which the bootloader trusts; nobody checks who
@@ -260,13 +347,16 @@ int main(int argc, char** argv) {
   app.add_option("--defect", o.defects,
                  "a defect of the virtual board (inplace-overwrite, no-rollback-check)");
   app.add_flag("--no-verify", o.no_verify,
-               "flawed: install whatever is downloaded without checking who signed it");
+               "flawed: install whatever is downloaded without checking who signed it, or whether it matches "
+               "the feed's manifest");
   app.add_flag("--read-to-eof", o.read_to_eof,
                "flawed: read a body without Content-Length until the server closes, with no size bound "
                "(not stopping at the size the image header declares)");
   app.add_flag("--no-download-deadline", o.no_download_deadline,
                "flawed: no deadline on the download's steps or on the whole download (a stalled server "
                "holds the updater)");
+  app.add_flag("--no-feed-version-check", o.no_feed_version_check,
+               "flawed: `update-feed` installs whatever release the feed names, older ones included");
   app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
   app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
   app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();

@@ -103,6 +103,9 @@ struct BodyByte {
 };
 using BodyByteCallback = std::function<void(const BodyByte&)>;
 
+/// Whether `name` can name a release: 1..64 of [A-Za-z0-9._-], not "." or "..".
+bool valid_release_name(std::string_view name);
+
 /// A release as the server publishes it.
 struct Release {
   std::string name;

@@ -189,7 +189,8 @@ class PtyConsole final : public WatchedConsole {
 /// The profile's `link` section for `driver: console-command`.
 struct LinkConfig {
   /// Written to the console; ${url} is where the image is, ${manifest_url},
-  /// ${size} and ${sha256} describe it.
+  /// ${size} and ${sha256} describe it, ${feed_url} is the server's feed
+  /// (/manifest.json), whose latest release is this delivery's manifest.
   std::string command = "update ${url}\n";
   /// RE2 patterns matched against each console line after the command.
   std::string accepted;  ///< the updater took the image and reboots
@@ -207,6 +208,10 @@ struct LinkConfig {
   /// http: the update server serves the image at a path per delivery;
   /// file: the image is written into the storage folder, ${url} = file:PATH.
   Serve serve = Serve::http;
+  /// With ${feed_url} or ${manifest_url}: the connections the device opens
+  /// for the manifest before the image's first. A scenario's `conn=N`
+  /// network faults count the image download's connections from 1.
+  unsigned feed_connections = 1;
   static LinkConfig from_config(const Config& link);
 };
 
@@ -215,7 +220,10 @@ struct LinkConfig {
 /// board's CutProtocol and NetworkFaultProtocol. Works on any board with a
 /// DeviceHost: a process board's ProcessPower and PtyConsole, or a lab
 /// board's power and console drivers wrapped in CountedPower and HeldConsole.
-class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, public NetworkFaultProtocol {
+class ConsoleCommandLink final : public UpdateLinkProtocol,
+                                 public CutProtocol,
+                                 public NetworkFaultProtocol,
+                                 public ReleaseFeedProtocol {
  public:
   ConsoleCommandLink(std::shared_ptr<DeviceHost> device, std::shared_ptr<CuttablePower> power,
                      std::shared_ptr<WatchedConsole> console, LinkConfig config);
@@ -234,6 +242,10 @@ class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, 
   std::vector<std::string> take_network_events() override;
   std::string tls_mode() const override;
   ProbeResult probe_without_client_certificate() override;
+
+  bool follows_feed() const override;
+  void describe_next(const std::string& version, std::uint32_t security_counter) override;
+  void serve_as_release(const std::string& name) override;
 
   /// Deliveries so far (the per-delivery path number).
   std::uint64_t deliveries() const { return deliveries_; }
@@ -257,6 +269,12 @@ class ConsoleCommandLink final : public UpdateLinkProtocol, public CutProtocol, 
   std::shared_ptr<Shared> shared_;
   std::uint64_t deliveries_ = 0;
   std::string published_path_, published_manifest_;
+  struct Description {
+    std::string version;
+    std::uint32_t security_counter = 0;
+  };
+  std::optional<Description> next_description_;
+  std::optional<std::string> next_as_release_;
 };
 
 /// The ProcessDevice a board's parts were built around (device kind

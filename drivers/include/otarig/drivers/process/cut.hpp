@@ -88,4 +88,25 @@ class NetworkFaultProtocol {
   virtual std::vector<std::string> take_network_events() = 0;
 };
 
+/// A device that follows the update server's release feed: its update
+/// command names ${feed_url} (the server's /manifest.json, the release the
+/// controller calls latest) or ${manifest_url}, and it reads the manifest
+/// (docs/network.md) before it fetches the image the manifest names.
+class ReleaseFeedProtocol {
+ public:
+  virtual ~ReleaseFeedProtocol() = default;
+  /// Whether the device's update command reads a manifest first.
+  virtual bool follows_feed() const = 0;
+  /// The release the next delivery stands for: its manifest carries this
+  /// version and counter when the image's own header cannot say them (a
+  /// damaged header). Once; the delivery after it goes without.
+  virtual void describe_next(const std::string& version, std::uint32_t security_counter) = 0;
+  /// The next delivery only: its image is published as release `name` of
+  /// the server's repository (/manifests/NAME.json, /images/NAME.bin), and
+  /// the feed (/manifest.json) answers with that release's manifest: a frozen
+  /// or replaying mirror. Later deliveries make their own manifest latest
+  /// again. InputError for a name that is not [A-Za-z0-9._-].
+  virtual void serve_as_release(const std::string& name) = 0;
+};
+
 }  // namespace otarig::drivers::process

@@ -17,6 +17,7 @@
 #include "otarig/drivers/clock.hpp"
 #include "otarig/drivers/config.hpp"
 #include "otarig/drivers/crypto.hpp"
+#include "otarig/drivers/image.hpp"
 #include "otarig/drivers/protocols.hpp"
 #include "otarig/drivers/registry.hpp"
 #include "otarig/drivers/virtual/flash.hpp"
@@ -136,6 +137,9 @@ class VirtualBoard final : public PowerProtocol,
 
   const BoardConfig& config() const;
   RunState run_state() const;
+  /// The header of the image the application runs from, while it runs (what
+  /// the firmware knows of itself: version and anti-rollback counter).
+  std::optional<image::Header> running() const;
   /// The flash, for inspection and for writes at rest (a debug probe's view).
   NorFlash& flash();
   const NorFlash& flash() const;
