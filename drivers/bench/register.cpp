@@ -95,6 +95,22 @@ ConsoleReaderOptions parse_reader_keys(const Config& c) {
     if (v < 80 || v > (1u << 20)) max_line->fail("max_line is 80..1MiB");
     o.max_line = v;
   }
+  if (auto spin = c.find("read_spin")) {
+    // Microseconds matter here: "50us" (a bare number is milliseconds, as for every duration).
+    auto text = spin->as_string();
+    std::chrono::microseconds v{0};
+    if (text.size() > 2 && text.ends_with("us")) {
+      std::int64_t us = -1;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 2, us);
+      if (ec != std::errc() || end != text.data() + text.size() - 2 || us < 0)
+        spin->fail(fmt::format("expected a duration like 50us, found '{}'", text));
+      v = std::chrono::microseconds(us);
+    } else {
+      v = spin->as_duration();
+    }
+    if (v > std::chrono::milliseconds(10)) spin->fail("read_spin is 0..10ms");
+    o.read_spin = v;
+  }
   return o;
 }
 
@@ -164,7 +180,7 @@ CommandPowerConfig parse_command_power(const Config& s) {
 
 SerialConsoleConfig parse_serial_console(const Config& s) {
   s.only_keys({"driver", "path", "usb", "baud", "data_bits", "parity", "stop_bits", "flow_control", "dtr",
-               "rts", "reconnect_interval", "write_timeout", "max_line"});
+               "rts", "reconnect_interval", "write_timeout", "max_line", "read_spin"});
   SerialConsoleConfig config;
   auto path = s.find("path");
   auto usb = s.find("usb");
@@ -214,7 +230,7 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
 }
 
 TtyConsoleConfig parse_tty_console(const Config& s) {
-  s.only_keys({"driver", "path", "baud", "reconnect_interval", "write_timeout", "max_line"});
+  s.only_keys({"driver", "path", "baud", "reconnect_interval", "write_timeout", "max_line", "read_spin"});
   TtyConsoleConfig config;
   config.path = s.at("path").as_string();
   if (auto baud = s.find("baud")) {
@@ -310,17 +326,22 @@ void register_bench_drivers(DriverRegistry& registry) {
   using namespace bench;
   // The device kind of a physical board, `lab` (its network host and
   // provisioning), is the process family's; its parts are the drivers below.
+  // Each factory parses its section first; a validate-only bind stops there,
+  // before anything is opened.
   registry.add_power("gpio", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_gpio_power(s);
+    if (ctx.validate_only) return;
     parts.power = std::make_shared<GpioPower>(BenchIo::for_bench(ctx.board_name), std::move(config));
     parts.component_versions["libgpiod"] = libgpiod_version();
   });
   registry.add_power("command", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_command_power(s);
+    if (ctx.validate_only) return;
     parts.power = std::make_shared<CommandPower>(BenchIo::for_bench(ctx.board_name), std::move(config));
   });
   registry.add_console("serial", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_serial_console(s);
+    if (ctx.validate_only) return;
     parts.console =
         std::make_shared<SerialConsole>(BenchIo::for_bench(ctx.board_name), std::move(config), ctx.clock);
     parts.component_versions["libserialport"] = libserialport_version();
@@ -329,10 +350,11 @@ void register_bench_drivers(DriverRegistry& registry) {
     auto config = parse_tty_console(s);
     std::unique_ptr<TtyPathSource> source;
     try {
-      source = std::make_unique<TtyPathSource>(config.path, config.baud);
+      source = std::make_unique<TtyPathSource>(config.path, config.baud);  // checks the speed, opens nothing
     } catch (const std::system_error& e) {
       s.at("baud").fail(e.what());
     }
+    if (ctx.validate_only) return;
     auto reader = std::make_shared<ConsoleReader>(BenchIo::for_bench(ctx.board_name), std::move(source),
                                                   config.reader, ctx.clock);
     reader->start();
@@ -340,6 +362,7 @@ void register_bench_drivers(DriverRegistry& registry) {
   });
   registry.add_probe("openocd", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_openocd(s, ctx.profile_dir);
+    if (ctx.validate_only) return;
     auto probe = std::make_shared<OpenOcdProbe>(BenchIo::for_bench(ctx.board_name), std::move(config));
     parts.component_versions["openocd"] = probe->version();
     parts.probe = std::move(probe);

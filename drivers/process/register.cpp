@@ -4,8 +4,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <mutex>
+#include <string_view>
 
 #include "otarig/drivers/process/board.hpp"
 
@@ -32,11 +35,37 @@ void remember(const std::shared_ptr<DeviceHost>& device) {
   i.devices[device.get()] = device;
 }
 
-std::shared_ptr<ProcessDevice> bound_device(const Config& section, const BoardParts& parts,
-                                            const char* what) {
-  auto device = find_process_device(parts);
-  if (!device) section.fail(fmt::format("the '{}' driver needs the device section `kind: process`", what));
-  return device;
+// Whether the board's device section is of one of `kinds`: by the device
+// bound, or in a validate-only bind by the kind checked (BoardParts::checked),
+// so both apply the same rules below.
+bool device_is(const BindContext& context, const BoardParts& parts,
+               std::initializer_list<std::string_view> kinds) {
+  std::string kind;
+  if (context.validate_only) {
+    if (auto it = parts.checked.find("device"); it != parts.checked.end()) kind = it->second;
+  } else if (auto host = find_device_host(parts)) {
+    kind = host->config().kind;
+  }
+  return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+}
+
+void require_process_device(const Config& section, const BindContext& context, const BoardParts& parts,
+                            const char* what) {
+  if (!device_is(context, parts, {"process"}))
+    section.fail(fmt::format("the '{}' driver needs the device section `kind: process`", what));
+}
+
+// The console-command link's rules about the rest of the board, then its section.
+LinkConfig check_console_command_link(const Config& section, bool has_device_host, const BoardParts& parts) {
+  if (!has_device_host)
+    section.at("driver").fail(
+        "the 'console-command' link needs the device section `kind: process` or `kind: lab` (the rig's "
+        "update server, fault proxy and storage for the board)");
+  if (!parts.has("power"))
+    section.fail("the 'console-command' link needs a `power:` section (before `link:`)");
+  if (!parts.has("console"))
+    section.fail("the 'console-command' link needs a `console:` section (before `link:`)");
+  return LinkConfig::from_config(section);
 }
 
 }  // namespace
@@ -55,13 +84,7 @@ std::shared_ptr<ProcessDevice> find_process_device(const BoardParts& parts) {
 
 void bind_console_command_link(const Config& section, BoardParts& parts) {
   auto device = find_device_host(parts);
-  if (!device)
-    section.at("driver").fail(
-        "the 'console-command' link needs the device section `kind: process` or `kind: lab` (the rig's "
-        "update server, fault proxy and storage for the board)");
-  if (!parts.power) section.fail("the 'console-command' link needs a `power:` section (before `link:`)");
-  if (!parts.console) section.fail("the 'console-command' link needs a `console:` section (before `link:`)");
-  auto config = LinkConfig::from_config(section);
+  auto config = check_console_command_link(section, device != nullptr, parts);
   // A process board's own drivers already are what the link drives; any
   // other driver is wrapped, and the wrapper replaces it in the parts.
   auto power = std::dynamic_pointer_cast<CuttablePower>(parts.power);
@@ -80,8 +103,12 @@ void bind_console_command_link(const Config& section, BoardParts& parts) {
 
 void register_process_drivers(DriverRegistry& registry) {
   using namespace process;
+  // Each factory checks its section (and what it needs of the board) first;
+  // a validate-only bind stops there: no storage, server, process or pty.
   registry.add_device("process", [](const Config& section, const BindContext& context, BoardParts& parts) {
-    auto device = std::make_shared<ProcessDevice>(DeviceConfig::from_config(section, "process"), context);
+    auto config = DeviceConfig::from_config(section, "process");
+    if (context.validate_only) return;
+    auto device = std::make_shared<ProcessDevice>(std::move(config), context);
     remember(device);
     parts.device = device;
     if (device->config().provision != DeviceConfig::ProvisionFormat::none) parts.provision = device;
@@ -90,14 +117,19 @@ void register_process_drivers(DriverRegistry& registry) {
   // `gpio`/`command`, console `serial`/`tty`, probe `openocd`); the device
   // section gives it the rig's side of the network and its provisioning.
   registry.add_device("lab", [](const Config& section, const BindContext& context, BoardParts& parts) {
-    auto device = std::make_shared<DeviceHost>(DeviceConfig::from_config(section, "lab"), context);
+    auto config = DeviceConfig::from_config(section, "lab");
+    if (context.validate_only) return;
+    auto device = std::make_shared<DeviceHost>(std::move(config), context);
     remember(device);
     parts.device = device;
     if (device->config().provision != DeviceConfig::ProvisionFormat::none) parts.provision = device;
   });
-  registry.add_power("process", [](const Config& section, const BindContext&, BoardParts& parts) {
-    auto device = bound_device(section, parts, "process");
-    auto power = std::make_shared<ProcessPower>(device, PowerConfig::from_config(section));
+  registry.add_power("process", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    require_process_device(section, context, parts, "process");
+    auto config = PowerConfig::from_config(section);
+    if (context.validate_only) return;
+    auto device = find_process_device(parts);
+    auto power = std::make_shared<ProcessPower>(device, std::move(config));
     device->attach_power(power);
     parts.power = power;
     parts.component_versions["device-command"] = power->command_text();
@@ -105,20 +137,34 @@ void register_process_drivers(DriverRegistry& registry) {
   // A process board's console is the pty of its power driver's current run.
   // A tty or pty found by path (on a lab board, or one QEMU made) is the
   // bench family's console `tty`.
-  registry.add_console("pty", [](const Config& section, const BindContext&, BoardParts& parts) {
-    auto device = find_process_device(parts);
-    if (!device)
+  registry.add_console("pty", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    if (!device_is(context, parts, {"process"}))
       section.at("driver").fail(
           "the 'pty' console is the pty of a process board (device `kind: process`); for a tty or pty "
           "device by path use `driver: tty` with `path:`");
     section.only_keys({"driver"});
-    auto power = device->power();
-    if (!power) section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
-    parts.console = std::make_shared<PtyConsole>(power);
+    std::shared_ptr<ProcessPower> power;
+    bool process_power = false;
+    if (context.validate_only) {
+      const auto it = parts.checked.find("power");
+      process_power = it != parts.checked.end() && it->second == "process";
+    } else if (auto device = find_process_device(parts)) {
+      power = device->power();
+      process_power = power != nullptr;
+    }
+    if (!process_power)
+      section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
+    if (context.validate_only) return;
+    parts.console = std::make_shared<PtyConsole>(std::move(power));
   });
-  registry.add_link("console-command", [](const Config& section, const BindContext&, BoardParts& parts) {
-    bind_console_command_link(section, parts);
-  });
+  registry.add_link(
+      "console-command", [](const Config& section, const BindContext& context, BoardParts& parts) {
+        if (context.validate_only) {
+          (void)check_console_command_link(section, device_is(context, parts, {"process", "lab"}), parts);
+          return;
+        }
+        bind_console_command_link(section, parts);
+      });
 }
 
 }  // namespace otarig::drivers

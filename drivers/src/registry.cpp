@@ -28,6 +28,16 @@ const char* to_string(DeliveryStatus s) {
   return "unknown";
 }
 
+bool BoardParts::has(std::string_view part) const {
+  if (checked.find(part) != checked.end()) return true;
+  if (part == "device") return device != nullptr;
+  if (part == "power") return power != nullptr;
+  if (part == "console") return console != nullptr;
+  if (part == "link") return link != nullptr;
+  if (part == "probe") return probe != nullptr;
+  return false;
+}
+
 void DriverRegistry::add_device(std::string kind, DeviceFactory f) { devices_[std::move(kind)] = std::move(f); }
 void DriverRegistry::add_power(std::string d, PartFactory f) { power_[std::move(d)] = std::move(f); }
 void DriverRegistry::add_console(std::string d, PartFactory f) { console_[std::move(d)] = std::move(f); }

@@ -18,10 +18,16 @@ std::shared_ptr<VirtualBoard> make_virtual_board(const Config& device, const Bin
 
 namespace {
 
-std::shared_ptr<vboard::VirtualBoard> bound_board(const Config& section, const BoardParts& parts,
-                                                  const char* what) {
+// The board these drivers bind to; null in a validate-only bind, which knows
+// the device by the kind checked (BoardParts::checked).
+std::shared_ptr<vboard::VirtualBoard> bound_board(const Config& section, const BindContext& context,
+                                                  const BoardParts& parts, const char* what) {
   auto board = std::dynamic_pointer_cast<vboard::VirtualBoard>(parts.flash_faults);
-  if (!parts.device || !board)
+  const auto checked = parts.checked.find("device");
+  const bool virtual_device = context.validate_only
+                                  ? checked != parts.checked.end() && checked->second == "virtual"
+                                  : parts.device && board;
+  if (!virtual_device)
     section.fail(fmt::format("the 'virtual' {} driver needs the device section `kind: virtual`", what));
   return board;
 }
@@ -30,6 +36,11 @@ std::shared_ptr<vboard::VirtualBoard> bound_board(const Config& section, const B
 
 void register_virtual_drivers(DriverRegistry& registry) {
   registry.add_device("virtual", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    if (context.validate_only) {
+      (void)vboard::BoardConfig::from_config(section);
+      for (const char* part : {"power", "console", "link"}) parts.checked[part] = "virtual";
+      return;
+    }
     auto board = vboard::make_virtual_board(section, context);
     parts.power = board;
     parts.console = board;
@@ -40,14 +51,14 @@ void register_virtual_drivers(DriverRegistry& registry) {
     parts.component_versions["otarig-vboard"] =
         fmt::format("bootloader 1.0 mode={}", vboard::to_string(board->config().mode));
   });
-  registry.add_power("virtual", [](const Config& section, const BindContext&, BoardParts& parts) {
-    parts.power = bound_board(section, parts, "power");
+  registry.add_power("virtual", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    if (auto board = bound_board(section, context, parts, "power")) parts.power = std::move(board);
   });
-  registry.add_console("virtual", [](const Config& section, const BindContext&, BoardParts& parts) {
-    parts.console = bound_board(section, parts, "console");
+  registry.add_console("virtual", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    if (auto board = bound_board(section, context, parts, "console")) parts.console = std::move(board);
   });
-  registry.add_link("virtual", [](const Config& section, const BindContext&, BoardParts& parts) {
-    parts.link = bound_board(section, parts, "link");
+  registry.add_link("virtual", [](const Config& section, const BindContext& context, BoardParts& parts) {
+    if (auto board = bound_board(section, context, parts, "link")) parts.link = std::move(board);
   });
 }
 

@@ -4,10 +4,63 @@
 #include <re2/re2.h>
 
 namespace otarig::harness {
+namespace {
+
+// Binds the profile's device, then its part sections, with the registry's
+// factories: for a run, or only checking them (ctx.validate_only), where
+// each factory parses its section as it would bind it and records what it
+// checked in parts.checked.
+void bind_sections(const BoardProfile& profile, const drivers::DriverRegistry& registry,
+                   const drivers::BindContext& ctx, drivers::BoardParts& parts) {
+  const Config& root = profile.root;
+  auto device = root.at("device");
+  const auto* make_device = registry.device(profile.device_kind);
+  if (!make_device) {
+    std::string kinds;
+    for (const auto& k : registry.device_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
+    device.at("kind").fail(fmt::format("unknown device kind '{}' (known: {})", profile.device_kind, kinds));
+  }
+  (*make_device)(device, ctx, parts);
+  if (ctx.validate_only) parts.checked["device"] = profile.device_kind;
+
+  auto bind = [&](const char* section, auto lookup, const char* what) {
+    auto sec = root.find(section);
+    if (!sec) return;
+    auto driver = sec->at("driver").as_string();
+    const auto* f = (registry.*lookup)(driver);
+    if (!f) sec->at("driver").fail(fmt::format("unknown {} driver '{}'", what, driver));
+    (*f)(*sec, ctx, parts);
+    if (ctx.validate_only) parts.checked[section] = driver;
+  };
+  // The link comes last: it drives the other parts (and may wrap them).
+  bind("power", &drivers::DriverRegistry::power, "power");
+  bind("console", &drivers::DriverRegistry::console, "console");
+  bind("probe", &drivers::DriverRegistry::probe, "probe");
+  bind("link", &drivers::DriverRegistry::link, "link");
+  if (!parts.has("power")) root.fail("the board has no power driver (add a `power:` section)");
+  if (!parts.has("console")) root.fail("the board has no console driver (add a `console:` section)");
+  if (!parts.has("link")) root.fail("the board has no update link (add a `link:` section)");
+}
+
+}  // namespace
+
+void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry& registry) {
+  drivers::BindContext ctx;
+  ctx.board_name = profile.name;
+  ctx.profile_dir = profile.path.parent_path();
+  ctx.validate_only = true;
+  drivers::BoardParts parts;
+  bind_sections(profile, registry, ctx, parts);
+}
 
 Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registry, const ReleaseSet& releases,
              std::uint64_t seed)
     : profile_(profile) {
+  // Every section is checked before any is bound: a bad one is the input
+  // error `otarig list boards` reports, raised before a server listens or a
+  // device opens for the sections above it.
+  validate_drivers(profile, registry);
+
   // An in-process device runs on modelled time; anything else on real time.
   if (profile.device_kind == "virtual")
     clock_ = std::make_unique<ManualClock>();
@@ -22,32 +75,7 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
 
-  const Config& root = profile.root;
-  auto device = root.at("device");
-  const auto* make_device = registry.device(profile.device_kind);
-  if (!make_device) {
-    std::string kinds;
-    for (const auto& k : registry.device_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
-    device.at("kind").fail(fmt::format("unknown device kind '{}' (known: {})", profile.device_kind, kinds));
-  }
-  (*make_device)(device, ctx, parts_);
-
-  auto bind = [&](const char* section, auto lookup, const char* what) {
-    auto sec = root.find(section);
-    if (!sec) return;
-    auto driver = sec->at("driver").as_string();
-    const auto* f = (registry.*lookup)(driver);
-    if (!f) sec->at("driver").fail(fmt::format("unknown {} driver '{}'", what, driver));
-    (*f)(*sec, ctx, parts_);
-  };
-  // The link comes last: it drives the other parts (and may wrap them).
-  bind("power", &drivers::DriverRegistry::power, "power");
-  bind("console", &drivers::DriverRegistry::console, "console");
-  bind("probe", &drivers::DriverRegistry::probe, "probe");
-  bind("link", &drivers::DriverRegistry::link, "link");
-  if (!parts_.power) root.fail("the board has no power driver (add a `power:` section)");
-  if (!parts_.console) root.fail("the board has no console driver (add a `console:` section)");
-  if (!parts_.link) root.fail("the board has no update link (add a `link:` section)");
+  bind_sections(profile, registry, ctx, parts_);
 
   status_re_ = std::make_unique<re2::RE2>(profile.observe.status);
   if (!profile.observe.banner.empty()) banner_re_ = std::make_unique<re2::RE2>(profile.observe.banner);

@@ -14,6 +14,7 @@
 #include "faults.hpp"
 #include "otarig/drivers/image.hpp"
 #include "otarig/drivers/clients/package.hpp"
+#include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/detection.hpp"
 #include "otarig/harness/journal.hpp"
@@ -108,6 +109,10 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
 
 int cmd_list(const std::string& what) {
   if (what == "boards") {
+    // Each profile is checked as `otarig run` binds it (its driver sections
+    // too, opening nothing); a bad one is named with its file and line on
+    // stderr, the good ones are listed, and the exit status is 2.
+    bool invalid = false;
     std::set<std::string> seen;
     for (const auto& d : data_dirs()) {
       auto dir = d / "boards";
@@ -121,13 +126,15 @@ int cmd_list(const std::string& what) {
         if (!seen.insert(rel).second) continue;
         try {
           auto p = load_profile(f);
+          validate_drivers(p, cli_registry());
           std::cout << fmt::format("{:<44} {:<10} {}\n", rel, p.device_kind, p.description);
         } catch (const InputError& e) {
-          std::cout << fmt::format("{:<44} {:<10} INVALID: {}\n", rel, "?", e.what());
+          std::cerr << "otarig: " << e.what() << "\n";
+          invalid = true;
         }
       }
     }
-    return 0;
+    return invalid ? 2 : 0;
   }
   if (what == "scenarios") {
     for (const auto& f : catalog_scenarios()) {
@@ -287,6 +294,9 @@ int cli_main(int argc, char** argv) {
   proxy_cmd->add_option("--fault", proxy_opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
   proxy_cmd->add_option("--seed", proxy_opts.seed, "seed of every random choice");
   proxy_cmd->add_option("--threads", proxy_opts.threads, "io threads");
+  auto proxy_spin_us = static_cast<long>(proxy_opts.spin.count());
+  proxy_cmd->add_option("--spin", proxy_spin_us,
+                        "microseconds a proxy thread keeps polling after a handler before it sleeps (0 to 10000)");
   proxy_cmd->add_option("--impostor-cert", proxy_impostor_cert, "certificate the impostor endpoint presents");
   proxy_cmd->add_option("--impostor-key", proxy_impostor_key, "its key");
   proxy_cmd->add_flag("--no-upstream-tls", proxy_no_upstream_tls, "the impostor relays to a plain upstream");
@@ -331,6 +341,7 @@ int cli_main(int argc, char** argv) {
       proxy_opts.impostor_cert = proxy_impostor_cert;
       proxy_opts.impostor_key = proxy_impostor_key;
       proxy_opts.upstream_tls = !proxy_no_upstream_tls;
+      proxy_opts.spin = std::chrono::microseconds(proxy_spin_us);
       return drivers::net::proxy_main(proxy_opts, std::cout);
     }
     if (*build) {

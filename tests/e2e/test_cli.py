@@ -315,6 +315,48 @@ def test_list_commands():
     otarig("list", "gadgets", check=2)
 
 
+def line_of(text, marker):
+    return text[: text.index(marker)].count("\n") + 1
+
+
+def test_list_boards_checks_the_driver_sections(tmp_path):
+    # A data folder beside the shipped boards: one good profile and two whose
+    # driver sections are wrong, as `otarig run` would find when it binds them.
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "local-good.yaml").write_text((SRC / "boards/virtual-ab.yaml").read_text())
+    lab = (SRC / "boards/examples/nucleo-mcuboot.yaml").read_text()
+    assert "  driver: gpio\n" in lab and "  baud: 115200\n" in lab
+    bad_power = lab.replace("  driver: gpio\n", "  driver: gpio\n  polarity: low\n", 1)
+    bad_console = lab.replace("  baud: 115200\n", "  baud: fast\n", 1)
+    (boards / "bad-power.yaml").write_text(bad_power)
+    (boards / "bad-console.yaml").write_text(bad_console)
+    env = {**os.environ, "OTARIG_DATA_DIR": str(tmp_path)}
+    p = subprocess.run([BIN, "list", "boards"], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2, p.stderr
+    power_error = f"{boards / 'bad-power.yaml'}:{line_of(bad_power, 'polarity: low')}: power.polarity: unknown key 'polarity'"
+    console_error = f"{boards / 'bad-console.yaml'}:{line_of(bad_console, 'baud: fast')}: console.baud: expected an integer, found 'fast'"
+    assert power_error in p.stderr and console_error in p.stderr, p.stderr
+    # The good ones are listed, the bad ones only named on stderr.
+    assert re.search(r"^boards/local-good.yaml\s+virtual\s", p.stdout, re.M), p.stdout
+    assert "virtual-ab.yaml" in p.stdout and "examples/nucleo-mcuboot.yaml" in p.stdout
+    assert "bad-power" not in p.stdout and "bad-console" not in p.stdout
+
+    # `otarig run` stops at the same line, before it opens anything.
+    for board, error in ((boards / "bad-power.yaml", power_error), (boards / "bad-console.yaml", console_error)):
+        r = otarig("run", "--board", board, "--scenario", "tampered-image", "--out", tmp_path / board.stem, check=2)
+        assert error in r.stderr, r.stderr
+
+
+def test_every_shipped_board_lists_cleanly():
+    p = otarig("list", "boards", check=0)
+    assert p.stderr == ""
+    listed = {line.split()[0] for line in p.stdout.splitlines() if line.strip()}
+    shipped = {str(f.relative_to(SRC)) for f in (SRC / "boards").rglob("*.yaml")}
+    assert shipped and {"boards/examples/nucleo-mcuboot.yaml", "boards/examples/rpi-rauc.yaml"} <= shipped
+    assert shipped <= listed, sorted(shipped - listed)
+
+
 def test_detect_prints_the_table_and_judges_the_catalog(tmp_path):
     # replay-old: the reference board refuses the older image, norollback takes it.
     out = tmp_path / "detect"

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "otarig/drivers/clock.hpp"
@@ -27,6 +28,13 @@ struct BoardParts {
   std::shared_ptr<void> device;
   /// Versions of external components this board ran (for run.json).
   std::map<std::string, std::string> component_versions;
+  /// A validate-only bind (BindContext::validate_only) builds no part; each
+  /// factory that checked its section records here what it would have bound,
+  /// by part ("device", "power", "console", "probe", "link") -> kind or driver.
+  std::map<std::string, std::string, std::less<>> checked;
+
+  /// The part is bound, or (validate-only) a factory checked a driver for it.
+  bool has(std::string_view part) const;
 };
 
 /// What a driver factory may use besides its own config section.
@@ -42,6 +50,11 @@ struct BindContext {
   std::string package_trust_pem;
   /// Seed for any randomness of the device model (derived per trial).
   std::uint64_t seed = 0;
+  /// Check only: each factory parses and checks its section exactly as when
+  /// binding, and builds nothing (no process started, no device, port, line
+  /// or probe opened, no server listening); see BoardParts::checked. How
+  /// `otarig list boards` checks the driver sections.
+  bool validate_only = false;
 };
 
 class DriverRegistry {

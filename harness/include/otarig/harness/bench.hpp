@@ -31,6 +31,12 @@ struct TranscriptLine {
   std::string text;
 };
 
+/// Checks the profile's device and driver sections (power, console, probe,
+/// link) as binding them for a run does, with the same InputError naming the
+/// file and line, and builds nothing: no process started, no device, port,
+/// GPIO line or probe opened, no server listening (BindContext::validate_only).
+void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry& registry);
+
 class Bench {
  public:
   Bench(const BoardProfile& profile, const drivers::DriverRegistry& registry, const ReleaseSet& releases,
