@@ -109,8 +109,20 @@ std::size_t Transcript::line_count() const {
 
 void Transcript::clear() {
   std::lock_guard lock(mutex_);
+  cleared_ += entries_.size();
   entries_.clear();
   partial_.reset();
+}
+
+ConsoleRecord Transcript::take_since(std::uint64_t& next) const {
+  std::lock_guard lock(mutex_);
+  ConsoleRecord record;
+  const auto first = next > cleared_ ? static_cast<std::size_t>(next - cleared_) : std::size_t{0};
+  if (first < entries_.size())
+    record.entries.assign(entries_.begin() + static_cast<std::ptrdiff_t>(first), entries_.end());
+  next = cleared_ + entries_.size();
+  record.arriving = partial_;
+  return record;
 }
 
 void Transcript::add_line(Clock::duration at, std::string text, bool complete) {
@@ -119,9 +131,9 @@ void Transcript::add_line(Clock::duration at, std::string text, bool complete) {
   partial_.reset();
 }
 
-void Transcript::add_event(Clock::duration at, std::string text) {
+void Transcript::add_event(Clock::duration at, std::string text, std::string event) {
   std::lock_guard lock(mutex_);
-  entries_.push_back({at, TranscriptEntry::Kind::event, std::move(text), true});
+  entries_.push_back({at, TranscriptEntry::Kind::event, std::move(text), true, std::move(event)});
 }
 
 void Transcript::set_partial(std::optional<TranscriptEntry> partial) {
@@ -294,7 +306,7 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
     line_open = false;
     line.clear();
     detach();
-    transcript.add_event(now, fmt::format("{} disconnected: {}", options.device, reason));
+    transcript.add_event(now, fmt::format("{} disconnected: {}", options.device, reason), "disconnected");
     if (source->reopenable()) schedule_reconnect();
   }
 
@@ -309,8 +321,9 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
         return;
       }
       ++self->reconnect_count;
-      self->transcript.add_event(self->clock.now(), fmt::format("{} reconnected: {}", self->options.device,
-                                                                self->source->describe()));
+      self->transcript.add_event(
+          self->clock.now(),
+          fmt::format("{} reconnected: {}", self->options.device, self->source->describe()), "reconnected");
     });
   }
 
@@ -400,7 +413,8 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
         try {
           callback(m);
         } catch (const std::exception& e) {
-          transcript.add_event(clock.now(), fmt::format("trigger callback failed: {}", e.what()));
+          transcript.add_event(clock.now(), fmt::format("trigger callback failed: {}", e.what()),
+                               "trigger-failed");
         }
         if (once) break;
       }
@@ -546,6 +560,11 @@ std::string ConsoleReader::read(std::chrono::milliseconds timeout) {
   return io_->call_value<std::string>("console read", timeout, [impl = impl_, timeout](auto done) {
     impl->async_read(timeout, std::move(done));
   });
+}
+
+ConsoleRecord ConsoleReader::take_record() {
+  std::lock_guard lock(taken_mutex_);
+  return impl_->transcript.take_since(taken_);
 }
 
 const Transcript& ConsoleReader::transcript() const { return impl_->transcript; }

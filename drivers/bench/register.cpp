@@ -342,8 +342,10 @@ void register_bench_drivers(DriverRegistry& registry) {
   registry.add_console("serial", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_serial_console(s);
     if (ctx.validate_only) return;
-    parts.console =
+    auto console =
         std::make_shared<SerialConsole>(BenchIo::for_bench(ctx.board_name), std::move(config), ctx.clock);
+    parts.console = console;
+    parts.console_stamps = std::move(console);
     parts.component_versions["libserialport"] = libserialport_version();
   });
   registry.add_console("tty", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
@@ -358,7 +360,8 @@ void register_bench_drivers(DriverRegistry& registry) {
     auto reader = std::make_shared<ConsoleReader>(BenchIo::for_bench(ctx.board_name), std::move(source),
                                                   config.reader, ctx.clock);
     reader->start();
-    parts.console = std::move(reader);
+    parts.console = reader;
+    parts.console_stamps = std::move(reader);
   });
   registry.add_probe("openocd", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_openocd(s, ctx.profile_dir);

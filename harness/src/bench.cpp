@@ -88,7 +88,51 @@ void Bench::begin_transcript() {
   transcript_start_ = clock_->now();
 }
 
+double Bench::since_start_ms(Clock::duration at) const {
+  return std::chrono::duration<double, std::milli>(at - transcript_start_).count();
+}
+
+std::optional<std::string> Bench::untaken(std::string text, Clock::duration at) const {
+  if (shown_ && shown_->at == at && text.compare(0, shown_->text.size(), shown_->text) == 0) {
+    text.erase(0, shown_->text.size());
+    if (text.empty()) return std::nullopt;
+  }
+  return text;
+}
+
+void Bench::collect_stamps() {
+  auto* stamps = parts_.console_stamps.get();
+  if (!stamps) return;
+  auto record = stamps->take_record();
+  for (auto& e : record.entries) {
+    if (e.kind == drivers::ConsoleEntry::Kind::event) {
+      console_events_.push_back({e.event, e.text, e.at, since_start_ms(e.at)});
+      continue;
+    }
+    if (auto text = untaken(std::move(e.text), e.at))
+      transcript_.push_back({since_start_ms(e.at), std::move(*text)});
+    shown_.reset();
+  }
+  arriving_ = std::move(record.arriving);
+}
+
+std::vector<ConsoleEvent> Bench::take_console_events() {
+  collect_stamps();
+  return std::exchange(console_events_, {});
+}
+
 std::vector<TranscriptLine> Bench::take_transcript() {
+  if (parts_.console_stamps) {
+    // The console's own arrival stamps; the line still arriving goes in as
+    // far as it came, and its rest into the next transcript.
+    collect_stamps();
+    if (arriving_) {
+      if (auto text = untaken(arriving_->text, arriving_->at); text && !text->empty())
+        transcript_.push_back({since_start_ms(arriving_->at), std::move(*text)});
+      shown_ = std::exchange(arriving_, std::nullopt);
+    }
+    return std::exchange(transcript_, {});
+  }
   if (!partial_.empty()) {
     transcript_.push_back({std::chrono::duration<double, std::milli>(clock_->now() - transcript_start_).count(),
                            partial_});
@@ -101,9 +145,10 @@ void Bench::absorb(const std::string& bytes) {
   for (char c : bytes) {
     if (c == '\n') {
       if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
-      double t = std::chrono::duration<double, std::milli>(clock_->now() - transcript_start_).count();
       if (banner_re_ && identity_.empty() && re2::RE2::PartialMatch(partial_, *banner_re_)) identity_ = partial_;
-      transcript_.push_back({t, partial_});
+      // A console that stamps its lines as they arrive fills the transcript
+      // itself (collect_stamps); any other is stamped now, as it is read.
+      if (!parts_.console_stamps) transcript_.push_back({since_start_ms(clock_->now()), partial_});
       unmatched_lines_.push_back(std::move(partial_));
       partial_.clear();
     } else {
@@ -118,6 +163,7 @@ void Bench::drain_console() {
     if (bytes.empty()) break;
     absorb(bytes);
   }
+  collect_stamps();
 }
 
 void Bench::power_on(const std::string& step) {

@@ -134,6 +134,7 @@ class Runner {
     auto wall_start = std::chrono::steady_clock::now();
     bench_.begin_transcript();
     for (TrialStep step = TrialStep::prepare; step != TrialStep::done; step = next(step)) {
+      note_console_events();
       event(step);
       switch (step) {
         case TrialStep::prepare: prepare(); break;
@@ -150,6 +151,7 @@ class Runner {
     bench_.drain_console();
     out_.transcript = std::move(kept_transcript_);
     for (auto& line : bench_.take_transcript()) out_.transcript.push_back(std::move(line));
+    note_console_events();
     if (bench_.parts().flash_faults) out_.erase_counts = bench_.parts().flash_faults->erase_counts();
     out_.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count();
     return std::move(out_);
@@ -167,6 +169,16 @@ class Runner {
   void note(const std::string& type, nlohmann::json data) {
     data["type"] = type;
     out_.events.push_back(std::move(data));
+  }
+  // The console driver's own events (the adapter vanished, came back), so the
+  // evidence shows a gap in the console: t_ms on the steps' clock, console_ms
+  // as console.log's stamps.
+  void note_console_events() {
+    for (const auto& e : bench_.take_console_events())
+      note("console", {{"event", e.event},
+                       {"detail", e.text},
+                       {"t_ms", std::chrono::duration<double, std::milli>(e.at).count()},
+                       {"console_ms", e.t_ms}});
   }
 
   drivers::DeliveryResult deliver_image(const BuiltImage& img, const std::string& step,

@@ -315,5 +315,65 @@ TEST(TtyProfileTest, RegistryBuildsAConsoleFromItsSection) {
                InputError);
 }
 
+TEST_F(ConsoleReaderTest, TakeRecordGivesEachEntryOnceWithItsArrivalStamp) {
+  const SteadyClock clock;
+  auto console = std::make_unique<ConsoleReader>(io, std::make_unique<TtyPathSource>(pty.slave_path()),
+                                                 ConsoleReaderOptions{}, &clock);
+  console->start();
+  const auto written = clock.now();
+  pty.write("MCUboot: booting\r\nslot=");
+  ASSERT_TRUE(wait_until([&] { return console->transcript().text() == "MCUboot: booting\nslot="; }));
+  std::this_thread::sleep_for(200ms);  // taken late: the stamps stay the arrival times
+
+  auto record = console->take_record();
+  const auto taken = clock.now();
+  ASSERT_EQ(record.entries.size(), 1u);
+  EXPECT_EQ(record.entries[0].text, "MCUboot: booting");
+  EXPECT_GE(record.entries[0].at, written);
+  EXPECT_LT(record.entries[0].at, taken - 150ms);
+  ASSERT_TRUE(record.arriving.has_value());
+  EXPECT_EQ(record.arriving->text, "slot=");
+  EXPECT_FALSE(record.arriving->complete);
+  const auto arriving_at = record.arriving->at;
+
+  pty.write("A\n");
+  ASSERT_TRUE(wait_until([&] { return lines_of(console->transcript(), true).size() == 2; }));
+  record = console->take_record();
+  ASSERT_EQ(record.entries.size(), 1u) << "an entry is taken once";
+  EXPECT_EQ(record.entries[0].text, "slot=A");
+  EXPECT_EQ(record.entries[0].at, arriving_at) << "stamped by its first byte";
+  EXPECT_FALSE(record.arriving.has_value());
+  EXPECT_TRUE(console->take_record().entries.empty());
+}
+
+TEST(ConsoleReconnectTest, TheRecordNamesTheDisconnectAndTheReconnect) {
+  auto io = std::make_shared<BenchIo>("reconnect-record-test");
+  TempDir dir;
+  auto link = dir / "ttyBOARD";
+  auto first = std::make_unique<TestPty>();
+  point_symlink(link, first->slave_path());
+  ConsoleReaderOptions o;
+  o.reconnect_interval = 10ms;
+  ConsoleReader console(io, std::make_unique<TtyPathSource>(link), o);
+  console.start();
+  first->write("up\n");
+  ASSERT_TRUE(wait_until([&] { return console.transcript().line_count() == 1; }));
+  EXPECT_EQ(console.take_record().entries.size(), 1u);
+
+  first->close_master();  // EIO: the adapter vanished
+  ASSERT_TRUE(wait_until([&] { return !console.connected(); }));
+  TestPty second;
+  point_symlink(link, second.slave_path());
+  ASSERT_TRUE(wait_until([&] { return console.reconnects() == 1; }));
+
+  const auto record = console.take_record();
+  ASSERT_EQ(record.entries.size(), 2u);
+  EXPECT_EQ(record.entries[0].kind, TranscriptEntry::Kind::event);
+  EXPECT_EQ(record.entries[0].event, "disconnected");
+  EXPECT_EQ(record.entries[1].event, "reconnected");
+  EXPECT_NE(record.entries[1].text.find(link.string()), std::string::npos) << record.entries[1].text;
+  EXPECT_LE(record.entries[0].at, record.entries[1].at);
+}
+
 }  // namespace
 }  // namespace otarig::drivers::bench

@@ -185,3 +185,90 @@ TEST_F(Fixture, TrialEvidenceCarriesTheEraseCyclesPerSector) {
   }
   EXPECT_TRUE(saw_retry);
 }
+
+namespace {
+
+// A console driver that records its own lines, as the bench's console reader
+// does, over the virtual board's console: line n is stamped n seconds into
+// the board's clock (an arrival stamp only it knows), and its first record
+// tells of a disconnect and a reconnect.
+class StampingConsole final : public drivers::ConsoleProtocol, public drivers::StampedConsoleProtocol {
+ public:
+  StampingConsole(std::shared_ptr<drivers::ConsoleProtocol> inner, const Clock& clock)
+      : inner_(std::move(inner)), clock_(clock) {}
+  void write(std::string_view bytes) override { inner_->write(bytes); }
+  std::string read(std::chrono::milliseconds timeout) override {
+    auto bytes = inner_->read(timeout);
+    for (char c : bytes) {
+      if (c != '\n') {
+        line_ += c;
+        continue;
+      }
+      ++lines_;
+      record_.entries.emplace_back(std::chrono::seconds(lines_), drivers::ConsoleEntry::Kind::line,
+                                   std::exchange(line_, {}));
+    }
+    return bytes;
+  }
+  drivers::ConsoleRecord take_record() override {
+    auto record = std::exchange(record_, {});
+    if (!told_) {
+      told_ = true;
+      using Kind = drivers::ConsoleEntry::Kind;
+      const auto now = clock_.now();
+      record.entries.insert(
+          record.entries.begin(),
+          {{now, Kind::event, "console disconnected: Input/output error", true, "disconnected"},
+           {now, Kind::event, "console reconnected: tty /dev/ttyBOARD", true, "reconnected"}});
+    }
+    return record;
+  }
+
+ private:
+  std::shared_ptr<drivers::ConsoleProtocol> inner_;
+  const Clock& clock_;
+  std::string line_;
+  std::uint64_t lines_ = 0;
+  drivers::ConsoleRecord record_;
+  bool told_ = false;
+};
+
+}  // namespace
+
+TEST_F(Fixture, ConsoleLogTakesTheDriversStampsAndEventsShowTheConsoleGap) {
+  registry.add_console("stamping",
+                       [](const Config&, const drivers::BindContext& ctx, drivers::BoardParts& parts) {
+                         if (ctx.validate_only) return;
+                         auto console = std::make_shared<StampingConsole>(parts.console, *ctx.clock);
+                         parts.console = console;
+                         parts.console_stamps = console;
+                       });
+  auto text = small_board("small-stamped", "[]");
+  text.replace(text.find("console: {driver: virtual}"), 26, "console: {driver: stamping}");
+  std::ofstream(dir / "small-stamped.yaml") << text;
+  auto r = run("small-stamped", "unsigned");
+  ASSERT_EQ(r.trials, 1u);
+  EXPECT_EQ(r.exit_code(), 0) << r.run["findings"].dump(1);
+  const auto trial = dir / "out" / "trials" / r.run["trials"][0]["id"].get<std::string>();
+
+  // console.log: the driver's stamps, one second apart, not the reading times.
+  std::ifstream con(trial / "console.log");
+  std::vector<double> stamps;
+  for (std::string line; std::getline(con, line);) {
+    ASSERT_EQ(line.rfind("[", 0), 0u) << line;
+    stamps.push_back(std::stod(line.substr(1, line.find(" ms]") - 1)));
+  }
+  ASSERT_GE(stamps.size(), 3u);
+  for (std::size_t i = 1; i < stamps.size(); ++i) EXPECT_NEAR(stamps[i] - stamps[i - 1], 1000.0, 0.002) << i;
+
+  // events.jsonl: the disconnect and the reconnect, as they came.
+  std::ifstream ev(trial / "events.jsonl");
+  std::vector<nlohmann::json> console_events;
+  for (std::string line; std::getline(ev, line);)
+    if (auto e = nlohmann::json::parse(line); e["type"] == "console") console_events.push_back(e);
+  ASSERT_EQ(console_events.size(), 2u);
+  EXPECT_EQ(console_events[0]["event"], "disconnected");
+  EXPECT_EQ(console_events[0]["detail"], "console disconnected: Input/output error");
+  EXPECT_EQ(console_events[1]["event"], "reconnected");
+  EXPECT_TRUE(console_events[0].contains("t_ms") && console_events[0].contains("console_ms"));
+}

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace otarig::drivers {
@@ -30,6 +31,49 @@ class ConsoleProtocol {
   /// Bytes the device printed since the last read. Waits at most `timeout`
   /// for the first byte; returns an empty string when none came.
   virtual std::string read(std::chrono::milliseconds timeout) = 0;
+};
+
+/// One entry of what a console driver recorded as it arrived: a line the
+/// device printed, or an event of the driver itself (the device vanished,
+/// came back, a trigger callback failed).
+struct ConsoleEntry {
+  enum class Kind { line, event };
+  ConsoleEntry() = default;
+  ConsoleEntry(std::chrono::nanoseconds at_, Kind kind_, std::string text_, bool complete_ = true,
+               std::string event_ = {})
+      : at(at_), kind(kind_), text(std::move(text_)), complete(complete_), event(std::move(event_)) {}
+
+  /// For a line, when its first byte arrived; for an event, when it
+  /// happened. On the clock the driver was bound with (BindContext::clock).
+  std::chrono::nanoseconds at{0};
+  Kind kind = Kind::line;
+  /// The line without its line ending ('\r' dropped), or the event described.
+  std::string text;
+  /// False for a line cut short: still arriving, or interrupted by a disconnect.
+  bool complete = true;
+  /// For an event: what happened, "disconnected", "reconnected" or "trigger-failed".
+  std::string event;
+};
+
+/// What a console recorded since it was last asked.
+struct ConsoleRecord {
+  /// Finished lines and events, in the order they came.
+  std::vector<ConsoleEntry> entries;
+  /// The line still arriving (complete = false), if any. Once finished it
+  /// comes again, whole, among the entries of a later record.
+  std::optional<ConsoleEntry> arriving;
+};
+
+/// A console driver that stamps what the device prints as it arrives (one
+/// asynchronous reader per console), so a transcript carries arrival times
+/// rather than the times someone read the bytes. Alongside ConsoleProtocol:
+/// read() still returns every byte.
+class StampedConsoleProtocol {
+ public:
+  virtual ~StampedConsoleProtocol() = default;
+  /// The entries recorded since the last call (the first call: since the
+  /// console was opened), and the line arriving now.
+  virtual ConsoleRecord take_record() = 0;
 };
 
 /// How a delivery to the device's updater ended.

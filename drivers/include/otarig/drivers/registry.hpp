@@ -24,6 +24,11 @@ struct BoardParts {
   std::shared_ptr<ProvisionProtocol> provision;
   std::shared_ptr<FlashFaultProtocol> flash_faults;
   std::shared_ptr<ProbeProtocol> probe;
+  /// The console's own arrival stamps, when its driver records them as the
+  /// bytes arrive (ConsoleReader: `serial`, `tty`); null for a console that
+  /// cannot (the harness then stamps lines when it reads them). Kept apart
+  /// from `console`, which an update link may wrap.
+  std::shared_ptr<StampedConsoleProtocol> console_stamps;
   /// Keeps the device object (virtual board, process) alive with its parts.
   std::shared_ptr<void> device;
   /// Versions of external components this board ran (for run.json).

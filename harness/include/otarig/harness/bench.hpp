@@ -27,8 +27,20 @@ struct Observation {
 };
 
 struct TranscriptLine {
-  double t_ms = 0;  ///< since the trial began, on the bench clock
+  /// Since the trial began, on the bench clock: when the line's first byte
+  /// arrived, for a console driver that stamps its lines (`serial`, `tty`);
+  /// else when the harness read the line's end.
+  double t_ms = 0;
   std::string text;
+};
+
+/// An event of the console driver itself, from a console that stamps its
+/// lines: the device vanished (EIO, the USB adapter unplugged), came back.
+struct ConsoleEvent {
+  std::string event;     ///< disconnected, reconnected, trigger-failed
+  std::string text;      ///< the driver's description, e.g. "console disconnected: Input/output error"
+  Clock::duration at{};  ///< when it happened, on the bench clock
+  double t_ms = 0;       ///< since the trial began, as console.log's stamps
 };
 
 /// Checks the profile's device and driver sections (power, console, probe,
@@ -58,6 +70,9 @@ class Bench {
   /// Starts a new transcript (a trial begins).
   void begin_transcript();
   std::vector<TranscriptLine> take_transcript();
+  /// The console driver's own events since the last call (none for a
+  /// console that does not stamp its lines).
+  std::vector<ConsoleEvent> take_console_events();
   /// The first banner line seen on this bench (device identity), if any.
   const std::string& identity() const { return identity_; }
 
@@ -67,6 +82,12 @@ class Bench {
 
  private:
   void absorb(const std::string& bytes);
+  /// Moves what a stamping console recorded into the transcript and events.
+  void collect_stamps();
+  double since_start_ms(Clock::duration at) const;
+  /// A stamping console's line without the part a transcript took while it
+  /// was still arriving; nullopt when nothing of it is left.
+  std::optional<std::string> untaken(std::string text, Clock::duration at) const;
   const BoardProfile& profile_;
   std::unique_ptr<Clock> clock_;
   drivers::BoardParts parts_;
@@ -77,6 +98,11 @@ class Bench {
   std::vector<std::string> unmatched_lines_;
   Clock::duration transcript_start_{};
   std::string identity_;
+  std::vector<ConsoleEvent> console_events_;
+  /// A stamping console's line still arriving, and the part of it already
+  /// in a transcript taken before it was finished.
+  std::optional<drivers::ConsoleEntry> arriving_;
+  std::optional<drivers::ConsoleEntry> shown_;
 };
 
 }  // namespace otarig::harness

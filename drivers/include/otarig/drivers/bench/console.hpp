@@ -26,16 +26,7 @@ namespace otarig::drivers::bench {
 
 /// One transcript entry: a console line, or an event of the reader itself
 /// (disconnected, reconnected, a trigger callback that failed).
-struct TranscriptEntry {
-  enum class Kind { line, event };
-  /// For a line, when its first byte arrived; for an event, when it happened.
-  Clock::duration at{0};
-  Kind kind = Kind::line;
-  /// The line without its line ending ('\r' dropped).
-  std::string text;
-  /// False for a line cut short: still arriving, or interrupted by a disconnect.
-  bool complete = true;
-};
+using TranscriptEntry = ConsoleEntry;
 
 /// What a console printed, line by line. Thread-safe.
 class Transcript {
@@ -52,13 +43,19 @@ class Transcript {
   Clock::duration origin() const { return origin_; }
   void clear();
 
+  /// The entries added after the first `next` ever added (clear() does not
+  /// reset the count), and the line still arriving; `next` moves past them.
+  ConsoleRecord take_since(std::uint64_t& next) const;
+
   void add_line(Clock::duration at, std::string text, bool complete = true);
-  void add_event(Clock::duration at, std::string text);
+  /// `event`: what happened, "disconnected", "reconnected", "trigger-failed".
+  void add_event(Clock::duration at, std::string text, std::string event = {});
   void set_partial(std::optional<TranscriptEntry> partial);
 
  private:
   mutable std::mutex mutex_;
   Clock::duration origin_;
+  std::uint64_t cleared_ = 0;  ///< entries dropped by clear()
   std::vector<TranscriptEntry> entries_;
   std::optional<TranscriptEntry> partial_;
 };
@@ -136,8 +133,9 @@ struct ConsoleReaderOptions {
   std::size_t pending_limit = std::size_t{1} << 20;
 };
 
-/// Reads a console asynchronously; ConsoleProtocol on top.
-class ConsoleReader final : public ConsoleProtocol {
+/// Reads a console asynchronously; ConsoleProtocol on top, and its arrival
+/// stamps as StampedConsoleProtocol.
+class ConsoleReader final : public ConsoleProtocol, public StampedConsoleProtocol {
  public:
   /// `clock` stamps the transcript (a steady clock when null; it must outlive the reader).
   ConsoleReader(std::shared_ptr<BenchIo> io, std::unique_ptr<ConsoleSource> source,
@@ -164,6 +162,9 @@ class ConsoleReader final : public ConsoleProtocol {
   void write(std::string_view bytes) override;
   std::string read(std::chrono::milliseconds timeout) override;
 
+  // StampedConsoleProtocol: the transcript's entries since the last call.
+  ConsoleRecord take_record() override;
+
   /// Asynchronous write for the io thread.
   void async_write(std::string bytes, Done done);
 
@@ -184,6 +185,8 @@ class ConsoleReader final : public ConsoleProtocol {
   struct Impl;
   std::shared_ptr<BenchIo> io_;
   std::shared_ptr<Impl> impl_;
+  std::mutex taken_mutex_;
+  std::uint64_t taken_ = 0;  ///< transcript entries take_record() returned
 };
 
 }  // namespace otarig::drivers::bench

@@ -127,13 +127,14 @@ struct SerialConsoleConfig {
 };
 
 /// ConsoleProtocol on a serial port, with the line controls of a UART.
-class SerialConsole final : public ConsoleProtocol {
+class SerialConsole final : public ConsoleProtocol, public StampedConsoleProtocol {
  public:
   /// Opens the port (BenchError when it is not there) and starts reading.
   SerialConsole(std::shared_ptr<BenchIo> io, SerialConsoleConfig config, const Clock* clock = nullptr);
 
   void write(std::string_view bytes) override { reader_.write(bytes); }
   std::string read(std::chrono::milliseconds timeout) override { return reader_.read(timeout); }
+  ConsoleRecord take_record() override { return reader_.take_record(); }
 
   ConsoleReader& reader() { return reader_; }
   const Transcript& transcript() const { return reader_.transcript(); }
