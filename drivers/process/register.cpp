@@ -56,7 +56,9 @@ void require_process_device(const Config& section, const BindContext& context, c
 }
 
 // The console-command link's rules about the rest of the board, then its section.
-LinkConfig check_console_command_link(const Config& section, bool has_device_host, const BoardParts& parts) {
+// `has_server`: the device section runs the rig's update server.
+LinkConfig check_console_command_link(const Config& section, bool has_device_host, bool has_server,
+                                      const BoardParts& parts) {
   if (!has_device_host)
     section.at("driver").fail(
         "the 'console-command' link needs the device section `kind: process` or `kind: lab` (the rig's "
@@ -65,8 +67,16 @@ LinkConfig check_console_command_link(const Config& section, bool has_device_hos
     section.fail("the 'console-command' link needs a `power:` section (before `link:`)");
   if (!parts.has("console"))
     section.fail("the 'console-command' link needs a `console:` section (before `link:`)");
-  return LinkConfig::from_config(section);
+  auto config = LinkConfig::from_config(section);
+  if (config.serve == LinkConfig::Serve::http && !has_server)
+    (section.has("serve") ? section.at("serve") : section.at("driver"))
+        .fail("the console-command link serves over HTTP, but the device has no update server "
+              "(device.network.server: false); use `serve: file`");
+  return config;
 }
+
+// In a validate-only bind: whether the device section checked runs a server.
+constexpr const char* kCheckedServer = "device.network.server";
 
 }  // namespace
 
@@ -84,7 +94,7 @@ std::shared_ptr<ProcessDevice> find_process_device(const BoardParts& parts) {
 
 void bind_console_command_link(const Config& section, BoardParts& parts) {
   auto device = find_device_host(parts);
-  auto config = check_console_command_link(section, device != nullptr, parts);
+  auto config = check_console_command_link(section, device != nullptr, device && device->config().server, parts);
   // A process board's own drivers already are what the link drives; any
   // other driver is wrapped, and the wrapper replaces it in the parts.
   auto power = std::dynamic_pointer_cast<CuttablePower>(parts.power);
@@ -107,7 +117,10 @@ void register_process_drivers(DriverRegistry& registry) {
   // a validate-only bind stops there: no storage, server, process or pty.
   registry.add_device("process", [](const Config& section, const BindContext& context, BoardParts& parts) {
     auto config = DeviceConfig::from_config(section, "process");
-    if (context.validate_only) return;
+    if (context.validate_only) {
+      parts.checked[kCheckedServer] = config.server ? "yes" : "no";
+      return;
+    }
     auto device = std::make_shared<ProcessDevice>(std::move(config), context);
     remember(device);
     parts.device = device;
@@ -118,7 +131,10 @@ void register_process_drivers(DriverRegistry& registry) {
   // section gives it the rig's side of the network and its provisioning.
   registry.add_device("lab", [](const Config& section, const BindContext& context, BoardParts& parts) {
     auto config = DeviceConfig::from_config(section, "lab");
-    if (context.validate_only) return;
+    if (context.validate_only) {
+      parts.checked[kCheckedServer] = config.server ? "yes" : "no";
+      return;
+    }
     auto device = std::make_shared<DeviceHost>(std::move(config), context);
     remember(device);
     parts.device = device;
@@ -160,7 +176,9 @@ void register_process_drivers(DriverRegistry& registry) {
   registry.add_link(
       "console-command", [](const Config& section, const BindContext& context, BoardParts& parts) {
         if (context.validate_only) {
-          (void)check_console_command_link(section, device_is(context, parts, {"process", "lab"}), parts);
+          const auto server = parts.checked.find(kCheckedServer);
+          (void)check_console_command_link(section, device_is(context, parts, {"process", "lab"}),
+                                           server != parts.checked.end() && server->second == "yes", parts);
           return;
         }
         bind_console_command_link(section, parts);

@@ -143,6 +143,16 @@ INSTANTIATE_TEST_SUITE_P(
                   s.link = "link:\n  driver: console-command\n  accepted: 'ota: ('\n  refused: 'no'\n";
                 }),
                 "accepted:", "link.accepted"},
+        BadCase{"HttpLinkWithoutAServer", with([](Sections& s) {
+                  s.device = "device:\n  kind: lab\n  network: {server: false}\n";
+                }),
+                "driver: console-command", "serves over HTTP, but the device has no update server"},
+        BadCase{"FeedUrlServedFromAFile", with([](Sections& s) {
+                  s.device = "device:\n  kind: lab\n  network: {server: false}\n";
+                  s.link = "link:\n  driver: console-command\n  command: \"ota feed ${feed_url}\\r\\n\"\n"
+                           "  accepted: 'ota: pending'\n  refused: 'no'\n  serve: file\n";
+                }),
+                "command: \"ota feed", "they need `serve: http`"},
         BadCase{"DeviceListenNotAnAddress", with([](Sections& s) {
                   s.device = "device:\n  kind: lab\n  network:\n    listen: bench-net\n";
                 }),
