@@ -23,7 +23,37 @@ constexpr std::chrono::milliseconds kKilledGrace{200};
 
 }  // namespace
 
-PtyConsole::PtyConsole(std::shared_ptr<ProcessPower> power) : power_(std::move(power)) {}
+PtyConsole::PtyConsole(std::shared_ptr<ProcessPower> power, Clock* clock)
+    : clock_(clock), power_(std::move(power)) {}
+
+void PtyConsole::stamp(std::string_view bytes) {
+  if (!clock_) return;
+  const auto now = clock_->now();
+  for (char c : bytes) {
+    if (!line_) line_ = ConsoleEntry(now, ConsoleEntry::Kind::line, {}, false);
+    if (c == '\n') {
+      end_line(true);
+    } else {
+      line_->text += c;
+    }
+  }
+}
+
+void PtyConsole::end_line(bool complete) {
+  if (!line_) return;
+  if (!line_->text.empty() && line_->text.back() == '\r') line_->text.pop_back();
+  line_->complete = complete;
+  entries_.push_back(std::move(*line_));
+  line_.reset();
+}
+
+ConsoleRecord PtyConsole::take_record() {
+  std::lock_guard lock(mu_);
+  ConsoleRecord r;
+  r.entries = std::exchange(entries_, {});
+  r.arriving = line_;
+  return r;
+}
 
 void PtyConsole::write(std::string_view bytes) {
   auto s = power_->session();
@@ -56,9 +86,11 @@ std::string PtyConsole::fetch(std::chrono::milliseconds timeout) {
       } else {
         quiet_since_.reset();
       }
+      stamp(r.bytes);
       if (eof_) {
         done_ = reading_->number();
         quiet_since_.reset();
+        end_line(false);  // the run ended inside a line
       }
       if (!r.bytes.empty()) return std::move(r.bytes);
       if (!eof_) {

@@ -171,7 +171,9 @@ void register_process_drivers(DriverRegistry& registry) {
     if (!process_power)
       section.fail("the 'pty' console needs the power driver `process` (a pty per power-on)");
     if (context.validate_only) return;
-    parts.console = std::make_shared<PtyConsole>(std::move(power));
+    auto console = std::make_shared<PtyConsole>(std::move(power), context.clock);
+    parts.console = console;
+    parts.console_stamps = std::move(console);
   });
   registry.add_link(
       "console-command", [](const Config& section, const BindContext& context, BoardParts& parts) {

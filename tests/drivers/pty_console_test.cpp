@@ -153,6 +153,41 @@ TEST(PtyConsole, PeekedBytesStayForTheNextRead) {
   EXPECT_EQ(b.console().read(20ms), "");
 }
 
+TEST(PtyConsole, LinesAreStampedWhenTheyAreFetchedNotWhenTheHarnessReadsThem) {
+  // The device prints one line, then another 300 ms later; a watcher peeks
+  // each as it comes; the harness reads both only at the end.
+  TestBoard b("[sh, -c, 'echo first; sleep 0.3; printf \"second\\r\\nhalf\"; exec cat']");
+  ASSERT_EQ(b.parts.console_stamps.get(), dynamic_cast<StampedConsoleProtocol*>(&b.console()));
+  b.power().on();
+  std::string peeked;
+  for (auto deadline = Steady::now() + 5s; peeked.find("half") == std::string::npos && Steady::now() < deadline;)
+    peeked += b.console().peek(20ms);
+  std::this_thread::sleep_for(400ms);
+  const auto read_at = b.clock.now();
+  EXPECT_EQ(b.console().read(0ms), "first\nsecond\r\nhalf");
+  auto record = b.console().take_record();
+  ASSERT_EQ(record.entries.size(), 2u);
+  EXPECT_EQ(record.entries[0].text, "first");
+  EXPECT_EQ(record.entries[1].text, "second") << "the line ending goes";
+  EXPECT_TRUE(record.entries[0].complete && record.entries[1].complete);
+  const auto gap = record.entries[1].at - record.entries[0].at;
+  EXPECT_GE(gap, 250ms) << "stamped as they came";
+  EXPECT_LT(gap, 2s);
+  EXPECT_LE(record.entries[1].at, read_at - 300ms) << "not when they were read";
+  ASSERT_TRUE(record.arriving);
+  EXPECT_EQ(record.arriving->text, "half");
+  EXPECT_FALSE(record.arriving->complete);
+  EXPECT_TRUE(b.console().take_record().entries.empty()) << "each line once";
+  // A power cut ends the line that was arriving, incomplete.
+  b.power().off();
+  for (auto deadline = Steady::now() + 3s; !b.console().at_eof() && Steady::now() < deadline;) b.console().read(20ms);
+  record = b.console().take_record();
+  ASSERT_EQ(record.entries.size(), 1u);
+  EXPECT_EQ(record.entries[0].text, "half");
+  EXPECT_FALSE(record.entries[0].complete);
+  EXPECT_FALSE(record.arriving);
+}
+
 TEST(PtyConsole, CookedModeEchoesAsATerminalDoes) {
   TestBoard b("cat", "  pty: cooked\n");
   b.power().on();

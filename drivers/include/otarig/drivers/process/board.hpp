@@ -159,9 +159,13 @@ class ProcessPower final : public CuttablePower {
 /// Console kind `pty`: the current run's pty. Reads follow the power driver
 /// across power cycles (what the old run printed before it died is read
 /// first); writes go to the device's stdin, and are dropped while off.
-class PtyConsole final : public WatchedConsole {
+class PtyConsole final : public WatchedConsole, public StampedConsoleProtocol {
  public:
-  explicit PtyConsole(std::shared_ptr<ProcessPower> power);
+  /// With a clock, each line is stamped when its first byte is fetched from
+  /// the pty (by read() or by a watcher's peek(), which the update link calls
+  /// all through a delivery), so a transcript carries when lines came, not
+  /// when the harness got round to reading them.
+  explicit PtyConsole(std::shared_ptr<ProcessPower> power, Clock* clock = nullptr);
 
   void write(std::string_view bytes) override;
   /// What arrived since the last read (including what peek() saw), waiting
@@ -173,9 +177,18 @@ class PtyConsole final : public WatchedConsole {
   std::string peek(std::chrono::milliseconds timeout) override;
   /// The session read last ended: its device process closed the console.
   bool at_eof() const override;
+  /// Lines fetched since the last call, stamped as they were fetched; a line
+  /// a run's end cut short comes incomplete.
+  ConsoleRecord take_record() override;
 
  private:
   std::string fetch(std::chrono::milliseconds timeout);
+  void stamp(std::string_view bytes);
+  void end_line(bool complete);
+
+  Clock* clock_ = nullptr;
+  std::vector<ConsoleEntry> entries_;
+  std::optional<ConsoleEntry> line_;  ///< the line arriving
 
   std::shared_ptr<ProcessPower> power_;
   mutable std::mutex mu_;
