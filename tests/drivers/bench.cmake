@@ -17,7 +17,8 @@ if(OTARIG_SANITIZE)
   set(OTARIG_PTY_PRELOAD "${asan_runtime}:${OTARIG_PTY_PRELOAD}")
 endif()
 
-add_library(otarig_bench_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/../support/jtag_tap_sim.cpp)
+add_library(otarig_bench_test_support STATIC ${CMAKE_CURRENT_LIST_DIR}/../support/jtag_tap_sim.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/../support/jtag_tap_sim_riscv.cpp)
 target_include_directories(otarig_bench_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR}/../support)
 target_link_libraries(otarig_bench_test_support PUBLIC Threads::Threads)
 otarig_set_warnings(otarig_bench_test_support)

@@ -1,7 +1,9 @@
 // The OpenOCD probe against the real OpenOCD 0.12: the dummy adapter for
 // start-up and the command paths, and the remote_bitbang JTAG TAP simulator
 // (tests/support/jtag_tap_sim.cpp) for the scan chain, IR/DR scans and
-// restarting OpenOCD after it was killed.
+// restarting OpenOCD after it was killed; the simulator's RISC-V hart
+// (tests/support/jtag_tap_sim_riscv.cpp) behind OpenOCD's `riscv` target for
+// memory reads, halt, resume and reset.
 #include "otarig/drivers/bench/openocd.hpp"
 
 #include <fmt/format.h>
@@ -330,6 +332,208 @@ probe:
   ASSERT_NE(parts.probe, nullptr);
   EXPECT_EQ(parts.component_versions.at("openocd"), "Open On-Chip Debugger 0.12.0");
   EXPECT_EQ(parts.probe->command("jtag names", 1000ms), "sim.cpu");
+}
+
+// ---- a RISC-V hart: OpenOCD's riscv target over the simulator's debug module ----
+
+constexpr std::uint32_t kRam = 0x80000000;  // RiscvDebugModule::Options: 64 KiB
+
+class OpenOcdRiscvTest : public OpenOcdTest {
+ protected:
+  JtagTapSim sim{JtagTapSim::Options::riscv_target()};
+
+  OpenOcdConfig config() {
+    OpenOcdConfig c;
+    c.launch = OpenOcdLaunch{};
+    c.launch->commands = {
+        "adapter driver remote_bitbang", "remote_bitbang host 127.0.0.1",
+        "remote_bitbang port " + std::to_string(sim.port()), "transport select jtag",
+        fmt::format("jtag newtap riscv cpu -irlen 5 -expected-id 0x{:08x}", JtagTapSim::kRiscvIdcode),
+        "target create riscv.cpu riscv -chain-position riscv.cpu", "riscv set_mem_access sysbus",
+        // Without this every memory access of a running hart first
+        // tries to read its privilege level, which only a halted hart
+        // answers, and logs an error.
+        "riscv set_enable_virt2phys off"};
+    c.command_timeout = 3000ms;
+    return c;
+  }
+};
+
+TEST_F(OpenOcdRiscvTest, ExaminesTheHartAndReadsPreloadedRam) {
+  const std::vector<std::uint32_t> status = {0x4f544153, 1, 0x00020007, 5};
+  sim.write_memory(kRam + 0xfc00, status);
+  std::vector<std::uint32_t> counting(100);
+  for (std::size_t i = 0; i < counting.size(); ++i) counting[i] = 0x01010101u * static_cast<std::uint32_t>(i);
+  sim.write_memory(kRam + 0x100, counting);
+
+  auto c = config();
+  StatusLayout layout;
+  layout.address = kRam + 0xfc00;
+  layout.magic_word = 0;
+  layout.magic = 0x4f544153;
+  layout.fields = {{"slot", 1}, {"version", 2}, {"counter", 3}};
+  c.status = layout;
+  OpenOcdProbe probe(io, c);
+  EXPECT_NE(probe.log_tail(40).find("Examined RISC-V core; found 1 harts"), std::string::npos)
+      << probe.log_tail(40);
+  EXPECT_NE(probe.log_tail(40).find("XLEN=32, misa=0x40001105"), std::string::npos) << probe.log_tail(40);
+  auto examined = sim.riscv_record();
+  EXPECT_FALSE(examined.halted) << "examine halts the running hart and lets it run again";
+  EXPECT_GE(examined.halts, 1u);
+  EXPECT_GE(examined.resumes, 1u);
+  EXPECT_FALSE(examined.havereset) << "examine acknowledges the power-on reset";
+
+  EXPECT_EQ(probe.read_words(kRam + 0xfc00, 4), status);
+  auto fields = probe.read_status();
+  EXPECT_EQ(fields.at("slot"), 1u);
+  EXPECT_EQ(fields.at("version"), 0x00020007u);
+  EXPECT_EQ(fields.at("counter"), 5u);
+  EXPECT_EQ(probe.read_words(kRam + 0x100, counting.size()), counting) << "a long read auto-increments";
+  EXPECT_EQ(probe.read_words(kRam + 0x100 + 4 * 99, 1), std::vector<std::uint32_t>{0x63636363});
+  EXPECT_EQ(sim.riscv_record().halts, examined.halts) << "the system bus reads a running hart's RAM";
+}
+
+TEST_F(OpenOcdRiscvTest, HaltAndResumeMoveTheHartInAndOutOfDebugMode) {
+  OpenOcdProbe probe(io, config());
+  const auto before = sim.riscv_record();
+  ASSERT_FALSE(before.halted);
+  EXPECT_EQ(trim(probe.command("riscv.cpu curstate")), "running");
+
+  probe.halt();
+  auto halted = sim.riscv_record();
+  EXPECT_TRUE(halted.halted);
+  EXPECT_EQ(halted.halts, before.halts + 1);
+  EXPECT_EQ(halted.dcsr_cause, 3u) << "halted by haltreq";
+  EXPECT_EQ(trim(probe.command("riscv.cpu curstate")), "halted");
+  EXPECT_EQ(probe.command("reg pc"), fmt::format("pc (/32): 0x{:08x}\n", halted.dpc)) << "pc is dpc";
+
+  sim.write_memory(kRam, std::vector<std::uint32_t>{0x12345678});
+  EXPECT_EQ(probe.read_words(kRam, 1), std::vector<std::uint32_t>{0x12345678}) << "memory reads while halted";
+  EXPECT_NO_THROW(probe.halt()) << "halting a halted hart is no error";
+  EXPECT_EQ(sim.riscv_record().halts, halted.halts);
+
+  probe.resume();
+  auto resumed = sim.riscv_record();
+  EXPECT_FALSE(resumed.halted);
+  EXPECT_EQ(resumed.resumes, halted.resumes + 1);
+  EXPECT_EQ(trim(probe.command("riscv.cpu curstate")), "running");
+}
+
+TEST_F(OpenOcdRiscvTest, ResetHaltAndRunGoThroughNdmreset) {
+  const std::vector<std::uint32_t> words = {0xfeedface, 0x00000002};
+  sim.write_memory(kRam + 0x800, words);
+  OpenOcdProbe probe(io, config());
+  for (auto mode : {ResetMode::halt, ResetMode::run, ResetMode::init}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    const auto before = sim.riscv_record();
+    probe.reset(mode);
+    auto after = sim.riscv_record();
+    EXPECT_EQ(after.ndmresets, before.ndmresets + 1) << "the system reset reached the hart";
+    EXPECT_FALSE(after.in_reset);
+    EXPECT_FALSE(after.havereset) << "OpenOCD acknowledges the reset";
+    if (mode == ResetMode::run) {
+      EXPECT_FALSE(after.halted);
+      EXPECT_EQ(trim(probe.command("riscv.cpu curstate")), "running");
+    } else {
+      EXPECT_TRUE(after.halted) << "halted before its first instruction";
+      EXPECT_EQ(after.dpc, kRam) << "at the reset vector";
+      EXPECT_EQ(trim(probe.command("riscv.cpu curstate")), "halted");
+    }
+    EXPECT_EQ(probe.read_words(kRam + 0x800, 2), words) << "RAM survives the reset";
+  }
+  EXPECT_EQ(sim.srst_pulses(), 0u) << "no reset line is configured: the debug module resets the system";
+}
+
+TEST_F(OpenOcdRiscvTest, ReadOutsideRamIsBenchErrorNamingTheAddress) {
+  sim.write_memory(kRam + 0xfff8, std::vector<std::uint32_t>{7, 8});
+  OpenOcdProbe probe(io, config());
+  for (auto [address, count] : {std::pair<std::uint64_t, std::size_t>{0x90000000, 2}, {kRam + 0xfffc, 2}}) {
+    const auto errors = sim.riscv_record().sb_errors;
+    try {
+      probe.read_words(address, count);
+      ADD_FAILURE() << "expected BenchError at 0x" << std::hex << address;
+    } catch (const BenchError& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find(fmt::format("OpenOCD command 'read_memory 0x{:x} 32 {}' failed", address, count)),
+                std::string::npos)
+          << what;
+      // capture hands back OpenOCD's error lines, and they name the address too.
+      EXPECT_NE(what.find(fmt::format("Failed to read memory (addr=0x{:x})", address)), std::string::npos)
+          << what;
+      EXPECT_NE(what.find("sysbus=failed"), std::string::npos) << what;
+    }
+    EXPECT_GT(sim.riscv_record().sb_errors, errors) << "the system bus reported the bad address";
+  }
+  EXPECT_EQ(probe.read_words(kRam + 0xfff8, 2), (std::vector<std::uint32_t>{7, 8}))
+      << "OpenOCD cleared sberror: the next read works";
+  EXPECT_EQ(probe.restarts(), 0u);
+}
+
+TEST_F(OpenOcdRiscvTest, WritesRamThroughOpenOcdCommands) {
+  OpenOcdProbe probe(io, config());
+  // The probe has no write path of its own; OpenOCD's commands reach RAM.
+  probe.command(fmt::format("write_memory 0x{:x} 32 {{0x11 0x2233 0x44556677}}", kRam + 0x40));
+  EXPECT_EQ(sim.read_memory(kRam + 0x40, 3), (std::vector<std::uint32_t>{0x11, 0x2233, 0x44556677}));
+  probe.command(fmt::format("write_memory 0x{:x} 8 {{0xaa 0xbb}}", kRam + 0x41));
+  EXPECT_EQ(sim.read_memory(kRam + 0x40, 1), std::vector<std::uint32_t>{0x00bbaa11}) << "byte writes";
+
+  TempDir dir;
+  const auto image = dir / "image.bin";
+  std::ofstream(image, std::ios::binary) << std::string("\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+  probe.command(fmt::format("load_image {{{}}} 0x{:x} bin", image.string(), kRam + 0x1000));
+  EXPECT_EQ(sim.read_memory(kRam + 0x1000, 2), (std::vector<std::uint32_t>{0x04030201, 0x08070605}));
+  EXPECT_EQ(probe.read_words(kRam + 0x1000, 2), (std::vector<std::uint32_t>{0x04030201, 0x08070605}));
+}
+
+TEST_F(OpenOcdRiscvTest, RestartsOpenOcdAfterItWasKilledAndExaminesTheHartAgain) {
+  sim.write_memory(kRam + 0x20, std::vector<std::uint32_t>{0xcafef00d, 42});
+  OpenOcdProbe probe(io, config());
+  probe.halt();
+  auto old_pid = *probe.server_pid();
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return !alive(old_pid); }));
+
+  EXPECT_EQ(probe.read_words(kRam + 0x20, 2), (std::vector<std::uint32_t>{0xcafef00d, 42}));
+  EXPECT_EQ(probe.restarts(), 1u);
+  EXPECT_EQ(sim.connections(), 2u);
+  EXPECT_NE(probe.log_tail(40).find("Examined RISC-V core; found 1 harts"), std::string::npos)
+      << probe.log_tail(40);
+  EXPECT_GE(sim.riscv_record().dm_resets, 1u) << "the new OpenOCD reset the debug module it found active";
+  EXPECT_EQ(trim(probe.command("riscv.cpu curstate")), "halted") << "the hart stayed halted";
+  probe.resume();
+  EXPECT_FALSE(sim.riscv_record().halted);
+}
+
+// The debug module at the DMI level, without OpenOCD: the answers OpenOCD's
+// fallbacks depend on.
+TEST(RiscvDebugModuleTest, AbstractCommandsAndSystemBusReportTheirErrors) {
+  otarig::test::RiscvDebugModule dm;
+  dm.dmi_write(0x10, 0x1);  // dmactive
+  EXPECT_EQ(dm.dmi_read(0x11) & 0xf, 2u) << "dmstatus.version: spec 0.13";
+  dm.dmi_write(0x10, 0x1 | (1u << 16));  // hartsel 1
+  EXPECT_NE(dm.dmi_read(0x11) & (1u << 15), 0u) << "hart 1 is nonexistent";
+  dm.dmi_write(0x10, 0x1 | (1u << 31));  // haltreq
+  ASSERT_TRUE(dm.record().halted);
+
+  auto cmderr = [&] { return (dm.dmi_read(0x16) >> 8) & 0x7; };
+  auto access = [](std::uint32_t regno, unsigned aarsize) { return (aarsize << 20) | (1u << 17) | regno; };
+  dm.dmi_write(0x17, access(0x301, 2));
+  EXPECT_EQ(cmderr(), 0u);
+  EXPECT_EQ(dm.dmi_read(0x04), otarig::test::RiscvDebugModule::kMisa);
+  dm.dmi_write(0x17, access(0x1008, 3));
+  EXPECT_EQ(cmderr(), 2u) << "a 64-bit access to an RV32 GPR is not supported";
+  dm.dmi_write(0x17, access(0x301, 2));
+  EXPECT_EQ(cmderr(), 2u) << "commands are ignored while cmderr is set";
+  dm.dmi_write(0x16, 0x7u << 8);
+  dm.dmi_write(0x17, access(0x7a0, 2));
+  EXPECT_EQ(cmderr(), 3u) << "a CSR the hart lacks raises an exception";
+
+  dm.dmi_write(0x38, (2u << 17) | (1u << 20));  // sbaccess32, sbreadonaddr
+  dm.dmi_write(0x39, 0x10);
+  EXPECT_EQ((dm.dmi_read(0x38) >> 12) & 0x7, 2u) << "sberror: bad address";
+  EXPECT_EQ(dm.record().sb_errors, 1u);
+  dm.dmi_write(0x38, 0x7u << 12);
+  EXPECT_EQ((dm.dmi_read(0x38) >> 12) & 0x7, 0u) << "sberror is write-1-to-clear";
 }
 
 // ---- replies, quoting, the profile section ----

@@ -14,9 +14,22 @@
 
 namespace otarig::test {
 
+JtagTapSim::Options JtagTapSim::Options::riscv_target() {
+  Options o;
+  o.idcode = kRiscvIdcode;
+  o.idcode_instruction = 0x01;
+  o.bypass_instruction = 0x1f;
+  o.ir_length = 5;
+  o.riscv = RiscvDebugModule::Options{};
+  return o;
+}
+
 JtagTapSim::JtagTapSim(Options options) : options_(options) {
+  if (options_.ir_length < 2 || options_.ir_length > 32)
+    throw std::invalid_argument("JtagTapSim: IR length must be 2..32");
   ir_ = options_.idcode_instruction;
   data_ = options_.data_reset_value;
+  if (options_.riscv) riscv_ = std::make_unique<RiscvDebugModule>(*options_.riscv);
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
   int one = 1;
@@ -54,6 +67,24 @@ std::uint32_t JtagTapSim::data_register() const {
 std::uint32_t JtagTapSim::instruction() const {
   std::lock_guard lock(mutex_);
   return ir_;
+}
+
+RiscvDebugModule::Record JtagTapSim::riscv_record() const {
+  std::lock_guard lock(mutex_);
+  if (!riscv_) throw std::logic_error("JtagTapSim: no RISC-V target (Options::riscv)");
+  return riscv_->record();
+}
+
+void JtagTapSim::write_memory(std::uint32_t address, std::span<const std::uint32_t> words) {
+  std::lock_guard lock(mutex_);
+  if (!riscv_) throw std::logic_error("JtagTapSim: no RISC-V target (Options::riscv)");
+  riscv_->write_memory(address, words);
+}
+
+std::vector<std::uint32_t> JtagTapSim::read_memory(std::uint32_t address, std::size_t count) const {
+  std::lock_guard lock(mutex_);
+  if (!riscv_) throw std::logic_error("JtagTapSim: no RISC-V target (Options::riscv)");
+  return riscv_->read_memory(address, count);
 }
 
 JtagTapSim::State JtagTapSim::next(State s, bool tms) {
@@ -116,13 +147,25 @@ void JtagTapSim::enter(State s) {
       } else if (ir_ == options_.data_instruction) {
         dr_shift_ = data_;
         dr_length_ = 32;
+      } else if (riscv_ && ir_ == RiscvDebugModule::kDtmcsInstruction) {
+        dr_shift_ = riscv_->dtmcs();
+        dr_length_ = 32;
+      } else if (riscv_ && ir_ == RiscvDebugModule::kDmiInstruction) {
+        dr_shift_ = riscv_->dmi_capture();
+        dr_length_ = RiscvDebugModule::kDmiLength;
       } else {
         dr_shift_ = 0;  // BYPASS and every unknown instruction
         dr_length_ = 1;
       }
       break;
     case State::update_dr:
-      if (ir_ == options_.data_instruction) data_ = static_cast<std::uint32_t>(dr_shift_);
+      if (ir_ == options_.data_instruction) {
+        data_ = static_cast<std::uint32_t>(dr_shift_);
+      } else if (riscv_ && ir_ == RiscvDebugModule::kDtmcsInstruction) {
+        riscv_->write_dtmcs(static_cast<std::uint32_t>(dr_shift_));
+      } else if (riscv_ && ir_ == RiscvDebugModule::kDmiInstruction) {
+        riscv_->dmi_update(dr_shift_);
+      }
       break;
     default:
       break;
@@ -133,7 +176,7 @@ void JtagTapSim::clock(bool tms, bool tdi) {
   if (state_ == State::shift_dr) {
     dr_shift_ = (dr_shift_ >> 1) | (static_cast<std::uint64_t>(tdi) << (dr_length_ - 1));
   } else if (state_ == State::shift_ir) {
-    ir_shift_ = (ir_shift_ >> 1) | (static_cast<std::uint32_t>(tdi) << (kIrLength - 1));
+    ir_shift_ = (ir_shift_ >> 1) | (static_cast<std::uint32_t>(tdi) << (options_.ir_length - 1));
   }
   enter(next(state_, tms));
 }
@@ -161,6 +204,7 @@ std::string JtagTapSim::feed(std::string_view bytes, bool* quit) {
       if (trst) enter(State::reset);
       if (srst && !srst_) ++srst_pulses_;
       srst_ = srst;
+      if (riscv_) riscv_->set_system_reset(srst);
     } else if (c == 'Q') {
       if (quit != nullptr) *quit = true;
       break;

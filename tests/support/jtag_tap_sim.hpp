@@ -6,12 +6,23 @@
 // The TAP follows the IEEE 1149.1 state machine, has a 4-bit instruction
 // register, an IDCODE register, BYPASS, and a 32-bit data register selected by
 // `data_instruction` that scans read and write.
+//
+// Options::riscv_target() presents a RISC-V hart instead: IR length 5, IDCODE
+// at 0x01, BYPASS at 0x1f, and the debug transport's dtmcs (0x10) and dmi
+// (0x11) in front of RiscvDebugModule (jtag_tap_sim_riscv.hpp); SRST resets
+// the hart.
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
+
+#include "jtag_tap_sim_riscv.hpp"
 
 namespace otarig::test {
 
@@ -23,8 +34,14 @@ class JtagTapSim {
     std::uint32_t data_instruction = 0x8;
     std::uint32_t bypass_instruction = 0xf;
     std::uint32_t data_reset_value = 0x0badf00d;
+    unsigned ir_length = 4;
+    /// A RISC-V debug target behind dtmcs and dmi.
+    std::optional<RiscvDebugModule::Options> riscv;
+
+    /// The TAP of a RISC-V hart with its RAM at 0x80000000 (64 KiB).
+    static Options riscv_target();
   };
-  static constexpr unsigned kIrLength = 4;
+  static constexpr std::uint32_t kRiscvIdcode = 0xdeadbeef;
 
   /// Listens on 127.0.0.1 at a port the kernel picks and serves one client
   /// at a time until destroyed.
@@ -45,6 +62,12 @@ class JtagTapSim {
   /// holds it now.
   unsigned srst_pulses() const { return srst_pulses_; }
   bool srst_asserted() const { return srst_; }
+
+  /// The RISC-V target (Options::riscv): what its hart went through, and its
+  /// RAM. std::logic_error on a TAP without one.
+  RiscvDebugModule::Record riscv_record() const;
+  void write_memory(std::uint32_t address, std::span<const std::uint32_t> words);
+  std::vector<std::uint32_t> read_memory(std::uint32_t address, std::size_t count) const;
 
   /// Handles the protocol bytes of one client; returns the TDO replies.
   /// Public so a test can drive the TAP without a socket.
@@ -89,6 +112,7 @@ class JtagTapSim {
   std::uint64_t dr_shift_ = 0;
   unsigned dr_length_ = 1;
   std::uint32_t data_ = 0;
+  std::unique_ptr<RiscvDebugModule> riscv_;
   std::atomic<unsigned> connections_{0};
   std::atomic<unsigned> resets_{0};
   std::atomic<unsigned> srst_pulses_{0};
