@@ -444,6 +444,21 @@ TEST_F(OpenOcdRiscvTest, ResetHaltAndRunGoThroughNdmreset) {
   EXPECT_EQ(sim.srst_pulses(), 0u) << "no reset line is configured: the debug module resets the system";
 }
 
+TEST_F(OpenOcdRiscvTest, ResetHaltWithSrstWiredPulsesItBeforeNdmreset) {
+  auto c = config();
+  c.launch->commands.insert(c.launch->commands.begin() + 4, "reset_config srst_only");
+  OpenOcdProbe probe(io, c);
+  const auto before = sim.riscv_record();
+  const unsigned pulses = sim.srst_pulses();
+  probe.reset(ResetMode::halt);
+  EXPECT_EQ(sim.srst_pulses(), pulses + 1) << "OpenOCD pulses SRST while it resets the TAPs";
+  EXPECT_FALSE(sim.srst_asserted());
+  auto after = sim.riscv_record();
+  EXPECT_EQ(after.ndmresets, before.ndmresets + 1) << "and then resets the hart through the debug module";
+  EXPECT_TRUE(after.halted);
+  EXPECT_EQ(after.dpc, kRam);
+}
+
 TEST_F(OpenOcdRiscvTest, ReadOutsideRamIsBenchErrorNamingTheAddress) {
   sim.write_memory(kRam + 0xfff8, std::vector<std::uint32_t>{7, 8});
   OpenOcdProbe probe(io, config());
