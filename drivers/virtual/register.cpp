@@ -22,6 +22,7 @@ namespace {
 // the device by the kind checked (BoardParts::checked).
 std::shared_ptr<vboard::VirtualBoard> bound_board(const Config& section, const BindContext& context,
                                                   const BoardParts& parts, const char* what) {
+  section.only_keys({"driver"});  // the device section says everything about the board
   auto board = std::dynamic_pointer_cast<vboard::VirtualBoard>(parts.flash_faults);
   const auto checked = parts.checked.find("device");
   const bool virtual_device = context.validate_only

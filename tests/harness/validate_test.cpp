@@ -143,6 +143,13 @@ INSTANTIATE_TEST_SUITE_P(
                   s.link = "link:\n  driver: console-command\n  accepted: 'ota: ('\n  refused: 'no'\n";
                 }),
                 "accepted:", "link.accepted"},
+        BadCase{"VirtualPowerUnknownKey", with([](Sections& s) {
+                  s.device = "device:\n  kind: virtual\n";
+                  s.power = "power:\n  driver: virtual\n  off_time: 10ms\n";
+                  s.console = "console:\n  driver: virtual\n";
+                  s.link = "link:\n  driver: virtual\n";
+                }),
+                "off_time", "power.off_time: unknown key 'off_time'"},
         BadCase{"HttpLinkWithoutAServer", with([](Sections& s) {
                   s.device = "device:\n  kind: lab\n  network: {server: false}\n";
                 }),
