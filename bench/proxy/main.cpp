@@ -1,8 +1,8 @@
 // Fault proxy benchmark: the otarig proxy (as its own process) beside socat,
 // on loopback, in the same run. See bench/proxy/README.md.
 //
-//   otarig_proxy_bench proxy --listen ADDR:PORT --upstream HOST:PORT [--fault SPEC] [--seed N]
-//   otarig_proxy_bench run [--bytes 1GiB] [--pings 10000] [--runs 3] [--socat PATH]
+//   otarig_proxy_bench proxy --listen ADDR:PORT --upstream HOST:PORT [--fault SPEC] [--seed N] [--spin US]
+//   otarig_proxy_bench run [--bytes 1GiB] [--pings 10000] [--runs 3] [--socat PATH] [--spin US]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <random>
 #include <stdexcept>
@@ -320,6 +321,7 @@ int run_proxy(int argc, char** argv) {
     else if (k == "--fault") o.fault = v;
     else if (k == "--seed") o.seed = std::stoull(v);
     else if (k == "--threads") o.threads = static_cast<unsigned>(std::stoul(v));
+    else if (k == "--spin") o.spin = std::chrono::microseconds(std::stol(v));
     else throw otarig::InputError("unknown option " + k);
   }
   return otarig::drivers::net::proxy_main(o, std::cout);
@@ -330,6 +332,7 @@ int run_bench(int argc, char** argv) {
   int pings = 10000;
   int runs = 3;
   std::string socat = "socat";
+  std::string spin;  // --spin for the otarig proxy; empty: its default
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     std::string v = argv[i + 1];
@@ -337,6 +340,7 @@ int run_bench(int argc, char** argv) {
     else if (k == "--pings") pings = std::stoi(v);
     else if (k == "--runs") runs = std::stoi(v);
     else if (k == "--socat") socat = v;
+    else if (k == "--spin") spin = v;
     else throw otarig::InputError("unknown option " + k);
   }
   std::string self = "/proc/self/exe";
@@ -351,14 +355,15 @@ int run_bench(int argc, char** argv) {
 
   struct Row {
     std::string name;
-    std::vector<std::string> (*argv)(const std::string&, const std::string&, std::uint16_t, const std::string&);
+    std::function<std::vector<std::string>(const std::string&, const std::string&, std::uint16_t, const std::string&)>
+        argv;
     std::string fault;
     std::vector<double> gbps, cpu_per_gb;
     std::uint64_t altered = 0;
     Latency latency;
   };
-  auto ours = [](const std::string& self_path, const std::string& upstream_addr, std::uint16_t port,
-                 const std::string& fault) {
+  auto ours = [spin](const std::string& self_path, const std::string& upstream_addr, std::uint16_t port,
+                     const std::string& fault) {
     std::vector<std::string> a = {self_path, "proxy", "--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
                                   upstream_addr};
     if (!fault.empty()) {
@@ -366,6 +371,10 @@ int run_bench(int argc, char** argv) {
       a.push_back(fault);
       a.push_back("--seed");
       a.push_back("1");
+    }
+    if (!spin.empty()) {
+      a.push_back("--spin");
+      a.push_back(spin);
     }
     return a;
   };
@@ -452,8 +461,9 @@ int main(int argc, char** argv) {
     std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "proxy") return run_proxy(argc, argv);
     if (cmd == "run") return run_bench(argc, argv);
-    std::cerr << "usage: otarig_proxy_bench run [--bytes 1GiB] [--pings 10000] [--runs 3] [--socat PATH]\n"
-                 "       otarig_proxy_bench proxy --listen ADDR:PORT --upstream HOST:PORT [--fault SPEC] [--seed N]\n";
+    std::cerr << "usage: otarig_proxy_bench run [--bytes 1GiB] [--pings 10000] [--runs 3] [--socat PATH] [--spin US]\n"
+                 "       otarig_proxy_bench proxy --listen ADDR:PORT --upstream HOST:PORT [--fault SPEC] [--seed N]"
+                 " [--threads N] [--spin US]\n";
     return 2;
   } catch (const otarig::InputError& e) {
     std::cerr << e.what() << "\n";

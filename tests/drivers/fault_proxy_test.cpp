@@ -1,6 +1,8 @@
 #include "otarig/drivers/net/fault_proxy.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -429,6 +431,56 @@ TEST_F(ProxyTest, SeveralThreadsCarryConcurrentConnections) {
   EXPECT_EQ(ok, 6);
 }
 
+// After a handler a proxy thread polls its sockets for `spin`, then sleeps in
+// epoll: exchanges inside the window and long after it are relayed alike.
+class ProxySpinTest : public ProxyTest, public testing::WithParamInterface<std::chrono::microseconds> {};
+
+TEST_P(ProxySpinTest, RelaysWhatArrivesInsideAndAfterTheWindow) {
+  ProxyOptions o;
+  o.spin = GetParam();
+  start(echo(), "", 1, o);
+  Socket s = connect();
+  s.write_all("ping");
+  EXPECT_EQ(s.read_exact(4), "ping");
+  s.write_all("pong");  // at once: inside a 5 ms window
+  EXPECT_EQ(s.read_exact(4), "pong");
+  std::this_thread::sleep_for(30ms);  // past every window: the thread sleeps in epoll
+  s.write_all("late");
+  EXPECT_EQ(s.read_exact(4), "late");
+  std::string data = pattern(1 << 20, 5);
+  std::thread writer([&] {
+    s.write_all(data);
+    s.shutdown_write();
+  });
+  ReadResult r = s.read_until_closed(10s);
+  writer.join();
+  EXPECT_TRUE(r.eof);
+  EXPECT_TRUE(r.data == data) << "got " << r.data.size() << " bytes";
+}
+
+INSTANTIATE_TEST_SUITE_P(Windows, ProxySpinTest, testing::Values(0us, 50us, 5000us),
+                         [](const auto& param_info) { return std::to_string(param_info.param.count()) + "us"; });
+
+TEST_F(ProxyTest, AnIdleProxyStopsPollingAfterTheWindow) {
+  auto cpu_seconds = [] {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return secs(ru.ru_utime) + secs(ru.ru_stime);
+  };
+  ProxyOptions o;
+  o.spin = 5ms;  // long enough to show, short beside the idle time
+  start(echo(), "", 1, o);
+  Socket s = connect();
+  s.write_all("ping");
+  ASSERT_EQ(s.read_exact(4), "ping");
+  auto before = cpu_seconds();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_LT(cpu_seconds() - before, 0.06) << "the proxy kept polling while nothing moved";
+  s.write_all("pong");
+  EXPECT_EQ(s.read_exact(4), "pong");
+}
+
 TEST_F(ProxyTest, StopClosesOpenConnections) {
   start(echo(), "");
   Socket s = connect();
@@ -485,5 +537,8 @@ TEST(ProxyMain, RejectsABadSpecWithItsColumn) {
   }
   o.fault = "";
   o.upstream = "nohostport";
+  EXPECT_THROW(proxy_main(o, out), otarig::InputError);
+  o.upstream = "127.0.0.1:1";
+  o.spin = 20ms;
   EXPECT_THROW(proxy_main(o, out), otarig::InputError);
 }
