@@ -187,9 +187,9 @@ Plan make_plan(const Config& config, std::uint64_t connection, Direction d) {
 
 // Runs `ioc` until it is stopped, spinning before it blocks: after any
 // handler the thread keeps polling (epoll_wait with a zero timeout, running
-// what became ready) for `spin`, and only then waits in epoll for the next
-// handler. The window is CPU time on this host: the steady clock, never the
-// proxy's (possibly manual) clock.
+// what became ready, yielding the CPU between polls) for `spin`, and only
+// then waits in epoll for the next handler. The window is CPU time on this
+// host: the steady clock, never the proxy's (possibly manual) clock.
 void run_spin_then_block(asio::io_context& ioc, std::chrono::microseconds spin) {
   if (spin.count() <= 0) {
     ioc.run();
@@ -203,6 +203,10 @@ void run_spin_then_block(asio::io_context& ioc, std::chrono::microseconds spin) 
     } else if (steady::now() >= until) {
       if (ioc.run_one() == 0) return;
       until = steady::now() + spin;
+    } else {
+      // The peer this thread just woke (the upstream given a request) may
+      // have been placed on this CPU: let it run now, not when the window ends.
+      std::this_thread::yield();
     }
   }
 }
