@@ -42,7 +42,6 @@ struct Options {
   std::string command = "/bin/true";
   int warmup = 20;
   std::string samples;  // append each trigger latency (us) to this file
-  long read_spin_us = -1;  // ConsoleReaderOptions::read_spin; < 0 keeps the reader's default
 };
 
 Options parse(int argc, char** argv) {
@@ -64,12 +63,8 @@ Options parse(int argc, char** argv) {
       o.warmup = std::atoi(value().c_str());
     } else if (a == "--samples") {
       o.samples = value();
-    } else if (a == "--read-spin") {
-      o.read_spin_us = std::atol(value().c_str());
     } else {
-      std::fprintf(stderr,
-                   "usage: %s [--events N] [--command CMD] [--warmup N] [--samples FILE] [--read-spin US]\n",
-                   argv[0]);
+      std::fprintf(stderr, "usage: %s [--events N] [--command CMD] [--warmup N] [--samples FILE]\n", argv[0]);
       std::exit(2);
     }
   }
@@ -105,9 +100,7 @@ int main(int argc, char** argv) {
   ::tcsetattr(slave, TCSANOW, &tio);
 
   auto io = std::make_shared<BenchIo>("trigger-latency");
-  ConsoleReaderOptions reader_options;
-  if (options.read_spin_us >= 0) reader_options.read_spin = std::chrono::microseconds(options.read_spin_us);
-  ConsoleReader console(io, std::make_unique<TtyPathSource>(name), reader_options);
+  ConsoleReader console(io, std::make_unique<TtyPathSource>(name));
   console.start();
   ::close(slave);
 

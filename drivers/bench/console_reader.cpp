@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <system_error>
@@ -222,8 +221,6 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
   boost::asio::steady_timer reconnect_timer;
   std::array<char, 4096> buffer{};
   bool running = false;
-  std::uint64_t connection_number = 0;  // a poll posted for an earlier connection stops
-  std::chrono::steady_clock::time_point poll_until;
   std::atomic<bool> is_connected{false};
   std::atomic<std::uint64_t> reconnect_count{0};
 
@@ -247,9 +244,6 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
     auto write_fd = UniqueFd::duplicate(c->fd());
     rd.assign(read_fd.release());
     wr.assign(write_fd.release());
-    boost::system::error_code ignored;
-    rd.non_blocking(true, ignored);  // read_some() polls: it never blocks the loop
-    ++connection_number;
     conn = std::move(c);
     is_connected = true;
     read_more();
@@ -290,45 +284,17 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
     }
   }
 
-  // Reading spins, then blocks: after bytes arrive the device is polled for
-  // options.read_spin (each poll a handler of its own, so the bench's other
-  // drivers keep running), and only then does the reader wait in the reactor.
-  // The window is CPU time on this host, so it is measured on the steady
-  // clock, not on the bench's (possibly manual) clock.
   void read_more() {
-    if (options.read_spin.count() <= 0) return wait_more();
-    poll_until = std::chrono::steady_clock::now() + options.read_spin;
-    poll_more();
-  }
-
-  void poll_more() {
-    boost::system::error_code ec;
-    std::size_t n = rd.read_some(boost::asio::buffer(buffer), ec);
-    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
-      if (std::chrono::steady_clock::now() >= poll_until) return wait_more();
-      boost::asio::post(io, [self = shared_from_this(), number = connection_number] {
-        if (self->running && self->is_connected && self->connection_number == number) self->poll_more();
-      });
-      return;
-    }
-    got(ec, n);
-  }
-
-  void wait_more() {
     rd.async_read_some(boost::asio::buffer(buffer),
                        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
                          if (!self->running || ec == boost::asio::error::operation_aborted) return;
-                         self->got(ec, n);
+                         if (!ec) {
+                           self->on_bytes(std::string_view(self->buffer.data(), n));
+                           if (self->running && self->is_connected) self->read_more();
+                           return;
+                         }
+                         self->lost(ec == boost::asio::error::eof ? "end of file" : ec.message());
                        });
-  }
-
-  void got(const boost::system::error_code& ec, std::size_t n) {
-    if (!ec) {
-      on_bytes(std::string_view(buffer.data(), n));
-      if (running && is_connected) read_more();
-      return;
-    }
-    lost(ec == boost::asio::error::eof ? "end of file" : ec.message());
   }
 
   void lost(const std::string& reason) {

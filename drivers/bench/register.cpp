@@ -95,22 +95,6 @@ ConsoleReaderOptions parse_reader_keys(const Config& c) {
     if (v < 80 || v > (1u << 20)) max_line->fail("max_line is 80..1MiB");
     o.max_line = v;
   }
-  if (auto spin = c.find("read_spin")) {
-    // Microseconds matter here: "50us" (a bare number is milliseconds, as for every duration).
-    auto text = spin->as_string();
-    std::chrono::microseconds v{0};
-    if (text.size() > 2 && text.ends_with("us")) {
-      std::int64_t us = -1;
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 2, us);
-      if (ec != std::errc() || end != text.data() + text.size() - 2 || us < 0)
-        spin->fail(fmt::format("expected a duration like 50us, found '{}'", text));
-      v = std::chrono::microseconds(us);
-    } else {
-      v = spin->as_duration();
-    }
-    if (v > std::chrono::milliseconds(10)) spin->fail("read_spin is 0..10ms");
-    o.read_spin = v;
-  }
   return o;
 }
 
@@ -180,7 +164,7 @@ CommandPowerConfig parse_command_power(const Config& s) {
 
 SerialConsoleConfig parse_serial_console(const Config& s) {
   s.only_keys({"driver", "path", "usb", "baud", "data_bits", "parity", "stop_bits", "flow_control", "dtr",
-               "rts", "reconnect_interval", "write_timeout", "max_line", "read_spin"});
+               "rts", "reconnect_interval", "write_timeout", "max_line"});
   SerialConsoleConfig config;
   auto path = s.find("path");
   auto usb = s.find("usb");
@@ -230,7 +214,7 @@ SerialConsoleConfig parse_serial_console(const Config& s) {
 }
 
 TtyConsoleConfig parse_tty_console(const Config& s) {
-  s.only_keys({"driver", "path", "baud", "reconnect_interval", "write_timeout", "max_line", "read_spin"});
+  s.only_keys({"driver", "path", "baud", "reconnect_interval", "write_timeout", "max_line"});
   TtyConsoleConfig config;
   config.path = s.at("path").as_string();
   if (auto baud = s.find("baud")) {

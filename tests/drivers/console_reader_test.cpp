@@ -2,7 +2,6 @@
 // assembly, timestamps, RE2 triggers as bytes arrive, ConsoleProtocol reads
 // and writes, and reopening a device that vanished.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <future>
 
@@ -217,54 +216,6 @@ TEST_F(ConsoleReaderTest, MissingDeviceIsBenchErrorNamingIt) {
   }
 }
 
-// After each read the reader polls the device for read_spin, then waits in
-// the event loop: bytes arriving inside the window and long after it are
-// read alike, and a pattern split across both is still matched once.
-class ReadSpinTest : public ConsoleReaderTest, public ::testing::WithParamInterface<std::chrono::microseconds> {};
-
-TEST_P(ReadSpinTest, ReadsWhatArrivesInsideAndAfterTheWindow) {
-  ConsoleReaderOptions o;
-  o.read_spin = GetParam();
-  auto console = open(o);
-  std::atomic<int> fired{0};
-  console->add_trigger(R"(CUT-NOW (\d+);)", [&](const TriggerMatch&) { ++fired; });
-  pty.write("ota: ");
-  ASSERT_TRUE(wait_until([&] { return console->transcript().text() == "ota: "; }));
-  pty.write("CUT-NOW 1;\r\n");  // soon after a read: inside a 5 ms window
-  ASSERT_TRUE(wait_until([&] { return fired == 1; }));
-  std::this_thread::sleep_for(30ms);  // well past every window: the reader waits in the loop
-  pty.write("again CUT-");
-  std::this_thread::sleep_for(10ms);
-  pty.write("NOW 2;\r\nidle\r\n");
-  ASSERT_TRUE(wait_until([&] { return lines_of(console->transcript(), true).size() == 3; }));
-  EXPECT_EQ(fired.load(), 2);
-  EXPECT_EQ(lines_of(console->transcript(), true),
-            (std::vector<std::string>{"ota: CUT-NOW 1;", "again CUT-NOW 2;", "idle"}));
-}
-
-INSTANTIATE_TEST_SUITE_P(Windows, ReadSpinTest, ::testing::Values(0us, 50us, 5000us),
-                         [](const auto& param_info) { return std::to_string(param_info.param.count()) + "us"; });
-
-double process_cpu_seconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return secs(ru.ru_utime) + secs(ru.ru_stime);
-}
-
-TEST_F(ConsoleReaderTest, AnIdleConsoleStopsPollingAfterTheWindow) {
-  ConsoleReaderOptions o;
-  o.read_spin = 5ms;  // long enough to show, short beside the idle time
-  auto console = open(o);
-  pty.write("login: ");
-  ASSERT_TRUE(wait_until([&] { return console->transcript().text() == "login: "; }));
-  auto before = process_cpu_seconds();
-  std::this_thread::sleep_for(300ms);
-  EXPECT_LT(process_cpu_seconds() - before, 0.06) << "the reader kept polling an idle console";
-  pty.write("root\n");
-  EXPECT_TRUE(wait_until([&] { return lines_of(console->transcript(), true).size() == 1; }));
-}
-
 TEST(ConsoleReconnectTest, ReopensTheDeviceAndKeepsWhatWasRead) {
   auto io = std::make_shared<BenchIo>("reconnect-test");
   TempDir dir;
@@ -321,33 +272,6 @@ TEST(ConsoleReconnectTest, WriteWaitsForTheDeviceUntilItsDeadline) {
   EXPECT_GE(std::chrono::steady_clock::now() - before, 140ms);
 }
 
-TEST(ConsoleReconnectTest, ADeviceThatVanishesWhileBeingPolledIsReopened) {
-  auto io = std::make_shared<BenchIo>("reconnect-spin-test");
-  TempDir dir;
-  auto link = dir / "ttyBOARD";
-  auto first = std::make_unique<TestPty>();
-  point_symlink(link, first->slave_path());
-  ConsoleReaderOptions o;
-  o.reconnect_interval = 10ms;
-  o.read_spin = 10ms;  // still polling when the device goes
-  ConsoleReader console(io, std::make_unique<TtyPathSource>(link), o);
-  console.start();
-  first->write("one\n");
-  ASSERT_TRUE(wait_until([&] { return console.transcript().text() == "one"; }));
-  first->close_master();
-  ASSERT_TRUE(wait_until([&] { return !console.connected(); }));
-  TestPty second;
-  point_symlink(link, second.slave_path());
-  ASSERT_TRUE(wait_until([&] { return console.connected(); }));
-  second.write("two\n");
-  ASSERT_TRUE(wait_until([&] { return lines_of(console.transcript()).size() == 2; }));
-  std::this_thread::sleep_for(20ms);
-  second.write("three\n");
-  ASSERT_TRUE(wait_until([&] { return lines_of(console.transcript()).size() == 3; }));
-  EXPECT_EQ(lines_of(console.transcript()), (std::vector<std::string>{"one", "two", "three"}));
-  EXPECT_EQ(console.reconnects(), 1u);
-}
-
 TEST(FdConsoleTest, ReadsAnAdoptedDescriptorAndStopsAtItsEnd) {
   auto io = std::make_shared<BenchIo>("fd-test");
   TestPty pty;
@@ -389,21 +313,6 @@ TEST(TtyProfileTest, RegistryBuildsAConsoleFromItsSection) {
   EXPECT_THROW(parse_tty_console(
                    Config::load_string("console: {driver: tty, path: /x, speed: 9}", "b.yaml").at("console")),
                InputError);
-
-  auto spin = [](const std::string& value) {
-    return parse_tty_console(
-               Config::load_string("console: {driver: tty, path: /x, read_spin: " + value + "}", "b.yaml")
-                   .at("console"))
-        .reader.read_spin;
-  };
-  EXPECT_EQ(parse_tty_console(Config::load_string("console: {driver: tty, path: /x}", "b.yaml").at("console"))
-                .reader.read_spin,
-            ConsoleReaderOptions{}.read_spin);
-  EXPECT_EQ(spin("120us"), 120us);
-  EXPECT_EQ(spin("0"), 0us);
-  EXPECT_EQ(spin("2ms"), 2000us);
-  EXPECT_THROW(spin("20ms"), InputError);
-  EXPECT_THROW(spin("fastus"), InputError);
 }
 
 TEST_F(ConsoleReaderTest, TakeRecordGivesEachEntryOnceWithItsArrivalStamp) {

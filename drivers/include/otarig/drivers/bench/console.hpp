@@ -131,14 +131,6 @@ struct ConsoleReaderOptions {
   std::size_t max_line = 4096;
   /// Bytes kept for read() when nobody reads; the oldest go first.
   std::size_t pending_limit = std::size_t{1} << 20;
-  /// After each read, how long the reader keeps polling the device without
-  /// blocking before it waits in the event loop again. Console output comes
-  /// in bursts: the line that completes a trigger usually follows the last
-  /// read within microseconds, and picking it up this way spares the wake-up
-  /// of a sleeping io thread. Other handlers of the bench run between the
-  /// polls; an idle console costs nothing once the window has passed. 0 waits
-  /// in the event loop at once.
-  std::chrono::microseconds read_spin{50};
 };
 
 /// Reads a console asynchronously; ConsoleProtocol on top, and its arrival
