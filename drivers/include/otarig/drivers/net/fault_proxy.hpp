@@ -77,7 +77,7 @@ struct ProxyOptions {
   /// client's next request) is relayed without first waking the thread,
   /// which on a virtual CPU costs tens of microseconds. An idle proxy spins
   /// once for the window and then sleeps. 0: block at once.
-  std::chrono::microseconds spin{50};
+  std::chrono::microseconds spin{100};
   /// Deadline of connecting to the upstream and of the impostor's handshake.
   std::chrono::milliseconds connect_timeout{5000};
   /// The impostor's certificate. Unset: one signed by a freshly generated,
@@ -154,7 +154,7 @@ struct ProxyMainOptions {
   std::uint64_t seed = 0;
   unsigned threads = 1;
   std::size_t buffer_size = 256 * 1024;
-  std::chrono::microseconds spin{50};  ///< ProxyOptions::spin
+  std::chrono::microseconds spin{100};  ///< ProxyOptions::spin
   std::filesystem::path impostor_cert, impostor_key;  ///< default: generated
   bool upstream_tls = true;
   bool print_events = true;
