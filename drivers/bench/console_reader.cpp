@@ -305,8 +305,10 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
       transcript.set_partial(std::nullopt);
     line_open = false;
     line.clear();
-    detach();
+    // Recorded before the connection goes, so whoever sees connected() false
+    // finds the event.
     transcript.add_event(now, fmt::format("{} disconnected: {}", options.device, reason), "disconnected");
+    detach();
     if (source->reopenable()) schedule_reconnect();
   }
 
@@ -320,10 +322,10 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
         self->schedule_reconnect();  // not back yet
         return;
       }
-      ++self->reconnect_count;
       self->transcript.add_event(
           self->clock.now(),
           fmt::format("{} reconnected: {}", self->options.device, self->source->describe()), "reconnected");
+      ++self->reconnect_count;  // after the event: whoever sees the count finds it
     });
   }
 
