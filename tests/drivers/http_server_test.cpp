@@ -354,14 +354,7 @@ TEST_F(HttpServerTest, BodyByteHookRunsAfterExactlyThatManyBytesOnAKeptAliveConn
   EXPECT_EQ(read_response(s, true).header("content-length"), "700000");
   s.write_all(request("GET", "/deliveries/2/image.bin"));
   read_header(s);
-  struct Release {  // the hook returns however the test ends
-    std::promise<void>& p;
-    bool done = false;
-    void now() {
-      if (!std::exchange(done, true)) p.set_value();
-    }
-    ~Release() { now(); }
-  } guard{release};
+  ReleaseOnExit guard{release};  // the hook returns however the test ends
   const std::string before = read_n(s, b);
   auto fired_future = fired.get_future();
   ASSERT_EQ(fired_future.wait_for(5s), std::future_status::ready) << "the hook did not run after byte " << b - 1;

@@ -81,14 +81,7 @@ TEST(Tls, BodyByteHookCountsPlaintextOnAKeptAliveTlsConnection) {
     fired.set_value(at);
     released.wait();
   });
-  struct Release {  // the hook returns however the test ends
-    std::promise<void>& p;
-    bool done = false;
-    void now() {
-      if (!std::exchange(done, true)) p.set_value();
-    }
-    ~Release() { now(); }
-  } guard{release};
+  ReleaseOnExit guard{release};  // the hook returns however the test ends
   TlsClient c(server->port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
                                .key_pem = pki().client.key_pem});
   c.write_all(request("HEAD", "/deliveries/1/image.bin"));

@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace otarig::test::net {
@@ -110,6 +112,17 @@ struct Received {
 ScriptedServer::Handler record_into(std::shared_ptr<Received> sink);
 /// Handler: echoes everything back until EOF.
 ScriptedServer::Handler echo();
+
+/// Sets a promise once: at now(), or when it goes out of scope, so a server
+/// hook that waits on it returns however the test ends.
+struct ReleaseOnExit {
+  std::promise<void>& promise;
+  bool done = false;
+  void now() {
+    if (!std::exchange(done, true)) promise.set_value();
+  }
+  ~ReleaseOnExit() { now(); }
+};
 
 /// A TLS client connection through OpenSSL (blocking).
 struct TlsClientOptions {
