@@ -107,6 +107,10 @@ struct ConsoleCommandLink::Shared {
   }
 };
 
+bool LinkConfig::names_a_manifest() const {
+  return command.find("${feed_url}") != std::string::npos || command.find("${manifest_url}") != std::string::npos;
+}
+
 LinkConfig LinkConfig::from_config(const Config& link) {
   link.only_keys({"driver", "command", "accepted", "refused", "settled", "progress", "base_url", "timeout",
                   "settle_timeout", "serve", "feed_connections"});
@@ -139,8 +143,7 @@ LinkConfig LinkConfig::from_config(const Config& link) {
     cfg.serve = Serve::file;
   else
     link.at("serve").fail(fmt::format("serve must be http or file, not '{}'", serve));
-  if (cfg.serve == Serve::file &&
-      (cfg.command.find("${feed_url}") != std::string::npos || cfg.command.find("${manifest_url}") != std::string::npos))
+  if (cfg.serve == Serve::file && cfg.names_a_manifest())
     link.at("command").fail("${feed_url} and ${manifest_url} name the update server's manifests; they need `serve: http`");
   return cfg;
 }
@@ -391,8 +394,7 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
 }
 
 bool ConsoleCommandLink::follows_feed() const {
-  return cfg_.serve == LinkConfig::Serve::http && (cfg_.command.find("${feed_url}") != std::string::npos ||
-                                                   cfg_.command.find("${manifest_url}") != std::string::npos);
+  return cfg_.serve == LinkConfig::Serve::http && cfg_.names_a_manifest();
 }
 
 void ConsoleCommandLink::describe_next(const std::string& version, std::uint32_t security_counter) {

@@ -225,6 +225,8 @@ struct LinkConfig {
   /// for the manifest before the image's first. A scenario's `conn=N`
   /// network faults count the image download's connections from 1.
   unsigned feed_connections = 1;
+  /// The command names ${feed_url} or ${manifest_url}: the device reads a manifest first.
+  bool names_a_manifest() const;
   static LinkConfig from_config(const Config& link);
 };
 
