@@ -1,23 +1,11 @@
 #pragma once
-// The fault kinds scenarios name, with what each does (otarig list faults).
-#include <string>
-#include <string_view>
-#include <vector>
+// The fault kinds otarig is built with, one folder a family (power/, image/,
+// network/, storage/). The composition root registers them all.
+#include "otarig/harness/fault_kind.hpp"
 
 namespace otarig::scenarios {
 
-struct FaultKind {
-  std::string_view name;
-  std::string_view where;  ///< power, image, network, storage
-  std::string_view summary;
-  std::vector<std::string_view> options;
-};
-
-/// Every fault kind the harness can inject on at least one kind of board.
-const std::vector<FaultKind>& fault_kinds();
-const FaultKind* find_fault_kind(std::string_view name);
-
-/// Damages a `tamper` fault can apply to an image.
-const std::vector<std::string_view>& tamper_variants();
+/// Registers every built-in fault kind.
+void register_builtin_fault_kinds(harness::FaultRegistry& registry);
 
 }  // namespace otarig::scenarios

@@ -64,20 +64,6 @@ json observation_event(const harness::Observation& o) {
   return j;
 }
 
-void check_release_names(const harness::Scenario& scenario, const harness::BoardProfile& profile) {
-  for (const auto* leaf : scenario.leaves()) {
-    auto need = [&](const std::string& name, const std::string& where) {
-      if (!name.empty() && !profile.release(name))
-        throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",
-                                     where, leaf->name, name, profile.name, profile.path.string()));
-    };
-    need(leaf->start, leaf->where_start);
-    need(leaf->deliver, leaf->where_deliver);
-    need(leaf->retry, leaf->where_retry);
-    for (const auto& b : leaf->before) need(b, leaf->where_start);
-  }
-}
-
 ScenarioRef scenario_arg(py::handle v) {
   if (py::isinstance<ScenarioRef>(v)) return v.cast<ScenarioRef>();
   return load_scenario_ref(fspath(v));
@@ -673,7 +659,7 @@ class BenchPy final : public Drivers {
     harness::CampaignResult r;
     try {
       py::gil_scoped_release nogil;
-      r = harness::run_campaign(o, registry());
+      r = harness::run_campaign(o, harness::builtin_registries());
     } catch (...) {
       hs.state->rethrow_if_failed();
       throw;
@@ -692,7 +678,7 @@ class BenchPy final : public Drivers {
 
   PlanPy plan(py::handle scenario, std::optional<std::uint64_t> seed) {
     auto sc = scenario_arg(scenario);
-    check_release_names(sc.get(), *profile_);
+    harness::check_release_names(sc.get(), *profile_);
     auto b = bound();
     PlanPy p;
     p.owner = sc.root;
@@ -721,49 +707,28 @@ class BenchPy final : public Drivers {
               std::optional<std::uint64_t> cut_op, std::optional<bool> torn, std::optional<std::uint64_t> torn_seed,
               std::optional<std::string> variant, py::handle oracles, py::handle steps) {
     auto sc = scenario_arg(scenario);
-    check_release_names(sc.get(), *profile_);
+    harness::check_release_names(sc.get(), *profile_);
     const std::uint64_t s = seed.value_or(seed_);
-    harness::TrialSpec spec;
-    if (index) {
-      auto p = plan(scenario, s);
-      auto it = std::find_if(p.plan.trials.begin(), p.plan.trials.end(),
-                             [&](const harness::TrialSpec& t) { return t.index == *index; });
-      if (it == p.plan.trials.end())
-        throw InputError(fmt::format("trial index {}: the plan of {} with seed {} has no such trial", *index,
-                                     sc.get().name, s));
-      spec = *it;
-      sc = ScenarioRef{p.owner, spec.scenario};
-    } else {
-      if (sc.get().is_suite())
-        throw InputError(fmt::format("{}: scenario '{}' is a suite; give one of its parts or a trial index",
-                                     sc.get().path.string(), sc.get().name));
-      spec.index = 0;
-      spec.id = "00000";
-      spec.scenario = sc.node;
-      spec.seed = harness::trial_seed(s, 0);
-      const auto& f = sc.get().fault;
-      if (f.kind == "power-cut") {
-        auto b = bound();
-        py::gil_scoped_release nogil;
-        std::lock_guard lock(b->mu);
-        if (!b->bench().parts().flash_faults)
-          throw InputError(fmt::format("{}: scenario '{}' cuts power at counted flash operations, which board {} "
-                                       "does not count",
-                                       f.where, sc.get().name, profile_->name));
-        spec.ops_total = count_ops(*b, sc.get().start, sc.get().deliver);
-        spec.torn_seed = harness::Rng(spec.seed).next();
-      }
-      if (f.kind == "tamper" && !f.variants.empty()) spec.variant = f.variants.front();
-    }
-    if (cut_op) {
-      if (spec.ops_total && *cut_op > spec.ops_total)
-        throw InputError(fmt::format("cut_op {}: the update from {} to {} has {} flash operations", *cut_op,
-                                     sc.get().start, sc.get().deliver, spec.ops_total));
-      spec.cut_op = *cut_op;
-    }
-    if (torn) spec.torn = *torn;
-    if (torn_seed) spec.torn_seed = *torn_seed;
-    if (variant) spec.variant = *variant;
+    if (!index && sc.get().is_suite())
+      throw InputError(fmt::format("{}: scenario '{}' is a suite; give one of its parts or a trial index",
+                                   sc.get().path.string(), sc.get().name));
+    // The trial as the campaign plans it (the first one unless `index` says),
+    // then the fields asked for, checked by the scenario's fault kind.
+    auto p = plan(scenario, s);
+    const std::uint64_t want = index.value_or(0);
+    auto it = std::find_if(p.plan.trials.begin(), p.plan.trials.end(),
+                           [&](const harness::TrialSpec& t) { return t.index == want; });
+    if (it == p.plan.trials.end())
+      throw InputError(fmt::format("trial index {}: the plan of {} with seed {} has no such trial", want,
+                                   sc.get().name, s));
+    harness::TrialSpec spec = *it;
+    sc = ScenarioRef{p.owner, spec.scenario};
+    json fields = json::object();
+    if (cut_op) fields["cut_op"] = *cut_op;
+    if (torn) fields["torn"] = *torn;
+    if (torn_seed) fields["torn_seed"] = *torn_seed;
+    if (variant) fields["variant"] = *variant;
+    spec.point = spec.scenario->fault.unit->point_with(spec, fields);
     auto hs = make_hookset(steps, oracles, py::none(), py::none());
     auto keep = sc.root;  // the spec points into it
     return run_specs({spec}, hs).at(0);
@@ -1047,15 +1012,8 @@ void register_bench(py::module_& m) {
           "cut",
           [](const TrialContextPy& c) -> py::object {
             const auto& o = c.get().outcome;
-            if (!o.cut_fell_at) return py::none();
-            py::dict d;
-            d["op"] = o.cut_fell_at->index;
-            d["kind"] = o.cut_fell_at->kind == drivers::FlashOp::Kind::erase ? "erase" : "program";
-            d["address"] = o.cut_fell_at->address;
-            d["length"] = o.cut_fell_at->length;
-            d["phase"] = o.cut_fell_at->phase;
-            d["torn"] = o.spec.torn;
-            return d;
+            if (!o.cut.is_object()) return py::none();
+            return to_py(o.cut);
           },
           "Where a counted power cut fell, or None.")
       .def_property_readonly("events", [](const TrialContextPy& c) { return to_py(c.get().outcome.events); },

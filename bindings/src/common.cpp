@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "otarig/harness/cli.hpp"
+#include "otarig/harness/composition.hpp"
 
 namespace otarig::python {
 
@@ -171,6 +171,6 @@ void BoundBench::invalidate() {
   owned_.reset();
 }
 
-const drivers::DriverRegistry& registry() { return harness::cli_registry(); }
+const drivers::DriverRegistry& registry() { return harness::builtin_registries().drivers; }
 
 }  // namespace otarig::python

@@ -113,6 +113,14 @@ harness::Observation observation_from_json(const json& j) {
   return o;
 }
 
+// A field of a trial's planned fault, as the evidence records it (the kind's
+// own point type stays in the harness).
+template <class T>
+T fault_field(const harness::TrialSpec& t, const char* key, T fallback) {
+  const auto j = t.fault_json();
+  return j.contains(key) ? j[key].get<T>() : fallback;
+}
+
 json trial_json(const harness::TrialOutcome& t) {
   // run.json's entry for the trial; a trial run alone has no evidence folder.
   json j = harness::trial_summary(t);
@@ -133,15 +141,7 @@ CampaignResult make_result(const harness::CampaignResult& r) {
   return out;
 }
 
-std::string summary_line(const CampaignResult& r) {
-  auto s = r.run.value("summary", json::object());
-  auto findings = s.value("findings", 0ull);
-  return fmt::format("{}: {} trials, {} passed, {} failed, {} finding{} (board {}, scenario {}, seed {})",
-                     !r.aborted.empty() ? "BENCH FAILURE" : (findings ? "FINDINGS" : "PASS"), s.value("trials", 0ull),
-                     s.value("passed", 0ull), s.value("failed", 0ull), findings, findings == 1 ? "" : "s",
-                     r.run.value("board", json::object()).value("name", ""),
-                     r.run.value("scenario", json::object()).value("name", ""), r.run.value("seed", 0ull));
-}
+std::string summary_line(const CampaignResult& r) { return harness::summary_line(r.run, r.aborted); }
 
 ScenarioRef load_scenario_ref(const std::string& name_or_path) {
   auto root = std::make_shared<const harness::Scenario>(harness::load_scenario(name_or_path));
@@ -267,14 +267,11 @@ void register_data(py::module_& m) {
           "fault",
           [](const ScenarioRef& s) {
             const auto& f = s.get().fault;
-            py::dict d;
-            d["kind"] = f.kind;
-            d["at"] = f.at;
-            d["torn"] = f.torn;
-            d["variants"] = f.variants;
-            return d;
+            json j = f.options ? f.options->json() : json::object();
+            j["kind"] = f.kind;
+            return to_py(j);
           },
-          "The fault: {'kind', 'at', 'torn', 'variants'}.")
+          "The fault section as its kind parsed it: {'kind', ...its options}.")
       .def_property_readonly("is_suite", [](const ScenarioRef& s) { return s.get().is_suite(); },
                              "True for a suite (a scenario that includes others).")
       .def_property_readonly(
@@ -351,15 +348,15 @@ void register_data(py::module_& m) {
       .def_property_readonly("scenario", [](const TrialSpecRef& t) { return t.spec.scenario->name; },
                              "Name of the (leaf) scenario.")
       .def_property_readonly("seed", [](const TrialSpecRef& t) { return t.spec.seed; }, "This trial's stream.")
-      .def_property_readonly("cut_op", [](const TrialSpecRef& t) { return t.spec.cut_op; },
-                             "Power-cut scenarios: the flash operation the cut falls before (0: none).")
-      .def_property_readonly("ops_total", [](const TrialSpecRef& t) { return t.spec.ops_total; },
-                             "Flash operations of the whole update.")
-      .def_property_readonly("torn", [](const TrialSpecRef& t) { return t.spec.torn; },
+      .def_property_readonly("cut_op", [](const TrialSpecRef& t) { return fault_field(t.spec, "before_op", 0ull); },
+                             "Counted power cuts: the flash operation the cut falls before (0: none).")
+      .def_property_readonly("ops_total", [](const TrialSpecRef& t) { return fault_field(t.spec, "ops_total", 0ull); },
+                             "Counted power cuts: flash operations of the whole update.")
+      .def_property_readonly("torn", [](const TrialSpecRef& t) { return fault_field(t.spec, "torn", false); },
                              "True when the cut tears the operation (partly applied).")
-      .def_property_readonly("torn_seed", [](const TrialSpecRef& t) { return t.spec.torn_seed; },
+      .def_property_readonly("torn_seed", [](const TrialSpecRef& t) { return fault_field(t.spec, "torn_seed", 0ull); },
                              "Which bits of a torn operation land.")
-      .def_property_readonly("variant", [](const TrialSpecRef& t) { return t.spec.variant; },
+      .def_property_readonly("variant", [](const TrialSpecRef& t) { return fault_field(t.spec, "variant", std::string()); },
                              "Image faults: which damage ('payload-bit-flip', ...).")
       .def_property_readonly("fault", [](const TrialSpecRef& t) { return to_py(t.spec.fault_json()); },
                              "The fault as the evidence records it.")

@@ -106,6 +106,11 @@ void bind_console_command_link(const Config& section, BoardParts& parts) {
   if (parts.probe) device->set_probe(parts.probe);
   parts.power = std::move(power);
   parts.console = std::move(console);
+  // The link is also the board's placed cuts, and with the rig's update
+  // server its release feed and (through the fault proxy) network faults.
+  parts.cuts = link;
+  if (device->config().server) parts.feed = link;
+  if (device->config().server && device->config().proxy) parts.network = link;
   parts.link = std::move(link);
 }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "otarig/harness/composition.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
 
@@ -71,15 +72,7 @@ nlohmann::json trial_summary(const TrialOutcome& t) {
   j["broken"] = broken;
   j["delivered"] = t.delivered;
   j["delivery"] = {{"status", t.delivery_status}, {"detail", t.delivery_detail}};
-  if (t.cut_fell_at) {
-    const auto& op = *t.cut_fell_at;
-    j["cut"] = {{"op", op.index},
-                {"ops_total", t.spec.ops_total},
-                {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
-                {"address", op.address},
-                {"phase", op.phase},
-                {"torn", t.spec.torn}};
-  }
+  if (t.cut.is_object()) j["cut"] = t.cut;
   nlohmann::json observed = nlohmann::json::array();
   for (const auto& o : t.observations) observed.push_back(observation_json(o));
   j["observed"] = observed;
@@ -129,6 +122,34 @@ unsigned default_jobs(const BoardProfile& profile) {
 
 }  // namespace
 
+void check_release_names(const Scenario& scenario, const BoardProfile& profile) {
+  for (const auto* leaf : scenario.leaves()) {
+    auto need = [&](const std::string& name, const std::string& where) {
+      if (!name.empty() && !profile.release(name))
+        throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",
+                                     where, leaf->name, name, profile.name, profile.path.string()));
+    };
+    need(leaf->start, leaf->where_start);
+    need(leaf->deliver, leaf->where_deliver);
+    need(leaf->retry, leaf->where_retry);
+    if (leaf->fault.unit)
+      for (const auto& [name, where] : leaf->fault.unit->releases_named(leaf->fault)) need(name, where);
+    for (const auto& b : leaf->before) need(b, leaf->where_start);
+  }
+}
+
+std::string summary_line(const nlohmann::json& run, const std::string& aborted) {
+  const auto s = run.value("summary", nlohmann::json::object());
+  const auto findings = s.value("findings", std::uint64_t{0});
+  return fmt::format("{}: {} trials, {} passed, {} failed, {} finding{} (board {}, scenario {}, seed {})",
+                     !aborted.empty() ? "BENCH FAILURE" : (findings ? "FINDINGS" : "PASS"),
+                     s.value("trials", std::uint64_t{0}), s.value("passed", std::uint64_t{0}),
+                     s.value("failed", std::uint64_t{0}), findings, findings == 1 ? "" : "s",
+                     run.value("board", nlohmann::json::object()).value("name", ""),
+                     run.value("scenario", nlohmann::json::object()).value("name", ""),
+                     run.value("seed", std::uint64_t{0}));
+}
+
 std::string replay_command(const CampaignOptions& o, const std::string& trial_id) {
   return fmt::format("otarig run --board {} --scenario {} --seed {} --trial {} --out {}", shell_quote(o.board),
                      shell_quote(o.scenario), o.seed, trial_id,
@@ -136,7 +157,14 @@ std::string replay_command(const CampaignOptions& o, const std::string& trial_id
                                  trial_id));
 }
 
-CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& registry) {
+CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& drivers) {
+  auto registries = make_registries();
+  registries.drivers = drivers;
+  return run_campaign(options, registries);
+}
+
+CampaignResult run_campaign(const CampaignOptions& options, const Registries& registries) {
+  const auto& registry = registries.drivers;
   if (options.shards == 0 || options.shard >= options.shards)
     throw InputError(fmt::format("--shard {}/{}: the shard index must be below the shard count", options.shard,
                                  options.shards));
@@ -146,23 +174,8 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   if (options.jobs > 1 && !one_device_per_bench(profile))
     throw InputError(fmt::format("--jobs {}: board {} ({}) is one {} device, so its trials run one at a time",
                                  options.jobs, profile.name, profile.path.string(), profile.device_kind));
-  const auto scenario = load_scenario(options.scenario);
+  const auto scenario = load_scenario(options.scenario, registries.faults);
   const ReleaseSet releases(profile);
-  auto check_release_names = [&] {
-    for (const auto* leaf : scenario.leaves()) {
-      auto need = [&](const std::string& name, const std::string& where) {
-        if (!name.empty() && !profile.release(name))
-          throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",
-                                       where, leaf->name, name, profile.name, profile.path.string()));
-      };
-      need(leaf->start, leaf->where_start);
-      need(leaf->deliver, leaf->where_deliver);
-      need(leaf->retry, leaf->where_retry);
-      need(leaf->fault.serve, leaf->fault.where);
-      for (const auto& b : leaf->before) need(b, leaf->where_start);
-    }
-  };
-
   CampaignResult result;
   result.out = options.out;
 
@@ -177,7 +190,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   } catch (const BenchError& e) {
     aborted = e.what();
   }
-  check_release_names();
+  check_release_names(scenario, profile);
   if (aborted.empty()) {
     try {
       plan = make_plan(scenario, options.seed, board_abilities(*benches[0], releases));

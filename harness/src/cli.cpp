@@ -11,7 +11,7 @@
 #include <iostream>
 #include <iterator>
 
-#include "faults.hpp"
+#include "otarig/harness/composition.hpp"
 #include "otarig/drivers/image.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/harness/bench.hpp"
@@ -85,7 +85,7 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   opts.on_progress = [&](const Progress& p) { bar.update(p); };
   std::vector<std::string> lines;
   opts.on_finding = [&](const std::string& line) { lines.push_back(line); };
-  auto result = run_campaign(opts, cli_registry());
+  auto result = run_campaign(opts, builtin_registries());
   bar.finish();
   // Trials finish in any order across jobs; findings print in trial order.
   std::sort(lines.begin(), lines.end());
@@ -96,11 +96,7 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
     for (const auto& k : result.run["skipped"])
       std::cout << fmt::format("skipped {}: {}\n", k.value("scenario", ""), k.value("reason", ""));
   if (!quiet) {
-    std::cout << fmt::format("{}: {} trials, {} passed, {} failed, {} finding{} (board {}, scenario {}, seed {})\n",
-                             result.aborted.empty() ? (result.findings ? "FINDINGS" : "PASS") : "BENCH FAILURE",
-                             result.trials, result.passed, result.failed, result.findings,
-                             result.findings == 1 ? "" : "s", result.run["board"]["name"].get<std::string>(),
-                             result.run["scenario"]["name"].get<std::string>(), opts.seed);
+    std::cout << summary_line(result.run, result.aborted) << "\n";
     std::cout << fmt::format("evidence: {}\n", result.out.string());
   }
   if (!result.aborted.empty()) std::cerr << "otarig: bench failure: " << result.aborted << "\n";
@@ -126,7 +122,7 @@ int cmd_list(const std::string& what) {
         if (!seen.insert(rel).second) continue;
         try {
           auto p = load_profile(f);
-          validate_drivers(p, cli_registry());
+          validate_drivers(p, builtin_registries().drivers);
           std::cout << fmt::format("{:<44} {:<10} {}\n", rel, p.device_kind, p.description);
         } catch (const InputError& e) {
           std::cerr << "otarig: " << e.what() << "\n";
@@ -149,23 +145,14 @@ int cmd_list(const std::string& what) {
     return 0;
   }
   if (what == "faults") {
-    for (const auto& k : scenarios::fault_kinds())
-      std::cout << fmt::format("{:<16} {:<8} {}\n", k.name, k.where, k.summary);
+    for (const auto* k : builtin_registries().faults.all())
+      std::cout << fmt::format("{:<16} {:<8} {}\n", k->name(), k->where(), k->summary());
     return 0;
   }
   throw InputError(fmt::format("otarig list {}: expected boards, scenarios or faults", what));
 }
 
 }  // namespace
-
-const drivers::DriverRegistry& cli_registry() {
-  static const drivers::DriverRegistry registry = [] {
-    drivers::DriverRegistry r;
-    drivers::register_all_drivers(r);
-    return r;
-  }();
-  return registry;
-}
 
 int cli_main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);

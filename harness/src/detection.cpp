@@ -7,7 +7,7 @@
 #include <set>
 
 #include "otarig/harness/campaign.hpp"
-#include "otarig/harness/cli.hpp"
+#include "otarig/harness/composition.hpp"
 #include "otarig/harness/oracles.hpp"
 #include "otarig/harness/profile.hpp"
 
@@ -87,7 +87,7 @@ std::vector<std::filesystem::path> detection_boards(const DetectionOptions& opti
   return files;
 }
 
-DetectionTable run_detection(const DetectionOptions& options, const drivers::DriverRegistry& registry) {
+DetectionTable run_detection(const DetectionOptions& options, const Registries& registries) {
   DetectionTable table;
   table.scenario = options.scenario;
   table.seed = options.seed;
@@ -112,7 +112,7 @@ DetectionTable run_detection(const DetectionOptions& options, const drivers::Dri
     c.jobs = options.jobs;
     c.out = out / dir;
     std::filesystem::remove_all(c.out);
-    const auto result = run_campaign(c, registry);
+    const auto result = run_campaign(c, registries);
     row.exit_code = result.exit_code();
     row.trials = result.trials;
     row.findings = result.findings;
@@ -160,7 +160,7 @@ std::string detection_markdown(const DetectionTable& t) {
 }
 
 int detection_main(const DetectionOptions& options, std::ostream& out) {
-  const auto table = run_detection(options, cli_registry());
+  const auto table = run_detection(options, builtin_registries());
   out << detection_markdown(table);
   for (const auto& r : table.rows)
     if (r.exit_code == 3 || !r.aborted.empty()) return 3;

@@ -1,13 +1,12 @@
 #include "otarig/harness/scenario.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <re2/re2.h>
 
 #include <algorithm>
 #include <set>
 
-#include "faults.hpp"
-#include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/harness/profile.hpp"
 
 namespace otarig::harness {
@@ -27,121 +26,7 @@ std::filesystem::path resolve_scenario(const std::string& name_or_path, const st
       fmt::format("{}: no such scenario (give a path, or a name from `otarig list scenarios`)", name_or_path));
 }
 
-FaultSpec parse_fault(const Config& c) {
-  FaultSpec f;
-  f.where = c.where();
-  f.kind = c.at("kind").as_string();
-  const auto* kind = scenarios::find_fault_kind(f.kind);
-  if (!kind) {
-    std::string names;
-    for (const auto& k : scenarios::fault_kinds()) names += (names.empty() ? "" : ", ") + std::string(k.name);
-    c.at("kind").fail(fmt::format("unknown fault kind '{}' (known: {})", f.kind, names));
-  }
-  if (f.kind == "power-cut" || f.kind == "flash-error") {
-    if (f.kind == "power-cut")
-      c.only_keys({"kind", "at", "torn", "recovery_cuts", "image", "points", "pattern", "delay"});
-    else c.only_keys({"kind", "at", "torn"});
-    f.at = c.at("at").as_string();
-    const bool placed = f.at == "download-byte" || f.at == "random-time" || f.at == "console";
-    if (f.at != "every-flash-op" && f.at != "random-flash-op" && !(f.kind == "power-cut" && placed))
-      c.at("at").fail(fmt::format("unknown cut point '{}' (known: every-flash-op, random-flash-op{})", f.at,
-                                  f.kind == "power-cut" ? ", download-byte, random-time, console" : ""));
-    f.torn = c.double_or("torn", 0.0);
-    if (f.torn < 0 || f.torn > 1) c.at("torn").fail("a probability between 0 and 1");
-    if (placed && c.has("torn")) c.at("torn").fail("torn writes need counted flash operations (at: every-flash-op "
-                                                   "or random-flash-op)");
-    if (auto im = c.find("image")) {
-      f.image = im->as_string();
-      if (f.image != "release" && f.image != "self-test-fail")
-        im->fail(fmt::format("unknown image '{}' (known: release, self-test-fail)", f.image));
-      if (f.image == "release") f.image.clear();
-    }
-    if (auto r = c.find("recovery_cuts")) {
-      const auto n = r->as_uint();
-      if (n > 16) r->fail(fmt::format("recovery_cuts {} must be 0..16", n));
-      f.recovery_cuts = static_cast<std::uint32_t>(n);
-    }
-    if (auto p = c.find("points")) {
-      if (f.at != "download-byte" && f.at != "every-flash-op")
-        p->fail("`points` applies to at: download-byte (and every-flash-op on boards that cut downloads)");
-      const auto n = p->as_uint();
-      if (n < 1 || n > 4096) p->fail(fmt::format("points {} must be 1..4096", n));
-      f.points = static_cast<std::uint32_t>(n);
-    }
-    if (f.at == "console") {
-      f.pattern = c.at("pattern").as_string();
-      if (f.pattern.empty()) c.at("pattern").fail("the console pattern is empty");
-      if (f.pattern != "${banner}") {
-        re2::RE2 re(f.pattern, re2::RE2::Quiet);
-        if (!re.ok()) c.at("pattern").fail(fmt::format("invalid RE2 pattern: {}", re.error()));
-      }
-      f.delay_ms = static_cast<std::uint32_t>(c.duration_or("delay", std::chrono::milliseconds(0)).count());
-    } else {
-      for (const char* k : {"pattern", "delay"})
-        if (c.has(k)) c.at(k).fail(fmt::format("`{}` applies to at: console", k));
-    }
-  } else if (f.kind == "network") {
-    c.only_keys({"kind", "faults", "probe", "expect"});
-    f.faults = c.string_or("faults", "");
-    f.probe = c.string_or("probe", "");
-    if (!f.probe.empty() && f.probe != "no-client-certificate")
-      c.at("probe").fail(fmt::format("unknown probe '{}' (known: no-client-certificate)", f.probe));
-    if (auto e = c.find("expect")) {
-      // One expectation, or a list of them.
-      const std::vector<Config> items = e->is_sequence() ? e->items() : std::vector<Config>{*e};
-      if (items.empty()) e->fail("name at least one expectation (known: installed, stays-up)");
-      for (const auto& item : items) {
-        auto what = item.as_string();
-        if (what != "installed" && what != "stays-up")
-          item.fail(fmt::format("unknown expectation '{}' (known: installed, stays-up)", what));
-        if (f.expects(what)) item.fail(fmt::format("expectation '{}' named twice", what));
-        f.expect.push_back(what);
-      }
-    }
-    if (f.faults.empty() && f.probe.empty()) c.fail("a network fault needs `faults` or `probe`");
-    if (!f.faults.empty()) {
-      // Checked now with a sample byte, so a bad spec names its line.
-      std::string sample = f.faults;
-      for (std::size_t at; (at = sample.find("${b}")) != std::string::npos;) sample.replace(at, 4, "0");
-      try {
-        (void)drivers::net::parse_fault_spec(sample, "faults");
-      } catch (const InputError& e) {
-        c.at("faults").fail(e.what());
-      }
-    }
-  } else if (f.kind == "stale") {
-    c.only_keys({"kind", "serve"});
-    f.serve = c.at("serve").as_string();
-  } else if (f.kind == "bit-rot") {
-    c.only_keys({"kind", "slot", "bits"});
-    f.slot = c.string_or("slot", "any");
-    if (f.slot != "running" && f.slot != "other" && f.slot != "any")
-      c.at("slot").fail(fmt::format("unknown slot '{}' (known: running, other, any)", f.slot));
-    if (auto b = c.find("bits")) {
-      const auto n = b->as_uint();
-      if (n < 1 || n > 64) b->fail(fmt::format("bits {} must be 1..64", n));
-      f.bits = static_cast<std::uint32_t>(n);
-    }
-  } else if (f.kind == "tamper") {
-    c.only_keys({"kind", "variants"});
-    const auto& known = scenarios::tamper_variants();
-    if (auto v = c.find("variants")) {
-      for (const auto& item : v->items()) {
-        auto name = item.as_string();
-        if (std::find(known.begin(), known.end(), name) == known.end())
-          item.fail(fmt::format("unknown tamper variant '{}'", name));
-        f.variants.push_back(name);
-      }
-    } else {
-      for (auto k : known) f.variants.emplace_back(k);
-    }
-  } else {
-    c.only_keys({"kind"});
-  }
-  return f;
-}
-
-Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>& loading) {
+Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>& loading, const FaultRegistry& faults) {
   auto canonical = std::filesystem::weakly_canonical(file);
   auto root = Config::load_file(file);
   if (loading.count(canonical)) root.fail("a suite includes itself");
@@ -156,7 +41,7 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     for (const auto& item : root.at("include").items()) {
       auto name = item.as_string();
       try {
-        s.parts.push_back(load(resolve_scenario(name, file.parent_path()), loading));
+        s.parts.push_back(load(resolve_scenario(name, file.parent_path()), loading, faults));
       } catch (const InputError& e) {
         item.fail(e.what());
       }
@@ -182,13 +67,10 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     if (auto b = root.find("before")) s.before = b->as_string_list();
     s.deliver = root.at("deliver").as_string();
     s.where_deliver = root.at("deliver").where();
-    s.fault = parse_fault(root.at("fault"));
     s.retry = root.string_or("retry", "");
     if (auto r = root.find("retry")) s.where_retry = r->where();
     s.trials = root.size_or("trials", 0);
-    if ((s.fault.kind == "power-cut" || s.fault.kind == "flash-error") && s.fault.at == "random-flash-op" &&
-        s.trials == 0)
-      root.fail(fmt::format("a random {} scenario needs `trials`", s.fault.kind));
+    s.fault = parse_fault(root.at("fault"), faults, FaultParseContext{s.name, s.trials, &root});
   }
   if (file.stem() != s.name)
     root.at("name").fail(fmt::format("the name '{}' must match the file name '{}'", s.name, file.stem().string()));
@@ -197,6 +79,22 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
 }
 
 }  // namespace
+
+FaultSpec parse_fault(const Config& c, const FaultRegistry& faults, const FaultParseContext& ctx) {
+  FaultSpec f;
+  f.where = c.where();
+  if (!c.is_map()) c.fail("a fault must be a map with a `kind`");
+  f.kind = c.at("kind").as_string();
+  f.unit = faults.find(f.kind);
+  if (!f.unit) c.at("kind").fail(fmt::format("unknown fault kind '{}' (known: {})", f.kind, faults.names()));
+  std::vector<std::string_view> keys{"kind"};
+  for (auto k : f.unit->keys()) keys.push_back(k);
+  for (const auto& [key, value] : c.entries())
+    if (std::find(keys.begin(), keys.end(), key) == keys.end())
+      value.fail(fmt::format("unknown key '{}' (allowed: {})", key, fmt::join(keys, ", ")));
+  f.options = f.unit->parse(c, ctx);
+  return f;
+}
 
 std::vector<const Scenario*> Scenario::leaves() const {
   std::vector<const Scenario*> out;
@@ -209,9 +107,9 @@ std::vector<const Scenario*> Scenario::leaves() const {
   return out;
 }
 
-Scenario load_scenario(const std::string& name_or_path) {
+Scenario load_scenario(const std::string& name_or_path, const FaultRegistry& faults) {
   std::set<std::filesystem::path> loading;
-  return load(resolve_scenario(name_or_path, {}), loading);
+  return load(resolve_scenario(name_or_path, {}), loading, faults);
 }
 
 std::vector<std::filesystem::path> catalog_scenarios() {

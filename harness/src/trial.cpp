@@ -6,11 +6,9 @@
 #include <algorithm>
 #include <chrono>
 
-#include <thread>
-
 #include "otarig/drivers/image.hpp"
-#include "otarig/drivers/process/cut.hpp"
 #include "otarig/harness/rng.hpp"
+#include "otarig/harness/scenario.hpp"
 
 namespace otarig::harness {
 
@@ -63,11 +61,6 @@ nlohmann::json obs_json(const Observation& o) {
   return j;
 }
 
-std::string op_text(const drivers::FlashOp& op) {
-  return fmt::format("{} {:#010x}+{} (phase {})", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program",
-                     op.address, op.length, op.phase);
-}
-
 bool has_tag(const BoardProfile& profile, const std::string& tag) {
   const auto tags = profile.root.find("tags");
   if (!tags) return false;
@@ -103,27 +96,7 @@ OracleResult recovered_without_revert(const OracleInput& in) {
   return r;
 }
 
-// How many bytes past the image an endless body may have been sent when the
-// device let go at the image's declared size: what the sockets between the
-// update server and the device (server, fault proxy, device, each direction's
-// kernel buffers) can hold. More than this was read by the device.
-constexpr std::uint64_t kEndlessSlack = 16u << 20;
-
-drivers::process::CutProtocol* delivery_cuts(Bench& bench) {
-  return dynamic_cast<drivers::process::CutProtocol*>(bench.parts().link.get());
-}
-
-// The board's link when its device reads the release feed, else null.
-drivers::process::ReleaseFeedProtocol* release_feed(Bench& bench) {
-  auto* feed = dynamic_cast<drivers::process::ReleaseFeedProtocol*>(bench.parts().link.get());
-  return feed && feed->follows_feed() ? feed : nullptr;
-}
-
-drivers::process::NetworkFaultProtocol* network_faults(Bench& bench) {
-  return dynamic_cast<drivers::process::NetworkFaultProtocol*>(bench.parts().link.get());
-}
-
-class Runner {
+class Runner final : public TrialPort {
  public:
   Runner(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec, const TrialHooks* hooks)
       : bench_(bench), releases_(releases), spec_(spec), hooks_(hooks), s_(*spec.scenario) {
@@ -131,7 +104,8 @@ class Runner {
   }
 
   TrialOutcome run() {
-    auto wall_start = std::chrono::steady_clock::now();
+    const SteadyClock host;  // the rig's own run time, not the device's
+    const auto wall_start = host.now();
     bench_.begin_transcript();
     for (TrialStep step = TrialStep::prepare; step != TrialStep::done; step = next(step)) {
       note_console_events();
@@ -153,40 +127,60 @@ class Runner {
     for (auto& line : bench_.take_transcript()) out_.transcript.push_back(std::move(line));
     note_console_events();
     if (bench_.parts().flash_faults) out_.erase_counts = bench_.parts().flash_faults->erase_counts();
-    out_.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count();
+    out_.duration_ms = std::chrono::duration<double, std::milli>(host.now() - wall_start).count();
     return std::move(out_);
   }
 
- private:
-  static TrialStep next(TrialStep s) { return static_cast<TrialStep>(static_cast<int>(s) + 1); }
-
-  void event(TrialStep step, nlohmann::json extra = nlohmann::json::object()) {
-    extra["type"] = "step";
-    extra["step"] = to_string(step);
-    extra["t_ms"] = std::chrono::duration<double, std::milli>(bench_.clock().now()).count();
-    out_.events.push_back(std::move(extra));
+  // ---- TrialPort: what the trial's fault kind may do.
+  Bench& bench() override { return bench_; }
+  const ReleaseSet& releases() const override { return releases_; }
+  const TrialSpec& spec() const override { return spec_; }
+  const Scenario& scenario() const override { return s_; }
+  const TrialOutcome& outcome() const override { return out_; }
+  const BuiltImage& image() const override { return *image_; }
+  void use_image(BuiltImage image) override {
+    variant_ = std::move(image);
+    image_ = &*variant_;
   }
-  void note(const std::string& type, nlohmann::json data) {
+  void use_release(const std::string& name) override { image_ = &releases_.get(name); }
+  void note(const std::string& type, nlohmann::json data) override {
     data["type"] = type;
     out_.events.push_back(std::move(data));
   }
-  // The console driver's own events (the adapter vanished, came back), so the
-  // evidence shows a gap in the console: t_ms on the steps' clock, console_ms
-  // as console.log's stamps.
-  void note_console_events() {
-    for (const auto& e : bench_.take_console_events())
-      note("console", {{"event", e.event},
-                       {"detail", e.text},
-                       {"t_ms", std::chrono::duration<double, std::milli>(e.at).count()},
-                       {"console_ms", e.t_ms}});
+  Observation look(const std::string& step) override {
+    auto o = bench_.observe(step);
+    note("observation", obs_json(o));
+    out_.observations.push_back(o);
+    return o;
+  }
+  void add_detail(const std::string& text) override { out_.fault_detail += text; }
+  void no_delivery(const std::string& detail) override {
+    out_.delivery_status = "none";
+    out_.delivery_detail = detail;
+  }
+  void keep_transcript() override {
+    bench_.drain_console();
+    for (auto& line : bench_.take_transcript()) kept_transcript_.push_back(std::move(line));
+  }
+  void discard_transcript() override {
+    bench_.drain_console();
+    (void)bench_.take_transcript();
+  }
+  std::size_t fault_index() const override { return fault_index_; }
+  void cut_fell(const drivers::FlashOp& op, std::uint64_t ops_total, bool torn) override {
+    out_.cut = {{"op", op.index},
+                {"ops_total", ops_total},
+                {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
+                {"address", op.address},
+                {"phase", op.phase},
+                {"torn", torn}};
   }
 
-  drivers::DeliveryResult deliver_image(const BuiltImage& img, const std::string& step,
-                                        bool as_stale_release = false) {
+  drivers::DeliveryResult deliver(const BuiltImage& img, const std::string& step, bool as_release) override {
     if (!bench_.parts().power->is_on()) bench_.power_on(step);
-    if (auto* feed = release_feed(bench_)) {
+    if (auto* feed = bench_.parts().feed.get(); feed && feed->follows_feed()) {
       feed->describe_next(img.version, img.security_counter);
-      if (as_stale_release) feed->serve_as_release(img.name);
+      if (as_release) feed->serve_as_release(img.name);
     }
     auto* ff = bench_.parts().flash_faults.get();
     const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
@@ -204,41 +198,66 @@ class Runner {
                       {"status", drivers::to_string(r.status)},
                       {"detail", r.detail},
                       {"bytes", r.bytes_sent}});
-    if (ff) {
-      // The erase cycles this delivery cost (the update, and the reboots it ran).
-      const auto after = ff->erase_counts();
-      std::uint64_t total = 0, max = 0;
-      std::vector<std::uint32_t> delta(after.size(), 0);
-      for (std::size_t i = 0; i < after.size() && i < erases_before.size(); ++i) {
-        delta[i] = after[i] >= erases_before[i] ? after[i] - erases_before[i] : after[i];
-        total += delta[i];
-        max = std::max<std::uint64_t>(max, delta[i]);
-      }
-      note("wear", {{"step", step}, {"erases", total}, {"max_per_sector", max}, {"per_sector", erase_runs(delta)}});
+    if (step == "deliver") {
+      out_.delivery_status = drivers::to_string(r.status);
+      out_.delivery_detail = r.detail;
     }
+    if (ff) note_wear(step, erases_before, ff->erase_counts());
     return r;
+  }
+
+ private:
+  static TrialStep next(TrialStep s) { return static_cast<TrialStep>(static_cast<int>(s) + 1); }
+
+  void event(TrialStep step, nlohmann::json extra = nlohmann::json::object()) {
+    extra["type"] = "step";
+    extra["step"] = to_string(step);
+    extra["t_ms"] = std::chrono::duration<double, std::milli>(bench_.clock().now()).count();
+    out_.events.push_back(std::move(extra));
+  }
+  // The console driver's own events (the adapter vanished, came back), so the
+  // evidence shows a gap in the console: t_ms on the steps' clock, console_ms
+  // as console.log's stamps.
+  void note_console_events() {
+    for (const auto& e : bench_.take_console_events())
+      note("console", {{"event", e.event},
+                       {"detail", e.text},
+                       {"t_ms", std::chrono::duration<double, std::milli>(e.at).count()},
+                       {"console_ms", e.t_ms}});
+  }
+
+  // The erase cycles a delivery cost (the update, and the reboots it ran).
+  void note_wear(const std::string& step, const std::vector<std::uint32_t>& before,
+                 const std::vector<std::uint32_t>& after) {
+    std::uint64_t total = 0, max = 0;
+    std::vector<std::uint32_t> delta(after.size(), 0);
+    for (std::size_t i = 0; i < after.size() && i < before.size(); ++i) {
+      delta[i] = after[i] >= before[i] ? after[i] - before[i] : after[i];
+      total += delta[i];
+      max = std::max<std::uint64_t>(max, delta[i]);
+    }
+    note("wear", {{"step", step}, {"erases", total}, {"max_per_sector", max}, {"per_sector", erase_runs(delta)}});
   }
 
   void power_up_if_off(const std::string& step) {
     if (!bench_.parts().power->is_on()) bench_.power_on(step);
   }
 
-  Observation look(const std::string& step) {
-    auto o = bench_.observe(step);
-    note("observation", obs_json(o));
-    out_.observations.push_back(o);
-    return o;
+  // Every fault the board can arm is disarmed before a trial starts.
+  void disarm_all() {
+    auto& parts = bench_.parts();
+    if (parts.flash_faults) parts.flash_faults->disarm();
+    if (parts.cuts) parts.cuts->disarm();
+    if (parts.network) {
+      parts.network->set_network_faults("", 0);
+      (void)parts.network->take_network_events();
+    }
   }
 
   void prepare() {
     const auto& start = releases_.get(s_.start);
     auto& parts = bench_.parts();
-    if (parts.flash_faults) parts.flash_faults->disarm();
-    if (auto* cuts = delivery_cuts(bench_)) cuts->disarm();
-    if (auto* net = network_faults(bench_)) {
-      net->set_network_faults("", 0);
-      (void)net->take_network_events();
-    }
+    disarm_all();
     if (!parts.provision)
       throw BenchError(fmt::format("{}: prepare: the board cannot be provisioned with a known-good image",
                                    bench_.profile().name));
@@ -252,7 +271,7 @@ class Runner {
                                    o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : ""));
     for (const auto& name : s_.before) {
       const auto& rel = releases_.get(name);
-      auto r = deliver_image(rel, "before:" + name);
+      auto r = deliver(rel, "before:" + name, false);
       power_up_if_off("before:" + name);
       auto ob = look("before:" + name);
       if (r.status != drivers::DeliveryStatus::accepted || !ob.booted || ob.digest != rel.digest)
@@ -263,77 +282,11 @@ class Runner {
   }
 
   void inject() {
-    const auto& f = s_.fault;
-    const auto& base = releases_.get(s_.deliver);
-    Rng rng(spec_.seed ^ 0x696d616765ULL);
-    std::string detail;
-    if (f.kind == "tamper" || f.kind == "unsigned" || f.kind == "wrong-key" || f.kind == "self-test-fail") {
-      variant_ = releases_.make_variant(base, f.kind, spec_.variant, rng, &detail);
-      image_ = &*variant_;
-    } else if (f.kind == "power-cut" && f.image == "self-test-fail") {
-      variant_ = releases_.make_variant(base, "self-test-fail", "", rng, &detail);
-      image_ = &*variant_;
-    } else if (f.kind == "major-downgrade") {
-      variant_ = major_downgrade(base, &detail);
-      image_ = &*variant_;
-    } else if (f.kind == "stale") {
-      image_ = &releases_.get(f.serve);
-      if (release_feed(bench_)) {
-        stale_feed_ = true;
-        detail = fmt::format("the update server's feed is frozen at an older release: asked for the latest, "
-                             "expected {} ({}), it answers with the manifest of {} ({}) and serves its image",
-                             base.name, base.version, image_->name, image_->version);
-      } else {
-        detail = fmt::format("the update server answers the request for {} ({}) with the image of {} ({}) at "
-                             "the update's URL (the device's update command reads no manifest)",
-                             base.name, base.version, image_->name, image_->version);
-      }
-    } else {
-      image_ = &base;
-      if (f.kind == "replay") detail = fmt::format("replay of older release {} ({})", base.name, base.version);
-    }
-    if (f.kind == "power-cut" && !spec_.cut_at.empty()) {
-      arm_delivery_cut(detail);
-    } else if (f.kind == "power-cut" || f.kind == "flash-error") {
-      auto* ff = bench_.parts().flash_faults.get();
-      if (!ff) throw BenchError(fmt::format("{}: the board cannot {} at a flash operation", bench_.profile().name,
-                                            spec_.flash_error ? "fail" : "cut power"));
-      ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, spec_.flash_error});
-      const std::string what = detail;
-      if (spec_.flash_error)
-        detail = fmt::format("flash operation {} of {} fails with an error{}", spec_.cut_op, spec_.ops_total,
-                             spec_.torn ? " after part of it landed" : "");
-      else
-        detail = fmt::format("power cut {} flash operation {} of {}", spec_.torn ? "tearing" : "before",
-                             spec_.cut_op, spec_.ops_total);
-      if (spec_.recovery_cuts)
-        detail += fmt::format(", then {} more cut{} while it recovers", spec_.recovery_cuts,
-                              spec_.recovery_cuts == 1 ? "" : "s");
-      if (!what.empty()) detail += " (delivering a " + what + ")";
-    }
-    if (f.kind == "network") {
-      auto* net = network_faults(bench_);
-      if (!net) throw BenchError(fmt::format("{}: the board has no fault proxy to inject network faults with",
-                                             bench_.profile().name));
-      net->set_network_faults(spec_.network, spec_.seed);
-      std::vector<std::string> parts;
-      if (!spec_.network.empty()) parts.push_back("network faults " + spec_.network);
-      if (!f.probe.empty()) parts.push_back("a client without a certificate asks the update server for the image");
-      if (f.expects("installed")) parts.push_back("the device must still finish the update");
-      if (f.expects("stays-up"))
-        parts.push_back("the device must give up or finish by itself within the link's timeout and answer its "
-                        "status right after, before any power cycle");
-      detail = fmt::format("{}", fmt::join(parts, "; "));
-    }
-    if (f.kind == "bit-rot") {
-      auto* ff = bench_.parts().flash_faults.get();
-      bench_.power_off("inject");
-      std::optional<std::string> flipped;
-      if (ff) flipped = ff->flip_at_rest(drivers::StorageFlip{spec_.rot_running, spec_.rot_bits, spec_.rot_seed});
-      if (!flipped)
-        throw BenchError(fmt::format("{}: the board cannot flip stored bits at rest", bench_.profile().name));
-      detail = "storage fault at rest: " + *flipped;
-    }
+    if (!s_.fault.unit)
+      throw InputError(fmt::format("{}: scenario '{}' has no fault kind", s_.fault.where, s_.name));
+    image_ = &releases_.get(s_.deliver);
+    run_ = s_.fault.unit->start(spec_);
+    const auto detail = run_->inject(*this);
     out_.delivered = image_->name;
     out_.fault_detail = detail;
     note("fault", {{"fault", spec_.fault_json()}, {"detail", detail}, {"image", image_->name},
@@ -341,259 +294,17 @@ class Runner {
   }
 
   void deliver() {
-    if (s_.fault.kind == "bit-rot") {
-      // The fault is the storage itself: nothing is delivered; the device boots what it holds.
-      out_.delivery_status = "none";
-      out_.delivery_detail = "no delivery: the image at rest was corrupted";
-      return;
-    }
-    drivers::DeliveryResult r;
-    try {
-      r = deliver_image(*image_, "deliver", stale_feed_);
-    } catch (...) {
-      if (auto* net = network_faults(bench_)) net->set_network_faults("", 0);
-      throw;
-    }
-    out_.delivery_status = drivers::to_string(r.status);
-    out_.delivery_detail = r.detail;
-    if (auto* cuts = delivery_cuts(bench_); cuts && !spec_.cut_at.empty()) {
-      if (auto fell = cuts->fired()) {
-        placed_cut_fell_ = true;
-        note("power-cut", {{"at", spec_.cut_at}, {"detail", fell->detail}, {"at_ms", fell->at.count()},
-                           {"bytes", fell->bytes}});
-      } else {
-        note("power-cut", {{"at", spec_.cut_at},
-                           {"detail", "the cut did not fall: the delivery ended first"},
-                           {"fell", false}});
-      }
-      cuts->disarm();
-    }
-    if (auto* net = network_faults(bench_)) {
-      auto events = net->take_network_events();
-      net->set_network_faults("", 0);
-      nlohmann::json list = nlohmann::json::array();
-      for (const auto& e : events) list.push_back(nlohmann::json::parse(e, nullptr, false));
-      for (const auto& e : list)
-        if (e.is_object() && e.value("source", "") == "server" && e.value("kind", "") == "endless-body")
-          judge_endless_body(e);
-      if (!list.empty()) note("network", {{"step", "deliver"}, {"events", std::move(list)}});
-      if (s_.fault.probe == "no-client-certificate") {
-        probe_ = net->probe_without_client_certificate();
-        note("probe", {{"probe", s_.fault.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});
-      }
-    }
-    if (auto* ff = bench_.parts().flash_faults.get(); ff && s_.fault.kind == "power-cut") {
-      out_.cut_fell_at = ff->fired();
-      if (out_.cut_fell_at) {
-        const auto& op = *out_.cut_fell_at;
-        note(spec_.flash_error ? "flash-error" : "power-cut", {{"op", op.index},
-                           {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
-                           {"address", op.address},
-                           {"length", op.length},
-                           {"phase", op.phase},
-                           {"torn", spec_.torn}});
-      }
-      ff->disarm();
-    }
+    run_->deliver(*this, "deliver");
+    run_->delivered(*this);
   }
 
   // DESIGN.md: after every fault the device is recovered by a power cycle, so
   // damage a running device has not noticed yet (a slot it overwrote, a
   // half-written trailer) shows at the next boot.
   void recover() {
-    if (s_.fault.expects("stays-up")) check_stays_up();
-    if (spec_.recovery_cuts && out_.cut_fell_at && !spec_.flash_error) brown_out();
-    if (spec_.recovery_cuts && placed_cut_fell_) timed_brown_out();
+    run_->recover(*this);
     if (bench_.parts().power->is_on()) bench_.power_off("recover");
     bench_.power_on("recover");
-  }
-
-  // The device must come through a network fault by itself: it answered the
-  // update command within the link's timeout (it timed out, refused or
-  // installed on its own), and it answers its status now, before the
-  // recovery power cycle that would hide a hung updater.
-  void check_stays_up() {
-    std::vector<std::string> problems;
-    if (out_.delivery_status == drivers::to_string(drivers::DeliveryStatus::unreachable))
-      problems.push_back(fmt::format("it did not answer the update command within the link's timeout ({})",
-                                     out_.delivery_detail));
-    if (!bench_.parts().power->is_on()) {
-      problems.push_back("its power was off after the delivery");
-    } else {
-      const auto o = look("before-recovery");
-      if (!o.booted)
-        problems.push_back(fmt::format("it did not answer its status within {:.0f} ms afterwards, before any power "
-                                       "cycle",
-                                       o.waited_ms));
-      else if (!o.health.empty() && o.health != "ok")
-        problems.push_back(fmt::format("it reports health={} afterwards", o.health));
-    }
-    if (!problems.empty())
-      stays_up_problem_ = fmt::format("the device did not stay up through the network fault: {}",
-                                      fmt::join(problems, "; "));
-    note("expectation", {{"expect", "stays-up"},
-                         {"held", problems.empty()},
-                         {"detail", problems.empty() ? "answered the update command and its status by itself"
-                                                     : stays_up_problem_}});
-  }
-
-  // The update server's count of an endless body (a `server:endless` fault):
-  // the device must stop at the image's declared size and let go.
-  void judge_endless_body(const nlohmann::json& e) {
-    const std::uint64_t extra = e.value("endless", std::uint64_t{0});
-    const std::uint64_t sent = e.value("bytes", std::uint64_t{0});
-    const std::uint64_t image = sent >= extra ? sent - extra : 0;
-    std::string problem;
-    if (e.value("in_progress", false))
-      problem = fmt::format("the update server was still sending the endless body when the delivery ended ({} "
-                            "bytes after the {}-byte image): the device kept the connection instead of stopping "
-                            "at the declared size",
-                            extra, image);
-    else if (extra > kEndlessSlack)
-      problem = fmt::format("the device took {} bytes after the {}-byte image before it let go (the sockets on the "
-                            "way hold at most {}): it did not stop at the size the image header declares",
-                            extra, image, kEndlessSlack);
-    note("endless-body", {{"image_bytes", image},
-                          {"bytes_after_image", extra},
-                          {"slack", kEndlessSlack},
-                          {"held", problem.empty()},
-                          {"detail", problem.empty() ? e.value("note", "") : problem}});
-    if (!problem.empty() && endless_problem_.empty()) endless_problem_ = problem;
-  }
-
-  // Brown-out: power fails again while the device recovers. Each further cut
-  // falls at a seeded op among those a clean boot from the current state
-  // would do; that count is measured by booting once (counting only) and then
-  // rebuilding the state from the trial's own steps, which is exact on a
-  // deterministic board. The measuring boots are kept out of the transcript.
-  void brown_out() {
-    auto* ff = bench_.parts().flash_faults.get();
-    if (!ff || !bench_.parts().provision) return;
-    Rng rng(mix64(spec_.seed ^ 0x726563757473ULL));
-    std::vector<drivers::FlashCut> cuts;
-    for (std::uint32_t r = 0; r < spec_.recovery_cuts; ++r) {
-      bench_.drain_console();
-      for (auto& line : bench_.take_transcript()) kept_transcript_.push_back(std::move(line));
-      if (bench_.parts().power->is_on()) bench_.power_off("brown-out");
-      ff->arm(drivers::FlashCut{0, false, 0});
-      bench_.power_on("brown-out");
-      const std::uint64_t boot_ops = ff->ops_counted();
-      ff->disarm();
-      if (boot_ops == 0) {
-        note("brown-out", {{"cut", r + 1}, {"boot_ops", 0}, {"detail", "the recovery boot writes no flash"}});
-        return;  // that clean boot is the recovery: keep its output
-      }
-      rebuild(cuts);
-      bench_.drain_console();
-      (void)bench_.take_transcript();
-      const drivers::FlashCut cut{rng.between(1, boot_ops), rng.chance(s_.fault.torn), rng.next(), false};
-      ff->arm(cut);
-      bench_.power_on("brown-out");
-      const auto fell = ff->fired();
-      ff->disarm();
-      note("brown-out", {{"cut", r + 1},
-                         {"boot_ops", boot_ops},
-                         {"before_op", cut.before_op},
-                         {"torn", cut.torn},
-                         {"fell_at", fell ? op_text(*fell) : "did not fall"}});
-      out_.fault_detail += fmt::format("; recovery boot {} cut {} op {} of {}", r + 1,
-                                       cut.torn ? "tearing" : "before", cut.before_op, boot_ops);
-      if (bench_.parts().power->is_on()) bench_.power_off("brown-out");
-      cuts.push_back(cut);
-    }
-  }
-
-  // The state right after the trial's cut delivery and the recovery cuts in
-  // `cuts`, made again from the start (the device is left off).
-  void rebuild(const std::vector<drivers::FlashCut>& cuts) {
-    auto& parts = bench_.parts();
-    auto* ff = parts.flash_faults.get();
-    ff->disarm();
-    bench_.power_off("brown-out");
-    parts.provision->provision(releases_.get(s_.start).bytes);
-    bench_.power_on("brown-out");
-    for (const auto& name : s_.before) {
-      parts.link->deliver(releases_.artifact(releases_.get(name)));
-      power_up_if_off("brown-out");
-    }
-    ff->arm(drivers::FlashCut{spec_.cut_op, spec_.torn, spec_.torn_seed, false});
-    parts.link->deliver(releases_.artifact(*image_));
-    ff->disarm();
-    for (const auto& c : cuts) {
-      if (parts.power->is_on()) bench_.power_off("brown-out");
-      ff->arm(c);
-      bench_.power_on("brown-out");
-      ff->disarm();
-    }
-    if (parts.power->is_on()) bench_.power_off("brown-out");
-  }
-
-  // A cut placed in the delivery (boards that do not count flash operations).
-  void arm_delivery_cut(std::string& detail) {
-    auto* cuts = delivery_cuts(bench_);
-    if (!cuts) throw BenchError(fmt::format("{}: the board cannot cut power during a delivery",
-                                            bench_.profile().name));
-    using drivers::process::ProcessCut;
-    const std::string what = detail;
-    const std::chrono::milliseconds delay(spec_.cut_delay_ms);
-    if (spec_.cut_at == "download-byte") {
-      cuts->arm(ProcessCut::at_byte(spec_.cut_byte));
-      detail = fmt::format("power cut at byte {} of the {}-byte download", spec_.cut_byte, spec_.image_size);
-    } else if (spec_.cut_at == "time") {
-      cuts->arm(ProcessCut::after(delay));
-      detail = fmt::format("power cut {} ms after the update command (a clean update took {} ms)",
-                           spec_.cut_delay_ms, spec_.update_ms);
-    } else {
-      std::string pattern = spec_.cut_pattern;
-      if (pattern == "${banner}") pattern = bench_.profile().observe.banner;
-      cuts->arm(ProcessCut::on_console(pattern, delay));
-      detail = fmt::format("power cut {} ms after the first console line matching '{}'", spec_.cut_delay_ms,
-                           pattern);
-    }
-    if (spec_.recovery_cuts)
-      detail += fmt::format(", then {} more cut{} while it recovers", spec_.recovery_cuts,
-                            spec_.recovery_cuts == 1 ? "" : "s");
-    if (!what.empty()) detail += " (delivering a " + what + ")";
-  }
-
-  // Brown-out on a board whose flash the rig cannot count: power comes back
-  // and goes again after a seeded time (0-100 ms) into the recovery boot.
-  void timed_brown_out() {
-    Rng rng(mix64(spec_.seed ^ 0x726563757473ULL));
-    for (std::uint32_t r = 0; r < spec_.recovery_cuts; ++r) {
-      if (bench_.parts().power->is_on()) bench_.power_off("brown-out");
-      const auto ms = rng.between(0, 100);
-      bench_.power_on("brown-out");
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-      bench_.power_off("brown-out");
-      note("brown-out", {{"cut", r + 1}, {"after_power_on_ms", ms}});
-      out_.fault_detail += fmt::format("; recovery boot {} cut {} ms after power-on", r + 1, ms);
-    }
-  }
-
-  // A validly signed image older than `base` only by its major number.
-  BuiltImage major_downgrade(const BuiltImage& base, std::string* detail) const {
-    auto parsed = image::parse(base.bytes, base.name);
-    image::Header h = parsed.header;
-    if (h.version.major == 0)
-      throw InputError(fmt::format("{}: scenario '{}': release {} ({}) has major version 0, nothing is older by "
-                                   "its major number",
-                                   s_.fault.where, s_.name, base.name, base.version));
-    h.version.major = static_cast<std::uint8_t>(h.version.major - 1);
-    h.version.minor = 255;
-    const auto& profile = bench_.profile();
-    const auto key = load_key_ref(profile.signing_key, profile.path.parent_path());
-    BuiltImage v = base;
-    v.variant = "major-downgrade";
-    v.name = base.name + "/major-downgrade";
-    v.bytes = image::build(h, parsed.payload, key);
-    v.version = h.version.str();
-    v.digest = device_digest(v.bytes);
-    v.authentic = true;
-    if (detail)
-      *detail = fmt::format("{} signed as {} (older than {} only by its major number, security counter {})",
-                            base.name, v.version, base.version, h.security_counter);
-    return v;
   }
 
   void observe() {
@@ -608,7 +319,7 @@ class Runner {
   void retry() {
     if (s_.retry.empty()) return;
     const auto& rel = releases_.get(s_.retry);
-    auto r = deliver_image(rel, "retry");
+    auto r = deliver(rel, "retry", false);
     power_up_if_off("retry");
     retry_index_ = out_.observations.size();
     look("retry");
@@ -617,7 +328,7 @@ class Runner {
                                    r.detail);
   }
 
-  void judge_trial() {
+  OracleInput oracle_input() const {
     OracleInput in;
     in.history = out_.observations;
     in.fault_index = fault_index_;
@@ -633,6 +344,11 @@ class Runner {
       in.retry_index = retry_index_;
       in.retry_problem = retry_problem_;
     }
+    return in;
+  }
+
+  void judge_trial() {
+    const auto in = oracle_input();
     out_.oracles = harness::judge(in);
     if (in.delivered_fails_self_test && has_tag(bench_.profile(), "no-trial-boot")) {
       for (auto& o : out_.oracles)
@@ -641,30 +357,7 @@ class Runner {
                            {"detail", "the board declares no-trial-boot: a failing image must be reported "
                                       "(health=failed) and replaced by the next clean update"}});
     }
-    auto break_oracle = [&](const char* name, const std::string& why) {
-      for (auto& r : out_.oracles)
-        if (r.name == name) {
-          r.detail = r.held ? why : r.detail + "; " + why;
-          r.held = false;
-        }
-    };
-    if (!stays_up_problem_.empty()) break_oracle("recovered", stays_up_problem_);
-    if (!endless_problem_.empty()) break_oracle("recovered", endless_problem_);
-    if (s_.fault.expects("installed") && fault_index_ < out_.observations.size()) {
-      const auto& o = out_.observations[fault_index_];
-      if (!o.booted || o.digest != image_->digest)
-        for (auto& r : out_.oracles)
-          if (r.name == "still-updatable" && r.held) {
-            r.held = false;
-            r.detail = fmt::format("the device did not finish the update through the fault ({}: {}); it runs {}",
-                                   out_.delivery_status, out_.delivery_detail,
-                                   o.booted ? o.version + " " + o.digest.substr(0, 12) : "nothing");
-          }
-    }
-    if (probe_)
-      out_.oracles.push_back({"mutual-tls", !probe_->answered,
-                              probe_->answered ? "the update server " + probe_->detail
-                                               : "a client without a certificate was refused: " + probe_->detail});
+    run_->judge(*this, out_.oracles);
     if (!setup_problem_.empty()) {
       for (auto& o : out_.oracles)
         if (o.name == "still-updatable" && o.held) {
@@ -689,19 +382,15 @@ class Runner {
   const TrialHooks* hooks_;
   const Scenario& s_;
   TrialOutcome out_;
+  std::unique_ptr<FaultRun> run_;
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
-  bool stale_feed_ = false;  ///< stale-manifest on a board that reads the feed
   std::string before_digest_;
   std::string setup_problem_;
   std::string retry_problem_;
-  std::string stays_up_problem_;
-  std::string endless_problem_;
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
   std::vector<TranscriptLine> kept_transcript_;  ///< before brown-out measuring boots
-  bool placed_cut_fell_ = false;
-  std::optional<drivers::process::ProbeResult> probe_;
 };
 
 }  // namespace
@@ -759,9 +448,9 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
     throw BenchError(fmt::format("{}: timing a clean update from {} to {}: no status within {:.0f} ms of power-on",
                                  bench.profile().name, start, deliver, up.waited_ms));
   bench.drain_console();
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = bench.clock().now();
   auto r = parts.link->deliver(releases.artifact(d));
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(bench.clock().now() - t0);
   bench.drain_console();
   (void)bench.take_transcript();
   if (r.status != drivers::DeliveryStatus::accepted)
@@ -776,8 +465,9 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
     a.count_ops = [&bench, &releases](const std::string& s, const std::string& d) {
       return count_update_ops(bench, releases, s, d);
     };
-  a.delivery_cuts = delivery_cuts(bench) != nullptr;
-  if (auto* net = network_faults(bench)) a.network = net->tls_mode();
+  a.delivery_cuts = bench.parts().cuts != nullptr;
+  if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
+  a.server = bench.parts().feed != nullptr;
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };

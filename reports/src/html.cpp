@@ -148,15 +148,11 @@ std::string verdict_badge(const std::string& v) {
   return "<span class=\"v none\">" + e(v) + "</span>";
 }
 
+// The fault as its kind described it when the trial was planned.
 std::string fault_text(const json& t) {
   const auto& f = object_at(t, "fault");
-  auto kind = detail::text(f, "kind");
-  std::string s = kind;
-  if (kind == "power-cut") {
-    s += fmt::format(" before op {}/{}", detail::text(f, "before_op"), detail::text(f, "ops_total"));
-    if (f.value("torn", false)) s += " (torn write)";
-    if (!detail::text(f, "at").empty()) s += " [" + detail::text(f, "at") + "]";
-  }
+  if (!detail::text(f, "text").empty()) return detail::text(f, "text");
+  std::string s = detail::text(f, "kind");
   if (!detail::text(f, "variant").empty()) s += ": " + detail::text(f, "variant");
   return s;
 }
@@ -537,7 +533,8 @@ class Page {
         total = c.value("ops_total", 0.0);
         phase = detail::text(c, "phase");
         torn = c.value("torn", false);
-      } else if (detail::text(object_at(*t, "fault"), "kind") == "power-cut") {
+      } else if (object_at(*t, "fault").contains("before_op")) {
+        // A counted cut that did not fall (the update ended first).
         const auto& f = object_at(*t, "fault");
         op = f.value("before_op", 0.0);
         total = f.value("ops_total", 0.0);

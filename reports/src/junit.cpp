@@ -61,20 +61,11 @@ std::string property(const std::string& name, const std::string& value) {
   return fmt::format("      <property name=\"{}\" value=\"{}\"/>\n", xml_escape(name), xml_escape(value));
 }
 
+// The fault point as the fault kind labelled it when the trial was planned.
 std::string fault_point(const nlohmann::json& t) {
   const auto& f = t["fault"];
+  if (f.contains("label")) return str(f, "label");
   std::string kind = str(f, "kind");
-  if (kind == "power-cut" && f.contains("byte"))
-    return fmt::format("{} at byte {}/{}", kind, str(f, "byte"), str(f, "image_size"));
-  if (kind == "power-cut" && str(f, "at") == "time") return fmt::format("{} at {} ms", kind, str(f, "delay_ms"));
-  if (kind == "power-cut" && str(f, "at") == "console")
-    return fmt::format("{} {} ms after /{}/", kind, str(f, "delay_ms"), str(f, "pattern"));
-  if (kind == "power-cut")
-    return fmt::format("{} op {}/{}{}", kind, str(f, "before_op"), str(f, "ops_total"),
-                       f.value("torn", false) ? " torn" : "");
-  if (kind == "network" && f.contains("faults")) return kind + ": " + str(f, "faults");
-  if (kind == "network" && f.contains("probe")) return kind + ": " + str(f, "probe");
-  if (kind == "stale") return kind + ": " + str(f, "serve");
   if (f.contains("variant")) return kind + ":" + str(f, "variant");
   return kind;
 }

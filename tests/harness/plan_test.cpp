@@ -1,26 +1,47 @@
 #include "otarig/harness/plan.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <set>
+
+#include "otarig/harness/composition.hpp"
 
 using namespace otarig::harness;
 
 namespace {
 
-Scenario leaf(const std::string& name, const std::string& kind, const std::string& at = "", double torn = 0,
-              std::uint64_t trials = 0) {
+// A scenario whose fault section is `fault` (YAML), parsed by its kind.
+Scenario with_fault(const std::string& name, const std::string& fault, std::uint64_t trials = 0) {
   Scenario s;
   s.name = name;
   s.start = "factory";
   s.deliver = "update";
-  s.fault.kind = kind;
-  s.fault.at = at;
-  s.fault.torn = torn;
   s.trials = trials;
-  if (kind == "tamper") s.fault.variants = {"truncated", "appended"};
+  const auto root = otarig::Config::load_string(fault, "scenarios/" + name + ".yaml");
+  s.fault = parse_fault(root, builtin_registries().faults, FaultParseContext{name, trials, &root});
   return s;
 }
+
+Scenario leaf(const std::string& name, const std::string& kind, const std::string& at = "", double torn = 0,
+              std::uint64_t trials = 0) {
+  std::string fault = "kind: " + kind + "\n";
+  if (!at.empty()) fault += "at: " + at + "\n";
+  if (torn > 0) fault += fmt::format("torn: {}\n", torn);
+  if (kind == "tamper") fault += "variants: [truncated, appended]\n";
+  return with_fault(name, fault, trials);
+}
+
+// The planned fault's fields, as the evidence records them.
+std::uint64_t cut_op(const TrialSpec& t) { return t.fault_json().value("before_op", std::uint64_t{0}); }
+bool torn_of(const TrialSpec& t) { return t.fault_json().value("torn", false); }
+std::string cut_at(const TrialSpec& t) {
+  const auto j = t.fault_json();
+  return j.contains("before_op") ? "" : j.value("at", "");
+}
+std::uint64_t cut_byte(const TrialSpec& t) { return t.fault_json().value("byte", std::uint64_t{0}); }
+std::uint64_t cut_delay_ms(const TrialSpec& t) { return t.fault_json().value("delay_ms", std::uint64_t{0}); }
+std::string network(const TrialSpec& t) { return t.fault_json().value("faults", ""); }
 
 Scenario suite() {
   Scenario s;
@@ -39,8 +60,8 @@ TEST(Plan, SweepCoversEveryOpOnce) {
   auto plan = make_plan(s, 1, kTenOps);
   ASSERT_EQ(plan.trials.size(), 10u + 40u + 2u + 1u);
   for (std::uint64_t k = 1; k <= 10; ++k) {
-    EXPECT_EQ(plan.trials[k - 1].cut_op, k);
-    EXPECT_FALSE(plan.trials[k - 1].torn);
+    EXPECT_EQ(cut_op(plan.trials[k - 1]), k);
+    EXPECT_FALSE(torn_of(plan.trials[k - 1]));
   }
   for (std::size_t i = 0; i < plan.trials.size(); ++i) EXPECT_EQ(plan.trials[i].index, i);
   EXPECT_EQ(plan.trials[0].id, "00000");
@@ -51,9 +72,9 @@ TEST(Plan, TornSweepDoublesTheTrials) {
   Scenario s = leaf("sweep", "power-cut", "every-flash-op", 1.0);
   auto plan = make_plan(s, 1, kTenOps);
   ASSERT_EQ(plan.trials.size(), 20u);
-  EXPECT_FALSE(plan.trials[0].torn);
-  EXPECT_TRUE(plan.trials[1].torn);
-  EXPECT_EQ(plan.trials[1].cut_op, 1u);
+  EXPECT_FALSE(torn_of(plan.trials[0]));
+  EXPECT_TRUE(torn_of(plan.trials[1]));
+  EXPECT_EQ(cut_op(plan.trials[1]), 1u);
 }
 
 TEST(Plan, SameSeedSamePlanOtherSeedOtherDraws) {
@@ -62,20 +83,20 @@ TEST(Plan, SameSeedSamePlanOtherSeedOtherDraws) {
   ASSERT_EQ(a.trials.size(), b.trials.size());
   bool differs = false;
   for (std::size_t i = 0; i < a.trials.size(); ++i) {
-    EXPECT_EQ(a.trials[i].cut_op, b.trials[i].cut_op);
-    EXPECT_EQ(a.trials[i].torn, b.trials[i].torn);
+    EXPECT_EQ(cut_op(a.trials[i]), cut_op(b.trials[i]));
+    EXPECT_EQ(torn_of(a.trials[i]), torn_of(b.trials[i]));
     EXPECT_EQ(a.trials[i].seed, b.trials[i].seed);
-    differs = differs || a.trials[i].cut_op != c.trials[i].cut_op;
+    differs = differs || cut_op(a.trials[i]) != cut_op(c.trials[i]);
   }
   EXPECT_TRUE(differs);
   std::set<std::uint64_t> ops;
   int torn = 0;
   for (const auto& t : a.trials)
     if (t.scenario->name == "random") {
-      ASSERT_GE(t.cut_op, 1u);
-      ASSERT_LE(t.cut_op, 10u);
-      ops.insert(t.cut_op);
-      torn += t.torn;
+      ASSERT_GE(cut_op(t), 1u);
+      ASSERT_LE(cut_op(t), 10u);
+      ops.insert(cut_op(t));
+      torn += torn_of(t);
     }
   EXPECT_GT(ops.size(), 5u);
   EXPECT_GT(torn, 5);
@@ -111,8 +132,7 @@ TEST(Plan, LimitKeepsASeededSubsetInOrder) {
 
 TEST(Plan, PowerCutNeedsACountingBoard) {
   // Alone, a scenario the board cannot run is bad input naming it.
-  auto single = leaf("sweep", "power-cut", "every-flash-op");
-  single.fault.where = "scenarios/sweep.yaml:9";
+  auto single = with_fault("sweep", "\n\n\n\n\n\n\n\nkind: power-cut\nat: every-flash-op\n");
   try {
     make_plan(single, 1, nullptr);
     FAIL() << "expected an InputError";
@@ -136,6 +156,7 @@ BoardAbilities process_board(std::string tls = "mutual") {
   BoardAbilities b;
   b.delivery_cuts = true;
   b.network = std::move(tls);
+  b.server = true;
   b.image_size = [](const std::string&) -> std::uint64_t { return 1000; };
   b.update_ms = [](const std::string&, const std::string&) -> std::uint64_t { return 80; };
   return b;
@@ -155,27 +176,27 @@ TEST(Plan, CountedCutsBecomeDeliveryCutsOnAProcessBoard) {
   // 16 download points spread over the image, then 8 times spread over 1.25 x 80 ms.
   ASSERT_EQ(sweep.size(), 24u);
   for (std::size_t i = 0; i < 16; ++i) {
-    EXPECT_EQ(sweep[i]->cut_at, "download-byte");
-    EXPECT_EQ(sweep[i]->cut_byte, 1000 * i / 16);
+    EXPECT_EQ(cut_at(*sweep[i]), "download-byte");
+    EXPECT_EQ(cut_byte(*sweep[i]), 1000 * i / 16);
     EXPECT_EQ(sweep[i]->fault_json()["mapped_from"], "every-flash-op");
   }
   for (std::size_t i = 0; i < 8; ++i) {
-    EXPECT_EQ(sweep[16 + i]->cut_at, "time");
-    EXPECT_EQ(sweep[16 + i]->cut_delay_ms, 100 * (2 * i + 1) / 16);
+    EXPECT_EQ(cut_at(*sweep[16 + i]), "time");
+    EXPECT_EQ(cut_delay_ms(*sweep[16 + i]), 100 * (2 * i + 1) / 16);
   }
   EXPECT_EQ(plan.update_ms.at("factory->update"), 80u);
   ASSERT_EQ(random.size(), 40u);
   std::set<std::string> kinds;
   for (const auto* t : random) {
-    kinds.insert(t->cut_at);
-    if (t->cut_at == "download-byte") {
-      EXPECT_LT(t->cut_byte, 1000u);
+    kinds.insert(cut_at(*t));
+    if (cut_at(*t) == "download-byte") {
+      EXPECT_LT(cut_byte(*t), 1000u);
     }
-    if (t->cut_at == "time") {
-      EXPECT_LT(t->cut_delay_ms, 100u);
+    if (cut_at(*t) == "time") {
+      EXPECT_LT(cut_delay_ms(*t), 100u);
     }
-    EXPECT_EQ(t->cut_op, 0u) << "no counted cut on a process board";
-    EXPECT_FALSE(t->torn);
+    EXPECT_EQ(cut_op(*t), 0u) << "no counted cut on a process board";
+    EXPECT_FALSE(torn_of(*t));
   }
   EXPECT_EQ(kinds, (std::set<std::string>{"download-byte", "time"}));
   // Same seed, same plan.
@@ -187,14 +208,10 @@ TEST(Plan, CountedCutsBecomeDeliveryCutsOnAProcessBoard) {
 TEST(Plan, NetworkFaultsFillASeededByteAndNeedTheProxy) {
   Scenario s;
   s.name = "suite";
-  auto corrupt = leaf("corrupt", "network", "", 0, 6);
-  corrupt.fault.faults = "down:corrupt@offset=${b},count=1";
-  auto mtls = leaf("mtls", "network");
-  mtls.fault.probe = "no-client-certificate";
-  auto impostor = leaf("impostor", "network");
-  impostor.fault.faults = "impostor";
-  auto stale = leaf("stale", "stale");
-  stale.fault.serve = "factory";
+  auto corrupt = with_fault("corrupt", "kind: network\nfaults: down:corrupt@offset=${b},count=1\n", 6);
+  auto mtls = with_fault("mtls", "kind: network\nprobe: no-client-certificate\n");
+  auto impostor = with_fault("impostor", "kind: network\nfaults: impostor\n");
+  auto stale = with_fault("stale", "kind: stale\nserve: factory\n");
   s.parts = {corrupt, mtls, impostor, stale};
 
   auto plan = make_plan(s, 9, process_board());
@@ -202,10 +219,10 @@ TEST(Plan, NetworkFaultsFillASeededByteAndNeedTheProxy) {
   std::set<std::string> specs;
   for (const auto& t : plan.trials) {
     if (t.scenario->name != "corrupt") continue;
-    ASSERT_EQ(t.network.rfind("down:corrupt@offset=", 0), 0u) << t.network;
-    const auto b = std::stoull(t.network.substr(20));
+    ASSERT_EQ(network(t).rfind("down:corrupt@offset=", 0), 0u) << network(t);
+    const auto b = std::stoull(network(t).substr(20));
     EXPECT_LT(b, 1000u);
-    specs.insert(t.network);
+    specs.insert(network(t));
   }
   EXPECT_GT(specs.size(), 1u) << "each trial draws its own byte";
 

@@ -111,13 +111,15 @@ TEST(JUnit, SkippedScenariosAndPlacedCutsAreReported) {
                                         {"reason", "the board does not count flash operations <so>"}}})}};
   run["trials"] = json::array(
       {{{"id", "00000"}, {"scenario", "power-cut-sweep"}, {"seed", 1}, {"requirements", json::array()},
-        {"fault", {{"kind", "power-cut"}, {"at", "download-byte"}, {"byte", 65536}, {"image_size", 1048576}}},
+        {"fault", {{"kind", "power-cut"}, {"at", "download-byte"}, {"byte", 65536}, {"image_size", 1048576},
+                   {"label", "power-cut at byte 65536/1048576"}}},
         {"verdict", "pass"}, {"broken", json::array()}, {"duration_ms", 3.0}},
        {{"id", "00001"}, {"scenario", "power-cut-sweep"}, {"seed", 2}, {"requirements", json::array()},
-        {"fault", {{"kind", "power-cut"}, {"at", "time"}, {"delay_ms", 40}}},
+        {"fault", {{"kind", "power-cut"}, {"at", "time"}, {"delay_ms", 40}, {"label", "power-cut at 40 ms"}}},
         {"verdict", "pass"}, {"broken", json::array()}, {"duration_ms", 3.0}},
        {{"id", "00002"}, {"scenario", "corrupt-in-transit"}, {"seed", 3}, {"requirements", json::array()},
-        {"fault", {{"kind", "network"}, {"faults", "down:corrupt@offset=9,count=1"}}},
+        {"fault", {{"kind", "network"}, {"faults", "down:corrupt@offset=9,count=1"},
+                   {"label", "network: down:corrupt@offset=9,count=1"}}},
         {"verdict", "pass"}, {"broken", json::array()}, {"duration_ms", 3.0}}});
   spit(d.path / "junit.xml", junit_xml(run));
   auto xml = slurp(d.path / "junit.xml");

@@ -105,7 +105,8 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
                     {"at", "every-flash-op"},
                     {"before_op", op},
                     {"ops_total", kOpsTotal},
-                    {"torn", i % 5 == 4}};
+                    {"torn", i % 5 == 4},
+                    {"label", fmt::format("power-cut op {}/{}{}", op, kOpsTotal, i % 5 == 4 ? " torn" : "")}};
     else
       t["fault"] = {{"kind", "tamper"}, {"variant", kVariants[i % kVariants.size()]}};
     t["fault"]["detail"] = sweep ? fmt::format("cut before op {}", op) : "image damaged before delivery";

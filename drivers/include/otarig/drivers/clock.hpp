@@ -3,6 +3,7 @@
 // (and the in-process virtual board) advance time instead of waiting.
 #include <atomic>
 #include <chrono>
+#include <thread>
 
 namespace otarig {
 
@@ -16,6 +17,8 @@ class Clock {
   virtual bool is_manual() const = 0;
   /// Moves a manual clock forward; a real clock ignores this.
   virtual void advance(duration) {}
+  /// Lets `d` pass: a real clock waits, a manual one moves forward at once.
+  virtual void sleep_for(duration d) { advance(d); }
 };
 
 /// std::chrono::steady_clock.
@@ -25,6 +28,7 @@ class SteadyClock final : public Clock {
     return std::chrono::duration_cast<duration>(std::chrono::steady_clock::now().time_since_epoch());
   }
   bool is_manual() const override { return false; }
+  void sleep_for(duration d) override { std::this_thread::sleep_for(d); }
 };
 
 /// A clock that moves only when advanced: virtual devices and tests.

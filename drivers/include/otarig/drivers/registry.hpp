@@ -24,6 +24,15 @@ struct BoardParts {
   std::shared_ptr<ProvisionProtocol> provision;
   std::shared_ptr<FlashFaultProtocol> flash_faults;
   std::shared_ptr<ProbeProtocol> probe;
+  /// Power cuts placed in a delivery (a download byte, a time, a console
+  /// line): boards whose flash the rig cannot count.
+  std::shared_ptr<CutProtocol> cuts;
+  /// The fault proxy between the device and the rig's update server; null
+  /// when the device reaches the server directly or has none.
+  std::shared_ptr<NetworkFaultProtocol> network;
+  /// The rig's update server as the device's release feed: null when the
+  /// device does not download from the rig's server.
+  std::shared_ptr<ReleaseFeedProtocol> feed;
   /// The console's own arrival stamps, when its driver records them as the
   /// bytes arrive (ConsoleReader: `serial`, `tty`); null for a console that
   /// cannot (the harness then stamps lines when it reads them). Kept apart

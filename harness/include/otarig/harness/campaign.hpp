@@ -9,6 +9,7 @@
 #include <string>
 
 #include "otarig/drivers/registry.hpp"
+#include "otarig/harness/composition.hpp"
 #include "otarig/harness/trial.hpp"
 #include "otarig/reports/bundle.hpp"
 
@@ -56,7 +57,16 @@ nlohmann::json trial_summary(const TrialOutcome& trial);
 
 /// Runs a campaign and writes the evidence into options.out. InputError for
 /// bad profiles/scenarios/arguments; bench failures end up in `aborted`.
-CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& registry);
+CampaignResult run_campaign(const CampaignOptions& options, const Registries& registries);
+/// The same with these drivers and the built-in fault kinds.
+CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& drivers);
+
+/// InputError when a scenario names a release the board does not define
+/// (start, before, deliver, retry, and those its fault section names).
+void check_release_names(const Scenario& scenario, const BoardProfile& profile);
+
+/// "PASS: 606 trials, 606 passed, 0 failed, 0 findings (board B, scenario S, seed N)".
+std::string summary_line(const nlohmann::json& run, const std::string& aborted);
 
 /// The one command that replays a trial.
 std::string replay_command(const CampaignOptions& options, const std::string& trial_id);

@@ -8,6 +8,4 @@ namespace otarig::harness {
 int cli_main(int argc, char** argv);
 
 /// The registry with every built-in driver.
-const drivers::DriverRegistry& cli_registry();
-
 }  // namespace otarig::harness

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "otarig/drivers/registry.hpp"
+#include "otarig/harness/composition.hpp"
 
 namespace otarig::harness {
 
@@ -64,7 +64,7 @@ struct DetectionTable {
 std::vector<std::filesystem::path> detection_boards(const DetectionOptions& options);
 
 /// Runs the scenario on every board. InputError for a bad profile or scenario.
-DetectionTable run_detection(const DetectionOptions& options, const drivers::DriverRegistry& registry);
+DetectionTable run_detection(const DetectionOptions& options, const Registries& registries);
 
 /// The table as Markdown: board, mode, defect, trials, findings, and per
 /// oracle the first trial that broke it (trial id, scenario, how many trials).

@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "otarig/harness/fault_kind.hpp"
 #include "otarig/harness/scenario.hpp"
 
 namespace otarig::harness {
@@ -18,30 +20,16 @@ struct TrialSpec {
   std::string id;                   ///< zero-padded index, also the evidence folder name
   const Scenario* scenario = nullptr;
   std::uint64_t seed = 0;           ///< this trial's stream
-  // power-cut, flash-error
-  std::uint64_t cut_op = 0;         ///< 0: no counted cut
-  std::uint64_t ops_total = 0;      ///< flash ops of the whole update (for where the cut fell)
-  bool torn = false;
-  std::uint64_t torn_seed = 0;
-  bool flash_error = false;         ///< op cut_op fails with an error instead of a power loss
-  std::uint32_t recovery_cuts = 0;  ///< brown-out: cuts again during this many recovery boots
-  // power cuts placed in a delivery (boards that do not count flash operations)
-  std::string cut_at;               ///< "" | download-byte | time | console
-  std::uint64_t cut_byte = 0;       ///< download-byte: image byte (from 0) the cut falls before
-  std::uint32_t cut_delay_ms = 0;   ///< time: after the update command; console: after the line
-  std::string cut_pattern;          ///< console: RE2 of the line (${banner}: the profile's banner)
-  std::uint64_t image_size = 0;     ///< download-byte, network: bytes of the delivered image
-  std::uint64_t update_ms = 0;      ///< time: how long a clean update took when measured
-  // network
-  std::string network;              ///< the fault proxy spec of this trial (${b} filled in)
-  // bit-rot
-  bool rot_running = true;          ///< the slot the device runs, else the other one
-  std::uint32_t rot_bits = 0;
-  std::uint64_t rot_seed = 0;
-  // image faults
-  std::string variant;
+  /// What the scenario's fault kind drew for this trial at plan time.
+  std::shared_ptr<const FaultPoint> point;
 
-  /// The fault as recorded in the evidence.
+  /// The point as its kind's own type.
+  template <class T>
+  const T& point_as() const {
+    return dynamic_cast<const T&>(*point);
+  }
+  /// The fault as recorded in the evidence: {"kind", ...the point's fields,
+  /// "label", "text"}.
   nlohmann::json fault_json() const;
 };
 
@@ -74,6 +62,9 @@ struct BoardAbilities {
   /// The fault proxy between device and update server: "" none, else the
   /// device's TLS mode ("off", "tls", "mutual").
   std::string network;
+  /// The device downloads from the rig's update server (with or without
+  /// the fault proxy), so the server can answer with another release.
+  bool server = false;
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).

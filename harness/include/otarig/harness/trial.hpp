@@ -35,7 +35,9 @@ struct TrialOutcome {
   std::vector<Observation> observations;
   std::vector<TranscriptLine> transcript;
   nlohmann::json events = nlohmann::json::array();  ///< state changes and details, in order
-  std::optional<drivers::FlashOp> cut_fell_at;
+  /// Where a counted cut fell: {op, ops_total, kind, address, phase, torn}
+  /// (run.json `cut`, the report's charts); null when none fell.
+  nlohmann::json cut;
   std::string delivered;             ///< name of the delivered image
   std::string fault_detail;          ///< what the fault did
   std::string delivery_status;       ///< accepted, refused, power-lost, unreachable

@@ -1,0 +1,370 @@
+// Network faults: the fault proxy between the device and the rig's update
+// server (`network`), and a server that answers with an older release
+// (`stale`: a frozen or replaying mirror).
+#include "network.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "otarig/drivers/net/fault_spec.hpp"
+#include "otarig/harness/bench.hpp"
+#include "otarig/harness/oracles.hpp"
+#include "otarig/harness/plan.hpp"
+#include "otarig/harness/releases.hpp"
+#include "otarig/harness/rng.hpp"
+#include "otarig/harness/scenario.hpp"
+#include "otarig/harness/trial.hpp"
+
+namespace otarig::scenarios::network {
+namespace {
+
+using harness::BoardAbilities;
+using harness::FaultParseContext;
+using harness::OracleResult;
+using harness::PlanContext;
+using harness::Rng;
+using harness::Scenario;
+using harness::TrialPort;
+using harness::TrialSpec;
+
+// How many bytes past the image an endless body may have been sent when the
+// device let go at the image's declared size: what the sockets between the
+// update server and the device (server, fault proxy, device, each direction's
+// kernel buffers) can hold. More than this was read by the device.
+constexpr std::uint64_t kEndlessSlack = 16u << 20;
+
+struct NetworkOptions final : harness::FaultOptions {
+  std::string faults;                ///< fault proxy spec (${b}: a seeded byte of the image)
+  std::string probe;                 ///< "" | no-client-certificate
+  std::vector<std::string> expect;   ///< installed, stays-up
+
+  bool expects(std::string_view what) const { return std::find(expect.begin(), expect.end(), what) != expect.end(); }
+  nlohmann::json json() const override { return {{"faults", faults}, {"probe", probe}, {"expect", expect}}; }
+};
+
+struct NetworkPoint final : harness::FaultPoint {
+  std::string faults;  ///< this trial's spec, ${b} filled in
+  std::string probe;
+  std::vector<std::string> expect;
+  std::uint64_t image_size = 0;
+  nlohmann::json json() const override {
+    nlohmann::json j = nlohmann::json::object();
+    if (!faults.empty()) j["faults"] = faults;
+    if (!probe.empty()) j["probe"] = probe;
+    if (!expect.empty()) j["expect"] = expect;
+    return j;
+  }
+  std::string label() const override {
+    if (!faults.empty()) return "network: " + faults;
+    if (!probe.empty()) return "network: " + probe;
+    return "network";
+  }
+};
+
+std::string fill_b(std::string text, std::uint64_t b) {
+  for (std::size_t at; (at = text.find("${b}")) != std::string::npos;) text.replace(at, 4, std::to_string(b));
+  return text;
+}
+
+std::shared_ptr<NetworkOptions> parse_network(const Config& c) {
+  auto f = std::make_shared<NetworkOptions>();
+  f->faults = c.string_or("faults", "");
+  f->probe = c.string_or("probe", "");
+  if (!f->probe.empty() && f->probe != "no-client-certificate")
+    c.at("probe").fail(fmt::format("unknown probe '{}' (known: no-client-certificate)", f->probe));
+  if (auto e = c.find("expect")) {
+    // One expectation, or a list of them.
+    const std::vector<Config> items = e->is_sequence() ? e->items() : std::vector<Config>{*e};
+    if (items.empty()) e->fail("name at least one expectation (known: installed, stays-up)");
+    for (const auto& item : items) {
+      auto what = item.as_string();
+      if (what != "installed" && what != "stays-up")
+        item.fail(fmt::format("unknown expectation '{}' (known: installed, stays-up)", what));
+      if (f->expects(what)) item.fail(fmt::format("expectation '{}' named twice", what));
+      f->expect.push_back(what);
+    }
+  }
+  if (f->faults.empty() && f->probe.empty()) c.fail("a network fault needs `faults` or `probe`");
+  if (!f->faults.empty()) {
+    // Checked now with a sample byte, so a bad spec names its line.
+    try {
+      (void)drivers::net::parse_fault_spec(fill_b(f->faults, 0), "faults");
+    } catch (const InputError& e) {
+      c.at("faults").fail(e.what());
+    }
+  }
+  return f;
+}
+
+void break_oracle(std::vector<OracleResult>& oracles, const char* name, const std::string& why) {
+  for (auto& r : oracles)
+    if (r.name == name) {
+      r.detail = r.held ? why : r.detail + "; " + why;
+      r.held = false;
+    }
+}
+
+class NetworkRun final : public harness::FaultRun {
+ public:
+  explicit NetworkRun(const NetworkPoint& p) : p_(p) {}
+
+  std::string inject(TrialPort& port) override {
+    auto* net = port.bench().parts().network.get();
+    if (!net)
+      throw BenchError(fmt::format("{}: the board has no fault proxy to inject network faults with",
+                                   port.bench().profile().name));
+    net->set_network_faults(p_.faults, port.spec().seed);
+    std::vector<std::string> parts;
+    if (!p_.faults.empty()) parts.push_back("network faults " + p_.faults);
+    if (!p_.probe.empty()) parts.push_back("a client without a certificate asks the update server for the image");
+    if (expects("installed")) parts.push_back("the device must still finish the update");
+    if (expects("stays-up"))
+      parts.push_back("the device must give up or finish by itself within the link's timeout and answer its "
+                      "status right after, before any power cycle");
+    return fmt::format("{}", fmt::join(parts, "; "));
+  }
+
+  void deliver(TrialPort& port, const std::string& step) override {
+    try {
+      (void)port.deliver(port.image(), step);
+    } catch (...) {
+      if (auto* net = port.bench().parts().network.get()) net->set_network_faults("", 0);
+      throw;
+    }
+  }
+
+  void delivered(TrialPort& port) override {
+    auto* net = port.bench().parts().network.get();
+    if (!net) return;
+    auto events = net->take_network_events();
+    net->set_network_faults("", 0);
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& e : events) list.push_back(nlohmann::json::parse(e, nullptr, false));
+    for (const auto& e : list)
+      if (e.is_object() && e.value("source", "") == "server" && e.value("kind", "") == "endless-body")
+        judge_endless_body(port, e);
+    if (!list.empty()) port.note("network", {{"step", "deliver"}, {"events", std::move(list)}});
+    if (p_.probe == "no-client-certificate") {
+      probe_ = net->probe_without_client_certificate();
+      port.note("probe", {{"probe", p_.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});
+    }
+  }
+
+  void recover(TrialPort& port) override {
+    if (expects("stays-up")) check_stays_up(port);
+  }
+
+  void judge(TrialPort& port, std::vector<OracleResult>& oracles) override {
+    if (!stays_up_problem_.empty()) break_oracle(oracles, "recovered", stays_up_problem_);
+    if (!endless_problem_.empty()) break_oracle(oracles, "recovered", endless_problem_);
+    const auto& out = port.outcome();
+    const auto fault_index = port.fault_index();
+    if (expects("installed") && fault_index < out.observations.size()) {
+      const auto& o = out.observations[fault_index];
+      if (!o.booted || o.digest != port.image().digest)
+        for (auto& r : oracles)
+          if (r.name == "still-updatable" && r.held) {
+            r.held = false;
+            r.detail = fmt::format("the device did not finish the update through the fault ({}: {}); it runs {}",
+                                   out.delivery_status, out.delivery_detail,
+                                   o.booted ? o.version + " " + o.digest.substr(0, 12) : "nothing");
+          }
+    }
+    if (probe_)
+      oracles.push_back({"mutual-tls", !probe_->answered,
+                         probe_->answered ? "the update server " + probe_->detail
+                                          : "a client without a certificate was refused: " + probe_->detail});
+  }
+
+ private:
+  bool expects(std::string_view what) const {
+    return std::find(p_.expect.begin(), p_.expect.end(), what) != p_.expect.end();
+  }
+
+  // The device must come through a network fault by itself: it answered the
+  // update command within the link's timeout (it timed out, refused or
+  // installed on its own), and it answers its status now, before the
+  // recovery power cycle that would hide a hung updater.
+  void check_stays_up(TrialPort& port) {
+    const auto& out = port.outcome();
+    auto& bench = port.bench();
+    std::vector<std::string> problems;
+    if (out.delivery_status == drivers::to_string(drivers::DeliveryStatus::unreachable))
+      problems.push_back(fmt::format("it did not answer the update command within the link's timeout ({})",
+                                     out.delivery_detail));
+    if (!bench.parts().power->is_on()) {
+      problems.push_back("its power was off after the delivery");
+    } else {
+      const auto o = port.look("before-recovery");
+      if (!o.booted)
+        problems.push_back(fmt::format("it did not answer its status within {:.0f} ms afterwards, before any power "
+                                       "cycle",
+                                       o.waited_ms));
+      else if (!o.health.empty() && o.health != "ok")
+        problems.push_back(fmt::format("it reports health={} afterwards", o.health));
+    }
+    if (!problems.empty())
+      stays_up_problem_ = fmt::format("the device did not stay up through the network fault: {}",
+                                      fmt::join(problems, "; "));
+    port.note("expectation", {{"expect", "stays-up"},
+                              {"held", problems.empty()},
+                              {"detail", problems.empty() ? "answered the update command and its status by itself"
+                                                          : stays_up_problem_}});
+  }
+
+  // The update server's count of an endless body (a `server:endless` fault):
+  // the device must stop at the image's declared size and let go.
+  void judge_endless_body(TrialPort& port, const nlohmann::json& e) {
+    const std::uint64_t extra = e.value("endless", std::uint64_t{0});
+    const std::uint64_t sent = e.value("bytes", std::uint64_t{0});
+    const std::uint64_t image = sent >= extra ? sent - extra : 0;
+    std::string problem;
+    if (e.value("in_progress", false))
+      problem = fmt::format("the update server was still sending the endless body when the delivery ended ({} "
+                            "bytes after the {}-byte image): the device kept the connection instead of stopping "
+                            "at the declared size",
+                            extra, image);
+    else if (extra > kEndlessSlack)
+      problem = fmt::format("the device took {} bytes after the {}-byte image before it let go (the sockets on the "
+                            "way hold at most {}): it did not stop at the size the image header declares",
+                            extra, image, kEndlessSlack);
+    port.note("endless-body", {{"image_bytes", image},
+                               {"bytes_after_image", extra},
+                               {"slack", kEndlessSlack},
+                               {"held", problem.empty()},
+                               {"detail", problem.empty() ? e.value("note", "") : problem}});
+    if (!problem.empty() && endless_problem_.empty()) endless_problem_ = problem;
+  }
+
+  NetworkPoint p_;
+  std::optional<drivers::ProbeResult> probe_;
+  std::string stays_up_problem_;
+  std::string endless_problem_;
+};
+
+class NetworkKind final : public harness::FaultKind {
+ public:
+  std::string_view name() const override { return "network"; }
+  std::string_view where() const override { return "network"; }
+  std::string_view summary() const override {
+    return "faults: a fault proxy spec applied to the delivery's connections (docs/network.md; ${b} is a seeded "
+           "byte offset within the image's size; `server:` rules are the update server's own, e.g. "
+           "server:endless@limit=64MiB answers the image without Content-Length and keeps sending); probe: "
+           "no-client-certificate also asks the update server for the image without a client certificate, "
+           "which it must refuse; expect (one or a list): installed means the device must still finish the "
+           "update, stays-up that it must answer the update command within the link's timeout and its status "
+           "right after, before any power cycle";
+  }
+  std::vector<std::string_view> keys() const override { return {"faults", "probe", "expect"}; }
+  std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext&) const override {
+    return parse_network(c);
+  }
+  std::string inapplicable(const Scenario& s, const BoardAbilities& board) const override {
+    const auto& f = s.fault.as<NetworkOptions>();
+    if (board.network.empty())
+      return "the board does not download from the rig's update server through the fault proxy";
+    if (board.network == "off" && (f.faults.find("impostor") != std::string::npos || !f.probe.empty()))
+      return "the device reaches the update server without TLS (device.network.tls: off)";
+    return {};
+  }
+  void plan(PlanContext& ctx) const override {
+    const auto& s = ctx.scenario();
+    const auto& f = s.fault.as<NetworkOptions>();
+    const std::uint64_t size = ctx.board().image_size ? ctx.board().image_size(s.deliver) : 0;
+    for (std::uint64_t i = 0; i < std::max<std::uint64_t>(1, s.trials); ++i) {
+      auto& t = ctx.add();
+      auto p = std::make_shared<NetworkPoint>();
+      p->image_size = size;
+      p->faults = fill_b(f.faults, size ? Rng(harness::mix64(t.seed ^ 0x6e6574ULL)).below(size) : 0);
+      p->probe = f.probe;
+      p->expect = f.expect;
+      t.point = std::move(p);
+    }
+  }
+  std::unique_ptr<harness::FaultRun> start(const TrialSpec& spec) const override {
+    return std::make_unique<NetworkRun>(spec.point_as<NetworkPoint>());
+  }
+};
+
+struct StaleOptions final : harness::FaultOptions {
+  std::string serve;
+  nlohmann::json json() const override { return {{"serve", serve}}; }
+};
+
+struct StalePoint final : harness::FaultPoint {
+  std::string serve;
+  nlohmann::json json() const override { return {{"serve", serve}}; }
+  std::string label() const override { return "stale: " + serve; }
+};
+
+class StaleRun final : public harness::FaultRun {
+ public:
+  explicit StaleRun(std::string serve) : serve_(std::move(serve)) {}
+  std::string inject(TrialPort& port) override {
+    const std::string base_name = port.image().name, base_version = port.image().version;
+    port.use_release(serve_);
+    const auto& served = port.image();
+    auto* feed = port.bench().parts().feed.get();
+    if (feed && feed->follows_feed()) {
+      stale_feed_ = true;
+      return fmt::format("the update server's feed is frozen at an older release: asked for the latest, "
+                         "expected {} ({}), it answers with the manifest of {} ({}) and serves its image",
+                         base_name, base_version, served.name, served.version);
+    }
+    return fmt::format("the update server answers the request for {} ({}) with the image of {} ({}) at "
+                       "the update's URL (the device's update command reads no manifest)",
+                       base_name, base_version, served.name, served.version);
+  }
+  void deliver(TrialPort& port, const std::string& step) override {
+    (void)port.deliver(port.image(), step, stale_feed_);
+  }
+
+ private:
+  std::string serve_;
+  bool stale_feed_ = false;
+};
+
+class StaleKind final : public harness::FaultKind {
+ public:
+  std::string_view name() const override { return "stale"; }
+  std::string_view where() const override { return "network"; }
+  std::string_view summary() const override {
+    return "the update server answers the request for the new release with an older release's manifest and "
+           "image (serve: RELEASE): a frozen or replaying mirror; the device must not go back";
+  }
+  std::vector<std::string_view> keys() const override { return {"serve"}; }
+  std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext&) const override {
+    auto o = std::make_shared<StaleOptions>();
+    o->serve = c.at("serve").as_string();
+    return o;
+  }
+  std::vector<std::pair<std::string, std::string>> releases_named(const harness::FaultSpec& f) const override {
+    return {{f.as<StaleOptions>().serve, f.where}};
+  }
+  std::string inapplicable(const Scenario&, const BoardAbilities& board) const override {
+    if (!board.server) return "the board does not download from the rig's update server through the fault proxy";
+    return {};
+  }
+  void plan(PlanContext& ctx) const override {
+    const auto& s = ctx.scenario();
+    for (std::uint64_t i = 0; i < std::max<std::uint64_t>(1, s.trials); ++i) {
+      auto p = std::make_shared<StalePoint>();
+      p->serve = s.fault.as<StaleOptions>().serve;
+      ctx.add().point = std::move(p);
+    }
+  }
+  std::unique_ptr<harness::FaultRun> start(const TrialSpec& spec) const override {
+    return std::make_unique<StaleRun>(spec.point_as<StalePoint>().serve);
+  }
+};
+
+}  // namespace
+
+void register_network_faults(harness::FaultRegistry& registry) {
+  registry.add(std::make_shared<NetworkKind>());
+  registry.add(std::make_shared<StaleKind>());
+}
+
+}  // namespace otarig::scenarios::network

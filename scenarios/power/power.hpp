@@ -1,0 +1,67 @@
+#pragma once
+// Power faults: cuts before (or tearing) a counted flash operation, cuts
+// placed in a delivery (a download byte, a time, a console line), brown-outs
+// while the device recovers, and flash operations that fail with an error.
+#include <cstdint>
+#include <string>
+
+#include "otarig/harness/fault_kind.hpp"
+
+namespace otarig::scenarios::power {
+
+/// The scenario section of `power-cut` and `flash-error`.
+struct CutOptions final : harness::FaultOptions {
+  bool flash_error = false;         ///< flash-error: op k fails instead of losing power
+  std::string at;                   ///< every-flash-op | random-flash-op | download-byte | random-time | console
+  std::uint32_t points = 16;        ///< download-byte: cut points spread over the image
+  std::string pattern;              ///< console: RE2 of the line (${banner}: the profile's)
+  std::uint32_t delay_ms = 0;       ///< console: the cut falls 0..delay_ms after the line
+  double torn = 0.0;                ///< probability that a counted cut tears the op
+  std::uint32_t recovery_cuts = 0;  ///< up to this many more cuts while recovering (brown-out)
+  std::string image;                ///< "" the release itself, "self-test-fail" its failing twin
+
+  bool counted() const { return at == "every-flash-op" || at == "random-flash-op"; }
+  nlohmann::json json() const override;
+};
+
+/// A cut before (or tearing, or failing) counted flash operation `before_op`.
+struct CountedCut final : harness::FaultPoint {
+  std::string kind;                 ///< power-cut | flash-error
+  std::string at;
+  std::uint64_t before_op = 0;
+  std::uint64_t ops_total = 0;
+  bool torn = false;
+  std::uint64_t torn_seed = 0;
+  bool flash_error = false;
+  std::uint32_t recovery_cuts = 0;
+  std::string image;
+
+  nlohmann::json json() const override;
+  std::string label() const override;
+  std::string text() const override;
+};
+
+/// A cut placed in a delivery, on a board whose flash the rig cannot count.
+struct PlacedCut final : harness::FaultPoint {
+  std::string at;                   ///< download-byte | time | console
+  std::string mapped_from;          ///< the scenario's `at` when it was another
+  std::uint64_t byte = 0;           ///< download-byte: image byte (from 0) the cut falls before
+  std::uint64_t image_size = 0;
+  std::uint32_t delay_ms = 0;       ///< time: after the update command; console: after the line
+  std::uint64_t update_ms = 0;      ///< time: how long a clean update took when measured
+  std::string pattern;              ///< console
+  std::uint32_t recovery_cuts = 0;
+  std::string image;
+
+  nlohmann::json json() const override;
+  std::string label() const override;
+  std::string text() const override;
+};
+
+/// How many recovery boots a brown-out trial cuts again: 1..max, from a
+/// stream of the trial's own.
+std::uint32_t recovery_cut_count(std::uint64_t trial_seed, std::uint32_t max);
+
+void register_power_faults(harness::FaultRegistry& registry);
+
+}  // namespace otarig::scenarios::power

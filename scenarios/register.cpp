@@ -1,0 +1,16 @@
+#include "faults.hpp"
+#include "image/image.hpp"
+#include "network/network.hpp"
+#include "power/power.hpp"
+#include "storage/storage.hpp"
+
+namespace otarig::scenarios {
+
+void register_builtin_fault_kinds(harness::FaultRegistry& registry) {
+  image_faults::register_image_faults(registry);
+  power::register_power_faults(registry);
+  network::register_network_faults(registry);
+  storage::register_storage_faults(registry);
+}
+
+}  // namespace otarig::scenarios

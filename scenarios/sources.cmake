@@ -1,0 +1,10 @@
+# The fault kinds, compiled into otarig::harness (they implement its
+# FaultKind interface). A family lists its sources here.
+set(OTARIG_FAULT_KIND_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/register.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/power/kinds.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/power/points.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/power/runs.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/image/image.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/network/network.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp)
