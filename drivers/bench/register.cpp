@@ -7,7 +7,7 @@
 #include <string_view>
 #include <utility>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {

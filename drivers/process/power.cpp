@@ -8,7 +8,7 @@
 #include <set>
 #include <system_error>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 
 extern char** environ;
@@ -141,7 +141,7 @@ ProcessPower::~ProcessPower() {
 std::string ProcessPower::command_text() const {
   std::vector<std::string> argv;
   for (const auto& a : cfg_.command) argv.push_back(device_->expand(a));
-  return process::command_text(argv);
+  return otarig::command_text(argv);
 }
 
 void ProcessPower::on() {
@@ -171,7 +171,7 @@ void ProcessPower::on() {
   for (auto it = vars.rbegin(); it != vars.rend(); ++it)
     if (seen.insert(it->first).second) spec.env.push_back(it->first + "=" + it->second);
 
-  const auto text = process::command_text(spec.argv);
+  const auto text = otarig::command_text(spec.argv);
   auto program = find_program(spec.argv.front(), dev.profile_dir(), tool_dirs_);
   if (!program) {
     std::string searched;

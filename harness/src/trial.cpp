@@ -8,7 +8,7 @@
 
 #include <thread>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/process/cut.hpp"
 #include "otarig/harness/rng.hpp"
 

@@ -2,9 +2,9 @@
 # into each target so the fuzzer sees its coverage; a seed corpus is written
 # to BUILD/corpus/TARGET, where ci/fuzz runs each target on it
 # (by hand: build/fuzz/tests/fuzz/fuzz_manifest build/fuzz/corpus/fuzz_manifest -max_total_time=30).
-otarig_fuzzer(fuzz_manifest ${CMAKE_CURRENT_LIST_DIR}/manifest_fuzz.cpp otarig_drivers_core nlohmann_json::nlohmann_json)
+otarig_fuzzer(fuzz_manifest ${CMAKE_CURRENT_LIST_DIR}/manifest_fuzz.cpp otarig_core nlohmann_json::nlohmann_json)
 target_sources(fuzz_manifest PRIVATE ${PROJECT_SOURCE_DIR}/drivers/net/manifest.cpp)
-otarig_fuzzer(fuzz_fault_spec ${CMAKE_CURRENT_LIST_DIR}/fault_spec_fuzz.cpp otarig_drivers_core)
+otarig_fuzzer(fuzz_fault_spec ${CMAKE_CURRENT_LIST_DIR}/fault_spec_fuzz.cpp otarig_core)
 target_sources(fuzz_fault_spec PRIVATE ${PROJECT_SOURCE_DIR}/drivers/net/fault_spec.cpp)
 
 set(_corpus ${CMAKE_BINARY_DIR}/corpus)
