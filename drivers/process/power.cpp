@@ -30,13 +30,14 @@ void append_path_list(std::vector<std::filesystem::path>& out, std::string_view 
   }
 }
 
-// Waits `d` of real time with a deadline (no sleep_for): poll() on nothing,
-// rounding up so the wait is never shorter than asked.
-void wait_real(std::chrono::milliseconds d) {
-  const auto deadline = std::chrono::steady_clock::now() + d;
+// Waits `d` of real time on a clock that is not manual, with a deadline (no
+// sleep_for): poll() on nothing, rounding up so the wait is never shorter
+// than asked. The device program runs in real time, so the wait is real.
+void wait_real(const Clock& clock, std::chrono::milliseconds d) {
+  const auto deadline = clock.now() + d;
   while (true) {
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) return;
+    const auto left = deadline - clock.now();
+    if (left <= Clock::duration::zero()) return;
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
     ::poll(nullptr, 0, static_cast<int>(std::min<std::int64_t>(ms, 1 << 30)));
   }
@@ -221,7 +222,7 @@ void ProcessPower::cycle(std::chrono::milliseconds off_time) {
   if (clock.is_manual())
     clock.advance(off_time);
   else
-    wait_real(off_time);
+    wait_real(clock, off_time);
   on();
 }
 
