@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 

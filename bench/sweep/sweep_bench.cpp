@@ -24,7 +24,7 @@
 #include <fstream>
 #include <thread>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/plan.hpp"

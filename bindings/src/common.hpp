@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/plan.hpp"

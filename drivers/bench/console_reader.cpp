@@ -12,7 +12,7 @@
 #include <system_error>
 
 #include "otarig/drivers/bench/console.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {

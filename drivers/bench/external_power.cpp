@@ -6,7 +6,7 @@
 #include <atomic>
 #include <mutex>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {

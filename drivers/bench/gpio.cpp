@@ -6,7 +6,7 @@
 #include <atomic>
 #include <system_error>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 
@@ -18,13 +18,22 @@ std::string GpioLineSpec::describe() const {
 
 // ---- FakeGpio ----
 
+namespace {
+const Clock& steady() {
+  static const SteadyClock clock;
+  return clock;
+}
+}  // namespace
+
+FakeGpio::FakeGpio(const Clock* clock) : clock_(clock != nullptr ? *clock : steady()) {}
+
 class FakeGpio::Adapter final : public GpioLineAdapter {
  public:
   Adapter(FakeGpio& owner, std::string key) : owner_(owner), key_(std::move(key)) {}
   void set_active(bool active) override {
     std::lock_guard lock(owner_.mutex_);
     auto& line = owner_.lines_.at(key_);
-    line.history.push_back({std::chrono::steady_clock::now(), active, active != line.active_low});
+    line.history.push_back({owner_.clock_.now(), active, active != line.active_low});
   }
   bool active() const override {
     std::lock_guard lock(owner_.mutex_);

@@ -9,7 +9,7 @@
 #include <map>
 #include <mutex>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {

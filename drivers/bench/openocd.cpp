@@ -19,7 +19,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {
@@ -28,6 +28,14 @@ using boost::asio::ip::tcp;
 constexpr char kTerminator = '\x1a';
 constexpr std::chrono::milliseconds kConnectTimeout{2000};
 constexpr std::chrono::milliseconds kShutdownGrace{2000};
+// Pause between attempts to reach a starting OpenOCD's TCL port.
+constexpr std::chrono::milliseconds kStartupPoll{20};
+
+// The clock of a probe made without one.
+Clock& steady() {
+  static SteadyClock clock;
+  return clock;
+}
 
 /// The TCL connection went away (EOF, reset, refused): the server may have died.
 class ConnectionLost : public BenchError {
@@ -284,8 +292,8 @@ std::uint16_t free_loopback_port() {
 
 // ---- OpenOcdProbe ----
 
-OpenOcdProbe::OpenOcdProbe(std::shared_ptr<BenchIo> io, OpenOcdConfig config)
-    : io_(std::move(io)), config_(std::move(config)) {
+OpenOcdProbe::OpenOcdProbe(std::shared_ptr<BenchIo> io, OpenOcdConfig config, Clock* clock)
+    : io_(std::move(io)), config_(std::move(config)), clock_(clock != nullptr ? *clock : steady()) {
   if (config_.launch) {
     if (config_.launch->log_file.empty()) {
       auto pattern = (std::filesystem::temp_directory_path() / "otarig-openocd-XXXXXX.log").string();
@@ -353,7 +361,7 @@ void OpenOcdProbe::start_server() {
       throw BenchError(fmt::format("{}: start OpenOCD: {}", config_.device, e.what()));
     }
 
-    auto deadline = std::chrono::steady_clock::now() + launch.startup_timeout;
+    const auto deadline = clock_.now() + launch.startup_timeout;
     for (;;) {
       if (auto status = server_.try_reap()) {
         auto tail = log_tail(200);
@@ -370,13 +378,16 @@ void OpenOcdProbe::start_server() {
       } catch (const ConnectionLost&) {
       } catch (const TimeoutError&) {
       }
-      if (std::chrono::steady_clock::now() > deadline) {
+      if (clock_.now() > deadline) {
         kill_server();
         throw BenchError(fmt::format("{}: OpenOCD did not open its TCL port {} within {} ms:\n{}",
                                      config_.device, port_, launch.startup_timeout.count(),
                                      startup_report(log_tail(200))));
       }
-      io_->wait(std::chrono::milliseconds(20));
+      // OpenOCD starts in real time, so the pause between attempts is real;
+      // a manual clock is moved on by it so the deadline still comes.
+      io_->wait(kStartupPoll);
+      if (clock_.is_manual()) clock_.advance(kStartupPoll);
     }
   }
   throw BenchError(fmt::format("{}: {}", config_.device, last_failure));

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <utility>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {
@@ -350,7 +350,7 @@ void register_bench_drivers(DriverRegistry& registry) {
   registry.add_probe("openocd", [](const Config& s, const BindContext& ctx, BoardParts& parts) {
     auto config = parse_openocd(s, ctx.profile_dir);
     if (ctx.validate_only) return;
-    auto probe = std::make_shared<OpenOcdProbe>(BenchIo::for_bench(ctx.board_name), std::move(config));
+    auto probe = std::make_shared<OpenOcdProbe>(BenchIo::for_bench(ctx.board_name), std::move(config), ctx.clock);
     parts.component_versions["openocd"] = probe->version();
     parts.probe = std::move(probe);
   });

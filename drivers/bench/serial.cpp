@@ -9,7 +9,7 @@
 #include <new>
 #include <system_error>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {

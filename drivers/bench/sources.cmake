@@ -23,7 +23,7 @@ otarig_driver_library(otarig_drivers_bench
   ${CMAKE_CURRENT_LIST_DIR}/openocd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
 target_link_libraries(otarig_drivers_bench
-  PUBLIC otarig_drivers_core Boost::headers Threads::Threads
+  PUBLIC otarig_drivers_registry Boost::headers Threads::Threads
   PRIVATE PkgConfig::RE2 PkgConfig::LIBGPIODCXX PkgConfig::LIBGPIOD PkgConfig::LIBSERIALPORT fmt::fmt)
 # Asio without the deprecated interfaces; one io_context thread per bench.
 target_compile_definitions(otarig_drivers_bench PUBLIC BOOST_ASIO_NO_DEPRECATED)

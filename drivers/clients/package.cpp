@@ -5,9 +5,9 @@
 
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/image.hpp"
 
 namespace otarig::drivers::clients {
 

@@ -14,8 +14,8 @@
 #include "otarig/drivers/clients/tools.hpp"
 
 #include "otarig/drivers/clients/package.hpp"
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/openssl_ptr.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/openssl_ptr.hpp"
 
 namespace otarig::drivers::clients {
 namespace {

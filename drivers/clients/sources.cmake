@@ -11,5 +11,5 @@ otarig_driver_library(otarig_drivers_clients
   ${CMAKE_CURRENT_LIST_DIR}/package.cpp
   ${CMAKE_CURRENT_LIST_DIR}/slots.cpp)
 target_link_libraries(otarig_drivers_clients
-  PUBLIC otarig_drivers_core
+  PUBLIC otarig_drivers_registry
   PRIVATE OpenSSL::Crypto fmt::fmt)

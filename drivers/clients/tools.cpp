@@ -15,7 +15,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 extern char** environ;
 

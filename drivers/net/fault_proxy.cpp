@@ -28,8 +28,8 @@
 #include <set>
 #include <thread>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/pki.hpp"
 #include "tls_context.hpp"
 

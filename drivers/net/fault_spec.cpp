@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::net {
 namespace {

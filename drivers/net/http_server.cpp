@@ -24,8 +24,8 @@
 #include <ostream>
 #include <thread>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 #include "tls_context.hpp"
 
 namespace otarig::drivers::net {

@@ -8,8 +8,8 @@
 #include <limits>
 #include <string>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::net {
 namespace {

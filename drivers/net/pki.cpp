@@ -14,8 +14,8 @@
 #include <memory>
 #include <sstream>
 
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/openssl_ptr.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/openssl_ptr.hpp"
 
 namespace otarig::drivers::net {
 namespace {

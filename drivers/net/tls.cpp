@@ -3,7 +3,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/pki.hpp"
 #include "tls_context.hpp"
 

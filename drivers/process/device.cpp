@@ -11,8 +11,8 @@
 #include <fstream>
 #include <system_error>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"

@@ -11,8 +11,8 @@
 #include <cstring>
 #include <system_error>
 
-#include "otarig/drivers/config.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/config.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::process {
 namespace {

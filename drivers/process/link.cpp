@@ -19,9 +19,9 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"

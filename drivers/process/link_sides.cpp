@@ -6,7 +6,7 @@
 
 #include <utility>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::process {
 

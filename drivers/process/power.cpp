@@ -8,7 +8,7 @@
 #include <set>
 #include <system_error>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 
 extern char** environ;
@@ -30,13 +30,14 @@ void append_path_list(std::vector<std::filesystem::path>& out, std::string_view 
   }
 }
 
-// Waits `d` of real time with a deadline (no sleep_for): poll() on nothing,
-// rounding up so the wait is never shorter than asked.
-void wait_real(std::chrono::milliseconds d) {
-  const auto deadline = std::chrono::steady_clock::now() + d;
+// Waits `d` of real time on a clock that is not manual, with a deadline (no
+// sleep_for): poll() on nothing, rounding up so the wait is never shorter
+// than asked. The device program runs in real time, so the wait is real.
+void wait_real(const Clock& clock, std::chrono::milliseconds d) {
+  const auto deadline = clock.now() + d;
   while (true) {
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) return;
+    const auto left = deadline - clock.now();
+    if (left <= Clock::duration::zero()) return;
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
     ::poll(nullptr, 0, static_cast<int>(std::min<std::int64_t>(ms, 1 << 30)));
   }
@@ -141,7 +142,7 @@ ProcessPower::~ProcessPower() {
 std::string ProcessPower::command_text() const {
   std::vector<std::string> argv;
   for (const auto& a : cfg_.command) argv.push_back(device_->expand(a));
-  return process::command_text(argv);
+  return otarig::command_text(argv);
 }
 
 void ProcessPower::on() {
@@ -171,7 +172,7 @@ void ProcessPower::on() {
   for (auto it = vars.rbegin(); it != vars.rend(); ++it)
     if (seen.insert(it->first).second) spec.env.push_back(it->first + "=" + it->second);
 
-  const auto text = process::command_text(spec.argv);
+  const auto text = otarig::command_text(spec.argv);
   auto program = find_program(spec.argv.front(), dev.profile_dir(), tool_dirs_);
   if (!program) {
     std::string searched;
@@ -221,7 +222,7 @@ void ProcessPower::cycle(std::chrono::milliseconds off_time) {
   if (clock.is_manual())
     clock.advance(off_time);
   else
-    wait_real(off_time);
+    wait_real(clock, off_time);
   on();
 }
 

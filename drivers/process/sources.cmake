@@ -14,7 +14,7 @@ otarig_driver_library(otarig_drivers_process
   ${CMAKE_CURRENT_LIST_DIR}/link.cpp
   ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
 target_link_libraries(otarig_drivers_process
-  PUBLIC otarig_drivers_core otarig_drivers_virtual otarig_drivers_net
+  PUBLIC otarig_drivers_registry otarig_drivers_virtual otarig_drivers_net
   PRIVATE PkgConfig::RE2 fmt::fmt nlohmann_json::nlohmann_json OpenSSL::SSL)
 # Where a bare program name in a profile's command is looked for before
 # $PATH: otarig's own tools in the build tree, then the installed bindir.

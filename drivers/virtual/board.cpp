@@ -8,7 +8,7 @@
 #include <random>
 
 #include "board_impl.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::vboard {
 namespace {

@@ -7,7 +7,7 @@
 #include <tuple>
 #include <vector>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 #include "otarig/drivers/virtual/boot_state.hpp"
 

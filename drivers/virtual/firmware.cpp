@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "board_impl.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::vboard {
 namespace {

@@ -12,7 +12,7 @@
 #include <iterator>
 
 #include "otarig/harness/composition.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <system_error>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::harness {
 namespace {

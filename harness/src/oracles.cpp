@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 
 namespace otarig::harness {
 

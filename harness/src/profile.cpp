@@ -8,7 +8,7 @@
 #include <set>
 #include <sstream>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 
 #ifndef OTARIG_SOURCE_DIR
 #define OTARIG_SOURCE_DIR ""

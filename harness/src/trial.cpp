@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/harness/rng.hpp"
 #include "otarig/harness/scenario.hpp"
 

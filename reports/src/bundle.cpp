@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "detail.hpp"
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 
 namespace otarig::reports {

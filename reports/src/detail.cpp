@@ -6,7 +6,7 @@
 #include <fstream>
 #include <system_error>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 
 namespace otarig::reports::detail {

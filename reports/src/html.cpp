@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "detail.hpp"
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/bundle.hpp"
 

@@ -9,7 +9,7 @@
 #include <set>
 
 #include "detail.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/verify.hpp"
 

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "detail.hpp"
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 
 namespace otarig::reports {

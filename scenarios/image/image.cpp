@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/plan.hpp"
 #include "otarig/harness/releases.hpp"

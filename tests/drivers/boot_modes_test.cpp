@@ -11,7 +11,7 @@
 #include <set>
 #include <string>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 #include "otarig/drivers/virtual/boot_state.hpp"
 

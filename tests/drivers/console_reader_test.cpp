@@ -7,7 +7,7 @@
 
 #include "otarig/drivers/bench/console.hpp"
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "pty.hpp"
 
 namespace otarig::drivers::bench {

@@ -9,7 +9,7 @@
 #include <regex>
 #include <string>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 
 namespace otarig::drivers::vboard {

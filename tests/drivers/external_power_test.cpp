@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "pty.hpp"
 
 namespace otarig::drivers::bench {

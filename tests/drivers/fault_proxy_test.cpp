@@ -10,7 +10,7 @@
 #include <future>
 
 #include "loopback.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 
 using namespace otarig::drivers::net;

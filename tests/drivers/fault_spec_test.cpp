@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 using namespace otarig::drivers::net;
 using namespace std::chrono_literals;

@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::bench {
 namespace {

@@ -11,7 +11,7 @@
 #include <system_error>
 
 #include "loopback.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 using namespace otarig::drivers::net;
 using namespace otarig::test::net;

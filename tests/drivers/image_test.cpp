@@ -1,5 +1,5 @@
 // The otarig image format: layout, parse errors, checks, tampering, versions.
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::image {
 namespace {

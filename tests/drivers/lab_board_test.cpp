@@ -26,7 +26,7 @@
 
 #include "otarig/drivers/bench/external_power.hpp"
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/register.hpp"

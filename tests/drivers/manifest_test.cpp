@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 
 using namespace otarig::drivers::net;
 

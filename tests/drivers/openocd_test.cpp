@@ -14,7 +14,7 @@
 
 #include "jtag_tap_sim.hpp"
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "pty.hpp"
 
 namespace otarig::drivers::bench {

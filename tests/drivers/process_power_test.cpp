@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/register.hpp"
 

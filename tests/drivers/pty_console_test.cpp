@@ -6,7 +6,7 @@
 #include <chrono>
 #include <thread>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/register.hpp"
 

@@ -12,7 +12,7 @@
 #include <future>
 
 #include "otarig/drivers/bench/register.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "pty.hpp"
 
 namespace otarig::drivers::bench {

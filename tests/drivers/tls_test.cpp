@@ -4,7 +4,7 @@
 #include <future>
 
 #include "loopback.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/net/pki.hpp"

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/process/board.hpp"

@@ -1,7 +1,7 @@
 # The image format and the in-process virtual board (label: virtual).
 otarig_test(otarig_image_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/image_test.cpp
-  LIBS otarig_drivers_core
+  LIBS otarig_core
   LABELS virtual)
 otarig_test(otarig_flash_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/flash_test.cpp

@@ -12,8 +12,8 @@
 #include <set>
 #include <string>
 
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/registry.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 

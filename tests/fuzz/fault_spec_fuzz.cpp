@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

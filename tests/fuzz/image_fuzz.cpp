@@ -3,8 +3,8 @@
 #include <span>
 #include <vector>
 
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/image.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::uint8_t> bytes(data, size);

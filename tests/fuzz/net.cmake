@@ -2,10 +2,12 @@
 # into each target so the fuzzer sees its coverage; a seed corpus is written
 # to BUILD/corpus/TARGET, where ci/fuzz runs each target on it
 # (by hand: build/fuzz/tests/fuzz/fuzz_manifest build/fuzz/corpus/fuzz_manifest -max_total_time=30).
-otarig_fuzzer(fuzz_manifest ${CMAKE_CURRENT_LIST_DIR}/manifest_fuzz.cpp otarig_drivers_core nlohmann_json::nlohmann_json)
+otarig_fuzzer(fuzz_manifest ${CMAKE_CURRENT_LIST_DIR}/manifest_fuzz.cpp otarig_core nlohmann_json::nlohmann_json)
 target_sources(fuzz_manifest PRIVATE ${PROJECT_SOURCE_DIR}/drivers/net/manifest.cpp)
-otarig_fuzzer(fuzz_fault_spec ${CMAKE_CURRENT_LIST_DIR}/fault_spec_fuzz.cpp otarig_drivers_core)
+target_include_directories(fuzz_manifest PRIVATE ${PROJECT_SOURCE_DIR}/drivers/include)
+otarig_fuzzer(fuzz_fault_spec ${CMAKE_CURRENT_LIST_DIR}/fault_spec_fuzz.cpp otarig_core)
 target_sources(fuzz_fault_spec PRIVATE ${PROJECT_SOURCE_DIR}/drivers/net/fault_spec.cpp)
+target_include_directories(fuzz_fault_spec PRIVATE ${PROJECT_SOURCE_DIR}/drivers/include)
 
 set(_corpus ${CMAKE_BINARY_DIR}/corpus)
 file(WRITE ${_corpus}/fuzz_manifest/valid [=[{"name":"v2","version":"1.2.0+7","security_counter":3,"size":70000,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","url":"/images/v2.bin"}]=])

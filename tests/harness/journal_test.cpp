@@ -1,6 +1,6 @@
 #include "otarig/harness/journal.hpp"
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -10,8 +10,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/verify.hpp"
 #include "sample_bundle.hpp"

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/bundle.hpp"
 #include "sample_bundle.hpp"

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/verify.hpp"
 #include "sample_bundle.hpp"

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <vector>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/reports/bundle.hpp"
 
 namespace otarig::reports::testing {

@@ -45,7 +45,7 @@
 #include "otarig/drivers/clients/device.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/device_console.hpp"
 
 namespace {

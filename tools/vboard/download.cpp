@@ -20,7 +20,7 @@
 #include <fstream>
 #include <optional>
 
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 
 namespace otarig::vboard_tool {
 namespace {

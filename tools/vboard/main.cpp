@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "download.hpp"
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/net/manifest.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
 #include "otarig/drivers/process/device_console.hpp"

@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/clock.hpp"
-#include "otarig/drivers/config.hpp"
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/clock.hpp"
+#include "otarig/core/config.hpp"
+#include "otarig/core/crypto.hpp"
 #include "otarig/drivers/protocols.hpp"
 
 namespace otarig::drivers {

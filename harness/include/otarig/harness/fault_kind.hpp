@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/config.hpp"
+#include "otarig/core/config.hpp"
 #include "otarig/drivers/protocols.hpp"
 
 namespace otarig::harness {

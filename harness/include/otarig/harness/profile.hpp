@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "otarig/drivers/config.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/config.hpp"
+#include "otarig/core/image.hpp"
 
 namespace otarig::harness {
 

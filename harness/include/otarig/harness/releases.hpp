@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/harness/profile.hpp"
 #include "otarig/harness/rng.hpp"
 

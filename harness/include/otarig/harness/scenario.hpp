@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/config.hpp"
+#include "otarig/core/config.hpp"
 #include "otarig/harness/fault_kind.hpp"
 
 namespace otarig::harness {

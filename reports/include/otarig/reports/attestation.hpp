@@ -16,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 
 namespace otarig::reports {
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "otarig/drivers/bench/io.hpp"
-#include "otarig/drivers/clock.hpp"
+#include "otarig/core/clock.hpp"
 #include "otarig/drivers/protocols.hpp"
 
 namespace otarig::drivers::bench {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "otarig/core/clock.hpp"
 #include "otarig/drivers/bench/io.hpp"
 #include "otarig/drivers/protocols.hpp"
 
@@ -59,10 +60,14 @@ std::string libgpiod_version();
 class FakeGpio {
  public:
   struct Change {
-    std::chrono::steady_clock::time_point at;
+    Clock::duration at{};  ///< the clock's now() when the line changed
     bool active = false;
     bool level = false;  ///< the physical level (active-low applied)
   };
+
+  /// `clock` stamps the changes (a steady clock when null; it must outlive
+  /// this object).
+  explicit FakeGpio(const Clock* clock = nullptr);
 
   /// An opener whose lines live in this object (which must outlive them).
   GpioLineOpener opener();
@@ -81,6 +86,7 @@ class FakeGpio {
     std::vector<Change> history;
   };
   class Adapter;
+  const Clock& clock_;
   mutable std::mutex mutex_;
   std::map<std::string, Line> lines_;
   std::map<std::string, int> failures_;

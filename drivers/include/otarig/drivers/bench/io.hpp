@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "otarig/drivers/unique_fd.hpp"
+#include "otarig/core/unique_fd.hpp"
 
 namespace otarig::drivers::bench {
 
@@ -34,7 +34,6 @@ using Done = std::function<void(std::exception_ptr)>;
 /// One asynchronous step: starts its work and calls its Done exactly once.
 using Step = std::function<void(Done)>;
 
-using drivers::UniqueFd;
 
 /// The io_context of one bench and the thread that runs it.
 class BenchIo {

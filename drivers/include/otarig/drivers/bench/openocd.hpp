@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "otarig/core/clock.hpp"
 #include "otarig/drivers/bench/io.hpp"
 #include "otarig/drivers/bench/process.hpp"
 #include "otarig/drivers/protocols.hpp"
@@ -63,8 +64,9 @@ enum class ResetMode { run, halt, init };
 class OpenOcdProbe final : public ProbeProtocol {
  public:
   /// Starts or attaches and checks the connection (BenchError when it fails,
-  /// with the tail of OpenOCD's output).
-  OpenOcdProbe(std::shared_ptr<BenchIo> io, OpenOcdConfig config);
+  /// with the tail of OpenOCD's output). `clock` measures the start-up
+  /// deadline (a steady clock when null; it must outlive the probe).
+  OpenOcdProbe(std::shared_ptr<BenchIo> io, OpenOcdConfig config, Clock* clock = nullptr);
   /// Stops an OpenOCD this probe started.
   ~OpenOcdProbe() override;
   OpenOcdProbe(const OpenOcdProbe&) = delete;
@@ -117,6 +119,7 @@ class OpenOcdProbe final : public ProbeProtocol {
 
   std::shared_ptr<BenchIo> io_;
   OpenOcdConfig config_;
+  Clock& clock_;
   std::mutex mutex_;
   std::shared_ptr<Connection> conn_;
   ChildProcess server_;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "otarig/drivers/bench/io.hpp"
-#include "otarig/drivers/exit_status.hpp"
+#include "otarig/core/exit_status.hpp"
 
 namespace otarig::drivers::bench {
 
@@ -28,7 +28,6 @@ struct CommandSpec {
   std::string text() const;
 };
 
-using drivers::ExitStatus;
 
 /// A spawned child and its process group. Move-only; the destructor kills the
 /// group and reaps the child when it is still running.

@@ -10,7 +10,7 @@
 #include "otarig/drivers/bench/gpio.hpp"
 #include "otarig/drivers/bench/openocd.hpp"
 #include "otarig/drivers/bench/serial.hpp"
-#include "otarig/drivers/config.hpp"
+#include "otarig/core/config.hpp"
 #include "otarig/drivers/registry.hpp"
 
 namespace otarig::drivers::bench {

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "otarig/drivers/clock.hpp"
+#include "otarig/core/clock.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/tls.hpp"
 

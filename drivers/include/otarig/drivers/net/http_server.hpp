@@ -27,7 +27,7 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/clock.hpp"
+#include "otarig/core/clock.hpp"
 #include "otarig/drivers/net/manifest.hpp"
 #include "otarig/drivers/net/tls.hpp"
 

@@ -34,8 +34,8 @@
 #include <utility>
 #include <vector>
 
-#include "otarig/drivers/clock.hpp"
-#include "otarig/drivers/config.hpp"
+#include "otarig/core/clock.hpp"
+#include "otarig/core/config.hpp"
 #include "otarig/drivers/process/cut.hpp"
 #include "otarig/drivers/process/device_host.hpp"
 #include "otarig/drivers/process/link_sides.hpp"

@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include "otarig/drivers/clock.hpp"
-#include "otarig/drivers/config.hpp"
+#include "otarig/core/clock.hpp"
+#include "otarig/core/config.hpp"
 #include "otarig/drivers/protocols.hpp"
 #include "otarig/drivers/registry.hpp"
 #include "otarig/drivers/virtual/board.hpp"

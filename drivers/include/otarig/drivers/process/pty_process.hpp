@@ -13,14 +13,11 @@
 #include <utility>
 #include <vector>
 
-#include "otarig/drivers/exit_status.hpp"
-#include "otarig/drivers/unique_fd.hpp"
+#include "otarig/core/exit_status.hpp"
+#include "otarig/core/unique_fd.hpp"
 
 namespace otarig::drivers::process {
 
-using drivers::command_text;
-using drivers::ExitStatus;
-using drivers::UniqueFd;
 
 /// What to start.
 struct LaunchSpec {

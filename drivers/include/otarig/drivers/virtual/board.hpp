@@ -14,10 +14,10 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/clock.hpp"
-#include "otarig/drivers/config.hpp"
-#include "otarig/drivers/crypto.hpp"
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/clock.hpp"
+#include "otarig/core/config.hpp"
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/protocols.hpp"
 #include "otarig/drivers/registry.hpp"
 #include "otarig/drivers/virtual/flash.hpp"

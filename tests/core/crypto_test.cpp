@@ -1,4 +1,4 @@
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 using namespace otarig::crypto;
 

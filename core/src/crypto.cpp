@@ -1,4 +1,4 @@
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 
 #include <fmt/format.h>
 #include <openssl/err.h>
@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "otarig/drivers/errors.hpp"
-#include "otarig/drivers/openssl_ptr.hpp"
+#include "otarig/core/errors.hpp"
+#include "otarig/core/openssl_ptr.hpp"
 
 namespace otarig::ossl {
 

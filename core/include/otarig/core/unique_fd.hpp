@@ -3,7 +3,7 @@
 // the process family's pty masters, flash files and sockets.
 #include <utility>
 
-namespace otarig::drivers {
+namespace otarig {
 
 /// Owns one file descriptor and closes it exactly once. Move-only.
 class UniqueFd {
@@ -32,4 +32,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace otarig::drivers
+}  // namespace otarig

@@ -1,4 +1,4 @@
-// What the driver families that own descriptors and run programs share:
+// What the code that owns descriptors and runs programs shares:
 // UniqueFd, ExitStatus and command_text.
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <system_error>
 
-#include "otarig/drivers/exit_status.hpp"
-#include "otarig/drivers/unique_fd.hpp"
+#include "otarig/core/exit_status.hpp"
+#include "otarig/core/unique_fd.hpp"
 
-namespace otarig::drivers {
+namespace otarig {
 
 void UniqueFd::reset(int fd) noexcept {
   int old = std::exchange(fd_, fd);
@@ -62,4 +62,4 @@ std::string command_text(const std::vector<std::string>& argv) {
   return out;
 }
 
-}  // namespace otarig::drivers
+}  // namespace otarig

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace otarig::drivers {
+namespace otarig {
 
 /// How a child process ended.
 struct ExitStatus {
@@ -23,4 +23,4 @@ struct ExitStatus {
 /// (`otarig-vboard --flash '/tmp/x y' 'it'\''s'`).
 std::string command_text(const std::vector<std::string>& argv);
 
-}  // namespace otarig::drivers
+}  // namespace otarig

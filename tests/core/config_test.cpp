@@ -1,4 +1,4 @@
-#include "otarig/drivers/config.hpp"
+#include "otarig/core/config.hpp"
 
 #include <gtest/gtest.h>
 

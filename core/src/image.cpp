@@ -1,4 +1,4 @@
-#include "otarig/drivers/image.hpp"
+#include "otarig/core/image.hpp"
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -10,7 +10,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig::image {
 namespace {

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/errors.hpp"
+#include "otarig/core/errors.hpp"
 
 namespace otarig {
 

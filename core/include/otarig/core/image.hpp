@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "otarig/drivers/crypto.hpp"
+#include "otarig/core/crypto.hpp"
 
 namespace otarig::image {
 
