@@ -105,6 +105,8 @@ void write_text(const std::filesystem::path& p, const std::string& text) {
 }
 
 void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, const nlohmann::json& summary) {
+  if (!is_plain_name(t.spec.id))
+    throw BenchError(fmt::format("trial id '{}' is not a plain file name", t.spec.id));
   auto dir = out / "trials" / t.spec.id;
   std::filesystem::create_directories(dir);
   std::string console;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -47,6 +48,20 @@ void check_key_ref(const Config& c, const std::string& ref) {
 
 }  // namespace
 
+bool is_plain_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name.front() == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+void check_plain_name(const Config& c, std::string_view name, std::string_view what) {
+  if (!is_plain_name(name))
+    c.fail(fmt::format("{} '{}' becomes a file name: use 1-64 of [A-Za-z0-9._-], not starting with '.'", what,
+                       name));
+}
+
 const ReleaseSpec* BoardProfile::release(const std::string& n) const {
   for (const auto& r : releases)
     if (r.name == n) return &r;
@@ -81,6 +96,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
                   "releases", "image_format", "tags", "package"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
+  check_plain_name(root.at("name"), p.name, "the board name");
   p.description = root.string_or("description", "");
   auto device = root.at("device");
   p.device_kind = device.at("kind").as_string();
@@ -116,6 +132,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   std::set<std::string> seen;
   for (auto& [name, rel] : root.at("releases").entries()) {
     rel.only_keys({"version", "security_counter", "payload_size", "file"});
+    check_plain_name(rel, name, "the release name");
     ReleaseSpec r;
     r.name = name;
     r.where = rel.where();
