@@ -424,6 +424,31 @@ TEST(HttpServerDirectory, ServesFilesUnderRootAndWrittenReleases) {
   EXPECT_EQ(read_response(s).status, 400);
 }
 
+TEST(HttpServerDirectory, ServesOnlyRegularFilesWhoseRealPathStaysInsideTheRoot) {
+  TempDir outside;
+  std::ofstream(outside.path() / "secret.txt") << "host secret";
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "sub");
+  std::ofstream(dir.path() / "sub" / "f.txt") << "hello file";
+  std::filesystem::create_directory_symlink(outside.path(), dir.path() / "out-link");
+  std::filesystem::create_symlink(outside.path() / "secret.txt", dir.path() / "secret-link.txt");
+  std::filesystem::create_symlink("/dev/zero", dir.path() / "zero");
+  std::filesystem::create_symlink("sub/f.txt", dir.path() / "inside-link.txt");
+  ServerOptions o;
+  o.root = dir.path();
+  UpdateServer server(std::move(o));
+  server.start();
+  Socket s = Socket::connect(server.port());
+  for (const char* escape : {"/out-link/secret.txt", "/secret-link.txt", "/zero"}) {
+    s.write_all(request("GET", escape));
+    HttpResponse r = read_response(s);
+    EXPECT_EQ(r.status, 404) << escape;
+    EXPECT_EQ(r.body.find("host secret"), std::string::npos) << escape;
+  }
+  s.write_all(request("GET", "/inside-link.txt"));
+  EXPECT_EQ(read_response(s).body, "hello file");
+}
+
 TEST(HttpServerStop, StopsWithClientsConnected) {
   UpdateServer server;
   server.put("/x", {1, 2, 3});
