@@ -15,7 +15,17 @@ void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, c
   const bool test_key = !options.signing_key;
 
   std::filesystem::create_directories(out);
-  // Stale closing files from an earlier write (a resumed run) are replaced.
+  // Stale closing files from an earlier write (a resumed run) are replaced,
+  // and so are the temporary files of a write that was killed before its
+  // rename: left in place they would be listed in the new manifest and then
+  // vanish when their own write renames them.
+  const char* written[] = {"run.json",    "junit.xml",      "summary.md",  "report.html",
+                           kManifestFile, kAttestationFile, kPublicKeyFile};
+  for (const char* f : written) {
+    auto tmp = out / f;
+    tmp += ".tmp";
+    std::filesystem::remove(tmp);
+  }
   for (const char* f : {kManifestFile, kAttestationFile, kPublicKeyFile}) std::filesystem::remove(out / f);
 
   detail::write_file(out / "run.json",

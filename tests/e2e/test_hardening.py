@@ -75,3 +75,33 @@ def test_a_scenario_name_must_be_its_file_stem(tmp_path):
     p = otarig("run", "--board", REF, "--scenario", sc, "--out", tmp_path / "out", check=2)
     assert f"{sc}:" in p.stderr and "must match the file name" in p.stderr
 
+
+# --- a bundle resumed after a kill while it was being written -----------------
+
+STRACE = "/usr/bin/strace"
+
+
+def rename_count(cmd, tmp_path):
+    log = tmp_path / "renames.log"
+    subprocess.run([STRACE, "-f", "-qq", "-o", log, "-e", "trace=rename", *cmd], check=True, capture_output=True,
+                   timeout=300)
+    return sum(1 for line in log.read_text().splitlines() if "rename(" in line)
+
+
+def test_a_resume_after_a_kill_at_any_rename_of_the_bundle_writing_verifies(tmp_path):
+    assert Path(STRACE).exists(), "strace is needed (ci/setup installs it)"
+    run = [BIN, "run", "--board", REF, "--scenario", "unsigned", "--seed", "3", "--jobs", "1", "--no-progress"]
+    renames = rename_count([*run, "--out", tmp_path / "clean"], tmp_path)
+    assert renames >= 7, "run.json, junit.xml, summary.md, report.html, the manifest and the attestation"
+    for n in range(1, renames + 1):
+        out = tmp_path / f"killed-at-{n}"
+        p = subprocess.run([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename", "-e",
+                            f"inject=rename:signal=KILL:when={n}", *run, "--out", out],
+                           capture_output=True, timeout=300)
+        assert p.returncode in (-9, 137), f"rename {n}: the rig was not killed (exit {p.returncode})"
+        otarig("run", "--board", REF, "--scenario", "unsigned", "--seed", "3", "--jobs", "1", "--no-progress",
+               "--out", out, "--resume", check=0)
+        v = otarig("report", "verify", out)
+        assert v.returncode == 0, f"killed at rename {n}, resumed:\n{v.stdout}{v.stderr}"
+        assert not list(out.glob("*.tmp")), f"rename {n}: temporary files left"
+
