@@ -1,11 +1,15 @@
 #include "otarig/harness/campaign.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -118,6 +122,25 @@ void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, co
   write_text(dir / "verdict.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
+// The evidence folder exists and takes files, or --out is bad input: a path
+// that is a file (/dev/null), that cannot be created, or a read-only folder.
+void prepare_out(const std::filesystem::path& out) {
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) && !std::filesystem::is_directory(out, ec))
+    throw InputError(fmt::format("--out {}: exists and is not a folder", out.string()));
+  std::filesystem::create_directories(out, ec);
+  if (ec)
+    throw InputError(
+        fmt::format("--out {}: cannot create the evidence folder: {}", out.string(), ec.message()));
+  const auto probe = out / fmt::format(".otarig-write-test-{}", ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw InputError(
+        fmt::format("--out {}: cannot write in the evidence folder: {}", out.string(), std::strerror(errno)));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 // Virtual and process boards make a device per bench, so two run side by
 // side where the machine has the cores; any other board is one physical device.
 bool one_device_per_bench(const BoardProfile& profile) {
@@ -196,7 +219,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
                                    scenario.name, options.seed));
   }
 
-  std::filesystem::create_directories(options.out);
+  prepare_out(options.out);
   Journal journal(options.out / "journal.jsonl", options.resume);
   const auto started = iso_now();
 

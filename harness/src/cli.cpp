@@ -6,7 +6,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -21,16 +23,31 @@
 #include "otarig/harness/releases.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/http_server.hpp"
+#include "otarig/drivers/read_file.hpp"
 #include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
 
 namespace otarig::harness {
 namespace {
 
-image::Bytes read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("{}: cannot read file", path));
-  return image::Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+// The largest payload `image build` puts in an image: what the header's 32-bit
+// payload_size can say and what the rig writes (kMaxImageBytes) both allow.
+constexpr std::uint64_t kMaxPayload =
+    std::min<std::uint64_t>(UINT32_MAX, kMaxImageBytes - image::kHeaderSize - image::kTrailerSize);
+
+image::Bytes read_file(const std::string& path, std::string_view what) {
+  const auto data = read_regular_file(path, kMaxImageBytes, what);
+  return image::Bytes(data.begin(), data.end());
+}
+
+// A whole decimal number in min..max: no sign, no spaces, nothing that wraps.
+std::uint64_t parse_number(const std::string& text, std::uint64_t min, std::uint64_t max,
+                           const std::string& option) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v < min || v > max)
+    throw InputError(fmt::format("{} {}: expected a whole number from {} to {}", option, text, min, max));
+  return v;
 }
 
 void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
@@ -187,7 +204,9 @@ int cli_main(int argc, char** argv) {
   run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
   run_cmd->add_option("--out", run.out, "evidence folder");
   run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
-  run_cmd->add_option("--jobs", run.jobs, "devices in parallel (virtual and process boards: default 2 where there are 2 cores; any other board: 1)");
+  run_cmd->add_option("--jobs", run.jobs,
+                      "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
+                      "any other board: 1)");
   run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
   run_cmd->add_flag("-q,--quiet", quiet, "print findings only");
   std::string signing_key, bundle_url;
@@ -201,9 +220,7 @@ int cli_main(int argc, char** argv) {
 
   auto* image_cmd = app.add_subcommand("image", "build, tamper with or inspect images");
   image_cmd->require_subcommand(1);
-  std::string b_version, b_key, b_out, b_payload, b_genkey;
-  std::uint32_t b_counter = 0;
-  std::uint64_t b_size = 0;
+  std::string b_version, b_key, b_out, b_payload, b_genkey, b_counter, b_size;
   bool b_selftest_fail = false;
   auto* build = image_cmd->add_subcommand("build", "build a signed image");
   build->add_option("--version", b_version, "major.minor.patch[+build]")->required();
@@ -227,7 +244,7 @@ int cli_main(int argc, char** argv) {
   build->add_option("--compatible", b_compatible, "raucb: the system's compatible")->capture_default_str();
 
   std::string t_in, t_out, t_flip, t_resign, t_version;
-  std::int64_t t_truncate = -1, t_append = -1;
+  std::string t_truncate, t_append;
   bool t_strip = false;
   auto* tamper = image_cmd->add_subcommand("tamper", "damage an image");
   tamper->add_option("--in", t_in, "input image")->required();
@@ -347,12 +364,17 @@ int cli_main(int argc, char** argv) {
     if (*build) {
       image::Header h;
       h.version = image::Version::parse(b_version);
-      h.security_counter = b_counter;
+      h.security_counter = static_cast<std::uint32_t>(parse_number(b_counter, 0, UINT32_MAX, "--counter"));
       if (b_selftest_fail) h.flags |= image::kFlagSelfTestFails;
       image::Bytes payload;
-      if (!b_payload.empty()) payload = read_file(b_payload);
-      else if (b_size) payload = image::synthetic_payload(b_size, b_version);
+      if (!b_payload.empty())
+        payload = read_file(b_payload, "payload");
+      else if (!b_size.empty())
+        payload = image::synthetic_payload(parse_number(b_size, 1, kMaxPayload, "--payload-size"), b_version);
       else throw InputError("otarig image build: give --payload FILE or --payload-size N");
+      if (payload.size() > kMaxPayload)
+        throw InputError(fmt::format("{}: a payload of {} bytes is more than the {} an image carries",
+                                     b_payload, payload.size(), kMaxPayload));
       h.payload_size = static_cast<std::uint32_t>(payload.size());
       std::optional<crypto::Ed25519Key> key;
       if (!b_genkey.empty()) {
@@ -384,19 +406,23 @@ int cli_main(int argc, char** argv) {
       return 0;
     }
     if (*tamper) {
-      auto in = read_file(t_in);
+      auto in = read_file(t_in, "image");
       image::Bytes out;
       if (!t_flip.empty()) {
+        if (in.empty()) throw InputError(fmt::format("{}: --flip-bit: the image is empty", t_in));
         auto colon = t_flip.find(':');
-        std::size_t off = std::stoull(t_flip.substr(0, colon));
-        unsigned bit = colon == std::string::npos ? 0 : static_cast<unsigned>(std::stoul(t_flip.substr(colon + 1)));
-        if (off >= in.size() || bit > 7)
-          throw InputError(fmt::format("{}: --flip-bit {}: offset beyond the image or bit above 7", t_in, t_flip));
-        out = image::tamper::flip_bit(in, off, bit);
-      } else if (t_truncate >= 0) {
-        out = image::tamper::truncate(in, static_cast<std::size_t>(t_truncate));
-      } else if (t_append >= 0) {
-        out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(t_append), 0x5a));
+        const auto off =
+            parse_number(t_flip.substr(0, colon), 0, in.size() - 1, t_in + ": --flip-bit offset");
+        const auto bit = colon == std::string::npos
+                             ? 0
+                             : parse_number(t_flip.substr(colon + 1), 0, 7, t_in + ": --flip-bit bit");
+        out = image::tamper::flip_bit(in, static_cast<std::size_t>(off), static_cast<unsigned>(bit));
+      } else if (!t_truncate.empty()) {
+        const auto n = parse_number(t_truncate, 0, in.size(), "--truncate");
+        out = image::tamper::truncate(in, static_cast<std::size_t>(n));
+      } else if (!t_append.empty()) {
+        const auto n = parse_number(t_append, 0, kMaxImageBytes - in.size(), "--append");
+        out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(n), 0x5a));
       } else if (!t_resign.empty()) {
         out = image::tamper::resign(in, load_key_ref(t_resign, "."));
       } else if (t_strip) {
@@ -409,7 +435,7 @@ int cli_main(int argc, char** argv) {
       return 0;
     }
     if (*inspect) {
-      auto bytes = read_file(i_file);
+      auto bytes = read_file(i_file, "image");
       auto p = image::parse(bytes, i_file);
       std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
                                p.header.version.str(), p.header.security_counter, p.header.payload_size,
@@ -451,6 +477,10 @@ int cli_main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "otarig: bad argument: " << e.what() << "\n";
     return 2;
+  } catch (const std::exception& e) {
+    // Whatever else stops a command is the bench's failure, never an abort.
+    std::cerr << "otarig: bench failure: " << e.what() << "\n";
+    return 3;
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "otarig/drivers/crypto.hpp"
+#include "otarig/drivers/read_file.hpp"
 
 #ifndef OTARIG_SOURCE_DIR
 #define OTARIG_SOURCE_DIR ""
@@ -30,10 +31,7 @@ void check_pattern(const Config& c, const std::string& pattern, std::initializer
 }
 
 std::string file_sha256(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return crypto::hex(crypto::sha256(ss.str()));
+  return crypto::hex(crypto::sha256(read_regular_file(p, kMaxDocumentBytes, "board profile")));
 }
 
 void check_key_ref(const Config& c, const std::string& ref) {
@@ -150,6 +148,8 @@ BoardProfile load_profile(const std::filesystem::path& file) {
       auto fp = std::filesystem::path(f->as_string());
       if (fp.is_relative()) fp = f->directory() / fp;
       if (!std::filesystem::exists(fp)) f->fail(fmt::format("image file '{}' does not exist", fp.string()));
+      if (!std::filesystem::is_regular_file(fp))
+        f->fail(fmt::format("image file '{}' is not a regular file", fp.string()));
       r.file = fp;
     }
     seen.insert(name);

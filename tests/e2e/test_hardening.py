@@ -105,3 +105,128 @@ def test_a_resume_after_a_kill_at_any_rename_of_the_bundle_writing_verifies(tmp_
         assert v.returncode == 0, f"killed at rename {n}, resumed:\n{v.stdout}{v.stderr}"
         assert not list(out.glob("*.tmp")), f"rename {n}: temporary files left"
 
+
+# --- bad paths, special files and sizes: exit 2 or 3, never an abort ----------
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    d = tmp_path_factory.mktemp("img")
+    img = d / "a.img"
+    otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload-size", 4096, "--key", "test:k",
+           "--out", img, check=0)
+    return img
+
+
+def assert_refused(p, status=2, says=None):
+    assert p.returncode == status, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    assert p.stderr.startswith("otarig: "), p.stderr
+    if says:
+        assert re.search(says, p.stderr), p.stderr
+
+
+@pytest.mark.parametrize("out,says", [("/dev/null", "exists and is not a folder"),
+                                      ("FILE", "exists and is not a folder"),
+                                      ("FILE/sub", "cannot create the evidence folder"),
+                                      ("READONLY", "cannot (write|create)")])
+def test_run_out_that_cannot_hold_evidence_is_bad_input(tmp_path, out, says):
+    f = tmp_path / "file"
+    f.write_text("not a folder")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    # root writes into a mode-0555 folder; sysfs refuses root too
+    readonly = "/sys" if os.geteuid() == 0 else str(ro)
+    out = out.replace("READONLY", readonly).replace("FILE", str(f))
+    p = otarig("run", "--board", REF, "--scenario", "unsigned", "--out", out)
+    assert_refused(p, 2, rf"--out {re.escape(out)}: {says}")
+    assert f.read_text() == "not a folder"
+
+
+def test_merge_into_a_folder_named_with_a_trailing_slash(tmp_path):
+    shards = []
+    for i in range(2):
+        out = tmp_path / f"s{i}"
+        otarig("run", "--board", REF, "--scenario", "unsigned", "--shard", f"{i}/2", "--out", out, "-q",
+               check=0)
+        shards.append(out)
+    merged = tmp_path / "m"
+    otarig("report", "merge", *shards, "--out", f"{merged}/", check=0)
+    otarig("report", "verify", merged, check=0)
+    assert not (tmp_path / "m.merging").exists() and not (merged / ".merging").exists()
+    # A merge that fails leaves no folder behind.
+    bad = tmp_path / "bad"
+    assert_refused(otarig("report", "merge", shards[0], shards[0], "--out", f"{bad}/"), 2)
+    assert not bad.exists()
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--flip-bit", "99999999999999999999999"], r"--flip-bit offset 9+: expected a whole number"),
+    (["--flip-bit", "10:99999999999999999999"], r"--flip-bit bit 9+: expected a whole number from 0 to 7"),
+    (["--flip-bit", "10:4294967299"], r"--flip-bit bit 4294967299: expected a whole number from 0 to 7"),
+    (["--flip-bit", "-1"], r"--flip-bit offset -1"),
+    (["--flip-bit", "10:-1"], r"--flip-bit bit -1"),
+    (["--flip-bit", "1e3"], r"--flip-bit offset 1e3"),
+    (["--append", "99999999999"], r"--append 99999999999: expected a whole number from 0 to \d+"),
+    (["--append", "-5"], r"--append -5"),
+    (["--truncate", "99999999999999999999"], r"--truncate 9+: expected a whole number"),
+])
+def test_image_tamper_numbers_out_of_range(tmp_path, image, args, says):
+    p = otarig("image", "tamper", "--in", image, "--out", tmp_path / "t.img", *args)
+    assert_refused(p, 2, says)
+    assert not (tmp_path / "t.img").exists()
+
+
+@pytest.mark.parametrize("size", ["4294967297", "4294967296", "18446744073709551616", "-1", "0", "1GiB"])
+def test_image_build_payload_size_out_of_range(tmp_path, size):
+    p = otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload-size", size, "--key", "test:k",
+               "--out", tmp_path / "b.img")
+    assert_refused(p, 2, rf"--payload-size {re.escape(size)}: expected a whole number from 1 to \d+")
+
+
+@pytest.mark.parametrize("counter", ["4294967296", "-1", "x"])
+def test_image_build_counter_out_of_range(tmp_path, counter):
+    p = otarig("image", "build", "--version", "1.0.0", "--counter", counter, "--payload-size", 10, "--key",
+               "test:k", "--out", tmp_path / "b.img")
+    assert_refused(p, 2, rf"--counter {re.escape(counter)}: expected a whole number from 0 to 4294967295")
+
+
+def special_files(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    return {"/dev/zero": "a device", str(fifo): "a FIFO", str(tmp_path): "a folder"}
+
+
+def test_image_inspect_reads_only_a_bounded_regular_file(tmp_path):
+    for path, kind in special_files(tmp_path).items():
+        p = otarig("image", "inspect", path, timeout=30)
+        assert_refused(p, 2, rf"{re.escape(path)}: the image is not a regular file \({kind}\)")
+    big = tmp_path / "big.img"
+    with open(big, "wb") as f:
+        f.truncate((512 << 20) + 1)
+    assert_refused(otarig("image", "inspect", big), 2, r"has 536870913 bytes, more than the 536870912 bytes")
+
+
+def test_image_build_payload_from_a_device_is_refused(tmp_path):
+    p = otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload", "/dev/zero", "--key", "test:k",
+               "--out", tmp_path / "b.img", timeout=30)
+    assert_refused(p, 2, r"/dev/zero: the payload is not a regular file \(a device\)")
+
+
+def test_board_and_scenario_that_are_special_files_are_refused(tmp_path):
+    for path, kind in special_files(tmp_path).items():
+        p = otarig("run", "--board", path, "--scenario", "unsigned", "--out", tmp_path / "o", timeout=30)
+        assert_refused(p, 2, rf"{re.escape(path)}: the (YAML document|board profile) is not a regular file")
+        p = otarig("run", "--board", REF, "--scenario", path, "--out", tmp_path / "o", timeout=30)
+        assert p.returncode == 2, p.stderr
+        assert re.search(rf"{re.escape(path)}: (the YAML document is not a regular file|no such scenario)",
+                         p.stderr), p.stderr
+
+
+def test_a_release_file_that_is_a_device_is_refused_with_its_line(tmp_path):
+    text = REF.read_text().replace("  next:    {version: 1.2.0+3, security_counter: 3}",
+                                   "  next:    {version: 1.2.0+3, security_counter: 3, file: /dev/zero}")
+    prof = tmp_path / "dev.yaml"
+    prof.write_text(text)
+    p = otarig("run", "--board", prof, "--scenario", "unsigned", "--out", tmp_path / "o", timeout=30)
+    assert_refused(p, 2, rf"{re.escape(str(prof))}:\d+: .*'/dev/zero' is not a regular file")
+
