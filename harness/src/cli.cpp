@@ -30,6 +30,8 @@
 namespace otarig::harness {
 namespace {
 
+// --jobs above this is surely a typo (each job is a bench with its own device).
+constexpr std::uint64_t kMaxJobs = 256;
 // The largest payload `image build` puts in an image: what the header's 32-bit
 // payload_size can say and what the rig writes (kMaxImageBytes) both allow.
 constexpr std::uint64_t kMaxPayload =
@@ -59,14 +61,13 @@ void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
 std::pair<unsigned, unsigned> parse_shard(const std::string& s) {
   auto slash = s.find('/');
   try {
-    if (slash == std::string::npos) throw std::invalid_argument(s);
-    std::size_t a = 0, b = 0;
-    unsigned i = static_cast<unsigned>(std::stoul(s.substr(0, slash), &a));
-    unsigned n = static_cast<unsigned>(std::stoul(s.substr(slash + 1), &b));
-    if (a != slash || b != s.size() - slash - 1 || n == 0 || i >= n) throw std::invalid_argument(s);
+    if (slash == std::string::npos) throw InputError(s);
+    auto i = static_cast<unsigned>(parse_number(s.substr(0, slash), 0, UINT32_MAX - 1, "I"));
+    auto n = static_cast<unsigned>(parse_number(s.substr(slash + 1), 1, UINT32_MAX, "N"));
+    if (i >= n) throw InputError(s);
     return {i, n};
-  } catch (const std::exception&) {
-    throw InputError(fmt::format("--shard {}: expected I/N with 0 <= I < N, e.g. 0/4", s));
+  } catch (const InputError&) {
+    throw InputError(fmt::format("--shard {}: expected I/N with 0 <= I < N <= {}, e.g. 0/4", s, UINT32_MAX));
   }
 }
 
@@ -191,20 +192,19 @@ int cli_main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("otarig {} ({})", version_string(), git_revision()));
 
   CampaignOptions run;
-  std::string shard, trial;
-  std::uint64_t trials = 0;
+  std::string shard, trial, run_seed, run_trials, run_jobs;
   bool no_progress = false, quiet = false;
   auto* run_cmd = app.add_subcommand("run", "run a campaign: board x scenario x seed");
   run_cmd->add_option("--board", run.board, "board profile: a path or a name from `otarig list boards`")->required();
   run_cmd->add_option("--scenario", run.scenario, "scenario: a path or a name from `otarig list scenarios`")
       ->required();
-  run_cmd->add_option("--seed", run.seed, "campaign seed (every random choice derives from it)");
-  run_cmd->add_option("--trials", trials, "run this many trials of the plan, chosen by the seed");
+  run_cmd->add_option("--seed", run_seed, "campaign seed (every random choice derives from it)");
+  run_cmd->add_option("--trials", run_trials, "run this many trials of the plan, chosen by the seed");
   run_cmd->add_option("--trial", trial, "run only this trial (as printed in a replay command)");
   run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
   run_cmd->add_option("--out", run.out, "evidence folder");
   run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
-  run_cmd->add_option("--jobs", run.jobs,
+  run_cmd->add_option("--jobs", run_jobs,
                       "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
                       "any other board: 1)");
   run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
@@ -265,13 +265,14 @@ int cli_main(int argc, char** argv) {
 
   harness::DetectionOptions detect;
   std::vector<std::string> detect_boards;
+  std::string detect_seed = std::to_string(detect.seed), detect_jobs;
   auto* detect_cmd = app.add_subcommand(
       "detect", "run a scenario on every board of a catalog and print the detection table (docs/detection.md)");
   detect_cmd->add_option("boards", detect_boards, "board profiles, or folders searched for *.yaml profiles")
       ->required();
   detect_cmd->add_option("--scenario", detect.scenario, "scenario run on every board")->capture_default_str();
-  detect_cmd->add_option("--seed", detect.seed, "campaign seed")->capture_default_str();
-  detect_cmd->add_option("--jobs", detect.jobs, "benches in parallel per campaign");
+  detect_cmd->add_option("--seed", detect_seed, "campaign seed")->capture_default_str();
+  detect_cmd->add_option("--jobs", detect_jobs, "benches in parallel per campaign");
   detect_cmd->add_option("--out", detect.out, "keep each campaign's evidence in OUT/<board>/");
   detect_cmd->add_option("--kind", detect.kinds, "only boards of this device kind (repeatable)");
 
@@ -309,7 +310,8 @@ int cli_main(int argc, char** argv) {
   proxy_cmd->add_option("--listen", proxy_opts.listen, "PORT or ADDRESS:PORT");
   proxy_cmd->add_option("--upstream", proxy_opts.upstream, "HOST:PORT")->required();
   proxy_cmd->add_option("--fault", proxy_opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
-  proxy_cmd->add_option("--seed", proxy_opts.seed, "seed of every random choice");
+  std::string proxy_seed;
+  proxy_cmd->add_option("--seed", proxy_seed, "seed of every random choice");
   proxy_cmd->add_option("--threads", proxy_opts.threads, "io threads");
   auto proxy_spin_us = static_cast<long>(proxy_opts.spin.count());
   proxy_cmd->add_option("--spin", proxy_spin_us,
@@ -327,16 +329,16 @@ int cli_main(int argc, char** argv) {
 
   try {
     if (*run_cmd) {
+      if (!run_seed.empty()) run.seed = parse_number(run_seed, 0, UINT64_MAX, "--seed");
       if (!shard.empty()) std::tie(run.shard, run.shards) = parse_shard(shard);
-      if (trials) run.trials = trials;
+      if (!run_trials.empty()) run.trials = parse_number(run_trials, 1, UINT64_MAX, "--trials");
+      if (!run_jobs.empty()) run.jobs = static_cast<unsigned>(parse_number(run_jobs, 0, kMaxJobs, "--jobs"));
       if (!signing_key.empty()) run.bundle.signing_key = signing_key;
       run.bundle.url = bundle_url;
       if (!trial.empty()) {
         try {
-          std::size_t used = 0;
-          run.only = std::stoull(trial, &used);
-          if (used != trial.size()) throw std::invalid_argument(trial);
-        } catch (const std::exception&) {
+          run.only = parse_number(trial, 0, UINT64_MAX, "--trial");
+        } catch (const InputError&) {
           throw InputError(fmt::format("--trial {}: expected a trial id such as 00042", trial));
         }
       }
@@ -344,6 +346,9 @@ int cli_main(int argc, char** argv) {
     }
     if (*list_cmd) return cmd_list(list_what);
     if (*detect_cmd) {
+      detect.seed = parse_number(detect_seed, 0, UINT64_MAX, "--seed");
+      if (!detect_jobs.empty())
+        detect.jobs = static_cast<unsigned>(parse_number(detect_jobs, 0, kMaxJobs, "--jobs"));
       detect.boards.assign(detect_boards.begin(), detect_boards.end());
       detect.on_board = [](const std::string& line) { std::cerr << line << "\n"; };
       return detection_main(detect, std::cout);
@@ -355,6 +360,7 @@ int cli_main(int argc, char** argv) {
       return drivers::net::serve_main(serve_opts, std::cout);
     }
     if (*proxy_cmd) {
+      if (!proxy_seed.empty()) proxy_opts.seed = parse_number(proxy_seed, 0, UINT64_MAX, "--seed");
       proxy_opts.impostor_cert = proxy_impostor_cert;
       proxy_opts.impostor_key = proxy_impostor_key;
       proxy_opts.upstream_tls = !proxy_no_upstream_tls;

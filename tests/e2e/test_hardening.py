@@ -230,3 +230,40 @@ def test_a_release_file_that_is_a_device_is_refused_with_its_line(tmp_path):
     p = otarig("run", "--board", prof, "--scenario", "unsigned", "--out", tmp_path / "o", timeout=30)
     assert_refused(p, 2, rf"{re.escape(str(prof))}:\d+: .*'/dev/zero' is not a regular file")
 
+
+# --- numbers that would wrap --------------------------------------------------
+
+@pytest.mark.parametrize("args,says", [
+    (["--seed", "-1"], r"--seed -1: expected a whole number from 0 to 18446744073709551615"),
+    (["--seed", "18446744073709551616"], r"--seed 18446744073709551616: expected a whole number"),
+    (["--seed", "0x10"], r"--seed 0x10: expected a whole number"),
+    (["--seed", " 5"], r"--seed  5: expected a whole number"),
+    (["--shard", "0/-1"], r"--shard 0/-1: expected I/N"),
+    (["--shard", "-1/2"], r"--shard -1/2: expected I/N"),
+    (["--shard", "0/4294967296"], r"--shard 0/4294967296: expected I/N"),
+    (["--shard", "2/2"], r"--shard 2/2: expected I/N"),
+    (["--trials", "-1"], r"--trials -1: expected a whole number from 1"),
+    (["--trials", "0"], r"--trials 0: expected a whole number from 1"),
+    (["--trial", "-1"], r"--trial -1: expected a trial id"),
+    (["--jobs", "-1"], r"--jobs -1: expected a whole number from 0 to 256"),
+    (["--jobs", "4294967297"], r"--jobs 4294967297: expected a whole number"),
+])
+def test_run_numbers_out_of_range_are_bad_input(tmp_path, args, says):
+    out = tmp_path / "o"
+    p = otarig("run", "--board", REF, "--scenario", "unsigned", "--out", out, *args)
+    assert_refused(p, 2, says)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "18446744073709551616"])
+def test_detect_and_proxy_seeds_out_of_range_are_bad_input(tmp_path, seed):
+    assert_refused(otarig("detect", "--seed", seed, REF), 2, rf"--seed {seed}: expected a whole number")
+    assert_refused(otarig("proxy", "--upstream", "127.0.0.1:1", "--seed", seed), 2,
+                   rf"--seed {seed}: expected a whole number")
+
+
+def test_the_largest_seed_is_still_a_seed(tmp_path):
+    out = tmp_path / "o"
+    otarig("run", "--board", REF, "--scenario", "unsigned", "--seed", "18446744073709551615", "--out", out, "-q",
+           check=0)
+    assert '"seed": 18446744073709551615' in (out / "run.json").read_text()
