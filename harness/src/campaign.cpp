@@ -378,6 +378,11 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
                   {"profile_sha256", profile.sha256},
                   {"device_kind", profile.device_kind},
                   {"identity", benches.empty() ? "" : benches[0]->identity()}};
+  // A profile that lets the update server offer a legacy device TLS 1.2
+  // CBC-mode suites says so in the evidence.
+  if (auto net = profile.root.at("device").find("network"); net && net->is_map() && net->has("tls"))
+    run["board"]["tls_cipher_suites"] =
+        net->bool_or("legacy_ciphers", false) ? "legacy (TLS 1.2 CBC-mode suites too)" : "aead";
   nlohmann::json parts = nlohmann::json::array();
   for (const auto* leaf : scenario.leaves())
     parts.push_back({{"name", leaf->name},
