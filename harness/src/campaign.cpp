@@ -113,9 +113,17 @@ void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, co
     throw BenchError(fmt::format("trial id '{}' is not a plain file name", t.spec.id));
   auto dir = out / "trials" / t.spec.id;
   std::filesystem::create_directories(dir);
-  std::string console;
-  for (const auto& line : t.transcript) console += fmt::format("[{:10.3f} ms] {}\n", line.t_ms, line.text);
+  // console.log shows control bytes escaped; the bytes as the device sent
+  // them go to console.raw when anything needed escaping.
+  std::string console, raw;
+  bool escaped = false;
+  for (const auto& line : t.transcript) {
+    const auto stamp = fmt::format("[{:10.3f} ms] ", line.t_ms);
+    console += stamp + reports::printable_console_text(line.text, &escaped) + "\n";
+    raw += stamp + line.text + "\n";
+  }
   write_text(dir / "console.log", console);
+  if (escaped) write_text(dir / "console.raw", raw);
   std::string events;
   for (const auto& e : t.events) events += e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   write_text(dir / "events.jsonl", events);
