@@ -302,6 +302,10 @@ int cli_main(int argc, char** argv) {
   serve_cmd->add_option("--tls-cert", serve_tls_cert, "server certificate (PEM): serve HTTPS");
   serve_cmd->add_option("--tls-key", serve_tls_key, "server key (PEM)");
   serve_cmd->add_option("--client-ca", serve_client_ca, "require client certificates signed by this CA (mTLS)");
+  std::string serve_timeout;
+  serve_cmd->add_option("--timeout", serve_timeout,
+                        "milliseconds a read, a write or a TLS handshake may take before the client is dropped "
+                        "(default 30000)");
 
   drivers::net::ProxyMainOptions proxy_opts;
   std::string proxy_impostor_cert, proxy_impostor_key;
@@ -354,6 +358,8 @@ int cli_main(int argc, char** argv) {
       return detection_main(detect, std::cout);
     }
     if (*serve_cmd) {
+      if (!serve_timeout.empty())
+        serve_opts.timeout = std::chrono::milliseconds(parse_number(serve_timeout, 1, 3600000, "--timeout"));
       serve_opts.tls_cert = serve_tls_cert;
       serve_opts.tls_key = serve_tls_key;
       serve_opts.client_ca = serve_client_ca;
