@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "otarig/core/read_file.hpp"
+
 namespace otarig {
 namespace {
 
@@ -28,11 +30,7 @@ std::string kind_of(const YAML::Node& n) {
 }  // namespace
 
 Config Config::load_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError(fmt::format("{}: cannot read file", file.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return load_string(ss.str(), file.string());
+  return load_string(read_regular_file(file, kMaxDocumentBytes, "YAML document"), file.string());
 }
 
 Config Config::load_string(std::string_view text, std::string origin) {

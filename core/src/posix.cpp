@@ -3,13 +3,18 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 
+#include "otarig/core/errors.hpp"
 #include "otarig/core/exit_status.hpp"
+#include "otarig/core/read_file.hpp"
 #include "otarig/core/unique_fd.hpp"
 
 namespace otarig {
@@ -60,6 +65,46 @@ std::string command_text(const std::vector<std::string>& argv) {
     out += '\'';
   }
   return out;
+}
+
+std::string read_regular_file(const std::filesystem::path& file, std::uintmax_t max_bytes,
+                              std::string_view what) {
+  // Non-blocking, so opening a FIFO returns at once (and is then refused).
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) throw InputError(fmt::format("{}: cannot read {}: {}", file.string(), what, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    throw InputError(fmt::format("{}: cannot read {}: {}", file.string(), what, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode))
+    throw InputError(fmt::format("{}: the {} is not a regular file ({})", file.string(), what,
+                                 S_ISDIR(st.st_mode)                          ? "a folder"
+                                 : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                                 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                              : "a special file"));
+  auto too_large = [&](std::uintmax_t size) {
+    return InputError(fmt::format("{}: the {} has {} bytes, more than the {} bytes the rig reads",
+                                  file.string(), what, size, max_bytes));
+  };
+  if (static_cast<std::uintmax_t>(st.st_size) > max_bytes)
+    throw too_large(static_cast<std::uintmax_t>(st.st_size));
+  std::string data(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (true) {
+    if (got == data.size()) {
+      // The file grew since fstat: read on, up to the bound.
+      if (data.size() > max_bytes) throw too_large(data.size());
+      data.resize(std::min<std::uintmax_t>(max_bytes + 1, std::max<std::size_t>(data.size() * 2, 4096)));
+    }
+    ssize_t n = ::read(fd.get(), data.data() + got, data.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw InputError(fmt::format("{}: cannot read {}: {}", file.string(), what, std::strerror(errno)));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got > max_bytes) throw too_large(got);
+  data.resize(got);
+  return data;
 }
 
 }  // namespace otarig

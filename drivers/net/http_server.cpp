@@ -243,15 +243,34 @@ struct UpdateServer::Impl {
 
   explicit Impl(ServerOptions o) : options(std::move(o)), clock(options.clock ? options.clock : &steady) {}
 
+  // Only a regular file whose real path stays inside the root is served: a
+  // symlink that leads out of the root, a folder, a FIFO, a socket or a device
+  // is answered 404. Nothing else is ever opened, and what is opened is opened
+  // without blocking (a FIFO swapped in meanwhile cannot stall the io thread)
+  // and checked again as the file it turned out to be.
   std::optional<Blob> find_file(const std::string& path) const {
     if (options.root.empty()) return std::nullopt;
-    std::filesystem::path full = options.root / std::filesystem::path(path.substr(1));
-    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
+    std::error_code ec;
+    const auto root = std::filesystem::canonical(options.root, ec);
+    if (ec) return std::nullopt;
+    const auto real = std::filesystem::canonical(root / std::filesystem::path(path.substr(1)), ec);
+    if (ec || !inside(root, real) || !std::filesystem::is_regular_file(real, ec)) return std::nullopt;
+    int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
     if (fd < 0) return std::nullopt;
     auto handle = std::make_shared<FileHandle>(fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    const auto opened = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ec);
+    if (ec || !inside(root, opened)) return std::nullopt;
     return Blob{nullptr, handle, static_cast<std::uint64_t>(st.st_size)};
+  }
+
+  static bool inside(const std::filesystem::path& root, const std::filesystem::path& p) {
+    auto r = root.begin();
+    auto q = p.begin();
+    for (; r != root.end(); ++r, ++q)
+      if (q == p.end() || *r != *q) return false;
+    return q != p.end();
   }
 
   std::optional<Blob> find(const std::string& requested) const {

@@ -2,6 +2,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <openssl/ssl.h>
 
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/pki.hpp"
@@ -23,10 +24,21 @@ TlsConfig TlsConfig::from_files(const std::filesystem::path& cert, const std::fi
 namespace detail {
 namespace {
 
-std::shared_ptr<ssl::context> base_context(ssl::context::method method) {
+// TLS 1.2 suites with forward secrecy and authenticated encryption only.
+constexpr const char* kAeadTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr const char* kTls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+std::shared_ptr<ssl::context> base_context(ssl::context::method method, bool legacy_ciphers) {
   auto ctx = std::make_shared<ssl::context>(method);
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+  if (!legacy_ciphers) {
+    if (SSL_CTX_set_cipher_list(ctx->native_handle(), kAeadTls12Ciphers) != 1 ||
+        SSL_CTX_set_ciphersuites(ctx->native_handle(), kTls13Suites) != 1)
+      throw BenchError("TLS: OpenSSL refuses the AEAD cipher suites");
+  }
   return ctx;
 }
 
@@ -49,7 +61,7 @@ void load_peer_ca(ssl::context& ctx, const TlsConfig& config) {
 std::shared_ptr<ssl::context> make_server_context(const TlsConfig& config) {
   if (config.cert_chain_pem.empty() || config.key_pem.empty())
     throw InputError("TLS: a server needs a certificate and a private key");
-  auto ctx = base_context(ssl::context::tls_server);
+  auto ctx = base_context(ssl::context::tls_server, config.legacy_ciphers);
   load_identity(*ctx, config);
   if (!config.peer_ca_pem.empty()) {
     load_peer_ca(*ctx, config);
@@ -61,7 +73,7 @@ std::shared_ptr<ssl::context> make_server_context(const TlsConfig& config) {
 }
 
 std::shared_ptr<ssl::context> make_client_context(const TlsConfig& config, bool verify) {
-  auto ctx = base_context(ssl::context::tls_client);
+  auto ctx = base_context(ssl::context::tls_client, config.legacy_ciphers);
   if (!config.cert_chain_pem.empty()) load_identity(*ctx, config);
   if (verify) {
     if (config.peer_ca_pem.empty()) throw InputError("TLS: verifying the server needs a CA certificate");

@@ -81,7 +81,7 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
   cfg.storage = device.string_or("storage", "");
   cfg.keep_storage = device.bool_or("keep_storage", false);
   if (auto net = device.find("network")) {
-    net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names"});
+    net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers"});
     cfg.server = net->bool_or("server", true);
     if (auto tls = net->find("tls")) cfg.tls = parse_tls(*tls);
     cfg.proxy = net->bool_or("proxy", true);
@@ -102,6 +102,11 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
       if (cfg.tls == Tls::off) pki->fail("`pki` needs TLS (tls: tls or mutual)");
       cfg.pki = pki->as_string();
       if (cfg.pki.empty()) pki->fail("name the folder with ca.pem, server.pem and server.key");
+    }
+    if (auto legacy = net->find("legacy_ciphers")) {
+      cfg.legacy_ciphers = legacy->as_bool();
+      if (cfg.tls == Tls::off && cfg.legacy_ciphers)
+        legacy->fail("`legacy_ciphers` needs TLS (tls: tls or mutual)");
     }
     if (auto names = net->find("names")) {
       if (cfg.tls == Tls::off) names->fail("`names` needs TLS (tls: tls or mutual)");
@@ -282,7 +287,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
           (is_ipv4_address(n) || n.find(':') != std::string::npos ? names.ip_addresses : names.dns_names)
               .push_back(n);
         auto pki = net::TestPki::generate(names);
-        impostor = net::TlsConfig{pki.impostor.cert_pem, pki.impostor.key_pem, {}};
+        impostor = net::TlsConfig{pki.impostor.cert_pem, pki.impostor.key_pem, {}, cfg_.legacy_ciphers};
         net::TlsConfig tls;
         if (cfg_.pki.empty()) {
           pki.write(storage_ / "tls");
@@ -306,6 +311,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
             client_key_ = dir / "client.key";
           }
         }
+        tls.legacy_ciphers = cfg_.legacy_ciphers;
         so.tls = tls;
       }
       so.address = cfg_.proxy ? std::string("127.0.0.1") : listen;

@@ -1,11 +1,15 @@
 #include "otarig/harness/campaign.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -98,15 +102,44 @@ void write_text(const std::filesystem::path& p, const std::string& text) {
 }
 
 void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, const nlohmann::json& summary) {
+  if (!is_plain_name(t.spec.id))
+    throw BenchError(fmt::format("trial id '{}' is not a plain file name", t.spec.id));
   auto dir = out / "trials" / t.spec.id;
   std::filesystem::create_directories(dir);
-  std::string console;
-  for (const auto& line : t.transcript) console += fmt::format("[{:10.3f} ms] {}\n", line.t_ms, line.text);
+  // console.log shows control bytes escaped; the bytes as the device sent
+  // them go to console.raw when anything needed escaping.
+  std::string console, raw;
+  bool escaped = false;
+  for (const auto& line : t.transcript) {
+    const auto stamp = fmt::format("[{:10.3f} ms] ", line.t_ms);
+    console += stamp + reports::printable_console_text(line.text, &escaped) + "\n";
+    raw += stamp + line.text + "\n";
+  }
   write_text(dir / "console.log", console);
+  if (escaped) write_text(dir / "console.raw", raw);
   std::string events;
   for (const auto& e : t.events) events += e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   write_text(dir / "events.jsonl", events);
   write_text(dir / "verdict.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+// The evidence folder exists and takes files, or --out is bad input: a path
+// that is a file (/dev/null), that cannot be created, or a read-only folder.
+void prepare_out(const std::filesystem::path& out) {
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) && !std::filesystem::is_directory(out, ec))
+    throw InputError(fmt::format("--out {}: exists and is not a folder", out.string()));
+  std::filesystem::create_directories(out, ec);
+  if (ec)
+    throw InputError(
+        fmt::format("--out {}: cannot create the evidence folder: {}", out.string(), ec.message()));
+  const auto probe = out / fmt::format(".otarig-write-test-{}", ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw InputError(
+        fmt::format("--out {}: cannot write in the evidence folder: {}", out.string(), std::strerror(errno)));
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 // Virtual and process boards make a device per bench, so two run side by
@@ -207,7 +240,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
                                    scenario.name, options.seed));
   }
 
-  std::filesystem::create_directories(options.out);
+  prepare_out(options.out);
   Journal journal(options.out / "journal.jsonl", options.resume);
   const auto started = iso_now();
 
@@ -366,6 +399,11 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
                   {"profile_sha256", profile.sha256},
                   {"device_kind", profile.device_kind},
                   {"identity", benches.empty() ? "" : benches[0]->identity()}};
+  // A profile that lets the update server offer a legacy device TLS 1.2
+  // CBC-mode suites says so in the evidence.
+  if (auto net = profile.root.at("device").find("network"); net && net->is_map() && net->has("tls"))
+    run["board"]["tls_cipher_suites"] =
+        net->bool_or("legacy_ciphers", false) ? "legacy (TLS 1.2 CBC-mode suites too)" : "aead";
   nlohmann::json parts = nlohmann::json::array();
   for (const auto* leaf : scenario.leaves())
     parts.push_back({{"name", leaf->name},

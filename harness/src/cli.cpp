@@ -6,7 +6,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -21,16 +23,33 @@
 #include "otarig/harness/releases.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/http_server.hpp"
+#include "otarig/core/read_file.hpp"
 #include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
 
 namespace otarig::harness {
 namespace {
 
-image::Bytes read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("{}: cannot read file", path));
-  return image::Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+// --jobs above this is surely a typo (each job is a bench with its own device).
+constexpr std::uint64_t kMaxJobs = 256;
+// The largest payload `image build` puts in an image: what the header's 32-bit
+// payload_size can say and what the rig writes (kMaxImageBytes) both allow.
+constexpr std::uint64_t kMaxPayload =
+    std::min<std::uint64_t>(UINT32_MAX, kMaxImageBytes - image::kHeaderSize - image::kTrailerSize);
+
+image::Bytes read_file(const std::string& path, std::string_view what) {
+  const auto data = read_regular_file(path, kMaxImageBytes, what);
+  return image::Bytes(data.begin(), data.end());
+}
+
+// A whole decimal number in min..max: no sign, no spaces, nothing that wraps.
+std::uint64_t parse_number(const std::string& text, std::uint64_t min, std::uint64_t max,
+                           const std::string& option) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v < min || v > max)
+    throw InputError(fmt::format("{} {}: expected a whole number from {} to {}", option, text, min, max));
+  return v;
 }
 
 void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
@@ -42,14 +61,13 @@ void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
 std::pair<unsigned, unsigned> parse_shard(const std::string& s) {
   auto slash = s.find('/');
   try {
-    if (slash == std::string::npos) throw std::invalid_argument(s);
-    std::size_t a = 0, b = 0;
-    unsigned i = static_cast<unsigned>(std::stoul(s.substr(0, slash), &a));
-    unsigned n = static_cast<unsigned>(std::stoul(s.substr(slash + 1), &b));
-    if (a != slash || b != s.size() - slash - 1 || n == 0 || i >= n) throw std::invalid_argument(s);
+    if (slash == std::string::npos) throw InputError(s);
+    auto i = static_cast<unsigned>(parse_number(s.substr(0, slash), 0, UINT32_MAX - 1, "I"));
+    auto n = static_cast<unsigned>(parse_number(s.substr(slash + 1), 1, UINT32_MAX, "N"));
+    if (i >= n) throw InputError(s);
     return {i, n};
-  } catch (const std::exception&) {
-    throw InputError(fmt::format("--shard {}: expected I/N with 0 <= I < N, e.g. 0/4", s));
+  } catch (const InputError&) {
+    throw InputError(fmt::format("--shard {}: expected I/N with 0 <= I < N <= {}, e.g. 0/4", s, UINT32_MAX));
   }
 }
 
@@ -161,20 +179,21 @@ int cli_main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("otarig {} ({})", version_string(), git_revision()));
 
   CampaignOptions run;
-  std::string shard, trial;
-  std::uint64_t trials = 0;
+  std::string shard, trial, run_seed, run_trials, run_jobs;
   bool no_progress = false, quiet = false;
   auto* run_cmd = app.add_subcommand("run", "run a campaign: board x scenario x seed");
   run_cmd->add_option("--board", run.board, "board profile: a path or a name from `otarig list boards`")->required();
   run_cmd->add_option("--scenario", run.scenario, "scenario: a path or a name from `otarig list scenarios`")
       ->required();
-  run_cmd->add_option("--seed", run.seed, "campaign seed (every random choice derives from it)");
-  run_cmd->add_option("--trials", trials, "run this many trials of the plan, chosen by the seed");
+  run_cmd->add_option("--seed", run_seed, "campaign seed (every random choice derives from it)");
+  run_cmd->add_option("--trials", run_trials, "run this many trials of the plan, chosen by the seed");
   run_cmd->add_option("--trial", trial, "run only this trial (as printed in a replay command)");
   run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
   run_cmd->add_option("--out", run.out, "evidence folder");
   run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
-  run_cmd->add_option("--jobs", run.jobs, "devices in parallel (virtual and process boards: default 2 where there are 2 cores; any other board: 1)");
+  run_cmd->add_option("--jobs", run_jobs,
+                      "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
+                      "any other board: 1)");
   run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
   run_cmd->add_flag("-q,--quiet", quiet, "print findings only");
   std::string signing_key, bundle_url;
@@ -188,9 +207,7 @@ int cli_main(int argc, char** argv) {
 
   auto* image_cmd = app.add_subcommand("image", "build, tamper with or inspect images");
   image_cmd->require_subcommand(1);
-  std::string b_version, b_key, b_out, b_payload, b_genkey;
-  std::uint32_t b_counter = 0;
-  std::uint64_t b_size = 0;
+  std::string b_version, b_key, b_out, b_payload, b_genkey, b_counter, b_size;
   bool b_selftest_fail = false;
   auto* build = image_cmd->add_subcommand("build", "build a signed image");
   build->add_option("--version", b_version, "major.minor.patch[+build]")->required();
@@ -214,7 +231,7 @@ int cli_main(int argc, char** argv) {
   build->add_option("--compatible", b_compatible, "raucb: the system's compatible")->capture_default_str();
 
   std::string t_in, t_out, t_flip, t_resign, t_version;
-  std::int64_t t_truncate = -1, t_append = -1;
+  std::string t_truncate, t_append;
   bool t_strip = false;
   auto* tamper = image_cmd->add_subcommand("tamper", "damage an image");
   tamper->add_option("--in", t_in, "input image")->required();
@@ -235,13 +252,14 @@ int cli_main(int argc, char** argv) {
 
   harness::DetectionOptions detect;
   std::vector<std::string> detect_boards;
+  std::string detect_seed = std::to_string(detect.seed), detect_jobs;
   auto* detect_cmd = app.add_subcommand(
       "detect", "run a scenario on every board of a catalog and print the detection table (docs/detection.md)");
   detect_cmd->add_option("boards", detect_boards, "board profiles, or folders searched for *.yaml profiles")
       ->required();
   detect_cmd->add_option("--scenario", detect.scenario, "scenario run on every board")->capture_default_str();
-  detect_cmd->add_option("--seed", detect.seed, "campaign seed")->capture_default_str();
-  detect_cmd->add_option("--jobs", detect.jobs, "benches in parallel per campaign");
+  detect_cmd->add_option("--seed", detect_seed, "campaign seed")->capture_default_str();
+  detect_cmd->add_option("--jobs", detect_jobs, "benches in parallel per campaign");
   detect_cmd->add_option("--out", detect.out, "keep each campaign's evidence in OUT/<board>/");
   detect_cmd->add_option("--kind", detect.kinds, "only boards of this device kind (repeatable)");
 
@@ -271,6 +289,10 @@ int cli_main(int argc, char** argv) {
   serve_cmd->add_option("--tls-cert", serve_tls_cert, "server certificate (PEM): serve HTTPS");
   serve_cmd->add_option("--tls-key", serve_tls_key, "server key (PEM)");
   serve_cmd->add_option("--client-ca", serve_client_ca, "require client certificates signed by this CA (mTLS)");
+  std::string serve_timeout;
+  serve_cmd->add_option("--timeout", serve_timeout,
+                        "milliseconds a read, a write or a TLS handshake may take before the client is dropped "
+                        "(default 30000)");
 
   drivers::net::ProxyMainOptions proxy_opts;
   std::string proxy_impostor_cert, proxy_impostor_key;
@@ -279,7 +301,8 @@ int cli_main(int argc, char** argv) {
   proxy_cmd->add_option("--listen", proxy_opts.listen, "PORT or ADDRESS:PORT");
   proxy_cmd->add_option("--upstream", proxy_opts.upstream, "HOST:PORT")->required();
   proxy_cmd->add_option("--fault", proxy_opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
-  proxy_cmd->add_option("--seed", proxy_opts.seed, "seed of every random choice");
+  std::string proxy_seed;
+  proxy_cmd->add_option("--seed", proxy_seed, "seed of every random choice");
   proxy_cmd->add_option("--threads", proxy_opts.threads, "io threads");
   auto proxy_spin_us = static_cast<long>(proxy_opts.spin.count());
   proxy_cmd->add_option("--spin", proxy_spin_us,
@@ -297,16 +320,16 @@ int cli_main(int argc, char** argv) {
 
   try {
     if (*run_cmd) {
+      if (!run_seed.empty()) run.seed = parse_number(run_seed, 0, UINT64_MAX, "--seed");
       if (!shard.empty()) std::tie(run.shard, run.shards) = parse_shard(shard);
-      if (trials) run.trials = trials;
+      if (!run_trials.empty()) run.trials = parse_number(run_trials, 1, UINT64_MAX, "--trials");
+      if (!run_jobs.empty()) run.jobs = static_cast<unsigned>(parse_number(run_jobs, 0, kMaxJobs, "--jobs"));
       if (!signing_key.empty()) run.bundle.signing_key = signing_key;
       run.bundle.url = bundle_url;
       if (!trial.empty()) {
         try {
-          std::size_t used = 0;
-          run.only = std::stoull(trial, &used);
-          if (used != trial.size()) throw std::invalid_argument(trial);
-        } catch (const std::exception&) {
+          run.only = parse_number(trial, 0, UINT64_MAX, "--trial");
+        } catch (const InputError&) {
           throw InputError(fmt::format("--trial {}: expected a trial id such as 00042", trial));
         }
       }
@@ -314,17 +337,23 @@ int cli_main(int argc, char** argv) {
     }
     if (*list_cmd) return cmd_list(list_what);
     if (*detect_cmd) {
+      detect.seed = parse_number(detect_seed, 0, UINT64_MAX, "--seed");
+      if (!detect_jobs.empty())
+        detect.jobs = static_cast<unsigned>(parse_number(detect_jobs, 0, kMaxJobs, "--jobs"));
       detect.boards.assign(detect_boards.begin(), detect_boards.end());
       detect.on_board = [](const std::string& line) { std::cerr << line << "\n"; };
       return detection_main(detect, std::cout);
     }
     if (*serve_cmd) {
+      if (!serve_timeout.empty())
+        serve_opts.timeout = std::chrono::milliseconds(parse_number(serve_timeout, 1, 3600000, "--timeout"));
       serve_opts.tls_cert = serve_tls_cert;
       serve_opts.tls_key = serve_tls_key;
       serve_opts.client_ca = serve_client_ca;
       return drivers::net::serve_main(serve_opts, std::cout);
     }
     if (*proxy_cmd) {
+      if (!proxy_seed.empty()) proxy_opts.seed = parse_number(proxy_seed, 0, UINT64_MAX, "--seed");
       proxy_opts.impostor_cert = proxy_impostor_cert;
       proxy_opts.impostor_key = proxy_impostor_key;
       proxy_opts.upstream_tls = !proxy_no_upstream_tls;
@@ -334,12 +363,17 @@ int cli_main(int argc, char** argv) {
     if (*build) {
       image::Header h;
       h.version = image::Version::parse(b_version);
-      h.security_counter = b_counter;
+      h.security_counter = static_cast<std::uint32_t>(parse_number(b_counter, 0, UINT32_MAX, "--counter"));
       if (b_selftest_fail) h.flags |= image::kFlagSelfTestFails;
       image::Bytes payload;
-      if (!b_payload.empty()) payload = read_file(b_payload);
-      else if (b_size) payload = image::synthetic_payload(b_size, b_version);
+      if (!b_payload.empty())
+        payload = read_file(b_payload, "payload");
+      else if (!b_size.empty())
+        payload = image::synthetic_payload(parse_number(b_size, 1, kMaxPayload, "--payload-size"), b_version);
       else throw InputError("otarig image build: give --payload FILE or --payload-size N");
+      if (payload.size() > kMaxPayload)
+        throw InputError(fmt::format("{}: a payload of {} bytes is more than the {} an image carries",
+                                     b_payload, payload.size(), kMaxPayload));
       h.payload_size = static_cast<std::uint32_t>(payload.size());
       std::optional<crypto::Ed25519Key> key;
       if (!b_genkey.empty()) {
@@ -371,19 +405,23 @@ int cli_main(int argc, char** argv) {
       return 0;
     }
     if (*tamper) {
-      auto in = read_file(t_in);
+      auto in = read_file(t_in, "image");
       image::Bytes out;
       if (!t_flip.empty()) {
+        if (in.empty()) throw InputError(fmt::format("{}: --flip-bit: the image is empty", t_in));
         auto colon = t_flip.find(':');
-        std::size_t off = std::stoull(t_flip.substr(0, colon));
-        unsigned bit = colon == std::string::npos ? 0 : static_cast<unsigned>(std::stoul(t_flip.substr(colon + 1)));
-        if (off >= in.size() || bit > 7)
-          throw InputError(fmt::format("{}: --flip-bit {}: offset beyond the image or bit above 7", t_in, t_flip));
-        out = image::tamper::flip_bit(in, off, bit);
-      } else if (t_truncate >= 0) {
-        out = image::tamper::truncate(in, static_cast<std::size_t>(t_truncate));
-      } else if (t_append >= 0) {
-        out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(t_append), 0x5a));
+        const auto off =
+            parse_number(t_flip.substr(0, colon), 0, in.size() - 1, t_in + ": --flip-bit offset");
+        const auto bit = colon == std::string::npos
+                             ? 0
+                             : parse_number(t_flip.substr(colon + 1), 0, 7, t_in + ": --flip-bit bit");
+        out = image::tamper::flip_bit(in, static_cast<std::size_t>(off), static_cast<unsigned>(bit));
+      } else if (!t_truncate.empty()) {
+        const auto n = parse_number(t_truncate, 0, in.size(), "--truncate");
+        out = image::tamper::truncate(in, static_cast<std::size_t>(n));
+      } else if (!t_append.empty()) {
+        const auto n = parse_number(t_append, 0, kMaxImageBytes - in.size(), "--append");
+        out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(n), 0x5a));
       } else if (!t_resign.empty()) {
         out = image::tamper::resign(in, load_key_ref(t_resign, "."));
       } else if (t_strip) {
@@ -396,7 +434,7 @@ int cli_main(int argc, char** argv) {
       return 0;
     }
     if (*inspect) {
-      auto bytes = read_file(i_file);
+      auto bytes = read_file(i_file, "image");
       auto p = image::parse(bytes, i_file);
       std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
                                p.header.version.str(), p.header.security_counter, p.header.payload_size,
@@ -438,6 +476,10 @@ int cli_main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "otarig: bad argument: " << e.what() << "\n";
     return 2;
+  } catch (const std::exception& e) {
+    // Whatever else stops a command is the bench's failure, never an abort.
+    std::cerr << "otarig: bench failure: " << e.what() << "\n";
+    return 3;
   }
   return 0;
 }

@@ -103,6 +103,10 @@ DetectionTable run_detection(const DetectionOptions& options, const Registries& 
   std::set<std::string> names;
   for (const auto& file : files) {
     DetectionRow row = describe(file);
+    // load_profile checks the name; checked again where it becomes a folder
+    // that is removed and rewritten.
+    if (!is_plain_name(row.board))
+      throw InputError(fmt::format("{}: board name '{}' is not a plain file name", file.string(), row.board));
     std::string dir = row.board;
     for (int n = 2; !names.insert(dir).second; ++n) dir = fmt::format("{}-{}", row.board, n);
     CampaignOptions c;

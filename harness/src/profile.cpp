@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/read_file.hpp"
 
 #ifndef OTARIG_SOURCE_DIR
 #define OTARIG_SOURCE_DIR ""
@@ -29,10 +31,7 @@ void check_pattern(const Config& c, const std::string& pattern, std::initializer
 }
 
 std::string file_sha256(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return crypto::hex(crypto::sha256(ss.str()));
+  return crypto::hex(crypto::sha256(read_regular_file(p, kMaxDocumentBytes, "board profile")));
 }
 
 void check_key_ref(const Config& c, const std::string& ref) {
@@ -46,6 +45,20 @@ void check_key_ref(const Config& c, const std::string& ref) {
 }
 
 }  // namespace
+
+bool is_plain_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name.front() == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+void check_plain_name(const Config& c, std::string_view name, std::string_view what) {
+  if (!is_plain_name(name))
+    c.fail(fmt::format("{} '{}' becomes a file name: use 1-64 of [A-Za-z0-9._-], not starting with '.'", what,
+                       name));
+}
 
 const ReleaseSpec* BoardProfile::release(const std::string& n) const {
   for (const auto& r : releases)
@@ -81,6 +94,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
                   "releases", "image_format", "tags", "package"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
+  check_plain_name(root.at("name"), p.name, "the board name");
   p.description = root.string_or("description", "");
   auto device = root.at("device");
   p.device_kind = device.at("kind").as_string();
@@ -116,6 +130,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   std::set<std::string> seen;
   for (auto& [name, rel] : root.at("releases").entries()) {
     rel.only_keys({"version", "security_counter", "payload_size", "file"});
+    check_plain_name(rel, name, "the release name");
     ReleaseSpec r;
     r.name = name;
     r.where = rel.where();
@@ -133,6 +148,8 @@ BoardProfile load_profile(const std::filesystem::path& file) {
       auto fp = std::filesystem::path(f->as_string());
       if (fp.is_relative()) fp = f->directory() / fp;
       if (!std::filesystem::exists(fp)) f->fail(fmt::format("image file '{}' does not exist", fp.string()));
+      if (!std::filesystem::is_regular_file(fp))
+        f->fail(fmt::format("image file '{}' is not a regular file", fp.string()));
       r.file = fp;
     }
     seen.insert(name);

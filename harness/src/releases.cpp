@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "otarig/drivers/clients/package.hpp"
+#include "otarig/core/read_file.hpp"
 
 namespace otarig::harness {
 
@@ -131,8 +132,12 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile) {
     BuiltImage b;
     b.name = spec.name;
     if (spec.file) {
-      std::ifstream in(*spec.file, std::ios::binary);
-      b.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      try {
+        const auto data = read_regular_file(*spec.file, kMaxImageBytes, "release image");
+        b.bytes.assign(data.begin(), data.end());
+      } catch (const InputError& e) {
+        throw InputError(fmt::format("{}: release {}: {}", spec.where, spec.name, e.what()));
+      }
       auto parsed = image::parse(b.bytes, spec.file->string());
       b.version = parsed.header.version.str();
       b.security_counter = parsed.header.security_counter;

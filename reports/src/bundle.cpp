@@ -8,6 +8,45 @@
 
 namespace otarig::reports {
 
+std::string printable_console_text(std::string_view raw, bool* escaped) {
+  std::string out;
+  out.reserve(raw.size());
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(raw[i]); };
+  auto continuation = [&](std::size_t i, unsigned char lo, unsigned char hi) {
+    return i < raw.size() && byte(i) >= lo && byte(i) <= hi;
+  };
+  for (std::size_t i = 0; i < raw.size();) {
+    const unsigned char c = byte(i);
+    if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // The length of a well-formed UTF-8 sequence starting here (RFC 3629), 0 if none.
+    std::size_t n = 0;
+    if (c >= 0xc2 && c <= 0xdf && continuation(i + 1, 0x80, 0xbf))
+      n = c == 0xc2 && byte(i + 1) <= 0x9f ? 0 : 2;  // U+0080..U+009F: C1 controls
+    else if (c >= 0xe0 && c <= 0xef)
+      n = continuation(i + 1, c == 0xe0 ? 0xa0 : 0x80, c == 0xed ? 0x9f : 0xbf) && continuation(i + 2, 0x80, 0xbf)
+              ? 3
+              : 0;
+    else if (c >= 0xf0 && c <= 0xf4)
+      n = continuation(i + 1, c == 0xf0 ? 0x90 : 0x80, c == 0xf4 ? 0x8f : 0xbf) &&
+                  continuation(i + 2, 0x80, 0xbf) && continuation(i + 3, 0x80, 0xbf)
+              ? 4
+              : 0;
+    if (n) {
+      out.append(raw.substr(i, n));
+      i += n;
+      continue;
+    }
+    out += fmt::format("\\x{:02x}", c);
+    if (escaped) *escaped = true;
+    ++i;
+  }
+  return out;
+}
+
 void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, const BundleOptions& options) {
   // Load the key first: a bad key path must fail before anything is written.
   auto key = options.signing_key ? crypto::Ed25519Key::load_pem(*options.signing_key)
@@ -15,7 +54,17 @@ void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, c
   const bool test_key = !options.signing_key;
 
   std::filesystem::create_directories(out);
-  // Stale closing files from an earlier write (a resumed run) are replaced.
+  // Stale closing files from an earlier write (a resumed run) are replaced,
+  // and so are the temporary files of a write that was killed before its
+  // rename: left in place they would be listed in the new manifest and then
+  // vanish when their own write renames them.
+  const char* written[] = {"run.json",    "junit.xml",      "summary.md",  "report.html",
+                           kManifestFile, kAttestationFile, kPublicKeyFile};
+  for (const char* f : written) {
+    auto tmp = out / f;
+    tmp += ".tmp";
+    std::filesystem::remove(tmp);
+  }
   for (const char* f : {kManifestFile, kAttestationFile, kPublicKeyFile}) std::filesystem::remove(out / f);
 
   detail::write_file(out / "run.json",

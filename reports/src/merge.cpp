@@ -162,9 +162,14 @@ void copy_file(const std::filesystem::path& from, const std::filesystem::path& t
   std::filesystem::copy_file(from / rel, to / rel);
 }
 
-json merge(const std::vector<std::filesystem::path>& dirs, const std::filesystem::path& out,
+json merge(const std::vector<std::filesystem::path>& dirs, std::filesystem::path out,
            const MergeOptions& options) {
   if (dirs.empty()) throw InputError("otarig report merge: name at least one shard bundle");
+  // "M/" names the folder M: the staging folder is its sibling "M.merging",
+  // never a folder inside it.
+  while (!out.empty() && !out.has_filename() && out != out.root_path()) out = out.parent_path();
+  if (out.empty() || out == out.root_path() || out.filename() == "." || out.filename() == "..")
+    throw InputError(fmt::format("--out {}: name a new folder for the merged bundle", out.string()));
   if (std::filesystem::exists(out) &&
       (!std::filesystem::is_directory(out) || !std::filesystem::is_empty(out)))
     throw InputError(

@@ -1,11 +1,15 @@
 #include "otarig/drivers/net/http_server.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <system_error>
@@ -422,6 +426,57 @@ TEST(HttpServerDirectory, ServesFilesUnderRootAndWrittenReleases) {
   EXPECT_EQ(read_response(s).status, 404);
   s.write_all(request("GET", "/sub/%2e%2e/%2e%2e/etc/passwd"));
   EXPECT_EQ(read_response(s).status, 400);
+}
+
+TEST(HttpServerDirectory, ServesOnlyRegularFilesWhoseRealPathStaysInsideTheRoot) {
+  TempDir outside;
+  std::ofstream(outside.path() / "secret.txt") << "host secret";
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "sub");
+  std::ofstream(dir.path() / "sub" / "f.txt") << "hello file";
+  std::filesystem::create_directory_symlink(outside.path(), dir.path() / "out-link");
+  std::filesystem::create_symlink(outside.path() / "secret.txt", dir.path() / "secret-link.txt");
+  std::filesystem::create_symlink("/dev/zero", dir.path() / "zero");
+  std::filesystem::create_symlink("sub/f.txt", dir.path() / "inside-link.txt");
+  ServerOptions o;
+  o.root = dir.path();
+  UpdateServer server(std::move(o));
+  server.start();
+  Socket s = Socket::connect(server.port());
+  for (const char* escape : {"/out-link/secret.txt", "/secret-link.txt", "/zero"}) {
+    s.write_all(request("GET", escape));
+    HttpResponse r = read_response(s);
+    EXPECT_EQ(r.status, 404) << escape;
+    EXPECT_EQ(r.body.find("host secret"), std::string::npos) << escape;
+  }
+  s.write_all(request("GET", "/inside-link.txt"));
+  EXPECT_EQ(read_response(s).body, "hello file");
+}
+
+TEST(HttpServerDirectory, AFifoIsNotServedAndBlocksNoOne) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo((dir.path() / "p").c_str(), 0600), 0) << std::strerror(errno);
+  std::ofstream(dir.path() / "f.txt") << "hello file";
+  ServerOptions o;
+  o.root = dir.path();
+  o.timeout = std::chrono::milliseconds(3000);
+  UpdateServer server(std::move(o));
+  server.start();
+  // A server stuck in a blocking open() of the FIFO is released at the end
+  // (a writer appears), so a failure here fails rather than hangs.
+  struct ReleaseFifo {
+    std::filesystem::path fifo;
+    ~ReleaseFifo() {
+      int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+  } release{dir.path() / "p"};
+  Socket fifo = Socket::connect(server.port());
+  fifo.write_all(request("GET", "/p"));
+  EXPECT_EQ(read_response(fifo, false, std::chrono::milliseconds(2000)).status, 404);
+  Socket other = Socket::connect(server.port());
+  other.write_all(request("GET", "/f.txt"));
+  EXPECT_EQ(read_response(other, false, std::chrono::milliseconds(2000)).body, "hello file");
 }
 
 TEST(HttpServerStop, StopsWithClientsConnected) {

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
 
 #include <fstream>
 #include <future>
@@ -65,6 +66,28 @@ TEST(Tls, HttpsWithTheTestCa) {
   auto server = https_server(false);
   EXPECT_EQ(fetch(server->port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");
   EXPECT_EQ(server->base_url().substr(0, 8), "https://");
+}
+
+TEST(Tls, OnlyAeadSuitesAreAcceptedUnlessLegacyCiphersAreAskedFor) {
+  auto server = https_server(false);
+  const TlsClientOptions cbc_only{.ca_pem = pki().ca.cert_pem,
+                                  .tls12_ciphers = "ECDHE-ECDSA-AES128-SHA",
+                                  .max_version = TLS1_2_VERSION};
+  EXPECT_THROW(fetch(server->port(), cbc_only), std::runtime_error);
+  for (const char* aead : {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"})
+    EXPECT_EQ(fetch(server->port(), {.ca_pem = pki().ca.cert_pem, .tls12_ciphers = aead,
+                                     .max_version = TLS1_2_VERSION}),
+              "200 hi")
+        << aead;
+  EXPECT_EQ(fetch(server->port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");  // TLS 1.3
+
+  ServerOptions o;
+  o.tls = TlsConfig{pki().server.cert_pem, pki().server.key_pem, {}, true};
+  o.timeout = 2000ms;
+  UpdateServer legacy(std::move(o));
+  legacy.put("/hello.txt", {'h', 'i'});
+  legacy.start();
+  EXPECT_EQ(fetch(legacy.port(), cbc_only), "200 hi");
 }
 
 TEST(Tls, BodyByteHookCountsPlaintextOnAKeptAliveTlsConnection) {

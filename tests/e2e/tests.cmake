@@ -33,3 +33,16 @@ if(TARGET otarig-vboard)
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_VBOARD=$<TARGET_FILE:otarig-vboard>"
     LABELS "e2e;lab" TIMEOUT 600)
 endif()
+# Hostile and malformed input: names that are paths, special files, numbers out
+# of range, a server that must not be escaped or hung, resumes after a kill.
+add_test(NAME e2e.hardening
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_hardening.py)
+set_tests_properties(e2e.hardening PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  LABELS "e2e" TIMEOUT 600)
+# Every YAML block and `otarig` command line in README.md and docs/ matches the program.
+add_test(NAME e2e.docs
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_docs.py)
+set_tests_properties(e2e.docs PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  LABELS "e2e" TIMEOUT 300)

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "otarig/harness/campaign.hpp"
@@ -329,6 +330,29 @@ class DoubleDeliveryKind final : public FaultKind {
 
 }  // namespace
 
+namespace {
+
+// A device that writes terminal escape sequences (a window title, clear
+// screen, an 8-bit CSI, a byte that is not UTF-8) around its boot banner.
+class HostileConsole final : public drivers::ConsoleProtocol {
+ public:
+  explicit HostileConsole(std::shared_ptr<drivers::ConsoleProtocol> inner) : inner_(std::move(inner)) {}
+  void write(std::string_view bytes) override { inner_->write(bytes); }
+  std::string read(std::chrono::milliseconds timeout) override {
+    auto bytes = inner_->read(timeout);
+    static const std::string banner = "otarig-vboard bootloader";
+    for (auto at = bytes.find(banner); at != std::string::npos; at = bytes.find(banner, at + kHostile.size() + 1))
+      bytes.insert(at, kHostile);
+    return bytes;
+  }
+  static inline const std::string kHostile = "\x1b]0;owned\x07\x1b[2J\xc2\x9b\xff\x7f caf\xc3\xa9 ";
+
+ private:
+  std::shared_ptr<drivers::ConsoleProtocol> inner_;
+};
+
+}  // namespace
+
 TEST_F(Fixture, AFaultKindDefinedInATestRunsEndToEnd) {
   auto registries = make_registries();
   registries.faults.add(std::make_shared<DoubleDeliveryKind>());
@@ -368,5 +392,59 @@ retry: next
   } catch (const otarig::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("double-delivery.yaml:6"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("unknown fault kind 'double-delivery'"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Fixture, ConsoleLogShowsControlBytesEscapedAndConsoleRawKeepsThem) {
+  registry.add_console("hostile", [](const Config&, const drivers::BindContext& ctx, drivers::BoardParts& parts) {
+    if (ctx.validate_only) return;
+    parts.console = std::make_shared<HostileConsole>(parts.console);
+  });
+  auto text = small_board("small-hostile", "[]");
+  text.replace(text.find("console: {driver: virtual}"), 26, "console: {driver: hostile}");
+  std::ofstream(dir / "small-hostile.yaml") << text;
+  auto r = run("small-hostile", "unsigned");
+  ASSERT_EQ(r.trials, 1u);
+  EXPECT_EQ(r.exit_code(), 0) << r.run["findings"].dump(1);
+  const auto trial = dir / "out" / "trials" / r.run["trials"][0]["id"].get<std::string>();
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const auto log = slurp(trial / "console.log");
+  EXPECT_NE(log.find("\\x1b]0;owned\\x07\\x1b[2J\\xc2\\x9b\\xff\\x7f caf\xc3\xa9 otarig-vboard bootloader"),
+            std::string::npos)
+      << log;
+  for (char c : log) {
+    const auto u = static_cast<unsigned char>(c);
+    EXPECT_TRUE(c == '\n' || c == '\t' || (u >= 0x20 && u != 0x7f && u != 0xff && u != 0x9b)) << int(u);
+  }
+  const auto raw = slurp(trial / "console.raw");
+  EXPECT_NE(raw.find(HostileConsole::kHostile + "otarig-vboard bootloader"), std::string::npos);
+  EXPECT_EQ(std::count(raw.begin(), raw.end(), '\n'), std::count(log.begin(), log.end(), '\n'));
+}
+
+TEST(PrintableConsoleText, EscapesControlsAndBytesThatAreNotUtf8) {
+  struct Case {
+    std::string raw, shown;
+    bool escaped;
+  };
+  const Case cases[] = {
+      {"plain text\twith tab", "plain text\twith tab", false},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", false},
+      {"\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m", true},
+      {std::string("nul\0bell\a", 9), "nul\\x00bell\\x07", true},
+      {"del\x7f", "del\\x7f", true},
+      {"csi\xc2\x9b" "2J", "csi\\xc2\\x9b2J", true},
+      {"bad\xff\xfe", "bad\\xff\\xfe", true},
+      {"overlong\xc0\xaf", "overlong\\xc0\\xaf", true},
+      {"surrogate\xed\xa0\x80", "surrogate\\xed\\xa0\\x80", true},
+      {"cut\xe2\x82", "cut\\xe2\\x82", true},
+      {"cr\r", "cr\\x0d", true},
+  };
+  for (const auto& c : cases) {
+    bool escaped = false;
+    EXPECT_EQ(reports::printable_console_text(c.raw, &escaped), c.shown) << c.shown;
+    EXPECT_EQ(escaped, c.escaped) << c.shown;
   }
 }

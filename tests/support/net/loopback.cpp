@@ -248,6 +248,9 @@ TlsClient::TlsClient(std::uint16_t port, const TlsClientOptions& o) : socket_(So
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (!ctx_) throw std::runtime_error("SSL_CTX_new: " + openssl_reason());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  if (o.max_version) SSL_CTX_set_max_proto_version(ctx_, o.max_version);
+  if (!o.tls12_ciphers.empty() && SSL_CTX_set_cipher_list(ctx_, o.tls12_ciphers.c_str()) != 1)
+    throw std::runtime_error("cipher list: " + openssl_reason());
   if (!o.ca_pem.empty()) {
     BIO* bio = BIO_new_mem_buf(o.ca_pem.data(), static_cast<int>(o.ca_pem.size()));
     X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);

@@ -130,6 +130,8 @@ struct TlsClientOptions {
   std::string cert_pem = {};  ///< client certificate for mutual TLS
   std::string key_pem = {};
   std::string host = "localhost";  ///< SNI and host name check
+  std::string tls12_ciphers = {};  ///< offer only these TLS 1.2 suites (OpenSSL cipher list; empty: defaults)
+  int max_version = 0;             ///< e.g. TLS1_2_VERSION; 0: the highest OpenSSL knows
 };
 class TlsClient : public Transport {
  public:

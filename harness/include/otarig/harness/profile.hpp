@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "otarig/core/config.hpp"
@@ -47,6 +48,16 @@ struct BoardProfile {
 
   const ReleaseSpec* release(const std::string& name) const;
 };
+
+/// Whether `name` can be used as one file or folder name under an output
+/// folder: 1-64 characters of [A-Za-z0-9._-], not starting with a dot (so
+/// never "." or "..", never a path). Board, release and scenario names and
+/// trial ids become such names.
+bool is_plain_name(std::string_view name);
+
+/// Throws InputError naming the file and line of `c` (and `what`) unless its
+/// value `name` is a plain name.
+void check_plain_name(const Config& c, std::string_view name, std::string_view what);
 
 /// Loads and validates a profile. Errors are InputError naming file and line.
 BoardProfile load_profile(const std::filesystem::path& file);

@@ -54,6 +54,14 @@ struct HtmlOptions {
 /// every value from the run or the device escaped.
 std::string report_html(const nlohmann::json& run, const HtmlOptions& options = {});
 
+/// Device console text as people read it (console.log): bytes below 0x20
+/// other than tab, DEL, the C1 controls U+0080..U+009F and bytes that are not
+/// UTF-8 are written as `\xNN`, so `cat` or `less -R` of a hostile device's
+/// log cannot drive the reader's terminal; other text, UTF-8 included, stays.
+/// `escaped` (when given) is set when anything was escaped: the raw bytes then
+/// belong in console.raw beside the log.
+std::string printable_console_text(std::string_view raw, bool* escaped = nullptr);
+
 /// Escapes text for XML/HTML content and attribute values; drops bytes that
 /// XML 1.0 cannot carry (device output is hostile input).
 std::string xml_escape(std::string_view text);

@@ -48,6 +48,9 @@ struct DeviceConfig {
   Tls tls = Tls::off;
   /// The device reaches the server through the fault proxy.
   bool proxy = true;
+  /// network.legacy_ciphers: the update server also offers TLS 1.2 CBC-mode
+  /// suites (net::TlsConfig::legacy_ciphers); AEAD suites only otherwise.
+  bool legacy_ciphers = false;
   /// The address the device connects to listens here (the proxy, or the
   /// server without the proxy): empty = 127.0.0.1; "0.0.0.0" = every
   /// address; else one address of the rig (the bench network's).
@@ -100,7 +103,7 @@ struct DeviceConfig {
   bool provision_verify = true;
 
   /// Reads `kind, storage, keep_storage, network{server, tls, proxy, listen,
-  /// port, pki, names}, provision{format, file, mode, slot_size, sector_size,
+  /// port, pki, names, legacy_ciphers}, provision{format, file, mode, slot_size, sector_size,
   /// program_align, metadata_sectors, dir, bootloader, bootlimit, command,
   /// timeout, powered, address, erase, verify}`, and for `kind: lab` the record keys `model, serial_number,
   /// notes`. `kind` is the kind the section must name. InputError naming
