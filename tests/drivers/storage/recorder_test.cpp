@@ -138,6 +138,25 @@ TEST(Recorder, BackingFolderMayBeTheMountPointItself) {
   EXPECT_EQ(kinds(r.take_log()), (std::vector<std::string>{"write /slot", "fsync /slot"}));
 }
 
+TEST(Recorder, AFileUnlinkedWhileOpenIsRecordedByItsInode) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  put_file(s / "storage" / "log", "");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  ASSERT_EQ(run_device(r, [] {
+              int fd = ::open("log", O_WRONLY);
+              if (fd < 0 || ::unlink("log")) return 1;
+              return write_str(fd, "late") == 0 && ::fsync(fd) == 0 && ::close(fd) == 0 ? 0 : 2;
+            }),
+            0);
+  OpLog log = r.take_log();
+  ASSERT_EQ(kinds(log), (std::vector<std::string>{"unlink /log", "write ", "fsync "}));
+  EXPECT_NE(log.at(1).ino, 0u);
+  EXPECT_EQ(log.at(2).ino, log.at(1).ino);
+  EXPECT_TRUE(log.at(2).flags & op_flag_by_handle);
+}
+
 TEST(Recorder, EpochsNumberTheirOperationsFromOne) {
   REQUIRE_FUSE();
   Scratch s;
