@@ -509,7 +509,7 @@ Recorder Recorder::start(const std::filesystem::path& backing_dir, const std::fi
   std::promise<pid_t> forked;
   auto forked_pid = forked.get_future();
   Impl* imp = &im;
-  im.keeper = std::thread([imp, spec, child_sock = pair[1], &forked]() mutable {
+  im.keeper = std::thread([imp, spec, child_sock = pair[1], forked = std::move(forked)]() mutable {
     pid_t pid = ::fork();
     if (pid == 0) daemon_main(spec, child_sock);
     ::close(child_sock);
