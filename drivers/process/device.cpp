@@ -67,11 +67,47 @@ void write_file_atomically(const std::filesystem::path& file, std::span<const st
 
 }  // namespace
 
+bool inside_storage(std::string_view path, std::string_view storage) {
+  const std::string p(path);
+  auto under = [&](std::string_view root) {
+    if (root.empty() || p.rfind(root, 0) != 0) return false;
+    return p.size() == root.size() || p[root.size()] == '/' || root.back() == '/';
+  };
+  std::string rest;
+  if (under("${storage}"))
+    rest = p.substr(std::string_view("${storage}").size());
+  else if (!storage.empty() && storage.front() == '/' && under(storage))
+    rest = p.substr(storage.size());
+  else if (!p.empty() && p.front() != '/' && p.front() != '$')
+    rest = p;  // relative: under the storage folder
+  else
+    return false;
+  // No way out through "..".
+  std::size_t depth = 0, i = 0;
+  while (i <= rest.size()) {
+    auto slash = rest.find('/', i);
+    if (slash == std::string::npos) slash = rest.size();
+    const auto part = std::string_view(rest).substr(i, slash - i);
+    if (part == "..") {
+      if (depth == 0) return false;
+      --depth;
+    } else if (!part.empty() && part != ".") {
+      ++depth;
+    }
+    i = slash + 1;
+  }
+  return true;
+}
+
+std::string DeviceConfig::power_loss_text() const {
+  return power_loss == PowerLoss::crash ? std::string("crash") : "kill: " + power_loss_reason;
+}
+
 DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& kind) {
   if (kind == "lab")
     device.only_keys({"kind", "model", "serial_number", "notes", "storage", "keep_storage", "network", "provision"});
   else
-    device.only_keys({"kind", "storage", "keep_storage", "network", "provision"});
+    device.only_keys({"kind", "storage", "keep_storage", "power_loss", "network", "provision"});
   DeviceConfig cfg;
   cfg.kind = kind;
   if (auto k = device.find("kind"); k && k->as_string() != kind)
@@ -80,6 +116,32 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
     if (auto c = device.find(k)) (void)c->as_string();
   cfg.storage = device.string_or("storage", "");
   cfg.keep_storage = device.bool_or("keep_storage", false);
+  if (auto loss = device.find("power_loss")) {
+    // `crash` | {model: crash} | {model: kill, reason: "why the crash model does not apply"}
+    std::string model;
+    if (loss->is_map()) {
+      loss->only_keys({"model", "reason"});
+      model = loss->at("model").as_string();
+      if (auto reason = loss->find("reason")) cfg.power_loss_reason = reason->as_string();
+    } else {
+      model = loss->as_string();
+    }
+    if (model == "crash") {
+      if (loss->is_map() && loss->has("reason"))
+        loss->at("reason").fail("`reason` applies to `model: kill` (why the crash model is turned off)");
+      cfg.power_loss = PowerLoss::crash;
+    } else if (model == "kill") {
+      cfg.power_loss = PowerLoss::kill;
+      auto blank = cfg.power_loss_reason.find_first_not_of(" \t\n") == std::string::npos;
+      if (blank)
+        (loss->is_map() && loss->has("reason") ? loss->at("reason") : *loss)
+            .fail("`power_loss: kill` turns the crash model off and needs a written reason: "
+                  "power_loss: {model: kill, reason: \"...\"} (the report shows it)");
+    } else {
+      (loss->is_map() ? loss->at("model") : *loss)
+          .fail(fmt::format("unknown power_loss model '{}' (known: crash, kill)", model));
+    }
+  }
   if (auto net = device.find("network")) {
     net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers"});
     cfg.server = net->bool_or("server", true);
@@ -192,6 +254,12 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
       for (const char* k : {"file", "mode", "sector_size", "program_align", "metadata_sectors"})
         if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format client-slots", k));
       cfg.client_dir = prov->string_or("dir", "${storage}");
+      if (cfg.kind == "process" && cfg.power_loss == PowerLoss::crash && !inside_storage(cfg.client_dir, cfg.storage))
+        prov->at("dir").fail(fmt::format(
+            "'{}' is outside the device's storage folder: the crash model sees only the storage folder "
+            "(${{storage}}); keep the slots under ${{storage}}, or turn the model off with "
+            "power_loss: {{model: kill, reason: \"...\"}}",
+            cfg.client_dir));
       cfg.client_bootloader = prov->string_or("bootloader", cfg.client_bootloader);
 #ifdef OTARIG_HAVE_CLIENTS_DRIVERS
       if (!clients::parse_bootloader(cfg.client_bootloader))
@@ -209,6 +277,13 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
       return cfg;
     }
     cfg.provision_file = prov->at("file").as_string();
+    if (cfg.kind == "process" && cfg.power_loss == PowerLoss::crash &&
+        !inside_storage(cfg.provision_file, cfg.storage))
+      prov->at("file").fail(fmt::format(
+          "'{}' is outside the device's storage folder: the crash model sees only the storage folder "
+          "(${{storage}}), so writes to this file would survive every power cut; keep it under ${{storage}}, "
+          "or turn the model off with power_loss: {{model: kill, reason: \"...\"}}",
+          cfg.provision_file));
     if (cfg.provision != ProvisionFormat::vboard_flash) {
       for (const char* k : {"mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
         if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` applies to format otarig-vboard only", k));

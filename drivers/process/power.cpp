@@ -136,7 +136,11 @@ ProcessPower::ProcessPower(std::shared_ptr<ProcessDevice> device, PowerConfig co
 
 ProcessPower::~ProcessPower() {
   std::unique_lock lock(mu_);
-  off_locked(lock);
+  try {
+    off_locked(lock);
+  } catch (...) {
+    // The board is going: the storage's crash state does not matter any more.
+  }
 }
 
 std::string ProcessPower::command_text() const {
@@ -180,6 +184,9 @@ void ProcessPower::on() {
     throw BenchError(fmt::format("{}: power on: cannot start '{}': {} not found (searched {}$PATH)",
                                  dev.board_name(), text, spec.argv.front(), searched));
   }
+  // Under the crash model: a new epoch, the storage snapshotted first, and
+  // the program joins the recording layer's mount namespace.
+  spec.mount_namespace_fd = dev.storage_power_on();
   try {
     auto proc = PtyProcess::start(*program, spec);
     session_ = std::make_shared<PtySession>(std::move(proc), ++power_ons_);
@@ -187,6 +194,7 @@ void ProcessPower::on() {
     // Bounded: a board without a console reader must not pile up ptys.
     while (recent_.size() > 4) recent_.pop_front();
   } catch (const std::system_error& e) {
+    dev.storage_power_off();
     throw BenchError(fmt::format("{}: power on: cannot start '{}': {}", dev.board_name(), text, e.what()));
   }
   on_ = true;
@@ -201,6 +209,8 @@ void ProcessPower::off_locked(std::unique_lock<std::mutex>&) {
   session_.reset();
   on_ = false;
   changed_.notify_all();
+  // The program is reaped: what its storage keeps is the crash model's to say.
+  device_->storage_power_off();
 }
 
 void ProcessPower::off() {

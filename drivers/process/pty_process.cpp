@@ -2,6 +2,8 @@
 // as controlling terminal; SIGKILL to the group; reaping.
 #include "otarig/drivers/process/pty_process.hpp"
 
+#include "otarig/drivers/storage/recorder.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -43,13 +45,13 @@ bool is_executable_file(const std::filesystem::path& p) {
 
 // What the child reports through the exec pipe when it cannot exec.
 struct ChildFailure {
-  int stage = 0;  // 1 terminal, 2 chdir, 3 exec
+  int stage = 0;  // 1 terminal, 2 chdir, 3 exec, 4 mount namespace
   int error = 0;
 };
 
 // The child side between fork and exec: async-signal-safe calls only.
 [[noreturn]] void child_after_fork(int slave, int report, const char* program, char* const* argv,
-                                   char* const* envp, const char* cwd, int max_fd) {
+                                   char* const* envp, const char* cwd, int max_fd, int mount_ns) {
   auto fail = [report](int stage) {
     ChildFailure f{stage, errno};
     [[maybe_unused]] auto n = ::write(report, &f, sizeof f);
@@ -71,6 +73,16 @@ struct ChildFailure {
   // Everything else closes at exec; the report pipe stays usable until then.
   if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     for (int fd = 3; fd < max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  // The storage recorder's mount namespace: the device sees the recording
+  // layer over its storage folder. setns moves the cwd to the namespace's
+  // root, so the chdir comes after it.
+  if (mount_ns >= 0) {
+    if (int err = storage::enter_mount_namespace(mount_ns); err != 0) {
+      errno = err;
+      fail(4);
+    }
+    if (!(cwd && *cwd) && ::chdir("/") != 0) fail(2);
   }
   if (cwd && *cwd && ::chdir(cwd) != 0) fail(2);
   ::execve(program, argv, envp);
@@ -153,7 +165,7 @@ PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchS
   if (pid < 0) throw_errno(errno, "fork");
   if (pid == 0)
     child_after_fork(slave.get(), report_write.get(), program_text.c_str(), argv.data(), envp.data(),
-                     cwd_text.c_str(), max_fd);
+                     cwd_text.c_str(), max_fd, spec.mount_namespace_fd);
 
   PtyProcess p;
   p.pid_ = pid;
@@ -172,8 +184,9 @@ PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchS
   if (n == static_cast<ssize_t>(sizeof failure)) {
     p.kill();
     const char* stage = failure.stage == 1 ? "set up the terminal" : failure.stage == 2 ? "chdir" : "exec";
-    std::string what =
-        failure.stage == 2 ? fmt::format("chdir {}", cwd_text) : fmt::format("{} {}", stage, program_text);
+    std::string what = failure.stage == 2   ? fmt::format("chdir {}", cwd_text)
+                       : failure.stage == 4 ? std::string("join the storage's mount namespace")
+                                            : fmt::format("{} {}", stage, program_text);
     throw_errno(failure.error, what);
   }
   return p;

@@ -77,6 +77,28 @@ LinkConfig check_console_command_link(const Config& section, bool has_device_hos
 
 // In a validate-only bind: whether the device section checked runs a server.
 constexpr const char* kCheckedServer = "device.network.server";
+// In a validate-only bind: the device section's power_loss ("crash", "kill: ...").
+constexpr const char* kCheckedPowerLoss = "device.power_loss";
+
+// Under the crash model, a device command that names storage the layer
+// cannot see (a block device, an MTD or UBI volume) would keep every write it
+// makes there through every power cut: refused at the command's line.
+void check_command_storage(const Config& command_node, const std::vector<std::string>& argv) {
+  static constexpr std::string_view harmless[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom",
+                                                  "/dev/tty", "/dev/stdin", "/dev/stdout", "/dev/stderr"};
+  for (std::size_t i = 1; i < argv.size(); ++i) {
+    const auto& word = argv[i];
+    const auto at = word.find("/dev/");
+    if (at == std::string::npos || (at != 0 && word[at - 1] != '=')) continue;
+    const auto path = std::string_view(word).substr(at);
+    if (std::find(std::begin(harmless), std::end(harmless), path) != std::end(harmless)) continue;
+    command_node.fail(fmt::format(
+        "'{}' is a device outside the storage folder: the crash model sees only the storage folder "
+        "(${{storage}}), so what the device writes there would survive every power cut; keep the device's "
+        "storage under ${{storage}}, or set device.power_loss: {{model: kill, reason: \"...\"}}",
+        path));
+  }
+}
 
 }  // namespace
 
@@ -124,11 +146,15 @@ void register_process_drivers(DriverRegistry& registry) {
     auto config = DeviceConfig::from_config(section, "process");
     if (context.validate_only) {
       parts.checked[kCheckedServer] = config.server ? "yes" : "no";
+      parts.checked[kCheckedPowerLoss] = config.power_loss_text();
+      parts.power_loss = config.power_loss_text();
       return;
     }
     auto device = std::make_shared<ProcessDevice>(std::move(config), context);
     remember(device);
     parts.device = device;
+    parts.power_loss = device->config().power_loss_text();
+    if (device->records_storage()) parts.crash_storage = device;
     if (device->config().provision != DeviceConfig::ProvisionFormat::none) parts.provision = device;
   });
   // A physical board: its parts are the bench family's drivers (power
@@ -148,6 +174,14 @@ void register_process_drivers(DriverRegistry& registry) {
   registry.add_power("process", [](const Config& section, const BindContext& context, BoardParts& parts) {
     require_process_device(section, context, parts, "process");
     auto config = PowerConfig::from_config(section);
+    bool crash = false;
+    if (context.validate_only) {
+      const auto it = parts.checked.find(kCheckedPowerLoss);
+      crash = it != parts.checked.end() && it->second == "crash";
+    } else if (auto device = find_process_device(parts)) {
+      crash = device->records_storage();
+    }
+    if (crash) check_command_storage(section.at("command"), config.command);
     if (context.validate_only) return;
     auto device = find_process_device(parts);
     auto power = std::make_shared<ProcessPower>(device, std::move(config));

@@ -1,7 +1,8 @@
 # otarig::otarig_drivers_process — process boards (docs/process-boards.md):
 # device programs run as their own processes on a pty the rig owns, powered
 # by starting them and SIGKILLing their process group, updated over real TCP
-# from the update server through the fault proxy; and the same network host
+# from the update server through the fault proxy, their storage folders
+# under the crash model's recording layer (drivers/storage); and the same network host
 # and update link for lab boards (device kind `lab`). Included from
 # drivers/CMakeLists.txt.
 otarig_driver_library(otarig_drivers_process
@@ -12,9 +13,10 @@ otarig_driver_library(otarig_drivers_process
   ${CMAKE_CURRENT_LIST_DIR}/console.cpp
   ${CMAKE_CURRENT_LIST_DIR}/link_sides.cpp
   ${CMAKE_CURRENT_LIST_DIR}/link.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/crash_storage.cpp
   ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
 target_link_libraries(otarig_drivers_process
-  PUBLIC otarig_drivers_registry otarig_drivers_virtual otarig_drivers_net
+  PUBLIC otarig_drivers_registry otarig_drivers_virtual otarig_drivers_net otarig_drivers_storage
   PRIVATE PkgConfig::RE2 fmt::fmt nlohmann_json::nlohmann_json OpenSSL::SSL)
 # Where a bare program name in a profile's command is looked for before
 # $PATH: otarig's own tools in the build tree, then the installed bindir.

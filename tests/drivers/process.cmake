@@ -19,6 +19,18 @@ if(TARGET otarig_drivers_process)
       OTARIG_VBOARD_EXE="$<TARGET_FILE:otarig-vboard>")
     add_dependencies(otarig_vboard_process_tests otarig-vboard)
 
+    # The crash model on process boards (docs/process-boards.md, "Power
+    # loss"): the layer, power-offs, recordings, the profile's power_loss,
+    # and every crash state of a clean update of the vboard profiles
+    # (label crash: ctest -L crash).
+    otarig_test(otarig_crash_storage_tests
+      SOURCES ${CMAKE_CURRENT_LIST_DIR}/crash_storage_test.cpp
+      LIBS otarig_drivers_process PkgConfig::RE2 fmt::fmt
+      LABELS process crash)
+    target_compile_definitions(otarig_crash_storage_tests PRIVATE
+      OTARIG_VBOARD_DIR="$<TARGET_FILE_DIR:otarig-vboard>")
+    add_dependencies(otarig_crash_storage_tests otarig-vboard)
+
     # The harness judges the process board end to end: the reference board
     # finds nothing, the flawed one is caught by `authentic` (exit 1).
     if(TARGET otarig)

@@ -66,7 +66,7 @@ std::string profile(const std::string& vboard_args, const std::string& serve, co
          "power:\n"
          "  driver: process\n"
          "  command: ['" +
-         OTARIG_VBOARD_EXE + "', --flash, '${storage}/flash.bin', --progress-every, '16384'" + vboard_args +
+         OTARIG_VBOARD_EXE + "', --flash, '${storage}/flash.bin', --progress-every, '16384', --sync" + vboard_args +
          "]\n"
          "console: {driver: pty}\n"
          "link:\n"

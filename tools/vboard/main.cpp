@@ -11,14 +11,27 @@
 //
 //   power on  = this process starts: boot from the flash file
 //   power off = SIGKILL: the flash file keeps every flash operation that completed
+//               (under the rig's crash model: what its barriers made durable, and
+//               a seeded choice of the rest; --sync puts a barrier after every
+//               flash operation, as a NOR flash's completed operation is durable)
+//
+// --state-file FILE keeps the boot-state area (the boot records) in a file of
+// its own beside the flash file, as a U-Boot environment or a swap-status
+// partition is; --defect-storage NAME writes it without the barriers it needs.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
+#include <system_error>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -31,6 +44,8 @@
 #include "otarig/drivers/net/manifest.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
 #include "otarig/drivers/process/device_console.hpp"
+#include "otarig/core/unique_fd.hpp"
+#include "otarig/drivers/virtual/boot_state.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 
 namespace {
@@ -55,6 +70,8 @@ struct Options {
   std::uint64_t program_align = 8;
   std::uint32_t metadata_sectors = 2;
   bool sync = false;
+  std::string state_file;
+  std::string defect_storage;
   std::uint64_t progress_every = 65536;
   unsigned download_timeout_ms = 60000;
   unsigned step_timeout_ms = 10000;
@@ -110,6 +127,182 @@ std::vector<otarig::crypto::PublicKey> trusted_keys(const Options& o) {
   return keys;
 }
 
+[[noreturn]] void fail_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+void pwrite_all(int fd, const std::uint8_t* data, std::size_t n, off_t offset, const std::string& file) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, data, n, offset);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail_errno("write " + file);
+    data += w;
+    n -= static_cast<std::size_t>(w);
+    offset += w;
+  }
+}
+
+void fsync_path(const std::filesystem::path& path, bool directory) {
+  otarig::UniqueFd fd(::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC));
+  if (!fd) fail_errno("open " + path.string());
+  if (::fsync(fd.get()) != 0) fail_errno("fsync " + path.string());
+}
+
+std::filesystem::path folder_of(const std::filesystem::path& file) {
+  auto dir = std::filesystem::absolute(file).parent_path();
+  return dir.empty() ? std::filesystem::path(".") : dir;
+}
+
+// How the boot-state area is kept in --state-file.
+enum class StateLayout {
+  log,       ///< the area's bytes, written in place where the flash would (fdatasync after each op with --sync)
+  nobarrier, ///< defect no-barrier-boot-record: as log, never synced (the slots are)
+  rename,    ///< defect rename-nosync: the whole area replaced by write-to-temp + rename, nothing synced
+  inplace,   ///< defect inplace-bootstate: the newest record, updated in place by two half writes
+};
+
+// The boot-state area in a file of its own (--state-file).
+class StateFile {
+ public:
+  StateFile(std::filesystem::path path, StateLayout layout, bool sync, std::uint32_t magic, std::uint64_t area)
+      : path_(std::move(path)), layout_(layout), sync_(sync), magic_(magic), area_(area) {}
+
+  StateLayout layout() const { return layout_; }
+
+  /// The area as the file keeps it (erased where it says nothing).
+  std::vector<std::uint8_t> load() const {
+    std::vector<std::uint8_t> area(area_, 0xFF);
+    std::vector<std::uint8_t> raw;
+    {
+      otarig::UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd) {
+        if (errno == ENOENT) return area;
+        fail_errno("open " + path_.string());
+      }
+      std::uint8_t buf[65536];
+      while (true) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_errno("read " + path_.string());
+        if (n == 0) break;
+        raw.insert(raw.end(), buf, buf + n);
+      }
+    }
+    if (layout_ == StateLayout::inplace) {
+      // The primary copy, else the backup, else nothing.
+      for (std::size_t at : {std::size_t{0}, vb::kBootRecordSize}) {
+        if (raw.size() < at + vb::kBootRecordSize) continue;
+        std::span<const std::uint8_t, vb::kBootRecordSize> rec(raw.data() + at, vb::kBootRecordSize);
+        if (vb::decode(rec, magic_)) {
+          std::copy(rec.begin(), rec.end(), area.begin());
+          break;
+        }
+      }
+      return area;
+    }
+    std::copy_n(raw.begin(), std::min<std::size_t>(raw.size(), area.size()), area.begin());
+    return area;
+  }
+
+  /// Factory state from the flash file: written with every barrier, whatever the layout.
+  void format(std::span<const std::uint8_t> area) {
+    auto tmp = path_;
+    tmp += ".tmp";
+    std::vector<std::uint8_t> bytes = encode_file(area, {});
+    {
+      otarig::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (!fd) fail_errno("create " + tmp.string());
+      pwrite_all(fd.get(), bytes.data(), bytes.size(), 0, tmp.string());
+      if (::fsync(fd.get()) != 0) fail_errno("fsync " + tmp.string());
+    }
+    if (::rename(tmp.c_str(), path_.c_str()) != 0) fail_errno("rename " + tmp.string());
+    fsync_path(folder_of(path_), true);
+  }
+
+  /// One flash operation on the area: `before` is the area before it,
+  /// `after` the area with it applied; [offset, offset + length) is what it wrote.
+  void apply(std::span<const std::uint8_t> before, std::span<const std::uint8_t> after, std::uint64_t offset,
+             std::uint64_t length) {
+    switch (layout_) {
+      case StateLayout::log:
+      case StateLayout::nobarrier: {
+        otarig::UniqueFd fd = open_rw();
+        pwrite_all(fd.get(), after.data() + offset, length, static_cast<off_t>(offset), path_.string());
+        if (layout_ == StateLayout::log && sync_ && ::fdatasync(fd.get()) != 0) fail_errno("fdatasync " + path_.string());
+        return;
+      }
+      case StateLayout::rename: {
+        // The flaw: neither the new file's data nor the directory entry the
+        // rename makes is synced.
+        auto tmp = path_;
+        tmp += ".tmp";
+        otarig::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd) fail_errno("create " + tmp.string());
+        pwrite_all(fd.get(), after.data(), after.size(), 0, tmp.string());
+        fd.reset();
+        if (::rename(tmp.c_str(), path_.c_str()) != 0) fail_errno("rename " + tmp.string());
+        return;
+      }
+      case StateLayout::inplace: {
+        auto old_rec = newest(before);
+        auto new_rec = newest(after);
+        if (!new_rec || old_rec == new_rec) return;
+        // Backup := the current record; then the primary in two halves, the
+        // first of which invalidates it. The flaw: no barrier between them,
+        // so a disk may persist the halves without the backup.
+        otarig::UniqueFd fd = open_rw();
+        std::array<std::uint8_t, vb::kBootRecordSize> current{};
+        current.fill(0xFF);
+        if (old_rec) current = *old_rec;
+        constexpr auto half = vb::kBootRecordSize / 2;
+        pwrite_all(fd.get(), current.data(), current.size(), vb::kBootRecordSize, path_.string());
+        pwrite_all(fd.get(), new_rec->data(), half, 0, path_.string());
+        pwrite_all(fd.get(), new_rec->data() + half, half, half, path_.string());
+        if (sync_ && ::fdatasync(fd.get()) != 0) fail_errno("fdatasync " + path_.string());
+        return;
+      }
+    }
+  }
+
+ private:
+  otarig::UniqueFd open_rw() const {
+    otarig::UniqueFd fd(::open(path_.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) fail_errno("open " + path_.string());
+    return fd;
+  }
+
+  /// The newest valid record of an area.
+  std::optional<std::array<std::uint8_t, vb::kBootRecordSize>> newest(std::span<const std::uint8_t> area) const {
+    std::optional<std::array<std::uint8_t, vb::kBootRecordSize>> best;
+    std::uint32_t best_seq = 0;
+    for (std::size_t at = 0; at + vb::kBootRecordSize <= area.size(); at += vb::kBootRecordSize) {
+      std::span<const std::uint8_t, vb::kBootRecordSize> rec(area.data() + at, vb::kBootRecordSize);
+      auto r = vb::decode(rec, magic_);
+      if (!r || (best && r->seq <= best_seq)) continue;
+      best_seq = r->seq;
+      best.emplace();
+      std::copy(rec.begin(), rec.end(), best->begin());
+    }
+    return best;
+  }
+
+  std::vector<std::uint8_t> encode_file(std::span<const std::uint8_t> area, int) const {
+    if (layout_ != StateLayout::inplace) return {area.begin(), area.end()};
+    std::vector<std::uint8_t> out(2 * vb::kBootRecordSize, 0xFF);
+    if (auto rec = newest(area)) {
+      std::copy(rec->begin(), rec->end(), out.begin());
+      std::copy(rec->begin(), rec->end(), out.begin() + vb::kBootRecordSize);
+    }
+    return out;
+  }
+
+  std::filesystem::path path_;
+  StateLayout layout_;
+  bool sync_;
+  std::uint32_t magic_;
+  std::uint64_t area_;
+};
+
 // The device program.
 class Device {
  public:
@@ -121,6 +314,27 @@ class Device {
     if (o.no_verify) keys.push_back(device_key_.public_key());
     board_ = std::make_unique<vb::VirtualBoard>(config, std::move(keys));
     auto bytes = file_.read_all();
+    const auto& g = file_.geometry();
+    meta_offset_ = g.metadata_offset();
+    meta_length_ = std::uint64_t{g.metadata_sectors} * g.sector_size;
+    if (!o.state_file.empty()) {
+      StateLayout layout = StateLayout::log;
+      if (o.defect_storage == "no-barrier-boot-record") layout = StateLayout::nobarrier;
+      if (o.defect_storage == "rename-nosync") layout = StateLayout::rename;
+      if (o.defect_storage == "inplace-bootstate") layout = StateLayout::inplace;
+      state_.emplace(o.state_file, layout, o.sync, vb::record_magic(config.mode), meta_length_);
+      std::span<const std::uint8_t> in_flash(bytes.data() + meta_offset_, meta_length_);
+      if (std::any_of(in_flash.begin(), in_flash.end(), [](std::uint8_t b) { return b != 0xFF; })) {
+        // A provisioned flash carries its boot state in the flash file: it
+        // moves to the state file (with every barrier), then leaves the flash.
+        state_->format(in_flash);
+        std::vector<std::uint8_t> erased(meta_length_, 0xFF);
+        file_.write(meta_offset_, erased, true);
+      } else {
+        auto area = state_->load();
+        std::copy(area.begin(), area.end(), bytes.begin() + static_cast<std::ptrdiff_t>(meta_offset_));
+      }
+    }
     board_->flash().write_raw(0, bytes);
     // Write-through: every flash operation lands in the file (one pwrite of
     // at most a sector) before the board applies it in RAM, so a SIGKILL
@@ -171,7 +385,19 @@ class Device {
       after.resize(op.length);
       for (std::size_t i = 0; i < after.size(); ++i) after[i] = before[i] & data[i];
     }
-    file_.write(op.address, after, o_.sync);
+    const bool boot_state = op.address >= meta_offset_ && op.address < meta_offset_ + meta_length_;
+    if (boot_state && state_) {
+      auto area_before = flash.read(meta_offset_, meta_length_);
+      std::vector<std::uint8_t> area(area_before.begin(), area_before.end());
+      const auto at = op.address - meta_offset_;
+      std::copy(after.begin(), after.end(), area.begin() + static_cast<std::ptrdiff_t>(at));
+      state_->apply(area_before, area, at, after.size());
+      return;
+    }
+    // no-barrier-boot-record in the flash file itself: the boot records are
+    // written without their fdatasync (the slots keep theirs).
+    const bool skip_sync = boot_state && o_.defect_storage == "no-barrier-boot-record";
+    file_.write(op.address, after, o_.sync && !skip_sync);
   }
 
   DownloadOptions download_options() const {
@@ -302,6 +528,8 @@ class Device {
 
   const Options& o_;
   proc::FlashFile file_;
+  std::uint64_t meta_offset_ = 0, meta_length_ = 0;
+  std::optional<StateFile> state_;
   otarig::crypto::Ed25519Key device_key_;
   std::unique_ptr<vb::VirtualBoard> board_;
 };
@@ -328,6 +556,11 @@ int run(const Options& o) {
     geometry.metadata_sectors = o.metadata_sectors;
     config = proc::vboard_config(o.mode, o.defects, o.chunk_size, geometry, "otarig-vboard arguments");
     file.emplace(proc::FlashFile::create(o.flash, config.layout()));  // an erased flash: nothing boots
+    if (o.sync) {
+      // The new file's data, and its name in the folder.
+      fsync_path(o.flash, false);
+      fsync_path(folder_of(o.flash), true);
+    }
   }
 
   Device device(o, config, std::move(*file), trusted_keys(o));
@@ -365,7 +598,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--metadata-sectors", o.metadata_sectors, "boot-state sectors of a new flash file")
       ->capture_default_str();
-  app.add_flag("--sync", o.sync, "fdatasync the flash file after every flash operation");
+  app.add_flag("--sync", o.sync,
+               "a barrier after every flash operation (fdatasync of the flash file, or of the state file for a "
+               "boot-state operation); a flash file it creates is fsynced with its folder");
+  app.add_option("--state-file", o.state_file,
+                 "keep the boot-state area (the boot records) in this file instead of the flash file (a "
+                 "provisioned flash's boot state moves there at the first boot)");
+  app.add_option("--defect-storage", o.defect_storage,
+                 "flawed storage writes: no-barrier-boot-record (boot records never synced, slots synced), "
+                 "rename-nosync (--state-file replaced by write-to-temp + rename, nothing synced), "
+                 "inplace-bootstate (--state-file holds the newest record, updated in place by two half "
+                 "writes after a backup copy, no barrier between them)")
+      ->check(CLI::IsMember({"no-barrier-boot-record", "rename-nosync", "inplace-bootstate"}));
   app.add_option("--progress-every", o.progress_every,
                  "print `ota: received N bytes` every N bytes (0: never)")
       ->capture_default_str();
@@ -380,6 +624,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if ((o.defect_storage == "rename-nosync" || o.defect_storage == "inplace-bootstate") && o.state_file.empty()) {
+    std::cerr << "otarig-vboard: --defect-storage " << o.defect_storage << " needs --state-file\n";
+    return 2;
   }
   try {
     return run(o);

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace otarig::drivers {
 
 /// Switches the device's power (relay, PDU, process, virtual supply).
@@ -254,6 +256,40 @@ class ReleaseFeedProtocol {
   /// or replaying mirror. Later deliveries make their own manifest latest
   /// again. InputError for a name that is not [A-Za-z0-9._-].
   virtual void serve_as_release(const std::string& name) = 0;
+/// Storage that loses what real power loss loses (docs/crash-model.md): a
+/// process board whose storage is a folder, under the recording FUSE layer.
+/// Found in BoardParts::crash_storage (docs/process-boards.md, "Power loss").
+/// Cuts are numbered by operation: a cut `k` falls before operation k of a
+/// recording (1..ops+1; ops+1 = after everything the device did).
+class CrashStorageProtocol {
+ public:
+  virtual ~CrashStorageProtocol() = default;
+  /// What every later power-off does to the operations the device made
+  /// after their last barrier: "lost", "prefix", "reorder" or "torn" (the
+  /// crash model's modes), choices drawn from `seed`. Default: lost.
+  /// InputError for an unknown mode.
+  virtual void set_power_loss(const std::string& mode, std::uint64_t seed) = 0;
+  /// What the last power-off dropped/kept (the crash model's description),
+  /// or null when it applied nothing (no operation pending).
+  virtual nlohmann::json last_power_loss() const = 0;
+  /// Keeps the current power-on's snapshot and its operations so far as
+  /// recording `key` (e.g. "factory->update"); returns its operation count.
+  /// Keeping a key again replaces it. BenchError while the device is off.
+  virtual std::uint64_t keep_recording(const std::string& key) = 0;
+  /// The operations of recording `key`, one JSON object each (index, kind, path, offset, length...).
+  virtual nlohmann::json recorded_ops(const std::string& key) const = 0;
+  /// What a cut before op `before_op` (1..ops+1) of recording `key` in
+  /// `mode` with `seed` keeps and drops, without building it (the crash
+  /// model's plan as JSON, including "kept", "dropped", "pending", "torn").
+  virtual nlohmann::json plan_crash(const std::string& key, std::uint64_t before_op, const std::string& mode,
+                                    std::uint64_t seed) const = 0;
+  /// With the device off: its storage becomes the crash state of recording
+  /// `key` cut before `before_op`; returns the crash model's description.
+  /// The next power-on starts a new epoch from it. BenchError while the
+  /// device is on; std::out_of_range for an unknown key; std::invalid_argument
+  /// for a cut outside 1..ops+1.
+  virtual nlohmann::json apply_crash(const std::string& key, std::uint64_t before_op, const std::string& mode,
+                                     std::uint64_t seed) = 0;
 };
 
 }  // namespace otarig::drivers

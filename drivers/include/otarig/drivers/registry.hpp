@@ -33,6 +33,15 @@ struct BoardParts {
   /// The rig's update server as the device's release feed: null when the
   /// device does not download from the rig's server.
   std::shared_ptr<ReleaseFeedProtocol> feed;
+  /// Storage under the crash model (a process board whose storage is a
+  /// folder and whose profile keeps `device.power_loss: crash`, the
+  /// default); null otherwise.
+  std::shared_ptr<CrashStorageProtocol> crash_storage;
+  /// How a power cut treats the device's storage, for run.json: "crash"
+  /// (the crash model, docs/crash-model.md), "kill: REASON" (the profile
+  /// turned it off: the process is killed and keeps every write), or empty
+  /// (a board whose storage is not a folder the rig records: virtual, lab).
+  std::string power_loss;
   /// The console's own arrival stamps, when its driver records them as the
   /// bytes arrive (ConsoleReader: `serial`, `tty`); null for a console that
   /// cannot (the harness then stamps lines when it reads them). Kept apart

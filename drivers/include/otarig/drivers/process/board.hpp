@@ -55,16 +55,58 @@ class ProcessPower;
 
 /// The DeviceHost of a process board (`kind: process`): the program's
 /// power driver is a ProcessPower, which its pty console follows.
-class ProcessDevice final : public DeviceHost {
+///
+/// Under the crash model (`device.power_loss: crash`, the default) it is
+/// also the board's CrashStorageProtocol: a Recorder (docs/crash-model.md)
+/// runs over the storage folder (backing = mount point) from the bind to the
+/// board's end; each power-on begins an epoch and snapshots the storage
+/// first (into a rig-private folder); each power-off applies the crash
+/// model to the epoch's log (cut after everything the device did, with the
+/// mode and seed of set_power_loss) and materializes the result into the
+/// storage folder while the device is off. The rig itself (provisioning, TLS
+/// material, `serve: file` images) writes the backing folder directly, so
+/// what it writes while the device is off is outside any epoch.
+class ProcessDevice final : public DeviceHost, public CrashStorageProtocol {
  public:
-  using DeviceHost::DeviceHost;
+  /// Starts the recording layer when the profile keeps the crash model:
+  /// BenchError naming the board, the mount point and the reason when the
+  /// FUSE mount fails (no /dev/fuse, not root).
+  ProcessDevice(DeviceConfig config, const BindContext& context);
+  /// Stops the recorder (the mount goes with its namespace) and removes the
+  /// rig-private folder of snapshots and logs.
+  ~ProcessDevice() override;
 
   /// The power driver (also the switch provision() turns off).
   void attach_power(const std::shared_ptr<ProcessPower>& power);
   std::shared_ptr<ProcessPower> power() const { return process_power_.lock(); }
 
+  /// The crash model is on (a Recorder runs over the storage).
+  bool records_storage() const { return static_cast<bool>(crash_); }
+  /// The layer's daemon pid (0 without one): for tests and evidence.
+  pid_t recorder_pid() const;
+
+  /// For ProcessPower::on(), before the program starts: begins an epoch and
+  /// snapshots the storage; returns the mount namespace the program joins
+  /// (-1 without the crash model).
+  int storage_power_on();
+  /// For ProcessPower's power-off, once the program is reaped: applies the
+  /// crash model to the epoch's operations (cut = ops + 1) in the storage.
+  void storage_power_off();
+
+  // CrashStorageProtocol
+  void set_power_loss(const std::string& mode, std::uint64_t seed) override;
+  nlohmann::json last_power_loss() const override;
+  std::uint64_t keep_recording(const std::string& key) override;
+  nlohmann::json recorded_ops(const std::string& key) const override;
+  nlohmann::json plan_crash(const std::string& key, std::uint64_t before_op, const std::string& mode,
+                            std::uint64_t seed) const override;
+  nlohmann::json apply_crash(const std::string& key, std::uint64_t before_op, const std::string& mode,
+                             std::uint64_t seed) override;
+
  private:
+  struct Crash;
   std::weak_ptr<ProcessPower> process_power_;
+  std::unique_ptr<Crash> crash_;
 };
 
 /// One power-on: the device process and its pty.

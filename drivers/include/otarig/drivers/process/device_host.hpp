@@ -42,6 +42,17 @@ struct DeviceConfig {
   std::string storage;
   bool keep_storage = false;
 
+  /// What a power cut does to the storage folder (kind process only):
+  /// `crash` (the default) records it through the FUSE layer and applies the
+  /// crash model at every power-off (docs/crash-model.md); `kill` only kills
+  /// the process, which keeps every write (`power_loss: {model: kill,
+  /// reason: "..."}`, the reason required and shown in run.json).
+  enum class PowerLoss { crash, kill };
+  PowerLoss power_loss = PowerLoss::crash;
+  std::string power_loss_reason;
+  /// "crash" or "kill: REASON" (BoardParts::power_loss).
+  std::string power_loss_text() const;
+
   /// The rig's update server for this device (${update_url}).
   bool server = true;
   enum class Tls { off, tls, mutual };
@@ -102,7 +113,7 @@ struct DeviceConfig {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> provision_erase;
   bool provision_verify = true;
 
-  /// Reads `kind, storage, keep_storage, network{server, tls, proxy, listen,
+  /// Reads `kind, storage, keep_storage, power_loss (process only), network{server, tls, proxy, listen,
   /// port, pki, names, legacy_ciphers}, provision{format, file, mode, slot_size, sector_size,
   /// program_align, metadata_sectors, dir, bootloader, bootlimit, command,
   /// timeout, powered, address, erase, verify}`, and for `kind: lab` the record keys `model, serial_number,
@@ -110,6 +121,12 @@ struct DeviceConfig {
   /// file and line.
   static DeviceConfig from_config(const Config& device, const std::string& kind = "process");
 };
+
+/// Whether a profile path (before ${...} expansion) stays inside the
+/// storage folder: under ${storage}, under the literal `storage` path, or
+/// relative (relative paths resolve against the storage), and no ".." leads
+/// out. What the crash model can see (docs/crash-model.md).
+bool inside_storage(std::string_view path, std::string_view storage);
 
 /// The state every driver of one networked board shares.
 class DeviceHost : public ProvisionProtocol {

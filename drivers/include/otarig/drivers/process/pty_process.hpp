@@ -31,6 +31,9 @@ struct LaunchSpec {
   /// as a serial console at the rig's end usually is. False: the terminal's
   /// defaults (cooked).
   bool raw = true;
+  /// A mount namespace the program joins before it changes to `cwd` (the
+  /// storage recorder's, storage/recorder.hpp): -1 for the rig's own.
+  int mount_namespace_fd = -1;
   /// Terminal size reported to the program.
   unsigned short rows = 24, cols = 200;
 };
@@ -49,10 +52,11 @@ class PtyProcess {
   /// Opens a pty (posix_openpt, grantpt, unlockpt), forks, and in the child:
   /// setsid, makes the pty slave its controlling terminal and stdin/stdout/
   /// stderr, closes every other descriptor, restores default signal
-  /// dispositions and an empty signal mask, changes to `cwd` and execs
+  /// dispositions and an empty signal mask, joins `spec.mount_namespace_fd`
+  /// when it names one, changes to `cwd` and execs
   /// `program` with `spec.argv` and `spec.env`. Returns once the exec has
   /// happened or failed: std::system_error with the child's errno ("exec
-  /// PROGRAM", "chdir DIR") when it failed.
+  /// PROGRAM", "chdir DIR", "join the storage's mount namespace") when it failed.
   static PtyProcess start(const std::filesystem::path& program, const LaunchSpec& spec);
 
   PtyProcess() = default;

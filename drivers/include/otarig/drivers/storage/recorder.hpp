@@ -1,0 +1,97 @@
+#pragma once
+// The recording FUSE layer (docs/crash-model.md): a passthrough file system
+// mounted over a storage folder that applies every operation to a backing
+// folder and records each mutating operation and barrier (recording_folder.hpp)
+// before it answers the device.
+//
+// The FUSE daemon is a child process of the rig that has moved into a mount
+// namespace of its own (unshare(CLONE_NEWNS), propagation private) and
+// mounted there, so the mount is visible only to processes that join that
+// namespace (setns on mount_namespace_fd(), before exec). Nothing is mounted
+// in the rig's namespace: if the rig is SIGKILLed the daemon dies with it
+// (PR_SET_PDEATHSIG, and end of file on its control socket), and the mount
+// vanishes with the namespace's last process. The backing folder may be the
+// mount point itself: the daemon opens it before mounting, the rig keeps
+// seeing the backing files at that path, the device sees the layer.
+//
+// Logs: one pair of files per epoch (power-on) in log_dir, written by the
+// daemon with one write(2) per entry before the operation returns to the
+// device; after a power cut (device killed and reaped) take_log() has every
+// operation the device saw complete.
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+
+#include "otarig/drivers/storage/oplog.hpp"
+#include "otarig/drivers/storage/recording_folder.hpp"
+
+namespace otarig::drivers::storage {
+
+struct RecorderOptions {
+  /// Where the epochs' logs go; empty: a new temporary folder that stop() removes.
+  std::filesystem::path log_dir;
+  RecordingOptions recording;
+  std::chrono::milliseconds start_timeout{10'000};
+  std::chrono::milliseconds stop_timeout{5'000};
+};
+
+class Recorder {
+ public:
+  /// Starts the daemon (from a thread of its own that lives as long as the
+  /// daemon, so the parent-death signal follows the rig process, not the
+  /// calling thread) and waits until the layer is mounted. BenchError naming
+  /// the mount point and the reason when it cannot be: not root, no
+  /// /dev/fuse, a folder missing, the mount refused. Epoch 1 has begun.
+  static Recorder start(const std::filesystem::path& backing_dir, const std::filesystem::path& mount_point,
+                        RecorderOptions options = {});
+
+  Recorder() = default;
+  Recorder(Recorder&&) noexcept;
+  Recorder& operator=(Recorder&&) noexcept;
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+  /// stop(), never throwing.
+  ~Recorder();
+
+  bool running() const;
+  pid_t daemon_pid() const;
+  /// An O_CLOEXEC descriptor of the daemon's mount namespace
+  /// (/proc/PID/ns/mnt), valid until stop(). A device joins it with
+  /// enter_mount_namespace() between fork and exec.
+  int mount_namespace_fd() const;
+  const std::filesystem::path& mount_point() const;
+  const std::filesystem::path& log_dir() const;
+
+  /// Starts a new epoch (call while no device runs on the layer: at power-on)
+  /// and returns its number; the next operation is its 1.
+  std::uint64_t begin_epoch();
+  /// The current epoch and the operations recorded in it so far.
+  std::uint64_t epoch() const;
+  std::uint64_t op_count();
+  /// The current epoch's log as recorded so far (after a power cut: all of
+  /// it). The files stay in log_dir until stop().
+  OpLog take_log();
+  /// Where an epoch's log is (OpLog::load).
+  std::filesystem::path entries_file(std::uint64_t epoch) const;
+  std::filesystem::path data_file(std::uint64_t epoch) const;
+
+  /// Unmounts (lazily, inside the namespace), ends the daemon (SIGKILL
+  /// after stop_timeout), reaps it, closes the namespace descriptor and
+  /// removes a temporary log_dir. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Joins the mount namespace `ns_fd` (setns(CLONE_NEWNS)): for a forked
+/// child before exec, which must be single-threaded and then chdir to its
+/// working folder again (setns moves it to the namespace's root).
+/// Async-signal-safe. Returns 0 or the errno.
+int enter_mount_namespace(int ns_fd) noexcept;
+
+}  // namespace otarig::drivers::storage

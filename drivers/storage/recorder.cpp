@@ -1,0 +1,601 @@
+// The recording FUSE layer: a libfuse3 passthrough daemon in a mount
+// namespace of its own. See recorder.hpp.
+#define FUSE_USE_VERSION 312
+#include "otarig/drivers/storage/recorder.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "otarig/core/errors.hpp"
+
+namespace otarig::drivers::storage {
+
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// ---- the daemon (child process) ------------------------------------------
+
+struct DirHandle {
+  Handle h;
+  DIR* dp = nullptr;
+};
+
+struct Daemon {
+  RecordingFolder* folder = nullptr;
+  std::string mount_point;
+  std::filesystem::path log_dir;
+  std::uint64_t epoch = 1;
+  RecordingOptions options;
+  struct fuse* fuse = nullptr;
+};
+
+Daemon* daemon_of() { return static_cast<Daemon*>(fuse_get_context()->private_data); }
+RecordingFolder& folder() { return *daemon_of()->folder; }
+std::string_view p(const char* path) { return path != nullptr ? std::string_view(path) : std::string_view(); }
+Handle& handle(fuse_file_info* fi) { return *reinterpret_cast<Handle*>(fi->fh); }
+DirHandle& dir_handle(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
+std::string rel(const char* path) { return RecordingFolder::relative(p(path)); }
+
+void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
+  cfg->use_ino = 1;
+  cfg->hard_remove = 1;  // unlink is unlink (no .fuse_hidden files)
+  // Operations on an open file get its current path; one unlinked while
+  // open gets none and is recorded by its inode.
+  cfg->nullpath_ok = 0;
+  cfg->direct_io = 0;
+  cfg->kernel_cache = 0;  // a crash state put into the backing folder is read afresh at the next open
+  cfg->auto_cache = 0;
+  cfg->entry_timeout = 0;
+  cfg->attr_timeout = 0;
+  cfg->negative_timeout = 0;
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);  // every write reaches the layer at once
+  return fuse_get_context()->private_data;
+}
+
+int op_getattr(const char* path, struct stat* st, fuse_file_info* fi) {
+  int rc = fi != nullptr ? ::fstat(handle(fi).fd, st)
+                         : ::fstatat(folder().backing_fd(), rel(path).c_str(), st, AT_SYMLINK_NOFOLLOW);
+  return rc == 0 ? 0 : -errno;
+}
+
+int op_readlink(const char* path, char* buf, size_t size) {
+  ssize_t n = ::readlinkat(folder().backing_fd(), rel(path).c_str(), buf, size - 1);
+  if (n < 0) return -errno;
+  buf[n] = '\0';
+  return 0;
+}
+
+int op_mknod(const char* path, mode_t mode, dev_t rdev) { return folder().mknod(p(path), mode, rdev); }
+int op_mkdir(const char* path, mode_t mode) { return folder().mkdir(p(path), mode); }
+int op_unlink(const char* path) { return folder().unlink(p(path)); }
+int op_rmdir(const char* path) { return folder().rmdir(p(path)); }
+int op_symlink(const char* target, const char* link) { return folder().symlink(p(target), p(link)); }
+int op_rename(const char* from, const char* to, unsigned flags) { return folder().rename(p(from), p(to), flags); }
+int op_link(const char* from, const char* to) { return folder().link(p(from), p(to)); }
+
+int op_chmod(const char* path, mode_t mode, fuse_file_info* fi) {
+  return folder().chmod(p(path), mode, fi != nullptr ? &handle(fi) : nullptr);
+}
+
+// Ownership and times pass through unrecorded (docs/crash-model.md).
+int op_chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* fi) {
+  int rc = fi != nullptr ? ::fchown(handle(fi).fd, uid, gid)
+                         : ::fchownat(folder().backing_fd(), rel(path).c_str(), uid, gid, AT_SYMLINK_NOFOLLOW);
+  return rc == 0 ? 0 : -errno;
+}
+
+int op_utimens(const char* path, const struct timespec tv[2], fuse_file_info* fi) {
+  int rc = fi != nullptr ? ::futimens(handle(fi).fd, tv)
+                         : ::utimensat(folder().backing_fd(), rel(path).c_str(), tv, AT_SYMLINK_NOFOLLOW);
+  return rc == 0 ? 0 : -errno;
+}
+
+int op_truncate(const char* path, off_t size, fuse_file_info* fi) {
+  return folder().truncate(p(path), size, fi != nullptr ? &handle(fi) : nullptr);
+}
+
+int op_open(const char* path, fuse_file_info* fi) {
+  auto* h = new Handle;
+  int rc = folder().open(p(path), fi->flags, *h);
+  if (rc != 0) {
+    delete h;
+    return rc;
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(h);
+  fi->direct_io = 0;
+  fi->keep_cache = 0;
+  return 0;
+}
+
+int op_create(const char* path, mode_t mode, fuse_file_info* fi) {
+  auto* h = new Handle;
+  int rc = folder().create(p(path), fi->flags, mode, *h);
+  if (rc != 0) {
+    delete h;
+    return rc;
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(h);
+  fi->direct_io = 0;
+  fi->keep_cache = 0;
+  return 0;
+}
+
+int op_read(const char*, char* buf, size_t size, off_t offset, fuse_file_info* fi) {
+  ssize_t n = ::pread(handle(fi).fd, buf, size, offset);
+  return n < 0 ? -errno : static_cast<int>(n);
+}
+
+int op_write(const char* path, const char* buf, size_t size, off_t offset, fuse_file_info* fi) {
+  ssize_t n = folder().write(handle(fi), p(path), std::string_view(buf, size), offset);
+  return static_cast<int>(n);
+}
+
+int op_statfs(const char*, struct statvfs* st) { return ::fstatvfs(folder().backing_fd(), st) == 0 ? 0 : -errno; }
+
+int op_flush(const char*, fuse_file_info*) { return 0; }
+
+int op_release(const char*, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  folder().close(*h);
+  delete h;
+  return 0;
+}
+
+int op_fsync(const char* path, int datasync, fuse_file_info* fi) {
+  return folder().fsync(handle(fi), p(path), datasync != 0);
+}
+
+int op_opendir(const char* path, fuse_file_info* fi) {
+  auto* d = new DirHandle;
+  int rc = folder().opendir(p(path), d->h);
+  if (rc != 0) {
+    delete d;
+    return rc;
+  }
+  int fd2 = ::dup(d->h.fd);
+  d->dp = fd2 >= 0 ? ::fdopendir(fd2) : nullptr;
+  if (d->dp == nullptr) {
+    int err = errno;
+    if (fd2 >= 0) ::close(fd2);
+    folder().close(d->h);
+    delete d;
+    return -err;
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(d);
+  return 0;
+}
+
+int op_readdir(const char*, void* buf, fuse_fill_dir_t filler, off_t, fuse_file_info* fi, fuse_readdir_flags) {
+  DirHandle& d = dir_handle(fi);
+  ::rewinddir(d.dp);
+  while (dirent* e = ::readdir(d.dp)) {
+    struct stat st {};
+    st.st_ino = e->d_ino;
+    st.st_mode = static_cast<mode_t>(DTTOIF(e->d_type));
+    if (filler(buf, e->d_name, &st, 0, static_cast<fuse_fill_dir_flags>(0)) != 0) break;
+  }
+  return 0;
+}
+
+int op_releasedir(const char*, fuse_file_info* fi) {
+  DirHandle* d = reinterpret_cast<DirHandle*>(fi->fh);
+  ::closedir(d->dp);
+  folder().close(d->h);
+  delete d;
+  return 0;
+}
+
+int op_fsyncdir(const char* path, int, fuse_file_info* fi) {
+  return folder().fsync_dir(path != nullptr ? p(path) : std::string_view("/"), fi != nullptr ? &dir_handle(fi).h : nullptr);
+}
+
+int op_access(const char* path, int mask) {
+  return ::faccessat(folder().backing_fd(), rel(path).c_str(), mask, 0) == 0 ? 0 : -errno;
+}
+
+int op_fallocate(const char* path, int mode, off_t offset, off_t length, fuse_file_info* fi) {
+  if (fi == nullptr) return -EOPNOTSUPP;
+  return folder().fallocate(handle(fi), p(path), mode, offset, length);
+}
+
+ssize_t op_copy_file_range(const char*, fuse_file_info* fi_in, off_t off_in, const char* path_out,
+                           fuse_file_info* fi_out, off_t off_out, size_t len, int flags) {
+  return folder().copy_file_range(handle(fi_in), off_in, handle(fi_out), p(path_out), off_out, len,
+                                  static_cast<unsigned>(flags));
+}
+
+off_t op_lseek(const char*, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = ::lseek(handle(fi).fd, off, whence);
+  return r < 0 ? -errno : r;
+}
+
+fuse_operations make_ops() {
+  fuse_operations ops{};
+  ops.init = op_init;
+  ops.getattr = op_getattr;
+  ops.readlink = op_readlink;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.symlink = op_symlink;
+  ops.rename = op_rename;
+  ops.link = op_link;
+  ops.chmod = op_chmod;
+  ops.chown = op_chown;
+  ops.truncate = op_truncate;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.statfs = op_statfs;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.releasedir = op_releasedir;
+  ops.fsyncdir = op_fsyncdir;
+  ops.access = op_access;
+  ops.create = op_create;
+  ops.utimens = op_utimens;
+  ops.fallocate = op_fallocate;
+  ops.copy_file_range = op_copy_file_range;
+  ops.lseek = op_lseek;
+  return ops;
+}
+
+// Control messages (SOCK_SEQPACKET, one message each).
+void send_msg(int fd, const std::string& msg) {
+  while (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+std::optional<std::string> recv_msg(int fd, int timeout_ms) {
+  if (timeout_ms >= 0) {
+    pollfd pfd{fd, POLLIN, 0};
+    int rc;
+    do rc = ::poll(&pfd, 1, timeout_ms);
+    while (rc < 0 && errno == EINTR);
+    if (rc <= 0) return std::nullopt;
+  }
+  char buf[4096];
+  ssize_t n;
+  do n = ::recv(fd, buf, sizeof buf, 0);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::filesystem::path epoch_entries(const std::filesystem::path& dir, std::uint64_t e) {
+  return dir / ("epoch-" + std::to_string(e) + ".ops");
+}
+std::filesystem::path epoch_data(const std::filesystem::path& dir, std::uint64_t e) {
+  return dir / ("epoch-" + std::to_string(e) + ".data");
+}
+
+// The control thread: epochs, counts, stop; end of file (the rig is gone)
+// is a stop.
+void control_loop(Daemon& d, int sock) {
+  for (;;) {
+    auto msg = recv_msg(sock, -1);
+    if (!msg || *msg == "stop") break;
+    try {
+      if (*msg == "epoch") {
+        std::uint64_t next = d.epoch + 1;
+        OpLog log = OpLog::streaming(epoch_entries(d.log_dir, next), epoch_data(d.log_dir, next), false);
+        d.folder->replace_log(std::move(log));
+        d.epoch = next;
+        send_msg(sock, "ok " + std::to_string(next));
+      } else if (*msg == "count") {
+        send_msg(sock, "ok " + std::to_string(d.epoch) + " " + std::to_string(d.folder->op_count()));
+      } else {
+        send_msg(sock, "error unknown request");
+      }
+    } catch (const std::exception& e) {
+      send_msg(sock, std::string("error ") + e.what());
+    }
+  }
+  // Unmount inside the namespace; the loop ends once the kernel lets go of
+  // the connection. A device still holding files open keeps it: give up
+  // after a while.
+  ::umount2(d.mount_point.c_str(), MNT_DETACH);
+  fuse_exit(d.fuse);
+  ::usleep(2'000'000);
+  ::_exit(0);
+}
+
+struct ChildSpec {
+  std::string backing, mount_point, log_dir;
+  RecordingOptions options;
+  pid_t parent = 0;
+};
+
+[[noreturn]] void daemon_main(const ChildSpec& spec, int sock) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != spec.parent) ::_exit(1);
+  // Keep only the control socket (as 3) and the standard descriptors: the
+  // daemon must not hold the rig's ptys, pipes and sockets open.
+  if (sock != 3) {
+    ::dup2(sock, 3);
+    sock = 3;
+  }
+  ::close_range(4, ~0U, 0);
+  sigset_t all;
+  sigemptyset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  ::umask(0);
+  auto fail = [&](const std::string& why) {
+    send_msg(sock, "error " + why);
+    ::_exit(1);
+  };
+  if (::unshare(CLONE_NEWNS) != 0) fail("unshare(CLONE_NEWNS): " + errno_text(errno));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    fail("making mounts private: " + errno_text(errno));
+
+  Daemon d;
+  d.mount_point = spec.mount_point;
+  d.log_dir = spec.log_dir;
+  d.options = spec.options;
+  std::optional<RecordingFolder> folder;
+  try {
+    folder.emplace(spec.backing, OpLog::streaming(epoch_entries(d.log_dir, 1), epoch_data(d.log_dir, 1), false),
+                   spec.options);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  d.folder = &*folder;
+
+  // libfuse reports why a mount failed on stderr: catch it for the message.
+  int captured = ::memfd_create("otarig-fuse-stderr", MFD_CLOEXEC);
+  int saved_stderr = ::dup(2);
+  if (captured >= 0) ::dup2(captured, 2);
+  auto restore_stderr = [&]() -> std::string {
+    std::string text;
+    if (captured >= 0) {
+      ::dup2(saved_stderr, 2);
+      char buf[1024];
+      ssize_t n = ::pread(captured, buf, sizeof buf - 1, 0);
+      if (n > 0) text.assign(buf, static_cast<std::size_t>(n));
+      while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    }
+    return text;
+  };
+
+  std::string fsname = "fsname=otarig-storage:" + spec.backing;
+  std::vector<std::string> args_text{"otarig-storage", "-o", fsname, "-o", "allow_other", "-o", "subtype=otarig"};
+  std::vector<char*> argv;
+  for (auto& a : args_text) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_operations ops = make_ops();
+  d.fuse = fuse_new(&args, &ops, sizeof ops, &d);
+  if (d.fuse == nullptr) fail("fuse_new failed: " + restore_stderr());
+  if (fuse_mount(d.fuse, spec.mount_point.c_str()) != 0) {
+    std::string why = restore_stderr();
+    fail("mount failed" + (why.empty() ? std::string() : ": " + why));
+  }
+  restore_stderr();
+  send_msg(sock, "ok");
+
+  std::thread control(control_loop, std::ref(d), sock);
+  control.detach();
+  fuse_loop(d.fuse);
+  fuse_unmount(d.fuse);
+  fuse_destroy(d.fuse);
+  ::_exit(0);
+}
+
+}  // namespace
+
+int enter_mount_namespace(int ns_fd) noexcept { return ::setns(ns_fd, CLONE_NEWNS) == 0 ? 0 : errno; }
+
+// ---- the rig's side -------------------------------------------------------
+
+struct Recorder::Impl {
+  std::filesystem::path backing, mount_point, log_dir;
+  bool own_log_dir = false;
+  RecorderOptions options;
+  int sock = -1;
+  int ns_fd = -1;
+  pid_t pid = 0;
+  std::uint64_t epoch = 1;
+  std::mutex mu;  // one request at a time
+  std::thread keeper;
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  bool stopped = false;
+
+  std::string request(const std::string& msg) {
+    std::lock_guard lock(mu);
+    if (stopped) throw BenchError("storage recorder on " + mount_point.string() + ": stopped");
+    send_msg(sock, msg);
+    auto reply = recv_msg(sock, static_cast<int>(options.start_timeout.count()));
+    if (!reply)
+      throw BenchError("storage recorder on " + mount_point.string() + ": the FUSE daemon does not answer");
+    if (reply->rfind("ok", 0) != 0)
+      throw BenchError("storage recorder on " + mount_point.string() + ": " + reply->substr(reply->find(' ') + 1));
+    return reply->size() > 3 ? reply->substr(3) : std::string();
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mu);
+      if (stopped) return;
+      stopped = true;
+      if (sock >= 0) send_msg(sock, "stop");
+    }
+    if (keeper.joinable()) {
+      std::unique_lock lock(done_mu);
+      if (!done_cv.wait_for(lock, options.stop_timeout, [&] { return done; }) && pid > 0) ::kill(pid, SIGKILL);
+      lock.unlock();
+      keeper.join();
+    }
+    if (sock >= 0) ::close(sock);
+    if (ns_fd >= 0) ::close(ns_fd);
+    sock = ns_fd = -1;
+    if (own_log_dir) {
+      std::error_code ec;
+      std::filesystem::remove_all(log_dir, ec);
+    }
+  }
+};
+
+Recorder Recorder::start(const std::filesystem::path& backing_dir, const std::filesystem::path& mount_point,
+                         RecorderOptions options) {
+  const std::string where = "storage recorder on " + mount_point.string();
+  if (::geteuid() != 0) throw BenchError(where + ": a FUSE mount in a private namespace needs root");
+  int probe = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (probe < 0) throw BenchError(where + ": /dev/fuse: " + errno_text(errno));
+  ::close(probe);
+  struct stat st {};
+  if (::stat(mount_point.c_str(), &st) != 0)
+    throw BenchError(where + ": mount point " + mount_point.string() + ": " + errno_text(errno));
+  if (!S_ISDIR(st.st_mode)) throw BenchError(where + ": mount point " + mount_point.string() + " is not a folder");
+  if (::stat(backing_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw BenchError(where + ": backing folder " + backing_dir.string() + ": " +
+                     (S_ISDIR(st.st_mode) ? errno_text(errno) : "not a folder"));
+
+  Recorder r;
+  r.impl_ = std::make_unique<Impl>();
+  Impl& im = *r.impl_;
+  im.backing = std::filesystem::absolute(backing_dir);
+  im.mount_point = std::filesystem::absolute(mount_point);
+  im.options = options;
+  if (options.log_dir.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "otarig-storage-log.XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw BenchError(where + ": log folder: " + errno_text(errno));
+    im.log_dir = tmpl;
+    im.own_log_dir = true;
+  } else {
+    im.log_dir = std::filesystem::absolute(options.log_dir);
+    std::error_code ec;
+    std::filesystem::create_directories(im.log_dir, ec);
+    if (ec) throw BenchError(where + ": log folder " + im.log_dir.string() + ": " + ec.message());
+  }
+
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+    throw BenchError(where + ": socketpair: " + errno_text(errno));
+  im.sock = pair[0];
+  ChildSpec spec{im.backing.string(), im.mount_point.string(), im.log_dir.string(), options.recording, ::getpid()};
+
+  // The keeper thread forks the daemon and reaps it: the parent-death
+  // signal is tied to the thread that forked, and this one lives exactly as
+  // long as the daemon.
+  std::promise<pid_t> forked;
+  auto forked_pid = forked.get_future();
+  Impl* imp = &im;
+  im.keeper = std::thread([imp, spec, child_sock = pair[1], forked = std::move(forked)]() mutable {
+    pid_t pid = ::fork();
+    if (pid == 0) daemon_main(spec, child_sock);
+    ::close(child_sock);
+    forked.set_value(pid);
+    if (pid > 0) {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    std::lock_guard lock(imp->done_mu);
+    imp->done = true;
+    imp->done_cv.notify_all();
+  });
+  im.pid = forked_pid.get();
+  if (im.pid < 0) {
+    int err = errno;
+    im.stop();
+    throw BenchError(where + ": fork: " + errno_text(err));
+  }
+  auto ready = recv_msg(im.sock, static_cast<int>(options.start_timeout.count()));
+  if (!ready || *ready != "ok") {
+    std::string why = !ready ? "the FUSE daemon did not start" : ready->substr(ready->find(' ') + 1);
+    im.stop();
+    throw BenchError(where + ": " + why);
+  }
+  const std::string ns = "/proc/" + std::to_string(im.pid) + "/ns/mnt";
+  im.ns_fd = ::open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (im.ns_fd < 0) {
+    int err = errno;
+    im.stop();
+    throw BenchError(where + ": " + ns + ": " + errno_text(err));
+  }
+  return r;
+}
+
+Recorder::Recorder(Recorder&&) noexcept = default;
+Recorder& Recorder::operator=(Recorder&& other) noexcept {
+  if (this != &other) {
+    if (impl_) impl_->stop();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+Recorder::~Recorder() {
+  if (!impl_) return;
+  try {
+    impl_->stop();
+  } catch (...) {
+  }
+}
+
+bool Recorder::running() const { return impl_ && !impl_->stopped; }
+pid_t Recorder::daemon_pid() const { return impl_ ? impl_->pid : 0; }
+int Recorder::mount_namespace_fd() const { return impl_ ? impl_->ns_fd : -1; }
+const std::filesystem::path& Recorder::mount_point() const { return impl_->mount_point; }
+const std::filesystem::path& Recorder::log_dir() const { return impl_->log_dir; }
+
+std::uint64_t Recorder::begin_epoch() {
+  impl_->epoch = std::stoull(impl_->request("epoch"));
+  return impl_->epoch;
+}
+
+std::uint64_t Recorder::epoch() const { return impl_->epoch; }
+
+std::uint64_t Recorder::op_count() {
+  std::string reply = impl_->request("count");
+  return std::stoull(reply.substr(reply.find(' ') + 1));
+}
+
+OpLog Recorder::take_log() {
+  std::string reply = impl_->request("count");
+  const std::uint64_t e = std::stoull(reply);
+  const std::uint64_t n = std::stoull(reply.substr(reply.find(' ') + 1));
+  try {
+    return OpLog::load(entries_file(e), data_file(e), n);
+  } catch (const std::exception& ex) {
+    throw BenchError("storage recorder on " + impl_->mount_point.string() + ": " + ex.what());
+  }
+}
+
+std::filesystem::path Recorder::entries_file(std::uint64_t e) const { return epoch_entries(impl_->log_dir, e); }
+std::filesystem::path Recorder::data_file(std::uint64_t e) const { return epoch_data(impl_->log_dir, e); }
+
+void Recorder::stop() {
+  if (impl_) impl_->stop();
+}
+
+}  // namespace otarig::drivers::storage
