@@ -5,6 +5,7 @@ set(OTARIG_FAULT_KIND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/power/kinds.cpp
   ${CMAKE_CURRENT_LIST_DIR}/power/points.cpp
   ${CMAKE_CURRENT_LIST_DIR}/power/runs.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/power/storage_cut.cpp
   ${CMAKE_CURRENT_LIST_DIR}/image/image.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/network.cpp
   ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp)

@@ -112,7 +112,7 @@ SweepResult sweep(const BoardProfile& profile, const drivers::DriverRegistry& re
         const auto out = run_trial(*benches[j], releases, *trials[i]);
         if (!out.passed) ++r.failed;
         for (const auto& o : out.observations)
-          if (o.step == "after-fault") (trials[i]->torn ? r.torn : r.clean).add(o, old_digest, new_digest);
+          if (o.step == "after-fault") (trials[i]->fault_json().value("torn", false) ? r.torn : r.clean).add(o, old_digest, new_digest);
       }
     }
   };

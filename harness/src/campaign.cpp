@@ -404,6 +404,10 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   if (auto net = profile.root.at("device").find("network"); net && net->is_map() && net->has("tls"))
     run["board"]["tls_cipher_suites"] =
         net->bool_or("legacy_ciphers", false) ? "legacy (TLS 1.2 CBC-mode suites too)" : "aead";
+  // How a power cut treats the device's storage (docs/crash-model.md): the
+  // crash model, or a process kill with the profile's reason.
+  if (!benches.empty() && !benches[0]->parts().power_loss.empty())
+    run["board"]["power_loss"] = benches[0]->parts().power_loss;
   nlohmann::json parts = nlohmann::json::array();
   for (const auto* leaf : scenario.leaves())
     parts.push_back({{"name", leaf->name},
@@ -430,6 +434,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
                    {"digest", r.digest}});
   run["releases"] = rel;
   run["ops_per_update"] = plan.ops_per_update;
+  if (!plan.storage_ops_per_update.empty()) run["storage_ops_per_update"] = plan.storage_ops_per_update;
   if (!plan.update_ms.empty()) run["update_ms"] = plan.update_ms;
   nlohmann::json skipped = nlohmann::json::array();
   for (const auto& k : plan.skipped) skipped.push_back({{"scenario", k.scenario}, {"reason", k.reason}});

@@ -48,6 +48,17 @@ class ScenarioPlanContext final : public PlanContext {
     return n;
   }
 
+  std::uint64_t storage_ops(const std::string& deliver) override {
+    const auto key = s_.start + "->" + deliver;
+    if (auto it = plan_.storage_ops_per_update.find(key); it != plan_.storage_ops_per_update.end())
+      return it->second;
+    const std::uint64_t n = board_.storage_ops ? board_.storage_ops(s_.start, deliver) : 0;
+    plan_.storage_ops_per_update[key] = n;
+    return n;
+  }
+
+  std::uint64_t seed() const override { return seed_; }
+
   std::uint64_t update_ms(const std::string& deliver) override {
     const auto key = s_.start + "->" + deliver;
     if (auto it = plan_.update_ms.find(key); it != plan_.update_ms.end()) return it->second;

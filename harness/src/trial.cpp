@@ -167,14 +167,7 @@ class Runner final : public TrialPort {
     (void)bench_.take_transcript();
   }
   std::size_t fault_index() const override { return fault_index_; }
-  void cut_fell(const drivers::FlashOp& op, std::uint64_t ops_total, bool torn) override {
-    out_.cut = {{"op", op.index},
-                {"ops_total", ops_total},
-                {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
-                {"address", op.address},
-                {"phase", op.phase},
-                {"torn", torn}};
-  }
+  void record_cut(nlohmann::json cut) override { out_.cut = std::move(cut); }
 
   drivers::DeliveryResult deliver(const BuiltImage& img, const std::string& step, bool as_release) override {
     if (!bench_.parts().power->is_on()) bench_.power_on(step);
@@ -252,6 +245,8 @@ class Runner final : public TrialPort {
       parts.network->set_network_faults("", 0);
       (void)parts.network->take_network_events();
     }
+    // A power-off loses what the device did not make durable.
+    if (parts.crash_storage) parts.crash_storage->set_power_loss("lost", spec_.seed);
   }
 
   void prepare() {
@@ -459,6 +454,42 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
   return static_cast<std::uint64_t>(std::max<std::int64_t>(1, ms.count()));
 }
 
+std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, const std::string& start,
+                                    const std::string& deliver) {
+  auto& parts = bench.parts();
+  auto* crash = parts.crash_storage.get();
+  if (!crash || !parts.provision) return 0;
+  const auto slash = deliver.find('/');
+  const auto& base = releases.get(deliver.substr(0, slash));
+  std::optional<BuiltImage> twin;
+  if (slash != std::string::npos) {
+    Rng unused(0);
+    twin = releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
+  }
+  const auto& d = twin ? *twin : base;
+  const std::string step = "record an update's storage operations";
+  bench.power_off(step);
+  crash->set_power_loss("lost", 0);
+  parts.provision->provision(releases.get(start).bytes);
+  bench.power_on(step);
+  if (const auto up = bench.observe(step); !up.booted)
+    throw BenchError(fmt::format("{}: recording a clean update from {} to {}: no status within {:.0f} ms of "
+                                 "power-on",
+                                 bench.profile().name, start, deliver, up.waited_ms));
+  auto r = parts.link->deliver(releases.artifact(d));
+  if (r.status != drivers::DeliveryStatus::accepted)
+    throw BenchError(fmt::format("{}: recording a clean update from {} to {}: it was {} ({})", bench.profile().name,
+                                 start, deliver, drivers::to_string(r.status), r.detail));
+  // Back up and healthy on the new image: whatever it writes to confirm it is in the recording.
+  if (!parts.power->is_on()) bench.power_on(step);
+  (void)bench.observe(step);
+  const auto n = crash->keep_recording(start + "->" + deliver);
+  bench.drain_console();
+  (void)bench.take_transcript();
+  bench.power_off(step);
+  return n;
+}
+
 BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   BoardAbilities a;
   if (bench.parts().flash_faults)
@@ -468,6 +499,12 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.delivery_cuts = bench.parts().cuts != nullptr;
   if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
   a.server = bench.parts().feed != nullptr;
+  if (auto* crash = bench.parts().crash_storage.get()) {
+    a.crash_storage = crash;
+    a.storage_ops = [&bench, &releases](const std::string& s, const std::string& d) {
+      return record_update_storage(bench, releases, s, d);
+    };
+  }
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };

@@ -295,6 +295,7 @@ class Page {
     row("Board",
         fmt::format("{} <span class=\"note\">{}</span>", et(board, "name"), et(board, "description")));
     row("Device kind", et(board, "device_kind"));
+    if (board.contains("power_loss")) row("Power loss", et(board, "power_loss"));
     row("Device identity", et(board, "identity"));
     row("Board profile", fmt::format("{}<br><span class=\"hash\">sha256 {}</span>", et(board, "profile"),
                                      et(board, "profile_sha256")));

@@ -64,6 +64,19 @@ std::shared_ptr<CutOptions> parse_cut(const Config& c, const FaultParseContext& 
     for (const char* k : {"pattern", "delay"})
       if (c.has(k)) c.at(k).fail(fmt::format("`{}` applies to at: console", k));
   }
+  if (auto m = c.find("modes")) {
+    if (flash_error) m->fail("`modes` applies to power-cut");
+    f->modes.clear();
+    for (const auto& item : m->items()) {
+      auto mode = item.as_string();
+      if (mode != "lost" && mode != "prefix" && mode != "reorder" && mode != "torn")
+        item.fail(fmt::format("unknown crash mode '{}' (known: lost, prefix, reorder, torn)", mode));
+      if (std::find(f->modes.begin(), f->modes.end(), mode) != f->modes.end())
+        item.fail(fmt::format("crash mode '{}' named twice", mode));
+      f->modes.push_back(mode);
+    }
+    if (f->modes.empty()) m->fail("name at least one crash mode (known: lost, prefix, reorder, torn)");
+  }
   if (f->at == "random-flash-op" && ctx.trials == 0 && ctx.root)
     ctx.root->fail(fmt::format("a random {} scenario needs `trials`", kind));
   return f;
@@ -91,6 +104,13 @@ void plan_placed(PlanContext& ctx, const CutOptions& f) {
     p->update_ms = ms;
     p->image = f.image;
     p->recovery_cuts = recovery_cut_count(t.seed, f.recovery_cuts);
+    if (board.crash_storage) {
+      // Under the crash model the cut's power loss keeps a seeded part of what
+      // the device had not made durable.
+      Rng rng(harness::mix64(t.seed ^ 0x6d6f6465ULL));
+      p->crash_mode = f.modes[rng.below(f.modes.size())];
+      p->crash_seed = rng.next();
+    }
     return p;
   };
   if (f.at == "download-byte" || f.at == "every-flash-op") {
@@ -193,7 +213,7 @@ class CutKind final : public harness::FaultKind {
   }
   std::vector<std::string_view> keys() const override {
     if (flash_error_) return {"at", "torn"};
-    return {"at", "torn", "recovery_cuts", "image", "points", "pattern", "delay"};
+    return {"at", "torn", "recovery_cuts", "image", "points", "pattern", "delay", "modes"};
   }
   std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext& ctx) const override {
     return parse_cut(c, ctx, flash_error_);
@@ -202,8 +222,9 @@ class CutKind final : public harness::FaultKind {
     const auto& f = s.fault.as<CutOptions>();
     if (flash_error_)
       return board.count_ops ? "" : "the board does not count flash operations, so none can be made to fail";
-    if (f.counted() && !board.count_ops && !board.delivery_cuts)
-      return "the board neither counts flash operations nor can cut power during a delivery";
+    if (f.counted() && !board.count_ops && !board.storage_ops && !board.delivery_cuts)
+      return "the board neither counts flash operations nor records its storage nor can cut power during a "
+             "delivery";
     if (!f.counted() && !board.delivery_cuts)
       return fmt::format("the board cannot cut power during a delivery (at: {}); it cuts at counted flash "
                          "operations instead",
@@ -212,13 +233,17 @@ class CutKind final : public harness::FaultKind {
   }
   void plan(PlanContext& ctx) const override {
     const auto& f = ctx.scenario().fault.as<CutOptions>();
-    if (!flash_error_ && (!f.counted() || !ctx.board().count_ops))
-      plan_placed(ctx, f);
-    else
+    const auto& board = ctx.board();
+    if (flash_error_ || (f.counted() && board.count_ops))
       plan_counted(ctx, f);
+    else if (f.counted() && board.storage_ops)
+      plan_storage_cuts(ctx, f, delivered_name(ctx.scenario(), f));
+    else
+      plan_placed(ctx, f);
   }
   std::unique_ptr<harness::FaultRun> start(const TrialSpec& spec) const override {
     if (auto* placed = dynamic_cast<const PlacedCut*>(spec.point.get())) return make_placed_run(*placed);
+    if (auto* storage = dynamic_cast<const StorageCut*>(spec.point.get())) return make_storage_run(*storage);
     return make_counted_run(spec.point_as<CountedCut>());
   }
   std::shared_ptr<const harness::FaultPoint> point_with(const TrialSpec& trial,

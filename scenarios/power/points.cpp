@@ -9,6 +9,7 @@ namespace otarig::scenarios::power {
 nlohmann::json CutOptions::json() const {
   nlohmann::json j{{"at", at}, {"torn", torn}};
   if (!flash_error) {
+    j["modes"] = modes;
     j["recovery_cuts"] = recovery_cuts;
     j["image"] = image.empty() ? "release" : image;
     if (at == "download-byte" || at == "every-flash-op") j["points"] = points;
@@ -60,6 +61,10 @@ nlohmann::json PlacedCut::json() const {
   }
   if (!image.empty()) j["image"] = image;
   if (recovery_cuts) j["recovery_cuts"] = recovery_cuts;
+  if (!crash_mode.empty()) {
+    j["crash_mode"] = crash_mode;
+    j["crash_seed"] = crash_seed;
+  }
   return j;
 }
 

@@ -4,6 +4,7 @@
 // while the device recovers, and flash operations that fail with an error.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "otarig/harness/fault_kind.hpp"
 
@@ -19,6 +20,10 @@ struct CutOptions final : harness::FaultOptions {
   double torn = 0.0;                ///< probability that a counted cut tears the op
   std::uint32_t recovery_cuts = 0;  ///< up to this many more cuts while recovering (brown-out)
   std::string image;                ///< "" the release itself, "self-test-fail" its failing twin
+  /// Crash modes on boards whose storage is under the crash model: what the
+  /// storage keeps of the operations after their last barrier
+  /// (lost, prefix, reorder, torn; docs/crash-model.md).
+  std::vector<std::string> modes{"lost", "prefix", "reorder", "torn"};
 
   bool counted() const { return at == "every-flash-op" || at == "random-flash-op"; }
   nlohmann::json json() const override;
@@ -52,11 +57,34 @@ struct PlacedCut final : harness::FaultPoint {
   std::string pattern;              ///< console
   std::uint32_t recovery_cuts = 0;
   std::string image;
+  std::string crash_mode;           ///< under the crash model: what the cut's power loss keeps
+  std::uint64_t crash_seed = 0;
 
   nlohmann::json json() const override;
   std::string label() const override;
   std::string text() const override;
 };
+
+/// A cut before recorded storage operation `before_op` (1..ops+1) of a
+/// clean update, on a board whose storage is under the crash model.
+struct StorageCut final : harness::FaultPoint {
+  std::string at;                   ///< the scenario's (every-flash-op, random-flash-op)
+  std::string key;                  ///< the recording: "START->DELIVER"
+  std::uint64_t before_op = 0;
+  std::uint64_t ops_total = 0;
+  std::string mode;                 ///< lost | prefix | reorder | torn
+  std::uint64_t seed = 0;           ///< the crash model's choices
+  nlohmann::json op;                ///< the operation the cut falls before (null: after the last)
+  std::vector<std::string> same_as; ///< modes that give the same crash state at this cut
+  std::string image;                ///< "" the release, "self-test-fail" its failing twin
+
+  nlohmann::json json() const override;
+  std::string label() const override;
+  std::string text() const override;
+};
+
+/// Plans cuts at every (or a seeded) recorded storage operation.
+void plan_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std::string& delivered);
 
 /// How many recovery boots a brown-out trial cuts again: 1..max, from a
 /// stream of the trial's own.

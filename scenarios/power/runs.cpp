@@ -67,7 +67,12 @@ class CountedRun final : public harness::FaultRun {
     fell_ = ff->fired();
     if (fell_) {
       const auto& op = *fell_;
-      port.cut_fell(op, p_.ops_total, p_.torn);
+      port.record_cut({{"op", op.index},
+                       {"ops_total", p_.ops_total},
+                       {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
+                       {"address", op.address},
+                       {"phase", op.phase},
+                       {"torn", p_.torn}});
       port.note("power-cut", {{"op", op.index},
                               {"kind", op.kind == drivers::FlashOp::Kind::erase ? "erase" : "program"},
                               {"address", op.address},
@@ -184,10 +189,18 @@ class PlacedRun final : public harness::FaultRun {
     }
     detail += recovery_text(p_.recovery_cuts);
     if (!what.empty()) detail += " (delivering a " + what + ")";
+    if (auto* crash = port.bench().parts().crash_storage.get(); crash && !p_.crash_mode.empty()) {
+      crash->set_power_loss(p_.crash_mode, p_.crash_seed);
+      detail += "; the power loss keeps what the crash model's " + p_.crash_mode + " mode keeps";
+    }
     return detail;
   }
 
   void delivered(TrialPort& port) override {
+    if (auto* crash = port.bench().parts().crash_storage.get()) {
+      const auto loss = crash->last_power_loss();
+      if (!loss.is_null()) port.note("power-loss", {{"mode", p_.crash_mode}, {"state", loss}});
+    }
     auto* cuts = port.bench().parts().cuts.get();
     if (!cuts) return;
     if (auto fell = cuts->fired()) {

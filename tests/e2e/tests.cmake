@@ -46,3 +46,13 @@ add_test(NAME e2e.docs
 set_tests_properties(e2e.docs PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 300)
+# Power loss as storage sees it: a sweep at every recorded storage operation of
+# the reference otarig-vboard and of three devices that skip the barriers their
+# boot state needs, under the crash model and under the old kill-only model.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.crash
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_crash_storage.py)
+  set_tests_properties(e2e.crash PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e;process" TIMEOUT 1200)
+endif()

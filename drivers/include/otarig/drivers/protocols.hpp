@@ -256,6 +256,8 @@ class ReleaseFeedProtocol {
   /// or replaying mirror. Later deliveries make their own manifest latest
   /// again. InputError for a name that is not [A-Za-z0-9._-].
   virtual void serve_as_release(const std::string& name) = 0;
+};
+
 /// Storage that loses what real power loss loses (docs/crash-model.md): a
 /// process board whose storage is a folder, under the recording FUSE layer.
 /// Found in BoardParts::crash_storage (docs/process-boards.md, "Power loss").

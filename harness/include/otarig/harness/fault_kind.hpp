@@ -85,6 +85,11 @@ class PlanContext {
   virtual std::uint64_t ops_per_update(const std::string& deliver) = 0;
   /// Milliseconds of such a clean update, measured once a campaign.
   virtual std::uint64_t update_ms(const std::string& deliver) = 0;
+  /// Storage operations of such a clean update, recorded once a campaign
+  /// (CrashStorageProtocol::keep_recording under "START->DELIVER").
+  virtual std::uint64_t storage_ops(const std::string& deliver) = 0;
+  /// The campaign seed.
+  virtual std::uint64_t seed() const = 0;
 };
 
 /// What a kind may do during a trial. The trial state machine implements it.
@@ -121,8 +126,9 @@ class TrialPort {
   virtual void discard_transcript() = 0;
   /// Index in the outcome's observations of the one after the fault.
   virtual std::size_t fault_index() const = 0;
-  /// Records where a counted cut fell (run.json `cut`, the report's charts).
-  virtual void cut_fell(const drivers::FlashOp& op, std::uint64_t ops_total, bool torn) = 0;
+  /// Records where a cut fell: {op, ops_total, kind, address, phase, torn}
+  /// (run.json `cut`, the report's charts).
+  virtual void record_cut(nlohmann::json cut) = 0;
 };
 
 /// One trial's injection of a fault: made at the inject step, asked again

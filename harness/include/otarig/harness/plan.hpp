@@ -43,6 +43,9 @@ struct Plan {
   std::vector<TrialSpec> trials;
   /// Flash operations one update takes, per "start->deliver" pair measured.
   std::map<std::string, std::uint64_t> ops_per_update;
+  /// Storage operations one update made, per "start->deliver" pair recorded
+  /// (boards whose storage is under the crash model).
+  std::map<std::string, std::uint64_t> storage_ops_per_update;
   /// Milliseconds a clean update took, per "start->deliver" pair measured
   /// (boards whose power cuts are placed in time).
   std::map<std::string, std::uint64_t> update_ms;
@@ -65,6 +68,11 @@ struct BoardAbilities {
   /// The device downloads from the rig's update server (with or without
   /// the fault proxy), so the server can answer with another release.
   bool server = false;
+  /// Storage operations of a clean update, recorded under the crash model
+  /// (process boards whose storage is a folder); empty when the board has none.
+  CountOps storage_ops;
+  /// The board's crash storage, for planning crash states (null when none).
+  drivers::CrashStorageProtocol* crash_storage = nullptr;
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).

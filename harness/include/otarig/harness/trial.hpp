@@ -76,6 +76,12 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
 std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const std::string& start,
                                 const std::string& deliver);
 
+/// Records the storage operations of a clean update from `start` to
+/// `deliver` on a board under the crash model (CrashStorageProtocol::
+/// keep_recording as "START->DELIVER"); 0 on a board without it.
+std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, const std::string& start,
+                                    const std::string& deliver);
+
 /// What `bench` can do, for make_plan (measurements run on `bench`, which
 /// and `releases` must outlive the result).
 BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases);

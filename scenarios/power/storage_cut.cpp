@@ -1,0 +1,187 @@
+// Power cuts at recorded storage operations (process and client boards whose
+// storage is a folder under the recording layer, docs/crash-model.md): the
+// device finds the crash state of a recorded clean update, cut before its
+// storage operation k, in one of the crash model's modes.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "otarig/harness/bench.hpp"
+#include "otarig/harness/plan.hpp"
+#include "otarig/harness/releases.hpp"
+#include "otarig/harness/rng.hpp"
+#include "otarig/harness/scenario.hpp"
+#include "otarig/harness/trial.hpp"
+#include "power.hpp"
+#include "runs.hpp"
+
+namespace otarig::scenarios::power {
+namespace {
+
+using harness::Rng;
+using harness::TrialPort;
+
+// "write /flash.bin 4096+512" for the evidence.
+std::string op_text(const nlohmann::json& op) {
+  if (!op.is_object()) return "the end of the recording";
+  std::string text = op.value("kind", "?") + " " + op.value("path", "");
+  if (op.contains("path2") && !op["path2"].get<std::string>().empty()) text += " -> " + op.value("path2", "");
+  if (op.value("length", std::uint64_t{0}) || op.value("kind", "") == "write")
+    text += fmt::format(" {}+{}", op.value("offset", std::uint64_t{0}), op.value("length", std::uint64_t{0}));
+  return text;
+}
+
+// What a crash state keeps of the pending operations: two modes that keep the
+// same operations (and tear the same sectors) give the same state.
+nlohmann::json state_key(const nlohmann::json& plan) {
+  return {plan.value("kept", nlohmann::json::array()), plan.value("torn", nlohmann::json())};
+}
+
+class StorageCutRun final : public harness::FaultRun {
+ public:
+  explicit StorageCutRun(const StorageCut& p) : p_(p) {}
+
+  std::string inject(TrialPort& port) override {
+    if (p_.image == "self-test-fail") {
+      const auto& base = port.releases().get(port.scenario().deliver);
+      Rng rng(port.spec().seed ^ 0x696d616765ULL);
+      port.use_image(port.releases().make_variant(base, "self-test-fail", "", rng, nullptr));
+    }
+    auto& bench = port.bench();
+    auto* crash = bench.parts().crash_storage.get();
+    if (!crash)
+      throw BenchError(fmt::format("{}: the board's storage is not under the crash model", bench.profile().name));
+    ensure_recording(port, *crash);
+    bench.power_off("inject");
+    const auto state = crash->apply_crash(p_.key, p_.before_op, p_.mode, p_.seed);
+    port.note("crash-state", {{"recording", p_.key}, {"state", state}});
+    const auto pending = state.value("pending", nlohmann::json::array());
+    std::size_t kept = 0;
+    for (const auto& op : pending)
+      if (op.value("kept", false)) ++kept;
+    port.record_cut({{"op", p_.before_op}, {"ops_total", p_.ops_total}, {"kind", p_.op.is_object() ? p_.op.value("kind", "") : "end"}, {"address", p_.op.is_object() ? p_.op.value("path", "") : ""}, {"phase", p_.op.is_object() ? p_.op.value("path", "") : "(end)"}, {"torn", state.contains("torn") && state["torn"].is_object()}, {"mode", p_.mode}});
+    std::string detail = fmt::format("power cut before storage operation {} of {} ({}), crash mode {}: {} of {} "
+                                     "operations after the last barrier persisted",
+                                     p_.before_op, p_.ops_total, op_text(p_.op), p_.mode, kept, pending.size());
+    if (!p_.same_as.empty()) detail += fmt::format(" (the same state as mode {})", fmt::join(p_.same_as, ", "));
+    if (state.contains("torn") && state["torn"].is_object())
+      detail += fmt::format("; write {} torn: {} of {} sectors landed", state["torn"].value("op", 0),
+                            state["torn"].value("landed", nlohmann::json::array()).size(),
+                            state["torn"].value("sectors", 0));
+    return detail;
+  }
+
+  // Each bench (device) keeps its own recordings: a bench that did not plan
+  // the campaign records the same clean update once, and it must be the same.
+  void ensure_recording(TrialPort& port, drivers::CrashStorageProtocol& crash) {
+    try {
+      (void)crash.recorded_ops(p_.key);
+      return;
+    } catch (const std::out_of_range&) {
+    }
+    port.keep_transcript();
+    const auto arrow = p_.key.find("->");
+    const auto n = harness::record_update_storage(port.bench(), port.releases(), p_.key.substr(0, arrow),
+                                                  p_.key.substr(arrow + 2));
+    port.discard_transcript();
+    if (n != p_.ops_total)
+      throw BenchError(fmt::format("{}: recording the update {} again gave {} storage operations, not {}: the "
+                                   "device's update does not write the same way twice, so its crash states "
+                                   "cannot be planned once",
+                                   port.bench().profile().name, p_.key, n, p_.ops_total));
+  }
+
+  // The update is the recording: the device finds its crash state at power-on.
+  void deliver(TrialPort& port, const std::string&) override {
+    port.no_delivery(fmt::format("no delivery: the device finds the crash state of the recorded update {}",
+                                 p_.key));
+  }
+
+ private:
+  StorageCut p_;
+};
+
+}  // namespace
+
+nlohmann::json StorageCut::json() const {
+  nlohmann::json j{{"at", at}, {"storage_op", before_op}, {"ops_total", ops_total}, {"mode", mode},
+                   {"crash_seed", seed}, {"recording", key}};
+  // The chart and the fault point read a counted cut's fields.
+  j["before_op"] = before_op;
+  if (op.is_object()) j["op"] = op;
+  if (!same_as.empty()) j["same_as"] = same_as;
+  if (!image.empty()) j["image"] = image;
+  return j;
+}
+
+std::string StorageCut::label() const {
+  return fmt::format("power-cut storage op {}/{} {}", before_op, ops_total, mode);
+}
+
+std::string StorageCut::text() const {
+  return fmt::format("power-cut before storage op {}/{} ({}) [{}]", before_op, ops_total, op_text(op), mode);
+}
+
+void plan_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std::string& delivered) {
+  const auto& s = ctx.scenario();
+  const auto key = s.start + "->" + delivered;
+  const std::uint64_t n = ctx.storage_ops(delivered);
+  auto* crash = ctx.board().crash_storage;
+  if (n == 0 || !crash)
+    throw BenchError(fmt::format("{}: the update from {} to {} did no storage operation", s.name, s.start, delivered));
+  const auto ops = crash->recorded_ops(key);
+  auto cut = [&](const harness::TrialSpec& t, std::uint64_t k, const std::string& mode) {
+    auto p = std::make_shared<StorageCut>();
+    p->at = f.at;
+    p->key = key;
+    p->before_op = k;
+    p->ops_total = n;
+    p->mode = mode;
+    p->seed = harness::mix64(t.seed ^ 0x6372617368ULL);
+    p->image = f.image;
+    if (k >= 1 && k <= ops.size()) p->op = ops[k - 1];
+    return p;
+  };
+  if (f.at == "every-flash-op") {
+    // Every cut point (before each operation, and after the last), in each
+    // mode the scenario names; a mode whose crash state equals an earlier
+    // mode's at the same point is one trial, which says so.
+    for (std::uint64_t k = 1; k <= n + 1; ++k) {
+      std::vector<std::pair<nlohmann::json, std::vector<std::string>>> states;  // key, modes
+      std::vector<std::string> first_modes;
+      for (const auto& mode : f.modes) {
+        const auto seed = harness::mix64(harness::trial_seed(ctx.seed(), k) ^ 0x6372617368ULL);
+        const auto key_of = state_key(crash->plan_crash(key, k, mode, seed));
+        auto it = std::find_if(states.begin(), states.end(), [&](const auto& e) { return e.first == key_of; });
+        if (it != states.end()) {
+          it->second.push_back(mode);
+          continue;
+        }
+        states.push_back({key_of, {mode}});
+      }
+      for (const auto& [state, modes] : states) {
+        auto& t = ctx.add();
+        auto p = cut(t, k, modes.front());
+        p->seed = harness::mix64(harness::trial_seed(ctx.seed(), k) ^ 0x6372617368ULL);
+        p->same_as.assign(modes.begin() + 1, modes.end());
+        t.point = std::move(p);
+      }
+    }
+    return;
+  }
+  for (std::uint64_t i = 0; i < s.trials; ++i) {
+    auto& t = ctx.add();
+    Rng rng(t.seed);
+    const auto k = rng.between(1, n + 1);
+    const auto& mode = f.modes[rng.below(f.modes.size())];
+    t.point = cut(t, k, mode);
+  }
+}
+
+std::unique_ptr<harness::FaultRun> make_storage_run(const StorageCut& point) {
+  return std::make_unique<StorageCutRun>(point);
+}
+
+}  // namespace otarig::scenarios::power
