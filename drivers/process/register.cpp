@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string_view>
 
 #include "otarig/drivers/process/board.hpp"
@@ -87,11 +88,19 @@ void check_command_storage(const Config& command_node, const std::vector<std::st
   static constexpr std::string_view harmless[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom",
                                                   "/dev/tty", "/dev/stdin", "/dev/stdout", "/dev/stderr"};
   for (std::size_t i = 1; i < argv.size(); ++i) {
-    const auto& word = argv[i];
-    const auto at = word.find("/dev/");
-    if (at == std::string::npos || (at != 0 && word[at - 1] != '=')) continue;
-    const auto path = std::string_view(word).substr(at);
-    if (std::find(std::begin(harmless), std::end(harmless), path) != std::end(harmless)) continue;
+    // Each /dev/ path in the word (a script given to `sh -c` has several).
+    const std::string_view word = argv[i];
+    std::optional<std::string_view> found;
+    for (auto at = word.find("/dev/"); at != std::string_view::npos; at = word.find("/dev/", at + 1)) {
+      if (at != 0 && std::string_view(" \t=<>'\"").find(word[at - 1]) == std::string_view::npos) continue;
+      auto end = word.find_first_of(" \t\n;'\"|&<>)", at);
+      const auto path = word.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+      if (std::find(std::begin(harmless), std::end(harmless), path) != std::end(harmless)) continue;
+      found = path;
+      break;
+    }
+    if (!found) continue;
+    const auto path = *found;
     command_node.fail(fmt::format(
         "'{}' is a device outside the storage folder: the crash model sees only the storage folder "
         "(${{storage}}), so what the device writes there would survive every power cut; keep the device's "

@@ -122,7 +122,7 @@ class CrashStorage : public ::testing::Test {
 TEST_F(CrashStorage, TheDeviceSeesAnOrdinaryFolderUnderTheRecordingLayer) {
   auto root = Config::load_string(
       shell_profile("echo hello > greeting.txt; mkdir sub; echo x > sub/y; ls; "
-                    "grep -c \" $PWD fuse\" /proc/self/mountinfo | sed s/^/mounts=/; "
+                    "grep \" $PWD \" /proc/self/mountinfo | grep -c fuse | sed s/^/mounts=/; "
                     "cat greeting.txt; echo ready; exec sleep 100"),
       "crash-test.yaml");
   Board b(root);
@@ -141,8 +141,8 @@ TEST_F(CrashStorage, TheDeviceSeesAnOrdinaryFolderUnderTheRecordingLayer) {
 
 TEST_F(CrashStorage, APowerOffInModeLostDropsWhatNoBarrierMadeDurable) {
   auto root = Config::load_string(
-      shell_profile("printf kept > kept.txt; sync kept.txt .; printf lost > lost.txt; "
-                    "printf old > old.txt; sync old.txt .; printf new > old.txt; echo written; exec sleep 100"),
+      shell_profile("printf kept > kept.txt; printf old > old.txt; sync kept.txt old.txt .; "
+                    "printf lost > lost.txt; printf new > old.txt; echo written; exec sleep 100"),
       "crash-test.yaml");
   Board b(root);
   b.parts.power->on();
@@ -200,9 +200,10 @@ TEST_F(CrashStorage, AKeptRecordingRebuildsACrashStateDeterministically) {
   // After everything, lost: the synced files only.
   b.crash().apply_crash("factory->update", ops + 1, "lost", 1);
   auto after = folder_contents(b.storage());
-  EXPECT_EQ(after.count("f1"), 1u);
-  EXPECT_EQ(after.count("f3"), 1u);
-  EXPECT_EQ(after.count("f0"), 0u);
+  EXPECT_EQ(after["f1"], "data1");
+  EXPECT_EQ(after["f3"], "data3");
+  EXPECT_EQ(after["f0"], "") << "its name is durable (the folder was synced), its data is not";
+  EXPECT_EQ(after.count("big"), 0u) << "created after the last barrier";
   EXPECT_THROW(b.crash().apply_crash("factory->update", ops + 2, "lost", 1), std::invalid_argument);
   EXPECT_THROW(b.crash().apply_crash("nothing", 1, "lost", 1), std::out_of_range);
   EXPECT_THROW(b.crash().apply_crash("factory->update", 1, "sideways", 1), InputError);
@@ -372,8 +373,8 @@ TEST_P(FlawedStorageBoard, HasACrashStateThatBootsNeitherImage) {
 INSTANTIATE_TEST_SUITE_P(Boards, FlawedStorageBoard,
                          ::testing::Values("vboard-nobarrier-bootrec", "vboard-rename-nosync",
                                            "vboard-inplace-bootstate"),
-                         [](const auto& info) {
-                           std::string n = info.param;
+                         [](const auto& param_info) {
+                           std::string n = param_info.param;
                            for (auto& c : n)
                              if (c == '-') c = '_';
                            return n;

@@ -89,9 +89,10 @@ TEST(PtyConsole, WritesReachTheDeviceAndCatEchoesThem) {
 }
 
 TEST(PtyConsole, FollowsTheDeviceAcrossPowerCycles) {
-  // Each run says which run it is (a counter in the storage folder), then echoes.
+  // Each run says which run it is (a counter in the storage folder, synced
+  // with its folder so a power-off keeps it under the crash model), then echoes.
   TestBoard b(
-      "[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"run $n up\"; exec cat']");
+      "[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; sync n .; echo \"run $n up\"; exec cat']");
   b.power().on();
   EXPECT_EQ(b.read_until("run 1 up\n"), "run 1 up\n");
   b.console().write("one\n");
@@ -104,7 +105,7 @@ TEST(PtyConsole, FollowsTheDeviceAcrossPowerCycles) {
 
 TEST(PtyConsole, WhatTheOldRunPrintedBeforeThePowerWentIsReadFirst) {
   TestBoard b(
-      "[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"run $n\"; exec cat']");
+      "[sh, -c, 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; sync n .; echo \"run $n\"; exec cat']");
   b.power().on();
   // Let run 1 print, without reading it.
   auto s = dynamic_cast<ProcessPower&>(b.power()).session();

@@ -158,7 +158,7 @@ enum class StateLayout {
   log,       ///< the area's bytes, written in place where the flash would (fdatasync after each op with --sync)
   nobarrier, ///< defect no-barrier-boot-record: as log, never synced (the slots are)
   rename,    ///< defect rename-nosync: the whole area replaced by write-to-temp + rename, nothing synced
-  inplace,   ///< defect inplace-bootstate: the newest record, updated in place by two half writes
+  inplace,   ///< defect inplace-bootstate: the newest record only, rewritten in place by two half writes
 };
 
 // The boot-state area in a file of its own (--state-file).
@@ -189,14 +189,10 @@ class StateFile {
       }
     }
     if (layout_ == StateLayout::inplace) {
-      // The primary copy, else the backup, else nothing.
-      for (std::size_t at : {std::size_t{0}, vb::kBootRecordSize}) {
-        if (raw.size() < at + vb::kBootRecordSize) continue;
-        std::span<const std::uint8_t, vb::kBootRecordSize> rec(raw.data() + at, vb::kBootRecordSize);
-        if (vb::decode(rec, magic_)) {
-          std::copy(rec.begin(), rec.end(), area.begin());
-          break;
-        }
+      // The record, when it is whole; else no boot state.
+      if (raw.size() >= vb::kBootRecordSize) {
+        std::span<const std::uint8_t, vb::kBootRecordSize> rec(raw.data(), vb::kBootRecordSize);
+        if (vb::decode(rec, magic_)) std::copy(rec.begin(), rec.end(), area.begin());
       }
       return area;
     }
@@ -247,15 +243,12 @@ class StateFile {
         auto old_rec = newest(before);
         auto new_rec = newest(after);
         if (!new_rec || old_rec == new_rec) return;
-        // Backup := the current record; then the primary in two halves, the
-        // first of which invalidates it. The flaw: no barrier between them,
-        // so a disk may persist the halves without the backup.
+        // The record in place, in two halves: the first invalidates the old
+        // record (its CRC no longer matches), the second completes the new
+        // one. The flaw: no barrier between them (one after), so a disk may
+        // persist either half alone.
         otarig::UniqueFd fd = open_rw();
-        std::array<std::uint8_t, vb::kBootRecordSize> current{};
-        current.fill(0xFF);
-        if (old_rec) current = *old_rec;
         constexpr auto half = vb::kBootRecordSize / 2;
-        pwrite_all(fd.get(), current.data(), current.size(), vb::kBootRecordSize, path_.string());
         pwrite_all(fd.get(), new_rec->data(), half, 0, path_.string());
         pwrite_all(fd.get(), new_rec->data() + half, half, half, path_.string());
         if (sync_ && ::fdatasync(fd.get()) != 0) fail_errno("fdatasync " + path_.string());
@@ -288,11 +281,8 @@ class StateFile {
 
   std::vector<std::uint8_t> encode_file(std::span<const std::uint8_t> area, int) const {
     if (layout_ != StateLayout::inplace) return {area.begin(), area.end()};
-    std::vector<std::uint8_t> out(2 * vb::kBootRecordSize, 0xFF);
-    if (auto rec = newest(area)) {
-      std::copy(rec->begin(), rec->end(), out.begin());
-      std::copy(rec->begin(), rec->end(), out.begin() + vb::kBootRecordSize);
-    }
+    std::vector<std::uint8_t> out(vb::kBootRecordSize, 0xFF);
+    if (auto rec = newest(area)) std::copy(rec->begin(), rec->end(), out.begin());
     return out;
   }
 
@@ -331,6 +321,7 @@ class Device {
         std::vector<std::uint8_t> erased(meta_length_, 0xFF);
         file_.write(meta_offset_, erased, true);
       } else {
+        if (!std::filesystem::exists(o.state_file)) state_->format(in_flash);  // erased: no boot state
         auto area = state_->load();
         std::copy(area.begin(), area.end(), bytes.begin() + static_cast<std::ptrdiff_t>(meta_offset_));
       }
@@ -607,8 +598,8 @@ int main(int argc, char** argv) {
   app.add_option("--defect-storage", o.defect_storage,
                  "flawed storage writes: no-barrier-boot-record (boot records never synced, slots synced), "
                  "rename-nosync (--state-file replaced by write-to-temp + rename, nothing synced), "
-                 "inplace-bootstate (--state-file holds the newest record, updated in place by two half "
-                 "writes after a backup copy, no barrier between them)")
+                 "inplace-bootstate (--state-file holds the newest record only, rewritten in place by two "
+                 "half writes, the first invalidating it, no barrier between them)")
       ->check(CLI::IsMember({"no-barrier-boot-record", "rename-nosync", "inplace-bootstate"}));
   app.add_option("--progress-every", o.progress_every,
                  "print `ota: received N bytes` every N bytes (0: never)")
