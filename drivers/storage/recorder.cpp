@@ -584,6 +584,8 @@ OpLog Recorder::take_log() {
   std::string reply = impl_->request("count");
   const std::uint64_t e = std::stoull(reply);
   const std::uint64_t n = std::stoull(reply.substr(reply.find(' ') + 1));
+  // An epoch in which the device changed nothing may have no log files yet.
+  if (n == 0 && !std::filesystem::exists(entries_file(e))) return OpLog(impl_->log_dir);
   try {
     return OpLog::load(entries_file(e), data_file(e), n);
   } catch (const std::exception& ex) {
