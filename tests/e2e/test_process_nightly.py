@@ -5,15 +5,33 @@ them."""
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 BIN = os.environ.get("OTARIG_BIN", "otarig")
 SRC = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
-VBOARD = SRC / "boards/vboard-ab.yaml"
-NOVERIFY = SRC / "boards/flawed/vboard-noverify.yaml"
-NOROLLBACK = SRC / "boards/flawed/vboard-norollback.yaml"
+KILL_DIR = Path(tempfile.mkdtemp(prefix="otarig-e2e-kill-"))
+
+
+def kill_model(profile):
+    """The profile under the kill-only power model: these tests check the cuts
+    placed in a delivery (a download byte, a time, a console line) and the
+    transport scenarios; the sweep at every storage operation under the crash
+    model is test_crash_storage.py's."""
+    text = profile.read_text()
+    assert "device:\n  kind: process\n" in text, profile
+    text = text.replace("device:\n  kind: process\n", "device:\n  kind: process\n  power_loss: {model: kill, reason: "
+                        "\"cuts placed in the delivery, tested without the crash model\"}\n")
+    out = KILL_DIR / profile.name
+    out.write_text(text)
+    return out
+
+
+VBOARD = kill_model(SRC / "boards/vboard-ab.yaml")
+NOVERIFY = kill_model(SRC / "boards/flawed/vboard-noverify.yaml")
+NOROLLBACK = kill_model(SRC / "boards/flawed/vboard-norollback.yaml")
 TRANSPORT = {"corrupt-in-transit", "truncated-download", "interrupted-download-resume", "stalled-server",
              "slow-retrieval", "endless-data", "stale-manifest", "impostor-server", "mtls-required"}
 
