@@ -11,6 +11,7 @@
 #include <set>
 #include <system_error>
 
+#include "temp_names.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/storage/crash_model.hpp"
@@ -25,17 +26,6 @@ using storage::CrashPoint;
 using storage::OpLog;
 
 namespace {
-
-std::string safe_board_name(std::string_view name) {
-  std::string out;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.';
-    out += ok ? c : '_';
-  }
-  if (out.empty()) out = "board";
-  return out.substr(0, 40);
-}
 
 CrashMode mode_from(const std::string& name) {
   auto mode = storage::parse_crash_mode(name);

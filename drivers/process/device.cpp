@@ -11,6 +11,7 @@
 #include <fstream>
 #include <system_error>
 
+#include "temp_names.hpp"
 #include "otarig/core/crypto.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
@@ -29,17 +30,6 @@
 
 namespace otarig::drivers::process {
 namespace {
-
-std::string safe_name(std::string_view name) {
-  std::string out;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.';
-    out += ok ? c : '_';
-  }
-  if (out.empty()) out = "board";
-  return out.substr(0, 40);
-}
 
 DeviceConfig::Tls parse_tls(const Config& c) {
   const auto v = c.as_string();
@@ -319,7 +309,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
   try {
     if (cfg_.storage.empty()) {
       auto pattern =
-          (std::filesystem::temp_directory_path() / ("otarig-" + safe_name(board_) + "-XXXXXX")).string();
+          (std::filesystem::temp_directory_path() / ("otarig-" + safe_board_name(board_) + "-XXXXXX")).string();
       if (::mkdtemp(pattern.data()) == nullptr)
         throw std::system_error(errno, std::generic_category(), "mkdtemp " + pattern);
       storage_ = pattern;

@@ -291,6 +291,17 @@ class Runner final : public TrialPort {
   void deliver() {
     run_->deliver(*this, "deliver");
     run_->delivered(*this);
+    note_network_events();
+  }
+
+  // What the fault proxy saw of this trial's connections, whatever the fault
+  // (a network fault's own run has already taken and judged its events).
+  void note_network_events() {
+    auto* net = bench_.parts().network.get();
+    if (!net) return;
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& e : net->take_network_events()) list.push_back(nlohmann::json::parse(e, nullptr, false));
+    if (!list.empty()) note("network", {{"step", "deliver"}, {"events", std::move(list)}});
   }
 
   // DESIGN.md: after every fault the device is recovered by a power cycle, so
@@ -394,20 +405,25 @@ TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec
   return Runner(bench, releases, spec, hooks).run();
 }
 
+namespace {
+
+// A release, or "NAME/self-test-fail": the release's twin that fails its self-test.
+BuiltImage image_for(const ReleaseSet& releases, const std::string& deliver) {
+  const auto slash = deliver.find('/');
+  const auto& base = releases.get(deliver.substr(0, slash));
+  if (slash == std::string::npos) return base;
+  Rng unused(0);
+  return releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
+}
+
+}  // namespace
+
 std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const std::string& start,
                                const std::string& deliver) {
   auto& parts = bench.parts();
   if (!parts.flash_faults || !parts.provision) return 0;
   const auto& s = releases.get(start);
-  // "NAME/self-test-fail": the release's twin that fails its self-test.
-  const auto slash = deliver.find('/');
-  const auto& base = releases.get(deliver.substr(0, slash));
-  std::optional<BuiltImage> twin;
-  if (slash != std::string::npos) {
-    Rng unused(0);
-    twin = releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
-  }
-  const auto& d = twin ? *twin : base;
+  const auto d = image_for(releases, deliver);
   parts.flash_faults->disarm();
   bench.power_off("count flash operations");
   parts.provision->provision(s.bytes);
@@ -426,14 +442,7 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
                                 const std::string& deliver) {
   auto& parts = bench.parts();
   if (!parts.provision) return 0;
-  const auto slash = deliver.find('/');
-  const auto& base = releases.get(deliver.substr(0, slash));
-  std::optional<BuiltImage> twin;
-  if (slash != std::string::npos) {
-    Rng unused(0);
-    twin = releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
-  }
-  const auto& d = twin ? *twin : base;
+  const auto d = image_for(releases, deliver);
   bench.power_off("measure an update");
   parts.provision->provision(releases.get(start).bytes);
   bench.power_on("measure an update");
@@ -459,14 +468,7 @@ std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, co
   auto& parts = bench.parts();
   auto* crash = parts.crash_storage.get();
   if (!crash || !parts.provision) return 0;
-  const auto slash = deliver.find('/');
-  const auto& base = releases.get(deliver.substr(0, slash));
-  std::optional<BuiltImage> twin;
-  if (slash != std::string::npos) {
-    Rng unused(0);
-    twin = releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
-  }
-  const auto& d = twin ? *twin : base;
+  const auto d = image_for(releases, deliver);
   const std::string step = "record an update's storage operations";
   bench.power_off(step);
   crash->set_power_loss("lost", 0);
