@@ -289,18 +289,27 @@ class Runner final : public TrialPort {
   }
 
   void deliver() {
-    run_->deliver(*this, "deliver");
-    run_->delivered(*this);
+    try {
+      run_->deliver(*this, "deliver");
+    } catch (...) {
+      if (auto* net = bench_.parts().network.get()) net->set_network_faults("", 0);
+      throw;
+    }
     note_network_events();
+    run_->delivered(*this);
   }
 
-  // What the fault proxy saw of this trial's connections, whatever the fault
-  // (a network fault's own run has already taken and judged its events).
+  // What the fault proxy saw of this trial's connections, whatever the fault:
+  // the kind judges them first (an endless body), then they are the trial's
+  // `network` event; the proxy's faults end with the delivery.
   void note_network_events() {
     auto* net = bench_.parts().network.get();
     if (!net) return;
+    const auto events = net->take_network_events();
+    net->set_network_faults("", 0);
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& e : net->take_network_events()) list.push_back(nlohmann::json::parse(e, nullptr, false));
+    for (const auto& e : events) list.push_back(nlohmann::json::parse(e, nullptr, false));
+    run_->network_events(*this, list);
     if (!list.empty()) note("network", {{"step", "deliver"}, {"events", std::move(list)}});
   }
 

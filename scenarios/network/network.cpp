@@ -126,26 +126,15 @@ class NetworkRun final : public harness::FaultRun {
     return fmt::format("{}", fmt::join(parts, "; "));
   }
 
-  void deliver(TrialPort& port, const std::string& step) override {
-    try {
-      (void)port.deliver(port.image(), step);
-    } catch (...) {
-      if (auto* net = port.bench().parts().network.get()) net->set_network_faults("", 0);
-      throw;
-    }
+  void network_events(TrialPort& port, const nlohmann::json& list) override {
+    for (const auto& e : list)
+      if (e.is_object() && e.value("source", "") == "server" && e.value("kind", "") == "endless-body")
+        judge_endless_body(port, e);
   }
 
   void delivered(TrialPort& port) override {
     auto* net = port.bench().parts().network.get();
     if (!net) return;
-    auto events = net->take_network_events();
-    net->set_network_faults("", 0);
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& e : events) list.push_back(nlohmann::json::parse(e, nullptr, false));
-    for (const auto& e : list)
-      if (e.is_object() && e.value("source", "") == "server" && e.value("kind", "") == "endless-body")
-        judge_endless_body(port, e);
-    if (!list.empty()) port.note("network", {{"step", "deliver"}, {"events", std::move(list)}});
     if (p_.probe == "no-client-certificate") {
       probe_ = net->probe_without_client_certificate();
       port.note("probe", {{"probe", p_.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});

@@ -142,7 +142,10 @@ class FaultRun {
   /// The delivery step. By default the chosen image goes through the link
   /// as it is (with the fault armed).
   virtual void deliver(TrialPort& port, const std::string& step) { (void)port.deliver(port.image(), step); }
-  /// After the delivery (also when it threw): what the fault did, disarm.
+  /// What the fault proxy saw of the delivery's connections, one JSON object
+  /// an event (on a board with the proxy), before they join the evidence.
+  virtual void network_events(TrialPort&, const nlohmann::json& events) { (void)events; }
+  /// After the delivery: what the fault did, disarm.
   virtual void delivered(TrialPort&) {}
   /// Before the recovery power cycle.
   virtual void recover(TrialPort&) {}
