@@ -300,3 +300,18 @@ def test_device_that_reads_an_endless_body_to_its_end_is_caught(tmp_path):
     bodies = [e for ev in events(out, t["id"]) if ev["type"] == "network" for e in ev["events"]
               if e.get("source") == "server"]
     assert bodies and bodies[0]["endless"] > 16 << 20, bodies
+
+
+def test_a_board_without_the_fault_proxy_runs_what_needs_no_proxy(tmp_path):
+    # network: {proxy: false}: the device reaches the update server directly.
+    # Scenarios that need the proxy cannot run (exit 2, naming why); the others
+    # run, where every trial used to fail on the missing proxy (exit 3).
+    prof = variant(tmp_path, "vboard-ab-no-proxy", ("proxy: true", "proxy: false"))
+    p = otarig("run", "--board", prof, "--scenario", "unsigned", "--seed", 1, "--out", tmp_path / "unsigned",
+               "--no-progress", check=0)
+    assert "PASS: 1 trials" in p.stdout, p.stdout
+    p = otarig("run", "--board", prof, "--scenario", "stale-manifest", "--seed", 1, "--out", tmp_path / "stale",
+               "--no-progress", check=0)
+    p = otarig("run", "--board", prof, "--scenario", "corrupt-in-transit", "--seed", 1, "--out", tmp_path / "c",
+               check=2)
+    assert "fault proxy" in p.stderr, p.stderr
