@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -118,30 +119,25 @@ int op_truncate(const char* path, off_t size, fuse_file_info* fi) {
   return folder().truncate(p(path), size, fi != nullptr ? &handle(fi) : nullptr);
 }
 
-int op_open(const char* path, fuse_file_info* fi) {
-  auto* h = new Handle;
-  int rc = folder().open(p(path), fi->flags, *h);
-  if (rc != 0) {
-    delete h;
-    return rc;
-  }
-  fi->fh = reinterpret_cast<std::uint64_t>(h);
+// Opens (or creates) through the recording folder and hands the handle to
+// the kernel's file: released in op_release. The page cache is not kept, so
+// the device reads what a crash state left.
+template <class OpenFn>
+int open_handle(fuse_file_info* fi, OpenFn&& open) {
+  auto h = std::make_unique<Handle>();
+  if (int rc = open(*h); rc != 0) return rc;
+  fi->fh = reinterpret_cast<std::uint64_t>(h.release());
   fi->direct_io = 0;
   fi->keep_cache = 0;
   return 0;
 }
 
+int op_open(const char* path, fuse_file_info* fi) {
+  return open_handle(fi, [&](Handle& h) { return folder().open(p(path), fi->flags, h); });
+}
+
 int op_create(const char* path, mode_t mode, fuse_file_info* fi) {
-  auto* h = new Handle;
-  int rc = folder().create(p(path), fi->flags, mode, *h);
-  if (rc != 0) {
-    delete h;
-    return rc;
-  }
-  fi->fh = reinterpret_cast<std::uint64_t>(h);
-  fi->direct_io = 0;
-  fi->keep_cache = 0;
-  return 0;
+  return open_handle(fi, [&](Handle& h) { return folder().create(p(path), fi->flags, mode, h); });
 }
 
 int op_read(const char*, char* buf, size_t size, off_t offset, fuse_file_info* fi) {

@@ -234,31 +234,29 @@ int RecordingFolder::fsync_dir(std::string_view path, const Handle* h) {
   return 0;
 }
 
-int RecordingFolder::mkdir(std::string_view path, mode_t mode) {
-  const std::string rel = relative(path);
-  if (::mkdirat(dir_, rel.c_str(), mode) != 0) return neg_errno();
+// Records a new directory entry as it now stands (mode and inode).
+void RecordingFolder::record_new_entry(OpKind kind, std::string_view path, const std::string& rel) {
   struct stat st {};
   ::fstatat(dir_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW);
   Op op;
-  op.kind = OpKind::mkdir;
+  op.kind = kind;
   op.path = std::string(path);
   op.mode = static_cast<std::uint32_t>(st.st_mode);
   op.ino = static_cast<std::uint64_t>(st.st_ino);
   record(std::move(op));
+}
+
+int RecordingFolder::mkdir(std::string_view path, mode_t mode) {
+  const std::string rel = relative(path);
+  if (::mkdirat(dir_, rel.c_str(), mode) != 0) return neg_errno();
+  record_new_entry(OpKind::mkdir, path, rel);
   return 0;
 }
 
 int RecordingFolder::mknod(std::string_view path, mode_t mode, dev_t rdev) {
   const std::string rel = relative(path);
   if (::mknodat(dir_, rel.c_str(), mode, rdev) != 0) return neg_errno();
-  struct stat st {};
-  ::fstatat(dir_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW);
-  Op op;
-  op.kind = OpKind::create;
-  op.path = std::string(path);
-  op.mode = static_cast<std::uint32_t>(st.st_mode);
-  op.ino = static_cast<std::uint64_t>(st.st_ino);
-  record(std::move(op));
+  record_new_entry(OpKind::create, path, rel);
   return 0;
 }
 

@@ -99,6 +99,7 @@ class RecordingFolder {
 
  private:
   std::uint64_t record(Op op, std::span<const std::byte> data = {});
+  void record_new_entry(OpKind kind, std::string_view path, const std::string& rel);
   Op file_op(OpKind kind, std::string_view path, const Handle& h) const;
 
   std::filesystem::path backing_;
