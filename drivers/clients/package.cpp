@@ -105,7 +105,8 @@ PackageContent package_content(std::span<const std::uint8_t> slot_image) {
   return c;
 }
 
-std::string swu_description(const PackageContent& c, const std::string& hardware_revision) {
+std::string swu_description(const PackageContent& c, const std::string& hardware_revision,
+                            const std::string& handler) {
   const auto& described = c.described_image ? *c.described_image : c.image;
   const auto sha = crypto::hex(crypto::sha256(described));
   std::string collections;
@@ -116,8 +117,8 @@ std::string swu_description(const PackageContent& c, const std::string& hardware
       images: (
         {{
           filename = "{1}";
-          device = "{2}";
-          type = "raw";
+          {4} = "{2}";
+          type = "{5}";
           sha256 = "{3}";
           installed-directly = true;
         }}
@@ -129,7 +130,7 @@ std::string swu_description(const PackageContent& c, const std::string& hardware
       );
     }};
 )",
-        slot, kSwuImageName, kSwuSlotDevice[s], sha);
+        slot, kSwuImageName, kSwuSlotDevice[s], sha, handler == "rawfile" ? "path" : "device", handler);
   }
   return fmt::format(R"(software =
 {{
@@ -143,9 +144,10 @@ std::string swu_description(const PackageContent& c, const std::string& hardware
                      c.version, hardware_revision, collections);
 }
 
-SwuParts swu_parts(const PackageContent& content, const PemPair* signer, const std::string& hardware_revision) {
+SwuParts swu_parts(const PackageContent& content, const PemPair* signer, const std::string& hardware_revision,
+                   const std::string& handler) {
   SwuParts p;
-  p.description = swu_description(content, hardware_revision);
+  p.description = swu_description(content, hardware_revision, handler);
   if (signer)
     p.signature = cms_sign({reinterpret_cast<const std::uint8_t*>(p.description.data()), p.description.size()},
                            *signer);

@@ -139,10 +139,35 @@ void write_text(const std::filesystem::path& file, const std::string& text) {
 void write_text_atomically(const std::filesystem::path& file, const std::string& text) {
   auto tmp = file;
   tmp += ".tmp";
-  write_text(tmp, text);
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  if (ec) throw BenchError(fmt::format("cannot rename {} to {}: {}", tmp.string(), file.string(), ec.message()));
+  auto fail = [&](const std::string& what) {
+    return BenchError(fmt::format("cannot write {}: {}: {}", file.string(), what, std::strerror(errno)));
+  };
+  {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw fail("open " + tmp.string());
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const auto n = ::write(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fd);
+        throw fail("write " + tmp.string());
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd) != 0) {
+      ::close(fd);
+      throw fail("fsync " + tmp.string());
+    }
+    if (::close(fd) != 0) throw fail("close " + tmp.string());
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) throw fail("rename " + tmp.string());
+  const auto dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) throw fail("open the folder " + dir.string());
+  const bool synced = ::fsync(dfd) == 0;
+  ::close(dfd);
+  if (!synced) throw fail("fsync the folder " + dir.string());
 }
 
 }  // namespace otarig::drivers::clients

@@ -36,11 +36,17 @@ PackageSettings read_package_settings(const BoardProfile& profile) {
   PackageSettings s;
   auto section = profile.root.find("package");
   if (!section) return s;
-  section->only_keys({"format", "hardware", "compatible"});
+  section->only_keys({"format", "hardware", "compatible", "handler"});
   s.format = section->at("format").as_string();
   if (s.format != "swu" && s.format != "raucb")
     section->at("format").fail(fmt::format("unknown package format '{}' (known: swu, raucb)", s.format));
   if (s.format != "swu" && section->has("hardware")) section->at("hardware").fail("`hardware` applies to swu only");
+  if (s.format != "swu" && section->has("handler")) section->at("handler").fail("`handler` applies to swu only");
+  if (section->has("handler")) {
+    s.swu_handler = section->at("handler").as_string();
+    if (s.swu_handler != "raw" && s.swu_handler != "rawfile")
+      section->at("handler").fail(fmt::format("unknown SWUpdate handler '{}' (known: raw, rawfile)", s.swu_handler));
+  }
   if (s.format != "raucb" && section->has("compatible"))
     section->at("compatible").fail("`compatible` applies to raucb only");
   auto word = [&](const char* key, std::string& value) {
@@ -174,7 +180,7 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
   if (!pki_) throw BenchError("the board takes no packages (no `package:` in its profile)");
   auto content = content_of(slot_image);
   if (package_.format == "swu")
-    return clients::swu_archive(clients::swu_parts(content, &pki_->signer, package_.hardware_revision));
+    return clients::swu_archive(clients::swu_parts(content, &pki_->signer, package_.hardware_revision, package_.swu_handler));
   return clients::rauc_bundle(clients::rauc_manifest(content, package_.compatible), content.image, pki_->signer,
                               pki_->ca.cert_pem);
 }
@@ -229,16 +235,16 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   const auto& hw = package_.hardware_revision;
 
   if (swu) {
-    auto parts = clients::swu_parts(content, &pki_->signer, hw);
+    auto parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
     if (kind == "unsigned") {
-      parts = clients::swu_parts(content, nullptr, hw);
+      parts = clients::swu_parts(content, nullptr, hw, package_.swu_handler);
       what = "no sw-description.sig";
     } else if (kind == "wrong-key") {
-      parts = clients::swu_parts(content, &pki_->wrong_signer, hw);
+      parts = clients::swu_parts(content, &pki_->wrong_signer, hw, package_.swu_handler);
       what = "sw-description signed by a signer of an unrelated CA";
     } else if (variant == "payload-bit-flip") {
       content.described_image = base.bytes;
-      parts = clients::swu_parts(content, &pki_->signer, hw);
+      parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
       what = "sw-description (signed) gives the sha256 of the release; the archive carries another image";
     } else if (variant == "header-bit-flip") {
       parts.description = edit_values(parts.description, "version = \"", '"',

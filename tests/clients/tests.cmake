@@ -21,3 +21,13 @@ if(TARGET otarig_drivers_clients)
       LABELS "clients" TIMEOUT 1200)
   endif()
 endif()
+# The real clients under the crash model (docs/ota-clients.md, "Under the
+# crash model"): sweeps at their storage operations, 64 KiB releases.
+if(TARGET otarig AND TARGET otarig-clientboard)
+  find_program(OTARIG_CLIENTS_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  add_test(NAME clients.crash
+    COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_clients_crash.py)
+  set_tests_properties(clients.crash PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>"
+    LABELS "clients;crash" TIMEOUT 1200)
+endif()

@@ -115,11 +115,14 @@ std::string trim(std::string s) {
 // is visible outside, and it all goes when the last process in it exits.
 // Returns an error text, empty on success.
 std::string enter_device_namespace(const std::vector<std::pair<std::string, std::string>>& etc_files,
-                                   const std::vector<std::pair<std::string, std::string>>& links) {
+                                   const std::vector<std::pair<std::string, std::string>>& links,
+                                   std::uint64_t extra_bytes = 0) {
   if (::unshare(CLONE_NEWNS) != 0) return fmt::format("unshare(CLONE_NEWNS): {}", std::strerror(errno));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     return fmt::format("make / private: {}", std::strerror(errno));
-  if (::mount("otarig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m") != 0)
+  // 64 MiB for the client's own files, plus what the caller puts there.
+  const auto run_options = fmt::format("mode=0755,size={}k", (std::uint64_t{64} << 10) + (extra_bytes >> 10) + 1);
+  if (::mount("otarig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, run_options.c_str()) != 0)
     return fmt::format("mount a tmpfs on /run: {}", std::strerror(errno));
   for (const char* d : {"/run/otarig", "/run/otarig/etc", "/run/otarig/work", "/run/otarig/tmp", "/run/otarig/mnt"})
     if (::mkdir(d, 0755) != 0 && errno != EEXIST) return fmt::format("mkdir {}: {}", d, std::strerror(errno));
@@ -137,6 +140,24 @@ std::string enter_device_namespace(const std::vector<std::pair<std::string, std:
     return fmt::format("mount an overlay on /etc: {}", std::strerror(errno));
   ::setenv("TMPDIR", "/run/otarig/tmp", 1);
   return {};
+}
+
+// Writes `bytes` into a new file `path` (mode 0644); empty on success.
+std::string write_whole_file(const char* path, const std::vector<std::uint8_t>& bytes) {
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fmt::format("open {}: {}", path, std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const auto error = fmt::format("write {}: {}", path, n < 0 ? std::strerror(errno) : "no space");
+      ::close(fd);
+      return error;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return ::close(fd) == 0 ? std::string() : fmt::format("close {}: {}", path, std::strerror(errno));
 }
 
 // A child process with its output on a pipe, line by line.
@@ -462,9 +483,11 @@ class Device {
   std::optional<std::string> run_rauc(const std::string& url, const std::string& ca,
                                       std::optional<std::uint64_t> size) {
     write_rauc_config(ca);
-    const auto bundle = layout_.dir / "downloads" / "update.raucb";
-    std::filesystem::create_directories(bundle.parent_path());
-    std::filesystem::remove(bundle);
+    // The bundle lives where a device keeps a download it can lose: on the
+    // tmpfs of the client's mount namespace (/run), never in the storage.
+    // RAUC refuses a bundle on a file system it cannot trust (FUSE), and a
+    // power cut loses it as it loses a RAM disk.
+    const std::string bundle = "/run/otarig/tmp/update.raucb";
     say("ota: downloading " + url);
     otarig::vboard_tool::DownloadOptions d;
     d.ca_file = env_or("OTARIG_CA");
@@ -489,16 +512,16 @@ class Device {
       return fmt::format("download failed: {}", e.what());
     }
     if (received != reported) say(fmt::format("ota: received {} bytes", received));
-    cl::write_bytes(bundle, bytes.data(), bytes.size());
 
     std::vector<std::string> argv{"dbus-run-session", "--",          self_exe(),
                                   "rauc-session",     "--storage",   layout_.dir.string(),
                                   "--bootlimit",      std::to_string(o_.bootlimit),
                                   "--booted",         std::string(1, cl::slot_name(booted_.slot)),
-                                  "--bundle",         bundle.string()};
+                                  "--bundle",         bundle};
     Child child(argv, [&] {
       ::setenv("DBUS_STARTER_BUS_TYPE", "session", 1);
-      return enter_device_namespace({}, {});
+      auto error = enter_device_namespace({}, {}, bytes.size());
+      return error.empty() ? write_whole_file(bundle.c_str(), bytes) : error;
     });
     const auto deadline = Clock::now() + std::chrono::milliseconds(o_.client_timeout_ms);
     std::string last_error;

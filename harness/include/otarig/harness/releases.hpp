@@ -41,6 +41,7 @@ struct BuiltImage {
 struct PackageSettings {
   std::string format;                  ///< "" (the otarig image itself), "swu" or "raucb"
   std::string hardware_revision = "1.0";  ///< swu: hardware-compatibility
+  std::string swu_handler = "raw";        ///< swu: SWUpdate's handler for the slot, raw | rawfile
   std::string compatible = "otarig-board";  ///< raucb: the system's compatible string
 };
 

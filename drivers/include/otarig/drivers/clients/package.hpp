@@ -92,7 +92,10 @@ inline constexpr const char* kSwuHardwareRevision = "1.0";
 /// stable,copyA and stable,copyB, each a raw handler streaming the image
 /// into its slot (installed-directly) and a bootenv that selects the slot
 /// for a trial boot (rootpart, upgrade_available=1, bootcount=0).
-std::string swu_description(const PackageContent& content, const std::string& hardware_revision);
+/// `handler`: SWUpdate's handler for the slot, "raw" (a block device: open,
+/// write, close) or "rawfile" (a file: written, then fsync'd).
+std::string swu_description(const PackageContent& content, const std::string& hardware_revision,
+                            const std::string& handler = "raw");
 
 /// A .swu: sw-description, sw-description.sig (when `signer` is given), the image.
 struct SwuParts {
@@ -100,7 +103,8 @@ struct SwuParts {
   std::optional<Bytes> signature;
   Bytes image;                 ///< as it goes into the archive
 };
-SwuParts swu_parts(const PackageContent& content, const PemPair* signer, const std::string& hardware_revision);
+SwuParts swu_parts(const PackageContent& content, const PemPair* signer, const std::string& hardware_revision,
+                   const std::string& handler = "raw");
 Bytes swu_archive(const SwuParts& parts);
 
 /// RAUC plain bundles: a squashfs image (manifest.raucm + the image) followed

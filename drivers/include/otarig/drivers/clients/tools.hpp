@@ -41,7 +41,10 @@ class TempDir {
 std::vector<std::uint8_t> read_bytes(const std::filesystem::path& file);
 void write_bytes(const std::filesystem::path& file, const void* data, std::size_t size);
 void write_text(const std::filesystem::path& file, const std::string& text);
-/// Writes to FILE.tmp, then renames it over FILE.
+/// Writes to FILE.tmp, syncs it, renames it over FILE and syncs the folder:
+/// durable when it returns, as a bootloader's or a boot-state tool's write is
+/// (U-Boot's saveenv, fw_setenv, grub-editenv). Under the crash model
+/// (docs/crash-model.md) a cut leaves the old or the new FILE, never less.
 void write_text_atomically(const std::filesystem::path& file, const std::string& text);
 
 }  // namespace otarig::drivers::clients
