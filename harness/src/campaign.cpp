@@ -11,9 +11,11 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include "otarig/core/read_file.hpp"
 #include "otarig/harness/composition.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
@@ -183,11 +185,149 @@ std::string summary_line(const nlohmann::json& run, const std::string& aborted) 
                      run.value("seed", std::uint64_t{0}));
 }
 
-std::string replay_command(const CampaignOptions& o, const std::string& trial_id) {
-  return fmt::format("otarig run --board {} --scenario {} --seed {} --trial {} --out {}", shell_quote(o.board),
+std::string replay_command(const CampaignOptions& o, const std::string& trial_id, bool timed) {
+  const std::string out = o.out.string().empty() ? std::string("otarig-out") : o.out.string();
+  return fmt::format("otarig run --board {} --scenario {} --seed {} --trial {}{} --out {}", shell_quote(o.board),
                      shell_quote(o.scenario), o.seed, trial_id,
-                     shell_quote((o.out.string().empty() ? std::string("otarig-out") : o.out.string()) + "-replay-" +
-                                 trial_id));
+                     timed ? " --calibration " + shell_quote(out) : std::string(),
+                     shell_quote(out + "-replay-" + trial_id));
+}
+
+nlohmann::json campaign_identity(const CampaignOptions& o, const BoardProfile& profile, const Scenario& scenario) {
+  return {{"board", profile.name},
+          {"board_sha256", profile.sha256},
+          {"scenario", scenario.name},
+          {"scenario_sha256", scenario.sha256},
+          {"seed", o.seed},
+          {"shard", fmt::format("{}/{}", o.shard, o.shards)},
+          {"selection",
+           {{"trials", o.trials ? nlohmann::json(*o.trials) : nlohmann::json(nullptr)},
+            {"trial", o.only ? nlohmann::json(fmt::format("{:05d}", *o.only)) : nlohmann::json(nullptr)}}},
+          {"otarig", version_string()}};
+}
+
+namespace {
+
+// A journaled value as the message shows it.
+std::string shown(const std::string& key, const nlohmann::json& v) {
+  if (key == "selection" && v.is_object()) {
+    std::string text;
+    if (auto n = v.find("trials"); n != v.end() && !n->is_null()) text = fmt::format("--trials {}", n->dump());
+    if (auto id = v.find("trial"); id != v.end() && id->is_string())
+      text += (text.empty() ? "" : " ") + fmt::format("--trial {}", id->get<std::string>());
+    return text.empty() ? "every trial of the plan" : text;
+  }
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+}  // namespace
+
+void check_resume(const std::filesystem::path& journal, const nlohmann::json& journaled,
+                  const nlohmann::json& identity) {
+  static const std::pair<const char*, const char*> fields[] = {
+      {"board", "board"},
+      {"board_sha256", "board profile's SHA-256"},
+      {"scenario", "scenario"},
+      {"scenario_sha256", "scenario's SHA-256"},
+      {"seed", "seed"},
+      {"shard", "shard (--shard)"},
+      {"selection", "trial selection (--trials, --trial)"},
+      {"otarig", "otarig version"},
+  };
+  for (const auto& [key, what] : fields) {
+    const auto it = journaled.find(key);
+    if (it == journaled.end())
+      throw InputError(fmt::format(
+          "{}: --resume: the journal records no {} (written by otarig {} before resumes checked it), so this run "
+          "cannot show that it continues the same campaign; start it again in another --out",
+          journal.string(), what, shown("otarig", journaled.value("otarig", nlohmann::json("(unknown)")))));
+    if (*it != identity.at(key))
+      throw InputError(fmt::format("{}: --resume: the {} differs: the journaled campaign has {}, this run has {}; "
+                                   "resume with what the campaign started with, or start a new one in another --out",
+                                   journal.string(), what, shown(key, *it), shown(key, identity.at(key))));
+  }
+}
+
+namespace {
+
+// Timings come from files a person can edit: each must be a count of milliseconds.
+void check_timings(const nlohmann::json& update_ms, const std::string& where) {
+  for (const auto& [key, ms] : update_ms.items())
+    if (!ms.is_number_unsigned())
+      throw InputError(fmt::format("{}: update_ms of {} is {}, not a whole number of milliseconds", where, key,
+                                   ms.dump()));
+}
+
+struct RecordedCalibration {
+  std::string board, board_sha256;
+  nlohmann::json update_ms;  ///< null when the file records none
+};
+
+RecordedCalibration calibration_in_journal(const std::filesystem::path& file) {
+  const auto journaled = read_journaled_campaign(file);
+  if (journaled.start.is_null())
+    throw InputError(fmt::format("--calibration {}: the journal has no campaign-start event", file.string()));
+  RecordedCalibration r{journaled.start.value("board", ""), journaled.start.value("board_sha256", ""), nullptr};
+  if (journaled.start.contains("calibration"))
+    r.update_ms = journaled.calibration.value("update_ms", nlohmann::json::object());
+  return r;
+}
+
+RecordedCalibration calibration_in_run(const std::filesystem::path& file) {
+  nlohmann::json run;
+  try {
+    run = nlohmann::json::parse(read_regular_file(file, kMaxImageBytes, "run.json"));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("--calibration {}: not JSON: {}", file.string(), e.what()));
+  }
+  if (!run.is_object() || !run.value("board", nlohmann::json()).is_object())
+    throw InputError(fmt::format("--calibration {}: not a run.json", file.string()));
+  const auto& b = run["board"];
+  RecordedCalibration r{b.value("name", ""), b.value("profile_sha256", ""), nullptr};
+  // run.json of otarig before calibrations were named kept the timings as
+  // update_ms, and left it out when it placed no cut by time.
+  if (auto c = run.find("calibration"); c != run.end() && c->is_object())
+    r.update_ms = c->value("update_ms", nlohmann::json());
+  else if (auto u = run.find("update_ms"); u != run.end())
+    r.update_ms = *u;
+  else if (run.contains("ops_per_update"))
+    r.update_ms = nlohmann::json::object();
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json load_calibration(const std::filesystem::path& from, const BoardProfile& profile) {
+  std::error_code ec;
+  RecordedCalibration r;
+  std::filesystem::path file = from;
+  if (std::filesystem::is_directory(from, ec)) {
+    // The journal is there from a campaign's start (a finding's replay may
+    // run before run.json is written); run.json also serves older journals.
+    if (std::filesystem::is_regular_file(from / "journal.jsonl", ec)) {
+      file = from / "journal.jsonl";
+      r = calibration_in_journal(file);
+    }
+    if (r.update_ms.is_null() && std::filesystem::is_regular_file(from / "run.json", ec)) {
+      file = from / "run.json";
+      r = calibration_in_run(file);
+    }
+  } else if (std::filesystem::is_regular_file(from, ec)) {
+    r = from.extension() == ".jsonl" ? calibration_in_journal(from) : calibration_in_run(from);
+  } else {
+    throw InputError(fmt::format("--calibration {}: not an evidence folder, a journal.jsonl or a run.json",
+                                 from.string()));
+  }
+  if (!r.update_ms.is_object())
+    throw InputError(fmt::format("--calibration {}: it records no calibration (update_ms)", file.string()));
+  check_timings(r.update_ms, "--calibration " + file.string());
+  if (r.board != profile.name || r.board_sha256 != profile.sha256)
+    throw InputError(fmt::format("--calibration {}: it was measured on board {} (profile SHA-256 {}), this run is on "
+                                 "board {} ({}, SHA-256 {})",
+                                 file.string(), r.board.empty() ? "(none)" : r.board,
+                                 r.board_sha256.empty() ? "(none)" : r.board_sha256, profile.name,
+                                 profile.path.string(), profile.sha256));
+  return r.update_ms;
 }
 
 CampaignResult run_campaign(const CampaignOptions& options, const drivers::DriverRegistry& drivers) {
@@ -211,6 +351,28 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   const ReleaseSet releases(profile);
   CampaignResult result;
   result.out = options.out;
+  const auto journal_file = options.out / "journal.jsonl";
+  const auto identity = campaign_identity(options, profile, scenario);
+
+  // A resume continues the campaign its journal began, or refuses before
+  // anything runs; its time cuts are placed by the calibration that campaign
+  // journaled, not by a new measurement.
+  JournaledCampaign journaled;
+  if (options.resume) {
+    journaled = read_journaled_campaign(journal_file);
+    if (!journaled.start.is_null()) check_resume(journal_file, journaled.start, identity);
+  }
+  nlohmann::json given_ms = journaled.calibration.value("update_ms", nlohmann::json::object());
+  check_timings(given_ms, journal_file.string() + ": --resume: the journaled calibration");
+  std::map<std::string, std::string> calibration_from;  // pair -> "journal", --calibration's path, "measured"
+  for (const auto& [key, ms] : given_ms.items()) calibration_from[key] = "journal";
+  const auto from_option =
+      options.calibration ? load_calibration(*options.calibration, profile) : nlohmann::json::object();
+  for (const auto& [key, ms] : from_option.items())
+    if (!given_ms.contains(key)) {
+      given_ms[key] = ms;
+      calibration_from[key] = options.calibration->string();
+    }
 
   // Everything that can reject the input happens before the journal opens:
   // binding the first bench checks the profile's driver sections, then the
@@ -226,11 +388,25 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   check_release_names(scenario, profile);
   if (aborted.empty()) {
     try {
-      plan = make_plan(scenario, options.seed, board_abilities(*benches[0], releases));
+      auto abilities = board_abilities(*benches[0], releases);
+      abilities.update_ms = [&, measure = abilities.update_ms](const std::string& start, const std::string& deliver) {
+        const auto key = start + "->" + deliver;
+        if (auto it = given_ms.find(key); it != given_ms.end()) return it->get<std::uint64_t>();
+        calibration_from[key] = "measured";
+        return measure ? measure(start, deliver) : std::uint64_t{0};
+      };
+      plan = make_plan(scenario, options.seed, abilities);
     } catch (const BenchError& e) {
       aborted = e.what();
     }
   }
+  // The clean-update timings behind this run's time cuts, and those it
+  // measured itself (journaled so that a resume places its cuts alike).
+  nlohmann::json calibration = {{"update_ms", plan.update_ms}};
+  nlohmann::json measured = nlohmann::json::object();
+  for (const auto& [key, ms] : plan.update_ms)
+    if (calibration_from[key] == "measured") measured[key] = ms;
+  const bool timed = !plan.update_ms.empty();
   if (options.trials) limit_plan(plan, *options.trials, options.seed);
   if (options.shards > 1) shard_plan(plan, options.shard, options.shards);
   if (options.only) {
@@ -241,32 +417,25 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   }
 
   prepare_out(options.out);
-  Journal journal(options.out / "journal.jsonl", options.resume);
+  Journal journal(journal_file, options.resume);
   const auto started = iso_now();
 
   const auto& st = journal.state();
-  if (options.resume && !st.campaign.is_null()) {
-    auto same = [&](const char* key, const nlohmann::json& v) { return st.campaign.value(key, nlohmann::json()) == v; };
-    if (!same("seed", options.seed) || !same("scenario", scenario.name) || !same("board", profile.name))
-      throw InputError(fmt::format("{}: --resume: the journal belongs to another campaign (board {}, scenario {}, "
-                                   "seed {})",
-                                   (options.out / "journal.jsonl").string(), st.campaign.value("board", ""),
-                                   st.campaign.value("scenario", ""), st.campaign.value("seed", 0)));
-  }
+  // The journal read again as it opened: it must be the campaign checked above.
+  if (options.resume && !st.campaign.is_null()) check_resume(journal_file, st.campaign, identity);
   if (st.campaign.is_null()) {
-    journal.append({{"type", "campaign-start"},
-                    {"board", profile.name},
-                    {"board_sha256", profile.sha256},
-                    {"scenario", scenario.name},
-                    {"seed", options.seed},
-                    {"planned", plan.trials.size()},
-                    {"shard", fmt::format("{}/{}", options.shard, options.shards)},
-                    {"otarig", version_string()},
-                    {"git_revision", git_revision()}});
+    nlohmann::json start = identity;
+    start["type"] = "campaign-start";
+    start["planned"] = plan.trials.size();
+    start["git_revision"] = git_revision();
+    start["calibration"] = calibration;
+    journal.append(std::move(start));
   } else {
-    journal.append({{"type", "campaign-resume"},
-                    {"completed", st.completed_trials.size()},
-                    {"dropped_lines", st.dropped_lines}});
+    nlohmann::json resume{{"type", "campaign-resume"},
+                          {"completed", st.completed_trials.size()},
+                          {"dropped_lines", st.dropped_lines}};
+    if (!measured.empty()) resume["calibration"] = {{"update_ms", measured}};
+    journal.append(std::move(resume));
   }
 
   std::vector<const TrialSpec*> pending;
@@ -325,7 +494,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
             if (options.on_finding)
               options.on_finding(fmt::format("finding: trial {} ({}) broke {} -- replay: {}", spec.id,
                                              spec.scenario->name, fmt::join(outcome.broken(), ", "),
-                                             replay_command(options, spec.id)));
+                                             replay_command(options, spec.id, timed)));
           }
           progress.last_trial = spec.id;
           progress.last_passed = outcome.passed;
@@ -383,7 +552,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
       f["observed"] = v["observed"];
       f["requirements"] = v["requirements"];
       f["transcript"] = v.value("evidence", "") + "/console.log";
-      f["replay"] = replay_command(options, v.value("id", ""));
+      f["replay"] = replay_command(options, v.value("id", ""), timed);
       findings.push_back(std::move(f));
     }
     trials.push_back(std::move(v));
@@ -436,6 +605,13 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   run["ops_per_update"] = plan.ops_per_update;
   if (!plan.storage_ops_per_update.empty()) run["storage_ops_per_update"] = plan.storage_ops_per_update;
   if (!plan.update_ms.empty()) run["update_ms"] = plan.update_ms;
+  // Where each timing came from: measured by this run, journaled by the run
+  // that began the campaign (a resume), or --calibration's evidence.
+  nlohmann::json all_ms = journaled.calibration.value("update_ms", nlohmann::json::object());
+  for (const auto& [key, ms] : plan.update_ms) all_ms[key] = ms;
+  nlohmann::json sources = nlohmann::json::object();
+  for (const auto& [key, ms] : all_ms.items()) sources[key] = calibration_from[key];
+  run["calibration"] = {{"update_ms", all_ms}, {"from", sources}};
   nlohmann::json skipped = nlohmann::json::array();
   for (const auto& k : plan.skipped) skipped.push_back({{"scenario", k.scenario}, {"reason", k.reason}});
   run["skipped"] = skipped;

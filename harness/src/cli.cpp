@@ -179,7 +179,7 @@ int cli_main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("otarig {} ({})", version_string(), git_revision()));
 
   CampaignOptions run;
-  std::string shard, trial, run_seed, run_trials, run_jobs;
+  std::string shard, trial, run_seed, run_trials, run_jobs, run_calibration;
   bool no_progress = false, quiet = false;
   auto* run_cmd = app.add_subcommand("run", "run a campaign: board x scenario x seed");
   run_cmd->add_option("--board", run.board, "board profile: a path or a name from `otarig list boards`")->required();
@@ -191,6 +191,9 @@ int cli_main(int argc, char** argv) {
   run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
   run_cmd->add_option("--out", run.out, "evidence folder");
   run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
+  run_cmd->add_option("--calibration", run_calibration,
+                      "place time cuts by the clean-update timings of this earlier run (its evidence folder, "
+                      "journal.jsonl or run.json) instead of timing an update afresh");
   run_cmd->add_option("--jobs", run_jobs,
                       "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
                       "any other board: 1)");
@@ -326,6 +329,7 @@ int cli_main(int argc, char** argv) {
       if (!run_jobs.empty()) run.jobs = static_cast<unsigned>(parse_number(run_jobs, 0, kMaxJobs, "--jobs"));
       if (!signing_key.empty()) run.bundle.signing_key = signing_key;
       run.bundle.url = bundle_url;
+      if (!run_calibration.empty()) run.calibration = run_calibration;
       if (!trial.empty()) {
         try {
           run.only = parse_number(trial, 0, UINT64_MAX, "--trial");

@@ -94,6 +94,35 @@ ChainCheck verify_journal(const std::filesystem::path& file) {
   return {};
 }
 
+JournaledCampaign read_journaled_campaign(const std::filesystem::path& file) {
+  JournaledCampaign out;
+  out.calibration = nlohmann::json::object();
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return out;
+  std::string line, prev;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // a last line without a newline is torn
+    nlohmann::json ev;
+    try {
+      ev = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+      break;
+    }
+    if (!ev.is_object() || ev.value("prev_sha256", std::string("?")) != prev) break;
+    prev = sha_hex(line);
+    const auto type = ev.value("type", std::string());
+    if (type == "campaign-start" && out.start.is_null()) out.start = ev;
+    if (type != "campaign-start" && type != "campaign-resume") continue;
+    // The first value journaled for a pair is the one every trial used.
+    if (auto c = ev.find("calibration"); c != ev.end() && c->is_object())
+      for (const auto& [what, values] : c->items())
+        if (values.is_object())
+          for (const auto& [key, value] : values.items())
+            if (!out.calibration[what].contains(key)) out.calibration[what][key] = value;
+  }
+  return out;
+}
+
 Journal::Journal(const std::filesystem::path& file, bool resume) : file_(file) {
   bool exists = std::filesystem::exists(file);
   if (exists && !resume)

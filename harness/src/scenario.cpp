@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <set>
 
+#include "otarig/core/crypto.hpp"
+#include "otarig/core/read_file.hpp"
 #include "otarig/harness/profile.hpp"
 
 namespace otarig::harness {
@@ -34,6 +36,7 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
   if (!root.is_map()) root.fail("a scenario must be a map");
   Scenario s;
   s.path = file;
+  s.sha256 = crypto::hex(crypto::sha256(read_regular_file(file, kMaxDocumentBytes, "scenario")));
   if (root.has("include")) {
     root.only_keys({"name", "title", "description", "include"});
     s.name = root.at("name").as_string();
@@ -47,6 +50,9 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
       }
     }
     if (s.parts.empty()) root.at("include").fail("a suite needs at least one scenario");
+    std::string digests = s.sha256;
+    for (const auto& part : s.parts) digests += "\n" + part.name + " " + part.sha256;
+    s.sha256 = crypto::hex(crypto::sha256(digests));
     std::set<std::string> ids, cls;
     for (const auto* leaf : s.leaves()) {
       for (const auto& r : leaf->requirements)

@@ -254,6 +254,12 @@ json merge(const std::vector<std::filesystem::path>& dirs, std::filesystem::path
     if (!earliest.empty()) start["time"] = earliest;
     if (start.contains("planned")) start["planned"] = planned;
     if (start.contains("shard")) start["shard"] = "0/1";
+    // Each shard timed its own clean update for its cuts placed by time: one
+    // calibration speaks for the merged campaign only when they all agree.
+    bool one_calibration = true;
+    for (const auto& s : shards)
+      one_calibration = one_calibration && s.run.value("calibration", json()) == first.run.value("calibration", json());
+    if (!one_calibration) start.erase("calibration");
     start["merged_shards"] = shards.size();
     journal.add(start);
     for (const auto& s : shards) {
@@ -343,6 +349,11 @@ json merge(const std::vector<std::filesystem::path>& dirs, std::filesystem::path
                              {"ended", detail::text(s.run, "ended")},
                              {"identity", identity},
                              {"components", s.run.value("components", json::object())}});
+      if (s.run.contains("calibration")) merged_from.back()["calibration"] = s.run["calibration"];
+    }
+    if (!one_calibration) {
+      run.erase("calibration");
+      run.erase("update_ms");
     }
     run["started"] = started;
     run["ended"] = ended;

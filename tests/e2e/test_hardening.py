@@ -106,6 +106,37 @@ def test_a_resume_after_a_kill_at_any_rename_of_the_bundle_writing_verifies(tmp_
         assert not list(out.glob("*.tmp")), f"rename {n}: temporary files left"
 
 
+# --- a resume continues only the campaign its journal began ------------------
+
+@pytest.mark.parametrize("change,says", [
+    ("--shard 1/2", "the shard (--shard) differs: the journaled campaign has 0/2, this run has 1/2"),
+    ("--trials 4", "the trial selection (--trials, --trial) differs: the journaled campaign has --trials 3, "
+                   "this run has --trials 4"),
+    ("--trial 00001", "the journaled campaign has --trials 3, this run has --trial 00001"),
+    ("profile", "the board profile's SHA-256 differs"),
+    ("scenario", "the scenario's SHA-256 differs"),
+])
+def test_a_resume_of_another_campaign_is_refused_naming_what_differs(tmp_path, change, says):
+    board, scenario = tmp_path / "virtual-ab.yaml", tmp_path / "tampered-image.yaml"
+    board.write_text(REF.read_text())
+    scenario.write_text((SRC / "scenarios/tampered-image.yaml").read_text())
+    out = tmp_path / "out"
+    run = ["run", "--board", board, "--scenario", scenario, "--seed", 4, "--no-progress", "--out", out]
+    otarig(*run, "--trials", 3, "--shard", "0/2", check=0)
+    journal = (out / "journal.jsonl").read_text()
+    again = {"--shard 1/2": ["--trials", 3, "--shard", "1/2"], "--trials 4": ["--trials", 4, "--shard", "0/2"],
+             "--trial 00001": ["--trial", "00001", "--shard", "0/2"]}.get(change, ["--trials", 3, "--shard", "0/2"])
+    if change in ("profile", "scenario"):
+        edited = board if change == "profile" else scenario
+        edited.write_text(edited.read_text() + "# edited after the campaign began\n")
+    p = otarig(*run, *again, "--resume")
+    assert_refused(p, 2, re.escape(f"{out}/journal.jsonl: --resume: ") + ".*" + re.escape(says))
+    assert (out / "journal.jsonl").read_text() == journal, "a refused resume changes nothing"
+    if change not in ("profile", "scenario"):
+        # The campaign it began still resumes.
+        otarig(*run, "--trials", 3, "--shard", "0/2", "--resume", check=0)
+
+
 # --- bad paths, special files and sizes: exit 2 or 3, never an abort ----------
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <fstream>
+#include <functional>
 
+#include "otarig/core/crypto.hpp"
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/journal.hpp"
 
@@ -447,4 +451,239 @@ TEST(PrintableConsoleText, EscapesControlsAndBytesThatAreNotUtf8) {
     EXPECT_EQ(reports::printable_console_text(c.raw, &escaped), c.shown) << c.shown;
     EXPECT_EQ(escaped, c.escaped) << c.shown;
   }
+}
+
+// --- --resume continues only the campaign its journal began ------------------
+
+namespace {
+
+std::vector<std::string> lines_of(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// Rewrites a journal with `edit` applied to its first event, chained again
+// (what an older otarig, or another campaign, would have written).
+void rewrite_first_event(const std::filesystem::path& file,
+                         const std::function<void(nlohmann::ordered_json&)>& edit) {
+  std::string prev, text;
+  bool first = true;
+  for (const auto& line : lines_of(file)) {
+    auto ev = nlohmann::ordered_json::parse(line);
+    if (first) edit(ev);
+    first = false;
+    ev["prev_sha256"] = prev;
+    const auto dumped = ev.dump();
+    prev = crypto::hex(crypto::sha256(dumped));
+    text += dumped + "\n";
+  }
+  std::ofstream(file, std::ios::trunc) << text;
+}
+
+struct ResumeFixture : Fixture {
+  CampaignOptions options(const std::string& scenario, const std::string& out = "out") {
+    CampaignOptions o;
+    o.board = (dir / "small-ab.yaml").string();
+    o.scenario = scenario;
+    o.out = dir / out;
+    o.jobs = 1;
+    return o;
+  }
+  // The InputError a resume with `o` ends in ("" when it runs), and that the
+  // journal was left as it was.
+  std::string refusal(CampaignOptions o) {
+    o.resume = true;
+    const auto before = lines_of(o.out / "journal.jsonl");
+    try {
+      (void)run_campaign(o, registry);
+    } catch (const otarig::InputError& e) {
+      EXPECT_EQ(lines_of(o.out / "journal.jsonl"), before) << "a refused resume changes nothing";
+      return e.what();
+    }
+    return "";
+  }
+};
+
+std::filesystem::path catalog_scenario(const std::string& name) {
+  for (const auto& p : catalog_scenarios())
+    if (p.stem() == name) return p;
+  throw std::runtime_error("no catalog scenario " + name);
+}
+
+}  // namespace
+
+TEST_F(ResumeFixture, AResumeWithAnotherShardIsRefusedNamingBoth) {
+  auto o = options("tampered-image");
+  o.shard = 0;
+  o.shards = 2;
+  ASSERT_EQ(run_campaign(o, registry).exit_code(), 0);
+  o.shard = 1;
+  const auto why = refusal(o);
+  EXPECT_NE(why.find("journal.jsonl: --resume: the shard (--shard) differs"), std::string::npos) << why;
+  EXPECT_NE(why.find("the journaled campaign has 0/2, this run has 1/2"), std::string::npos) << why;
+  o.shards = 1;
+  o.shard = 0;
+  EXPECT_NE(refusal(o).find("has 0/2, this run has 0/1"), std::string::npos);
+}
+
+TEST_F(ResumeFixture, AResumeAfterTheProfileChangedIsRefused) {
+  auto o = options("unsigned");
+  (void)run_campaign(o, registry);
+  const auto was = load_profile(dir / "small-ab.yaml").sha256;
+  std::ofstream(dir / "small-ab.yaml", std::ios::app) << "# edited after the campaign began\n";
+  const auto now = load_profile(dir / "small-ab.yaml").sha256;
+  const auto why = refusal(o);
+  EXPECT_NE(why.find("the board profile's SHA-256 differs: the journaled campaign has " + was + ", this run has " +
+                     now),
+            std::string::npos)
+      << why;
+}
+
+TEST_F(ResumeFixture, AResumeAfterTheScenarioChangedIsRefused) {
+  const auto copy = dir / "tampered-image.yaml";
+  std::filesystem::copy_file(catalog_scenario("tampered-image"), copy);
+  auto o = options(copy.string());
+  (void)run_campaign(o, registry);
+  const auto was = load_scenario(copy.string()).sha256;
+  std::ofstream(copy, std::ios::app) << "# edited after the campaign began\n";
+  const auto why = refusal(o);
+  EXPECT_NE(why.find("the scenario's SHA-256 differs: the journaled campaign has " + was + ", this run has " +
+                     load_scenario(copy.string()).sha256),
+            std::string::npos)
+      << why;
+}
+
+TEST_F(ResumeFixture, AResumeWithAnotherTrialSelectionIsRefused) {
+  auto o = options("tampered-image");
+  o.trials = 3;
+  (void)run_campaign(o, registry);
+  auto other = o;
+  other.trials = 4;
+  auto why = refusal(other);
+  EXPECT_NE(why.find("the trial selection (--trials, --trial) differs: the journaled campaign has --trials 3, this "
+                     "run has --trials 4"),
+            std::string::npos)
+      << why;
+  other.trials.reset();
+  EXPECT_NE(refusal(other).find("has --trials 3, this run has every trial of the plan"), std::string::npos);
+  other.only = 2;
+  EXPECT_NE(refusal(other).find("has --trials 3, this run has --trial 00002"), std::string::npos);
+}
+
+TEST_F(ResumeFixture, AResumeWithAnotherSeedOrVersionIsRefused) {
+  auto o = options("unsigned");
+  (void)run_campaign(o, registry);
+  auto other = o;
+  other.seed = 2;
+  EXPECT_NE(refusal(other).find("the seed differs: the journaled campaign has 1, this run has 2"), std::string::npos);
+  rewrite_first_event(o.out / "journal.jsonl", [](auto& ev) { ev["otarig"] = "0.0.1-older"; });
+  const auto why = refusal(o);
+  EXPECT_NE(why.find(fmt::format("the otarig version differs: the journaled campaign has 0.0.1-older, this run has {}",
+                                 version_string())),
+            std::string::npos)
+      << why;
+}
+
+TEST_F(ResumeFixture, AJournalFromBeforeTheChecksIsRefusedNamingWhatItLacks) {
+  auto o = options("unsigned");
+  (void)run_campaign(o, registry);
+  rewrite_first_event(o.out / "journal.jsonl", [](auto& ev) {
+    for (const char* k : {"scenario_sha256", "selection", "calibration"}) ev.erase(k);
+  });
+  const auto why = refusal(o);
+  EXPECT_NE(why.find("--resume: the journal records no scenario's SHA-256 (written by otarig"), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("start it again in another --out"), std::string::npos) << why;
+}
+
+TEST_F(ResumeFixture, AMatchingResumeFinishesTheCampaign) {
+  auto o = options("tampered-image", "whole");
+  o.trials = 6;  // of the 7 variants: at least two of the odd trial indexes stay
+  o.shard = 1;
+  o.shards = 2;
+  const auto whole = run_campaign(o, registry);
+  ASSERT_GE(whole.trials, 2u);
+  // Killed after its first trial: the journal up to the first verdict.
+  std::filesystem::create_directories(dir / "killed");
+  std::string kept;
+  for (const auto& line : lines_of(dir / "whole" / "journal.jsonl")) {
+    kept += line + "\n";
+    if (line.find("\"type\":\"verdict\"") != std::string::npos) break;
+  }
+  std::ofstream(dir / "killed" / "journal.jsonl") << kept;
+  o.out = dir / "killed";
+  o.resume = true;
+  const auto resumed = run_campaign(o, registry);
+  EXPECT_EQ(resumed.trials, whole.trials);
+  auto table = [](const nlohmann::json& run) {
+    std::vector<std::string> rows;
+    for (const auto& t : run["trials"]) rows.push_back(t["id"].dump() + t["fault"].dump() + t["verdict"].dump());
+    return rows;
+  };
+  EXPECT_EQ(table(resumed.run), table(whole.run));
+  const auto journal = lines_of(dir / "killed" / "journal.jsonl");
+  EXPECT_EQ(std::count_if(journal.begin(), journal.end(),
+                          [](const auto& l) { return l.find("\"type\":\"campaign-resume\"") != std::string::npos; }),
+            1);
+  EXPECT_TRUE(verify_journal(dir / "killed" / "journal.jsonl").ok);
+}
+
+// --- the calibration of cuts placed by time ------------------------------------
+
+TEST_F(ResumeFixture, TheCalibrationOfAnEarlierRunIsReadFromItsJournalOrRunJson) {
+  const auto profile = load_profile(dir / "small-ab.yaml");
+  auto o = options("unsigned");
+  (void)run_campaign(o, registry);
+  // A campaign without time cuts records an empty calibration, in both files.
+  EXPECT_EQ(load_calibration(o.out, profile), nlohmann::json::object());
+  EXPECT_EQ(load_calibration(o.out / "run.json", profile), nlohmann::json::object());
+  EXPECT_EQ(load_calibration(o.out / "journal.jsonl", profile), nlohmann::json::object());
+
+  // run.json of an older otarig kept the timings as update_ms.
+  std::filesystem::create_directories(dir / "older");
+  const nlohmann::json older{{"board", {{"name", "small-ab"}, {"profile_sha256", profile.sha256}}},
+                             {"update_ms", {{"factory->update", 812}}}};
+  std::ofstream(dir / "older" / "run.json") << older.dump();
+  EXPECT_EQ(load_calibration(dir / "older", profile), (nlohmann::json{{"factory->update", 812}}));
+
+  auto refused = [&](const std::filesystem::path& from) -> std::string {
+    try {
+      (void)load_calibration(from, profile);
+    } catch (const otarig::InputError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto other = older;
+  other["board"]["profile_sha256"] = std::string(64, '0');
+  std::ofstream(dir / "older" / "run.json", std::ios::trunc) << other.dump();
+  EXPECT_NE(refused(dir / "older").find("it was measured on board small-ab (profile SHA-256 000"), std::string::npos)
+      << refused(dir / "older");
+  other = older;
+  other["update_ms"]["factory->update"] = -3;
+  std::ofstream(dir / "older" / "run.json", std::ios::trunc) << other.dump();
+  EXPECT_NE(refused(dir / "older").find("not a whole number of milliseconds"), std::string::npos);
+  other.erase("update_ms");
+  std::ofstream(dir / "older" / "run.json", std::ios::trunc) << other.dump();
+  EXPECT_NE(refused(dir / "older").find("records no calibration"), std::string::npos);
+  EXPECT_NE(refused(dir / "nowhere").find("not an evidence folder"), std::string::npos);
+  // A journal from before calibrations were journaled, with no run.json beside it.
+  std::filesystem::remove(o.out / "run.json");
+  rewrite_first_event(o.out / "journal.jsonl", [](auto& ev) { ev.erase("calibration"); });
+  EXPECT_NE(refused(o.out).find("records no calibration"), std::string::npos) << refused(o.out);
+}
+
+TEST(ReplayCommand, NamesTheCalibrationWhenTheCampaignPlacedCutsByTime) {
+  CampaignOptions o;
+  o.board = "vboard-ab";
+  o.scenario = "brown-out";
+  o.seed = 7;
+  o.out = "nightly out";
+  EXPECT_EQ(replay_command(o, "00003"),
+            "otarig run --board vboard-ab --scenario brown-out --seed 7 --trial 00003 --out 'nightly out-replay-00003'");
+  EXPECT_EQ(replay_command(o, "00003", true),
+            "otarig run --board vboard-ab --scenario brown-out --seed 7 --trial 00003 --calibration 'nightly out' "
+            "--out 'nightly out-replay-00003'");
 }

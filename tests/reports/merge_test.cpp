@@ -183,3 +183,27 @@ TEST(Merge, ShardsOnDifferentBoardsOfOneTypeKeepEveryIdentity) {
   EXPECT_EQ(run["board"]["identity"], "bench-a, bench-b");
   EXPECT_EQ(run["merged_from"][1]["identity"], "bench-b");
 }
+
+TEST(Merge, ShardsThatTimedTheirUpdateAlikeKeepOneCalibrationElseEachKeepsItsOwn) {
+  TempDir d;
+  SampleOptions o;
+  o.shards = 2;
+  o.update_ms = 40;
+  o.shard = 0;
+  write_sample_bundle(d.path / "a", o);
+  o.shard = 1;
+  write_sample_bundle(d.path / "b", o);
+  auto run = merge_bundles({d.path / "a", d.path / "b"}, d.path / "same");
+  EXPECT_EQ(run["calibration"]["update_ms"], (json{{"factory->update", 40}}));
+  EXPECT_EQ(journal_events(d.path / "same" / "journal.jsonl")[0]["calibration"]["update_ms"]["factory->update"], 40);
+
+  o.update_ms = 55;
+  write_sample_bundle(d.path / "c", o);
+  run = merge_bundles({d.path / "a", d.path / "c"}, d.path / "differ");
+  EXPECT_FALSE(run.contains("calibration")) << run["calibration"].dump();
+  EXPECT_EQ(run["merged_from"][0]["calibration"]["update_ms"]["factory->update"], 40);
+  EXPECT_EQ(run["merged_from"][1]["calibration"]["update_ms"]["factory->update"], 55);
+  EXPECT_FALSE(journal_events(d.path / "differ" / "journal.jsonl")[0].contains("calibration"));
+  auto r = verify_bundle(d.path / "differ");
+  EXPECT_TRUE(r.ok()) << format_verify(r, d.path / "differ");
+}

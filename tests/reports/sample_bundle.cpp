@@ -72,16 +72,20 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
   std::size_t planned = 0;
   auto included = [&](std::uint64_t i) { return i % o.shards == o.shard || o.extra_trials.count(i) > 0; };
   for (std::uint64_t i = 0; i < o.trials; ++i) planned += included(i);
-  journal.add({{"time", "2026-01-02T03:04:00.000Z"},
-               {"type", "campaign-start"},
-               {"board", "virtual-ab"},
-               {"board_sha256", std::string(64, 'b')},
-               {"scenario", "sample"},
-               {"seed", o.seed},
-               {"planned", planned},
-               {"shard", fmt::format("{}/{}", o.shard, o.shards)},
-               {"otarig", "0.1.0"},
-               {"git_revision", "0123456789ab"}});
+  json start{{"time", "2026-01-02T03:04:00.000Z"},
+             {"type", "campaign-start"},
+             {"board", "virtual-ab"},
+             {"board_sha256", std::string(64, 'b')},
+             {"scenario", "sample"},
+             {"seed", o.seed},
+             {"planned", planned},
+             {"shard", fmt::format("{}/{}", o.shard, o.shards)},
+             {"otarig", "0.1.0"},
+             {"git_revision", "0123456789ab"}};
+  const json calibration =
+      o.update_ms ? json{{"update_ms", {{"factory->update", *o.update_ms}}}} : json{{"update_ms", json::object()}};
+  if (o.update_ms) start["calibration"] = calibration;
+  journal.add(start);
 
   json trials = json::array();
   json findings = json::array();
@@ -221,6 +225,10 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
                   {"profile_sha256", std::string(64, 'b')},
                   {"device_kind", "virtual"},
                   {"identity", o.identity}};
+  if (o.update_ms) {
+    run["calibration"] = calibration;
+    run["calibration"]["from"] = {{"factory->update", "measured"}};
+  }
   run["scenario"] = {{"name", "sample"},
                      {"title", "A sample of the nightly catalog"},
                      {"requirements", kSweepRequirements},

@@ -20,6 +20,8 @@ struct SampleOptions {
   std::optional<std::filesystem::path> signing_key;
   std::set<std::uint64_t> extra_trials;  ///< also included whatever the shard (to make shards overlap)
   std::string identity = "vboard-0001";
+  /// When set, the campaign placed cuts by time after a clean update of this many ms.
+  std::optional<std::uint64_t> update_ms;
 };
 
 /// The hostile console line every failing trial prints.

@@ -34,6 +34,10 @@ struct CampaignOptions {
   unsigned shard = 0, shards = 1;        ///< --shard I/N
   std::filesystem::path out = "otarig-out";
   bool resume = false;
+  /// --calibration: an earlier run's evidence folder (or its journal.jsonl or
+  /// run.json) whose clean-update timings place this run's time cuts, so a
+  /// replay cuts where that run did. Its board profile must be this one.
+  std::optional<std::filesystem::path> calibration;
   unsigned jobs = 0;                     ///< 0: 2 for in-process boards (or the core count if fewer), else 1
   std::function<void(const Progress&)> on_progress;
   std::function<void(const std::string&)> on_finding;  ///< receives each finding's one-line replay command
@@ -68,8 +72,26 @@ void check_release_names(const Scenario& scenario, const BoardProfile& profile);
 /// "PASS: 606 trials, 606 passed, 0 failed, 0 findings (board B, scenario S, seed N)".
 std::string summary_line(const nlohmann::json& run, const std::string& aborted);
 
-/// The one command that replays a trial.
-std::string replay_command(const CampaignOptions& options, const std::string& trial_id);
+/// The one command that replays a trial. `timed`: the campaign placed cuts
+/// by time, so the replay takes its calibration from options.out.
+std::string replay_command(const CampaignOptions& options, const std::string& trial_id, bool timed = false);
+
+/// What a resume must match, as the campaign-start event records it: board
+/// (name and profile digest), scenario (name and digest), seed, shard, trial
+/// selection (--trials, --trial) and otarig version.
+nlohmann::json campaign_identity(const CampaignOptions& options, const BoardProfile& profile,
+                                 const Scenario& scenario);
+
+/// InputError naming the field and both values when the journaled
+/// campaign-start `journaled` is not the campaign `identity` describes (also
+/// when it records no such field: a journal older than the check).
+void check_resume(const std::filesystem::path& journal, const nlohmann::json& journaled,
+                  const nlohmann::json& identity);
+
+/// The clean-update timings recorded in an evidence folder, a journal.jsonl
+/// or a run.json ({"START->DELIVER": ms}); InputError when it holds none or
+/// belongs to another board profile.
+nlohmann::json load_calibration(const std::filesystem::path& from, const BoardProfile& profile);
 
 /// otarig version and the git revision it was built from.
 const char* version_string();

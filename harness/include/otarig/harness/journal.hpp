@@ -33,6 +33,18 @@ struct ChainCheck {
 /// Checks every line parses and chains to the one before.
 ChainCheck verify_journal(const std::filesystem::path& file);
 
+/// What a journal says of its campaign, read without changing the file (a
+/// resume checks it before anything runs).
+struct JournaledCampaign {
+  nlohmann::json start;        ///< the first campaign-start event; null when the journal is absent or has none
+  nlohmann::json calibration = nlohmann::json::object();  ///< {"update_ms": {"START->DELIVER": ms}}: from campaign-start, then what
+                               ///< each campaign-resume measured that was not journaled before
+};
+
+/// Reads the campaign events of the longest prefix of `file` that chains,
+/// one line at a time.
+JournaledCampaign read_journaled_campaign(const std::filesystem::path& file);
+
 class Journal {
  public:
   /// Creates a new journal (fails if it exists and `resume` is false). With

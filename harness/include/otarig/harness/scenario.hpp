@@ -14,6 +14,9 @@ namespace otarig::harness {
 
 struct Scenario {
   std::filesystem::path path;
+  /// SHA-256 (hex) of the file's bytes; a suite's covers its own file and
+  /// each included scenario's digest, so editing any part changes it.
+  std::string sha256;
   std::string name;
   std::string title;
   std::vector<std::string> classes;       ///< S1..S15 of COMPLIANCE.md
