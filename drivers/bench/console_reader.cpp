@@ -316,16 +316,20 @@ struct ConsoleReader::Impl : std::enable_shared_from_this<ConsoleReader::Impl> {
     reconnect_timer.expires_after(options.reconnect_interval);
     reconnect_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || !self->running) return;
+      std::unique_ptr<ConsoleConnection> back;
       try {
-        self->attach(self->source->open());
+        back = self->source->open();
       } catch (const std::exception&) {
         self->schedule_reconnect();  // not back yet
         return;
       }
+      // Event, then count, then connected: whoever sees connected() true
+      // finds the count, and whoever sees the count finds the event.
       self->transcript.add_event(
           self->clock.now(),
           fmt::format("{} reconnected: {}", self->options.device, self->source->describe()), "reconnected");
-      ++self->reconnect_count;  // after the event: whoever sees the count finds it
+      ++self->reconnect_count;
+      self->attach(std::move(back));
     });
   }
 

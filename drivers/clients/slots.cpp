@@ -93,6 +93,8 @@ void provision_slots(const SlotLayout& layout, const ProvisionSpec& spec, std::s
     s.primary = 0;
     s.left[0] = spec.bootlimit;
     s.left[1] = 0;
+    s.enabled[0] = true;
+    s.enabled[1] = false;
     s.write(layout);
     std::error_code ignored;
     std::filesystem::remove_all(layout.dir / "rauc-data", ignored);
@@ -153,6 +155,7 @@ void write(const SlotLayout& layout, const std::map<std::string, std::string>& v
 RaucBootState RaucBootState::read(const SlotLayout& layout, std::uint32_t bootlimit) {
   RaucBootState s;
   s.left[0] = bootlimit;
+  std::optional<bool> enabled[2];
   std::ifstream in(layout.bootstate());
   std::string line;
   while (std::getline(in, line)) {
@@ -163,15 +166,19 @@ RaucBootState RaucBootState::read(const SlotLayout& layout, std::uint32_t bootli
       if (key == "primary" && slot_index(value) >= 0) s.primary = slot_index(value);
       if (key == "A_left") s.left[0] = static_cast<std::uint32_t>(std::stoul(value));
       if (key == "B_left") s.left[1] = static_cast<std::uint32_t>(std::stoul(value));
+      if (key == "A_enabled") enabled[0] = value == "1";
+      if (key == "B_enabled") enabled[1] = value == "1";
     } catch (const std::exception&) {
     }
   }
+  for (int i : {0, 1}) s.enabled[i] = enabled[i].value_or(s.left[i] > 0 || i == s.primary);
   return s;
 }
 
 void RaucBootState::write(const SlotLayout& layout) const {
   write_text_atomically(layout.bootstate(),
-                        fmt::format("primary={}\nA_left={}\nB_left={}\n", slot_name(primary), left[0], left[1]));
+                        fmt::format("primary={}\nA_left={}\nB_left={}\nA_enabled={}\nB_enabled={}\n",
+                                    slot_name(primary), left[0], left[1], enabled[0] ? 1 : 0, enabled[1] ? 1 : 0));
 }
 
 SlotImage inspect_slot(const std::filesystem::path& file) {
@@ -305,18 +312,34 @@ BootResult boot_uboot(const SlotLayout& layout, std::uint32_t default_limit,
   return r;
 }
 
+// The first enabled slot in primary order with attempts left; -1 if none.
+int rauc_pick(const RaucBootState& s) {
+  for (int candidate : {s.primary, 1 - s.primary})
+    if (s.enabled[candidate] && s.left[candidate] > 0) return candidate;
+  return -1;
+}
+
 BootResult boot_rauc(const SlotLayout& layout, std::uint32_t bootlimit,
-                     const std::function<void(const std::string&)>& log) {
+                     const std::function<void(const std::string&)>& log, WhenExhausted when_exhausted) {
   BootResult r;
   for (int attempt = 0; attempt < 64; ++attempt) {
     ++r.boots;
     auto s = RaucBootState::read(layout, bootlimit);
-    int slot = -1;
-    for (int candidate : {s.primary, 1 - s.primary})
-      if (s.left[candidate] > 0) {
-        slot = candidate;
-        break;
-      }
+    int slot = rauc_pick(s);
+    if (slot < 0 && when_exhausted == WhenExhausted::reset_attempts && (s.enabled[0] || s.enabled[1])) {
+      // barebox bootchooser reset_attempts="all-zero": every enabled slot
+      // gets its attempts back. Power cuts that each fell after an attempt
+      // was counted and before the slot was marked good leave the board
+      // bootable; a slot marked bad stays disabled.
+      const auto before = fmt::format("A_left={} B_left={}", s.left[0], s.left[1]);
+      for (int i : {0, 1})
+        if (s.enabled[i]) s.left[i] = bootlimit;
+      s.write(layout);
+      log(fmt::format("boot: primary={} {}: no enabled slot has boot attempts left; reset_attempts all-zero: "
+                      "A_left={} B_left={}",
+                      slot_name(s.primary), before, s.left[0], s.left[1]));
+      slot = rauc_pick(s);
+    }
     if (slot < 0) {
       log(fmt::format("boot: primary={} A_left={} B_left={}: no slot has boot attempts left; halted",
                       slot_name(s.primary), s.left[0], s.left[1]));
@@ -334,6 +357,7 @@ BootResult boot_rauc(const SlotLayout& layout, std::uint32_t bootlimit,
     note_booted(layout, slot);
     if (self_test(img)) {
       s.left[slot] = bootlimit;  // rauc status mark-good: the backend's set-state SLOT good
+      s.enabled[slot] = true;
       s.write(layout);
       log(fmt::format("app: version {} self-test passed; marked slot {} good", img.version, slot_name(slot)));
       r.running = true;
@@ -352,9 +376,9 @@ BootResult boot_rauc(const SlotLayout& layout, std::uint32_t bootlimit,
 }  // namespace
 
 BootResult boot(const SlotLayout& layout, Bootloader bootloader, std::uint32_t bootlimit,
-                const std::function<void(const std::string&)>& log) {
+                const std::function<void(const std::string&)>& log, WhenExhausted when_exhausted) {
   return bootloader == Bootloader::uboot_env ? boot_uboot(layout, bootlimit, log)
-                                             : boot_rauc(layout, bootlimit, log);
+                                             : boot_rauc(layout, bootlimit, log, when_exhausted);
 }
 
 int rauc_backend(const SlotLayout& layout, std::uint32_t bootlimit, const std::vector<std::string>& args,
@@ -377,15 +401,19 @@ int rauc_backend(const SlotLayout& layout, std::uint32_t bootlimit, const std::v
   if (cmd == "set-primary" && args.size() == 2 && slot_arg(1) >= 0) {
     s.primary = slot_arg(1);
     s.left[s.primary] = bootlimit;
+    s.enabled[s.primary] = true;
     s.write(layout);
     return 0;
   }
   if (cmd == "get-state" && args.size() == 2 && slot_arg(1) >= 0) {
-    out = s.left[slot_arg(1)] > 0 ? "good\n" : "bad\n";
+    out = s.enabled[slot_arg(1)] && s.left[slot_arg(1)] > 0 ? "good\n" : "bad\n";
     return 0;
   }
   if (cmd == "set-state" && args.size() == 3 && slot_arg(1) >= 0 && (args[2] == "good" || args[2] == "bad")) {
-    s.left[slot_arg(1)] = args[2] == "good" ? bootlimit : 0;
+    // As RAUC's barebox backend: good refills the attempts, bad also disables.
+    const bool good = args[2] == "good";
+    s.left[slot_arg(1)] = good ? bootlimit : 0;
+    s.enabled[slot_arg(1)] = good;
     s.write(layout);
     return 0;
   }

@@ -186,6 +186,27 @@ void Bench::power_off(const std::string& step) {
   }
 }
 
+std::optional<std::string> Bench::wait_for_line(const std::string& pattern, std::chrono::milliseconds timeout) {
+  re2::RE2 re(pattern, re2::RE2::Quiet);
+  if (!re.ok()) throw InputError(fmt::format("invalid console pattern '{}': {}", pattern, re.error()));
+  drain_console();
+  unmatched_lines_.clear();
+  const auto deadline = clock_->now() + timeout;
+  while (true) {
+    for (const auto& line : unmatched_lines_)
+      if (re2::RE2::PartialMatch(line, re)) {
+        std::string found = line;
+        unmatched_lines_.clear();
+        return found;
+      }
+    unmatched_lines_.clear();
+    const auto now = clock_->now();
+    if (now >= deadline) return std::nullopt;
+    absorb(parts_.console->read(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                                std::chrono::milliseconds(1)));
+  }
+}
+
 Observation Bench::observe(const std::string& step) {
   Observation obs;
   obs.step = step;

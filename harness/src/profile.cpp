@@ -103,9 +103,14 @@ BoardProfile load_profile(const std::filesystem::path& file) {
     root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
 
   auto obs = root.at("observe");
-  obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval"});
+  obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval", "boot_attempt"});
   p.observe.banner = obs.string_or("banner", "");
   if (!p.observe.banner.empty()) check_pattern(obs.at("banner"), p.observe.banner, {});
+  p.observe.boot_attempt = obs.string_or("boot_attempt", "");
+  if (obs.has("boot_attempt")) {
+    if (p.observe.boot_attempt.empty()) obs.at("boot_attempt").fail("the boot_attempt pattern is empty");
+    check_pattern(obs.at("boot_attempt"), p.observe.boot_attempt, {});
+  }
   p.observe.status_command = obs.string_or("status_command", "");
   p.observe.status = obs.at("status").as_string();
   check_pattern(obs.at("status"), p.observe.status, {"slot", "version", "digest"});

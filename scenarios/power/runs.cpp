@@ -215,13 +215,30 @@ class PlacedRun final : public harness::FaultRun {
   }
 
   // Brown-out on a board whose flash the rig cannot count: power comes back
-  // and goes again after a seeded time (0-100 ms) into the recovery boot.
+  // and goes again right after the console line at which the bootloader has
+  // counted the boot attempt (the profile's observe.boot_attempt), the
+  // moment a bootloader that never gives attempts back loses one for good;
+  // on a profile without that line, after a seeded time (0-100 ms).
   void recover(TrialPort& port) override {
     if (!p_.recovery_cuts || !fell_) return;
     auto& bench = port.bench();
+    const auto& attempt = bench.profile().observe.boot_attempt;
     Rng rng(harness::mix64(port.spec().seed ^ 0x726563757473ULL));
     for (std::uint32_t r = 0; r < p_.recovery_cuts; ++r) {
       if (bench.parts().power->is_on()) bench.power_off("brown-out");
+      if (!attempt.empty()) {
+        bench.power_on("brown-out");
+        const auto line = bench.wait_for_line(attempt, bench.profile().observe.boot_timeout);
+        if (bench.parts().power->is_on()) bench.power_off("brown-out");
+        port.note("brown-out", {{"cut", r + 1},
+                                {"at", "boot-attempt"},
+                                {"line", line.value_or("")},
+                                {"fell", line ? "right after the boot-attempt line"
+                                              : "at the boot timeout: no boot-attempt line"}});
+        port.add_detail(fmt::format("; recovery boot {} cut {}", r + 1,
+                                    line ? "right after its boot-attempt line" : "at the boot timeout"));
+        continue;
+      }
       const auto ms = rng.between(0, 100);
       bench.power_on("brown-out");
       bench.clock().sleep_for(std::chrono::milliseconds(ms));

@@ -196,5 +196,136 @@ TEST_F(BootRomTest, RaucFailingSlotUsesUpItsAttemptsThenTheOtherBoots) {
   EXPECT_EQ(s.left[0], 3u);
 }
 
+// A power cut at the first console line containing `at`: the boot ROM stops
+// right there, as a board whose power goes off after printing that line.
+struct PowerCut {};
+
+class BootRomBrownOutTest : public BootRomTest {
+ protected:
+  // One power-on whose power fails right after the boot ROM prints a line
+  // containing `at` (for RAUC, "booting slot": the attempt is counted and
+  // written, the self-test has not marked the slot good yet).
+  void power_on_and_cut_at(Bootloader b, const std::string& at,
+                           WhenExhausted when = WhenExhausted::reset_attempts) {
+    log_.clear();
+    bool fell = false;
+    try {
+      boot(
+          layout_, b, 3,
+          [&](const std::string& l) {
+            log_ += l + "\n";
+            if (l.find(at) != std::string::npos) throw PowerCut{};
+          },
+          when);
+    } catch (const PowerCut&) {
+      fell = true;
+    }
+    ASSERT_TRUE(fell) << "no line with '" << at << "':\n" << log_;
+  }
+  BootResult power_on(Bootloader b, WhenExhausted when) {
+    log_.clear();
+    return boot(
+        layout_, b, 3, [this](const std::string& l) { log_ += l + "\n"; }, when);
+  }
+};
+
+TEST_F(BootRomBrownOutTest, RaucCutsBeforeMarkGoodOnAConfirmedSlotDoNotBrickTheBoard) {
+  const auto factory = make_image("1.0.0+1", 1);
+  provision_slots(layout_, {Bootloader::rauc_custom, 256 * 1024, 3}, factory);
+  ASSERT_TRUE(power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts).running) << log_;
+  // Brown-out: three power-ons, each cut after the attempt was counted and
+  // before the self-test marked A good (rauc-ab nightly seed 1, trial 00153).
+  for (int cut = 0; cut < 3; ++cut) power_on_and_cut_at(Bootloader::rauc_custom, "booting slot A");
+  auto s = RaucBootState::read(layout_, 3);
+  ASSERT_EQ(s.left[0], 0u);
+  ASSERT_EQ(s.left[1], 0u);
+  // Power stays on: bootchooser's reset_attempts=all-zero gives A its attempts back.
+  auto r = power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 0);
+  EXPECT_TRUE(r.healthy);
+  EXPECT_EQ(r.image.digest, digest_of(factory));
+  EXPECT_NE(log_.find("reset_attempts all-zero: A_left=3 B_left=0"), std::string::npos) << log_;
+  s = RaucBootState::read(layout_, 3);
+  EXPECT_EQ(s.left[0], 3u) << "marked good";
+  EXPECT_FALSE(s.enabled[1]) << "slot B was never installed: it stays disabled";
+  EXPECT_EQ(s.left[1], 0u);
+}
+
+TEST_F(BootRomBrownOutTest, RaucCutsAtEveryBootLineNeverBrickTheBoard) {
+  // Any number of cuts, at any line of the boot: the next clean power-on runs.
+  provision_slots(layout_, {Bootloader::rauc_custom, 256 * 1024, 3}, make_image("1.0.0+1", 1));
+  for (const char* at : {"booting slot", "booting slot", "self-test passed", "booting slot", "booting slot",
+                         "booting slot", "reset_attempts", "booting slot"})
+    power_on_and_cut_at(Bootloader::rauc_custom, at);
+  auto r = power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 0);
+}
+
+TEST_F(BootRomBrownOutTest, RaucSlotMarkedBadStaysDisabledWhenAttemptsAreReset) {
+  const auto factory = make_image("1.0.0+1", 1);
+  provision_slots(layout_, {Bootloader::rauc_custom, 256 * 1024, 3}, factory);
+  ASSERT_TRUE(power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts).running) << log_;
+  // An install into B cut short: RAUC marked B bad and wrote half of it.
+  std::string out;
+  ASSERT_EQ(rauc_backend(layout_, 3, {"set-state", "B", "bad"}, out), 0);
+  auto half = make_image("1.1.0+2", 2);
+  half.resize(half.size() / 2);
+  write_slot(layout_, 1, half);
+  for (int cut = 0; cut < 3; ++cut) power_on_and_cut_at(Bootloader::rauc_custom, "booting slot A");
+  auto r = power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 0);
+  EXPECT_EQ(r.boots, 1) << "slot B, marked bad, is not tried:\n" << log_;
+  EXPECT_EQ(log_.find("booting slot B"), std::string::npos) << log_;
+  ASSERT_EQ(rauc_backend(layout_, 3, {"get-state", "B"}, out), 0);
+  EXPECT_EQ(out, "bad\n");
+}
+
+TEST_F(BootRomBrownOutTest, RaucFailingNewSlotStillFallsBackAfterAttemptsAreReset) {
+  const auto factory = make_image("1.0.0+1", 1);
+  provision_slots(layout_, {Bootloader::rauc_custom, 256 * 1024, 3}, factory);
+  write_slot(layout_, 1, make_image("1.1.0+2", 2, /*fails=*/true));
+  std::string out;
+  rauc_backend(layout_, 3, {"set-state", "B", "bad"}, out);
+  rauc_backend(layout_, 3, {"set-primary", "B"}, out);
+  ASSERT_EQ(power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts).slot, 0) << log_;  // B used up
+  for (int cut = 0; cut < 3; ++cut) power_on_and_cut_at(Bootloader::rauc_custom, "booting slot A");
+  // Both enabled slots out of attempts: both get them back, B (primary)
+  // fails its self-test three more times, A runs.
+  auto r = power_on(Bootloader::rauc_custom, WhenExhausted::reset_attempts);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 0);
+  EXPECT_EQ(r.image.digest, digest_of(factory));
+  EXPECT_EQ(r.boots, 4) << log_;
+}
+
+TEST_F(BootRomBrownOutTest, RaucHaltWhenExhaustedBricksUnderTheSameCuts) {
+  // The flawed boot ROM (otarig-clientboard --halt-when-exhausted,
+  // boards/flawed/rauc-ab-halt-when-exhausted.yaml).
+  provision_slots(layout_, {Bootloader::rauc_custom, 256 * 1024, 3}, make_image("1.0.0+1", 1));
+  ASSERT_TRUE(power_on(Bootloader::rauc_custom, WhenExhausted::halt).running) << log_;
+  for (int cut = 0; cut < 3; ++cut)
+    power_on_and_cut_at(Bootloader::rauc_custom, "booting slot A", WhenExhausted::halt);
+  auto r = power_on(Bootloader::rauc_custom, WhenExhausted::halt);
+  EXPECT_FALSE(r.running) << log_;
+  EXPECT_NE(log_.find("primary=A A_left=0 B_left=0: no slot has boot attempts left; halted"),
+            std::string::npos)
+      << log_;
+}
+
+TEST_F(BootRomBrownOutTest, UbootCutsDuringNormalBootsCountNothing) {
+  // U-Boot's environment counts boots only while upgrade_available=1
+  // (bootcount_env): brown-outs on a confirmed slot never reach altbootcmd.
+  provision_slots(layout_, {Bootloader::uboot_env, 256 * 1024, 3}, make_image("1.0.0+1", 1));
+  for (int cut = 0; cut < 5; ++cut) power_on_and_cut_at(Bootloader::uboot_env, "normal boot of slot A");
+  EXPECT_EQ(env()["bootcount"], "0");
+  auto r = power_on(Bootloader::uboot_env, WhenExhausted::halt);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 0);
+  EXPECT_EQ(r.boots, 1);
+}
+
 }  // namespace
 }  // namespace otarig::drivers::clients

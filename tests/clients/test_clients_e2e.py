@@ -107,6 +107,46 @@ def test_rauc_without_downgrade_check_is_caught(tmp_path):
     assert broken == ["no-rollback"]
 
 
+def brown_out_cuts(out, trial):
+    events = [json.loads(line) for line in (Path(out) / "trials" / trial / "events.jsonl").read_text().splitlines()]
+    return [e for e in events if e["type"] == "brown-out"]
+
+
+# brown-out (seed 1), trial 00001: the update is cut at a download byte, before
+# RAUC makes slot B primary, and the recovery boots are cut three times, each
+# right after the boot ROM counted an attempt of slot A (observe.boot_attempt):
+# A's three attempts are used up. The placement needs no timing.
+EXHAUSTING_TRIAL = "00001"
+
+
+def test_rauc_board_survives_brown_outs_cut_right_after_each_counted_attempt(tmp_path):
+    need_rauc()
+    out = tmp_path / "out"
+    r = run("boards/rauc-ab.yaml", "brown-out", out, "--trial", EXHAUSTING_TRIAL, "--no-progress")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    cuts = brown_out_cuts(out, EXHAUSTING_TRIAL)
+    assert [c["cut"] for c in cuts] == [1, 2, 3], cuts
+    assert all(c["at"] == "boot-attempt" and "booting slot A" in c["line"] for c in cuts), cuts
+    log = (out / "trials" / EXHAUSTING_TRIAL / "console.log").read_text()
+    assert "reset_attempts all-zero: A_left=3 B_left=0" in log, log[-3000:]
+    # A seeded sample of the whole scenario, cuts placed in time included.
+    r = run("boards/rauc-ab.yaml", "brown-out", tmp_path / "sample", "--trials", "6", "--no-progress")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_rauc_boot_rom_that_halts_when_attempts_run_out_is_caught_by_brown_out(tmp_path):
+    need_rauc()
+    out = tmp_path / "out"
+    r = run("boards/flawed/rauc-ab-halt-when-exhausted.yaml", "brown-out", out, "--trial", EXHAUSTING_TRIAL,
+            "--no-progress")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = trials(out)
+    broken = {o["oracle"] for f in doc["findings"] for o in f["oracles"]}
+    assert "recovered" in broken and broken <= {"atomic", "recovered", "still-updatable"}, broken
+    log = (out / "trials" / EXHAUSTING_TRIAL / "console.log").read_text()
+    assert "primary=A A_left=0 B_left=0: no slot has boot attempts left; halted" in log, log[-3000:]
+
+
 class SlowServer:
     """Serves one file slowly (16 KiB every 40 ms), with HEAD and Range, as SWUpdate's downloader wants."""
 

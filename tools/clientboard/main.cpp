@@ -63,6 +63,7 @@ struct Options {
   std::string hardware = "otarig:1.0";
   std::string compatible = "otarig-board";
   bool no_downgrade_check = false;
+  bool halt_when_exhausted = false;  // rauc: bootchooser without reset_attempts (flawed)
   std::uint32_t bootlimit = 3;
   unsigned client_timeout_ms = 120000;
   unsigned download_timeout_ms = 60000;
@@ -301,7 +302,8 @@ class Device {
  private:
   void boot() {
     booted_ = cl::boot(layout_, client_ == Client::swupdate ? cl::Bootloader::uboot_env : cl::Bootloader::rauc_custom,
-                       o_.bootlimit, [](const std::string& l) { say(l); });
+                       o_.bootlimit, [](const std::string& l) { say(l); },
+                       o_.halt_when_exhausted ? cl::WhenExhausted::halt : cl::WhenExhausted::reset_attempts);
     if (booted_.running) status();
   }
 
@@ -687,6 +689,9 @@ int main(int argc, char** argv) {
                "flawed: install older versions (swupdate without -N; rauc without the pre-install check)");
   app.add_option("--bootlimit", o.bootlimit, "boot attempts of a new slot before falling back")
       ->capture_default_str();
+  app.add_flag("--halt-when-exhausted", o.halt_when_exhausted,
+               "flawed: rauc's boot ROM halts when no slot has boot attempts left, instead of giving every enabled "
+               "slot its attempts back (bootchooser reset_attempts=all-zero); brown-outs brick the board");
   app.add_option("--client-timeout", o.client_timeout_ms, "deadline of one client run, ms")->capture_default_str();
   app.add_option("--download-timeout", o.download_timeout_ms, "rauc: deadline of a whole download, ms")
       ->capture_default_str();

@@ -66,6 +66,10 @@ class Bench {
   Observation observe(const std::string& step);
   /// Reads whatever the console has now into the transcript.
   void drain_console();
+  /// Reads the console into the transcript until a line that arrives from
+  /// now on matches the RE2 `pattern` (returned) or `timeout` passes
+  /// (nullopt). InputError for an invalid pattern.
+  std::optional<std::string> wait_for_line(const std::string& pattern, std::chrono::milliseconds timeout);
 
   /// Starts a new transcript (a trial begins).
   void begin_transcript();

@@ -30,6 +30,11 @@ struct ObserveSettings {
   std::string status;          ///< RE2 pattern with named groups slot, version, digest, counter, state, health
   std::chrono::milliseconds boot_timeout{5000};
   std::chrono::milliseconds status_interval{500};  ///< re-ask this often while waiting
+  /// RE2 pattern of the console line at which the bootloader has counted a
+  /// boot attempt that the system has not yet marked good (optional). A
+  /// brown-out on a board whose flash the rig cannot count cuts its recovery
+  /// boots right after this line instead of at a seeded time.
+  std::string boot_attempt;
 };
 
 struct BoardProfile {

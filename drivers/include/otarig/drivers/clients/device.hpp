@@ -68,12 +68,32 @@ void write(const SlotLayout& layout, const std::map<std::string, std::string>& v
            const std::map<std::string, std::string>& defaults = {});
 }  // namespace ubootenv
 
-/// RAUC custom-backend state: primary slot and boot attempts left per slot.
+/// RAUC custom-backend state, as barebox's bootchooser keeps it: the primary
+/// slot, and per slot the boot attempts left and whether it is enabled (a
+/// priority above 0; RAUC's `set-state SLOT bad` disables the slot, as its
+/// barebox backend sets the priority to 0).
 struct RaucBootState {
   int primary = 0;
   std::uint32_t left[2] = {0, 0};
+  bool enabled[2] = {true, false};
+  /// A file without the `X_enabled` lines (an older rig's) enables a slot
+  /// that has attempts left or is primary.
   static RaucBootState read(const SlotLayout& layout, std::uint32_t bootlimit);
   void write(const SlotLayout& layout) const;
+};
+
+/// What the RAUC boot ROM does when no enabled slot has an attempt left.
+enum class WhenExhausted {
+  /// barebox bootchooser `reset_attempts="all-zero"` (as RAUC's U-Boot
+  /// example script resets BOOT_A_LEFT/BOOT_B_LEFT): every enabled slot gets
+  /// its attempts back and the boot goes on in primary order. Power cuts
+  /// after the attempt is counted and before the slot is marked good cannot
+  /// brick the board.
+  reset_attempts,
+  /// `reset_attempts` empty: halt. Brown-outs during boots of a confirmed
+  /// slot use its attempts up and brick the board (flawed on purpose:
+  /// otarig-clientboard --halt-when-exhausted).
+  halt,
 };
 
 /// What a slot holds, as the boot ROM and the application see it.
@@ -101,14 +121,17 @@ struct BootResult {
 /// Plays the boot ROM and the application's start until a stable state:
 /// pick the slot (U-Boot: rootpart, bootcount/bootlimit while
 /// upgrade_available=1, altbootcmd fallback to the other slot; RAUC: the
-/// first slot in primary order with attempts left, one attempt used), run
-/// its self-test (fails when the image does not parse or carries
-/// kFlagSelfTestFails), confirm a trial that passed (U-Boot:
-/// upgrade_available=0 bootcount=0; RAUC: the slot's attempts reset, as
-/// `rauc status mark-good` does through the backend), and reset after a
-/// trial that failed. `log` receives console lines.
+/// first enabled slot in primary order with attempts left, one attempt used;
+/// when none has any, `when_exhausted` decides), run its self-test (fails
+/// when the image does not parse or carries kFlagSelfTestFails), confirm a
+/// trial that passed (U-Boot: upgrade_available=0 bootcount=0; RAUC: the
+/// slot's attempts reset, as `rauc status mark-good` does through the
+/// backend), and reset after a trial that failed. `log` receives console
+/// lines. U-Boot's environment counts boots only while upgrade_available=1
+/// (bootcount_env), so `when_exhausted` concerns RAUC's backend only.
 BootResult boot(const SlotLayout& layout, Bootloader bootloader, std::uint32_t bootlimit,
-                const std::function<void(const std::string&)>& log);
+                const std::function<void(const std::string&)>& log,
+                WhenExhausted when_exhausted = WhenExhausted::reset_attempts);
 
 /// The RAUC custom backend's commands over the state file: get-primary,
 /// set-primary SLOT, get-state SLOT, set-state SLOT good|bad, get-current.
