@@ -488,6 +488,7 @@ class Bench(BenchDrivers):
         variant: Optional[str] = None,
         oracles: Iterable[_CustomOracle] = (),
         steps: Iterable[_CustomStep] = (),
+        out: Optional[_StrPath] = None,
     ) -> Trial: ...
 
 class UpdateServer:

@@ -13,6 +13,7 @@
 #include <map>
 
 #include "common.hpp"
+#include "otarig/harness/evidence.hpp"
 
 namespace otarig::python {
 
@@ -651,6 +652,7 @@ class BenchPy final : public Drivers {
     if (!signing_key.is_none()) o.bundle.signing_key = fspath(signing_key);
     auto hs = make_hookset(steps, oracles, progress, on_finding);
     o.hooks = hs.hooks(profile_, releases_);
+    harness::use_registries(harness::builtin_registries(), o.hooks, o.bundle);
     o.on_progress = hs.progress_fn();
     o.on_finding = hs.finding_fn();
     // A lab board's port or probe opens once: direct calls give it up for the campaign.
@@ -705,7 +707,7 @@ class BenchPy final : public Drivers {
 
   Trial trial(py::handle scenario, std::optional<std::uint64_t> index, std::optional<std::uint64_t> seed,
               std::optional<std::uint64_t> cut_op, std::optional<bool> torn, std::optional<std::uint64_t> torn_seed,
-              std::optional<std::string> variant, py::handle oracles, py::handle steps) {
+              std::optional<std::string> variant, py::handle oracles, py::handle steps, py::handle out) {
     auto sc = scenario_arg(scenario);
     harness::check_release_names(sc.get(), *profile_);
     const std::uint64_t s = seed.value_or(seed_);
@@ -731,7 +733,8 @@ class BenchPy final : public Drivers {
     spec.point = spec.scenario->fault.unit->point_with(spec, fields);
     auto hs = make_hookset(steps, oracles, py::none(), py::none());
     auto keep = sc.root;  // the spec points into it
-    return run_specs({spec}, hs).at(0);
+    const std::filesystem::path evidence = out.is_none() ? std::filesystem::path() : std::filesystem::path(fspath(out));
+    return run_specs({spec}, hs, evidence).at(0);
   }
 
  private:
@@ -776,7 +779,10 @@ class BenchPy final : public Drivers {
     return n;
   }
 
-  std::vector<Trial> run_specs(const std::vector<harness::TrialSpec>& specs, const HookSet& hs) {
+  /// Runs the trials one after another; with `evidence`, each writes its
+  /// folder there (trials/ID/) as a campaign does.
+  std::vector<Trial> run_specs(const std::vector<harness::TrialSpec>& specs, const HookSet& hs,
+                               const std::filesystem::path& evidence = {}) {
     auto hooks = hs.hooks(profile_, releases_);
     auto progress = hs.progress_fn();
     auto b = bound();
@@ -796,7 +802,16 @@ class BenchPy final : public Drivers {
         p.last_passed = outcome.passed;
         p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         p.eta_s = p.elapsed_s / static_cast<double>(p.done) * static_cast<double>(p.total - p.done);
-        out.push_back(trial_from_outcome(std::move(outcome)));
+        if (evidence.empty()) {
+          out.push_back(trial_from_outcome(std::move(outcome)));
+        } else {
+          const auto summary = harness::trial_summary(outcome);
+          harness::write_trial_evidence(evidence, outcome, summary);
+          auto t = trial_from_outcome(std::move(outcome));
+          t.raw = summary;
+          t.out = std::filesystem::absolute(evidence);
+          out.push_back(std::move(t));
+        }
         progress(p);
       }
     } catch (...) {
@@ -816,9 +831,9 @@ class BenchPy final : public Drivers {
   std::map<std::string, std::uint64_t> ops_;
 };
 
-}  // namespace
+// ------------------------------------------------------------------ the Python classes
 
-void register_bench(py::module_& m) {
+void register_handles(py::module_& m) {
   // ---------------------------------------------------------------- Image, Delivery
   py::class_<Image>(m, "Image",
                     "An update image the rig built: a release of the profile, signed with its key,\n"
@@ -948,7 +963,9 @@ void register_bench(py::module_& m) {
            "virtual board, so a timeout costs no real time there) and InputError for a bad pattern.")
       .def("clear", &Console::clear, py::call_guard<py::gil_scoped_release>(), "Forgets output read but not consumed by expect().")
       .def_property_readonly("pending", &Console::pending, py::call_guard<py::gil_scoped_release>(), "Output read but not consumed by expect().");
+}
 
+void register_trial_context(py::module_& m) {
   // ---------------------------------------------------------------- BenchDrivers
   py::class_<Drivers, std::shared_ptr<Drivers>>(
       m, "BenchDrivers",
@@ -1028,7 +1045,9 @@ void register_bench(py::module_& m) {
              return ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
            },
            "Erase count per flash sector since this trial provisioned the device.");
+}
 
+void register_plan_and_bench(py::module_& m) {
   // ---------------------------------------------------------------- Plan
   py::class_<PlanPy>(m, "Plan",
                      "The trials of a scenario for a seed, as a campaign would run them. Filter it and\n"
@@ -1153,8 +1172,11 @@ void register_bench(py::module_& m) {
       .def("trial", &BenchPy::trial, py::arg("scenario"), py::kw_only(), py::arg("index") = py::none(),
            py::arg("seed") = py::none(), py::arg("cut_op") = py::none(), py::arg("torn") = py::none(),
            py::arg("torn_seed") = py::none(), py::arg("variant") = py::none(), py::arg("oracles") = py::tuple(),
-           py::arg("steps") = py::tuple(),
-           "Runs one trial with a fault you choose and returns its Trial (no evidence folder).\n\n"
+           py::arg("steps") = py::tuple(), py::arg("out") = py::none(),
+           "Runs one trial with a fault you choose and returns its Trial.\n\n"
+           "out: a folder to write the trial's evidence into, OUT/trials/ID/ (console.log,\n"
+           "console.raw when the console sent control bytes, events.jsonl, verdict.json),\n"
+           "as `otarig run --trial ID --out OUT` writes it; without it nothing is written.\n"
            "index: take that trial of the scenario's plan (as --trial does). Otherwise the\n"
            "trial is index 0 of a single scenario with: cut_op (power cut before flash\n"
            "operation k, 0 = none), torn (tear that operation), torn_seed, variant (a tamper\n"
@@ -1162,6 +1184,14 @@ void register_bench(py::module_& m) {
       .def("__repr__", [](const BenchPy& b) {
         return fmt::format("<Bench {} ({})>", b.board(), b.profile_path().string());
       });
+}
+
+}  // namespace
+
+void register_bench(py::module_& m) {
+  register_handles(m);
+  register_trial_context(m);
+  register_plan_and_bench(m);
 }
 
 }  // namespace otarig::python

@@ -148,7 +148,9 @@ ScenarioRef load_scenario_ref(const std::string& name_or_path) {
   return ScenarioRef{root, root.get()};
 }
 
-void register_data(py::module_& m) {
+namespace {
+
+void register_observations(py::module_& m) {
   // ---------------------------------------------------------------- Observation
   py::class_<harness::Observation>(m, "Observation",
                                    "What the device said about itself after a step: its status line, parsed\n"
@@ -237,7 +239,9 @@ void register_data(py::module_& m) {
         return fmt::format("Progress(done={}, total={}, findings={}, last_trial={})", p.done, p.total, p.findings,
                            repr_str(p.last_trial));
       });
+}
 
+void register_scenarios(py::module_& m) {
   // ---------------------------------------------------------------- Scenario
   py::class_<ScenarioRef>(m, "Scenario",
                           "A scenario of the catalog (scenarios/NAME.yaml) or a suite of them (nightly).\n\n"
@@ -337,7 +341,9 @@ void register_data(py::module_& m) {
       .def("__repr__", [](const harness::BoardProfile& p) {
         return fmt::format("<Profile {} ({}): {}>", p.name, p.path.string(), p.description);
       });
+}
 
+void register_trials(py::module_& m) {
   // ---------------------------------------------------------------- Trial specs
   py::class_<TrialSpecRef>(m, "TrialSpec",
                            "One trial of a plan: its index, its scenario, and its fault (every random\n"
@@ -405,7 +411,7 @@ void register_data(py::module_& m) {
             return t.out / t.raw.value("evidence", "trials/" + t.raw.value("id", ""));
           },
           "The trial's evidence folder (console.log, events.jsonl, verdict.json), or None\n"
-          "for a trial run directly with Bench.trial().")
+          "for a trial run directly with Bench.trial() without `out`.")
       .def_property_readonly("console_log", &trial_console_log,
                              "The device's console during the trial, one '[t ms] line' per line.")
       .def_property_readonly(
@@ -438,7 +444,9 @@ void register_data(py::module_& m) {
                            t.raw.value("verdict", ""),
                            broken.empty() ? "" : fmt::format(": broke {}", fmt::join(broken, ", ")));
       });
+}
 
+void register_campaign_results(py::module_& m) {
   // ---------------------------------------------------------------- Finding
   py::class_<Finding>(m, "Finding", "A device defect found: the trial, the oracles it broke, and how to replay it.")
       .def_property_readonly("id", [](const Finding& f) { return f.raw.value("id", ""); }, "F0001, F0002, ...")
@@ -527,6 +535,15 @@ void register_data(py::module_& m) {
                              "Trials in the plan (after trials/shard selection).")
       .def("__str__", &summary_line)
       .def("__repr__", [](const CampaignResult& r) { return fmt::format("<CampaignResult {}>", summary_line(r)); });
+}
+
+}  // namespace
+
+void register_data(py::module_& m) {
+  register_observations(m);
+  register_scenarios(m);
+  register_trials(m);
+  register_campaign_results(m);
 }
 
 }  // namespace otarig::python

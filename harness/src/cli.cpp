@@ -103,6 +103,7 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   opts.on_progress = [&](const Progress& p) { bar.update(p); };
   std::vector<std::string> lines;
   opts.on_finding = [&](const std::string& line) { lines.push_back(line); };
+  use_registries(builtin_registries(), opts.hooks, opts.bundle);
   auto result = run_campaign(opts, builtin_registries());
   bar.finish();
   // Trials finish in any order across jobs; findings print in trial order.
@@ -170,307 +171,357 @@ int cmd_list(const std::string& what) {
   throw InputError(fmt::format("otarig list {}: expected boards, scenarios or faults", what));
 }
 
-}  // namespace
+// Each command adds its options to the app, then runs once the arguments
+// are parsed; `cmd` is its subcommand (set when it was given).
 
-int cli_main(int argc, char** argv) {
-  spdlog::set_level(spdlog::level::warn);
-  CLI::App app{"otarig: a hardware-in-the-loop test rig for secure over-the-air updates"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", fmt::format("otarig {} ({})", version_string(), git_revision()));
-
+struct RunCommand {
   CampaignOptions run;
-  std::string shard, trial, run_seed, run_trials, run_jobs, run_calibration;
+  std::string shard, trial, run_seed, run_trials, run_jobs, run_calibration, signing_key, bundle_url;
   bool no_progress = false, quiet = false;
-  auto* run_cmd = app.add_subcommand("run", "run a campaign: board x scenario x seed");
-  run_cmd->add_option("--board", run.board, "board profile: a path or a name from `otarig list boards`")->required();
-  run_cmd->add_option("--scenario", run.scenario, "scenario: a path or a name from `otarig list scenarios`")
-      ->required();
-  run_cmd->add_option("--seed", run_seed, "campaign seed (every random choice derives from it)");
-  run_cmd->add_option("--trials", run_trials, "run this many trials of the plan, chosen by the seed");
-  run_cmd->add_option("--trial", trial, "run only this trial (as printed in a replay command)");
-  run_cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
-  run_cmd->add_option("--out", run.out, "evidence folder");
-  run_cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
-  run_cmd->add_option("--calibration", run_calibration,
-                      "place time cuts by the clean-update timings of this earlier run (its evidence folder, "
-                      "journal.jsonl or run.json) instead of timing an update afresh");
-  run_cmd->add_option("--jobs", run_jobs,
-                      "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
-                      "any other board: 1)");
-  run_cmd->add_flag("--no-progress", no_progress, "no progress bar");
-  run_cmd->add_flag("-q,--quiet", quiet, "print findings only");
-  std::string signing_key, bundle_url;
-  run_cmd->add_option("--signing-key", signing_key,
-                      "Ed25519 PEM key that signs the attestation (default: a one-off test key)");
-  run_cmd->add_option("--url", bundle_url, "link to the CI job or lab record, kept in the attestation");
+  CLI::App* cmd = nullptr;
 
-  std::string list_what;
-  auto* list_cmd = app.add_subcommand("list", "list boards, scenarios or faults");
-  list_cmd->add_option("what", list_what, "boards | scenarios | faults")->required();
-
-  auto* image_cmd = app.add_subcommand("image", "build, tamper with or inspect images");
-  image_cmd->require_subcommand(1);
-  std::string b_version, b_key, b_out, b_payload, b_genkey, b_counter, b_size;
-  bool b_selftest_fail = false;
-  auto* build = image_cmd->add_subcommand("build", "build a signed image");
-  build->add_option("--version", b_version, "major.minor.patch[+build]")->required();
-  build->add_option("--counter", b_counter, "security counter")->required();
-  build->add_option("--payload", b_payload, "payload file");
-  build->add_option("--payload-size", b_size, "generate a deterministic payload of this many bytes");
-  build->add_option("--key", b_key, "Ed25519 PEM private key, or test:LABEL")->required();
-  build->add_option("--generate-key", b_genkey, "write a new Ed25519 key to this PEM file and sign with it");
-  build->add_flag("--self-test-fail", b_selftest_fail, "mark the image as one whose self-test fails");
-  build->add_option("--out", b_out, "output image")->required();
-  // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
-  // the slot content of a signed .swu or .raucb.
-  std::string b_format = "otarig", b_signer, b_hardware = "1.0", b_compatible = "otarig-board";
-  build->add_option("--format", b_format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
-      ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
-      ->capture_default_str();
-  build->add_option("--signer", b_signer,
-                    "swu/raucb: folder with ca.pem, signer.pem, signer.key (a fresh test PKI is written there "
-                    "when it has none)");
-  build->add_option("--hardware", b_hardware, "swu: hardware-compatibility revision")->capture_default_str();
-  build->add_option("--compatible", b_compatible, "raucb: the system's compatible")->capture_default_str();
-
-  std::string t_in, t_out, t_flip, t_resign, t_version;
-  std::string t_truncate, t_append;
-  bool t_strip = false;
-  auto* tamper = image_cmd->add_subcommand("tamper", "damage an image");
-  tamper->add_option("--in", t_in, "input image")->required();
-  tamper->add_option("--out", t_out, "output image")->required();
-  auto* g = tamper->add_option_group("damage", "exactly one damage");
-  g->add_option("--flip-bit", t_flip, "OFFSET[:BIT] flip one bit");
-  g->add_option("--truncate", t_truncate, "keep only the first N bytes");
-  g->add_option("--append", t_append, "append N bytes (0x5a)");
-  g->add_option("--resign", t_resign, "re-sign with this key (PEM or test:LABEL)");
-  g->add_flag("--strip-signature", t_strip, "zero the signature and key id");
-  g->add_option("--set-version", t_version, "edit the header version without re-signing");
-  g->require_option(1);
-
-  std::string i_file, i_key;
-  auto* inspect = image_cmd->add_subcommand("inspect", "parse and check an image");
-  inspect->add_option("file", i_file, "image")->required();
-  inspect->add_option("--key", i_key, "trusted key (PEM or test:LABEL) to check the signature against");
-
-  harness::DetectionOptions detect;
-  std::vector<std::string> detect_boards;
-  std::string detect_seed = std::to_string(detect.seed), detect_jobs;
-  auto* detect_cmd = app.add_subcommand(
-      "detect", "run a scenario on every board of a catalog and print the detection table (docs/detection.md)");
-  detect_cmd->add_option("boards", detect_boards, "board profiles, or folders searched for *.yaml profiles")
-      ->required();
-  detect_cmd->add_option("--scenario", detect.scenario, "scenario run on every board")->capture_default_str();
-  detect_cmd->add_option("--seed", detect_seed, "campaign seed")->capture_default_str();
-  detect_cmd->add_option("--jobs", detect_jobs, "benches in parallel per campaign");
-  detect_cmd->add_option("--out", detect.out, "keep each campaign's evidence in OUT/<board>/");
-  detect_cmd->add_option("--kind", detect.kinds, "only boards of this device kind (repeatable)");
-
-  auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
-  report_cmd->require_subcommand(1);
-  std::string v_dir, v_key;
-  auto* verify = report_cmd->add_subcommand("verify", "check an evidence bundle: manifest, journal chain, signature");
-  verify->add_option("dir", v_dir, "evidence folder")->required();
-  verify->add_option("--key", v_key, "the public key (PEM) the attestation must be signed with");
-  std::vector<std::string> m_dirs;
-  std::string m_out, m_key, m_trusted;
-  bool m_allow_missing = false;
-  auto* merge = report_cmd->add_subcommand("merge", "join the shard bundles of one campaign into one bundle");
-  merge->add_option("dirs", m_dirs, "shard evidence folders")->required();
-  merge->add_option("--out", m_out, "merged evidence folder")->required();
-  merge->add_option("--signing-key", m_key, "Ed25519 PEM key that signs the merged attestation");
-  merge->add_option("--key", m_trusted, "public key (PEM) every shard's attestation must verify with");
-  merge->add_flag("--allow-missing-shards", m_allow_missing, "merge even when some shards are absent");
-
-  drivers::net::ServeOptions serve_opts;
-  std::string serve_tls_cert, serve_tls_key, serve_client_ca;
-  auto* serve_cmd = app.add_subcommand("serve", "serve a release repository over HTTP(S) (loopback by default)");
-  serve_cmd->add_option("--root", serve_opts.root, "directory to serve")->required();
-  serve_cmd->add_option("--address", serve_opts.address, "address to listen on");
-  serve_cmd->add_option("--port", serve_opts.port, "port (0: any free port, printed)");
-  serve_cmd->add_option("--latest", serve_opts.latest, "release that /manifest.json names");
-  serve_cmd->add_option("--tls-cert", serve_tls_cert, "server certificate (PEM): serve HTTPS");
-  serve_cmd->add_option("--tls-key", serve_tls_key, "server key (PEM)");
-  serve_cmd->add_option("--client-ca", serve_client_ca, "require client certificates signed by this CA (mTLS)");
-  std::string serve_timeout;
-  serve_cmd->add_option("--timeout", serve_timeout,
-                        "milliseconds a read, a write or a TLS handshake may take before the client is dropped "
-                        "(default 30000)");
-
-  drivers::net::ProxyMainOptions proxy_opts;
-  std::string proxy_impostor_cert, proxy_impostor_key;
-  bool proxy_no_upstream_tls = false;
-  auto* proxy_cmd = app.add_subcommand("proxy", "a TCP proxy that injects seeded faults (docs/network.md)");
-  proxy_cmd->add_option("--listen", proxy_opts.listen, "PORT or ADDRESS:PORT");
-  proxy_cmd->add_option("--upstream", proxy_opts.upstream, "HOST:PORT")->required();
-  proxy_cmd->add_option("--fault", proxy_opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
-  std::string proxy_seed;
-  proxy_cmd->add_option("--seed", proxy_seed, "seed of every random choice");
-  proxy_cmd->add_option("--threads", proxy_opts.threads, "io threads");
-  auto proxy_spin_us = static_cast<long>(proxy_opts.spin.count());
-  proxy_cmd->add_option("--spin", proxy_spin_us,
-                        "microseconds a proxy thread keeps polling after a handler before it sleeps (0 to 10000)");
-  proxy_cmd->add_option("--impostor-cert", proxy_impostor_cert, "certificate the impostor endpoint presents");
-  proxy_cmd->add_option("--impostor-key", proxy_impostor_key, "its key");
-  proxy_cmd->add_flag("--no-upstream-tls", proxy_no_upstream_tls, "the impostor relays to a plain upstream");
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+  void add(CLI::App& app) {
+    cmd = app.add_subcommand("run", "run a campaign: board x scenario x seed");
+    cmd->add_option("--board", run.board, "board profile: a path or a name from `otarig list boards`")->required();
+    cmd->add_option("--scenario", run.scenario, "scenario: a path or a name from `otarig list scenarios`")
+        ->required();
+    cmd->add_option("--seed", run_seed, "campaign seed (every random choice derives from it)");
+    cmd->add_option("--trials", run_trials, "run this many trials of the plan, chosen by the seed");
+    cmd->add_option("--trial", trial, "run only this trial (as printed in a replay command)");
+    cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
+    cmd->add_option("--out", run.out, "evidence folder");
+    cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
+    cmd->add_option("--calibration", run_calibration,
+                    "place time cuts by the clean-update timings of this earlier run (its evidence folder, "
+                    "journal.jsonl or run.json) instead of timing an update afresh");
+    cmd->add_option("--jobs", run_jobs,
+                    "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
+                    "any other board: 1)");
+    cmd->add_flag("--no-progress", no_progress, "no progress bar");
+    cmd->add_flag("-q,--quiet", quiet, "print findings only");
+    cmd->add_option("--signing-key", signing_key,
+                    "Ed25519 PEM key that signs the attestation (default: a one-off test key)");
+    cmd->add_option("--url", bundle_url, "link to the CI job or lab record, kept in the attestation");
   }
 
+  int operator()() {
+    if (!run_seed.empty()) run.seed = parse_number(run_seed, 0, UINT64_MAX, "--seed");
+    if (!shard.empty()) std::tie(run.shard, run.shards) = parse_shard(shard);
+    if (!run_trials.empty()) run.trials = parse_number(run_trials, 1, UINT64_MAX, "--trials");
+    if (!run_jobs.empty()) run.jobs = static_cast<unsigned>(parse_number(run_jobs, 0, kMaxJobs, "--jobs"));
+    if (!signing_key.empty()) run.bundle.signing_key = signing_key;
+    run.bundle.url = bundle_url;
+    if (!run_calibration.empty()) run.calibration = run_calibration;
+    if (!trial.empty()) {
+      try {
+        run.only = parse_number(trial, 0, UINT64_MAX, "--trial");
+      } catch (const InputError&) {
+        throw InputError(fmt::format("--trial {}: expected a trial id such as 00042", trial));
+      }
+    }
+    return cmd_run(run, !no_progress, quiet);
+  }
+};
+
+struct ListCommand {
+  std::string what;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& app) {
+    cmd = app.add_subcommand("list", "list boards, scenarios or faults");
+    cmd->add_option("what", what, "boards | scenarios | faults")->required();
+  }
+  int operator()() { return cmd_list(what); }
+};
+
+struct ImageBuildCommand {
+  std::string version, key, out, payload, genkey, counter, size;
+  bool selftest_fail = false;
+  // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
+  // the slot content of a signed .swu or .raucb.
+  std::string format = "otarig", signer, hardware = "1.0", compatible = "otarig-board";
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& image_cmd) {
+    cmd = image_cmd.add_subcommand("build", "build a signed image");
+    cmd->add_option("--version", version, "major.minor.patch[+build]")->required();
+    cmd->add_option("--counter", counter, "security counter")->required();
+    cmd->add_option("--payload", payload, "payload file");
+    cmd->add_option("--payload-size", size, "generate a deterministic payload of this many bytes");
+    cmd->add_option("--key", key, "Ed25519 PEM private key, or test:LABEL")->required();
+    cmd->add_option("--generate-key", genkey, "write a new Ed25519 key to this PEM file and sign with it");
+    cmd->add_flag("--self-test-fail", selftest_fail, "mark the image as one whose self-test fails");
+    cmd->add_option("--out", out, "output image")->required();
+    cmd->add_option("--format", format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
+        ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
+        ->capture_default_str();
+    cmd->add_option("--signer", signer,
+                    "swu/raucb: folder with ca.pem, signer.pem, signer.key (a fresh test PKI is written there "
+                    "when it has none)");
+    cmd->add_option("--hardware", hardware, "swu: hardware-compatibility revision")->capture_default_str();
+    cmd->add_option("--compatible", compatible, "raucb: the system's compatible")->capture_default_str();
+  }
+
+  int operator()() {
+    image::Header h;
+    h.version = image::Version::parse(version);
+    h.security_counter = static_cast<std::uint32_t>(parse_number(counter, 0, UINT32_MAX, "--counter"));
+    if (selftest_fail) h.flags |= image::kFlagSelfTestFails;
+    image::Bytes bytes;
+    if (!payload.empty())
+      bytes = read_file(payload, "payload");
+    else if (!size.empty())
+      bytes = image::synthetic_payload(parse_number(size, 1, kMaxPayload, "--payload-size"), version);
+    else throw InputError("otarig image build: give --payload FILE or --payload-size N");
+    if (bytes.size() > kMaxPayload)
+      throw InputError(fmt::format("{}: a payload of {} bytes is more than the {} an image carries", payload,
+                                   bytes.size(), kMaxPayload));
+    h.payload_size = static_cast<std::uint32_t>(bytes.size());
+    std::optional<crypto::Ed25519Key> k;
+    if (!genkey.empty()) {
+      k = crypto::Ed25519Key::generate();
+      k->save_pem(genkey);
+    } else {
+      k = load_key_ref(key, ".");
+    }
+    auto img = image::build(h, bytes, *k);
+    if (format != "otarig") return write_package(img);
+    write_file(out, img);
+    std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", out, img.size(),
+                             h.version.str(), h.security_counter, crypto::hex(k->id()), device_digest(img));
+    return 0;
+  }
+
+  int write_package(const image::Bytes& img) {
+    if (signer.empty()) throw InputError("otarig image build: --format " + format + " needs --signer DIR");
+    namespace cl = drivers::clients;
+    if (!std::filesystem::exists(std::filesystem::path(signer) / "signer.key"))
+      cl::SigningPki::generate("otarig package").write(signer);
+    const auto pki = cl::SigningPki::read(signer);
+    const auto content = cl::package_content(img);
+    const auto pkg = format == "swu" ? cl::swu_archive(cl::swu_parts(content, &pki.signer, hardware))
+                                     : cl::rauc_bundle(cl::rauc_manifest(content, compatible), img, pki.signer,
+                                                       pki.ca.cert_pem);
+    write_file(out, pkg);
+    std::cout << fmt::format("{}: {} {} bytes, version {}, signer {}/signer.pem, slot image digest {}\n", out,
+                             format, pkg.size(), content.version, signer, device_digest(img));
+    return 0;
+  }
+};
+
+struct ImageTamperCommand {
+  std::string in_file, out_file, flip, resign, version, truncate, append;
+  bool strip = false;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& image_cmd) {
+    cmd = image_cmd.add_subcommand("tamper", "damage an image");
+    cmd->add_option("--in", in_file, "input image")->required();
+    cmd->add_option("--out", out_file, "output image")->required();
+    auto* g = cmd->add_option_group("damage", "exactly one damage");
+    g->add_option("--flip-bit", flip, "OFFSET[:BIT] flip one bit");
+    g->add_option("--truncate", truncate, "keep only the first N bytes");
+    g->add_option("--append", append, "append N bytes (0x5a)");
+    g->add_option("--resign", resign, "re-sign with this key (PEM or test:LABEL)");
+    g->add_flag("--strip-signature", strip, "zero the signature and key id");
+    g->add_option("--set-version", version, "edit the header version without re-signing");
+    g->require_option(1);
+  }
+
+  int operator()() {
+    auto in = read_file(in_file, "image");
+    image::Bytes out;
+    if (!flip.empty()) {
+      if (in.empty()) throw InputError(fmt::format("{}: --flip-bit: the image is empty", in_file));
+      auto colon = flip.find(':');
+      const auto off = parse_number(flip.substr(0, colon), 0, in.size() - 1, in_file + ": --flip-bit offset");
+      const auto bit = colon == std::string::npos
+                           ? 0
+                           : parse_number(flip.substr(colon + 1), 0, 7, in_file + ": --flip-bit bit");
+      out = image::tamper::flip_bit(in, static_cast<std::size_t>(off), static_cast<unsigned>(bit));
+    } else if (!truncate.empty()) {
+      const auto n = parse_number(truncate, 0, in.size(), "--truncate");
+      out = image::tamper::truncate(in, static_cast<std::size_t>(n));
+    } else if (!append.empty()) {
+      const auto n = parse_number(append, 0, kMaxImageBytes - in.size(), "--append");
+      out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(n), 0x5a));
+    } else if (!resign.empty()) {
+      out = image::tamper::resign(in, load_key_ref(resign, "."));
+    } else if (strip) {
+      out = image::tamper::strip_signature(in);
+    } else {
+      out = image::tamper::set_version(in, image::Version::parse(version));
+    }
+    write_file(out_file, out);
+    std::cout << fmt::format("{}: {} bytes\n", out_file, out.size());
+    return 0;
+  }
+};
+
+struct ImageInspectCommand {
+  std::string file, key;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& image_cmd) {
+    cmd = image_cmd.add_subcommand("inspect", "parse and check an image");
+    cmd->add_option("file", file, "image")->required();
+    cmd->add_option("--key", key, "trusted key (PEM or test:LABEL) to check the signature against");
+  }
+
+  int operator()() {
+    auto bytes = read_file(file, "image");
+    auto p = image::parse(bytes, file);
+    std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
+                             p.header.version.str(), p.header.security_counter, p.header.payload_size,
+                             p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+    if (!key.empty()) {
+      std::vector<crypto::PublicKey> trusted{load_key_ref(key, ".").public_key()};
+      auto c = image::check(bytes, trusted);
+      std::cout << (c.ok() ? "check ok\n" : "check FAILED: " + c.reason + "\n");
+      return c.ok() ? 0 : 1;
+    }
+    return 0;
+  }
+};
+
+struct DetectCommand {
+  harness::DetectionOptions detect;
+  std::vector<std::string> boards;
+  std::string seed = std::to_string(detect.seed), jobs;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& app) {
+    cmd = app.add_subcommand(
+        "detect", "run a scenario on every board of a catalog and print the detection table (docs/detection.md)");
+    cmd->add_option("boards", boards, "board profiles, or folders searched for *.yaml profiles")->required();
+    cmd->add_option("--scenario", detect.scenario, "scenario run on every board")->capture_default_str();
+    cmd->add_option("--seed", seed, "campaign seed")->capture_default_str();
+    cmd->add_option("--jobs", jobs, "benches in parallel per campaign");
+    cmd->add_option("--out", detect.out, "keep each campaign's evidence in OUT/<board>/");
+    cmd->add_option("--kind", detect.kinds, "only boards of this device kind (repeatable)");
+  }
+
+  int operator()() {
+    detect.seed = parse_number(seed, 0, UINT64_MAX, "--seed");
+    if (!jobs.empty()) detect.jobs = static_cast<unsigned>(parse_number(jobs, 0, kMaxJobs, "--jobs"));
+    detect.boards.assign(boards.begin(), boards.end());
+    detect.on_board = [](const std::string& line) { std::cerr << line << "\n"; };
+    return detection_main(detect, std::cout);
+  }
+};
+
+struct VerifyCommand {
+  std::string dir, key;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& report_cmd) {
+    cmd = report_cmd.add_subcommand("verify", "check an evidence bundle: manifest, journal chain, signature");
+    cmd->add_option("dir", dir, "evidence folder")->required();
+    cmd->add_option("--key", key, "the public key (PEM) the attestation must be signed with");
+  }
+
+  int operator()() {
+    std::optional<std::filesystem::path> k;
+    if (!key.empty()) k = key;
+    auto r = reports::verify_bundle(dir, k);
+    std::cout << reports::format_verify(r, dir);
+    return r.exit_code();
+  }
+};
+
+struct MergeCommand {
+  std::vector<std::string> dirs;
+  std::string out, key, trusted;
+  bool allow_missing = false;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& report_cmd) {
+    cmd = report_cmd.add_subcommand("merge", "join the shard bundles of one campaign into one bundle");
+    cmd->add_option("dirs", dirs, "shard evidence folders")->required();
+    cmd->add_option("--out", out, "merged evidence folder")->required();
+    cmd->add_option("--signing-key", key, "Ed25519 PEM key that signs the merged attestation");
+    cmd->add_option("--key", trusted, "public key (PEM) every shard's attestation must verify with");
+    cmd->add_flag("--allow-missing-shards", allow_missing, "merge even when some shards are absent");
+  }
+
+  int operator()() {
+    reports::MergeOptions mo;
+    if (!key.empty()) mo.bundle.signing_key = key;
+    if (!trusted.empty()) mo.trusted_key = trusted;
+    mo.allow_missing_shards = allow_missing;
+    std::vector<std::filesystem::path> folders(dirs.begin(), dirs.end());
+    auto merged = reports::merge_bundles(folders, out, mo);
+    const auto& sum = merged["summary"];
+    std::cout << fmt::format("merged {} shards into {}: {} trials, {} passed, {} failed, {} findings\n",
+                             folders.size(), out, sum.value("trials", 0), sum.value("passed", 0),
+                             sum.value("failed", 0), sum.value("findings", 0));
+    return sum.value("findings", 0) ? 1 : 0;
+  }
+};
+
+struct ServeCommand {
+  drivers::net::ServeOptions opts;
+  std::string tls_cert, tls_key, client_ca, timeout;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& app) {
+    cmd = app.add_subcommand("serve", "serve a release repository over HTTP(S) (loopback by default)");
+    cmd->add_option("--root", opts.root, "directory to serve")->required();
+    cmd->add_option("--address", opts.address, "address to listen on");
+    cmd->add_option("--port", opts.port, "port (0: any free port, printed)");
+    cmd->add_option("--latest", opts.latest, "release that /manifest.json names");
+    cmd->add_option("--tls-cert", tls_cert, "server certificate (PEM): serve HTTPS");
+    cmd->add_option("--tls-key", tls_key, "server key (PEM)");
+    cmd->add_option("--client-ca", client_ca, "require client certificates signed by this CA (mTLS)");
+    cmd->add_option("--timeout", timeout,
+                    "milliseconds a read, a write or a TLS handshake may take before the client is dropped "
+                    "(default 30000)");
+  }
+
+  int operator()() {
+    if (!timeout.empty()) opts.timeout = std::chrono::milliseconds(parse_number(timeout, 1, 3600000, "--timeout"));
+    opts.tls_cert = tls_cert;
+    opts.tls_key = tls_key;
+    opts.client_ca = client_ca;
+    return drivers::net::serve_main(opts, std::cout);
+  }
+};
+
+struct ProxyCommand {
+  drivers::net::ProxyMainOptions opts;
+  std::string impostor_cert, impostor_key, seed;
+  bool no_upstream_tls = false;
+  long spin_us = static_cast<long>(opts.spin.count());
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& app) {
+    cmd = app.add_subcommand("proxy", "a TCP proxy that injects seeded faults (docs/network.md)");
+    cmd->add_option("--listen", opts.listen, "PORT or ADDRESS:PORT");
+    cmd->add_option("--upstream", opts.upstream, "HOST:PORT")->required();
+    cmd->add_option("--fault", opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
+    cmd->add_option("--seed", seed, "seed of every random choice");
+    cmd->add_option("--threads", opts.threads, "io threads");
+    cmd->add_option("--spin", spin_us,
+                    "microseconds a proxy thread keeps polling after a handler before it sleeps (0 to 10000)");
+    cmd->add_option("--impostor-cert", impostor_cert, "certificate the impostor endpoint presents");
+    cmd->add_option("--impostor-key", impostor_key, "its key");
+    cmd->add_flag("--no-upstream-tls", no_upstream_tls, "the impostor relays to a plain upstream");
+  }
+
+  int operator()() {
+    if (!seed.empty()) opts.seed = parse_number(seed, 0, UINT64_MAX, "--seed");
+    opts.impostor_cert = impostor_cert;
+    opts.impostor_key = impostor_key;
+    opts.upstream_tls = !no_upstream_tls;
+    opts.spin = std::chrono::microseconds(spin_us);
+    return drivers::net::proxy_main(opts, std::cout);
+  }
+};
+
+// The exit status of an error that stopped a command, with its message on stderr.
+int report_error() {
   try {
-    if (*run_cmd) {
-      if (!run_seed.empty()) run.seed = parse_number(run_seed, 0, UINT64_MAX, "--seed");
-      if (!shard.empty()) std::tie(run.shard, run.shards) = parse_shard(shard);
-      if (!run_trials.empty()) run.trials = parse_number(run_trials, 1, UINT64_MAX, "--trials");
-      if (!run_jobs.empty()) run.jobs = static_cast<unsigned>(parse_number(run_jobs, 0, kMaxJobs, "--jobs"));
-      if (!signing_key.empty()) run.bundle.signing_key = signing_key;
-      run.bundle.url = bundle_url;
-      if (!run_calibration.empty()) run.calibration = run_calibration;
-      if (!trial.empty()) {
-        try {
-          run.only = parse_number(trial, 0, UINT64_MAX, "--trial");
-        } catch (const InputError&) {
-          throw InputError(fmt::format("--trial {}: expected a trial id such as 00042", trial));
-        }
-      }
-      return cmd_run(run, !no_progress, quiet);
-    }
-    if (*list_cmd) return cmd_list(list_what);
-    if (*detect_cmd) {
-      detect.seed = parse_number(detect_seed, 0, UINT64_MAX, "--seed");
-      if (!detect_jobs.empty())
-        detect.jobs = static_cast<unsigned>(parse_number(detect_jobs, 0, kMaxJobs, "--jobs"));
-      detect.boards.assign(detect_boards.begin(), detect_boards.end());
-      detect.on_board = [](const std::string& line) { std::cerr << line << "\n"; };
-      return detection_main(detect, std::cout);
-    }
-    if (*serve_cmd) {
-      if (!serve_timeout.empty())
-        serve_opts.timeout = std::chrono::milliseconds(parse_number(serve_timeout, 1, 3600000, "--timeout"));
-      serve_opts.tls_cert = serve_tls_cert;
-      serve_opts.tls_key = serve_tls_key;
-      serve_opts.client_ca = serve_client_ca;
-      return drivers::net::serve_main(serve_opts, std::cout);
-    }
-    if (*proxy_cmd) {
-      if (!proxy_seed.empty()) proxy_opts.seed = parse_number(proxy_seed, 0, UINT64_MAX, "--seed");
-      proxy_opts.impostor_cert = proxy_impostor_cert;
-      proxy_opts.impostor_key = proxy_impostor_key;
-      proxy_opts.upstream_tls = !proxy_no_upstream_tls;
-      proxy_opts.spin = std::chrono::microseconds(proxy_spin_us);
-      return drivers::net::proxy_main(proxy_opts, std::cout);
-    }
-    if (*build) {
-      image::Header h;
-      h.version = image::Version::parse(b_version);
-      h.security_counter = static_cast<std::uint32_t>(parse_number(b_counter, 0, UINT32_MAX, "--counter"));
-      if (b_selftest_fail) h.flags |= image::kFlagSelfTestFails;
-      image::Bytes payload;
-      if (!b_payload.empty())
-        payload = read_file(b_payload, "payload");
-      else if (!b_size.empty())
-        payload = image::synthetic_payload(parse_number(b_size, 1, kMaxPayload, "--payload-size"), b_version);
-      else throw InputError("otarig image build: give --payload FILE or --payload-size N");
-      if (payload.size() > kMaxPayload)
-        throw InputError(fmt::format("{}: a payload of {} bytes is more than the {} an image carries",
-                                     b_payload, payload.size(), kMaxPayload));
-      h.payload_size = static_cast<std::uint32_t>(payload.size());
-      std::optional<crypto::Ed25519Key> key;
-      if (!b_genkey.empty()) {
-        key = crypto::Ed25519Key::generate();
-        key->save_pem(b_genkey);
-      } else {
-        key = load_key_ref(b_key, ".");
-      }
-      auto img = image::build(h, payload, *key);
-      if (b_format != "otarig") {
-        if (b_signer.empty()) throw InputError("otarig image build: --format " + b_format + " needs --signer DIR");
-        namespace cl = drivers::clients;
-        if (!std::filesystem::exists(std::filesystem::path(b_signer) / "signer.key"))
-          cl::SigningPki::generate("otarig package").write(b_signer);
-        const auto pki = cl::SigningPki::read(b_signer);
-        const auto content = cl::package_content(img);
-        const auto pkg = b_format == "swu"
-                             ? cl::swu_archive(cl::swu_parts(content, &pki.signer, b_hardware))
-                             : cl::rauc_bundle(cl::rauc_manifest(content, b_compatible), img, pki.signer,
-                                               pki.ca.cert_pem);
-        write_file(b_out, pkg);
-        std::cout << fmt::format("{}: {} {} bytes, version {}, signer {}/signer.pem, slot image digest {}\n", b_out,
-                                 b_format, pkg.size(), content.version, b_signer, device_digest(img));
-        return 0;
-      }
-      write_file(b_out, img);
-      std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", b_out, img.size(),
-                               h.version.str(), h.security_counter, crypto::hex(key->id()), device_digest(img));
-      return 0;
-    }
-    if (*tamper) {
-      auto in = read_file(t_in, "image");
-      image::Bytes out;
-      if (!t_flip.empty()) {
-        if (in.empty()) throw InputError(fmt::format("{}: --flip-bit: the image is empty", t_in));
-        auto colon = t_flip.find(':');
-        const auto off =
-            parse_number(t_flip.substr(0, colon), 0, in.size() - 1, t_in + ": --flip-bit offset");
-        const auto bit = colon == std::string::npos
-                             ? 0
-                             : parse_number(t_flip.substr(colon + 1), 0, 7, t_in + ": --flip-bit bit");
-        out = image::tamper::flip_bit(in, static_cast<std::size_t>(off), static_cast<unsigned>(bit));
-      } else if (!t_truncate.empty()) {
-        const auto n = parse_number(t_truncate, 0, in.size(), "--truncate");
-        out = image::tamper::truncate(in, static_cast<std::size_t>(n));
-      } else if (!t_append.empty()) {
-        const auto n = parse_number(t_append, 0, kMaxImageBytes - in.size(), "--append");
-        out = image::tamper::append(in, image::Bytes(static_cast<std::size_t>(n), 0x5a));
-      } else if (!t_resign.empty()) {
-        out = image::tamper::resign(in, load_key_ref(t_resign, "."));
-      } else if (t_strip) {
-        out = image::tamper::strip_signature(in);
-      } else {
-        out = image::tamper::set_version(in, image::Version::parse(t_version));
-      }
-      write_file(t_out, out);
-      std::cout << fmt::format("{}: {} bytes\n", t_out, out.size());
-      return 0;
-    }
-    if (*inspect) {
-      auto bytes = read_file(i_file, "image");
-      auto p = image::parse(bytes, i_file);
-      std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
-                               p.header.version.str(), p.header.security_counter, p.header.payload_size,
-                               p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
-      if (!i_key.empty()) {
-        std::vector<crypto::PublicKey> trusted{load_key_ref(i_key, ".").public_key()};
-        auto c = image::check(bytes, trusted);
-        std::cout << (c.ok() ? "check ok\n" : "check FAILED: " + c.reason + "\n");
-        return c.ok() ? 0 : 1;
-      }
-      return 0;
-    }
-    if (*verify) {
-      std::optional<std::filesystem::path> key;
-      if (!v_key.empty()) key = v_key;
-      auto r = reports::verify_bundle(v_dir, key);
-      std::cout << reports::format_verify(r, v_dir);
-      return r.exit_code();
-    }
-    if (*merge) {
-      reports::MergeOptions mo;
-      if (!m_key.empty()) mo.bundle.signing_key = m_key;
-      if (!m_trusted.empty()) mo.trusted_key = m_trusted;
-      mo.allow_missing_shards = m_allow_missing;
-      std::vector<std::filesystem::path> dirs(m_dirs.begin(), m_dirs.end());
-      auto merged = reports::merge_bundles(dirs, m_out, mo);
-      const auto& sum = merged["summary"];
-      std::cout << fmt::format("merged {} shards into {}: {} trials, {} passed, {} failed, {} findings\n",
-                               dirs.size(), m_out, sum.value("trials", 0), sum.value("passed", 0),
-                               sum.value("failed", 0), sum.value("findings", 0));
-      return sum.value("findings", 0) ? 1 : 0;
-    }
+    throw;
   } catch (const InputError& e) {
     std::cerr << "otarig: " << e.what() << "\n";
     return 2;
@@ -484,6 +535,62 @@ int cli_main(int argc, char** argv) {
     // Whatever else stops a command is the bench's failure, never an abort.
     std::cerr << "otarig: bench failure: " << e.what() << "\n";
     return 3;
+  }
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  CLI::App app{"otarig: a hardware-in-the-loop test rig for secure over-the-air updates"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", fmt::format("otarig {} ({})", version_string(), git_revision()));
+
+  RunCommand run;
+  run.add(app);
+  ListCommand list;
+  list.add(app);
+  auto* image_cmd = app.add_subcommand("image", "build, tamper with or inspect images");
+  image_cmd->require_subcommand(1);
+  ImageBuildCommand build;
+  build.add(*image_cmd);
+  ImageTamperCommand tamper;
+  tamper.add(*image_cmd);
+  ImageInspectCommand inspect;
+  inspect.add(*image_cmd);
+  DetectCommand detect;
+  detect.add(app);
+  auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
+  report_cmd->require_subcommand(1);
+  VerifyCommand verify;
+  verify.add(*report_cmd);
+  MergeCommand merge;
+  merge.add(*report_cmd);
+  ServeCommand serve;
+  serve.add(app);
+  ProxyCommand proxy;
+  proxy.add(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  try {
+    if (*run.cmd) return run();
+    if (*list.cmd) return list();
+    if (*detect.cmd) return detect();
+    if (*serve.cmd) return serve();
+    if (*proxy.cmd) return proxy();
+    if (*build.cmd) return build();
+    if (*tamper.cmd) return tamper();
+    if (*inspect.cmd) return inspect();
+    if (*verify.cmd) return verify();
+    if (*merge.cmd) return merge();
+  } catch (...) {
+    return report_error();
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include "faults.hpp"
 #include "otarig/harness/scenario.hpp"
+#include "otarig/harness/trial.hpp"
 
 namespace otarig::harness {
 
@@ -9,7 +10,14 @@ Registries make_registries() {
   Registries r;
   drivers::register_all_drivers(r.drivers);
   scenarios::register_builtin_fault_kinds(r.faults);
+  register_builtin_oracles(r.oracles);
+  reports::register_builtin_report_writers(r.reports);
   return r;
+}
+
+void use_registries(const Registries& registries, TrialHooks& hooks, reports::BundleOptions& bundle) {
+  hooks.registered_oracles = &registries.oracles;
+  bundle.writers = &registries.reports;
 }
 
 const Registries& builtin_registries() {

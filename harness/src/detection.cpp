@@ -115,6 +115,7 @@ DetectionTable run_detection(const DetectionOptions& options, const Registries& 
     c.seed = options.seed;
     c.jobs = options.jobs;
     c.out = out / dir;
+    use_registries(registries, c.hooks, c.bundle);
     std::filesystem::remove_all(c.out);
     const auto result = run_campaign(c, registries);
     row.exit_code = result.exit_code();

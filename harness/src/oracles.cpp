@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <stdexcept>
+
 #include "otarig/core/image.hpp"
 
 namespace otarig::harness {
@@ -136,8 +138,46 @@ OracleResult still_updatable(const OracleInput& in) {
 
 }  // namespace
 
-std::vector<OracleResult> judge(const OracleInput& in) {
-  return {authentic(in), atomic(in), no_rollback(in), recovered(in), still_updatable(in)};
+void OracleRegistry::add(Oracle oracle) {
+  if (oracle.name.empty() || !oracle.check) throw std::logic_error("an oracle needs a name and a check");
+  if (find(oracle.name)) throw std::logic_error("oracle registered twice: " + oracle.name);
+  oracles_.push_back(std::move(oracle));
 }
+
+const Oracle* OracleRegistry::find(std::string_view name) const {
+  for (const auto& o : oracles_)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+void register_builtin_oracles(OracleRegistry& registry) {
+  registry.add({"authentic", authentic});
+  registry.add({"atomic", atomic});
+  registry.add({"no-rollback", no_rollback});
+  registry.add({"recovered", recovered});
+  registry.add({"still-updatable", still_updatable});
+}
+
+const OracleRegistry& builtin_oracles() {
+  static const OracleRegistry registry = [] {
+    OracleRegistry r;
+    register_builtin_oracles(r);
+    return r;
+  }();
+  return registry;
+}
+
+std::vector<OracleResult> judge(const OracleInput& in, const OracleRegistry& oracles) {
+  std::vector<OracleResult> out;
+  out.reserve(oracles.all().size());
+  for (const auto& o : oracles.all()) {
+    auto r = o.check(in);
+    if (r.name.empty()) r.name = o.name;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<OracleResult> judge(const OracleInput& in) { return judge(in, builtin_oracles()); }
 
 }  // namespace otarig::harness

@@ -364,7 +364,8 @@ class Runner final : public TrialPort {
 
   void judge_trial() {
     const auto in = oracle_input();
-    out_.oracles = harness::judge(in);
+    out_.oracles = harness::judge(in, hooks_ && hooks_->registered_oracles ? *hooks_->registered_oracles
+                                                                           : builtin_oracles());
     if (in.delivered_fails_self_test && has_tag(bench_.profile(), "no-trial-boot")) {
       for (auto& o : out_.oracles)
         if (o.name == "recovered") o = recovered_without_revert(in);

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <stdexcept>
+#include <vector>
+
 #include "detail.hpp"
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
@@ -47,20 +50,67 @@ std::string printable_console_text(std::string_view raw, bool* escaped) {
   return out;
 }
 
+namespace {
+
+// Files the bundle writer makes itself, which no report writer may take.
+bool bundle_file(const std::string& name) {
+  for (const char* f : {"run.json", "journal.jsonl", "trials", kManifestFile, kAttestationFile, kPublicKeyFile})
+    if (name == f) return true;
+  return false;
+}
+
+bool plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
+}  // namespace
+
+void ReportWriterRegistry::add(ReportWriter writer) {
+  if (!plain_file_name(writer.file) || !writer.write)
+    throw std::logic_error("a report writer needs a plain file name and a function: '" + writer.file + "'");
+  if (bundle_file(writer.file)) throw std::logic_error("report writer: the bundle writes " + writer.file + " itself");
+  for (const auto& w : writers_)
+    if (w.file == writer.file) throw std::logic_error("report writer registered twice: " + writer.file);
+  writers_.push_back(std::move(writer));
+}
+
+void register_builtin_report_writers(ReportWriterRegistry& registry) {
+  registry.add({"junit.xml", [](const nlohmann::json& run, const ReportContext&) { return junit_xml(run); }});
+  registry.add({"summary.md", [](const nlohmann::json& run, const ReportContext&) { return summary_markdown(run); }});
+  registry.add({"report.html", [](const nlohmann::json& run, const ReportContext& c) {
+                  HtmlOptions html;
+                  html.evidence = c.out;
+                  html.signer_keyid = c.signer_keyid;
+                  html.test_key = c.test_key;
+                  return report_html(run, html);
+                }});
+}
+
+const ReportWriterRegistry& builtin_report_writers() {
+  static const ReportWriterRegistry registry = [] {
+    ReportWriterRegistry r;
+    register_builtin_report_writers(r);
+    return r;
+  }();
+  return registry;
+}
+
 void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, const BundleOptions& options) {
   // Load the key first: a bad key path must fail before anything is written.
   auto key = options.signing_key ? crypto::Ed25519Key::load_pem(*options.signing_key)
                                  : crypto::Ed25519Key::generate();
   const bool test_key = !options.signing_key;
+  const auto& writers = options.writers ? *options.writers : builtin_report_writers();
 
   std::filesystem::create_directories(out);
   // Stale closing files from an earlier write (a resumed run) are replaced,
   // and so are the temporary files of a write that was killed before its
   // rename: left in place they would be listed in the new manifest and then
   // vanish when their own write renames them.
-  const char* written[] = {"run.json",    "junit.xml",      "summary.md",  "report.html",
-                           kManifestFile, kAttestationFile, kPublicKeyFile};
-  for (const char* f : written) {
+  std::vector<std::string> written{"run.json", kManifestFile, kAttestationFile, kPublicKeyFile};
+  for (const auto& w : writers.all()) written.push_back(w.file);
+  for (const auto& f : written) {
     auto tmp = out / f;
     tmp += ".tmp";
     std::filesystem::remove(tmp);
@@ -69,13 +119,8 @@ void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, c
 
   detail::write_file(out / "run.json",
                      run.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  detail::write_file(out / "junit.xml", junit_xml(run));
-  detail::write_file(out / "summary.md", summary_markdown(run));
-  HtmlOptions html;
-  html.evidence = out;
-  html.signer_keyid = key_id_hex(key.public_key());
-  html.test_key = test_key;
-  detail::write_file(out / "report.html", report_html(run, html));
+  const ReportContext context{out, key_id_hex(key.public_key()), test_key};
+  for (const auto& w : writers.all()) detail::write_file(out / w.file, w.write(run, context));
   write_manifest(out);
   write_attestation(out, run, key, test_key, options.url);
 }

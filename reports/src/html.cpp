@@ -209,6 +209,255 @@ struct Counts {
   }
 };
 
+// A trial whose power cut fell (or was planned) at a counted flash operation.
+struct Cut {
+  double x;  ///< op / total, in 0..1
+  std::uint64_t op;
+  std::uint64_t total;
+  std::string phase;
+  bool pass;
+  bool torn;
+  std::vector<std::string> broken;
+};
+
+std::vector<Cut> collect_cuts(const std::vector<const json*>& trials) {
+  std::vector<Cut> cuts;
+  for (const auto* t : trials) {
+    double op = 0, total = 0;
+    std::string phase;
+    bool torn = false;
+    if (t->contains("cut") && (*t)["cut"].is_object()) {
+      const auto& c = (*t)["cut"];
+      op = c.value("op", 0.0);
+      total = c.value("ops_total", 0.0);
+      phase = detail::text(c, "phase");
+      torn = c.value("torn", false);
+    } else if (object_at(*t, "fault").contains("before_op")) {
+      // A counted cut that did not fall (the update ended first).
+      const auto& f = object_at(*t, "fault");
+      op = f.value("before_op", 0.0);
+      total = f.value("ops_total", 0.0);
+      phase = "(cut did not fall)";
+      torn = f.value("torn", false);
+    } else {
+      continue;
+    }
+    if (total <= 0) continue;
+    std::vector<std::string> broken;
+    for (const auto& b : array_at(*t, "broken")) broken.push_back(detail::text(b, "oracle"));
+    cuts.push_back({std::clamp(op / total, 0.0, 1.0), static_cast<std::uint64_t>(op),
+                    static_cast<std::uint64_t>(total), phase.empty() ? "(unknown)" : phase,
+                    detail::text(*t, "verdict") == "pass", torn, broken});
+  }
+  return cuts;
+}
+
+// The power-cut charts of the report: inline SVG appended to `out`.
+class CutCharts {
+ public:
+  explicit CutCharts(std::string& out) : out_(out) {}
+
+  void strip_chart(const std::vector<Cut>& cuts) {
+    // Phases in update order (by their mean position).
+    std::map<std::string, std::pair<double, std::size_t>> mean;
+    for (const auto& c : cuts) {
+      mean[c.phase].first += c.x;
+      ++mean[c.phase].second;
+    }
+    std::vector<std::string> phases;
+    for (const auto& [p, m] : mean) phases.push_back(p);
+    std::sort(phases.begin(), phases.end(), [&](const auto& a, const auto& b) {
+      return mean[a].first / static_cast<double>(mean[a].second) <
+             mean[b].first / static_cast<double>(mean[b].second);
+    });
+    const int left = 130, width = 820, row_h = 30, top = 10;
+    const int height = top + static_cast<int>(phases.size()) * row_h + 40;
+    put(fmt::format(
+        "<h3>Where each cut fell, by update phase</h3>\n<svg "
+        "width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"power cut positions\">\n",
+        left + width + 20, height, left + width + 20, height));
+    for (std::size_t i = 0; i < phases.size(); ++i) {
+      int y = top + static_cast<int>(i) * row_h;
+      put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width,
+                      row_h, i % 2 ? "#ffffff" : "#f3f4f6"));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + row_h / 2 + 4,
+                      e(phases[i])));
+    }
+    int axis_y = top + static_cast<int>(phases.size()) * row_h;
+    for (int k = 0; k <= 4; ++k) {
+      int x = left + width * k / 4;
+      put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top,
+                      axis_y + 4));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", x, axis_y + 16, k * 25));
+    }
+    put(fmt::format(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position of the cut in the update's flash "
+        "operations</text>\n",
+        left + width / 2, axis_y + 32));
+    // One mark per (phase, pixel column, verdict, torn), so 10k trials stay a small picture.
+    struct Key {
+      std::size_t row;
+      int px;
+      bool pass;
+      bool torn;
+      auto operator<=>(const Key&) const = default;
+    };
+    std::map<Key, std::size_t> marks;
+    std::map<std::string, std::size_t> row_of;
+    for (std::size_t i = 0; i < phases.size(); ++i) row_of[phases[i]] = i;
+    for (const auto& c : cuts)
+      ++marks[Key{row_of[c.phase], static_cast<int>(std::lround(c.x * width)), c.pass, c.torn}];
+    for (int pass_layer = 1; pass_layer >= 0; --pass_layer)
+      for (const auto& [k, n] : marks) {
+        if (k.pass != static_cast<bool>(pass_layer)) continue;
+        int x = left + k.px;
+        int y = top + static_cast<int>(k.row) * row_h + row_h / 2 + (k.pass ? -5 : 5);
+        const char* colour = k.pass ? "#1b7a3d" : "#b3261e";
+        std::string title =
+            fmt::format("<title>{}: {:.1f}% of the update, {} {}{}</title>", e(phases[k.row]),
+                        100.0 * k.px / width, n, k.pass ? "passed" : "failed", k.torn ? " (torn write)" : "");
+        if (k.torn)
+          put(fmt::format("<path d=\"M{} {}l4 4l-4 4l-4 -4z\" fill=\"{}\" fill-opacity=\"0.8\">{}</path>\n",
+                          x, y - 4, colour, title));
+        else
+          put(fmt::format(
+              "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" fill-opacity=\"0.75\">{}</circle>\n", x, y,
+              colour, title));
+      }
+    put("</svg>\n");
+  }
+
+  void heat_map(const std::vector<Cut>& cuts) {
+    // One bin per flash operation when every cut is into an update of the
+    // same length (a sweep), else 40 bins of 2.5% of the update.
+    const std::uint64_t total = cuts.front().total;
+    const bool per_op =
+        total <= 80 && std::all_of(cuts.begin(), cuts.end(), [&](const Cut& c) { return c.total == total; });
+    const std::size_t bins = per_op ? static_cast<std::size_t>(total) : 40;
+    auto bin_of = [&](const Cut& c) {
+      return per_op ? std::min<std::size_t>(bins - 1, static_cast<std::size_t>(c.op))
+                    : std::min(bins - 1, static_cast<std::size_t>(c.x * static_cast<double>(bins)));
+    };
+    std::vector<std::string> rows = {"passed", "failed"};
+    for (const auto& [name, what] : kOracles) rows.push_back(std::string("broke ") + name);
+    for (const auto& c : cuts)
+      for (const auto& b : c.broken)
+        if (std::find(rows.begin(), rows.end(), "broke " + b) == rows.end()) rows.push_back("broke " + b);
+    std::vector<std::vector<std::size_t>> grid(rows.size(), std::vector<std::size_t>(bins, 0));
+    for (const auto& c : cuts) {
+      auto bin = bin_of(c);
+      ++grid[c.pass ? 0 : 1][bin];
+      for (const auto& b : c.broken)
+        for (std::size_t r = 2; r < rows.size(); ++r)
+          if (rows[r] == "broke " + b) ++grid[r][bin];
+    }
+    std::size_t max_pass = 1, max_fail = 1;
+    for (std::size_t r = 0; r < rows.size(); ++r)
+      for (auto n : grid[r]) (r == 0 ? max_pass : max_fail) = std::max(r == 0 ? max_pass : max_fail, n);
+    const int left = 160, cell_h = 22, top = 6, plot_w = 800;
+    const int cell_w = std::max(10, plot_w / static_cast<int>(bins));
+    const int width = left + cell_w * static_cast<int>(bins) + 20;
+    const int height = top + cell_h * static_cast<int>(rows.size()) + 40;
+    put(fmt::format(
+        "<h3>Sweep outcome by position</h3>\n<p class=\"note\">{}; darker = more trials. A trial that "
+        "broke several oracles counts in each of their rows.</p>\n"
+        "<svg width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
+        "aria-label=\"sweep heat map\">\n",
+        per_op ? fmt::format("one column per flash operation of the {}-operation update", total)
+               : std::string("40 columns of 2.5% of the update each"),
+        width, height, width, height));
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      int y = top + static_cast<int>(r) * cell_h;
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + cell_h / 2 + 4,
+                      e(rows[r])));
+      for (std::size_t b = 0; b < bins; ++b) {
+        auto n = grid[r][b];
+        int x = left + static_cast<int>(b) * cell_w;
+        std::string fill = "#f3f4f6";
+        if (n) {
+          double level =
+              0.25 + 0.75 * static_cast<double>(n) / static_cast<double>(r == 0 ? max_pass : max_fail);
+          fill = r == 0 ? fmt::format("rgba(27,122,61,{:.2f})", level)
+                        : fmt::format("rgba(179,38,30,{:.2f})", level);
+        }
+        std::string where =
+            per_op ? fmt::format("cut before op {}", b)
+                   : fmt::format("{:.1f}-{:.1f}% of the update", 100.0 * static_cast<double>(b) / bins,
+                                 100.0 * static_cast<double>(b + 1) / bins);
+        put(
+            fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#fff\">"
+                        "<title>{}, {}: {} trial(s)</title></rect>\n",
+                        x, y, cell_w, cell_h, fill, e(rows[r]), where, n));
+        if (n && cell_w >= 16)
+          put(fmt::format(
+              "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" style=\"font-size:9px;fill:#fff\">{}</text>\n",
+              x + cell_w / 2, y + cell_h / 2 + 3, n > 999 ? std::string("1k+") : std::to_string(n)));
+      }
+    }
+    int axis_y = top + cell_h * static_cast<int>(rows.size());
+    const int plot = cell_w * static_cast<int>(bins);
+    if (per_op) {
+      std::size_t step = bins <= 20 ? 1 : bins <= 40 ? 5 : 10;
+      for (std::size_t b = 0; b < bins; b += step)
+        put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                        left + static_cast<int>(b) * cell_w + cell_w / 2, axis_y + 14, b));
+    } else {
+      for (int k = 0; k <= 4; ++k)
+        put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", left + plot * k / 4,
+                        axis_y + 14, k * 25));
+    }
+    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + plot / 2,
+                    axis_y + 30,
+                    per_op ? "flash operation the power cut came before"
+                           : "position of the cut in the update's flash operations"));
+    put("</svg>\n");
+  }
+
+ private:
+  void put(std::string_view s) { out_ += s; }
+
+  std::string& out_;
+};
+
+// The table of the run's scenarios with their trial counts and verdicts.
+std::string scenario_table(const json& run, const std::vector<const json*>& trials) {
+  std::string out;
+  auto put = [&](std::string_view text) { out += text; };
+  std::map<std::string, Counts> counts;
+  std::vector<std::string> order;
+  for (const auto* t : trials) {
+    auto s = detail::text(*t, "scenario");
+    if (!counts.count(s)) order.push_back(s);
+    counts[s].add(*t);
+  }
+  std::map<std::string, const json*> parts;
+  std::vector<std::string> part_order;
+  for (const auto& p : array_at(object_at(run, "scenario"), "parts")) {
+    parts[detail::text(p, "name")] = &p;
+    part_order.push_back(detail::text(p, "name"));
+  }
+  for (const auto& s : order)
+    if (!parts.count(s)) part_order.push_back(s);
+  put("<section "
+      "id=\"scenarios\"><h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>title</th><th>classes</th>"
+      "<th>fault</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th>"
+      "<th>verdict</th></tr>\n");
+  for (const auto& s : part_order) {
+    const auto c = counts.count(s) ? counts[s] : Counts{};
+    const json* p = parts.count(s) ? parts[s] : nullptr;
+    std::string cls;
+    if (p)
+      for (const auto& k : array_at(*p, "classes")) cls += (cls.empty() ? "" : ", ") + k.get<std::string>();
+    put(fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
+        "<td class=\"n\">{}</td><td>{}</td></tr>\n",
+        e(s), p ? et(*p, "title") : "", e(cls), p ? et(*p, "fault") : "", c.trials, c.passed, c.failed,
+        c.trials ? verdict_badge(c.failed ? "fail" : "pass") : "<span class=\"v none\">NO TRIALS</span>"));
+  }
+  put("</table>\n</section>\n");
+  return out;
+}
+
 class Page {
  public:
   Page(const json& run, const HtmlOptions& o) : run_(run), o_(o) {
@@ -514,43 +763,7 @@ class Page {
 
   // Where along the update each power cut fell, and the sweep heat map.
   void charts() {
-    struct Cut {
-      double x;
-      std::uint64_t op;
-      std::uint64_t total;
-      std::string phase;
-      bool pass;
-      bool torn;
-      std::vector<std::string> broken;
-    };
-    std::vector<Cut> cuts;
-    for (const auto* t : trials_) {
-      double op = 0, total = 0;
-      std::string phase;
-      bool torn = false;
-      if (t->contains("cut") && (*t)["cut"].is_object()) {
-        const auto& c = (*t)["cut"];
-        op = c.value("op", 0.0);
-        total = c.value("ops_total", 0.0);
-        phase = detail::text(c, "phase");
-        torn = c.value("torn", false);
-      } else if (object_at(*t, "fault").contains("before_op")) {
-        // A counted cut that did not fall (the update ended first).
-        const auto& f = object_at(*t, "fault");
-        op = f.value("before_op", 0.0);
-        total = f.value("ops_total", 0.0);
-        phase = "(cut did not fall)";
-        torn = f.value("torn", false);
-      } else {
-        continue;
-      }
-      if (total <= 0) continue;
-      std::vector<std::string> broken;
-      for (const auto& b : array_at(*t, "broken")) broken.push_back(detail::text(b, "oracle"));
-      cuts.push_back({std::clamp(op / total, 0.0, 1.0), static_cast<std::uint64_t>(op),
-                      static_cast<std::uint64_t>(total), phase.empty() ? "(unknown)" : phase,
-                      detail::text(*t, "verdict") == "pass", torn, broken});
-    }
+    const auto cuts = collect_cuts(trials_);
     put("<section id=\"cuts\"><h2>Power cuts</h2>\n");
     if (cuts.empty()) {
       put("<p>No trial of this run cut power.</p>\n</section>\n");
@@ -560,203 +773,13 @@ class Page {
         fmt::format("<p>{} trials cut power. Position = flash operation index / operations in the update. "
                     "Green: the trial passed; red: a finding. Diamonds are torn writes.</p>\n",
                     cuts.size()));
-    strip_chart(cuts);
-    heat_map(cuts);
+    CutCharts charts(out_);
+    charts.strip_chart(cuts);
+    charts.heat_map(cuts);
     put("</section>\n");
   }
 
-  template <class Cut>
-  void strip_chart(const std::vector<Cut>& cuts) {
-    // Phases in update order (by their mean position).
-    std::map<std::string, std::pair<double, std::size_t>> mean;
-    for (const auto& c : cuts) {
-      mean[c.phase].first += c.x;
-      ++mean[c.phase].second;
-    }
-    std::vector<std::string> phases;
-    for (const auto& [p, m] : mean) phases.push_back(p);
-    std::sort(phases.begin(), phases.end(), [&](const auto& a, const auto& b) {
-      return mean[a].first / static_cast<double>(mean[a].second) <
-             mean[b].first / static_cast<double>(mean[b].second);
-    });
-    const int left = 130, width = 820, row_h = 30, top = 10;
-    const int height = top + static_cast<int>(phases.size()) * row_h + 40;
-    put(fmt::format(
-        "<h3>Where each cut fell, by update phase</h3>\n<svg "
-        "width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"power cut positions\">\n",
-        left + width + 20, height, left + width + 20, height));
-    for (std::size_t i = 0; i < phases.size(); ++i) {
-      int y = top + static_cast<int>(i) * row_h;
-      put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width,
-                      row_h, i % 2 ? "#ffffff" : "#f3f4f6"));
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + row_h / 2 + 4,
-                      e(phases[i])));
-    }
-    int axis_y = top + static_cast<int>(phases.size()) * row_h;
-    for (int k = 0; k <= 4; ++k) {
-      int x = left + width * k / 4;
-      put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top,
-                      axis_y + 4));
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", x, axis_y + 16, k * 25));
-    }
-    put(fmt::format(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position of the cut in the update's flash "
-        "operations</text>\n",
-        left + width / 2, axis_y + 32));
-    // One mark per (phase, pixel column, verdict, torn), so 10k trials stay a small picture.
-    struct Key {
-      std::size_t row;
-      int px;
-      bool pass;
-      bool torn;
-      auto operator<=>(const Key&) const = default;
-    };
-    std::map<Key, std::size_t> marks;
-    std::map<std::string, std::size_t> row_of;
-    for (std::size_t i = 0; i < phases.size(); ++i) row_of[phases[i]] = i;
-    for (const auto& c : cuts)
-      ++marks[Key{row_of[c.phase], static_cast<int>(std::lround(c.x * width)), c.pass, c.torn}];
-    for (int pass_layer = 1; pass_layer >= 0; --pass_layer)
-      for (const auto& [k, n] : marks) {
-        if (k.pass != static_cast<bool>(pass_layer)) continue;
-        int x = left + k.px;
-        int y = top + static_cast<int>(k.row) * row_h + row_h / 2 + (k.pass ? -5 : 5);
-        const char* colour = k.pass ? "#1b7a3d" : "#b3261e";
-        std::string title =
-            fmt::format("<title>{}: {:.1f}% of the update, {} {}{}</title>", e(phases[k.row]),
-                        100.0 * k.px / width, n, k.pass ? "passed" : "failed", k.torn ? " (torn write)" : "");
-        if (k.torn)
-          put(fmt::format("<path d=\"M{} {}l4 4l-4 4l-4 -4z\" fill=\"{}\" fill-opacity=\"0.8\">{}</path>\n",
-                          x, y - 4, colour, title));
-        else
-          put(fmt::format(
-              "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" fill-opacity=\"0.75\">{}</circle>\n", x, y,
-              colour, title));
-      }
-    put("</svg>\n");
-  }
-
-  template <class Cut>
-  void heat_map(const std::vector<Cut>& cuts) {
-    // One bin per flash operation when every cut is into an update of the
-    // same length (a sweep), else 40 bins of 2.5% of the update.
-    const std::uint64_t total = cuts.front().total;
-    const bool per_op =
-        total <= 80 && std::all_of(cuts.begin(), cuts.end(), [&](const Cut& c) { return c.total == total; });
-    const std::size_t bins = per_op ? static_cast<std::size_t>(total) : 40;
-    auto bin_of = [&](const Cut& c) {
-      return per_op ? std::min<std::size_t>(bins - 1, static_cast<std::size_t>(c.op))
-                    : std::min(bins - 1, static_cast<std::size_t>(c.x * static_cast<double>(bins)));
-    };
-    std::vector<std::string> rows = {"passed", "failed"};
-    for (const auto& [name, what] : kOracles) rows.push_back(std::string("broke ") + name);
-    for (const auto& c : cuts)
-      for (const auto& b : c.broken)
-        if (std::find(rows.begin(), rows.end(), "broke " + b) == rows.end()) rows.push_back("broke " + b);
-    std::vector<std::vector<std::size_t>> grid(rows.size(), std::vector<std::size_t>(bins, 0));
-    for (const auto& c : cuts) {
-      auto bin = bin_of(c);
-      ++grid[c.pass ? 0 : 1][bin];
-      for (const auto& b : c.broken)
-        for (std::size_t r = 2; r < rows.size(); ++r)
-          if (rows[r] == "broke " + b) ++grid[r][bin];
-    }
-    std::size_t max_pass = 1, max_fail = 1;
-    for (std::size_t r = 0; r < rows.size(); ++r)
-      for (auto n : grid[r]) (r == 0 ? max_pass : max_fail) = std::max(r == 0 ? max_pass : max_fail, n);
-    const int left = 160, cell_h = 22, top = 6, plot_w = 800;
-    const int cell_w = std::max(10, plot_w / static_cast<int>(bins));
-    const int width = left + cell_w * static_cast<int>(bins) + 20;
-    const int height = top + cell_h * static_cast<int>(rows.size()) + 40;
-    put(fmt::format(
-        "<h3>Sweep outcome by position</h3>\n<p class=\"note\">{}; darker = more trials. A trial that "
-        "broke several oracles counts in each of their rows.</p>\n"
-        "<svg width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
-        "aria-label=\"sweep heat map\">\n",
-        per_op ? fmt::format("one column per flash operation of the {}-operation update", total)
-               : std::string("40 columns of 2.5% of the update each"),
-        width, height, width, height));
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-      int y = top + static_cast<int>(r) * cell_h;
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + cell_h / 2 + 4,
-                      e(rows[r])));
-      for (std::size_t b = 0; b < bins; ++b) {
-        auto n = grid[r][b];
-        int x = left + static_cast<int>(b) * cell_w;
-        std::string fill = "#f3f4f6";
-        if (n) {
-          double level =
-              0.25 + 0.75 * static_cast<double>(n) / static_cast<double>(r == 0 ? max_pass : max_fail);
-          fill = r == 0 ? fmt::format("rgba(27,122,61,{:.2f})", level)
-                        : fmt::format("rgba(179,38,30,{:.2f})", level);
-        }
-        std::string where =
-            per_op ? fmt::format("cut before op {}", b)
-                   : fmt::format("{:.1f}-{:.1f}% of the update", 100.0 * static_cast<double>(b) / bins,
-                                 100.0 * static_cast<double>(b + 1) / bins);
-        put(
-            fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"#fff\">"
-                        "<title>{}, {}: {} trial(s)</title></rect>\n",
-                        x, y, cell_w, cell_h, fill, e(rows[r]), where, n));
-        if (n && cell_w >= 16)
-          put(fmt::format(
-              "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" style=\"font-size:9px;fill:#fff\">{}</text>\n",
-              x + cell_w / 2, y + cell_h / 2 + 3, n > 999 ? std::string("1k+") : std::to_string(n)));
-      }
-    }
-    int axis_y = top + cell_h * static_cast<int>(rows.size());
-    const int plot = cell_w * static_cast<int>(bins);
-    if (per_op) {
-      std::size_t step = bins <= 20 ? 1 : bins <= 40 ? 5 : 10;
-      for (std::size_t b = 0; b < bins; b += step)
-        put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                        left + static_cast<int>(b) * cell_w + cell_w / 2, axis_y + 14, b));
-    } else {
-      for (int k = 0; k <= 4; ++k)
-        put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", left + plot * k / 4,
-                        axis_y + 14, k * 25));
-    }
-    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + plot / 2,
-                    axis_y + 30,
-                    per_op ? "flash operation the power cut came before"
-                           : "position of the cut in the update's flash operations"));
-    put("</svg>\n");
-  }
-
-  void scenarios() {
-    std::map<std::string, Counts> counts;
-    std::vector<std::string> order;
-    for (const auto* t : trials_) {
-      auto s = detail::text(*t, "scenario");
-      if (!counts.count(s)) order.push_back(s);
-      counts[s].add(*t);
-    }
-    std::map<std::string, const json*> parts;
-    std::vector<std::string> part_order;
-    for (const auto& p : array_at(object_at(run_, "scenario"), "parts")) {
-      parts[detail::text(p, "name")] = &p;
-      part_order.push_back(detail::text(p, "name"));
-    }
-    for (const auto& s : order)
-      if (!parts.count(s)) part_order.push_back(s);
-    put("<section "
-        "id=\"scenarios\"><h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>title</th><th>classes</th>"
-        "<th>fault</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th>"
-        "<th>verdict</th></tr>\n");
-    for (const auto& s : part_order) {
-      const auto c = counts.count(s) ? counts[s] : Counts{};
-      const json* p = parts.count(s) ? parts[s] : nullptr;
-      std::string cls;
-      if (p)
-        for (const auto& k : array_at(*p, "classes")) cls += (cls.empty() ? "" : ", ") + k.get<std::string>();
-      put(fmt::format(
-          "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
-          "<td class=\"n\">{}</td><td>{}</td></tr>\n",
-          e(s), p ? et(*p, "title") : "", e(cls), p ? et(*p, "fault") : "", c.trials, c.passed, c.failed,
-          c.trials ? verdict_badge(c.failed ? "fail" : "pass") : "<span class=\"v none\">NO TRIALS</span>"));
-    }
-    put("</table>\n</section>\n");
-  }
+  void scenarios() { put(scenario_table(run_, trials_)); }
 
   void all_trials() {
     // Every failure, then passes up to the row budget, in trial order.

@@ -399,6 +399,79 @@ retry: next
   }
 }
 
+TEST_F(Fixture, AnOracleAndAReportWriterRegisteredInACopyOfTheRegistriesAreUsed) {
+  auto registries = make_registries();
+  // An oracle of this lab's own, which holds only while the device has never
+  // booted the delivered image: it breaks once an update takes.
+  registries.oracles.add({"never-updates", [](const OracleInput& in) {
+                            OracleResult r{"never-updates", true, ""};
+                            for (const auto& o : in.history)
+                              if (o.booted && o.digest == in.delivered_digest) {
+                                r.held = false;
+                                r.detail = o.step + ": the delivered image runs";
+                              }
+                            return r;
+                          }});
+  // A report format of its own: one line per trial.
+  registries.reports.add({"verdicts.txt", [](const nlohmann::json& run, const reports::ReportContext& c) {
+                            std::string text = "signed by " + c.signer_keyid + "\n";
+                            for (const auto& t : run.at("trials"))
+                              text += t.at("id").get<std::string>() + " " + t.at("verdict").get<std::string>() + "\n";
+                            return text;
+                          }});
+  EXPECT_FALSE(builtin_registries().oracles.find("never-updates"));
+  EXPECT_EQ(builtin_registries().reports.all().size(), 3u);
+
+  CampaignOptions o;
+  o.board = (dir / "small-ab.yaml").string();
+  o.scenario = "power-cut-sweep";
+  o.trials = 6;
+  o.out = dir / "out";
+  use_registries(registries, o.hooks, o.bundle);
+  const auto r = run_campaign(o, registries);
+  ASSERT_EQ(r.trials, 6u) << r.aborted;
+  for (const auto& t : r.run["trials"]) {
+    ASSERT_TRUE(t["oracles"].contains("never-updates")) << t.dump(1);
+    for (const char* name : kOracleNames) EXPECT_TRUE(t["oracles"].contains(name)) << name;
+    // Every trial's clean retry installs an update: the lab's oracle breaks, and only it.
+    EXPECT_FALSE(t["oracles"]["never-updates"].get<bool>()) << t.dump(1);
+    ASSERT_EQ(t["broken"].size(), 1u) << t.dump(1);
+    EXPECT_EQ(t["broken"][0]["oracle"], "never-updates");
+  }
+  EXPECT_EQ(r.exit_code(), 1);
+  std::ifstream in(dir / "out" / "verdicts.txt");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& t : r.run["trials"])
+    EXPECT_NE(text.find(t["id"].get<std::string>() + " fail\n"), std::string::npos) << text;
+  std::ifstream manifest(dir / "out" / "manifest-sha256.txt");
+  std::string listed((std::istreambuf_iterator<char>(manifest)), std::istreambuf_iterator<char>());
+  EXPECT_NE(listed.find("verdicts.txt"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("junit.xml"), std::string::npos) << listed;
+
+  // The built-ins judge by the five and write the three formats only.
+  o.out = dir / "out2";
+  use_registries(builtin_registries(), o.hooks, o.bundle);
+  const auto plain = run_campaign(o, builtin_registries());
+  EXPECT_EQ(plain.exit_code(), 0) << plain.run["findings"].dump(1);
+  EXPECT_FALSE(plain.run["trials"][0]["oracles"].contains("never-updates"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out2" / "verdicts.txt"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "out2" / "report.html"));
+}
+
+TEST(Registries, RefuseAnOracleOrAReportFileTwiceAndFilesTheBundleWritesItself) {
+  auto registries = make_registries();
+  EXPECT_THROW(registries.oracles.add({"atomic", [](const OracleInput&) { return OracleResult{}; }}),
+               std::logic_error);
+  auto text = [](const nlohmann::json&, const reports::ReportContext&) { return std::string(); };
+  EXPECT_THROW(registries.reports.add({"junit.xml", text}), std::logic_error);
+  EXPECT_THROW(registries.reports.add({"run.json", text}), std::logic_error);
+  EXPECT_THROW(registries.reports.add({"manifest-sha256.txt", text}), std::logic_error);
+  EXPECT_THROW(registries.reports.add({"../escape.txt", text}), std::logic_error);
+  std::vector<std::string> names;
+  for (const auto& oracle : registries.oracles.all()) names.push_back(oracle.name);
+  EXPECT_EQ(names, std::vector<std::string>(std::begin(kOracleNames), std::end(kOracleNames)));
+}
+
 TEST_F(Fixture, ConsoleLogShowsControlBytesEscapedAndConsoleRawKeepsThem) {
   registry.add_console("hostile", [](const Config&, const drivers::BindContext& ctx, drivers::BoardParts& parts) {
     if (ctx.validate_only) return;

@@ -368,6 +368,48 @@ def test_single_trial_with_a_chosen_fault(bench):
         bench.trial("nightly")
 
 
+def _evidence_files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def _without_wall_clock(verdict):
+    verdict = dict(verdict)
+    verdict.pop("duration_ms")  # the host's time, the one thing two runs do not share
+    return verdict
+
+
+@pytest.mark.parametrize("scenario,index", [("tampered-image", 3), ("power-cut-sweep", 9)])
+def test_a_single_trial_writes_the_evidence_folder_of_a_command_line_trial(tmp_path, scenario, index):
+    cli_out = tmp_path / "cli"
+    p = subprocess.run([OTARIG_BIN, "run", "--board", str(REF), "--scenario", scenario, "--seed", "5", "--trial",
+                        str(index), "--out", str(cli_out), "--no-progress", "-q"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    py_out = tmp_path / "py"
+    with otarig.Bench(REF) as fresh:
+        t = fresh.trial(scenario, index=index, seed=5, out=py_out)
+    trial_id = f"{index:05d}"
+    cli_trial = cli_out / "trials" / trial_id
+    assert t.evidence == (py_out / "trials" / trial_id).resolve()
+    # The same folder with the same files, and nothing else beside it.
+    assert [d.name for d in (py_out / "trials").iterdir()] == [trial_id]
+    assert _evidence_files(t.evidence) == _evidence_files(cli_trial)
+    assert {"console.log", "events.jsonl", "verdict.json"} <= set(_evidence_files(cli_trial))
+    cli_verdict = json.loads((cli_trial / "verdict.json").read_text())
+    py_verdict = json.loads((t.evidence / "verdict.json").read_text())
+    assert py_verdict["evidence"] == f"trials/{trial_id}" and py_verdict == t.to_dict()
+    assert _without_wall_clock(py_verdict) == _without_wall_clock(cli_verdict)
+    for name in ("console.log", "events.jsonl"):
+        assert (t.evidence / name).read_text() == (cli_trial / name).read_text(), name
+    # The trial reads its evidence back as a campaign's trial does.
+    assert t.console_log == (cli_trial / "console.log").read_text()
+
+
+def test_a_single_trial_without_out_writes_nothing(bench, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    t = bench.trial("tampered-image", variant="truncated")
+    assert t.evidence is None and list(tmp_path.iterdir()) == []
+
+
 def test_a_torn_cut_on_the_inplace_board_is_a_finding():
     bench = otarig.Bench(INPLACE)
     plan = bench.plan("power-cut-sweep")

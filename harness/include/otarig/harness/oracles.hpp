@@ -1,8 +1,12 @@
 #pragma once
 // The five oracles of DESIGN.md. Each judges a trial's observations and says
-// whether it held, and why not.
+// whether it held, and why not. They are registered at the composition root
+// (Registries::oracles) beside drivers and fault kinds; a lab adds its own to
+// a copy of the registries.
+#include <functional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "otarig/harness/bench.hpp"
@@ -32,6 +36,32 @@ struct OracleInput {
   std::string retry_problem;          ///< the retry delivery's own failure, if any
 };
 
+/// An oracle that judges every trial from its observations.
+struct Oracle {
+  std::string name;
+  std::function<OracleResult(const OracleInput&)> check;
+};
+
+/// The oracles every trial is judged by, in the order they judge.
+class OracleRegistry {
+ public:
+  /// std::logic_error when the name is empty or already registered.
+  void add(Oracle oracle);
+  const Oracle* find(std::string_view name) const;
+  const std::vector<Oracle>& all() const { return oracles_; }
+
+ private:
+  std::vector<Oracle> oracles_;
+};
+
+/// Adds the five oracles of DESIGN.md (kOracleNames, in that order).
+void register_builtin_oracles(OracleRegistry& registry);
+/// The five, registered once.
+const OracleRegistry& builtin_oracles();
+
+/// Judges by every registered oracle, in order.
+std::vector<OracleResult> judge(const OracleInput& in, const OracleRegistry& oracles);
+/// Judges by the five built-in oracles.
 std::vector<OracleResult> judge(const OracleInput& in);
 
 /// Compares "1.2.3+4" versions; unparsable versions compare as strings.

@@ -61,6 +61,9 @@ struct TrialContext {
 struct TrialHooks {
   std::vector<CustomStep> steps;
   std::vector<CustomOracle> oracles;
+  /// The oracles every trial is judged by before the custom ones: the
+  /// composition root's `Registries::oracles`; null means the built-in five.
+  const OracleRegistry* registered_oracles = nullptr;
 };
 
 /// Runs one trial on `bench`. Throws BenchError when the bench fails.

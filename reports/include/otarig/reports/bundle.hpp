@@ -5,12 +5,47 @@
 // the signed attestation close the bundle.
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace otarig::reports {
+
+/// What a report writer is given besides the run document.
+struct ReportContext {
+  std::filesystem::path out;  ///< the bundle folder: journal.jsonl and trials/ are complete
+  std::string signer_keyid;   ///< the key id the attestation will be signed with
+  bool test_key = true;       ///< the attestation is signed with a one-off test key
+};
+
+/// A report format: one file of the bundle made from the run document (and
+/// the bundle's journal and trials/, never a device).
+struct ReportWriter {
+  std::string file;  ///< its name in the bundle folder, e.g. "junit.xml"
+  std::function<std::string(const nlohmann::json& run, const ReportContext& context)> write;
+};
+
+/// The report formats a bundle is written with, in order. The composition
+/// root registers them (Registries::reports) as it registers drivers.
+class ReportWriterRegistry {
+ public:
+  /// std::logic_error when the file is not a plain file name, is one the
+  /// bundle writes itself (run.json, journal.jsonl, the manifest, the
+  /// attestation) or is already registered.
+  void add(ReportWriter writer);
+  const std::vector<ReportWriter>& all() const { return writers_; }
+
+ private:
+  std::vector<ReportWriter> writers_;
+};
+
+/// Adds junit.xml, summary.md and report.html.
+void register_builtin_report_writers(ReportWriterRegistry& registry);
+/// Those three, registered once.
+const ReportWriterRegistry& builtin_report_writers();
 
 /// How write_bundle signs and describes a bundle.
 struct BundleOptions {
@@ -20,9 +55,13 @@ struct BundleOptions {
   std::optional<std::filesystem::path> signing_key;
   /// A link to the CI job or lab record, recorded as the attestation's `url`.
   std::string url;
+  /// The report formats written beside run.json (the composition root's
+  /// `Registries::reports`); null means builtin_report_writers().
+  const ReportWriterRegistry* writers = nullptr;
 };
 
-/// Writes run.json, junit.xml, summary.md and report.html into `out`, then
+/// Writes run.json and every report writer's file (junit.xml, summary.md and
+/// report.html unless options.writers says otherwise) into `out`, then
 /// manifest-sha256.txt over every file in `out`, then attestation.dsse.json
 /// and attestation.pub.pem. journal.jsonl and trials/ must be complete.
 /// Throws InputError when the signing key cannot be read.
