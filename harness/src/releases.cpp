@@ -180,7 +180,8 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
   if (!pki_) throw BenchError("the board takes no packages (no `package:` in its profile)");
   auto content = content_of(slot_image);
   if (package_.format == "swu")
-    return clients::swu_archive(clients::swu_parts(content, &pki_->signer, package_.hardware_revision, package_.swu_handler));
+    return clients::swu_archive(
+        clients::swu_parts(content, &pki_->signer, package_.hardware_revision, package_.swu_handler));
   return clients::rauc_bundle(clients::rauc_manifest(content, package_.compatible), content.image, pki_->signer,
                               pki_->ca.cert_pem);
 }

@@ -75,6 +75,14 @@ TEST(SwuTest, SwupdateChecksEveryVariant) {
   EXPECT_EQ(entries[2].data, rs.get("update").bytes);
   EXPECT_NE(std::string(entries[0].data.begin(), entries[0].data.end()).find("version = \"1.1.0.2\""),
             std::string::npos);
+  // The reference profile's slots are files: SWUpdate's rawfile handler (it
+  // fsyncs the slot) names them by path; the raw handler by device.
+  const std::string description(entries[0].data.begin(), entries[0].data.end());
+  EXPECT_NE(description.find("type = \"rawfile\";"), std::string::npos) << description;
+  EXPECT_NE(description.find("path = \"/run/otarig/slot-b\";"), std::string::npos) << description;
+  const auto raw = clients::swu_description(clients::package_content(rs.get("update").bytes), "1.0", "raw");
+  EXPECT_NE(raw.find("type = \"raw\";"), std::string::npos);
+  EXPECT_NE(raw.find("device = \"/run/otarig/slot-b\";"), std::string::npos);
   // swupdate -c costs about a second, mostly waiting: run them side by side.
   std::vector<std::future<ToolResult>> runs;
   for (std::size_t i = 0; i < all.size(); ++i) {
