@@ -10,7 +10,9 @@ The boards run with 64 KiB slots so a sweep stays within the test's time;
 the code path is the one the 1 MiB profiles take."""
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,55 @@ def test_kill_model_without_a_reason_is_bad_input(tmp_path):
     p = otarig("run", "--board", board, "--scenario", "unsigned", "--out", tmp_path / "o")
     assert p.returncode == 2, p.stderr
     assert f"{board}:" in p.stderr and "reason" in p.stderr
+
+
+def fuse_mounts_naming(text):
+    """FUSE mounts, in any process's mount namespace, whose line names `text`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            info = Path(f"/proc/{pid}/mountinfo").read_text()
+        except OSError:
+            continue
+        found += [(pid, line) for line in info.splitlines() if "fuse" in line and text in line]
+    return found
+
+
+def test_a_sweep_killed_with_sigkill_leaves_no_mount_and_resumes(tmp_path):
+    board = small(tmp_path, SRC / "boards/vboard-ab.yaml", "vboard-ab-killed")
+    out = tmp_path / "out"
+    journal = out / "journal.jsonl"
+    rig = subprocess.Popen([BIN, "run", "--board", board, "--scenario", "power-cut-sweep", "--seed", "1", "--out", out,
+                            "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        # Kill it mid-sweep: once some trials are judged, with more to go.
+        while time.monotonic() < deadline and rig.poll() is None:
+            if journal.exists() and journal.read_text().count('"type":"verdict"') >= 5:
+                break
+            time.sleep(0.05)
+        assert rig.poll() is None, "the sweep ended before it could be killed"
+        assert fuse_mounts_naming("otarig-vboard-ab-killed-"), "the layer was not mounted while the sweep ran"
+        os.killpg(rig.pid, signal.SIGKILL)
+        rig.wait(timeout=30)
+    finally:
+        if rig.poll() is None:
+            os.killpg(rig.pid, signal.SIGKILL)
+            rig.wait()
+    # The layer and its namespace go with the rig and the devices: no mount is
+    # left half there, in any namespace.
+    deadline = time.monotonic() + 30
+    while fuse_mounts_naming("otarig-vboard-ab-killed-") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not fuse_mounts_naming("otarig-vboard-ab-killed-")
+    judged = journal.read_text().count('"type":"verdict"')
+    assert judged >= 5
+    p = otarig("run", "--board", board, "--scenario", "power-cut-sweep", "--seed", 1, "--out", out, "--no-progress",
+               "--resume")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["trials"]) == run["planned"] and len({t["id"] for t in run["trials"]}) == run["planned"]
+    otarig("report", "verify", out, check=0)
