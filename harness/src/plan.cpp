@@ -100,14 +100,39 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const BoardAbilitie
   return plan;
 }
 
+namespace {
+
+// A seeded partial Fisher-Yates: moves `n` entries chosen by `rng` to the front.
+void draw(std::vector<std::size_t>& idx, std::size_t from, std::size_t n, Rng& rng) {
+  for (std::size_t i = from; i < from + n && i < idx.size(); ++i)
+    std::swap(idx[i], idx[i + rng.below(idx.size() - i)]);
+}
+
+}  // namespace
+
 void limit_plan(Plan& plan, std::uint64_t n, std::uint64_t seed) {
   if (n >= plan.trials.size()) return;
-  // A seeded partial Fisher-Yates picks which trials stay; order is kept.
+  Rng rng(mix64(seed ^ 0x6c696d6974ULL));
   std::vector<std::size_t> idx(plan.trials.size());
   for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  Rng rng(mix64(seed ^ 0x6c696d6974ULL));
-  for (std::size_t i = 0; i < n; ++i) std::swap(idx[i], idx[i + rng.below(idx.size() - i)]);
-  idx.resize(n);
+  // The scenarios of the plan, in order of their first trial.
+  std::vector<const Scenario*> scenarios;
+  for (const auto& t : plan.trials)
+    if (std::find(scenarios.begin(), scenarios.end(), t.scenario) == scenarios.end()) scenarios.push_back(t.scenario);
+  std::size_t chosen = 0;
+  if (scenarios.size() > 1 && n >= scenarios.size()) {
+    // A suite keeps every scenario: first one trial of each, drawn from that
+    // scenario's trials, then the rest drawn from all that are left.
+    for (const auto* s : scenarios) {
+      std::vector<std::size_t> own;
+      for (std::size_t i = chosen; i < idx.size(); ++i)
+        if (plan.trials[idx[i]].scenario == s) own.push_back(i);
+      std::swap(idx[chosen], idx[own[rng.below(own.size())]]);
+      ++chosen;
+    }
+  }
+  draw(idx, chosen, static_cast<std::size_t>(n) - chosen, rng);
+  idx.resize(static_cast<std::size_t>(n));
   std::sort(idx.begin(), idx.end());
   std::vector<TrialSpec> kept;
   for (auto i : idx) kept.push_back(plan.trials[i]);

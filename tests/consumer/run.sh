@@ -11,4 +11,5 @@ cmake --build "$work/build" >/dev/null
 OTARIG_DATA_DIR="$work/prefix/share/otarig" "$work/build/consumer" \
   "$work/prefix/share/otarig/boards/virtual-ab.yaml" unsigned "$work/out"
 test -f "$work/out/run.json"
-"$work/prefix/bin/otarig" list boards | grep -q virtual-ab.yaml
+"$work/prefix/bin/otarig" list boards >"$work/boards.txt"
+grep -q virtual-ab.yaml "$work/boards.txt"

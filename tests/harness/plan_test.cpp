@@ -130,6 +130,27 @@ TEST(Plan, LimitKeepsASeededSubsetInOrder) {
   for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(p.trials[i].index, q.trials[i].index);
 }
 
+TEST(Plan, LimitOnASuiteKeepsEveryScenario) {
+  // 10 sweep + 40 random trials dwarf the two one-trial scenarios; a sample
+  // of a suite still runs each scenario at least once, whatever the seed.
+  auto s = suite();
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    auto p = make_plan(s, seed, kTenOps);
+    std::set<std::string> all;
+    for (const auto& t : p.trials) all.insert(t.scenario->name);
+    limit_plan(p, 4, seed);
+    ASSERT_EQ(p.trials.size(), 4u);
+    std::set<std::string> kept;
+    for (const auto& t : p.trials) kept.insert(t.scenario->name);
+    EXPECT_EQ(kept, all) << "seed " << seed;
+    for (std::size_t i = 1; i < p.trials.size(); ++i) EXPECT_LT(p.trials[i - 1].index, p.trials[i].index);
+  }
+  // Fewer trials than scenarios: a plain seeded sample.
+  auto p = make_plan(s, 1, kTenOps);
+  limit_plan(p, 2, 1);
+  EXPECT_EQ(p.trials.size(), 2u);
+}
+
 TEST(Plan, PowerCutNeedsACountingBoard) {
   // Alone, a scenario the board cannot run is bad input naming it.
   auto single = with_fault("sweep", "\n\n\n\n\n\n\n\nkind: power-cut\nat: every-flash-op\n");

@@ -87,7 +87,8 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const BoardAbilitie
 /// The same for a board whose only ability is `count_ops` (may be empty).
 Plan make_plan(const Scenario& scenario, std::uint64_t seed, const CountOps& count_ops);
 
-/// Keeps `n` trials chosen by the seed (in index order), for --trials.
+/// Keeps `n` trials chosen by the seed (in index order), for --trials. A plan of
+/// several scenarios (a suite) keeps at least one trial of each when `n` allows.
 void limit_plan(Plan& plan, std::uint64_t n, std::uint64_t seed);
 /// Keeps trials whose index % count == shard.
 void shard_plan(Plan& plan, unsigned shard, unsigned count);
