@@ -1,4 +1,5 @@
 #include "otarig/harness/campaign.hpp"
+#include "otarig/harness/evidence.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -96,34 +97,6 @@ nlohmann::json trial_summary(const TrialOutcome& t) {
 }
 
 namespace {
-
-void write_text(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << text;
-  if (!out) throw BenchError(fmt::format("{}: cannot write", p.string()));
-}
-
-void write_trial_dir(const std::filesystem::path& out, const TrialOutcome& t, const nlohmann::json& summary) {
-  if (!is_plain_name(t.spec.id))
-    throw BenchError(fmt::format("trial id '{}' is not a plain file name", t.spec.id));
-  auto dir = out / "trials" / t.spec.id;
-  std::filesystem::create_directories(dir);
-  // console.log shows control bytes escaped; the bytes as the device sent
-  // them go to console.raw when anything needed escaping.
-  std::string console, raw;
-  bool escaped = false;
-  for (const auto& line : t.transcript) {
-    const auto stamp = fmt::format("[{:10.3f} ms] ", line.t_ms);
-    console += stamp + reports::printable_console_text(line.text, &escaped) + "\n";
-    raw += stamp + line.text + "\n";
-  }
-  write_text(dir / "console.log", console);
-  if (escaped) write_text(dir / "console.raw", raw);
-  std::string events;
-  for (const auto& e : t.events) events += e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  write_text(dir / "events.jsonl", events);
-  write_text(dir / "verdict.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-}
 
 // The evidence folder exists and takes files, or --out is bad input: a path
 // that is a file (/dev/null), that cannot be created, or a read-only folder.
@@ -474,7 +447,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
           const TrialSpec& spec = *pending[i];
           auto outcome = run_trial(*bench, releases, spec, &options.hooks);
           auto summary = trial_summary(outcome);
-          write_trial_dir(options.out, outcome, summary);
+          write_trial_evidence(options.out, outcome, summary);
           std::vector<nlohmann::json> block;
           block.push_back({{"type", "trial-start"}, {"trial", spec.id}, {"scenario", spec.scenario->name},
                            {"fault", spec.fault_json()}});
