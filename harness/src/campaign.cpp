@@ -437,8 +437,9 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
         bench = benches[w].get();
       }
       // Contiguous chunks keep a worker's cut points increasing (the virtual
-      // board's sweep cursor only moves forward).
-      constexpr std::size_t kChunk = 16;
+      // board's sweep cursor only moves forward); a small campaign takes
+      // smaller chunks so that every worker gets some.
+      const std::size_t kChunk = std::clamp<std::size_t>(pending.size() / (std::size_t{jobs} * 4), 1, 16);
       while (!stop) {
         std::size_t begin = next.fetch_add(kChunk);
         if (begin >= pending.size()) break;

@@ -18,7 +18,7 @@ if(TARGET otarig_drivers_clients)
       COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_clients_e2e.py)
     set_tests_properties(clients.e2e PROPERTIES
       ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
-      LABELS "clients" TIMEOUT 1200)
+      LABELS "clients" TIMEOUT 1200 COST 350)
   endif()
 endif()
 # The real clients under the crash model (docs/ota-clients.md, "Under the
@@ -29,5 +29,5 @@ if(TARGET otarig AND TARGET otarig-clientboard)
     COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_clients_crash.py)
   set_tests_properties(clients.crash PROPERTIES
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>"
-    LABELS "clients;crash" TIMEOUT 1200)
+    LABELS "clients;crash" TIMEOUT 1200 COST 150)
 endif()

@@ -7,12 +7,12 @@ add_test(NAME e2e.cli
   COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_cli.py)
 set_tests_properties(e2e.cli PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
-  LABELS "e2e" TIMEOUT 900)
+  LABELS "e2e" TIMEOUT 900 COST 100)
 add_test(NAME e2e.catalog
   COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_catalog.py)
 set_tests_properties(e2e.catalog PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
-  LABELS "e2e" TIMEOUT 900)
+  LABELS "e2e" TIMEOUT 900 COST 100)
 # The nightly catalog on the process board (otarig-vboard, real processes, ptys,
 # mutual TLS through the fault proxy); about two minutes.
 if(TARGET otarig-vboard)
@@ -20,7 +20,7 @@ if(TARGET otarig-vboard)
     COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_process_nightly.py)
   set_tests_properties(e2e.process PROPERTIES
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
-    LABELS "e2e;process" TIMEOUT 900)
+    LABELS "e2e;process" TIMEOUT 900 COST 200)
 endif()
 # A campaign on a lab board built from the lab drivers only: power `command`
 # (scripts that start otarig-vboard on a pty cable the test owns and SIGKILL
@@ -31,7 +31,7 @@ if(TARGET otarig-vboard)
     COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_lab_board.py)
   set_tests_properties(e2e.lab PROPERTIES
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_VBOARD=$<TARGET_FILE:otarig-vboard>"
-    LABELS "e2e;lab" TIMEOUT 600)
+    LABELS "e2e;lab" TIMEOUT 600 COST 110)
 endif()
 # Hostile and malformed input: names that are paths, special files, numbers out
 # of range, a server that must not be escaped or hung, resumes after a kill.
@@ -54,7 +54,7 @@ if(TARGET otarig-vboard)
     COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_crash_storage.py)
   set_tests_properties(e2e.crash PROPERTIES
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
-    LABELS "e2e;process" TIMEOUT 1200)
+    LABELS "e2e;process" TIMEOUT 1200 COST 300)
 endif()
 # Power cuts placed by time on a process board: the calibration is journaled,
 # reused by a resume and by --calibration (a replay), and in run.json.
