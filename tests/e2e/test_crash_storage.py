@@ -10,6 +10,7 @@ The boards run with 64 KiB slots so a sweep stays within the test's time;
 the code path is the one the 1 MiB profiles take."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -170,3 +171,23 @@ def test_a_sweep_killed_with_sigkill_leaves_no_mount_and_resumes(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert len(run["trials"]) == run["planned"] and len({t["id"] for t in run["trials"]}) == run["planned"]
     otarig("report", "verify", out, check=0)
+
+
+def test_a_layer_that_cannot_mount_is_a_bench_failure_naming_the_folder(tmp_path):
+    # /dev/fuse replaced by /dev/null in a private mount namespace: libfuse
+    # cannot mount, as on a machine without FUSE.
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    board = small(tmp_path, SRC / "boards/vboard-ab.yaml", "vboard-ab-nofuse")
+    out = tmp_path / "out"
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount --bind /dev/null /dev/fuse && exec "$@"', "sh", BIN, "run", "--board", str(board),
+                        "--scenario", "unsigned", "--seed", "1", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 3 and "mount --bind" in p.stderr:
+        pytest.skip("cannot make a private mount namespace here: " + p.stderr.strip())
+    assert p.returncode == 3, f"exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+    assert "cannot mount the recording layer over the storage folder" in p.stderr, p.stderr
+    assert "vboard-ab-nofuse" in p.stderr and "power_loss: {model: kill" in p.stderr, p.stderr
+    # Nothing is left mounted, in this namespace or any other.
+    assert not fuse_mounts_naming("otarig-vboard-ab-nofuse-")
