@@ -75,9 +75,11 @@ class Recorder {
   /// (install_sync_filter) to the daemon, which from now on answers the
   /// device's sync(2) and syncfs(2) calls: it appends a `sync` barrier
   /// (flags op_flag_seccomp, and op_flag_syncfs for syncfs) to the epoch's
-  /// log, in order with the operations the layer records, then lets the call
-  /// run (SECCOMP_USER_NOTIF_FLAG_CONTINUE). A syncfs(2) of a file outside
-  /// the layer is let run unrecorded. Notifications of a device of an
+  /// log, in order with the operations the layer records, then answers the
+  /// call as done (0) without running it, as the layer treats an fsync; with
+  /// RecordingOptions::apply_barriers it lets the call run
+  /// (SECCOMP_USER_NOTIF_FLAG_CONTINUE). A syncfs(2) of a file outside the
+  /// layer runs unrecorded. Notifications of a device of an
   /// earlier epoch are answered unrecorded, and the listeners of earlier
   /// epochs are closed when a new one arrives (their devices were killed at
   /// power-off). The daemon holds the listener until it stops; once nobody
