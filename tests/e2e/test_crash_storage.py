@@ -4,7 +4,9 @@ and cuts before each one, in each crash mode, from a snapshot and the log.
 The reference otarig-vboard (every flash operation synced) passes; three
 devices whose boot state is written without the barriers it needs are caught
 under the crash model and pass under the old kill-only model, which keeps
-every write a killed process made.
+every write a killed process made. A device that makes its writes durable
+with sync(2) alone passes: the rig sees each sync through the device's
+seccomp filter.
 
 The boards run with 64 KiB slots so a sweep stays within the test's time;
 the code path is the one the 1 MiB profiles take."""
