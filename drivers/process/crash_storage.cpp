@@ -5,10 +5,9 @@
 #include <fmt/format.h>
 #include <stdlib.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
-
-#include <cerrno>
 #include <map>
 #include <mutex>
 #include <set>
