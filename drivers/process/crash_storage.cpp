@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -56,6 +58,9 @@ struct ProcessDevice::Crash {
   std::uint64_t epoch = 0;           ///< the current (or last) epoch
   std::uint64_t last_epoch_ops = 0;  ///< its operations, once it ended
   nlohmann::json last = nullptr;
+  /// Why the device's sync(2)/syncfs(2) are not recorded (the kernel refused
+  /// the seccomp filter), empty while they are: every crash state says so.
+  std::string sync_not_seen;
   std::map<std::string, std::unique_ptr<Recording>, std::less<>> recordings;
 
   fs::path snapshot_of(std::uint64_t e) const { return dir / "snapshots" / fmt::format("epoch-{}", e); }
@@ -145,6 +150,32 @@ int ProcessDevice::storage_power_on() {
   return c.rec->mount_namespace_fd();
 }
 
+void ProcessDevice::storage_device_started(PtyProcess& process) {
+  if (!crash_) return;
+  auto& c = *crash_;
+  if (auto listener = process.take_sync_listener()) {
+    try {
+      c.rec->watch_syncs(listener.get());
+    } catch (const std::exception& e) {
+      throw BenchError(fmt::format("{}: power on: the device's sync(2) and syncfs(2) cannot be recorded: {}",
+                                   board_name(), e.what()));
+    }
+    // The daemon holds its own copy now; this one closes here.
+    return;
+  }
+  const int err = process.sync_filter_error();
+  if (err == 0) return;
+  std::lock_guard lock(c.mu);
+  if (!c.sync_not_seen.empty()) return;
+  c.sync_not_seen = fmt::format(
+      "the seccomp filter that records sync(2) and syncfs(2) as barriers was refused ({}): a device that "
+      "relies on sync alone is judged as if it had not synced",
+      err == EINVAL || err == ENOSYS ? fmt::format("{}; seccomp user notification needs Linux 5.5",
+                                                   std::strerror(err))
+                                     : std::string(std::strerror(err)));
+  std::fprintf(stderr, "%s: warning: %s\n", board_name().c_str(), c.sync_not_seen.c_str());
+}
+
 void ProcessDevice::storage_power_off() {
   if (!crash_) return;
   auto& c = *crash_;
@@ -162,6 +193,7 @@ void ProcessDevice::storage_power_off() {
     // Nothing pending: the storage already is the durable state.
     if (plan.pending.empty()) return;
     c.last = model.materialize(point, storage());
+    if (!c.sync_not_seen.empty()) c.last["sync_not_seen"] = c.sync_not_seen;
   } catch (const BenchError&) {
     throw;
   } catch (const std::exception& e) {
@@ -241,7 +273,9 @@ nlohmann::json ProcessDevice::apply_crash(const std::string& key, std::uint64_t 
     throw BenchError(fmt::format("{}: apply_crash('{}', {}): the device is on", board_name(), key, before_op));
   auto& r = crash_->recording(key);
   try {
-    return r.model->materialize(CrashPoint{before_op, m, seed}, storage());
+    auto state = r.model->materialize(CrashPoint{before_op, m, seed}, storage());
+    if (!crash_->sync_not_seen.empty()) state["sync_not_seen"] = crash_->sync_not_seen;
+    return state;
   } catch (const std::invalid_argument&) {
     throw;
   } catch (const std::exception& e) {

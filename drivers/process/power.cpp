@@ -187,8 +187,17 @@ void ProcessPower::on() {
   // Under the crash model: a new epoch, the storage snapshotted first, and
   // the program joins the recording layer's mount namespace.
   spec.mount_namespace_fd = dev.storage_power_on();
+  // ... and its sync(2)/syncfs(2) calls become barriers of the epoch.
+  spec.watch_syncs = spec.mount_namespace_fd >= 0;
   try {
     auto proc = PtyProcess::start(*program, spec);
+    try {
+      dev.storage_device_started(proc);
+    } catch (...) {
+      proc.kill();
+      dev.storage_power_off();
+      throw;
+    }
     session_ = std::make_shared<PtySession>(std::move(proc), ++power_ons_);
     recent_.push_back(session_);
     // Bounded: a board without a console reader must not pile up ptys.

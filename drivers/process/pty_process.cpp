@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -18,6 +19,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <system_error>
 
 namespace otarig::drivers::process {
@@ -43,15 +45,62 @@ bool is_executable_file(const std::filesystem::path& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
 }
 
-// What the child reports through the exec pipe when it cannot exec.
+// What the child reports through the exec socket: a failure that stops it
+// (stages 1-4), the sync filter's listener (stage 5, SCM_RIGHTS), or a
+// filter the kernel refused (stage 6, not fatal). Nothing, when the exec
+// worked and the socket closed with it.
 struct ChildFailure {
-  int stage = 0;  // 1 terminal, 2 chdir, 3 exec, 4 mount namespace
+  int stage = 0;  // 1 terminal, 2 chdir, 3 exec, 4 mount namespace, 5 sync listener, 6 sync filter refused
   int error = 0;
 };
+constexpr int kStageSyncListener = 5;
+constexpr int kStageSyncFilterRefused = 6;
+
+// sendmsg is async-signal-safe: the child hands its listener over this way.
+bool send_listener(int sock, int listener) {
+  ChildFailure msg{kStageSyncListener, 0};
+  iovec iov{&msg, sizeof msg};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  ::memset(control, 0, sizeof control);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  ::memcpy(CMSG_DATA(c), &listener, sizeof(int));
+  return ::sendmsg(sock, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof msg);
+}
+
+// One report of the child; `listener` gets a descriptor that came with it.
+// 0 at end of file (the exec happened).
+ssize_t receive_report(int sock, ChildFailure& out, UniqueFd& listener) {
+  iovec iov{&out, sizeof out};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&mh, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      listener.reset(fd);
+    }
+  return n;
+}
 
 // The child side between fork and exec: async-signal-safe calls only.
 [[noreturn]] void child_after_fork(int slave, int report, const char* program, char* const* argv,
-                                   char* const* envp, const char* cwd, int max_fd, int mount_ns) {
+                                   char* const* envp, const char* cwd, int max_fd, int mount_ns,
+                                   bool watch_syncs) {
   auto fail = [report](int stage) {
     ChildFailure f{stage, errno};
     [[maybe_unused]] auto n = ::write(report, &f, sizeof f);
@@ -85,6 +134,23 @@ struct ChildFailure {
     if (!(cwd && *cwd) && ::chdir("/") != 0) fail(2);
   }
   if (cwd && *cwd && ::chdir(cwd) != 0) fail(2);
+  // Last: from here on the child's own sync(2) would wait for the rig. The
+  // listener is close-on-exec; the rig holds it (and then the recorder) as
+  // long as the device may call.
+  if (watch_syncs) {
+    int listener = storage::install_sync_filter();
+    if (listener >= 0) {
+      if (!send_listener(report, listener)) {
+        // Nobody will answer: with the listener closed the device's syncs
+        // fail with ENOSYS; say so and stop, rather than run unrecorded.
+        fail(kStageSyncListener);
+      }
+      ::close(listener);
+    } else {
+      ChildFailure refused{kStageSyncFilterRefused, -listener};
+      [[maybe_unused]] auto n = ::write(report, &refused, sizeof refused);
+    }
+  }
   ::execve(program, argv, envp);
   fail(3);
   ::_exit(127);
@@ -142,8 +208,9 @@ PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchS
   if (::fcntl(master.get(), F_SETFL, ::fcntl(master.get(), F_GETFL) | O_NONBLOCK) != 0)
     throw_errno(errno, "fcntl O_NONBLOCK");
 
+  // A socket rather than a pipe: the sync filter's listener comes over it.
   int report_fds[2];
-  if (::pipe2(report_fds, O_CLOEXEC) != 0) throw_errno(errno, "pipe2");
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, report_fds) != 0) throw_errno(errno, "socketpair");
   UniqueFd report_read(report_fds[0]), report_write(report_fds[1]);
 
   // Everything the child needs, prepared before fork: after it only
@@ -165,7 +232,7 @@ PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchS
   if (pid < 0) throw_errno(errno, "fork");
   if (pid == 0)
     child_after_fork(slave.get(), report_write.get(), program_text.c_str(), argv.data(), envp.data(),
-                     cwd_text.c_str(), max_fd, spec.mount_namespace_fd);
+                     cwd_text.c_str(), max_fd, spec.mount_namespace_fd, spec.watch_syncs);
 
   PtyProcess p;
   p.pid_ = pid;
@@ -176,17 +243,26 @@ PtyProcess PtyProcess::start(const std::filesystem::path& program, const LaunchS
   slave.reset();
   report_write.reset();
 
-  ChildFailure failure;
-  ssize_t n;
-  do {
-    n = ::read(report_read.get(), &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof failure)) {
+  for (;;) {
+    ChildFailure failure;
+    UniqueFd listener;
+    const ssize_t n = receive_report(report_read.get(), failure, listener);
+    if (n != static_cast<ssize_t>(sizeof failure)) break;  // end of file: the exec happened
+    if (failure.stage == kStageSyncListener && listener) {
+      p.sync_listener_ = std::move(listener);
+      continue;
+    }
+    if (failure.stage == kStageSyncFilterRefused) {
+      p.sync_filter_error_ = failure.error;
+      continue;
+    }
     p.kill();
     const char* stage = failure.stage == 1 ? "set up the terminal" : failure.stage == 2 ? "chdir" : "exec";
     std::string what = failure.stage == 2   ? fmt::format("chdir {}", cwd_text)
                        : failure.stage == 4 ? std::string("join the storage's mount namespace")
-                                            : fmt::format("{} {}", stage, program_text);
+                       : failure.stage == kStageSyncListener
+                           ? std::string("hand the sync filter's listener to the rig")
+                           : fmt::format("{} {}", stage, program_text);
     throw_errno(failure.error, what);
   }
   return p;
@@ -196,7 +272,9 @@ PtyProcess::PtyProcess(PtyProcess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       master_(std::move(other.master_)),
       tty_(std::move(other.tty_)),
-      status_(std::exchange(other.status_, std::nullopt)) {}
+      status_(std::exchange(other.status_, std::nullopt)),
+      sync_listener_(std::move(other.sync_listener_)),
+      sync_filter_error_(other.sync_filter_error_) {}
 
 PtyProcess& PtyProcess::operator=(PtyProcess&& other) noexcept {
   if (this != &other) {
@@ -205,6 +283,8 @@ PtyProcess& PtyProcess::operator=(PtyProcess&& other) noexcept {
     master_ = std::move(other.master_);
     tty_ = std::move(other.tty_);
     status_ = std::exchange(other.status_, std::nullopt);
+    sync_listener_ = std::move(other.sync_listener_);
+    sync_filter_error_ = other.sync_filter_error_;
   }
   return *this;
 }

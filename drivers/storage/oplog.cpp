@@ -143,6 +143,10 @@ nlohmann::json to_json(const Op& op) {
   if (op.flags & op_flag_o_dsync) j["o_dsync"] = true;
   if (op.flags & op_flag_implied) j["implied"] = true;
   if (op.flags & op_flag_by_handle) j["unlinked_handle_ino"] = op.ino;
+  if (op.flags & op_flag_seccomp) {
+    j["source"] = "seccomp";
+    j["syscall"] = (op.flags & op_flag_syncfs) ? "syncfs" : "sync";
+  }
   return j;
 }
 

@@ -6,6 +6,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -14,18 +17,24 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <condition_variable>
+#include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,13 +54,30 @@ struct DirHandle {
   DIR* dp = nullptr;
 };
 
+// A device's seccomp listener (install_sync_filter) and the epoch it was
+// started in.
+struct SyncListener {
+  int fd = -1;
+  std::uint64_t epoch = 0;
+};
+
 struct Daemon {
   RecordingFolder* folder = nullptr;
   std::string mount_point;
   std::filesystem::path log_dir;
+  // The epoch switch and a seccomp-seen sync are serialised by epoch_mu, so
+  // a sync is recorded in the epoch of the device that made it or not at all.
+  std::mutex epoch_mu;
   std::uint64_t epoch = 1;
   RecordingOptions options;
   struct fuse* fuse = nullptr;
+  // The layer's mount id in the daemon's (and the device's) namespace: a
+  // syncfs(2) whose descriptor is on this mount syncs the storage.
+  int layer_mnt_id = -1;
+  // Listeners the control thread has received, for the sync thread to take.
+  std::mutex listeners_mu;
+  std::vector<SyncListener> new_listeners;
+  int wake[2] = {-1, -1};
 };
 
 Daemon* daemon_of() { return static_cast<Daemon*>(fuse_get_context()->private_data); }
@@ -286,6 +312,193 @@ std::optional<std::string> recv_msg(int fd, int timeout_ms) {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
+// A message that may carry one descriptor (SCM_RIGHTS): `passed` gets it
+// (close-on-exec), or -1.
+std::optional<std::string> recv_msg_with_fd(int fd, int& passed) {
+  passed = -1;
+  char buf[4096];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  iovec iov{buf, sizeof buf};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int)))
+      std::memcpy(&passed, CMSG_DATA(c), sizeof(int));
+  if (n <= 0) {
+    if (passed >= 0) ::close(passed);
+    passed = -1;
+    return std::nullopt;
+  }
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+bool send_msg_with_fd(int fd, const std::string& msg, int passed) {
+  iovec iov{const_cast<char*>(msg.data()), msg.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &passed, sizeof(int));
+  ssize_t n;
+  do n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(msg.size());
+}
+
+// ---- sync(2) and syncfs(2) through seccomp --------------------------------
+
+// The mount id of the last FUSE mount of this layer at `mount_point` in the
+// calling process's namespace (/proc/self/mountinfo), or -1.
+int layer_mount_id(const std::string& mount_point) {
+  char resolved[PATH_MAX];
+  const std::string where = ::realpath(mount_point.c_str(), resolved) != nullptr ? resolved : mount_point;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  int found = -1;
+  while (std::getline(in, line)) {
+    // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    const auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype;
+    tail >> fstype;
+    // Octal escapes (\040 for a space) in the mount point.
+    std::string unescaped;
+    for (std::size_t i = 0; i < point.size(); ++i) {
+      if (point[i] == '\\' && i + 3 < point.size()) {
+        unescaped += static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        unescaped += point[i];
+      }
+    }
+    if (fstype == "fuse.otarig" && unescaped == where) found = std::stoi(id);
+  }
+  return found;
+}
+
+// The mount id of the file `fd` of process `pid` (/proc/PID/fdinfo/FD), or -1.
+int mount_id_of(pid_t pid, std::uint64_t fd) {
+  if (fd > static_cast<std::uint64_t>(INT32_MAX)) return -1;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("mnt_id:", 0) == 0) return std::atoi(line.c_str() + 7);
+  return -1;
+}
+
+// Answers one notification of `l`: records a `sync` barrier when the call
+// syncs the storage and its caller still waits in the epoch `l` belongs to,
+// then lets the call run.
+void answer_sync(Daemon& d, const SyncListener& l) {
+  seccomp_notif req;
+  std::memset(&req, 0, sizeof req);
+  // ENOENT: the caller was killed between the wakeup and now.
+  if (::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) return;
+  std::uint8_t flags = op_flag_seccomp;
+  bool barrier = false;
+  if (req.data.nr == __NR_sync) {
+    barrier = true;
+  } else if (req.data.nr == __NR_syncfs) {
+    flags |= op_flag_syncfs;
+    // The descriptor is read before the id is checked below: if the caller
+    // died and its pid was reused in between, the check fails.
+    barrier = d.layer_mnt_id >= 0 && mount_id_of(static_cast<pid_t>(req.pid), req.data.args[0]) == d.layer_mnt_id;
+  }
+  seccomp_notif_resp resp;
+  std::memset(&resp, 0, sizeof resp);
+  resp.id = req.id;
+  resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  if (barrier) {
+    std::lock_guard lock(d.epoch_mu);
+    // Still waiting (not killed by a power-off), and in this epoch: every
+    // write it made before the call has been answered, so is in the log.
+    if (l.epoch == d.epoch && ::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) == 0) {
+      int rc = -EIO;
+      try {
+        rc = d.folder->sync(flags);
+      } catch (const std::exception&) {
+      }
+      if (rc != 0) {
+        // Not recorded: the call fails rather than pass unrecorded.
+        resp.flags = 0;
+        resp.error = rc;
+      } else if (!d.options.apply_barriers) {
+        // As the layer's fsync: the rig models the device's power, not its
+        // own host's, so the call is answered done without flushing the
+        // host's disks (a real sync(2) takes the whole host's dirty pages
+        // with it, ~0.1 s on a busy machine, per flash operation).
+        resp.flags = 0;
+        resp.val = 0;
+      }
+    }
+  }
+  // ENOENT: the caller was killed meanwhile.
+  ::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
+// The sync thread: waits on every device listener it holds and on the wake
+// pipe (a new listener). A listener is closed when its filter has no task
+// left (POLLHUP) or a listener of a later epoch arrives.
+void sync_loop(Daemon& d) {
+  std::vector<SyncListener> listeners;
+  std::vector<pollfd> fds;
+  for (;;) {
+    fds.assign(1, pollfd{d.wake[0], POLLIN, 0});
+    for (const auto& l : listeners) fds.push_back(pollfd{l.fd, POLLIN, 0});
+    int rc = ::poll(fds.data(), fds.size(), -1);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    std::vector<SyncListener> keep;
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+      const short ev = fds[i + 1].revents;
+      if (ev & POLLIN) answer_sync(d, listeners[i]);
+      if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && !(ev & POLLIN))
+        ::close(listeners[i].fd);
+      else
+        keep.push_back(listeners[i]);
+    }
+    listeners = std::move(keep);
+    if (fds[0].revents & POLLIN) {
+      char drain[64];
+      [[maybe_unused]] auto n = ::read(d.wake[0], drain, sizeof drain);
+      std::vector<SyncListener> arrived;
+      {
+        std::lock_guard lock(d.listeners_mu);
+        arrived.swap(d.new_listeners);
+      }
+      for (const auto& a : arrived) {
+        std::vector<SyncListener> current;
+        for (const auto& l : listeners) {
+          if (l.epoch < a.epoch)
+            ::close(l.fd);
+          else
+            current.push_back(l);
+        }
+        current.push_back(a);
+        listeners = std::move(current);
+      }
+    }
+  }
+}
+
 std::filesystem::path epoch_entries(const std::filesystem::path& dir, std::uint64_t e) {
   return dir / ("epoch-" + std::to_string(e) + ".ops");
 }
@@ -297,10 +510,34 @@ std::filesystem::path epoch_data(const std::filesystem::path& dir, std::uint64_t
 // is a stop.
 void control_loop(Daemon& d, int sock) {
   for (;;) {
-    auto msg = recv_msg(sock, -1);
-    if (!msg || *msg == "stop") break;
+    int passed = -1;
+    auto msg = recv_msg_with_fd(sock, passed);
+    if (!msg || *msg == "stop") {
+      if (passed >= 0) ::close(passed);
+      break;
+    }
     try {
+      if (*msg == "sync-listener") {
+        if (passed < 0) {
+          send_msg(sock, "error no listener came with the request");
+          continue;
+        }
+        {
+          std::lock_guard lock(d.listeners_mu);
+          d.new_listeners.push_back(SyncListener{passed, d.epoch});
+        }
+        passed = -1;
+        const char wake = 1;
+        [[maybe_unused]] auto n = ::write(d.wake[1], &wake, 1);
+        send_msg(sock, "ok");
+        continue;
+      }
+      if (passed >= 0) {
+        ::close(passed);
+        passed = -1;
+      }
       if (*msg == "epoch") {
+        std::lock_guard lock(d.epoch_mu);
         std::uint64_t next = d.epoch + 1;
         OpLog log = OpLog::streaming(epoch_entries(d.log_dir, next), epoch_data(d.log_dir, next), false);
         d.folder->replace_log(std::move(log));
@@ -394,8 +631,12 @@ struct ChildSpec {
     fail("mount failed" + (why.empty() ? std::string() : ": " + why));
   }
   restore_stderr();
+  d.layer_mnt_id = layer_mount_id(spec.mount_point);
+  if (::pipe2(d.wake, O_CLOEXEC | O_NONBLOCK) != 0) fail("pipe2: " + errno_text(errno));
   send_msg(sock, "ok");
 
+  std::thread syncs(sync_loop, std::ref(d));
+  syncs.detach();
   std::thread control(control_loop, std::ref(d), sock);
   control.detach();
   fuse_loop(d.fuse);
@@ -407,6 +648,44 @@ struct ChildSpec {
 }  // namespace
 
 int enter_mount_namespace(int ns_fd) noexcept { return ::setns(ns_fd, CLONE_NEWNS) == 0 ? 0 : errno; }
+
+int install_sync_filter() noexcept {
+#if defined(__x86_64__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_AARCH64;
+#elif defined(__i386__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_I386;
+#elif defined(__arm__) && defined(__ARMEL__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_ARM;
+#elif defined(__riscv) && __riscv_xlen == 64
+  constexpr std::uint32_t arch = AUDIT_ARCH_RISCV64;
+#else
+  constexpr std::uint32_t arch = 0;
+#endif
+  if constexpr (arch == 0) return -ENOTSUP;
+  // Another architecture's numbers mean other calls (a 32-bit program on a
+  // 64-bit kernel): they pass unseen. On x86-64, x32 calls carry the x32
+  // bit in their number and pass unseen too.
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sync, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_syncfs, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  long fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+  if (fd < 0 && errno == EACCES) {
+    // Without CAP_SYS_ADMIN the kernel takes a filter only under no_new_privs.
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+    fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+  }
+  return fd >= 0 ? static_cast<int>(fd) : -errno;
+}
 
 // ---- the rig's side -------------------------------------------------------
 
@@ -570,6 +849,18 @@ std::uint64_t Recorder::begin_epoch() {
 }
 
 std::uint64_t Recorder::epoch() const { return impl_->epoch; }
+
+void Recorder::watch_syncs(int listener) {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.mu);
+  const std::string where = "storage recorder on " + im.mount_point.string();
+  if (im.stopped) throw BenchError(where + ": stopped");
+  if (!send_msg_with_fd(im.sock, "sync-listener", listener))
+    throw BenchError(where + ": cannot hand the device's sync listener to the FUSE daemon: " + errno_text(errno));
+  auto reply = recv_msg(im.sock, static_cast<int>(im.options.start_timeout.count()));
+  if (!reply) throw BenchError(where + ": the FUSE daemon does not answer");
+  if (reply->rfind("ok", 0) != 0) throw BenchError(where + ": " + reply->substr(reply->find(' ') + 1));
+}
 
 std::uint64_t Recorder::op_count() {
   std::string reply = impl_->request("count");

@@ -330,10 +330,11 @@ int RecordingFolder::chmod(std::string_view path, mode_t mode, const Handle* h) 
   return 0;
 }
 
-int RecordingFolder::sync() {
+int RecordingFolder::sync(std::uint8_t flags) {
   if (options_.apply_barriers && ::syncfs(dir_) != 0) return neg_errno();
   Op op;
   op.kind = OpKind::sync;
+  op.flags = flags;
   record(std::move(op));
   return 0;
 }

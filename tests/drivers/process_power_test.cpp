@@ -8,12 +8,14 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/register.hpp"
+#include "otarig/drivers/storage/recorder.hpp"
 
 namespace otarig::drivers::process {
 namespace {
@@ -289,6 +291,69 @@ TEST(SplitCommand, QuotesAndEscapes) {
   EXPECT_EQ(split_command("a 'b c' \"d e\" f\\ g ''"),
             (std::vector<std::string>{"a", "b c", "d e", "f g", ""}));
   EXPECT_EQ(command_text({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
+}
+
+// The sync filter of a device under the crash model (PtyProcess with
+// watch_syncs; the recorder's side is tests/drivers/storage/recorder_test.cpp).
+// Both cases run in a helper process, since the filter binds whoever installs it.
+int in_helper(const std::function<int()>& body) {
+  pid_t helper = ::fork();
+  if (helper == 0) {
+    try {
+      ::_exit(body());
+    } catch (...) {
+      ::_exit(99);
+    }
+  }
+  int status = 0;
+  ::waitpid(helper, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits up to 10 s for the program to exit; its exit code, or -1.
+int exit_code(PtyProcess& p) {
+  for (int i = 0; i < 1000; ++i) {
+    if (auto st = p.poll_exit()) return st->code;
+    std::this_thread::sleep_for(10ms);
+  }
+  return -1;
+}
+
+TEST(PtyProcessSyncFilter, ASyncNobodyAnswersFailsInsteadOfHangingTheDevice) {
+  const int rc = in_helper([] {
+    LaunchSpec spec;
+    spec.argv = {"/bin/sh", "-c", "sync; sync -f /; exit 7"};
+    spec.env = {"PATH=/usr/bin:/bin"};
+    spec.watch_syncs = true;
+    auto p = PtyProcess::start("/bin/sh", spec);
+    if (p.sync_filter_error() != 0) return 77;
+    auto listener = p.take_sync_listener();
+    if (!listener) return 10;
+    if (p.take_sync_listener()) return 11;  // once
+    listener.reset();  // nobody answers: the kernel fails the calls
+    return exit_code(p) == 7 ? 0 : 12;
+  });
+  if (rc == 77) GTEST_SKIP() << "the kernel refused the seccomp user-notification filter";
+  EXPECT_EQ(rc, 0);
+}
+
+TEST(PtyProcessSyncFilter, AFilterTheKernelRefusesLeavesTheProgramRunningAndSaysWhy) {
+  const int rc = in_helper([] {
+    // A filter with a listener already in the chain (kept open: a closed
+    // one detaches): the kernel refuses a second one (EBUSY), as under a
+    // container runtime's seccomp supervisor.
+    const int first = storage::install_sync_filter();
+    if (first < 0) return 77;
+    LaunchSpec spec;
+    spec.argv = {"/bin/sh", "-c", "exit 5"};
+    spec.watch_syncs = true;
+    auto p = PtyProcess::start("/bin/sh", spec);
+    if (p.take_sync_listener()) return 10;
+    if (p.sync_filter_error() != EBUSY) return 11;
+    return exit_code(p) == 5 ? 0 : 12;
+  });
+  if (rc == 77) GTEST_SKIP() << "the kernel refused the seccomp user-notification filter";
+  EXPECT_EQ(rc, 0);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@ and cuts before each one, in each crash mode, from a snapshot and the log.
 The reference otarig-vboard (every flash operation synced) passes; three
 devices whose boot state is written without the barriers it needs are caught
 under the crash model and pass under the old kill-only model, which keeps
-every write a killed process made.
+every write a killed process made. A device that makes its writes durable
+with sync(2) alone passes: the rig sees each sync through the device's
+seccomp filter.
 
 The boards run with 64 KiB slots so a sweep stays within the test's time;
 the code path is the one the 1 MiB profiles take."""
@@ -30,6 +32,10 @@ FLAWED = {
     "vboard-rename-nosync": ({"atomic", "recovered"}, 12),
     "vboard-inplace-bootstate": ({"atomic", "recovered"}, 60),
 }
+
+# A seeded subset of the sync-only board's sweep (a passing trial takes about
+# a second; the whole sweep is the nightly pipeline's).
+SYNC_TRIALS = 40
 
 
 def otarig(*args, check=None, timeout=900):
@@ -112,6 +118,38 @@ def test_flawed_storage_is_caught_only_under_the_crash_model(tmp_path, name):
     p, run, _ = sweep(tmp_path, kill, "kill")
     assert p.returncode == 0, p.stdout[-3000:]
     assert run["board"]["power_loss"].startswith("kill: ")
+
+
+def test_a_device_that_syncs_only_with_sync_passes_the_sweep(tmp_path):
+    """The swap-scratch vboard with its boot state in a file of its own (as
+    vboard-nobarrier-bootrec), every barrier a sync(2) and no fsync at all,
+    as an updater's `dd ... && sync`: correct on a real disk. The rig sees
+    each sync through the device's seccomp filter, so every crash state keeps
+    what the syncs made durable; without them this board is caught as
+    vboard-nobarrier-bootrec is."""
+    flawed = (SRC / "boards/flawed/vboard-nobarrier-bootrec.yaml").read_text()
+    assert "--defect-storage no-barrier-boot-record" in flawed
+    profile = tmp_path / "vboard-swap-syncs.yaml"
+    profile.write_text(flawed.replace("--defect-storage no-barrier-boot-record", "--sync-call sync")
+                       .replace("name: vboard-nobarrier-bootrec", "name: vboard-swap-syncs"))
+    board = small(tmp_path, profile, "vboard-swap-syncs")
+    p, run, out = sweep(tmp_path, board, "syncs", "--trials", SYNC_TRIALS)
+    states = [json.loads(line) for t in run["trials"]
+              for line in (out / "trials" / t["id"] / "events.jsonl").read_text().splitlines()]
+    unseen = [e["state"]["sync_not_seen"] for e in states
+              if e["type"] == "crash-state" and "sync_not_seen" in e["state"]]
+    if unseen:
+        pytest.skip(unseen[0])
+    assert p.returncode == 0, p.stdout[-3000:]
+    (key, n), = run["storage_ops_per_update"].items()
+    cuts = [t["fault"] for t in run["trials"]]
+    assert len(cuts) == SYNC_TRIALS
+    # The recording's barriers are the syncs the seccomp filter saw: some cut
+    # falls right before one, and nothing else syncs.
+    at_sync = [c["op"] for c in cuts if c.get("op", {}).get("kind") == "sync"]
+    assert at_sync and all(op == {"op": op["op"], "kind": "sync", "source": "seccomp", "syscall": "sync"}
+                           for op in at_sync), at_sync
+    assert not [c["op"] for c in cuts if c.get("op", {}).get("kind") in ("fsync", "fdatasync", "fsync_dir")]
 
 
 def test_kill_model_without_a_reason_is_bad_input(tmp_path):

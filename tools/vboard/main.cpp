@@ -13,7 +13,9 @@
 //   power off = SIGKILL: the flash file keeps every flash operation that completed
 //               (under the rig's crash model: what its barriers made durable, and
 //               a seeded choice of the rest; --sync puts a barrier after every
-//               flash operation, as a NOR flash's completed operation is durable)
+//               flash operation, as a NOR flash's completed operation is durable;
+//               --sync-call sync|syncfs makes every barrier a sync(2) or syncfs(2),
+//               as a shell updater's `dd ... && sync` does)
 //
 // --state-file FILE keeps the boot-state area (the boot records) in a file of
 // its own beside the flash file, as a U-Boot environment or a swap-status
@@ -70,6 +72,7 @@ struct Options {
   std::uint64_t program_align = 8;
   std::uint32_t metadata_sectors = 2;
   bool sync = false;
+  std::string sync_call = "fdatasync";
   std::string state_file;
   std::string defect_storage;
   std::uint64_t progress_every = 65536;
@@ -142,10 +145,35 @@ void pwrite_all(int fd, const std::uint8_t* data, std::size_t n, off_t offset, c
   }
 }
 
-void fsync_path(const std::filesystem::path& path, bool directory) {
+// What a barrier is (--sync-call): fsync/fdatasync of what was written, or
+// sync(2) or syncfs(2) of the file system, which a FUSE layer never sees
+// (the rig sees them through the device's seccomp filter, docs/crash-model.md).
+enum class SyncCall { fdatasync, sync, syncfs };
+
+SyncCall parse_sync_call(const std::string& name) {
+  return name == "sync" ? SyncCall::sync : name == "syncfs" ? SyncCall::syncfs : SyncCall::fdatasync;
+}
+
+// A barrier over `fd` (the file or folder written): fdatasync (`data_only`)
+// or fsync, or the sync(2)/syncfs(2) that --sync-call names instead.
+void barrier(SyncCall call, int fd, bool data_only, const std::string& what) {
+  switch (call) {
+    case SyncCall::fdatasync:
+      if ((data_only ? ::fdatasync(fd) : ::fsync(fd)) != 0) fail_errno((data_only ? "fdatasync " : "fsync ") + what);
+      return;
+    case SyncCall::sync:
+      ::sync();
+      return;
+    case SyncCall::syncfs:
+      if (::syncfs(fd) != 0) fail_errno("syncfs " + what);
+      return;
+  }
+}
+
+void fsync_path(const std::filesystem::path& path, bool directory, SyncCall call) {
   otarig::UniqueFd fd(::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC));
   if (!fd) fail_errno("open " + path.string());
-  if (::fsync(fd.get()) != 0) fail_errno("fsync " + path.string());
+  barrier(call, fd.get(), false, path.string());
 }
 
 std::filesystem::path folder_of(const std::filesystem::path& file) {
@@ -164,8 +192,9 @@ enum class StateLayout {
 // The boot-state area in a file of its own (--state-file).
 class StateFile {
  public:
-  StateFile(std::filesystem::path path, StateLayout layout, bool sync, std::uint32_t magic, std::uint64_t area)
-      : path_(std::move(path)), layout_(layout), sync_(sync), magic_(magic), area_(area) {}
+  StateFile(std::filesystem::path path, StateLayout layout, bool sync, SyncCall call, std::uint32_t magic,
+            std::uint64_t area)
+      : path_(std::move(path)), layout_(layout), sync_(sync), call_(call), magic_(magic), area_(area) {}
 
   StateLayout layout() const { return layout_; }
 
@@ -209,10 +238,10 @@ class StateFile {
       otarig::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
       if (!fd) fail_errno("create " + tmp.string());
       pwrite_all(fd.get(), bytes.data(), bytes.size(), 0, tmp.string());
-      if (::fsync(fd.get()) != 0) fail_errno("fsync " + tmp.string());
+      barrier(call_, fd.get(), false, tmp.string());
     }
     if (::rename(tmp.c_str(), path_.c_str()) != 0) fail_errno("rename " + tmp.string());
-    fsync_path(folder_of(path_), true);
+    fsync_path(folder_of(path_), true, call_);
   }
 
   /// One flash operation on the area: `before` is the area before it,
@@ -224,7 +253,7 @@ class StateFile {
       case StateLayout::nobarrier: {
         otarig::UniqueFd fd = open_rw();
         pwrite_all(fd.get(), after.data() + offset, length, static_cast<off_t>(offset), path_.string());
-        if (layout_ == StateLayout::log && sync_ && ::fdatasync(fd.get()) != 0) fail_errno("fdatasync " + path_.string());
+        if (layout_ == StateLayout::log && sync_) barrier(call_, fd.get(), true, path_.string());
         return;
       }
       case StateLayout::rename: {
@@ -251,7 +280,7 @@ class StateFile {
         constexpr auto half = vb::kBootRecordSize / 2;
         pwrite_all(fd.get(), new_rec->data(), half, 0, path_.string());
         pwrite_all(fd.get(), new_rec->data() + half, half, half, path_.string());
-        if (sync_ && ::fdatasync(fd.get()) != 0) fail_errno("fdatasync " + path_.string());
+        if (sync_) barrier(call_, fd.get(), true, path_.string());
         return;
       }
     }
@@ -289,6 +318,7 @@ class StateFile {
   std::filesystem::path path_;
   StateLayout layout_;
   bool sync_;
+  SyncCall call_;
   std::uint32_t magic_;
   std::uint64_t area_;
 };
@@ -312,7 +342,8 @@ class Device {
       if (o.defect_storage == "no-barrier-boot-record") layout = StateLayout::nobarrier;
       if (o.defect_storage == "rename-nosync") layout = StateLayout::rename;
       if (o.defect_storage == "inplace-bootstate") layout = StateLayout::inplace;
-      state_.emplace(o.state_file, layout, o.sync, vb::record_magic(config.mode), meta_length_);
+      state_.emplace(o.state_file, layout, o.sync, parse_sync_call(o.sync_call), vb::record_magic(config.mode),
+                     meta_length_);
       std::span<const std::uint8_t> in_flash(bytes.data() + meta_offset_, meta_length_);
       if (std::any_of(in_flash.begin(), in_flash.end(), [](std::uint8_t b) { return b != 0xFF; })) {
         // A provisioned flash carries its boot state in the flash file: it
@@ -388,7 +419,13 @@ class Device {
     // no-barrier-boot-record in the flash file itself: the boot records are
     // written without their fdatasync (the slots keep theirs).
     const bool skip_sync = boot_state && o_.defect_storage == "no-barrier-boot-record";
-    file_.write(op.address, after, o_.sync && !skip_sync);
+    const auto call = parse_sync_call(o_.sync_call);
+    file_.write(op.address, after, o_.sync && !skip_sync && call == SyncCall::fdatasync);
+    if (o_.sync && !skip_sync && call != SyncCall::fdatasync) {
+      otarig::UniqueFd fd(::open(file_.path().c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd) fail_errno("open " + file_.path().string());
+      barrier(call, fd.get(), true, file_.path().string());
+    }
   }
 
   DownloadOptions download_options() const {
@@ -549,8 +586,8 @@ int run(const Options& o) {
     file.emplace(proc::FlashFile::create(o.flash, config.layout()));  // an erased flash: nothing boots
     if (o.sync) {
       // The new file's data, and its name in the folder.
-      fsync_path(o.flash, false);
-      fsync_path(folder_of(o.flash), true);
+      fsync_path(o.flash, false, parse_sync_call(o.sync_call));
+      fsync_path(folder_of(o.flash), true, parse_sync_call(o.sync_call));
     }
   }
 
@@ -592,6 +629,11 @@ int main(int argc, char** argv) {
   app.add_flag("--sync", o.sync,
                "a barrier after every flash operation (fdatasync of the flash file, or of the state file for a "
                "boot-state operation); a flash file it creates is fsynced with its folder");
+  app.add_option("--sync-call", o.sync_call,
+                 "the call every barrier makes: fdatasync (fsync for a new file or folder), or sync (sync(2)) or "
+                 "syncfs (syncfs(2) of the file written), as updaters that only `sync` do")
+      ->check(CLI::IsMember({"fdatasync", "sync", "syncfs"}))
+      ->capture_default_str();
   app.add_option("--state-file", o.state_file,
                  "keep the boot-state area (the boot records) in this file instead of the flash file (a "
                  "provisioned flash's boot state moves there at the first boot)");

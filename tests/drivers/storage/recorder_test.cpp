@@ -7,11 +7,15 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdio.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -213,9 +217,10 @@ TEST(Recorder, AKilledDeviceLosesNoRecordedWrite) {
 }
 
 TEST(Recorder, SyncAndSyncfsAreNotSeenByTheLayer) {
-  // A documented limitation (docs/crash-model.md): the kernel sends no
-  // FUSE request for sync(2) or syncfs(2) on a /dev/fuse mount. If this
-  // fails, a kernel now delivers them: record them and update the docs.
+  // Why the device's seccomp filter is needed (docs/crash-model.md): the
+  // kernel sends no FUSE request for sync(2) or syncfs(2) on a /dev/fuse
+  // mount, so a device without the filter leaves no barrier. If this fails,
+  // a kernel now delivers them: each sync would be recorded twice.
   REQUIRE_FUSE();
   Scratch s;
   fs::create_directories(s / "storage");
@@ -228,6 +233,211 @@ TEST(Recorder, SyncAndSyncfsAreNotSeenByTheLayer) {
             }),
             0);
   EXPECT_EQ(kinds(r.take_log()), (std::vector<std::string>{"create /f", "write /f"}));
+}
+
+/// A device whose sync(2) and syncfs(2) the recorder sees, as a process
+/// board's is: a child that joined the layer's namespace, installed the sync
+/// filter and handed its listener over (to `r` when `hand_over`, else the
+/// parent just closes it), then waits for run() before it runs `body`.
+class SyncingDevice {
+ public:
+  SyncingDevice(Recorder& r, const std::function<int()>& body, bool hand_over = true) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(sv[0]);
+      if (enter_mount_namespace(r.mount_namespace_fd()) != 0 || ::chdir(r.mount_point().c_str()) != 0) ::_exit(90);
+      const int listener = install_sync_filter();
+      int refused = listener < 0 ? -listener : 0;
+      iovec iov{&refused, sizeof refused};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      msghdr mh{};
+      mh.msg_iov = &iov;
+      mh.msg_iovlen = 1;
+      if (listener >= 0) {
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &listener, sizeof(int));
+      }
+      if (::sendmsg(sv[1], &mh, 0) < 0) ::_exit(92);
+      if (listener >= 0) ::close(listener);
+      char go = 0;
+      if (::read(sv[1], &go, 1) != 1 || refused != 0) ::_exit(93);
+      ::_exit(body());
+    }
+    ::close(sv[1]);
+    sock_ = sv[0];
+    int refused = 0;
+    iovec iov{&refused, sizeof refused};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    if (::recvmsg(sock_, &mh, MSG_CMSG_CLOEXEC) != static_cast<ssize_t>(sizeof refused)) {
+      refused_ = "the device reported nothing";
+      return;
+    }
+    if (refused != 0) {
+      refused_ = std::string("the kernel refused the seccomp user-notification filter: ") + std::strerror(refused);
+      return;
+    }
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
+      refused_ = "no listener came";
+      return;
+    }
+    int listener = -1;
+    std::memcpy(&listener, CMSG_DATA(c), sizeof listener);
+    if (hand_over) r.watch_syncs(listener);
+    ::close(listener);
+  }
+  ~SyncingDevice() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (sock_ >= 0) ::close(sock_);
+  }
+  SyncingDevice(const SyncingDevice&) = delete;
+  SyncingDevice& operator=(const SyncingDevice&) = delete;
+
+  /// Why the filter could not be used (empty when it is).
+  const std::string& refused() const { return refused_; }
+  /// Lets the device run its body and waits at most 10 s for its exit
+  /// status; 124 when it hangs (then it is killed).
+  int run() {
+    const char go = 1;
+    if (::write(sock_, &go, 1) != 1) return 125;
+    for (int i = 0; i < 1000; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return 124;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int sock_ = -1;
+  bool reaped_ = false;
+  std::string refused_;
+};
+
+#define SKIP_IF_REFUSED(device) \
+  do {                           \
+    if (!(device).refused().empty()) GTEST_SKIP() << (device).refused(); \
+  } while (0)
+
+int write_file(const char* name, const std::string& text) {
+  int fd = ::open(name, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  if (fd < 0 || write_str(fd, text)) return -1;
+  return fd;
+}
+
+TEST(Recorder, ASyncOrSyncfsOfTheStorageIsABarrierSeenThroughTheSeccompFilter) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  snapshot_folder(s / "storage", s / "snapshot");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  SyncingDevice device(r, [] {
+    int f = write_file("f", "data");
+    if (f < 0) return 1;
+    ::sync();
+    int g = write_file("g", "more");
+    if (g < 0 || ::syncfs(g) != 0) return 2;
+    // A syncfs of another file system syncs nothing of the storage.
+    int root = ::open("/", O_RDONLY | O_DIRECTORY);
+    if (root < 0 || ::syncfs(root) != 0) return 3;
+    return write_file("h", "late") < 0 ? 4 : 0;
+  });
+  SKIP_IF_REFUSED(device);
+  ASSERT_EQ(device.run(), 0);
+  OpLog log = r.take_log();
+  EXPECT_EQ(kinds(log), (std::vector<std::string>{"create /f", "write /f", "sync ", "create /g", "write /g", "sync ",
+                                                  "create /h", "write /h"}));
+  ASSERT_EQ(log.size(), 8u);
+  EXPECT_EQ(to_json(log.at(3)), (nlohmann::json{{"op", 3}, {"kind", "sync"}, {"source", "seccomp"}, {"syscall", "sync"}}));
+  EXPECT_EQ(to_json(log.at(6)).at("syscall"), "syncfs");
+  // Cut after everything: what a sync made durable stays, the rest is lost.
+  CrashModel model(s / "snapshot", log);
+  model.materialize({model.cut_points(), CrashMode::lost, 1}, s / "after-cut");
+  EXPECT_EQ(read_file(s / "after-cut" / "f"), "data");
+  EXPECT_EQ(read_file(s / "after-cut" / "g"), "more");
+  EXPECT_EQ(read_file(s / "after-cut" / "h"), std::nullopt) << "written after the last barrier";
+  // Cut before the first sync: nothing was durable yet.
+  model.materialize({3, CrashMode::lost, 1}, s / "after-cut");
+  EXPECT_EQ(read_file(s / "after-cut" / "f"), std::nullopt);
+}
+
+TEST(Recorder, WithoutASyncTheSameWritesAreLost) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  snapshot_folder(s / "storage", s / "snapshot");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  SyncingDevice device(r, [] { return write_file("f", "data") < 0 ? 1 : 0; });
+  SKIP_IF_REFUSED(device);
+  ASSERT_EQ(device.run(), 0);
+  OpLog log = r.take_log();
+  EXPECT_EQ(kinds(log), (std::vector<std::string>{"create /f", "write /f"}));
+  CrashModel model(s / "snapshot", log);
+  model.materialize({model.cut_points(), CrashMode::lost, 1}, s / "after-cut");
+  EXPECT_EQ(read_file(s / "after-cut" / "f"), std::nullopt);
+}
+
+TEST(Recorder, ASyncOfADeviceFromAnEarlierEpochIsNotRecordedInTheNext) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  SyncingDevice device(r, [] {
+    ::sync();
+    return 0;
+  });
+  SKIP_IF_REFUSED(device);
+  r.begin_epoch();  // a power-on whose device is not this one
+  ASSERT_EQ(device.run(), 0) << "answered, not stopped";
+  EXPECT_TRUE(kinds(r.take_log()).empty());
+}
+
+TEST(Recorder, AStoppedRecorderNeverHangsASyncingDevice) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  SyncingDevice device(r, [] {
+    ::sync();
+    int root = ::open("/", O_RDONLY | O_DIRECTORY);
+    // Nobody holds the listener any more: the kernel fails the call.
+    return ::syncfs(root) == -1 && errno == ENOSYS ? 0 : 1;
+  });
+  SKIP_IF_REFUSED(device);
+  r.stop();
+  EXPECT_EQ(device.run(), 0);
+}
+
+TEST(Recorder, AListenerNobodyTakesFailsTheCallInsteadOfStoppingIt) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  SyncingDevice device(r, [] {
+    int root = ::open("/", O_RDONLY | O_DIRECTORY);
+    return ::syncfs(root) == -1 && errno == ENOSYS ? 0 : 1;
+  }, /*hand_over=*/false);
+  SKIP_IF_REFUSED(device);
+  EXPECT_EQ(device.run(), 0);
 }
 
 TEST(Recorder, ItsLogBuildsCrashStates) {

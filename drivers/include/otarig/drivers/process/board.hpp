@@ -89,6 +89,14 @@ class ProcessDevice final : public DeviceHost, public CrashStorageProtocol {
   /// snapshots the storage; returns the mount namespace the program joins
   /// (-1 without the crash model).
   int storage_power_on();
+  /// For ProcessPower::on(), once the program runs (started with
+  /// LaunchSpec::watch_syncs under the crash model): hands the program's
+  /// sync listener to the recorder, so its sync(2) and syncfs(2) become
+  /// `sync` barriers of the epoch. A filter the kernel refused leaves the
+  /// device's syncs unseen: said once on stderr and in every crash state's
+  /// description (`sync_not_seen`). BenchError when the recorder does not
+  /// take the listener.
+  void storage_device_started(PtyProcess& process);
   /// For ProcessPower's power-off, once the program is reaped: applies the
   /// crash model to the epoch's operations (cut = ops + 1) in the storage.
   void storage_power_off();

@@ -34,6 +34,11 @@ struct LaunchSpec {
   /// A mount namespace the program joins before it changes to `cwd` (the
   /// storage recorder's, storage/recorder.hpp): -1 for the rig's own.
   int mount_namespace_fd = -1;
+  /// Install the seccomp filter that makes sync(2) and syncfs(2) wait for
+  /// the rig (storage::install_sync_filter) just before exec, and hand its
+  /// listener to the rig (PtyProcess::take_sync_listener). For a device
+  /// under the crash model.
+  bool watch_syncs = false;
   /// Terminal size reported to the program.
   unsigned short rows = 24, cols = 200;
 };
@@ -57,6 +62,8 @@ class PtyProcess {
   /// `program` with `spec.argv` and `spec.env`. Returns once the exec has
   /// happened or failed: std::system_error with the child's errno ("exec
   /// PROGRAM", "chdir DIR", "join the storage's mount namespace") when it failed.
+  /// With `spec.watch_syncs` the filter goes in last, after chdir; a filter
+  /// the kernel refuses does not stop the program (sync_filter_error()).
   static PtyProcess start(const std::filesystem::path& program, const LaunchSpec& spec);
 
   PtyProcess() = default;
@@ -72,6 +79,13 @@ class PtyProcess {
   int master() const noexcept { return master_.get(); }
   /// The slave's path (/dev/pts/N), for messages.
   const std::string& tty() const noexcept { return tty_; }
+  /// With LaunchSpec::watch_syncs: the seccomp listener of the program's
+  /// sync filter (once; then empty). The program's sync(2) and syncfs(2)
+  /// wait until someone answers on it, or fail with ENOSYS once it is closed.
+  UniqueFd take_sync_listener() noexcept { return std::move(sync_listener_); }
+  /// With LaunchSpec::watch_syncs: 0, or the errno the filter's installation
+  /// failed with (the program runs without it).
+  int sync_filter_error() const noexcept { return sync_filter_error_; }
 
   /// Reaps the child when it has exited; never blocks.
   std::optional<ExitStatus> poll_exit();
@@ -86,6 +100,8 @@ class PtyProcess {
   UniqueFd master_;
   std::string tty_;
   std::optional<ExitStatus> status_;
+  UniqueFd sync_listener_;
+  int sync_filter_error_ = 0;
 };
 
 /// Result of reading a pty master.

@@ -50,6 +50,8 @@ enum OpFlag : std::uint8_t {
   op_flag_o_dsync = 2,  ///< a write through an O_DSYNC handle (an fdatasync entry follows it)
   op_flag_implied = 4,  ///< a barrier the layer added for an O_SYNC/O_DSYNC write
   op_flag_by_handle = 8,  ///< a file that was no longer reachable by name (unlinked while open): path is empty, ino names it
+  op_flag_seccomp = 16,   ///< a sync barrier seen by the device's seccomp filter (recorder.hpp), not by the layer
+  op_flag_syncfs = 32,    ///< with op_flag_seccomp: the device called syncfs(2) on a file of the storage, not sync(2)
 };
 
 std::string_view to_string(OpKind kind);

@@ -14,6 +14,12 @@
 // mount point itself: the daemon opens it before mounting, the rig keeps
 // seeing the backing files at that path, the device sees the layer.
 //
+// sync(2) and syncfs(2) send no FUSE request. A device started with
+// install_sync_filter() (between fork and exec) stops at each of them until
+// the daemon, given the filter's listener by watch_syncs(), has recorded a
+// `sync` barrier (flag op_flag_seccomp) in the epoch's log; then the call
+// runs. docs/crash-model.md, "sync and syncfs".
+//
 // Logs: one pair of files per epoch (power-on) in log_dir, written by the
 // daemon with one write(2) per entry before the operation returns to the
 // device; after a power cut (device killed and reaped) take_log() has every
@@ -65,6 +71,23 @@ class Recorder {
   const std::filesystem::path& mount_point() const;
   const std::filesystem::path& log_dir() const;
 
+  /// Hands the seccomp listener of a device started in the current epoch
+  /// (install_sync_filter) to the daemon, which from now on answers the
+  /// device's sync(2) and syncfs(2) calls: it appends a `sync` barrier
+  /// (flags op_flag_seccomp, and op_flag_syncfs for syncfs) to the epoch's
+  /// log, in order with the operations the layer records, then answers the
+  /// call as done (0) without running it, as the layer treats an fsync; with
+  /// RecordingOptions::apply_barriers it lets the call run
+  /// (SECCOMP_USER_NOTIF_FLAG_CONTINUE). A syncfs(2) of a file outside the
+  /// layer runs unrecorded. Notifications of a device of an
+  /// earlier epoch are answered unrecorded, and the listeners of earlier
+  /// epochs are closed when a new one arrives (their devices were killed at
+  /// power-off). The daemon holds the listener until it stops; once nobody
+  /// holds it, the kernel fails a filtered call with ENOSYS instead of
+  /// stopping it, so a device never waits on a rig that is gone.
+  /// BenchError when the daemon does not take it.
+  void watch_syncs(int listener);
+
   /// Starts a new epoch (call while no device runs on the layer: at power-on)
   /// and returns its number; the next operation is its 1.
   std::uint64_t begin_epoch();
@@ -93,5 +116,17 @@ class Recorder {
 /// working folder again (setns moves it to the namespace's root).
 /// Async-signal-safe. Returns 0 or the errno.
 int enter_mount_namespace(int ns_fd) noexcept;
+
+/// Installs in the calling process (a forked child before exec: it must be
+/// single-threaded) a seccomp filter that turns sync(2) and syncfs(2) of
+/// the native architecture into user notifications and allows everything
+/// else; every descendant inherits it. Returns the listener (close-on-exec)
+/// for Recorder::watch_syncs, or -errno: EINVAL or ENOSYS where the kernel
+/// has no seccomp user notification (before Linux 5.5), EBUSY when a filter
+/// of the process already has a listener (a container runtime's
+/// supervisor), ENOTSUP on an architecture the filter does not know.
+/// Without CAP_SYS_ADMIN it sets no_new_privs first, as the kernel requires.
+/// Async-signal-safe.
+int install_sync_filter() noexcept;
 
 }  // namespace otarig::drivers::storage

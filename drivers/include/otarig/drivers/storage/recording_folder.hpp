@@ -83,8 +83,9 @@ class RecordingFolder {
   int link(std::string_view existing, std::string_view new_path);
   int symlink(std::string_view target, std::string_view link_path);
   int chmod(std::string_view path, mode_t mode, const Handle* h = nullptr);
-  /// sync(2)/syncfs(2) of the folder: a global barrier.
-  int sync();
+  /// sync(2)/syncfs(2) of the folder: a global barrier. `flags`: the
+  /// entry's flags (op_flag_seccomp, op_flag_syncfs: how it was seen).
+  int sync(std::uint8_t flags = 0);
 
   /// Entries recorded in the current log.
   std::uint64_t op_count() const;
