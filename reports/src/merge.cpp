@@ -127,7 +127,7 @@ Shard read_shard(const std::filesystem::path& dir, const VerifyResult& result) {
         s.campaign_events.push_back(ev);
       continue;
     }
-    if (!block.empty() && block.front().value("trial", json()) != ev["trial"])
+    if (!block.empty() && block.front().value("trial", ordered_json()) != ev["trial"])
       s.unfinished.push_back(std::move(block)), block.clear();
     block.push_back(ev);
     if (type == "verdict") {
