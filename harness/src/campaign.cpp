@@ -91,6 +91,13 @@ nlohmann::json trial_summary(const TrialOutcome& t) {
     }
     j["erases"] = {{"total", total}, {"max_per_sector", max}, {"per_sector", erase_runs(t.erase_counts)}};
   }
+  // What the rig let go of the device's console (docs/evidence.md, "Limits").
+  if (const auto loss = transcript_loss(t.transcript); loss.dropped_bytes)
+    j["console"] = {{"dropped_bytes", loss.dropped_bytes},
+                    {"dropped_lines", loss.dropped_lines},
+                    {"cut_lines", loss.cut_lines},
+                    {"limit_bytes", kTranscriptMaxBytes},
+                    {"line_limit_bytes", drivers::kConsoleLineMaxBytes}};
   j["duration_ms"] = t.duration_ms;
   j["evidence"] = "trials/" + t.spec.id;
   return j;
