@@ -44,7 +44,10 @@ std::string read_text(const std::filesystem::path& p) {
 
 std::string render_transcript(const std::vector<harness::TranscriptLine>& lines) {
   std::string out;
-  for (const auto& l : lines) out += fmt::format("[{:10.3f} ms] {}\n", l.t_ms, l.text);
+  for (const auto& l : lines)
+    out += l.dropped_lines ? fmt::format("[{:10.3f} ms] [otarig: {} bytes dropped]\n", l.t_ms, l.cut)
+           : l.cut         ? fmt::format("[{:10.3f} ms] {} [otarig: {} bytes dropped]\n", l.t_ms, l.text, l.cut)
+                           : fmt::format("[{:10.3f} ms] {}\n", l.t_ms, l.text);
   return out;
 }
 

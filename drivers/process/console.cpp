@@ -2,6 +2,8 @@
 // following it across power cycles.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "otarig/drivers/process/board.hpp"
 
 namespace otarig::drivers::process {
@@ -29,13 +31,17 @@ PtyConsole::PtyConsole(std::shared_ptr<ProcessPower> power, Clock* clock)
 void PtyConsole::stamp(std::string_view bytes) {
   if (!clock_) return;
   const auto now = clock_->now();
-  for (char c : bytes) {
+  while (!bytes.empty()) {
     if (!line_) line_ = ConsoleEntry(now, ConsoleEntry::Kind::line, {}, false);
-    if (c == '\n') {
-      end_line(true);
-    } else {
-      line_->text += c;
-    }
+    const auto nl = bytes.find('\n');
+    const auto part = bytes.substr(0, nl);
+    // A line keeps its first kConsoleLineMaxBytes; the rest is counted.
+    const auto room = kConsoleLineMaxBytes - std::min(kConsoleLineMaxBytes, line_->text.size());
+    line_->text.append(part.substr(0, room));
+    if (part.size() > room) line_->cut += part.size() - room;
+    if (nl == std::string_view::npos) break;
+    end_line(true);
+    bytes.remove_prefix(nl + 1);
   }
 }
 
@@ -43,8 +49,21 @@ void PtyConsole::end_line(bool complete) {
   if (!line_) return;
   if (!line_->text.empty() && line_->text.back() == '\r') line_->text.pop_back();
   line_->complete = complete;
+  pending_bytes_ += line_->text.size() + kConsoleLineOverheadBytes;
   entries_.push_back(std::move(*line_));
   line_.reset();
+  // Nobody took the record for a while and the device floods: let the
+  // oldest lines go, counted, so what waits stays bounded.
+  if (pending_bytes_ > kConsolePendingMaxBytes) {
+    std::size_t drop = 0;
+    while (drop < entries_.size() && pending_bytes_ > kConsolePendingMaxBytes / 2) {
+      const auto& e = entries_[drop++];
+      pending_bytes_ -= e.text.size() + kConsoleLineOverheadBytes;
+      ++dropped_lines_;
+      dropped_bytes_ += e.text.size() + e.cut;
+    }
+    entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(drop));
+  }
 }
 
 ConsoleRecord PtyConsole::take_record() {
@@ -52,6 +71,9 @@ ConsoleRecord PtyConsole::take_record() {
   ConsoleRecord r;
   r.entries = std::exchange(entries_, {});
   r.arriving = line_;
+  r.dropped_lines = std::exchange(dropped_lines_, 0);
+  r.dropped_bytes = std::exchange(dropped_bytes_, 0);
+  pending_bytes_ = 0;
   return r;
 }
 
@@ -118,6 +140,12 @@ std::string PtyConsole::peek(std::chrono::milliseconds timeout) {
   std::lock_guard lock(mu_);
   auto bytes = fetch(timeout);
   held_ += bytes;
+  // A reader that does not read while the device floods: keep the newest
+  // bytes from a line start, so its status lines still come whole.
+  if (held_.size() > kConsoleHeldMaxBytes) {
+    auto from = held_.find('\n', held_.size() - kConsoleHeldMaxBytes / 2);
+    held_.erase(0, from == std::string::npos ? held_.size() - kConsoleHeldMaxBytes / 2 : from + 1);
+  }
   return bytes;
 }
 

@@ -3,6 +3,10 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include <algorithm>
+
+#include "otarig/reports/bundle.hpp"
+
 namespace otarig::harness {
 namespace {
 
@@ -83,8 +87,81 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
 
 Bench::~Bench() = default;
 
+std::string capped_status_field(std::string value) {
+  if (value.size() <= kStatusFieldMaxBytes) return value;
+  const auto dropped = value.size() - kStatusFieldMaxBytes;
+  value.resize(kStatusFieldMaxBytes);
+  return value + fmt::format("[otarig: {} bytes dropped]", dropped);
+}
+
+void BoundedTranscript::let_go(const TranscriptLine& line) {
+  if (!gap_lines_) gap_t_ms_ = line.t_ms;
+  if (line.dropped_lines) {
+    gap_lines_ += line.dropped_lines;
+    gap_bytes_ += line.cut;
+  } else {
+    ++gap_lines_;
+    gap_bytes_ += line.text.size() + line.cut;
+  }
+}
+
+void BoundedTranscript::add(TranscriptLine line) {
+  constexpr std::size_t kHalf = kTranscriptMaxBytes / 2;
+  if (line.dropped_lines) {
+    let_go(line);
+    return;
+  }
+  const auto cost = line.text.size() + drivers::kConsoleLineOverheadBytes;
+  if (!gap_lines_ && tail_.empty() && head_cost_ + cost <= kHalf) {
+    head_cost_ += cost;
+    head_.push_back(std::move(line));
+    return;
+  }
+  tail_cost_ += cost;
+  tail_.push_back(std::move(line));
+  while (tail_cost_ > kHalf && !tail_.empty()) {
+    tail_cost_ -= tail_.front().text.size() + drivers::kConsoleLineOverheadBytes;
+    let_go(tail_.front());
+    tail_.pop_front();
+  }
+}
+
+std::vector<TranscriptLine> BoundedTranscript::take() {
+  std::vector<TranscriptLine> out = std::exchange(head_, {});
+  if (gap_lines_) out.push_back({gap_t_ms_, {}, gap_bytes_, gap_lines_});
+  for (auto& l : tail_) out.push_back(std::move(l));
+  tail_.clear();
+  head_cost_ = tail_cost_ = 0;
+  gap_lines_ = gap_bytes_ = 0;
+  return out;
+}
+
+TranscriptLoss transcript_loss(const std::vector<TranscriptLine>& lines) {
+  TranscriptLoss loss;
+  for (const auto& l : lines) {
+    loss.dropped_bytes += l.cut;
+    if (l.dropped_lines)
+      loss.dropped_lines += l.dropped_lines;
+    else if (l.cut)
+      ++loss.cut_lines;
+  }
+  return loss;
+}
+
+std::string console_log_line(const TranscriptLine& line, std::string* raw, bool* escaped) {
+  const auto stamp = fmt::format("[{:10.3f} ms] ", line.t_ms);
+  if (line.dropped_lines) {
+    auto marker = fmt::format("{}[otarig: {} bytes dropped]\n", stamp, line.cut);
+    if (raw) *raw += marker;
+    return marker;
+  }
+  const auto marker = line.cut ? fmt::format(" [otarig: {} bytes dropped]", line.cut) : std::string();
+  if (raw) *raw += stamp + line.text + marker + "\n";
+  return stamp + reports::printable_console_text(line.text, escaped) + marker + "\n";
+}
+
 void Bench::begin_transcript() {
-  transcript_.clear();
+  (void)transcript_.take();
   transcript_start_ = clock_->now();
 }
 
@@ -100,17 +177,42 @@ std::optional<std::string> Bench::untaken(std::string text, Clock::duration at) 
   return text;
 }
 
+void Bench::keep_line(TranscriptLine line) { transcript_.add(std::move(line)); }
+
+// Lines the status and console-event patterns have yet to look at: the newest
+// kTranscriptMaxBytes of them at most (a device that floods between two looks
+// cannot fill memory; the lines that matter come after the question).
+void Bench::unmatched(std::string line) {
+  unmatched_bytes_ += line.size() + drivers::kConsoleLineOverheadBytes;
+  unmatched_lines_.push_back(std::move(line));
+  while (unmatched_bytes_ > kTranscriptMaxBytes && !unmatched_lines_.empty()) {
+    unmatched_bytes_ -= unmatched_lines_.front().size() + drivers::kConsoleLineOverheadBytes;
+    unmatched_lines_.pop_front();
+  }
+}
+
+void Bench::clear_unmatched() {
+  unmatched_lines_.clear();
+  unmatched_bytes_ = 0;
+}
+
 void Bench::collect_stamps() {
   auto* stamps = parts_.console_stamps.get();
   if (!stamps) return;
   auto record = stamps->take_record();
+  if (record.dropped_lines)
+    keep_line({record.entries.empty() ? since_start_ms(clock_->now()) : since_start_ms(record.entries.front().at),
+               {},
+               record.dropped_bytes,
+               record.dropped_lines});
   for (auto& e : record.entries) {
     if (e.kind == drivers::ConsoleEntry::Kind::event) {
       console_events_.push_back({e.event, e.text, e.at, since_start_ms(e.at)});
       continue;
     }
+    const auto shown_cut = shown_ && shown_->at == e.at ? shown_->cut : 0;
     if (auto text = untaken(std::move(e.text), e.at))
-      transcript_.push_back({since_start_ms(e.at), std::move(*text)});
+      keep_line({since_start_ms(e.at), std::move(*text), e.cut > shown_cut ? e.cut - shown_cut : 0});
     shown_.reset();
   }
   arriving_ = std::move(record.arriving);
@@ -128,32 +230,39 @@ std::vector<TranscriptLine> Bench::take_transcript() {
     collect_stamps();
     if (arriving_) {
       if (auto text = untaken(arriving_->text, arriving_->at); text && !text->empty())
-        transcript_.push_back({since_start_ms(arriving_->at), std::move(*text)});
+        keep_line({since_start_ms(arriving_->at), std::move(*text), arriving_->cut});
       shown_ = std::exchange(arriving_, std::nullopt);
     }
-    return std::exchange(transcript_, {});
+    return transcript_.take();
   }
-  if (!partial_.empty()) {
-    transcript_.push_back({std::chrono::duration<double, std::milli>(clock_->now() - transcript_start_).count(),
-                           partial_});
+  if (!partial_.empty() || partial_cut_) {
+    keep_line({std::chrono::duration<double, std::milli>(clock_->now() - transcript_start_).count(), partial_,
+               partial_cut_});
     partial_.clear();
+    partial_cut_ = 0;
   }
-  return std::exchange(transcript_, {});
+  return transcript_.take();
 }
 
 void Bench::absorb(const std::string& bytes) {
-  for (char c : bytes) {
-    if (c == '\n') {
-      if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
-      if (banner_re_ && identity_.empty() && re2::RE2::PartialMatch(partial_, *banner_re_)) identity_ = partial_;
-      // A console that stamps its lines as they arrive fills the transcript
-      // itself (collect_stamps); any other is stamped now, as it is read.
-      if (!parts_.console_stamps) transcript_.push_back({since_start_ms(clock_->now()), partial_});
-      unmatched_lines_.push_back(std::move(partial_));
-      partial_.clear();
-    } else {
-      partial_ += c;
-    }
+  std::string_view rest(bytes);
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    const auto part = rest.substr(0, nl);
+    // A line keeps its first kConsoleLineMaxBytes; the rest is counted.
+    const auto room = drivers::kConsoleLineMaxBytes - std::min(drivers::kConsoleLineMaxBytes, partial_.size());
+    partial_.append(part.substr(0, room));
+    if (part.size() > room) partial_cut_ += part.size() - room;
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+    if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+    if (banner_re_ && identity_.empty() && re2::RE2::PartialMatch(partial_, *banner_re_)) identity_ = partial_;
+    // A console that stamps its lines as they arrive fills the transcript
+    // itself (collect_stamps); any other is stamped now, as it is read.
+    if (!parts_.console_stamps) keep_line({since_start_ms(clock_->now()), partial_, partial_cut_});
+    unmatched(std::move(partial_));
+    partial_.clear();
+    partial_cut_ = 0;
   }
 }
 
@@ -190,16 +299,16 @@ std::optional<std::string> Bench::wait_for_line(const std::string& pattern, std:
   re2::RE2 re(pattern, re2::RE2::Quiet);
   if (!re.ok()) throw InputError(fmt::format("invalid console pattern '{}': {}", pattern, re.error()));
   drain_console();
-  unmatched_lines_.clear();
+  clear_unmatched();
   const auto deadline = clock_->now() + timeout;
   while (true) {
     for (const auto& line : unmatched_lines_)
       if (re2::RE2::PartialMatch(line, re)) {
         std::string found = line;
-        unmatched_lines_.clear();
+        clear_unmatched();
         return found;
       }
-    unmatched_lines_.clear();
+    clear_unmatched();
     const auto now = clock_->now();
     if (now >= deadline) return std::nullopt;
     absorb(parts_.console->read(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
@@ -211,7 +320,7 @@ Observation Bench::observe(const std::string& step) {
   Observation obs;
   obs.step = step;
   drain_console();
-  unmatched_lines_.clear();
+  clear_unmatched();
   const auto start = clock_->now();
   const auto deadline = start + profile_.observe.boot_timeout;
   const auto interval = profile_.observe.status_interval;
@@ -237,7 +346,7 @@ Observation Bench::observe(const std::string& step) {
       if (!re2::RE2::PartialMatchN(line, *status_re_, argp.data(), n)) continue;
       auto group = [&](const char* name) -> std::string {
         auto it = groups.find(name);
-        return it == groups.end() ? std::string() : values[static_cast<std::size_t>(it->second - 1)];
+        return it == groups.end() ? std::string() : capped_status_field(values[static_cast<std::size_t>(it->second - 1)]);
       };
       obs.booted = true;
       obs.slot = group("slot");
@@ -256,7 +365,7 @@ Observation Bench::observe(const std::string& step) {
       obs.line = line;
     }
     if (obs.booted) break;
-    unmatched_lines_.clear();
+    clear_unmatched();
     now = clock_->now();
     if (now >= deadline) break;
     auto wait = std::min(deadline - now, next_ask > now ? next_ask - now : Clock::duration(interval));
@@ -264,7 +373,7 @@ Observation Bench::observe(const std::string& step) {
                                       std::chrono::milliseconds(1));
     absorb(bytes);
   }
-  unmatched_lines_.clear();
+  clear_unmatched();
   obs.waited_ms = std::chrono::duration<double, std::milli>(clock_->now() - start).count();
   return obs;
 }

@@ -91,6 +91,13 @@ nlohmann::json trial_summary(const TrialOutcome& t) {
     }
     j["erases"] = {{"total", total}, {"max_per_sector", max}, {"per_sector", erase_runs(t.erase_counts)}};
   }
+  // What the rig let go of the device's console (docs/evidence.md, "Limits").
+  if (const auto loss = transcript_loss(t.transcript); loss.dropped_bytes)
+    j["console"] = {{"dropped_bytes", loss.dropped_bytes},
+                    {"dropped_lines", loss.dropped_lines},
+                    {"cut_lines", loss.cut_lines},
+                    {"limit_bytes", kTranscriptMaxBytes},
+                    {"line_limit_bytes", drivers::kConsoleLineMaxBytes}};
   j["duration_ms"] = t.duration_ms;
   j["evidence"] = "trials/" + t.spec.id;
   return j;
@@ -424,8 +431,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   Progress progress;
   progress.total = plan.trials.size();
   progress.done = plan.trials.size() - pending.size();
-  for (const auto& v : st.verdicts)
-    if (v.value("verdict", "") == "fail") ++progress.findings;
+  progress.findings = st.failed_trials;
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t already_done = progress.done;
 
@@ -504,12 +510,12 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   if (!aborted.empty()) journal.append({{"type", "bench-failure"}, {"detail", aborted}});
 
   // run.json from every verdict in the journal (this run's and resumed ones).
-  std::vector<nlohmann::json> verdicts = journal.state().verdicts;
+  std::vector<nlohmann::json> verdicts = read_verdicts(journal_file);
   std::sort(verdicts.begin(), verdicts.end(),
             [](const auto& a, const auto& b) { return a.value("index", 0) < b.value("index", 0); });
   nlohmann::json trials = nlohmann::json::array();
   nlohmann::json findings = nlohmann::json::array();
-  for (auto v : verdicts) {
+  for (auto& v : verdicts) {
     for (const char* k : {"type", "seq", "time", "prev_sha256", "trial"}) v.erase(k);
     ++result.trials;
     if (v.value("verdict", "") == "pass") {
@@ -599,11 +605,12 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
                     {"failed", result.failed},
                     {"findings", result.findings}};
   if (!aborted.empty()) run["aborted"] = aborted;
-  run["trials"] = trials;
-  run["findings"] = findings;
-  result.run = run;
+  run["trials"] = std::move(trials);
+  run["findings"] = std::move(findings);
+  verdicts = {};
 
   reports::write_bundle(options.out, run, options.bundle);
+  result.run = std::move(run);
   return result;
 }
 

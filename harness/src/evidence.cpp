@@ -30,11 +30,7 @@ void write_trial_evidence(const std::filesystem::path& out, const TrialOutcome& 
   // them go to console.raw when anything needed escaping.
   std::string console, raw;
   bool escaped = false;
-  for (const auto& line : t.transcript) {
-    const auto stamp = fmt::format("[{:10.3f} ms] ", line.t_ms);
-    console += stamp + reports::printable_console_text(line.text, &escaped) + "\n";
-    raw += stamp + line.text + "\n";
-  }
+  for (const auto& line : t.transcript) console += console_log_line(line, &raw, &escaped);
   write_text(dir / "console.log", console);
   if (escaped) write_text(dir / "console.raw", raw);
   std::string events;

@@ -123,6 +123,21 @@ JournaledCampaign read_journaled_campaign(const std::filesystem::path& file) {
   return out;
 }
 
+std::vector<nlohmann::json> read_verdicts(const std::filesystem::path& file) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw BenchError(fmt::format("{}: cannot read the journal", file.string()));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // a last line without a newline is torn
+    if (line.find("\"type\":\"verdict\"") == std::string::npos) continue;
+    auto ev = nlohmann::json::parse(line, nullptr, false);
+    if (ev.is_object() && ev.value("type", std::string()) == "verdict") out.push_back(std::move(ev));
+  }
+  if (in.bad()) throw BenchError(fmt::format("{}: cannot read the journal", file.string()));
+  return out;
+}
+
 Journal::Journal(const std::filesystem::path& file, bool resume) : file_(file) {
   bool exists = std::filesystem::exists(file);
   if (exists && !resume)
@@ -160,7 +175,7 @@ Journal::Journal(const std::filesystem::path& file, bool resume) : file_(file) {
       auto ev = nlohmann::json::parse(lines[i].text);
       if (ev.value("type", std::string()) == "verdict") {
         state_.completed_trials.insert(ev.value("index", std::uint64_t{0}));
-        state_.verdicts.push_back(ev);
+        if (ev.value("verdict", std::string()) == "fail") ++state_.failed_trials;
       }
       if (ev.value("type", std::string()) == "campaign-start" && state_.campaign.is_null()) state_.campaign = ev;
       prev_sha_ = sha_hex(lines[i].text);
@@ -204,7 +219,7 @@ void Journal::write_locked(std::vector<nlohmann::json>& events) {
     block += '\n';
     if (line["type"] == "verdict") {
       state_.completed_trials.insert(line.value("index", std::uint64_t{0}));
-      state_.verdicts.push_back(line);
+      if (line.value("verdict", std::string()) == "fail") ++state_.failed_trials;
     }
     ++state_.lines;
   }

@@ -123,8 +123,9 @@ class Runner final : public TrialPort {
       }
     }
     bench_.drain_console();
-    out_.transcript = std::move(kept_transcript_);
-    for (auto& line : bench_.take_transcript()) out_.transcript.push_back(std::move(line));
+    // Bounded per trial: what brown-out measuring boots kept counts too.
+    for (auto& line : bench_.take_transcript()) kept_transcript_.add(std::move(line));
+    out_.transcript = kept_transcript_.take();
     note_console_events();
     if (bench_.parts().flash_faults) out_.erase_counts = bench_.parts().flash_faults->erase_counts();
     out_.duration_ms = std::chrono::duration<double, std::milli>(host.now() - wall_start).count();
@@ -160,7 +161,7 @@ class Runner final : public TrialPort {
   }
   void keep_transcript() override {
     bench_.drain_console();
-    for (auto& line : bench_.take_transcript()) kept_transcript_.push_back(std::move(line));
+    for (auto& line : bench_.take_transcript()) kept_transcript_.add(std::move(line));
   }
   void discard_transcript() override {
     bench_.drain_console();
@@ -406,7 +407,7 @@ class Runner final : public TrialPort {
   std::string retry_problem_;
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
-  std::vector<TranscriptLine> kept_transcript_;  ///< before brown-out measuring boots
+  BoundedTranscript kept_transcript_;  ///< before brown-out measuring boots
 };
 
 }  // namespace

@@ -66,3 +66,12 @@ if(TARGET otarig-vboard)
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
     LABELS "e2e;process" TIMEOUT 600)
 endif()
+# Memory bounded by the limits of docs/evidence.md, not by what a device
+# prints: a process board whose device floods its console; under a minute.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.memory
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_bounded_memory.py)
+  set_tests_properties(e2e.memory PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e;process" TIMEOUT 300)
+endif()

@@ -35,6 +35,20 @@ class ConsoleProtocol {
   virtual std::string read(std::chrono::milliseconds timeout) = 0;
 };
 
+/// What a console keeps of one line the device prints (docs/evidence.md,
+/// "Limits"): the bytes of a line beyond it are counted, not kept, so a device
+/// that prints a line without end cannot fill the rig's memory.
+inline constexpr std::size_t kConsoleLineMaxBytes = 64 * 1024;
+/// What a stamping console holds of finished lines between two takes of its
+/// record: beyond it the oldest lines are counted (ConsoleRecord::dropped_*)
+/// and let go.
+inline constexpr std::size_t kConsolePendingMaxBytes = 8 * 1024 * 1024;
+/// What a console's read side holds for a reader that has not read yet
+/// (bytes peeked during a delivery): beyond it the oldest are let go.
+inline constexpr std::size_t kConsoleHeldMaxBytes = 1024 * 1024;
+/// Bytes a kept line costs besides its text (what the transcript budgets count).
+inline constexpr std::size_t kConsoleLineOverheadBytes = 64;
+
 /// One entry of what a console driver recorded as it arrived: a line the
 /// device printed, or an event of the driver itself (the device vanished,
 /// came back, a trigger callback failed).
@@ -55,6 +69,8 @@ struct ConsoleEntry {
   bool complete = true;
   /// For an event: what happened, "disconnected", "reconnected" or "trigger-failed".
   std::string event;
+  /// For a line: bytes it had beyond kConsoleLineMaxBytes, counted and not kept.
+  std::uint64_t cut = 0;
 };
 
 /// What a console recorded since it was last asked.
@@ -64,6 +80,9 @@ struct ConsoleRecord {
   /// The line still arriving (complete = false), if any. Once finished it
   /// comes again, whole, among the entries of a later record.
   std::optional<ConsoleEntry> arriving;
+  /// Finished lines let go before this record was taken (more than
+  /// kConsolePendingMaxBytes waited), and their bytes.
+  std::uint64_t dropped_lines = 0, dropped_bytes = 0;
 };
 
 /// A console driver that stamps what the device prints as it arrives (one

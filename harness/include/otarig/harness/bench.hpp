@@ -1,6 +1,7 @@
 #pragma once
 // A Bench is a board profile bound to drivers: the protocols of one device,
 // its clock, and the console capture that becomes a trial's transcript.
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,7 +33,55 @@ struct TranscriptLine {
   /// else when the harness read the line's end.
   double t_ms = 0;
   std::string text;
+  /// Bytes of the line beyond drivers::kConsoleLineMaxBytes: counted, not kept.
+  std::uint64_t cut = 0;
+  /// Non-zero: this entry is no line but the place where that many lines of
+  /// the device's output were let go (kTranscriptMaxBytes); `cut` is their bytes.
+  std::uint64_t dropped_lines = 0;
 };
+
+/// What a trial keeps of its console (docs/evidence.md, "Limits"): the first
+/// and the last kTranscriptMaxBytes / 2 of it, counting each line's text and
+/// kConsoleLineOverheadBytes; the lines between are let go, counted, and one
+/// entry (TranscriptLine::dropped_lines) stands where they were.
+inline constexpr std::size_t kTranscriptMaxBytes = 4 * 1024 * 1024;
+
+/// What an observation keeps of one field of the status line (slot,
+/// version, digest, ...): a longer value keeps its first bytes and ends in
+/// `[otarig: N bytes dropped]`, so no oracle takes it for a release's.
+inline constexpr std::size_t kStatusFieldMaxBytes = 1024;
+std::string capped_status_field(std::string value);
+
+/// A console transcript bounded by kTranscriptMaxBytes.
+class BoundedTranscript {
+ public:
+  /// A line, or a dropped-lines entry (whose count joins the one gap).
+  void add(TranscriptLine line);
+  /// Head, the gap's entry (when anything was let go), tail; then empty again.
+  std::vector<TranscriptLine> take();
+  bool empty() const { return head_.empty() && tail_.empty() && !gap_lines_; }
+
+ private:
+  void let_go(const TranscriptLine& line);
+  std::vector<TranscriptLine> head_;
+  std::deque<TranscriptLine> tail_;
+  std::size_t head_cost_ = 0, tail_cost_ = 0;
+  std::uint64_t gap_lines_ = 0, gap_bytes_ = 0;
+  double gap_t_ms_ = 0;
+};
+
+/// What a trial's transcript let go: lines cut at their limit and lines
+/// dropped (the `console` field of a verdict).
+struct TranscriptLoss {
+  std::uint64_t dropped_bytes = 0, dropped_lines = 0, cut_lines = 0;
+};
+TranscriptLoss transcript_loss(const std::vector<TranscriptLine>& lines);
+
+/// One line of console.log (`[%10.3f ms] text`, control bytes escaped), with
+/// the marker `[otarig: N bytes dropped]` where bytes were let go; `raw`
+/// (when given) gets the line as console.raw has it, `escaped` is set when
+/// anything needed escaping.
+std::string console_log_line(const TranscriptLine& line, std::string* raw = nullptr, bool* escaped = nullptr);
 
 /// An event of the console driver itself, from a console that stamps its
 /// lines: the device vanished (EIO, the USB adapter unplugged), came back.
@@ -97,9 +146,14 @@ class Bench {
   drivers::BoardParts parts_;
   std::unique_ptr<re2::RE2> status_re_;
   std::unique_ptr<re2::RE2> banner_re_;
+  void keep_line(TranscriptLine line);
+  void clear_unmatched();
+  void unmatched(std::string line);
   std::string partial_;
-  std::vector<TranscriptLine> transcript_;
-  std::vector<std::string> unmatched_lines_;
+  std::uint64_t partial_cut_ = 0;  ///< bytes of the arriving line beyond its limit
+  BoundedTranscript transcript_;
+  std::deque<std::string> unmatched_lines_;
+  std::size_t unmatched_bytes_ = 0;
   Clock::duration transcript_start_{};
   std::string identity_;
   std::vector<ConsoleEvent> console_events_;

@@ -18,7 +18,7 @@ namespace otarig::harness {
 struct JournalState {
   std::uint64_t lines = 0;
   std::set<std::uint64_t> completed_trials;  ///< trial indexes with a verdict
-  std::vector<nlohmann::json> verdicts;       ///< the verdict events, in file order
+  std::uint64_t failed_trials = 0;           ///< verdicts of trials that failed
   nlohmann::json campaign;                    ///< the first campaign-start event
   std::uint64_t dropped_lines = 0;            ///< lines of an unfinished block removed on open
 };
@@ -44,6 +44,10 @@ struct JournaledCampaign {
 /// Reads the campaign events of the longest prefix of `file` that chains,
 /// one line at a time.
 JournaledCampaign read_journaled_campaign(const std::filesystem::path& file);
+
+/// The verdict events of a journal, in file order, read one line at a time
+/// (the journal holds them; a campaign does not keep them in memory).
+std::vector<nlohmann::json> read_verdicts(const std::filesystem::path& file);
 
 class Journal {
  public:

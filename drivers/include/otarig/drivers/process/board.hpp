@@ -239,6 +239,8 @@ class PtyConsole final : public WatchedConsole, public StampedConsoleProtocol {
   Clock* clock_ = nullptr;
   std::vector<ConsoleEntry> entries_;
   std::optional<ConsoleEntry> line_;  ///< the line arriving
+  std::size_t pending_bytes_ = 0;     ///< what entries_ costs (kConsolePendingMaxBytes)
+  std::uint64_t dropped_lines_ = 0, dropped_bytes_ = 0;  ///< let go since the last take
 
   std::shared_ptr<ProcessPower> power_;
   mutable std::mutex mu_;

@@ -1,0 +1,93 @@
+// What a trial keeps of a device's console and of its status line: bounded by
+// the limits of docs/evidence.md ("Limits"), with what was let go counted.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "otarig/drivers/protocols.hpp"
+#include "otarig/harness/bench.hpp"
+
+using namespace otarig::harness;
+using otarig::drivers::kConsoleLineOverheadBytes;
+
+namespace {
+
+std::size_t kept_cost(const std::vector<TranscriptLine>& lines) {
+  std::size_t cost = 0;
+  for (const auto& l : lines)
+    if (!l.dropped_lines) cost += l.text.size() + kConsoleLineOverheadBytes;
+  return cost;
+}
+
+TEST(BoundedTranscript, KeepsEverythingUnderTheLimit) {
+  BoundedTranscript t;
+  for (int i = 0; i < 100; ++i) t.add({double(i), "line " + std::to_string(i)});
+  auto lines = t.take();
+  ASSERT_EQ(lines.size(), 100u);
+  EXPECT_EQ(lines.front().text, "line 0");
+  EXPECT_EQ(lines.back().text, "line 99");
+  EXPECT_EQ(transcript_loss(lines).dropped_bytes, 0u);
+  EXPECT_TRUE(t.empty());
+}
+
+TEST(BoundedTranscript, AFloodKeepsItsHeadAndTailAndCountsTheRest) {
+  BoundedTranscript t;
+  const std::string text(1000, 'f');
+  const std::size_t n = 3 * kTranscriptMaxBytes / 1000;  // three times the limit
+  for (std::size_t i = 0; i < n; ++i) t.add({double(i), text + std::to_string(i)});
+  auto lines = t.take();
+  EXPECT_LE(kept_cost(lines), kTranscriptMaxBytes);
+  EXPECT_GT(kept_cost(lines), kTranscriptMaxBytes - 2 * (text.size() + 100));
+  EXPECT_EQ(lines.front().text, text + "0");
+  EXPECT_EQ(lines.back().text, text + std::to_string(n - 1));
+  const auto gap = std::find_if(lines.begin(), lines.end(), [](const auto& l) { return l.dropped_lines > 0; });
+  ASSERT_NE(gap, lines.end());
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(), [](const auto& l) { return l.dropped_lines > 0; }), 1);
+  // Every line is either kept or counted in the gap, bytes included.
+  std::uint64_t kept_lines = lines.size() - 1, kept_bytes = 0;
+  for (const auto& l : lines)
+    if (!l.dropped_lines) kept_bytes += l.text.size();
+  std::uint64_t all_bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) all_bytes += text.size() + std::to_string(i).size();
+  EXPECT_EQ(kept_lines + gap->dropped_lines, n);
+  EXPECT_EQ(kept_bytes + gap->cut, all_bytes);
+  EXPECT_EQ(transcript_loss(lines).dropped_bytes, gap->cut);
+  EXPECT_EQ(transcript_loss(lines).dropped_lines, gap->dropped_lines);
+  EXPECT_EQ(console_log_line(*gap), fmt::format("[{:10.3f} ms] [otarig: {} bytes dropped]\n", gap->t_ms, gap->cut));
+}
+
+TEST(BoundedTranscript, DroppedEntriesFromTheConsoleJoinTheOneGap) {
+  BoundedTranscript t;
+  t.add({0, "first"});
+  t.add({1, {}, 500, 7});
+  t.add({2, "last"});
+  t.add({3, {}, 100, 1});
+  auto lines = t.take();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0].text, "first");
+  EXPECT_EQ(lines[1].dropped_lines, 8u);
+  EXPECT_EQ(lines[1].cut, 600u);
+  EXPECT_EQ(lines[2].text, "last");
+}
+
+TEST(ConsoleLog, ALineCutAtItsLimitEndsInTheMarker) {
+  TranscriptLine line{12.5, "abc\x1b", 1000};
+  std::string raw;
+  bool escaped = false;
+  EXPECT_EQ(console_log_line(line, &raw, &escaped), "[    12.500 ms] abc\\x1b [otarig: 1000 bytes dropped]\n");
+  EXPECT_TRUE(escaped);
+  EXPECT_EQ(raw, "[    12.500 ms] abc\x1b [otarig: 1000 bytes dropped]\n");
+}
+
+TEST(StatusField, ALongFieldKeepsItsLimitAndTheMarker) {
+  EXPECT_EQ(capped_status_field("1.1.0+2"), "1.1.0+2");
+  const std::string at_limit(kStatusFieldMaxBytes, 'v');
+  EXPECT_EQ(capped_status_field(at_limit), at_limit);
+  const auto cut = capped_status_field(std::string(10 * 1024 * 1024, '9'));
+  EXPECT_EQ(cut, std::string(kStatusFieldMaxBytes, '9') +
+                     fmt::format("[otarig: {} bytes dropped]", 10 * 1024 * 1024 - kStatusFieldMaxBytes));
+}
+
+}  // namespace
