@@ -94,7 +94,9 @@ SlotVerdict VirtualBoard::Impl::verdict(int slot) {
 std::string VirtualBoard::Impl::authenticity_failure(const SlotVerdict& v) const {
   if (!v.structure_ok) return v.structure_error;
   if (cfg.has(Defect::no_signature_check)) return {};
-  if (!v.hash_ok) return "hash mismatch: header+payload do not match the trailer's SHA-256";
+  // trusts-stated-digest: the signature is checked over the digest the
+  // trailer states, and nobody asks whether that digest is the image's.
+  if (!v.hash_ok && !cfg.has(Defect::trusts_stated_digest)) return "hash mismatch: header+payload do not match the trailer's SHA-256";
   if (cfg.has(Defect::hash_only)) return {};
   if (!v.key_known) {
     // any-key: an unknown key is taken at its word; only a missing signature is refused.

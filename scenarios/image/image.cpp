@@ -175,8 +175,8 @@ class ImageKind final : public harness::FaultKind {
 
 const std::vector<std::string_view>& tamper_variants() {
   static const std::vector<std::string_view> v = {"header-bit-flip",    "payload-bit-flip", "digest-bit-flip",
-                                                  "signature-bit-flip", "truncated",        "appended",
-                                                  "version-edited"};
+                                                  "digest-resigned",    "signature-bit-flip", "truncated",
+                                                  "appended",           "version-edited"};
   return v;
 }
 
@@ -184,8 +184,10 @@ void register_image_faults(harness::FaultRegistry& registry) {
   const std::pair<const char*, const char*> kinds[] = {
       {"none", "a clean update, no fault (baseline)"},
       {"tamper",
-       "deliver a damaged copy of the release: header-bit-flip, payload-bit-flip, digest-bit-flip, "
-       "signature-bit-flip, truncated, appended, version-edited"},
+       "deliver a damaged copy of the release: header-bit-flip (a seeded bit of the version, security counter "
+       "or flags), payload-bit-flip, digest-bit-flip, digest-resigned (a wrong stated digest validly signed), "
+       "signature-bit-flip, truncated, appended, version-edited; each keeps the image parseable except "
+       "truncated"},
       {"unsigned", "deliver the release with its signature and key id removed"},
       {"wrong-key", "deliver the release validly signed by a key the device does not trust"},
       {"replay", "deliver an older, validly signed release after a newer one was installed"},

@@ -153,6 +153,15 @@ INSTANTIATE_TEST_SUITE_P(
                  return true;
                return runs_delivered(d, image::tamper::resign(kUpdate, crypto::Ed25519Key::test_key("stranger")));
              }},
+        Case{Defect::trusts_stated_digest, BootMode::ab,
+             [](Device& d) {
+               d.start(kFactory);
+               // An unsigned image is still refused; a flipped payload bit under a
+               // signature over the digest the trailer states is not.
+               if (d.board.deliver(image::tamper::strip_signature(kUpdate)).status != DeliveryStatus::refused)
+                 return true;
+               return runs_delivered(d, image::tamper::flip_bit(kUpdate, 5000, 2));
+             }},
         Case{Defect::verify_on_stage_only, BootMode::ab, boots_rotten_image},
         Case{Defect::copy_unverified, BootMode::overwrite_only, boots_rotten_image},
         Case{Defect::no_revert, BootMode::ab, failing_image_stays},
