@@ -183,6 +183,13 @@ INSTANTIATE_TEST_SUITE_P(
                // Older only in its major number, same security counter.
                return runs_delivered(d, release("0.255.0+2", 2));
              }},
+        Case{Defect::version_string_compare, BootMode::ab,
+             [](Device& d) {
+               d.start(kFactory);
+               d.board.deliver(release("1.1.10+2", 2));
+               // Older by its patch number, but "1.1.9" sorts after "1.1.10" as text.
+               return runs_delivered(d, release("1.1.9+2", 2));
+             }},
         Case{Defect::wrong_write_order, BootMode::ab,
              [](Device& d) {
                d.start(kFactory);

@@ -39,6 +39,7 @@ CATALOG = {
     "virtual-stale-trailer": ("still-updatable", "replay-old"),
     "virtual-anykey": ("authentic", "wrong-key"),
     "virtual-trusts-digest": ("authentic", "tampered-image"),
+    "virtual-version-string": ("no-rollback", "version-edges"),
 }
 MODES = ["ab", "swap-scratch", "swap-move", "overwrite-only", "direct-xip"]
 SAMPLE = 400  # trials of the nightly plan run on a 1 MiB reference
@@ -118,6 +119,15 @@ def test_a_device_trusting_the_stated_digest_is_caught_on_every_damage_to_the_pa
         if t["fault"]["variant"] != "truncated":
             detail = t["delivery"]["detail"]
             assert not any(w in detail for w in ("payload_size", "magic", "reserved", "header_size")), t["delivery"]
+
+
+def test_a_device_comparing_version_texts_is_caught_across_a_digit_boundary_only(campaigns):
+    _, out = campaigns["virtual-version-string"]
+    broken = {}
+    for f in load_run(out)["findings"]:
+        broken.setdefault((f["scenario"], f["fault"].get("variant")), set()).update(o["oracle"] for o in f["oracles"])
+    assert broken == {("version-edges", "patch-digits-down"): {"no-rollback"},
+                      ("version-edges", "patch-digits-up"): {"still-updatable"}}, broken
 
 
 @pytest.mark.parametrize("mode", MODES)
