@@ -260,10 +260,20 @@ class Runner final : public TrialPort {
     parts.provision->provision(start.bytes);
     bench_.power_on("prepare");
     auto o = look("prepare");
-    if (!o.booted || o.digest != start.digest)
-      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}",
+    if (!o.booted || o.digest != start.digest) {
+      // What the device said is the first clue: the bench error carries the
+      // console's last lines.
+      keep_transcript();
+      std::string tail;
+      const std::size_t from = kept_transcript_.size() > 12 ? kept_transcript_.size() - 12 : 0;
+      for (std::size_t i = from; i < kept_transcript_.size(); ++i) tail += "\n  | " + kept_transcript_[i].text;
+      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}; "
+                                   "{}",
                                    bench_.profile().name, start.name,
-                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : ""));
+                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : "",
+                                   tail.empty() ? "its console printed nothing"
+                                                : fmt::format("the last lines of its console:{}", tail)));
+    }
     for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
     before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;
   }

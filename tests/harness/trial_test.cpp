@@ -180,6 +180,9 @@ TEST_F(Fixture, BenchFailureIsExit3AndKeepsCompletedTrials) {
   auto r = run("small-mute", "unsigned");
   EXPECT_EQ(r.exit_code(), 3);
   EXPECT_NE(r.aborted.find("prepare"), std::string::npos) << r.aborted;
+  // The error carries what the device said when it did not come up.
+  EXPECT_NE(r.aborted.find("the last lines of its console:\n  | "), std::string::npos) << r.aborted;
+  EXPECT_NE(r.aborted.find("STATUS slot="), std::string::npos) << r.aborted;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
 }
 
