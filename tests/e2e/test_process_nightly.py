@@ -58,6 +58,24 @@ def variant(tmp_path, name, *edits):
     return prof
 
 
+def test_profile_dir_is_absolute_for_a_profile_named_without_its_folder(tmp_path):
+    # `--board my.yaml` from the profile's own folder: the power command,
+    # run from the device's storage folder, still finds the script beside it.
+    tool = Path(os.environ.get("OTARIG_TOOL_PATH", "")) / "otarig-vboard"
+    assert tool.is_file(), tool
+    script = tmp_path / "my-device.sh"
+    script.write_text(f"#!/bin/sh\nexec {tool} \"$@\"\n")
+    script.chmod(0o755)
+    text = VBOARD.read_text()
+    assert "  command: otarig-vboard " in text
+    text = text.replace("  command: otarig-vboard ", "  command: ${profile_dir}/my-device.sh ", 1)
+    (tmp_path / "my.yaml").write_text(text.replace("name: vboard-ab", "name: my-board"))
+    p = subprocess.run([BIN, "run", "--board", "my.yaml", "--scenario", "unsigned", "--out", "out", "--no-progress"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["summary"]["passed"] == 1
+
+
 @pytest.fixture(scope="module")
 def nightly(tmp_path_factory):
     out = tmp_path_factory.mktemp("vboard") / "out"
