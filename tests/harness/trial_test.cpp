@@ -135,6 +135,22 @@ TEST_F(Fixture, VersionEdgesCatchATextComparisonAndPassTheReference) {
   EXPECT_EQ(run("small-textver", "replay-old", 1, "out-replay").exit_code(), 0);
 }
 
+TEST_F(Fixture, VersionEdgesAboveTheRetryReleaseAreBadInputNamingTheScenario) {
+  auto text = small_board("small-lowretry", "[]");
+  const std::string next = "next:    {version: 1.2.0+3";
+  text.replace(text.find(next), next.size(), "next:    {version: 1.1.5+3");
+  std::ofstream(dir / "small-lowretry.yaml") << text;
+  try {
+    run("small-lowretry", "version-edges");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("version-edges.yaml:"), std::string::npos) << what;
+    EXPECT_NE(what.find("must be newer than 1.1.10+2"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
+}
+
 TEST_F(Fixture, EveryTrialRecordsItsStateMachineAndTranscript) {
   auto r = run("small-ab", "self-test-fail");
   ASSERT_EQ(r.trials, 1u);
