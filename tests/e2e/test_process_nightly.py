@@ -73,7 +73,10 @@ def test_profile_dir_is_absolute_for_a_profile_named_without_its_folder(tmp_path
     p = subprocess.run([BIN, "run", "--board", "my.yaml", "--scenario", "unsigned", "--out", "out", "--no-progress"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["summary"]["passed"] == 1
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["summary"]["passed"] == 1
+    # The evidence names the program the command resolved to.
+    assert run["components"]["device-program"] == str(script), run["components"]
 
 
 @pytest.fixture(scope="module")
