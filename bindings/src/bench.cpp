@@ -994,8 +994,9 @@ void register_trial_context(py::module_& m) {
       .def("image", &Drivers::image, py::arg("release"), py::arg("fault") = "", py::arg("variant") = "",
            py::arg("seed") = 0,
            "A release as an Image, or a damaged variant of it: fault 'tamper' (variant\n"
-           "'header-bit-flip', 'payload-bit-flip', 'digest-bit-flip', 'signature-bit-flip',\n"
-           "'truncated', 'appended', 'version-edited'), 'unsigned', 'wrong-key' or\n"
+           "'header-bit-flip', 'payload-bit-flip', 'digest-bit-flip', 'digest-resigned',\n"
+           "'signature-bit-flip', 'truncated', 'appended', 'version-edited'), 'unsigned',\n"
+           "'wrong-key' or\n"
            "'self-test-fail'. `seed` picks the damaged offsets.")
       .def_property_readonly("releases", &Drivers::releases, "The profile's releases as built Images.");
 

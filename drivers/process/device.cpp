@@ -345,6 +345,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
       connect_address_ = listen == "0.0.0.0" ? std::string("127.0.0.1") : listen;
       net::ServerOptions so;
       std::optional<net::TlsConfig> impostor;
+      net::TlsConfig relay_client;  // what the impostor presents upstream: a relay the server lets through
       if (cfg_.tls != DeviceConfig::Tls::off) {
         net::TestPkiOptions names;
         if (connect_address_ != "127.0.0.1") names.ip_addresses.push_back(connect_address_);
@@ -362,6 +363,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
             tls.peer_ca_pem = pki.ca.cert_pem;
             client_cert_ = storage_ / "tls" / "client.pem";
             client_key_ = storage_ / "tls" / "client.key";
+            relay_client = {pki.client.cert_pem, pki.client.key_pem, {}};
           }
         } else {
           // The certificates the device was provisioned with, out of band.
@@ -374,6 +376,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
           if (cfg_.tls == DeviceConfig::Tls::mutual) {
             client_cert_ = dir / "client.pem";
             client_key_ = dir / "client.key";
+            relay_client = net::TlsConfig::from_files(client_cert_, client_key_);
           }
         }
         tls.legacy_ciphers = cfg_.legacy_ciphers;
@@ -391,6 +394,11 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
         po.upstream_host = "127.0.0.1";
         po.upstream_port = server_->port();
         po.impostor = impostor;
+        // A device that takes the impostor gets the real server's answers
+        // through it (the impostor relays as a man in the middle would), so
+        // the evidence shows what it sent and took, not a dropped connection.
+        po.upstream_client = relay_client;
+        po.upstream_client.legacy_ciphers = cfg_.legacy_ciphers;
         proxy_ = std::make_unique<net::FaultProxy>(po);
         proxy_->start();
         update_port_ = proxy_->port();

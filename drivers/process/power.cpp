@@ -149,6 +149,13 @@ std::string ProcessPower::command_text() const {
   return otarig::command_text(argv);
 }
 
+std::string ProcessPower::program_text() const {
+  if (cfg_.command.empty()) return {};
+  const auto name = device_->expand(cfg_.command.front());
+  auto program = find_program(name, device_->profile_dir(), tool_dirs_);
+  return program ? program->string() : "not found (" + name + ")";
+}
+
 void ProcessPower::on() {
   std::unique_lock lock(mu_);
   if (on_) return;

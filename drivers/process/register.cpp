@@ -197,6 +197,7 @@ void register_process_drivers(DriverRegistry& registry) {
     device->attach_power(power);
     parts.power = power;
     parts.component_versions["device-command"] = power->command_text();
+    parts.component_versions["device-program"] = power->program_text();
   });
   // A process board's console is the pty of its power driver's current run.
   // A tty or pty found by path (on a lab board, or one QEMU made) is the

@@ -54,6 +54,8 @@ constexpr std::array kDefects{
     DefectName{Defect::wrong_write_order, "wrong-write-order", true, kAb},
     DefectName{Defect::stale_trailer, "stale-trailer", true, kSwapModes},
     DefectName{Defect::any_key, "any-key", true, kAllModes},
+    DefectName{Defect::trusts_stated_digest, "trusts-stated-digest", true, kAllModes},
+    DefectName{Defect::version_string_compare, "version-string-compare", true, kAllModes},
 };
 static_assert(kDefects.size() == kDefectCount);
 

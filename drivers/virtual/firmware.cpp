@@ -18,8 +18,10 @@ bool all_zero(std::span<const std::uint8_t> bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b == 0; });
 }
 
-// version-ignores-major: the comparison the flawed firmware makes.
-bool older_than(const image::Version& a, const image::Version& b, bool ignore_major) {
+// version-ignores-major and version-string-compare: the comparisons the
+// flawed firmwares make.
+bool older_than(const image::Version& a, const image::Version& b, bool ignore_major, bool as_text) {
+  if (as_text) return a.str() < b.str();
   if (!ignore_major) return a < b;
   return std::tie(a.minor, a.patch, a.build) < std::tie(b.minor, b.patch, b.build);
 }
@@ -94,7 +96,9 @@ SlotVerdict VirtualBoard::Impl::verdict(int slot) {
 std::string VirtualBoard::Impl::authenticity_failure(const SlotVerdict& v) const {
   if (!v.structure_ok) return v.structure_error;
   if (cfg.has(Defect::no_signature_check)) return {};
-  if (!v.hash_ok) return "hash mismatch: header+payload do not match the trailer's SHA-256";
+  // trusts-stated-digest: the signature is checked over the digest the
+  // trailer states, and nobody asks whether that digest is the image's.
+  if (!v.hash_ok && !cfg.has(Defect::trusts_stated_digest)) return "hash mismatch: header+payload do not match the trailer's SHA-256";
   if (cfg.has(Defect::hash_only)) return {};
   if (!v.key_known) {
     // any-key: an unknown key is taken at its word; only a missing signature is refused.
@@ -114,7 +118,8 @@ std::string VirtualBoard::Impl::rollback_failure(const image::Header& h,
   if (h.security_counter < counter_value())
     return fmt::format("rollback: security counter {} is below the device's counter {}", h.security_counter,
                        counter_value());
-  if (floor && older_than(h.version, *floor, cfg.has(Defect::version_ignores_major)))
+  if (floor && older_than(h.version, *floor, cfg.has(Defect::version_ignores_major),
+                          cfg.has(Defect::version_string_compare)))
     return fmt::format("downgrade: version {} is older than {}", h.version.str(), floor->str());
   return {};
 }

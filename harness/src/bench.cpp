@@ -46,12 +46,21 @@ void bind_sections(const BoardProfile& profile, const drivers::DriverRegistry& r
   if (!parts.has("link")) root.fail("the board has no update link (add a `link:` section)");
 }
 
+// ${profile_dir} and every path beside the profile: the profile's folder as
+// an absolute path, so `--board my.yaml` or a relative path means the same
+// to a command the device runs from its storage folder.
+std::filesystem::path profile_folder(const BoardProfile& profile) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(profile.path, ec);
+  return (ec ? profile.path : abs.lexically_normal()).parent_path();
+}
+
 }  // namespace
 
 void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry& registry) {
   drivers::BindContext ctx;
   ctx.board_name = profile.name;
-  ctx.profile_dir = profile.path.parent_path();
+  ctx.profile_dir = profile_folder(profile);
   ctx.validate_only = true;
   drivers::BoardParts parts;
   bind_sections(profile, registry, ctx, parts);
@@ -74,7 +83,7 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   drivers::BindContext ctx;
   ctx.clock = clock_.get();
   ctx.board_name = profile.name;
-  ctx.profile_dir = profile.path.parent_path();
+  ctx.profile_dir = profile_folder(profile);
   ctx.trusted_keys = releases.trusted();
   ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
@@ -133,6 +142,14 @@ std::vector<TranscriptLine> BoundedTranscript::take() {
   tail_.clear();
   head_cost_ = tail_cost_ = 0;
   gap_lines_ = gap_bytes_ = 0;
+  return out;
+}
+
+std::vector<TranscriptLine> BoundedTranscript::last(std::size_t n) const {
+  std::vector<TranscriptLine> out;
+  for (auto it = tail_.rbegin(); it != tail_.rend() && out.size() < n; ++it) out.push_back(*it);
+  for (auto it = head_.rbegin(); it != head_.rend() && out.size() < n; ++it) out.push_back(*it);
+  std::reverse(out.begin(), out.end());
   return out;
 }
 

@@ -359,6 +359,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   // scenario's release names, then the plan (which the first bench measures).
   std::vector<std::unique_ptr<Bench>> benches;
   std::string aborted;
+  std::string bad_input;  // an InputError a trial raised
   Plan plan;
   try {
     benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
@@ -486,6 +487,13 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
           if (options.on_progress) options.on_progress(progress);
         }
       }
+    } catch (const InputError& e) {
+      // Input only a trial can judge (a release a fault builds on): the run
+      // stops as bad input, exit 2, after its evidence is written.
+      std::lock_guard lock(mu);
+      if (aborted.empty()) aborted = e.what();
+      if (bad_input.empty()) bad_input = e.what();
+      stop = true;
     } catch (const std::exception& e) {
       std::lock_guard lock(mu);
       if (aborted.empty()) aborted = e.what();
@@ -610,6 +618,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   verdicts = {};
 
   reports::write_bundle(options.out, run, options.bundle);
+  if (!bad_input.empty()) throw InputError(bad_input);
   result.run = std::move(run);
   return result;
 }

@@ -122,31 +122,55 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   return result.exit_code();
 }
 
-int cmd_list(const std::string& what) {
+int cmd_list(const std::string& what, const std::vector<std::string>& paths) {
+  if (!paths.empty() && what != "boards")
+    throw InputError(fmt::format("otarig list {}: only `list boards` takes paths", what));
   if (what == "boards") {
     // Each profile is checked as `otarig run` binds it (its driver sections
     // too, opening nothing); a bad one is named with its file and line on
-    // stderr, the good ones are listed, and the exit status is 2.
+    // stderr, the good ones are listed, and the exit status is 2. Without
+    // PATHs the data folders' boards/ are listed; a PATH is a profile or a
+    // folder searched for *.yaml, anywhere.
     bool invalid = false;
     std::set<std::string> seen;
-    for (const auto& d : data_dirs()) {
-      auto dir = d / "boards";
-      if (!std::filesystem::is_directory(dir)) continue;
+    auto check = [&](const std::filesystem::path& f, const std::string& shown) {
+      try {
+        auto p = load_profile(f);
+        validate_drivers(p, builtin_registries().drivers);
+        std::cout << fmt::format("{:<44} {:<10} {}\n", shown, p.device_kind, p.description);
+      } catch (const InputError& e) {
+        std::cerr << "otarig: " << e.what() << "\n";
+        invalid = true;
+      }
+    };
+    auto yaml_under = [](const std::filesystem::path& dir) {
       std::vector<std::filesystem::path> files;
       for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
         if (e.path().extension() == ".yaml") files.push_back(e.path());
       std::sort(files.begin(), files.end());
-      for (const auto& f : files) {
-        auto rel = std::filesystem::relative(f, d).string();
-        if (!seen.insert(rel).second) continue;
-        try {
-          auto p = load_profile(f);
-          validate_drivers(p, builtin_registries().drivers);
-          std::cout << fmt::format("{:<44} {:<10} {}\n", rel, p.device_kind, p.description);
-        } catch (const InputError& e) {
-          std::cerr << "otarig: " << e.what() << "\n";
+      return files;
+    };
+    if (!paths.empty()) {
+      for (const auto& given : paths) {
+        const std::filesystem::path path(given);
+        if (std::filesystem::is_directory(path)) {
+          for (const auto& f : yaml_under(path)) check(f, f.string());
+        } else if (std::filesystem::exists(path)) {
+          check(path, path.string());
+        } else {
+          std::cerr << fmt::format("otarig: {}: no such profile or folder\n", given);
           invalid = true;
         }
+      }
+      return invalid ? 2 : 0;
+    }
+    for (const auto& d : data_dirs()) {
+      auto dir = d / "boards";
+      if (!std::filesystem::is_directory(dir)) continue;
+      for (const auto& f : yaml_under(dir)) {
+        auto rel = std::filesystem::relative(f, d).string();
+        if (!seen.insert(rel).second) continue;
+        check(f, rel);
       }
     }
     return invalid ? 2 : 0;
@@ -225,13 +249,15 @@ struct RunCommand {
 
 struct ListCommand {
   std::string what;
+  std::vector<std::string> paths;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& app) {
     cmd = app.add_subcommand("list", "list boards, scenarios or faults");
     cmd->add_option("what", what, "boards | scenarios | faults")->required();
+    cmd->add_option("paths", paths, "boards: profiles or folders to check instead of the data folders' boards/");
   }
-  int operator()() { return cmd_list(what); }
+  int operator()() { return cmd_list(what, paths); }
 };
 
 struct ImageBuildCommand {

@@ -141,17 +141,25 @@ DetectionTable run_detection(const DetectionOptions& options, const Registries& 
 }
 
 std::string detection_markdown(const DetectionTable& t) {
+  // The five oracles of DESIGN.md, then any other oracle a scenario added
+  // (mutual-tls, server-authenticated) that broke on some board.
+  std::vector<std::string> columns(std::begin(kOracleNames), std::end(kOracleNames));
+  std::set<std::string> extra;
+  for (const auto& r : t.rows)
+    for (const auto& [oracle, c] : r.caught)
+      if (std::find(columns.begin(), columns.end(), oracle) == columns.end()) extra.insert(oracle);
+  columns.insert(columns.end(), extra.begin(), extra.end());
   std::string md = fmt::format("| board | mode | defect | trials | findings |");
-  for (const char* o : kOracleNames) md += fmt::format(" {} |", o);
+  for (const auto& o : columns) md += fmt::format(" {} |", o);
   md += " result |\n|---|---|---|---:|---:|";
-  for (std::size_t i = 0; i < std::size(kOracleNames); ++i) md += "---|";
+  for (std::size_t i = 0; i < columns.size(); ++i) md += "---|";
   md += "---|\n";
   for (const auto& r : t.rows) {
     std::string defects;
     for (const auto& d : r.defects) defects += (defects.empty() ? "" : ", ") + d;
     md += fmt::format("| `{}` | {} | {} | {} | {} |", r.board, r.mode.empty() ? "-" : r.mode,
                       defects.empty() ? "none (reference)" : defects, r.trials, r.findings);
-    for (const char* o : kOracleNames) md += fmt::format(" {} |", cell(r, o));
+    for (const auto& o : columns) md += fmt::format(" {} |", cell(r, o));
     std::string result;
     if (!r.aborted.empty()) result = "bench failure";
     else if (r.flawed) result = r.findings ? "caught" : "**missed**";

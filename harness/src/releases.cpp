@@ -243,7 +243,7 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
     } else if (kind == "wrong-key") {
       parts = clients::swu_parts(content, &pki_->wrong_signer, hw, package_.swu_handler);
       what = "sw-description signed by a signer of an unrelated CA";
-    } else if (variant == "payload-bit-flip") {
+    } else if (variant == "payload-bit-flip" || variant == "digest-resigned") {
       content.described_image = base.bytes;
       parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
       what = "sw-description (signed) gives the sha256 of the release; the archive carries another image";
@@ -313,7 +313,7 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
     } else if (kind == "wrong-key") {
       v.package = clients::rauc_bundle(manifest, inner, pki_->wrong_signer, pki_->wrong_ca.cert_pem);
       what = "bundle signed by a signer of an unrelated CA";
-    } else if (variant == "payload-bit-flip") {
+    } else if (variant == "payload-bit-flip" || variant == "digest-resigned") {
       auto good = clients::rauc_bundle(clients::rauc_manifest(content_of(base.bytes), package_.compatible),
                                        base.bytes, pki_->signer, pki_->ca.cert_pem);
       auto parts = clients::rauc_split(good);
@@ -412,14 +412,47 @@ BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& k
       say(fmt::format("{}: flipped bit {} of byte {}", what, bit, off));
     };
     if (variant == "header-bit-flip") {
-      // Version, counter and flags: fields a device reads and acts upon.
-      flip(8, 16, "header");
+      // A field a device reads and acts upon, flipped so the image still
+      // parses (never the magic, sizes or reserved bytes, which a structure
+      // check refuses before any digest is computed): the field from the
+      // seed, then a byte and bit within it.
+      struct Field {
+        const char* name;
+        std::size_t at, size;
+      };
+      static constexpr Field fields[] = {{"header.version.major", 8, 1},   {"header.version.minor", 9, 1},
+                                         {"header.version.patch", 10, 2},  {"header.version.build", 12, 4},
+                                         {"header.security_counter", 16, 4}, {"header.flags", 24, 4}};
+      const auto& f = fields[rng.below(std::size(fields))];
+      const std::size_t off = f.at + rng.below(f.size);
+      const unsigned bit = static_cast<unsigned>(rng.below(8));
+      v.bytes = image::tamper::flip_bit(base.bytes, off, bit);
+      const auto h = image::parse(v.bytes, v.name).header;
+      v.version = h.version.str();
+      say(fmt::format("{}: flipped bit {} of byte {} (the header now reads version {}, security counter {}, flags "
+                      "{:#x}; not re-signed)",
+                      f.name, bit, off, h.version.str(), h.security_counter, h.flags));
     } else if (variant == "payload-bit-flip") {
+      if (payload_size == 0) throw InputError(fmt::format("{}: an empty payload has no bit to flip", base.name));
       flip(image::kHeaderSize, payload_size, "payload");
     } else if (variant == "digest-bit-flip") {
-      flip(trailer_at + 16, 32, "trailer digest");
+      flip(trailer_at + 16, 32, "trailer.sha256");
+    } else if (variant == "digest-resigned") {
+      // The stated digest is wrong and the release key signs it: the
+      // signature verifies, and only recomputing the digest of header and
+      // payload shows the image is not what it states.
+      const std::size_t off = trailer_at + 16 + rng.below(32);
+      const unsigned bit = static_cast<unsigned>(rng.below(8));
+      auto bytes = image::tamper::flip_bit(base.bytes, off, bit);
+      image::Trailer t = image::parse(bytes, v.name).trailer;
+      const auto sig = key_->sign(image::signing_message(t.sha256));
+      std::copy(sig.begin(), sig.end(), bytes.begin() + static_cast<std::ptrdiff_t>(trailer_at + 48));
+      v.bytes = std::move(bytes);
+      say(fmt::format("trailer.sha256: flipped bit {} of byte {} and signed the flipped digest with the release "
+                      "key (the signature verifies; the digest is not the image's)",
+                      bit, off));
     } else if (variant == "signature-bit-flip") {
-      flip(trailer_at + 48, 64, "trailer signature");
+      flip(trailer_at + 48, 64, "trailer.signature");
     } else if (variant == "truncated") {
       std::size_t cut = image::kHeaderSize + rng.below(payload_size);
       v.bytes = image::tamper::truncate(base.bytes, cut);

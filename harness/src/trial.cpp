@@ -261,21 +261,43 @@ class Runner final : public TrialPort {
     parts.provision->provision(start.bytes);
     bench_.power_on("prepare");
     auto o = look("prepare");
-    if (!o.booted || o.digest != start.digest)
-      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}",
+    if (!o.booted || o.digest != start.digest) {
+      // What the device said is the first clue: the bench error carries the
+      // console's last lines.
+      keep_transcript();
+      std::string tail;
+      for (const auto& line : kept_transcript_.last(12)) tail += "\n  | " + line.text;
+      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}; "
+                                   "{}",
                                    bench_.profile().name, start.name,
-                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : ""));
-    for (const auto& name : s_.before) {
-      const auto& rel = releases_.get(name);
-      auto r = deliver(rel, "before:" + name, false);
-      power_up_if_off("before:" + name);
-      auto ob = look("before:" + name);
-      if (r.status != drivers::DeliveryStatus::accepted || !ob.booted || ob.digest != rel.digest)
-        setup_problem_ = fmt::format("the clean update to {} before the fault did not take ({}: {})", name,
-                                     drivers::to_string(r.status), r.detail);
+                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : "",
+                                   tail.empty() ? "its console printed nothing"
+                                                : fmt::format("the last lines of its console:{}", tail)));
     }
+    for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
     before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;
   }
+
+  bool clean_update(const BuiltImage& img, const std::string& label) {
+    auto r = deliver(img, "before:" + label, false);
+    power_up_if_off("before:" + label);
+    auto ob = look("before:" + label);
+    const bool took = r.status == drivers::DeliveryStatus::accepted && ob.booted && ob.digest == img.digest;
+    if (!took && setup_problem_.empty())
+      setup_problem_ = fmt::format("the clean update to {} before the fault did not take ({}: {})", label,
+                                   drivers::to_string(r.status), r.detail);
+    return took;
+  }
+
+ public:
+  bool update_before_fault(const BuiltImage& img) override {
+    const bool took = clean_update(img, img.name + " (" + img.version + ")");
+    extra_authentic_.push_back(img.digest);
+    if (out_.observations.back().booted) before_digest_ = out_.observations.back().digest;
+    return took;
+  }
+
+ private:
 
   void inject() {
     if (!s_.fault.unit)
@@ -354,6 +376,7 @@ class Runner final : public TrialPort {
     in.delivered_fails_self_test = image_->fails_self_test;
     in.authentic_digests.insert(releases_.authentic_digests().begin(), releases_.authentic_digests().end());
     if (image_->authentic) in.authentic_digests.insert(image_->digest);
+    in.authentic_digests.insert(extra_authentic_.begin(), extra_authentic_.end());
     in.has_retry = !s_.retry.empty();
     if (in.has_retry) {
       in.retry_digest = releases_.get(s_.retry).digest;
@@ -403,6 +426,7 @@ class Runner final : public TrialPort {
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
+  std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
   std::string setup_problem_;
   std::string retry_problem_;
   std::size_t fault_index_ = 0;

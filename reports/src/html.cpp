@@ -78,6 +78,15 @@ constexpr std::pair<const char*, const char*> kOracles[] = {
      "is reverted automatically"},
     {"still-updatable", "after the fault, a clean retry of the update succeeds"},
 };
+// Oracles a scenario adds to its own trials (scenario class S7: CRA Annex I
+// Part I (2)(d), Part II (7), ETSI EN 303 645 5.3-9/5.3-10, EN 18031-1 SUM-2).
+constexpr std::pair<const char*, const char*> kScenarioOracles[] = {
+    {"server-authenticated",
+     "(impostor-server) the device never completes a TLS handshake with a server whose certificate does not "
+     "chain to its CA, so it sends it no request and takes no byte from it (judged from the fault proxy's TLS "
+     "log)"},
+    {"mutual-tls", "(mtls-required) the update server refuses a client without a certificate"},
+};
 
 // Opens every <details> before printing; marks the page so a test can tell the script ran.
 constexpr const char* kPrintScript =
@@ -693,6 +702,8 @@ class Page {
     put("<details><summary>What the oracles check</summary><table><tr><th>oracle</th><th>holds "
         "when</th></tr>\n");
     for (const auto& [name, what] : kOracles)
+      put(fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", name, what));
+    for (const auto& [name, what] : kScenarioOracles)
       put(fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", name, what));
     put("</table></details>\n");
     std::size_t shown = 0;

@@ -1,19 +1,22 @@
 // Image faults: what the rig delivers is itself the fault. A damaged copy of
 // the release (tamper), the release unsigned or signed by an unknown key, a
 // validly signed twin that fails its self-test, an older release (replay), a
-// major-number downgrade, and the clean baseline (none).
+// major-number downgrade, the version edges, and the clean baseline (none).
 #include "image.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
 #include "otarig/core/image.hpp"
 #include "otarig/harness/bench.hpp"
+#include "otarig/harness/oracles.hpp"
 #include "otarig/harness/plan.hpp"
 #include "otarig/harness/releases.hpp"
 #include "otarig/harness/rng.hpp"
 #include "otarig/harness/scenario.hpp"
+#include "otarig/harness/trial.hpp"
 
 namespace otarig::scenarios::image_faults {
 namespace {
@@ -110,6 +113,114 @@ class MajorDowngradeRun final : public harness::FaultRun {
   }
 };
 
+// The delivered release at another version and counter, validly signed:
+// the edges a version comparison gets wrong (docs/scenarios.md, "Version
+// edges"). Some need the device to run a made-up version first (a clean
+// update to it before the faulted delivery). The versions stay between the
+// delivered release and the retry, which must be newer than all of them.
+class VersionEdgeRun final : public harness::FaultRun {
+ public:
+  explicit VersionEdgeRun(std::string variant) : variant_(std::move(variant)) {}
+
+  std::string inject(TrialPort& port) override {
+    const auto& base = port.image();
+    const auto& s = port.scenario();
+    const auto parsed = image::parse(base.bytes, base.name);
+    const image::Header h = parsed.header;
+    const auto bad = [&](const std::string& why) {
+      return InputError(fmt::format("{}: scenario '{}': version edge {}: {}", s.fault.where, s.name, variant_, why));
+    };
+    // The smallest all-nines patch above the release's: 9 -> 10 crosses a digit.
+    std::uint32_t nines = 9;
+    while (nines < h.version.patch + 1u) nines = nines * 10 + 9;
+    if (nines + 1 > 0xFFFF) throw bad(fmt::format("patch {} leaves no room below 65535", h.version.patch));
+    if (h.version.build == 0xFFFFFFFFu) throw bad("the release's build number is at its maximum");
+    auto at = [&](std::uint32_t patch, std::uint32_t build_add) {
+      image::Version v = h.version;
+      v.patch = static_cast<std::uint16_t>(patch);
+      v.build += build_add;
+      return v;
+    };
+    const std::uint32_t p = h.version.patch, c = h.security_counter;
+    image::Version step_v{}, edge_v{};
+    std::uint32_t edge_counter = c;
+    bool step = true;
+    if (variant_ == "patch-digits-up") {
+      step_v = at(nines, 0), edge_v = at(nines + 1, 0), expect_installed_ = true;
+    } else if (variant_ == "patch-digits-down") {
+      step_v = at(nines + 1, 0), edge_v = at(nines, 0);
+    } else if (variant_ == "higher-build") {
+      step = false, edge_v = at(p, 1), either_ = true;
+    } else if (variant_ == "higher-version-equal-counter") {
+      step = false, edge_v = at(p + 1, 0), expect_installed_ = true;
+    } else {  // lower-version-higher-counter
+      step_v = at(p + 1, 0), edge_v = at(p, 0), edge_counter = c + 1;
+    }
+    if (!s.retry.empty()) {
+      const auto& retry = port.releases().get(s.retry);
+      const auto rv = image::parse(retry.bytes, retry.name).header;
+      const auto highest = std::max(step ? step_v : edge_v, edge_v);
+      if (!(highest < rv.version) || rv.security_counter < edge_counter)
+        throw bad(fmt::format("the retry release {} ({}, counter {}) must be newer than {} and have a counter of "
+                              "at least {}",
+                              retry.name, retry.version, rv.security_counter, highest.str(), edge_counter));
+    }
+    const auto& profile = port.bench().profile();
+    const auto key = harness::load_key_ref(profile.signing_key, profile.path.parent_path());
+    auto make = [&](const image::Version& v, std::uint32_t counter, const std::string& role) {
+      image::Header hv = h;
+      hv.version = v;
+      hv.security_counter = counter;
+      harness::BuiltImage img = base;
+      img.variant = variant_ + "/" + role;
+      img.name = base.name + "/" + variant_ + "/" + role;
+      img.bytes = image::build(hv, parsed.payload, key);
+      img.version = v.str();
+      img.security_counter = counter;
+      img.digest = harness::device_digest(img.bytes);
+      img.authentic = true;
+      img.package.clear();
+      img.package_of.clear();
+      return img;
+    };
+    std::string from = fmt::format("{} (counter {})", base.version, c);
+    if (step) {
+      const auto running = make(step_v, c, "running");
+      from = fmt::format("{} (counter {}), installed first", running.version, c);
+      if (!port.update_before_fault(running)) step_failed_ = true;
+    }
+    auto edge = make(edge_v, edge_counter, "delivered");
+    expected_ = edge.version;
+    const auto verdict = either_ ? "either taking or refusing it is right"
+                         : expect_installed_ ? "it is newer and must be installed"
+                                             : "it is older and must be refused";
+    auto detail = fmt::format("{}: {} (counter {}) validly signed, delivered after {}: {}", variant_, edge.version,
+                              edge_counter, from, verdict);
+    port.use_image(std::move(edge));
+    return detail;
+  }
+
+  void judge(TrialPort& port, std::vector<harness::OracleResult>& oracles) override {
+    if (!expect_installed_ || step_failed_) return;
+    const auto& obs = port.outcome().observations;
+    const auto i = port.fault_index();
+    if (i < obs.size() && obs[i].booted && obs[i].digest == port.image().digest) return;
+    for (auto& o : oracles)
+      if (o.name == "still-updatable" && o.held) {
+        o.held = false;
+        o.detail = fmt::format("after-fault: the validly signed, newer {} was not installed (the device runs {})",
+                               expected_, i < obs.size() && obs[i].booted ? obs[i].version : "nothing");
+      }
+  }
+
+ private:
+  std::string variant_;
+  std::string expected_;
+  bool expect_installed_ = false;
+  bool either_ = false;
+  bool step_failed_ = false;
+};
+
 class ImageKind final : public harness::FaultKind {
  public:
   ImageKind(std::string name, std::string summary) : name_(std::move(name)), summary_(std::move(summary)) {}
@@ -118,18 +229,18 @@ class ImageKind final : public harness::FaultKind {
   std::string_view where() const override { return name_ == "none" ? "-" : "image"; }
   std::string_view summary() const override { return summary_; }
   std::vector<std::string_view> keys() const override {
-    if (name_ == "tamper") return {"variants"};
+    if (has_variants()) return {"variants"};
     return {};
   }
   std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext&) const override {
-    if (name_ != "tamper") return std::make_shared<harness::FaultOptions>();
+    if (!has_variants()) return std::make_shared<harness::FaultOptions>();
     auto o = std::make_shared<TamperOptions>();
-    const auto& known = tamper_variants();
+    const auto& known = variants();
     if (auto v = c.find("variants")) {
       for (const auto& item : v->items()) {
         auto name = item.as_string();
         if (std::find(known.begin(), known.end(), name) == known.end())
-          item.fail(fmt::format("unknown tamper variant '{}'", name));
+          item.fail(fmt::format("unknown {} variant '{}' (known: {})", name_, name, fmt::join(known, ", ")));
         o->variants.push_back(name);
       }
     } else {
@@ -138,7 +249,7 @@ class ImageKind final : public harness::FaultKind {
     return o;
   }
   void plan(PlanContext& ctx) const override {
-    if (name_ != "tamper") return plan_plain(ctx, name_);
+    if (!has_variants()) return plan_plain(ctx, name_);
     for (const auto& v : ctx.scenario().fault.as<TamperOptions>().variants) {
       auto p = std::make_shared<VariantPoint>();
       p->kind = name_;
@@ -149,25 +260,30 @@ class ImageKind final : public harness::FaultKind {
   std::unique_ptr<harness::FaultRun> start(const TrialSpec& spec) const override {
     if (name_ == "none" || name_ == "replay") return std::make_unique<ReleaseRun>(name_ == "replay");
     if (name_ == "major-downgrade") return std::make_unique<MajorDowngradeRun>();
+    if (name_ == "version-edge") return std::make_unique<VersionEdgeRun>(spec.point_as<VariantPoint>().variant);
     return std::make_unique<VariantRun>(name_, spec.point_as<VariantPoint>().variant);
   }
   std::shared_ptr<const harness::FaultPoint> point_with(const TrialSpec& trial,
                                                         const nlohmann::json& fields) const override {
     auto p = std::make_shared<VariantPoint>(trial.point_as<VariantPoint>());
     for (const auto& [key, value] : fields.items()) {
-      if (key != "variant" || name_ != "tamper")
+      if (key != "variant" || !has_variants())
         throw InputError(fmt::format("{}: a {} trial takes {}, not {}", trial.scenario->name, name_,
-                                     name_ == "tamper" ? "variant" : "no fields", key));
+                                     has_variants() ? "variant" : "no fields", key));
       const auto v = value.get<std::string>();
-      const auto& known = tamper_variants();
+      const auto& known = variants();
       if (std::find(known.begin(), known.end(), v) == known.end())
-        throw InputError(fmt::format("variant '{}': unknown tamper variant", v));
+        throw InputError(fmt::format("variant '{}': unknown {} variant", v, name_));
       p->variant = v;
     }
     return p;
   }
 
  private:
+  bool has_variants() const { return name_ == "tamper" || name_ == "version-edge"; }
+  const std::vector<std::string_view>& variants() const {
+    return name_ == "tamper" ? tamper_variants() : version_edges();
+  }
   std::string name_, summary_;
 };
 
@@ -175,8 +291,14 @@ class ImageKind final : public harness::FaultKind {
 
 const std::vector<std::string_view>& tamper_variants() {
   static const std::vector<std::string_view> v = {"header-bit-flip",    "payload-bit-flip", "digest-bit-flip",
-                                                  "signature-bit-flip", "truncated",        "appended",
-                                                  "version-edited"};
+                                                  "digest-resigned",    "signature-bit-flip", "truncated",
+                                                  "appended",           "version-edited"};
+  return v;
+}
+
+const std::vector<std::string_view>& version_edges() {
+  static const std::vector<std::string_view> v = {"patch-digits-up", "patch-digits-down", "higher-build",
+                                                  "higher-version-equal-counter", "lower-version-higher-counter"};
   return v;
 }
 
@@ -184,8 +306,10 @@ void register_image_faults(harness::FaultRegistry& registry) {
   const std::pair<const char*, const char*> kinds[] = {
       {"none", "a clean update, no fault (baseline)"},
       {"tamper",
-       "deliver a damaged copy of the release: header-bit-flip, payload-bit-flip, digest-bit-flip, "
-       "signature-bit-flip, truncated, appended, version-edited"},
+       "deliver a damaged copy of the release: header-bit-flip (a seeded bit of the version, security counter "
+       "or flags), payload-bit-flip, digest-bit-flip, digest-resigned (a wrong stated digest validly signed), "
+       "signature-bit-flip, truncated, appended, version-edited; each keeps the image parseable except "
+       "truncated"},
       {"unsigned", "deliver the release with its signature and key id removed"},
       {"wrong-key", "deliver the release validly signed by a key the device does not trust"},
       {"replay", "deliver an older, validly signed release after a newer one was installed"},
@@ -193,6 +317,11 @@ void register_image_faults(harness::FaultRegistry& registry) {
       {"major-downgrade",
        "deliver a validly signed image older than the installed one only by its major number (major - 1, "
        "minor 255, the same security counter)"},
+      {"version-edge",
+       "deliver the release validly signed at another version and counter, after a clean update to a made-up "
+       "version where the edge needs one: patch-digits-up (x.y.9 -> x.y.10, must install), patch-digits-down "
+       "(x.y.10 -> x.y.9, must be refused), higher-build (either is right), higher-version-equal-counter (must "
+       "install), lower-version-higher-counter (must be refused)"},
   };
   for (const auto& [name, summary] : kinds) registry.add(std::make_shared<ImageKind>(name, summary));
 }

@@ -7,6 +7,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <map>
+#include <regex>
 
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/harness/bench.hpp"
@@ -106,9 +108,27 @@ void break_oracle(std::vector<OracleResult>& oracles, const char* name, const st
     }
 }
 
+bool has_impostor(const std::string& faults) {
+  if (faults.empty()) return false;
+  for (const auto& rule : drivers::net::parse_fault_spec(fill_b(faults, 0), "faults").rules)
+    if (std::holds_alternative<drivers::net::Impostor>(rule.fault)) return true;
+  return false;
+}
+
+// What the fault proxy's TLS log says of one connection the impostor
+// terminated: whether the device completed the handshake with it (it took
+// the certificate of an unrelated CA), and what crossed afterwards.
+struct ImpostorConnection {
+  bool accepted = false;
+  std::string handshake;       ///< the proxy's words on the handshake
+  std::uint64_t sent = 0;      ///< bytes the device sent the impostor (its request)
+  std::uint64_t received = 0;  ///< bytes the impostor delivered to the device
+  bool closed = false;         ///< the proxy logged its close (so the counts are final)
+};
+
 class NetworkRun final : public harness::FaultRun {
  public:
-  explicit NetworkRun(const NetworkPoint& p) : p_(p) {}
+  explicit NetworkRun(const NetworkPoint& p) : p_(p), impostor_(has_impostor(p.faults)) {}
 
   std::string inject(TrialPort& port) override {
     auto* net = port.bench().parts().network.get();
@@ -127,9 +147,11 @@ class NetworkRun final : public harness::FaultRun {
   }
 
   void network_events(TrialPort& port, const nlohmann::json& list) override {
-    for (const auto& e : list)
-      if (e.is_object() && e.value("source", "") == "server" && e.value("kind", "") == "endless-body")
-        judge_endless_body(port, e);
+    for (const auto& e : list) {
+      if (!e.is_object()) continue;
+      if (e.value("source", "") == "server" && e.value("kind", "") == "endless-body") judge_endless_body(port, e);
+      if (impostor_ && !e.contains("source")) read_tls_log(e);
+    }
   }
 
   void delivered(TrialPort& port) override {
@@ -161,6 +183,7 @@ class NetworkRun final : public harness::FaultRun {
                                    o.booted ? o.version + " " + o.digest.substr(0, 12) : "nothing");
           }
     }
+    if (impostor_) judge_server_authenticated(port, oracles);
     if (probe_)
       oracles.push_back({"mutual-tls", !probe_->answered,
                          probe_->answered ? "the update server " + probe_->detail
@@ -227,7 +250,66 @@ class NetworkRun final : public harness::FaultRun {
     if (!problem.empty() && endless_problem_.empty()) endless_problem_ = problem;
   }
 
+  // The proxy's events of the connections the impostor terminated.
+  void read_tls_log(const nlohmann::json& e) {
+    const auto kind = e.value("kind", "");
+    const auto id = e.value("connection", std::uint64_t{0});
+    const auto detail = e.value("detail", "");
+    if (kind == "impostor") {
+      auto& c = tls_log_[id];
+      c.handshake = detail;
+      c.accepted = detail.rfind("client accepted", 0) == 0;
+    } else if (kind == "close" && tls_log_.count(id)) {
+      // "closed; up N bytes, down M bytes": what was relayed each way.
+      static const std::regex counts(R"(up (\d+) bytes, down (\d+) bytes)");
+      std::smatch m;
+      if (std::regex_search(detail, m, counts)) {
+        tls_log_[id].sent = std::stoull(m[1].str());
+        tls_log_[id].received = std::stoull(m[2].str());
+        tls_log_[id].closed = true;
+      }
+    }
+  }
+
+  // server-authenticated: the device must refuse the impostor's certificate.
+  // Completing the TLS handshake with it already means the device took a
+  // server of an unrelated CA for its update server; a request sent or a byte
+  // taken from it makes it worse, and is named.
+  void judge_server_authenticated(TrialPort& port, std::vector<OracleResult>& oracles) {
+    std::vector<std::string> accepted;
+    std::uint64_t refused = 0;
+    for (const auto& [id, c] : tls_log_) {
+      if (!c.accepted) {
+        ++refused;
+        continue;
+      }
+      accepted.push_back(
+          c.closed ? fmt::format("connection {}: the device completed the TLS handshake with the impostor (a "
+                                 "certificate from an unrelated CA), sent it {} bytes and took {} bytes from it",
+                                 id, c.sent, c.received)
+                   : fmt::format("connection {}: the device completed the TLS handshake with the impostor (a "
+                                 "certificate from an unrelated CA); the connection was still open when the "
+                                 "delivery ended",
+                                 id));
+    }
+    const bool held = accepted.empty();
+    const std::string detail =
+        held ? ""
+             : fmt::format("the device took an impostor for its update server: {}", fmt::join(accepted, "; "));
+    port.note("server-authentication",
+              {{"held", held},
+               {"impostor_connections", tls_log_.size()},
+               {"refused", refused},
+               {"detail", held ? fmt::format("the device refused the impostor's certificate on {} of {} "
+                                             "connections (none accepted)",
+                                             refused, tls_log_.size())
+                               : detail}});
+    oracles.push_back({"server-authenticated", held, detail});
+  }
+
   NetworkPoint p_;
+  bool impostor_ = false;
+  std::map<std::uint64_t, ImpostorConnection> tls_log_;
   std::optional<drivers::ProbeResult> probe_;
   std::string stays_up_problem_;
   std::string endless_problem_;

@@ -153,6 +153,15 @@ INSTANTIATE_TEST_SUITE_P(
                  return true;
                return runs_delivered(d, image::tamper::resign(kUpdate, crypto::Ed25519Key::test_key("stranger")));
              }},
+        Case{Defect::trusts_stated_digest, BootMode::ab,
+             [](Device& d) {
+               d.start(kFactory);
+               // An unsigned image is still refused; a flipped payload bit under a
+               // signature over the digest the trailer states is not.
+               if (d.board.deliver(image::tamper::strip_signature(kUpdate)).status != DeliveryStatus::refused)
+                 return true;
+               return runs_delivered(d, image::tamper::flip_bit(kUpdate, 5000, 2));
+             }},
         Case{Defect::verify_on_stage_only, BootMode::ab, boots_rotten_image},
         Case{Defect::copy_unverified, BootMode::overwrite_only, boots_rotten_image},
         Case{Defect::no_revert, BootMode::ab, failing_image_stays},
@@ -173,6 +182,13 @@ INSTANTIATE_TEST_SUITE_P(
                d.board.deliver(kUpdate);
                // Older only in its major number, same security counter.
                return runs_delivered(d, release("0.255.0+2", 2));
+             }},
+        Case{Defect::version_string_compare, BootMode::ab,
+             [](Device& d) {
+               d.start(kFactory);
+               d.board.deliver(release("1.1.10+2", 2));
+               // Older by its patch number, but "1.1.9" sorts after "1.1.10" as text.
+               return runs_delivered(d, release("1.1.9+2", 2));
              }},
         Case{Defect::wrong_write_order, BootMode::ab,
              [](Device& d) {

@@ -38,6 +38,8 @@ CATALOG = {
     "virtual-write-order": ("atomic", "power-cut-sweep"),
     "virtual-stale-trailer": ("still-updatable", "replay-old"),
     "virtual-anykey": ("authentic", "wrong-key"),
+    "virtual-trusts-digest": ("authentic", "tampered-image"),
+    "virtual-version-string": ("no-rollback", "version-edges"),
 }
 MODES = ["ab", "swap-scratch", "swap-move", "overwrite-only", "direct-xip"]
 SAMPLE = 400  # trials of the nightly plan run on a 1 MiB reference
@@ -102,6 +104,30 @@ def test_flawed_board_is_caught(campaigns, name):
         by_scenario.setdefault(f["scenario"], set()).update(o["oracle"] for o in f["oracles"])
     assert oracle in by_scenario.get(scenario, set()), f"{name}: findings by scenario {by_scenario}"
     assert "replay: otarig run" in p.stdout
+
+
+def test_a_device_trusting_the_stated_digest_is_caught_on_every_damage_to_the_payload(campaigns):
+    _, out = campaigns["virtual-trusts-digest"]
+    trials = [t for t in load_run(out)["trials"] if t["scenario"] == "tampered-image"]
+    aimed = {t["fault"]["variant"]: t for t in trials if t["fault"]["variant"] in ("payload-bit-flip", "digest-resigned")}
+    assert set(aimed) == {"payload-bit-flip", "digest-resigned"}, [t["fault"] for t in trials]
+    for variant, t in aimed.items():
+        assert t["oracles"]["authentic"] is False, (variant, t["broken"])
+    # Every damage but truncation leaves an image that parses: none is refused
+    # for its structure, so the device's digest check is what each one tests.
+    for t in trials:
+        if t["fault"]["variant"] != "truncated":
+            detail = t["delivery"]["detail"]
+            assert not any(w in detail for w in ("payload_size", "magic", "reserved", "header_size")), t["delivery"]
+
+
+def test_a_device_comparing_version_texts_is_caught_across_a_digit_boundary_only(campaigns):
+    _, out = campaigns["virtual-version-string"]
+    broken = {}
+    for f in load_run(out)["findings"]:
+        broken.setdefault((f["scenario"], f["fault"].get("variant")), set()).update(o["oracle"] for o in f["oracles"])
+    assert broken == {("version-edges", "patch-digits-down"): {"no-rollback"},
+                      ("version-edges", "patch-digits-up"): {"still-updatable"}}, broken
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -32,6 +32,7 @@ def kill_model(profile):
 VBOARD = kill_model(SRC / "boards/vboard-ab.yaml")
 NOVERIFY = kill_model(SRC / "boards/flawed/vboard-noverify.yaml")
 NOROLLBACK = kill_model(SRC / "boards/flawed/vboard-norollback.yaml")
+TLS_NOVERIFY = kill_model(SRC / "boards/flawed/vboard-tls-noverify.yaml")
 TRANSPORT = {"corrupt-in-transit", "truncated-download", "interrupted-download-resume", "stalled-server",
              "slow-retrieval", "endless-data", "stale-manifest", "impostor-server", "mtls-required"}
 
@@ -55,6 +56,27 @@ def variant(tmp_path, name, *edits):
     prof = tmp_path / f"{name}.yaml"
     prof.write_text(text.replace("name: vboard-ab", f"name: {name}"))
     return prof
+
+
+def test_profile_dir_is_absolute_for_a_profile_named_without_its_folder(tmp_path):
+    # `--board my.yaml` from the profile's own folder: the power command,
+    # run from the device's storage folder, still finds the script beside it.
+    tool = Path(os.environ.get("OTARIG_TOOL_PATH", "")) / "otarig-vboard"
+    assert tool.is_file(), tool
+    script = tmp_path / "my-device.sh"
+    script.write_text(f"#!/bin/sh\nexec {tool} \"$@\"\n")
+    script.chmod(0o755)
+    text = VBOARD.read_text()
+    assert "  command: otarig-vboard " in text
+    text = text.replace("  command: otarig-vboard ", "  command: ${profile_dir}/my-device.sh ", 1)
+    (tmp_path / "my.yaml").write_text(text.replace("name: vboard-ab", "name: my-board"))
+    p = subprocess.run([BIN, "run", "--board", "my.yaml", "--scenario", "unsigned", "--out", "out", "--no-progress"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["summary"]["passed"] == 1
+    # The evidence names the program the command resolved to.
+    assert run["components"]["device-program"] == str(script), run["components"]
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +170,7 @@ def test_transport_faults_did_what_they_say(nightly):
     judged = [e for e in events(out, endless["id"]) if e["type"] == "endless-body"]
     assert len(judged) == 1 and judged[0]["held"] and judged[0]["image_bytes"] == image_size, judged
     assert "certificate verify failed" in by["impostor-server"][0]["delivery"]["detail"]
+    assert by["impostor-server"][0]["oracles"]["server-authenticated"] is True, by["impostor-server"][0]["oracles"]
     stale = by["stale-manifest"][0]
     assert stale["delivered"] == "factory" and stale["delivery"]["status"] == "refused"
     # The device read the feed; the frozen feed named the factory release, and
@@ -213,6 +236,22 @@ def test_the_feed_version_check_alone_refuses_a_stale_feed(tmp_path):
     otarig("run", "--board", prof, "--scenario", "stale-manifest", "--seed", 1, "--out", out, check=0)
     t = json.loads((out / "run.json").read_text())["trials"][0]
     assert t["delivery"]["status"] == "refused" and "older than the running" in t["delivery"]["detail"], t
+
+
+def test_device_taking_an_impostor_server_is_caught_by_server_authenticated_only(tmp_path):
+    # The impostor relays the real server's answers, so the device installs a
+    # genuine image: only the proxy's TLS log shows that it took the impostor.
+    out = tmp_path / "o"
+    p = otarig("run", "--board", TLS_NOVERIFY, "--scenario", "impostor-server", "--seed", 1, "--out", out, check=1)
+    t = json.loads((out / "run.json").read_text())["trials"][0]
+    assert [b["oracle"] for b in t["broken"]] == ["server-authenticated"], t["broken"]
+    detail = t["broken"][0]["detail"]
+    assert "completed the TLS handshake with the impostor" in detail, detail
+    net = [e for ev in events(out, t["id"]) if ev["type"] == "network" for e in ev["events"]]
+    assert any(e["kind"] == "impostor" and e["detail"].startswith("client accepted") for e in net), net
+    judged = [e for e in events(out, t["id"]) if e["type"] == "server-authentication"]
+    assert len(judged) == 1 and judged[0]["held"] is False, judged
+    assert "replay: otarig run" in p.stdout and "--trial 00000" in p.stdout, p.stdout[-2000:]
 
 
 def test_server_without_client_certificates_is_caught(tmp_path):

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <set>
 
 #include "otarig/core/crypto.hpp"
 #include "otarig/harness/campaign.hpp"
@@ -102,6 +104,53 @@ TEST_F(Fixture, MissingCounterCheckIsARollbackFinding) {
   EXPECT_EQ(broken_oracles(r, "replay-old"), std::set<std::string>{"no-rollback"});
 }
 
+// Version edges (docs/scenarios.md): a reference takes what is newer and
+// refuses what is older; a device comparing version texts is caught in both
+// directions across 1.1.9 / 1.1.10, and only there.
+TEST_F(Fixture, VersionEdgesCatchATextComparisonAndPassTheReference) {
+  auto ref = run("small-ab", "version-edges");
+  EXPECT_EQ(ref.exit_code(), 0) << ref.run["findings"].dump(1);
+  ASSERT_EQ(ref.trials, 5u);
+  std::map<std::string, std::string> after;
+  for (const auto& t : ref.run["trials"]) {
+    const auto variant = t["fault"]["variant"].get<std::string>();
+    for (const auto& o : t["observed"])
+      if (o["step"] == "after-fault") after[variant] = o["version"].get<std::string>();
+  }
+  EXPECT_EQ(after["patch-digits-up"], "1.1.10+2");
+  EXPECT_EQ(after["patch-digits-down"], "1.1.10+2");
+  EXPECT_EQ(after["higher-version-equal-counter"], "1.1.1+2");
+  EXPECT_EQ(after["lower-version-higher-counter"], "1.1.1+2");
+
+  std::ofstream(dir / "small-textver.yaml") << small_board("small-textver", "[version-string-compare]");
+  auto flawed = run("small-textver", "version-edges", 1, "out-flawed");
+  EXPECT_EQ(flawed.exit_code(), 1);
+  std::map<std::string, std::set<std::string>> broken;
+  for (const auto& f : flawed.run["findings"])
+    for (const auto& o : f["oracles"])
+      broken[f["fault"]["variant"].get<std::string>()].insert(o["oracle"].get<std::string>());
+  EXPECT_EQ(broken, (std::map<std::string, std::set<std::string>>{
+                        {"patch-digits-down", {"no-rollback"}}, {"patch-digits-up", {"still-updatable"}}}));
+  // The same device passes every other image scenario: the shipped releases never show it.
+  EXPECT_EQ(run("small-textver", "replay-old", 1, "out-replay").exit_code(), 0);
+}
+
+TEST_F(Fixture, VersionEdgesAboveTheRetryReleaseAreBadInputNamingTheScenario) {
+  auto text = small_board("small-lowretry", "[]");
+  const std::string next = "next:    {version: 1.2.0+3";
+  text.replace(text.find(next), next.size(), "next:    {version: 1.1.5+3");
+  std::ofstream(dir / "small-lowretry.yaml") << text;
+  try {
+    run("small-lowretry", "version-edges");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("version-edges.yaml:"), std::string::npos) << what;
+    EXPECT_NE(what.find("must be newer than 1.1.10+2"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
+}
+
 TEST_F(Fixture, EveryTrialRecordsItsStateMachineAndTranscript) {
   auto r = run("small-ab", "self-test-fail");
   ASSERT_EQ(r.trials, 1u);
@@ -147,6 +196,9 @@ TEST_F(Fixture, BenchFailureIsExit3AndKeepsCompletedTrials) {
   auto r = run("small-mute", "unsigned");
   EXPECT_EQ(r.exit_code(), 3);
   EXPECT_NE(r.aborted.find("prepare"), std::string::npos) << r.aborted;
+  // The error carries what the device said when it did not come up.
+  EXPECT_NE(r.aborted.find("the last lines of its console:\n  | "), std::string::npos) << r.aborted;
+  EXPECT_NE(r.aborted.find("STATUS slot="), std::string::npos) << r.aborted;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
 }
 

@@ -38,10 +38,10 @@ def test_campaign_result_objects(tampered):
     r = tampered
     assert isinstance(r, otarig.CampaignResult)
     assert r.passed is True and r.exit_code == 0 and r.aborted is None
-    assert r.summary == {"trials": 7, "passed": 7, "failed": 0, "findings": 0}
-    assert r.board == "virtual-ab" and r.scenario == "tampered-image" and r.seed == 1 and r.planned == 7
+    assert r.summary == {"trials": 8, "passed": 8, "failed": 0, "findings": 0}
+    assert r.board == "virtual-ab" and r.scenario == "tampered-image" and r.seed == 1 and r.planned == 8
     assert r.findings == []
-    assert str(r) == "PASS: 7 trials, 7 passed, 0 failed, 0 findings (board virtual-ab, scenario tampered-image, seed 1)"
+    assert str(r) == "PASS: 8 trials, 8 passed, 0 failed, 0 findings (board virtual-ab, scenario tampered-image, seed 1)"
     assert (r.out / "run.json").is_file() and r.out.is_absolute()
     assert json.loads((r.out / "run.json").read_text())["summary"] == r.run["summary"]
     assert "IEC 62443-4-2 CR 3.4" in r.requirements
@@ -49,9 +49,9 @@ def test_campaign_result_objects(tampered):
 
 def test_trial_objects(tampered):
     trials = tampered.trials
-    assert [t.index for t in trials] == list(range(7))
+    assert [t.index for t in trials] == list(range(8))
     variants = [t.fault["variant"] for t in trials]
-    assert variants[0] == "header-bit-flip" and "truncated" in variants
+    assert variants[0] == "header-bit-flip" and {"truncated", "digest-resigned"} <= set(variants)
     for t in trials:
         assert isinstance(t, otarig.Trial)
         assert t.id == f"{t.index:05d}" and t.scenario == "tampered-image"
@@ -253,8 +253,8 @@ def test_gil_is_released_while_a_campaign_runs(bench, tmp_path):
 def test_progress_callback(bench, tmp_path):
     seen: list[otarig.Progress] = []
     r = bench.run("tampered-image", out=tmp_path / "out", progress=seen.append, jobs=2)
-    assert len(seen) == 7 and all(isinstance(p, otarig.Progress) for p in seen)
-    assert [p.done for p in seen] == list(range(1, 8)) and all(p.total == 7 for p in seen)
+    assert len(seen) == 8 and all(isinstance(p, otarig.Progress) for p in seen)
+    assert [p.done for p in seen] == list(range(1, 9)) and all(p.total == 8 for p in seen)
     assert seen[-1].findings == 0 and {p.last_trial for p in seen} == {t.id for t in r.trials}
 
 

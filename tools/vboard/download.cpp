@@ -246,7 +246,7 @@ class Session {
     }
 
     ssl::context ctx(ssl::context::tls_client);
-    ctx.set_verify_mode(ssl::verify_peer);
+    ctx.set_verify_mode(o_.verify_server ? ssl::verify_peer : ssl::verify_none);
     try {
       if (o_.ca_file.empty())
         ctx.set_default_verify_paths();
@@ -264,9 +264,9 @@ class Session {
     X509_VERIFY_PARAM* param = SSL_get0_param(stream.native_handle());
     asio::ip::make_address(u.host, ec);
     if (!ec) {
-      X509_VERIFY_PARAM_set1_ip_asc(param, u.host.c_str());
+      if (o_.verify_server) X509_VERIFY_PARAM_set1_ip_asc(param, u.host.c_str());
     } else {
-      X509_VERIFY_PARAM_set1_host(param, u.host.c_str(), 0);
+      if (o_.verify_server) X509_VERIFY_PARAM_set1_host(param, u.host.c_str(), 0);
       // SSL_set_tlsext_host_name() without its C cast.
       SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                const_cast<char*>(u.host.c_str()));

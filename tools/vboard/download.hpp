@@ -17,6 +17,10 @@ struct DownloadOptions {
   std::string ca_file;           ///< PEM CA the server must chain to (https); empty: system CAs
   std::string client_cert_file;  ///< PEM client certificate (mutual TLS)
   std::string client_key_file;
+  /// Flawed when false: the server's certificate is not checked at all (no
+  /// chain to `ca_file`, no name), so any TLS server that answers is taken
+  /// for the update server.
+  bool verify_server = true;
   /// Deadline of each step (connect, handshake, write, every read).
   std::chrono::milliseconds step_timeout{10000};
   /// Deadline of the whole download.

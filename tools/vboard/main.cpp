@@ -65,6 +65,7 @@ struct Options {
   bool read_to_eof = false;
   bool no_download_deadline = false;
   bool no_feed_version_check = false;
+  bool tls_no_verify = false;
   std::vector<std::string> trust;
   std::uint64_t chunk_size = 4096;
   std::uint64_t slot_size = 1u << 20;
@@ -439,6 +440,7 @@ class Device {
     d.max_bytes = file_.geometry().slot_size;
     d.stop_at_declared_size = !o_.read_to_eof;
     d.deadlines = !o_.no_download_deadline;
+    d.verify_server = !o_.tls_no_verify;
     return d;
   }
 
@@ -618,6 +620,9 @@ int main(int argc, char** argv) {
                "holds the updater)");
   app.add_flag("--no-feed-version-check", o.no_feed_version_check,
                "flawed: `update-feed` installs whatever release the feed names, older ones included");
+  app.add_flag("--tls-no-verify", o.tls_no_verify,
+               "flawed: over https, take any server certificate (no chain to $OTARIG_CA, no name check), so "
+               "an impostor server is taken for the update server");
   app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
   app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
   app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();

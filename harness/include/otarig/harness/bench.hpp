@@ -60,6 +60,9 @@ class BoundedTranscript {
   /// Head, the gap's entry (when anything was let go), tail; then empty again.
   std::vector<TranscriptLine> take();
   bool empty() const { return head_.empty() && tail_.empty() && !gap_lines_; }
+  /// The last `n` lines kept (fewer when fewer are kept), oldest first; the
+  /// transcript is unchanged.
+  std::vector<TranscriptLine> last(std::size_t n) const;
 
  private:
   void let_go(const TranscriptLine& line);

@@ -118,6 +118,12 @@ class TrialPort {
   /// published as its own release (ReleaseFeedProtocol::serve_as_release).
   virtual drivers::DeliveryResult deliver(const BuiltImage& image, const std::string& step,
                                           bool as_release = false) = 0;
+  /// A clean update to `image`, a validly signed image the kind made, before
+  /// the faulted delivery (as the scenario's `before` updates are done): the
+  /// oracles then count the image as signed and as the old image of the
+  /// fault. Returns whether the device runs it; if not, `still-updatable`
+  /// breaks with the reason.
+  virtual bool update_before_fault(const BuiltImage& image) = 0;
   /// Ends the delivery step without a delivery (a fault at rest).
   virtual void no_delivery(const std::string& detail) = 0;
   /// Keeps the console read so far in the trial's transcript, and discards

@@ -187,6 +187,10 @@ class ProcessPower final : public CuttablePower {
   std::optional<std::string> device_exit() const override;
   /// The command as it runs (expanded), for messages and evidence.
   std::string command_text() const;
+  /// The program the command starts: its first word resolved as power-on
+  /// resolves it (a path, or a bare name through the tool folders and
+  /// $PATH); "not found (NAME)" when nothing matches yet.
+  std::string program_text() const;
   ProcessDevice& device() const { return *device_; }
 
  private:

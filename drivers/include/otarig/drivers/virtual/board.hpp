@@ -52,8 +52,11 @@ enum class Defect {
   wrong_write_order,        ///< ab agent: commits (new slot primary, counter raised) before writing the image
   stale_trailer,            ///< swap bootloader: a new swap starts from the progress the last one left
   any_key,                  ///< verification: a signature by an unknown key is accepted
+  trusts_stated_digest,     ///< verification: the signature over the trailer's SHA-256 is checked, the
+                            ///< SHA-256 of header+payload is never recomputed and compared
+  version_string_compare,   ///< version comparison compares the texts ("1.1.9" after "1.1.10" is newer)
 };
-inline constexpr std::size_t kDefectCount = 14;
+inline constexpr std::size_t kDefectCount = 16;
 /// The profile name, e.g. "inplace-overwrite".
 const char* to_string(Defect defect);
 std::optional<Defect> defect_from_string(std::string_view name);
