@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "otarig/core/errors.hpp"
 #include "otarig/core/exit_status.hpp"
+#include "otarig/core/fd_passing.hpp"
 #include "otarig/core/read_file.hpp"
 #include "otarig/core/unique_fd.hpp"
 
@@ -22,6 +24,52 @@ namespace otarig {
 void UniqueFd::reset(int fd) noexcept {
   int old = std::exchange(fd_, fd);
   if (old >= 0 && old != fd) ::close(old);
+}
+
+ssize_t send_with_fd(int sock, const void* data, std::size_t len, int fd) {
+  iovec iov{const_cast<void*>(data), len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  ::memset(control, 0, sizeof control);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (fd >= 0) {
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    ::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  ssize_t n;
+  do n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+ssize_t receive_with_fd(int sock, void* data, std::size_t len, UniqueFd& passed) {
+  iovec iov{data, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int fd = -1;
+      ::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      if (n > 0)
+        passed.reset(fd);
+      else
+        ::close(fd);
+    }
+  return n;
 }
 
 UniqueFd UniqueFd::duplicate(int source) {

@@ -22,6 +22,8 @@
 #include <cstring>
 #include <system_error>
 
+#include "otarig/core/fd_passing.hpp"
+
 namespace otarig::drivers::process {
 namespace {
 
@@ -59,42 +61,13 @@ constexpr int kStageSyncFilterRefused = 6;
 // sendmsg is async-signal-safe: the child hands its listener over this way.
 bool send_listener(int sock, int listener) {
   ChildFailure msg{kStageSyncListener, 0};
-  iovec iov{&msg, sizeof msg};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  ::memset(control, 0, sizeof control);
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  ::memcpy(CMSG_DATA(c), &listener, sizeof(int));
-  return ::sendmsg(sock, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof msg);
+  return send_with_fd(sock, &msg, sizeof msg, listener) == static_cast<ssize_t>(sizeof msg);
 }
 
 // One report of the child; `listener` gets a descriptor that came with it.
 // 0 at end of file (the exec happened).
 ssize_t receive_report(int sock, ChildFailure& out, UniqueFd& listener) {
-  iovec iov{&out, sizeof out};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  ssize_t n;
-  do n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&mh, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      listener.reset(fd);
-    }
-  return n;
+  return receive_with_fd(sock, &out, sizeof out, listener);
 }
 
 // The child side between fork and exec: async-signal-safe calls only.

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "otarig/core/errors.hpp"
+#include "otarig/core/fd_passing.hpp"
 
 namespace otarig::drivers::storage {
 
@@ -315,46 +316,16 @@ std::optional<std::string> recv_msg(int fd, int timeout_ms) {
 // A message that may carry one descriptor (SCM_RIGHTS): `passed` gets it
 // (close-on-exec), or -1.
 std::optional<std::string> recv_msg_with_fd(int fd, int& passed) {
-  passed = -1;
   char buf[4096];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{buf, sizeof buf};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  ssize_t n;
-  do n = ::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int)))
-      std::memcpy(&passed, CMSG_DATA(c), sizeof(int));
-  if (n <= 0) {
-    if (passed >= 0) ::close(passed);
-    passed = -1;
-    return std::nullopt;
-  }
+  UniqueFd got;
+  const ssize_t n = receive_with_fd(fd, buf, sizeof buf, got);
+  passed = got.release();
+  if (n <= 0) return std::nullopt;
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
 bool send_msg_with_fd(int fd, const std::string& msg, int passed) {
-  iovec iov{const_cast<char*>(msg.data()), msg.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &passed, sizeof(int));
-  ssize_t n;
-  do n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(msg.size());
+  return send_with_fd(fd, msg.data(), msg.size(), passed) == static_cast<ssize_t>(msg.size());
 }
 
 // ---- sync(2) and syncfs(2) through seccomp --------------------------------

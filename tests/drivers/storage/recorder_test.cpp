@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "otarig/core/errors.hpp"
+#include "otarig/core/fd_passing.hpp"
 #include "otarig/drivers/storage/crash_model.hpp"
 #include "test_support.hpp"
 
@@ -250,21 +251,7 @@ class SyncingDevice {
       if (enter_mount_namespace(r.mount_namespace_fd()) != 0 || ::chdir(r.mount_point().c_str()) != 0) ::_exit(90);
       const int listener = install_sync_filter();
       int refused = listener < 0 ? -listener : 0;
-      iovec iov{&refused, sizeof refused};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-      msghdr mh{};
-      mh.msg_iov = &iov;
-      mh.msg_iovlen = 1;
-      if (listener >= 0) {
-        mh.msg_control = control;
-        mh.msg_controllen = sizeof control;
-        cmsghdr* c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(c), &listener, sizeof(int));
-      }
-      if (::sendmsg(sv[1], &mh, 0) < 0) ::_exit(92);
+      if (otarig::send_with_fd(sv[1], &refused, sizeof refused, listener) < 0) ::_exit(92);
       if (listener >= 0) ::close(listener);
       char go = 0;
       if (::read(sv[1], &go, 1) != 1 || refused != 0) ::_exit(93);
@@ -273,14 +260,8 @@ class SyncingDevice {
     ::close(sv[1]);
     sock_ = sv[0];
     int refused = 0;
-    iovec iov{&refused, sizeof refused};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    if (::recvmsg(sock_, &mh, MSG_CMSG_CLOEXEC) != static_cast<ssize_t>(sizeof refused)) {
+    otarig::UniqueFd listener;
+    if (otarig::receive_with_fd(sock_, &refused, sizeof refused, listener) != static_cast<ssize_t>(sizeof refused)) {
       refused_ = "the device reported nothing";
       return;
     }
@@ -288,15 +269,11 @@ class SyncingDevice {
       refused_ = std::string("the kernel refused the seccomp user-notification filter: ") + std::strerror(refused);
       return;
     }
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
+    if (!listener) {
       refused_ = "no listener came";
       return;
     }
-    int listener = -1;
-    std::memcpy(&listener, CMSG_DATA(c), sizeof listener);
-    if (hand_over) r.watch_syncs(listener);
-    ::close(listener);
+    if (hand_over) r.watch_syncs(listener.get());
   }
   ~SyncingDevice() {
     if (pid_ > 0 && !reaped_) {
