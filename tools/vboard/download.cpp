@@ -321,8 +321,10 @@ std::vector<std::uint8_t> download(const std::string& url, const DownloadOptions
       session.get(u);
       return std::move(session.body);
     } catch (const DownloadError& e) {
-      if (!session.in_body || !session.total || session.body.empty() || attempt >= options.resume_attempts)
-        throw;
+      // An interrupted body is resumed with a Range request; one cut before
+      // its first byte (the reset fell in the TLS handshake or the headers'
+      // bytes) is fetched again whole.
+      if (!session.in_body || !session.total || attempt >= options.resume_attempts) throw;
       if (options.on_resume) options.on_resume(e.what(), session.body.size());
     }
   }
