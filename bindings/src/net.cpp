@@ -134,9 +134,9 @@ std::pair<std::string, std::uint16_t> upstream_arg(py::handle v) {
 
 }  // namespace
 
-void register_network(py::module_& m) {
-  m.attr("HAVE_NETWORK") = true;
+namespace {
 
+void register_update_server(py::module_& m) {
   py::class_<UpdateServerPy>(
       m, "UpdateServer",
       "The rig's HTTP(S) update server (docs/network.md), as a context manager:\n\n"
@@ -232,7 +232,9 @@ void register_network(py::module_& m) {
         return d;
       },
       "Counters: connections, requests, bytes_sent, bad_requests, timeouts, tls_failures.");
+}
 
+void register_fault_proxy(py::module_& m) {
   py::class_<FaultProxyPy>(
       m, "FaultProxy",
       "A TCP proxy that applies seeded network faults between a device and the update\n"
@@ -328,6 +330,14 @@ void register_network(py::module_& m) {
         return d;
       },
       "Counters: connections, bytes_up, bytes_down, events, events_dropped.");
+}
+
+}  // namespace
+
+void register_network(py::module_& m) {
+  m.attr("HAVE_NETWORK") = true;
+  register_update_server(m);
+  register_fault_proxy(m);
 }
 
 }  // namespace otarig::python

@@ -190,12 +190,20 @@ class Parser {
     Token value;
   };
 
-  Fault parse_fault(Token t) {
-    std::size_t name_end = 0;
-    while (name_end < t.text.size() && t.text[name_end] >= 'a' && t.text[name_end] <= 'z') ++name_end;
-    Token name{t.text.substr(0, name_end), t.pos};
+  // A fault's parts: NAME[=VALUE][@KEY=VALUE,...] (also NAME=VALUE,KEY=VALUE).
+  struct FaultSyntax {
+    Token name;
     std::optional<Token> main;
     std::vector<Param> params;
+  };
+
+  FaultSyntax split_fault(Token t) {
+    std::size_t name_end = 0;
+    while (name_end < t.text.size() && t.text[name_end] >= 'a' && t.text[name_end] <= 'z') ++name_end;
+    FaultSyntax f{Token{t.text.substr(0, name_end), t.pos}, std::nullopt, {}};
+    auto& name = f.name;
+    auto& main = f.main;
+    auto& params = f.params;
     std::size_t pos = name_end;
     if (pos < t.text.size() && t.text[pos] == '=') {
       std::size_t end = t.text.find_first_of(",@", pos + 1);
@@ -228,6 +236,14 @@ class Parser {
     }
     if (main && main->text.find_first_of("@=") != std::string_view::npos)
       fail(main->pos + main->text.find_first_of("@="), "unexpected character in value");
+    return f;
+  }
+
+  Fault parse_fault(Token t) {
+    const FaultSyntax syntax = split_fault(t);
+    const Token& name = syntax.name;
+    const std::optional<Token>& main = syntax.main;
+    const std::vector<Param>& params = syntax.params;
 
     if (name.text.empty()) fail(t.pos, "expected a fault name (corrupt, truncate, reset, stall, throttle, latency, "
                                        "slice, endless, replay, impostor)");

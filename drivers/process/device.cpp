@@ -93,6 +93,216 @@ std::string DeviceConfig::power_loss_text() const {
   return power_loss == PowerLoss::crash ? std::string("crash") : "kill: " + power_loss_reason;
 }
 
+namespace {
+
+using PowerLoss = DeviceConfig::PowerLoss;
+using ProvisionFormat = DeviceConfig::ProvisionFormat;
+using Tls = DeviceConfig::Tls;
+
+// `power_loss: crash` | {model: crash} | {model: kill, reason: "why the crash model does not apply"}
+void parse_power_loss(const Config& loss, DeviceConfig& cfg) {
+  std::string model;
+  if (loss.is_map()) {
+    loss.only_keys({"model", "reason"});
+    model = loss.at("model").as_string();
+    if (auto reason = loss.find("reason")) cfg.power_loss_reason = reason->as_string();
+  } else {
+    model = loss.as_string();
+  }
+  if (model == "crash") {
+    if (loss.is_map() && loss.has("reason"))
+      loss.at("reason").fail("`reason` applies to `model: kill` (why the crash model is turned off)");
+    cfg.power_loss = PowerLoss::crash;
+  } else if (model == "kill") {
+    cfg.power_loss = PowerLoss::kill;
+    auto blank = cfg.power_loss_reason.find_first_not_of(" \t\n") == std::string::npos;
+    if (blank)
+      (loss.is_map() && loss.has("reason") ? loss.at("reason") : loss)
+          .fail("`power_loss: kill` turns the crash model off and needs a written reason: "
+                "power_loss: {model: kill, reason: \"...\"} (the report shows it)");
+  } else {
+    (loss.is_map() ? loss.at("model") : loss)
+        .fail(fmt::format("unknown power_loss model '{}' (known: crash, kill)", model));
+  }
+}
+
+void parse_network(const Config& net, DeviceConfig& cfg) {
+  net.only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers"});
+  cfg.server = net.bool_or("server", true);
+  if (auto tls = net.find("tls")) cfg.tls = parse_tls(*tls);
+  cfg.proxy = net.bool_or("proxy", true);
+  if (!cfg.server && cfg.tls != Tls::off) net.at("tls").fail("TLS needs the update server (server: true)");
+  if (auto listen = net.find("listen")) {
+    cfg.listen = listen->as_string();
+    if (!is_ipv4_address(cfg.listen))
+      listen->fail(fmt::format(
+          "listen is an IPv4 address of the rig (127.0.0.1, 0.0.0.0 for every address, 192.168.7.1), not '{}'",
+          cfg.listen));
+  }
+  if (auto port = net.find("port")) {
+    const auto v = port->as_int();
+    if (v < 0 || v > 65535) port->fail("a port is 0..65535 (0: an ephemeral one)");
+    cfg.port = static_cast<std::uint16_t>(v);
+  }
+  if (auto pki = net.find("pki")) {
+    if (cfg.tls == Tls::off) pki->fail("`pki` needs TLS (tls: tls or mutual)");
+    cfg.pki = pki->as_string();
+    if (cfg.pki.empty()) pki->fail("name the folder with ca.pem, server.pem and server.key");
+  }
+  if (auto legacy = net.find("legacy_ciphers")) {
+    cfg.legacy_ciphers = legacy->as_bool();
+    if (cfg.tls == Tls::off && cfg.legacy_ciphers)
+      legacy->fail("`legacy_ciphers` needs TLS (tls: tls or mutual)");
+  }
+  if (auto names = net.find("names")) {
+    if (cfg.tls == Tls::off) names->fail("`names` needs TLS (tls: tls or mutual)");
+    if (net.has("pki")) names->fail("`names` applies to the fresh test certificates, not to `pki`");
+    cfg.names = names->as_string_list();
+  }
+  for (const char* k : {"listen", "port"})
+    if (!cfg.server && net.has(k)) net.at(k).fail(fmt::format("`{}` needs the update server (server: true)", k));
+}
+
+// An MCU's factory programming through its debug probe (`probe:
+// {driver: openocd}`): the regions to erase, then the image at `address`,
+// the board powered meanwhile and off afterwards.
+void parse_probe_provision(const Config& prov, DeviceConfig& cfg) {
+  for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
+    if (prov.has(k)) prov.at(k).fail(fmt::format("`{}` does not apply to format probe", k));
+  cfg.provision_address = prov.at("address").as_uint();
+  if (auto erase = prov.find("erase")) {
+    for (const auto& region : erase->items()) {
+      region.only_keys({"address", "size"});
+      const auto size = region.at("size").as_size();
+      if (size == 0) region.at("size").fail("an erased region is at least one byte");
+      cfg.provision_erase.emplace_back(region.at("address").as_uint(), size);
+    }
+  }
+  cfg.provision_verify = prov.bool_or("verify", true);
+  cfg.provision_timeout = prov.duration_or("timeout", cfg.provision_timeout);
+  if (cfg.provision_timeout.count() <= 0) prov.at("timeout").fail("must be positive");
+}
+
+// A lab board's factory programming: a debug probe's command line
+// (openocd -c "program ${image} ..."), an SD-card mux and dd, a script.
+void parse_command_provision(const Config& prov, DeviceConfig& cfg) {
+  for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
+    if (prov.has(k)) prov.at(k).fail(fmt::format("`{}` does not apply to format command", k));
+#ifndef OTARIG_HAVE_BENCH_DRIVERS
+  prov.at("format").fail("this otarig was built without the bench driver family (which runs commands)");
+#endif
+  auto cmd = prov.at("command");
+  if (cmd.is_sequence()) {
+    cfg.provision_command = cmd.as_string_list();
+  } else {
+    cfg.provision_command = {cmd.as_string()};
+    cfg.provision_shell = true;
+  }
+  if (cfg.provision_command.empty() || cfg.provision_command.front().empty()) cmd.fail("the command is empty");
+  cfg.provision_timeout = prov.duration_or("timeout", cfg.provision_timeout);
+  cfg.provision_powered = prov.bool_or("powered", false);
+  if (cfg.provision_timeout.count() <= 0) prov.at("timeout").fail("must be positive");
+}
+
+// A real-client board (docs/ota-clients.md): slot files and boot state in one folder.
+void parse_client_slots(const Config& prov, DeviceConfig& cfg) {
+  for (const char* k : {"file", "mode", "sector_size", "program_align", "metadata_sectors"})
+    if (prov.has(k)) prov.at(k).fail(fmt::format("`{}` does not apply to format client-slots", k));
+  cfg.client_dir = prov.string_or("dir", "${storage}");
+  if (cfg.kind == "process" && cfg.power_loss == PowerLoss::crash && !inside_storage(cfg.client_dir, cfg.storage))
+    prov.at("dir").fail(fmt::format(
+        "'{}' is outside the device's storage folder: the crash model sees only the storage folder "
+        "(${{storage}}); keep the slots under ${{storage}}, or turn the model off with "
+        "power_loss: {{model: kill, reason: \"...\"}}",
+        cfg.client_dir));
+  cfg.client_bootloader = prov.string_or("bootloader", cfg.client_bootloader);
+#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
+  if (!clients::parse_bootloader(cfg.client_bootloader))
+    prov.at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom)",
+                                            cfg.client_bootloader));
+#else
+  prov.at("format").fail("this otarig was built without the clients driver family");
+#endif
+  cfg.client_slot_size = prov.size_or("slot_size", cfg.client_slot_size);
+  if (cfg.client_slot_size < 4096 || cfg.client_slot_size > (std::uint64_t{1} << 32))
+    prov.at("slot_size").fail("must be 4KiB..4GiB");
+  const auto limit = prov.size_or("bootlimit", cfg.client_bootlimit);
+  if (limit < 1 || limit > 100) prov.at("bootlimit").fail("must be 1..100");
+  cfg.client_bootlimit = static_cast<std::uint32_t>(limit);
+}
+
+// An image written into a file the device reads (otarig-vboard's flash, a raw image).
+void parse_file_provision(const Config& prov, DeviceConfig& cfg) {
+  cfg.provision_file = prov.at("file").as_string();
+  if (cfg.kind == "process" && cfg.power_loss == PowerLoss::crash &&
+      !inside_storage(cfg.provision_file, cfg.storage))
+    prov.at("file").fail(fmt::format(
+        "'{}' is outside the device's storage folder: the crash model sees only the storage folder "
+        "(${{storage}}), so writes to this file would survive every power cut; keep it under ${{storage}}, "
+        "or turn the model off with power_loss: {{model: kill, reason: \"...\"}}",
+        cfg.provision_file));
+  if (cfg.provision != ProvisionFormat::vboard_flash) {
+    for (const char* k : {"mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
+      if (prov.has(k)) prov.at(k).fail(fmt::format("`{}` applies to format otarig-vboard only", k));
+  } else {
+    vboard::FlashGeometry g;
+    g.slot_size = prov.size_or("slot_size", g.slot_size);
+    g.sector_size = prov.size_or("sector_size", g.sector_size);
+    g.program_align = prov.size_or("program_align", g.program_align);
+    g.metadata_sectors =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(prov.size_or("metadata_sectors", 2), 1024));
+    try {
+      cfg.vboard = vboard_config(prov.string_or("mode", "ab"), {}, g.sector_size, g, "provision");
+    } catch (const InputError& e) {
+      // "provision:LINE: PATH: message": the message, on the line it is about.
+      std::string what = e.what();
+      for (int i = 0; i < 2; ++i)
+        if (auto colon = what.find(": "); colon != std::string::npos) what.erase(0, colon + 2);
+      (prov.has("mode") && what.find("mode") != std::string::npos ? prov.at("mode") : prov).fail(what);
+    }
+  }
+}
+
+void parse_provision(const Config& prov, DeviceConfig& cfg) {
+  prov.only_keys({"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors",
+                   "dir", "bootloader", "bootlimit", "command", "timeout", "powered", "address", "erase",
+                   "verify"});
+  const auto format = prov.at("format").as_string();
+  if (format == "otarig-vboard")
+    cfg.provision = ProvisionFormat::vboard_flash;
+  else if (format == "image-file")
+    cfg.provision = ProvisionFormat::image_file;
+  else if (format == "client-slots")
+    cfg.provision = ProvisionFormat::client_slots;
+  else if (format == "command")
+    cfg.provision = ProvisionFormat::command;
+  else if (format == "probe")
+    cfg.provision = ProvisionFormat::probe;
+  else
+    prov.at("format").fail(fmt::format(
+        "unknown provision format '{}' (known: otarig-vboard, image-file, client-slots, command, probe)", format));
+  for (const char* k : {"dir", "bootloader", "bootlimit"})
+    if (cfg.provision != ProvisionFormat::client_slots && prov.has(k))
+      prov.at(k).fail(fmt::format("`{}` applies to format client-slots only", k));
+  for (const char* k : {"command", "powered"})
+    if (cfg.provision != ProvisionFormat::command && prov.has(k))
+      prov.at(k).fail(fmt::format("`{}` applies to format command only", k));
+  if (prov.has("timeout") && cfg.provision != ProvisionFormat::command &&
+      cfg.provision != ProvisionFormat::probe)
+    prov.at("timeout").fail("`timeout` applies to formats command and probe only");
+  for (const char* k : {"address", "erase", "verify"})
+    if (cfg.provision != ProvisionFormat::probe && prov.has(k))
+      prov.at(k).fail(fmt::format("`{}` applies to format probe only", k));
+  switch (cfg.provision) {
+    case ProvisionFormat::probe: return parse_probe_provision(prov, cfg);
+    case ProvisionFormat::command: return parse_command_provision(prov, cfg);
+    case ProvisionFormat::client_slots: return parse_client_slots(prov, cfg);
+    default: return parse_file_provision(prov, cfg);
+  }
+}
+
+}  // namespace
+
 DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& kind) {
   if (kind == "lab")
     device.only_keys({"kind", "model", "serial_number", "notes", "storage", "keep_storage", "network", "provision"});
@@ -106,195 +316,9 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
     if (auto c = device.find(k)) (void)c->as_string();
   cfg.storage = device.string_or("storage", "");
   cfg.keep_storage = device.bool_or("keep_storage", false);
-  if (auto loss = device.find("power_loss")) {
-    // `crash` | {model: crash} | {model: kill, reason: "why the crash model does not apply"}
-    std::string model;
-    if (loss->is_map()) {
-      loss->only_keys({"model", "reason"});
-      model = loss->at("model").as_string();
-      if (auto reason = loss->find("reason")) cfg.power_loss_reason = reason->as_string();
-    } else {
-      model = loss->as_string();
-    }
-    if (model == "crash") {
-      if (loss->is_map() && loss->has("reason"))
-        loss->at("reason").fail("`reason` applies to `model: kill` (why the crash model is turned off)");
-      cfg.power_loss = PowerLoss::crash;
-    } else if (model == "kill") {
-      cfg.power_loss = PowerLoss::kill;
-      auto blank = cfg.power_loss_reason.find_first_not_of(" \t\n") == std::string::npos;
-      if (blank)
-        (loss->is_map() && loss->has("reason") ? loss->at("reason") : *loss)
-            .fail("`power_loss: kill` turns the crash model off and needs a written reason: "
-                  "power_loss: {model: kill, reason: \"...\"} (the report shows it)");
-    } else {
-      (loss->is_map() ? loss->at("model") : *loss)
-          .fail(fmt::format("unknown power_loss model '{}' (known: crash, kill)", model));
-    }
-  }
-  if (auto net = device.find("network")) {
-    net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers"});
-    cfg.server = net->bool_or("server", true);
-    if (auto tls = net->find("tls")) cfg.tls = parse_tls(*tls);
-    cfg.proxy = net->bool_or("proxy", true);
-    if (!cfg.server && cfg.tls != Tls::off) net->at("tls").fail("TLS needs the update server (server: true)");
-    if (auto listen = net->find("listen")) {
-      cfg.listen = listen->as_string();
-      if (!is_ipv4_address(cfg.listen))
-        listen->fail(fmt::format(
-            "listen is an IPv4 address of the rig (127.0.0.1, 0.0.0.0 for every address, 192.168.7.1), not '{}'",
-            cfg.listen));
-    }
-    if (auto port = net->find("port")) {
-      const auto v = port->as_int();
-      if (v < 0 || v > 65535) port->fail("a port is 0..65535 (0: an ephemeral one)");
-      cfg.port = static_cast<std::uint16_t>(v);
-    }
-    if (auto pki = net->find("pki")) {
-      if (cfg.tls == Tls::off) pki->fail("`pki` needs TLS (tls: tls or mutual)");
-      cfg.pki = pki->as_string();
-      if (cfg.pki.empty()) pki->fail("name the folder with ca.pem, server.pem and server.key");
-    }
-    if (auto legacy = net->find("legacy_ciphers")) {
-      cfg.legacy_ciphers = legacy->as_bool();
-      if (cfg.tls == Tls::off && cfg.legacy_ciphers)
-        legacy->fail("`legacy_ciphers` needs TLS (tls: tls or mutual)");
-    }
-    if (auto names = net->find("names")) {
-      if (cfg.tls == Tls::off) names->fail("`names` needs TLS (tls: tls or mutual)");
-      if (net->has("pki")) names->fail("`names` applies to the fresh test certificates, not to `pki`");
-      cfg.names = names->as_string_list();
-    }
-    for (const char* k : {"listen", "port"})
-      if (!cfg.server && net->has(k)) net->at(k).fail(fmt::format("`{}` needs the update server (server: true)", k));
-  }
-  if (auto prov = device.find("provision")) {
-    prov->only_keys({"format", "file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors",
-                     "dir", "bootloader", "bootlimit", "command", "timeout", "powered", "address", "erase",
-                     "verify"});
-    const auto format = prov->at("format").as_string();
-    if (format == "otarig-vboard")
-      cfg.provision = ProvisionFormat::vboard_flash;
-    else if (format == "image-file")
-      cfg.provision = ProvisionFormat::image_file;
-    else if (format == "client-slots")
-      cfg.provision = ProvisionFormat::client_slots;
-    else if (format == "command")
-      cfg.provision = ProvisionFormat::command;
-    else if (format == "probe")
-      cfg.provision = ProvisionFormat::probe;
-    else
-      prov->at("format").fail(fmt::format(
-          "unknown provision format '{}' (known: otarig-vboard, image-file, client-slots, command, probe)", format));
-    for (const char* k : {"dir", "bootloader", "bootlimit"})
-      if (cfg.provision != ProvisionFormat::client_slots && prov->has(k))
-        prov->at(k).fail(fmt::format("`{}` applies to format client-slots only", k));
-    for (const char* k : {"command", "powered"})
-      if (cfg.provision != ProvisionFormat::command && prov->has(k))
-        prov->at(k).fail(fmt::format("`{}` applies to format command only", k));
-    if (prov->has("timeout") && cfg.provision != ProvisionFormat::command &&
-        cfg.provision != ProvisionFormat::probe)
-      prov->at("timeout").fail("`timeout` applies to formats command and probe only");
-    for (const char* k : {"address", "erase", "verify"})
-      if (cfg.provision != ProvisionFormat::probe && prov->has(k))
-        prov->at(k).fail(fmt::format("`{}` applies to format probe only", k));
-    if (cfg.provision == ProvisionFormat::probe) {
-      // An MCU's factory programming through its debug probe (`probe:
-      // {driver: openocd}`): the regions to erase, then the image at
-      // `address`, the board powered meanwhile and off afterwards.
-      for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
-        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format probe", k));
-      cfg.provision_address = prov->at("address").as_uint();
-      if (auto erase = prov->find("erase")) {
-        for (const auto& region : erase->items()) {
-          region.only_keys({"address", "size"});
-          const auto size = region.at("size").as_size();
-          if (size == 0) region.at("size").fail("an erased region is at least one byte");
-          cfg.provision_erase.emplace_back(region.at("address").as_uint(), size);
-        }
-      }
-      cfg.provision_verify = prov->bool_or("verify", true);
-      cfg.provision_timeout = prov->duration_or("timeout", cfg.provision_timeout);
-      if (cfg.provision_timeout.count() <= 0) prov->at("timeout").fail("must be positive");
-      return cfg;
-    }
-    if (cfg.provision == ProvisionFormat::command) {
-      // A lab board's factory programming: a debug probe's command line
-      // (openocd -c "program ${image} ..."), an SD-card mux and dd, a script.
-      for (const char* k : {"file", "mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
-        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format command", k));
-#ifndef OTARIG_HAVE_BENCH_DRIVERS
-      prov->at("format").fail("this otarig was built without the bench driver family (which runs commands)");
-#endif
-      auto cmd = prov->at("command");
-      if (cmd.is_sequence()) {
-        cfg.provision_command = cmd.as_string_list();
-      } else {
-        cfg.provision_command = {cmd.as_string()};
-        cfg.provision_shell = true;
-      }
-      if (cfg.provision_command.empty() || cfg.provision_command.front().empty()) cmd.fail("the command is empty");
-      cfg.provision_timeout = prov->duration_or("timeout", cfg.provision_timeout);
-      cfg.provision_powered = prov->bool_or("powered", false);
-      if (cfg.provision_timeout.count() <= 0) prov->at("timeout").fail("must be positive");
-      return cfg;
-    }
-    if (cfg.provision == ProvisionFormat::client_slots) {
-      // A real-client board (docs/ota-clients.md): slot files and boot state in one folder.
-      for (const char* k : {"file", "mode", "sector_size", "program_align", "metadata_sectors"})
-        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` does not apply to format client-slots", k));
-      cfg.client_dir = prov->string_or("dir", "${storage}");
-      if (cfg.kind == "process" && cfg.power_loss == PowerLoss::crash && !inside_storage(cfg.client_dir, cfg.storage))
-        prov->at("dir").fail(fmt::format(
-            "'{}' is outside the device's storage folder: the crash model sees only the storage folder "
-            "(${{storage}}); keep the slots under ${{storage}}, or turn the model off with "
-            "power_loss: {{model: kill, reason: \"...\"}}",
-            cfg.client_dir));
-      cfg.client_bootloader = prov->string_or("bootloader", cfg.client_bootloader);
-#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
-      if (!clients::parse_bootloader(cfg.client_bootloader))
-        prov->at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom)",
-                                                cfg.client_bootloader));
-#else
-      prov->at("format").fail("this otarig was built without the clients driver family");
-#endif
-      cfg.client_slot_size = prov->size_or("slot_size", cfg.client_slot_size);
-      if (cfg.client_slot_size < 4096 || cfg.client_slot_size > (std::uint64_t{1} << 32))
-        prov->at("slot_size").fail("must be 4KiB..4GiB");
-      const auto limit = prov->size_or("bootlimit", cfg.client_bootlimit);
-      if (limit < 1 || limit > 100) prov->at("bootlimit").fail("must be 1..100");
-      cfg.client_bootlimit = static_cast<std::uint32_t>(limit);
-      return cfg;
-    }
-    cfg.provision_file = prov->at("file").as_string();
-    if (cfg.kind == "process" && cfg.power_loss == PowerLoss::crash &&
-        !inside_storage(cfg.provision_file, cfg.storage))
-      prov->at("file").fail(fmt::format(
-          "'{}' is outside the device's storage folder: the crash model sees only the storage folder "
-          "(${{storage}}), so writes to this file would survive every power cut; keep it under ${{storage}}, "
-          "or turn the model off with power_loss: {{model: kill, reason: \"...\"}}",
-          cfg.provision_file));
-    if (cfg.provision != ProvisionFormat::vboard_flash) {
-      for (const char* k : {"mode", "slot_size", "sector_size", "program_align", "metadata_sectors"})
-        if (prov->has(k)) prov->at(k).fail(fmt::format("`{}` applies to format otarig-vboard only", k));
-    } else {
-      vboard::FlashGeometry g;
-      g.slot_size = prov->size_or("slot_size", g.slot_size);
-      g.sector_size = prov->size_or("sector_size", g.sector_size);
-      g.program_align = prov->size_or("program_align", g.program_align);
-      g.metadata_sectors =
-          static_cast<std::uint32_t>(std::min<std::uint64_t>(prov->size_or("metadata_sectors", 2), 1024));
-      try {
-        cfg.vboard = vboard_config(prov->string_or("mode", "ab"), {}, g.sector_size, g, "provision");
-      } catch (const InputError& e) {
-        // "provision:LINE: PATH: message": the message, on the line it is about.
-        std::string what = e.what();
-        for (int i = 0; i < 2; ++i)
-          if (auto colon = what.find(": "); colon != std::string::npos) what.erase(0, colon + 2);
-        (prov->has("mode") && what.find("mode") != std::string::npos ? prov->at("mode") : *prov).fail(what);
-      }
-    }
-  }
+  if (auto loss = device.find("power_loss")) parse_power_loss(*loss, cfg);
+  if (auto net = device.find("network")) parse_network(*net, cfg);
+  if (auto prov = device.find("provision")) parse_provision(*prov, cfg);
   return cfg;
 }
 

@@ -455,6 +455,70 @@ std::uint64_t ConsoleCommandLink::response_header_size(const std::string& path) 
   return total;
 }
 
+// Clears the server's and the proxy's hooks when the delivery ends.
+struct ConsoleCommandLink::CutWatch {
+  net::FaultProxy* proxy = nullptr;
+  net::UpdateServer* server = nullptr;
+  CutWatch() = default;
+  CutWatch(const CutWatch&) = delete;
+  CutWatch& operator=(const CutWatch&) = delete;
+  ~CutWatch() {
+    if (proxy) proxy->clear_watches();
+    if (server) server->clear_body_hooks();
+  }
+};
+
+// A cut at image byte b: the rig's update server holds the response before
+// byte b (on_body_byte) whatever the connection carries (keep-alive, TLS);
+// without it, the proxy watches the download stream. Either callback runs
+// before any later byte reaches the device, and switches power off.
+bool ConsoleCommandLink::arm_download_cut(const Publication& pub, CutWatch& watch) {
+  auto* proxy = device_->proxy();
+  auto* server = device_->server();
+  if (cfg_.serve == LinkConfig::Serve::http && server) {
+    std::weak_ptr weak_power = power_;
+    auto shared = shared_;
+    const std::uint64_t b = cut_.byte;
+    server->clear_body_hooks();
+    server->on_body_byte(pub.path, b, [weak_power, shared, b](const net::BodyByte& at) {
+      shared->cut(weak_power,
+                  fmt::format("power cut at byte {} of the image: the update server had sent every byte before "
+                              "it and none from it ({} {}{}, connection {}{})",
+                              b, at.method, at.target, at.range.empty() ? "" : ", Range " + at.range,
+                              at.connection, at.tls ? ", over TLS" : ""),
+                  b);
+    });
+    watch.server = server;
+  } else if (cfg_.serve == LinkConfig::Serve::http && proxy) {
+    const bool tls = device_->config().tls != DeviceConfig::Tls::off;
+    const std::uint64_t header = tls ? 0 : response_header_size(pub.path);
+    const std::uint64_t offset = header + cut_.byte;
+    const std::uint64_t b = cut_.byte;
+    std::weak_ptr<CuttablePower> weak_power = power_;
+    auto shared = shared_;
+    proxy->clear_watches();
+    proxy->on_bytes(0, net::Direction::down, offset,
+                    [weak_power, shared, b, header, tls](const net::BytesPassed& passed) {
+                      shared->cut(weak_power,
+                                  tls ? fmt::format("power cut at byte {} of the TLS stream (connection {})", b,
+                                                    passed.connection)
+                                      : fmt::format("power cut at byte {} of the download (connection {}, "
+                                                    "after the {}-byte response header)",
+                                                    b, passed.connection, header),
+                                  b);
+                    });
+    watch.proxy = proxy;
+  } else if (progress_) {
+    return true;
+  } else {
+    throw BenchError(
+        fmt::format("{}: cannot cut at a download byte: it needs the update server behind the "
+                    "fault proxy, or a `progress` pattern on the link",
+                    device_->board_name()));
+  }
+  return false;
+}
+
 DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) {
   if (!power_->is_on()) return {DeliveryStatus::unreachable, "device is off", 0};
   if (auto exit = power_->device_exit())
@@ -478,66 +542,11 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   shared_->started = started;
   std::optional<Steady::time_point> cut_at;
   std::string cut_cause;
-  bool cut_by_progress = false;
   std::uint64_t progress_bytes = 0;
 
-  // A cut at image byte b: the rig's update server holds the response before
-  // byte b (on_body_byte) whatever the connection carries (keep-alive, TLS);
-  // without it, the proxy watches the download stream. Either callback runs
-  // before any later byte reaches the device, and switches power off.
-  struct WatchGuard {
-    net::FaultProxy* proxy = nullptr;
-    net::UpdateServer* server = nullptr;
-    ~WatchGuard() {
-      if (proxy) proxy->clear_watches();
-      if (server) server->clear_body_hooks();
-    }
-  } watch;
-  if (cut_.trigger == ProcessCut::Trigger::download_byte) {
-    auto* proxy = device_->proxy();
-    auto* server = device_->server();
-    if (cfg_.serve == LinkConfig::Serve::http && server) {
-      std::weak_ptr weak_power = power_;
-      auto shared = shared_;
-      const std::uint64_t b = cut_.byte;
-      server->clear_body_hooks();
-      server->on_body_byte(pub.path, b, [weak_power, shared, b](const net::BodyByte& at) {
-        shared->cut(weak_power,
-                    fmt::format("power cut at byte {} of the image: the update server had sent every byte before "
-                                "it and none from it ({} {}{}, connection {}{})",
-                                b, at.method, at.target, at.range.empty() ? "" : ", Range " + at.range,
-                                at.connection, at.tls ? ", over TLS" : ""),
-                    b);
-      });
-      watch.server = server;
-    } else if (cfg_.serve == LinkConfig::Serve::http && proxy) {
-      const bool tls = device_->config().tls != DeviceConfig::Tls::off;
-      const std::uint64_t header = tls ? 0 : response_header_size(pub.path);
-      const std::uint64_t offset = header + cut_.byte;
-      const std::uint64_t b = cut_.byte;
-      std::weak_ptr<CuttablePower> weak_power = power_;
-      auto shared = shared_;
-      proxy->clear_watches();
-      proxy->on_bytes(0, net::Direction::down, offset,
-                      [weak_power, shared, b, header, tls](const net::BytesPassed& passed) {
-                        shared->cut(weak_power,
-                                    tls ? fmt::format("power cut at byte {} of the TLS stream (connection {})", b,
-                                                      passed.connection)
-                                        : fmt::format("power cut at byte {} of the download (connection {}, "
-                                                      "after the {}-byte response header)",
-                                                      b, passed.connection, header),
-                                    b);
-                      });
-      watch.proxy = proxy;
-    } else if (progress_) {
-      cut_by_progress = true;
-    } else {
-      throw BenchError(
-          fmt::format("{}: cannot cut at a download byte: it needs the update server behind the "
-                      "fault proxy, or a `progress` pattern on the link",
-                      device_->board_name()));
-    }
-  }
+  CutWatch watch;
+  const bool cut_by_progress =
+      cut_.trigger == ProcessCut::Trigger::download_byte && arm_download_cut(pub, watch);
   if (cut_.trigger == ProcessCut::Trigger::time) {
     cut_at = started + cut_.delay;
     cut_cause = fmt::format("power cut {} ms after the update command", cut_.delay.count());

@@ -181,7 +181,12 @@ std::optional<CrashMode> parse_crash_mode(std::string_view name) {
   return std::nullopt;
 }
 
-struct CrashModel::Impl {
+namespace {
+
+// The log resolved against the snapshot's namespace as it evolved: which
+// node every operation touched, and how (data, metadata, a directory entry,
+// a barrier). The crash states are built from it (CrashModel::Impl).
+struct ResolvedLog {
   std::filesystem::path snapshot;
   const OpLog* log = nullptr;
   std::vector<Node> nodes;                    // 0 is the root
@@ -396,7 +401,13 @@ struct CrashModel::Impl {
       if (r.cls == Cls::none) unresolved.push_back(i);
     }
   }
+};
 
+}  // namespace
+
+// The crash states: which pending operations a crash point keeps, and the
+// folder they give.
+struct CrashModel::Impl : ResolvedLog {
   CrashPlan plan(const CrashPoint& point) const {
     const std::uint64_t n = log->size();
     if (point.cut < 1 || point.cut > n + 1)

@@ -327,6 +327,10 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
     std::string url, manifest_url, path, sha256;
   };
   Publication publish(std::span<const std::uint8_t> image);
+  struct CutWatch;
+  /// Arms a cut at image byte `cut_.byte` (server hook, proxy watch or the
+  /// device's progress lines); true when the device's progress lines place it.
+  bool arm_download_cut(const Publication& pub, CutWatch& watch);
   std::uint64_t served_bytes(const std::string& path) const;
   std::uint64_t response_header_size(const std::string& path) const;
 
