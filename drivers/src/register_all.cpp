@@ -11,6 +11,9 @@ void register_bench_drivers(DriverRegistry& registry);
 #ifdef OTARIG_HAVE_PROCESS_DRIVERS
 void register_process_drivers(DriverRegistry& registry);
 #endif
+#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
+void register_clients_drivers(DriverRegistry& registry);
+#endif
 
 void register_all_drivers(DriverRegistry& registry) {
   register_virtual_drivers(registry);
@@ -22,6 +25,9 @@ void register_all_drivers(DriverRegistry& registry) {
 #endif
 #ifdef OTARIG_HAVE_PROCESS_DRIVERS
   register_process_drivers(registry);
+#endif
+#ifdef OTARIG_HAVE_CLIENTS_DRIVERS
+  register_clients_drivers(registry);
 #endif
 }
 

@@ -328,7 +328,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
     throw InputError(fmt::format("--jobs {}: board {} ({}) is one {} device, so its trials run one at a time",
                                  options.jobs, profile.name, profile.path.string(), profile.device_kind));
   const auto scenario = load_scenario(options.scenario, registries.faults);
-  const ReleaseSet releases(profile);
+  const ReleaseSet releases(profile, registries.drivers);
   CampaignResult result;
   result.out = options.out;
   const auto journal_file = options.out / "journal.jsonl";

@@ -7,7 +7,8 @@
 #include <functional>
 #include <iterator>
 
-#include "otarig/drivers/clients/package.hpp"
+#include "otarig/drivers/registry.hpp"
+#include "otarig/harness/composition.hpp"
 #include "otarig/core/read_file.hpp"
 
 namespace otarig::harness {
@@ -30,99 +31,30 @@ std::string device_digest(std::span<const std::uint8_t> img) {
 
 namespace {
 
-namespace clients = drivers::clients;
-
-PackageSettings read_package_settings(const BoardProfile& profile) {
-  PackageSettings s;
+// The profile's `package:` section as a format of the registry.
+std::shared_ptr<const drivers::PackageFormat> read_package_format(const BoardProfile& profile,
+                                                                   const drivers::DriverRegistry& drivers,
+                                                                   std::string& name) {
   auto section = profile.root.find("package");
-  if (!section) return s;
-  section->only_keys({"format", "hardware", "compatible", "handler"});
-  s.format = section->at("format").as_string();
-  if (s.format != "swu" && s.format != "raucb")
-    section->at("format").fail(fmt::format("unknown package format '{}' (known: swu, raucb)", s.format));
-  if (s.format != "swu" && section->has("hardware")) section->at("hardware").fail("`hardware` applies to swu only");
-  if (s.format != "swu" && section->has("handler")) section->at("handler").fail("`handler` applies to swu only");
-  if (section->has("handler")) {
-    s.swu_handler = section->at("handler").as_string();
-    if (s.swu_handler != "raw" && s.swu_handler != "rawfile")
-      section->at("handler").fail(fmt::format("unknown SWUpdate handler '{}' (known: raw, rawfile)", s.swu_handler));
+  if (!section) return nullptr;
+  name = section->at("format").as_string();
+  const auto* factory = drivers.package_format(name);
+  if (!factory) {
+    std::string known;
+    for (const auto& f : drivers.package_formats()) known += (known.empty() ? "" : ", ") + f;
+    section->at("format").fail(fmt::format("unknown package format '{}' (known: {})", name,
+                                           known.empty() ? "none in this build" : known));
   }
-  if (s.format != "raucb" && section->has("compatible"))
-    section->at("compatible").fail("`compatible` applies to raucb only");
-  auto word = [&](const char* key, std::string& value) {
-    if (!section->has(key)) return;
-    value = section->at(key).as_string();
-    const bool ok = !value.empty() && value.size() <= 64 &&
-                    std::all_of(value.begin(), value.end(), [](char c) {
-                      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                             c == '-' || c == '_' || c == '.';
-                    });
-    if (!ok) section->at(key).fail("must be 1-64 of [A-Za-z0-9._-]");
-  };
-  word("hardware", s.hardware_revision);
-  word("compatible", s.compatible);
-  return s;
-}
-
-clients::PackageContent content_of(std::span<const std::uint8_t> slot_image) {
-  return clients::package_content(slot_image);
-}
-
-// A version text with a seeded bit of one of its digits flipped (bit 0: it stays a digit).
-std::string flip_version_digit(const std::string& version, Rng& rng, std::string* what) {
-  std::vector<std::size_t> digits;
-  for (std::size_t i = 0; i < version.size(); ++i)
-    if (version[i] >= '0' && version[i] <= '9') digits.push_back(i);
-  auto out = version;
-  if (digits.empty()) return out;
-  const auto at = digits[rng.below(digits.size())];
-  out[at] = static_cast<char>(out[at] ^ 1);
-  if (what) *what = fmt::format("version {} -> {}", version, out);
-  return out;
-}
-
-std::string major_up(const std::string& version) {
-  auto dot = version.find('.');
-  try {
-    return std::to_string(std::stoul(version.substr(0, dot)) + 1) + version.substr(dot);
-  } catch (const std::exception&) {
-    return "9" + version;
-  }
-}
-
-// Replaces every `key` value in `text` by `edit(value)`. The value runs from
-// after `key` up to `end` (exclusive).
-std::string edit_values(const std::string& text, const std::string& key, char end,
-                        const std::function<std::string(const std::string&)>& edit) {
-  std::string out;
-  std::size_t at = 0;
-  while (true) {
-    auto k = text.find(key, at);
-    if (k == std::string::npos) break;
-    const auto v = k + key.size();
-    auto e = text.find(end, v);
-    if (e == std::string::npos) break;
-    out += text.substr(at, v - at);
-    out += edit(text.substr(v, e - v));
-    at = e;
-  }
-  out += text.substr(at);
-  return out;
-}
-
-std::string change_hex_digit(const std::string& hex, std::size_t at) {
-  auto out = hex;
-  if (at < out.size()) out[at] = out[at] == '0' ? '1' : '0';
-  return out;
+  return (*factory)(*section, profile.name, profile.path.parent_path());
 }
 
 }  // namespace
 
-ReleaseSet::ReleaseSet(const BoardProfile& profile) {
+ReleaseSet::ReleaseSet(const BoardProfile& profile) : ReleaseSet(profile, builtin_registries().drivers) {}
+
+ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistry& drivers) {
   auto dir = profile.path.parent_path();
-  package_ = read_package_settings(profile);
-  if (!package_.format.empty())
-    pki_ = std::make_shared<const clients::SigningPki>(clients::SigningPki::generate(profile.name + " package"));
+  format_ = read_package_format(profile, drivers, package_format_);
   key_ = std::make_unique<crypto::Ed25519Key>(load_key_ref(profile.signing_key, dir));
   wrong_key_ = std::make_unique<crypto::Ed25519Key>(crypto::Ed25519Key::test_key("otarig untrusted signer"));
   for (const auto& ref : profile.trusted_keys) {
@@ -161,7 +93,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile) {
     }
     b.digest = device_digest(b.bytes);
     if (b.authentic) authentic_.push_back(b.digest);
-    if (pki_ && b.authentic) {
+    if (format_ && b.authentic) {
       b.package = package(b.bytes);
       b.package_of = b.digest;
     }
@@ -174,20 +106,15 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile) {
   }
 }
 
-std::string ReleaseSet::package_trust_pem() const { return pki_ ? pki_->ca.cert_pem : std::string(); }
+std::string ReleaseSet::package_trust_pem() const { return format_ ? format_->trust_pem() : std::string(); }
 
 image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const {
-  if (!pki_) throw BenchError("the board takes no packages (no `package:` in its profile)");
-  auto content = content_of(slot_image);
-  if (package_.format == "swu")
-    return clients::swu_archive(
-        clients::swu_parts(content, &pki_->signer, package_.hardware_revision, package_.swu_handler));
-  return clients::rauc_bundle(clients::rauc_manifest(content, package_.compatible), content.image, pki_->signer,
-                              pki_->ca.cert_pem);
+  if (!format_) throw BenchError("the board takes no packages (no `package:` in its profile)");
+  return format_->package(slot_image);
 }
 
 image::Bytes ReleaseSet::artifact(const BuiltImage& img) const {
-  if (!pki_) return img.bytes;
+  if (!format_) return img.bytes;
   const auto digest = device_digest(img.bytes);
   if (!img.package.empty() && img.package_of == digest) return img.package;
   if (!img.authentic)
@@ -230,142 +157,12 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   const unsigned flip_bit = static_cast<unsigned>(rng.below(8));
   image::Bytes inner = image::tamper::flip_bit(base.bytes, flip_at, flip_bit);
   const auto inner_note = fmt::format("slot image with payload bit {} of byte {} flipped", flip_bit, flip_at);
-  auto content = content_of(inner);
-  std::string what;
-  const bool swu = package_.format == "swu";
-  const auto& hw = package_.hardware_revision;
-
-  if (swu) {
-    auto parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
-    if (kind == "unsigned") {
-      parts = clients::swu_parts(content, nullptr, hw, package_.swu_handler);
-      what = "no sw-description.sig";
-    } else if (kind == "wrong-key") {
-      parts = clients::swu_parts(content, &pki_->wrong_signer, hw, package_.swu_handler);
-      what = "sw-description signed by a signer of an unrelated CA";
-    } else if (variant == "payload-bit-flip" || variant == "digest-resigned") {
-      content.described_image = base.bytes;
-      parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
-      what = "sw-description (signed) gives the sha256 of the release; the archive carries another image";
-    } else if (variant == "header-bit-flip") {
-      parts.description = edit_values(parts.description, "version = \"", '"',
-                                      [&](const std::string& ver) { return flip_version_digit(ver, rng, &what); });
-      what = "sw-description edited after signing: " + what;
-    } else if (variant == "version-edited") {
-      parts.description = edit_values(parts.description, "version = \"", '"', [&](const std::string& ver) {
-        what = fmt::format("sw-description edited after signing: version {} -> {}", ver, major_up(ver));
-        return major_up(ver);
-      });
-    } else if (variant == "digest-bit-flip") {
-      const auto at = static_cast<std::size_t>(rng.below(64));
-      parts.description = edit_values(parts.description, "sha256 = \"", '"',
-                                      [&](const std::string& hex) { return change_hex_digit(hex, at); });
-      what = fmt::format("sw-description edited after signing: hex digit {} of the image's sha256", at);
-    } else if (variant == "signature-bit-flip") {
-      // In the signature value itself: elsewhere in the CMS structure a bit
-      // may sit in a field the check does not cover, and the package would
-      // still be validly signed (by the rig, over the flipped image).
-      auto& sig = *parts.signature;
-      const auto [value_at, value_len] = clients::cms_signature_value(sig);
-      const auto at = value_at + static_cast<std::size_t>(rng.below(value_len));
-      const auto bit = static_cast<unsigned>(rng.below(8));
-      sig[at] = static_cast<std::uint8_t>(sig[at] ^ (1u << bit));
-      what = fmt::format("bit {} of byte {} of sw-description.sig flipped (in its signature value)", bit, at);
-    } else if (variant == "truncated") {
-      // Cut inside the image's data: never a whole image left.
-      std::vector<clients::cpio::Entry> entries{{"sw-description", {}}, {"sw-description.sig", *parts.signature},
-                                                {clients::kSwuImageName, parts.image}};
-      entries[0].data.assign(parts.description.begin(), parts.description.end());
-      const auto image_at = clients::cpio::data_offsets(entries)[2];
-      auto archive = clients::swu_archive(parts);
-      const auto cut = image_at + rng.below(parts.image.size());
-      v.package.assign(archive.begin(), archive.begin() + static_cast<std::ptrdiff_t>(cut));
-      what = fmt::format("archive truncated to {} of {} bytes (inside the image)", cut, archive.size());
-    } else if (variant == "appended") {
-      // Bytes after the archive's trailer are outside everything the client
-      // reads (SWUpdate ignores them, harmlessly); appended to the image
-      // inside the archive they are outside what the signature covers.
-      image::Bytes extra(4096);
-      for (auto& b : extra) b = static_cast<std::uint8_t>(rng.next());
-      parts.image.insert(parts.image.end(), extra.begin(), extra.end());
-      inner = parts.image;
-      what = "4096 bytes appended to the image inside the archive (not in its signed sha256)";
-    } else {
-      throw InputError(fmt::format("unknown tamper variant '{}'", variant));
-    }
-    if (v.package.empty()) v.package = clients::swu_archive(parts);
-  } else {
-    const auto manifest = clients::rauc_manifest(content, package_.compatible);
-    auto signed_bundle = [&] { return clients::rauc_bundle(manifest, inner, pki_->signer, pki_->ca.cert_pem); };
-    // The bundle's content with its manifest edited, under the original signature.
-    auto edited = [&](const std::function<std::string(const std::string&)>& edit) {
-      auto bundle = signed_bundle();
-      auto parts = clients::rauc_split(bundle);
-      const auto signed_manifest = clients::rauc_bundle_manifest(bundle);
-      const auto m = edit(signed_manifest);
-      parts.squashfs = clients::squashfs({{"manifest.raucm", image::Bytes(m.begin(), m.end())},
-                                          {clients::kRaucImageName, inner}});
-      return clients::rauc_join(parts);
-    };
-    if (kind == "unsigned") {
-      v.package = clients::rauc_split(signed_bundle()).squashfs;
-      what = "the bundle's squashfs without signature";
-    } else if (kind == "wrong-key") {
-      v.package = clients::rauc_bundle(manifest, inner, pki_->wrong_signer, pki_->wrong_ca.cert_pem);
-      what = "bundle signed by a signer of an unrelated CA";
-    } else if (variant == "payload-bit-flip" || variant == "digest-resigned") {
-      auto good = clients::rauc_bundle(clients::rauc_manifest(content_of(base.bytes), package_.compatible),
-                                       base.bytes, pki_->signer, pki_->ca.cert_pem);
-      auto parts = clients::rauc_split(good);
-      const auto m = clients::rauc_bundle_manifest(good);
-      parts.squashfs = clients::squashfs({{"manifest.raucm", image::Bytes(m.begin(), m.end())},
-                                          {clients::kRaucImageName, inner}});
-      v.package = clients::rauc_join(parts);
-      what = "the release's signature and manifest over a squashfs carrying another image";
-    } else if (variant == "header-bit-flip") {
-      v.package = edited([&](const std::string& m) {
-        return edit_values(m, "version=", '\n', [&](const std::string& ver) { return flip_version_digit(ver, rng, &what); });
-      });
-      what = "manifest edited after signing: " + what;
-    } else if (variant == "version-edited") {
-      v.package = edited([&](const std::string& m) {
-        return edit_values(m, "version=", '\n', [&](const std::string& ver) {
-          what = fmt::format("manifest edited after signing: version {} -> {}", ver, major_up(ver));
-          return major_up(ver);
-        });
-      });
-    } else if (variant == "digest-bit-flip") {
-      const auto at = static_cast<std::size_t>(rng.below(64));
-      v.package = edited([&](const std::string& m) {
-        return edit_values(m, "sha256=", '\n', [&](const std::string& hex) { return change_hex_digit(hex, at); });
-      });
-      what = fmt::format("manifest edited after signing: hex digit {} of the image's sha256", at);
-    } else if (variant == "signature-bit-flip") {
-      auto parts = clients::rauc_split(signed_bundle());
-      const auto [value_at, value_len] = clients::cms_signature_value(parts.signature);
-      const auto at = value_at + static_cast<std::size_t>(rng.below(value_len));
-      const auto bit = static_cast<unsigned>(rng.below(8));
-      parts.signature[at] = static_cast<std::uint8_t>(parts.signature[at] ^ (1u << bit));
-      v.package = clients::rauc_join(parts);
-      what = fmt::format("bit {} of byte {} of the bundle's CMS signature flipped (in its signature value)", bit, at);
-    } else if (variant == "truncated") {
-      auto bundle = signed_bundle();
-      const auto squashfs_size = bundle.size() - clients::rauc_split(bundle).signature.size() - 8;
-      const auto cut = rng.below(squashfs_size);
-      v.package.assign(bundle.begin(), bundle.begin() + static_cast<std::ptrdiff_t>(cut));
-      what = fmt::format("bundle truncated to {} of {} bytes", cut, bundle.size());
-    } else if (variant == "appended") {
-      v.package = signed_bundle();
-      for (int i = 0; i < 4096; ++i) v.package.push_back(static_cast<std::uint8_t>(rng.next()));
-      what = "4096 bytes appended after the bundle";
-    } else {
-      throw InputError(fmt::format("unknown tamper variant '{}'", variant));
-    }
-  }
-  v.bytes = std::move(inner);
+  auto damage = format_->damage(base.bytes, std::move(inner), kind, variant, rng);
+  v.package = std::move(damage.package);
+  v.bytes = std::move(damage.slot_image);
   v.digest = device_digest(v.bytes);
   v.package_of = v.digest;
-  if (detail) *detail = what + "; " + inner_note;
+  if (detail) *detail = damage.what + "; " + inner_note;
   return v;
 }
 
@@ -377,7 +174,7 @@ const BuiltImage& ReleaseSet::get(const std::string& name) const {
 
 BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                                     Rng& rng, std::string* detail) const {
-  if (pki_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))
+  if (format_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))
     return package_variant(base, kind, variant, rng, detail);
   BuiltImage v = base;
   v.variant = variant.empty() ? kind : variant;
@@ -390,7 +187,7 @@ BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& k
   };
   if (kind == "self-test-fail") {
     v = self_test_twin(base);
-    if (pki_) {
+    if (format_) {
       v.package = package(v.bytes);
       v.package_of = v.digest;
     }

@@ -11,9 +11,10 @@
 #include "otarig/harness/profile.hpp"
 #include "otarig/harness/rng.hpp"
 
-namespace otarig::drivers::clients {
-struct SigningPki;
-}
+namespace otarig::drivers {
+class DriverRegistry;
+class PackageFormat;
+}  // namespace otarig::drivers
 
 namespace otarig::harness {
 
@@ -36,21 +37,16 @@ struct BuiltImage {
   std::string package_of;
 };
 
-/// The profile's `package:` section: how updates are packaged for the
-/// board's OTA client.
-struct PackageSettings {
-  std::string format;                  ///< "" (the otarig image itself), "swu" or "raucb"
-  std::string hardware_revision = "1.0";  ///< swu: hardware-compatibility
-  std::string swu_handler = "raw";        ///< swu: SWUpdate's handler for the slot, raw | rawfile
-  std::string compatible = "otarig-board";  ///< raucb: the system's compatible string
-};
-
 /// Loads a key reference: "test:LABEL" (deterministic test key) or a PEM path
 /// relative to `dir`.
 crypto::Ed25519Key load_key_ref(const std::string& ref, const std::filesystem::path& dir);
 
 class ReleaseSet {
  public:
+  /// The profile's releases; a `package:` section names a package format
+  /// of `drivers` (docs/ota-clients.md).
+  ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistry& drivers);
+  /// With the built-in drivers.
   explicit ReleaseSet(const BoardProfile& profile);
   const BuiltImage& get(const std::string& name) const;
   const std::vector<BuiltImage>& all() const { return releases_; }
@@ -67,7 +63,9 @@ class ReleaseSet {
   BuiltImage make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                           Rng& rng, std::string* detail) const;
 
-  const PackageSettings& package_settings() const { return package_; }
+  /// The profile's package format ("swu", "raucb", ...); empty when the
+  /// device takes otarig images as they are.
+  const std::string& package_format() const { return package_format_; }
   /// The CA certificate (PEM) the device's client trusts; empty without `package:`.
   std::string package_trust_pem() const;
   /// The bytes to deliver for `img`: `img.bytes` on a board without
@@ -83,8 +81,8 @@ class ReleaseSet {
   BuiltImage self_test_twin(const BuiltImage& base) const;
   BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
                              std::string* detail) const;
-  PackageSettings package_;
-  std::shared_ptr<const drivers::clients::SigningPki> pki_;
+  std::string package_format_;
+  std::shared_ptr<const drivers::PackageFormat> format_;
 
   std::vector<BuiltImage> releases_;
   std::vector<crypto::PublicKey> trusted_;

@@ -1,0 +1,51 @@
+#pragma once
+// A real OTA client's package format (SWUpdate's .swu, RAUC's bundle, ...):
+// how the rig wraps a slot image for the client and signs it, and how it
+// damages one for the campaign's hostile variants. A profile names its
+// format (`package: {format: NAME}`, docs/ota-clients.md); the format's
+// driver family registers it by that name (DriverRegistry).
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "otarig/core/config.hpp"
+#include "otarig/core/image.hpp"
+#include "otarig/core/rng.hpp"
+
+namespace otarig::drivers {
+
+/// A damaged package and what it carries.
+struct PackageDamage {
+  image::Bytes package;     ///< what the client is served
+  image::Bytes slot_image;  ///< the slot image inside it: what the device would boot, should the client install it
+  std::string what;         ///< the damage, for the evidence
+};
+
+class PackageFormat {
+ public:
+  virtual ~PackageFormat() = default;
+  /// The CA certificate (PEM) the device's client trusts.
+  virtual std::string trust_pem() const = 0;
+  /// A validly signed package of `slot_image`, described as its header says.
+  virtual image::Bytes package(std::span<const std::uint8_t> slot_image) const = 0;
+  /// A package the client must refuse. `kind` is `unsigned`, `wrong-key` or
+  /// `tamper` (with `variant`, the tamper class: docs/scenarios.md);
+  /// `damaged` is the release's slot image with one seeded payload bit
+  /// flipped, `release` the release's own. Every random choice comes from
+  /// `rng`. InputError for a variant the format does not know.
+  virtual PackageDamage damage(std::span<const std::uint8_t> release, image::Bytes damaged, const std::string& kind,
+                               const std::string& variant, core::Rng& rng) const = 0;
+};
+
+/// Builds a format from the profile's `package:` section: checks the keys it
+/// takes (InputError at the line of one it does not) and makes its signing
+/// PKI: from the section's `signer` folder (relative to `dir`; a fresh test
+/// PKI is written there when it has none), else a fresh one named after
+/// `board_name`.
+using PackageFormatFactory = std::function<std::unique_ptr<PackageFormat>(
+    const Config& section, const std::string& board_name, const std::filesystem::path& dir)>;
+
+}  // namespace otarig::drivers
