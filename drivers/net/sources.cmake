@@ -8,8 +8,8 @@ otarig_driver_library(otarig_drivers_net
   ${CMAKE_CURRENT_LIST_DIR}/tls.cpp
   ${CMAKE_CURRENT_LIST_DIR}/http_server.cpp
   ${CMAKE_CURRENT_LIST_DIR}/fault_proxy.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/commands.cpp)
 target_link_libraries(otarig_drivers_net
   PUBLIC otarig_drivers_registry nlohmann_json::nlohmann_json OpenSSL::SSL OpenSSL::Crypto Threads::Threads
-  PRIVATE Boost::headers)
+  PRIVATE Boost::headers CLI11::CLI11)
 target_compile_definitions(otarig_drivers_net PRIVATE BOOST_ASIO_NO_DEPRECATED)

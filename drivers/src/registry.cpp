@@ -43,15 +43,23 @@ void DriverRegistry::add_power(std::string d, PartFactory f) { power_[std::move(
 void DriverRegistry::add_console(std::string d, PartFactory f) { console_[std::move(d)] = std::move(f); }
 void DriverRegistry::add_link(std::string d, PartFactory f) { link_[std::move(d)] = std::move(f); }
 void DriverRegistry::add_probe(std::string d, PartFactory f) { probe_[std::move(d)] = std::move(f); }
+void DriverRegistry::add_command(std::string name, CommandFactory f) { commands_[std::move(name)] = std::move(f); }
+void DriverRegistry::add_package_format(std::string name, PackageFormatFactory f) {
+  package_formats_[std::move(name)] = std::move(f);
+}
 
 const DriverRegistry::DeviceFactory* DriverRegistry::device(const std::string& k) const { return lookup(devices_, k); }
 const DriverRegistry::PartFactory* DriverRegistry::power(const std::string& d) const { return lookup(power_, d); }
 const DriverRegistry::PartFactory* DriverRegistry::console(const std::string& d) const { return lookup(console_, d); }
 const DriverRegistry::PartFactory* DriverRegistry::link(const std::string& d) const { return lookup(link_, d); }
 const DriverRegistry::PartFactory* DriverRegistry::probe(const std::string& d) const { return lookup(probe_, d); }
+const PackageFormatFactory* DriverRegistry::package_format(const std::string& name) const {
+  return lookup(package_formats_, name);
+}
 
 std::vector<std::string> DriverRegistry::device_kinds() const { return keys(devices_); }
 std::vector<std::string> DriverRegistry::power_drivers() const { return keys(power_); }
 std::vector<std::string> DriverRegistry::console_drivers() const { return keys(console_); }
+std::vector<std::string> DriverRegistry::package_formats() const { return keys(package_formats_); }
 
 }  // namespace otarig::drivers

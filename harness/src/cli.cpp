@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -15,14 +16,12 @@
 
 #include "otarig/harness/composition.hpp"
 #include "otarig/core/image.hpp"
-#include "otarig/drivers/clients/package.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
 #include "otarig/harness/detection.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/harness/releases.hpp"
-#include "otarig/drivers/net/fault_proxy.hpp"
-#include "otarig/drivers/net/http_server.hpp"
+#include "otarig/core/numbers.hpp"
 #include "otarig/core/read_file.hpp"
 #include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
@@ -43,15 +42,6 @@ image::Bytes read_file(const std::string& path, std::string_view what) {
 }
 
 // A whole decimal number in min..max: no sign, no spaces, nothing that wraps.
-std::uint64_t parse_number(const std::string& text, std::uint64_t min, std::uint64_t max,
-                           const std::string& option) {
-  std::uint64_t v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v < min || v > max)
-    throw InputError(fmt::format("{} {}: expected a whole number from {} to {}", option, text, min, max));
-  return v;
-}
-
 void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
@@ -320,17 +310,21 @@ struct ImageBuildCommand {
 
   int write_package(const image::Bytes& img) {
     if (signer.empty()) throw InputError("otarig image build: --format " + format + " needs --signer DIR");
-    namespace cl = drivers::clients;
-    if (!std::filesystem::exists(std::filesystem::path(signer) / "signer.key"))
-      cl::SigningPki::generate("otarig package").write(signer);
-    const auto pki = cl::SigningPki::read(signer);
-    const auto content = cl::package_content(img);
-    const auto pkg = format == "swu" ? cl::swu_archive(cl::swu_parts(content, &pki.signer, hardware))
-                                     : cl::rauc_bundle(cl::rauc_manifest(content, compatible), img, pki.signer,
-                                                       pki.ca.cert_pem);
+    // The format of the driver registry, as a profile's `package:` section names it.
+    YAML::Emitter section;
+    section << YAML::BeginMap << YAML::Key << "format" << YAML::Value << format << YAML::Key << "signer"
+            << YAML::Value << signer;
+    if (format == "swu") section << YAML::Key << "hardware" << YAML::Value << hardware;
+    if (format == "raucb") section << YAML::Key << "compatible" << YAML::Value << compatible;
+    section << YAML::EndMap;
+    const auto* factory = builtin_registries().drivers.package_format(format);
+    if (!factory) throw InputError("otarig image build: this otarig has no package format " + format);
+    const auto pkg = (*factory)(Config::load_string(section.c_str(), "otarig image build"), "otarig", ".")
+                         ->package(img);
     write_file(out, pkg);
     std::cout << fmt::format("{}: {} {} bytes, version {}, signer {}/signer.pem, slot image digest {}\n", out,
-                             format, pkg.size(), content.version, signer, device_digest(img));
+                             format, pkg.size(), image::parse(img, out).header.version.str(), signer,
+                             device_digest(img));
     return 0;
   }
 };
@@ -485,65 +479,6 @@ struct MergeCommand {
   }
 };
 
-struct ServeCommand {
-  drivers::net::ServeOptions opts;
-  std::string tls_cert, tls_key, client_ca, timeout;
-  CLI::App* cmd = nullptr;
-
-  void add(CLI::App& app) {
-    cmd = app.add_subcommand("serve", "serve a release repository over HTTP(S) (loopback by default)");
-    cmd->add_option("--root", opts.root, "directory to serve")->required();
-    cmd->add_option("--address", opts.address, "address to listen on");
-    cmd->add_option("--port", opts.port, "port (0: any free port, printed)");
-    cmd->add_option("--latest", opts.latest, "release that /manifest.json names");
-    cmd->add_option("--tls-cert", tls_cert, "server certificate (PEM): serve HTTPS");
-    cmd->add_option("--tls-key", tls_key, "server key (PEM)");
-    cmd->add_option("--client-ca", client_ca, "require client certificates signed by this CA (mTLS)");
-    cmd->add_option("--timeout", timeout,
-                    "milliseconds a read, a write or a TLS handshake may take before the client is dropped "
-                    "(default 30000)");
-  }
-
-  int operator()() {
-    if (!timeout.empty()) opts.timeout = std::chrono::milliseconds(parse_number(timeout, 1, 3600000, "--timeout"));
-    opts.tls_cert = tls_cert;
-    opts.tls_key = tls_key;
-    opts.client_ca = client_ca;
-    return drivers::net::serve_main(opts, std::cout);
-  }
-};
-
-struct ProxyCommand {
-  drivers::net::ProxyMainOptions opts;
-  std::string impostor_cert, impostor_key, seed;
-  bool no_upstream_tls = false;
-  long spin_us = static_cast<long>(opts.spin.count());
-  CLI::App* cmd = nullptr;
-
-  void add(CLI::App& app) {
-    cmd = app.add_subcommand("proxy", "a TCP proxy that injects seeded faults (docs/network.md)");
-    cmd->add_option("--listen", opts.listen, "PORT or ADDRESS:PORT");
-    cmd->add_option("--upstream", opts.upstream, "HOST:PORT")->required();
-    cmd->add_option("--fault", opts.fault, "fault spec, e.g. 'down:corrupt@offset=1000,count=4'");
-    cmd->add_option("--seed", seed, "seed of every random choice");
-    cmd->add_option("--threads", opts.threads, "io threads");
-    cmd->add_option("--spin", spin_us,
-                    "microseconds a proxy thread keeps polling after a handler before it sleeps (0 to 10000)");
-    cmd->add_option("--impostor-cert", impostor_cert, "certificate the impostor endpoint presents");
-    cmd->add_option("--impostor-key", impostor_key, "its key");
-    cmd->add_flag("--no-upstream-tls", no_upstream_tls, "the impostor relays to a plain upstream");
-  }
-
-  int operator()() {
-    if (!seed.empty()) opts.seed = parse_number(seed, 0, UINT64_MAX, "--seed");
-    opts.impostor_cert = impostor_cert;
-    opts.impostor_key = impostor_key;
-    opts.upstream_tls = !no_upstream_tls;
-    opts.spin = std::chrono::microseconds(spin_us);
-    return drivers::net::proxy_main(opts, std::cout);
-  }
-};
-
 // The exit status of an error that stopped a command, with its message on stderr.
 int report_error() {
   try {
@@ -592,10 +527,12 @@ int cli_main(int argc, char** argv) {
   verify.add(*report_cmd);
   MergeCommand merge;
   merge.add(*report_cmd);
-  ServeCommand serve;
-  serve.add(app);
-  ProxyCommand proxy;
-  proxy.add(app);
+  // The driver families' own commands (`serve`, `proxy`).
+  std::vector<std::pair<CLI::App*, std::function<int()>>> family_commands;
+  for (const auto& [name, add] : builtin_registries().drivers.commands()) {
+    auto start = add(app);
+    family_commands.emplace_back(app.get_subcommand(name), std::move(start));
+  }
 
   try {
     app.parse(argc, argv);
@@ -608,8 +545,8 @@ int cli_main(int argc, char** argv) {
     if (*run.cmd) return run();
     if (*list.cmd) return list();
     if (*detect.cmd) return detect();
-    if (*serve.cmd) return serve();
-    if (*proxy.cmd) return proxy();
+    for (const auto& [subcommand, start] : family_commands)
+      if (*subcommand) return start();
     if (*build.cmd) return build();
     if (*tamper.cmd) return tamper();
     if (*inspect.cmd) return inspect();

@@ -12,7 +12,12 @@
 #include "otarig/core/clock.hpp"
 #include "otarig/core/config.hpp"
 #include "otarig/core/crypto.hpp"
+#include "otarig/drivers/package_format.hpp"
 #include "otarig/drivers/protocols.hpp"
+
+namespace CLI {
+class App;
+}
 
 namespace otarig::drivers {
 
@@ -92,20 +97,32 @@ class DriverRegistry {
   void add_console(std::string driver, PartFactory factory);
   void add_link(std::string driver, PartFactory factory);
   void add_probe(std::string driver, PartFactory factory);
+  /// A real OTA client's package format (`package: {format: NAME}`).
+  void add_package_format(std::string name, PackageFormatFactory factory);
+  /// A command of a driver family's own (`otarig serve`, `otarig proxy`):
+  /// adds its subcommand to the command line and returns what runs it when
+  /// that subcommand is chosen (its exit status; errors as exceptions).
+  using CommandFactory = std::function<std::function<int()>(CLI::App& cli)>;
+  void add_command(std::string name, CommandFactory factory);
+  const std::map<std::string, CommandFactory>& commands() const { return commands_; }
 
   const DeviceFactory* device(const std::string& kind) const;
   const PartFactory* power(const std::string& driver) const;
   const PartFactory* console(const std::string& driver) const;
   const PartFactory* link(const std::string& driver) const;
   const PartFactory* probe(const std::string& driver) const;
+  const PackageFormatFactory* package_format(const std::string& name) const;
 
   std::vector<std::string> device_kinds() const;
   std::vector<std::string> power_drivers() const;
   std::vector<std::string> console_drivers() const;
+  std::vector<std::string> package_formats() const;
 
  private:
   std::map<std::string, DeviceFactory> devices_;
   std::map<std::string, PartFactory> power_, console_, link_, probe_;
+  std::map<std::string, PackageFormatFactory> package_formats_;
+  std::map<std::string, CommandFactory> commands_;
 };
 
 /// Registers every driver built into this library.

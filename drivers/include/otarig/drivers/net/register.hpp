@@ -4,9 +4,9 @@
 
 namespace otarig::drivers {
 
-/// Registers the drivers of drivers/net. The update server and the fault proxy
-/// are owned by the harness directly, so no board-profile driver kind is
-/// registered yet.
+/// Registers what drivers/net offers by name: its own commands, `serve` and
+/// `proxy` (drivers/net/commands.cpp). The update server and the fault proxy
+/// of a campaign are started by the device drivers that use them.
 void register_net_drivers(DriverRegistry& registry);
 
 }  // namespace otarig::drivers
