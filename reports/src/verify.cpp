@@ -181,20 +181,19 @@ class Checker {
 
   // Every manifest line, then every file not listed.
   void manifest() {
-    auto text = detail::read_file(out_ / kManifestFile);
-    if (!text) {
+    // Read one line at a time; a torn last line is told before the lines' problems.
+    detail::LineReader reader(out_ / kManifestFile, RecordList::kMaxRecordBytes);
+    if (!reader) {
       problem(kManifestFile, 0, "missing");
       return;
     }
-    bool torn = false;
-    auto lines = detail::split_lines(*text, &torn);
-    if (torn) problem(kManifestFile, lines.size(), "the last line has no newline");
+    const auto first_problem = r_.problems.size();
     std::set<std::string> listed;
     std::string last;
-    for (const auto& line : lines) {
-      const auto& l = line.text;
+    while (const auto line = reader.next()) {
+      const auto& l = line->text;
       if (l.size() < 67 || l[64] != ' ' || l[65] != ' ' || l.find_first_not_of("0123456789abcdef") < 64) {
-        problem(kManifestFile, line.number, "not a 'SHA256HEX  path' line");
+        problem(kManifestFile, line->number, "not a 'SHA256HEX  path' line");
         continue;
       }
       auto path = l.substr(66);
@@ -203,21 +202,21 @@ class Checker {
       bool unsafe = rel.is_absolute() || path.find('\\') != std::string::npos;
       for (const auto& part : rel) unsafe = unsafe || part == ".." || part == ".";
       if (unsafe) {
-        problem(kManifestFile, line.number, fmt::format("unsafe path {}", path));
+        problem(kManifestFile, line->number, fmt::format("unsafe path {}", path));
         continue;
       }
       if (!listed.insert(path).second)
-        problem(kManifestFile, line.number, fmt::format("{} listed twice", path));
-      if (path <= last && !last.empty()) problem(kManifestFile, line.number, "lines are not sorted by path");
+        problem(kManifestFile, line->number, fmt::format("{} listed twice", path));
+      if (path <= last && !last.empty()) problem(kManifestFile, line->number, "lines are not sorted by path");
       last = path;
       if (detail::outside_manifest(path)) {
-        problem(kManifestFile, line.number, fmt::format("{} must not be listed", path));
+        problem(kManifestFile, line->number, fmt::format("{} must not be listed", path));
         continue;
       }
       ++r_.files;
       auto status = std::filesystem::symlink_status(out_ / rel);
       if (!std::filesystem::exists(status)) {
-        problem(path, 0, fmt::format("missing (listed in {} line {})", kManifestFile, line.number));
+        problem(path, 0, fmt::format("missing (listed in {} line {})", kManifestFile, line->number));
         continue;
       }
       if (!std::filesystem::is_regular_file(status)) {
@@ -230,8 +229,11 @@ class Checker {
       else if (*digest != hash)
         problem(
             path, 0,
-            fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile, line.number));
+            fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile, line->number));
     }
+    if (reader.torn())
+      r_.problems.insert(r_.problems.begin() + static_cast<std::ptrdiff_t>(first_problem),
+                         {kManifestFile, reader.count(), "the last line has no newline"});
     std::vector<std::string> others;
     std::vector<std::string> files;
     try {
