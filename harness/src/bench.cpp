@@ -199,11 +199,11 @@ void Bench::keep_line(TranscriptLine line) { transcript_.add(std::move(line)); }
 // Lines the status and console-event patterns have yet to look at: the newest
 // kTranscriptMaxBytes of them at most (a device that floods between two looks
 // cannot fill memory; the lines that matter come after the question).
-void Bench::unmatched(std::string line) {
+void Bench::unmatched(std::string line, bool cut) {
   unmatched_bytes_ += line.size() + drivers::kConsoleLineOverheadBytes;
-  unmatched_lines_.push_back(std::move(line));
+  unmatched_lines_.push_back({std::move(line), cut});
   while (unmatched_bytes_ > kTranscriptMaxBytes && !unmatched_lines_.empty()) {
-    unmatched_bytes_ -= unmatched_lines_.front().size() + drivers::kConsoleLineOverheadBytes;
+    unmatched_bytes_ -= unmatched_lines_.front().text.size() + drivers::kConsoleLineOverheadBytes;
     unmatched_lines_.pop_front();
   }
 }
@@ -277,7 +277,7 @@ void Bench::absorb(const std::string& bytes) {
     // A console that stamps its lines as they arrive fills the transcript
     // itself (collect_stamps); any other is stamped now, as it is read.
     if (!parts_.console_stamps) keep_line({since_start_ms(clock_->now()), partial_, partial_cut_});
-    unmatched(std::move(partial_));
+    unmatched(std::move(partial_), partial_cut_ != 0);
     partial_.clear();
     partial_cut_ = 0;
   }
@@ -319,9 +319,9 @@ std::optional<std::string> Bench::wait_for_line(const std::string& pattern, std:
   clear_unmatched();
   const auto deadline = clock_->now() + timeout;
   while (true) {
-    for (const auto& line : unmatched_lines_)
-      if (re2::RE2::PartialMatch(line, re)) {
-        std::string found = line;
+    for (const auto& pending : unmatched_lines_)
+      if (re2::RE2::PartialMatch(pending.text, re)) {
+        std::string found = pending.text;
         clear_unmatched();
         return found;
       }
@@ -349,7 +349,10 @@ Observation Bench::observe(const std::string& step) {
       next_ask = now + interval;
     }
     // Look at every complete line that arrived since we asked.
-    for (const auto& line : unmatched_lines_) {
+    for (const auto& pending : unmatched_lines_) {
+      // A line cut at the line limit is not a status line: what it reported is not all there.
+      if (pending.cut) continue;
+      const auto& line = pending.text;
       std::string slot, version, digest, counter, state, health, key;
       const auto& groups = status_re_->NamedCapturingGroups();
       int n = status_re_->NumberOfCapturingGroups();

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -20,6 +21,7 @@
 #include "otarig/harness/composition.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/run_view.hpp"
 
 #ifndef OTARIG_VERSION
 #define OTARIG_VERSION "0.0.0"
@@ -316,311 +318,392 @@ CampaignResult run_campaign(const CampaignOptions& options, const drivers::Drive
   return run_campaign(options, registries);
 }
 
+namespace {
+
+// One campaign from its options to its bundle: check the input, plan, run the
+// pending trials on one bench per job, journal each as it finishes, then
+// write the bundle from the journal.
+class Campaign {
+ public:
+  Campaign(const CampaignOptions& options, const Registries& registries)
+      : o_(options),
+        registries_(registries),
+        profile_(load_profile(resolve_board(options.board))),
+        scenario_(load_scenario(options.scenario, registries.faults)),
+        releases_(profile_, registries.drivers),
+        journal_file_(options.out / "journal.jsonl"),
+        identity_(campaign_identity(options, profile_, scenario_)) {
+    // The oracles and report writers are the registries' unless the caller
+    // pointed the options at others (use_registries).
+    if (!options.hooks.registered_oracles) {
+      own_hooks_ = options.hooks;
+      own_hooks_.registered_oracles = &registries.oracles;
+      hooks_ = &own_hooks_;
+    }
+    bundle_ = options.bundle;
+    if (!bundle_.writers) bundle_.writers = &registries.reports;
+  }
+
+  CampaignResult run() {
+    given_timings();
+    first_bench_and_plan();
+    select_trials();
+    prepare_out(o_.out);
+    open_journal();
+    run_pending();
+    if (!aborted_.empty()) journal_->append({{"type", "bench-failure"}, {"detail", aborted_}});
+    journal_.reset();
+    return write_evidence();
+  }
+
+ private:
+  // The timings behind time cuts a resume or --calibration gives (a resume
+  // continues the campaign its journal began, or refuses before anything runs).
+  void given_timings() {
+    if (o_.jobs > 1 && !one_device_per_bench(profile_))
+      throw InputError(fmt::format("--jobs {}: board {} ({}) is one {} device, so its trials run one at a time",
+                                   o_.jobs, profile_.name, profile_.path.string(), profile_.device_kind));
+    if (o_.resume) {
+      journaled_ = read_journaled_campaign(journal_file_);
+      if (!journaled_.start.is_null()) check_resume(journal_file_, journaled_.start, identity_);
+    }
+    given_ms_ = journaled_.calibration.value("update_ms", nlohmann::json::object());
+    check_timings(given_ms_, journal_file_.string() + ": --resume: the journaled calibration");
+    for (const auto& [key, ms] : given_ms_.items()) calibration_from_[key] = "journal";
+    const auto from_option =
+        o_.calibration ? load_calibration(*o_.calibration, profile_) : nlohmann::json::object();
+    for (const auto& [key, ms] : from_option.items())
+      if (!given_ms_.contains(key)) {
+        given_ms_[key] = ms;
+        calibration_from_[key] = o_.calibration->string();
+      }
+  }
+
+  // Everything that can reject the input happens before the journal opens:
+  // binding the first bench checks the profile's driver sections, then the
+  // scenario's release names, then the plan (which the first bench measures).
+  void first_bench_and_plan() {
+    try {
+      benches_.push_back(std::make_unique<Bench>(profile_, registries_.drivers, releases_, o_.seed));
+    } catch (const BenchError& e) {
+      aborted_ = e.what();
+    }
+    check_release_names(scenario_, profile_);
+    if (!aborted_.empty()) return;
+    try {
+      auto abilities = board_abilities(*benches_[0], releases_);
+      abilities.update_ms = [&, measure = abilities.update_ms](const std::string& start,
+                                                               const std::string& deliver) {
+        const auto key = start + "->" + deliver;
+        if (auto it = given_ms_.find(key); it != given_ms_.end()) return it->get<std::uint64_t>();
+        calibration_from_[key] = "measured";
+        return measure ? measure(start, deliver) : std::uint64_t{0};
+      };
+      plan_ = make_plan(scenario_, o_.seed, abilities);
+    } catch (const BenchError& e) {
+      aborted_ = e.what();
+    }
+  }
+
+  void select_trials() {
+    // The timings this run measured itself are journaled so that a resume places its cuts alike.
+    for (const auto& [key, ms] : plan_.update_ms)
+      if (calibration_from_[key] == "measured") measured_[key] = ms;
+    timed_ = !plan_.update_ms.empty();
+    if (o_.trials) limit_plan(plan_, *o_.trials, o_.seed);
+    if (o_.shards > 1) shard_plan(plan_, o_.shard, o_.shards);
+    if (o_.only) {
+      std::erase_if(plan_.trials, [&](const TrialSpec& t) { return t.index != *o_.only; });
+      if (plan_.trials.empty() && aborted_.empty())
+        throw InputError(fmt::format("--trial {}: the plan of {} with seed {} has no such trial", *o_.only,
+                                     scenario_.name, o_.seed));
+    }
+  }
+
+  void open_journal() {
+    journal_ = std::make_unique<Journal>(journal_file_, o_.resume);
+    started_ = iso_now();
+    const auto& st = journal_->state();
+    // The journal read again as it opened: it must be the campaign checked above.
+    if (o_.resume && !st.campaign.is_null()) check_resume(journal_file_, st.campaign, identity_);
+    journal_started_ = st.campaign.is_null() ? started_ : st.campaign.value("time", started_);
+    if (st.campaign.is_null()) {
+      nlohmann::json start = identity_;
+      start["type"] = "campaign-start";
+      start["planned"] = plan_.trials.size();
+      start["git_revision"] = git_revision();
+      start["calibration"] = {{"update_ms", plan_.update_ms}};
+      journal_->append(std::move(start));
+    } else {
+      nlohmann::json resume{{"type", "campaign-resume"},
+                            {"completed", st.completed_trials.size()},
+                            {"dropped_lines", st.dropped_lines}};
+      if (!measured_.empty()) resume["calibration"] = {{"update_ms", measured_}};
+      journal_->append(std::move(resume));
+    }
+    for (const auto& t : plan_.trials)
+      if (!st.completed_trials.count(t.index)) pending_.push_back(&t);
+    progress_.total = plan_.trials.size();
+    progress_.done = plan_.trials.size() - pending_.size();
+    progress_.findings = st.failed_trials;
+    already_done_ = progress_.done;
+  }
+
+  void run_pending() {
+    if (!aborted_.empty() || pending_.empty()) return;
+    jobs_ = std::max(1u, std::min<unsigned>(o_.jobs ? o_.jobs : default_jobs(profile_),
+                                            static_cast<unsigned>(pending_.size())));
+    try {
+      for (unsigned w = 1; w < jobs_; ++w)
+        benches_.push_back(std::make_unique<Bench>(profile_, registries_.drivers, releases_, o_.seed));
+    } catch (const BenchError& e) {
+      aborted_ = e.what();
+      return;
+    }
+    t0_ = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (unsigned w = 1; w < jobs_; ++w) threads.emplace_back([this, w] { worker(w); });
+    worker(0);
+    for (auto& t : threads) t.join();
+  }
+
+  void worker(unsigned w) {
+    try {
+      Bench* bench = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        bench = benches_[w].get();
+      }
+      // Contiguous chunks keep a worker's cut points increasing (the virtual
+      // board's sweep cursor only moves forward); a small campaign takes
+      // smaller chunks so that every worker gets some.
+      const std::size_t chunk = std::clamp<std::size_t>(pending_.size() / (std::size_t{jobs_} * 4), 1, 16);
+      while (!stop_) {
+        const std::size_t begin = next_.fetch_add(chunk);
+        if (begin >= pending_.size()) break;
+        const std::size_t end = std::min(pending_.size(), begin + chunk);
+        for (std::size_t i = begin; i < end && !stop_; ++i) run_one(*bench, *pending_[i]);
+      }
+    } catch (const InputError& e) {
+      // Input only a trial can judge (a release a fault builds on): the run
+      // stops as bad input, exit 2, after its evidence is written.
+      std::lock_guard lock(mu_);
+      if (aborted_.empty()) aborted_ = e.what();
+      if (bad_input_.empty()) bad_input_ = e.what();
+      stop_ = true;
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mu_);
+      if (aborted_.empty()) aborted_ = e.what();
+      stop_ = true;
+    }
+  }
+
+  // One trial: run, write its folder, journal its block; nothing of it stays.
+  void run_one(Bench& bench, const TrialSpec& spec) {
+    auto outcome = run_trial(bench, releases_, spec, hooks_);
+    auto summary = trial_summary(outcome);
+    write_trial_evidence(o_.out, outcome, summary);
+    std::vector<nlohmann::json> block;
+    block.push_back({{"type", "trial-start"}, {"trial", spec.id}, {"scenario", spec.scenario->name},
+                     {"fault", spec.fault_json()}});
+    for (auto e : outcome.events) {
+      e["trial"] = spec.id;
+      block.push_back(std::move(e));
+    }
+    summary["type"] = "verdict";
+    summary["trial"] = spec.id;
+    block.push_back(std::move(summary));
+    journal_->append_block(std::move(block));
+    std::lock_guard lock(mu_);
+    ++progress_.done;
+    if (!outcome.passed) {
+      ++progress_.findings;
+      if (o_.on_finding)
+        o_.on_finding(fmt::format("finding: trial {} ({}) broke {} -- replay: {}", spec.id, spec.scenario->name,
+                                  fmt::join(outcome.broken(), ", "), replay_command(o_, spec.id, timed_)));
+    }
+    progress_.last_trial = spec.id;
+    progress_.last_passed = outcome.passed;
+    progress_.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const auto run_here = progress_.done - already_done_;
+    progress_.eta_s = run_here ? progress_.elapsed_s / static_cast<double>(run_here) *
+                                     static_cast<double>(progress_.total - progress_.done)
+                               : 0;
+    if (o_.on_progress) o_.on_progress(progress_);
+  }
+
+  // run.json's trials and findings, read from the journal's verdicts (this
+  // run's and resumed ones) one at a time when the bundle is written.
+  reports::RunView trials_from_journal(CampaignResult& result) {
+    std::vector<reports::VerdictLine> verdicts;
+    try {
+      verdicts = reports::verdict_lines(journal_file_);
+    } catch (const std::runtime_error& e) {
+      throw BenchError(e.what());
+    }
+    std::vector<std::uint64_t> findings;
+    for (const auto& v : verdicts)
+      if (!v.passed) findings.push_back(v.offset);
+    result.trials = verdicts.size();
+    result.failed = findings.size();
+    result.passed = result.trials - result.failed;
+    result.findings = findings.size();
+    reports::RunView view;
+    view.trials = reports::trials_of(journal_file_, verdicts);
+    view.findings = reports::RecordList::of_lines(
+        journal_file_, std::move(findings), [options = o_, timed = timed_](nlohmann::json v, std::size_t k) {
+          nlohmann::json f;
+          f["id"] = fmt::format("F{:04d}", k + 1);
+          f["trial"] = v["id"];
+          f["scenario"] = v["scenario"];
+          f["seed"] = v["seed"];
+          f["fault"] = v["fault"];
+          f["oracles"] = v["broken"];
+          f["observed"] = v["observed"];
+          f["requirements"] = v["requirements"];
+          f["transcript"] = v.value("evidence", "") + "/console.log";
+          f["replay"] = replay_command(options, v.value("id", ""), timed);
+          return f;
+        });
+    return view;
+  }
+
+  CampaignResult write_evidence() {
+    CampaignResult result;
+    result.out = o_.out;
+    result.aborted = aborted_;
+    auto view = trials_from_journal(result);
+    view.head = run_head(result);
+    reports::write_bundle(o_.out, view, bundle_);
+    if (!bad_input_.empty()) throw InputError(bad_input_);
+    result.run = o_.whole_run_in_result ? view.materialize() : std::move(view.head);
+    return result;
+  }
+
+  nlohmann::json board_json() const {
+    nlohmann::json board = {{"name", profile_.name},
+                            {"description", profile_.description},
+                            {"profile", profile_.path.string()},
+                            {"profile_sha256", profile_.sha256},
+                            {"device_kind", profile_.device_kind},
+                            {"identity", benches_.empty() ? "" : benches_[0]->identity()}};
+    // A profile that lets the update server offer a legacy device TLS 1.2
+    // CBC-mode suites says so in the evidence.
+    if (auto net = profile_.root.at("device").find("network"); net && net->is_map() && net->has("tls"))
+      board["tls_cipher_suites"] =
+          net->bool_or("legacy_ciphers", false) ? "legacy (TLS 1.2 CBC-mode suites too)" : "aead";
+    // How a power cut treats the device's storage (docs/crash-model.md): the
+    // crash model, or a process kill with the profile's reason.
+    if (!benches_.empty() && !benches_[0]->parts().power_loss.empty())
+      board["power_loss"] = benches_[0]->parts().power_loss;
+    return board;
+  }
+
+  nlohmann::json scenario_json() const {
+    nlohmann::json parts = nlohmann::json::array();
+    for (const auto* leaf : scenario_.leaves())
+      parts.push_back({{"name", leaf->name},
+                       {"title", leaf->title},
+                       {"classes", leaf->classes},
+                       {"requirements", leaf->requirements},
+                       {"fault", leaf->fault.kind}});
+    return {{"name", scenario_.name},
+            {"title", scenario_.title},
+            {"requirements", scenario_.requirements},
+            {"classes", scenario_.classes},
+            {"parts", parts}};
+  }
+
+  // Where each timing came from: measured by this run, journaled by the run
+  // that began the campaign (a resume), or --calibration's evidence.
+  nlohmann::json calibration_json() {
+    nlohmann::json all_ms = journaled_.calibration.value("update_ms", nlohmann::json::object());
+    for (const auto& [key, ms] : plan_.update_ms) all_ms[key] = ms;
+    nlohmann::json sources = nlohmann::json::object();
+    for (const auto& [key, ms] : all_ms.items()) sources[key] = calibration_from_[key];
+    return {{"update_ms", all_ms}, {"from", sources}};
+  }
+
+  // run.json but its trials and findings.
+  nlohmann::json run_head(const CampaignResult& result) {
+    nlohmann::json run;
+    run["otarig"] = {{"version", version_string()}, {"git_revision", git_revision()}};
+    run["board"] = board_json();
+    run["scenario"] = scenario_json();
+    run["seed"] = o_.seed;
+    run["shard"] = {{"index", o_.shard}, {"count", o_.shards}};
+    run["started"] = journal_started_.empty() ? iso_now() : journal_started_;
+    run["ended"] = iso_now();
+    nlohmann::json rel = nlohmann::json::array();
+    for (const auto& r : releases_.all())
+      rel.push_back({{"name", r.name},
+                     {"version", r.version},
+                     {"security_counter", r.security_counter},
+                     {"size", r.bytes.size()},
+                     {"sha256", crypto::hex(crypto::sha256(r.bytes))},
+                     {"digest", r.digest}});
+    run["releases"] = rel;
+    run["ops_per_update"] = plan_.ops_per_update;
+    if (!plan_.storage_ops_per_update.empty()) run["storage_ops_per_update"] = plan_.storage_ops_per_update;
+    if (!plan_.update_ms.empty()) run["update_ms"] = plan_.update_ms;
+    run["calibration"] = calibration_json();
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto& k : plan_.skipped) skipped.push_back({{"scenario", k.scenario}, {"reason", k.reason}});
+    run["skipped"] = skipped;
+    nlohmann::json components = {{"otarig", version_string()}};
+    if (!benches_.empty())
+      for (const auto& [k, v] : benches_[0]->parts().component_versions) components[k] = v;
+    run["components"] = components;
+    run["planned"] = plan_.trials.size();
+    run["summary"] = {{"trials", result.trials},
+                      {"passed", result.passed},
+                      {"failed", result.failed},
+                      {"findings", result.findings}};
+    if (!aborted_.empty()) run["aborted"] = aborted_;
+    return run;
+  }
+
+  const CampaignOptions& o_;
+  const Registries& registries_;
+  const BoardProfile profile_;
+  const Scenario scenario_;
+  const ReleaseSet releases_;
+  const std::filesystem::path journal_file_;
+  const nlohmann::json identity_;
+  const TrialHooks* hooks_ = &o_.hooks;
+  TrialHooks own_hooks_;  // the options' hooks with the registries' oracles
+  reports::BundleOptions bundle_;
+  JournaledCampaign journaled_;
+  nlohmann::json given_ms_;
+  std::map<std::string, std::string> calibration_from_;  // pair -> "journal", --calibration's path, "measured"
+  nlohmann::json measured_ = nlohmann::json::object();
+  std::vector<std::unique_ptr<Bench>> benches_;
+  Plan plan_;
+  bool timed_ = false;
+  std::unique_ptr<Journal> journal_;
+  std::string started_, journal_started_;
+  std::vector<const TrialSpec*> pending_;
+  unsigned jobs_ = 1;
+  std::mutex mu_;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<bool> stop_{false};
+  Progress progress_;
+  std::chrono::steady_clock::time_point t0_;
+  std::size_t already_done_ = 0;
+  std::string aborted_;
+  std::string bad_input_;  // an InputError a trial raised
+};
+
+}  // namespace
+
 CampaignResult run_campaign(const CampaignOptions& options, const Registries& registries) {
-  const auto& registry = registries.drivers;
   if (options.shards == 0 || options.shard >= options.shards)
     throw InputError(fmt::format("--shard {}/{}: the shard index must be below the shard count", options.shard,
                                  options.shards));
   // An unreadable signing key is bad input: say so before any trial runs.
   if (options.bundle.signing_key) (void)crypto::Ed25519Key::load_pem(*options.bundle.signing_key);
-  const auto profile = load_profile(resolve_board(options.board));
-  if (options.jobs > 1 && !one_device_per_bench(profile))
-    throw InputError(fmt::format("--jobs {}: board {} ({}) is one {} device, so its trials run one at a time",
-                                 options.jobs, profile.name, profile.path.string(), profile.device_kind));
-  const auto scenario = load_scenario(options.scenario, registries.faults);
-  const ReleaseSet releases(profile, registries.drivers);
-  CampaignResult result;
-  result.out = options.out;
-  const auto journal_file = options.out / "journal.jsonl";
-  const auto identity = campaign_identity(options, profile, scenario);
-
-  // A resume continues the campaign its journal began, or refuses before
-  // anything runs; its time cuts are placed by the calibration that campaign
-  // journaled, not by a new measurement.
-  JournaledCampaign journaled;
-  if (options.resume) {
-    journaled = read_journaled_campaign(journal_file);
-    if (!journaled.start.is_null()) check_resume(journal_file, journaled.start, identity);
-  }
-  nlohmann::json given_ms = journaled.calibration.value("update_ms", nlohmann::json::object());
-  check_timings(given_ms, journal_file.string() + ": --resume: the journaled calibration");
-  std::map<std::string, std::string> calibration_from;  // pair -> "journal", --calibration's path, "measured"
-  for (const auto& [key, ms] : given_ms.items()) calibration_from[key] = "journal";
-  const auto from_option =
-      options.calibration ? load_calibration(*options.calibration, profile) : nlohmann::json::object();
-  for (const auto& [key, ms] : from_option.items())
-    if (!given_ms.contains(key)) {
-      given_ms[key] = ms;
-      calibration_from[key] = options.calibration->string();
-    }
-
-  // Everything that can reject the input happens before the journal opens:
-  // binding the first bench checks the profile's driver sections, then the
-  // scenario's release names, then the plan (which the first bench measures).
-  std::vector<std::unique_ptr<Bench>> benches;
-  std::string aborted;
-  std::string bad_input;  // an InputError a trial raised
-  Plan plan;
-  try {
-    benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
-  } catch (const BenchError& e) {
-    aborted = e.what();
-  }
-  check_release_names(scenario, profile);
-  if (aborted.empty()) {
-    try {
-      auto abilities = board_abilities(*benches[0], releases);
-      abilities.update_ms = [&, measure = abilities.update_ms](const std::string& start, const std::string& deliver) {
-        const auto key = start + "->" + deliver;
-        if (auto it = given_ms.find(key); it != given_ms.end()) return it->get<std::uint64_t>();
-        calibration_from[key] = "measured";
-        return measure ? measure(start, deliver) : std::uint64_t{0};
-      };
-      plan = make_plan(scenario, options.seed, abilities);
-    } catch (const BenchError& e) {
-      aborted = e.what();
-    }
-  }
-  // The clean-update timings behind this run's time cuts, and those it
-  // measured itself (journaled so that a resume places its cuts alike).
-  nlohmann::json calibration = {{"update_ms", plan.update_ms}};
-  nlohmann::json measured = nlohmann::json::object();
-  for (const auto& [key, ms] : plan.update_ms)
-    if (calibration_from[key] == "measured") measured[key] = ms;
-  const bool timed = !plan.update_ms.empty();
-  if (options.trials) limit_plan(plan, *options.trials, options.seed);
-  if (options.shards > 1) shard_plan(plan, options.shard, options.shards);
-  if (options.only) {
-    std::erase_if(plan.trials, [&](const TrialSpec& t) { return t.index != *options.only; });
-    if (plan.trials.empty() && aborted.empty())
-      throw InputError(fmt::format("--trial {}: the plan of {} with seed {} has no such trial", *options.only,
-                                   scenario.name, options.seed));
-  }
-
-  prepare_out(options.out);
-  Journal journal(journal_file, options.resume);
-  const auto started = iso_now();
-
-  const auto& st = journal.state();
-  // The journal read again as it opened: it must be the campaign checked above.
-  if (options.resume && !st.campaign.is_null()) check_resume(journal_file, st.campaign, identity);
-  if (st.campaign.is_null()) {
-    nlohmann::json start = identity;
-    start["type"] = "campaign-start";
-    start["planned"] = plan.trials.size();
-    start["git_revision"] = git_revision();
-    start["calibration"] = calibration;
-    journal.append(std::move(start));
-  } else {
-    nlohmann::json resume{{"type", "campaign-resume"},
-                          {"completed", st.completed_trials.size()},
-                          {"dropped_lines", st.dropped_lines}};
-    if (!measured.empty()) resume["calibration"] = {{"update_ms", measured}};
-    journal.append(std::move(resume));
-  }
-
-  std::vector<const TrialSpec*> pending;
-  for (const auto& t : plan.trials)
-    if (!st.completed_trials.count(t.index)) pending.push_back(&t);
-
-  const unsigned jobs =
-      std::max(1u, std::min<unsigned>(options.jobs ? options.jobs : default_jobs(profile),
-                                      static_cast<unsigned>(std::max<std::size_t>(1, pending.size()))));
-  std::mutex mu;
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> stop{false};
-  Progress progress;
-  progress.total = plan.trials.size();
-  progress.done = plan.trials.size() - pending.size();
-  progress.findings = st.failed_trials;
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::size_t already_done = progress.done;
-
-  auto worker = [&](unsigned w) {
-    try {
-      Bench* bench = nullptr;
-      {
-        std::lock_guard lock(mu);
-        bench = benches[w].get();
-      }
-      // Contiguous chunks keep a worker's cut points increasing (the virtual
-      // board's sweep cursor only moves forward); a small campaign takes
-      // smaller chunks so that every worker gets some.
-      const std::size_t kChunk = std::clamp<std::size_t>(pending.size() / (std::size_t{jobs} * 4), 1, 16);
-      while (!stop) {
-        std::size_t begin = next.fetch_add(kChunk);
-        if (begin >= pending.size()) break;
-        std::size_t end = std::min(pending.size(), begin + kChunk);
-        for (std::size_t i = begin; i < end && !stop; ++i) {
-          const TrialSpec& spec = *pending[i];
-          auto outcome = run_trial(*bench, releases, spec, &options.hooks);
-          auto summary = trial_summary(outcome);
-          write_trial_evidence(options.out, outcome, summary);
-          std::vector<nlohmann::json> block;
-          block.push_back({{"type", "trial-start"}, {"trial", spec.id}, {"scenario", spec.scenario->name},
-                           {"fault", spec.fault_json()}});
-          for (auto e : outcome.events) {
-            e["trial"] = spec.id;
-            block.push_back(std::move(e));
-          }
-          nlohmann::json verdict = summary;
-          verdict["type"] = "verdict";
-          verdict["trial"] = spec.id;
-          block.push_back(std::move(verdict));
-          journal.append_block(std::move(block));
-          std::lock_guard lock(mu);
-          ++progress.done;
-          if (!outcome.passed) {
-            ++progress.findings;
-            if (options.on_finding)
-              options.on_finding(fmt::format("finding: trial {} ({}) broke {} -- replay: {}", spec.id,
-                                             spec.scenario->name, fmt::join(outcome.broken(), ", "),
-                                             replay_command(options, spec.id, timed)));
-          }
-          progress.last_trial = spec.id;
-          progress.last_passed = outcome.passed;
-          progress.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          auto run_here = progress.done - already_done;
-          progress.eta_s = run_here ? progress.elapsed_s / static_cast<double>(run_here) *
-                                          static_cast<double>(progress.total - progress.done)
-                                    : 0;
-          if (options.on_progress) options.on_progress(progress);
-        }
-      }
-    } catch (const InputError& e) {
-      // Input only a trial can judge (a release a fault builds on): the run
-      // stops as bad input, exit 2, after its evidence is written.
-      std::lock_guard lock(mu);
-      if (aborted.empty()) aborted = e.what();
-      if (bad_input.empty()) bad_input = e.what();
-      stop = true;
-    } catch (const std::exception& e) {
-      std::lock_guard lock(mu);
-      if (aborted.empty()) aborted = e.what();
-      stop = true;
-    }
-  };
-
-  if (aborted.empty() && !pending.empty()) {
-    try {
-      for (unsigned w = 1; w < jobs; ++w)
-        benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
-    } catch (const BenchError& e) {
-      aborted = e.what();
-    }
-    if (aborted.empty()) {
-      std::vector<std::thread> threads;
-      for (unsigned w = 1; w < jobs; ++w) threads.emplace_back(worker, w);
-      worker(0);
-      for (auto& t : threads) t.join();
-    }
-  }
-  if (!aborted.empty()) journal.append({{"type", "bench-failure"}, {"detail", aborted}});
-
-  // run.json from every verdict in the journal (this run's and resumed ones).
-  std::vector<nlohmann::json> verdicts = read_verdicts(journal_file);
-  std::sort(verdicts.begin(), verdicts.end(),
-            [](const auto& a, const auto& b) { return a.value("index", 0) < b.value("index", 0); });
-  nlohmann::json trials = nlohmann::json::array();
-  nlohmann::json findings = nlohmann::json::array();
-  for (auto& v : verdicts) {
-    for (const char* k : {"type", "seq", "time", "prev_sha256", "trial"}) v.erase(k);
-    ++result.trials;
-    if (v.value("verdict", "") == "pass") {
-      ++result.passed;
-    } else {
-      ++result.failed;
-      nlohmann::json f;
-      f["id"] = fmt::format("F{:04d}", findings.size() + 1);
-      f["trial"] = v["id"];
-      f["scenario"] = v["scenario"];
-      f["seed"] = v["seed"];
-      f["fault"] = v["fault"];
-      f["oracles"] = v["broken"];
-      f["observed"] = v["observed"];
-      f["requirements"] = v["requirements"];
-      f["transcript"] = v.value("evidence", "") + "/console.log";
-      f["replay"] = replay_command(options, v.value("id", ""), timed);
-      findings.push_back(std::move(f));
-    }
-    trials.push_back(std::move(v));
-  }
-  result.findings = findings.size();
-  result.aborted = aborted;
-
-  nlohmann::json run;
-  run["otarig"] = {{"version", version_string()}, {"git_revision", git_revision()}};
-  run["board"] = {{"name", profile.name},
-                  {"description", profile.description},
-                  {"profile", profile.path.string()},
-                  {"profile_sha256", profile.sha256},
-                  {"device_kind", profile.device_kind},
-                  {"identity", benches.empty() ? "" : benches[0]->identity()}};
-  // A profile that lets the update server offer a legacy device TLS 1.2
-  // CBC-mode suites says so in the evidence.
-  if (auto net = profile.root.at("device").find("network"); net && net->is_map() && net->has("tls"))
-    run["board"]["tls_cipher_suites"] =
-        net->bool_or("legacy_ciphers", false) ? "legacy (TLS 1.2 CBC-mode suites too)" : "aead";
-  // How a power cut treats the device's storage (docs/crash-model.md): the
-  // crash model, or a process kill with the profile's reason.
-  if (!benches.empty() && !benches[0]->parts().power_loss.empty())
-    run["board"]["power_loss"] = benches[0]->parts().power_loss;
-  nlohmann::json parts = nlohmann::json::array();
-  for (const auto* leaf : scenario.leaves())
-    parts.push_back({{"name", leaf->name},
-                     {"title", leaf->title},
-                     {"classes", leaf->classes},
-                     {"requirements", leaf->requirements},
-                     {"fault", leaf->fault.kind}});
-  run["scenario"] = {{"name", scenario.name},
-                     {"title", scenario.title},
-                     {"requirements", scenario.requirements},
-                     {"classes", scenario.classes},
-                     {"parts", parts}};
-  run["seed"] = options.seed;
-  run["shard"] = {{"index", options.shard}, {"count", options.shards}};
-  run["started"] = st.campaign.is_null() ? started : st.campaign.value("time", started);
-  run["ended"] = iso_now();
-  nlohmann::json rel = nlohmann::json::array();
-  for (const auto& r : releases.all())
-    rel.push_back({{"name", r.name},
-                   {"version", r.version},
-                   {"security_counter", r.security_counter},
-                   {"size", r.bytes.size()},
-                   {"sha256", crypto::hex(crypto::sha256(r.bytes))},
-                   {"digest", r.digest}});
-  run["releases"] = rel;
-  run["ops_per_update"] = plan.ops_per_update;
-  if (!plan.storage_ops_per_update.empty()) run["storage_ops_per_update"] = plan.storage_ops_per_update;
-  if (!plan.update_ms.empty()) run["update_ms"] = plan.update_ms;
-  // Where each timing came from: measured by this run, journaled by the run
-  // that began the campaign (a resume), or --calibration's evidence.
-  nlohmann::json all_ms = journaled.calibration.value("update_ms", nlohmann::json::object());
-  for (const auto& [key, ms] : plan.update_ms) all_ms[key] = ms;
-  nlohmann::json sources = nlohmann::json::object();
-  for (const auto& [key, ms] : all_ms.items()) sources[key] = calibration_from[key];
-  run["calibration"] = {{"update_ms", all_ms}, {"from", sources}};
-  nlohmann::json skipped = nlohmann::json::array();
-  for (const auto& k : plan.skipped) skipped.push_back({{"scenario", k.scenario}, {"reason", k.reason}});
-  run["skipped"] = skipped;
-  nlohmann::json components = {{"otarig", version_string()}};
-  if (!benches.empty())
-    for (const auto& [k, v] : benches[0]->parts().component_versions) components[k] = v;
-  run["components"] = components;
-  run["planned"] = plan.trials.size();
-  run["summary"] = {{"trials", result.trials},
-                    {"passed", result.passed},
-                    {"failed", result.failed},
-                    {"findings", result.findings}};
-  if (!aborted.empty()) run["aborted"] = aborted;
-  run["trials"] = std::move(trials);
-  run["findings"] = std::move(findings);
-  verdicts = {};
-
-  reports::write_bundle(options.out, run, options.bundle);
-  if (!bad_input.empty()) throw InputError(bad_input);
-  result.run = std::move(run);
-  return result;
+  Campaign campaign(options, registries);
+  return campaign.run();
 }
 
 }  // namespace otarig::harness

@@ -94,6 +94,7 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   std::vector<std::string> lines;
   opts.on_finding = [&](const std::string& line) { lines.push_back(line); };
   use_registries(builtin_registries(), opts.hooks, opts.bundle);
+  opts.whole_run_in_result = false;  // run.json is in --out; the summary line needs its head only
   auto result = run_campaign(opts, builtin_registries());
   bar.finish();
   // Trials finish in any order across jobs; findings print in trial order.
@@ -469,6 +470,7 @@ struct MergeCommand {
     if (!key.empty()) mo.bundle.signing_key = key;
     if (!trusted.empty()) mo.trusted_key = trusted;
     mo.allow_missing_shards = allow_missing;
+    mo.whole_run_in_result = false;  // the summary is all this prints
     std::vector<std::filesystem::path> folders(dirs.begin(), dirs.end());
     auto merged = reports::merge_bundles(folders, out, mo);
     const auto& sum = merged["summary"];

@@ -127,12 +127,21 @@ std::string public_key_pem(const crypto::PublicKey& key) {
 nlohmann::ordered_json attestation_statement(const nlohmann::json& run, const std::string& manifest_sha256,
                                              const std::string& run_sha256, const Signer& signer,
                                              const std::string& url) {
+  auto view = RunView::of(run);
+  if (!run.is_object()) view.head = run;
+  return attestation_statement(view, manifest_sha256, run_sha256, signer, url);
+}
+
+nlohmann::ordered_json attestation_statement(const RunView& view, const std::string& manifest_sha256,
+                                             const std::string& run_sha256, const Signer& signer,
+                                             const std::string& url) {
   using nlohmann::ordered_json;
+  const auto& run = view.head;
   ordered_json passed = ordered_json::array(), failed = ordered_json::array();
-  for (const auto& t : detail::array_at(run, "trials")) {
+  view.trials.for_each([&](const nlohmann::json& t, std::size_t) {
     auto name = detail::text(t, "scenario") + "/" + detail::text(t, "id");
     (detail::text(t, "verdict") == "pass" ? passed : failed).push_back(name);
-  }
+  });
   const auto& board = detail::object_at(run, "board");
   const auto& scenario = detail::object_at(run, "scenario");
   const auto& shard = detail::object_at(run, "shard");
@@ -201,6 +210,13 @@ std::string dsse_envelope(std::string_view payload, const crypto::Ed25519Key& ke
 
 void write_attestation(const std::filesystem::path& out, const nlohmann::json& run,
                        const crypto::Ed25519Key& key, bool test_key, const std::string& url) {
+  auto view = RunView::of(run);
+  if (!run.is_object()) view.head = run;
+  write_attestation(out, view, key, test_key, url);
+}
+
+void write_attestation(const std::filesystem::path& out, const RunView& run, const crypto::Ed25519Key& key,
+                       bool test_key, const std::string& url) {
   auto manifest = detail::sha256_file(out / kManifestFile);
   auto run_json = detail::sha256_file(out / "run.json");
   if (!manifest || !run_json)

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -67,7 +68,7 @@ bool plain_file_name(const std::string& name) {
 }  // namespace
 
 void ReportWriterRegistry::add(ReportWriter writer) {
-  if (!plain_file_name(writer.file) || !writer.write)
+  if (!plain_file_name(writer.file) || (!writer.write && !writer.stream))
     throw std::logic_error("a report writer needs a plain file name and a function: '" + writer.file + "'");
   if (bundle_file(writer.file)) throw std::logic_error("report writer: the bundle writes " + writer.file + " itself");
   for (const auto& w : writers_)
@@ -76,14 +77,21 @@ void ReportWriterRegistry::add(ReportWriter writer) {
 }
 
 void register_builtin_report_writers(ReportWriterRegistry& registry) {
-  registry.add({"junit.xml", [](const nlohmann::json& run, const ReportContext&) { return junit_xml(run); }});
-  registry.add({"summary.md", [](const nlohmann::json& run, const ReportContext&) { return summary_markdown(run); }});
-  registry.add({"report.html", [](const nlohmann::json& run, const ReportContext& c) {
-                  HtmlOptions html;
-                  html.evidence = c.out;
-                  html.signer_keyid = c.signer_keyid;
-                  html.test_key = c.test_key;
-                  return report_html(run, html);
+  registry.add({"junit.xml", [](const nlohmann::json& run, const ReportContext&) { return junit_xml(run); },
+                [](const RunView& run, const ReportContext&, std::ostream& out) { write_junit_xml(out, run); }});
+  registry.add({"summary.md", [](const nlohmann::json& run, const ReportContext&) { return summary_markdown(run); },
+                [](const RunView& run, const ReportContext&, std::ostream& out) { out << summary_markdown(run); }});
+  auto html = [](const ReportContext& c) {
+    HtmlOptions options;
+    options.evidence = c.out;
+    options.signer_keyid = c.signer_keyid;
+    options.test_key = c.test_key;
+    return options;
+  };
+  registry.add({"report.html",
+                [html](const nlohmann::json& run, const ReportContext& c) { return report_html(run, html(c)); },
+                [html](const RunView& run, const ReportContext& c, std::ostream& out) {
+                  out << report_html(run, html(c));
                 }});
 }
 
@@ -96,7 +104,12 @@ const ReportWriterRegistry& builtin_report_writers() {
   return registry;
 }
 
-void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, const BundleOptions& options) {
+namespace {
+
+// Writes run.json with `run_json`, every writer's file, the manifest and the
+// attestation. `whole` is the run document when the caller has it in memory.
+void write_bundle(const std::filesystem::path& out, const RunView& run, const nlohmann::json* whole,
+                  const std::function<void(std::ostream&)>& run_json, const BundleOptions& options) {
   // Load the key first: a bad key path must fail before anything is written.
   auto key = options.signing_key ? crypto::Ed25519Key::load_pem(*options.signing_key)
                                  : crypto::Ed25519Key::generate();
@@ -117,12 +130,32 @@ void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, c
   }
   for (const char* f : {kManifestFile, kAttestationFile, kPublicKeyFile}) std::filesystem::remove(out / f);
 
-  detail::write_file(out / "run.json",
-                     run.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  detail::write_stream(out / "run.json", run_json);
   const ReportContext context{out, key_id_hex(key.public_key()), test_key};
-  for (const auto& w : writers.all()) detail::write_file(out / w.file, w.write(run, context));
+  // A writer that wants the whole document gets it, made once.
+  std::optional<nlohmann::json> made;
+  for (const auto& w : writers.all()) {
+    if (w.stream) {
+      detail::write_stream(out / w.file, [&](std::ostream& s) { w.stream(run, context, s); });
+      continue;
+    }
+    if (!whole && !made) made = run.materialize();
+    detail::write_file(out / w.file, w.write(whole ? *whole : *made, context));
+  }
   write_manifest(out);
   write_attestation(out, run, key, test_key, options.url);
+}
+
+}  // namespace
+
+void write_bundle(const std::filesystem::path& out, const nlohmann::json& run, const BundleOptions& options) {
+  write_bundle(out, RunView::of(run), &run,
+               [&](std::ostream& s) { s << run.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n"; },
+               options);
+}
+
+void write_bundle(const std::filesystem::path& out, const RunView& run, const BundleOptions& options) {
+  write_bundle(out, run, nullptr, [&](std::ostream& s) { write_run_json(s, run); }, options);
 }
 
 }  // namespace otarig::reports

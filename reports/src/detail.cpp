@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <system_error>
 
@@ -25,6 +26,18 @@ void write_file(const std::filesystem::path& file, std::string_view text) {
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     f.write(text.data(), static_cast<std::streamsize>(text.size()));
+    f.flush();
+    if (!f) throw std::runtime_error(fmt::format("{}: cannot write", tmp.string()));
+  }
+  std::filesystem::rename(tmp, file);
+}
+
+void write_stream(const std::filesystem::path& file, const std::function<void(std::ostream&)>& fill) {
+  auto tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    fill(f);
     f.flush();
     if (!f) throw std::runtime_error(fmt::format("{}: cannot write", tmp.string()));
   }
@@ -124,6 +137,104 @@ ChainBreak check_chain(const std::vector<JournalLine>& lines, bool torn) {
     prev = sha256_hex(line.text);
   }
   return {};
+}
+
+LineReader::LineReader(const std::filesystem::path& file, std::size_t max_bytes)
+    : in_(file, std::ios::binary), max_(max_bytes), buf_(1 << 16) {}
+
+bool LineReader::fill() {
+  in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+  pos_ = 0;
+  end_ = static_cast<std::size_t>(in_.gcount());
+  return end_ > 0;
+}
+
+std::optional<JournalLine> LineReader::next() {
+  if (!in_ && !in_.eof()) return std::nullopt;
+  JournalLine line;
+  offset_ = read_;
+  cut_ = false;
+  bool any = false;
+  for (;;) {
+    if (pos_ == end_ && !fill()) {
+      if (!any) return std::nullopt;
+      torn_ = true;
+      break;
+    }
+    any = true;
+    const char* from = buf_.data() + pos_;
+    const auto* nl = static_cast<const char*>(std::memchr(from, '\n', end_ - pos_));
+    const std::size_t n = nl ? static_cast<std::size_t>(nl - from) : end_ - pos_;
+    const std::size_t room = max_ > line.text.size() ? max_ - line.text.size() : 0;
+    if (n > room) cut_ = true;
+    line.text.append(from, std::min(n, room));
+    pos_ += n + (nl ? 1 : 0);
+    read_ += n + (nl ? 1 : 0);
+    if (nl) {
+      torn_ = false;
+      break;
+    }
+  }
+  line.number = ++number_;
+  return line;
+}
+
+ChainBreak check_chain(LineReader& reader, const std::function<void(const JournalLine&, const nlohmann::json&)>& each,
+                       std::uint64_t* lines) {
+  std::string prev;            // SHA-256 of the line before
+  std::uint64_t prev_number = 0;
+  ChainBreak brk;
+  std::uint64_t i = 0;
+  auto line = reader.next();
+  for (; line && !brk.line; ++i) {
+    if (reader.torn()) {
+      brk = {line->number, "the last line has no newline (torn write)"};
+      break;
+    }
+    if (reader.cut()) {
+      brk = {line->number, "longer than the longest line a journal has"};
+      break;
+    }
+    auto ev = parse_event(line->text);
+    if (!ev) {
+      brk = {line->number, "not a JSON object"};
+      break;
+    }
+    if (!ev->contains("seq") || !(*ev)["seq"].is_number_unsigned() || (*ev)["seq"].get<std::uint64_t>() != i) {
+      brk = {line->number, fmt::format("seq is {}, expected {} (a line was removed, inserted or edited)",
+                                       ev->contains("seq") ? (*ev)["seq"].dump() : "missing", i)};
+      break;
+    }
+    if (!ev->contains("prev_sha256") || !(*ev)["prev_sha256"].is_string()) {
+      brk = {line->number, "no prev_sha256"};
+      break;
+    }
+    const auto sha = sha256_hex(line->text);
+    if ((*ev)["prev_sha256"].get<std::string>() != prev) {
+      if (i == 0) {
+        brk = {line->number, "the first line's prev_sha256 must be empty"};
+        break;
+      }
+      // The line before was changed if this line still chains to the next one.
+      const auto number = line->number;
+      auto after = reader.next();
+      std::optional<nlohmann::json> parsed = after ? parse_event(after->text) : std::nullopt;
+      const bool next_chains = parsed && text(*parsed, "prev_sha256") == sha;
+      if (next_chains || !after)
+        brk = {prev_number, fmt::format("changed: its SHA-256 does not match prev_sha256 recorded in line {}", number)};
+      else
+        brk = {number, "prev_sha256 does not match the SHA-256 of the line before"};
+      break;
+    }
+    each(*line, *ev);
+    prev = sha;
+    prev_number = line->number;
+    line = reader.next();
+  }
+  while (reader.next()) {
+  }
+  if (lines) *lines = reader.count();
+  return brk;
 }
 
 nlohmann::json trial_from_verdict(nlohmann::json verdict) {

@@ -229,9 +229,10 @@ struct Cut {
   std::vector<std::string> broken;
 };
 
-std::vector<Cut> collect_cuts(const std::vector<const json*>& trials) {
+std::vector<Cut> collect_cuts(const RecordList& trials) {
   std::vector<Cut> cuts;
-  for (const auto* t : trials) {
+  trials.for_each([&](const json& trial, std::size_t) {
+    const json* t = &trial;
     double op = 0, total = 0;
     std::string phase;
     bool torn = false;
@@ -249,15 +250,15 @@ std::vector<Cut> collect_cuts(const std::vector<const json*>& trials) {
       phase = "(cut did not fall)";
       torn = f.value("torn", false);
     } else {
-      continue;
+      return;
     }
-    if (total <= 0) continue;
+    if (total <= 0) return;
     std::vector<std::string> broken;
     for (const auto& b : array_at(*t, "broken")) broken.push_back(detail::text(b, "oracle"));
     cuts.push_back({std::clamp(op / total, 0.0, 1.0), static_cast<std::uint64_t>(op),
                     static_cast<std::uint64_t>(total), phase.empty() ? "(unknown)" : phase,
                     detail::text(*t, "verdict") == "pass", torn, broken});
-  }
+  });
   return cuts;
 }
 
@@ -429,16 +430,16 @@ class CutCharts {
 };
 
 // The table of the run's scenarios with their trial counts and verdicts.
-std::string scenario_table(const json& run, const std::vector<const json*>& trials) {
+std::string scenario_table(const json& run, const RecordList& trials) {
   std::string out;
   auto put = [&](std::string_view text) { out += text; };
   std::map<std::string, Counts> counts;
   std::vector<std::string> order;
-  for (const auto* t : trials) {
-    auto s = detail::text(*t, "scenario");
+  trials.for_each([&](const json& t, std::size_t) {
+    auto s = detail::text(t, "scenario");
     if (!counts.count(s)) order.push_back(s);
-    counts[s].add(*t);
-  }
+    counts[s].add(t);
+  });
   std::map<std::string, const json*> parts;
   std::vector<std::string> part_order;
   for (const auto& p : array_at(object_at(run, "scenario"), "parts")) {
@@ -469,12 +470,7 @@ std::string scenario_table(const json& run, const std::vector<const json*>& tria
 
 class Page {
  public:
-  Page(const json& run, const HtmlOptions& o) : run_(run), o_(o) {
-    for (const auto& t : array_at(run, "trials")) {
-      trials_.push_back(&t);
-      by_id_[detail::text(t, "id")] = &t;
-    }
-  }
+  Page(const RunView& run, const HtmlOptions& o) : run_(run.head), o_(o), trials_(run.trials), findings_(run.findings) {}
 
   std::string render() {
     auto script_hash = crypto::sha256(std::string_view(kPrintScript));
@@ -635,11 +631,12 @@ class Page {
       for (const auto& r : array_at(p, "requirements"))
         note_scenario(r.get<std::string>(), detail::text(p, "name"));
     }
-    for (const auto* t : trials_)
-      for (const auto& r : array_at(*t, "requirements")) {
-        note_scenario(r.get<std::string>(), detail::text(*t, "scenario"));
-        counts[r.get<std::string>()].add(*t);
+    trials_.for_each([&](const json& t, std::size_t) {
+      for (const auto& r : array_at(t, "requirements")) {
+        note_scenario(r.get<std::string>(), detail::text(t, "scenario"));
+        counts[r.get<std::string>()].add(t);
       }
+    });
     put("<section id=\"traceability\"><h2>Traceability</h2>\n<p>Each requirement, the scenarios of this run "
         "that "
         "give evidence for it, and their trials. Wording is a summary, not the standard's text. Greyed rows "
@@ -689,7 +686,7 @@ class Page {
   }
 
   void findings() {
-    const auto& list = array_at(run_, "findings");
+    const auto& list = findings_;
     put("<section id=\"findings\"><h2>Findings</h2>\n");
     if (list.empty()) {
       put(trials_.empty() ? "<p>No trial ran.</p>\n" : "<p>No finding: every trial held every oracle.</p>\n");
@@ -706,8 +703,17 @@ class Page {
     for (const auto& [name, what] : kScenarioOracles)
       put(fmt::format("<tr><td>{}</td><td>{}</td></tr>\n", name, what));
     put("</table></details>\n");
+    // The trials of the findings shown in full, found in one pass.
+    std::set<std::string> wanted;
+    for (std::size_t i = 0; i < list.size() && i < o_.max_findings_detail; ++i)
+      wanted.insert(detail::text(list.at(i), "trial"));
+    if (!wanted.empty())
+      trials_.for_each([&](json t, std::size_t) {
+        auto id = detail::text(t, "id");
+        if (wanted.count(id)) by_id_[id] = std::move(t);
+      });
     std::size_t shown = 0;
-    for (const auto& f : list) {
+    for (std::size_t i = 0; i < list.size(); ++i) {
       if (shown++ >= o_.max_findings_detail) {
         put(
             fmt::format("<p class=\"note\">{} more findings are listed in the trials table below and in "
@@ -715,14 +721,14 @@ class Page {
                         list.size() - o_.max_findings_detail));
         break;
       }
-      finding(f);
+      finding(list.at(i));
     }
     put("</section>\n");
   }
 
   void finding(const json& f) {
     auto trial_id = detail::text(f, "trial");
-    const json* t = by_id_.count(trial_id) ? by_id_[trial_id] : nullptr;
+    const json* t = by_id_.count(trial_id) ? &by_id_[trial_id] : nullptr;
     put(fmt::format("<article class=\"finding\" id=\"finding-{}\">\n<h3>{}: trial {} ({})</h3>\n",
                     et(f, "id"), et(f, "id"), e(trial_id), et(f, "scenario")));
     put("<dl class=\"kv\">");
@@ -792,21 +798,33 @@ class Page {
 
   void scenarios() { put(scenario_table(run_, trials_)); }
 
+  // A row of the trials table.
+  static std::string trial_row(const json& t) {
+    std::string phase = t.contains("cut") ? et(t["cut"], "phase") : "";
+    return fmt::format(
+        "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+        "<td>{}</td><td class=\"n\">{:.0f}</td></tr>\n",
+        et(t, "id"), et(t, "scenario"), e(fault_text(t)), phase, et(object_at(t, "delivery"), "status"),
+        verdict_badge(detail::text(t, "verdict")), e(broken_list(t)), t.value("duration_ms", 0.0));
+  }
+
   void all_trials() {
-    // Every failure, then passes up to the row budget, in trial order.
-    std::vector<const json*> rows;
+    // Every failure, then passes up to the row budget, in trial order; a row
+    // is held as its HTML.
+    std::vector<std::string> rows;
     std::size_t failures = 0;
-    for (const auto* t : trials_)
-      if (detail::text(*t, "verdict") != "pass") ++failures;
+    trials_.for_each([&](const json& t, std::size_t) {
+      if (detail::text(t, "verdict") != "pass") ++failures;
+    });
     std::size_t pass_budget = o_.max_trial_rows > failures ? o_.max_trial_rows - failures : 0;
     std::size_t fail_budget = o_.max_trial_rows;
-    for (const auto* t : trials_) {
-      bool pass = detail::text(*t, "verdict") == "pass";
+    trials_.for_each([&](const json& t, std::size_t) {
+      bool pass = detail::text(t, "verdict") == "pass";
       if (pass ? pass_budget : fail_budget) {
-        rows.push_back(t);
+        rows.push_back(trial_row(t));
         --(pass ? pass_budget : fail_budget);
       }
-    }
+    });
     put(fmt::format(
         "<section id=\"trials\"><h2>Trials</h2>\n<details><summary>All trials ({} shown of {}{})"
         "</summary>\n",
@@ -817,14 +835,7 @@ class Page {
           "trials/ID/.</p>\n");
     put("<table><tr><th>trial</th><th>scenario</th><th>fault</th><th>cut phase</th><th>delivery</th>"
         "<th>verdict</th><th>oracles broken</th><th class=\"n\">ms</th></tr>\n");
-    for (const auto* t : rows) {
-      std::string phase = t->contains("cut") ? et((*t)["cut"], "phase") : "";
-      put(fmt::format(
-          "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-          "<td>{}</td><td class=\"n\">{:.0f}</td></tr>\n",
-          et(*t, "id"), et(*t, "scenario"), e(fault_text(*t)), phase, et(object_at(*t, "delivery"), "status"),
-          verdict_badge(detail::text(*t, "verdict")), e(broken_list(*t)), t->value("duration_ms", 0.0)));
-    }
+    for (const auto& row : rows) put(row);
     put("</table>\n</details>\n</section>\n");
   }
 
@@ -846,15 +857,20 @@ class Page {
 
   const json& run_;
   const HtmlOptions& o_;
-  std::vector<const json*> trials_;
-  std::map<std::string, const json*> by_id_;
+  RecordList trials_;
+  RecordList findings_;
+  std::map<std::string, json> by_id_;  ///< the trials of the findings shown in full
   std::string out_;
 };
 
 }  // namespace
 
 std::string report_html(const nlohmann::json& run, const HtmlOptions& options) {
-  return Page(run, options).render();
+  auto view = RunView::of(run);
+  if (!run.is_object()) view.head = run;
+  return Page(view, options).render();
 }
+
+std::string report_html(const RunView& run, const HtmlOptions& options) { return Page(run, options).render(); }
 
 }  // namespace otarig::reports

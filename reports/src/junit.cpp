@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <sstream>
 #include <vector>
 
 #include "otarig/reports/bundle.hpp"
@@ -72,93 +73,121 @@ std::string fault_point(const nlohmann::json& t) {
 
 }  // namespace
 
-std::string junit_xml(const nlohmann::json& run) {
-  std::map<std::string, std::vector<const nlohmann::json*>> by_scenario;
-  std::vector<std::string> order;
-  for (const auto& t : run["trials"]) {
-    auto s = str(t, "scenario");
-    if (!by_scenario.count(s)) order.push_back(s);
-    by_scenario[s].push_back(&t);
-  }
-  const auto board = str(run["board"], "name");
-  const auto seed = str(run, "seed");
-  std::size_t total = 0, failures = 0;
-  double time_s = 0;
-  std::string suites;
-  for (const auto& s : order) {
-    std::size_t fails = 0;
-    double secs = 0;
-    std::string cases;
-    for (const auto* t : by_scenario[s]) {
-      double d = t->value("duration_ms", 0.0) / 1000.0;
-      secs += d;
-      cases += fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"trial {} {}\" time=\"{:.6f}\">\n",
-                           xml_escape(board), xml_escape(s), xml_escape(str(*t, "id")), xml_escape(fault_point(*t)),
-                           d);
-      // junit-10 allows no properties in a testcase: the trial's facts go to its system-out.
-      std::string facts = fmt::format("trial: {}\nboard: {}\nseed: {}\ntrial_seed: {}\nfault_point: {}\n",
-                                      str(*t, "id"), board, seed, str(*t, "seed"), fault_point(*t));
-      for (const auto& r : (*t)["requirements"]) facts += "requirement: " + r.get<std::string>() + "\n";
-      facts += "evidence: " + str(*t, "evidence") + "\n";
-      std::string system_out = fmt::format("      <system-out>{}</system-out>\n", xml_escape(facts));
-      if (str(*t, "verdict") != "pass") {
-        ++fails;
-        std::string message, body;
-        for (const auto& b : (*t)["broken"]) {
-          message += (message.empty() ? "" : ", ") + str(b, "oracle");
-          body += str(b, "oracle") + ": " + str(b, "detail") + "\n";
-        }
-        cases += fmt::format("      <failure message=\"oracle broken: {}\" type=\"finding\">{}</failure>\n",
-                             xml_escape(message), xml_escape(body));
-      }
-      cases += system_out;
-      cases += "    </testcase>\n";
+namespace {
+
+// One testsuite of junit.xml: a scenario's trials, by their positions in the run.
+struct Suite {
+  std::string scenario;
+  std::vector<std::size_t> positions;
+  std::size_t failures = 0;
+  double seconds = 0;
+  std::vector<std::string> requirements;
+};
+
+std::string testcase(const nlohmann::json& t, const std::string& board, const std::string& seed,
+                     const std::string& scenario) {
+  const double d = t.value("duration_ms", 0.0) / 1000.0;
+  std::string out = fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"trial {} {}\" time=\"{:.6f}\">\n",
+                                xml_escape(board), xml_escape(scenario), xml_escape(str(t, "id")),
+                                xml_escape(fault_point(t)), d);
+  // junit-10 allows no properties in a testcase: the trial's facts go to its system-out.
+  std::string facts = fmt::format("trial: {}\nboard: {}\nseed: {}\ntrial_seed: {}\nfault_point: {}\n", str(t, "id"),
+                                  board, seed, str(t, "seed"), fault_point(t));
+  for (const auto& r : t["requirements"]) facts += "requirement: " + r.get<std::string>() + "\n";
+  facts += "evidence: " + str(t, "evidence") + "\n";
+  if (str(t, "verdict") != "pass") {
+    std::string message, body;
+    for (const auto& b : t["broken"]) {
+      message += (message.empty() ? "" : ", ") + str(b, "oracle");
+      body += str(b, "oracle") + ": " + str(b, "detail") + "\n";
     }
-    total += by_scenario[s].size();
-    failures += fails;
-    time_s += secs;
-    suites += fmt::format(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.6f}\" "
-        "timestamp=\"{}\" hostname=\"otarig\">\n",
-        xml_escape(s), by_scenario[s].size(), fails, secs, xml_escape(str(run, "started").substr(0, 19)));
-    suites += "    <properties>\n";
-    suites += property("board", board);
-    suites += property("seed", seed);
-    std::vector<std::string> requirements;
-    for (const auto* t : by_scenario[s])
-      for (const auto& r : (*t)["requirements"])
-        if (std::find(requirements.begin(), requirements.end(), r.get<std::string>()) == requirements.end())
-          requirements.push_back(r.get<std::string>());
-    for (const auto& r : requirements) suites += property("requirement", r);
-    suites += "    </properties>\n";
-    suites += cases;
-    suites += "  </testsuite>\n";
+    out += fmt::format("      <failure message=\"oracle broken: {}\" type=\"finding\">{}</failure>\n",
+                       xml_escape(message), xml_escape(body));
   }
-  // Scenarios of the suite the board cannot run: one skipped test case each, with the reason.
-  std::size_t skipped = 0;
-  if (run.contains("skipped"))
-    for (const auto& k : run["skipped"]) {
-      ++skipped;
-      const auto name = str(k, "scenario");
-      suites += fmt::format(
-          "  <testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0\" "
-          "timestamp=\"{}\" hostname=\"otarig\">\n",
-          xml_escape(name), xml_escape(str(run, "started").substr(0, 19)));
-      suites += "    <properties>\n" + property("board", board) + property("seed", seed) + "    </properties>\n";
-      suites += fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"{}\" time=\"0\">\n", xml_escape(board),
-                            xml_escape(name), xml_escape(name));
-      suites += fmt::format("      <skipped message=\"{}\"/>\n", xml_escape(str(k, "reason")));
-      suites += "    </testcase>\n  </testsuite>\n";
-    }
-  std::string errors = run.contains("aborted") ? "1" : "0";
-  return fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"otarig {} {}\" tests=\"{}\" failures=\"{}\" "
-      "errors=\"{}\" time=\"{:.6f}\">\n{}</testsuites>\n",
-      xml_escape(board), xml_escape(str(run["scenario"], "name")), total + skipped, failures, errors, time_s,
-      suites);
+  out += fmt::format("      <system-out>{}</system-out>\n", xml_escape(facts));
+  return out + "    </testcase>\n";
 }
 
-std::string summary_markdown(const nlohmann::json& run) {
+// The suites in the order their scenarios first appear, with what their
+// headers need; a trial is kept as its position only.
+std::vector<Suite> suites_of(const RunView& run) {
+  std::vector<Suite> suites;
+  std::map<std::string, std::size_t> index;
+  run.trials.for_each([&](const nlohmann::json& t, std::size_t position) {
+    const auto s = str(t, "scenario");
+    auto [it, fresh] = index.emplace(s, suites.size());
+    if (fresh) suites.push_back({s, {}, 0, 0, {}});
+    auto& suite = suites[it->second];
+    suite.positions.push_back(position);
+    suite.seconds += t.value("duration_ms", 0.0) / 1000.0;
+    if (str(t, "verdict") != "pass") ++suite.failures;
+    for (const auto& r : t["requirements"])
+      if (std::find(suite.requirements.begin(), suite.requirements.end(), r.get<std::string>()) ==
+          suite.requirements.end())
+        suite.requirements.push_back(r.get<std::string>());
+  });
+  return suites;
+}
+
+}  // namespace
+
+std::string junit_xml(const nlohmann::json& run) {
+  std::ostringstream out;
+  write_junit_xml(out, RunView::of(run));
+  return out.str();
+}
+
+void write_junit_xml(std::ostream& out, const RunView& view) {
+  const auto& run = view.head;
+  const auto board = str(run["board"], "name");
+  const auto seed = str(run, "seed");
+  const auto started = xml_escape(str(run, "started").substr(0, 19));
+  const auto suites = suites_of(view);
+  std::size_t total = 0, failures = 0;
+  double time_s = 0;
+  for (const auto& s : suites) {
+    total += s.positions.size();
+    failures += s.failures;
+    time_s += s.seconds;
+  }
+  const auto skipped_list = run.contains("skipped") ? run["skipped"] : nlohmann::json::array();
+  std::string errors = run.contains("aborted") ? "1" : "0";
+  out << fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"otarig {} {}\" tests=\"{}\" failures=\"{}\" "
+      "errors=\"{}\" time=\"{:.6f}\">\n",
+      xml_escape(board), xml_escape(str(run["scenario"], "name")), total + skipped_list.size(), failures, errors,
+      time_s);
+  for (const auto& s : suites) {
+    out << fmt::format(
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.6f}\" "
+        "timestamp=\"{}\" hostname=\"otarig\">\n",
+        xml_escape(s.scenario), s.positions.size(), s.failures, s.seconds, started);
+    out << "    <properties>\n" << property("board", board) << property("seed", seed);
+    for (const auto& r : s.requirements) out << property("requirement", r);
+    out << "    </properties>\n";
+    for (auto position : s.positions) out << testcase(view.trials.at(position), board, seed, s.scenario);
+    out << "  </testsuite>\n";
+  }
+  // Scenarios of the suite the board cannot run: one skipped test case each, with the reason.
+  for (const auto& k : skipped_list) {
+    const auto name = str(k, "scenario");
+    out << fmt::format(
+        "  <testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0\" "
+        "timestamp=\"{}\" hostname=\"otarig\">\n",
+        xml_escape(name), started);
+    out << "    <properties>\n" + property("board", board) + property("seed", seed) + "    </properties>\n";
+    out << fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"{}\" time=\"0\">\n", xml_escape(board),
+                       xml_escape(name), xml_escape(name));
+    out << fmt::format("      <skipped message=\"{}\"/>\n", xml_escape(str(k, "reason")));
+    out << "    </testcase>\n  </testsuite>\n";
+  }
+  out << "</testsuites>\n";
+}
+
+std::string summary_markdown(const nlohmann::json& run) { return summary_markdown(RunView::of(run)); }
+
+std::string summary_markdown(const RunView& view) {
+  const auto& run = view.head;
   const auto& s = run["summary"];
   std::string md = fmt::format("## otarig: {} on {} (seed {})\n\n", str(run["scenario"], "name"),
                                str(run["board"], "name"), str(run, "seed"));
@@ -171,12 +200,12 @@ std::string summary_markdown(const nlohmann::json& run) {
                     findings);
   if (findings) {
     md += "| finding | trial | scenario | oracles | replay |\n|---|---|---|---|---|\n";
-    std::size_t shown = 0;
-    for (const auto& f : run["findings"]) {
-      if (++shown > 50) {
-        md += fmt::format("| ... | {} more | | | |\n", run["findings"].size() - 50);
+    for (std::size_t shown = 0; shown < view.findings.size(); ++shown) {
+      if (shown == 50) {
+        md += fmt::format("| ... | {} more | | | |\n", view.findings.size() - 50);
         break;
       }
+      const auto f = view.findings.at(shown);
       std::string oracles;
       for (const auto& o : f["oracles"]) oracles += (oracles.empty() ? "" : ", ") + str(o, "oracle");
       md += fmt::format("| {} | {} | {} | {} | `{}` |\n", str(f, "id"), str(f, "trial"), str(f, "scenario"), oracles,

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -9,6 +10,7 @@
 #include "detail.hpp"
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
+#include "otarig/reports/run_view.hpp"
 
 namespace otarig::reports {
 
@@ -179,20 +181,19 @@ class Checker {
 
   // Every manifest line, then every file not listed.
   void manifest() {
-    auto text = detail::read_file(out_ / kManifestFile);
-    if (!text) {
+    // Read one line at a time; a torn last line is told before the lines' problems.
+    detail::LineReader reader(out_ / kManifestFile, RecordList::kMaxRecordBytes);
+    if (!reader) {
       problem(kManifestFile, 0, "missing");
       return;
     }
-    bool torn = false;
-    auto lines = detail::split_lines(*text, &torn);
-    if (torn) problem(kManifestFile, lines.size(), "the last line has no newline");
+    const auto first_problem = r_.problems.size();
     std::set<std::string> listed;
     std::string last;
-    for (const auto& line : lines) {
-      const auto& l = line.text;
+    while (const auto line = reader.next()) {
+      const auto& l = line->text;
       if (l.size() < 67 || l[64] != ' ' || l[65] != ' ' || l.find_first_not_of("0123456789abcdef") < 64) {
-        problem(kManifestFile, line.number, "not a 'SHA256HEX  path' line");
+        problem(kManifestFile, line->number, "not a 'SHA256HEX  path' line");
         continue;
       }
       auto path = l.substr(66);
@@ -201,21 +202,21 @@ class Checker {
       bool unsafe = rel.is_absolute() || path.find('\\') != std::string::npos;
       for (const auto& part : rel) unsafe = unsafe || part == ".." || part == ".";
       if (unsafe) {
-        problem(kManifestFile, line.number, fmt::format("unsafe path {}", path));
+        problem(kManifestFile, line->number, fmt::format("unsafe path {}", path));
         continue;
       }
       if (!listed.insert(path).second)
-        problem(kManifestFile, line.number, fmt::format("{} listed twice", path));
-      if (path <= last && !last.empty()) problem(kManifestFile, line.number, "lines are not sorted by path");
+        problem(kManifestFile, line->number, fmt::format("{} listed twice", path));
+      if (path <= last && !last.empty()) problem(kManifestFile, line->number, "lines are not sorted by path");
       last = path;
       if (detail::outside_manifest(path)) {
-        problem(kManifestFile, line.number, fmt::format("{} must not be listed", path));
+        problem(kManifestFile, line->number, fmt::format("{} must not be listed", path));
         continue;
       }
       ++r_.files;
       auto status = std::filesystem::symlink_status(out_ / rel);
       if (!std::filesystem::exists(status)) {
-        problem(path, 0, fmt::format("missing (listed in {} line {})", kManifestFile, line.number));
+        problem(path, 0, fmt::format("missing (listed in {} line {})", kManifestFile, line->number));
         continue;
       }
       if (!std::filesystem::is_regular_file(status)) {
@@ -228,8 +229,11 @@ class Checker {
       else if (*digest != hash)
         problem(
             path, 0,
-            fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile, line.number));
+            fmt::format("changed: SHA-256 {} differs from {} line {}", *digest, kManifestFile, line->number));
     }
+    if (reader.torn())
+      r_.problems.insert(r_.problems.begin() + static_cast<std::ptrdiff_t>(first_problem),
+                         {kManifestFile, reader.count(), "the last line has no newline"});
     std::vector<std::string> others;
     std::vector<std::string> files;
     try {
@@ -242,44 +246,125 @@ class Checker {
     for (const auto& f : others) problem(f, 0, "not a regular file (a bundle holds only files and folders)");
   }
 
-  // The journal's chain and its verdict events against run.json.
+  // The journal's chain and its verdict events against run.json, each read
+  // one line (one trial) at a time: a verdict is held as its line, its offset
+  // and the SHA-256 of its trial entry.
   void journal_and_run() {
-    auto text = detail::read_file(out_ / "journal.jsonl");
-    if (!text) {
+    if (!std::filesystem::exists(out_ / "journal.jsonl")) {
       problem("journal.jsonl", 0, "missing");
       return;
     }
-    bool torn = false;
-    auto lines = detail::split_lines(*text, &torn);
-    r_.journal_lines = lines.size();
-    auto brk = detail::check_chain(lines, torn);
-    if (brk.line) problem("journal.jsonl", brk.line, fmt::format("line {}: {}", brk.line, brk.reason));
-
-    // Verdict events by trial id (only lines before a chain break are trusted).
-    std::map<std::string, std::pair<std::uint64_t, json>> verdicts;
-    for (const auto& line : lines) {
-      if (brk.line && line.number >= brk.line) break;
-      json ev;
-      try {
-        ev = json::parse(line.text);
-      } catch (const json::exception&) {
-        break;
-      }
-      if (detail::text(ev, "type") != "verdict") continue;
-      auto id = detail::text(ev, "id");
-      if (!verdicts.emplace(id, std::make_pair(line.number, detail::trial_from_verdict(ev))).second)
-        problem("journal.jsonl", line.number,
-                fmt::format("line {}: a second verdict for trial {}", line.number, id));
+    detail::LineReader reader(out_ / "journal.jsonl", RecordList::kMaxRecordBytes);
+    if (!reader) {
+      problem("journal.jsonl", 0, "missing");
+      return;
     }
+    std::vector<std::pair<std::uint64_t, std::string>> twice;  // line, trial id
+    std::uint64_t lines = 0;
+    auto brk = detail::check_chain(
+        reader,
+        [&](const detail::JournalLine& line, const json& ev) {
+          if (detail::text(ev, "type") != "verdict") return;
+          auto id = detail::text(ev, "id");
+          const auto entry = detail::trial_from_verdict(ev);
+          if (!verdicts_.emplace(id, Verdict{line.number, reader.offset(), digest(entry)}).second)
+            twice.emplace_back(line.number, id);
+        },
+        &lines);
+    if (reader.bad()) problem("journal.jsonl", 0, "cannot be read");
+    r_.journal_lines = lines;
+    if (brk.line) problem("journal.jsonl", brk.line, fmt::format("line {}: {}", brk.line, brk.reason));
+    // Only lines before a chain break are trusted.
+    if (brk.line) std::erase_if(verdicts_, [&](const auto& v) { return v.second.line >= brk.line; });
+    for (const auto& [line, id] : twice)
+      if (!brk.line || line < brk.line)
+        problem("journal.jsonl", line, fmt::format("line {}: a second verdict for trial {}", line, id));
+    run_against_journal(brk.line != 0);
+  }
 
-    auto run_text = detail::read_file(out_ / "run.json");
-    if (!run_text) {
+ private:
+  struct Verdict {
+    std::uint64_t line = 0;
+    std::uint64_t offset = 0;
+    crypto::Digest digest{};
+  };
+
+  static crypto::Digest digest(const json& entry) {
+    return crypto::sha256(entry.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
+  // The verdict's trial entry, read again from the journal.
+  json journaled_entry(const Verdict& v) const {
+    std::vector<std::uint64_t> at{v.offset};
+    return RecordList::of_lines(out_ / "journal.jsonl", std::move(at),
+                                [](json ev, std::size_t) { return detail::trial_from_verdict(std::move(ev)); })
+        .at(0);
+  }
+
+  // One trial of run.json against its verdict.
+  void trial(const json& t, bool broken_chain) {
+    auto id = detail::text(t, "id");
+    ++r_.trials;
+    detail::text(t, "verdict") == "pass" ? ++passed_ : ++failed_;
+    if (!seen_.insert(id).second) {
+      later_.push_back({"run.json", 0, fmt::format("trial {} is listed twice", id)});
+      return evidence(t);
+    }
+    auto it = verdicts_.find(id);
+    if (it == verdicts_.end()) {
+      if (!broken_chain)
+        later_.push_back({"run.json", 0, fmt::format("trial {} has no verdict event in journal.jsonl", id)});
+      return evidence(t);
+    }
+    if (digest(t) != it->second.digest) {
+      const auto journaled = journaled_entry(it->second);
+      if (journaled != t) {
+        std::string field;
+        for (auto& [k, v] : t.items())
+          if (!journaled.contains(k) || journaled[k] != v) {
+            field = k;
+            break;
+          }
+        if (field.empty())
+          for (auto& [k, v] : journaled.items())
+            if (!t.contains(k)) field = k;
+        later_.push_back({"run.json", 0,
+                          fmt::format("trial {} differs from its verdict in journal.jsonl line {} (field {})", id,
+                                      it->second.line, field)});
+      }
+    }
+    evidence(t);
+  }
+
+  void evidence(const json& t) {
+    auto evidence = detail::text(t, "evidence");
+    if (!evidence.empty() && !std::filesystem::exists(out_ / evidence / "verdict.json"))
+      evidence_.push_back({evidence + "/verdict.json", 0,
+                           fmt::format("missing: the evidence of trial {}", detail::text(t, "id"))});
+  }
+
+  // run.json read one trial at a time: its trials and findings are checked
+  // and let go as the parser reaches the end of each.
+  void run_against_journal(bool broken_chain) {
+    std::ifstream in(out_ / "run.json", std::ios::binary);
+    if (!in) {
       problem("run.json", 0, "missing");
       return;
     }
+    std::string top_key;
+    std::size_t findings = 0;
     json run;
     try {
-      run = json::parse(*run_text);
+      run = json::parse(in, [&](int depth, json::parse_event_t event, json& parsed) {
+        if (depth == 1 && event == json::parse_event_t::key) top_key = parsed.is_string() ? parsed.get<std::string>() : "";
+        const bool element = depth == 2 && (event == json::parse_event_t::object_end ||
+                                            event == json::parse_event_t::array_end ||
+                                            event == json::parse_event_t::value);
+        if (!element || (top_key != "trials" && top_key != "findings")) return true;
+        if (top_key == "trials") trial(parsed, broken_chain);
+        else ++findings;
+        return false;
+      });
     } catch (const json::exception& e) {
       problem("run.json", 0, fmt::format("not JSON ({})", e.what()));
       return;
@@ -288,59 +373,29 @@ class Checker {
       problem("run.json", 0, "no trials array");
       return;
     }
-    std::set<std::string> seen;
-    std::size_t passed = 0, failed = 0;
-    for (const auto& t : run["trials"]) {
-      auto id = detail::text(t, "id");
-      ++r_.trials;
-      detail::text(t, "verdict") == "pass" ? ++passed : ++failed;
-      if (!seen.insert(id).second) {
-        problem("run.json", 0, fmt::format("trial {} is listed twice", id));
-        continue;
-      }
-      auto it = verdicts.find(id);
-      if (it == verdicts.end()) {
-        if (!brk.line)
-          problem("run.json", 0, fmt::format("trial {} has no verdict event in journal.jsonl", id));
-        continue;
-      }
-      if (it->second.second != t) {
-        std::string field;
-        for (auto& [k, v] : t.items())
-          if (!it->second.second.contains(k) || it->second.second[k] != v) {
-            field = k;
-            break;
-          }
-        if (field.empty())
-          for (auto& [k, v] : it->second.second.items())
-            if (!t.contains(k)) field = k;
-        problem("run.json", 0,
-                fmt::format("trial {} differs from its verdict in journal.jsonl line {} (field {})", id,
-                            it->second.first, field));
-      }
-    }
-    if (!brk.line)
-      for (const auto& [id, v] : verdicts)
-        if (!seen.count(id))
+    for (auto& p : later_) r_.problems.push_back(std::move(p));
+    if (!broken_chain)
+      for (const auto& [id, v] : verdicts_)
+        if (!seen_.count(id))
           problem("run.json", 0,
-                  fmt::format("trial {} (journal.jsonl line {}) is missing from run.json", id, v.first));
+                  fmt::format("trial {} (journal.jsonl line {}) is missing from run.json", id, v.line));
     const auto& summary = object_at(run, "summary");
     auto count = [&](const char* key) {
       return summary.contains(key) && summary[key].is_number_unsigned() ? summary[key].get<std::size_t>()
                                                                         : std::size_t(-1);
     };
-    if (count("trials") != r_.trials || count("passed") != passed || count("failed") != failed ||
-        count("findings") != array_at(run, "findings").size())
+    const bool findings_listed = run.contains("findings") && run["findings"].is_array();
+    if (count("trials") != r_.trials || count("passed") != passed_ || count("failed") != failed_ ||
+        count("findings") != (findings_listed ? findings : 0))
       problem("run.json", 0, "summary does not add up to its trials and findings");
-    for (const auto& t : run["trials"]) {
-      auto evidence = detail::text(t, "evidence");
-      if (!evidence.empty() && !std::filesystem::exists(out_ / evidence / "verdict.json"))
-        problem(evidence + "/verdict.json", 0,
-                fmt::format("missing: the evidence of trial {}", detail::text(t, "id")));
-    }
+    for (auto& p : evidence_) r_.problems.push_back(std::move(p));
   }
 
- private:
+  std::map<std::string, Verdict> verdicts_;
+  std::set<std::string> seen_;
+  std::size_t passed_ = 0, failed_ = 0;
+  std::vector<VerifyProblem> later_, evidence_;  // run.json's problems, told once it parsed
+
   std::filesystem::path out_;
   VerifyResult& r_;
 };

@@ -75,3 +75,10 @@ if(TARGET otarig-vboard)
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
     LABELS "e2e;process" TIMEOUT 300)
 endif()
+# Memory does not grow with the number of trials: run, report verify and
+# report merge of 60 and of 1,000 trials peak alike (under a minute).
+add_test(NAME e2e.memory.campaign
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_campaign_memory.py)
+set_tests_properties(e2e.memory.campaign PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  LABELS "e2e" TIMEOUT 600)

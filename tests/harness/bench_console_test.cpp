@@ -4,6 +4,7 @@
 // and the reader's disconnects and reconnects reach the harness as events.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -158,3 +159,55 @@ TEST_F(BenchConsoleTest, ADisconnectAndReconnectAreConsoleEvents) {
 }
 
 }  // namespace
+
+// The device answers every status command with `answer` until the test ends.
+class StatusAnswer {
+ public:
+  StatusAnswer(const TestPty& pty, std::string answer)
+      : thread_([&pty, answer = std::move(answer), this] {
+          std::string heard;
+          while (!stop_) {
+            heard += pty.read_for(50ms);
+            for (auto at = heard.find("status"); at != std::string::npos; at = heard.find("status")) {
+              heard.erase(0, at + 6);
+              pty.write(answer);
+            }
+          }
+        }) {}
+  ~StatusAnswer() {
+    stop_ = true;
+    thread_.join();
+  }
+  StatusAnswer(const StatusAnswer&) = delete;
+  StatusAnswer& operator=(const StatusAnswer&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST_F(BenchConsoleTest, AStatusLineLongerThanTheLineLimitIsNotOne) {
+  TestPty pty;
+  drivers::register_all_drivers(registry);
+  auto text = tty_board(pty.slave_path());
+  const std::string observe = "observe:\n";
+  text.replace(text.find(observe), observe.size(),
+               observe + "  status_command: \"status\\n\"\n  boot_timeout: 2s\n  status_interval: 100ms\n");
+  std::ofstream(dir / "board.yaml") << text;
+  profile = load_profile(dir / "board.yaml");
+  releases.emplace(*profile);
+  bench = std::make_unique<Bench>(*profile, registry, *releases, 1);
+  bench->begin_transcript();
+  const std::string status = "ota: slot=a version=1.0.0+1 digest=" + std::string(64, 'e');
+  {
+    // The status the profile matches, then more than the line limit on the same line.
+    StatusAnswer device(pty, status + " health=" + std::string(drivers::kConsoleLineMaxBytes + 1024, 'x') + "\r\n");
+    const auto cut = bench->observe("cut status line");
+    EXPECT_FALSE(cut.booted) << "the line's first 64 KiB match the status pattern, but its end is gone";
+  }
+  // The same status on a line within the limit is one.
+  StatusAnswer device(pty, status + " health=ok\r\n");
+  const auto whole = bench->observe("status line");
+  EXPECT_TRUE(whole.booted);
+  EXPECT_EQ(whole.slot, "a");
+}

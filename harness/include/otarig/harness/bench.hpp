@@ -151,11 +151,17 @@ class Bench {
   std::unique_ptr<re2::RE2> banner_re_;
   void keep_line(TranscriptLine line);
   void clear_unmatched();
-  void unmatched(std::string line);
+  void unmatched(std::string line, bool cut);
   std::string partial_;
   std::uint64_t partial_cut_ = 0;  ///< bytes of the arriving line beyond its limit
   BoundedTranscript transcript_;
-  std::deque<std::string> unmatched_lines_;
+  /// A line the patterns have yet to look at; `cut` when it was longer than
+  /// drivers::kConsoleLineMaxBytes (no status line then: its end is gone).
+  struct UnmatchedLine {
+    std::string text;
+    bool cut = false;
+  };
+  std::deque<UnmatchedLine> unmatched_lines_;
   std::size_t unmatched_bytes_ = 0;
   Clock::duration transcript_start_{};
   std::string identity_;

@@ -44,10 +44,14 @@ struct CampaignOptions {
   TrialHooks hooks;
   /// How the evidence bundle is signed (--signing-key); a test key otherwise.
   reports::BundleOptions bundle;
+  /// The result's `run` is run.json whole, every trial and finding read back
+  /// into memory; false: run.json without its trials and findings (the
+  /// command line, whose campaigns may have 100,000 trials).
+  bool whole_run_in_result = true;
 };
 
 struct CampaignResult {
-  nlohmann::json run;  ///< run.json as written
+  nlohmann::json run;  ///< run.json as written (without trials and findings unless whole_run_in_result)
   std::uint64_t trials = 0, passed = 0, failed = 0, findings = 0;
   std::string aborted;  ///< the bench failure that stopped the campaign, if any
   std::filesystem::path out;

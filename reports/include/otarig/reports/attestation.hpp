@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "otarig/core/crypto.hpp"
+#include "otarig/reports/run_view.hpp"
 
 namespace otarig::reports {
 
@@ -62,6 +63,10 @@ struct Signer {
 nlohmann::ordered_json attestation_statement(const nlohmann::json& run, const std::string& manifest_sha256,
                                              const std::string& run_sha256, const Signer& signer,
                                              const std::string& url = "");
+/// The same from a run read one trial at a time (it holds the trials' names).
+nlohmann::ordered_json attestation_statement(const RunView& run, const std::string& manifest_sha256,
+                                             const std::string& run_sha256, const Signer& signer,
+                                             const std::string& url = "");
 
 /// A DSSE envelope (JSON text, one line) carrying `payload` signed with `key`.
 std::string dsse_envelope(std::string_view payload, const crypto::Ed25519Key& key);
@@ -70,5 +75,7 @@ std::string dsse_envelope(std::string_view payload, const crypto::Ed25519Key& ke
 /// run.json already in `out`.
 void write_attestation(const std::filesystem::path& out, const nlohmann::json& run,
                        const crypto::Ed25519Key& key, bool test_key, const std::string& url = "");
+void write_attestation(const std::filesystem::path& out, const RunView& run, const crypto::Ed25519Key& key,
+                       bool test_key, const std::string& url = "");
 
 }  // namespace otarig::reports

@@ -8,9 +8,12 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "otarig/reports/run_view.hpp"
 
 namespace otarig::reports {
 
@@ -22,10 +25,14 @@ struct ReportContext {
 };
 
 /// A report format: one file of the bundle made from the run document (and
-/// the bundle's journal and trials/, never a device).
+/// the bundle's journal and trials/, never a device). A writer gives `stream`
+/// (it reads the trials one at a time and writes as it goes: memory does not
+/// grow with the campaign), or `write` (it is handed the whole run document,
+/// every trial in memory at once).
 struct ReportWriter {
   std::string file;  ///< its name in the bundle folder, e.g. "junit.xml"
   std::function<std::string(const nlohmann::json& run, const ReportContext& context)> write;
+  std::function<void(const RunView& run, const ReportContext& context, std::ostream& out)> stream = {};
 };
 
 /// The report formats a bundle is written with, in order. The composition
@@ -67,15 +74,22 @@ struct BundleOptions {
 /// Throws InputError when the signing key cannot be read.
 void write_bundle(const std::filesystem::path& out, const nlohmann::json& run,
                   const BundleOptions& options = {});
+/// The same bundle from a run read one trial at a time: run.json and the
+/// built-in reports are written as the trials are read, so memory does not
+/// grow with the number of trials (docs/evidence.md, "Limits").
+void write_bundle(const std::filesystem::path& out, const RunView& run, const BundleOptions& options = {});
 
 /// JUnit XML (one testsuite per scenario, one testcase per trial) valid
 /// against the Jenkins/Ant junit-10 schema: board, seed and requirement ids
 /// are testsuite properties; the trial seed, fault point and requirement ids
 /// of each trial are in its system-out.
 std::string junit_xml(const nlohmann::json& run);
+/// The same, written to `out` from a run read one trial at a time.
+void write_junit_xml(std::ostream& out, const RunView& run);
 
 /// A Markdown summary for a CI job summary page.
 std::string summary_markdown(const nlohmann::json& run);
+std::string summary_markdown(const RunView& run);
 
 /// What report_html shows beyond the run document.
 struct HtmlOptions {
@@ -92,6 +106,10 @@ struct HtmlOptions {
 /// The self-contained HTML report: no network access, inline CSS and SVG,
 /// every value from the run or the device escaped.
 std::string report_html(const nlohmann::json& run, const HtmlOptions& options = {});
+/// The same page from a run read one trial at a time: it holds the rows it
+/// shows (at most max_trial_rows and max_findings_detail of them) and counts
+/// for the rest.
+std::string report_html(const RunView& run, const HtmlOptions& options = {});
 
 /// Device console text as people read it (console.log): bytes below 0x20
 /// other than tab, DEL, the C1 controls U+0080..U+009F and bytes that are not
