@@ -16,6 +16,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <atomic>
 #include <charconv>
@@ -138,7 +140,9 @@ struct Plan {
 Plan make_plan(const Config& config, std::uint64_t connection, Direction d) {
   Plan plan;
   for (const FaultRule& rule : config.spec.rules) {
-    if (!rule.applies_to(connection) || !rule.applies_to(d) || std::holds_alternative<Impostor>(rule.fault)) continue;
+    if (!rule.applies_to(connection) || !rule.applies_to(d) || std::holds_alternative<Impostor>(rule.fault) ||
+        std::holds_alternative<AskClientCert>(rule.fault))
+      continue;
     plan.applied.rules.push_back(rule);
     std::visit(
         [&](const auto& f) {
@@ -211,10 +215,16 @@ void run_spin_then_block(asio::io_context& ioc, std::chrono::microseconds spin) 
   }
 }
 
-bool wants_impostor(const Config& config, std::uint64_t connection) {
-  for (const FaultRule& rule : config.spec.rules)
-    if (rule.applies_to(connection) && std::holds_alternative<Impostor>(rule.fault)) return true;
-  return false;
+// Who terminates a connection's TLS at the proxy, if anyone.
+enum class Terminate { none, impostor, ask_client_cert };
+
+Terminate terminated_by(const Config& config, std::uint64_t connection) {
+  for (const FaultRule& rule : config.spec.rules) {
+    if (!rule.applies_to(connection)) continue;
+    if (std::holds_alternative<Impostor>(rule.fault)) return Terminate::impostor;
+    if (std::holds_alternative<AskClientCert>(rule.fault)) return Terminate::ask_client_cert;
+  }
+  return Terminate::none;
 }
 
 class ConnectionBase {
@@ -248,6 +258,7 @@ struct FaultProxy::Impl {
   std::optional<tcp::acceptor> acceptor;
   tcp::resolver::results_type upstream;
   std::shared_ptr<ssl::context> impostor_ctx;
+  std::shared_ptr<ssl::context> ask_ctx;  ///< the server's identity, asking an optional client certificate
   std::shared_ptr<ssl::context> upstream_ctx;
   std::vector<std::thread> threads;
   std::atomic<std::uint16_t> port{0};
@@ -816,8 +827,9 @@ class Setup : public std::enable_shared_from_this<Setup> {
   void start() {
     error_code ignored;
     client_.set_option(tcp::no_delay(true), ignored);
-    impostor_ = wants_impostor(*config_, id_);
-    if (impostor_) return impostor_handshake();
+    terminate_ = terminated_by(*config_, id_);
+    if (terminate_ == Terminate::impostor) return impostor_handshake();
+    if (terminate_ == Terminate::ask_client_cert) return ask_client_cert_handshake();
     connect();
   }
 
@@ -866,6 +878,45 @@ class Setup : public std::enable_shared_from_this<Setup> {
     });
   }
 
+  // The server's own certificate, a client certificate asked for but not
+  // required: the log says whether the client presented one (and whether it
+  // chains to the server's client CA), then the proxy relays.
+  void ask_client_cert_handshake() {
+    if (!proxy_.ask_ctx) {
+      fail("client-certificate", "the proxy has no server identity to ask a client certificate with (no mutual TLS)");
+      return;
+    }
+    tls_client_.emplace(std::move(client_), *proxy_.ask_ctx);
+    arm([this] {
+      error_code ignored;
+      tls_client_->next_layer().close(ignored);
+    });
+    tls_client_->async_handshake(ssl::stream_base::server, [self = shared_from_this()](const error_code& ec) {
+      self->timer_.cancel();
+      if (self->proxy_.stopping) return;
+      if (ec) {
+        self->fail("client-certificate", "TLS handshake failed: " + detail::tls_error_text(ec));
+        return;
+      }
+      SSL* ssl = self->tls_client_->native_handle();
+      X509* cert = SSL_get1_peer_certificate(ssl);
+      const bool presented = cert != nullptr;
+      if (cert) X509_free(cert);
+      const long verified = SSL_get_verify_result(ssl);
+      FaultEvent e;
+      e.connection = self->id_;
+      e.generation = self->config_->generation;
+      e.kind = "client-certificate";
+      e.detail = !presented ? "client presented no certificate (asked for, not required)"
+                 : verified == X509_V_OK
+                     ? "client presented a certificate that chains to the client CA"
+                     : std::string("client presented a certificate that does not verify: ") +
+                           X509_verify_cert_error_string(verified);
+      self->proxy_.event(std::move(e));
+      self->connect();
+    });
+  }
+
   void connect() {
     arm([this] {
       error_code ignored;
@@ -881,7 +932,8 @@ class Setup : public std::enable_shared_from_this<Setup> {
                           }
                           error_code ignored;
                           self->upstream_.set_option(tcp::no_delay(true), ignored);
-                          if (self->impostor_ && self->proxy_.options.upstream_tls) return self->upstream_handshake();
+                          if (self->terminate_ != Terminate::none && self->proxy_.options.upstream_tls)
+                            return self->upstream_handshake();
                           self->launch();
                         });
   }
@@ -925,7 +977,7 @@ class Setup : public std::enable_shared_from_this<Setup> {
   std::optional<TlsStream> tls_client_;
   std::optional<TlsStream> tls_upstream_;
   asio::steady_timer timer_;
-  bool impostor_ = false;
+  Terminate terminate_ = Terminate::none;
 };
 
 }  // namespace
@@ -968,6 +1020,13 @@ void FaultProxy::start() {
   identity.peer_ca_pem.clear();  // the impostor asks no client certificate
   p.impostor_ctx = detail::make_server_context(identity);
   p.upstream_ctx = detail::make_client_context(p.options.upstream_client, false);
+  if (p.options.server_identity && !p.options.server_identity->peer_ca_pem.empty()) {
+    p.ask_ctx = detail::make_server_context(*p.options.server_identity);
+    // Asked, not required: the handshake goes on without one, and with one
+    // that does not verify, so the log can say which.
+    p.ask_ctx->set_verify_mode(ssl::verify_peer);
+    p.ask_ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+  }
 
   error_code ec;
   tcp::resolver resolver(p.ioc);

@@ -536,6 +536,7 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.delivery_cuts = bench.parts().cuts != nullptr;
   if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
   a.server = bench.parts().feed != nullptr;
+  a.reads_manifest = a.server && bench.parts().feed->follows_feed();
   if (auto* crash = bench.parts().crash_storage.get()) {
     a.crash_storage = crash;
     a.storage_ops = [&bench, &releases](const std::string& s, const std::string& d) {
