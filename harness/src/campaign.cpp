@@ -52,6 +52,7 @@ nlohmann::json observation_json(const Observation& o) {
     j["state"] = o.state;
     j["health"] = o.health;
   }
+  if (o.booted && !o.identity.empty()) j["identity"] = o.identity;
   j["waited_ms"] = o.waited_ms;
   return j;
 }
@@ -555,7 +556,8 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
                   {"profile", profile.path.string()},
                   {"profile_sha256", profile.sha256},
                   {"device_kind", profile.device_kind},
-                  {"identity", benches.empty() ? "" : benches[0]->identity()}};
+                  {"identity", benches.empty() ? "" : benches[0]->identity()},
+                  {"image_identity", profile.observe.identity.json()}};
   // A profile that lets the update server offer a legacy device TLS 1.2
   // CBC-mode suites says so in the evidence.
   if (auto net = profile.root.at("device").find("network"); net && net->is_map() && net->has("tls"))

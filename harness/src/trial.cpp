@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 
 #include "otarig/core/image.hpp"
+#include "otarig/harness/identity.hpp"
 #include "otarig/harness/rng.hpp"
 #include "otarig/harness/scenario.hpp"
 
@@ -149,8 +151,22 @@ class Runner final : public TrialPort {
     out_.events.push_back(std::move(data));
   }
   Observation look(const std::string& step) override {
+    const BuiltImage* expected = image_;
+    if (step == "prepare") expected = &releases_.get(s_.start);
+    if (step == "retry" && !s_.retry.empty()) expected = &releases_.get(s_.retry);
+    return look_expecting(step, expected);
+  }
+  // The observation, its identity resolved to an image the rig built (the
+  // one the step expects first) when the device reports no rig digest.
+  Observation look_expecting(const std::string& step, const BuiltImage* expected) {
     auto o = bench_.observe(step);
-    note("observation", obs_json(o));
+    std::vector<const BuiltImage*> candidates{expected, image_};
+    for (const auto& m : made_up_) candidates.push_back(&m);
+    for (const auto& r : releases_.all()) candidates.push_back(&r);
+    const auto resolved = resolve_identity(o, candidates, bench_.profile().observe.identity);
+    auto j = obs_json(o);
+    if (!resolved.is_null()) j["identity"] = resolved;
+    note("observation", std::move(j));
     out_.observations.push_back(o);
     return o;
   }
@@ -281,7 +297,7 @@ class Runner final : public TrialPort {
   bool clean_update(const BuiltImage& img, const std::string& label) {
     auto r = deliver(img, "before:" + label, false);
     power_up_if_off("before:" + label);
-    auto ob = look("before:" + label);
+    auto ob = look_expecting("before:" + label, &img);
     const bool took = r.status == drivers::DeliveryStatus::accepted && ob.booted && ob.digest == img.digest;
     if (!took && setup_problem_.empty())
       setup_problem_ = fmt::format("the clean update to {} before the fault did not take ({}: {})", label,
@@ -291,7 +307,8 @@ class Runner final : public TrialPort {
 
  public:
   bool update_before_fault(const BuiltImage& img) override {
-    const bool took = clean_update(img, img.name + " (" + img.version + ")");
+    made_up_.push_back(img);
+    const bool took = clean_update(made_up_.back(), img.name + " (" + img.version + ")");
     extra_authentic_.push_back(img.digest);
     if (out_.observations.back().booted) before_digest_ = out_.observations.back().digest;
     return took;
@@ -427,6 +444,7 @@ class Runner final : public TrialPort {
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
+  std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports
   std::string setup_problem_;
   std::string retry_problem_;
   std::size_t fault_index_ = 0;
