@@ -361,6 +361,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
   std::vector<std::unique_ptr<Bench>> benches;
   std::string aborted;
   std::string bad_input;  // an InputError a trial raised
+  std::string aborted_evidence;  // the failed trial's evidence folder (TrialBenchError)
   Plan plan;
   try {
     benches.push_back(std::make_unique<Bench>(profile, registry, releases, options.seed));
@@ -488,6 +489,21 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
           if (options.on_progress) options.on_progress(progress);
         }
       }
+    } catch (const TrialBenchError& e) {
+      // The bench failed a trial before its verdict: what the trial saw (its
+      // console, the device's exit status) stays in its evidence folder.
+      std::lock_guard lock(mu);
+      std::string where;
+      try {
+        where = write_bench_failure_evidence(options.out, e.partial(), e.failure());
+      } catch (const std::exception& write_error) {
+        where = fmt::format("(not written: {})", write_error.what());
+      }
+      if (aborted.empty()) {
+        aborted = e.what();
+        aborted_evidence = where;
+      }
+      stop = true;
     } catch (const InputError& e) {
       // Input only a trial can judge (a release a fault builds on): the run
       // stops as bad input, exit 2, after its evidence is written.
@@ -516,7 +532,11 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
       for (auto& t : threads) t.join();
     }
   }
-  if (!aborted.empty()) journal.append({{"type", "bench-failure"}, {"detail", aborted}});
+  if (!aborted.empty()) {
+    nlohmann::json failure{{"type", "bench-failure"}, {"detail", aborted}};
+    if (!aborted_evidence.empty()) failure["evidence"] = aborted_evidence;
+    journal.append(std::move(failure));
+  }
 
   // run.json from every verdict in the journal (this run's and resumed ones).
   std::vector<nlohmann::json> verdicts = read_verdicts(journal_file);
@@ -615,6 +635,7 @@ CampaignResult run_campaign(const CampaignOptions& options, const Registries& re
                     {"failed", result.failed},
                     {"findings", result.findings}};
   if (!aborted.empty()) run["aborted"] = aborted;
+  if (!aborted_evidence.empty()) run["aborted_evidence"] = aborted_evidence;
   run["trials"] = std::move(trials);
   run["findings"] = std::move(findings);
   verdicts = {};

@@ -283,12 +283,21 @@ class Runner final : public TrialPort {
       keep_transcript();
       std::string tail;
       for (const auto& line : kept_transcript_.last(12)) tail += "\n  | " + line.text;
-      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}; "
-                                   "{}",
-                                   bench_.profile().name, start.name,
-                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : "",
-                                   tail.empty() ? "its console printed nothing"
-                                                : fmt::format("the last lines of its console:{}", tail)));
+      const auto device_exit = bench_.parts().power->device_exit();
+      const auto what = fmt::format(
+          "{}: prepare: the device did not come up on release {} after provisioning{}{}; {}", bench_.profile().name,
+          start.name, o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : "",
+          device_exit ? fmt::format(" (its program {})", *device_exit) : "",
+          tail.empty() ? "its console printed nothing" : fmt::format("the last lines of its console:{}", tail));
+      nlohmann::json failure{{"step", "prepare"},
+                             {"detail", what},
+                             {"release", start.name},
+                             {"expected_digest", start.digest},
+                             {"device_exit", device_exit ? nlohmann::json(*device_exit) : nlohmann::json(nullptr)},
+                             {"observed", obs_json(o)}};
+      note("bench-failure", failure);
+      out_.transcript = kept_transcript_.take();
+      throw TrialBenchError(what, std::move(out_), std::move(failure));
     }
     for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
     before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;

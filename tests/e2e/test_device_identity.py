@@ -1,5 +1,7 @@
 """A device's own language: a status line whose identity is not the rig's
-digest (a payload digest, or only a version), judged with what it has."""
+digest (a payload digest, or only a version), judged with what it has; and a
+device that does not come up after provisioning leaves its console and its
+exit status in the evidence."""
 import json
 import os
 import subprocess
@@ -24,9 +26,13 @@ def otarig(*args, check=None):
 
 
 def speaking(tmp_path, board, status, suffix):
-    """`board` with the status line read another way."""
+    """`board` with the status line read another way (for a payload digest,
+    the virtual board prints it: status_payload)."""
     text = (SRC / "boards" / board).read_text()
     assert STATUS in text, board
+    if "payload=" in status:
+        assert "  kind: virtual\n" in text, board
+        text = text.replace("  kind: virtual\n", "  kind: virtual\n  status_payload: true\n", 1)
     name = Path(board).stem
     prof = tmp_path / f"{name}-{suffix}.yaml"
     prof.write_text(text.replace(STATUS, status).replace(f"name: {name}\n", f"name: {name}-{suffix}\n"))
@@ -86,3 +92,22 @@ def test_a_status_without_digest_needs_identity_version(tmp_path):
     p = otarig("run", "--board", prof, "--scenario", "unsigned", "--out", tmp_path / "o2", check=2)
     assert "unknown identity 'checksum'" in p.stderr, p.stderr
 
+
+def test_a_device_that_does_not_come_up_leaves_its_console_and_exit_status(tmp_path):
+    script = tmp_path / "dead-device.sh"
+    script.write_text("#!/bin/sh\necho 'bootloader: no valid slot'\necho 'panic: halting'\nexit 7\n")
+    script.chmod(0o755)
+    text = (SRC / "boards/vboard-ab.yaml").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("  command: otarig-vboard "))
+    prof = tmp_path / "dead.yaml"
+    prof.write_text(text.replace(line, f"  command: {script}").replace("name: vboard-ab", "name: dead"))
+    out = tmp_path / "o"
+    p = otarig("run", "--board", prof, "--scenario", "unsigned", "--out", out, "--no-progress", check=3)
+    assert "did not come up on release factory" in p.stderr + p.stdout
+    doc = json.loads((out / "run.json").read_text())
+    folder = out / doc["aborted_evidence"]
+    assert "panic: halting" in (folder / "console.log").read_text()
+    failure = json.loads((folder / "bench-failure.json").read_text())
+    assert failure["step"] == "prepare" and "7" in failure["device_exit"], failure
+    assert not (folder / "verdict.json").exists()
+    otarig("report", "verify", out, check=0)

@@ -200,6 +200,19 @@ TEST_F(Fixture, BenchFailureIsExit3AndKeepsCompletedTrials) {
   EXPECT_NE(r.aborted.find("the last lines of its console:\n  | "), std::string::npos) << r.aborted;
   EXPECT_NE(r.aborted.find("STATUS slot="), std::string::npos) << r.aborted;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
+  // ... and the failed trial's folder keeps its console and the failure.
+  ASSERT_TRUE(r.run.contains("aborted_evidence")) << r.run.dump();
+  const auto folder = dir / "out" / r.run["aborted_evidence"].get<std::string>();
+  std::ifstream con(folder / "console.log");
+  std::string console((std::istreambuf_iterator<char>(con)), std::istreambuf_iterator<char>());
+  EXPECT_NE(console.find("STATUS slot="), std::string::npos) << console;
+  std::ifstream failure_file(folder / "bench-failure.json");
+  ASSERT_TRUE(failure_file.good()) << folder;
+  const auto failure = nlohmann::json::parse(failure_file);
+  EXPECT_EQ(failure["step"], "prepare");
+  EXPECT_EQ(failure["release"], "factory");
+  EXPECT_TRUE(failure["device_exit"].is_null()) << "an in-process board cannot tell";
+  EXPECT_FALSE(std::filesystem::exists(folder / "verdict.json"));
 }
 
 TEST(EraseRuns, GroupsEqualCountsAndLeavesOutUnerasedSectors) {

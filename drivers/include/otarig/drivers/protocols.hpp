@@ -23,6 +23,11 @@ class PowerProtocol {
   /// off, keep it off for `off_time`, on.
   virtual void cycle(std::chrono::milliseconds off_time) = 0;
   virtual bool is_on() const = 0;
+  /// The device program ended by itself although the power is on (a process
+  /// board's program exited): how it ended, e.g. "exited with status 2".
+  /// nullopt for a board that cannot tell (a physical board: a dead board
+  /// just stops answering).
+  virtual std::optional<std::string> device_exit() const { return std::nullopt; }
 };
 
 /// The device's console as a byte stream.
