@@ -153,7 +153,7 @@ class Runner final : public TrialPort {
   Observation look(const std::string& step) override {
     const BuiltImage* expected = image_;
     if (step == "prepare") expected = &releases_.get(s_.start);
-    if (step == "retry" && !s_.retry.empty()) expected = &releases_.get(s_.retry);
+    if (step == "retry" && !s_.retry.empty()) expected = &retry_image();
     return look_expecting(step, expected);
   }
   // The observation, its identity resolved to an image the rig built (the
@@ -162,6 +162,7 @@ class Runner final : public TrialPort {
     auto o = bench_.observe(step);
     std::vector<const BuiltImage*> candidates{expected, image_};
     for (const auto& m : made_up_) candidates.push_back(&m);
+    if (retry_variant_) candidates.push_back(&*retry_variant_);
     for (const auto& r : releases_.all()) candidates.push_back(&r);
     const auto resolved = resolve_identity(o, candidates, bench_.profile().observe.identity);
     auto j = obs_json(o);
@@ -315,6 +316,12 @@ class Runner final : public TrialPort {
   }
 
  public:
+  void use_retry_image(BuiltImage image) override {
+    retry_variant_ = std::move(image);
+    extra_authentic_.push_back(retry_variant_->digest);
+  }
+  const BuiltImage& retry_image() const { return retry_variant_ ? *retry_variant_ : releases_.get(s_.retry); }
+
   bool update_before_fault(const BuiltImage& img) override {
     made_up_.push_back(img);
     const bool took = clean_update(made_up_.back(), img.name + " (" + img.version + ")");
@@ -382,7 +389,7 @@ class Runner final : public TrialPort {
 
   void retry() {
     if (s_.retry.empty()) return;
-    const auto& rel = releases_.get(s_.retry);
+    const auto& rel = retry_image();
     auto r = deliver(rel, "retry", false);
     power_up_if_off("retry");
     retry_index_ = out_.observations.size();
@@ -405,7 +412,7 @@ class Runner final : public TrialPort {
     in.authentic_digests.insert(extra_authentic_.begin(), extra_authentic_.end());
     in.has_retry = !s_.retry.empty();
     if (in.has_retry) {
-      in.retry_digest = releases_.get(s_.retry).digest;
+      in.retry_digest = retry_image().digest;
       in.retry_index = retry_index_;
       in.retry_problem = retry_problem_;
     }
@@ -454,6 +461,7 @@ class Runner final : public TrialPort {
   std::string before_digest_;
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
   std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports
+  std::optional<BuiltImage> retry_variant_;   ///< the retry image a kind chose (use_retry_image)
   std::string setup_problem_;
   std::string retry_problem_;
   std::size_t fault_index_ = 0;
