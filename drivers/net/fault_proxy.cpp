@@ -16,6 +16,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <atomic>
 #include <charconv>
@@ -138,7 +140,9 @@ struct Plan {
 Plan make_plan(const Config& config, std::uint64_t connection, Direction d) {
   Plan plan;
   for (const FaultRule& rule : config.spec.rules) {
-    if (!rule.applies_to(connection) || !rule.applies_to(d) || std::holds_alternative<Impostor>(rule.fault)) continue;
+    if (!rule.applies_to(connection) || !rule.applies_to(d) || std::holds_alternative<Impostor>(rule.fault) ||
+        std::holds_alternative<AskClientCert>(rule.fault))
+      continue;
     plan.applied.rules.push_back(rule);
     std::visit(
         [&](const auto& f) {
@@ -211,10 +215,16 @@ void run_spin_then_block(asio::io_context& ioc, std::chrono::microseconds spin) 
   }
 }
 
-bool wants_impostor(const Config& config, std::uint64_t connection) {
-  for (const FaultRule& rule : config.spec.rules)
-    if (rule.applies_to(connection) && std::holds_alternative<Impostor>(rule.fault)) return true;
-  return false;
+// Who terminates a connection's TLS at the proxy, if anyone.
+enum class Terminate { none, impostor, ask_client_cert };
+
+Terminate terminated_by(const Config& config, std::uint64_t connection) {
+  for (const FaultRule& rule : config.spec.rules) {
+    if (!rule.applies_to(connection)) continue;
+    if (std::holds_alternative<Impostor>(rule.fault)) return Terminate::impostor;
+    if (std::holds_alternative<AskClientCert>(rule.fault)) return Terminate::ask_client_cert;
+  }
+  return Terminate::none;
 }
 
 class ConnectionBase {
@@ -248,6 +258,7 @@ struct FaultProxy::Impl {
   std::optional<tcp::acceptor> acceptor;
   tcp::resolver::results_type upstream;
   std::shared_ptr<ssl::context> impostor_ctx;
+  std::shared_ptr<ssl::context> ask_ctx;  ///< the server's identity, asking an optional client certificate
   std::shared_ptr<ssl::context> upstream_ctx;
   std::vector<std::thread> threads;
   std::atomic<std::uint16_t> port{0};
@@ -330,6 +341,154 @@ struct FaultProxy::Impl {
 
 namespace {
 
+// One direction of a proxied connection: its fault plan, its buffer and
+// where its stream stands.
+enum class Mode { forward, replay_pending, replaying, discard, endless };
+
+struct Flow {
+  Flow(Direction d, const Config& config, std::uint64_t connection, std::size_t buffer_size,
+       const asio::any_io_executor& executor)
+      : dir(d),
+        plan(make_plan(config, connection, d)),
+        plain(plan.plain()),
+        cap(std::max<std::size_t>(buffer_size, 1024)),
+        buf(new std::uint8_t[cap]),
+        mask_key(stream_key(config.seed, connection, d, Purpose::mask)),
+        endless_key(stream_key(config.seed, connection, d, Purpose::endless)),
+        jitter(stream_key(config.seed, connection, d, Purpose::jitter)),
+        timer(executor) {
+    if (plan.replay) mode = Mode::replay_pending;
+    if (plan.throttle) burst = std::max<std::uint64_t>(plan.throttle->bytes_per_second / 20, 1);
+  }
+  Direction dir;
+  Plan plan;
+  bool plain;
+  std::size_t cap;
+  std::unique_ptr<std::uint8_t[]> buf;
+  std::uint64_t mask_key;
+  std::uint64_t endless_key;
+  std::mt19937_64 jitter;
+  asio::steady_timer timer;
+
+  std::uint64_t out = 0;  // bytes delivered
+  std::size_t len = 0;    // chunk being delivered: buf[0, len), buf[pos, len) left
+  std::size_t pos = 0;
+  Mode mode = Mode::forward;
+  bool reading = false;
+  bool source_eof = false;
+  bool finished = false;
+  std::shared_ptr<const Bytes> replay;
+  std::size_t replay_pos = 0;
+  std::uint64_t endless_sent = 0;
+  bool throttle_started = false;
+  Duration throttle_start{0};
+  std::uint64_t throttle_sent = 0;
+  std::uint64_t burst = 0;
+  std::size_t next_watch = 0;
+  int flush_polls = 0;
+};
+
+// What a flow's faults do to its bytes and its pace, apart from the sockets:
+// the corruption of a chunk, the endless bytes, how much of a chunk may go
+// (cuts, endless after an offset), the latency of a chunk and the throttle's
+// allowance. Every value is a function of the seed, the connection, the
+// direction and the stream offset (or, for jitter, the chunk).
+class FlowFaults {
+ public:
+  using EventSink = std::function<void(Direction, std::uint64_t, std::string, std::string, Bytes, Bytes)>;
+
+  // How many of the next n bytes may be delivered before a cut or the
+  // offset where endless bytes take over.
+  static std::size_t deliverable(const Flow& f, std::size_t n) {
+    if (f.plan.cut) n = static_cast<std::size_t>(std::min<std::uint64_t>(n, f.plan.cut->at - f.out));
+    if (f.plan.endless && f.plan.endless->after && f.mode != Mode::endless && *f.plan.endless->after > f.out)
+      n = static_cast<std::size_t>(std::min<std::uint64_t>(n, *f.plan.endless->after - f.out));
+    return n;
+  }
+
+  // The hold of the next chunk (latency ± seeded jitter).
+  static Duration latency(Flow& f) {
+    auto delay = std::chrono::duration_cast<Duration>(f.plan.latency->delay);
+    auto j = f.plan.latency->jitter.count();
+    if (j > 0) {
+      auto span = static_cast<std::uint64_t>(2 * j + 1);
+      auto offset = static_cast<std::int64_t>(f.jitter() % span) - j;
+      delay += std::chrono::duration_cast<Duration>(std::chrono::microseconds(offset));
+    }
+    return delay;
+  }
+
+  // Applies the flow's corruption to buf[0, n), the stream's bytes at f.out.
+  static void corrupt(Flow& f, std::size_t n, const EventSink& event) {
+    const std::uint64_t lo = f.out;
+    const std::uint64_t hi = f.out + n;
+    std::uint8_t* data = f.buf.get();
+    for (const Corrupt& c : f.plan.ranges) {
+      std::uint64_t a = std::max(lo, *c.offset);
+      std::uint64_t b = std::min(hi, *c.offset + c.count);
+      if (a >= b) continue;
+      Bytes before(data + (a - lo), data + (b - lo));
+      for (std::uint64_t o = a; o < b; ++o) data[o - lo] ^= c.mask ? c.mask : seeded_mask(f.mask_key, o);
+      Bytes after(data + (a - lo), data + (b - lo));
+      event(f.dir, a, "corrupt", "offset=" + std::to_string(*c.offset) + ",count=" + std::to_string(c.count),
+            std::move(before), std::move(after));
+    }
+    for (RateState& st : f.plan.rates) {
+      while (st.next < lo) st.next += 1 + geometric(st.rng, st.rate);
+      while (st.next < hi) {
+        std::uint8_t& byte = data[st.next - lo];
+        Bytes before{byte};
+        byte ^= st.mask ? st.mask : seeded_mask(f.mask_key, st.next);
+        event(f.dir, st.next, "corrupt", "rate", std::move(before), Bytes{byte});
+        st.next += 1 + geometric(st.rng, st.rate);
+      }
+    }
+  }
+
+  // Fills the buffer with the next endless bytes; returns how many (0: the
+  // limit is reached). Byte k of the endless stream is byte k%8 of
+  // splitmix64(key ^ k/8).
+  static std::size_t fill_endless(Flow& f) {
+    const std::uint64_t limit = f.plan.endless->limit;
+    if (limit && f.endless_sent >= limit) return 0;
+    std::size_t n = f.cap;
+    if (limit) n = static_cast<std::size_t>(std::min<std::uint64_t>(n, limit - f.endless_sent));
+    std::uint64_t k = f.endless_sent;
+    for (std::size_t i = 0; i < n;) {
+      std::uint64_t word = splitmix64(f.endless_key ^ (k / 8));
+      unsigned from = static_cast<unsigned>(k % 8);
+      std::size_t take = std::min<std::size_t>(8 - from, n - i);
+      for (std::size_t j = 0; j < take; ++j) f.buf[i + j] = static_cast<std::uint8_t>(word >> (8 * (from + j)));
+      i += take;
+      k += take;
+    }
+    f.endless_sent += n;
+    return n;
+  }
+
+  // The throttle at `now`: how many of `piece` bytes may go now (0 < result),
+  // or nullopt and the time they may go at in `due`. Allowance after e ns:
+  // burst + floor(e * rate / 1e9), in exact integers.
+  static std::optional<std::size_t> throttle(Flow& f, std::size_t piece, Duration now, Duration& due) {
+    const std::uint64_t rate = f.plan.throttle->bytes_per_second;
+    if (!f.throttle_started) {
+      f.throttle_started = true;
+      f.throttle_start = now;
+    }
+    auto e = static_cast<std::uint64_t>(std::max<Duration::rep>(0, (now - f.throttle_start).count()));
+    std::uint64_t allowed = f.burst + (e / kNanosPerSecond) * rate + (e % kNanosPerSecond) * rate / kNanosPerSecond;
+    std::uint64_t can = allowed > f.throttle_sent ? allowed - f.throttle_sent : 0;
+    std::uint64_t want = std::min<std::uint64_t>(piece, f.burst);
+    if (can < want) {
+      std::uint64_t k = f.throttle_sent + want - f.burst;
+      std::uint64_t need = (k / rate) * kNanosPerSecond + ((k % rate) * kNanosPerSecond + rate - 1) / rate;
+      due = f.throttle_start + Duration(static_cast<Duration::rep>(need));
+      return std::nullopt;
+    }
+    return static_cast<std::size_t>(std::min<std::uint64_t>(piece, can));
+  }
+};
+
 // One proxied connection once both ends are established. C and U are the
 // client-side and upstream-side stream types (tcp::socket or TlsStream).
 template <class C, class U>
@@ -341,8 +500,8 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
         config_(std::move(config)),
         client_(std::move(client)),
         upstream_(std::move(upstream)),
-        up_(Direction::up, *this),
-        down_(Direction::down, *this),
+        up_(Direction::up, *config_, id_, proxy_.options.buffer_size, lowest(client_).get_executor()),
+        down_(Direction::down, *config_, id_, proxy_.options.buffer_size, lowest(client_).get_executor()),
         close_timer_(lowest(client_).get_executor()) {}
 
   void start() {
@@ -359,49 +518,6 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   void abort_stopped() override { close_all(false); }
 
  private:
-  enum class Mode { forward, replay_pending, replaying, discard, endless };
-
-  struct Flow {
-    Flow(Direction d, Connection& c)
-        : dir(d),
-          plan(make_plan(*c.config_, c.id_, d)),
-          plain(plan.plain()),
-          cap(std::max<std::size_t>(c.proxy_.options.buffer_size, 1024)),
-          buf(new std::uint8_t[cap]),
-          mask_key(stream_key(c.config_->seed, c.id_, d, Purpose::mask)),
-          endless_key(stream_key(c.config_->seed, c.id_, d, Purpose::endless)),
-          jitter(stream_key(c.config_->seed, c.id_, d, Purpose::jitter)),
-          timer(lowest(c.client_).get_executor()) {
-      if (plan.replay) mode = Mode::replay_pending;
-      if (plan.throttle) burst = std::max<std::uint64_t>(plan.throttle->bytes_per_second / 20, 1);
-    }
-    Direction dir;
-    Plan plan;
-    bool plain;
-    std::size_t cap;
-    std::unique_ptr<std::uint8_t[]> buf;
-    std::uint64_t mask_key;
-    std::uint64_t endless_key;
-    std::mt19937_64 jitter;
-    asio::steady_timer timer;
-
-    std::uint64_t out = 0;  // bytes delivered
-    std::size_t len = 0;    // chunk being delivered: buf[0, len), buf[pos, len) left
-    std::size_t pos = 0;
-    Mode mode = Mode::forward;
-    bool reading = false;
-    bool source_eof = false;
-    bool finished = false;
-    std::shared_ptr<const Bytes> replay;
-    std::size_t replay_pos = 0;
-    std::uint64_t endless_sent = 0;
-    bool throttle_started = false;
-    Duration throttle_start{0};
-    std::uint64_t throttle_sent = 0;
-    std::uint64_t burst = 0;
-    std::size_t next_watch = 0;
-    int flush_polls = 0;
-  };
   using Step = void (Connection::*)(Flow&);
 
   Flow& other(Flow& f) { return f.dir == Direction::up ? down_ : up_; }
@@ -557,21 +673,8 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   }
 
   void produce_endless(Flow& f) {
-    std::uint64_t limit = f.plan.endless->limit;
-    if (limit && f.endless_sent >= limit) return finish(f);
-    std::size_t n = f.cap;
-    if (limit) n = static_cast<std::size_t>(std::min<std::uint64_t>(n, limit - f.endless_sent));
-    // Byte k of the endless stream is byte k%8 of splitmix64(key ^ k/8).
-    std::uint64_t k = f.endless_sent;
-    for (std::size_t i = 0; i < n;) {
-      std::uint64_t word = splitmix64(f.endless_key ^ (k / 8));
-      unsigned from = static_cast<unsigned>(k % 8);
-      std::size_t take = std::min<std::size_t>(8 - from, n - i);
-      for (std::size_t j = 0; j < take; ++j) f.buf[i + j] = static_cast<std::uint8_t>(word >> (8 * (from + j)));
-      i += take;
-      k += take;
-    }
-    f.endless_sent += n;
+    const std::size_t n = FlowFaults::fill_endless(f);
+    if (n == 0) return finish(f);
     deliver(f, n);
   }
 
@@ -579,51 +682,18 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
 
   // buf[0, n) are the next bytes of the delivered stream, at offset f.out.
   void deliver(Flow& f, std::size_t n) {
-    if (f.plan.cut) n = static_cast<std::size_t>(std::min<std::uint64_t>(n, f.plan.cut->at - f.out));
-    if (f.plan.endless && f.plan.endless->after && f.mode != Mode::endless && *f.plan.endless->after > f.out)
-      n = static_cast<std::size_t>(std::min<std::uint64_t>(n, *f.plan.endless->after - f.out));
-    corrupt(f, n);
+    n = FlowFaults::deliverable(f, n);
+    FlowFaults::corrupt(f, n, [this](Direction d, std::uint64_t offset, std::string kind, std::string detail,
+                                     Bytes before, Bytes after) {
+      event(d, offset, std::move(kind), std::move(detail), std::move(before), std::move(after));
+    });
     f.len = n;
     f.pos = 0;
-    if (f.plan.latency) {
-      auto delay = std::chrono::duration_cast<Duration>(f.plan.latency->delay);
-      auto j = f.plan.latency->jitter.count();
-      if (j > 0) {
-        auto span = static_cast<std::uint64_t>(2 * j + 1);
-        auto offset = static_cast<std::int64_t>(f.jitter() % span) - j;
-        delay += std::chrono::duration_cast<Duration>(std::chrono::microseconds(offset));
-      }
-      return wait_until(f, proxy_.clock->now() + delay, &Connection::write_piece);
-    }
+    if (f.plan.latency)
+      return wait_until(f, proxy_.clock->now() + FlowFaults::latency(f), &Connection::write_piece);
     write_piece(f);
   }
 
-  void corrupt(Flow& f, std::size_t n) {
-    const std::uint64_t lo = f.out;
-    const std::uint64_t hi = f.out + n;
-    std::uint8_t* data = f.buf.get();
-    for (const Corrupt& c : f.plan.ranges) {
-      std::uint64_t a = std::max(lo, *c.offset);
-      std::uint64_t b = std::min(hi, *c.offset + c.count);
-      if (a >= b) continue;
-      Bytes before(data + (a - lo), data + (b - lo));
-      for (std::uint64_t o = a; o < b; ++o) data[o - lo] ^= c.mask ? c.mask : seeded_mask(f.mask_key, o);
-      Bytes after(data + (a - lo), data + (b - lo));
-      event(f.dir, a, "corrupt",
-            "offset=" + std::to_string(*c.offset) + ",count=" + std::to_string(c.count), std::move(before),
-            std::move(after));
-    }
-    for (RateState& st : f.plan.rates) {
-      while (st.next < lo) st.next += 1 + geometric(st.rng, st.rate);
-      while (st.next < hi) {
-        std::uint8_t& byte = data[st.next - lo];
-        Bytes before{byte};
-        byte ^= st.mask ? st.mask : seeded_mask(f.mask_key, st.next);
-        event(f.dir, st.next, "corrupt", "rate", std::move(before), Bytes{byte});
-        st.next += 1 + geometric(st.rng, st.rate);
-      }
-    }
-  }
 
   void write_piece(Flow& f) {
     if (closed_ || draining_) return;
@@ -633,23 +703,10 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
     if (f.next_watch < f.plan.watches.size() && f.plan.watches[f.next_watch].at > f.out)
       piece = static_cast<std::size_t>(std::min<std::uint64_t>(piece, f.plan.watches[f.next_watch].at - f.out));
     if (f.plan.throttle) {
-      // Allowance after e ns: burst + floor(e * rate / 1e9), in exact integers.
-      const std::uint64_t rate = f.plan.throttle->bytes_per_second;
-      Duration now = proxy_.clock->now();
-      if (!f.throttle_started) {
-        f.throttle_started = true;
-        f.throttle_start = now;
-      }
-      auto e = static_cast<std::uint64_t>(std::max<Duration::rep>(0, (now - f.throttle_start).count()));
-      std::uint64_t allowed = f.burst + (e / kNanosPerSecond) * rate + (e % kNanosPerSecond) * rate / kNanosPerSecond;
-      std::uint64_t can = allowed > f.throttle_sent ? allowed - f.throttle_sent : 0;
-      std::uint64_t want = std::min<std::uint64_t>(piece, f.burst);
-      if (can < want) {
-        std::uint64_t k = f.throttle_sent + want - f.burst;
-        std::uint64_t need = (k / rate) * kNanosPerSecond + ((k % rate) * kNanosPerSecond + rate - 1) / rate;
-        return wait_until(f, f.throttle_start + Duration(static_cast<Duration::rep>(need)), &Connection::write_piece);
-      }
-      piece = static_cast<std::size_t>(std::min<std::uint64_t>(piece, can));
+      Duration due{0};
+      const auto can = FlowFaults::throttle(f, piece, proxy_.clock->now(), due);
+      if (!can) return wait_until(f, due, &Connection::write_piece);
+      piece = *can;
     }
     with_sink(f, [&](auto& dst) {
       asio::async_write(dst, asio::buffer(f.buf.get() + f.pos, piece),
@@ -816,8 +873,9 @@ class Setup : public std::enable_shared_from_this<Setup> {
   void start() {
     error_code ignored;
     client_.set_option(tcp::no_delay(true), ignored);
-    impostor_ = wants_impostor(*config_, id_);
-    if (impostor_) return impostor_handshake();
+    terminate_ = terminated_by(*config_, id_);
+    if (terminate_ == Terminate::impostor) return impostor_handshake();
+    if (terminate_ == Terminate::ask_client_cert) return ask_client_cert_handshake();
     connect();
   }
 
@@ -866,6 +924,45 @@ class Setup : public std::enable_shared_from_this<Setup> {
     });
   }
 
+  // The server's own certificate, a client certificate asked for but not
+  // required: the log says whether the client presented one (and whether it
+  // chains to the server's client CA), then the proxy relays.
+  void ask_client_cert_handshake() {
+    if (!proxy_.ask_ctx) {
+      fail("client-certificate", "the proxy has no server identity to ask a client certificate with (no mutual TLS)");
+      return;
+    }
+    tls_client_.emplace(std::move(client_), *proxy_.ask_ctx);
+    arm([this] {
+      error_code ignored;
+      tls_client_->next_layer().close(ignored);
+    });
+    tls_client_->async_handshake(ssl::stream_base::server, [self = shared_from_this()](const error_code& ec) {
+      self->timer_.cancel();
+      if (self->proxy_.stopping) return;
+      if (ec) {
+        self->fail("client-certificate", "TLS handshake failed: " + detail::tls_error_text(ec));
+        return;
+      }
+      SSL* ssl = self->tls_client_->native_handle();
+      X509* cert = SSL_get1_peer_certificate(ssl);
+      const bool presented = cert != nullptr;
+      if (cert) X509_free(cert);
+      const long verified = SSL_get_verify_result(ssl);
+      FaultEvent e;
+      e.connection = self->id_;
+      e.generation = self->config_->generation;
+      e.kind = "client-certificate";
+      e.detail = !presented ? "client presented no certificate (asked for, not required)"
+                 : verified == X509_V_OK
+                     ? "client presented a certificate that chains to the client CA"
+                     : std::string("client presented a certificate that does not verify: ") +
+                           X509_verify_cert_error_string(verified);
+      self->proxy_.event(std::move(e));
+      self->connect();
+    });
+  }
+
   void connect() {
     arm([this] {
       error_code ignored;
@@ -881,7 +978,8 @@ class Setup : public std::enable_shared_from_this<Setup> {
                           }
                           error_code ignored;
                           self->upstream_.set_option(tcp::no_delay(true), ignored);
-                          if (self->impostor_ && self->proxy_.options.upstream_tls) return self->upstream_handshake();
+                          if (self->terminate_ != Terminate::none && self->proxy_.options.upstream_tls)
+                            return self->upstream_handshake();
                           self->launch();
                         });
   }
@@ -925,7 +1023,7 @@ class Setup : public std::enable_shared_from_this<Setup> {
   std::optional<TlsStream> tls_client_;
   std::optional<TlsStream> tls_upstream_;
   asio::steady_timer timer_;
-  bool impostor_ = false;
+  Terminate terminate_ = Terminate::none;
 };
 
 }  // namespace
@@ -968,6 +1066,13 @@ void FaultProxy::start() {
   identity.peer_ca_pem.clear();  // the impostor asks no client certificate
   p.impostor_ctx = detail::make_server_context(identity);
   p.upstream_ctx = detail::make_client_context(p.options.upstream_client, false);
+  if (p.options.server_identity && !p.options.server_identity->peer_ca_pem.empty()) {
+    p.ask_ctx = detail::make_server_context(*p.options.server_identity);
+    // Asked, not required: the handshake goes on without one, and with one
+    // that does not verify, so the log can say which.
+    p.ask_ctx->set_verify_mode(ssl::verify_peer);
+    p.ask_ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+  }
 
   error_code ec;
   tcp::resolver resolver(p.ioc);

@@ -159,8 +159,9 @@ class Parser {
       if (e->after) fail(fault.pos, "server:endless starts after the resource's own bytes: drop after=");
       return out;
     }
-    bool impostor = std::holds_alternative<Impostor>(out.fault);
-    if (impostor && have_direction) fail(parts[i - 1].pos, "impostor applies to the whole connection: drop the direction");
+    bool impostor = std::holds_alternative<Impostor>(out.fault) || std::holds_alternative<AskClientCert>(out.fault);
+    if (impostor && have_direction)
+      fail(parts[i - 1].pos, std::string(fault_name(out.fault)) + " applies to the whole connection: drop the direction");
     if (!impostor && !have_direction) fail(fault.pos, "missing direction: write up:, down: or both: before the fault");
     if (impostor) out.up = out.down = true;
     if (const auto* r = std::get_if<Replay>(&out.fault)) {
@@ -199,7 +200,10 @@ class Parser {
 
   FaultSyntax split_fault(Token t) {
     std::size_t name_end = 0;
-    while (name_end < t.text.size() && t.text[name_end] >= 'a' && t.text[name_end] <= 'z') ++name_end;
+    // Lowercase letters, and '-' between words (ask-client-cert).
+    while (name_end < t.text.size() && ((t.text[name_end] >= 'a' && t.text[name_end] <= 'z') ||
+                                        (t.text[name_end] == '-' && name_end > 0)))
+      ++name_end;
     FaultSyntax f{Token{t.text.substr(0, name_end), t.pos}, std::nullopt, {}};
     auto& name = f.name;
     auto& main = f.main;
@@ -246,7 +250,7 @@ class Parser {
     const std::vector<Param>& params = syntax.params;
 
     if (name.text.empty()) fail(t.pos, "expected a fault name (corrupt, truncate, reset, stall, throttle, latency, "
-                                       "slice, endless, replay, impostor)");
+                                       "slice, endless, replay, impostor, ask-client-cert)");
     // Checks parameter names against `allowed`; the main value (name=value)
     // stands for the first of them when `main_key` is set.
     auto collect = [&](std::initializer_list<std::string_view> allowed,
@@ -357,8 +361,13 @@ class Parser {
       collect({}, std::nullopt);
       return Impostor{};
     }
+    if (n == "ask-client-cert") {
+      collect({}, std::nullopt);
+      return AskClientCert{};
+    }
     fail(name.pos, "unknown fault '" + std::string(n) +
-                       "' (corrupt, truncate, reset, stall, throttle, latency, slice, endless, replay, impostor)");
+                       "' (corrupt, truncate, reset, stall, throttle, latency, slice, endless, replay, impostor, "
+                       "ask-client-cert)");
   }
 
   double probability(Token t) const {
@@ -422,6 +431,7 @@ struct Printer {
   }
   std::string operator()(const Replay& f) const { return "replay@from=" + std::to_string(f.from); }
   std::string operator()(const Impostor&) const { return "impostor"; }
+  std::string operator()(const AskClientCert&) const { return "ask-client-cert"; }
 };
 
 }  // namespace
@@ -430,7 +440,8 @@ const char* to_string(Direction d) { return d == Direction::up ? "up" : "down"; 
 
 const char* fault_name(const Fault& f) {
   static constexpr const char* names[] = {"corrupt", "truncate", "reset",   "stall",  "throttle",
-                                          "latency", "slice",    "endless", "replay", "impostor"};
+                                          "latency", "slice",    "endless", "replay", "impostor",
+                                          "ask-client-cert"};
   return names[f.index()];
 }
 
@@ -445,7 +456,7 @@ std::string FaultSpec::text() const {
     }
     if (r.server)
       out += "server:";
-    else if (!std::holds_alternative<Impostor>(r.fault))
+    else if (!std::holds_alternative<Impostor>(r.fault) && !std::holds_alternative<AskClientCert>(r.fault))
       out += r.up && r.down ? "both:" : r.up ? "up:" : "down:";
     out += std::visit(Printer{}, r.fault);
   }

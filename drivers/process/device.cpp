@@ -423,6 +423,9 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
         // the evidence shows what it sent and took, not a dropped connection.
         po.upstream_client = relay_client;
         po.upstream_client.legacy_ciphers = cfg_.legacy_ciphers;
+        // ask-client-cert: the proxy speaks as the server, asking the device
+        // for its client certificate without requiring it.
+        if (cfg_.tls == DeviceConfig::Tls::mutual) po.server_identity = so.tls;
         proxy_ = std::make_unique<net::FaultProxy>(po);
         proxy_->start();
         update_port_ = proxy_->port();

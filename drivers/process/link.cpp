@@ -348,6 +348,7 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
   }
   const auto base = device_->expand(cfg_.base_url);
   const auto description = std::exchange(next_description_, std::nullopt);
+  const auto claim = std::exchange(next_claim_, std::nullopt);
   if (auto release = std::exchange(next_as_release_, std::nullopt)) {
     // A frozen or replaying mirror: the image as a release of the
     // repository, and the feed answers with that release's manifest.
@@ -380,6 +381,14 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
     } catch (const InputError&) {
     }
   }
+  if (m && claim) {
+    // A lying mirror: the manifest states what the claim says in place of
+    // what the image is.
+    if (claim->version) m->version = *claim->version;
+    if (claim->security_counter) m->security_counter = *claim->security_counter;
+    if (claim->size) m->size = *claim->size;
+    if (claim->sha256) m->sha256 = *claim->sha256;
+  }
   if (m) {
     published_manifest_ = "/manifests/" + name + ".json";
     auto text = net::to_json_text(*m);
@@ -399,6 +408,13 @@ bool ConsoleCommandLink::follows_feed() const {
 
 void ConsoleCommandLink::describe_next(const std::string& version, std::uint32_t security_counter) {
   next_description_ = Description{version, security_counter};
+}
+
+void ConsoleCommandLink::claim_next(const ManifestClaim& claim) {
+  if (!follows_feed())
+    throw InputError(fmt::format("{}: the update command does not read the feed (${{feed_url}} or ${{manifest_url}})",
+                                 device_->board_name()));
+  next_claim_ = claim;
 }
 
 void ConsoleCommandLink::serve_as_release(const std::string& name) {

@@ -151,7 +151,7 @@ std::string BoardConfig::problem() const {
 }
 
 BoardConfig BoardConfig::from_config(const Config& device) {
-  device.only_keys({"kind", "mode", "flash", "chunk_size", "boot_time", "defects", "fast_sweep"});
+  device.only_keys({"kind", "mode", "flash", "chunk_size", "boot_time", "defects", "fast_sweep", "status_payload"});
   BoardConfig cfg;
   if (auto kind = device.find("kind"); kind && kind->as_string() != "virtual")
     kind->fail(fmt::format("expected kind 'virtual', found '{}'", kind->as_string()));
@@ -208,6 +208,7 @@ BoardConfig BoardConfig::from_config(const Config& device) {
   }
 
   cfg.fast_sweep = device.bool_or("fast_sweep", cfg.fast_sweep);
+  cfg.status_payload = device.bool_or("status_payload", cfg.status_payload);
   if (auto p = cfg.problem(); !p.empty()) device.fail(p);
   return cfg;
 }

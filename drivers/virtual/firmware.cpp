@@ -412,9 +412,19 @@ std::string VirtualBoard::Impl::status_line() {
     digest = crypto::sha256(bytes);
     stats.sha256_bytes += bytes.size();
   }
-  return fmt::format("STATUS slot={} version={} digest={} counter={} state={} health={} key={}",
-                     slot_name(ram.slot), ram.header.version.str(), crypto::hex(digest), counter_value(),
-                     ram.trial ? "trial" : "confirmed", ram.healthy ? "ok" : "failed", crypto::hex(ram.key));
+  auto line = fmt::format("STATUS slot={} version={} digest={} counter={} state={} health={} key={}",
+                          slot_name(ram.slot), ram.header.version.str(), crypto::hex(digest), counter_value(),
+                          ram.trial ? "trial" : "confirmed", ram.healthy ? "ok" : "failed", crypto::hex(ram.key));
+  if (cfg.status_payload) {
+    // payload=: the SHA-256 of the payload alone, as a device that knows
+    // only its payload's hash reports it (docs/board-profile.md, "Identity").
+    const auto header_size = std::min<std::uint64_t>(image::kHeaderSize, ram.signed_size);
+    const auto payload =
+        flash.read(flash.geometry().slot_offset(ram.slot) + header_size, ram.signed_size - header_size);
+    stats.sha256_bytes += payload.size();
+    line += " payload=" + crypto::hex(crypto::sha256(payload));
+  }
+  return line;
 }
 
 }  // namespace otarig::drivers::vboard

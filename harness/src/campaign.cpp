@@ -54,6 +54,7 @@ nlohmann::json observation_json(const Observation& o) {
     j["state"] = o.state;
     j["health"] = o.health;
   }
+  if (o.booted && !o.identity.empty()) j["identity"] = o.identity;
   j["waited_ms"] = o.waited_ms;
   return j;
 }
@@ -351,7 +352,11 @@ class Campaign {
     prepare_out(o_.out);
     open_journal();
     run_pending();
-    if (!aborted_.empty()) journal_->append({{"type", "bench-failure"}, {"detail", aborted_}});
+    if (!aborted_.empty()) {
+      nlohmann::json failure{{"type", "bench-failure"}, {"detail", aborted_}};
+      if (!aborted_evidence_.empty()) failure["evidence"] = aborted_evidence_;
+      journal_->append(std::move(failure));
+    }
     journal_.reset();
     return write_evidence();
   }
@@ -484,6 +489,21 @@ class Campaign {
         const std::size_t end = std::min(pending_.size(), begin + chunk);
         for (std::size_t i = begin; i < end && !stop_; ++i) run_one(*bench, *pending_[i]);
       }
+    } catch (const TrialBenchError& e) {
+      // The bench failed a trial before its verdict: what the trial saw (its
+      // console, the device's exit status) stays in its evidence folder.
+      std::lock_guard lock(mu_);
+      std::string where;
+      try {
+        where = write_bench_failure_evidence(o_.out, e.partial(), e.failure());
+      } catch (const std::exception& write_error) {
+        where = fmt::format("(not written: {})", write_error.what());
+      }
+      if (aborted_.empty()) {
+        aborted_ = e.what();
+        aborted_evidence_ = where;
+      }
+      stop_ = true;
     } catch (const InputError& e) {
       // Input only a trial can judge (a release a fault builds on): the run
       // stops as bad input, exit 2, after its evidence is written.
@@ -586,7 +606,8 @@ class Campaign {
                             {"profile", profile_.path.string()},
                             {"profile_sha256", profile_.sha256},
                             {"device_kind", profile_.device_kind},
-                            {"identity", benches_.empty() ? "" : benches_[0]->identity()}};
+                            {"identity", benches_.empty() ? "" : benches_[0]->identity()},
+                            {"image_identity", profile_.observe.identity.json()}};
     // A profile that lets the update server offer a legacy device TLS 1.2
     // CBC-mode suites says so in the evidence.
     if (auto net = profile_.root.at("device").find("network"); net && net->is_map() && net->has("tls"))
@@ -660,6 +681,7 @@ class Campaign {
                       {"failed", result.failed},
                       {"findings", result.findings}};
     if (!aborted_.empty()) run["aborted"] = aborted_;
+    if (!aborted_evidence_.empty()) run["aborted_evidence"] = aborted_evidence_;
     return run;
   }
 
@@ -692,6 +714,7 @@ class Campaign {
   std::size_t already_done_ = 0;
   std::string aborted_;
   std::string bad_input_;  // an InputError a trial raised
+  std::string aborted_evidence_;  // the failed trial's evidence folder (TrialBenchError)
 };
 
 }  // namespace

@@ -19,9 +19,8 @@ void write_text(const std::filesystem::path& p, const std::string& text) {
   if (!out) throw BenchError(fmt::format("{}: cannot write", p.string()));
 }
 
-}  // namespace
-
-void write_trial_evidence(const std::filesystem::path& out, const TrialOutcome& t, const nlohmann::json& summary) {
+// The trial's folder with its console transcript and events.
+std::filesystem::path write_transcript_and_events(const std::filesystem::path& out, const TrialOutcome& t) {
   if (!is_plain_name(t.spec.id))
     throw BenchError(fmt::format("trial id '{}' is not a plain file name", t.spec.id));
   auto dir = out / "trials" / t.spec.id;
@@ -36,7 +35,24 @@ void write_trial_evidence(const std::filesystem::path& out, const TrialOutcome& 
   std::string events;
   for (const auto& e : t.events) events += e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   write_text(dir / "events.jsonl", events);
+  return dir;
+}
+
+}  // namespace
+
+void write_trial_evidence(const std::filesystem::path& out, const TrialOutcome& t, const nlohmann::json& summary) {
+  const auto dir = write_transcript_and_events(out, t);
   write_text(dir / "verdict.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+std::string write_bench_failure_evidence(const std::filesystem::path& out, const TrialOutcome& partial,
+                                         const nlohmann::json& failure) {
+  const auto dir = write_transcript_and_events(out, partial);
+  nlohmann::json j = failure;
+  j["trial"] = partial.spec.id;
+  j["scenario"] = partial.spec.scenario ? partial.spec.scenario->name : "";
+  write_text(dir / "bench-failure.json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return "trials/" + partial.spec.id;
 }
 
 }  // namespace otarig::harness

@@ -103,7 +103,8 @@ BoardProfile load_profile(const std::filesystem::path& file) {
     root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
 
   auto obs = root.at("observe");
-  obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval", "boot_attempt"});
+  obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval", "boot_attempt", "identity",
+                 "slot_size", "slot_fill"});
   p.observe.banner = obs.string_or("banner", "");
   if (!p.observe.banner.empty()) check_pattern(obs.at("banner"), p.observe.banner, {});
   p.observe.boot_attempt = obs.string_or("boot_attempt", "");
@@ -113,7 +114,30 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   }
   p.observe.status_command = obs.string_or("status_command", "");
   p.observe.status = obs.at("status").as_string();
-  check_pattern(obs.at("status"), p.observe.status, {"slot", "version", "digest"});
+  if (auto id = obs.find("identity")) {
+    const auto text = id->as_string();
+    if (!parse_identity_kind(text, p.observe.identity.kind))
+      id->fail(fmt::format("unknown identity '{}' (known: digest, payload-digest, slot-digest, version)", text));
+  }
+  const bool slot_digest = p.observe.identity.kind == IdentityKind::slot_digest;
+  if (slot_digest) {
+    p.observe.identity.slot_size = obs.at("slot_size").as_size();
+    if (p.observe.identity.slot_size == 0 || p.observe.identity.slot_size > (std::uint64_t{1} << 30))
+      obs.at("slot_size").fail("must be 1 byte .. 1 GiB");
+    if (auto fill = obs.find("slot_fill")) {
+      const auto v = fill->as_int();
+      if (v < 0 || v > 255) fill->fail("must be a byte value, 0..255");
+      p.observe.identity.slot_fill = static_cast<std::uint8_t>(v);
+    }
+  } else {
+    for (const char* key : {"slot_size", "slot_fill"})
+      if (auto k = obs.find(key)) k->fail(fmt::format("{} goes with `identity: slot-digest`", key));
+  }
+  // A status whose identity is the version needs no digest group.
+  if (p.observe.identity.kind == IdentityKind::version)
+    check_pattern(obs.at("status"), p.observe.status, {"slot", "version"});
+  else
+    check_pattern(obs.at("status"), p.observe.status, {"slot", "version", "digest"});
   p.observe.boot_timeout = obs.duration_or("boot_timeout", std::chrono::milliseconds(5000));
   p.observe.status_interval = obs.duration_or("status_interval", std::chrono::milliseconds(500));
   if (p.observe.boot_timeout.count() <= 0) obs.at("boot_timeout").fail("must be positive");

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 
 #include "otarig/core/image.hpp"
+#include "otarig/harness/identity.hpp"
 #include "otarig/harness/rng.hpp"
 #include "otarig/harness/scenario.hpp"
 
@@ -149,8 +151,23 @@ class Runner final : public TrialPort {
     out_.events.push_back(std::move(data));
   }
   Observation look(const std::string& step) override {
+    const BuiltImage* expected = image_;
+    if (step == "prepare") expected = &releases_.get(s_.start);
+    if (step == "retry" && !s_.retry.empty()) expected = &retry_image();
+    return look_expecting(step, expected);
+  }
+  // The observation, its identity resolved to an image the rig built (the
+  // one the step expects first) when the device reports no rig digest.
+  Observation look_expecting(const std::string& step, const BuiltImage* expected) {
     auto o = bench_.observe(step);
-    note("observation", obs_json(o));
+    std::vector<const BuiltImage*> candidates{expected, image_};
+    for (const auto& m : made_up_) candidates.push_back(&m);
+    if (retry_variant_) candidates.push_back(&*retry_variant_);
+    for (const auto& r : releases_.all()) candidates.push_back(&r);
+    const auto resolved = resolve_identity(o, candidates, bench_.profile().observe.identity);
+    auto j = obs_json(o);
+    if (!resolved.is_null()) j["identity"] = resolved;
+    note("observation", std::move(j));
     out_.observations.push_back(o);
     return o;
   }
@@ -267,12 +284,21 @@ class Runner final : public TrialPort {
       keep_transcript();
       std::string tail;
       for (const auto& line : kept_transcript_.last(12)) tail += "\n  | " + line.text;
-      throw BenchError(fmt::format("{}: prepare: the device did not come up on release {} after provisioning{}; "
-                                   "{}",
-                                   bench_.profile().name, start.name,
-                                   o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : "",
-                                   tail.empty() ? "its console printed nothing"
-                                                : fmt::format("the last lines of its console:{}", tail)));
+      const auto device_exit = bench_.parts().power->device_exit();
+      const auto what = fmt::format(
+          "{}: prepare: the device did not come up on release {} after provisioning{}{}; {}", bench_.profile().name,
+          start.name, o.booted ? fmt::format(" (it runs {})", o.digest.substr(0, 12)) : "",
+          device_exit ? fmt::format(" (its program {})", *device_exit) : "",
+          tail.empty() ? "its console printed nothing" : fmt::format("the last lines of its console:{}", tail));
+      nlohmann::json failure{{"step", "prepare"},
+                             {"detail", what},
+                             {"release", start.name},
+                             {"expected_digest", start.digest},
+                             {"device_exit", device_exit ? nlohmann::json(*device_exit) : nlohmann::json(nullptr)},
+                             {"observed", obs_json(o)}};
+      note("bench-failure", failure);
+      out_.transcript = kept_transcript_.take();
+      throw TrialBenchError(what, std::move(out_), std::move(failure));
     }
     for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
     before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;
@@ -281,7 +307,7 @@ class Runner final : public TrialPort {
   bool clean_update(const BuiltImage& img, const std::string& label) {
     auto r = deliver(img, "before:" + label, false);
     power_up_if_off("before:" + label);
-    auto ob = look("before:" + label);
+    auto ob = look_expecting("before:" + label, &img);
     const bool took = r.status == drivers::DeliveryStatus::accepted && ob.booted && ob.digest == img.digest;
     if (!took && setup_problem_.empty())
       setup_problem_ = fmt::format("the clean update to {} before the fault did not take ({}: {})", label,
@@ -290,8 +316,15 @@ class Runner final : public TrialPort {
   }
 
  public:
+  void use_retry_image(BuiltImage image) override {
+    retry_variant_ = std::move(image);
+    extra_authentic_.push_back(retry_variant_->digest);
+  }
+  const BuiltImage& retry_image() const { return retry_variant_ ? *retry_variant_ : releases_.get(s_.retry); }
+
   bool update_before_fault(const BuiltImage& img) override {
-    const bool took = clean_update(img, img.name + " (" + img.version + ")");
+    made_up_.push_back(img);
+    const bool took = clean_update(made_up_.back(), img.name + " (" + img.version + ")");
     extra_authentic_.push_back(img.digest);
     if (out_.observations.back().booted) before_digest_ = out_.observations.back().digest;
     return took;
@@ -356,7 +389,7 @@ class Runner final : public TrialPort {
 
   void retry() {
     if (s_.retry.empty()) return;
-    const auto& rel = releases_.get(s_.retry);
+    const auto& rel = retry_image();
     auto r = deliver(rel, "retry", false);
     power_up_if_off("retry");
     retry_index_ = out_.observations.size();
@@ -379,7 +412,7 @@ class Runner final : public TrialPort {
     in.authentic_digests.insert(extra_authentic_.begin(), extra_authentic_.end());
     in.has_retry = !s_.retry.empty();
     if (in.has_retry) {
-      in.retry_digest = releases_.get(s_.retry).digest;
+      in.retry_digest = retry_image().digest;
       in.retry_index = retry_index_;
       in.retry_problem = retry_problem_;
     }
@@ -427,6 +460,8 @@ class Runner final : public TrialPort {
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
+  std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports
+  std::optional<BuiltImage> retry_variant_;   ///< the retry image a kind chose (use_retry_image)
   std::string setup_problem_;
   std::string retry_problem_;
   std::size_t fault_index_ = 0;
@@ -536,6 +571,7 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.delivery_cuts = bench.parts().cuts != nullptr;
   if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
   a.server = bench.parts().feed != nullptr;
+  a.reads_manifest = a.server && bench.parts().feed->follows_feed();
   if (auto* crash = bench.parts().crash_storage.get()) {
     a.crash_storage = crash;
     a.storage_ops = [&bench, &releases](const std::string& s, const std::string& d) {

@@ -551,6 +551,9 @@ class Page {
     row("Device kind", et(board, "device_kind"));
     if (board.contains("power_loss")) row("Power loss", et(board, "power_loss"));
     row("Device identity", et(board, "identity"));
+    if (board.contains("image_identity") && board["image_identity"].is_object())
+      row("Image identity", fmt::format("{} <span class=\"note\">{}</span>", et(board["image_identity"], "kind"),
+                                        et(board["image_identity"], "how")));
     row("Board profile", fmt::format("{}<br><span class=\"hash\">sha256 {}</span>", et(board, "profile"),
                                      et(board, "profile_sha256")));
     row("Scenario", fmt::format("{}: {}", et(scenario, "name"), et(scenario, "title")));

@@ -113,11 +113,36 @@ class MajorDowngradeRun final : public harness::FaultRun {
   }
 };
 
+enum class Field { patch, minor, major };
+
+const char* field_name(Field f) { return f == Field::patch ? "patch" : f == Field::minor ? "minor" : "major"; }
+
+std::uint32_t value_of(const image::Version& v, Field f) {
+  return f == Field::patch ? v.patch : f == Field::minor ? v.minor : v.major;
+}
+
+// `v` with `f` set to `value` and the fields below it zero (1.9.3 -> 1.10.0).
+image::Version with(image::Version v, Field f, std::uint32_t value) {
+  if (f == Field::major) {
+    v.major = static_cast<std::uint8_t>(value);
+    v.minor = 0;
+    v.patch = 0;
+  } else if (f == Field::minor) {
+    v.minor = static_cast<std::uint8_t>(value);
+    v.patch = 0;
+  } else {
+    v.patch = static_cast<std::uint16_t>(value);
+  }
+  return v;
+}
+
 // The delivered release at another version and counter, validly signed:
 // the edges a version comparison gets wrong (docs/scenarios.md, "Version
 // edges"). Some need the device to run a made-up version first (a clean
-// update to it before the faulted delivery). The versions stay between the
-// delivered release and the retry, which must be newer than all of them.
+// update to it before the faulted delivery). The patch edges stay between
+// the delivered release and the retry, which must be newer than all of them;
+// the minor and major edges cross their digit boundary above the retry
+// release, so the kind retries with the retry release signed newer still.
 class VersionEdgeRun final : public harness::FaultRun {
  public:
   explicit VersionEdgeRun(std::string variant) : variant_(std::move(variant)) {}
@@ -130,10 +155,16 @@ class VersionEdgeRun final : public harness::FaultRun {
     const auto bad = [&](const std::string& why) {
       return InputError(fmt::format("{}: scenario '{}': version edge {}: {}", s.fault.where, s.name, variant_, why));
     };
-    // The smallest all-nines patch above the release's: 9 -> 10 crosses a digit.
+    // The field whose digits the edge crosses, and the smallest all-nines
+    // value above the release's: 9 -> 10 crosses a digit.
+    const Field field = variant_.rfind("minor-", 0) == 0   ? Field::minor
+                        : variant_.rfind("major-", 0) == 0 ? Field::major
+                                                           : Field::patch;
+    const std::uint32_t current = value_of(h.version, field), limit = field == Field::patch ? 0xFFFF : 0xFF;
     std::uint32_t nines = 9;
-    while (nines < h.version.patch + 1u) nines = nines * 10 + 9;
-    if (nines + 1 > 0xFFFF) throw bad(fmt::format("patch {} leaves no room below 65535", h.version.patch));
+    while (nines < current + 1) nines = nines * 10 + 9;
+    if (nines + (field == Field::patch ? 1 : 2) > limit)
+      throw bad(fmt::format("{} {} leaves no room below {}", field_name(field), current, limit));
     if (h.version.build == 0xFFFFFFFFu) throw bad("the release's build number is at its maximum");
     auto at = [&](std::uint32_t patch, std::uint32_t build_add) {
       image::Version v = h.version;
@@ -145,7 +176,11 @@ class VersionEdgeRun final : public harness::FaultRun {
     image::Version step_v{}, edge_v{};
     std::uint32_t edge_counter = c;
     bool step = true;
-    if (variant_ == "patch-digits-up") {
+    if (field != Field::patch) {
+      const bool up = variant_.ends_with("-up");
+      step_v = with(h.version, field, up ? nines : nines + 1), edge_v = with(h.version, field, up ? nines + 1 : nines);
+      expect_installed_ = up;
+    } else if (variant_ == "patch-digits-up") {
       step_v = at(nines, 0), edge_v = at(nines + 1, 0), expect_installed_ = true;
     } else if (variant_ == "patch-digits-down") {
       step_v = at(nines + 1, 0), edge_v = at(nines, 0);
@@ -156,46 +191,58 @@ class VersionEdgeRun final : public harness::FaultRun {
     } else {  // lower-version-higher-counter
       step_v = at(p + 1, 0), edge_v = at(p, 0), edge_counter = c + 1;
     }
-    if (!s.retry.empty()) {
-      const auto& retry = port.releases().get(s.retry);
-      const auto rv = image::parse(retry.bytes, retry.name).header;
-      const auto highest = std::max(step ? step_v : edge_v, edge_v);
-      if (!(highest < rv.version) || rv.security_counter < edge_counter)
-        throw bad(fmt::format("the retry release {} ({}, counter {}) must be newer than {} and have a counter of "
-                              "at least {}",
-                              retry.name, retry.version, rv.security_counter, highest.str(), edge_counter));
-    }
     const auto& profile = port.bench().profile();
     const auto key = harness::load_key_ref(profile.signing_key, profile.path.parent_path());
-    auto make = [&](const image::Version& v, std::uint32_t counter, const std::string& role) {
-      image::Header hv = h;
+    auto make = [&](const harness::BuiltImage& from, const image::Version& v, std::uint32_t counter,
+                    const std::string& role) {
+      const auto f = image::parse(from.bytes, from.name);
+      image::Header hv = f.header;
       hv.version = v;
       hv.security_counter = counter;
-      harness::BuiltImage img = base;
+      harness::BuiltImage img = from;
       img.variant = variant_ + "/" + role;
-      img.name = base.name + "/" + variant_ + "/" + role;
-      img.bytes = image::build(hv, parsed.payload, key);
+      img.name = from.name + "/" + variant_ + "/" + role;
+      img.bytes = image::build(hv, f.payload, key);
       img.version = v.str();
       img.security_counter = counter;
       img.digest = harness::device_digest(img.bytes);
       img.authentic = true;
+      img.fails_self_test = false;
       img.package.clear();
       img.package_of.clear();
       return img;
     };
+    std::string retry_note;
+    if (!s.retry.empty()) {
+      const auto& retry = port.releases().get(s.retry);
+      const auto rv = image::parse(retry.bytes, retry.name).header;
+      if (field != Field::patch) {
+        // Newer than every edge: the crossed field one above the highest.
+        auto r = make(retry, with(h.version, field, nines + 2), std::max(rv.security_counter, edge_counter), "retry");
+        retry_note = fmt::format("; the retry installs {} signed as {} (counter {})", retry.name, r.version,
+                                 r.security_counter);
+        port.use_retry_image(std::move(r));
+      } else {
+        const auto highest = std::max(step ? step_v : edge_v, edge_v);
+        if (!(highest < rv.version) || rv.security_counter < edge_counter)
+          throw bad(fmt::format("the retry release {} ({}, counter {}) must be newer than {} and have a counter of "
+                                "at least {}",
+                                retry.name, retry.version, rv.security_counter, highest.str(), edge_counter));
+      }
+    }
     std::string from = fmt::format("{} (counter {})", base.version, c);
     if (step) {
-      const auto running = make(step_v, c, "running");
+      const auto running = make(base, step_v, c, "running");
       from = fmt::format("{} (counter {}), installed first", running.version, c);
       if (!port.update_before_fault(running)) step_failed_ = true;
     }
-    auto edge = make(edge_v, edge_counter, "delivered");
+    auto edge = make(base, edge_v, edge_counter, "delivered");
     expected_ = edge.version;
     const auto verdict = either_ ? "either taking or refusing it is right"
                          : expect_installed_ ? "it is newer and must be installed"
                                              : "it is older and must be refused";
-    auto detail = fmt::format("{}: {} (counter {}) validly signed, delivered after {}: {}", variant_, edge.version,
-                              edge_counter, from, verdict);
+    auto detail = fmt::format("{}: {} (counter {}) validly signed, delivered after {}: {}{}", variant_, edge.version,
+                              edge_counter, from, verdict, retry_note);
     port.use_image(std::move(edge));
     return detail;
   }
@@ -297,8 +344,15 @@ const std::vector<std::string_view>& tamper_variants() {
 }
 
 const std::vector<std::string_view>& version_edges() {
-  static const std::vector<std::string_view> v = {"patch-digits-up", "patch-digits-down", "higher-build",
-                                                  "higher-version-equal-counter", "lower-version-higher-counter"};
+  static const std::vector<std::string_view> v = {"patch-digits-up",
+                                                  "patch-digits-down",
+                                                  "minor-digits-up",
+                                                  "minor-digits-down",
+                                                  "major-digits-up",
+                                                  "major-digits-down",
+                                                  "higher-build",
+                                                  "higher-version-equal-counter",
+                                                  "lower-version-higher-counter"};
   return v;
 }
 
@@ -320,7 +374,8 @@ void register_image_faults(harness::FaultRegistry& registry) {
       {"version-edge",
        "deliver the release validly signed at another version and counter, after a clean update to a made-up "
        "version where the edge needs one: patch-digits-up (x.y.9 -> x.y.10, must install), patch-digits-down "
-       "(x.y.10 -> x.y.9, must be refused), higher-build (either is right), higher-version-equal-counter (must "
+       "(x.y.10 -> x.y.9, must be refused), minor-digits-up/-down (x.9.0 <-> x.10.0) and major-digits-up/-down "
+       "(9.0.0 <-> 10.0.0), retried with the retry release signed newer still, higher-build (either is right), higher-version-equal-counter (must "
        "install), lower-version-higher-counter (must be refused)"},
   };
   for (const auto& [name, summary] : kinds) registry.add(std::make_shared<ImageKind>(name, summary));

@@ -108,10 +108,11 @@ void break_oracle(std::vector<OracleResult>& oracles, const char* name, const st
     }
 }
 
-bool has_impostor(const std::string& faults) {
+template <class Fault>
+bool has_fault(const std::string& faults) {
   if (faults.empty()) return false;
   for (const auto& rule : drivers::net::parse_fault_spec(fill_b(faults, 0), "faults").rules)
-    if (std::holds_alternative<drivers::net::Impostor>(rule.fault)) return true;
+    if (std::holds_alternative<Fault>(rule.fault)) return true;
   return false;
 }
 
@@ -128,7 +129,10 @@ struct ImpostorConnection {
 
 class NetworkRun final : public harness::FaultRun {
  public:
-  explicit NetworkRun(const NetworkPoint& p) : p_(p), impostor_(has_impostor(p.faults)) {}
+  explicit NetworkRun(const NetworkPoint& p)
+      : p_(p),
+        impostor_(has_fault<drivers::net::Impostor>(p.faults)),
+        ask_client_cert_(has_fault<drivers::net::AskClientCert>(p.faults)) {}
 
   std::string inject(TrialPort& port) override {
     auto* net = port.bench().parts().network.get();
@@ -151,6 +155,8 @@ class NetworkRun final : public harness::FaultRun {
       if (!e.is_object()) continue;
       if (e.value("source", "") == "server" && e.value("kind", "") == "endless-body") judge_endless_body(port, e);
       if (impostor_ && !e.contains("source")) read_tls_log(e);
+      if (ask_client_cert_ && e.value("kind", "") == "client-certificate")
+        client_certs_.emplace_back(e.value("connection", std::uint64_t{0}), e.value("detail", ""));
     }
   }
 
@@ -184,6 +190,7 @@ class NetworkRun final : public harness::FaultRun {
           }
     }
     if (impostor_) judge_server_authenticated(port, oracles);
+    if (ask_client_cert_) judge_client_certificate(port, oracles);
     if (probe_)
       oracles.push_back({"mutual-tls", !probe_->answered,
                          probe_->answered ? "the update server " + probe_->detail
@@ -307,8 +314,42 @@ class NetworkRun final : public harness::FaultRun {
     oracles.push_back({"server-authenticated", held, detail});
   }
 
+  // mutual-tls, the device's side: the profile says mutual TLS, so on every
+  // connection where the proxy (as the server) asked for a client
+  // certificate without requiring it, the device must have presented one
+  // that chains to the client CA. A device that proceeds without it would
+  // talk to any server that does not insist.
+  void judge_client_certificate(TrialPort& port, std::vector<OracleResult>& oracles) {
+    std::vector<std::string> missing;
+    std::uint64_t presented = 0;
+    for (const auto& [id, detail] : client_certs_) {
+      if (detail.rfind("client presented a certificate that chains", 0) == 0)
+        ++presented;
+      else
+        missing.push_back(fmt::format("connection {}: {}", id, detail));
+    }
+    const bool held = missing.empty() && presented > 0;
+    std::string detail;
+    if (client_certs_.empty())
+      detail = "the device opened no connection on which the server asked for its client certificate";
+    else if (!missing.empty())
+      detail = fmt::format("the device went on without presenting its client certificate where the server asked "
+                           "for one without requiring it (the profile says mutual TLS): {}",
+                           fmt::join(missing, "; "));
+    port.note("client-certificate",
+              {{"held", held},
+               {"connections", client_certs_.size()},
+               {"presented", presented},
+               {"detail", held ? fmt::format("the device presented its client certificate on {} of {} connections",
+                                             presented, client_certs_.size())
+                               : detail}});
+    oracles.push_back({"mutual-tls", held, detail});
+  }
+
   NetworkPoint p_;
   bool impostor_ = false;
+  bool ask_client_cert_ = false;
+  std::vector<std::pair<std::uint64_t, std::string>> client_certs_;
   std::map<std::uint64_t, ImpostorConnection> tls_log_;
   std::optional<drivers::ProbeResult> probe_;
   std::string stays_up_problem_;
@@ -338,6 +379,8 @@ class NetworkKind final : public harness::FaultKind {
       return "the board does not download from the rig's update server through the fault proxy";
     if (board.network == "off" && (f.faults.find("impostor") != std::string::npos || !f.probe.empty()))
       return "the device reaches the update server without TLS (device.network.tls: off)";
+    if (board.network != "mutual" && f.faults.find("ask-client-cert") != std::string::npos)
+      return "the profile does not say the device presents a client certificate (device.network.tls: mutual)";
     return {};
   }
   void plan(PlanContext& ctx) const override {
@@ -436,6 +479,7 @@ class StaleKind final : public harness::FaultKind {
 void register_network_faults(harness::FaultRegistry& registry) {
   registry.add(std::make_shared<NetworkKind>());
   registry.add(std::make_shared<StaleKind>());
+  register_lying_mirror(registry);
 }
 
 }  // namespace otarig::scenarios::network

@@ -253,6 +253,44 @@ TEST(Tls, ImpostorAcceptedByANonVerifyingClientRelaysToTheUpstream) {
   EXPECT_NE(ev[0].detail.find("accepted"), std::string::npos);
 }
 
+// ask-client-cert: the proxy speaks as the server, asks for a client
+// certificate without requiring one, logs whether one came, and relays.
+TEST(Tls, AskClientCertLogsWhetherTheClientPresentedOne) {
+  auto server = https_server(true);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  o.faults = parse_fault_spec("ask-client-cert");
+  o.upstream_client = TlsConfig{pki().client.cert_pem, pki().client.key_pem, {}};
+  o.server_identity = TlsConfig{pki().server.cert_pem, pki().server.key_pem, pki().ca.cert_pem};
+  FaultProxy proxy(o);
+  proxy.start();
+  auto certificate_event = [&] {
+    std::vector<FaultEvent> seen;
+    eventually([&] {
+      for (const auto& e : proxy.take_events())
+        if (e.kind == "client-certificate") seen.push_back(e);
+      return !seen.empty();
+    });
+    return seen.empty() ? std::string() : seen[0].detail;
+  };
+  // With its certificate: the relay answers, the log says it was presented.
+  EXPECT_EQ(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
+                                 .key_pem = pki().client.key_pem}),
+            "200 hi");
+  EXPECT_EQ(certificate_event(), "client presented a certificate that chains to the client CA");
+  // Without: the handshake goes on (the server would have refused it).
+  EXPECT_EQ(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");
+  EXPECT_EQ(certificate_event(), "client presented no certificate (asked for, not required)");
+  // With one of another CA: logged as not verifying.
+  EXPECT_EQ(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem, .cert_pem = pki().impostor.cert_pem,
+                                 .key_pem = pki().impostor.key_pem}),
+            "200 hi");
+  EXPECT_NE(certificate_event().find("does not verify"), std::string::npos);
+  // The canonical spec text names it, with no direction.
+  EXPECT_EQ(parse_fault_spec("ask-client-cert").text(), "ask-client-cert");
+  EXPECT_THROW(parse_fault_spec("up:ask-client-cert"), otarig::InputError);
+}
+
 TEST(Tls, PkiWritesFilesTheServerLoads) {
   TempDir dir;
   pki().write(dir.path());

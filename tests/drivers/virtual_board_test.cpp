@@ -255,6 +255,15 @@ TEST(VirtualBoard, StatusLineHasTheExactFormat) {
   EXPECT_EQ(board.read(0ms),
             "STATUS slot=A version=1.1.0+2 digest=" + digest_of(img) +
                 " counter=2 state=confirmed health=ok key=" + crypto::hex(release_key().id()) + "\n");
+  // status_payload: the payload's own digest follows.
+  auto config = small_config();
+  config.status_payload = true;
+  VirtualBoard named(config, {release_key().public_key()});
+  named.provision(img);
+  named.on();
+  drain(named);
+  named.write("status\n");
+  EXPECT_TRUE(named.read(0ms).ends_with(" payload=" + crypto::hex(crypto::sha256(image::parse(img).payload)) + "\n"));
 }
 
 TEST(VirtualBoard, StatusDigestIsReadFromFlash) {

@@ -127,7 +127,11 @@ def test_a_device_comparing_version_texts_is_caught_across_a_digit_boundary_only
     for f in load_run(out)["findings"]:
         broken.setdefault((f["scenario"], f["fault"].get("variant")), set()).update(o["oracle"] for o in f["oracles"])
     assert broken == {("version-edges", "patch-digits-down"): {"no-rollback"},
-                      ("version-edges", "patch-digits-up"): {"still-updatable"}}, broken
+                      ("version-edges", "patch-digits-up"): {"still-updatable"},
+                      ("version-edges", "minor-digits-down"): {"no-rollback", "still-updatable"},
+                      ("version-edges", "minor-digits-up"): {"still-updatable"},
+                      ("version-edges", "major-digits-down"): {"no-rollback", "still-updatable"},
+                      ("version-edges", "major-digits-up"): {"still-updatable"}}, broken
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -82,3 +82,25 @@ add_test(NAME e2e.memory.campaign
 set_tests_properties(e2e.memory.campaign PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 600)
+# What a device may trust of its update server: the lying mirror (a manifest
+# that disagrees with the image it names) and a server that asks for the
+# client certificate without requiring it, on the reference process board
+# and the flawed boards each must catch; under a minute.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.trust
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_feed_trust.py)
+  set_tests_properties(e2e.trust PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e;process" TIMEOUT 600)
+endif()
+# A device's own language: status lines that name the running image by a
+# payload digest or by version only, judged with what they carry; a device
+# that does not come up after provisioning leaves its console and exit status
+# in the evidence; well under a minute.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.identity
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_device_identity.py)
+  set_tests_properties(e2e.identity PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e" TIMEOUT 600)
+endif()

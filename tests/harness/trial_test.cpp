@@ -106,11 +106,12 @@ TEST_F(Fixture, MissingCounterCheckIsARollbackFinding) {
 
 // Version edges (docs/scenarios.md): a reference takes what is newer and
 // refuses what is older; a device comparing version texts is caught in both
-// directions across 1.1.9 / 1.1.10, and only there.
+// directions across 1.1.9 / 1.1.10, 1.9.0 / 1.10.0 and 9.0.0 / 10.0.0, and
+// only there.
 TEST_F(Fixture, VersionEdgesCatchATextComparisonAndPassTheReference) {
   auto ref = run("small-ab", "version-edges");
   EXPECT_EQ(ref.exit_code(), 0) << ref.run["findings"].dump(1);
-  ASSERT_EQ(ref.trials, 5u);
+  ASSERT_EQ(ref.trials, 9u);
   std::map<std::string, std::string> after;
   for (const auto& t : ref.run["trials"]) {
     const auto variant = t["fault"]["variant"].get<std::string>();
@@ -119,6 +120,18 @@ TEST_F(Fixture, VersionEdgesCatchATextComparisonAndPassTheReference) {
   }
   EXPECT_EQ(after["patch-digits-up"], "1.1.10+2");
   EXPECT_EQ(after["patch-digits-down"], "1.1.10+2");
+  EXPECT_EQ(after["minor-digits-up"], "1.10.0+2");
+  EXPECT_EQ(after["minor-digits-down"], "1.10.0+2");
+  EXPECT_EQ(after["major-digits-up"], "10.0.0+2");
+  EXPECT_EQ(after["major-digits-down"], "10.0.0+2");
+  // Their retry is the retry release signed newer than the edge.
+  std::map<std::string, std::string> retried;
+  for (const auto& t : ref.run["trials"])
+    for (const auto& o : t["observed"])
+      if (o["step"] == "retry") retried[t["fault"]["variant"].get<std::string>()] = o["version"].get<std::string>();
+  EXPECT_EQ(retried["minor-digits-up"], "1.11.0+2");
+  EXPECT_EQ(retried["major-digits-down"], "11.0.0+2");
+  EXPECT_EQ(retried["patch-digits-up"], "1.2.0+3");
   EXPECT_EQ(after["higher-version-equal-counter"], "1.1.1+2");
   EXPECT_EQ(after["lower-version-higher-counter"], "1.1.1+2");
 
@@ -129,8 +142,15 @@ TEST_F(Fixture, VersionEdgesCatchATextComparisonAndPassTheReference) {
   for (const auto& f : flawed.run["findings"])
     for (const auto& o : f["oracles"])
       broken[f["fault"]["variant"].get<std::string>()].insert(o["oracle"].get<std::string>());
+  // Across a minor or major boundary the text comparison also refuses the
+  // newer retry after it took the older edge (1.11.0 < 1.9.0 as text).
   EXPECT_EQ(broken, (std::map<std::string, std::set<std::string>>{
-                        {"patch-digits-down", {"no-rollback"}}, {"patch-digits-up", {"still-updatable"}}}));
+                        {"patch-digits-down", {"no-rollback"}},
+                        {"patch-digits-up", {"still-updatable"}},
+                        {"minor-digits-down", {"no-rollback", "still-updatable"}},
+                        {"minor-digits-up", {"still-updatable"}},
+                        {"major-digits-down", {"no-rollback", "still-updatable"}},
+                        {"major-digits-up", {"still-updatable"}}}));
   // The same device passes every other image scenario: the shipped releases never show it.
   EXPECT_EQ(run("small-textver", "replay-old", 1, "out-replay").exit_code(), 0);
 }
@@ -200,6 +220,19 @@ TEST_F(Fixture, BenchFailureIsExit3AndKeepsCompletedTrials) {
   EXPECT_NE(r.aborted.find("the last lines of its console:\n  | "), std::string::npos) << r.aborted;
   EXPECT_NE(r.aborted.find("STATUS slot="), std::string::npos) << r.aborted;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "run.json"));
+  // ... and the failed trial's folder keeps its console and the failure.
+  ASSERT_TRUE(r.run.contains("aborted_evidence")) << r.run.dump();
+  const auto folder = dir / "out" / r.run["aborted_evidence"].get<std::string>();
+  std::ifstream con(folder / "console.log");
+  std::string console((std::istreambuf_iterator<char>(con)), std::istreambuf_iterator<char>());
+  EXPECT_NE(console.find("STATUS slot="), std::string::npos) << console;
+  std::ifstream failure_file(folder / "bench-failure.json");
+  ASSERT_TRUE(failure_file.good()) << folder;
+  const auto failure = nlohmann::json::parse(failure_file);
+  EXPECT_EQ(failure["step"], "prepare");
+  EXPECT_EQ(failure["release"], "factory");
+  EXPECT_TRUE(failure["device_exit"].is_null()) << "an in-process board cannot tell";
+  EXPECT_FALSE(std::filesystem::exists(folder / "verdict.json"));
 }
 
 TEST(EraseRuns, GroupsEqualCountsAndLeavesOutUnerasedSectors) {

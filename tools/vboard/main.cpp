@@ -7,7 +7,8 @@
 // An `update-feed URL` command follows a release feed instead: it fetches the
 // manifest at URL (docs/network.md), refuses a release older than the one
 // running (version or anti-rollback counter), and otherwise downloads the image the manifest names and
-// checks it against the manifest's size and SHA-256 before the agent gets it.
+// checks it against the manifest's size and SHA-256 before the agent gets it (which checks the image's
+// signed header again).
 //
 //   power on  = this process starts: boot from the flash file
 //   power off = SIGKILL: the flash file keeps every flash operation that completed
@@ -65,6 +66,9 @@ struct Options {
   bool read_to_eof = false;
   bool no_download_deadline = false;
   bool no_feed_version_check = false;
+  bool version_from_manifest = false;
+  bool trust_manifest_digest = false;
+  bool client_cert_on_refusal = false;
   bool tls_no_verify = false;
   std::vector<std::string> trust;
   std::uint64_t chunk_size = 4096;
@@ -332,7 +336,7 @@ class Device {
       : o_(o),
         file_(std::move(file)),
         device_key_(otarig::crypto::Ed25519Key::test_key("otarig-vboard device")) {
-    if (o.no_verify) keys.push_back(device_key_.public_key());
+    if (o.no_verify || o.trust_manifest_digest) keys.push_back(device_key_.public_key());
     board_ = std::make_unique<vb::VirtualBoard>(config, std::move(keys));
     auto bytes = file_.read_all();
     const auto& g = file_.geometry();
@@ -444,6 +448,21 @@ class Device {
     return d;
   }
 
+  // --client-cert-on-refusal: each connection goes first without the client
+  // certificate, and presents it only after the server refused.
+  std::vector<std::uint8_t> fetch(const std::string& url, const DownloadOptions& d) {
+    if (!o_.client_cert_on_refusal || d.client_cert_file.empty()) return otarig::vboard_tool::download(url, d);
+    auto bare = d;
+    bare.client_cert_file.clear();
+    bare.client_key_file.clear();
+    try {
+      return otarig::vboard_tool::download(url, bare);
+    } catch (const DownloadError& e) {
+      say(fmt::format("ota: refused without a client certificate ({}); presenting it", e.what()));
+      return otarig::vboard_tool::download(url, d);
+    }
+  }
+
   static std::string trimmed(std::string url) {
     while (!url.empty() && url.front() == ' ') url.erase(0, 1);
     return url;
@@ -480,7 +499,7 @@ class Device {
     d.resume_attempts = 0;
     otarig::drivers::net::Manifest m;
     try {
-      auto body = otarig::vboard_tool::download(url, d);
+      auto body = fetch(url, d);
       m = otarig::drivers::net::parse_manifest(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
                                                "the feed's manifest");
     } catch (const DownloadError& e) {
@@ -529,12 +548,13 @@ class Device {
     };
     std::vector<std::uint8_t> image;
     try {
-      image = otarig::vboard_tool::download(url, d);
+      image = fetch(url, d);
     } catch (const DownloadError& e) {
       say(fmt::format("ota: refused: download failed: {}", e.what()));
       return;
     }
     if (received != reported) say(fmt::format("ota: received {} bytes", received));
+    bool vouched = false;
     if (manifest && !o_.no_verify) {
       const auto digest = otarig::crypto::hex(otarig::crypto::sha256(image));
       if (image.size() != manifest->size || digest != manifest->sha256) {
@@ -543,8 +563,9 @@ class Device {
                         image.size(), digest, manifest->size, manifest->sha256));
         return;
       }
+      vouched = o_.trust_manifest_digest;
     }
-    if (o_.no_verify) {
+    if (o_.no_verify || vouched) {
       // Flawed updater: whatever arrived is taken as it is and sealed with the
       // device's own key, which the bootloader trusts; nobody checks who
       // signed the download, or whether it is intact.
@@ -620,6 +641,16 @@ int main(int argc, char** argv) {
                "holds the updater)");
   app.add_flag("--no-feed-version-check", o.no_feed_version_check,
                "flawed: `update-feed` installs whatever release the feed names, older ones included");
+  app.add_flag("--version-from-manifest", o.version_from_manifest,
+               "flawed: the downgrade check (version and anti-rollback counter) is made against the feed's "
+               "manifest only; neither the agent nor the bootloader compares the image's signed header with the "
+               "running one");
+  app.add_flag("--trust-manifest-digest", o.trust_manifest_digest,
+               "flawed: an image whose size and SHA-256 match the feed's manifest is taken as verified and "
+               "installed without checking its own signed digest or signature");
+  app.add_flag("--client-cert-on-refusal", o.client_cert_on_refusal,
+               "flawed: connect without the client certificate first and present it only after the server "
+               "refused, so a server that asks for it without insisting never sees it");
   app.add_flag("--tls-no-verify", o.tls_no_verify,
                "flawed: over https, take any server certificate (no chain to $OTARIG_CA, no name check), so "
                "an impostor server is taken for the update server");
@@ -667,6 +698,9 @@ int main(int argc, char** argv) {
     std::cerr << "otarig-vboard: --defect-storage " << o.defect_storage << " needs --state-file\n";
     return 2;
   }
+  // The header's version and counter are never compared on the device: the
+  // feed's manifest check (kept) is the only downgrade check.
+  if (o.version_from_manifest) o.defects.push_back("no-rollback-check");
   try {
     return run(o);
   } catch (const otarig::InputError& e) {

@@ -23,6 +23,11 @@ class PowerProtocol {
   /// off, keep it off for `off_time`, on.
   virtual void cycle(std::chrono::milliseconds off_time) = 0;
   virtual bool is_on() const = 0;
+  /// The device program ended by itself although the power is on (a process
+  /// board's program exited): how it ended, e.g. "exited with status 2".
+  /// nullopt for a board that cannot tell (a physical board: a dead board
+  /// just stops answering).
+  virtual std::optional<std::string> device_exit() const { return std::nullopt; }
 };
 
 /// The device's console as a byte stream.
@@ -256,6 +261,15 @@ class NetworkFaultProtocol {
   virtual std::vector<std::string> take_network_events() = 0;
 };
 
+/// What a lying mirror's manifest states in place of the truth
+/// (ReleaseFeedProtocol::claim_next); an empty field is told truly.
+struct ManifestClaim {
+  std::optional<std::string> version;
+  std::optional<std::uint32_t> security_counter;
+  std::optional<std::uint64_t> size;
+  std::optional<std::string> sha256;  ///< 64 lowercase hex digits
+};
+
 /// A device that follows the update server's release feed: its update
 /// command names ${feed_url} (the server's /manifest.json, the release the
 /// controller calls latest) or ${manifest_url}, and it reads the manifest
@@ -275,6 +289,11 @@ class ReleaseFeedProtocol {
   /// or replaying mirror. Later deliveries make their own manifest latest
   /// again. InputError for a name that is not [A-Za-z0-9._-].
   virtual void serve_as_release(const std::string& name) = 0;
+  /// The next delivery only: its manifest states these fields instead of
+  /// what the image's header and bytes say (a lying mirror: a newer version
+  /// over an older image, another release's digest). A field left empty
+  /// keeps what the image says.
+  virtual void claim_next(const ManifestClaim& claim) = 0;
 };
 
 /// Storage that loses what real power loss loses (docs/crash-model.md): a

@@ -24,6 +24,10 @@ struct Observation {
   std::string slot, version, digest, state, health, key;
   std::optional<std::uint64_t> counter;
   std::string line;           ///< the status line as printed
+  /// What the device reported for its image when the profile's identity is
+  /// not the rig's digest (a payload or slot digest, or its version); `digest`
+  /// is then the rig's digest of the image that resolved to (identity.hpp).
+  std::string identity;
   double waited_ms = 0;       ///< time from asking to the answer (or the timeout)
 };
 

@@ -15,5 +15,11 @@ namespace otarig::harness {
 /// trial id is not a plain file name.
 void write_trial_evidence(const std::filesystem::path& out, const TrialOutcome& trial,
                           const nlohmann::json& summary);
+/// OUT/trials/ID/ of a trial the bench failed before its verdict: its
+/// console.log (and console.raw), events.jsonl and bench-failure.json (the
+/// step, the error, the device's exit status, what was observed). Returns
+/// the folder relative to `out` ("trials/ID").
+std::string write_bench_failure_evidence(const std::filesystem::path& out, const TrialOutcome& partial,
+                                         const nlohmann::json& failure);
 
 }  // namespace otarig::harness

@@ -124,6 +124,10 @@ class TrialPort {
   /// fault. Returns whether the device runs it; if not, `still-updatable`
   /// breaks with the reason.
   virtual bool update_before_fault(const BuiltImage& image) = 0;
+  /// The clean retry delivers `image` instead of the scenario's retry
+  /// release: a validly signed image the kind made newer than every image it
+  /// delivered (the oracles count it as signed and as the retry's image).
+  virtual void use_retry_image(BuiltImage image) = 0;
   /// Ends the delivery step without a delivery (a fault at rest).
   virtual void no_delivery(const std::string& detail) = 0;
   /// Keeps the console read so far in the trial's transcript, and discards

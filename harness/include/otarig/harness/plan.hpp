@@ -68,6 +68,9 @@ struct BoardAbilities {
   /// The device downloads from the rig's update server (with or without
   /// the fault proxy), so the server can answer with another release.
   bool server = false;
+  /// The device reads a manifest from the rig's update server before it
+  /// fetches the image (ReleaseFeedProtocol::follows_feed).
+  bool reads_manifest = false;
   /// Storage operations of a clean update, recorded under the crash model
   /// (process boards whose storage is a folder); empty when the board has none.
   CountOps storage_ops;

@@ -11,6 +11,7 @@
 
 #include "otarig/core/config.hpp"
 #include "otarig/core/image.hpp"
+#include "otarig/harness/identity.hpp"
 
 namespace otarig::harness {
 
@@ -35,6 +36,8 @@ struct ObserveSettings {
   /// brown-out on a board whose flash the rig cannot count cuts its recovery
   /// boots right after this line instead of at a seeded time.
   std::string boot_attempt;
+  /// What the status line's identity is (docs/board-profile.md, "Identity").
+  IdentitySettings identity;
 };
 
 struct BoardProfile {

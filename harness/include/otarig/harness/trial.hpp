@@ -67,6 +67,26 @@ struct TrialHooks {
 };
 
 /// Runs one trial on `bench`. Throws BenchError when the bench fails.
+/// The bench failed a trial before it could judge it (the device did not
+/// come up on its provisioned release): the error, with what the trial saw
+/// so far (its console transcript, its events, the device's exit status),
+/// which the campaign keeps in the trial's evidence folder
+/// (write_bench_failure_evidence).
+class TrialBenchError : public BenchError {
+ public:
+  TrialBenchError(const std::string& what, TrialOutcome partial, nlohmann::json failure)
+      : BenchError(what),
+        partial_(std::make_shared<TrialOutcome>(std::move(partial))),
+        failure_(std::make_shared<nlohmann::json>(std::move(failure))) {}
+  const TrialOutcome& partial() const { return *partial_; }
+  /// {step, detail, release, device_exit, observed}
+  const nlohmann::json& failure() const { return *failure_; }
+
+ private:
+  std::shared_ptr<const TrialOutcome> partial_;
+  std::shared_ptr<const nlohmann::json> failure_;
+};
+
 TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec& spec,
                        const TrialHooks* hooks = nullptr);
 

@@ -88,6 +88,12 @@ struct ProxyOptions {
   /// upstream; `upstream_client` is the certificate it presents (mutual TLS).
   bool upstream_tls = true;
   TlsConfig upstream_client;
+  /// The update server's own certificate and its client CA (`peer_ca_pem`),
+  /// for ask-client-cert: the proxy terminates the client's TLS as the
+  /// server would, asks for a client certificate without requiring one, and
+  /// logs whether one was presented. Unset: ask-client-cert connections are
+  /// closed with an event saying so.
+  std::optional<TlsConfig> server_identity;
   /// Events beyond this are counted but not kept.
   std::size_t max_events = 100000;
   /// Bytes recorded per connection and direction for replay.

@@ -85,7 +85,16 @@ struct Impostor {
   bool operator==(const Impostor&) const = default;
 };
 
-using Fault = std::variant<Corrupt, Truncate, Reset, Stall, Throttle, Latency, Slice, Endless, Replay, Impostor>;
+/// Terminate TLS at the proxy with the update server's own certificate,
+/// asking the client for a certificate without requiring one, and relay to
+/// the upstream; the proxy logs whether the client presented a certificate
+/// that chains to the server's client CA. Applies to the whole connection.
+struct AskClientCert {
+  bool operator==(const AskClientCert&) const = default;
+};
+
+using Fault =
+    std::variant<Corrupt, Truncate, Reset, Stall, Throttle, Latency, Slice, Endless, Replay, Impostor, AskClientCert>;
 /// "corrupt", "truncate", ...: the name a fault has in the spec text.
 const char* fault_name(const Fault&);
 

@@ -316,6 +316,7 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
 
   bool follows_feed() const override;
   void describe_next(const std::string& version, std::uint32_t security_counter) override;
+  void claim_next(const ManifestClaim& claim) override;
   void serve_as_release(const std::string& name) override;
 
   /// Deliveries so far (the per-delivery path number).
@@ -350,6 +351,7 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   };
   std::optional<Description> next_description_;
   std::optional<std::string> next_as_release_;
+  std::optional<ManifestClaim> next_claim_;
 };
 
 /// The ProcessDevice a board's parts were built around (device kind

@@ -32,10 +32,6 @@ class CuttablePower : public PowerProtocol {
   /// Power-offs by cut() so far, and the last cause.
   virtual std::uint64_t cuts() const = 0;
   virtual std::string last_cut() const = 0;
-  /// The device program ended by itself although the power is on (a process
-  /// board's program exited): how it ended. nullopt for a board that cannot
-  /// tell (a physical board: a dead board just stops answering).
-  virtual std::optional<std::string> device_exit() const { return std::nullopt; }
 };
 
 /// A console the update link can watch.

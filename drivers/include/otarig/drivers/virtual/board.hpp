@@ -73,6 +73,9 @@ struct BoardConfig {
   std::bitset<kDefectCount> defects;
   /// Materialize counted power cuts from a recorded uncut delivery.
   bool fast_sweep = true;
+  /// The status line also names the SHA-256 of the running payload alone
+  /// (` payload=HEX`), as a device that knows only its payload's hash does.
+  bool status_payload = false;
   /// Boots within one power-on without a healthy application before the device gives up.
   unsigned max_boots = 8;
 
@@ -86,7 +89,7 @@ struct BoardConfig {
   /// Empty when usable, else what is wrong.
   std::string problem() const;
   /// Reads `kind, mode, flash{slot_size, sector_size, program_align,
-  /// metadata_sectors}, chunk_size, boot_time, defects, fast_sweep`; every
+  /// metadata_sectors}, chunk_size, boot_time, defects, fast_sweep, status_payload`; every
   /// error is an InputError naming file and line.
   static BoardConfig from_config(const Config& device);
 };
