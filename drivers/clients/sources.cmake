@@ -9,7 +9,8 @@ otarig_driver_library(otarig_drivers_clients
   ${CMAKE_CURRENT_LIST_DIR}/tools.cpp
   ${CMAKE_CURRENT_LIST_DIR}/pki.cpp
   ${CMAKE_CURRENT_LIST_DIR}/package.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/slots.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/slots.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/mender.cpp)
 target_link_libraries(otarig_drivers_clients
   PUBLIC otarig_drivers_registry
   PRIVATE OpenSSL::Crypto fmt::fmt)

@@ -253,7 +253,7 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
       cfg.client_bootloader = prov->string_or("bootloader", cfg.client_bootloader);
 #ifdef OTARIG_HAVE_CLIENTS_DRIVERS
       if (!clients::parse_bootloader(cfg.client_bootloader))
-        prov->at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom)",
+        prov->at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom, mender-uboot)",
                                                 cfg.client_bootloader));
 #else
       prov->at("format").fail("this otarig was built without the clients driver family");
