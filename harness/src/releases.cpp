@@ -7,7 +7,9 @@
 #include <functional>
 #include <iterator>
 
+#include "otarig/drivers/clients/mender.hpp"
 #include "otarig/drivers/clients/package.hpp"
+#include "releases_mender.hpp"
 #include "otarig/core/read_file.hpp"
 
 namespace otarig::harness {
@@ -36,10 +38,13 @@ PackageSettings read_package_settings(const BoardProfile& profile) {
   PackageSettings s;
   auto section = profile.root.find("package");
   if (!section) return s;
-  section->only_keys({"format", "hardware", "compatible", "handler"});
+  section->only_keys({"format", "hardware", "compatible", "handler", "device_type", "downgrade_check"});
   s.format = section->at("format").as_string();
-  if (s.format != "swu" && s.format != "raucb")
-    section->at("format").fail(fmt::format("unknown package format '{}' (known: swu, raucb)", s.format));
+  if (s.format != "swu" && s.format != "raucb" && s.format != "mender")
+    section->at("format").fail(fmt::format("unknown package format '{}' (known: swu, raucb, mender)", s.format));
+  for (const char* key : {"device_type", "downgrade_check"})
+    if (s.format != "mender" && section->has(key)) section->at(key).fail(fmt::format("`{}` applies to mender only", key));
+  if (section->has("downgrade_check")) s.downgrade_check = section->at("downgrade_check").as_bool();
   if (s.format != "swu" && section->has("hardware")) section->at("hardware").fail("`hardware` applies to swu only");
   if (s.format != "swu" && section->has("handler")) section->at("handler").fail("`handler` applies to swu only");
   if (section->has("handler")) {
@@ -61,6 +66,7 @@ PackageSettings read_package_settings(const BoardProfile& profile) {
   };
   word("hardware", s.hardware_revision);
   word("compatible", s.compatible);
+  word("device_type", s.device_type);
   return s;
 }
 
@@ -174,10 +180,17 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile) {
   }
 }
 
-std::string ReleaseSet::package_trust_pem() const { return pki_ ? pki_->ca.cert_pem : std::string(); }
+// What the device trusts packages by: the CA (SWUpdate, RAUC verify a CMS
+// signer's chain), or the signer's public key (Mender verifies an artifact
+// against one key, ArtifactVerifyKey).
+std::string ReleaseSet::package_trust_pem() const {
+  if (!pki_) return {};
+  return package_.format == "mender" ? clients::mender::public_key_pem(pki_->signer.key_pem) : pki_->ca.cert_pem;
+}
 
 image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const {
   if (!pki_) throw BenchError("the board takes no packages (no `package:` in its profile)");
+  if (package_.format == "mender") return mender_packages::artifact(package_, slot_image, &pki_->signer);
   auto content = content_of(slot_image);
   if (package_.format == "swu")
     return clients::swu_archive(
@@ -235,7 +248,9 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   const bool swu = package_.format == "swu";
   const auto& hw = package_.hardware_revision;
 
-  if (swu) {
+  if (package_.format == "mender") {
+    v.package = mender_packages::variant(package_, *pki_, base.bytes, inner, kind, variant, rng, what);
+  } else if (swu) {
     auto parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
     if (kind == "unsigned") {
       parts = clients::swu_parts(content, nullptr, hw, package_.swu_handler);

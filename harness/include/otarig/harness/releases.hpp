@@ -39,10 +39,14 @@ struct BuiltImage {
 /// The profile's `package:` section: how updates are packaged for the
 /// board's OTA client.
 struct PackageSettings {
-  std::string format;                  ///< "" (the otarig image itself), "swu" or "raucb"
+  std::string format;                  ///< "" (the otarig image itself), "swu", "raucb" or "mender"
   std::string hardware_revision = "1.0";  ///< swu: hardware-compatibility
   std::string swu_handler = "raw";        ///< swu: SWUpdate's handler for the slot, raw | rawfile
   std::string compatible = "otarig-board";  ///< raucb: the system's compatible string
+  std::string device_type = "otarig-board";  ///< mender: the artifact's device type
+  /// mender: every artifact carries the device's downgrade check
+  /// (ArtifactInstall_Enter_10_otarig-no-downgrade); Mender compares no versions.
+  bool downgrade_check = true;
 };
 
 /// Loads a key reference: "test:LABEL" (deterministic test key) or a PEM path

@@ -1,0 +1,133 @@
+// Mender artifacts for the campaign (docs/ota-clients.md, "Mender").
+#include "releases_mender.hpp"
+
+#include <fmt/format.h>
+
+#include "otarig/core/errors.hpp"
+#include "otarig/drivers/clients/mender.hpp"
+#include "otarig/drivers/clients/package.hpp"
+
+namespace otarig::harness::mender_packages {
+namespace {
+
+namespace clients = drivers::clients;
+namespace mender = drivers::clients::mender;
+
+// Where `text` lies in the artifact; the artifacts are written without
+// compression, so the header and the manifest are plain text inside it.
+std::size_t locate(const image::Bytes& artifact, const std::string& text, const char* what) {
+  const auto at = mender::find(artifact, text);
+  if (at == std::string::npos) throw BenchError(fmt::format("mender artifact: no {} ('{}') in it", what, text));
+  return at;
+}
+
+// The value of "KEY":"VALUE" in the artifact's header: {offset, length}.
+std::pair<std::size_t, std::size_t> header_value(const image::Bytes& artifact, const std::string& key) {
+  const auto at = locate(artifact, "\"" + key + "\":\"", "header field") + key.size() + 4;
+  std::size_t end = at;
+  while (end < artifact.size() && artifact[end] != '"') ++end;
+  return {at, end - at};
+}
+
+std::size_t image_offset(const image::Bytes& artifact, std::span<const std::uint8_t> image) {
+  const auto at = mender::find(artifact, image);
+  if (at == std::string::npos) throw BenchError("mender artifact: the slot image is not stored in it as is");
+  return at;
+}
+
+const std::string kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+}  // namespace
+
+image::Bytes artifact(const PackageSettings& settings, std::span<const std::uint8_t> slot_image,
+                      const clients::PemPair* signer, const std::string& device_type) {
+  const auto content = clients::package_content(slot_image);
+  mender::ArtifactSpec spec;
+  spec.name = mender::artifact_name(content.version);
+  spec.device_type = device_type.empty() ? settings.device_type : device_type;
+  spec.version = content.version;
+  spec.image = content.image;
+  spec.scripts = mender::state_scripts(content.version, settings.downgrade_check);
+  return mender::write_artifact(spec, signer ? signer->key_pem : std::string());
+}
+
+image::Bytes variant(const PackageSettings& settings, const clients::SigningPki& pki, const image::Bytes& base,
+                     image::Bytes& inner, const std::string& kind, const std::string& variant, Rng& rng,
+                     std::string& what) {
+  if (kind == "unsigned") {
+    what = "the artifact written without a signature (no manifest.sig)";
+    return artifact(settings, inner, nullptr);
+  }
+  if (kind == "wrong-key") {
+    what = "the artifact signed with the key of a signer of an unrelated CA";
+    return artifact(settings, inner, &pki.wrong_signer);
+  }
+  if (variant == "payload-bit-flip" || variant == "digest-resigned") {
+    // The release's artifact, its signed manifest and header as they are,
+    // carrying the flipped image in place of the release's.
+    auto a = artifact(settings, base, &pki.signer);
+    const auto at = image_offset(a, base);
+    std::copy(inner.begin(), inner.end(), a.begin() + static_cast<std::ptrdiff_t>(at));
+    what = "the release's signed artifact carrying another image (its manifest's checksum is the release's)";
+    return a;
+  }
+  auto a = artifact(settings, inner, &pki.signer);
+  if (variant == "header-bit-flip" || variant == "version-edited") {
+    const auto [at, len] = header_value(a, "rootfs-image.version");
+    const std::string version(a.begin() + static_cast<std::ptrdiff_t>(at),
+                              a.begin() + static_cast<std::ptrdiff_t>(at + len));
+    std::size_t digit = 0;
+    if (variant == "version-edited" && version.front() >= '0' && version.front() < '9') {
+      a[at] = static_cast<std::uint8_t>(a[at] + 1);  // major + 1, same length
+    } else {
+      std::vector<std::size_t> digits;
+      for (std::size_t i = 0; i < len; ++i)
+        if (version[i] >= '0' && version[i] <= '9') digits.push_back(i);
+      if (digits.empty()) throw BenchError("mender artifact: the header's version has no digit");
+      digit = digits[rng.below(digits.size())];
+      a[at + digit] = static_cast<std::uint8_t>(a[at + digit] ^ 1);
+    }
+    what = fmt::format("header edited after signing: rootfs-image.version {} -> {}", version,
+                       std::string(a.begin() + static_cast<std::ptrdiff_t>(at),
+                                   a.begin() + static_cast<std::ptrdiff_t>(at + len)));
+  } else if (variant == "digest-bit-flip") {
+    // The manifest's first line: the payload's sha256 (64 hex digits).
+    const auto line = locate(a, "  data/0000/", "manifest line") - 64;
+    const auto at = line + static_cast<std::size_t>(rng.below(64));
+    a[at] = a[at] == '0' ? '1' : '0';
+    what = fmt::format("manifest edited after signing: hex digit {} of the payload's sha256", at - line);
+  } else if (variant == "signature-bit-flip") {
+    // manifest.sig is the signature in base64; a data character (not the
+    // last one, whose low bits may be padding) becomes another.
+    const auto manifest = locate(a, "  version\n", "manifest end") + 10;
+    std::size_t sig = manifest;
+    while (sig < a.size() && a[sig] == 0) ++sig;  // tar padding
+    sig += 512;                                   // manifest.sig's tar header
+    std::size_t len = 0;
+    while (sig + len < a.size() && kBase64.find(static_cast<char>(a[sig + len])) != std::string::npos) ++len;
+    if (len < 8) throw BenchError("mender artifact: no base64 signature after the manifest");
+    const auto at = sig + static_cast<std::size_t>(rng.below(len - 4));
+    const auto old_char = static_cast<char>(a[at]);
+    auto next = kBase64[(kBase64.find(old_char) + 1 + rng.below(kBase64.size() - 1)) % kBase64.size()];
+    a[at] = static_cast<std::uint8_t>(next);
+    what = fmt::format("manifest.sig: base64 character {} changed from '{}' to '{}'", at - sig, old_char, next);
+  } else if (variant == "truncated") {
+    const auto at = image_offset(a, inner);
+    const auto cut = at + static_cast<std::size_t>(rng.below(inner.size()));
+    what = fmt::format("artifact truncated to {} of {} bytes (inside the image)", cut, a.size());
+    a.resize(cut);
+  } else if (variant == "appended") {
+    // After the artifact's end-of-archive blocks, outside everything
+    // signed. Mender reads the archive up to its end: the artifact carries
+    // the release, which is what the device would install.
+    a = artifact(settings, base, &pki.signer);
+    for (int i = 0; i < 4096; ++i) a.push_back(static_cast<std::uint8_t>(rng.next()));
+    inner = base;
+    what = "4096 seeded bytes after the release's signed artifact";
+  } else {
+    throw InputError(fmt::format("unknown tamper variant '{}'", variant));
+  }
+  return a;
+}
+
+}  // namespace otarig::harness::mender_packages
