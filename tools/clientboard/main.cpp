@@ -65,7 +65,8 @@ struct Options {
   std::string hardware = "otarig:1.0";
   std::string compatible = "otarig-board";
   bool no_downgrade_check = false;
-  bool halt_when_exhausted = false;  // rauc: bootchooser without reset_attempts (flawed)
+  bool halt_when_exhausted = false;
+  bool mender_unsynced_store = false;  // mender: Mender creates its database in place (flawed)  // rauc: bootchooser without reset_attempts (flawed)
   std::uint32_t bootlimit = 3;
   unsigned client_timeout_ms = 120000;
   unsigned download_timeout_ms = 60000;
@@ -79,7 +80,7 @@ class Device {
       : o_(o),
         client_(o.client == "rauc" ? Client::rauc : o.client == "mender" ? Client::mender : Client::swupdate),
         layout_{std::filesystem::absolute(o.dir.empty() ? o.storage : o.dir)},
-        mender_(layout_, package_ca(), o.client_timeout_ms) {}
+        mender_(layout_, package_ca(), o.client_timeout_ms, !o.mender_unsynced_store) {}
 
   void power_on() {
     banner();
@@ -516,6 +517,9 @@ int main(int argc, char** argv) {
   app.add_flag("--halt-when-exhausted", o.halt_when_exhausted,
                "flawed: rauc's boot ROM halts when no slot has boot attempts left, instead of giving every enabled "
                "slot its attempts back (bootchooser reset_attempts=all-zero); brown-outs brick the board");
+  app.add_flag("--mender-unsynced-store", o.mender_unsynced_store,
+               "flawed: Mender creates its database in place at its first run (LMDB writes the first pages without "
+               "a barrier), instead of the board creating it whole before");
   app.add_option("--client-timeout", o.client_timeout_ms, "deadline of one client run, ms")->capture_default_str();
   app.add_option("--download-timeout", o.download_timeout_ms, "rauc: deadline of a whole download, ms")
       ->capture_default_str();

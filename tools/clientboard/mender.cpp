@@ -102,8 +102,44 @@ std::string enter_mender_namespace(const cl::SlotLayout& layout, int booted,
   return {};
 }
 
-MenderClient::MenderClient(cl::SlotLayout layout, std::string verify_key, unsigned timeout_ms)
-    : layout_(std::move(layout)), verify_key_(std::move(verify_key)), timeout_ms_(timeout_ms) {}
+MenderClient::MenderClient(cl::SlotLayout layout, std::string verify_key, unsigned timeout_ms, bool init_store)
+    : layout_(std::move(layout)), verify_key_(std::move(verify_key)), timeout_ms_(timeout_ms), init_store_(init_store) {}
+
+namespace {
+
+// fsync of a file or a folder; false when it fails.
+bool sync_path(const std::filesystem::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+// LMDB writes a new environment's first pages without a barrier (its first
+// commit syncs them): a power cut then can leave a file whose meta pages
+// never landed, which LMDB refuses (MDB_INVALID) at every later start. The
+// database therefore comes into the data folder whole, by a rename.
+void MenderClient::ensure_store(int booted, const cl::SlotImage& running) {
+  const auto store = data_dir() / "mender-store";
+  if (!init_store_ || std::filesystem::exists(store)) return;
+  const auto scratch = layout_.dir / "mender-init";
+  std::error_code ignored;
+  std::filesystem::remove_all(scratch, ignored);
+  std::filesystem::create_directories(scratch);
+  const auto r = run({"show-artifact"}, booted, running, scratch);
+  const auto made = scratch / "mender-store";
+  if (r.status != 0 || !std::filesystem::exists(made) || !sync_path(made)) {
+    say(fmt::format("app: Mender could not create its database (status {})", r.status));
+    return;
+  }
+  std::filesystem::rename(made, store);
+  sync_path(data_dir());
+  std::filesystem::remove_all(scratch, ignored);
+  say("app: created Mender's database (mender-data/mender-store, synced)");
+}
 
 void MenderClient::write_config() const {
   std::filesystem::create_directories(config_dir() / "scripts");
@@ -126,8 +162,9 @@ void MenderClient::write_config() const {
 }
 
 MenderClient::Outcome MenderClient::run(const std::vector<std::string>& command, int booted,
-                                        const cl::SlotImage& running) {
+                                        const cl::SlotImage& running, const std::filesystem::path& data) {
   write_config();
+  if (data.empty()) ensure_store(booted, running);
   cl::ubootenv::write_config(layout_);
   std::ifstream cfg(layout_.env_config());
   std::stringstream cfg_text;
@@ -138,7 +175,7 @@ MenderClient::Outcome MenderClient::run(const std::vector<std::string>& command,
       {std::string(cl::mender::kReleaseFile).substr(5), "VERSION=" + running.client_version + "\n"}};
   const auto console = fmt::format("/proc/{}/fd/1", ::getpid());
   std::vector<std::string> argv{"mender",       "--config", (config_dir() / "mender.conf").string(),
-                                "--data",       data_dir().string(),
+                                "--data",       (data.empty() ? data_dir() : data).string(),
                                 "--no-syslog",  "--log-level", "info"};
   argv.insert(argv.end(), command.begin(), command.end());
   say("ota: mender " + [&] {

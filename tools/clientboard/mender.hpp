@@ -16,7 +16,11 @@ class MenderClient {
  public:
   /// `verify_key`: the public key file artifacts must be signed with
   /// (ArtifactVerifyKey). `timeout_ms`: deadline of one run of `mender`.
-  MenderClient(drivers::clients::SlotLayout layout, std::string verify_key, unsigned timeout_ms);
+  /// `init_store`: the device creates Mender's database itself, whole or
+  /// not at all, before Mender first runs (ensure_store); false leaves it to
+  /// Mender (flawed: a cut while LMDB creates it can leave a database LMDB
+  /// refuses for good).
+  MenderClient(drivers::clients::SlotLayout layout, std::string verify_key, unsigned timeout_ms, bool init_store);
 
   /// `mender install URL` on the device booted from `booted` (running
   /// `running`). nullopt: installed (the environment selects the other slot
@@ -33,14 +37,21 @@ class MenderClient {
     bool timed_out = false;
     std::vector<std::string> errors;  ///< Mender's `level=error` messages, in order
   };
-  Outcome run(const std::vector<std::string>& command, int booted, const drivers::clients::SlotImage& running);
+  /// `data`: Mender's data folder when not the device's (ensure_store's scratch).
+  Outcome run(const std::vector<std::string>& command, int booted, const drivers::clients::SlotImage& running,
+              const std::filesystem::path& data = {});
   void write_config() const;
+  /// First boot: when the data folder has no mender-store, Mender creates
+  /// one in a scratch folder (`mender show-artifact`), the board syncs it
+  /// and renames it into the data folder, then syncs the folder.
+  void ensure_store(int booted, const drivers::clients::SlotImage& running);
   std::filesystem::path config_dir() const { return layout_.dir / "mender"; }
   std::filesystem::path data_dir() const { return layout_.dir / "mender-data"; }
 
   drivers::clients::SlotLayout layout_;
   std::string verify_key_;
   unsigned timeout_ms_;
+  bool init_store_;
 };
 
 /// In a forked child: the private mount namespace of a Mender run. On top of
