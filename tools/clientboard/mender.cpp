@@ -116,6 +116,14 @@ bool sync_path(const std::filesystem::path& p) {
   return ok;
 }
 
+// A folder made durable: created, then its parent synced (a folder's entry
+// is in its parent, which a cut can lose until the parent is synced).
+void make_folder(const std::filesystem::path& dir) {
+  if (std::filesystem::exists(dir)) return;
+  std::filesystem::create_directory(dir);
+  sync_path(dir.parent_path());
+}
+
 }  // namespace
 
 // LMDB writes a new environment's first pages without a barrier (its first
@@ -128,7 +136,7 @@ void MenderClient::ensure_store(int booted, const cl::SlotImage& running) {
   const auto scratch = layout_.dir / "mender-init";
   std::error_code ignored;
   std::filesystem::remove_all(scratch, ignored);
-  std::filesystem::create_directories(scratch);
+  make_folder(scratch);
   const auto r = run({"show-artifact"}, booted, running, scratch);
   const auto made = scratch / "mender-store";
   if (r.status != 0 || !std::filesystem::exists(made) || !sync_path(made)) {
@@ -142,8 +150,9 @@ void MenderClient::ensure_store(int booted, const cl::SlotImage& running) {
 }
 
 void MenderClient::write_config() const {
-  std::filesystem::create_directories(config_dir() / "scripts");
-  std::filesystem::create_directories(data_dir());
+  make_folder(config_dir());
+  make_folder(config_dir() / "scripts");
+  make_folder(data_dir());
   auto put = [](const std::filesystem::path& file, const std::string& text) {
     std::ifstream in(file);
     std::stringstream current;
