@@ -245,12 +245,10 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   const auto inner_note = fmt::format("slot image with payload bit {} of byte {} flipped", flip_bit, flip_at);
   auto content = content_of(inner);
   std::string what;
-  const bool swu = package_.format == "swu";
   const auto& hw = package_.hardware_revision;
-
   if (package_.format == "mender") {
     v.package = mender_packages::variant(package_, *pki_, base.bytes, inner, kind, variant, rng, what);
-  } else if (swu) {
+  } else if (package_.format == "swu") {
     auto parts = clients::swu_parts(content, &pki_->signer, hw, package_.swu_handler);
     if (kind == "unsigned") {
       parts = clients::swu_parts(content, nullptr, hw, package_.swu_handler);
