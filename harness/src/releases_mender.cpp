@@ -35,6 +35,25 @@ std::size_t image_offset(const image::Bytes& artifact, std::span<const std::uint
   return at;
 }
 
+// A ustar header's size field set to `size`, its checksum made again.
+void set_tar_size(image::Bytes& a, std::size_t header, std::uint64_t size) {
+  const auto octal = fmt::format("{:011o}", size);
+  std::copy(octal.begin(), octal.end(), a.begin() + static_cast<std::ptrdiff_t>(header + 124));
+  a[header + 135] = 0;
+  std::uint32_t sum = 0;
+  for (std::size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : a[header + i];
+  const auto text = fmt::format("{:06o}", sum);
+  std::copy(text.begin(), text.end(), a.begin() + static_cast<std::ptrdiff_t>(header + 148));
+  a[header + 154] = 0;
+  a[header + 155] = ' ';
+}
+
+std::uint64_t tar_size(const image::Bytes& a, std::size_t header) {
+  return std::stoull(std::string(a.begin() + static_cast<std::ptrdiff_t>(header + 124),
+                                 a.begin() + static_cast<std::ptrdiff_t>(header + 135)),
+                     nullptr, 8);
+}
+
 const std::string kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 }  // namespace
@@ -117,13 +136,21 @@ image::Bytes variant(const PackageSettings& settings, const clients::SigningPki&
     what = fmt::format("artifact truncated to {} of {} bytes (inside the image)", cut, a.size());
     a.resize(cut);
   } else if (variant == "appended") {
-    // After the artifact's end-of-archive blocks, outside everything
-    // signed. Mender reads the archive up to its end: the artifact carries
-    // the release, which is what the device would install.
-    a = artifact(settings, base, &pki.signer);
-    for (int i = 0; i < 4096; ++i) a.push_back(static_cast<std::uint8_t>(rng.next()));
-    inner = base;
-    what = "4096 seeded bytes after the release's signed artifact";
+    // Appended to the payload file inside data/0000.tar (its tar entry and
+    // data/0000.tar's grown by 4096 bytes, a multiple of the tar block): the
+    // signed manifest gives the checksum of the payload without them.
+    a = artifact(settings, inner, &pki.signer);
+    const auto at = image_offset(a, inner);
+    const std::size_t outer = locate(a, "data/0000.tar", "data/0000.tar entry");
+    if (at < 512 || outer % 512 != 0 || (at - 512) % 512 != 0)
+      throw BenchError("mender artifact: the payload's tar entries are not where a ustar archive has them");
+    image::Bytes extra(4096);
+    for (auto& b : extra) b = static_cast<std::uint8_t>(rng.next());
+    a.insert(a.begin() + static_cast<std::ptrdiff_t>(at + inner.size()), extra.begin(), extra.end());
+    set_tar_size(a, at - 512, tar_size(a, at - 512) + extra.size());
+    set_tar_size(a, outer, tar_size(a, outer) + extra.size());
+    inner.insert(inner.end(), extra.begin(), extra.end());
+    what = "4096 bytes appended to the payload inside the artifact (not in its signed checksum)";
   } else {
     throw InputError(fmt::format("unknown tamper variant '{}'", variant));
   }

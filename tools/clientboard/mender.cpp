@@ -217,7 +217,11 @@ std::optional<std::string> MenderClient::install(const std::string& url, int boo
   const auto r = run({"install", url}, booted, running);
   if (r.status == 0 && !r.timed_out) return std::nullopt;
   if (r.timed_out) return fmt::format("mender did not finish within {} ms", timeout_ms_);
-  // The first error names the cause; later ones are its consequences.
+  // The first error that names a check (a checksum, the signature, the
+  // device type, a state script); else the first error.
+  for (const char* cause : {"checksum", "signature", "verification", "device type", "script failed"})
+    for (const auto& e : r.errors)
+      if (e.find(cause) != std::string::npos) return e;
   for (const auto& e : r.errors)
     if (e.find("could not get the current Artifact name") == std::string::npos) return e;
   return fmt::format("mender install exited with status {}", r.status);
