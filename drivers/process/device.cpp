@@ -133,8 +133,10 @@ DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& 
     }
   }
   if (auto net = device.find("network")) {
-    net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers"});
+    net->only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers", "length_required"});
     cfg.server = net->bool_or("server", true);
+    // length_required: read by the harness (BoardAbilities), checked here.
+    if (net->has("length_required")) (void)net->at("length_required").as_bool();
     if (auto tls = net->find("tls")) cfg.tls = parse_tls(*tls);
     cfg.proxy = net->bool_or("proxy", true);
     if (!cfg.server && cfg.tls != Tls::off) net->at("tls").fail("TLS needs the update server (server: true)");

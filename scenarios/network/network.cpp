@@ -338,6 +338,9 @@ class NetworkKind final : public harness::FaultKind {
       return "the board does not download from the rig's update server through the fault proxy";
     if (board.network == "off" && (f.faults.find("impostor") != std::string::npos || !f.probe.empty()))
       return "the device reaches the update server without TLS (device.network.tls: off)";
+    if (board.length_required && f.faults.find("endless") != std::string::npos)
+      return "the device's client takes no download whose length the server does not state "
+             "(device.network.length_required): a body without end is refused before it is read";
     return {};
   }
   void plan(PlanContext& ctx) const override {
