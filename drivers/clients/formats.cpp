@@ -5,11 +5,34 @@
 
 #include <functional>
 
+#include "formats.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/registry.hpp"
 
 namespace otarig::drivers::clients {
+
+void read_word(const Config& section, const char* key, std::string& value) {
+  if (!section.has(key)) return;
+  value = section.at(key).as_string();
+  const bool ok = !value.empty() && value.size() <= 64 &&
+                  std::all_of(value.begin(), value.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                           c == '_' || c == '.';
+                  });
+  if (!ok) section.at(key).fail("must be 1-64 of [A-Za-z0-9._-]");
+}
+
+SigningPki signing_pki(const Config& section, const std::string& board_name, const std::filesystem::path& dir) {
+  auto signer = section.find("signer");
+  if (!signer) return SigningPki::generate(board_name + " package");
+  std::filesystem::path folder = signer->as_string();
+  if (folder.empty()) signer->fail("name a folder");
+  if (folder.is_relative()) folder = dir / folder;
+  if (!std::filesystem::exists(folder / "signer.key")) SigningPki::generate(board_name + " package").write(folder);
+  return SigningPki::read(folder);
+}
+
 namespace {
 
 // A version text with a seeded bit of one of its digits flipped (bit 0: it stays a digit).
@@ -58,31 +81,6 @@ std::string change_hex_digit(const std::string& hex, std::size_t at) {
   auto out = hex;
   if (at < out.size()) out[at] = out[at] == '0' ? '1' : '0';
   return out;
-}
-
-// A name of 1-64 of [A-Za-z0-9._-] from the section, if given.
-void read_word(const Config& section, const char* key, std::string& value) {
-  if (!section.has(key)) return;
-  value = section.at(key).as_string();
-  const bool ok = !value.empty() && value.size() <= 64 &&
-                  std::all_of(value.begin(), value.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                           c == '_' || c == '.';
-                  });
-  if (!ok) section.at(key).fail("must be 1-64 of [A-Za-z0-9._-]");
-}
-
-// The section's `signer` folder (ca.pem, signer.pem, signer.key and the
-// unrelated CA's pair for the wrong-key variant): read, or written fresh
-// when it holds no signer.key. Without `signer`, a fresh PKI in memory.
-SigningPki signing_pki(const Config& section, const std::string& board_name, const std::filesystem::path& dir) {
-  auto signer = section.find("signer");
-  if (!signer) return SigningPki::generate(board_name + " package");
-  std::filesystem::path folder = signer->as_string();
-  if (folder.empty()) signer->fail("name a folder");
-  if (folder.is_relative()) folder = dir / folder;
-  if (!std::filesystem::exists(folder / "signer.key")) SigningPki::generate(board_name + " package").write(folder);
-  return SigningPki::read(folder);
 }
 
 class SwuFormat : public PackageFormat {
@@ -280,6 +278,7 @@ void register_package_formats(DriverRegistry& registry) {
       "raucb", [](const Config& section, const std::string& board, const std::filesystem::path& dir) {
         return std::make_unique<RaucFormat>(section, board, dir);
       });
+  registry.add_package_format("mender", make_mender_format);
 }
 
 }  // namespace otarig::drivers::clients

@@ -17,12 +17,26 @@
 
 namespace otarig::drivers::clients {
 
-const char* to_string(Bootloader b) { return b == Bootloader::uboot_env ? "uboot-env" : "rauc-custom"; }
+const char* to_string(Bootloader b) {
+  switch (b) {
+    case Bootloader::uboot_env: return "uboot-env";
+    case Bootloader::rauc_custom: return "rauc-custom";
+    case Bootloader::mender_uboot: return "mender-uboot";
+  }
+  return "?";
+}
 
 std::optional<Bootloader> parse_bootloader(std::string_view text) {
   if (text == "uboot-env") return Bootloader::uboot_env;
   if (text == "rauc-custom") return Bootloader::rauc_custom;
+  if (text == "mender-uboot") return Bootloader::mender_uboot;
   return std::nullopt;
+}
+
+int mender_slot_index(std::string_view partition) {
+  if (partition == "2") return 0;
+  if (partition == "3") return 1;
+  return -1;
 }
 
 int slot_index(std::string_view name) {
@@ -80,13 +94,20 @@ void provision_slots(const SlotLayout& layout, const ProvisionSpec& spec, std::s
   std::filesystem::create_directories(layout.dir);
   write_slot(layout.slot(0), image, spec.slot_size);
   write_slot(layout.slot(1), {}, spec.slot_size);
-  if (spec.bootloader == Bootloader::uboot_env) {
+  if (spec.bootloader == Bootloader::uboot_env || spec.bootloader == Bootloader::mender_uboot) {
     ubootenv::write_config(layout);
     write_slot(layout.env(), {}, 2 * kEnvSize);
-    const std::map<std::string, std::string> env{{"rootpart", "A"},
-                                                 {"upgrade_available", "0"},
-                                                 {"bootcount", "0"},
-                                                 {"bootlimit", std::to_string(spec.bootlimit)}};
+    std::map<std::string, std::string> env{{"rootpart", "A"},
+                                           {"upgrade_available", "0"},
+                                           {"bootcount", "0"},
+                                           {"bootlimit", std::to_string(spec.bootlimit)}};
+    if (spec.bootloader == Bootloader::mender_uboot) {
+      env.erase("rootpart");
+      env["mender_boot_part"] = mender_partition(0);
+      env["mender_boot_part_hex"] = mender_partition(0);
+      std::error_code ignored;
+      std::filesystem::remove_all(layout.dir / "mender-data", ignored);
+    }
     ubootenv::write(layout, env, env);
   } else {
     RaucBootState s;
@@ -236,23 +257,43 @@ void note_booted(const SlotLayout& layout, int slot) {
   }
 }
 
+// How a U-Boot environment names the boot slot: SWUpdate's integration
+// (rootpart=A|B) or Mender's (mender_boot_part=2|3, with its _hex twin).
+struct UbootNames {
+  bool mender = false;
+  const char* var() const { return mender ? "mender_boot_part" : "rootpart"; }
+  int slot(const std::string& value) const {
+    const int s = mender ? mender_slot_index(value) : slot_index(value);
+    return s < 0 ? 0 : s;
+  }
+  std::string value(int slot) const { return mender ? mender_partition(slot) : std::string(1, slot_name(slot)); }
+  // altbootcmd: the other slot, no upgrade pending.
+  std::map<std::string, std::string> fallback(int slot) const {
+    if (mender)
+      return {{"mender_boot_part", value(slot)}, {"mender_boot_part_hex", value(slot)}, {"upgrade_available", "0"},
+              {"bootcount", "0"}};
+    return {{"rootpart", value(slot)}, {"upgrade_available", "0"}, {"bootcount", "0"}, {"ustate", "3"}};
+  }
+};
+
 BootResult boot_uboot(const SlotLayout& layout, std::uint32_t default_limit,
-                      const std::function<void(const std::string&)>& log) {
+                      const std::function<void(const std::string&)>& log, const UbootNames& names,
+                      const TrialHook& on_trial) {
   BootResult r;
   ubootenv::write_config(layout);
   for (int attempt = 0; attempt < 64; ++attempt) {
     ++r.boots;
     auto read = ubootenv::read(layout);
     if (!read) {
-      log("boot: no valid U-Boot environment; using the default (rootpart=A)");
+      log(fmt::format("boot: no valid U-Boot environment; using the default ({}={})", names.var(), names.value(0)));
       read = std::map<std::string, std::string>{};
     }
     auto& env = *read;
     const auto limit = to_u32(env, "bootlimit", default_limit);
     const bool upgrade = env["upgrade_available"] == "1";
-    int slot = slot_index(env["rootpart"]);
-    if (slot < 0) slot = 0;
+    int slot = names.slot(env[names.var()]);
     std::map<std::string, std::string> changes;
+    bool fell_back = false;
     if (upgrade) {
       const auto count = to_u32(env, "bootcount", 0) + 1;
       changes["bootcount"] = std::to_string(count);
@@ -261,16 +302,14 @@ BootResult boot_uboot(const SlotLayout& layout, std::uint32_t default_limit,
         slot = 1 - slot;
         log(fmt::format("boot: bootcount {} > bootlimit {}: altbootcmd, falling back to slot {}", count, limit,
                         slot_name(slot)));
-        changes = {{"rootpart", std::string(1, slot_name(slot))},
-                   {"upgrade_available", "0"},
-                   {"bootcount", "0"},
-                   {"ustate", "3"}};
+        changes = names.fallback(slot);
+        fell_back = true;
       }
       ubootenv::write(layout, changes);
     }
-    const bool trial = upgrade && !changes.count("rootpart");
-    log(fmt::format("boot: rootpart={} upgrade_available={} bootcount={} bootlimit={}: {} boot of slot {}",
-                    slot_name(slot), trial ? 1 : 0, trial ? changes["bootcount"] : "0", limit,
+    const bool trial = upgrade && !fell_back;
+    log(fmt::format("boot: {}={} upgrade_available={} bootcount={} bootlimit={}: {} boot of slot {}", names.var(),
+                    names.value(slot), trial ? 1 : 0, trial ? changes["bootcount"] : "0", limit,
                     trial ? "trial" : "normal", slot_name(slot)));
     auto img = inspect_slot(layout.slot(slot));
     if (!img.parsed) {
@@ -286,19 +325,22 @@ BootResult boot_uboot(const SlotLayout& layout, std::uint32_t default_limit,
     r.running = true;
     r.slot = slot;
     r.image = img;
-    if (self_test(img)) {
+    const bool passed = self_test(img);
+    if (passed) {
       r.healthy = true;
-      if (trial) {
+      r.state = "confirmed";
+      if (trial && !names.mender) {
         ubootenv::write(layout, {{"upgrade_available", "0"}, {"bootcount", "0"}});
         log(fmt::format("app: version {} self-test passed; confirmed slot {}", img.version, slot_name(slot)));
-      } else {
-        log(fmt::format("app: version {} self-test passed", img.version));
+        return r;
       }
-      r.state = "confirmed";
+      log(fmt::format("app: version {} self-test passed", img.version));
+      if (trial && (!on_trial || !on_trial(slot, img, true))) r.state = "trial";
       return r;
     }
     log(fmt::format("app: version {} self-test FAILED", img.version));
     if (trial) {
+      if (names.mender && on_trial) on_trial(slot, img, false);
       log("app: rebooting (trial not confirmed)");
       r.running = false;
       continue;
@@ -376,9 +418,10 @@ BootResult boot_rauc(const SlotLayout& layout, std::uint32_t bootlimit,
 }  // namespace
 
 BootResult boot(const SlotLayout& layout, Bootloader bootloader, std::uint32_t bootlimit,
-                const std::function<void(const std::string&)>& log, WhenExhausted when_exhausted) {
-  return bootloader == Bootloader::uboot_env ? boot_uboot(layout, bootlimit, log)
-                                             : boot_rauc(layout, bootlimit, log, when_exhausted);
+                const std::function<void(const std::string&)>& log, WhenExhausted when_exhausted,
+                const TrialHook& on_trial) {
+  if (bootloader == Bootloader::rauc_custom) return boot_rauc(layout, bootlimit, log, when_exhausted);
+  return boot_uboot(layout, bootlimit, log, UbootNames{bootloader == Bootloader::mender_uboot}, on_trial);
 }
 
 int rauc_backend(const SlotLayout& layout, std::uint32_t bootlimit, const std::vector<std::string>& args,

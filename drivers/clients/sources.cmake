@@ -10,7 +10,9 @@ otarig_driver_library(otarig_drivers_clients
   ${CMAKE_CURRENT_LIST_DIR}/pki.cpp
   ${CMAKE_CURRENT_LIST_DIR}/package.cpp
   ${CMAKE_CURRENT_LIST_DIR}/formats.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/slots.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/mender_format.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/slots.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/mender.cpp)
 target_link_libraries(otarig_drivers_clients
   PUBLIC otarig_drivers_registry
   PRIVATE OpenSSL::Crypto fmt::fmt)

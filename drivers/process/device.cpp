@@ -127,8 +127,10 @@ void parse_power_loss(const Config& loss, DeviceConfig& cfg) {
 }
 
 void parse_network(const Config& net, DeviceConfig& cfg) {
-  net.only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers"});
+  net.only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers", "length_required"});
   cfg.server = net.bool_or("server", true);
+  // length_required: read by the harness (BoardAbilities), checked here.
+  if (net.has("length_required")) (void)net.at("length_required").as_bool();
   if (auto tls = net.find("tls")) cfg.tls = parse_tls(*tls);
   cfg.proxy = net.bool_or("proxy", true);
   if (!cfg.server && cfg.tls != Tls::off) net.at("tls").fail("TLS needs the update server (server: true)");
@@ -218,7 +220,7 @@ void parse_client_slots(const Config& prov, DeviceConfig& cfg) {
   cfg.client_bootloader = prov.string_or("bootloader", cfg.client_bootloader);
 #ifdef OTARIG_HAVE_CLIENTS_DRIVERS
   if (!clients::parse_bootloader(cfg.client_bootloader))
-    prov.at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom)",
+    prov.at("bootloader").fail(fmt::format("unknown bootloader '{}' (known: uboot-env, rauc-custom, mender-uboot)",
                                             cfg.client_bootloader));
 #else
   prov.at("format").fail("this otarig was built without the clients driver family");

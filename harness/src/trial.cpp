@@ -572,6 +572,8 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
   a.server = bench.parts().feed != nullptr;
   a.reads_manifest = a.server && bench.parts().feed->follows_feed();
+  if (auto device = bench.profile().root.find("device"))
+    if (auto net = device->find("network")) a.length_required = net->bool_or("length_required", false);
   if (auto* crash = bench.parts().crash_storage.get()) {
     a.crash_storage = crash;
     a.storage_ops = [&bench, &releases](const std::string& s, const std::string& d) {

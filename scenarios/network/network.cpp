@@ -381,6 +381,9 @@ class NetworkKind final : public harness::FaultKind {
       return "the device reaches the update server without TLS (device.network.tls: off)";
     if (board.network != "mutual" && f.faults.find("ask-client-cert") != std::string::npos)
       return "the profile does not say the device presents a client certificate (device.network.tls: mutual)";
+    if (board.length_required && f.faults.find("endless") != std::string::npos)
+      return "the device's client takes no download whose length the server does not state "
+             "(device.network.length_required): a body without end is refused before it is read";
     return {};
   }
   void plan(PlanContext& ctx) const override {

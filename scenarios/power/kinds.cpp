@@ -53,12 +53,19 @@ std::shared_ptr<CutOptions> parse_cut(const Config& c, const FaultParseContext& 
     f->points = static_cast<std::uint32_t>(n);
   }
   if (f->at == "console") {
-    f->pattern = c.at("pattern").as_string();
-    if (f->pattern.empty()) c.at("pattern").fail("the console pattern is empty");
-    if (f->pattern != "${banner}") {
-      re2::RE2 re(f->pattern, re2::RE2::Quiet);
-      if (!re.ok()) c.at("pattern").fail(fmt::format("invalid RE2 pattern: {}", re.error()));
+    const auto node = c.at("pattern");
+    std::vector<Config> items = node.is_sequence() ? node.items() : std::vector<Config>{node};
+    if (items.empty()) node.fail("name at least one console pattern");
+    for (const auto& item : items) {
+      auto pattern = item.as_string();
+      if (pattern.empty()) item.fail("the console pattern is empty");
+      if (pattern != "${banner}") {
+        re2::RE2 re(pattern, re2::RE2::Quiet);
+        if (!re.ok()) item.fail(fmt::format("invalid RE2 pattern: {}", re.error()));
+      }
+      f->patterns.push_back(std::move(pattern));
     }
+    f->pattern = f->patterns.front();
     f->delay_ms = static_cast<std::uint32_t>(c.duration_or("delay", std::chrono::milliseconds(0)).count());
   } else {
     for (const char* k : {"pattern", "delay"})
@@ -138,7 +145,7 @@ void plan_placed(PlanContext& ctx, const CutOptions& f) {
     std::shared_ptr<PlacedCut> p;
     if (f.at == "console") {
       p = placed(t, "console");
-      p->pattern = f.pattern;
+      p->pattern = f.patterns.empty() ? f.pattern : f.patterns[i % f.patterns.size()];
       p->delay_ms = static_cast<std::uint32_t>(rng.between(0, f.delay_ms));
     } else if (f.at == "random-flash-op" && size > 0 && rng.chance(0.5)) {
       p = placed(t, "download-byte");
@@ -208,7 +215,7 @@ class CutKind final : public harness::FaultKind {
            "recovery_cuts: K cuts again at seeded ops of the recovery boots, 1..K per trial (brown-out); image: "
            "self-test-fail cuts an update that is reverted. Boards that cut a delivery instead (process and lab "
            "boards): at: download-byte (points cut points spread over the image), random-time (a seeded time "
-           "within a measured clean update), console (0..delay after a console line matching pattern); counted "
+           "within a measured clean update), console (0..delay after a console line matching pattern; a list of patterns: one per trial in turn); counted "
            "cuts map to these there";
   }
   std::vector<std::string_view> keys() const override {

@@ -15,6 +15,7 @@ nlohmann::json CutOptions::json() const {
     if (at == "download-byte" || at == "every-flash-op") j["points"] = points;
     if (at == "console") {
       j["pattern"] = pattern;
+      if (patterns.size() > 1) j["patterns"] = patterns;
       j["delay_ms"] = delay_ms;
     }
   }

@@ -16,6 +16,9 @@ struct CutOptions final : harness::FaultOptions {
   std::string at;                   ///< every-flash-op | random-flash-op | download-byte | random-time | console
   std::uint32_t points = 16;        ///< download-byte: cut points spread over the image
   std::string pattern;              ///< console: RE2 of the line (${banner}: the profile's)
+  /// console, `pattern` given as a list: trial i cuts after patterns[i % n]
+  /// (a cut in each of several states the device marks on its console).
+  std::vector<std::string> patterns;
   std::uint32_t delay_ms = 0;       ///< console: the cut falls 0..delay_ms after the line
   double torn = 0.0;                ///< probability that a counted cut tears the op
   std::uint32_t recovery_cuts = 0;  ///< up to this many more cuts while recovering (brown-out)

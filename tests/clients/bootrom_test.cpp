@@ -327,5 +327,64 @@ TEST_F(BootRomBrownOutTest, UbootCutsDuringNormalBootsCountNothing) {
   EXPECT_EQ(r.boots, 1);
 }
 
+// Mender's U-Boot integration: mender_boot_part 2|3, the client commits.
+TEST_F(BootRomTest, MenderTrialBootIsCommittedByTheClientNotTheBootRom) {
+  const auto factory = make_image("1.0.0+1", 1);
+  provision_slots(layout_, {Bootloader::mender_uboot, 256 * 1024, 3}, factory);
+  auto e = env();
+  EXPECT_EQ(e["mender_boot_part"], "2");
+  EXPECT_EQ(e["mender_boot_part_hex"], "2");
+  EXPECT_EQ(e.count("rootpart"), 0u);
+  EXPECT_EQ(e["upgrade_available"], "0");
+  const auto update = make_image("1.1.0+2", 2);
+  write_slot(layout_, 1, update);
+  // What `mender install` sets after writing partition 3.
+  ubootenv::write(layout_, {{"mender_boot_part", "3"}, {"mender_boot_part_hex", "3"}, {"upgrade_available", "1"},
+                            {"bootcount", "0"}});
+  std::vector<std::pair<int, bool>> calls;
+  auto hook = [&](int slot, const SlotImage&, bool passed) {
+    calls.emplace_back(slot, passed);
+    return false;  // the client did not commit
+  };
+  log_.clear();
+  auto r = boot(layout_, Bootloader::mender_uboot, 3, [this](const std::string& l) { log_ += l + "\n"; },
+                WhenExhausted::reset_attempts, hook);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 1);
+  EXPECT_EQ(r.state, "trial");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0], std::make_pair(1, true));
+  EXPECT_NE(log_.find("mender_boot_part=3 upgrade_available=1 bootcount=1"), std::string::npos) << log_;
+  // The boot ROM left the trial pending: the client's commit decides.
+  EXPECT_EQ(env()["upgrade_available"], "1");
+  EXPECT_EQ(env()["bootcount"], "1");
+}
+
+TEST_F(BootRomTest, MenderAltbootcmdSwitchesPartitionAfterBootlimit) {
+  provision_slots(layout_, {Bootloader::mender_uboot, 256 * 1024, 3}, make_image("1.0.0+1", 1));
+  write_slot(layout_, 1, make_image("1.1.0+2", 2, /*fails=*/true));
+  ubootenv::write(layout_, {{"mender_boot_part", "3"}, {"mender_boot_part_hex", "3"}, {"upgrade_available", "1"},
+                            {"bootcount", "0"}});
+  int rollbacks = 0;
+  auto hook = [&](int slot, const SlotImage&, bool passed) {
+    EXPECT_EQ(slot, 1);
+    EXPECT_FALSE(passed);
+    ++rollbacks;  // a client whose rollback did nothing: the boot ROM falls back by itself
+    return false;
+  };
+  log_.clear();
+  auto r = boot(layout_, Bootloader::mender_uboot, 3, [this](const std::string& l) { log_ += l + "\n"; },
+                WhenExhausted::reset_attempts, hook);
+  ASSERT_TRUE(r.running) << log_;
+  EXPECT_EQ(r.slot, 0);
+  EXPECT_EQ(r.state, "confirmed");
+  EXPECT_EQ(rollbacks, 3);
+  EXPECT_NE(log_.find("bootcount 4 > bootlimit 3: altbootcmd, falling back to slot A"), std::string::npos) << log_;
+  auto e = env();
+  EXPECT_EQ(e["mender_boot_part"], "2");
+  EXPECT_EQ(e["mender_boot_part_hex"], "2");
+  EXPECT_EQ(e["upgrade_available"], "0");
+}
+
 }  // namespace
 }  // namespace otarig::drivers::clients

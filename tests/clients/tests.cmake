@@ -1,5 +1,5 @@
 # Real OTA clients (drivers/clients, tools/clientboard; docs/ota-clients.md):
-# real swupdate, rauc and libubootenv tools (label: clients). A test that
+# real swupdate, rauc, mender and libubootenv tools (label: clients). A test that
 # needs a missing tool skips and says which.
 if(TARGET otarig_drivers_clients)
   otarig_test(otarig_clients_bootrom_tests
@@ -19,6 +19,13 @@ if(TARGET otarig_drivers_clients)
     set_tests_properties(clients.e2e PROPERTIES
       ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
       LABELS "clients" TIMEOUT 1200 COST 350)
+    # The Mender board (docs/ota-clients.md, "Mender"): a nightly sample, the
+    # flawed twins, another device type's artifact.
+    add_test(NAME clients.mender
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_mender_e2e.py)
+    set_tests_properties(clients.mender PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
+      LABELS "clients" TIMEOUT 900 COST 200)
   endif()
 endif()
 # The real clients under the crash model (docs/ota-clients.md, "Under the

@@ -1,5 +1,5 @@
 // otarig-clientboard: a device whose OTA client is real software no one here
-// wrote — SWUpdate or RAUC — run as a process board (docs/ota-clients.md,
+// wrote — SWUpdate, RAUC or Mender — run as a process board (docs/ota-clients.md,
 // docs/process-boards.md). The program plays the device around the client:
 //
 //   power on  = this process starts: the boot ROM picks a slot from the boot
@@ -42,6 +42,8 @@
 #include <vector>
 
 #include "../vboard/download.hpp"
+#include "common.hpp"
+#include "mender.hpp"
 #include "otarig/drivers/clients/device.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
@@ -51,9 +53,9 @@
 namespace {
 
 namespace cl = otarig::drivers::clients;
-using Clock = std::chrono::steady_clock;
+using namespace otarig::clientboard;
 
-enum class Client { swupdate, rauc };
+enum class Client { swupdate, rauc, mender };
 
 struct Options {
   std::string client = "swupdate";
@@ -63,7 +65,8 @@ struct Options {
   std::string hardware = "otarig:1.0";
   std::string compatible = "otarig-board";
   bool no_downgrade_check = false;
-  bool halt_when_exhausted = false;  // rauc: bootchooser without reset_attempts (flawed)
+  bool halt_when_exhausted = false;
+  bool mender_unsynced_store = false;  // mender: Mender creates its database in place (flawed)  // rauc: bootchooser without reset_attempts (flawed)
   std::uint32_t bootlimit = 3;
   unsigned client_timeout_ms = 120000;
   unsigned download_timeout_ms = 60000;
@@ -71,218 +74,16 @@ struct Options {
   std::uint64_t progress_every = 65536;
 };
 
-// The console: stdout is the pty. Every line goes out in full, at once.
-void emit(std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) std::_Exit(0);  // the console is gone
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-void say(std::string_view line) {
-  std::string out(line);
-  out += '\n';
-  emit(out);
-}
-
-std::string env_or(const char* name, std::string fallback = {}) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
-std::string self_exe() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string("otarig-clientboard") : p.string();
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\n' || s.back() == '\t')) s.pop_back();
-  std::size_t start = s.find_first_not_of(" \t");
-  return start == std::string::npos ? std::string() : s.substr(start);
-}
-
-// In a forked child: a private mount namespace in which /run is a fresh
-// tmpfs holding the device's files (/run/otarig), and /etc an overlay that
-// adds `etc_files` (fw_env.config, hwrevision, sw-versions). Nothing of it
-// is visible outside, and it all goes when the last process in it exits.
-// Returns an error text, empty on success.
-std::string enter_device_namespace(const std::vector<std::pair<std::string, std::string>>& etc_files,
-                                   const std::vector<std::pair<std::string, std::string>>& links,
-                                   std::uint64_t extra_bytes = 0) {
-  if (::unshare(CLONE_NEWNS) != 0) return fmt::format("unshare(CLONE_NEWNS): {}", std::strerror(errno));
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-    return fmt::format("make / private: {}", std::strerror(errno));
-  // 64 MiB for the client's own files, plus what the caller puts there.
-  const auto run_options = fmt::format("mode=0755,size={}k", (std::uint64_t{64} << 10) + (extra_bytes >> 10) + 1);
-  if (::mount("otarig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, run_options.c_str()) != 0)
-    return fmt::format("mount a tmpfs on /run: {}", std::strerror(errno));
-  for (const char* d : {"/run/otarig", "/run/otarig/etc", "/run/otarig/work", "/run/otarig/tmp", "/run/otarig/mnt"})
-    if (::mkdir(d, 0755) != 0 && errno != EEXIST) return fmt::format("mkdir {}: {}", d, std::strerror(errno));
-  for (const auto& [name, text] : etc_files) {
-    std::ofstream out("/run/otarig/etc/" + name, std::ios::trunc);
-    out << text;
-    if (!out) return "write /run/otarig/etc/" + name;
-  }
-  for (const auto& [link, target] : links)
-    if (::symlink(target.c_str(), link.c_str()) != 0)
-      return fmt::format("symlink {}: {}", link, std::strerror(errno));
-  if (!etc_files.empty() &&
-      ::mount("otarig-etc", "/etc", "overlay", 0,
-              "lowerdir=/etc,upperdir=/run/otarig/etc,workdir=/run/otarig/work") != 0)
-    return fmt::format("mount an overlay on /etc: {}", std::strerror(errno));
-  ::setenv("TMPDIR", "/run/otarig/tmp", 1);
-  return {};
-}
-
-// Writes `bytes` into a new file `path` (mode 0644); empty on success.
-std::string write_whole_file(const char* path, const std::vector<std::uint8_t>& bytes) {
-  const int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fmt::format("open {}: {}", path, std::strerror(errno));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const auto error = fmt::format("write {}: {}", path, n < 0 ? std::strerror(errno) : "no space");
-      ::close(fd);
-      return error;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return ::close(fd) == 0 ? std::string() : fmt::format("close {}: {}", path, std::strerror(errno));
-}
-
-// A child process with its output on a pipe, line by line.
-class Child {
- public:
-  // `setup` runs in the child before exec; a non-empty return is an error.
-  Child(const std::vector<std::string>& argv, const std::function<std::string()>& setup) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw otarig::BenchError(fmt::format("pipe: {}", std::strerror(errno)));
-    pid_ = ::fork();
-    if (pid_ < 0) throw otarig::BenchError(fmt::format("fork: {}", std::strerror(errno)));
-    if (pid_ == 0) {
-      ::dup2(fds[1], STDOUT_FILENO);
-      ::dup2(fds[1], STDERR_FILENO);
-      int null = ::open("/dev/null", O_RDONLY);
-      if (null >= 0) ::dup2(null, STDIN_FILENO);
-      auto error = setup ? setup() : std::string();
-      if (!error.empty()) {
-        auto line = "otarig-clientboard: cannot set up the client: " + error + "\n";
-        (void)!::write(STDOUT_FILENO, line.data(), line.size());
-        ::_exit(126);
-      }
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      auto line = fmt::format("otarig-clientboard: cannot run {}: {}\n", argv[0], std::strerror(errno));
-      (void)!::write(STDOUT_FILENO, line.data(), line.size());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    fd_ = fds[0];
-  }
-  ~Child() {
-    if (fd_ >= 0) ::close(fd_);
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      wait();
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  // The next line, or nullopt at end of output or when `deadline` passed.
-  std::optional<std::string> line(Clock::time_point deadline) {
-    while (true) {
-      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
-        auto l = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        return l;
-      }
-      if (eof_) {
-        if (buf_.empty()) return std::nullopt;
-        return std::exchange(buf_, {});
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) {
-        timed_out_ = true;
-        return std::nullopt;
-      }
-      pollfd p{fd_, POLLIN, 0};
-      int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-      if (n < 0 && errno != EINTR) eof_ = true;
-      if (n <= 0) continue;
-      char tmp[4096];
-      ssize_t got = ::read(fd_, tmp, sizeof tmp);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        eof_ = true;
-        continue;
-      }
-      buf_.append(tmp, static_cast<std::size_t>(got));
-    }
-  }
-  bool timed_out() const { return timed_out_; }
-  void signal(int sig) {
-    if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
-  }
-  // Waits for the child (SIGKILL after `grace`); its exit status (128+N for a signal).
-  int wait(std::chrono::milliseconds grace = std::chrono::seconds(5)) {
-    if (reaped_) return status_;
-    const auto deadline = Clock::now() + grace;
-    int st = 0;
-    while (true) {
-      pid_t r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) break;
-      if (r < 0 && errno != EINTR) break;
-      if (Clock::now() >= deadline) {
-        ::kill(pid_, SIGKILL);
-        while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-        }
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    reaped_ = true;
-    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    // Orphans of the client (its helper processes) were reparented to us
-    // (a child subreaper): reap them too.
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    return status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  std::string buf_;
-  bool eof_ = false;
-  bool timed_out_ = false;
-  bool reaped_ = false;
-  int status_ = -1;
-};
-
 class Device {
  public:
   explicit Device(const Options& o)
       : o_(o),
-        client_(o.client == "rauc" ? Client::rauc : Client::swupdate),
-        layout_{std::filesystem::absolute(o.dir.empty() ? o.storage : o.dir)} {}
+        client_(o.client == "rauc" ? Client::rauc : o.client == "mender" ? Client::mender : Client::swupdate),
+        layout_{std::filesystem::absolute(o.dir.empty() ? o.storage : o.dir)},
+        mender_(layout_, package_ca(), o.client_timeout_ms, !o.mender_unsynced_store) {}
 
   void power_on() {
-    say(fmt::format("otarig-clientboard boot ROM ({}, {})", o_.client,
-                    client_ == Client::swupdate ? "U-Boot environment" : "RAUC custom backend"));
+    banner();
     boot();
   }
 
@@ -300,10 +101,30 @@ class Device {
   }
 
  private:
+  void banner() const {
+    say(fmt::format("otarig-clientboard boot ROM ({}, {})", o_.client,
+                    client_ == Client::swupdate ? "U-Boot environment"
+                    : client_ == Client::mender ? "U-Boot environment, Mender integration"
+                                                : "RAUC custom backend"));
+  }
+
+  cl::Bootloader bootloader() const {
+    return client_ == Client::swupdate ? cl::Bootloader::uboot_env
+           : client_ == Client::mender ? cl::Bootloader::mender_uboot
+                                       : cl::Bootloader::rauc_custom;
+  }
+
   void boot() {
-    booted_ = cl::boot(layout_, client_ == Client::swupdate ? cl::Bootloader::uboot_env : cl::Bootloader::rauc_custom,
-                       o_.bootlimit, [](const std::string& l) { say(l); },
-                       o_.halt_when_exhausted ? cl::WhenExhausted::halt : cl::WhenExhausted::reset_attempts);
+    // Mender's integration: the application commits a trial boot whose
+    // self-test passed (`mender commit`) and rolls back one that failed.
+    const cl::TrialHook on_trial = [this](int slot, const cl::SlotImage& image, bool passed) {
+      if (passed) return mender_.commit(slot, image);
+      mender_.rollback(slot, image);
+      return false;
+    };
+    booted_ = cl::boot(layout_, bootloader(), o_.bootlimit, [](const std::string& l) { say(l); },
+                       o_.halt_when_exhausted ? cl::WhenExhausted::halt : cl::WhenExhausted::reset_attempts,
+                       client_ == Client::mender ? on_trial : cl::TrialHook{});
     if (booted_.running) status();
   }
 
@@ -347,7 +168,9 @@ class Device {
     const int target = 1 - booted_.slot;
     std::optional<std::string> refused;
     try {
-      refused = client_ == Client::swupdate ? run_swupdate(url, ca) : run_rauc(url, ca, size);
+      refused = client_ == Client::swupdate ? run_swupdate(url, ca)
+                : client_ == Client::mender   ? mender_.install(url, booted_.slot, booted_.image)
+                                              : run_rauc(url, ca, size);
     } catch (const std::exception& e) {
       refused = std::string("the client could not run: ") + e.what();
     }
@@ -357,8 +180,7 @@ class Device {
     }
     say(fmt::format("ota: staged slot {}, rebooting", cl::slot_name(target)));
     say("");
-    say(fmt::format("otarig-clientboard boot ROM ({}, {})", o_.client,
-                    client_ == Client::swupdate ? "U-Boot environment" : "RAUC custom backend"));
+    banner();
     boot();
   }
 
@@ -546,6 +368,7 @@ class Device {
   const Options& o_;
   Client client_;
   cl::SlotLayout layout_;
+  MenderClient mender_;
   cl::BootResult booted_;
 };
 
@@ -556,6 +379,8 @@ std::string missing_requirements(const Options& o) {
   std::vector<std::string> tools{"fw_printenv", "fw_setenv"};
   if (o.client == "swupdate")
     tools.push_back("swupdate");
+  else if (o.client == "mender")
+    tools.push_back("mender");
   else
     tools = {"rauc", "dbus-run-session"};
   std::string missing;
@@ -676,9 +501,9 @@ int run_rauc_preinstall(const std::string& storage) {
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   Options o;
-  CLI::App app{"otarig-clientboard: a device whose OTA client is SWUpdate or RAUC (console on stdin/stdout)"};
-  app.add_option("--client", o.client, "the OTA client: swupdate or rauc")
-      ->check(CLI::IsMember({"swupdate", "rauc"}))
+  CLI::App app{"otarig-clientboard: a device whose OTA client is SWUpdate, RAUC or Mender (console on stdin/stdout)"};
+  app.add_option("--client", o.client, "the OTA client: swupdate, rauc or mender")
+      ->check(CLI::IsMember({"swupdate", "rauc", "mender"}))
       ->capture_default_str();
   app.add_option("--storage", o.storage, "the device's storage folder (default $OTARIG_STORAGE)");
   app.add_option("--dir", o.dir, "slots and boot state (default: the storage folder)");
@@ -692,6 +517,9 @@ int main(int argc, char** argv) {
   app.add_flag("--halt-when-exhausted", o.halt_when_exhausted,
                "flawed: rauc's boot ROM halts when no slot has boot attempts left, instead of giving every enabled "
                "slot its attempts back (bootchooser reset_attempts=all-zero); brown-outs brick the board");
+  app.add_flag("--mender-unsynced-store", o.mender_unsynced_store,
+               "flawed: Mender creates its database in place at its first run (LMDB writes the first pages without "
+               "a barrier), instead of the board creating it whole before");
   app.add_option("--client-timeout", o.client_timeout_ms, "deadline of one client run, ms")->capture_default_str();
   app.add_option("--download-timeout", o.download_timeout_ms, "rauc: deadline of a whole download, ms")
       ->capture_default_str();

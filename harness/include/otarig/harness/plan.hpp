@@ -80,6 +80,10 @@ struct BoardAbilities {
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).
   CountOps update_ms;
+  /// The device's client refuses a download whose length the server does
+  /// not state (profile: device.network.length_required), so a body without
+  /// end never reaches it (Mender: "Will not continue with unknown image size").
+  bool length_required = false;
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming

@@ -17,9 +17,15 @@ namespace otarig::drivers::clients {
 enum class Bootloader {
   uboot_env,    ///< U-Boot environment (two redundant copies) read and written with fw_printenv/fw_setenv
   rauc_custom,  ///< a state file (primary slot, boot attempts left per slot) behind RAUC's custom backend
+  /// U-Boot environment as Mender's U-Boot integration keeps it:
+  /// mender_boot_part (2 for slot A, 3 for slot B, the partition numbers of
+  /// the device's root file systems), upgrade_available, bootcount, bootlimit.
+  /// The boot ROM counts and falls back; the OTA client (`mender commit`,
+  /// `mender rollback`) confirms or abandons a trial boot.
+  mender_uboot,
 };
 const char* to_string(Bootloader b);
-/// "uboot-env" | "rauc-custom"; nullopt for anything else.
+/// "uboot-env" | "rauc-custom" | "mender-uboot"; nullopt for anything else.
 std::optional<Bootloader> parse_bootloader(std::string_view text);
 
 /// Where a client board keeps its state: fixed names inside one folder.
@@ -39,6 +45,10 @@ struct SlotLayout {
 inline constexpr std::uint32_t kEnvSize = 0x4000;
 
 inline char slot_name(int index) { return index == 0 ? 'A' : 'B'; }
+/// Mender's partition number of a slot (mender_boot_part): "2" for A, "3" for B.
+inline const char* mender_partition(int index) { return index == 0 ? "2" : "3"; }
+/// 0 for "2", 1 for "3", -1 otherwise.
+int mender_slot_index(std::string_view partition);
 /// 0 for "A"/"a", 1 for "B"/"b", -1 otherwise.
 int slot_index(std::string_view name);
 
@@ -51,7 +61,9 @@ struct ProvisionSpec {
 /// Writes a factory-fresh device while it is off: `image` in slot A (the
 /// rest of the slot zeroed), slot B zeroed, and boot state that boots A,
 /// confirmed: U-Boot env rootpart=A upgrade_available=0 bootcount=0
-/// bootlimit=N (written with fw_setenv), or the RAUC state file primary=A,
+/// bootlimit=N (written with fw_setenv), Mender's mender_boot_part=2
+/// upgrade_available=0 bootcount=0 bootlimit=N (and no Mender data: the
+/// `mender-data` folder is removed), or the RAUC state file primary=A,
 /// A good, B bad. InputError when the image does not fit a slot; BenchError
 /// when a file or fw_setenv fails.
 void provision_slots(const SlotLayout& layout, const ProvisionSpec& spec, std::span<const std::uint8_t> image);
@@ -118,6 +130,13 @@ struct BootResult {
   int boots = 0;         ///< boot attempts this power-on (resets included)
 };
 
+/// Called on a trial boot when the OTA client, not the boot ROM, decides
+/// (Bootloader::mender_uboot): `passed` is the self-test's result. Returns
+/// true when the client confirmed the slot (`mender commit`); after a failed
+/// self-test the hook abandons the trial (`mender rollback`) and the boot
+/// ROM resets.
+using TrialHook = std::function<bool(int slot, const SlotImage& image, bool passed)>;
+
 /// Plays the boot ROM and the application's start until a stable state:
 /// pick the slot (U-Boot: rootpart, bootcount/bootlimit while
 /// upgrade_available=1, altbootcmd fallback to the other slot; RAUC: the
@@ -129,9 +148,15 @@ struct BootResult {
 /// backend), and reset after a trial that failed. `log` receives console
 /// lines. U-Boot's environment counts boots only while upgrade_available=1
 /// (bootcount_env), so `when_exhausted` concerns RAUC's backend only.
+///
+/// Bootloader::mender_uboot plays Mender's U-Boot integration: the slot is
+/// mender_boot_part's, bootcount counts while upgrade_available=1, and past
+/// bootlimit altbootcmd switches mender_boot_part (and _hex) to the other
+/// slot with upgrade_available=0. A trial that passed its self-test is
+/// confirmed by `on_trial` (the client); without a hook it stays a trial.
 BootResult boot(const SlotLayout& layout, Bootloader bootloader, std::uint32_t bootlimit,
                 const std::function<void(const std::string&)>& log,
-                WhenExhausted when_exhausted = WhenExhausted::reset_attempts);
+                WhenExhausted when_exhausted = WhenExhausted::reset_attempts, const TrialHook& on_trial = {});
 
 /// The RAUC custom backend's commands over the state file: get-primary,
 /// set-primary SLOT, get-state SLOT, set-state SLOT good|bad, get-current.

@@ -1,0 +1,69 @@
+#pragma once
+// The Mender board's client runs (docs/ota-clients.md, "Mender"): Debian's
+// `mender` in standalone mode, in a private mount namespace that gives it
+// the device it expects — the slots as partitions under /dev, the U-Boot
+// environment's fw_env.config and the running release under /etc, its
+// configuration and data in the device's storage.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "otarig/drivers/clients/device.hpp"
+
+namespace otarig::clientboard {
+
+class MenderClient {
+ public:
+  /// `verify_key`: the public key file artifacts must be signed with
+  /// (ArtifactVerifyKey). `timeout_ms`: deadline of one run of `mender`.
+  /// `init_store`: the device creates Mender's database itself, whole or
+  /// not at all, before Mender first runs (ensure_store); false leaves it to
+  /// Mender (flawed: a cut while LMDB creates it can leave a database LMDB
+  /// refuses for good).
+  MenderClient(drivers::clients::SlotLayout layout, std::string verify_key, unsigned timeout_ms, bool init_store);
+
+  /// `mender install URL` on the device booted from `booted` (running
+  /// `running`). nullopt: installed (the environment selects the other slot
+  /// for a trial boot); otherwise why it was refused.
+  std::optional<std::string> install(const std::string& url, int booted, const drivers::clients::SlotImage& running);
+  /// `mender commit` after a trial boot whose self-test passed; true when committed.
+  bool commit(int booted, const drivers::clients::SlotImage& running);
+  /// `mender rollback` after a trial boot whose self-test failed.
+  void rollback(int booted, const drivers::clients::SlotImage& running);
+
+ private:
+  struct Outcome {
+    int status = -1;
+    bool timed_out = false;
+    std::vector<std::string> errors;  ///< Mender's `level=error` messages, in order
+  };
+  /// `data`: Mender's data folder when not the device's (ensure_store's scratch).
+  Outcome run(const std::vector<std::string>& command, int booted, const drivers::clients::SlotImage& running,
+              const std::filesystem::path& data = {});
+  void write_config() const;
+  /// First boot: when the data folder has no mender-store, Mender creates
+  /// one in a scratch folder (`mender show-artifact`), the board syncs it
+  /// and renames it into the data folder, then syncs the folder.
+  void ensure_store(int booted, const drivers::clients::SlotImage& running);
+  std::filesystem::path config_dir() const { return layout_.dir / "mender"; }
+  std::filesystem::path data_dir() const { return layout_.dir / "mender-data"; }
+
+  drivers::clients::SlotLayout layout_;
+  std::string verify_key_;
+  unsigned timeout_ms_;
+  bool init_store_;
+};
+
+/// In a forked child: the private mount namespace of a Mender run. On top of
+/// enter_device_namespace (a tmpfs /run, an /etc overlay with `etc_files`):
+/// a tmpfs /dev with the character devices a program needs, the slots as
+/// /dev/otarig/mmcblk0p2 and p3 (links to the slot files), /dev/console (the
+/// board's console); a tmpfs /sys/class whose ubi/otarig/mmcblk0pN holds the
+/// slot's size in 512-byte sectors; and /run/otarig/bin first on PATH with
+/// `mount`, which lists the booted slot as the root file system. Empty on
+/// success, else what failed.
+std::string enter_mender_namespace(const drivers::clients::SlotLayout& layout, int booted,
+                                   const std::vector<std::pair<std::string, std::string>>& etc_files,
+                                   const std::string& console);
+
+}  // namespace otarig::clientboard
