@@ -124,7 +124,7 @@ def check_and_merge(otarig, out, merged):
     return (verify_rss, verify_secs), (merge_rss, merge_secs)
 
 
-def campaign(args, work):
+def campaign(args, work, report):
     counts = sorted(int(n) for n in str(args.trials).split(","))
     reference = {}
     if args.reference:
@@ -136,7 +136,6 @@ def campaign(args, work):
         ref = f"{args.reference} in this run"
         reference = {("run", n): f"{rss / 1024:.0f} MiB ({ref})", ("verify", n): f"{v / 1024:.0f} MiB ({ref})",
                      ("merge", n): f"{m / 1024:.0f} MiB ({ref})"}
-    rows = []
     for n in counts:
         out = work / f"campaign-{n}"
         rss, secs = run_campaign(args.otarig, n, out)
@@ -152,13 +151,12 @@ def campaign(args, work):
                 return f"{RECORDED[what][n]} ({RECORDED_FROM})"
             return "not recorded"
 
-        rows.append({"what": f"run: campaign of {n} trials (virtual-ab)", "rss_kib": rss, "seconds": secs,
+        report({"what": f"run: campaign of {n} trials (virtual-ab)", "rss_kib": rss, "seconds": secs,
                      "reference": f"limit 512 MiB; before: {before('run')}; run.json {run_json / 2**20:.0f} MiB"})
-        rows.append({"what": f"report verify: that bundle", "rss_kib": v, "seconds": v_secs,
+        report({"what": f"report verify: that bundle", "rss_kib": v, "seconds": v_secs,
                      "reference": f"limit 512 MiB; before: {before('verify')}; journal {journal / 2**20:.0f} MiB"})
-        rows.append({"what": f"report merge: that bundle as its one shard", "rss_kib": m, "seconds": m_secs,
-                     "reference": f"limit 512 MiB; before: {before('merge')}"})
-    return rows
+        report({"what": f"report merge: that bundle as its one shard", "rss_kib": m, "seconds": m_secs,
+                "reference": f"limit 512 MiB; before: {before('merge')}"})
 
 
 def main():
@@ -173,17 +171,20 @@ def main():
     if not args.otarig:
         sys.exit("run.py: build the target otarig first (or give --otarig)")
     work = Path(tempfile.mkdtemp(prefix="otarig-memory-bench-"))
-    rows = []
+
+    # Each figure is printed as soon as it is measured (a 100,000-trial
+    # bundle takes minutes to remove).
+    def report(r):
+        print(f"{r['what']:58} {r['rss_kib'] / 1024:>8.1f} MiB {r['seconds']:>8.1f}s  {r['reference']}", flush=True)
+
+    print(f"{'benchmark':58} {'peak RSS':>12} {'time':>9}  reference", flush=True)
     try:
         if args.only in (None, "flood"):
-            rows.append(flood(args, work))
+            report(flood(args, work))
         if args.only in (None, "campaign"):
-            rows.extend(campaign(args, work))
+            campaign(args, work, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{'benchmark':58} {'peak RSS':>12} {'time':>9}  reference")
-    for r in rows:
-        print(f"{r['what']:58} {r['rss_kib'] / 1024:>8.1f} MiB {r['seconds']:>8.1f}s  {r['reference']}")
 
 
 if __name__ == "__main__":
