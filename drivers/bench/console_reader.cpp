@@ -68,7 +68,7 @@ speed_t speed_constant(unsigned baud) {
 
 std::vector<TranscriptEntry> Transcript::entries() const {
   std::lock_guard lock(mutex_);
-  auto out = entries_;
+  std::vector<TranscriptEntry> out(entries_.begin(), entries_.end());
   if (partial_) out.push_back(*partial_);
   return out;
 }
@@ -111,6 +111,7 @@ void Transcript::clear() {
   std::lock_guard lock(mutex_);
   cleared_ += entries_.size();
   entries_.clear();
+  held_bytes_ = 0;
   partial_.reset();
 }
 
@@ -122,18 +123,38 @@ ConsoleRecord Transcript::take_since(std::uint64_t& next) const {
     record.entries.assign(entries_.begin() + static_cast<std::ptrdiff_t>(first), entries_.end());
   next = cleared_ + entries_.size();
   record.arriving = partial_;
+  record.dropped_lines = std::exchange(dropped_lines_, 0);
+  record.dropped_bytes = std::exchange(dropped_bytes_, 0);
   return record;
+}
+
+void Transcript::add(TranscriptEntry entry) {
+  held_bytes_ += entry.text.size() + kConsoleLineOverheadBytes;
+  entries_.push_back(std::move(entry));
+  // A device flooding a console nobody clears: the oldest entries go,
+  // counted, down to half the limit.
+  if (held_bytes_ <= kConsolePendingMaxBytes) return;
+  while (!entries_.empty() && held_bytes_ > kConsolePendingMaxBytes / 2) {
+    const auto& e = entries_.front();
+    held_bytes_ -= e.text.size() + kConsoleLineOverheadBytes;
+    if (e.kind == TranscriptEntry::Kind::line) {
+      ++dropped_lines_;
+      dropped_bytes_ += e.text.size() + e.cut;
+    }
+    entries_.pop_front();
+    ++cleared_;
+  }
 }
 
 void Transcript::add_line(Clock::duration at, std::string text, bool complete) {
   std::lock_guard lock(mutex_);
-  entries_.push_back({at, TranscriptEntry::Kind::line, std::move(text), complete});
+  add({at, TranscriptEntry::Kind::line, std::move(text), complete});
   partial_.reset();
 }
 
 void Transcript::add_event(Clock::duration at, std::string text, std::string event) {
   std::lock_guard lock(mutex_);
-  entries_.push_back({at, TranscriptEntry::Kind::event, std::move(text), true, std::move(event)});
+  add({at, TranscriptEntry::Kind::event, std::move(text), true, std::move(event)});
 }
 
 void Transcript::set_partial(std::optional<TranscriptEntry> partial) {

@@ -379,3 +379,41 @@ TEST(ConsoleReconnectTest, TheRecordNamesTheDisconnectAndTheReconnect) {
 
 }  // namespace
 }  // namespace otarig::drivers::bench
+
+namespace otarig::drivers::bench {
+namespace {
+
+// A device that floods a console nobody clears: the transcript holds at most
+// kConsolePendingMaxBytes, lets the oldest lines go, and the next take
+// counts them; what it keeps is the newest, in order, and the cursor of
+// take_since stays right across the drops.
+TEST(TranscriptTest, AFloodIsBoundedAndTheLinesLetGoAreCounted) {
+  Transcript t;
+  std::uint64_t next = 0;
+  const std::string text(4096 - kConsoleLineOverheadBytes, 'x');
+  const std::size_t lines = 3 * kConsolePendingMaxBytes / 4096;  // three times what it may hold
+  for (std::size_t i = 0; i < lines; ++i)
+    t.add_line(std::chrono::milliseconds(i), std::to_string(i) + ":" + text.substr(std::to_string(i).size() + 1));
+  const auto entries = t.entries();
+  std::size_t held = 0;
+  for (const auto& e : entries) held += e.text.size() + kConsoleLineOverheadBytes;
+  EXPECT_LE(held, kConsolePendingMaxBytes);
+  EXPECT_GE(held, kConsolePendingMaxBytes / 2);
+  ASSERT_FALSE(entries.empty());
+  EXPECT_EQ(entries.back().text.substr(0, entries.back().text.find(':')), std::to_string(lines - 1));
+  for (std::size_t i = 1; i < entries.size(); ++i) EXPECT_LT(entries[i - 1].at, entries[i].at);
+
+  const auto record = t.take_since(next);
+  EXPECT_EQ(record.entries.size(), entries.size());
+  EXPECT_EQ(record.dropped_lines + record.entries.size(), lines);
+  EXPECT_EQ(record.dropped_bytes, record.dropped_lines * text.size());
+  // Counted once; a later line comes alone.
+  t.add_line(std::chrono::milliseconds(lines), "after");
+  const auto later = t.take_since(next);
+  ASSERT_EQ(later.entries.size(), 1u);
+  EXPECT_EQ(later.entries[0].text, "after");
+  EXPECT_EQ(later.dropped_lines, 0u);
+}
+
+}  // namespace
+}  // namespace otarig::drivers::bench

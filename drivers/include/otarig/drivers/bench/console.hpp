@@ -7,6 +7,7 @@
 // unplugged, pty closed) the reader keeps what it read and reopens it.
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -28,7 +29,10 @@ namespace otarig::drivers::bench {
 /// (disconnected, reconnected, a trigger callback that failed).
 using TranscriptEntry = ConsoleEntry;
 
-/// What a console printed, line by line. Thread-safe.
+/// What a console printed, line by line. Thread-safe. It holds at most
+/// kConsolePendingMaxBytes of entries (text and kConsoleLineOverheadBytes
+/// each): beyond that the oldest go, counted, and the next take_since()
+/// reports them (ConsoleRecord::dropped_*), as the pty console does.
 class Transcript {
  public:
   explicit Transcript(Clock::duration origin = Clock::duration{0}) : origin_(origin) {}
@@ -45,6 +49,8 @@ class Transcript {
 
   /// The entries added after the first `next` ever added (clear() does not
   /// reset the count), and the line still arriving; `next` moves past them.
+  /// The lines let go over the limit since the previous take are counted in
+  /// the record (a transcript has one taker).
   ConsoleRecord take_since(std::uint64_t& next) const;
 
   void add_line(Clock::duration at, std::string text, bool complete = true);
@@ -55,8 +61,11 @@ class Transcript {
  private:
   mutable std::mutex mutex_;
   Clock::duration origin_;
-  std::uint64_t cleared_ = 0;  ///< entries dropped by clear()
-  std::vector<TranscriptEntry> entries_;
+  std::uint64_t cleared_ = 0;  ///< entries dropped by clear() or over the limit
+  std::deque<TranscriptEntry> entries_;
+  std::size_t held_bytes_ = 0;  ///< of entries_, as the limit counts them
+  mutable std::uint64_t dropped_lines_ = 0, dropped_bytes_ = 0;  ///< let go over the limit, not yet taken
+  void add(TranscriptEntry entry);
   std::optional<TranscriptEntry> partial_;
 };
 
