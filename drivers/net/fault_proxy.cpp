@@ -901,26 +901,37 @@ class Setup : public std::enable_shared_from_this<Setup> {
     upstream_.close(ignored);
   }
 
-  void impostor_handshake() {
-    tls_client_.emplace(std::move(client_), *proxy_.impostor_ctx);
+  // Terminates the client's TLS at the proxy with `ctx`. A failed handshake
+  // ends the connection (`refused` and why); a completed one is logged as
+  // `kind` with what `accepted` reads of it, then the proxy relays.
+  template <class Accepted>
+  void terminate_tls(ssl::context& ctx, const char* kind, const char* refused, Accepted accepted) {
+    tls_client_.emplace(std::move(client_), ctx);
     arm([this] {
       error_code ignored;
       tls_client_->next_layer().close(ignored);
     });
-    tls_client_->async_handshake(ssl::stream_base::server, [self = shared_from_this()](const error_code& ec) {
-      self->timer_.cancel();
-      if (self->proxy_.stopping) return;
-      if (ec) {
-        self->fail("impostor", "client refused the impostor certificate: " + detail::tls_error_text(ec));
-        return;
-      }
-      FaultEvent e;
-      e.connection = self->id_;
-      e.generation = self->config_->generation;
-      e.kind = "impostor";
-      e.detail = "client accepted the impostor certificate (TLS terminated at the proxy)";
-      self->proxy_.event(std::move(e));
-      self->connect();
+    tls_client_->async_handshake(ssl::stream_base::server,
+                                 [self = shared_from_this(), kind, refused, accepted](const error_code& ec) {
+                                   self->timer_.cancel();
+                                   if (self->proxy_.stopping) return;
+                                   if (ec) {
+                                     self->fail(kind, refused + detail::tls_error_text(ec));
+                                     return;
+                                   }
+                                   FaultEvent e;
+                                   e.connection = self->id_;
+                                   e.generation = self->config_->generation;
+                                   e.kind = kind;
+                                   e.detail = accepted(*self);
+                                   self->proxy_.event(std::move(e));
+                                   self->connect();
+                                 });
+  }
+
+  void impostor_handshake() {
+    terminate_tls(*proxy_.impostor_ctx, "impostor", "client refused the impostor certificate: ", [](Setup&) {
+      return std::string("client accepted the impostor certificate (TLS terminated at the proxy)");
     });
   }
 
@@ -932,34 +943,17 @@ class Setup : public std::enable_shared_from_this<Setup> {
       fail("client-certificate", "the proxy has no server identity to ask a client certificate with (no mutual TLS)");
       return;
     }
-    tls_client_.emplace(std::move(client_), *proxy_.ask_ctx);
-    arm([this] {
-      error_code ignored;
-      tls_client_->next_layer().close(ignored);
-    });
-    tls_client_->async_handshake(ssl::stream_base::server, [self = shared_from_this()](const error_code& ec) {
-      self->timer_.cancel();
-      if (self->proxy_.stopping) return;
-      if (ec) {
-        self->fail("client-certificate", "TLS handshake failed: " + detail::tls_error_text(ec));
-        return;
-      }
-      SSL* ssl = self->tls_client_->native_handle();
+    terminate_tls(*proxy_.ask_ctx, "client-certificate", "TLS handshake failed: ", [](Setup& c) {
+      SSL* ssl = c.tls_client_->native_handle();
       X509* cert = SSL_get1_peer_certificate(ssl);
       const bool presented = cert != nullptr;
       if (cert) X509_free(cert);
       const long verified = SSL_get_verify_result(ssl);
-      FaultEvent e;
-      e.connection = self->id_;
-      e.generation = self->config_->generation;
-      e.kind = "client-certificate";
-      e.detail = !presented ? "client presented no certificate (asked for, not required)"
-                 : verified == X509_V_OK
-                     ? "client presented a certificate that chains to the client CA"
-                     : std::string("client presented a certificate that does not verify: ") +
-                           X509_verify_cert_error_string(verified);
-      self->proxy_.event(std::move(e));
-      self->connect();
+      return !presented ? std::string("client presented no certificate (asked for, not required)")
+             : verified == X509_V_OK
+                 ? std::string("client presented a certificate that chains to the client CA")
+                 : std::string("client presented a certificate that does not verify: ") +
+                       X509_verify_cert_error_string(verified);
     });
   }
 
