@@ -7,10 +7,14 @@ manifest, or speak no mutual TLS, skip with the reason."""
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import process_profiles  # noqa: E402
 
 BIN = os.environ.get("OTARIG_BIN", "otarig")
 SRC = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
@@ -20,13 +24,7 @@ KILL_DIR = Path(tempfile.mkdtemp(prefix="otarig-e2e-trust-"))
 def kill_model(profile):
     """The profile under the kill-only power model: no power cut falls in these
     scenarios, and the crash model's recording layer is test_crash_storage.py's."""
-    text = profile.read_text()
-    assert "device:\n  kind: process\n" in text, profile
-    text = text.replace("device:\n  kind: process\n", "device:\n  kind: process\n  power_loss: {model: kill, reason: "
-                        "\"no power cut in these scenarios\"}\n")
-    out = KILL_DIR / profile.name
-    out.write_text(text)
-    return out
+    return process_profiles.kill_model(profile, KILL_DIR, "no power cut in these scenarios")
 
 
 VBOARD = kill_model(SRC / "boards/vboard-ab.yaml")

@@ -5,10 +5,14 @@ them."""
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import process_profiles  # noqa: E402
 
 BIN = os.environ.get("OTARIG_BIN", "otarig")
 SRC = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
@@ -20,13 +24,7 @@ def kill_model(profile):
     placed in a delivery (a download byte, a time, a console line) and the
     transport scenarios; the sweep at every storage operation under the crash
     model is test_crash_storage.py's."""
-    text = profile.read_text()
-    assert "device:\n  kind: process\n" in text, profile
-    text = text.replace("device:\n  kind: process\n", "device:\n  kind: process\n  power_loss: {model: kill, reason: "
-                        "\"cuts placed in the delivery, tested without the crash model\"}\n")
-    out = KILL_DIR / profile.name
-    out.write_text(text)
-    return out
+    return process_profiles.kill_model(profile, KILL_DIR, "cuts placed in the delivery, tested without the crash model")
 
 
 VBOARD = kill_model(SRC / "boards/vboard-ab.yaml")
