@@ -124,6 +124,7 @@ void BoundedTranscript::add(TranscriptLine line) {
   if (!gap_lines_ && tail_.empty() && head_cost_ + cost <= kHalf) {
     head_cost_ += cost;
     head_.push_back(std::move(line));
+    if (head_sink_) head_sink_(head_.back());
     return;
   }
   tail_cost_ += cost;
@@ -194,7 +195,12 @@ std::optional<std::string> Bench::untaken(std::string text, Clock::duration at) 
   return text;
 }
 
-void Bench::keep_line(TranscriptLine line) { transcript_.add(std::move(line)); }
+void Bench::keep_line(TranscriptLine line) {
+  if (line_sink_)
+    line_sink_(std::move(line));
+  else
+    transcript_.add(std::move(line));
+}
 
 // Lines the status and console-event patterns have yet to look at: the newest
 // kTranscriptMaxBytes of them at most (a device that floods between two looks
@@ -281,6 +287,9 @@ void Bench::absorb(const std::string& bytes) {
     partial_.clear();
     partial_cut_ = 0;
   }
+  // A stamping console's lines join the transcript as they are read, not at
+  // the next drain: a trial's console.log follows the device.
+  if (!bytes.empty()) collect_stamps();
 }
 
 void Bench::drain_console() {

@@ -336,11 +336,11 @@ class Campaign {
         identity_(campaign_identity(options, profile_, scenario_)) {
     // The oracles and report writers are the registries' unless the caller
     // pointed the options at others (use_registries).
-    if (!options.hooks.registered_oracles) {
-      own_hooks_ = options.hooks;
-      own_hooks_.registered_oracles = &registries.oracles;
-      hooks_ = &own_hooks_;
-    }
+    // Each trial writes its console.log under --out as it reads the console.
+    own_hooks_ = options.hooks;
+    if (!own_hooks_.registered_oracles) own_hooks_.registered_oracles = &registries.oracles;
+    own_hooks_.evidence_root = options.out;
+    hooks_ = &own_hooks_;
     bundle_ = options.bundle;
     if (!bundle_.writers) bundle_.writers = &registries.reports;
   }
@@ -693,7 +693,7 @@ class Campaign {
   const std::filesystem::path journal_file_;
   const nlohmann::json identity_;
   const TrialHooks* hooks_ = &o_.hooks;
-  TrialHooks own_hooks_;  // the options' hooks with the registries' oracles
+  TrialHooks own_hooks_;  // the options' hooks, the registries' oracles by default, --out
   reports::BundleOptions bundle_;
   JournaledCampaign journaled_;
   nlohmann::json given_ms_;

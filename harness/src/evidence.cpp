@@ -27,11 +27,17 @@ std::filesystem::path write_transcript_and_events(const std::filesystem::path& o
   std::filesystem::create_directories(dir);
   // console.log shows control bytes escaped; the bytes as the device sent
   // them go to console.raw when anything needed escaping.
-  std::string console, raw;
-  bool escaped = false;
-  for (const auto& line : t.transcript) console += console_log_line(line, &raw, &escaped);
-  write_text(dir / "console.log", console);
-  if (escaped) write_text(dir / "console.raw", raw);
+  if (!t.console_logged) {  // else the trial wrote them as it read the console
+    std::string console, raw;
+    bool escaped = false;
+    for (const auto& line : t.transcript) console += console_log_line(line, &raw, &escaped);
+    write_text(dir / "console.log", console);
+    std::error_code ignored;
+    if (escaped)
+      write_text(dir / "console.raw", raw);
+    else
+      std::filesystem::remove(dir / "console.raw", ignored);
+  }
   std::string events;
   for (const auto& e : t.events) events += e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   write_text(dir / "events.jsonl", events);

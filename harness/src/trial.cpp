@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <memory>
 
 #include "otarig/core/image.hpp"
+#include "otarig/harness/console_log.hpp"
 #include "otarig/harness/identity.hpp"
 #include "otarig/harness/rng.hpp"
 #include "otarig/harness/scenario.hpp"
@@ -109,6 +111,25 @@ class Runner final : public TrialPort {
     const SteadyClock host;  // the rig's own run time, not the device's
     const auto wall_start = host.now();
     bench_.begin_transcript();
+    if (hooks_ && !hooks_->evidence_root.empty()) {
+      if (!is_plain_name(spec_.id)) throw BenchError(fmt::format("trial id '{}' is not a plain file name", spec_.id));
+      log_ = std::make_unique<ConsoleLogFile>(hooks_->evidence_root / "trials" / spec_.id);
+      kept_transcript_.on_head([this](const TranscriptLine& line) {
+        if (log_) log_->write(line);
+      });
+    }
+    // Every line the bench reads comes here at once: into the transcript and
+    // console.log, or held back while a boot only measures.
+    bench_.stream_lines([this](TranscriptLine line) {
+      if (holding_)
+        held_.add(std::move(line));
+      else
+        kept_transcript_.add(std::move(line));
+    });
+    const struct Unsink {
+      Bench& bench;
+      ~Unsink() { bench.stream_lines({}); }
+    } unsink{bench_};
     for (TrialStep step = TrialStep::prepare; step != TrialStep::done; step = next(step)) {
       note_console_events();
       event(step);
@@ -124,10 +145,8 @@ class Runner final : public TrialPort {
         case TrialStep::done: break;
       }
     }
-    bench_.drain_console();
-    // Bounded per trial: what brown-out measuring boots kept counts too.
-    for (auto& line : bench_.take_transcript()) kept_transcript_.add(std::move(line));
-    out_.transcript = kept_transcript_.take();
+    keep_transcript();  // the line still arriving, and what a measuring boot left held
+    out_.transcript = take_kept();
     note_console_events();
     if (bench_.parts().flash_faults) out_.erase_counts = bench_.parts().flash_faults->erase_counts();
     out_.duration_ms = std::chrono::duration<double, std::milli>(host.now() - wall_start).count();
@@ -178,11 +197,29 @@ class Runner final : public TrialPort {
   }
   void keep_transcript() override {
     bench_.drain_console();
-    for (auto& line : bench_.take_transcript()) kept_transcript_.add(std::move(line));
+    (void)bench_.take_transcript();  // finishes the line still arriving (streamed)
+    for (auto& line : held_.take()) kept_transcript_.add(std::move(line));
+    holding_ = false;
+  }
+  void hold_transcript() override {
+    keep_transcript();
+    holding_ = true;
   }
   void discard_transcript() override {
     bench_.drain_console();
     (void)bench_.take_transcript();
+    (void)held_.take();
+    holding_ = false;
+  }
+  // The kept transcript, and console.log finished with it.
+  std::vector<TranscriptLine> take_kept() {
+    auto lines = kept_transcript_.take();
+    if (log_) {
+      log_->finish(lines);
+      log_.reset();
+      out_.console_logged = true;
+    }
+    return lines;
   }
   std::size_t fault_index() const override { return fault_index_; }
   void record_cut(nlohmann::json cut) override { out_.cut = std::move(cut); }
@@ -297,7 +334,7 @@ class Runner final : public TrialPort {
                              {"device_exit", device_exit ? nlohmann::json(*device_exit) : nlohmann::json(nullptr)},
                              {"observed", obs_json(o)}};
       note("bench-failure", failure);
-      out_.transcript = kept_transcript_.take();
+      out_.transcript = take_kept();
       throw TrialBenchError(what, std::move(out_), std::move(failure));
     }
     for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
@@ -466,7 +503,10 @@ class Runner final : public TrialPort {
   std::string retry_problem_;
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
-  BoundedTranscript kept_transcript_;  ///< before brown-out measuring boots
+  BoundedTranscript kept_transcript_;  ///< its head also goes to console.log as it comes
+  BoundedTranscript held_;             ///< lines of a boot that only measures (hold_transcript)
+  bool holding_ = false;
+  std::unique_ptr<ConsoleLogFile> log_;
 };
 
 }  // namespace

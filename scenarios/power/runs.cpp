@@ -102,7 +102,7 @@ class CountedRun final : public harness::FaultRun {
     const double torn_chance = s.fault.as<CutOptions>().torn;
     std::vector<drivers::FlashCut> cuts;
     for (std::uint32_t r = 0; r < p_.recovery_cuts; ++r) {
-      port.keep_transcript();
+      port.hold_transcript();
       if (bench.parts().power->is_on()) bench.power_off("brown-out");
       ff->arm(drivers::FlashCut{0, false, 0});
       bench.power_on("brown-out");
@@ -110,6 +110,7 @@ class CountedRun final : public harness::FaultRun {
       ff->disarm();
       if (boot_ops == 0) {
         port.note("brown-out", {{"cut", r + 1}, {"boot_ops", 0}, {"detail", "the recovery boot writes no flash"}});
+        port.keep_transcript();
         return;  // that clean boot is the recovery: keep its output
       }
       rebuild(port, cuts);

@@ -81,7 +81,7 @@ class StorageCutRun final : public harness::FaultRun {
       return;
     } catch (const std::out_of_range&) {
     }
-    port.keep_transcript();
+    port.hold_transcript();
     const auto arrow = p_.key.find("->");
     const auto n = harness::record_update_storage(port.bench(), port.releases(), p_.key.substr(0, arrow),
                                                   p_.key.substr(arrow + 2));

@@ -10,8 +10,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 BIN = os.environ.get("OTARIG_BIN", "otarig")
@@ -90,3 +92,38 @@ def test_a_flooding_device_keeps_the_rig_and_the_evidence_bounded(tmp_path):
 
     verify = subprocess.run([BIN, "report", "verify", out], capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_console_log_is_written_as_the_device_prints(tmp_path):
+    """A device that prints and then hangs before its status line: while the
+    rig still waits for it, the trial's console.log already holds what it
+    printed (control bytes escaped, the raw bytes in console.raw), so a rig
+    stopped in the middle of a trial leaves the device's last words."""
+    board = flooding_board(tmp_path, "echo 'streamed: printed before the hang'; printf 'clear \\033[2J\\n'; "
+                                     "exec sleep 600")
+    out = tmp_path / "out"
+    with tempfile.TemporaryFile() as log:
+        p = subprocess.Popen([BIN, "run", "--board", board, "--scenario", "tampered-image", "--trials", "1",
+                              "--seed", "1", "--out", out, "--no-progress"], stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        try:
+            seen = None
+            # The board waits 60 s for a status line (flooding_board); the log
+            # must show the lines long before that, while the rig still runs.
+            for _ in range(300):
+                logs = list((out / "trials").glob("*/console.log")) if (out / "trials").is_dir() else []
+                if logs and "streamed: printed before the hang" in logs[0].read_text(errors="replace"):
+                    seen = logs[0]
+                    break
+                assert p.poll() is None, "the rig ended before the device's boot timeout"
+                time.sleep(0.1)
+            assert seen, "console.log did not show the device's line while the trial ran"
+            assert p.poll() is None, "the rig still waits for the device"
+            # Whole lines with their stamps; the escape shown, not sent to a terminal.
+            text = seen.read_text()
+            assert re.search(r"^\[ *\d+\.\d{3} ms\] streamed: printed before the hang$", text, re.M), text
+            assert "\x1b" not in text, text
+            assert "\x1b[2J" in (seen.parent / "console.raw").read_text()
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

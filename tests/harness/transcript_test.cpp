@@ -5,9 +5,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
 
 #include "otarig/drivers/protocols.hpp"
 #include "otarig/harness/bench.hpp"
+#include "otarig/harness/console_log.hpp"
 
 using namespace otarig::harness;
 using otarig::drivers::kConsoleLineOverheadBytes;
@@ -79,6 +84,63 @@ TEST(ConsoleLog, ALineCutAtItsLimitEndsInTheMarker) {
   EXPECT_EQ(console_log_line(line, &raw, &escaped), "[    12.500 ms] abc\\x1b [otarig: 1000 bytes dropped]\n");
   EXPECT_TRUE(escaped);
   EXPECT_EQ(raw, "[    12.500 ms] abc\x1b [otarig: 1000 bytes dropped]\n");
+}
+
+std::filesystem::path fresh_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             fmt::format("otarig-{}-{}", name, std::random_device{}());
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+std::string file_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(ConsoleLogFile, TheHeadReachesTheFileAsItComesAndTheEndBringsTheGapAndTail) {
+  const auto dir = fresh_dir("console-log");
+  {
+    ConsoleLogFile log(dir / "trials" / "00007");
+    BoundedTranscript t;
+    t.on_head([&](const TranscriptLine& l) { log.write(l); });
+    t.add({1.0, "first line"});
+    // On disk before the transcript ends: a rig stopped now leaves it.
+    EXPECT_EQ(file_text(dir / "trials" / "00007" / "console.log"), "[     1.000 ms] first line\n");
+    const std::string text(1000, 'f');
+    const std::size_t n = 3 * kTranscriptMaxBytes / 1000;
+    for (std::size_t i = 0; i < n; ++i) t.add({2.0, text});
+    t.add({3.0, "last line"});
+    const auto streamed = file_text(dir / "trials" / "00007" / "console.log");
+    EXPECT_GT(log.written(), n / 8) << "the head, half the limit, is on its way to disk";
+    EXPECT_EQ(static_cast<std::size_t>(std::count(streamed.begin(), streamed.end(), '\n')), log.written())
+        << "every line of the head is on disk";
+    EXPECT_EQ(streamed.find("last line"), std::string::npos) << "the tail waits for the end";
+    const auto lines = t.take();
+    ASSERT_LT(log.written(), lines.size());
+    EXPECT_GT(lines[log.written()].dropped_lines, 0u) << "what was streamed is the head, up to the gap";
+    log.finish(lines);
+    const auto whole = file_text(dir / "trials" / "00007" / "console.log");
+    std::string expected;
+    for (const auto& l : lines) expected += console_log_line(l);
+    EXPECT_EQ(whole, expected) << "streamed and finished, the log is the transcript's";
+    EXPECT_NE(whole.find("bytes dropped]"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(dir / "trials" / "00007" / "console.raw")) << "nothing needed escaping";
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConsoleLogFile, ControlBytesAreEscapedAndTheRawBytesKeptBeside) {
+  const auto dir = fresh_dir("console-raw");
+  {
+    ConsoleLogFile log(dir);
+    log.write({1.0, "clear \x1b[2J"});
+    EXPECT_EQ(file_text(dir / "console.raw"), "[     1.000 ms] clear \x1b[2J\n");
+    log.finish({{1.0, "clear \x1b[2J"}, {2.0, "after"}});
+    EXPECT_EQ(file_text(dir / "console.log"), "[     1.000 ms] clear \\x1b[2J\n[     2.000 ms] after\n");
+    EXPECT_EQ(file_text(dir / "console.raw"), "[     1.000 ms] clear \x1b[2J\n[     2.000 ms] after\n");
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(StatusField, ALongFieldKeepsItsLimitAndTheMarker) {

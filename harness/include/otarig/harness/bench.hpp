@@ -2,6 +2,7 @@
 // A Bench is a board profile bound to drivers: the protocols of one device,
 // its clock, and the console capture that becomes a trial's transcript.
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,10 @@ class BoundedTranscript {
   /// The last `n` lines kept (fewer when fewer are kept), oldest first; the
   /// transcript is unchanged.
   std::vector<TranscriptLine> last(std::size_t n) const;
+  /// Shows each line that joins the head to `sink` as it comes (a trial's
+  /// console.log written as the console is read); the gap and the tail are
+  /// only known at take().
+  void on_head(std::function<void(const TranscriptLine&)> sink) { head_sink_ = std::move(sink); }
 
  private:
   void let_go(const TranscriptLine& line);
@@ -75,6 +80,7 @@ class BoundedTranscript {
   std::size_t head_cost_ = 0, tail_cost_ = 0;
   std::uint64_t gap_lines_ = 0, gap_bytes_ = 0;
   double gap_t_ms_ = 0;
+  std::function<void(const TranscriptLine&)> head_sink_;
 };
 
 /// What a trial's transcript let go: lines cut at their limit and lines
@@ -130,6 +136,10 @@ class Bench {
   /// Starts a new transcript (a trial begins).
   void begin_transcript();
   std::vector<TranscriptLine> take_transcript();
+  /// Hands each line to `sink` as the bench reads it, instead of keeping it
+  /// for take_transcript() (which then only finishes the line still
+  /// arriving); an empty sink keeps lines again.
+  void stream_lines(std::function<void(TranscriptLine)> sink) { line_sink_ = std::move(sink); }
   /// The console driver's own events since the last call (none for a
   /// console that does not stamp its lines).
   std::vector<ConsoleEvent> take_console_events();
@@ -159,6 +169,7 @@ class Bench {
   std::string partial_;
   std::uint64_t partial_cut_ = 0;  ///< bytes of the arriving line beyond its limit
   BoundedTranscript transcript_;
+  std::function<void(TranscriptLine)> line_sink_;
   /// A line the patterns have yet to look at; `cut` when it was longer than
   /// drivers::kConsoleLineMaxBytes (no status line then: its end is gone).
   struct UnmatchedLine {

@@ -130,9 +130,12 @@ class TrialPort {
   virtual void use_retry_image(BuiltImage image) = 0;
   /// Ends the delivery step without a delivery (a fault at rest).
   virtual void no_delivery(const std::string& detail) = 0;
-  /// Keeps the console read so far in the trial's transcript, and discards
-  /// what comes until the next keep (boots the rig runs only to measure).
+  /// The console goes to the trial's transcript (and console.log) as it is
+  /// read. hold_transcript() holds back what comes from now on (boots the
+  /// rig runs only to measure) until keep_transcript() keeps it or
+  /// discard_transcript() lets it go; what is held when the trial ends is kept.
   virtual void keep_transcript() = 0;
+  virtual void hold_transcript() = 0;
   virtual void discard_transcript() = 0;
   /// Index in the outcome's observations of the one after the fault.
   virtual std::size_t fault_index() const = 0;

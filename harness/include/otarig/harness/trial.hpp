@@ -4,6 +4,7 @@
 // A step that fails because of the bench (not the device) ends the trial in
 // `bench-error` and stops the campaign; device misbehaviour is judged, never
 // retried.
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -34,6 +35,9 @@ struct TrialOutcome {
   std::vector<OracleResult> oracles;
   std::vector<Observation> observations;
   std::vector<TranscriptLine> transcript;
+  /// The trial wrote console.log (and console.raw) itself, as it read the
+  /// console (TrialHooks::evidence_root): the evidence writer leaves them.
+  bool console_logged = false;
   nlohmann::json events = nlohmann::json::array();  ///< state changes and details, in order
   /// Where a counted cut fell: {op, ops_total, kind, address, phase, torn}
   /// (run.json `cut`, the report's charts); null when none fell.
@@ -64,6 +68,10 @@ struct TrialHooks {
   /// The oracles every trial is judged by before the custom ones: the
   /// composition root's `Registries::oracles`; null means the built-in five.
   const OracleRegistry* registered_oracles = nullptr;
+  /// The campaign's --out: a trial writes OUT/trials/ID/console.log as it
+  /// reads the console, so a rig stopped in the middle of a trial leaves
+  /// what the device printed. Empty: the transcript is only kept in memory.
+  std::filesystem::path evidence_root;
 };
 
 /// Runs one trial on `bench`. Throws BenchError when the bench fails.
