@@ -679,9 +679,10 @@ struct Recorder::Impl {
     std::lock_guard lock(mu);
     if (stopped) throw BenchError("storage recorder on " + mount_point.string() + ": stopped");
     send_msg(sock, msg);
-    auto reply = recv_msg(sock, static_cast<int>(options.start_timeout.count()));
+    auto reply = recv_msg(sock, static_cast<int>(options.answer_timeout.count()));
     if (!reply)
-      throw BenchError("storage recorder on " + mount_point.string() + ": the FUSE daemon does not answer");
+      throw BenchError("storage recorder on " + mount_point.string() + ": the FUSE daemon does not answer '" + msg +
+                       "' within " + std::to_string(options.answer_timeout.count() / 1000) + " s");
     if (reply->rfind("ok", 0) != 0)
       throw BenchError("storage recorder on " + mount_point.string() + ": " + reply->substr(reply->find(' ') + 1));
     return reply->size() > 3 ? reply->substr(3) : std::string();
@@ -828,8 +829,10 @@ void Recorder::watch_syncs(int listener) {
   if (im.stopped) throw BenchError(where + ": stopped");
   if (!send_msg_with_fd(im.sock, "sync-listener", listener))
     throw BenchError(where + ": cannot hand the device's sync listener to the FUSE daemon: " + errno_text(errno));
-  auto reply = recv_msg(im.sock, static_cast<int>(im.options.start_timeout.count()));
-  if (!reply) throw BenchError(where + ": the FUSE daemon does not answer");
+  auto reply = recv_msg(im.sock, static_cast<int>(im.options.answer_timeout.count()));
+  if (!reply)
+    throw BenchError(where + ": the FUSE daemon does not answer 'sync-listener' within " +
+                     std::to_string(im.options.answer_timeout.count() / 1000) + " s");
   if (reply->rfind("ok", 0) != 0) throw BenchError(where + ": " + reply->substr(reply->find(' ') + 1));
 }
 

@@ -42,6 +42,11 @@ struct RecorderOptions {
   RecordingOptions recording;
   std::chrono::milliseconds start_timeout{10'000};
   std::chrono::milliseconds stop_timeout{5'000};
+  /// How long a request to the running daemon (a new epoch, the operation
+  /// count, a sync listener) may wait for its answer. It only tells a dead or
+  /// wedged daemon from a busy one: a daemon starved by a loaded host or
+  /// slowed by the sanitizers answers late, and must not fail the bench.
+  std::chrono::milliseconds answer_timeout{120'000};
 };
 
 class Recorder {
