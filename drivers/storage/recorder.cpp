@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -26,6 +27,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstddef>
 #include <cstring>
@@ -75,10 +77,6 @@ struct Daemon {
   // The layer's mount id in the daemon's (and the device's) namespace: a
   // syncfs(2) whose descriptor is on this mount syncs the storage.
   int layer_mnt_id = -1;
-  // Listeners the control thread has received, for the sync thread to take.
-  std::mutex listeners_mu;
-  std::vector<SyncListener> new_listeners;
-  int wake[2] = {-1, -1};
 };
 
 Daemon* daemon_of() { return static_cast<Daemon*>(fuse_get_context()->private_data); }
@@ -423,53 +421,6 @@ void answer_sync(Daemon& d, const SyncListener& l) {
   ::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
 }
 
-// The sync thread: waits on every device listener it holds and on the wake
-// pipe (a new listener). A listener is closed when its filter has no task
-// left (POLLHUP) or a listener of a later epoch arrives.
-void sync_loop(Daemon& d) {
-  std::vector<SyncListener> listeners;
-  std::vector<pollfd> fds;
-  for (;;) {
-    fds.assign(1, pollfd{d.wake[0], POLLIN, 0});
-    for (const auto& l : listeners) fds.push_back(pollfd{l.fd, POLLIN, 0});
-    int rc = ::poll(fds.data(), fds.size(), -1);
-    if (rc < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    std::vector<SyncListener> keep;
-    for (std::size_t i = 0; i < listeners.size(); ++i) {
-      const short ev = fds[i + 1].revents;
-      if (ev & POLLIN) answer_sync(d, listeners[i]);
-      if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && !(ev & POLLIN))
-        ::close(listeners[i].fd);
-      else
-        keep.push_back(listeners[i]);
-    }
-    listeners = std::move(keep);
-    if (fds[0].revents & POLLIN) {
-      char drain[64];
-      [[maybe_unused]] auto n = ::read(d.wake[0], drain, sizeof drain);
-      std::vector<SyncListener> arrived;
-      {
-        std::lock_guard lock(d.listeners_mu);
-        arrived.swap(d.new_listeners);
-      }
-      for (const auto& a : arrived) {
-        std::vector<SyncListener> current;
-        for (const auto& l : listeners) {
-          if (l.epoch < a.epoch)
-            ::close(l.fd);
-          else
-            current.push_back(l);
-        }
-        current.push_back(a);
-        listeners = std::move(current);
-      }
-    }
-  }
-}
-
 std::filesystem::path epoch_entries(const std::filesystem::path& dir, std::uint64_t e) {
   return dir / ("epoch-" + std::to_string(e) + ".ops");
 }
@@ -477,59 +428,96 @@ std::filesystem::path epoch_data(const std::filesystem::path& dir, std::uint64_t
   return dir / ("epoch-" + std::to_string(e) + ".data");
 }
 
-// The control thread: epochs, counts, stop; end of file (the rig is gone)
-// is a stop.
-void control_loop(Daemon& d, int sock) {
-  for (;;) {
-    int passed = -1;
-    auto msg = recv_msg_with_fd(sock, passed);
-    if (!msg || *msg == "stop") {
-      if (passed >= 0) ::close(passed);
+// One request of the rig: epochs, counts, a device's sync listener. False
+// for a stop, or end of file (the rig is gone).
+bool handle_control(Daemon& d, int sock, std::vector<SyncListener>& listeners) {
+  int passed = -1;
+  auto msg = recv_msg_with_fd(sock, passed);
+  if (!msg || *msg == "stop") {
+    if (passed >= 0) ::close(passed);
+    return false;
+  }
+  try {
+    if (*msg == "sync-listener") {
+      if (passed < 0) {
+        send_msg(sock, "error no listener came with the request");
+        return true;
+      }
+      // A device's listener replaces those of earlier epochs (devices gone).
+      std::vector<SyncListener> current;
+      for (const auto& l : listeners) {
+        if (l.epoch < d.epoch)
+          ::close(l.fd);
+        else
+          current.push_back(l);
+      }
+      current.push_back(SyncListener{passed, d.epoch});
+      listeners = std::move(current);
+      send_msg(sock, "ok");
+      return true;
+    }
+    if (passed >= 0) ::close(passed);
+    if (*msg == "epoch") {
+      std::lock_guard lock(d.epoch_mu);
+      std::uint64_t next = d.epoch + 1;
+      OpLog log = OpLog::streaming(epoch_entries(d.log_dir, next), epoch_data(d.log_dir, next), false);
+      d.folder->replace_log(std::move(log));
+      d.epoch = next;
+      send_msg(sock, "ok " + std::to_string(next));
+    } else if (*msg == "count") {
+      send_msg(sock, "ok " + std::to_string(d.epoch) + " " + std::to_string(d.folder->op_count()));
+    } else {
+      send_msg(sock, "error unknown request");
+    }
+  } catch (const std::exception& e) {
+    send_msg(sock, std::string("error ") + e.what());
+  }
+  return true;
+}
+
+// The daemon's one thread serves the device's storage (FUSE requests), the
+// devices' sync(2)/syncfs(2) calls (seccomp notifications) and the rig's
+// requests, whichever is ready. No thread is started after the fork: the
+// daemon is forked from a rig with many threads, and a new thread can hang
+// on a lock another thread of the rig held at the fork (the sanitizers'
+// runtimes keep such locks).
+void serve(Daemon& d, int sock) {
+  fuse_session* se = fuse_get_session(d.fuse);
+  const int fuse_fd = fuse_session_fd(se);
+  std::vector<SyncListener> listeners;
+  fuse_buf buf{};
+  std::vector<pollfd> fds;
+  bool rig_here = true;
+  while (rig_here && !fuse_session_exited(se)) {
+    fds.assign({pollfd{fuse_fd, POLLIN, 0}, pollfd{sock, POLLIN, 0}});
+    for (const auto& l : listeners) fds.push_back(pollfd{l.fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
       break;
     }
-    try {
-      if (*msg == "sync-listener") {
-        if (passed < 0) {
-          send_msg(sock, "error no listener came with the request");
-          continue;
-        }
-        {
-          std::lock_guard lock(d.listeners_mu);
-          d.new_listeners.push_back(SyncListener{passed, d.epoch});
-        }
-        passed = -1;
-        const char wake = 1;
-        [[maybe_unused]] auto n = ::write(d.wake[1], &wake, 1);
-        send_msg(sock, "ok");
-        continue;
-      }
-      if (passed >= 0) {
-        ::close(passed);
-        passed = -1;
-      }
-      if (*msg == "epoch") {
-        std::lock_guard lock(d.epoch_mu);
-        std::uint64_t next = d.epoch + 1;
-        OpLog log = OpLog::streaming(epoch_entries(d.log_dir, next), epoch_data(d.log_dir, next), false);
-        d.folder->replace_log(std::move(log));
-        d.epoch = next;
-        send_msg(sock, "ok " + std::to_string(next));
-      } else if (*msg == "count") {
-        send_msg(sock, "ok " + std::to_string(d.epoch) + " " + std::to_string(d.folder->op_count()));
-      } else {
-        send_msg(sock, "error unknown request");
-      }
-    } catch (const std::exception& e) {
-      send_msg(sock, std::string("error ") + e.what());
+    std::vector<SyncListener> keep;
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+      const short ev = fds[i + 2].revents;
+      if (ev & POLLIN) answer_sync(d, listeners[i]);
+      // POLLHUP: the filter has no task left.
+      if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && !(ev & POLLIN))
+        ::close(listeners[i].fd);
+      else
+        keep.push_back(listeners[i]);
     }
+    listeners = std::move(keep);
+    if (fds[0].revents & POLLIN) {
+      const int n = fuse_session_receive_buf(se, &buf);
+      if (n == -EINTR || n == -EAGAIN) continue;
+      if (n <= 0) break;  // unmounted
+      fuse_session_process_buf(se, &buf);
+    } else if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+      break;
+    }
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) rig_here = handle_control(d, sock, listeners);
   }
-  // Unmount inside the namespace; the loop ends once the kernel lets go of
-  // the connection. A device still holding files open keeps it: give up
-  // after a while.
-  ::umount2(d.mount_point.c_str(), MNT_DETACH);
-  fuse_exit(d.fuse);
-  ::usleep(2'000'000);
-  ::_exit(0);
+  for (const auto& l : listeners) ::close(l.fd);
+  std::free(buf.mem);
 }
 
 struct ChildSpec {
@@ -603,14 +591,12 @@ struct ChildSpec {
   }
   restore_stderr();
   d.layer_mnt_id = layer_mount_id(spec.mount_point);
-  if (::pipe2(d.wake, O_CLOEXEC | O_NONBLOCK) != 0) fail("pipe2: " + errno_text(errno));
   send_msg(sock, "ok");
 
-  std::thread syncs(sync_loop, std::ref(d));
-  syncs.detach();
-  std::thread control(control_loop, std::ref(d), sock);
-  control.detach();
-  fuse_loop(d.fuse);
+  serve(d, sock);
+  // Unmount inside the namespace. A device still holding files open keeps
+  // the connection; its calls fail once the daemon is gone.
+  ::umount2(d.mount_point.c_str(), MNT_DETACH);
   fuse_unmount(d.fuse);
   fuse_destroy(d.fuse);
   ::_exit(0);
