@@ -1,10 +1,11 @@
 #!/bin/sh
-# Trials per minute on the SWUpdate board (docs/ota-clients.md): the same
+# Trials per minute on a real client's board (docs/ota-clients.md): the same
 # campaign with one device and with two devices in parallel (--jobs 2),
 # each device its own process group, storage and mount namespaces.
 #   bench/clients/run.sh [OTARIG] [-- SCENARIO [BOARD]]
 # Without an argument the newest build/*/harness/otarig is used. Default
-# scenario: nightly; default board: boards/swupdate-ab.yaml.
+# scenario: nightly; default board: boards/swupdate-ab.yaml (also
+# boards/rauc-ab.yaml, boards/mender-ab.yaml).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -21,7 +22,13 @@ if [ -z "$bin" ] || [ ! -x "$bin" ]; then
   echo "run.sh: build otarig first (cmake --build BUILD)" >&2
   exit 3
 fi
-for tool in swupdate fw_setenv unshare; do
+# The client the board runs, and the U-Boot environment tools every one uses.
+case "$(grep -o 'otarig-clientboard --client [a-z]*' "$board" | head -n 1)" in
+  *rauc) client=rauc ;;
+  *mender) client=mender ;;
+  *) client=swupdate ;;
+esac
+for tool in "$client" fw_setenv unshare; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "run.sh: $tool is not installed (OTARIG_SETUP_EXTRA=clients ci/setup)" >&2
     exit 3
