@@ -508,7 +508,7 @@ void serve(Daemon& d, int sock) {
     listeners = std::move(keep);
     if (fds[0].revents & POLLIN) {
       const int n = fuse_session_receive_buf(se, &buf);
-      if (n == -EINTR || n == -EAGAIN) continue;
+      if (n == -EINTR || n == -EAGAIN || n == -ENOENT) continue;  // nothing there (any more)
       if (n <= 0) break;  // unmounted
       fuse_session_process_buf(se, &buf);
     } else if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
@@ -591,6 +591,13 @@ struct ChildSpec {
   }
   restore_stderr();
   d.layer_mnt_id = layer_mount_id(spec.mount_point);
+  // serve() reads /dev/fuse without blocking: a request poll() saw can be
+  // gone by the read (its caller, the device, killed by a power-off before
+  // the kernel handed it over), and a blocking read would then wait for a
+  // request that never comes, and the rig's requests with it.
+  const int fuse_fd = fuse_session_fd(fuse_get_session(d.fuse));
+  if (const int fl = ::fcntl(fuse_fd, F_GETFL); fl < 0 || ::fcntl(fuse_fd, F_SETFL, fl | O_NONBLOCK) != 0)
+    fail("/dev/fuse: O_NONBLOCK: " + errno_text(errno));
   send_msg(sock, "ok");
 
   serve(d, sock);
