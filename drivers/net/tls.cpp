@@ -2,7 +2,12 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+
+#include <memory>
+#include <string_view>
 
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/pki.hpp"
@@ -12,12 +17,38 @@ namespace otarig::drivers::net {
 
 namespace ssl = boost::asio::ssl;
 
+namespace {
+
+// A PEM file's text, once OpenSSL has read a `what` ("certificate" or
+// "private key") from it: InputError naming the file otherwise.
+std::string pem_file(const std::filesystem::path& file, const char* what) {
+  auto text = read_text_file(file);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())), BIO_free);
+  bool ok = false;
+  if (bio && text.size() < (1u << 30)) {
+    if (std::string_view(what) == "certificate") {
+      X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+      ok = x != nullptr;
+      X509_free(x);
+    } else {
+      EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+      ok = k != nullptr;
+      EVP_PKEY_free(k);
+    }
+  }
+  ERR_clear_error();
+  if (!ok) throw InputError(file.string() + ": not a PEM " + what);
+  return text;
+}
+
+}  // namespace
+
 TlsConfig TlsConfig::from_files(const std::filesystem::path& cert, const std::filesystem::path& key,
                                 const std::filesystem::path& peer_ca) {
   TlsConfig c;
-  if (!cert.empty()) c.cert_chain_pem = read_text_file(cert);
-  if (!key.empty()) c.key_pem = read_text_file(key);
-  if (!peer_ca.empty()) c.peer_ca_pem = read_text_file(peer_ca);
+  if (!cert.empty()) c.cert_chain_pem = pem_file(cert, "certificate");
+  if (!key.empty()) c.key_pem = pem_file(key, "private key");
+  if (!peer_ca.empty()) c.peer_ca_pem = pem_file(peer_ca, "certificate");
   return c;
 }
 

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
+#include <fstream>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -78,6 +80,7 @@ struct ProcessDevice::Crash {
     fs::remove_all(snapshot_of(e), ec);
     fs::remove(rec->entries_file(e), ec);
     fs::remove(rec->data_file(e), ec);
+    fs::remove(rec->console_file(e), ec);
   }
 
   Recording& recording(std::string_view key) {
@@ -242,6 +245,42 @@ nlohmann::json ProcessDevice::recorded_ops(const std::string& key) const {
   auto& r = crash_->recording(key);
   auto out = nlohmann::json::array();
   for (const auto& op : r.log->ops()) out.push_back(storage::to_json(op));
+  return out;
+}
+
+void ProcessDevice::mark_console() {
+  if (!crash_) throw BenchError(fmt::format("{}: the board records no storage (power_loss kill)", board_name()));
+  std::lock_guard lock(crash_->mu);
+  if (!crash_->in_epoch) throw BenchError(fmt::format("{}: mark_console(): the device is off", board_name()));
+  crash_->rec->mark_console();
+}
+
+nlohmann::json ProcessDevice::recorded_console(const std::string& key) const {
+  if (!crash_) throw std::out_of_range(fmt::format("no recording '{}' was kept", key));
+  std::lock_guard lock(crash_->mu);
+  auto it = crash_->recordings.find(key);
+  if (it == crash_->recordings.end()) throw std::out_of_range(fmt::format("no recording '{}' was kept", key));
+  const auto& r = *it->second;
+  auto out = nlohmann::json::array();
+  // The daemon bounds the file (4 MiB an epoch); lines after the recording's
+  // last operation that came later still say they came after it.
+  std::ifstream in(crash_->rec->console_file(r.epoch), std::ios::binary);
+  std::string record;
+  bool marked = false;
+  while (std::getline(in, record)) {
+    if (record.size() < 3 || record[1] != ' ') continue;  // "T": the rest was not traced
+    const auto space = record.find(' ', 2);
+    std::uint64_t ops = 0;
+    const auto digits = record.substr(2, space == std::string::npos ? std::string::npos : space - 2);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ops);
+    if (ec != std::errc() || end != digits.data() + digits.size()) continue;
+    if (record[0] == 'M') {
+      marked = true;
+    } else if (record[0] == 'L' && marked) {
+      out.push_back({{"line", space == std::string::npos ? std::string() : record.substr(space + 1)},
+                     {"ops", std::min(ops, r.ops)}});
+    }
+  }
   return out;
 }
 

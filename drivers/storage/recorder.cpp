@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +65,52 @@ struct SyncListener {
   std::uint64_t epoch = 0;
 };
 
+// What the device prints on its console (a terminal on its descriptor 1 or
+// 2, seen through the seccomp filter), line by line, each with the number of
+// storage operations recorded when the line ended: "L OPS TEXT" per line and
+// "M OPS" per mark of the rig, in epoch-N.console. A device that prints and
+// then writes in one thread has printed the line before the operations that
+// follow it, on any host: cuts planned "k operations after a console line"
+// come from this file.
+struct ConsoleTrace {
+  static constexpr std::size_t line_max = 512;            // bytes kept of a line
+  static constexpr std::uint64_t file_max = 4ULL << 20;  // bytes of an epoch's file
+  int fd = -1;
+  std::string partial;
+  std::uint64_t written = 0;
+  bool full = false;
+
+  void open(const std::filesystem::path& file) {
+    if (fd >= 0) ::close(fd);
+    fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    partial.clear();
+    written = 0;
+    full = false;
+  }
+  void put(const std::string& record) {
+    if (fd < 0 || full) return;
+    if (written + record.size() > file_max) {
+      full = true;
+      const std::string note = "T\n";  // the rest of the epoch's console is not traced
+      (void)!::write(fd, note.data(), note.size());
+      return;
+    }
+    if (::write(fd, record.data(), record.size()) == static_cast<ssize_t>(record.size())) written += record.size();
+  }
+  void bytes(std::string_view data, std::uint64_t ops) {
+    for (char c : data) {
+      if (c == '\n') {
+        if (!partial.empty() && partial.back() == '\r') partial.pop_back();
+        put("L " + std::to_string(ops) + " " + partial + "\n");
+        partial.clear();
+      } else if (partial.size() < line_max) {
+        partial += c;
+      }
+    }
+  }
+  void mark(std::uint64_t ops) { put("M " + std::to_string(ops) + "\n"); }
+};
+
 struct Daemon {
   RecordingFolder* folder = nullptr;
   std::string mount_point;
@@ -77,6 +124,7 @@ struct Daemon {
   // The layer's mount id in the daemon's (and the device's) namespace: a
   // syncfs(2) whose descriptor is on this mount syncs the storage.
   int layer_mnt_id = -1;
+  ConsoleTrace console;
 };
 
 Daemon* daemon_of() { return static_cast<Daemon*>(fuse_get_context()->private_data); }
@@ -371,14 +419,77 @@ int mount_id_of(pid_t pid, std::uint64_t fd) {
   return -1;
 }
 
-// Answers one notification of `l`: records a `sync` barrier when the call
-// syncs the storage and its caller still waits in the epoch `l` belongs to,
-// then lets the call run.
-void answer_sync(Daemon& d, const SyncListener& l) {
+// Whether descriptor `fd` of `pid` is a terminal: the device's console (its
+// children's pipes to it are not).
+bool is_console(pid_t pid, std::uint64_t fd) {
+  char target[128];
+  const std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n <= 0) return false;
+  const std::string_view t(target, static_cast<std::size_t>(n));
+  return t.starts_with("/dev/pts/") || t.starts_with("/dev/tty") || t == "/dev/console";
+}
+
+// The bytes a write(2) or writev(2) of `pid` is about to write (at most
+// 64 KiB: a line is kept to its first 512 bytes anyway).
+std::string bytes_written(pid_t pid, const seccomp_data& call) {
+  constexpr std::size_t cap = 64 * 1024;
+  std::vector<iovec> remote;
+  if (call.nr == __NR_write) {
+    remote.push_back(iovec{reinterpret_cast<void*>(call.args[1]), std::min<std::size_t>(call.args[2], cap)});
+  } else {
+    const std::size_t count = std::min<std::uint64_t>(call.args[2], 64);
+    std::vector<iovec> iov(count);
+    iovec local{iov.data(), count * sizeof(iovec)};
+    iovec from{reinterpret_cast<void*>(call.args[1]), count * sizeof(iovec)};
+    if (count == 0 || ::process_vm_readv(pid, &local, 1, &from, 1, 0) != static_cast<ssize_t>(local.iov_len))
+      return {};
+    std::size_t total = 0;
+    for (auto& v : iov) {
+      v.iov_len = std::min(v.iov_len, cap - total);
+      total += v.iov_len;
+      if (v.iov_len) remote.push_back(v);
+    }
+  }
+  std::size_t total = 0;
+  for (const auto& v : remote) total += v.iov_len;
+  std::string out(total, '\0');
+  if (total == 0) return out;
+  iovec local{out.data(), total};
+  const ssize_t n = ::process_vm_readv(pid, &local, 1, remote.data(), remote.size(), 0);
+  out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return out;
+}
+
+// A write of the device to its console: traced with the operations so far,
+// then let run.
+void answer_console(Daemon& d, const SyncListener& l, const seccomp_notif& req) {
+  const auto pid = static_cast<pid_t>(req.pid);
+  if (l.epoch == d.epoch && is_console(pid, req.data.args[0])) {
+    const auto text = bytes_written(pid, req.data);
+    // Read before the id is checked: a caller killed meanwhile (and its pid
+    // reused) fails the check, and what was read is not traced.
+    if (::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) == 0) d.console.bytes(text, d.folder->op_count());
+  }
+  seccomp_notif_resp resp;
+  std::memset(&resp, 0, sizeof resp);
+  resp.id = req.id;
+  resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  ::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
+// Answers one notification of `l`: a console write is traced; a sync
+// records a `sync` barrier when the call syncs the storage and its caller
+// still waits in the epoch `l` belongs to. Then the call runs.
+void answer_call(Daemon& d, const SyncListener& l) {
   seccomp_notif req;
   std::memset(&req, 0, sizeof req);
   // ENOENT: the caller was killed between the wakeup and now.
   if (::ioctl(l.fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) return;
+  if (req.data.nr == __NR_write || req.data.nr == __NR_writev) {
+    answer_console(d, l, req);
+    return;
+  }
   std::uint8_t flags = op_flag_seccomp;
   bool barrier = false;
   if (req.data.nr == __NR_sync) {
@@ -427,6 +538,9 @@ std::filesystem::path epoch_entries(const std::filesystem::path& dir, std::uint6
 std::filesystem::path epoch_data(const std::filesystem::path& dir, std::uint64_t e) {
   return dir / ("epoch-" + std::to_string(e) + ".data");
 }
+std::filesystem::path epoch_console(const std::filesystem::path& dir, std::uint64_t e) {
+  return dir / ("epoch-" + std::to_string(e) + ".console");
+}
 
 // One request of the rig: epochs, counts, a device's sync listener. False
 // for a stop, or end of file (the rig is gone).
@@ -463,7 +577,11 @@ bool handle_control(Daemon& d, int sock, std::vector<SyncListener>& listeners) {
       OpLog log = OpLog::streaming(epoch_entries(d.log_dir, next), epoch_data(d.log_dir, next), false);
       d.folder->replace_log(std::move(log));
       d.epoch = next;
+      d.console.open(epoch_console(d.log_dir, next));
       send_msg(sock, "ok " + std::to_string(next));
+    } else if (*msg == "mark") {
+      d.console.mark(d.folder->op_count());
+      send_msg(sock, "ok");
     } else if (*msg == "count") {
       send_msg(sock, "ok " + std::to_string(d.epoch) + " " + std::to_string(d.folder->op_count()));
     } else {
@@ -498,7 +616,7 @@ void serve(Daemon& d, int sock) {
     std::vector<SyncListener> keep;
     for (std::size_t i = 0; i < listeners.size(); ++i) {
       const short ev = fds[i + 2].revents;
-      if (ev & POLLIN) answer_sync(d, listeners[i]);
+      if (ev & POLLIN) answer_call(d, listeners[i]);
       // POLLHUP: the filter has no task left.
       if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && !(ev & POLLIN))
         ::close(listeners[i].fd);
@@ -560,6 +678,7 @@ struct ChildSpec {
     fail(e.what());
   }
   d.folder = &*folder;
+  d.console.open(epoch_console(d.log_dir, 1));
 
   // libfuse reports why a mount failed on stderr: catch it for the message.
   int captured = ::memfd_create("otarig-fuse-stderr", MFD_CLOEXEC);
@@ -631,15 +750,30 @@ int install_sync_filter() noexcept {
   // Another architecture's numbers mean other calls (a 32-bit program on a
   // 64-bit kernel): they pass unseen. On x86-64, x32 calls carry the x32
   // bit in their number and pass unseen too.
+  // write(2) and writev(2) on descriptors 1 and 2 come too: the daemon
+  // traces what the device prints on its console, in order with its storage
+  // operations. The architectures above are little-endian: the first word
+  // of an argument is its low half.
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+  constexpr std::uint32_t arg0_low = offsetof(seccomp_data, args[0]);
+  constexpr std::uint32_t arg0_high = offsetof(seccomp_data, args[0]) + 4;
   sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sync, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_syncfs, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+      /* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sync, 10, 0),
+      /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_syncfs, 9, 0),
+      /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_write, 2, 0),
+      /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_writev, 1, 0),
+      /* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      /* 9 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0_low),
+      /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 1, 0),
+      /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 2),
+      /* 12 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0_high),
+      /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0),
+      /* 14 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      /* 15 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
   };
   sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
   long fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
@@ -849,6 +983,9 @@ OpLog Recorder::take_log() {
 
 std::filesystem::path Recorder::entries_file(std::uint64_t e) const { return epoch_entries(impl_->log_dir, e); }
 std::filesystem::path Recorder::data_file(std::uint64_t e) const { return epoch_data(impl_->log_dir, e); }
+std::filesystem::path Recorder::console_file(std::uint64_t e) const { return epoch_console(impl_->log_dir, e); }
+
+void Recorder::mark_console() { (void)impl_->request("mark"); }
 
 void Recorder::stop() {
   if (impl_) impl_->stop();

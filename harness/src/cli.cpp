@@ -539,8 +539,10 @@ int cli_main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e) == 0 ? 0 : 2;  // --help, --version
+    // A usage error speaks as every other error of the rig does.
+    std::cerr << "otarig: " << e.what() << "\nRun with --help for more information.\n";
+    return 2;
   }
 
   try {

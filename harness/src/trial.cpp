@@ -588,6 +588,9 @@ std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, co
     throw BenchError(fmt::format("{}: recording a clean update from {} to {}: no status within {:.0f} ms of "
                                  "power-on",
                                  bench.profile().name, start, deliver, up.waited_ms));
+  // What the device prints from here on is the update's: cuts placed after
+  // a console line are planned from the lines after this mark.
+  crash->mark_console();
   auto r = parts.link->deliver(releases.artifact(d));
   if (r.status != drivers::DeliveryStatus::accepted)
     throw BenchError(fmt::format("{}: recording a clean update from {} to {}: it was {} ({})", bench.profile().name,
@@ -609,6 +612,7 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
       return count_update_ops(bench, releases, s, d);
     };
   a.delivery_cuts = bench.parts().cuts != nullptr;
+  a.banner = bench.profile().observe.banner;
   if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
   a.server = bench.parts().feed != nullptr;
   a.reads_manifest = a.server && bench.parts().feed->follows_feed();

@@ -215,7 +215,8 @@ class CutKind final : public harness::FaultKind {
            "recovery_cuts: K cuts again at seeded ops of the recovery boots, 1..K per trial (brown-out); image: "
            "self-test-fail cuts an update that is reverted. Boards that cut a delivery instead (process and lab "
            "boards): at: download-byte (points cut points spread over the image), random-time (a seeded time "
-           "within a measured clean update), console (0..delay after a console line matching pattern; a list of patterns: one per trial in turn); counted "
+           "within a measured clean update), console (0..delay after a console line matching pattern; a list of patterns: one per trial in turn; "
+           "under the crash model: at a seeded storage operation the device makes after that line); counted "
            "cuts map to these there";
   }
   std::vector<std::string_view> keys() const override {
@@ -248,6 +249,9 @@ class CutKind final : public harness::FaultKind {
       plan_counted(ctx, f);
     else if (f.counted() && board.storage_ops && f.recovery_cuts == 0)
       plan_storage_cuts(ctx, f, delivered_name(ctx.scenario(), f));
+    else if (f.at == "console" && board.storage_ops && f.recovery_cuts == 0 &&
+             plan_console_storage_cuts(ctx, f, delivered_name(ctx.scenario(), f)))
+      return;
     else
       plan_placed(ctx, f);
   }

@@ -80,6 +80,16 @@ struct StorageCut final : harness::FaultPoint {
   nlohmann::json op;                ///< the operation the cut falls before (null: after the last)
   std::vector<std::string> same_as; ///< modes that give the same crash state at this cut
   std::string image;                ///< "" the release, "self-test-fail" its failing twin
+  /// at: console: the cut falls at the `after_line`-th operation (1..
+  /// ops_after_line+1) the device made after the first console line
+  /// matching `pattern` that followed the update command in the recording
+  /// (`line`, printed after `ops_before_line` operations); `line` empty: no
+  /// line matched, and the cut falls after the last operation.
+  std::string pattern;
+  std::string line;
+  std::uint64_t ops_before_line = 0;
+  std::uint64_t after_line = 0;
+  std::uint64_t ops_after_line = 0;
 
   nlohmann::json json() const override;
   std::string label() const override;
@@ -88,6 +98,11 @@ struct StorageCut final : harness::FaultPoint {
 
 /// Plans cuts at every (or a seeded) recorded storage operation.
 void plan_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std::string& delivered);
+/// Plans cuts placed after a console line (at: console) at the storage
+/// operations the device made after that line in a recording of the clean
+/// update, so the same operation is cut on any host. False (nothing
+/// planned) when the board's console is not traced with its storage.
+bool plan_console_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std::string& delivered);
 
 /// How many recovery boots a brown-out trial cuts again: 1..max, from a
 /// stream of the trial's own.

@@ -4,6 +4,7 @@
 // storage operation k, in one of the crash model's modes.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <re2/re2.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -39,6 +40,21 @@ nlohmann::json state_key(const nlohmann::json& plan) {
   return {plan.value("kept", nlohmann::json::array()), plan.value("torn", nlohmann::json())};
 }
 
+std::string shorten(const std::string& line) {
+  return line.size() > 120 ? line.substr(0, 117) + "..." : line;
+}
+
+// The first line of a recording's console (after the update command)
+// matching `pattern` (RE2, anywhere in the line, as the console-command
+// link matches), or null.
+const nlohmann::json* first_line(const nlohmann::json& console, const std::string& pattern) {
+  const re2::RE2 re(pattern, re2::RE2::Quiet);
+  if (!re.ok()) throw InputError(fmt::format("console pattern '{}': {}", pattern, re.error()));
+  for (const auto& entry : console)
+    if (re2::RE2::PartialMatch(entry.value("line", ""), re)) return &entry;
+  return nullptr;
+}
+
 class StorageCutRun final : public harness::FaultRun {
  public:
   explicit StorageCutRun(const StorageCut& p) : p_(p) {}
@@ -65,6 +81,13 @@ class StorageCutRun final : public harness::FaultRun {
     std::string detail = fmt::format("power cut before storage operation {} of {} ({}), crash mode {}: {} of {} "
                                      "operations after the last barrier persisted",
                                      p_.before_op, p_.ops_total, op_text(p_.op), p_.mode, kept, pending.size());
+    if (!p_.pattern.empty() && !p_.line.empty())
+      detail += fmt::format("; the cut falls at operation {} of {} the device makes after console line '{}'",
+                            p_.after_line, p_.ops_after_line + 1, shorten(p_.line));
+    else if (!p_.pattern.empty())
+      detail += fmt::format("; no console line matched '{}' after the update command in the recorded clean "
+                            "update, so the cut falls after its last operation",
+                            p_.pattern);
     if (!p_.same_as.empty()) detail += fmt::format(" (the same state as mode {})", fmt::join(p_.same_as, ", "));
     if (state.contains("torn") && state["torn"].is_object())
       detail += fmt::format("; write {} torn: {} of {} sectors landed", state["torn"].value("op", 0),
@@ -91,6 +114,15 @@ class StorageCutRun final : public harness::FaultRun {
                                    "device's update does not write the same way twice, so its crash states "
                                    "cannot be planned once",
                                    port.bench().profile().name, p_.key, n, p_.ops_total));
+    if (p_.line.empty()) return;
+    const auto console = crash.recorded_console(p_.key);
+    const auto* line = first_line(console, p_.pattern);
+    const auto before = line ? line->value("ops", std::uint64_t{0}) : std::uint64_t{0};
+    if (!line || before != p_.ops_before_line)
+      throw BenchError(fmt::format("{}: recording the update {} again, the device printed '{}' after {} storage "
+                                   "operations, not {}: the cut after that line cannot be planned once",
+                                   port.bench().profile().name, p_.key, shorten(p_.line),
+                                   line ? std::to_string(before) : std::string("no"), p_.ops_before_line));
   }
 
   // The update is the recording: the device finds its crash state at power-on.
@@ -113,15 +145,66 @@ nlohmann::json StorageCut::json() const {
   if (op.is_object()) j["op"] = op;
   if (!same_as.empty()) j["same_as"] = same_as;
   if (!image.empty()) j["image"] = image;
+  if (!pattern.empty()) {
+    j["pattern"] = pattern;
+    j["line"] = line;
+    j["ops_before_line"] = ops_before_line;
+    j["after_line"] = after_line;
+    j["ops_after_line"] = ops_after_line;
+  }
   return j;
 }
 
 std::string StorageCut::label() const {
+  if (!line.empty())
+    return fmt::format("power-cut storage op {}/{} (#{} after '{}') {}", before_op, ops_total, after_line,
+                       shorten(line), mode);
   return fmt::format("power-cut storage op {}/{} {}", before_op, ops_total, mode);
 }
 
 std::string StorageCut::text() const {
+  if (!line.empty())
+    return fmt::format("power-cut before storage op {}/{} ({}), operation {} after console line '{}' [{}]",
+                       before_op, ops_total, op_text(op), after_line, shorten(line), mode);
   return fmt::format("power-cut before storage op {}/{} ({}) [{}]", before_op, ops_total, op_text(op), mode);
+}
+
+bool plan_console_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std::string& delivered) {
+  auto* crash = ctx.board().crash_storage;
+  if (!crash) return false;
+  const auto& s = ctx.scenario();
+  const auto key = s.start + "->" + delivered;
+  const std::uint64_t n = ctx.storage_ops(delivered);
+  const auto console = crash->recorded_console(key);
+  if (console.empty()) return false;
+  const auto ops = crash->recorded_ops(key);
+  const auto patterns = f.patterns.empty() ? std::vector<std::string>{f.pattern} : f.patterns;
+  for (std::uint64_t i = 0; i < std::max<std::uint64_t>(1, s.trials); ++i) {
+    auto& t = ctx.add();
+    Rng rng(t.seed);
+    auto p = std::make_shared<StorageCut>();
+    p->at = f.at;
+    p->key = key;
+    p->ops_total = n;
+    p->image = f.image;
+    p->pattern = patterns[i % patterns.size()];
+    if (p->pattern == "${banner}") p->pattern = ctx.board().banner;
+    if (const auto* line = first_line(console, p->pattern)) {
+      p->line = line->value("line", "");
+      p->ops_before_line = std::min(line->value("ops", std::uint64_t{0}), n);
+      p->ops_after_line = n - p->ops_before_line;
+      // 1..after: before each operation after the line; after+1: after them all.
+      p->after_line = rng.between(1, p->ops_after_line + 1);
+      p->before_op = p->ops_before_line + p->after_line;
+    } else {
+      p->before_op = n + 1;
+    }
+    p->mode = f.modes[rng.below(f.modes.size())];
+    p->seed = harness::mix64(t.seed ^ 0x6372617368ULL);
+    if (p->before_op >= 1 && p->before_op <= ops.size()) p->op = ops[p->before_op - 1];
+    t.point = std::move(p);
+  }
+  return true;
 }
 
 void plan_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std::string& delivered) {

@@ -166,6 +166,26 @@ TEST_F(HttpServerTest, MalformedRequestGets400AndTheConnectionCloses) {
   EXPECT_EQ(server_->stats().bad_requests, 1u);
 }
 
+TEST_F(HttpServerTest, OversizedHeadersAndBodiesGet400AndTheServerServesOn) {
+  // Headers over the 16 KiB the server reads, and a body over its 64 KiB
+  // (refused from its Content-Length, before a byte of it is read: none is
+  // sent, so the server's close leaves nothing unread to reset the answer).
+  const std::string big_header =
+      "GET /data.bin HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(17 * 1024, 'a') + "\r\n\r\n";
+  const std::string big_body = "PUT /data.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+  for (const auto& req : {big_header, big_body}) {
+    Socket s = Socket::connect(server_->port());
+    s.write_all(req);
+    HttpResponse r = read_response(s);
+    EXPECT_EQ(r.status, 400) << req.substr(0, 40);
+    EXPECT_EQ(r.header("connection"), "close");
+  }
+  EXPECT_TRUE(eventually([&] { return server_->stats().bad_requests == 2u; }));
+  HttpResponse ok = get(request("GET", "/data.bin"));
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, body_);
+}
+
 TEST_F(HttpServerTest, ClientClosingMidRequestIsLogged) {
   {
     Socket s = Socket::connect(server_->port());

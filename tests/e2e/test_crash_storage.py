@@ -229,3 +229,39 @@ def test_a_layer_that_cannot_mount_is_a_bench_failure_naming_the_folder(tmp_path
     assert "vboard-ab-nofuse" in p.stderr and "power_loss: {model: kill" in p.stderr, p.stderr
     # Nothing is left mounted, in this namespace or any other.
     assert not fuse_mounts_naming("otarig-vboard-ab-nofuse-")
+
+
+def test_a_cut_after_the_trial_boot_banner_falls_at_the_same_storage_operation_on_every_run(tmp_path):
+    """power-cut-trial-boot under the crash model: the cut falls before a
+    seeded one of the storage operations the device makes after it prints its
+    banner again, planned from the console traced with the recording, not a
+    few milliseconds after the line (which, on a fast host, fell after the
+    whole trial boot). Two runs with the same seed cut at the same operations."""
+    import re
+    board = small(tmp_path, SRC / "boards/vboard-ab.yaml", "vboard-ab-small")
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        p = otarig("run", "--board", board, "--scenario", "power-cut-trial-boot", "--seed", 3, "--out", out,
+                   "--no-progress")
+        assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        runs.append(json.loads((out / "run.json").read_text()))
+    first, second = ([t["fault"] for t in r["trials"]] for r in runs)
+    assert len(first) == 8
+    (key, n), = runs[0]["storage_ops_per_update"].items()
+    banner = "otarig-vboard"
+    for cut in first:
+        assert cut["at"] == "console"
+        assert re.search(cut["pattern"], cut["line"]) and banner in cut["line"], cut
+        # The banner of the trial boot, not the factory boot's: the update's
+        # operations (the slot write) come before it.
+        assert 0 < cut["ops_before_line"] < n
+        assert cut["ops_after_line"] == n - cut["ops_before_line"]
+        assert 1 <= cut["after_line"] <= cut["ops_after_line"] + 1
+        assert cut["storage_op"] == cut["ops_before_line"] + cut["after_line"]
+        assert "after console line" in cut["detail"]
+    # More than one operation of the trial boot is cut across the trials.
+    assert len({c["storage_op"] for c in first}) > 1
+    keys = ("storage_op", "mode", "crash_seed", "line", "after_line")
+    assert [{k: c[k] for k in keys} for c in first] == [{k: c[k] for k in keys} for c in second]
+    assert [t["verdict"] for t in runs[0]["trials"]] == [t["verdict"] for t in runs[1]["trials"]]

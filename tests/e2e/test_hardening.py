@@ -302,3 +302,27 @@ def test_the_largest_seed_is_still_a_seed(tmp_path):
     otarig("run", "--board", REF, "--scenario", "unsigned", "--seed", "18446744073709551615", "--out", out, "-q",
            check=0)
     assert '"seed": 18446744073709551615' in (out / "run.json").read_text()
+
+
+# --- otarig serve -------------------------------------------------------------
+
+@pytest.mark.parametrize("args,says", [
+    (["--root", "MISSING"], r"--root .*MISSING: not a directory"),
+    (["--root", "FILE"], r"--root .*FILE: not a directory"),
+    (["--root", "ROOT", "--tls-cert", "FILE"], r"--tls-cert and --tls-key go together"),
+    (["--root", "ROOT", "--client-ca", "FILE"], r"--client-ca needs --tls-cert and --tls-key"),
+    (["--root", "ROOT", "--timeout", "0"], r"--timeout"),
+    (["--root", "ROOT", "--timeout", "99999999999999999999"], r"--timeout"),
+    (["--root", "ROOT", "--port", "70000"], r"--port"),
+    (["--root", "ROOT", "--port", "-1"], r"--port"),
+    (["--root", "ROOT", "--tls-cert", "FILE", "--tls-key", "FILE"], r"FILE: not a PEM certificate"),
+])
+def test_serve_refuses_bad_input_before_it_listens(tmp_path, args, says):
+    root = tmp_path / "root"
+    root.mkdir()
+    bad = tmp_path / "not-a-folder"
+    bad.write_text("not PEM, not a folder\n")
+    names = {"MISSING": str(tmp_path / "missing"), "FILE": str(bad), "ROOT": str(root)}
+    p = otarig("serve", *[names.get(a, a) for a in args], timeout=30)
+    assert_refused(p, 2, says.replace("MISSING", "missing").replace("FILE", "not-a-folder"))
+    assert "listening on" not in p.stdout

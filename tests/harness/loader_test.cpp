@@ -214,6 +214,41 @@ INSTANTIATE_TEST_SUITE_P(
                     "missing required key 'serve'"}),
     [](const auto& test_info) { return std::string(test_info.param.name); });
 
+TEST(Scenario, ASuiteThatIncludesItselfIsBadInput) {
+  auto sub = dir() / "self_include";
+  std::filesystem::create_directories(sub);
+  const auto a = sub / "a.yaml", b = sub / "b.yaml";
+  std::ofstream(a) << "name: a\ninclude: [" << b.string() << "]\n";
+  std::ofstream(b) << "name: b\ninclude: [" << a.string() << "]\n";
+  try {
+    load_scenario(a.string());
+    FAIL() << "accepted";
+  } catch (const otarig::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("a suite includes itself"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Loader, ADocumentOverItsSizeLimitIsBadInputBeforeItIsParsed) {
+  // 4 MiB and one byte of valid YAML (a comment): refused for its size.
+  auto sub = dir() / "oversized";
+  std::filesystem::create_directories(sub);
+  const std::string big = "# " + std::string((4u << 20) - 2, 'x') + "\n";
+  for (const auto& name : {"s.yaml", "board.yaml"}) {
+    std::ofstream(sub / name) << big;
+    try {
+      if (std::string(name) == "s.yaml")
+        load_scenario((sub / name).string());
+      else
+        load_profile(sub / name);
+      FAIL() << name << " accepted";
+    } catch (const otarig::InputError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find((sub / name).string()), std::string::npos) << msg;
+      EXPECT_NE(msg.find("more than the 4194304 bytes the rig reads"), std::string::npos) << msg;
+    }
+  }
+}
+
 TEST(Scenario, NetworkExpectationsAreOneOrAList) {
   for (const auto& [name, expect] : std::vector<std::pair<std::string, std::vector<std::string>>>{
            {"stalled-server", {"stays-up"}},

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -415,6 +416,62 @@ TEST(Recorder, AListenerNobodyTakesFailsTheCallInsteadOfStoppingIt) {
   }, /*hand_over=*/false);
   SKIP_IF_REFUSED(device);
   EXPECT_EQ(device.run(), 0);
+}
+
+std::string file_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(Recorder, TracesWhatTheDevicePrintsOnItsConsoleInOrderWithItsOperations) {
+  REQUIRE_FUSE();
+  Scratch s;
+  fs::create_directories(s / "storage");
+  Recorder r = Recorder::start(s / "storage", s / "storage");
+  // The device's console: a terminal, as a process board's pty.
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string slave_name = ::ptsname(master);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  SyncingDevice device(r, [&] {
+    const int tty = ::open(slave_name.c_str(), O_RDWR | O_NOCTTY);
+    if (tty < 0 || ::dup2(tty, 1) != 1 || ::dup2(pipe_fds[1], 2) != 2) return 1;
+    if (write_str(1, "otarig boot ROM\r\n")) return 2;
+    if (write_file("f", "data") < 0) return 3;
+    // A line in two writes, the second a writev of two pieces.
+    if (write_str(1, "ota: staged ")) return 4;
+    char a[] = "slot B", b[] = "\n";
+    iovec iov[2] = {{a, sizeof a - 1}, {b, 1}};
+    if (::writev(1, iov, 2) != 7) return 5;
+    // Not the console: a pipe on descriptor 2.
+    if (write_str(2, "stderr to a pipe\n")) return 6;
+    if (write_file("g", "more") < 0) return 7;
+    return write_str(1, "STATUS ok\n") ? 8 : 0;
+  });
+  SKIP_IF_REFUSED(device);
+  r.mark_console();
+  ASSERT_EQ(device.run(), 0);
+  EXPECT_EQ(r.op_count(), 4u);
+  EXPECT_EQ(file_text(r.console_file(r.epoch())),
+            "M 0\nL 0 otarig boot ROM\nL 2 ota: staged slot B\nL 4 STATUS ok\n");
+  // The device's writes reached the terminal and the pipe as usual.
+  char buf[256];
+  const ssize_t n = ::read(master, buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(buf, static_cast<std::size_t>(n)).find("otarig boot ROM"), std::string::npos);
+  const ssize_t m = ::read(pipe_fds[0], buf, sizeof buf);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(m, 0))), "stderr to a pipe\n");
+  // A new epoch traces into a file of its own.
+  const auto next = r.begin_epoch();
+  EXPECT_EQ(file_text(r.console_file(next)), "");
+  ::close(master);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
 }
 
 TEST(Recorder, ItsLogBuildsCrashStates) {

@@ -318,6 +318,16 @@ class CrashStorageProtocol {
   virtual std::uint64_t keep_recording(const std::string& key) = 0;
   /// The operations of recording `key`, one JSON object each (index, kind, path, offset, length...).
   virtual nlohmann::json recorded_ops(const std::string& key) const = 0;
+  /// Marks the current power-on's console trace: the rig is about to send
+  /// the device an update command. BenchError while the device is off.
+  virtual void mark_console() = 0;
+  /// What the device printed on its console in recording `key` after the
+  /// first mark_console() of its power-on, in order: {"line": TEXT, "ops":
+  /// N} per line, N being the operations of the recording made before the
+  /// line ended (the device printed the line before operation N+1). Empty
+  /// when the device's console was not traced (no seccomp filter) or the
+  /// recording has no mark.
+  virtual nlohmann::json recorded_console(const std::string& key) const = 0;
   /// What a cut before op `before_op` (1..ops+1) of recording `key` in
   /// `mode` with `seed` keeps and drops, without building it (the crash
   /// model's plan as JSON, including "kept", "dropped", "pending", "torn").

@@ -76,6 +76,8 @@ struct BoardAbilities {
   CountOps storage_ops;
   /// The board's crash storage, for planning crash states (null when none).
   drivers::CrashStorageProtocol* crash_storage = nullptr;
+  /// The profile's boot banner (observe.banner): a scenario's `${banner}`.
+  std::string banner;
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).

@@ -106,6 +106,8 @@ class ProcessDevice final : public DeviceHost, public CrashStorageProtocol {
   nlohmann::json last_power_loss() const override;
   std::uint64_t keep_recording(const std::string& key) override;
   nlohmann::json recorded_ops(const std::string& key) const override;
+  void mark_console() override;
+  nlohmann::json recorded_console(const std::string& key) const override;
   nlohmann::json plan_crash(const std::string& key, std::uint64_t before_op, const std::string& mode,
                             std::uint64_t seed) const override;
   nlohmann::json apply_crash(const std::string& key, std::uint64_t before_op, const std::string& mode,

@@ -18,7 +18,9 @@
 // install_sync_filter() (between fork and exec) stops at each of them until
 // the daemon, given the filter's listener by watch_syncs(), has recorded a
 // `sync` barrier (flag op_flag_seccomp) in the epoch's log; then the call
-// runs. docs/crash-model.md, "sync and syncfs".
+// runs. docs/crash-model.md, "sync and syncfs". Its writes to a terminal
+// on descriptor 1 or 2 stop the same way while the daemon traces them with
+// the operation count (console_file()); then they run.
 //
 // Logs: one pair of files per epoch (power-on) in log_dir, written by the
 // daemon with one write(2) per entry before the operation returns to the
@@ -78,7 +80,8 @@ class Recorder {
 
   /// Hands the seccomp listener of a device started in the current epoch
   /// (install_sync_filter) to the daemon, which from now on answers the
-  /// device's sync(2) and syncfs(2) calls: it appends a `sync` barrier
+  /// device's sync(2) and syncfs(2) calls (and traces its console writes,
+  /// console_file()): it appends a `sync` barrier
   /// (flags op_flag_seccomp, and op_flag_syncfs for syncfs) to the epoch's
   /// log, in order with the operations the layer records, then answers the
   /// call as done (0) without running it, as the layer treats an fsync; with
@@ -105,6 +108,17 @@ class Recorder {
   /// Where an epoch's log is (OpLog::load).
   std::filesystem::path entries_file(std::uint64_t epoch) const;
   std::filesystem::path data_file(std::uint64_t epoch) const;
+  /// What the device printed on its console in an epoch, traced through the
+  /// seccomp listener (a write(2)/writev(2) to a terminal on its descriptor
+  /// 1 or 2): one record a line, "L OPS TEXT", OPS being the operations
+  /// recorded in the epoch when the line ended (a line's first 512 bytes,
+  /// without its "\r\n"); "M OPS" for each mark_console(); "T" when the
+  /// epoch's 4 MiB are used up and the rest is not traced.
+  std::filesystem::path console_file(std::uint64_t epoch) const;
+  /// Appends a mark to the current epoch's console trace: the rig is about
+  /// to send the device an update command (the lines before it are the
+  /// boot's).
+  void mark_console();
 
   /// Unmounts (lazily, inside the namespace), ends the daemon (SIGKILL
   /// after stop_timeout), reaps it, closes the namespace descriptor and
@@ -124,8 +138,9 @@ int enter_mount_namespace(int ns_fd) noexcept;
 
 /// Installs in the calling process (a forked child before exec: it must be
 /// single-threaded) a seccomp filter that turns sync(2) and syncfs(2) of
-/// the native architecture into user notifications and allows everything
-/// else; every descendant inherits it. Returns the listener (close-on-exec)
+/// the native architecture, and write(2) and writev(2) on descriptors 1 and
+/// 2 (the console, Recorder::console_file), into user notifications and
+/// allows everything else; every descendant inherits it. Returns the listener (close-on-exec)
 /// for Recorder::watch_syncs, or -errno: EINVAL or ENOSYS where the kernel
 /// has no seccomp user notification (before Linux 5.5), EBUSY when a filter
 /// of the process already has a listener (a container runtime's
