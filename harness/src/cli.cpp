@@ -1,7 +1,9 @@
 #include "otarig/harness/cli.hpp"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +12,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -21,6 +24,7 @@
 #include "otarig/harness/detection.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/harness/releases.hpp"
+#include "otarig/core/unique_fd.hpp"
 #include "otarig/core/numbers.hpp"
 #include "otarig/core/read_file.hpp"
 #include "otarig/reports/merge.hpp"
@@ -41,11 +45,25 @@ image::Bytes read_file(const std::string& path, std::string_view what) {
   return image::Bytes(data.begin(), data.end());
 }
 
-// A whole decimal number in min..max: no sign, no spaces, nothing that wraps.
+// Writes an output file (an image, a package): only a regular file, or a
+// new one, is written; a path that cannot be is bad input naming why, and
+// a write the file system refuses (full, I/O error) a bench failure.
 void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw BenchError(fmt::format("{}: cannot write file", path));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw InputError(fmt::format("{}: exists and is not a regular file ({}); give a file to write", path,
+                                 S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "a special file"));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644));
+  if (!fd) throw InputError(fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw BenchError(fmt::format("{}: writing failed: {}", path, std::strerror(n < 0 ? errno : EIO)));
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd.release()) != 0) throw BenchError(fmt::format("{}: writing failed: {}", path, std::strerror(errno)));
 }
 
 std::pair<unsigned, unsigned> parse_shard(const std::string& s) {

@@ -326,3 +326,22 @@ def test_serve_refuses_bad_input_before_it_listens(tmp_path, args, says):
     p = otarig("serve", *[names.get(a, a) for a in args], timeout=30)
     assert_refused(p, 2, says.replace("MISSING", "missing").replace("FILE", "not-a-folder"))
     assert "listening on" not in p.stdout
+
+
+@pytest.mark.parametrize("target,status,says", [
+    ("/dev/full", 2, r"/dev/full: exists and is not a regular file \(a device\)"),
+    ("FOLDER", 2, r"exists and is not a regular file \(a folder\)"),
+    ("MISSING/x.img", 2, r"MISSING/x.img: cannot write: No such file or directory"),
+])
+def test_image_outputs_that_cannot_be_written_are_bad_input(tmp_path, target, status, says):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    out = target.replace("FOLDER", str(folder)).replace("MISSING", str(tmp_path / "missing"))
+    says = says.replace("MISSING", re.escape(str(tmp_path / "missing")))
+    built = tmp_path / "ok.img"
+    otarig("image", "build", "--version", "1.0.0", "--counter", "1", "--payload-size", "100", "--key", "test:k",
+           "--out", built, check=0)
+    assert_refused(otarig("image", "build", "--version", "1.0.0", "--counter", "1", "--payload-size", "100",
+                          "--key", "test:k", "--out", out), status, says)
+    assert_refused(otarig("image", "tamper", "--in", built, "--flip-bit", "10:1", "--out", out), status, says)
+    assert list(folder.iterdir()) == []
