@@ -127,13 +127,25 @@ void parse_power_loss(const Config& loss, DeviceConfig& cfg) {
 }
 
 void parse_network(const Config& net, DeviceConfig& cfg) {
-  net.only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers", "length_required"});
+  net.only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers", "length_required",
+                 "tls_reason"});
   cfg.server = net.bool_or("server", true);
   // length_required: read by the harness (BoardAbilities), checked here.
   if (net.has("length_required")) (void)net.at("length_required").as_bool();
   if (auto tls = net.find("tls")) cfg.tls = parse_tls(*tls);
   cfg.proxy = net.bool_or("proxy", true);
   if (!cfg.server && cfg.tls != Tls::off) net.at("tls").fail("TLS needs the update server (server: true)");
+  // tls_reason: why the device's client does no more TLS than `tls` says
+  // (off: none; tls: no client certificate); read by the harness
+  // (BoardAbilities), which skips the TLS scenarios the client cannot run
+  // with it.
+  if (auto why = net.find("tls_reason")) {
+    if (cfg.tls == Tls::mutual)
+      why->fail("`tls_reason` says why a device does without TLS or without a client certificate "
+                "(tls: off or tls), not with tls: mutual");
+    if (why->as_string().empty())
+      why->fail("say why the device's client downloads without TLS or without a client certificate");
+  }
   if (auto listen = net.find("listen")) {
     cfg.listen = listen->as_string();
     if (!is_ipv4_address(cfg.listen))

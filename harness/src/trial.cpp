@@ -617,7 +617,10 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.server = bench.parts().feed != nullptr;
   a.reads_manifest = a.server && bench.parts().feed->follows_feed();
   if (auto device = bench.profile().root.find("device"))
-    if (auto net = device->find("network")) a.length_required = net->bool_or("length_required", false);
+    if (auto net = device->find("network")) {
+      a.length_required = net->bool_or("length_required", false);
+      a.tls_reason = net->string_or("tls_reason", "");
+    }
   if (auto* crash = bench.parts().crash_storage.get()) {
     a.crash_storage = crash;
     a.storage_ops = [&bench, &releases](const std::string& s, const std::string& d) {

@@ -279,15 +279,23 @@ class NetworkRun final : public harness::FaultRun {
   }
 
   // server-authenticated: the device must refuse the impostor's certificate.
-  // Completing the TLS handshake with it already means the device took a
-  // server of an unrelated CA for its update server; a request sent or a byte
-  // taken from it makes it worse, and is named.
+  // Completing the TLS handshake with it means the device took a server of
+  // an unrelated CA for its update server, and a request sent or a byte
+  // taken from it is named; except when the device closed the connection
+  // right after the handshake without sending or taking a single byte: a
+  // client that checks the certificate's verification result after the
+  // handshake (Mender 3.4: OpenSSL's handshake without verification, then
+  // its own check of the result) refused it there.
   void judge_server_authenticated(TrialPort& port, std::vector<OracleResult>& oracles) {
     std::vector<std::string> accepted;
-    std::uint64_t refused = 0;
+    std::uint64_t refused = 0, refused_after = 0;
     for (const auto& [id, c] : tls_log_) {
       if (!c.accepted) {
         ++refused;
+        continue;
+      }
+      if (c.closed && c.sent == 0 && c.received == 0) {
+        ++refused_after;
         continue;
       }
       accepted.push_back(
@@ -303,14 +311,18 @@ class NetworkRun final : public harness::FaultRun {
     const std::string detail =
         held ? ""
              : fmt::format("the device took an impostor for its update server: {}", fmt::join(accepted, "; "));
+    std::string held_detail = fmt::format("the device refused the impostor's certificate on {} of {} connections",
+                                          refused + refused_after, tls_log_.size());
+    if (refused_after)
+      held_detail += fmt::format(" ({} of them after completing the TLS handshake: it closed the connection "
+                                 "without sending or taking a byte)",
+                                 refused_after);
     port.note("server-authentication",
               {{"held", held},
                {"impostor_connections", tls_log_.size()},
                {"refused", refused},
-               {"detail", held ? fmt::format("the device refused the impostor's certificate on {} of {} "
-                                             "connections (none accepted)",
-                                             refused, tls_log_.size())
-                               : detail}});
+               {"refused_after_handshake", refused_after},
+               {"detail", held ? held_detail : detail}});
     oracles.push_back({"server-authenticated", held, detail});
   }
 
@@ -377,10 +389,17 @@ class NetworkKind final : public harness::FaultKind {
     const auto& f = s.fault.as<NetworkOptions>();
     if (board.network.empty())
       return "the board does not download from the rig's update server through the fault proxy";
+    // Why the device's client does no more TLS than its profile says (device.network.tls_reason).
+    const std::string why = board.tls_reason.empty() ? std::string() : ": " + board.tls_reason;
     if (board.network == "off" && (f.faults.find("impostor") != std::string::npos || !f.probe.empty()))
-      return "the device reaches the update server without TLS (device.network.tls: off)";
+      return "the device reaches the update server without TLS (device.network.tls: off)" + why;
     if (board.network != "mutual" && f.faults.find("ask-client-cert") != std::string::npos)
-      return "the profile does not say the device presents a client certificate (device.network.tls: mutual)";
+      return "the profile does not say the device presents a client certificate (device.network.tls: mutual)" +
+             why;
+    // A client that can present no certificate, said so with a reason: a
+    // server that requires one would refuse the device's own update.
+    if (board.network == "tls" && !f.probe.empty() && !why.empty())
+      return "the device presents no client certificate (device.network.tls: tls)" + why;
     if (board.length_required && f.faults.find("endless") != std::string::npos)
       return "the device's client takes no download whose length the server does not state "
              "(device.network.length_required): a body without end is refused before it is read";

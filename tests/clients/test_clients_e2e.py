@@ -3,7 +3,9 @@
 `otarig run` on boards/swupdate-ab.yaml and boards/rauc-ab.yaml with the image
 scenarios (exit 0: real SWUpdate and real RAUC refuse every inauthentic
 package and revert a failing image), the flawed profiles without downgrade
-protection (exit 1 with the no-rollback finding), and a power cut by hand:
+protection (exit 1 with the no-rollback finding), SWUpdate's downloader over
+https taking the fault proxy's impostor (exit 1, server-authenticated), the
+plain-HTTP boards refusing the TLS scenarios with the reason, and a power cut by hand:
 otarig-clientboard killed with its process group in the middle of SWUpdate's
 install boots the old slot and takes a clean retry.
 
@@ -323,8 +325,11 @@ def test_swupdate_board_passes_nightly(tmp_path):
                                                  "brown-out", "tampered-image"} <= scenarios
     # Plain HTTP (swupdate -d '-u http://...'): the TLS scenarios are skipped with the reason;
     # SWUpdate is handed the image's URL and reads no manifest, so a mirror has no manifest to lie in.
-    assert {s["scenario"] for s in run_json["skipped"]} == {"bit-rot", "flash-error", "impostor-server",
-                                                             "mtls-required", "client-certificate", "lying-mirror"}
+    skipped = {s["scenario"]: s["reason"] for s in run_json["skipped"]}
+    assert set(skipped) == {"bit-rot", "flash-error", "impostor-server", "mtls-required", "client-certificate",
+                            "lying-mirror"}
+    for tls in ("impostor-server", "mtls-required"):
+        assert "verifies no server certificate" in skipped[tls] and "suricatta" in skipped[tls], skipped[tls]
     cuts = [t for t in run_json["trials"] if t["fault"]["kind"] == "power-cut"]
     # Cuts at SWUpdate's storage operations are crash states built from the
     # recorded update (no delivery in the trial); cuts placed at a download
@@ -345,6 +350,33 @@ def test_swupdate_without_downgrade_check_fails_nightly_on_rollback_only(tmp_pat
     assert broken == {"no-rollback"}, broken
     caught = {t["scenario"] for t in run_json["trials"] if t["broken"]}
     assert {"replay-old", "replay-major", "stale-manifest"} <= caught, caught
+
+
+def test_swupdate_downloader_over_https_takes_an_impostor(tmp_path):
+    # SWUpdate's downloader (-d) verifies no server certificate: over https it
+    # completes the handshake with the fault proxy's impostor and installs what
+    # the impostor relays (the real, validly signed .swu).
+    need_swupdate()
+    out = tmp_path / "https"
+    r = run("boards/flawed/swupdate-ab-https-downloader.yaml", "impostor-server", out, "--no-progress")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = trials(out)
+    assert doc["summary"]["findings"] >= 1 and doc["trials"]
+    for t in doc["trials"]:
+        assert [b["oracle"] for b in t["broken"]] == ["server-authenticated"], t["broken"]
+        assert "completed the TLS handshake with the impostor" in t["broken"][0]["detail"], t["broken"]
+        assert t["delivery"]["status"] == "accepted", t["delivery"]
+        console = (out / "trials" / t["id"] / "console.log").read_text(errors="replace")
+        assert "-u https://" in console, console[-3000:]
+
+
+@pytest.mark.parametrize("board,why", [("boards/swupdate-ab.yaml", "suricatta"), ("boards/rauc-ab.yaml", "streaming")])
+def test_plain_http_boards_say_why_they_cannot_run_the_tls_scenarios(board, why, tmp_path):
+    need_swupdate() if "swupdate" in board else need_rauc()
+    for scenario in ("impostor-server", "mtls-required"):
+        r = run(board, scenario, tmp_path / "out")
+        assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "cannot run: the device reaches the update server without TLS" in r.stderr and why in r.stderr, r.stderr
 
 
 def test_rauc_board_passes_nightly(tmp_path):

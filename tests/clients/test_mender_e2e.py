@@ -1,8 +1,11 @@
 """The Mender board end to end (docs/ota-clients.md, "Mender").
 
 `otarig run` of a seeded sample of `nightly` on boards/mender-ab.yaml (exit 0,
-the TLS scenarios, those a file-backed board cannot run and endless-data
-(Mender takes no body without a stated length) skipped with their reasons, the host's /etc, /run, /dev and mounts untouched), the flawed twins
+the TLS scenarios run, those a file-backed board cannot run and endless-data
+(Mender takes no body without a stated length) skipped with their reasons, the host's /etc, /run, /dev and mounts untouched),
+impostor-server judged on Mender over TLS (mtls-required skipped with the
+reason: standalone Mender presents no client certificate, checked against a
+server that requires one), the flawed twins
 caught (no downgrade check: no-rollback on replay-old; Mender creating its
 database in place: still-updatable under power-cut-sweep), power cuts after
 each state marker of the artifacts' state scripts, and a device run
@@ -53,10 +56,15 @@ def test_mender_board_passes_a_nightly_sample(tmp_path):
     scenarios = {t["scenario"] for t in doc["trials"]}
     assert TRANSPORT_OVER_HTTP - {"endless-data"} <= scenarios, scenarios
     assert {"power-cut-sweep", "tampered-image", "replay-old", "self-test-fail", "brown-out"} <= scenarios
+    # Mender downloads over TLS and verifies the server: impostor-server runs on it.
+    assert "impostor-server" in scenarios, scenarios
     skipped = {s["scenario"]: s["reason"] for s in doc["skipped"]}
-    # Mender takes no body without a stated length (device.network.length_required).
-    assert set(skipped) == {"bit-rot", "flash-error", "impostor-server", "mtls-required", "client-certificate",
-                            "lying-mirror", "endless-data"}, skipped
+    # Mender takes no body without a stated length (device.network.length_required);
+    # standalone Mender presents no client certificate (device.network.tls_reason).
+    assert set(skipped) == {"bit-rot", "flash-error", "lying-mirror", "endless-data", "mtls-required",
+                            "client-certificate"}, skipped
+    for tls in ("mtls-required", "client-certificate"):
+        assert "HttpsClient" in skipped[tls] and "managed mode" in skipped[tls], skipped[tls]
     assert "length" in skipped["endless-data"], skipped
     assert all(reason for reason in skipped.values()), skipped
     # The artifacts' state scripts mark Mender's states on the console.
@@ -67,6 +75,55 @@ def test_mender_board_passes_a_nightly_sample(tmp_path):
     # Every refused replay was refused by the device's check in the artifact.
     replays = [t for t in doc["trials"] if t["scenario"] in ("replay-old", "replay-major")]
     assert replays and all(t["delivery"]["status"] == "refused" for t in replays), replays
+
+
+# Mender downloads over TLS and verifies the update server's certificate
+# against the rig's test CA (--trusted-certs): the impostor is judged on
+# Mender itself.
+def test_mender_refuses_an_impostor_server(tmp_path):
+    need_mender()
+    before = host_state()
+    out = tmp_path / "impostor"
+    r = run(BOARD, "impostor-server", out, "--no-progress")
+    assert host_state() == before, "a Mender run changed the host's /etc, /run, /dev or mounts"
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = trials(out)
+    assert not doc.get("skipped") and doc["summary"]["findings"] == 0, doc.get("skipped")
+    assert doc["summary"]["trials"] == len(doc["trials"]) >= 1
+    for t in doc["trials"]:
+        assert t["scenario"] == "impostor-server" and t["verdict"] == "pass", t
+        assert t["oracles"]["server-authenticated"] is True, t["oracles"]
+        # Mender itself refused the impostor's certificate (an unrelated CA)...
+        assert t["delivery"]["status"] == "refused", t["delivery"]
+        assert "certificate" in t["delivery"]["detail"], t["delivery"]
+        console = (out / "trials" / t["id"] / "console.log").read_text(errors="replace")
+        assert "--trusted-certs" in console and "install https://" in console, console[-3000:]
+        # ...and took the clean retry from the real server.
+        assert "ota: staged slot B" in console, console[-3000:]
+
+
+def test_mender_says_why_it_cannot_run_mtls_required(tmp_path):
+    need_mender()
+    r = run(BOARD, "mtls-required", tmp_path / "out")
+    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "cannot run: the device presents no client certificate" in r.stderr and "HttpsClient" in r.stderr, r.stderr
+
+
+def test_standalone_mender_presents_no_client_certificate(tmp_path):
+    # The reason above, checked: the same board against a server that
+    # requires a client certificate (tls: mutual). Mender's own update is
+    # refused at the handshake; the server refuses a client without one.
+    need_mender()
+    text = (test_clients_e2e.SOURCE / BOARD).read_text().replace("tls: tls\n", "tls: mutual\n")
+    text = text[:text.index("    tls_reason:")] + text[text.index("  provision:"):]
+    prof = tmp_path / "mender-ab-mutual.yaml"
+    prof.write_text(text.replace("name: mender-ab\n", "name: mender-ab-mutual\n"))
+    out = tmp_path / "out"
+    r = run(prof, "mtls-required", out, "--no-progress")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    (t, *_) = trials(out)["trials"]
+    assert t["oracles"]["mutual-tls"] is True, t["oracles"]
+    assert t["delivery"]["status"] == "refused" and "certificate required" in t["delivery"]["detail"], t["delivery"]
 
 
 @pytest.mark.parametrize("scenario,states", [

@@ -214,7 +214,13 @@ MenderClient::Outcome MenderClient::run(const std::vector<std::string>& command,
 }
 
 std::optional<std::string> MenderClient::install(const std::string& url, int booted, const cl::SlotImage& running) {
-  const auto r = run({"install", url}, booted, running);
+  // Over TLS, the CA the update server chains to (OTARIG_CA, from the rig):
+  // standalone `mender install URL` trusts what --trusted-certs names and
+  // reads neither ServerCertificate nor HttpsClient from mender.conf.
+  std::vector<std::string> command{"install", url};
+  if (const auto ca = env_or("OTARIG_CA"); !ca.empty() && url.rfind("https:", 0) == 0)
+    command.insert(command.begin(), {"--trusted-certs", ca});
+  const auto r = run(command, booted, running);
   if (r.status == 0 && !r.timed_out) return std::nullopt;
   if (r.timed_out) return fmt::format("mender did not finish within {} ms", timeout_ms_);
   // The first error that names a check (a checksum, the signature, the

@@ -86,6 +86,11 @@ struct BoardAbilities {
   /// not state (profile: device.network.length_required), so a body without
   /// end never reaches it (Mender: "Will not continue with unknown image size").
   bool length_required = false;
+  /// Why the device's client does no more TLS than `network` says (profile:
+  /// device.network.tls_reason): with "off", why no TLS; with "tls", why no
+  /// client certificate. The TLS scenarios skipped on it say so, and with
+  /// "tls" it skips the server's client-certificate probe (mtls-required).
+  std::string tls_reason;
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming
