@@ -26,6 +26,7 @@
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/net/manifest.hpp"
+#include "otarig/drivers/net/mender_api.hpp"
 #include "otarig/drivers/process/board.hpp"
 
 namespace otarig::drivers::process {
@@ -322,7 +323,47 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
   return r;
 }
 
+// The deployment the device's management client finds at its next poll: the
+// delivery's URL (through the fault proxy, so network faults apply), named
+// as the release it stands for (Mender compares the name with the
+// artifact's and with the running one's).
+void ConsoleCommandLink::publish_deployment(const Publication& pub) {
+  auto* api = device_->mender_api();
+  if (!api) return;
+  std::string version = next_description_ ? next_description_->version : std::string();
+  for (auto& c : version)
+    if (c == '+') c = '.';
+  deployment_ = fmt::format("00000000-0000-4000-8000-{:012d}", deliveries_);
+  api->publish(net::MenderDeployment{deployment_, version.empty() ? "otarig-unknown" : "otarig-" + version,
+                                     {device_->config().device_type}, pub.url});
+}
+
+std::string ConsoleCommandLink::final_status(const std::string& deployment) const {
+  auto* api = device_->mender_api();
+  if (!api) return {};
+  return api->final_status(deployment).value_or("");
+}
+
+std::vector<std::string> ConsoleCommandLink::statuses(const std::string& deployment) const {
+  auto* api = device_->mender_api();
+  return api ? api->statuses(deployment) : std::vector<std::string>{};
+}
+
+std::vector<std::string> ConsoleCommandLink::take_device_records() {
+  std::vector<std::string> out;
+  if (auto* api = device_->mender_api())
+    for (const auto& r : api->take_records()) out.push_back(r.dump());
+  return out;
+}
+
 ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std::uint8_t> image) {
+  auto pub = publish_files(image);
+  if (cfg_.serve == LinkConfig::Serve::http) publish_deployment(pub);
+  next_description_.reset();
+  return pub;
+}
+
+ConsoleCommandLink::Publication ConsoleCommandLink::publish_files(std::span<const std::uint8_t> image) {
   Publication pub;
   pub.sha256 = crypto::hex(crypto::sha256(image));
   auto* server = device_->server();
@@ -347,7 +388,7 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
     return pub;
   }
   const auto base = device_->expand(cfg_.base_url);
-  const auto description = std::exchange(next_description_, std::nullopt);
+  const auto description = next_description_;
   const auto claim = std::exchange(next_claim_, std::nullopt);
   if (auto release = std::exchange(next_as_release_, std::nullopt)) {
     // A frozen or replaying mirror: the image as a release of the
