@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -327,14 +328,24 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
 // delivery's URL (through the fault proxy, so network faults apply), named
 // as the release it stands for (Mender compares the name with the
 // artifact's and with the running one's).
-void ConsoleCommandLink::publish_deployment(const Publication& pub) {
+void ConsoleCommandLink::publish_deployment(const Publication& pub, std::span<const std::uint8_t> image) {
   auto* api = device_->mender_api();
   if (!api) return;
-  std::string version = next_description_ ? next_description_->version : std::string();
-  for (auto& c : version)
-    if (c == '+') c = '.';
+  // The name the artifact's header-info states ("artifact_name":"..."; the
+  // rig's artifacts are uncompressed), else the release it stands for.
+  std::string name;
+  const std::string_view bytes(reinterpret_cast<const char*>(image.data()), image.size());
+  constexpr std::string_view key = "\"artifact_name\":\"";
+  if (auto at = bytes.find(key); at != std::string_view::npos) {
+    const auto end = bytes.find('"', at + key.size());
+    if (end != std::string_view::npos && end - at - key.size() <= 256) name = bytes.substr(at + key.size(), end - at - key.size());
+  }
+  if (name.empty() && next_description_) {
+    name = "otarig-" + next_description_->version;
+    std::replace(name.begin(), name.end(), '+', '.');
+  }
   deployment_ = fmt::format("00000000-0000-4000-8000-{:012d}", deliveries_);
-  api->publish(net::MenderDeployment{deployment_, version.empty() ? "otarig-unknown" : "otarig-" + version,
+  api->publish(net::MenderDeployment{deployment_, name.empty() ? "otarig-unknown" : name,
                                      {device_->config().device_type}, pub.url});
 }
 
@@ -358,7 +369,7 @@ std::vector<std::string> ConsoleCommandLink::take_device_records() {
 
 ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std::uint8_t> image) {
   auto pub = publish_files(image);
-  if (cfg_.serve == LinkConfig::Serve::http) publish_deployment(pub);
+  if (cfg_.serve == LinkConfig::Serve::http) publish_deployment(pub, image);
   next_description_.reset();
   return pub;
 }

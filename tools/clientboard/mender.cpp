@@ -268,11 +268,11 @@ std::optional<std::string> MenderClient::install(const std::string& url, int boo
 // The first error that names a check (a checksum, the signature, the device
 // type, a state script); else the first error.
 std::string MenderClient::first_cause(const std::vector<std::string>& errors) const {
-  for (const char* cause : {"checksum", "signature", "verification", "device type", "script failed"})
+  for (const char* cause : {"checksum", "signature", "verification", "device type", "script failed", "Artifact name"})
     for (const auto& e : errors)
       if (e.find(cause) != std::string::npos) return e;
   for (const auto& e : errors)
-    if (e.find("could not get the current Artifact name") == std::string::npos) return e;
+    if (e.find("could not get the current Artifact name") == std::string::npos && e != "DBus not enabled") return e;
   return {};
 }
 

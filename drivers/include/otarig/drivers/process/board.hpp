@@ -337,7 +337,7 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   };
   Publication publish(std::span<const std::uint8_t> image);
   /// The deployment of `pub` on the server's device API (when it has one).
-  void publish_deployment(const Publication& pub);
+  void publish_deployment(const Publication& pub, std::span<const std::uint8_t> image);
   Publication publish_files(std::span<const std::uint8_t> image);
   struct CutWatch;
   /// Arms a cut at image byte `cut_.byte` (server hook, proxy watch or the
