@@ -593,6 +593,15 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", *exit), 0};
   ++deliveries_;
   const auto pub = publish(image);
+  // A deployment lasts as long as its delivery: the device that resumes
+  // after a power cut finishes (or reports) what it had started, and is not
+  // handed the deployment again; the next delivery is a deployment of its own.
+  struct Withdraw {
+    net::MenderDeviceApi* api;
+    ~Withdraw() {
+      if (api) api->withdraw();
+    }
+  } withdraw{device_->mender_api()};
   const auto cuts_before = power_->cuts();
   const auto ons_before = power_->power_ons();
   {

@@ -174,6 +174,10 @@ class Device {
     using End = MenderClient::DaemonEnd;
     if (r.end == End::reboot) return std::nullopt;
     if (r.end == End::reported || r.end == End::no_deployment) mender_.set_pending(false);
+    if (r.end == End::reported && r.already_installed) {
+      already_running_ = true;
+      return std::nullopt;
+    }
     switch (r.end) {
       case End::reported: return r.error.empty() ? "Mender reported the deployment without installing it" : r.error;
       case End::no_deployment: return std::string("the server offers this device no deployment");
@@ -232,6 +236,13 @@ class Device {
     }
     if (refused) {
       say("ota: refused: " + *refused);
+      return;
+    }
+    if (std::exchange(already_running_, false)) {
+      // Managed Mender: the deployment names the running artifact; nothing
+      // was installed, the device stays up.
+      say(fmt::format("ota: already running slot {} (Mender reported already-installed)", cl::slot_name(booted_.slot)));
+      status();
       return;
     }
     say(fmt::format("ota: staged slot {}, rebooting", cl::slot_name(target)));
@@ -426,6 +437,7 @@ class Device {
   cl::SlotLayout layout_;
   MenderClient mender_;
   cl::BootResult booted_;
+  bool already_running_ = false;
 };
 
 // What the board needs before it can play the device; empty when all is there.

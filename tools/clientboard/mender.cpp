@@ -279,9 +279,12 @@ std::string MenderClient::first_cause(const std::vector<std::string>& errors) co
 MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage& running) {
   DaemonResult result;
   bool decided = false;
+  bool reported = false;
   auto stop = [&](const std::string&, const std::string& msg) {
     // Mender logs this, then runs `reboot` (which on this device never
     // returns): the device reboots here.
+    if (msg.find("Attempting to upgrade to currently installed artifact name") != std::string::npos)
+      result.already_installed = true;
     if (msg.rfind("Mender rebooting from", 0) == 0) {
       result.end = DaemonEnd::reboot;
       return decided = true;
@@ -292,11 +295,16 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
     const auto from = text.substr(0, text.find(' '));
     const auto arrow = text.find("-> ");
     const auto to = arrow == std::string::npos ? std::string() : text.substr(arrow + 3, text.find(' ', arrow + 3) - arrow - 3);
-    if (to == "idle" && (from == "update-status-report" || from == "update-retry-report" ||
-                         from == "status-report-error")) {
+    // Reported and idle: stopped once it leaves idle, which it enters only
+    // after removing the deployment's state from its database (killed
+    // before, it reports the deployment again at its next start).
+    if (reported && from == "idle") {
       result.end = DaemonEnd::reported;
       return decided = true;
     }
+    if (to == "idle" && (from == "update-status-report" || from == "update-retry-report" ||
+                         from == "status-report-error"))
+      reported = true;
     if (from == "update-check" && to == "check-wait") {
       result.end = DaemonEnd::no_deployment;
       return decided = true;
@@ -308,7 +316,7 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
     return false;
   };
   const auto r = run({"daemon"}, booted, running, {}, stop);
-  if (!decided) result.end = r.timed_out ? DaemonEnd::timed_out : DaemonEnd::exited;
+  if (!decided) result.end = reported ? DaemonEnd::reported : r.timed_out ? DaemonEnd::timed_out : DaemonEnd::exited;
   result.error = first_cause(r.errors);
   return result;
 }

@@ -55,6 +55,9 @@ class MenderClient {
   struct DaemonResult {
     DaemonEnd end = DaemonEnd::exited;
     std::string error;  ///< the first error Mender logged that names a cause
+    /// The deployment names the running artifact: Mender reported
+    /// already-installed without installing anything.
+    bool already_installed = false;
   };
   /// Runs `mender daemon` until one of DaemonEnd happens (then the daemon is
   /// killed, as a reboot would).
