@@ -181,7 +181,8 @@ class Device {
     switch (r.end) {
       case End::reported: return r.error.empty() ? "Mender reported the deployment without installing it" : r.error;
       case End::no_deployment: return std::string("the server offers this device no deployment");
-      case End::auth_refused: return "the server refused the device's authentication request" + (r.error.empty() ? std::string() : ": " + r.error);
+      case End::auth_refused:
+        return "the server refused the device's authentication request" + (r.error.empty() ? std::string() : ": " + r.error);
       case End::timed_out: return fmt::format("mender daemon did not finish within {} ms", o_.client_timeout_ms);
       default: return "mender daemon exited" + (r.error.empty() ? std::string() : ": " + r.error);
     }

@@ -280,6 +280,7 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
   DaemonResult result;
   bool decided = false;
   bool reported = false;
+  std::string auth_error;
   auto stop = [&](const std::string&, const std::string& msg) {
     // Mender logs this, then runs `reboot` (which on this device never
     // returns): the device reboots here.
@@ -287,6 +288,12 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
       result.already_installed = true;
     if (msg.rfind("Mender rebooting from", 0) == 0) {
       result.end = DaemonEnd::reboot;
+      return decided = true;
+    }
+    // The server refused the device (401): Mender would ask again and again.
+    if (msg.rfind("Failed to authorize with", 0) == 0 && msg.find("authentication request rejected") != std::string::npos) {
+      result.end = DaemonEnd::auth_refused;
+      auth_error = msg;
       return decided = true;
     }
     constexpr std::string_view kTransition = "State transition: ";
@@ -317,7 +324,7 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
   };
   const auto r = run({"daemon"}, booted, running, {}, stop);
   if (!decided) result.end = reported ? DaemonEnd::reported : r.timed_out ? DaemonEnd::timed_out : DaemonEnd::exited;
-  result.error = first_cause(r.errors);
+  result.error = auth_error.empty() ? first_cause(r.errors) : auth_error;
   return result;
 }
 
