@@ -172,6 +172,16 @@ class Device {
     mender_.set_pending(true);
     const auto r = mender_.daemon(booted_.slot, booted_.image);
     using End = MenderClient::DaemonEnd;
+    if (r.end == End::reboot && r.rollback) {
+      // Refused after ArtifactInstall began (a state script, the downgrade
+      // check): Mender rolls back and reboots, then reports the failure
+      // from the old slot (the boot below runs the daemon to its report).
+      say("app: Mender rolled the update back; rebooting");
+      say("");
+      banner();
+      boot();
+      return r.error.empty() ? std::string("Mender rolled the deployment back") : r.error;
+    }
     if (r.end == End::reboot) return std::nullopt;
     if (r.end == End::reported || r.end == End::no_deployment) mender_.set_pending(false);
     if (r.end == End::reported && r.already_installed) {

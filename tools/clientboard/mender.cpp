@@ -288,6 +288,7 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
       result.already_installed = true;
     if (msg.rfind("Mender rebooting from", 0) == 0) {
       result.end = DaemonEnd::reboot;
+      result.rollback = msg.rfind("Mender rebooting from inactive partition", 0) == 0;
       return decided = true;
     }
     // The server refused the device (401): Mender would ask again and again.

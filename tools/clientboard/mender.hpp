@@ -58,6 +58,8 @@ class MenderClient {
     /// The deployment names the running artifact: Mender reported
     /// already-installed without installing anything.
     bool already_installed = false;
+    /// The reboot is ArtifactRollbackReboot's (the update was rolled back).
+    bool rollback = false;
   };
   /// Runs `mender daemon` until one of DaemonEnd happens (then the daemon is
   /// killed, as a reboot would).
