@@ -89,7 +89,9 @@ class Device {
     if (o.mender_managed) {
       auto key = o.mender_own_key ? std::string() : o.mender_device_key.empty() ? env_or("OTARIG_DEVICE_KEY") : o.mender_device_key;
       if (!key.empty()) key = std::filesystem::absolute(key).string();
-      mender_.set_managed({o.mender_server.empty() ? env_or("OTARIG_UPDATE_URL") : o.mender_server, key});
+      auto ca = env_or("OTARIG_CA");
+      if (!ca.empty()) ca = std::filesystem::absolute(ca).string();
+      mender_.set_managed({o.mender_server.empty() ? env_or("OTARIG_UPDATE_URL") : o.mender_server, key, ca});
     }
   }
 
@@ -192,7 +194,7 @@ class Device {
       case End::reported: return r.error.empty() ? "Mender reported the deployment without installing it" : r.error;
       case End::no_deployment: return std::string("the server offers this device no deployment");
       case End::auth_refused:
-        return "the server refused the device's authentication request" + (r.error.empty() ? std::string() : ": " + r.error);
+        return "authentication with the server failed" + (r.error.empty() ? std::string() : ": " + r.error);
       case End::timed_out: return fmt::format("mender daemon did not finish within {} ms", o_.client_timeout_ms);
       default: return "mender daemon exited" + (r.error.empty() ? std::string() : ": " + r.error);
     }

@@ -189,6 +189,8 @@ void MenderClient::write_config() const {
   std::string managed;
   if (managed_) {
     managed = fmt::format("  \"ServerURL\": \"{}\",\n  \"DBus\": {{\"Enabled\": false}},\n", managed_->server_url);
+    if (!managed_->server_ca.empty())
+      managed += fmt::format("  \"ServerCertificate\": \"{}\",\n", managed_->server_ca);
     if (!managed_->device_key.empty())
       managed += fmt::format("  \"Security\": {{\"AuthPrivateKey\": \"{}\"}},\n", managed_->device_key);
   }
@@ -291,8 +293,11 @@ MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage&
       result.rollback = msg.rfind("Mender rebooting from inactive partition", 0) == 0;
       return decided = true;
     }
-    // The server refused the device (401): Mender would ask again and again.
-    if (msg.rfind("Failed to authorize with", 0) == 0 && msg.find("authentication request rejected") != std::string::npos) {
+    // The server refused the device (401), or the device the server's
+    // certificate: Mender would ask again and again.
+    if (msg.rfind("Failed to authorize with", 0) == 0 &&
+        (msg.find("authentication request rejected") != std::string::npos ||
+         msg.find("certificate") != std::string::npos)) {
       result.end = DaemonEnd::auth_refused;
       auth_error = msg;
       return decided = true;

@@ -40,6 +40,7 @@ class MenderClient {
   struct Managed {
     std::string server_url;
     std::string device_key;
+    std::string server_ca;  ///< with https: the CA the server's certificate must chain to (ServerCertificate)
   };
   void set_managed(Managed managed) { managed_ = std::move(managed); }
   bool managed() const { return managed_.has_value(); }
