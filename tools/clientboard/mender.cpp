@@ -118,8 +118,9 @@ std::string enter_managed_namespace(const std::filesystem::path& storage) {
     return e;
   ::chmod("/usr/share/mender/identity/mender-device-identity", 0755);
   if (auto e = write_file("/run/otarig/bin/reboot",
-                          "#!/bin/sh\n# otarig: the board reboots the device when Mender asks (it kills this)\n"
-                          "exec sleep 600\n");
+                          "#!/bin/sh\n# otarig: the board reboots the device when Mender asks: it kills Mender,\n"
+                          "# and this ends with it (a reboot never returns)\n"
+                          "parent=$PPID\nwhile kill -0 \"$parent\" 2>/dev/null; do sleep 0.1; done\nexit 1\n");
       !e.empty())
     return e;
   ::chmod("/run/otarig/bin/reboot", 0755);
