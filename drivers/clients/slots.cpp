@@ -261,6 +261,9 @@ void note_booted(const SlotLayout& layout, int slot) {
 // (rootpart=A|B) or Mender's (mender_boot_part=2|3, with its _hex twin).
 struct UbootNames {
   bool mender = false;
+  /// Flawed (Mender): altbootcmd switches mender_boot_part but leaves
+  /// upgrade_available=1, so the old slot boots as if it were the update.
+  bool keeps_upgrade = false;
   const char* var() const { return mender ? "mender_boot_part" : "rootpart"; }
   int slot(const std::string& value) const {
     const int s = mender ? mender_slot_index(value) : slot_index(value);
@@ -269,6 +272,8 @@ struct UbootNames {
   std::string value(int slot) const { return mender ? mender_partition(slot) : std::string(1, slot_name(slot)); }
   // altbootcmd: the other slot, no upgrade pending.
   std::map<std::string, std::string> fallback(int slot) const {
+    if (mender && keeps_upgrade)
+      return {{"mender_boot_part", value(slot)}, {"mender_boot_part_hex", value(slot)}, {"bootcount", "0"}};
     if (mender)
       return {{"mender_boot_part", value(slot)}, {"mender_boot_part_hex", value(slot)}, {"upgrade_available", "0"},
               {"bootcount", "0"}};
@@ -419,9 +424,10 @@ BootResult boot_rauc(const SlotLayout& layout, std::uint32_t bootlimit,
 
 BootResult boot(const SlotLayout& layout, Bootloader bootloader, std::uint32_t bootlimit,
                 const std::function<void(const std::string&)>& log, WhenExhausted when_exhausted,
-                const TrialHook& on_trial) {
+                const TrialHook& on_trial, bool fallback_keeps_upgrade) {
   if (bootloader == Bootloader::rauc_custom) return boot_rauc(layout, bootlimit, log, when_exhausted);
-  return boot_uboot(layout, bootlimit, log, UbootNames{bootloader == Bootloader::mender_uboot}, on_trial);
+  return boot_uboot(layout, bootlimit, log,
+                    UbootNames{bootloader == Bootloader::mender_uboot, fallback_keeps_upgrade}, on_trial);
 }
 
 int rauc_backend(const SlotLayout& layout, std::uint32_t bootlimit, const std::vector<std::string>& args,

@@ -44,7 +44,7 @@ constexpr std::size_t kFileChunk = 256 * 1024;
 constexpr std::size_t kMemoryChunk = 256 * 1024;
 constexpr std::size_t kEndlessChunk = 64 * 1024;
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
-constexpr std::uint64_t kRequestBodyLimit = 64 * 1024;
+constexpr std::uint64_t kRequestBodyLimit = 1024 * 1024;
 
 struct FileHandle {
   int fd = -1;
@@ -234,6 +234,7 @@ struct UpdateServer::Impl {
   };
   std::map<std::string, Hook, std::less<>> hooks;
   std::uint64_t next_hook = 1;
+  std::shared_ptr<const UpdateServer::ApiHandler> api;
 
   mutable std::mutex log_mutex;
   std::vector<RequestRecord> log;
@@ -412,7 +413,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     handle(parser_->get());
   }
 
-  void handle(const http::request<http::empty_body>& req) {
+  void handle(const http::request<http::string_body>& req) {
     record_ = RequestRecord{};
     record_.connection = id_;
     record_.method = std::string(req.method_string());
@@ -426,6 +427,28 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     hook_.reset();
     path_.clear();
 
+    std::shared_ptr<const UpdateServer::ApiHandler> api;
+    {
+      std::lock_guard lock(server_.repo_mutex);
+      api = server_.api;
+    }
+    if (api && std::string_view(req.target().data(), req.target().size()).starts_with("/api/")) {
+      ApiRequest a{std::string(req.method_string()), record_.target, {}, {}, req.body()};
+      if (auto it = req.find(http::field::authorization); it != req.end()) a.authorization = std::string(it->value());
+      if (auto it = req.find("X-MEN-Signature"); it != req.end()) a.signature = std::string(it->value());
+      head_only_ = false;
+      auto r = (*api)(a);
+      if (!r) {
+        send_text(http::status::not_found, "not found\n");
+        return;
+      }
+      send_bytes(static_cast<http::status>(r->status), r->content_type, std::move(r->body));
+      return;
+    }
+    if (!req.body().empty()) {
+      bad_request("unexpected body");
+      return;
+    }
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       head_.set(http::field::allow, "GET, HEAD");
       send_text(http::status::method_not_allowed, "method not allowed\n");
@@ -468,8 +491,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   void send_text(http::status status, std::string text) {
+    send_bytes(status, "text/plain; charset=utf-8", std::move(text));
+  }
+
+  void send_bytes(http::status status, const std::string& type, std::string text) {
     head_.result(status);
-    head_.set(http::field::content_type, "text/plain; charset=utf-8");
+    if (!type.empty()) head_.set(http::field::content_type, type);
     text_ = std::make_shared<const Bytes>(text.begin(), text.end());
     blob_ = Blob{text_, nullptr, text_->size()};
     body_offset_ = 0;
@@ -623,7 +650,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::uint64_t id_;
   Stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::empty_body>> parser_;
+  std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::empty_body> head_;
   RequestRecord record_;
   Blob blob_;
@@ -786,6 +813,12 @@ void UpdateServer::clear_body_hooks() {
     std::lock_guard lock(impl_->repo_mutex);
     gone.swap(impl_->hooks);
   }
+}
+
+void UpdateServer::set_api(ApiHandler handler) {
+  auto h = handler ? std::make_shared<const ApiHandler>(std::move(handler)) : nullptr;
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->api = std::move(h);
 }
 
 std::vector<RequestRecord> UpdateServer::responses_in_progress() const {

@@ -17,6 +17,7 @@
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"
+#include "otarig/drivers/net/mender_api.hpp"
 #include "otarig/drivers/net/pki.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/process/flash_file.hpp"
@@ -128,7 +129,7 @@ void parse_power_loss(const Config& loss, DeviceConfig& cfg) {
 
 void parse_network(const Config& net, DeviceConfig& cfg) {
   net.only_keys({"server", "tls", "proxy", "listen", "port", "pki", "names", "legacy_ciphers", "length_required",
-                 "tls_reason"});
+                 "tls_reason", "device_api"});
   cfg.server = net.bool_or("server", true);
   // length_required: read by the harness (BoardAbilities), checked here.
   if (net.has("length_required")) (void)net.at("length_required").as_bool();
@@ -172,6 +173,15 @@ void parse_network(const Config& net, DeviceConfig& cfg) {
     if (cfg.tls == Tls::off) names->fail("`names` needs TLS (tls: tls or mutual)");
     if (net.has("pki")) names->fail("`names` applies to the fresh test certificates, not to `pki`");
     cfg.names = names->as_string_list();
+  }
+  if (auto api = net.find("device_api")) {
+    // device_api: {protocol: mender, device_type: NAME}
+    api->only_keys({"protocol", "device_type"});
+    cfg.device_api = api->at("protocol").as_string();
+    if (cfg.device_api != "mender")
+      api->at("protocol").fail(fmt::format("unknown device API '{}' (known: mender)", cfg.device_api));
+    cfg.device_type = api->string_or("device_type", cfg.device_type);
+    if (!cfg.server) api->fail("`device_api` needs the update server (server: true)");
   }
   for (const char* k : {"listen", "port"})
     if (!cfg.server && net.has(k)) net.at(k).fail(fmt::format("`{}` needs the update server (server: true)", k));
@@ -423,6 +433,18 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
       so.address = cfg_.proxy ? std::string("127.0.0.1") : listen;
       so.port = cfg_.proxy ? 0 : cfg_.port;
       server_ = std::make_unique<net::UpdateServer>(so);
+      if (cfg_.device_api == "mender") {
+        // The device's identity: a key the rig provisions into its storage,
+        // the only one the server's device API accepts.
+        const auto key = net::generate_device_key_pem();
+        std::filesystem::create_directories(storage_ / "trust");
+        device_key_ = storage_ / "trust" / "device-key.pem";
+        write_file_atomically(device_key_, {reinterpret_cast<const std::uint8_t*>(key.data()), key.size()});
+        std::filesystem::permissions(device_key_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        mender_api_ = std::make_shared<net::MenderDeviceApi>();
+        mender_api_->accept_device_key(key);
+        server_->set_api([api = mender_api_](const net::ApiRequest& r) { return api->handle(r); });
+      }
       server_->start();
       const char* scheme = cfg_.tls == DeviceConfig::Tls::off ? "http" : "https";
       if (cfg_.proxy) {
@@ -491,6 +513,8 @@ std::string DeviceHost::expand(std::string_view text,
           value = profile_dir_.string();
         else if (name == "package_ca")
           value = package_ca_.string();
+        else if (name == "device_key")
+          value = device_key_.string();
         for (const auto& [k, v] : extra)
           if (name == k) value = v;
         if (value) {
@@ -516,6 +540,7 @@ std::vector<std::pair<std::string, std::string>> DeviceHost::environment() const
   env.emplace_back("OTARIG_TRUSTED_KEYS", keys);
   if (!ca_.empty()) env.emplace_back("OTARIG_CA", ca_.string());
   if (!package_ca_.empty()) env.emplace_back("OTARIG_PACKAGE_CA", package_ca_.string());
+  if (!device_key_.empty()) env.emplace_back("OTARIG_DEVICE_KEY", device_key_.string());
   if (!client_cert_.empty()) {
     env.emplace_back("OTARIG_CLIENT_CERT", client_cert_.string());
     env.emplace_back("OTARIG_CLIENT_KEY", client_key_.string());

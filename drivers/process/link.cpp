@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/net/manifest.hpp"
+#include "otarig/drivers/net/mender_api.hpp"
 #include "otarig/drivers/process/board.hpp"
 
 namespace otarig::drivers::process {
@@ -322,7 +324,57 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
   return r;
 }
 
+// The deployment the device's management client finds at its next poll: the
+// delivery's URL (through the fault proxy, so network faults apply), named
+// as the release it stands for (Mender compares the name with the
+// artifact's and with the running one's).
+void ConsoleCommandLink::publish_deployment(const Publication& pub, std::span<const std::uint8_t> image) {
+  auto* api = device_->mender_api();
+  if (!api) return;
+  // The name the artifact's header-info states ("artifact_name":"..."; the
+  // rig's artifacts are uncompressed), else the release it stands for.
+  std::string name;
+  const std::string_view bytes(reinterpret_cast<const char*>(image.data()), image.size());
+  constexpr std::string_view key = "\"artifact_name\":\"";
+  if (auto at = bytes.find(key); at != std::string_view::npos) {
+    const auto end = bytes.find('"', at + key.size());
+    if (end != std::string_view::npos && end - at - key.size() <= 256) name = bytes.substr(at + key.size(), end - at - key.size());
+  }
+  if (name.empty() && next_description_) {
+    name = "otarig-" + next_description_->version;
+    std::replace(name.begin(), name.end(), '+', '.');
+  }
+  deployment_ = fmt::format("00000000-0000-4000-8000-{:012d}", deliveries_);
+  api->publish(net::MenderDeployment{deployment_, name.empty() ? "otarig-unknown" : name,
+                                     {device_->config().device_type}, pub.url});
+}
+
+std::string ConsoleCommandLink::final_status(const std::string& deployment) const {
+  auto* api = device_->mender_api();
+  if (!api) return {};
+  return api->final_status(deployment).value_or("");
+}
+
+std::vector<std::string> ConsoleCommandLink::statuses(const std::string& deployment) const {
+  auto* api = device_->mender_api();
+  return api ? api->statuses(deployment) : std::vector<std::string>{};
+}
+
+std::vector<std::string> ConsoleCommandLink::take_device_records() {
+  std::vector<std::string> out;
+  if (auto* api = device_->mender_api())
+    for (const auto& r : api->take_records()) out.push_back(r.dump());
+  return out;
+}
+
 ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std::uint8_t> image) {
+  auto pub = publish_files(image);
+  if (cfg_.serve == LinkConfig::Serve::http) publish_deployment(pub, image);
+  next_description_.reset();
+  return pub;
+}
+
+ConsoleCommandLink::Publication ConsoleCommandLink::publish_files(std::span<const std::uint8_t> image) {
   Publication pub;
   pub.sha256 = crypto::hex(crypto::sha256(image));
   auto* server = device_->server();
@@ -347,7 +399,7 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish(std::span<const std:
     return pub;
   }
   const auto base = device_->expand(cfg_.base_url);
-  const auto description = std::exchange(next_description_, std::nullopt);
+  const auto description = next_description_;
   const auto claim = std::exchange(next_claim_, std::nullopt);
   if (auto release = std::exchange(next_as_release_, std::nullopt)) {
     // A frozen or replaying mirror: the image as a release of the
@@ -541,6 +593,15 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", *exit), 0};
   ++deliveries_;
   const auto pub = publish(image);
+  // A deployment lasts as long as its delivery: the device that resumes
+  // after a power cut finishes (or reports) what it had started, and is not
+  // handed the deployment again; the next delivery is a deployment of its own.
+  struct Withdraw {
+    net::MenderDeviceApi* api;
+    ~Withdraw() {
+      if (api) api->withdraw();
+    }
+  } withdraw{device_->mender_api()};
   const auto cuts_before = power_->cuts();
   const auto ons_before = power_->power_ons();
   {

@@ -138,6 +138,31 @@ OracleResult still_updatable(const OracleInput& in) {
 
 }  // namespace
 
+OracleResult reports_truthfully(const OracleInput& in) {
+  OracleResult r{kReportsTruthfully, true, ""};
+  if (!in.device_reports || in.deployment.empty() || in.reported_status.empty() ||
+      in.fault_index >= in.history.size())
+    return r;
+  const auto& o = in.history[in.fault_index];
+  const bool runs_delivered = o.booted && o.digest == in.delivered_digest;
+  const auto seen = o.booted ? fmt::format("runs {} (digest {})", o.version, short_digest(o.digest))
+                             : std::string("runs nothing (it did not boot)");
+  std::string said;
+  for (const auto& s : in.reported_statuses) said += (said.empty() ? "" : ", ") + s;
+  auto lie = [&](const std::string& what) {
+    r.held = false;
+    r.detail = fmt::format("deployment {}: the device reported '{}' ({}), but after the fault it {}: {}",
+                           in.deployment, in.reported_status, said, seen, what);
+  };
+  if (in.reported_status == "success" && !runs_delivered)
+    lie(fmt::format("not the delivered image (digest {})", short_digest(in.delivered_digest)));
+  else if (in.reported_status == "failure" && runs_delivered && in.delivered_digest != in.before_digest)
+    lie("the delivered image, which it said had failed");
+  else if (in.reported_status == "already-installed" && !runs_delivered)
+    lie(fmt::format("not the delivered image (digest {})", short_digest(in.delivered_digest)));
+  return r;
+}
+
 void OracleRegistry::add(Oracle oracle) {
   if (oracle.name.empty() || !oracle.check) throw std::logic_error("an oracle needs a name and a check");
   if (find(oracle.name)) throw std::logic_error("oracle registered twice: " + oracle.name);

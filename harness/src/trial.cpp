@@ -300,6 +300,7 @@ class Runner final : public TrialPort {
       parts.network->set_network_faults("", 0);
       (void)parts.network->take_network_events();
     }
+    if (parts.device_reports) (void)parts.device_reports->take_device_records();
     // A power-off loses what the device did not make durable.
     if (parts.crash_storage) parts.crash_storage->set_power_loss("lost", spec_.seed);
   }
@@ -389,7 +390,26 @@ class Runner final : public TrialPort {
       throw;
     }
     note_network_events();
+    if (auto* reports = bench_.parts().device_reports.get()) deployment_ = reports->last_deployment();
     run_->delivered(*this);
+  }
+
+  // What the device told a device-management server (Mender's device API):
+  // its authentication requests, deployment checks, status reports and logs.
+  void note_device_reports(const std::string& step) {
+    auto* reports = bench_.parts().device_reports.get();
+    if (!reports) return;
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& r : reports->take_device_records()) list.push_back(nlohmann::json::parse(r, nullptr, false));
+    nlohmann::json e{{"step", step}, {"records", std::move(list)}};
+    if (step == "after-fault") {
+      reported_status_ = deployment_.empty() ? std::string() : reports->final_status(deployment_);
+      reported_statuses_ = deployment_.empty() ? std::vector<std::string>{} : reports->statuses(deployment_);
+      e["deployment"] = deployment_;
+      e["reported_status"] = reported_status_;
+      e["reported_statuses"] = reported_statuses_;
+    }
+    note("device-api", std::move(e));
   }
 
   // What the fault proxy saw of this trial's connections, whatever the fault:
@@ -418,6 +438,7 @@ class Runner final : public TrialPort {
   void observe() {
     fault_index_ = out_.observations.size();
     look("after-fault");
+    note_device_reports("after-fault");
     if (hooks_) {
       TrialContext ctx{bench_, spec_, out_};
       for (const auto& step : hooks_->steps) step(ctx);
@@ -431,6 +452,7 @@ class Runner final : public TrialPort {
     power_up_if_off("retry");
     retry_index_ = out_.observations.size();
     look("retry");
+    note_device_reports("retry");
     if (r.status != drivers::DeliveryStatus::accepted)
       retry_problem_ = fmt::format("the clean update to {} was {} ({})", rel.name, drivers::to_string(r.status),
                                    r.detail);
@@ -447,6 +469,10 @@ class Runner final : public TrialPort {
     in.authentic_digests.insert(releases_.authentic_digests().begin(), releases_.authentic_digests().end());
     if (image_->authentic) in.authentic_digests.insert(image_->digest);
     in.authentic_digests.insert(extra_authentic_.begin(), extra_authentic_.end());
+    in.device_reports = bench_.parts().device_reports != nullptr;
+    in.deployment = deployment_;
+    in.reported_status = reported_status_;
+    in.reported_statuses = reported_statuses_;
     in.has_retry = !s_.retry.empty();
     if (in.has_retry) {
       in.retry_digest = retry_image().digest;
@@ -467,6 +493,7 @@ class Runner final : public TrialPort {
                            {"detail", "the board declares no-trial-boot: a failing image must be reported "
                                       "(health=failed) and replaced by the next clean update"}});
     }
+    if (in.device_reports) out_.oracles.push_back(reports_truthfully(in));
     run_->judge(*this, out_.oracles);
     if (!setup_problem_.empty()) {
       for (auto& o : out_.oracles)
@@ -501,6 +528,10 @@ class Runner final : public TrialPort {
   std::optional<BuiltImage> retry_variant_;   ///< the retry image a kind chose (use_retry_image)
   std::string setup_problem_;
   std::string retry_problem_;
+  // The faulted delivery's deployment on a device-management server, and
+  // what the device had reported about it by the after-fault observation.
+  std::string deployment_, reported_status_;
+  std::vector<std::string> reported_statuses_;
   std::size_t fault_index_ = 0;
   std::size_t retry_index_ = 0;
   BoundedTranscript kept_transcript_;  ///< its head also goes to console.log as it comes

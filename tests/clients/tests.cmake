@@ -26,6 +26,13 @@ if(TARGET otarig_drivers_clients)
     set_tests_properties(clients.mender PROPERTIES
       ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
       LABELS "clients" TIMEOUT 900 COST 200)
+    # Mender's managed mode against the rig's device API (docs/ota-clients.md,
+    # "Managed mode"): a few scenarios, the device that lies about a rollback.
+    add_test(NAME clients.mender-managed
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_mender_managed.py)
+    set_tests_properties(clients.mender-managed PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
+      LABELS "clients" TIMEOUT 600 COST 100)
   endif()
 endif()
 # The real clients under the crash model (docs/ota-clients.md, "Under the

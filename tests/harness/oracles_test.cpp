@@ -129,3 +129,33 @@ TEST(Oracles, RetryThatDoesNotTakeBreaksStillUpdatable) {
   in.history.pop_back();
   EXPECT_TRUE(verdicts(in)["still-updatable"]);
 }
+
+// reports-truthfully: the last final status the device reported for the
+// faulted deployment against what runs after the fault.
+TEST(Oracles, ReportsTruthfullyComparesTheReportWithWhatRuns) {
+  auto in = base();  // after the fault the old image runs
+  in.device_reports = true;
+  in.deployment = "dep-1";
+  in.reported_statuses = {"downloading", "rebooting", "success"};
+  in.reported_status = "success";
+  auto r = reports_truthfully(in);
+  EXPECT_FALSE(r.held);
+  EXPECT_NE(r.detail.find("deployment dep-1: the device reported 'success' (downloading, rebooting, success)"),
+            std::string::npos)
+      << r.detail;
+  EXPECT_NE(r.detail.find("not the delivered image"), std::string::npos) << r.detail;
+  in.reported_status = "failure";
+  EXPECT_TRUE(reports_truthfully(in).held);
+  in.reported_status.clear();  // no final status: no claim
+  EXPECT_TRUE(reports_truthfully(in).held);
+  in.history[in.fault_index].digest = in.delivered_digest;  // the update runs
+  in.reported_status = "failure";
+  r = reports_truthfully(in);
+  EXPECT_FALSE(r.held);
+  EXPECT_NE(r.detail.find("which it said had failed"), std::string::npos) << r.detail;
+  in.reported_status = "success";
+  EXPECT_TRUE(reports_truthfully(in).held);
+  in.device_reports = false;  // a board whose server records nothing
+  in.reported_status = "failure";
+  EXPECT_TRUE(reports_truthfully(in).held);
+}

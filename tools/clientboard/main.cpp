@@ -66,6 +66,11 @@ struct Options {
   std::string compatible = "otarig-board";
   bool no_downgrade_check = false;
   bool halt_when_exhausted = false;
+  bool mender_managed = false;        // mender: `mender daemon` against the rig's server (managed mode)
+  std::string mender_server;          // its ServerURL (default $OTARIG_UPDATE_URL)
+  std::string mender_device_key;      // the device's key (default $OTARIG_DEVICE_KEY)
+  bool mender_own_key = false;        // Mender makes a key of its own (a device the server does not know)
+  bool mender_fallback_keeps_upgrade = false;  // flawed: altbootcmd leaves upgrade_available=1
   bool mender_unsynced_store = false;  // mender: Mender creates its database in place (flawed)  // rauc: bootchooser without reset_attempts (flawed)
   std::uint32_t bootlimit = 3;
   unsigned client_timeout_ms = 120000;
@@ -80,7 +85,15 @@ class Device {
       : o_(o),
         client_(o.client == "rauc" ? Client::rauc : o.client == "mender" ? Client::mender : Client::swupdate),
         layout_{std::filesystem::absolute(o.dir.empty() ? o.storage : o.dir)},
-        mender_(layout_, package_ca(), o.client_timeout_ms, !o.mender_unsynced_store) {}
+        mender_(layout_, package_ca(), o.client_timeout_ms, !o.mender_unsynced_store) {
+    if (o.mender_managed) {
+      auto key = o.mender_own_key ? std::string() : o.mender_device_key.empty() ? env_or("OTARIG_DEVICE_KEY") : o.mender_device_key;
+      if (!key.empty()) key = std::filesystem::absolute(key).string();
+      auto ca = env_or("OTARIG_CA");
+      if (!ca.empty()) ca = std::filesystem::absolute(ca).string();
+      mender_.set_managed({o.mender_server.empty() ? env_or("OTARIG_UPDATE_URL") : o.mender_server, key, ca});
+    }
+  }
 
   void power_on() {
     banner();
@@ -122,10 +135,69 @@ class Device {
       mender_.rollback(slot, image);
       return false;
     };
-    booted_ = cl::boot(layout_, bootloader(), o_.bootlimit, [](const std::string& l) { say(l); },
-                       o_.halt_when_exhausted ? cl::WhenExhausted::halt : cl::WhenExhausted::reset_attempts,
-                       client_ == Client::mender ? on_trial : cl::TrialHook{});
+    // Managed mode: the daemon commits (or rolls back) after the boot, by
+    // itself; a trial boot whose self-test failed resets (U-Boot's
+    // bootcount then falls back), as a device whose application never came
+    // up would.
+    const cl::TrialHook managed_trial = [](int, const cl::SlotImage&, bool) { return false; };
+    const bool managed = client_ == Client::mender && mender_.managed();
+    for (int reboots = 0;; ++reboots) {
+      booted_ = cl::boot(layout_, bootloader(), o_.bootlimit, [](const std::string& l) { say(l); },
+                         o_.halt_when_exhausted ? cl::WhenExhausted::halt : cl::WhenExhausted::reset_attempts,
+                         client_ != Client::mender ? cl::TrialHook{} : managed ? managed_trial : on_trial,
+                         o_.mender_fallback_keeps_upgrade);
+      if (!managed || !booted_.running || !mender_.pending() || reboots >= 8) break;
+      // The daemon starts at boot and carries on with the deployment.
+      say("app: a deployment is in progress: starting mender daemon");
+      const auto r = mender_.daemon(booted_.slot, booted_.image);
+      if (r.end == MenderClient::DaemonEnd::reboot) {
+        say("app: Mender asked for a reboot; rebooting");
+        say("");
+        banner();
+        continue;
+      }
+      if (r.end == MenderClient::DaemonEnd::reported || r.end == MenderClient::DaemonEnd::no_deployment)
+        mender_.set_pending(false);
+      const auto env = cl::ubootenv::read(layout_);
+      if (booted_.state == "trial" && env && env->count("upgrade_available") && env->at("upgrade_available") == "0") {
+        booted_.state = "confirmed";
+        say(fmt::format("app: Mender committed slot {}", cl::slot_name(booted_.slot)));
+      }
+      break;
+    }
     if (booted_.running) status();
+  }
+
+  // Managed mode: the rig published a deployment on its server; the daemon
+  // finds it, installs it and asks for a reboot, or reports why not.
+  std::optional<std::string> managed_update() {
+    mender_.set_pending(true);
+    const auto r = mender_.daemon(booted_.slot, booted_.image);
+    using End = MenderClient::DaemonEnd;
+    if (r.end == End::reboot && r.rollback) {
+      // Refused after ArtifactInstall began (a state script, the downgrade
+      // check): Mender rolls back and reboots, then reports the failure
+      // from the old slot (the boot below runs the daemon to its report).
+      say("app: Mender rolled the update back; rebooting");
+      say("");
+      banner();
+      boot();
+      return r.error.empty() ? std::string("Mender rolled the deployment back") : r.error;
+    }
+    if (r.end == End::reboot) return std::nullopt;
+    if (r.end == End::reported || r.end == End::no_deployment) mender_.set_pending(false);
+    if (r.end == End::reported && r.already_installed) {
+      already_running_ = true;
+      return std::nullopt;
+    }
+    switch (r.end) {
+      case End::reported: return r.error.empty() ? "Mender reported the deployment without installing it" : r.error;
+      case End::no_deployment: return std::string("the server offers this device no deployment");
+      case End::auth_refused:
+        return "authentication with the server failed" + (r.error.empty() ? std::string() : ": " + r.error);
+      case End::timed_out: return fmt::format("mender daemon did not finish within {} ms", o_.client_timeout_ms);
+      default: return "mender daemon exited" + (r.error.empty() ? std::string() : ": " + r.error);
+    }
   }
 
   void status() {
@@ -169,13 +241,21 @@ class Device {
     std::optional<std::string> refused;
     try {
       refused = client_ == Client::swupdate ? run_swupdate(url, ca)
-                : client_ == Client::mender   ? mender_.install(url, booted_.slot, booted_.image)
+                : client_ == Client::mender   ? (mender_.managed() ? managed_update()
+                                                                      : mender_.install(url, booted_.slot, booted_.image))
                                               : run_rauc(url, ca, size);
     } catch (const std::exception& e) {
       refused = std::string("the client could not run: ") + e.what();
     }
     if (refused) {
       say("ota: refused: " + *refused);
+      return;
+    }
+    if (std::exchange(already_running_, false)) {
+      // Managed Mender: the deployment names the running artifact; nothing
+      // was installed, the device stays up.
+      say(fmt::format("ota: already running slot {} (Mender reported already-installed)", cl::slot_name(booted_.slot)));
+      status();
       return;
     }
     say(fmt::format("ota: staged slot {}, rebooting", cl::slot_name(target)));
@@ -370,6 +450,7 @@ class Device {
   cl::SlotLayout layout_;
   MenderClient mender_;
   cl::BootResult booted_;
+  bool already_running_ = false;
 };
 
 // What the board needs before it can play the device; empty when all is there.
@@ -520,6 +601,17 @@ int main(int argc, char** argv) {
   app.add_flag("--mender-unsynced-store", o.mender_unsynced_store,
                "flawed: Mender creates its database in place at its first run (LMDB writes the first pages without "
                "a barrier), instead of the board creating it whole before");
+  app.add_flag("--mender-managed", o.mender_managed,
+               "mender: managed mode: `update` runs `mender daemon` against the rig's server, which published the "
+               "deployment; the daemon carries a deployment on across reboots");
+  app.add_option("--mender-server", o.mender_server, "mender managed: the server URL (default $OTARIG_UPDATE_URL)");
+  app.add_option("--mender-device-key", o.mender_device_key,
+                 "mender managed: the device's key (default $OTARIG_DEVICE_KEY)");
+  app.add_flag("--mender-own-key", o.mender_own_key,
+               "mender managed: Mender makes a device key of its own (a device the rig's server does not know)");
+  app.add_flag("--mender-fallback-keeps-upgrade", o.mender_fallback_keeps_upgrade,
+               "flawed: the boot ROM's altbootcmd switches mender_boot_part back but leaves upgrade_available=1, "
+               "so Mender takes the old slot for the update, commits it and reports success");
   app.add_option("--client-timeout", o.client_timeout_ms, "deadline of one client run, ms")->capture_default_str();
   app.add_option("--download-timeout", o.download_timeout_ms, "rauc: deadline of a whole download, ms")
       ->capture_default_str();

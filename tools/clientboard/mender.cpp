@@ -102,6 +102,32 @@ std::string enter_mender_namespace(const cl::SlotLayout& layout, int booted,
   return {};
 }
 
+// Managed mode adds what `mender daemon` runs besides the client: the
+// identity script (/usr/share/mender/identity/mender-device-identity, which
+// names the device by its storage folder's name) and `reboot`, which on this
+// device never returns: the board sees Mender's "Mender rebooting from ..."
+// and reboots it (the daemon is killed, as a reboot kills it).
+namespace {
+std::string enter_managed_namespace(const std::filesystem::path& storage) {
+  if (::mount("otarig-identity", "/usr/share/mender/identity", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0)
+    return fmt::format("mount a tmpfs on /usr/share/mender/identity: {}", std::strerror(errno));
+  if (auto e = write_file("/usr/share/mender/identity/mender-device-identity",
+                          fmt::format("#!/bin/sh\n# otarig: the device's identity\necho 'serial={}'\n",
+                                      storage.filename().string()));
+      !e.empty())
+    return e;
+  ::chmod("/usr/share/mender/identity/mender-device-identity", 0755);
+  if (auto e = write_file("/run/otarig/bin/reboot",
+                          "#!/bin/sh\n# otarig: the board reboots the device when Mender asks: it kills Mender,\n"
+                          "# and this ends with it (a reboot never returns)\n"
+                          "parent=$PPID\nwhile kill -0 \"$parent\" 2>/dev/null; do sleep 0.1; done\nexit 1\n");
+      !e.empty())
+    return e;
+  ::chmod("/run/otarig/bin/reboot", 0755);
+  return {};
+}
+}  // namespace
+
 MenderClient::MenderClient(cl::SlotLayout layout, std::string verify_key, unsigned timeout_ms, bool init_store)
     : layout_(std::move(layout)), verify_key_(std::move(verify_key)), timeout_ms_(timeout_ms), init_store_(init_store) {}
 
@@ -159,19 +185,31 @@ void MenderClient::write_config() const {
     current << in.rdbuf();
     if (current.str() != text) cl::write_text_atomically(file, text);
   };
+  // Managed mode: the rig's server, polled every second, the device's own
+  // key, no D-Bus (the daemon's auth manager then runs in process).
+  std::string managed;
+  if (managed_) {
+    managed = fmt::format("  \"ServerURL\": \"{}\",\n  \"DBus\": {{\"Enabled\": false}},\n", managed_->server_url);
+    if (!managed_->server_ca.empty())
+      managed += fmt::format("  \"ServerCertificate\": \"{}\",\n", managed_->server_ca);
+    if (!managed_->device_key.empty())
+      managed += fmt::format("  \"Security\": {{\"AuthPrivateKey\": \"{}\"}},\n", managed_->device_key);
+  }
   put(config_dir() / "mender.conf",
       fmt::format("{{\n  \"RootfsPartA\": \"{}\",\n  \"RootfsPartB\": \"{}\",\n  \"ArtifactVerifyKey\": \"{}\",\n"
-                  "  \"ArtifactScriptsPath\": \"{}\",\n  \"RootfsScriptsPath\": \"{}\",\n"
-                  "  \"UpdatePollIntervalSeconds\": 1800,\n  \"InventoryPollIntervalSeconds\": 1800,\n"
-                  "  \"RetryPollIntervalSeconds\": 300\n}}\n",
+                  "  \"ArtifactScriptsPath\": \"{}\",\n  \"RootfsScriptsPath\": \"{}\",\n{}"
+                  "  \"UpdatePollIntervalSeconds\": {},\n  \"InventoryPollIntervalSeconds\": {},\n"
+                  "  \"RetryPollIntervalSeconds\": {}\n}}\n",
                   cl::mender::kRootfsPart[0], cl::mender::kRootfsPart[1], verify_key_,
-                  (data_dir() / "scripts").string(), (config_dir() / "scripts").string()));
+                  (data_dir() / "scripts").string(), (config_dir() / "scripts").string(), managed,
+                  managed_ ? 1 : 1800, managed_ ? 5 : 1800, managed_ ? 1 : 300));
   put(config_dir() / "scripts" / "version", "3\n");
   put(data_dir() / "device_type", fmt::format("device_type={}\n", cl::mender::kDeviceType));
 }
 
 MenderClient::Outcome MenderClient::run(const std::vector<std::string>& command, int booted,
-                                        const cl::SlotImage& running, const std::filesystem::path& data) {
+                                        const cl::SlotImage& running, const std::filesystem::path& data,
+                                        const std::function<bool(const std::string&, const std::string&)>& stop) {
   write_config();
   if (data.empty()) ensure_store(booted, running);
   cl::ubootenv::write_config(layout_);
@@ -192,7 +230,11 @@ MenderClient::Outcome MenderClient::run(const std::vector<std::string>& command,
     for (const auto& c : command) s += (s.empty() ? "" : " ") + c;
     return s;
   }());
-  Child child(argv, [&] { return enter_mender_namespace(layout_, booted, etc, console); });
+  Child child(argv, [&] {
+    auto error = enter_mender_namespace(layout_, booted, etc, console);
+    if (error.empty() && managed_) error = enter_managed_namespace(layout_.dir);
+    return error;
+  });
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms_);
   Outcome out;
   while (auto l = child.line(deadline)) {
@@ -204,6 +246,11 @@ MenderClient::Outcome MenderClient::run(const std::vector<std::string>& command,
       if (noise(log->msg)) continue;
       say(fmt::format("mender: {}: {}", log->level, log->msg));
       if (log->level == "error" || log->level == "fatal") out.errors.push_back(log->msg);
+      if (stop && stop(log->level, log->msg)) {
+        out.stopped = true;
+        child.signal(SIGKILL);
+        break;
+      }
     } else if (!noise(text)) {
       say("mender: " + text);
     }
@@ -223,14 +270,88 @@ std::optional<std::string> MenderClient::install(const std::string& url, int boo
   const auto r = run(command, booted, running);
   if (r.status == 0 && !r.timed_out) return std::nullopt;
   if (r.timed_out) return fmt::format("mender did not finish within {} ms", timeout_ms_);
-  // The first error that names a check (a checksum, the signature, the
-  // device type, a state script); else the first error.
-  for (const char* cause : {"checksum", "signature", "verification", "device type", "script failed"})
-    for (const auto& e : r.errors)
-      if (e.find(cause) != std::string::npos) return e;
-  for (const auto& e : r.errors)
-    if (e.find("could not get the current Artifact name") == std::string::npos) return e;
+  if (auto cause = first_cause(r.errors); !cause.empty()) return cause;
   return fmt::format("mender install exited with status {}", r.status);
+}
+
+// The first error that names a check (a checksum, the signature, the device
+// type, a state script); else the first error.
+std::string MenderClient::first_cause(const std::vector<std::string>& errors) const {
+  for (const char* cause : {"checksum", "signature", "verification", "device type", "script failed", "Artifact name"})
+    for (const auto& e : errors)
+      if (e.find(cause) != std::string::npos) return e;
+  for (const auto& e : errors)
+    if (e.find("could not get the current Artifact name") == std::string::npos && e != "DBus not enabled") return e;
+  return {};
+}
+
+MenderClient::DaemonResult MenderClient::daemon(int booted, const cl::SlotImage& running) {
+  DaemonResult result;
+  bool decided = false;
+  bool reported = false;
+  std::string auth_error;
+  auto stop = [&](const std::string&, const std::string& msg) {
+    // Mender logs this, then runs `reboot` (which on this device never
+    // returns): the device reboots here.
+    if (msg.find("Attempting to upgrade to currently installed artifact name") != std::string::npos)
+      result.already_installed = true;
+    if (msg.rfind("Mender rebooting from", 0) == 0) {
+      result.end = DaemonEnd::reboot;
+      result.rollback = msg.rfind("Mender rebooting from inactive partition", 0) == 0;
+      return decided = true;
+    }
+    // The server refused the device (401), or the device the server's
+    // certificate: Mender would ask again and again.
+    if (msg.rfind("Failed to authorize with", 0) == 0 &&
+        (msg.find("authentication request rejected") != std::string::npos ||
+         msg.find("certificate") != std::string::npos)) {
+      result.end = DaemonEnd::auth_refused;
+      auth_error = msg;
+      return decided = true;
+    }
+    constexpr std::string_view kTransition = "State transition: ";
+    if (msg.rfind(kTransition, 0) != 0) return false;
+    const auto text = msg.substr(kTransition.size());
+    const auto from = text.substr(0, text.find(' '));
+    const auto arrow = text.find("-> ");
+    const auto to = arrow == std::string::npos ? std::string() : text.substr(arrow + 3, text.find(' ', arrow + 3) - arrow - 3);
+    // Reported and idle: stopped once it leaves idle, which it enters only
+    // after removing the deployment's state from its database (killed
+    // before, it reports the deployment again at its next start).
+    if (reported && from == "idle") {
+      result.end = DaemonEnd::reported;
+      return decided = true;
+    }
+    if (to == "idle" && (from == "update-status-report" || from == "update-retry-report" ||
+                         from == "status-report-error"))
+      reported = true;
+    if (from == "update-check" && to == "check-wait") {
+      result.end = DaemonEnd::no_deployment;
+      return decided = true;
+    }
+    if (to == "authorize-wait") {
+      result.end = DaemonEnd::auth_refused;
+      return decided = true;
+    }
+    return false;
+  };
+  const auto r = run({"daemon"}, booted, running, {}, stop);
+  if (!decided) result.end = reported ? DaemonEnd::reported : r.timed_out ? DaemonEnd::timed_out : DaemonEnd::exited;
+  result.error = auth_error.empty() ? first_cause(r.errors) : auth_error;
+  return result;
+}
+
+bool MenderClient::pending() const { return std::filesystem::exists(layout_.dir / "mender-pending"); }
+
+void MenderClient::set_pending(bool on) {
+  const auto marker = layout_.dir / "mender-pending";
+  if (on) {
+    cl::write_text_atomically(marker, "a deployment is in progress\n");
+  } else {
+    std::error_code ignored;
+    std::filesystem::remove(marker, ignored);
+    sync_path(layout_.dir);
+  }
 }
 
 bool MenderClient::commit(int booted, const cl::SlotImage& running) {

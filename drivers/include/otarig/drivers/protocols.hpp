@@ -296,6 +296,25 @@ class ReleaseFeedProtocol {
   virtual void claim_next(const ManifestClaim& claim) = 0;
 };
 
+/// A board whose update server plays a device-management server (Mender's
+/// device API, docs/network.md): the deployments its link published and
+/// what the device told the server about them.
+class DeviceReportsProtocol {
+ public:
+  virtual ~DeviceReportsProtocol() = default;
+  /// The deployment the last delivery published; empty when none.
+  virtual std::string last_deployment() const = 0;
+  /// The last final status (success, failure, already-installed) the device
+  /// reported for `deployment`; empty when it reported none.
+  virtual std::string final_status(const std::string& deployment) const = 0;
+  /// Every status the device reported for `deployment`, in order.
+  virtual std::vector<std::string> statuses(const std::string& deployment) const = 0;
+  /// What the device did on the server's API since the last call (JSON
+  /// objects: authentication requests, deployment checks, status reports,
+  /// logs, inventory, refused requests).
+  virtual std::vector<std::string> take_device_records() = 0;
+};
+
 /// Storage that loses what real power loss loses (docs/crash-model.md): a
 /// process board whose storage is a folder, under the recording FUSE layer.
 /// Found in BoardParts::crash_storage (docs/process-boards.md, "Power loss").

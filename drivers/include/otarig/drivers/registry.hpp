@@ -38,6 +38,10 @@ struct BoardParts {
   /// The rig's update server as the device's release feed: null when the
   /// device does not download from the rig's server.
   std::shared_ptr<ReleaseFeedProtocol> feed;
+  /// The update server as a device-management server (Mender's device
+  /// API): the deployments published and the device's reports; null when
+  /// the board's server plays none.
+  std::shared_ptr<DeviceReportsProtocol> device_reports;
   /// Storage under the crash model (a process board whose storage is a
   /// folder and whose profile keeps `device.power_loss: crash`, the
   /// default); null otherwise.

@@ -34,6 +34,13 @@ struct OracleInput {
   std::string retry_digest;
   std::size_t retry_index = 0;        ///< index in history of the retry observation
   std::string retry_problem;          ///< the retry delivery's own failure, if any
+  /// A board whose update server is a device-management server
+  /// (BoardParts::device_reports): the faulted delivery's deployment and
+  /// what the device reported about it by the after-fault observation.
+  bool device_reports = false;
+  std::string deployment;
+  std::string reported_status;                ///< the last final status; empty when none
+  std::vector<std::string> reported_statuses;  ///< every status, in order
 };
 
 /// An oracle that judges every trial from its observations.
@@ -58,6 +65,15 @@ class OracleRegistry {
 void register_builtin_oracles(OracleRegistry& registry);
 /// The five, registered once.
 const OracleRegistry& builtin_oracles();
+
+/// `reports-truthfully`, for boards whose server records the device's
+/// deployment statuses (OracleInput::device_reports): the last final status
+/// the device reported for the faulted deployment matches what the rig
+/// observed after the fault (`success` only when the device runs the
+/// delivered image, `failure` only when it does not). No final status is no
+/// claim, and holds. The trial adds it to the five on such boards.
+inline constexpr const char* kReportsTruthfully = "reports-truthfully";
+OracleResult reports_truthfully(const OracleInput& in);
 
 /// Judges by every registered oracle, in order.
 std::vector<OracleResult> judge(const OracleInput& in, const OracleRegistry& oracles);

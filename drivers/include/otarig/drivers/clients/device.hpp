@@ -156,7 +156,8 @@ using TrialHook = std::function<bool(int slot, const SlotImage& image, bool pass
 /// confirmed by `on_trial` (the client); without a hook it stays a trial.
 BootResult boot(const SlotLayout& layout, Bootloader bootloader, std::uint32_t bootlimit,
                 const std::function<void(const std::string&)>& log,
-                WhenExhausted when_exhausted = WhenExhausted::reset_attempts, const TrialHook& on_trial = {});
+                WhenExhausted when_exhausted = WhenExhausted::reset_attempts, const TrialHook& on_trial = {},
+                bool fallback_keeps_upgrade = false);
 
 /// The RAUC custom backend's commands over the state file: get-primary,
 /// set-primary SLOT, get-state SLOT, set-state SLOT good|bad, get-current.

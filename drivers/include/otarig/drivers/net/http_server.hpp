@@ -7,6 +7,7 @@
 //   GET/HEAD /manifests/NAME.json    manifest of release NAME
 //   GET/HEAD /images/NAME.bin        image of release NAME
 //   GET/HEAD /any/other/path         a file put() in memory, or under `root`
+//   any      /api/...                 the API handler set_api() installed (Mender's device API)
 //
 // Single byte ranges (206, 416), keep-alive, 400 for malformed requests (then
 // the connection closes), 404, 405. Every read, write and TLS handshake has a
@@ -29,6 +30,7 @@
 
 #include "otarig/core/clock.hpp"
 #include "otarig/drivers/net/manifest.hpp"
+#include "otarig/drivers/net/mender_api.hpp"
 #include "otarig/drivers/net/tls.hpp"
 
 namespace otarig::drivers::net {
@@ -174,6 +176,13 @@ class UpdateServer {
   /// one. Replaces an earlier hook for `path`.
   void on_body_byte(const std::string& path, std::uint64_t byte, BodyByteCallback callback);
   void clear_body_hooks();
+
+  /// Requests for /api/... go to `handler` (any method, with their body, at
+  /// most 1 MiB); it answers them, or nullopt for 404. Without a handler
+  /// /api/ paths are files like any other (GET and HEAD only). Used for
+  /// Mender's device API (MenderDeviceApi::handle).
+  using ApiHandler = std::function<std::optional<ApiResponse>(const ApiRequest&)>;
+  void set_api(ApiHandler handler);
 
   std::vector<RequestRecord> request_log() const;
   /// Responses being written now (their bytes so far); a response leaves

@@ -296,7 +296,8 @@ struct LinkConfig {
 class ConsoleCommandLink final : public UpdateLinkProtocol,
                                  public CutProtocol,
                                  public NetworkFaultProtocol,
-                                 public ReleaseFeedProtocol {
+                                 public ReleaseFeedProtocol,
+                                 public DeviceReportsProtocol {
  public:
   ConsoleCommandLink(std::shared_ptr<DeviceHost> device, std::shared_ptr<CuttablePower> power,
                      std::shared_ptr<WatchedConsole> console, LinkConfig config);
@@ -321,6 +322,13 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   void claim_next(const ManifestClaim& claim) override;
   void serve_as_release(const std::string& name) override;
 
+  /// With the server's device API (network.device_api): every delivery is
+  /// also published as a deployment of the image's URL.
+  std::string last_deployment() const override { return deployment_; }
+  std::string final_status(const std::string& deployment) const override;
+  std::vector<std::string> statuses(const std::string& deployment) const override;
+  std::vector<std::string> take_device_records() override;
+
   /// Deliveries so far (the per-delivery path number).
   std::uint64_t deliveries() const { return deliveries_; }
 
@@ -330,6 +338,9 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
     std::string url, manifest_url, path, sha256;
   };
   Publication publish(std::span<const std::uint8_t> image);
+  /// The deployment of `pub` on the server's device API (when it has one).
+  void publish_deployment(const Publication& pub, std::span<const std::uint8_t> image);
+  Publication publish_files(std::span<const std::uint8_t> image);
   struct CutWatch;
   /// Arms a cut at image byte `cut_.byte` (server hook, proxy watch or the
   /// device's progress lines); true when the device's progress lines place it.
@@ -347,6 +358,7 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   std::shared_ptr<Shared> shared_;
   std::uint64_t deliveries_ = 0;
   std::string published_path_, published_manifest_;
+  std::string deployment_;
   struct Description {
     std::string version;
     std::uint32_t security_counter = 0;

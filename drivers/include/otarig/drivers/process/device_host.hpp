@@ -29,6 +29,7 @@
 namespace otarig::drivers::net {
 class UpdateServer;
 class FaultProxy;
+class MenderDeviceApi;
 }  // namespace otarig::drivers::net
 
 namespace otarig::drivers::process {
@@ -72,6 +73,11 @@ struct DeviceConfig {
   /// with (ca.pem, server.pem, server.key; client.pem, client.key for
   /// mutual TLS). Empty: fresh test certificates per bench.
   std::string pki;
+  /// network.device_api: the update server also plays a device-management
+  /// server: `mender` (Mender's device API, net::MenderDeviceApi), with the
+  /// device type its deployments name; empty: none.
+  std::string device_api;
+  std::string device_type = "otarig-board";
   /// DNS names and IP addresses the fresh test certificates carry besides
   /// localhost, 127.0.0.1, ::1 and the `listen` address.
   std::vector<std::string> names;
@@ -164,6 +170,12 @@ class DeviceHost : public ProvisionProtocol {
   /// The CA (PEM file) the server's certificate chains to; empty without TLS.
   const std::filesystem::path& ca_file() const { return ca_; }
 
+  /// With network.device_api: the server's device API and the device's own
+  /// key (the rig provisions it: ${device_key}, $OTARIG_DEVICE_KEY, the only
+  /// key the API accepts); null / empty otherwise.
+  net::MenderDeviceApi* mender_api() const { return mender_api_.get(); }
+  const std::filesystem::path& device_key_file() const { return device_key_; }
+
   /// The package CA certificate file written into the storage (from
   /// BindContext::package_trust_pem, ${package_ca}); empty without one.
   const std::filesystem::path& package_ca_file() const { return package_ca_; }
@@ -204,6 +216,8 @@ class DeviceHost : public ProvisionProtocol {
   std::filesystem::path ca_, client_cert_, client_key_;
   std::filesystem::path package_ca_;
   std::unique_ptr<net::UpdateServer> server_;
+  std::shared_ptr<net::MenderDeviceApi> mender_api_;
+  std::filesystem::path device_key_;
   std::unique_ptr<net::FaultProxy> proxy_;
   std::string update_url_;
   std::uint16_t update_port_ = 0;
