@@ -1,10 +1,15 @@
-// Board profile loader: any bytes give a profile or an InputError, nothing else.
+// Board profile loader and its driver sections: any bytes give a profile
+// whose device and driver sections (power, console, probe, link) bind as a
+// run would bind them, or an InputError, nothing else. Binding is checked
+// without building anything (validate_drivers: no process, port or server).
 #include <unistd.h>
 
 #include <cstdint>
 #include <fstream>
 #include <string>
 
+#include "otarig/harness/bench.hpp"
+#include "otarig/harness/composition.hpp"
 #include "otarig/harness/profile.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -14,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   }
   try {
-    (void)otarig::harness::load_profile(path);
+    const auto profile = otarig::harness::load_profile(path);
+    otarig::harness::validate_drivers(profile, otarig::harness::builtin_registries().drivers);
   } catch (const otarig::InputError&) {
   }
   return 0;

@@ -91,7 +91,11 @@ class Device {
       if (!key.empty()) key = std::filesystem::absolute(key).string();
       auto ca = env_or("OTARIG_CA");
       if (!ca.empty()) ca = std::filesystem::absolute(ca).string();
-      mender_.set_managed({o.mender_server.empty() ? env_or("OTARIG_UPDATE_URL") : o.mender_server, key, ca});
+      auto absolute = [](std::string path) {
+        return path.empty() ? path : std::filesystem::absolute(path).string();
+      };
+      mender_.set_managed({o.mender_server.empty() ? env_or("OTARIG_UPDATE_URL") : o.mender_server, key, ca,
+                           absolute(env_or("OTARIG_CLIENT_CERT")), absolute(env_or("OTARIG_CLIENT_KEY"))});
     }
   }
 

@@ -192,6 +192,11 @@ void MenderClient::write_config() const {
     managed = fmt::format("  \"ServerURL\": \"{}\",\n  \"DBus\": {{\"Enabled\": false}},\n", managed_->server_url);
     if (!managed_->server_ca.empty())
       managed += fmt::format("  \"ServerCertificate\": \"{}\",\n", managed_->server_ca);
+    // The daemon's client presents it to the server (standalone `mender
+    // install` does not read it).
+    if (!managed_->client_cert.empty() && !managed_->client_key.empty())
+      managed += fmt::format("  \"HttpsClient\": {{\"Certificate\": \"{}\", \"Key\": \"{}\"}},\n",
+                             managed_->client_cert, managed_->client_key);
     if (!managed_->device_key.empty())
       managed += fmt::format("  \"Security\": {{\"AuthPrivateKey\": \"{}\"}},\n", managed_->device_key);
   }

@@ -41,6 +41,9 @@ class MenderClient {
     std::string server_url;
     std::string device_key;
     std::string server_ca;  ///< with https: the CA the server's certificate must chain to (ServerCertificate)
+    /// With mutual TLS: the device's client certificate and its key (HttpsClient).
+    std::string client_cert;
+    std::string client_key;
   };
   void set_managed(Managed managed) { managed_ = std::move(managed); }
   bool managed() const { return managed_.has_value(); }
