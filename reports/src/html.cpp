@@ -15,6 +15,7 @@
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/requirements.hpp"
 
 namespace otarig::reports {
 
@@ -118,7 +119,7 @@ table.facts th{width:210px}
 .mono,code,pre{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
 .hash{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
 .v{display:inline-block;white-space:nowrap;padding:1px 8px;border-radius:10px;font-weight:600;font-size:12px;color:#fff}
-.v.pass{background:var(--pass)}.v.fail{background:var(--fail)}.v.none{background:#9aa0a6}.v.bundle{background:#0b57d0}
+.v.pass{background:var(--pass)}.v.fail{background:var(--fail)}.v.none{background:#9aa0a6}.v.partial{background:var(--warn)}.v.bundle{background:#0b57d0}
 tr.uncovered td{color:var(--mute)}
 article.finding{border:1px solid var(--line);border-left:5px solid var(--fail);border-radius:4px;padding:8px 14px;margin:14px 0;break-inside:avoid-page}
 article.finding h3{margin-top:4px}
@@ -448,6 +449,8 @@ std::string scenario_table(const json& run, const RecordList& trials) {
   }
   for (const auto& s : order)
     if (!parts.count(s)) part_order.push_back(s);
+  std::map<std::string, std::string> skipped_because;
+  for (const auto& k : array_at(run, "skipped")) skipped_because[detail::text(k, "scenario")] = detail::text(k, "reason");
   put("<section "
       "id=\"scenarios\"><h2>Scenarios</h2>\n<table><tr><th>scenario</th><th>title</th><th>classes</th>"
       "<th>fault</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th class=\"n\">failed</th>"
@@ -462,7 +465,10 @@ std::string scenario_table(const json& run, const RecordList& trials) {
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
         "<td class=\"n\">{}</td><td>{}</td></tr>\n",
         e(s), p ? et(*p, "title") : "", e(cls), p ? et(*p, "fault") : "", c.trials, c.passed, c.failed,
-        c.trials ? verdict_badge(c.failed ? "fail" : "pass") : "<span class=\"v none\">NO TRIALS</span>"));
+        c.trials                    ? verdict_badge(c.failed ? "fail" : "pass")
+        : skipped_because.count(s) ? "<span class=\"v none\">SKIPPED</span><br><span class=\"note\">" +
+                                         e(skipped_because[s]) + "</span>"
+                                   : std::string("<span class=\"v none\">NO TRIALS</span>")));
   }
   put("</table>\n</section>\n");
   return out;
@@ -617,74 +623,97 @@ class Page {
   }
 
   void traceability() {
-    // Scenario (leaf) names and classes per requirement, from the plan and the trials.
-    std::map<std::string, std::vector<std::string>> scenarios_of;
-    std::map<std::string, Counts> counts;
-    std::vector<std::string> order;
+    // What run.json says per requirement (made from the same trials when a
+    // hand-made document has none): scenarios that ran, apart from those that
+    // did not, and the classes exercised and missing.
+    json results;
+    if (run_.contains("requirements") && run_["requirements"].is_array()) {
+      results = run_["requirements"];
+    } else {
+      RequirementTally tally;
+      trials_.for_each([&](const json& t, std::size_t) { tally.add(t); });
+      results = tally.results(run_);
+    }
+    std::map<std::string, const json*> result_of;
+    for (const auto& r : results) result_of[detail::text(r, "id")] = &r;
     std::map<std::string, std::string> classes_of;
-    auto note_scenario = [&](const std::string& req, const std::string& scenario) {
-      auto& v = scenarios_of[req];
-      if (std::find(v.begin(), v.end(), scenario) == v.end()) v.push_back(scenario);
-      if (std::find(order.begin(), order.end(), req) == order.end()) order.push_back(req);
-    };
     for (const auto& p : array_at(object_at(run_, "scenario"), "parts")) {
       std::string cls;
-      for (const auto& c : array_at(p, "classes")) cls += (cls.empty() ? "" : ", ") + c.get<std::string>();
+      for (const auto& c : array_at(p, "classes"))
+        if (c.is_string()) cls += (cls.empty() ? "" : ", ") + c.get<std::string>();
       classes_of[detail::text(p, "name")] = cls;
-      for (const auto& r : array_at(p, "requirements"))
-        note_scenario(r.get<std::string>(), detail::text(p, "name"));
     }
-    trials_.for_each([&](const json& t, std::size_t) {
-      for (const auto& r : array_at(t, "requirements")) {
-        note_scenario(r.get<std::string>(), detail::text(t, "scenario"));
-        counts[r.get<std::string>()].add(t);
-      }
-    });
+    auto list = [](const json& v) {
+      std::string s;
+      for (const auto& c : v)
+        if (c.is_string()) s += (s.empty() ? "" : ", ") + c.get<std::string>();
+      return s;
+    };
     put("<section id=\"traceability\"><h2>Traceability</h2>\n<p>Each requirement, the scenarios of this run "
-        "that "
-        "give evidence for it, and their trials. Wording is a summary, not the standard's text. Greyed rows "
-        "are "
+        "that gave evidence for it with the trials that ran, and apart from them its scenarios that did not run, "
+        "with the reason. A requirement is PASS only when every scenario class mapped to it (the classes of the "
+        "run's scenarios that name it) was exercised by trials that ran and none failed; PARTLY EXERCISED names "
+        "the classes no trial exercised. Wording is a summary, not the standard's text. Greyed rows are "
         "requirements this run does not exercise.</p>\n");
-    put("<table><tr><th>requirement</th><th>summary</th><th>scenario classes</th><th>scenarios in this "
-        "run</th>"
-        "<th class=\"n\">trials</th><th class=\"n\">passed</th><th "
+    put("<table><tr><th>requirement</th><th>summary</th><th>scenario classes</th><th>scenarios that ran "
+        "(trials)</th><th>not run (why)</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th "
         "class=\"n\">failed</th><th>verdict</th></tr>\n");
     auto emit = [&](const std::string& id, const std::string& summary, const std::string& classes) {
-      const auto c = counts.count(id) ? counts[id] : Counts{};
-      std::string scen;
-      for (const auto& s : scenarios_of[id])
-        scen += (scen.empty() ? "" : "<br>") + e(s) +
-                (classes_of.count(s) && !classes_of[s].empty()
-                     ? " <span class=\"note\">(" + e(classes_of[s]) + ")</span>"
-                     : "");
+      const json* r = result_of.count(id) ? result_of[id] : nullptr;
+      const json none = json::object();
+      const json& res = r ? *r : none;
+      const auto trials = res.value("trials", std::size_t{0});
+      std::string ran, skipped;
+      for (const auto& [name, n] : object_at(res, "scenarios_run").items())
+        ran += (ran.empty() ? "" : "<br>") + e(name) +
+               (classes_of.count(name) && !classes_of[name].empty()
+                    ? " <span class=\"note\">(" + e(classes_of[name]) + ")</span>"
+                    : "") +
+               fmt::format(": {} trial{}", e(n.dump()), n == 1 ? "" : "s");
+      for (const auto& k : array_at(res, "skipped"))
+        skipped += (skipped.empty() ? "" : "<br>") + et(k, "scenario") +
+                   (classes_of.count(detail::text(k, "scenario")) && !classes_of[detail::text(k, "scenario")].empty()
+                        ? " <span class=\"note\">(" + e(classes_of[detail::text(k, "scenario")]) + ")</span>"
+                        : "") +
+                   ": <span class=\"note\">" + et(k, "reason") + "</span>";
+      const auto status = detail::text(res, "status");
       std::string verdict;
-      bool covered = c.trials > 0;
+      bool covered = trials > 0;
       if (id == kWholeBundle) {
-        scen = "this bundle: report, run.json, journal, trial evidence, signed manifest";
+        ran = "this bundle: report, run.json, journal, trial evidence, signed manifest";
         verdict = "<span class=\"v bundle\">EVIDENCE</span>";
         covered = true;
-      } else if (c.failed) {
+      } else if (status == "fail") {
         verdict = verdict_badge("fail");
-      } else if (c.trials) {
+      } else if (status == "pass") {
         verdict = verdict_badge("pass");
+      } else if (status == "partly-exercised") {
+        verdict = "<span class=\"v partial\">PARTLY EXERCISED</span><br><span class=\"note\">missing " +
+                  e(list(array_at(res, "classes_missing"))) + "</span>";
       } else {
         verdict = "<span class=\"v none\">NOT EXERCISED</span>";
-        if (scen.empty()) scen = "<span class=\"note\">none</span>";
+        if (ran.empty()) ran = "<span class=\"note\">none</span>";
       }
-      auto n = [&](std::size_t v) { return id == kWholeBundle ? std::string("&mdash;") : std::to_string(v); };
-      put(
-          fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>"
+      if (status == "fail" && !array_at(res, "classes_missing").empty())
+        verdict += "<br><span class=\"note\">not exercised: " + e(list(array_at(res, "classes_missing"))) +
+                   "</span>";
+      auto n = [&](const char* key) {
+        return id == kWholeBundle ? std::string("&mdash;") : std::to_string(res.value(key, std::size_t{0}));
+      };
+      put(fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>"
                       "<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
-                      covered ? "" : " class=\"uncovered\"", e(id), e(summary), e(classes), scen, n(c.trials),
-                      n(c.passed), n(c.failed), verdict));
+                      covered ? "" : " class=\"uncovered\"", e(id), e(summary), e(classes), ran, skipped,
+                      n("trials"), n("passed"), n("failed"), verdict));
     };
     std::set<std::string> known;
     for (const auto& r : kRequirements) {
       known.insert(r.id);
       emit(r.id, r.summary, r.classes);
     }
-    for (const auto& id : order)
-      if (!known.count(id)) emit(id, "(not in the requirements catalog)", "");
+    for (const auto& r : results) {
+      auto id = detail::text(r, "id");
+      if (!known.count(id)) emit(id, "(not in the requirements catalog)", list(array_at(r, "classes_required")));
+    }
     put("</table>\n</section>\n");
   }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/requirements.hpp"
 
 namespace otarig::reports {
 
@@ -210,6 +211,30 @@ std::string summary_markdown(const RunView& view) {
       for (const auto& o : f["oracles"]) oracles += (oracles.empty() ? "" : ", ") + str(o, "oracle");
       md += fmt::format("| {} | {} | {} | {} | `{}` |\n", str(f, "id"), str(f, "trial"), str(f, "scenario"), oracles,
                         str(f, "replay"));
+    }
+  }
+  const auto requirements = run.contains("requirements") && run["requirements"].is_array()
+                                ? run["requirements"]
+                                : requirement_results(view);
+  if (!requirements.empty()) {
+    auto cell = [](const std::string& text) {
+      std::string out;
+      for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
+      return out;
+    };
+    md += "\n| requirement | status | scenarios that ran (trials) | not run | classes missing |\n|---|---|---|---|---|\n";
+    for (const auto& r : requirements) {
+      std::string ran, not_run, missing;
+      const auto scenarios_run = r.value("scenarios_run", nlohmann::json::object());
+      const auto skipped = r.value("skipped", nlohmann::json::array());
+      const auto classes_missing = r.value("classes_missing", nlohmann::json::array());
+      for (const auto& [name, n] : scenarios_run.items())
+        ran += (ran.empty() ? "" : ", ") + name + " (" + n.dump() + ")";
+      for (const auto& k : skipped) not_run += (not_run.empty() ? "" : ", ") + str(k, "scenario");
+      for (const auto& c : classes_missing)
+        missing += (missing.empty() ? "" : ", ") + (c.is_string() ? c.get<std::string>() : c.dump());
+      md += fmt::format("| {} | {} | {} | {} | {} |\n", cell(str(r, "id")),
+                        requirement_status_text(str(r, "status")), cell(ran), cell(not_run), cell(missing));
     }
   }
   if (run.contains("skipped") && !run["skipped"].empty()) {

@@ -10,6 +10,7 @@
 #include "detail.hpp"
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
+#include "otarig/reports/requirements.hpp"
 #include "otarig/reports/run_view.hpp"
 
 namespace otarig::reports {
@@ -306,6 +307,7 @@ class Checker {
     auto id = detail::text(t, "id");
     ++r_.trials;
     detail::text(t, "verdict") == "pass" ? ++passed_ : ++failed_;
+    requirements_.add(t);
     if (!seen_.insert(id).second) {
       later_.push_back({"run.json", 0, fmt::format("trial {} is listed twice", id)});
       return evidence(t);
@@ -388,12 +390,31 @@ class Checker {
     if (count("trials") != r_.trials || count("passed") != passed_ || count("failed") != failed_ ||
         count("findings") != (findings_listed ? findings : 0))
       problem("run.json", 0, "summary does not add up to its trials and findings");
+    // What run.json says per requirement follows from its trials (bundles
+    // written before it said anything have no `requirements`).
+    if (run.contains("requirements")) {
+      const auto expected = requirements_.results(run);
+      const auto& stated = run["requirements"];
+      if (!stated.is_array()) {
+        problem("run.json", 0, "requirements is not an array");
+      } else if (stated != expected) {
+        std::string which = "(the list differs)";
+        for (std::size_t i = 0; i < expected.size(); ++i)
+          if (i >= stated.size() || stated[i] != expected[i]) {
+            which = fmt::format("{}: its trials make it {}", detail::text(expected[i], "id"),
+                                detail::text(expected[i], "status"));
+            break;
+          }
+        problem("run.json", 0, "requirements do not follow from its trials and scenarios: " + which);
+      }
+    }
     for (auto& p : evidence_) r_.problems.push_back(std::move(p));
   }
 
   std::map<std::string, Verdict> verdicts_;
   std::set<std::string> seen_;
   std::size_t passed_ = 0, failed_ = 0;
+  RequirementTally requirements_;  // what run.json's trials give evidence for
   std::vector<VerifyProblem> later_, evidence_;  // run.json's problems, told once it parsed
 
   std::filesystem::path out_;

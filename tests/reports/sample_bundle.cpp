@@ -7,6 +7,7 @@
 
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/requirements.hpp"
 
 namespace otarig::reports::testing {
 
@@ -267,6 +268,9 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
       {"trials", trials.size()}, {"passed", passed}, {"failed", failed}, {"findings", findings.size()}};
   run["trials"] = trials;
   run["findings"] = findings;
+
+  run["skipped"] = json::array();
+  run["requirements"] = requirement_results(RunView::of(run));
 
   BundleOptions bo;
   bo.signing_key = o.signing_key;

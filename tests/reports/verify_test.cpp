@@ -261,3 +261,21 @@ TEST(Verify, OddlyShapedRunJsonIsAProblemNotACrash) {
     EXPECT_EQ(r.first_bad_file(), "run.json") << doc;
   }
 }
+
+TEST(Verify, RequirementsThatOverstateTheirTrialsAreNamed) {
+  SignedSample s;
+  auto run = json::parse(slurp(s.out / "run.json"));
+  ASSERT_TRUE(run.contains("requirements"));
+  ASSERT_FALSE(run["requirements"].empty());
+  // A requirement claimed as passed although its trials say otherwise, re-signed.
+  auto& first = run["requirements"][0];
+  first["status"] = first["status"] == "pass" ? "fail" : "pass";
+  spit(s.out / "run.json", run.dump(2) + "\n");
+  s.reseal();
+  auto r = verify_bundle(s.out, s.key_file);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_file(), "run.json");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_NE(r.problems.front().detail.find("requirements do not follow"), std::string::npos) << report(r, s.out);
+  EXPECT_NE(r.problems.front().detail.find(first["id"].get<std::string>()), std::string::npos) << report(r, s.out);
+}
