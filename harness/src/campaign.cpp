@@ -21,6 +21,7 @@
 #include "otarig/harness/composition.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/requirements.hpp"
 #include "otarig/reports/run_view.hpp"
 
 #ifndef OTARIG_VERSION
@@ -594,6 +595,11 @@ class Campaign {
     result.aborted = aborted_;
     auto view = trials_from_journal(result);
     view.head = run_head(result);
+    try {
+      view.head["requirements"] = reports::requirement_results(view);
+    } catch (const std::runtime_error& e) {
+      throw BenchError(e.what());
+    }
     reports::write_bundle(o_.out, view, bundle_);
     if (!bad_input_.empty()) throw InputError(bad_input_);
     result.run = o_.whole_run_in_result ? view.materialize() : std::move(view.head);

@@ -407,3 +407,87 @@ def test_detect_prints_the_table_and_judges_the_catalog(tmp_path):
     p = otarig("detect", "--scenario", "unsigned", NOROLLBACK, check=1)
     assert "| **missed** |" in p.stdout, p.stdout
     otarig("detect", "--scenario", "no-such-scenario", NOROLLBACK, check=2)
+
+
+def traceability_rows(report_html):
+    """The traceability matrix of report.html: requirement id -> its cells (HTML)."""
+    import html as htmllib
+    section = report_html[report_html.index('id="traceability"'):]
+    section = section[:section.index("</section>")]
+    rows = {}
+    for row in section.split("<tr")[2:]:  # the header row first
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        rows[htmllib.unescape(cells[0])] = cells
+    return rows
+
+
+def listed_scenarios(cell):
+    """The scenario names a matrix cell lists, one per <br>-separated entry."""
+    names = []
+    for entry in cell.split("<br>"):
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", entry)
+        if m and m.group(1) not in ("none", "this"):
+            names.append(m.group(1))
+    return names
+
+
+def test_matrix_counts_only_scenarios_that_ran(tmp_path):
+    """Issue 20: on nightly for virtual-ab some scenarios are skipped (0 trials);
+    no requirement lists them among the scenarios that ran, and a requirement
+    one of whose classes no trial exercised is never PASS."""
+    out = tmp_path / "out"
+    otarig("run", "--board", REF, "--scenario", "nightly", "--seed", 1, "--trials", 60, "--out", out, check=0)
+    run = load_run(out)
+    skipped = {k["scenario"]: k["reason"] for k in run["skipped"]}
+    assert skipped, "virtual-ab cannot run every scenario of nightly"
+    trials_of = {}
+    for t in run["trials"]:
+        trials_of[t["scenario"]] = trials_of.get(t["scenario"], 0) + 1
+    assert not set(skipped) & set(trials_of)
+
+    # What each requirement needs and got, worked out here from the parts and the trials.
+    need, got = {}, {}
+    for p in run["scenario"]["parts"]:
+        for r in p["requirements"]:
+            need.setdefault(r, set()).update(p["classes"])
+            if trials_of.get(p["name"]):
+                got.setdefault(r, set()).update(p["classes"])
+    results = {r["id"]: r for r in run["requirements"]}
+    assert set(results) == set(need)
+    partly = []
+    for rid, r in results.items():
+        missing = need[rid] - got.get(rid, set())
+        assert not set(skipped) & set(r["scenarios_run"]), (rid, r)
+        assert all(trials_of[s] == n for s, n in r["scenarios_run"].items()), (rid, r)
+        assert {k["scenario"] for k in r["skipped"]} <= set(skipped) | {
+            p["name"] for p in run["scenario"]["parts"] if not trials_of.get(p["name"])}
+        assert all(k["reason"] == skipped[k["scenario"]] for k in r["skipped"] if k["scenario"] in skipped)
+        assert set(r["classes_missing"]) == missing, (rid, r)
+        if missing:
+            assert r["status"] != "pass", (rid, r)
+            assert r["status"] == ("partly-exercised" if got.get(rid) else "not-exercised"), (rid, r)
+            partly.append(rid)
+        else:
+            assert r["status"] == "pass", (rid, r)
+    # The issue's row: its transport scenarios were skipped.
+    assert results["CRA Annex I Part I (2)(c)"]["status"] == "partly-exercised"
+    assert partly
+
+    page = (out / "report.html").read_text()
+    rows = traceability_rows(page)
+    for rid, r in results.items():
+        cells = rows[rid]
+        assert len(cells) == 9, cells
+        ran, not_run, verdict = listed_scenarios(cells[3]), listed_scenarios(cells[4]), cells[8]
+        assert not set(skipped) & set(ran), (rid, cells[3])
+        assert sorted(ran) == sorted(r["scenarios_run"]), (rid, cells[3])
+        assert sorted(not_run) == sorted(k["scenario"] for k in r["skipped"]), (rid, cells[4])
+        if r["classes_missing"]:
+            assert ">PASS<" not in verdict, (rid, verdict)
+            if r["status"] == "partly-exercised":
+                assert "PARTLY EXERCISED" in verdict and all(c in verdict for c in r["classes_missing"])
+        else:
+            assert ">PASS<" in verdict, (rid, verdict)
+    summary = (out / "summary.md").read_text()
+    assert "| CRA Annex I Part I (2)(c) | PARTLY EXERCISED |" in summary
+    otarig("report", "verify", out, check=0)
