@@ -518,8 +518,14 @@ void register_campaign_results(py::module_& m) {
       .def_property_readonly(
           "requirements",
           [](const CampaignResult& r) {
-            // A suite's own ids, then those of its parts, each once.
             std::vector<std::string> out;
+            // run.json's requirements: those a trial that ran gave evidence for.
+            if (auto stated = r.run.find("requirements"); stated != r.run.end() && stated->is_array()) {
+              for (const auto& req : *stated)
+                if (req.is_object() && req.value("trials", 0ull) > 0) out.push_back(req.value("id", ""));
+              return out;
+            }
+            // A run document without them: a suite's own ids, then those of its parts, each once.
             auto add = [&](const json& list) {
               if (!list.is_array()) return;
               for (const auto& id : list)
@@ -531,7 +537,13 @@ void register_campaign_results(py::module_& m) {
             for (const auto& part : sc.value("parts", json::array())) add(part.value("requirements", json::array()));
             return out;
           },
-          "Requirement ids the campaign gives evidence for (a suite's and its parts', each once).")
+          "Requirement ids a trial that ran gave evidence for, in run.json's order (requirement_results "
+          "says how far: pass, fail, partly-exercised, not-exercised).")
+      .def_property_readonly(
+          "requirement_results",
+          [](const CampaignResult& r) { return to_py(r.run.value("requirements", json::array())); },
+          "run.json's requirements: per requirement id its status, the scenarios that ran with their trials, "
+          "the skipped ones with their reasons, the classes exercised and missing (docs/evidence.md).")
       .def_property_readonly("seed", [](const CampaignResult& r) { return r.run.value("seed", 0ull); },
                              "The campaign seed.")
       .def_property_readonly("planned", [](const CampaignResult& r) { return r.run.value("planned", 0ull); },

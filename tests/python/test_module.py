@@ -45,6 +45,10 @@ def test_campaign_result_objects(tampered):
     assert (r.out / "run.json").is_file() and r.out.is_absolute()
     assert json.loads((r.out / "run.json").read_text())["summary"] == r.run["summary"]
     assert "IEC 62443-4-2 CR 3.4" in r.requirements
+    results = {x["id"]: x for x in r.requirement_results}
+    assert list(results) == r.requirements
+    assert results["IEC 62443-4-2 CR 3.4"]["status"] == "pass"
+    assert results["IEC 62443-4-2 CR 3.4"]["scenarios_run"] == {"tampered-image": 8}
 
 
 def test_trial_objects(tampered):
