@@ -1116,6 +1116,14 @@ std::uint16_t FaultProxy::port() const { return impl_->port; }
 
 void FaultProxy::set_faults(FaultSpec spec, std::uint64_t seed) {
   std::lock_guard lock(impl_->mutex);
+  if (spec.empty()) {
+    // Clearing the faults ends a trial's faults, not its connections: the
+    // generation and the numbering go on, so a connection of the faulted
+    // delivery that closes later (a device that completed a handshake with
+    // the impostor, then hung up) still logs into the trial's events.
+    impl_->config = Impl::make_config(std::move(spec), seed, impl_->config->generation, impl_->config->watches);
+    return;
+  }
   impl_->config = Impl::make_config(std::move(spec), seed, impl_->config->generation + 1, impl_->config->watches);
   impl_->next_connection = 1;
   std::erase_if(impl_->recordings, [g = impl_->config->generation](const auto& kv) { return std::get<0>(kv.first) != g; });

@@ -36,6 +36,9 @@ using harness::TrialSpec;
 // update server and the device (server, fault proxy, device, each direction's
 // kernel buffers) can hold. More than this was read by the device.
 constexpr std::uint64_t kEndlessSlack = 16u << 20;
+// How long the rig waits, after a delivery, for the device to close or use a
+// connection it completed the handshake with the impostor on.
+constexpr std::chrono::seconds kImpostorSettle{30};
 
 struct NetworkOptions final : harness::FaultOptions {
   std::string faults;                ///< fault proxy spec (${b}: a seeded byte of the image)
@@ -163,6 +166,7 @@ class NetworkRun final : public harness::FaultRun {
   void delivered(TrialPort& port) override {
     auto* net = port.bench().parts().network.get();
     if (!net) return;
+    if (impostor_) await_undecided_handshakes(port, *net);
     if (p_.probe == "no-client-certificate") {
       probe_ = net->probe_without_client_certificate();
       port.note("probe", {{"probe", p_.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});
@@ -257,6 +261,37 @@ class NetworkRun final : public harness::FaultRun {
     if (!problem.empty() && endless_problem_.empty()) endless_problem_ = problem;
   }
 
+  // A connection that completed its handshake with the impostor and is not
+  // closed yet (or none logged at all) is still being decided by the device: a client that checks
+  // the certificate after the handshake closes it without a byte, one that
+  // took the impostor talks on it. The device can answer the update command
+  // before the proxy sees which (a loaded host), so the rig waits for the
+  // close, up to kImpostorSettle: the verdict then does not depend on how
+  // fast the host ran the device. What the proxy logs meanwhile joins the
+  // trial's evidence.
+  void await_undecided_handshakes(TrialPort& port, drivers::NetworkFaultProtocol& net) {
+    // No connection logged yet: the proxy's side of the device's handshake
+    // has not ended (the device answered first); wait for it too.
+    auto undecided = [&] {
+      return tls_log_.empty() || std::any_of(tls_log_.begin(), tls_log_.end(), [](const auto& c) {
+        return c.second.accepted && !c.second.closed;
+      });
+    };
+    auto& clock = port.bench().clock();
+    const auto deadline = clock.now() + kImpostorSettle;
+    nlohmann::json later = nlohmann::json::array();
+    while (undecided() && clock.now() < deadline) {
+      const auto events = net.take_network_events();
+      for (const auto& text : events) {
+        auto e = nlohmann::json::parse(text, nullptr, false);
+        if (e.is_object() && !e.contains("source")) read_tls_log(e);
+        later.push_back(std::move(e));
+      }
+      if (events.empty()) clock.sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!later.empty()) port.note("network", {{"step", "after-deliver"}, {"events", std::move(later)}});
+  }
+
   // The proxy's events of the connections the impostor terminated.
   void read_tls_log(const nlohmann::json& e) {
     const auto kind = e.value("kind", "");
@@ -303,9 +338,9 @@ class NetworkRun final : public harness::FaultRun {
                                  "certificate from an unrelated CA), sent it {} bytes and took {} bytes from it",
                                  id, c.sent, c.received)
                    : fmt::format("connection {}: the device completed the TLS handshake with the impostor (a "
-                                 "certificate from an unrelated CA); the connection was still open when the "
-                                 "delivery ended",
-                                 id));
+                                 "certificate from an unrelated CA); the connection was still open {} s after "
+                                 "the delivery ended",
+                                 id, kImpostorSettle.count()));
     }
     const bool held = accepted.empty();
     const std::string detail =

@@ -123,7 +123,8 @@ class FaultProxy {
   /// Faults for connections accepted from now on (a trial's schedule):
   /// connection numbers restart at 1, recordings start empty, and the
   /// generation of events goes up by one. Connections already open keep the
-  /// faults they started with.
+  /// faults they started with. An empty spec only clears the faults: the
+  /// generation, the numbering and the recordings go on.
   void set_faults(FaultSpec spec, std::uint64_t seed);
   /// Calls `callback` once `bytes` bytes of `direction` have been delivered on
   /// `connection` (0: on every connection), before any further byte of that
@@ -134,8 +135,9 @@ class FaultProxy {
 
   /// Every event logged so far, whatever its generation.
   std::vector<FaultEvent> events() const;
-  /// The events of connections accepted since the last set_faults() (the
-  /// current generation); the log starts empty again. Events of connections
+  /// The events of connections accepted since the last set_faults() with
+  /// faults (the current generation: clearing the faults keeps it, and the
+  /// connection numbering with it); the log starts empty again. Events of connections
   /// from an earlier schedule (one still open when a trial ended logs its
   /// close later) are dropped, so a trial's evidence holds its own
   /// connections only.
