@@ -301,6 +301,11 @@ void Bench::drain_console() {
   collect_stamps();
 }
 
+void Bench::forget_console() {
+  drain_console();
+  clear_unmatched();
+}
+
 void Bench::power_on(const std::string& step) {
   try {
     parts_.power->on();
@@ -325,7 +330,6 @@ std::optional<std::string> Bench::wait_for_line(const std::string& pattern, std:
   re2::RE2 re(pattern, re2::RE2::Quiet);
   if (!re.ok()) throw InputError(fmt::format("invalid console pattern '{}': {}", pattern, re.error()));
   drain_console();
-  clear_unmatched();
   const auto deadline = clock_->now() + timeout;
   while (true) {
     for (const auto& pending : unmatched_lines_)

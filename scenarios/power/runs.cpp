@@ -228,6 +228,9 @@ class PlacedRun final : public harness::FaultRun {
     for (std::uint32_t r = 0; r < p_.recovery_cuts; ++r) {
       if (bench.parts().power->is_on()) bench.power_off("brown-out");
       if (!attempt.empty()) {
+        // The boot-attempt line may come before the wait starts: only what
+        // the previous boot printed is forgotten.
+        bench.forget_console();
         bench.power_on("brown-out");
         const auto line = bench.wait_for_line(attempt, bench.profile().observe.boot_timeout);
         if (bench.parts().power->is_on()) bench.power_off("brown-out");

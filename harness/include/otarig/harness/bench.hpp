@@ -128,9 +128,15 @@ class Bench {
   Observation observe(const std::string& step);
   /// Reads whatever the console has now into the transcript.
   void drain_console();
-  /// Reads the console into the transcript until a line that arrives from
-  /// now on matches the RE2 `pattern` (returned) or `timeout` passes
-  /// (nullopt). InputError for an invalid pattern.
+  /// Reads what the console has now into the transcript; the lines read so
+  /// far no longer count for wait_for_line().
+  void forget_console();
+  /// Reads the console into the transcript until a line read since the last
+  /// forget_console() (or arriving now) matches the RE2 `pattern`
+  /// (returned) or `timeout` passes (nullopt). A device that prints the line
+  /// before the wait starts (a fast host) is found all the same: call
+  /// forget_console() before the event (a power-on) that makes it print.
+  /// InputError for an invalid pattern.
   std::optional<std::string> wait_for_line(const std::string& pattern, std::chrono::milliseconds timeout);
 
   /// Starts a new transcript (a trial begins).
