@@ -462,6 +462,7 @@ class Bench(BenchDrivers):
         shard: Optional[Union[str, Tuple[int, int]]] = None,
         out: _StrPath = "otarig-out",
         resume: bool = False,
+        force: bool = False,
         jobs: int = 0,
         signing_key: Optional[_StrPath] = None,
         progress: Optional[Callable[[Progress], Any]] = None,

@@ -603,6 +603,9 @@ class BenchPy final : public Drivers {
   BenchPy(const std::string& board, std::uint64_t seed) : board_(board), seed_(seed) {
     py::gil_scoped_release nogil;
     profile_ = std::make_shared<harness::BoardProfile>(harness::load_profile(harness::resolve_board(board)));
+    // The driver sections are checked as `otarig run` checks them (nothing is
+    // opened): an unknown device kind or driver raises here, not on first use.
+    harness::validate_drivers(*profile_, harness::builtin_registries().drivers);
     releases_ = std::make_shared<const harness::ReleaseSet>(*profile_);
   }
 
@@ -635,7 +638,7 @@ class BenchPy final : public Drivers {
   std::uint64_t seed() const { return seed_; }
 
   CampaignResult run(py::handle scenario, std::optional<std::uint64_t> seed, std::optional<std::uint64_t> trials,
-                     py::handle trial, py::handle shard, py::handle out, bool resume, unsigned jobs,
+                     py::handle trial, py::handle shard, py::handle out, bool resume, bool force, unsigned jobs,
                      py::handle signing_key, py::handle progress, py::handle on_finding, py::handle oracles,
                      py::handle steps) {
     harness::CampaignOptions o;
@@ -648,6 +651,8 @@ class BenchPy final : public Drivers {
     if (!shard.is_none()) std::tie(o.shard, o.shards) = shard_arg(shard);
     o.out = fspath(out);
     o.resume = resume;
+    o.force = force;
+    o.spelling = {.resume = "resume=True", .force = "force=True", .out = "out"};
     o.jobs = jobs;
     if (!signing_key.is_none()) o.bundle.signing_key = fspath(signing_key);
     auto hs = make_hookset(steps, oracles, progress, on_finding);
@@ -1146,13 +1151,14 @@ void register_plan_and_bench(py::module_& m) {
       .def("__exit__", [](BenchPy& self, py::args) { self.close(); })
       .def("run", &BenchPy::run, py::arg("scenario"), py::kw_only(), py::arg("seed") = py::none(),
            py::arg("trials") = py::none(), py::arg("trial") = py::none(), py::arg("shard") = py::none(),
-           py::arg("out") = "otarig-out", py::arg("resume") = false, py::arg("jobs") = 0,
+           py::arg("out") = "otarig-out", py::arg("resume") = false, py::arg("force") = false, py::arg("jobs") = 0,
            py::arg("signing_key") = py::none(), py::arg("progress") = py::none(),
            py::arg("on_finding") = py::none(), py::arg("oracles") = py::tuple(), py::arg("steps") = py::tuple(),
            "Runs a campaign (as `otarig run`) and writes its evidence bundle into `out`.\n\n"
            "scenario: a name, a path or a Scenario. seed: default the bench's. trials: keep\n"
            "this many trials chosen by the seed (--trials). trial: only this index or id\n"
-           "(--trial). shard: 'I/N' or (I, N). resume: continue the journal in `out`. jobs:\n"
+           "(--trial). shard: 'I/N' or (I, N). resume: continue the journal in `out`. force:\n"
+           "replace an earlier campaign's evidence in `out` (--force). jobs:\n"
            "benches in parallel (0: the command line's default). signing_key: the Ed25519\n"
            "private key (PKCS#8 PEM file) that signs the bundle's attestation (--signing-key);\n"
            "without one a key made for this bundle alone signs it and the attestation says\n"

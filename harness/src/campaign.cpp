@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -128,6 +129,31 @@ void prepare_out(const std::filesystem::path& out) {
   ::unlink(probe.c_str());
 }
 
+// What --force replaces: the evidence of an earlier campaign in `out`, never
+// a folder of something else. Files the rig writes mark it as evidence.
+void replace_out(const std::filesystem::path& out, const CampaignOptions::Spelling& sp) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out, ec)) return;  // absent (or a file: prepare_out says so)
+  bool empty = true, evidence = false;
+  for (const auto& e : std::filesystem::directory_iterator(out, ec)) {
+    empty = false;
+    const auto name = e.path().filename().string();
+    if (name == "journal.jsonl" || name == "run.json") evidence = true;
+  }
+  if (ec) throw InputError(fmt::format("{} {}: cannot read the folder: {}", sp.out, out.string(), ec.message()));
+  if (empty) return;
+  if (!evidence)
+    throw InputError(fmt::format("{} {}: {} replaces only an evidence folder (one with journal.jsonl or run.json), "
+                                 "and this one holds other files; give another {}",
+                                 sp.out, out.string(), sp.force, sp.out));
+  for (const auto& e : std::filesystem::directory_iterator(out)) {
+    std::filesystem::remove_all(e.path(), ec);
+    if (ec)
+      throw InputError(fmt::format("{} {}: {}: cannot remove {}: {}", sp.out, out.string(), sp.force,
+                                   e.path().string(), ec.message()));
+  }
+}
+
 // Virtual and process boards make a device per bench, so two run side by
 // side where the machine has the cores; any other board is one physical device.
 bool one_device_per_bench(const BoardProfile& profile) {
@@ -169,12 +195,27 @@ std::string summary_line(const nlohmann::json& run, const std::string& aborted) 
                      run.value("seed", std::uint64_t{0}));
 }
 
+std::string replay_out(const std::string& out, const std::string& trial_id) {
+  // A replay's own replay is numbered (OUT-replay-ID-2, -3, ...) instead of
+  // growing a second -replay-ID.
+  const std::string mark = "-replay-" + trial_id;
+  if (out.size() > mark.size() && out.ends_with(mark)) return out + "-2";
+  if (const auto at = out.rfind(mark + "-"); at != std::string::npos && at > 0) {
+    const std::string n = out.substr(at + mark.size() + 1);
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
+    if (ec == std::errc() && end == n.data() + n.size() && !n.empty() && n[0] != '0' && v < UINT32_MAX)
+      return out.substr(0, at + mark.size()) + "-" + std::to_string(v + 1);
+  }
+  return out + mark;
+}
+
 std::string replay_command(const CampaignOptions& o, const std::string& trial_id, bool timed) {
   const std::string out = o.out.string().empty() ? std::string("otarig-out") : o.out.string();
   return fmt::format("otarig run --board {} --scenario {} --seed {} --trial {}{} --out {}", shell_quote(o.board),
                      shell_quote(o.scenario), o.seed, trial_id,
                      timed ? " --calibration " + shell_quote(out) : std::string(),
-                     shell_quote(out + "-replay-" + trial_id));
+                     shell_quote(replay_out(out, trial_id)));
 }
 
 nlohmann::json campaign_identity(const CampaignOptions& o, const BoardProfile& profile, const Scenario& scenario) {
@@ -350,6 +391,17 @@ class Campaign {
     given_timings();
     first_bench_and_plan();
     select_trials();
+    if (o_.force) {
+      if (o_.resume)
+        throw InputError(fmt::format("{} and {}: give one: {} continues the campaign in {}, {} replaces it",
+                                     o_.spelling.resume, o_.spelling.force, o_.spelling.resume, o_.spelling.out,
+                                     o_.spelling.force));
+      replace_out(o_.out, o_.spelling);
+    } else if (!o_.resume && std::filesystem::exists(journal_file_)) {
+      throw InputError(fmt::format("{}: a journal already exists; use {} to continue it, {} to replace it, or "
+                                   "another {}",
+                                   journal_file_.string(), o_.spelling.resume, o_.spelling.force, o_.spelling.out));
+    }
     prepare_out(o_.out);
     open_journal();
     run_pending();

@@ -131,22 +131,57 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   return result.exit_code();
 }
 
-int cmd_list(const std::string& what, const std::vector<std::string>& paths) {
+// Rows printed as aligned columns (each as wide as its longest cell, the
+// last one free) or, with --json, as one JSON array of objects.
+struct Listing {
+  std::vector<std::string> keys;  ///< the JSON names of the columns
+  std::vector<std::vector<std::string>> rows{};
+  std::vector<nlohmann::json> objects{};
+
+  void add(std::vector<std::string> cells, nlohmann::json object) {
+    rows.push_back(std::move(cells));
+    objects.push_back(std::move(object));
+  }
+  void print(bool json) const {
+    if (json) {
+      std::cout << nlohmann::json(objects).dump(2) << "\n";
+      return;
+    }
+    std::vector<std::size_t> width(keys.size(), 0);
+    for (const auto& r : rows)
+      for (std::size_t i = 0; i + 1 < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (const auto& r : rows) {
+      std::string line;
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        line += r[i];
+        if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+      }
+      while (!line.empty() && line.back() == ' ') line.pop_back();
+      std::cout << line << "\n";
+    }
+  }
+};
+
+int cmd_list(const std::string& what, const std::vector<std::string>& paths, bool json) {
   if (!paths.empty() && what != "boards")
     throw InputError(fmt::format("otarig list {}: only `list boards` takes paths", what));
   if (what == "boards") {
     // Each profile is checked as `otarig run` binds it (its driver sections
     // too, opening nothing); a bad one is named with its file and line on
     // stderr, the good ones are listed, and the exit status is 2. Without
-    // PATHs the data folders' boards/ are listed; a PATH is a profile or a
-    // folder searched for *.yaml, anywhere.
+    // PATHs the data folders' boards/ are listed, each by a path that
+    // --board takes from any folder; a PATH is a profile or a folder
+    // searched for *.yaml, anywhere.
+    Listing list{.keys = {"board", "kind", "description"}};
     bool invalid = false;
     std::set<std::string> seen;
     auto check = [&](const std::filesystem::path& f, const std::string& shown) {
       try {
         auto p = load_profile(f);
         validate_drivers(p, builtin_registries().drivers);
-        std::cout << fmt::format("{:<44} {:<10} {}\n", shown, p.device_kind, p.description);
+        list.add({shown, p.device_kind, p.description},
+                 {{"board", shown}, {"name", p.name}, {"kind", p.device_kind}, {"description", p.description},
+                  {"profile", f.string()}, {"sha256", p.sha256}});
       } catch (const InputError& e) {
         std::cerr << "otarig: " << e.what() << "\n";
         invalid = true;
@@ -161,7 +196,7 @@ int cmd_list(const std::string& what, const std::vector<std::string>& paths) {
     };
     if (!paths.empty()) {
       for (const auto& given : paths) {
-        const std::filesystem::path path(given);
+        const std::filesystem::path path = find_data_path(given).value_or(given);
         if (std::filesystem::is_directory(path)) {
           for (const auto& f : yaml_under(path)) check(f, f.string());
         } else if (std::filesystem::exists(path)) {
@@ -171,34 +206,47 @@ int cmd_list(const std::string& what, const std::vector<std::string>& paths) {
           invalid = true;
         }
       }
-      return invalid ? 2 : 0;
-    }
-    for (const auto& d : data_dirs()) {
-      auto dir = d / "boards";
-      if (!std::filesystem::is_directory(dir)) continue;
-      for (const auto& f : yaml_under(dir)) {
-        auto rel = std::filesystem::relative(f, d).string();
-        if (!seen.insert(rel).second) continue;
-        check(f, rel);
+    } else {
+      for (const auto& d : data_dirs()) {
+        auto dir = d / "boards";
+        if (!std::filesystem::is_directory(dir)) continue;
+        for (const auto& f : yaml_under(dir)) {
+          auto rel = std::filesystem::relative(f, d).string();
+          if (!seen.insert(rel).second) continue;
+          check(f, rel);
+        }
       }
     }
+    list.print(json);
     return invalid ? 2 : 0;
   }
   if (what == "scenarios") {
+    Listing list{.keys = {"scenario", "kind", "classes", "title"}};
     for (const auto& f : catalog_scenarios()) {
       try {
         auto s = load_scenario(f.string());
         std::string kind = s.is_suite() ? fmt::format("suite of {}", s.parts.size()) : s.fault.kind;
-        std::cout << fmt::format("{:<24} {:<14} [{}] {}\n", s.name, kind, fmt::join(s.classes, ","), s.title);
+        std::vector<std::string> parts;
+        for (const auto& part : s.parts) parts.push_back(part.name);
+        nlohmann::json o{{"scenario", s.name}, {"kind", s.is_suite() ? "suite" : s.fault.kind},
+                         {"classes", s.classes}, {"requirements", s.requirements}, {"title", s.title},
+                         {"path", f.string()}};
+        if (s.is_suite()) o["parts"] = parts;
+        list.add({s.name, kind, fmt::format("[{}]", fmt::join(s.classes, ",")), s.title}, std::move(o));
       } catch (const InputError& e) {
-        std::cout << fmt::format("{:<24} INVALID: {}\n", f.stem().string(), e.what());
+        list.add({f.stem().string(), "INVALID", "", e.what()},
+                 {{"scenario", f.stem().string()}, {"path", f.string()}, {"invalid", e.what()}});
       }
     }
+    list.print(json);
     return 0;
   }
   if (what == "faults") {
+    Listing list{.keys = {"fault", "where", "summary"}};
     for (const auto* k : builtin_registries().faults.all())
-      std::cout << fmt::format("{:<16} {:<8} {}\n", k->name(), k->where(), k->summary());
+      list.add({std::string(k->name()), std::string(k->where()), std::string(k->summary())},
+               {{"fault", k->name()}, {"where", k->where()}, {"summary", k->summary()}});
+    list.print(json);
     return 0;
   }
   throw InputError(fmt::format("otarig list {}: expected boards, scenarios or faults", what));
@@ -222,8 +270,11 @@ struct RunCommand {
     cmd->add_option("--trials", run_trials, "run this many trials of the plan, chosen by the seed");
     cmd->add_option("--trial", trial, "run only this trial (as printed in a replay command)");
     cmd->add_option("--shard", shard, "run shard I of N (I/N): the trials whose index % N == I");
-    cmd->add_option("--out", run.out, "evidence folder");
+    cmd->add_option("--out", run.out, "evidence folder")->capture_default_str();
     cmd->add_flag("--resume", run.resume, "continue the campaign journaled in --out");
+    cmd->add_flag("--force", run.force,
+                  "replace the evidence of an earlier campaign in --out (a folder holding anything else is "
+                  "refused)");
     cmd->add_option("--calibration", run_calibration,
                     "place time cuts by the clean-update timings of this earlier run (its evidence folder, "
                     "journal.jsonl or run.json) instead of timing an update afresh");
@@ -259,14 +310,16 @@ struct RunCommand {
 struct ListCommand {
   std::string what;
   std::vector<std::string> paths;
+  bool json = false;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& app) {
     cmd = app.add_subcommand("list", "list boards, scenarios or faults");
     cmd->add_option("what", what, "boards | scenarios | faults")->required();
     cmd->add_option("paths", paths, "boards: profiles or folders to check instead of the data folders' boards/");
+    cmd->add_flag("--json", json, "print one JSON array of objects (for scripts)");
   }
-  int operator()() { return cmd_list(what, paths); }
+  int operator()() { return cmd_list(what, paths, json); }
 };
 
 struct ImageBuildCommand {
@@ -399,26 +452,50 @@ struct ImageTamperCommand {
 
 struct ImageInspectCommand {
   std::string file, key;
+  bool require_signature = false, json = false;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& image_cmd) {
     cmd = image_cmd.add_subcommand("inspect", "parse and check an image");
     cmd->add_option("file", file, "image")->required();
     cmd->add_option("--key", key, "trusted key (PEM or test:LABEL) to check the signature against");
+    cmd->add_flag("--require-signature", require_signature,
+                  "exit 1 unless the signature was checked against --key and holds");
+    cmd->add_flag("--json", json, "print one JSON object (for scripts)");
   }
 
   int operator()() {
+    if (require_signature && key.empty())
+      throw InputError("image inspect --require-signature: give the trusted key with --key");
     auto bytes = read_file(file, "image");
     auto p = image::parse(bytes, file);
-    std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
-                             p.header.version.str(), p.header.security_counter, p.header.payload_size,
-                             p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+    std::optional<image::Check> c;
     if (!key.empty()) {
       std::vector<crypto::PublicKey> trusted{load_key_ref(key, ".").public_key()};
-      auto c = image::check(bytes, trusted);
-      std::cout << (c.ok() ? "check ok\n" : "check FAILED: " + c.reason + "\n");
-      return c.ok() ? 0 : 1;
+      c = image::check(bytes, trusted);
     }
+    const std::string signature = !c ? "unchecked" : c->ok() ? "ok" : "failed";
+    if (json) {
+      nlohmann::json j{{"file", file},
+                       {"version", p.header.version.str()},
+                       {"security_counter", p.header.security_counter},
+                       {"payload_size", p.header.payload_size},
+                       {"flags", p.header.flags},
+                       {"key_id", crypto::hex(p.trailer.key_id)},
+                       {"digest", device_digest(bytes)},
+                       {"signature", signature}};
+      if (c && !c->ok()) j["reason"] = c->reason;
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
+                               p.header.version.str(), p.header.security_counter, p.header.payload_size,
+                               p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+      if (!c)
+        std::cout << "signature NOT CHECKED (no --key): the fields above are what the image claims\n";
+      else
+        std::cout << (c->ok() ? "check ok\n" : "check FAILED: " + c->reason + "\n");
+    }
+    if (c && !c->ok()) return 1;
     return 0;
   }
 };
@@ -427,6 +504,7 @@ struct DetectCommand {
   harness::DetectionOptions detect;
   std::vector<std::string> boards;
   std::string seed = std::to_string(detect.seed), jobs;
+  bool json = false;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& app) {
@@ -438,6 +516,7 @@ struct DetectCommand {
     cmd->add_option("--jobs", jobs, "benches in parallel per campaign");
     cmd->add_option("--out", detect.out, "keep each campaign's evidence in OUT/<board>/");
     cmd->add_option("--kind", detect.kinds, "only boards of this device kind (repeatable)");
+    cmd->add_flag("--json", json, "print the table as one JSON object (for scripts)");
   }
 
   int operator()() {
@@ -445,25 +524,30 @@ struct DetectCommand {
     if (!jobs.empty()) detect.jobs = static_cast<unsigned>(parse_number(jobs, 0, kMaxJobs, "--jobs"));
     detect.boards.assign(boards.begin(), boards.end());
     detect.on_board = [](const std::string& line) { std::cerr << line << "\n"; };
-    return detection_main(detect, std::cout);
+    return detection_main(detect, std::cout, json);
   }
 };
 
 struct VerifyCommand {
   std::string dir, key;
+  bool json = false;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& report_cmd) {
     cmd = report_cmd.add_subcommand("verify", "check an evidence bundle: manifest, journal chain, signature");
     cmd->add_option("dir", dir, "evidence folder")->required();
     cmd->add_option("--key", key, "the public key (PEM) the attestation must be signed with");
+    cmd->add_flag("--json", json, "print the result as one JSON object (for scripts)");
   }
 
   int operator()() {
     std::optional<std::filesystem::path> k;
     if (!key.empty()) k = key;
     auto r = reports::verify_bundle(dir, k);
-    std::cout << reports::format_verify(r, dir);
+    if (json)
+      std::cout << reports::verify_json(r, dir).dump(2) << "\n";
+    else
+      std::cout << reports::format_verify(r, dir);
     return r.exit_code();
   }
 };

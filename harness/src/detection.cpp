@@ -68,7 +68,10 @@ bool DetectionTable::as_expected() const {
 
 std::vector<std::filesystem::path> detection_boards(const DetectionOptions& options) {
   std::vector<std::filesystem::path> files;
-  for (const auto& b : options.boards) {
+  for (const auto& given : options.boards) {
+    // A folder or profile path resolves as --board does: the working folder
+    // first, then the data folders (`otarig detect boards` anywhere).
+    const auto b = find_data_path(given).value_or(given);
     if (std::filesystem::is_directory(b)) {
       for (const auto& e : std::filesystem::recursive_directory_iterator(b))
         if (e.is_regular_file() && e.path().extension() == ".yaml") files.push_back(e.path());
@@ -172,9 +175,38 @@ std::string detection_markdown(const DetectionTable& t) {
   return md;
 }
 
-int detection_main(const DetectionOptions& options, std::ostream& out) {
+nlohmann::json detection_json(const DetectionTable& table) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& r : table.rows) {
+    nlohmann::json caught = nlohmann::json::object();
+    for (const auto& [oracle, c] : r.caught)
+      caught[oracle] = {{"trial", c.trial}, {"scenario", c.scenario}, {"trials", c.trials}};
+    nlohmann::json row{{"board", r.board},
+                       {"profile", r.profile.string()},
+                       {"description", r.description},
+                       {"flawed", r.flawed},
+                       {"defects", r.defects},
+                       {"exit_code", r.exit_code},
+                       {"trials", r.trials},
+                       {"findings", r.findings},
+                       {"caught", std::move(caught)},
+                       {"as_expected", r.as_expected()}};
+    if (!r.mode.empty()) row["mode"] = r.mode;
+    if (!r.aborted.empty()) row["aborted"] = r.aborted;
+    rows.push_back(std::move(row));
+  }
+  return {{"scenario", table.scenario},
+          {"seed", table.seed},
+          {"as_expected", table.as_expected()},
+          {"boards", std::move(rows)}};
+}
+
+int detection_main(const DetectionOptions& options, std::ostream& out, bool json) {
   const auto table = run_detection(options, builtin_registries());
-  out << detection_markdown(table);
+  if (json)
+    out << detection_json(table).dump(2) << "\n";
+  else
+    out << detection_markdown(table);
   for (const auto& r : table.rows)
     if (r.exit_code == 3 || !r.aborted.empty()) return 3;
   return table.as_expected() ? 0 : 1;

@@ -76,9 +76,19 @@ std::vector<std::filesystem::path> data_dirs() {
   return dirs;
 }
 
+std::optional<std::filesystem::path> find_data_path(const std::filesystem::path& given) {
+  std::error_code ec;
+  if (given.empty()) return std::nullopt;
+  if (std::filesystem::exists(given, ec)) return given;
+  if (given.is_absolute()) return std::nullopt;
+  for (const auto& d : data_dirs())
+    if (auto c = d / given; std::filesystem::exists(c, ec)) return c;
+  return std::nullopt;
+}
+
 std::filesystem::path resolve_board(const std::string& name_or_path) {
   std::filesystem::path p(name_or_path);
-  if (std::filesystem::exists(p)) return p;
+  if (auto found = find_data_path(p)) return *found;
   if (p.extension() != ".yaml" && p.parent_path().empty()) {
     for (const auto& d : data_dirs())
       if (auto c = d / "boards" / (name_or_path + ".yaml"); std::filesystem::exists(c)) return c;

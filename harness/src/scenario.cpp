@@ -17,7 +17,7 @@ namespace {
 std::filesystem::path resolve_scenario(const std::string& name_or_path, const std::filesystem::path& near) {
   std::filesystem::path p(name_or_path);
   if (p.extension() == ".yaml" || p.has_parent_path()) {
-    if (std::filesystem::exists(p)) return p;
+    if (auto found = find_data_path(p)) return *found;
     throw InputError(fmt::format("{}: no such scenario file", name_or_path));
   }
   if (!near.empty())

@@ -564,7 +564,10 @@ class Page {
                                      et(board, "profile_sha256")));
     row("Scenario", fmt::format("{}: {}", et(scenario, "name"), et(scenario, "title")));
     row("Seed", et(run_, "seed"));
-    std::string shard_text = fmt::format("{} of {}", et(shard, "index"), et(shard, "count"));
+    // An unsharded run is one whole campaign, not "shard 0 of 1".
+    std::string shard_text = shard.contains("count") && shard["count"].is_number() && shard["count"] > 1
+                                 ? fmt::format("{} of {}", et(shard, "index"), et(shard, "count"))
+                                 : std::string("none (the whole plan)");
     if (run_.contains("merged_from"))
       shard_text =
           fmt::format("merged from {} shard bundles (listed below)", array_at(run_, "merged_from").size());

@@ -476,4 +476,20 @@ std::string format_verify(const VerifyResult& r, const std::filesystem::path& ou
   return text;
 }
 
+nlohmann::json verify_json(const VerifyResult& r, const std::filesystem::path& out) {
+  nlohmann::json problems = nlohmann::json::array();
+  for (const auto& p : r.problems) {
+    nlohmann::json j{{"file", p.file}, {"detail", p.detail}};
+    if (p.line) j["line"] = p.line;
+    problems.push_back(std::move(j));
+  }
+  const char* status = r.status == VerifyResult::Status::ok       ? "ok"
+                       : r.status == VerifyResult::Status::failed ? "failed"
+                                                                  : "not-a-bundle";
+  return {{"bundle", out.string()},     {"status", status},           {"files", r.files},
+          {"journal_lines", r.journal_lines}, {"trials", r.trials},   {"keyid", r.keyid},
+          {"test_key", r.test_key},     {"trusted_key", r.trusted_key}, {"problems", std::move(problems)},
+          {"notes", r.notes}};
+}
+
 }  // namespace otarig::reports

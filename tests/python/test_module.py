@@ -182,6 +182,27 @@ def test_malformed_profile_raises_value_error_with_file_and_line(tmp_path, capfd
     assert f"otarig: {message}" in capfd.readouterr().err
 
 
+def test_unknown_device_kind_raises_at_construction_with_file_and_line(tmp_path):
+    bad = profile_variant(tmp_path, "typo", lambda t: t.replace("  kind: virtual", "  kind: virtaul", 1))
+    line = bad.read_text().splitlines().index("  kind: virtaul") + 1
+    with pytest.raises(ValueError) as e:
+        otarig.Bench(bad)
+    assert f"{bad}:{line}" in str(e.value) and "virtaul" in str(e.value)
+
+
+def test_a_second_run_into_the_same_out_names_the_keywords(bench, tmp_path):
+    out = tmp_path / "out"
+    bench.run("replay-old", out=out)
+    with pytest.raises(ValueError) as e:
+        bench.run("replay-old", out=out)
+    assert "resume=True" in str(e.value) and "force=True" in str(e.value) and "--resume" not in str(e.value)
+    (out / "trials" / "stale").write_text("x")
+    r = bench.run("replay-old", out=out, force=True)
+    assert r.passed and not (out / "trials" / "stale").exists()
+    with pytest.raises(ValueError, match="resume=True and force=True"):
+        bench.run("replay-old", out=out, force=True, resume=True)
+
+
 def test_missing_profile_raises_value_error(tmp_path):
     with pytest.raises(ValueError, match="no such board profile"):
         otarig.Bench(tmp_path / "nope.yaml")

@@ -34,6 +34,14 @@ struct CampaignOptions {
   unsigned shard = 0, shards = 1;        ///< --shard I/N
   std::filesystem::path out = "otarig-out";
   bool resume = false;
+  /// --force: an evidence folder already in `out` (one holding a journal or
+  /// run.json) is emptied first; a folder holding anything else is refused.
+  bool force = false;
+  /// How the caller spells the options an error may point to: the command
+  /// line's flags, or a binding's keyword arguments.
+  struct Spelling {
+    std::string resume = "--resume", force = "--force", out = "--out";
+  } spelling;
   /// --calibration: an earlier run's evidence folder (or its journal.jsonl or
   /// run.json) whose clean-update timings place this run's time cuts, so a
   /// replay cuts where that run did. Its board profile must be this one.
@@ -79,6 +87,9 @@ std::string summary_line(const nlohmann::json& run, const std::string& aborted);
 /// The one command that replays a trial. `timed`: the campaign placed cuts
 /// by time, so the replay takes its calibration from options.out.
 std::string replay_command(const CampaignOptions& options, const std::string& trial_id, bool timed = false);
+/// The evidence folder a replay of `trial_id` from `out` writes: OUT-replay-ID,
+/// and a replay of that replay OUT-replay-ID-2, -3, ...
+std::string replay_out(const std::string& out, const std::string& trial_id);
 
 /// What a resume must match, as the campaign-start event records it: board
 /// (name and profile digest), scenario (name and digest), seed, shard, trial

@@ -5,6 +5,7 @@
 // `otarig detect` prints it as Markdown (docs/detection.md).
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <map>
 #include <ostream>
@@ -69,10 +70,14 @@ DetectionTable run_detection(const DetectionOptions& options, const Registries& 
 /// The table as Markdown: board, mode, defect, trials, findings, and per
 /// oracle the first trial that broke it (trial id, scenario, how many trials).
 std::string detection_markdown(const DetectionTable& table);
+/// The table as JSON (`otarig detect --json`): scenario, seed, as_expected
+/// and per board its profile, flawed, exit code, trials, findings and the
+/// oracles that caught it with the first trial of each.
+nlohmann::json detection_json(const DetectionTable& table);
 
 /// `otarig detect`: runs the table with the CLI's drivers, prints the
 /// Markdown to `out`. Returns 0 when every flawed board was caught and no
 /// reference board was, 1 otherwise, 3 when a campaign failed on the bench.
-int detection_main(const DetectionOptions& options, std::ostream& out);
+int detection_main(const DetectionOptions& options, std::ostream& out, bool json = false);
 
 }  // namespace otarig::harness

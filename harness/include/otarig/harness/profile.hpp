@@ -72,6 +72,11 @@ BoardProfile load_profile(const std::filesystem::path& file);
 
 /// Finds boards/NAME.yaml (or a path) in the usual places.
 std::filesystem::path resolve_board(const std::string& name_or_path);
+/// A path as the user gave it: relative to the working folder when it is
+/// there, else (a relative path) under the first data folder that has it, so
+/// a path `otarig list boards` prints works from any folder. nullopt when
+/// neither has it.
+std::optional<std::filesystem::path> find_data_path(const std::filesystem::path& given);
 
 /// Data directories searched for boards/ and scenarios/: $OTARIG_DATA_DIR,
 /// the installed share/otarig, the source tree.

@@ -3,6 +3,7 @@
 // line, the journal's hash chain, and run.json against the journal.
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,5 +53,8 @@ VerifyResult verify_bundle(const std::filesystem::path& out,
 /// A short human report of a verification for the command line: "ok: ..." or
 /// "FAILED: ..." with every problem, one per line.
 std::string format_verify(const VerifyResult& result, const std::filesystem::path& out);
+/// The same as JSON (`otarig report verify --json`): status ("ok", "failed",
+/// "not-a-bundle"), the counts, the signer, the problems and the notes.
+nlohmann::json verify_json(const VerifyResult& result, const std::filesystem::path& out);
 
 }  // namespace otarig::reports

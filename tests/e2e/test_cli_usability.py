@@ -1,0 +1,165 @@
+"""The command line as a new user and a script meet it: names usable as
+listed from any folder, a second run into the same folder, replays of
+replays, what `image inspect` did not check, and --json for scripts."""
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BIN = os.environ.get("OTARIG_BIN", "otarig")
+SRC = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+
+
+def otarig(*args, check=None, cwd=None):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+@pytest.fixture
+def elsewhere(tmp_path):
+    """A working folder outside the source tree, with no boards/ of its own."""
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    assert not (d / "boards").exists()
+    return d
+
+
+def test_every_listed_board_is_usable_as_printed_from_another_folder(elsewhere):
+    listed = json.loads(otarig("list", "boards", "--json", cwd=elsewhere, check=0).stdout)
+    assert len(listed) > 10
+    for b in listed:
+        assert not Path(b["board"]).is_absolute() and not (elsewhere / b["board"]).exists()
+    # Each name as printed resolves: `list boards NAME` checks it as --board binds it.
+    p = otarig("list", "boards", "--json", *[b["board"] for b in listed], cwd=elsewhere, check=0)
+    assert [b["name"] for b in json.loads(p.stdout)] == [b["name"] for b in listed]
+    virtual = next(b["board"] for b in listed if b["board"] == "boards/virtual-ab.yaml")
+    p = otarig("run", "--board", virtual, "--scenario", "replay-old", "--out", "o", cwd=elsewhere, check=0)
+    assert "PASS" in p.stdout
+    # A path that is in the working folder wins over the data folders' one.
+    local = elsewhere / "boards"
+    local.mkdir()
+    text = (SRC / "boards/virtual-ab.yaml").read_text().replace("name: virtual-ab", "name: local-copy", 1)
+    (local / "virtual-ab.yaml").write_text(text)
+    otarig("run", "--board", virtual, "--scenario", "replay-old", "--out", "o2", cwd=elsewhere, check=0)
+    assert json.loads((elsewhere / "o2/run.json").read_text())["board"]["name"] == "local-copy"
+    # What is in neither is still bad input naming it.
+    p = otarig("run", "--board", "boards/no-such.yaml", "--scenario", "replay-old", "--out", "o3", cwd=elsewhere,
+               check=2)
+    assert "boards/no-such.yaml: no such board profile" in p.stderr
+
+
+def test_detect_on_the_boards_folder_works_outside_the_source_tree(elsewhere):
+    p = otarig("detect", "--kind", "virtual", "--scenario", "unsigned", "--json", "boards", cwd=elsewhere)
+    assert p.returncode in (0, 1), p.stderr
+    table = json.loads(p.stdout)
+    assert table["scenario"] == "unsigned"
+    names = {r["board"] for r in table["boards"]}
+    assert {"virtual-ab", "virtual-nosigcheck", "virtual-anykey"} <= names
+    nosig = next(r for r in table["boards"] if r["board"] == "virtual-nosigcheck")
+    assert nosig["flawed"] and nosig["findings"] > 0 and "authentic" in nosig["caught"]
+    ref = next(r for r in table["boards"] if r["board"] == "virtual-ab")
+    assert not ref["flawed"] and ref["findings"] == 0 and ref["as_expected"]
+
+
+def test_list_columns_align_on_long_names(elsewhere):
+    lines = otarig("list", "boards", cwd=elsewhere, check=0).stdout.splitlines()
+    listed = json.loads(otarig("list", "boards", "--json", cwd=elsewhere, check=0).stdout)
+    assert len(lines) == len(listed)
+    # The kind column starts at the same place on every line, however long the name.
+    starts = {line.index(b["kind"], len(b["board"])) for line, b in zip(lines, listed)}
+    assert len(starts) == 1, lines
+    assert max(len(b["board"]) for b in listed) > 44  # a name longer than the old fixed column
+    scenarios = json.loads(otarig("list", "scenarios", "--json", check=0).stdout)
+    nightly = next(s for s in scenarios if s["scenario"] == "nightly")
+    assert nightly["kind"] == "suite" and "power-cut-sweep" in nightly["parts"]
+    sweep = next(s for s in scenarios if s["scenario"] == "power-cut-sweep")
+    assert sweep["requirements"] and sweep["classes"]
+    faults = json.loads(otarig("list", "faults", "--json", check=0).stdout)
+    assert {"power-cut", "network", "tamper"} <= {f["fault"] for f in faults}
+
+
+def test_a_second_run_into_the_same_folder_names_resume_and_force(tmp_path):
+    out = tmp_path / "out"
+    otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out, check=0)
+    first = json.loads((out / "run.json").read_text())["started"]
+    p = otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out, check=2)
+    assert "--resume" in p.stderr and "--force" in p.stderr
+    assert json.loads((out / "run.json").read_text())["started"] == first  # nothing changed
+    (out / "trials/stale-file").write_text("from the first run")
+    otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out, "--force", check=0)
+    starts = [line for line in (out / "journal.jsonl").read_text().splitlines() if '"campaign-start"' in line]
+    assert len(starts) == 1  # a new campaign, not the old one continued
+    assert not (out / "trials/stale-file").exists()
+    otarig("report", "verify", out, check=0)
+    # --force never empties a folder that is not evidence.
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    p = otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", other, "--force", check=2)
+    assert "replaces only an evidence folder" in p.stderr
+    assert (other / "notes.txt").read_text() == "keep me"
+    p = otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out, "--force", "--resume",
+               check=2)
+    assert "give one" in p.stderr
+    # --help shows the default --out.
+    assert re.search(r"--out TEXT=otarig-out", otarig("run", "--help", check=0).stdout)
+
+
+def test_a_replay_of_a_replay_is_numbered_not_stacked(tmp_path):
+    out = tmp_path / "n"
+    p = otarig("run", "--board", "boards/flawed/virtual-norollback.yaml", "--scenario", "replay-old", "--out", out,
+               check=1)
+    replay = re.search(r"replay: (otarig run .*)", p.stdout).group(1)
+    assert replay.endswith(f"--out {out}-replay-00000")
+    p = subprocess.run(replay.replace("otarig", BIN, 1), shell=True, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stderr
+    again = re.search(r"replay: (otarig run .*)", p.stdout).group(1)
+    assert again.endswith(f"--out {out}-replay-00000-2"), again
+    p = subprocess.run(again.replace("otarig", BIN, 1), shell=True, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1
+    assert re.search(r"replay: (otarig run .*)", p.stdout).group(1).endswith(f"--out {out}-replay-00000-3")
+
+
+def test_image_inspect_says_when_the_signature_went_unchecked(tmp_path):
+    img = tmp_path / "a.img"
+    otarig("image", "build", "--version", "1.2.3", "--counter", 2, "--payload-size", 4096, "--key",
+           "test:otarig-release", "--out", img, check=0)
+    p = otarig("image", "inspect", img, check=0)
+    assert "signature NOT CHECKED" in p.stdout
+    p = otarig("image", "inspect", img, "--require-signature", check=2)
+    assert "--key" in p.stderr
+    j = json.loads(otarig("image", "inspect", img, "--json", check=0).stdout)
+    assert j["signature"] == "unchecked" and j["version"] == "1.2.3" and j["security_counter"] == 2
+    j = json.loads(otarig("image", "inspect", img, "--json", "--key", "test:otarig-release", "--require-signature",
+                          check=0).stdout)
+    assert j["signature"] == "ok"
+    p = otarig("image", "inspect", img, "--json", "--key", "test:someone-else", "--require-signature", check=1)
+    j = json.loads(p.stdout)
+    assert j["signature"] == "failed" and j["reason"]
+
+
+def test_report_verify_json(tmp_path):
+    out = tmp_path / "out"
+    otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out, check=0)
+    j = json.loads(otarig("report", "verify", out, "--json", check=0).stdout)
+    assert j["status"] == "ok" and j["trials"] == 1 and j["problems"] == [] and j["test_key"]
+    (out / "summary.md").write_text("edited")
+    j = json.loads(otarig("report", "verify", out, "--json", check=1).stdout)
+    assert j["status"] == "failed" and j["problems"][0]["file"] == "summary.md"
+    j = json.loads(otarig("report", "verify", tmp_path, "--json", check=2).stdout)
+    assert j["status"] == "not-a-bundle"
+
+
+def test_an_unsharded_report_does_not_call_itself_shard_0_of_1(tmp_path):
+    out = tmp_path / "out"
+    otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out, check=0)
+    html = (out / "report.html").read_text()
+    assert "0 of 1" not in html and "none (the whole plan)" in html
+    shard = tmp_path / "s"
+    otarig("run", "--board", "virtual-ab", "--scenario", "tampered-image", "--shard", "1/2", "--out", shard, check=0)
+    assert "1 of 2" in (shard / "report.html").read_text()
