@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <csignal>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -528,6 +530,147 @@ struct DetectCommand {
   }
 };
 
+// `otarig bench`: the board's own drivers from the command line, as a lab
+// engineer uses labgrid-client: power, the status the rig would read, and
+// the console. A virtual or process board's device lives as long as the
+// command does.
+volatile std::sig_atomic_t g_bench_stop = 0;
+
+struct BenchCommand {
+  std::string board, off_time = "1000", run_for, provision;
+  std::vector<std::string> words;
+  bool json = false, power_on = false;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& app) {
+    cmd = app.add_subcommand("bench", "drive a board by hand: power on|off|cycle, status, console");
+    cmd->add_option("--board", board, "board profile: a path or a name from `otarig list boards`")->required();
+    cmd->add_option("action", words, "power on|off|cycle, status or console")->required();
+    cmd->add_option("--off-time", off_time, "power cycle: milliseconds off")->capture_default_str();
+    cmd->add_option("--for", run_for, "console: stop after this many seconds (default: at end of input or Ctrl-C)");
+    cmd->add_flag("--power-on", power_on, "console on a lab board: switch the power on first");
+    cmd->add_option("--provision", provision,
+                    "write this release of the profile to the device first (a virtual or process board: "
+                    "default its first release)");
+    cmd->add_flag("--json", json, "status: print the observation as JSON");
+  }
+
+  static bool in_process(const BoardProfile& p) { return p.device_kind == "virtual" || p.device_kind == "process"; }
+
+  int operator()() {
+    const auto action = words.front();
+    if (action == "power") {
+      if (words.size() != 2 || (words[1] != "on" && words[1] != "off" && words[1] != "cycle"))
+        throw InputError("otarig bench power: expected on, off or cycle");
+    } else if ((action == "status" || action == "console") && words.size() == 1) {
+    } else {
+      throw InputError(fmt::format("otarig bench {}: expected power on|off|cycle, status or console",
+                                   fmt::join(words, " ")));
+    }
+    const auto off_ms = parse_number(off_time, 0, 3600000, "--off-time");
+    std::optional<std::uint64_t> seconds;
+    if (!run_for.empty()) seconds = parse_number(run_for, 0, 86400 * 365, "--for");
+    auto profile = load_profile(resolve_board(board));
+    const auto& registries = builtin_registries();
+    ReleaseSet releases(profile, registries.drivers);
+    Bench bench(profile, registries.drivers, releases, 1);
+    auto& power = *bench.parts().power;
+    auto& console = *bench.parts().console;
+    // An in-process device starts blank: it runs the profile's first release
+    // unless told otherwise; a lab board is written only when asked.
+    if (provision.empty() && in_process(profile) && !releases.all().empty()) provision = releases.all().front().name;
+    if (!provision.empty()) {
+      if (!profile.release(provision))
+        throw InputError(fmt::format("--provision {}: board {} ({}) defines no such release", provision,
+                                     profile.name, profile.path.string()));
+      if (!bench.parts().provision)
+        throw InputError(fmt::format("--provision: board {} cannot be provisioned (no provision section)",
+                                     profile.name));
+      if (power.is_on()) bench.power_off("bench");
+      bench.parts().provision->provision(releases.get(provision).bytes);
+      std::cerr << fmt::format("otarig: {}: provisioned with release {}\n", profile.name, provision);
+    }
+    if (action == "power") {
+      if (words[1] == "on") bench.power_on("bench");
+      if (words[1] == "off") bench.power_off("bench");
+      if (words[1] == "cycle") {
+        try {
+          power.cycle(std::chrono::milliseconds(off_ms));
+        } catch (const std::exception& e) {
+          throw BenchError(fmt::format("{}: power cycle failed: {}", profile.name, e.what()));
+        }
+      }
+      std::cout << fmt::format("{}: power {}\n", profile.name, power.is_on() ? "on" : "off");
+      if (in_process(profile))
+        std::cerr << fmt::format("otarig: note: {} is a {} board: its device ends with this command\n", profile.name,
+                                 profile.device_kind);
+      return 0;
+    }
+    if (action == "status") {
+      if (!power.is_on()) bench.power_on("bench");
+      const auto obs = bench.observe("bench");
+      if (json) {
+        nlohmann::json j{{"board", profile.name}, {"booted", obs.booted}, {"waited_ms", obs.waited_ms}};
+        if (obs.booted) {
+          j["slot"] = obs.slot;
+          j["version"] = obs.version;
+          j["digest"] = obs.digest;
+          j["state"] = obs.state;
+          j["health"] = obs.health;
+          if (obs.counter) j["counter"] = *obs.counter;
+          j["line"] = obs.line;
+        }
+        std::cout << j.dump(2) << "\n";
+      } else if (obs.booted) {
+        std::cout << fmt::format("{}: slot {} version {} counter {} state {} health {}\n  {}\n", profile.name,
+                                 obs.slot.empty() ? "-" : obs.slot, obs.version.empty() ? "-" : obs.version,
+                                 obs.counter ? std::to_string(*obs.counter) : "-", obs.state.empty() ? "-" : obs.state,
+                                 obs.health.empty() ? "-" : obs.health, obs.line);
+      } else {
+        std::cout << fmt::format("{}: no status line within the boot timeout ({} ms)\n", profile.name,
+                                 profile.observe.boot_timeout.count());
+      }
+      return obs.booted ? 0 : 1;
+    }
+    // console: what the device prints goes to stdout, what stdin reads to the device.
+    if ((power_on || in_process(profile)) && !power.is_on()) bench.power_on("bench");
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { g_bench_stop = 1; };
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    const auto deadline = seconds ? std::optional(std::chrono::steady_clock::now() + std::chrono::seconds(*seconds))
+                                  : std::nullopt;
+    bool input_open = true;
+    std::optional<std::chrono::steady_clock::time_point> drain_until;
+    while (!g_bench_stop) {
+      const auto now = std::chrono::steady_clock::now();
+      if (deadline && now >= *deadline) break;
+      if (drain_until && now >= *drain_until) break;
+      if (input_open) {
+        pollfd pfd{.fd = 0, .events = POLLIN, .revents = 0};
+        if (::poll(&pfd, 1, 0) > 0) {
+          char buf[4096];
+          const ssize_t n = ::read(0, buf, sizeof buf);
+          if (n > 0) {
+            console.write(std::string_view(buf, static_cast<std::size_t>(n)));
+          } else if (n == 0 || errno != EINTR) {
+            // End of input: show what the device answers for a moment more.
+            input_open = false;
+            if (!deadline) drain_until = now + std::chrono::milliseconds(500);
+          }
+        }
+      }
+      const auto bytes = console.read(std::chrono::milliseconds(50));
+      if (!bytes.empty()) std::cout << bytes << std::flush;
+      if (auto ended = power.device_exit()) {
+        std::cerr << fmt::format("otarig: {}: the device program {}\n", profile.name, *ended);
+        return 3;
+      }
+    }
+    return 0;
+  }
+};
+
 struct VerifyCommand {
   std::string dir, key;
   bool json = false;
@@ -631,6 +774,8 @@ int cli_main(int argc, char** argv) {
   verify.add(*report_cmd);
   MergeCommand merge;
   merge.add(*report_cmd);
+  BenchCommand bench;
+  bench.add(app);
   // The driver families' own commands (`serve`, `proxy`).
   std::vector<std::pair<CLI::App*, std::function<int()>>> family_commands;
   for (const auto& [name, add] : builtin_registries().drivers.commands()) {
@@ -658,6 +803,7 @@ int cli_main(int argc, char** argv) {
     if (*inspect.cmd) return inspect();
     if (*verify.cmd) return verify();
     if (*merge.cmd) return merge();
+    if (*bench.cmd) return bench();
   } catch (...) {
     return report_error();
   }

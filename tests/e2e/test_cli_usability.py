@@ -163,3 +163,114 @@ def test_an_unsharded_report_does_not_call_itself_shard_0_of_1(tmp_path):
     shard = tmp_path / "s"
     otarig("run", "--board", "virtual-ab", "--scenario", "tampered-image", "--shard", "1/2", "--out", shard, check=0)
     assert "1 of 2" in (shard / "report.html").read_text()
+
+
+# ------------------------------------------------------------ otarig bench
+
+
+def test_bench_status_power_and_console_on_in_process_boards():
+    j = json.loads(otarig("bench", "--board", "virtual-ab", "status", "--json", check=0).stdout)
+    assert j["booted"] and j["version"] == "1.0.0+1" and j["slot"] == "A"
+    p = otarig("bench", "--board", "virtual-ab", "--provision", "update", "status", "--json", check=0)
+    assert json.loads(p.stdout)["version"] == "1.1.0+2" and "provisioned with release update" in p.stderr
+    p = otarig("bench", "--board", "virtual-ab", "power", "cycle", check=0)
+    assert "virtual-ab: power on" in p.stdout and "ends with this command" in p.stderr
+    # The console: what stdin gives reaches the device, what it prints comes out.
+    p = subprocess.run([BIN, "bench", "--board", "vboard-ab", "console"], input="status\n", capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "otarig-vboard bootloader" in p.stdout and re.search(r"^STATUS slot=A version=1\.0\.0\+1 ", p.stdout, re.M)
+    for bad, what in [(["power", "sideways"], "expected on, off or cycle"), (["reboot"], "expected power"),
+                      (["status", "--provision", "nope"], "defines no such release"),
+                      (["power", "cycle", "--off-time", "-1"], "--off-time")]:
+        p = otarig("bench", "--board", "virtual-ab", *bad, check=2)
+        assert what in p.stderr
+
+
+def test_bench_drives_a_lab_board_through_its_own_drivers(tmp_path):
+    """A lab board: power by command (scripts that log what they were asked),
+    the console a pty this test answers on as the board's shell would."""
+    log = tmp_path / "power.log"
+    for word in ("on", "off"):
+        script = tmp_path / f"{word}.sh"
+        script.write_text(f"#!/bin/sh\necho {word} >> '{log}'\n")
+        script.chmod(0o755)
+    master, slave = os.openpty()
+    import tty
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    line = "STATUS slot=B version=2.0.0 digest=" + "ab" * 32 + " counter=7 state=confirmed health=ok"
+    heard = []
+    stop = False
+
+    def shell():
+        buf = b""
+        while not stop:
+            import select
+            r, _, _ = select.select([master], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                buf += os.read(master, 4096)
+            except OSError:
+                return
+            while b"\n" in buf:
+                cmd, buf = buf.split(b"\n", 1)
+                heard.append(cmd.decode())
+                if cmd.strip() == b"status":
+                    os.write(master, (line + "\r\n").encode())
+                elif cmd.strip():
+                    os.write(master, b"echo: " + cmd + b"\r\n")
+
+    import threading
+    t = threading.Thread(target=shell, daemon=True)
+    t.start()
+    prof = tmp_path / "lab.yaml"
+    prof.write_text(f"""name: bench-lab
+description: a lab board behind power scripts and a pty console
+device:
+  kind: lab
+power:
+  driver: command
+  on: ['{tmp_path}/on.sh']
+  off: ['{tmp_path}/off.sh']
+  timeout: 5s
+  off_time: 0ms
+console:
+  driver: tty
+  path: {path}
+link:
+  driver: console-command
+  command: "update ${{url}}\\n"
+  accepted: 'staged'
+  refused: 'refused: (?P<reason>.*)'
+  timeout: 30s
+observe:
+  status_command: "status\\n"
+  status: 'STATUS slot=(?P<slot>\\w+) version=(?P<version>\\S+) digest=(?P<digest>[0-9a-f]{{64}}) counter=(?P<counter>\\d+) state=(?P<state>\\w+) health=(?P<health>\\w+)'
+  boot_timeout: 5s
+  status_interval: 200ms
+signing:
+  key: test:bench-lab
+releases:
+  factory: {{version: 1.0.0, security_counter: 1}}
+""")
+    try:
+        otarig("bench", "--board", prof, "power", "off", check=0)
+        otarig("bench", "--board", prof, "power", "on", check=0)
+        otarig("bench", "--board", prof, "power", "cycle", check=0)
+        assert log.read_text().split() == ["off", "on", "off", "on"]
+        j = json.loads(otarig("bench", "--board", prof, "status", "--json", check=0).stdout)
+        assert j["slot"] == "B" and j["version"] == "2.0.0" and j["counter"] == 7
+        # A lab board's console does not switch its power unless asked.
+        before = log.read_text()
+        p = subprocess.run([BIN, "bench", "--board", prof, "console"], input="uname -a\n", capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert "echo: uname -a" in p.stdout and log.read_text() == before
+        assert "uname -a" in heard
+    finally:
+        stop = True
+        t.join(timeout=5)
+        os.close(master)
+        os.close(slave)
