@@ -20,6 +20,7 @@
 
 #include "otarig/core/read_file.hpp"
 #include "otarig/harness/composition.hpp"
+#include "otarig/harness/compliance.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
 #include "otarig/reports/requirements.hpp"
@@ -388,6 +389,7 @@ class Campaign {
   }
 
   CampaignResult run() {
+    compliance_ = installed_compliance_catalog();
     given_timings();
     first_bench_and_plan();
     select_trials();
@@ -709,6 +711,7 @@ class Campaign {
     run["otarig"] = {{"version", version_string()}, {"git_revision", git_revision()}};
     run["board"] = board_json();
     run["scenario"] = scenario_json();
+    run["compliance"] = compliance_;
     run["seed"] = o_.seed;
     run["shard"] = {{"index", o_.shard}, {"count", o_.shards}};
     run["started"] = journal_started_.empty() ? iso_now() : journal_started_;
@@ -751,6 +754,7 @@ class Campaign {
   const std::filesystem::path journal_file_;
   const nlohmann::json identity_;
   const TrialHooks* hooks_ = &o_.hooks;
+  nlohmann::json compliance_;  // the requirement catalog run.json records
   TrialHooks own_hooks_;  // the options' hooks, the registries' oracles by default, --out
   reports::BundleOptions bundle_;
   JournaledCampaign journaled_;

@@ -23,47 +23,7 @@ namespace {
 
 using nlohmann::json;
 
-// COMPLIANCE.md's mapping, in its order: requirement id, summary, scenario classes.
-struct Requirement {
-  const char* id;
-  const char* summary;
-  const char* classes;
-};
 
-constexpr Requirement kRequirements[] = {
-    {"CRA Annex I Part I (2)(c)",
-     "vulnerabilities can be fixed by security updates, automatic by default where applicable", "S1–S6"},
-    {"CRA Annex I Part I (2)(d)", "protection from unauthorised access", "S7"},
-    {"CRA Annex I Part I (2)(f)", "integrity of code and configuration protected; corruption reported",
-     "S1, S2, S8, S12, S13"},
-    {"CRA Annex I Part I (2)(h)", "essential functions stay available, also after an incident",
-     "S4, S5, S6, S11, S14"},
-    {"CRA Annex I Part I (2)(k)", "impact of incidents reduced", "S3, S5, S15"},
-    {"CRA Annex I Part I (2)(l)", "relevant internal activity recorded", "S13"},
-    {"CRA Annex I Part II (7)", "updates distributed securely", "S1, S2, S6, S7"},
-    {"CRA Annex VII (6)", "test reports kept in the technical documentation", "the whole bundle"},
-    {"ETSI EN 303 645 5.3-1, 5.3-2", "software securely updateable; a secure update mechanism", "S1–S8"},
-    {"ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10",
-     "best-practice crypto; authenticity and integrity verified, over a trust relationship for network "
-     "updates",
-     "S1, S2, S7, S8"},
-    {"EN 18031-1 SUM-1 / SUM-2 / SUM-3",
-     "an update mechanism; only integrity- and authenticity-checked software installed; automated updates",
-     "S1–S3, S7, S8"},
-    {"IEC 62443-4-2 CR 3.4", "software integrity checked, changes detected and reported", "S1, S2, S12, S13"},
-    {"IEC 62443-4-2 EDR/HDR/NDR 3.10",
-     "updates supported; authenticity and integrity validated before install", "S1, S2, S4"},
-    {"IEC 62443-4-2 EDR/HDR/NDR 3.14", "integrity of the boot process", "S12"},
-    {"BSI TR-03183-1 REQ_ER 4, 4.2", "integrity-protected security updates; package authenticity verified",
-     "S1, S2"},
-    {"UNECE R156 7.2.1.1 / 7.2.2",
-     "update authenticity and integrity; restore or safe state after a failed update", "S1, S2, S4, S5, S14"},
-    {"NIST SP 800-193 protect / detect / recover",
-     "authenticated update with anti-rollback; verify before execute; recover to a good image",
-     "S1–S3, S12, S13, S4, S5, S15"},
-    {"NIST IR 8259A software update", "verify and authenticate updates before install", "S1, S2, S7"},
-};
-constexpr const char* kWholeBundle = "CRA Annex VII (6)";
 
 constexpr std::pair<const char*, const char*> kOracles[] = {
     {"authentic",
@@ -652,16 +612,26 @@ class Page {
         if (c.is_string()) s += (s.empty() ? "" : ", ") + c.get<std::string>();
       return s;
     };
-    put("<section id=\"traceability\"><h2>Traceability</h2>\n<p>Each requirement, the scenarios of this run "
+    const auto& catalog = object_at(run_, "compliance");
+    put("<section id=\"traceability\"><h2>Traceability</h2>\n");
+    if (catalog.contains("version"))
+      put(fmt::format("<p id=\"catalog\">Requirement catalog: <b>{}</b> version <b>{}</b> ({}), <span "
+                      "class=\"hash\">sha256 {}</span>, as run.json records it.</p>\n",
+                      et(catalog, "catalog"), et(catalog, "version"), et(catalog, "date"), et(catalog, "sha256")));
+    else
+      put("<p id=\"catalog\">This run.json records no requirement catalog: the rows are the requirement ids its "
+          "scenarios name.</p>\n");
+    put("<p>Each requirement, the scenarios of this run "
         "that gave evidence for it with the trials that ran, and apart from them its scenarios that did not run, "
-        "with the reason. A requirement is PASS only when every scenario class mapped to it (the classes of the "
-        "run's scenarios that name it) was exercised by trials that ran and none failed; PARTLY EXERCISED names "
+        "with the reason. A requirement is PASS only when every scenario class mapped to it (the catalog's classes "
+        "for it and those of the run's scenarios that name it) was exercised by trials that ran and none failed; PARTLY EXERCISED names "
         "the classes no trial exercised. Wording is a summary, not the standard's text. Greyed rows are "
         "requirements this run does not exercise.</p>\n");
     put("<table><tr><th>requirement</th><th>summary</th><th>scenario classes</th><th>scenarios that ran "
         "(trials)</th><th>not run (why)</th><th class=\"n\">trials</th><th class=\"n\">passed</th><th "
         "class=\"n\">failed</th><th>verdict</th></tr>\n");
-    auto emit = [&](const std::string& id, const std::string& summary, const std::string& classes) {
+    auto emit = [&](const std::string& id, const std::string& summary, const std::string& classes, bool whole_bundle,
+                    const std::string& source) {
       const json* r = result_of.count(id) ? result_of[id] : nullptr;
       const json none = json::object();
       const json& res = r ? *r : none;
@@ -682,7 +652,7 @@ class Page {
       const auto status = detail::text(res, "status");
       std::string verdict;
       bool covered = trials > 0;
-      if (id == kWholeBundle) {
+      if (whole_bundle) {
         ran = "this bundle: report, run.json, journal, trial evidence, signed manifest";
         verdict = "<span class=\"v bundle\">EVIDENCE</span>";
         covered = true;
@@ -701,21 +671,29 @@ class Page {
         verdict += "<br><span class=\"note\">not exercised: " + e(list(array_at(res, "classes_missing"))) +
                    "</span>";
       auto n = [&](const char* key) {
-        return id == kWholeBundle ? std::string("&mdash;") : std::to_string(res.value(key, std::size_t{0}));
+        return whole_bundle ? std::string("&mdash;") : std::to_string(res.value(key, std::size_t{0}));
       };
       put(fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>"
                       "<td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
-                      covered ? "" : " class=\"uncovered\"", e(id), e(summary), e(classes), ran, skipped,
+                      covered ? "" : " class=\"uncovered\"", e(id),
+                      e(summary) + (source.empty() ? "" : "<br><span class=\"note\">" + e(source) + "</span>"),
+                      e(classes), ran, skipped,
                       n("trials"), n("passed"), n("failed"), verdict));
     };
+    // The catalog's requirements in its order, then the ids the run's
+    // scenarios name that it lacks.
     std::set<std::string> known;
-    for (const auto& r : kRequirements) {
-      known.insert(r.id);
-      emit(r.id, r.summary, r.classes);
+    for (const auto& r : array_at(catalog, "requirements")) {
+      const auto id = detail::text(r, "id");
+      if (id.empty() || !known.insert(id).second) continue;
+      const bool whole = r.value("whole_bundle", false) == true;
+      emit(id, detail::text(r, "summary"), whole ? "the whole bundle" : list(array_at(r, "classes")), whole,
+           detail::text(r, "source"));
     }
     for (const auto& r : results) {
       auto id = detail::text(r, "id");
-      if (!known.count(id)) emit(id, "(not in the requirements catalog)", list(array_at(r, "classes_required")));
+      if (!known.count(id))
+        emit(id, "(not in the requirement catalog)", list(array_at(r, "classes_required")), false, "");
     }
     put("</table>\n</section>\n");
   }

@@ -217,6 +217,9 @@ std::string summary_markdown(const RunView& view) {
                                 ? run["requirements"]
                                 : requirement_results(view);
   if (!requirements.empty()) {
+    if (const auto c = run.value("compliance", nlohmann::json::object()); c.is_object() && c.contains("version"))
+      md += fmt::format("\nRequirement catalog: {} version {} (sha256 {}).\n", str(c, "catalog"), str(c, "version"),
+                        str(c, "sha256"));
     auto cell = [](const std::string& text) {
       std::string out;
       for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);

@@ -86,6 +86,11 @@ json RequirementTally::results(const json& head) const {
   std::vector<std::string> ids;
   for (const auto& k : known)
     for (const auto& r : k.requirements) add_once(ids, r);
+  // The catalog run.json records (compliance/catalog.yaml) names the classes
+  // each of its requirements needs, whatever this run's scenarios cover.
+  std::map<std::string, std::vector<std::string>> catalog_classes;
+  for (const auto& r : detail::array_at(detail::object_at(head, "compliance"), "requirements"))
+    catalog_classes[detail::text(r, "id")] = strings_at(r, "classes");
 
   json out = json::array();
   for (const auto& id : ids) {
@@ -113,6 +118,8 @@ json RequirementTally::results(const json& head) const {
       failed += s->second.failed;
       exercised.insert(classes.begin(), classes.end());
     }
+    const auto in_catalog = catalog_classes.find(id);
+    if (in_catalog != catalog_classes.end()) required.insert(in_catalog->second.begin(), in_catalog->second.end());
     std::set<std::string> missing;
     for (const auto& c : required)
       if (!exercised.count(c)) missing.insert(c);
@@ -129,7 +136,8 @@ json RequirementTally::results(const json& head) const {
                    {"skipped", skipped},
                    {"classes_required", sorted(required)},
                    {"classes_exercised", sorted(exercised)},
-                   {"classes_missing", sorted(missing)}});
+                   {"classes_missing", sorted(missing)},
+                   {"in_catalog", in_catalog != catalog_classes.end()}});
   }
   return out;
 }

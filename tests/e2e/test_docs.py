@@ -95,3 +95,19 @@ def test_command_line_names_a_subcommand_and_options_otarig_has(cmd):
         for option in re.findall(r"(?:^|[\[|])(--?[A-Za-z][\w-]*)", word):
             assert re.search(rf"(^|[\s,]){re.escape(option)}\b", text, re.M), \
                 f"`otarig {' '.join(path)}` has no option {option}:\n{text}"
+
+
+def test_the_compliance_doc_lists_the_catalog_as_the_rig_reads_it():
+    """docs/compliance.md's requirement table is compliance/catalog.yaml's."""
+    catalog = yaml.safe_load((SRC / "compliance/catalog.yaml").read_text())
+    text = (SRC / "docs/compliance.md").read_text()
+    assert f"version {catalog['version']}" in text
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("id", "---"):
+            rows[cells[0]] = cells
+    assert list(rows) == [r["id"] for r in catalog["requirements"]]
+    for r in catalog["requirements"]:
+        need = "the whole bundle" if r.get("whole_bundle") else ", ".join(r["classes"])
+        assert rows[r["id"]][1:] == [r["summary"], need, r["source"]], r["id"]

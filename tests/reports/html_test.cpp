@@ -172,6 +172,13 @@ TEST(Html, TraceabilityFollowsTheComplianceOrder) {
   auto row_d = table.substr(table.find("CRA Annex I Part I (2)(d)"));
   row_d = row_d.substr(0, row_d.find("</tr>"));
   EXPECT_NE(row_d.find("NOT EXERCISED"), std::string::npos);
+  // The catalog run.json records is named with its version, each row with its source.
+  EXPECT_NE(table.find("Requirement catalog: <b>otarig-requirements</b> version <b>9.8.7</b>"), std::string::npos);
+  EXPECT_NE(row_d.find("source of CRA Annex I Part I (2)(d)"), std::string::npos);
+  // (2)(h) needs S11 by the catalog, which no scenario of the sample covers.
+  auto row_h = table.substr(table.find("CRA Annex I Part I (2)(h)"));
+  row_h = row_h.substr(0, row_h.find("</tr>"));
+  EXPECT_NE(row_h.find("S11"), std::string::npos) << row_h;
 }
 
 TEST(Html, RequirementOutsideTheCatalogIsStillListed) {
@@ -179,7 +186,7 @@ TEST(Html, RequirementOutsideTheCatalogIsStillListed) {
   run["trials"][0]["requirements"].push_back("ACME-SEC-7 <b>");
   auto html = report_html(run);
   EXPECT_NE(html.find("ACME-SEC-7 &lt;b&gt;"), std::string::npos);
-  EXPECT_NE(html.find("not in the requirements catalog"), std::string::npos);
+  EXPECT_NE(html.find("not in the requirement catalog"), std::string::npos);
 }
 
 TEST(Html, TenThousandTrialsStayASmallPage) {

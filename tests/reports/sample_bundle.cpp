@@ -27,6 +27,46 @@ const std::vector<std::string> kTamperRequirements = {
 const std::vector<std::string> kVariants = {"header-bit-flip", "payload-bit-flip", "truncated", "appended"};
 constexpr std::uint64_t kOpsTotal = 40;
 
+using nlohmann::json;
+
+}  // namespace
+
+// A requirement catalog as run.json records it (compliance/catalog.yaml's
+// shape), in the order the report must follow.
+json sample_catalog() {
+  const std::pair<const char*, std::vector<std::string>> reqs[] = {
+      {"CRA Annex I Part I (2)(c)", {"S1", "S4"}},
+      {"CRA Annex I Part I (2)(d)", {"S7"}},
+      {"CRA Annex I Part I (2)(f)", {"S1"}},
+      {"CRA Annex I Part I (2)(h)", {"S4", "S11"}},
+      {"CRA Annex I Part II (7)", {"S1"}},
+      {"CRA Annex VII (6)", {}},
+      {"ETSI EN 303 645 5.3-1, 5.3-2", {"S4"}},
+      {"ETSI EN 303 645 5.3-7, 5.3-9, 5.3-10", {"S1"}},
+      {"IEC 62443-4-2 CR 3.4", {"S1"}},
+      {"IEC 62443-4-2 EDR/HDR/NDR 3.10", {"S4"}},
+      {"BSI TR-03183-1 REQ_ER 4, 4.2", {"S1"}},
+      {"UNECE R156 7.2.1.1 / 7.2.2", {"S4"}},
+      {"NIST SP 800-193 protect / detect / recover", {"S4"}},
+      {"NIST IR 8259A software update", {"S1", "S7"}}};
+  json requirements = json::array();
+  for (const auto& [id, classes] : reqs)
+    requirements.push_back({{"id", id},
+                            {"summary", std::string("summary of ") + id},
+                            {"source", std::string("source of ") + id},
+                            {"classes", classes},
+                            {"whole_bundle", classes.empty()}});
+  return {{"catalog", "otarig-requirements"},
+          {"version", "9.8.7"},
+          {"date", "2026-12-07"},
+          {"sha256", std::string(64, 'c')},
+          {"file", "catalog.yaml"},
+          {"classes", {{"S1", "tampered"}, {"S4", "power cut"}, {"S7", "TLS"}, {"S11", "load"}}},
+          {"requirements", requirements}};
+}
+
+namespace {
+
 // Writes journal lines the way otarig::harness::Journal does.
 class JournalWriter {
  public:
@@ -270,6 +310,7 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
   run["findings"] = findings;
 
   run["skipped"] = json::array();
+  run["compliance"] = sample_catalog();
   run["requirements"] = requirement_results(RunView::of(run));
 
   BundleOptions bo;

@@ -30,4 +30,7 @@ inline constexpr const char* kHostileLine = "<script>alert(1)</script>";
 /// Writes the bundle into `out` (created) and returns its run document.
 nlohmann::json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& options = {});
 
+/// The requirement catalog the sample's run.json records (its `compliance`).
+nlohmann::json sample_catalog();
+
 }  // namespace otarig::reports::testing

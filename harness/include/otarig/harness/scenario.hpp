@@ -19,8 +19,8 @@ struct Scenario {
   std::string sha256;
   std::string name;
   std::string title;
-  std::vector<std::string> classes;       ///< S1..S15 of COMPLIANCE.md
-  std::vector<std::string> requirements;  ///< requirement ids of COMPLIANCE.md
+  std::vector<std::string> classes;       ///< S1..S15 of the requirement catalog (docs/compliance.md)
+  std::vector<std::string> requirements;  ///< requirement ids of the catalog (docs/compliance.md)
   std::string start;                      ///< release installed before each trial
   std::vector<std::string> before;        ///< clean updates done first
   std::string deliver;                    ///< release the faulted step delivers

@@ -14,9 +14,9 @@
 namespace otarig::reports {
 
 /// Counts the trials of a run one at a time, then states per requirement
-/// what they give evidence for. The requirements and classes a requirement
-/// needs are those of the run's scenarios (run.json's `scenario.parts`, and
-/// any scenario a trial names) that map to it.
+/// what they give evidence for. The classes a requirement needs are those
+/// of the run's scenarios (run.json's `scenario.parts`, and any scenario a
+/// trial names) that map to it, and those the run's catalog names for it.
 class RequirementTally {
  public:
   /// A trial of run.json (its `scenario`, `requirements`, `classes`, `verdict`).
@@ -29,8 +29,12 @@ class RequirementTally {
   /// classes are missing; "not-exercised": none of its scenarios ran),
   /// `trials`, `passed`, `failed`, `scenarios_run` {name: trials},
   /// `skipped` [{scenario, reason}] (its scenarios without a trial in this
-  /// run), `classes_required`, `classes_exercised`, `classes_missing`.
-  /// `head` is run.json without its trials (its `scenario.parts` and `skipped`).
+  /// run), `classes_required`, `classes_exercised`, `classes_missing`,
+  /// `in_catalog`. The classes required are those of the run's scenarios
+  /// that name the requirement and, for a requirement of the catalog the
+  /// run recorded (run.json's `compliance`), the catalog's classes for it.
+  /// `head` is run.json without its trials (its `scenario.parts`, `skipped`
+  /// and `compliance`).
   nlohmann::json results(const nlohmann::json& head) const;
 
  private:
