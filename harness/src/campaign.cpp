@@ -21,6 +21,7 @@
 #include "otarig/core/read_file.hpp"
 #include "otarig/harness/composition.hpp"
 #include "otarig/harness/compliance.hpp"
+#include "otarig/harness/mechanism.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
 #include "otarig/reports/requirements.hpp"
@@ -712,6 +713,7 @@ class Campaign {
     run["board"] = board_json();
     run["scenario"] = scenario_json();
     run["compliance"] = compliance_;
+    run["mechanism"] = update_mechanism(profile_, releases_, benches_.empty() ? nullptr : &benches_[0]->parts());
     run["seed"] = o_.seed;
     run["shard"] = {{"index", o_.shard}, {"count", o_.shards}};
     run["started"] = journal_started_.empty() ? iso_now() : journal_started_;

@@ -454,11 +454,13 @@ class Page {
                     e(headline())));
     put(fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle));
     header();
-    put("<nav><a href=\"#run\">Run</a><a href=\"#traceability\">Traceability</a><a "
+    put("<nav><a href=\"#run\">Run</a><a href=\"#mechanism\">Update mechanism</a><a "
+        "href=\"#traceability\">Traceability</a><a "
         "href=\"#findings\">Findings</a>"
         "<a href=\"#cuts\">Power cuts</a><a href=\"#scenarios\">Scenarios</a><a href=\"#trials\">Trials</a>"
         "<a href=\"#verify\">Verification</a></nav>\n<main>\n");
     facts();
+    mechanism();
     traceability();
     findings();
     charts();
@@ -583,6 +585,65 @@ class Page {
       put("</table>\n");
     }
     put("</section>\n");
+  }
+
+  // A value of run.json's `mechanism` as one line of text.
+  static std::string flat(const json& v) {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+    if (v.is_number()) return v.dump();
+    std::string out;
+    if (v.is_array()) {
+      for (const auto& x : v) out += (out.empty() ? "" : ", ") + flat(x);
+      return out;
+    }
+    if (v.is_object()) {
+      for (const auto& [k, x] : v.items()) out += (out.empty() ? "" : "; ") + k + ": " + flat(x);
+      return out;
+    }
+    return "";
+  }
+
+  // CRA Annex VII 2(b): the update mechanism, from run.json's `mechanism`
+  // (the profile and the bound bench), and what this run did not test.
+  void mechanism() {
+    const auto& m = object_at(run_, "mechanism");
+    put("<section id=\"mechanism\"><h2>Update mechanism under test</h2>\n");
+    if (m.empty()) {
+      put("<p class=\"note\">This run.json does not describe the update mechanism (written before otarig "
+          "recorded it).</p>\n</section>\n");
+      return;
+    }
+    put("<p>How the device under test is updated, as its board profile declares it and the rig bound it: from "
+        "signing to the device's checks. What the profile does not say is absent, not guessed.</p>\n");
+    auto table = [&](const char* title, const char* id, const json& section) {
+      put(fmt::format("<h3 id=\"{}\">{}</h3>\n<table class=\"kv\">", id, title));
+      for (const auto& [k, v] : section.items()) {
+        std::string label = k;
+        std::replace(label.begin(), label.end(), '_', ' ');
+        put(fmt::format("<tr><th>{}</th><td>{}</td></tr>", e(label), e(flat(v))));
+      }
+      put("</table>\n");
+    };
+    table("Signing and trust", "mechanism-signing", object_at(m, "signing"));
+    table("Transport", "mechanism-transport", object_at(m, "transport"));
+    table("Storage, switching and what the rig reads", "mechanism-storage", object_at(m, "storage"));
+    table("Policies and releases", "mechanism-policies", object_at(m, "policies"));
+    put("<h3 id=\"not-tested\">What this run did not test</h3>\n<ul>\n");
+    std::size_t n = 0;
+    for (const auto& k : array_at(run_, "skipped")) {
+      put(fmt::format("<li>scenario <b>{}</b>: {}</li>\n", et(k, "scenario"), et(k, "reason")));
+      ++n;
+    }
+    for (const auto& r : array_at(run_, "requirements")) {
+      const auto status = detail::text(r, "status");
+      if (status == "pass" || status == "fail" || array_at(r, "classes_missing").empty()) continue;
+      put(fmt::format("<li>requirement <b>{}</b> ({}): classes {} not exercised</li>\n", et(r, "id"),
+                      e(requirement_status_text(status)), e(flat(array_at(r, "classes_missing")))));
+      ++n;
+    }
+    if (n == 0) put("<li>Nothing: every scenario of the plan ran and every requirement's classes were exercised.</li>\n");
+    put("</ul>\n</section>\n");
   }
 
   void traceability() {

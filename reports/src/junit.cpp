@@ -244,6 +244,25 @@ std::string summary_markdown(const RunView& view) {
     md += "\nScenarios the board cannot run (skipped):\n\n";
     for (const auto& k : run["skipped"]) md += fmt::format("- `{}`: {}\n", str(k, "scenario"), str(k, "reason"));
   }
+  // The update mechanism in a few lines (report.html has it whole).
+  if (const auto m = run.value("mechanism", nlohmann::json::object()); m.is_object() && !m.empty()) {
+    const auto sig = m.value("signing", nlohmann::json::object());
+    const auto net = m.value("transport", nlohmann::json::object()).value("network", nlohmann::json::object());
+    const auto sto = m.value("storage", nlohmann::json::object());
+    md += "\nUpdate mechanism under test (report.html, \"Update mechanism under test\"):\n\n";
+    md += fmt::format("- signing: {} image, key {}{}{}\n", str(sig, "image_format"), str(sig, "signing_key"),
+                      sig.value("test_key", false) ? " (a test key)" : "",
+                      sig.contains("package") ? fmt::format(", packaged as {} signed under {}",
+                                                            str(sig["package"], "format"),
+                                                            str(sig["package"].value("signer_ca", nlohmann::json::object()), "subject"))
+                                              : std::string());
+    md += fmt::format("- transport: {}\n", net.empty() ? std::string("the board's own link, no rig network")
+                                                       : fmt::format("server {}, proxy {}, TLS {}", str(net, "server"),
+                                                                     str(net, "proxy"), str(net, "tls")));
+    md += fmt::format("- device: {}{}, power loss: {}\n", str(sto, "kind"),
+                      sto.contains("mode") ? " (" + str(sto, "mode") + ")" : std::string(),
+                      sto.contains("power_loss") ? str(sto, "power_loss") : std::string("not modelled"));
+  }
   return md;
 }
 

@@ -274,3 +274,34 @@ releases:
         t.join(timeout=5)
         os.close(master)
         os.close(slave)
+
+
+# ------------------------------------------------- the mechanism under test
+
+
+def test_the_report_describes_the_update_mechanism_from_the_profile_and_bench(tmp_path):
+    out = tmp_path / "out"
+    otarig("run", "--board", "vboard-ab", "--scenario", "unsigned", "--out", out, check=0)
+    run = json.loads((out / "run.json").read_text())
+    m = run["mechanism"]
+    # The key the device trusts is the one the releases are signed with.
+    img = tmp_path / "r.img"
+    otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload-size", 1024, "--key",
+           "test:otarig-release", "--out", img, check=0)
+    key_id = json.loads(otarig("image", "inspect", img, "--json", check=0).stdout)["key_id"]
+    assert m["signing"]["signing_key"] == "test:otarig-release" and m["signing"]["test_key"] is True
+    assert key_id in m["signing"]["trusted_key_ids"]
+    assert m["transport"]["network"]["tls"] == "mutual"
+    assert m["storage"]["kind"] == "process" and m["storage"]["power_loss"] == "crash"
+    assert {"slot", "version", "digest", "counter"} <= set(m["storage"]["status_fields"])
+    assert [r["release"] for r in m["policies"]["releases"]] == [r["name"] for r in run["releases"]]
+    html = (out / "report.html").read_text()
+    section = html[html.index('<section id="mechanism">'):]
+    section = section[:section.index("</section>")]
+    assert "test:otarig-release" in section and key_id in section and "mutual" in section
+    # What this run did not test: the requirements whose classes one scenario leaves open.
+    assert 'id="not-tested"' in section and "not exercised" in section
+    assert 'href="#mechanism"' in html
+    summary = (out / "summary.md").read_text()
+    assert "Update mechanism under test" in summary and "TLS mutual" in summary
+    otarig("report", "verify", out, check=0)

@@ -213,3 +213,26 @@ TEST(Html, RunWithoutTrialsOrCutsSaysSo) {
   EXPECT_NE(html.find("relay did not answer"), std::string::npos);
   EXPECT_NE(html.find("No trial of this run cut power."), std::string::npos);
 }
+
+TEST(Html, UpdateMechanismSectionEscapesWhatTheProfileSays) {
+  auto run = big_run(3, 100);
+  run["mechanism"] = {{"signing", {{"signing_key", "<script>x</script>"}, {"trusted_key_ids", {"aa", "bb"}}}},
+                      {"transport", {{"network", {{"tls", "mutual"}}}}},
+                      {"storage", {{"kind", "lab"}, {"provision", {{"slot_size", "2MiB"}}}}},
+                      {"policies", {{"declared", {{"signer_expiry", "enforced"}}}}}};
+  run["skipped"] = {{{"scenario", "impostor-server"}, {"reason", "no <TLS>"}}};
+  auto html = report_html(run);
+  auto at = html.find("<section id=\"mechanism\">");
+  ASSERT_NE(at, std::string::npos);
+  auto section = html.substr(at, html.find("</section>", at) - at);
+  EXPECT_EQ(section.find("<script>x"), std::string::npos);
+  EXPECT_NE(section.find("&lt;script&gt;x"), std::string::npos);
+  EXPECT_NE(section.find("aa, bb"), std::string::npos);
+  EXPECT_NE(section.find("<th>network</th><td>tls: mutual</td>"), std::string::npos);
+  EXPECT_NE(section.find("<th>provision</th><td>slot_size: 2MiB</td>"), std::string::npos);
+  EXPECT_NE(section.find("<th>declared</th><td>signer_expiry: enforced</td>"), std::string::npos);
+  EXPECT_NE(section.find("impostor-server</b>: no &lt;TLS&gt;"), std::string::npos);
+  // A run.json without it says so rather than showing an empty table.
+  run.erase("mechanism");
+  EXPECT_NE(report_html(run).find("does not describe the update mechanism"), std::string::npos);
+}
