@@ -107,6 +107,22 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_{};
 };
 
+// Colour on a terminal, unless NO_COLOR is set (no-color.org): the verdict
+// word of a summary line.
+bool colour_stdout() {
+  const char* no = std::getenv("NO_COLOR");
+  return ::isatty(1) && !(no && *no);
+}
+
+std::string painted_summary(const std::string& line) {
+  if (!colour_stdout()) return line;
+  for (const auto& [word, code] : {std::pair<std::string, const char*>{"PASS", "32"},
+                                   {"FINDINGS", "31"},
+                                   {"BENCH FAILURE", "1;35"}})
+    if (line.rfind(word + ":", 0) == 0) return fmt::format("\033[{}m{}\033[0m{}", code, word, line.substr(word.size()));
+  return line;
+}
+
 int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   CampaignOptions opts = base;
   ProgressBar bar(progress_flag && ::isatty(2));
@@ -126,7 +142,7 @@ int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
     for (const auto& k : result.run["skipped"])
       std::cout << fmt::format("skipped {}: {}\n", k.value("scenario", ""), k.value("reason", ""));
   if (!quiet) {
-    std::cout << summary_line(result.run, result.aborted) << "\n";
+    std::cout << painted_summary(summary_line(result.run, result.aborted)) << "\n";
     std::cout << fmt::format("evidence: {}\n", result.out.string());
   }
   if (!result.aborted.empty()) std::cerr << "otarig: bench failure: " << result.aborted << "\n";
@@ -726,6 +742,129 @@ struct MergeCommand {
   }
 };
 
+// The command tree as CLI11 knows it: the man page and the bash completion
+// are made from it, so they say what --help says.
+struct CommandDoc {
+  std::string path;  ///< "run", "image build"
+  std::string description;
+  std::vector<const CLI::Option*> options;
+};
+
+void collect_commands(const CLI::App& app, const std::string& prefix, std::vector<CommandDoc>& out) {
+  CommandDoc doc{prefix, app.get_description(), {}};
+  auto add_options = [&](const CLI::App& a) {
+    for (const auto* o : a.get_options())
+      if (o->get_name() != "--help" && o->get_name() != "-h,--help") doc.options.push_back(o);
+  };
+  add_options(app);
+  for (const auto* g : app.get_subcommands([](const CLI::App* a) { return a->get_name().empty(); }))
+    add_options(*g);
+  out.push_back(doc);
+  for (const auto* sub : app.get_subcommands([](const CLI::App* a) { return !a->get_name().empty(); }))
+    collect_commands(*sub, prefix.empty() ? sub->get_name() : prefix + " " + sub->get_name(), out);
+}
+
+std::string option_label(const CLI::Option* o) {
+  if (o->get_positional()) return fmt::format("{}", o->get_name());
+  std::vector<std::string> names;
+  for (const auto& n : o->get_snames()) names.push_back("-" + n);
+  for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+  std::string label = fmt::format("{}", fmt::join(names, ", "));
+  if (o->get_type_size() != 0) label += " " + (o->get_type_name().empty() ? std::string("VALUE") : o->get_type_name());
+  return label;
+}
+
+std::string roff(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\') out += "\\e";
+    else if (c == '-') out += "\\-";
+    else out += c;
+  }
+  if (!out.empty() && (out[0] == '.' || out[0] == '\'')) out = "\\&" + out;
+  return out;
+}
+
+std::string man_page(const CLI::App& app) {
+  std::vector<CommandDoc> docs;
+  collect_commands(app, "", docs);
+  std::string m = fmt::format(".TH OTARIG 1 \"\" \"otarig {}\" \"User Commands\"\n", version_string());
+  std::string what = app.get_description();
+  if (what.rfind("otarig: ", 0) == 0) what = what.substr(8);
+  m += ".SH NAME\notarig \\- " + roff(what) + "\n";
+  m += ".SH SYNOPSIS\n.B otarig\n.I COMMAND\n[\\fIOPTIONS\\fR]\n";
+  m += ".SH DESCRIPTION\nEach command below, with its options as \\fBotarig COMMAND \\-\\-help\\fR lists them. "
+       "Exit status: 0 no finding, 1 findings (or a failed check), 2 bad input, 3 bench failure.\n";
+  m += ".SH COMMANDS\n";
+  for (const auto& d : docs) {
+    if (d.path.empty()) continue;
+    m += ".SS \"otarig " + roff(d.path) + "\"\n" + roff(d.description) + "\n";
+    for (const auto* o : d.options) {
+      m += ".TP\n.B " + roff(option_label(o)) + "\n" + roff(o->get_description());
+      if (!o->get_default_str().empty()) m += " (default: " + roff(o->get_default_str()) + ")";
+      m += "\n";
+    }
+  }
+  m += ".SH ENVIRONMENT\n.TP\n.B OTARIG_DATA_DIR\nAnother folder searched for boards/, scenarios/ and compliance/ "
+       "before the installed data.\n.TP\n.B NO_COLOR\nWhen set, nothing is coloured on a terminal.\n";
+  m += ".SH SEE ALSO\nThe documentation in share/doc/otarig and docs/ of the source tree.\n";
+  return m;
+}
+
+std::string bash_completion(const CLI::App& app) {
+  std::vector<CommandDoc> docs;
+  collect_commands(app, "", docs);
+  std::string cases;
+  std::vector<std::string> top;
+  for (const auto& d : docs) {
+    if (d.path.empty()) continue;
+    if (d.path.find(' ') == std::string::npos) top.push_back(d.path);
+    std::vector<std::string> words;
+    for (const auto* o : d.options)
+      if (!o->get_positional())
+        for (const auto& n : o->get_lnames()) words.push_back("--" + n);
+    // Subcommands of this one.
+    for (const auto& e : docs)
+      if (e.path.size() > d.path.size() && e.path.rfind(d.path + " ", 0) == 0 &&
+          e.path.find(' ', d.path.size() + 1) == std::string::npos)
+        words.push_back(e.path.substr(d.path.size() + 1));
+    cases += fmt::format("    \"{}\") words=\"{}\" ;;\n", d.path, fmt::join(words, " "));
+  }
+  return fmt::format(R"BASH(# bash completion for otarig, made by `otarig completion bash` from its command tree
+_otarig() {{
+  local cur prev path="" i w words
+  cur="${{COMP_WORDS[COMP_CWORD]}}"
+  prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    w="${{COMP_WORDS[i]}}"
+    [[ "$w" == -* ]] && break
+    case "${{path:+$path }}$w" in
+{}      *) break ;;
+    esac
+    path="${{path:+$path }}$w"
+  done
+  case "$prev" in
+    --board) COMPREPLY=($(compgen -W "$(otarig list boards --json 2>/dev/null | sed -n 's/^ *"board": "\(.*\)",$/\1/p')" -- "$cur")); compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -f -X '!*.yaml' -- "$cur")); return ;;
+    --scenario) COMPREPLY=($(compgen -W "$(otarig list scenarios --json 2>/dev/null | sed -n 's/^ *"scenario": "\(.*\)",$/\1/p')" -- "$cur")); return ;;
+    --out|--calibration|--root|--payload|--key|--signing-key|--in|--tls-cert|--tls-key|--client-ca) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+  esac
+  case "$path" in
+    "") words="{}" ;;
+{}    *) words="" ;;
+  esac
+  COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+complete -F _otarig otarig
+)BASH",
+                     [&] {
+                       std::string known;
+                       for (const auto& d : docs)
+                         if (!d.path.empty()) known += fmt::format("      \"{}\") ;;\n", d.path);
+                       return known;
+                     }(),
+                     fmt::join(top, " "), cases);
+}
+
 // The exit status of an error that stopped a command, with its message on stderr.
 int report_error() {
   try {
@@ -776,6 +915,10 @@ int cli_main(int argc, char** argv) {
   merge.add(*report_cmd);
   BenchCommand bench;
   bench.add(app);
+  auto* man_cmd = app.add_subcommand("man", "print the man page (troff), made from this help text");
+  std::string shell;
+  auto* completion_cmd = app.add_subcommand("completion", "print the shell completion script");
+  completion_cmd->add_option("shell", shell, "bash")->required();
   // The driver families' own commands (`serve`, `proxy`).
   std::vector<std::pair<CLI::App*, std::function<int()>>> family_commands;
   for (const auto& [name, add] : builtin_registries().drivers.commands()) {
@@ -804,6 +947,15 @@ int cli_main(int argc, char** argv) {
     if (*verify.cmd) return verify();
     if (*merge.cmd) return merge();
     if (*bench.cmd) return bench();
+    if (*man_cmd) {
+      std::cout << man_page(app);
+      return 0;
+    }
+    if (*completion_cmd) {
+      if (shell != "bash") throw InputError(fmt::format("otarig completion {}: only bash is supported", shell));
+      std::cout << bash_completion(app);
+      return 0;
+    }
   } catch (...) {
     return report_error();
   }

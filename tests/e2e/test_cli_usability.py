@@ -305,3 +305,85 @@ def test_the_report_describes_the_update_mechanism_from_the_profile_and_bench(tm
     summary = (out / "summary.md").read_text()
     assert "Update mechanism under test" in summary and "TLS mutual" in summary
     otarig("report", "verify", out, check=0)
+
+
+# ------------------------------------------- man page, completion, colour
+
+
+def subcommands_from_help(*path):
+    """The subcommands --help lists under its Subcommands: heading."""
+    text = otarig(*path, "--help", check=0).stdout
+    if "Subcommands:" not in text:
+        return []
+    names = []
+    for line in text.split("Subcommands:", 1)[1].splitlines()[1:]:
+        m = re.match(r"^  (\S+)", line)
+        if not m:
+            break
+        names.append(m.group(1))
+    return names
+
+
+def options_from_help(*path):
+    return set(re.findall(r"^\s+(?:-\w, )?(--[\w-]+)", otarig(*path, "--help", check=0).stdout, re.M)) - {"--help"}
+
+
+def test_the_man_page_and_completion_list_every_command_and_option_help_lists(tmp_path):
+    man = otarig("man", check=0).stdout
+    bash = otarig("completion", "bash", check=0).stdout
+    commands = [[c] for c in subcommands_from_help()]
+    for c in list(commands):
+        commands += [[*c, s] for s in subcommands_from_help(*c)]
+    assert ["run"] in commands and ["image", "inspect"] in commands and ["bench"] in commands
+    for c in commands:
+        path = " ".join(c)
+        assert f'.SS "otarig {path}"' in man, path
+        assert f'"{path}")' in bash, path
+        for opt in options_from_help(*c):
+            assert opt.replace("-", "\\-") in man, (path, opt)
+            assert opt in bash, (path, opt)
+    # The page renders, and bash takes the script and completes from it.
+    if subprocess.run(["sh", "-c", "command -v man"], capture_output=True).returncode == 0:
+        page = tmp_path / "otarig.1"
+        page.write_text(man)
+        r = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env={**os.environ, "MANPAGER": "cat"})
+        assert r.returncode == 0 and "otarig run" in r.stdout
+    script = tmp_path / "otarig.bash"
+    script.write_text(bash)
+    probe = (f'source {script}; COMP_WORDS=(otarig image in); COMP_CWORD=2; _otarig; echo "${{COMPREPLY[*]}}"; '
+             f'COMP_WORDS=(otarig run --for); COMP_CWORD=2; _otarig; echo "${{COMPREPLY[*]}}"')
+    r = subprocess.run(["bash", "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    assert first == "inspect" and second == "--force"
+    assert otarig("completion", "zsh", check=2).stderr.startswith("otarig: ")
+
+
+def test_the_verdict_is_coloured_on_a_terminal_unless_no_color(tmp_path):
+    import pty
+
+    base = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+
+    def run_on_tty(env_extra, out):
+        master, slave = pty.openpty()
+        p = subprocess.Popen([BIN, "run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", out,
+                              "--no-progress"], stdout=slave, stderr=subprocess.PIPE, env={**base, **env_extra})
+        os.close(slave)
+        data = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        p.wait(timeout=60)
+        os.close(master)
+        return data.decode()
+
+    assert "\x1b[32mPASS\x1b[0m: 1 trials" in run_on_tty({}, tmp_path / "a")
+    plain = run_on_tty({"NO_COLOR": "1"}, tmp_path / "b")
+    assert "\x1b[" not in plain and "PASS: 1 trials" in plain
+    piped = otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", tmp_path / "c", check=0).stdout
+    assert "\x1b[" not in piped
