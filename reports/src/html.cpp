@@ -287,7 +287,7 @@ class CutCharts {
       std::string id, outcome;  // "" = passed
     };
     struct Row {
-      std::string axis;
+      std::string scenario, fault, axis;
       std::uint64_t of = 0;
       std::vector<Point> points;
     };
@@ -300,8 +300,10 @@ class CutCharts {
       auto [it, fresh] = rows.try_emplace(label);
       if (fresh) order.push_back(label);
       auto& row = it->second;
+      row.scenario = detail::text(t, "scenario");
+      row.fault = pos.row.substr(std::min(pos.row.size(), row.scenario.size() + 2));
       row.axis = pos.axis;
-      row.of = std::max({row.of, pos.of, pos.index + 1});
+      row.of = std::max({row.of, pos.of, pos.index});
       const auto id = detail::text(t, "id");
       std::string outcome;
       if (detail::text(t, "verdict") != "pass") {
@@ -311,23 +313,35 @@ class CutCharts {
       row.points.push_back({pos.index, id, outcome});
     });
     if (rows.empty()) return;
-    const int left = 230, width = 820, row_h = 34, top = 10;
+    // One scale for every row when they share it: the index itself on the axis.
+    const auto& any = rows.begin()->second;
+    const bool one_scale = std::all_of(rows.begin(), rows.end(), [&](const auto& r) {
+      return r.second.of == any.of && r.second.axis == any.axis;
+    });
+    const int left = 250, width = 800, row_h = 38, top = 10;
     const int height = top + static_cast<int>(order.size()) * row_h + 40;
     put(fmt::format(
         "<h3 id=\"cut-windows\">Windows of outcomes along the update</h3>\n<p class=\"note\">One row per "
         "scenario and fault; the trials in the order of the index where the fault was placed, one band per "
-        "run of the same outcome: green passed, other colours a defect (its id on the band, the band "
-        "links to it). Hover a band for its range and trials.</p>\n"
+        "run of the same outcome, from the index of its first trial to that of its last: green passed, "
+        "other colours a defect (its id on the band, the band links to it). Hover a band for its range and "
+        "trials.</p>\n"
         "<svg id=\"cut-window-chart\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
         "aria-label=\"windows of outcomes over the index of the fault\">\n",
         left + width + 20, height, left + width + 20, height));
+    auto shorten = [](const std::string& text) {
+      constexpr std::size_t kMax = 38;
+      return text.size() > kMax ? text.substr(0, kMax - 1) + "\u2026" : text;
+    };
     for (std::size_t r = 0; r < order.size(); ++r) {
       auto& row = rows[order[r]];
       const int y = top + static_cast<int>(r) * row_h;
       put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width,
                       row_h, r % 2 ? "#ffffff" : "#f3f4f6"));
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + row_h / 2 + 4,
-                      e(order[r].size() > 40 ? order[r].substr(0, 39) + "\u2026" : order[r])));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" style=\"font-weight:600\">{}</text>\n"
+                      "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+                      left - 8, y + row_h / 2 - 2, e(shorten(row.scenario)), left - 8, y + row_h / 2 + 11,
+                      e(shorten(row.fault + ", by " + row.axis))));
       std::stable_sort(row.points.begin(), row.points.end(), [](const Point& a, const Point& b) {
         return std::tie(a.index, a.id) < std::tie(b.index, b.id);
       });
@@ -338,8 +352,12 @@ class CutCharts {
         const auto& first = row.points[i];
         const auto& last = row.points[j];
         const std::size_t n = j - i + 1;
-        const double x0 = left + scale * static_cast<double>(first.index);
-        const double w = std::max(2.0, scale * static_cast<double>(last.index + 1 - first.index));
+        // A band covers its indexes' cells (each index centred on its place), within the plot.
+        const double from = std::max(0.0, static_cast<double>(first.index) - 0.5);
+        const double to = std::min(static_cast<double>(std::max<std::uint64_t>(1, row.of)),
+                                   static_cast<double>(last.index) + 0.5);
+        const double w = std::max(3.0, scale * (to - from));
+        const double x0 = std::min(left + scale * from, left + width - w);
         const bool passed = first.outcome.empty();
         std::string colour = "#1b7a3d";
         if (!passed) {
@@ -376,12 +394,13 @@ class CutCharts {
       const int x = left + width * k / 4;
       put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top,
                       axis_y + 4));
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", x, axis_y + 16, k * 25));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x, axis_y + 16,
+                      one_scale ? std::to_string(any.of * static_cast<std::uint64_t>(k) / 4) : std::to_string(k * 25) + "%"));
     }
-    put(fmt::format(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">index where the fault was placed, as a share of the "
-        "row's operations (or bytes)</text>\n",
-        left + width / 2, axis_y + 32));
+    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + width / 2, axis_y + 32,
+                    one_scale ? e(fmt::format("{} where the fault was placed (of {})", any.axis, any.of))
+                              : std::string("index where the fault was placed, as a share of the row's "
+                                            "operations (or bytes)")));
     put("</svg>\n");
   }
 
@@ -555,7 +574,7 @@ class Page {
                     e(headline())));
     put(fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle));
     header();
-    put("<nav><a href=\"#run\">Run</a><a href=\"#defects\">Defects</a><a href=\"#traceability\">Traceability</a><a "
+    put("<nav><a href=\"#defects\">Defects</a><a href=\"#run\">Run</a><a href=\"#traceability\">Traceability</a><a "
         "href=\"#findings\">Findings</a>"
         "<a href=\"#cuts\">Power cuts</a><a href=\"#scenarios\">Scenarios</a><a href=\"#trials\">Trials</a>"
         "<a href=\"#verify\">Verification</a></nav>\n<main>\n");
@@ -656,9 +675,12 @@ class Page {
                       : !booted->get<bool>()                       ? std::string("the device did not boot")
                                             : fmt::format("booted slot {} version {}", et(obs, "slot"), et(obs, "version"))));
       const auto& window = object_at(d, "window");
-      if (!window.empty())
-        put(fmt::format("<dt>window</dt><dd>{} {}&ndash;{} of {} (<a href=\"#cuts\">on the chart</a>)</dd>",
-                        et(window, "axis"), et(window, "first"), et(window, "last"), et(window, "of")));
+      if (!window.empty()) {
+        const auto first = et(window, "first"), last = et(window, "last");
+        put(fmt::format("<dt>window</dt><dd>{} {} of {} (<a href=\"#cuts\">on the chart</a>)</dd>",
+                        first == last ? et(window, "axis") : et(window, "axis") + "s",
+                        first == last ? first : first + "&ndash;" + last, et(window, "of")));
+      }
       const auto finding = detail::text(d, "finding");
       put(fmt::format("<dt>representative</dt><dd>trial {}{}</dd></dl>\n", et(d, "representative"),
                       carded.count(finding) ? fmt::format(" (<a href=\"#finding-{}\">{}</a>)", e(finding), e(finding))
