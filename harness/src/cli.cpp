@@ -118,7 +118,7 @@ void print_defects(const nlohmann::json& run, std::ostream& out) {
     const auto& d = defects[i];
     const auto id = d.value("id", "");
     const auto count = d.value("count", std::uint64_t{0});
-    if (defects.size() > 1) out << fmt::format("{}: {}\n", id, d.value("title", ""));
+    if (defects.size() > 1) out << fmt::format("{} ({}): {}\n", id, d.value("scenario", ""), d.value("title", ""));
     out << fmt::format("  {}{} trial{}: {}\n", defects.size() > 1 ? "" : id + ", ", count, count == 1 ? "" : "s",
                        reports::trial_list_text(d, 10));
     out << fmt::format("  replay: {}\n", d.value("replay", ""));

@@ -17,8 +17,8 @@ using nlohmann::json;
 
 // The fields of a trial's fault that say which fault it is (not where it
 // fell or which seed drew it).
-constexpr std::array kFaultFields = {"kind",  "at",    "variant", "torn",    "error",
-                                     "mode",  "crash_mode", "image", "pattern", "recovery_cuts"};
+// (A brown-out's number of recovery cuts is drawn per trial: not among them.)
+constexpr std::array kFaultFields = {"kind", "at", "variant", "torn", "error", "mode", "crash_mode", "image", "pattern"};
 
 // The standard oracles in DESIGN.md's order; any other follows by name.
 constexpr std::array kOracleOrder = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable"};
@@ -69,9 +69,11 @@ std::string phase_of(const json& trial, const Axis& axis) {
   const auto& fault = detail::object_at(trial, "fault");
   if (detail::text(fault, "at") == "console") return "console line /" + detail::text(fault, "pattern") + "/";
   if (axis.name == "download byte") return "download";
+  // A failed flash operation is not a cut: nothing records where it fell.
+  if (fault.value("error", json(false)) == json(true)) return "";
   if (!axis.name.empty()) return "the cut did not fall";
   auto status = detail::text(detail::object_at(trial, "delivery"), "status");
-  return status.empty() ? std::string() : "delivery " + status;
+  return status.empty() || status == "none" ? std::string() : "delivery " + status;
 }
 
 // The state the device was found in after the fault.
@@ -232,7 +234,7 @@ json DefectTally::results() const {
     if (!key.phase.empty()) title += " (" + key.phase + ")";
     json ids = json::array();
     for (const auto* e : w.trials) ids.push_back(e->id);
-    ++titles[title];
+    ++titles[line.scenario + "\n" + title];
     out.push_back({{"id", fmt::format("D{:04d}", out.size() + 1)},
                    {"title", title},
                    {"scenario", line.scenario},
@@ -245,9 +247,9 @@ json DefectTally::results() const {
                    {"count", w.trials.size()},
                    {"representative", w.trials.front()->id}});
   }
-  // Defects told apart only by the device's state say which state.
+  // Defects of a scenario told apart only by the device's state say which state.
   for (auto& d : out)
-    if (titles[d["title"].get<std::string>()] > 1)
+    if (titles[d["scenario"].get<std::string>() + "\n" + d["title"].get<std::string>()] > 1)
       d["title"] = d["title"].get<std::string>() + "; " + observed_text(d["observed"]);
   return out;
 }

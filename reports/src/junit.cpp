@@ -212,13 +212,14 @@ std::string summary_markdown(const RunView& view) {
   // The defects first: one row each, with the trial that replays it; then the trials behind each.
   constexpr std::size_t kRows = 50;
   if (!defects.empty()) {
-    md += "| defect | trials | representative | replay |\n|---|---:|---|---|\n";
+    md += "| defect | scenario | trials | representative | replay |\n|---|---|---:|---|---|\n";
     for (std::size_t i = 0; i < defects.size() && i < kRows; ++i) {
       const auto& d = defects[i];
-      md += fmt::format("| {}: {} | {} | {} | `{}` |\n", str(d, "id"), cell(str(d, "title")), str(d, "count"),
-                        str(d, "representative"), cell(str(d, "replay")));
+      md += fmt::format("| {}: {} | {} | {} | {} | `{}` |\n", str(d, "id"), cell(str(d, "title")),
+                        cell(str(d, "scenario")), str(d, "count"), str(d, "representative"), cell(str(d, "replay")));
     }
-    if (defects.size() > kRows) md += fmt::format("| ... | {} more defects in run.json | | |\n", defects.size() - kRows);
+    if (defects.size() > kRows)
+      md += fmt::format("| ... | {} more defects in run.json | | | |\n", defects.size() - kRows);
     md += "\nTrials behind each defect:\n\n";
     for (std::size_t i = 0; i < defects.size() && i < kRows; ++i)
       md += fmt::format("- {}: {}\n", str(defects[i], "id"), trial_list_text(defects[i], 12));

@@ -256,7 +256,8 @@ def test_a_sweep_on_the_inplace_board_leads_with_one_defect(tmp_path):
     # summary.md: the headline, then the defect's row before the findings.
     md = (out / "summary.md").read_text()
     assert md.splitlines()[2] == f"**1 defect: {d['title']}** ({len(failed)} findings)", md[:600]
-    assert md.index(f"| D0001: {d['title']} | {len(failed)} | {d['representative']} |") < md.index("| F0001 |")
+    assert md.index(f"| D0001: {d['title']} | power-cut-sweep | {len(failed)} | {d['representative']} |") < \
+        md.index("| F0001 |")
     otarig("report", "verify", out, check=0)
 
 

@@ -310,3 +310,28 @@ TEST(Defects, TheSampleBundleLeadsWithItsDefects) {
   EXPECT_NE(html.find("id=\"defect-D0002\""), std::string::npos);
   EXPECT_NE(html.find("<a href=\"#defect-D0001\">"), std::string::npos);  // its band on the window chart
 }
+
+TEST(Defects, WhatASeedDrewForATrialDoesNotSplitADefect) {
+  // A brown-out draws its number of recovery cuts per trial, a torn write its
+  // seed; a failed flash operation records no cut and so no phase.
+  std::vector<json> trials;
+  for (std::uint64_t op = 1; op <= 6; ++op) {
+    auto t = trial({.op = op, .total = 6});
+    t["fault"]["recovery_cuts"] = 1 + op % 3;
+    t["fault"]["torn_seed"] = 1000 * op;
+    trials.push_back(t);
+  }
+  auto defects = group(trials);
+  ASSERT_EQ(defects.size(), 1u) << defects.dump(1);
+  EXPECT_EQ(defects[0]["count"], 6);
+
+  auto error = trial({.op = 4, .total = 6});
+  error["fault"]["kind"] = "flash-error";
+  error["fault"]["error"] = true;
+  error.erase("cut");
+  defects = group({error});
+  ASSERT_EQ(defects.size(), 1u);
+  EXPECT_EQ(defects[0]["phase"], "");
+  EXPECT_EQ(defects[0]["title"], "atomic, recovered, still-updatable broken for flash operation errors at flash "
+                                 "operation 4 of 6");
+}

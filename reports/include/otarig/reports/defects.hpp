@@ -19,10 +19,10 @@ namespace otarig::reports {
 /// Groups the trials of a run, read one at a time, into defects. Two failed
 /// trials are one defect when they have the same scenario, the same fault
 /// (its kind and the fields that say which fault it is: `at`, `variant`,
-/// `torn`, `error`, `mode`, `crash_mode`, `image`, `pattern`,
-/// `recovery_cuts`), the same phase (where the cut fell: `cut.phase`; a
-/// console-line cut: its pattern; a download-byte cut: the download; a fault
-/// without a cut: the delivery's status), the same set of broken oracles and
+/// `torn`, `error`, `mode`, `crash_mode`, `image`, `pattern`), the same
+/// phase (where the cut fell: `cut.phase`; a console-line cut: its pattern;
+/// a download-byte cut: the download; a fault without a cut: the delivery's
+/// status; a failed flash operation: none), the same set of broken oracles and
 /// the same state after the fault (the `after-fault` observation's `booted`,
 /// `slot` and `version`), and, for faults placed at an index (`storage_op`,
 /// `before_op`, `byte` of the trial's fault), when no trial of the same
