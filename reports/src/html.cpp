@@ -881,8 +881,9 @@ class Page {
       put(trials_.empty() ? "<p>No trial ran.</p>\n" : "<p>No finding: every trial held every oracle.</p>\n");
     } else {
       put(
-          fmt::format("<p>{} finding(s). A finding is a device defect: a trial after which an oracle did not "
-                      "hold. Each comes with the command that replays it.</p>\n",
+          fmt::format("<p>{} finding(s). A finding is a failed trial: a trial after which an oracle did not "
+                      "hold; the <a href=\"#defects\">defects</a> above group them. Each comes with the command "
+                      "that replays it.</p>\n",
                       list.size()));
     }
     put("<details><summary>What the oracles check</summary><table><tr><th>oracle</th><th>holds "
