@@ -432,9 +432,10 @@ def test_a_sweep_on_the_inplace_board_is_one_defect(tmp_path):
     assert len(r.defects) == 1, [d.title for d in r.defects]
     d = r.defects[0]
     assert d.count == len(failed) == len(r.findings) > 1
-    assert d.window["axis"] == "flash operation" and d.window["first"] < d.window["last"]
-    assert d.title.endswith(f"at flash operations {d.window['first']}-{d.window['last']} of {d.window['of']} "
-                            f"({d.phase})")
+    window = d.window
+    assert window is not None
+    assert window["axis"] == "flash operation" and window["first"] < window["last"]
+    assert d.title.endswith(f"at flash operations {window['first']}-{window['last']} of {window['of']} ({d.phase})")
     assert d.replay == r.findings[0].replay and d.representative == r.findings[0].trial
 
 
