@@ -232,11 +232,21 @@ def otarig_result(request: pytest.FixtureRequest) -> otarig.CampaignResult:
 
 
 def describe_findings(result: otarig.CampaignResult) -> str:
-    """The failure message of a campaign with findings: each finding's broken
-    oracles, replay command and transcript, then the evidence folder."""
+    """The failure message of a campaign with findings: its defects (the
+    findings grouped) with their trials and replay commands, then each
+    finding's broken oracles, replay command and transcript, then the
+    evidence folder."""
     n = len(result.findings)
     lines = [f"otarig: {n} finding{'s' if n != 1 else ''} in {result.summary.get('trials', 0)} trials "
              f"(board {result.board}, scenario {result.scenario}, seed {result.seed})"]
+    defects = result.defects
+    if defects:
+        lines.append(f"  {len(defects)} defect{'s' if len(defects) != 1 else ''}:")
+    for d in defects[:_SHOWN_FINDINGS]:
+        lines.append(f"  {d.id} ({d.scenario}): {d.title}")
+        lines.append(f"    {d.count} trial{'s' if d.count != 1 else ''}; replay: {d.replay}")
+    if len(defects) > _SHOWN_FINDINGS:
+        lines.append(f"  ... and {len(defects) - _SHOWN_FINDINGS} more defects in {result.out / 'run.json'}")
     for f in result.findings[:_SHOWN_FINDINGS]:
         broken = "; ".join(f"{oracle}: {detail}" if detail else oracle for oracle, detail in f.broken)
         lines.append(f"  {f.id} trial {f.trial} ({f.scenario}) broke {broken}")

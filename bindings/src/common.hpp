@@ -127,6 +127,11 @@ struct Finding {
   std::filesystem::path out;
 };
 
+/// A defect: failed trials grouped (run.json's `defects`).
+struct Defect {
+  json raw;
+};
+
 struct CampaignResult {
   json run;
   std::filesystem::path out;
@@ -134,6 +139,7 @@ struct CampaignResult {
   std::string aborted;
   std::vector<Trial> trials;
   std::vector<Finding> findings;
+  std::vector<Defect> defects;
 };
 
 /// Builds the Python result of a campaign.

@@ -141,6 +141,8 @@ CampaignResult make_result(const harness::CampaignResult& r) {
     for (const auto& t : *it) out.trials.push_back(Trial{t, out.out, {}, json::array()});
   if (auto it = r.run.find("findings"); it != r.run.end())
     for (const auto& f : *it) out.findings.push_back(Finding{f, out.out});
+  if (auto it = r.run.find("defects"); it != r.run.end() && it->is_array())
+    for (const auto& d : *it) out.defects.push_back(Defect{d});
   return out;
 }
 
@@ -487,11 +489,56 @@ void register_campaign_results(py::module_& m) {
                            f.raw.value("scenario", ""), fmt::join(broken, ", "));
       });
 
+  // ---------------------------------------------------------------- Defect
+  py::class_<Defect>(m, "Defect",
+                     "Failed trials grouped into one defect: the same broken oracles, fault, phase and state after "
+                     "the fault, and for faults placed at an index a window no passed trial splits "
+                     "(docs/evidence.md).")
+      .def_property_readonly("id", [](const Defect& d) { return d.raw.value("id", ""); }, "D0001, D0002, ...")
+      .def_property_readonly("title", [](const Defect& d) { return d.raw.value("title", ""); },
+                             "One line: the oracles broken, the fault, the window and the phase.")
+      .def_property_readonly("scenario", [](const Defect& d) { return d.raw.value("scenario", ""); },
+                             "The (leaf) scenario of its trials.")
+      .def_property_readonly("fault", [](const Defect& d) { return to_py(d.raw.value("fault", json::object())); },
+                             "The fields that tell its fault apart (kind, at, variant, torn, ...).")
+      .def_property_readonly("phase", [](const Defect& d) { return d.raw.value("phase", ""); },
+                             "Where the fault fell: the cut's phase, a console line, the download, the delivery.")
+      .def_property_readonly("oracles", [](const Defect& d) { return to_py(d.raw.value("oracles", json::array())); },
+                             "Names of the oracles broken.")
+      .def_property_readonly("observed", [](const Defect& d) { return to_py(d.raw.value("observed", json::object())); },
+                             "The state after the fault: {'booted', 'slot', 'version'}.")
+      .def_property_readonly(
+          "window",
+          [](const Defect& d) -> py::object {
+            auto w = d.raw.find("window");
+            if (w == d.raw.end() || !w->is_object()) return py::none();
+            return to_py(*w);
+          },
+          "{'axis', 'first', 'last', 'of'} for faults placed at an index, else None.")
+      .def_property_readonly("trials", [](const Defect& d) { return to_py(d.raw.value("trials", json::array())); },
+                             "The ids of the trials behind it, in the order of the index.")
+      .def_property_readonly("count", [](const Defect& d) { return d.raw.value("count", 0ull); },
+                             "How many trials are behind it.")
+      .def_property_readonly("representative", [](const Defect& d) { return d.raw.value("representative", ""); },
+                             "The trial that stands for it: the first of its trials.")
+      .def_property_readonly("finding", [](const Defect& d) { return d.raw.value("finding", ""); },
+                             "The id of the representative's finding.")
+      .def_property_readonly("replay", [](const Defect& d) { return d.raw.value("replay", ""); },
+                             "The command that replays the representative trial.")
+      .def("to_dict", [](const Defect& d) { return to_py(d.raw); }, "The run.json entry of the defect.")
+      .def("__repr__", [](const Defect& d) {
+        return fmt::format("<Defect {} ({} trials): {}>", d.raw.value("id", ""), d.raw.value("count", 0ull),
+                           d.raw.value("title", ""));
+      });
+
   // ---------------------------------------------------------------- CampaignResult
   py::class_<CampaignResult>(m, "CampaignResult",
                              "The outcome of Bench.run(): the trials, the findings and the evidence folder.\n\n"
                              "``str(result)`` is the summary line the command line prints.")
       .def_readonly("trials", &CampaignResult::trials, "Every trial, in index order.")
+      .def_readonly("defects", &CampaignResult::defects,
+                    "The failed trials grouped into defects, each with its title, representative trial, replay "
+                    "command and the trials behind it (run.json's defects).")
       .def_readonly("findings", &CampaignResult::findings, "Every failed trial as a finding.")
       .def_property_readonly("passed", [](const CampaignResult& r) { return r.exit_code == 0; },
                              "True when every trial held every oracle and the bench did not fail.")

@@ -24,6 +24,7 @@
 #include "otarig/harness/mechanism.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
 #include "otarig/reports/run_view.hpp"
 
@@ -652,6 +653,7 @@ class Campaign {
     view.head = run_head(result);
     try {
       view.head["requirements"] = reports::requirement_results(view);
+      view.head["defects"] = reports::defect_results(view);
     } catch (const std::runtime_error& e) {
       throw BenchError(e.what());
     }

@@ -29,6 +29,7 @@
 #include "otarig/core/unique_fd.hpp"
 #include "otarig/core/numbers.hpp"
 #include "otarig/core/read_file.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
 
@@ -123,21 +124,37 @@ std::string painted_summary(const std::string& line) {
   return line;
 }
 
+// The run's defects, each with the trials behind it and the command that
+// replays its representative trial; the findings themselves are in run.json.
+void print_defects(const nlohmann::json& run, std::ostream& out) {
+  const auto defects = run.value("defects", nlohmann::json::array());
+  const auto findings = run.value("summary", nlohmann::json::object()).value("findings", std::uint64_t{0});
+  if (defects.empty()) return;
+  constexpr std::size_t kShown = 20;
+  out << reports::defects_headline(defects) << (defects.size() > 1 ? ":" : "") << "\n";
+  for (std::size_t i = 0; i < defects.size() && i < kShown; ++i) {
+    const auto& d = defects[i];
+    const auto id = d.value("id", "");
+    const auto count = d.value("count", std::uint64_t{0});
+    if (defects.size() > 1) out << fmt::format("{} ({}): {}\n", id, d.value("scenario", ""), d.value("title", ""));
+    out << fmt::format("  {}{} trial{}: {}\n", defects.size() > 1 ? "" : id + ", ", count, count == 1 ? "" : "s",
+                       reports::trial_list_text(d, 10));
+    out << fmt::format("  replay: {}\n", d.value("replay", ""));
+  }
+  if (defects.size() > kShown) out << fmt::format("... and {} more defects in run.json\n", defects.size() - kShown);
+  out << fmt::format("{} finding{} (one per failed trial) in run.json and report.html\n", findings,
+                     findings == 1 ? "" : "s");
+}
+
 int cmd_run(const CampaignOptions& base, bool progress_flag, bool quiet) {
   CampaignOptions opts = base;
   ProgressBar bar(progress_flag && ::isatty(2));
   opts.on_progress = [&](const Progress& p) { bar.update(p); };
-  std::vector<std::string> lines;
-  opts.on_finding = [&](const std::string& line) { lines.push_back(line); };
   use_registries(builtin_registries(), opts.hooks, opts.bundle);
-  opts.whole_run_in_result = false;  // run.json is in --out; the summary line needs its head only
+  opts.whole_run_in_result = false;  // run.json is in --out; the summary needs its head only
   auto result = run_campaign(opts, builtin_registries());
   bar.finish();
-  // Trials finish in any order across jobs; findings print in trial order.
-  std::sort(lines.begin(), lines.end());
-  const std::size_t shown = 20;
-  for (std::size_t i = 0; i < lines.size() && i < shown; ++i) std::cout << lines[i] << "\n";
-  if (lines.size() > shown) std::cout << fmt::format("... and {} more findings in run.json\n", lines.size() - shown);
+  print_defects(result.run, std::cout);
   if (!quiet && result.run.contains("skipped"))
     for (const auto& k : result.run["skipped"])
       std::cout << fmt::format("skipped {}: {}\n", k.value("scenario", ""), k.value("reason", ""));
@@ -300,7 +317,7 @@ struct RunCommand {
                     "devices in parallel (virtual and process boards: default 2 where there are 2 cores; "
                     "any other board: 1)");
     cmd->add_flag("--no-progress", no_progress, "no progress bar");
-    cmd->add_flag("-q,--quiet", quiet, "print findings only");
+    cmd->add_flag("-q,--quiet", quiet, "print the defects only");
     cmd->add_option("--signing-key", signing_key,
                     "Ed25519 PEM key that signs the attestation (default: a one-off test key)");
     cmd->add_option("--url", bundle_url, "link to the CI job or lab record, kept in the attestation");
@@ -738,6 +755,7 @@ struct MergeCommand {
     std::cout << fmt::format("merged {} shards into {}: {} trials, {} passed, {} failed, {} findings\n",
                              folders.size(), out, sum.value("trials", 0), sum.value("passed", 0),
                              sum.value("failed", 0), sum.value("findings", 0));
+    print_defects(merged, std::cout);
     return sum.value("findings", 0) ? 1 : 0;
   }
 };

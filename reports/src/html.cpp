@@ -9,12 +9,14 @@
 #include <iterator>
 #include <map>
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "detail.hpp"
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
 
 namespace otarig::reports {
@@ -83,6 +85,8 @@ table.facts th{width:210px}
 tr.uncovered td{color:var(--mute)}
 article.finding{border:1px solid var(--line);border-left:5px solid var(--fail);border-radius:4px;padding:8px 14px;margin:14px 0;break-inside:avoid-page}
 article.finding h3{margin-top:4px}
+article.defect{border:1px solid var(--line);border-left:5px solid var(--warn);border-radius:4px;padding:8px 14px;margin:14px 0;break-inside:avoid-page}
+section,article,h3,tr{scroll-margin-top:44px}
 pre{background:var(--bg);border:1px solid var(--line);padding:8px;overflow:auto;white-space:pre-wrap;word-break:break-all}
 pre.console{max-height:32em}
 pre.console .ts{color:var(--mute)}
@@ -179,6 +183,9 @@ struct Counts {
   }
 };
 
+// The colours of defects on the window chart (passed is green).
+constexpr const char* kDefectColours[] = {"#b3261e", "#e8710a", "#8e24aa", "#c2185b", "#6d4c41", "#1a73e8"};
+
 // A trial whose power cut fell (or was planned) at a counted flash operation.
 struct Cut {
   double x;  ///< op / total, in 0..1
@@ -228,73 +235,132 @@ class CutCharts {
  public:
   explicit CutCharts(std::string& out) : out_(out) {}
 
-  void strip_chart(const std::vector<Cut>& cuts) {
-    // Phases in update order (by their mean position).
-    std::map<std::string, std::pair<double, std::size_t>> mean;
-    for (const auto& c : cuts) {
-      mean[c.phase].first += c.x;
-      ++mean[c.phase].second;
-    }
-    std::vector<std::string> phases;
-    for (const auto& [p, m] : mean) phases.push_back(p);
-    std::sort(phases.begin(), phases.end(), [&](const auto& a, const auto& b) {
-      return mean[a].first / static_cast<double>(mean[a].second) <
-             mean[b].first / static_cast<double>(mean[b].second);
+  // Windows of outcomes over the index where each fault was placed: one row
+  // per scenario and fault, one band per run of trials (in the order of the
+  // index) with the same outcome: passed, or the defect the trial belongs to.
+  // A band spans its first to its last index, so 513 cuts and 8 read alike.
+  void window_chart(const RecordList& trials, const std::map<std::string, std::string>& defect_of,
+                    const std::map<std::string, std::size_t>& defect_rank,
+                    const std::map<std::string, std::string>& title_of) {
+    struct Point {
+      std::uint64_t index;
+      std::string id, outcome;  // "" = passed
+    };
+    struct Row {
+      std::string scenario, fault, axis;
+      std::uint64_t of = 0;
+      std::vector<Point> points;
+    };
+    std::map<std::string, Row> rows;
+    std::vector<std::string> order;
+    trials.for_each([&](const json& t, std::size_t) {
+      const auto pos = fault_position(t);
+      if (pos.axis.empty()) return;
+      const auto label = pos.row + " (" + pos.axis + ")";
+      auto [it, fresh] = rows.try_emplace(label);
+      if (fresh) order.push_back(label);
+      auto& row = it->second;
+      row.scenario = detail::text(t, "scenario");
+      row.fault = pos.row.substr(std::min(pos.row.size(), row.scenario.size() + 2));
+      row.axis = pos.axis;
+      row.of = std::max({row.of, pos.of, pos.index});
+      const auto id = detail::text(t, "id");
+      std::string outcome;
+      if (detail::text(t, "verdict") != "pass") {
+        auto d = defect_of.find(id);
+        outcome = d != defect_of.end() ? d->second : "failed";
+      }
+      row.points.push_back({pos.index, id, outcome});
     });
-    const int left = 130, width = 820, row_h = 30, top = 10;
-    const int height = top + static_cast<int>(phases.size()) * row_h + 40;
+    if (rows.empty()) return;
+    // One scale for every row when they share it: the index itself on the axis.
+    const auto& any = rows.begin()->second;
+    const bool one_scale = std::all_of(rows.begin(), rows.end(), [&](const auto& r) {
+      return r.second.of == any.of && r.second.axis == any.axis;
+    });
+    const int left = 250, width = 800, row_h = 38, top = 10;
+    const int height = top + static_cast<int>(order.size()) * row_h + 40;
     put(fmt::format(
-        "<h3>Where each cut fell, by update phase</h3>\n<svg "
-        "width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"power cut positions\">\n",
+        "<h3 id=\"cut-windows\">Windows of outcomes along the update</h3>\n<p class=\"note\">One row per "
+        "scenario and fault; the trials in the order of the index where the fault was placed, one band per "
+        "run of the same outcome, from the index of its first trial to that of its last: green passed, "
+        "other colours a defect (its id on the band, the band links to it). Hover a band for its range and "
+        "trials.</p>\n"
+        "<svg id=\"cut-window-chart\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" "
+        "aria-label=\"windows of outcomes over the index of the fault\">\n",
         left + width + 20, height, left + width + 20, height));
-    for (std::size_t i = 0; i < phases.size(); ++i) {
-      int y = top + static_cast<int>(i) * row_h;
+    auto shorten = [](const std::string& text) {
+      constexpr std::size_t kMax = 38;
+      return text.size() > kMax ? text.substr(0, kMax - 1) + "\u2026" : text;
+    };
+    for (std::size_t r = 0; r < order.size(); ++r) {
+      auto& row = rows[order[r]];
+      const int y = top + static_cast<int>(r) * row_h;
       put(fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", left, y, width,
-                      row_h, i % 2 ? "#ffffff" : "#f3f4f6"));
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 8, y + row_h / 2 + 4,
-                      e(phases[i])));
+                      row_h, r % 2 ? "#ffffff" : "#f3f4f6"));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" style=\"font-weight:600\">{}</text>\n"
+                      "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+                      left - 8, y + row_h / 2 - 2, e(shorten(row.scenario)), left - 8, y + row_h / 2 + 11,
+                      e(shorten(row.fault + ", by " + row.axis))));
+      std::stable_sort(row.points.begin(), row.points.end(), [](const Point& a, const Point& b) {
+        return std::tie(a.index, a.id) < std::tie(b.index, b.id);
+      });
+      const double scale = static_cast<double>(width) / static_cast<double>(std::max<std::uint64_t>(1, row.of));
+      for (std::size_t i = 0; i < row.points.size();) {
+        std::size_t j = i;
+        while (j + 1 < row.points.size() && row.points[j + 1].outcome == row.points[i].outcome) ++j;
+        const auto& first = row.points[i];
+        const auto& last = row.points[j];
+        const std::size_t n = j - i + 1;
+        // A band covers its indexes' cells (each index centred on its place), within the plot.
+        const double from = std::max(0.0, static_cast<double>(first.index) - 0.5);
+        const double to = std::min(static_cast<double>(std::max<std::uint64_t>(1, row.of)),
+                                   static_cast<double>(last.index) + 0.5);
+        const double w = std::max(3.0, scale * (to - from));
+        const double x0 = std::min(left + scale * from, left + width - w);
+        const bool passed = first.outcome.empty();
+        std::string colour = "#1b7a3d";
+        if (!passed) {
+          auto rank = defect_rank.find(first.outcome);
+          colour = kDefectColours[(rank != defect_rank.end() ? rank->second : 0) % std::size(kDefectColours)];
+        }
+        const std::string range = first.index == last.index
+                                      ? fmt::format("{} {}", row.axis, first.index)
+                                      : fmt::format("{}s {}-{}", row.axis, first.index, last.index);
+        std::string what = passed ? std::string("passed") : first.outcome;
+        if (auto t = title_of.find(first.outcome); !passed && t != title_of.end()) what += ": " + t->second;
+        const std::string title = fmt::format("<title>{}: {} of {}, {} trial{} ({}{}): {}</title>", e(order[r]),
+                                              range, row.of, n, n == 1 ? "" : "s", e(first.id),
+                                              n > 1 ? "\u2013" + e(last.id) : std::string(), e(what));
+        const std::string band = fmt::format(
+            "<rect class=\"window {}\" x=\"{:.1f}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\" "
+            "data-first=\"{}\" data-last=\"{}\" data-trials=\"{}\" data-outcome=\"{}\">{}</rect>",
+            passed ? "pass" : "fail", x0, y + 5, w, row_h - 10, colour, first.index, last.index, n,
+            passed ? "pass" : e(first.outcome), title);
+        const std::string label =
+            !passed && w >= 44 ? fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" "
+                                              "style=\"font-size:10px;fill:#fff\">{}</text>",
+                                              x0 + w / 2, y + row_h / 2 + 4, e(first.outcome))
+                               : std::string();
+        if (!passed && defect_rank.count(first.outcome))
+          put(fmt::format("<a href=\"#defect-{}\">{}{}</a>\n", e(first.outcome), band, label));
+        else
+          put(band + label + "\n");
+        i = j + 1;
+      }
     }
-    int axis_y = top + static_cast<int>(phases.size()) * row_h;
+    const int axis_y = top + static_cast<int>(order.size()) * row_h;
     for (int k = 0; k <= 4; ++k) {
-      int x = left + width * k / 4;
+      const int x = left + width * k / 4;
       put(fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#c4c7cc\"/>\n", x, top,
                       axis_y + 4));
-      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}%</text>\n", x, axis_y + 16, k * 25));
+      put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x, axis_y + 16,
+                      one_scale ? std::to_string(any.of * static_cast<std::uint64_t>(k) / 4) : std::to_string(k * 25) + "%"));
     }
-    put(fmt::format(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">position of the cut in the update's flash "
-        "operations</text>\n",
-        left + width / 2, axis_y + 32));
-    // One mark per (phase, pixel column, verdict, torn), so 10k trials stay a small picture.
-    struct Key {
-      std::size_t row;
-      int px;
-      bool pass;
-      bool torn;
-      auto operator<=>(const Key&) const = default;
-    };
-    std::map<Key, std::size_t> marks;
-    std::map<std::string, std::size_t> row_of;
-    for (std::size_t i = 0; i < phases.size(); ++i) row_of[phases[i]] = i;
-    for (const auto& c : cuts)
-      ++marks[Key{row_of[c.phase], static_cast<int>(std::lround(c.x * width)), c.pass, c.torn}];
-    for (int pass_layer = 1; pass_layer >= 0; --pass_layer)
-      for (const auto& [k, n] : marks) {
-        if (k.pass != static_cast<bool>(pass_layer)) continue;
-        int x = left + k.px;
-        int y = top + static_cast<int>(k.row) * row_h + row_h / 2 + (k.pass ? -5 : 5);
-        const char* colour = k.pass ? "#1b7a3d" : "#b3261e";
-        std::string title =
-            fmt::format("<title>{}: {:.1f}% of the update, {} {}{}</title>", e(phases[k.row]),
-                        100.0 * k.px / width, n, k.pass ? "passed" : "failed", k.torn ? " (torn write)" : "");
-        if (k.torn)
-          put(fmt::format("<path d=\"M{} {}l4 4l-4 4l-4 -4z\" fill=\"{}\" fill-opacity=\"0.8\">{}</path>\n",
-                          x, y - 4, colour, title));
-        else
-          put(fmt::format(
-              "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" fill-opacity=\"0.75\">{}</circle>\n", x, y,
-              colour, title));
-      }
+    put(fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + width / 2, axis_y + 32,
+                    one_scale ? e(fmt::format("{} where the fault was placed (of {})", any.axis, any.of))
+                              : std::string("index where the fault was placed, as a share of the row's "
+                                            "operations (or bytes)")));
     put("</svg>\n");
   }
 
@@ -436,7 +502,21 @@ std::string scenario_table(const json& run, const RecordList& trials) {
 
 class Page {
  public:
-  Page(const RunView& run, const HtmlOptions& o) : run_(run.head), o_(o), trials_(run.trials), findings_(run.findings) {}
+  Page(const RunView& run, const HtmlOptions& o)
+      : run_(run.head),
+        o_(o),
+        trials_(run.trials),
+        findings_(run.findings),
+        defects_(run.head.contains("defects") && run.head["defects"].is_array() ? run.head["defects"]
+                                                                                 : defect_results(run)) {
+    for (std::size_t i = 0; i < defects_.size(); ++i) {
+      const auto id = detail::text(defects_[i], "id");
+      defect_rank_[id] = i;
+      defect_title_[id] = detail::text(defects_[i], "title");
+      for (const auto& t : array_at(defects_[i], "trials"))
+        if (t.is_string()) defect_of_[t.get<std::string>()] = id;
+    }
+  }
 
   std::string render() {
     auto script_hash = crypto::sha256(std::string_view(kPrintScript));
@@ -454,11 +534,12 @@ class Page {
                     e(headline())));
     put(fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle));
     header();
-    put("<nav><a href=\"#run\">Run</a><a href=\"#mechanism\">Update mechanism</a><a "
-        "href=\"#traceability\">Traceability</a><a "
+    put("<nav><a href=\"#defects\">Defects</a><a href=\"#run\">Run</a><a href=\"#mechanism\">Update "
+        "mechanism</a><a href=\"#traceability\">Traceability</a><a "
         "href=\"#findings\">Findings</a>"
         "<a href=\"#cuts\">Power cuts</a><a href=\"#scenarios\">Scenarios</a><a href=\"#trials\">Trials</a>"
         "<a href=\"#verify\">Verification</a></nav>\n<main>\n");
+    defects();
     facts();
     mechanism();
     traceability();
@@ -480,7 +561,9 @@ class Page {
     auto findings = s.value("findings", std::size_t{0});
     if (run_.contains("aborted")) return "BENCH FAILURE";
     if (trials_.empty()) return "NO TRIALS";
-    if (findings || s.value("failed", std::size_t{0})) return fmt::format("FAIL: {} finding(s)", findings);
+    if (findings || s.value("failed", std::size_t{0}))
+      return fmt::format("FAIL: {} defect{}, {} finding(s)", defects_.size(), defects_.size() == 1 ? "" : "s",
+                         findings);
     return "PASS: no finding";
   }
 
@@ -498,10 +581,84 @@ class Page {
                     et(scenario, "title"), et(scenario, "name"), et(object_at(run_, "board"), "name"),
                     et(run_, "seed"), s.value("trials", trials_.size()), s.value("passed", std::size_t{0}),
                     s.value("failed", std::size_t{0})));
+    if (!defects_.empty())
+      put(fmt::format("<p class=\"sub\" id=\"defect-headline\">{}</p>\n", e(defects_headline(defects_))));
     if (run_.contains("aborted"))
       put(fmt::format("<p class=\"sub\">The bench failed and the campaign stopped: {}</p>\n",
                       et(run_, "aborted")));
     put("</div></header>\n");
+  }
+
+  // The defects: the failed trials grouped (docs/evidence.md, "Defects"),
+  // each with its title, the trial that replays it and the trials behind it.
+  void defects() {
+    put("<section id=\"defects\"><h2>Defects</h2>\n");
+    if (defects_.empty()) {
+      put(trials_.empty() ? "<p>No trial ran.</p>\n" : "<p>No defect: every trial held every oracle.</p>\n");
+      put("</section>\n");
+      return;
+    }
+    put(fmt::format(
+        "<p><b>{}</b>. A defect groups the failed trials that broke the same oracles under the same fault "
+        "and phase and left the device in the same state; faults placed at an index (a flash or storage "
+        "operation, a download byte) group only when no passed trial lies between them "
+        "(<a href=\"#cuts\">where they fell</a>). {} finding(s) in all, one per failed trial, are listed "
+        "<a href=\"#findings\">below</a>.</p>\n",
+        e(defects_headline(defects_)), object_at(run_, "summary").value("findings", std::size_t{0})));
+    // The findings shown in full have a card to link to.
+    std::set<std::string> carded;
+    for (std::size_t i = 0; i < findings_.size() && i < o_.max_findings_detail; ++i)
+      carded.insert(detail::text(findings_.at(i), "id"));
+    constexpr std::size_t kMaxIds = 2000;
+    for (std::size_t i = 0; i < defects_.size(); ++i) {
+      const auto& d = defects_[i];
+      const auto id = detail::text(d, "id");
+      if (i >= o_.max_findings_detail) {
+        if (i == o_.max_findings_detail)
+          put(fmt::format("<p class=\"note\">{} more defects, one line each (every one is in run.json's "
+                          "defects):</p>\n<table><tr><th>defect</th><th class=\"n\">trials</th><th>replay</th></tr>\n",
+                          defects_.size() - i));
+        put(fmt::format("<tr id=\"defect-{}\"><td>{}: {}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>\n",
+                        e(id), e(id), et(d, "title"), et(d, "count"), et(d, "replay")));
+        if (i + 1 == defects_.size()) put("</table>\n");
+        continue;
+      }
+      put(fmt::format("<article class=\"defect\" id=\"defect-{}\">\n<h3>{}: {}</h3>\n<dl class=\"kv\">", e(id),
+                      e(id), et(d, "title")));
+      put(fmt::format("<dt>scenario</dt><dd>{}</dd>", et(d, "scenario")));
+      std::string oracles;
+      for (const auto& o : array_at(d, "oracles")) oracles += (oracles.empty() ? "" : ", ") + e(o.is_string() ? o.get<std::string>() : o.dump());
+      put(fmt::format("<dt>oracles broken</dt><dd>{}</dd>", oracles));
+      if (!detail::text(d, "phase").empty()) put(fmt::format("<dt>phase</dt><dd>{}</dd>", et(d, "phase")));
+      const auto& obs = object_at(d, "observed");
+      const auto booted = obs.find("booted");
+      put(fmt::format("<dt>after the fault</dt><dd>{}</dd>",
+                      booted == obs.end() || !booted->is_boolean() ? std::string("nothing observed")
+                      : !booted->get<bool>()                       ? std::string("the device did not boot")
+                                            : fmt::format("booted slot {} version {}", et(obs, "slot"), et(obs, "version"))));
+      const auto& window = object_at(d, "window");
+      if (!window.empty()) {
+        const auto first = et(window, "first"), last = et(window, "last");
+        put(fmt::format("<dt>window</dt><dd>{} {} of {} (<a href=\"#cuts\">on the chart</a>)</dd>",
+                        first == last ? et(window, "axis") : et(window, "axis") + "s",
+                        first == last ? first : first + "&ndash;" + last, et(window, "of")));
+      }
+      const auto finding = detail::text(d, "finding");
+      put(fmt::format("<dt>representative</dt><dd>trial {}{}</dd></dl>\n", et(d, "representative"),
+                      carded.count(finding) ? fmt::format(" (<a href=\"#finding-{}\">{}</a>)", e(finding), e(finding))
+                      : finding.empty()     ? std::string()
+                                            : " (" + e(finding) + ")"));
+      put(fmt::format("<h4>Replay</h4>\n<pre class=\"replay\">{}</pre>\n", et(d, "replay")));
+      const auto& ids = array_at(d, "trials");
+      std::string list;
+      for (std::size_t k = 0; k < ids.size() && k < kMaxIds; ++k)
+        list += (k ? " " : "") + e(ids[k].is_string() ? ids[k].get<std::string>() : ids[k].dump());
+      if (ids.size() > kMaxIds) list += fmt::format(" &hellip; and {} more in run.json", ids.size() - kMaxIds);
+      put(fmt::format("<details class=\"defect-trials\"><summary>The {} trial{} behind it</summary>"
+                      "<p class=\"mono\">{}</p></details>\n</article>\n",
+                      ids.size(), ids.size() == 1 ? "" : "s", list));
+    }
+    put("</section>\n");
   }
 
   void row(const char* name, const std::string& value_html) {
@@ -766,8 +923,9 @@ class Page {
       put(trials_.empty() ? "<p>No trial ran.</p>\n" : "<p>No finding: every trial held every oracle.</p>\n");
     } else {
       put(
-          fmt::format("<p>{} finding(s). A finding is a device defect: a trial after which an oracle did not "
-                      "hold. Each comes with the command that replays it.</p>\n",
+          fmt::format("<p>{} finding(s). A finding is a failed trial: a trial after which an oracle did not "
+                      "hold; the <a href=\"#defects\">defects</a> above group them. Each comes with the command "
+                      "that replays it.</p>\n",
                       list.size()));
     }
     put("<details><summary>What the oracles check</summary><table><tr><th>oracle</th><th>holds "
@@ -852,20 +1010,20 @@ class Page {
     put(fmt::format("<h4>Replay</h4>\n<pre class=\"replay\">{}</pre>\n</article>\n", et(f, "replay")));
   }
 
-  // Where along the update each power cut fell, and the sweep heat map.
+  // Windows of outcomes along the update (faults placed at an index), and
+  // the heat map of counted power cuts by position.
   void charts() {
     const auto cuts = collect_cuts(trials_);
     put("<section id=\"cuts\"><h2>Power cuts</h2>\n");
+    const auto before = out_.size();
+    CutCharts charts(out_);
+    charts.window_chart(trials_, defect_of_, defect_rank_, defect_title_);
     if (cuts.empty()) {
-      put("<p>No trial of this run cut power.</p>\n</section>\n");
+      if (out_.size() == before) put("<p>No trial of this run placed a fault at an operation or a byte.</p>\n");
+      put("</section>\n");
       return;
     }
-    put(
-        fmt::format("<p>{} trials cut power. Position = flash operation index / operations in the update. "
-                    "Green: the trial passed; red: a finding. Diamonds are torn writes.</p>\n",
-                    cuts.size()));
-    CutCharts charts(out_);
-    charts.strip_chart(cuts);
+    put(fmt::format("<p>{} trials cut power at a counted flash or storage operation.</p>\n", cuts.size()));
     charts.heat_map(cuts);
     put("</section>\n");
   }
@@ -933,6 +1091,10 @@ class Page {
   const HtmlOptions& o_;
   RecordList trials_;
   RecordList findings_;
+  json defects_;                                     ///< run.json's defects
+  std::map<std::string, std::size_t> defect_rank_;   ///< defect id -> its position
+  std::map<std::string, std::string> defect_title_;  ///< defect id -> its title
+  std::map<std::string, std::string> defect_of_;     ///< failed trial id -> its defect id
   std::map<std::string, json> by_id_;  ///< the trials of the findings shown in full
   std::string out_;
 };

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
 
 namespace otarig::reports {
@@ -193,17 +194,43 @@ std::string summary_markdown(const RunView& view) {
   std::string md = fmt::format("## otarig: {} on {} (seed {})\n\n", str(run["scenario"], "name"),
                                str(run["board"], "name"), str(run, "seed"));
   auto findings = s.value("findings", 0);
+  const auto defects =
+      run.contains("defects") && run["defects"].is_array() ? run["defects"] : defect_results(view);
+  auto cell = [](const std::string& text) {
+    std::string out;
+    for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
+    return out;
+  };
   md += run.contains("aborted") ? fmt::format("**Bench failure**: {}\n\n", str(run, "aborted"))
-        : findings          ? fmt::format("**{} finding(s)**\n\n", findings)
-                            : std::string("**No finding**\n\n");
-  md += "| trials | passed | failed | findings |\n|---:|---:|---:|---:|\n";
-  md += fmt::format("| {} | {} | {} | {} |\n\n", s.value("trials", 0), s.value("passed", 0), s.value("failed", 0),
-                    findings);
+        : findings || !defects.empty()
+            ? fmt::format("**{}** ({} finding{})\n\n", cell(defects_headline(defects)), findings,
+                          findings == 1 ? "" : "s")
+            : std::string("**No finding**\n\n");
+  md += "| trials | passed | failed | findings | defects |\n|---:|---:|---:|---:|---:|\n";
+  md += fmt::format("| {} | {} | {} | {} | {} |\n\n", s.value("trials", 0), s.value("passed", 0),
+                    s.value("failed", 0), findings, defects.size());
+  // The defects first: one row each, with the trial that replays it; then the trials behind each.
+  constexpr std::size_t kRows = 50;
+  if (!defects.empty()) {
+    md += "| defect | scenario | trials | representative | replay |\n|---|---|---:|---|---|\n";
+    for (std::size_t i = 0; i < defects.size() && i < kRows; ++i) {
+      const auto& d = defects[i];
+      md += fmt::format("| {}: {} | {} | {} | {} | `{}` |\n", str(d, "id"), cell(str(d, "title")),
+                        cell(str(d, "scenario")), str(d, "count"), str(d, "representative"), cell(str(d, "replay")));
+    }
+    if (defects.size() > kRows)
+      md += fmt::format("| ... | {} more defects in run.json | | | |\n", defects.size() - kRows);
+    md += "\nTrials behind each defect:\n\n";
+    for (std::size_t i = 0; i < defects.size() && i < kRows; ++i)
+      md += fmt::format("- {}: {}\n", str(defects[i], "id"), trial_list_text(defects[i], 12));
+    md += "\n";
+  }
   if (findings) {
+    md += "Findings, one per failed trial:\n\n";
     md += "| finding | trial | scenario | oracles | replay |\n|---|---|---|---|---|\n";
     for (std::size_t shown = 0; shown < view.findings.size(); ++shown) {
-      if (shown == 50) {
-        md += fmt::format("| ... | {} more | | | |\n", view.findings.size() - 50);
+      if (shown == kRows) {
+        md += fmt::format("| ... | {} more | | | |\n", view.findings.size() - kRows);
         break;
       }
       const auto f = view.findings.at(shown);
@@ -220,11 +247,6 @@ std::string summary_markdown(const RunView& view) {
     if (const auto c = run.value("compliance", nlohmann::json::object()); c.is_object() && c.contains("version"))
       md += fmt::format("\nRequirement catalog: {} version {} (sha256 {}).\n", str(c, "catalog"), str(c, "version"),
                         str(c, "sha256"));
-    auto cell = [](const std::string& text) {
-      std::string out;
-      for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
-      return out;
-    };
     md += "\n| requirement | status | scenarios that ran (trials) | not run | classes missing |\n|---|---|---|---|---|\n";
     for (const auto& r : requirements) {
       std::string ran, not_run, missing;

@@ -14,6 +14,7 @@
 #include "detail.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/reports/attestation.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
 #include "otarig/reports/run_view.hpp"
 #include "otarig/reports/verify.hpp"
@@ -404,6 +405,8 @@ RunView merged_run(const std::vector<Shard>& shards, const std::filesystem::path
   // What the merged trials give evidence for (a shard's own is of its trials only).
   try {
     view.head["requirements"] = requirement_results(view);
+    // The defects of every shard's trials together: a window of cuts may span shards.
+    view.head["defects"] = defect_results(view);
   } catch (const std::runtime_error& e) {
     throw InputError(e.what());
   }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "detail.hpp"
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
 #include "otarig/reports/run_view.hpp"
 
@@ -308,6 +310,7 @@ class Checker {
     ++r_.trials;
     detail::text(t, "verdict") == "pass" ? ++passed_ : ++failed_;
     requirements_.add(t);
+    defects_.add(t);
     if (!seen_.insert(id).second) {
       later_.push_back({"run.json", 0, fmt::format("trial {} is listed twice", id)});
       return evidence(t);
@@ -359,12 +362,23 @@ class Checker {
     try {
       run = json::parse(in, [&](int depth, json::parse_event_t event, json& parsed) {
         if (depth == 1 && event == json::parse_event_t::key) top_key = parsed.is_string() ? parsed.get<std::string>() : "";
+        // run.json's defects (before its findings, as otarig writes it): their
+        // representatives' findings are kept to check each defect's replay.
+        if (depth == 1 && top_key == "defects" && (event == json::parse_event_t::array_end ||
+                                                   event == json::parse_event_t::value))
+          for (const auto& d : parsed.is_array() ? parsed : json::array())
+            representatives_.emplace(detail::text(d, "representative"), json::object());
         const bool element = depth == 2 && (event == json::parse_event_t::object_end ||
                                             event == json::parse_event_t::array_end ||
                                             event == json::parse_event_t::value);
         if (!element || (top_key != "trials" && top_key != "findings")) return true;
-        if (top_key == "trials") trial(parsed, broken_chain);
-        else ++findings;
+        if (top_key == "trials") {
+          trial(parsed, broken_chain);
+        } else {
+          ++findings;
+          if (auto it = representatives_.find(detail::text(parsed, "trial")); it != representatives_.end())
+            it->second = std::move(parsed);
+        }
         return false;
       });
     } catch (const json::exception& e) {
@@ -408,6 +422,41 @@ class Checker {
         problem("run.json", 0, "requirements do not follow from its trials and scenarios: " + which);
       }
     }
+    // Which defects the trials make, and each one's replay the finding of
+    // its representative trial (bundles written before `defects` have none).
+    if (run.contains("defects")) {
+      auto expected = defects_.results();
+      json kept = json::array();
+      for (auto& [trial, finding] : representatives_)
+        if (!finding.empty()) kept.push_back(finding);
+      attach_findings(expected, RecordList::of_array(kept));
+      const auto& stated = run["defects"];
+      if (!stated.is_array()) {
+        problem("run.json", 0, "defects is not an array");
+      } else if (stated != expected) {
+        std::string which = "(the list differs)";
+        for (std::size_t i = 0; i < std::max(expected.size(), stated.size()); ++i) {
+          if (i >= expected.size()) {
+            which = fmt::format("its trials make {} defect(s), run.json lists {}", expected.size(), stated.size());
+            break;
+          }
+          if (i >= stated.size() || stated[i] != expected[i]) {
+            std::string field;
+            if (i < stated.size() && stated[i].is_object())
+              for (const auto& [k, v] : expected[i].items())
+                if (!stated[i].contains(k) || stated[i][k] != v) {
+                  field = k;
+                  break;
+                }
+            which = fmt::format("{}: its trials make it \"{}\" ({} trial(s)){}", detail::text(expected[i], "id"),
+                                detail::text(expected[i], "title"), expected[i].value("count", std::size_t{0}),
+                                field.empty() ? std::string() : fmt::format(" (field {} differs)", field));
+            break;
+          }
+        }
+        problem("run.json", 0, "defects do not follow from its trials: " + which);
+      }
+    }
     for (auto& p : evidence_) r_.problems.push_back(std::move(p));
   }
 
@@ -415,6 +464,8 @@ class Checker {
   std::set<std::string> seen_;
   std::size_t passed_ = 0, failed_ = 0;
   RequirementTally requirements_;  // what run.json's trials give evidence for
+  DefectTally defects_;            // the defects run.json's trials make
+  std::map<std::string, json> representatives_;  // a stated defect's representative -> its finding
   std::vector<VerifyProblem> later_, evidence_;  // run.json's problems, told once it parsed
 
   std::filesystem::path out_;

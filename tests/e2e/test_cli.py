@@ -210,6 +210,74 @@ def test_shards_partition_the_campaign_and_merge_back(tmp_path):
     otarig("report", "verify", merged, check=0)
     assert verdict_table(merged) == verdict_table(whole)
     assert load_run(merged)["summary"] == load_run(whole)["summary"]
+    # Defects are grouped over every shard's trials (a window of cuts spans
+    # shards): the merged bundle's are the whole run's, but for where the
+    # replays write.
+    def defects(out):
+        return [{k: v for k, v in d.items() if k != "replay"} for d in load_run(out)["defects"]]
+    assert defects(merged) == defects(whole) and defects(whole)
+    headline = p.stdout.splitlines()[1]
+    assert headline.startswith(f"{len(defects(whole))} defect"), p.stdout
+
+
+SWEEP_TITLE = re.compile(r"atomic, recovered, still-updatable broken for power cuts at flash operations "
+                         r"(\d+)-(\d+) of (\d+) \((.+)\)")
+
+
+def test_a_sweep_on_the_inplace_board_leads_with_one_defect(tmp_path):
+    """A copy-in-place updater bricks the device for every cut along its slot
+    write: hundreds of findings, one defect, and the command line, summary.md
+    and run.json lead with it."""
+    out = tmp_path / "out"
+    p = otarig("run", "--board", INPLACE, "--scenario", "power-cut-sweep", "--seed", 1, *sample(None, 80),
+               "--out", out, check=1)
+    run = load_run(out)
+    failed = [t for t in run["trials"] if t["verdict"] == "fail"]
+    assert len(failed) == run["summary"]["findings"] > (400 if not SANITIZED else 10)
+    assert len(run["defects"]) == 1, [d["title"] for d in run["defects"]]
+    d = run["defects"][0]
+    m = SWEEP_TITLE.fullmatch(d["title"])
+    assert m, d["title"]
+    first, last, total = map(int, m.groups()[:3])
+    assert {t["cut"]["phase"] for t in failed} == {m.group(4)} == {d["phase"]}
+    by_op = sorted(failed, key=lambda t: (t["fault"]["before_op"], t["id"]))
+    assert d["trials"] == [t["id"] for t in by_op] and d["count"] == len(failed)
+    assert (first, last) == (by_op[0]["fault"]["before_op"], by_op[-1]["fault"]["before_op"])
+    assert total == run["ops_per_update"]["factory->update"]
+    assert d["representative"] == by_op[0]["id"]
+    finding = next(f for f in run["findings"] if f["trial"] == d["representative"])
+    assert d["replay"] == finding["replay"] and d["finding"] == finding["id"]
+    # The command line: the defect first, with its trials and its replay; no line per finding.
+    lines = p.stdout.splitlines()
+    assert lines[0] == "1 defect: " + d["title"], p.stdout
+    assert lines[1].startswith(f"  D0001, {len(failed)} trials: {by_op[0]['id']}, "), p.stdout
+    assert lines[2] == "  replay: " + d["replay"], p.stdout
+    assert not any(line.startswith("finding: ") for line in lines), p.stdout
+    # summary.md: the headline, then the defect's row before the findings.
+    md = (out / "summary.md").read_text()
+    assert md.splitlines()[2] == f"**1 defect: {d['title']}** ({len(failed)} findings)", md[:600]
+    assert md.index(f"| D0001: {d['title']} | power-cut-sweep | {len(failed)} | {d['representative']} |") < \
+        md.index("| F0001 |")
+    otarig("report", "verify", out, check=0)
+
+
+def test_verify_recomputes_the_defects(tmp_path):
+    """A run.json whose defects do not follow from its trials is caught, even
+    re-hashed in the manifest: verify recomputes them."""
+    import hashlib
+    out = tmp_path / "out"
+    otarig("run", "--board", INPLACE, "--scenario", "power-cut-sweep", "--seed", 1, "--trials", 40, "--out", out,
+           check=1)
+    run = load_run(out)
+    run["defects"][0]["trials"] = run["defects"][0]["trials"][1:]
+    text = json.dumps(run, indent=2) + "\n"
+    (out / "run.json").write_text(text)
+    manifest = out / "manifest-sha256.txt"
+    lines = [f"{hashlib.sha256(text.encode()).hexdigest()}  run.json" if line.endswith("  run.json") else line
+             for line in manifest.read_text().splitlines()]
+    manifest.write_text("\n".join(lines) + "\n")
+    p = otarig("report", "verify", out, check=1)
+    assert "defects do not follow from its trials: D0001" in p.stdout, p.stdout
 
 
 def test_verify_names_a_changed_file(nightly_ref, tmp_path):

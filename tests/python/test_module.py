@@ -40,7 +40,7 @@ def test_campaign_result_objects(tampered):
     assert r.passed is True and r.exit_code == 0 and r.aborted is None
     assert r.summary == {"trials": 8, "passed": 8, "failed": 0, "findings": 0}
     assert r.board == "virtual-ab" and r.scenario == "tampered-image" and r.seed == 1 and r.planned == 8
-    assert r.findings == []
+    assert r.findings == [] and r.defects == []
     assert str(r) == "PASS: 8 trials, 8 passed, 0 failed, 0 findings (board virtual-ab, scenario tampered-image, seed 1)"
     assert (r.out / "run.json").is_file() and r.out.is_absolute()
     assert json.loads((r.out / "run.json").read_text())["summary"] == r.run["summary"]
@@ -91,6 +91,18 @@ def test_findings_on_a_flawed_board(tmp_path):
     assert f.transcript.is_file() and f.transcript.name == "console.log"
     assert not r.trials[0].passed and r.trials[0].oracles["no-rollback"] is False
     assert str(r).startswith("FINDINGS: ")
+    # The findings grouped into defects, the first led by the first finding.
+    assert r.defects and all(isinstance(d, otarig.Defect) for d in r.defects)
+    assert sum(d.count for d in r.defects) == len(r.findings)
+    assert sorted(i for d in r.defects for i in d.trials) == sorted(f.trial for f in r.findings)
+    d = r.defects[0]
+    assert d.id == "D0001" and d.scenario == "replay-old" and "no-rollback" in d.oracles
+    assert d.title.startswith(", ".join(d.oracles) + " broken for ")
+    assert d.representative == d.trials[0] and d.count == len(d.trials)
+    by_trial = {f.trial: f for f in r.findings}
+    assert d.finding == by_trial[d.representative].id and d.replay == by_trial[d.representative].replay
+    assert d.window is None  # a replayed image is not placed at an index
+    assert d.to_dict() == r.run["defects"][0]
 
 
 def ed25519_key(tmp_path, name):
@@ -436,6 +448,19 @@ def test_a_single_trial_without_out_writes_nothing(bench, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     t = bench.trial("tampered-image", variant="truncated")
     assert t.evidence is None and list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_on_the_inplace_board_is_one_defect(tmp_path):
+    r = otarig.Bench(INPLACE).run("power-cut-sweep", seed=1, out=tmp_path / "out")
+    failed = [t for t in r.trials if not t.passed]
+    assert len(r.defects) == 1, [d.title for d in r.defects]
+    d = r.defects[0]
+    assert d.count == len(failed) == len(r.findings) > 1
+    window = d.window
+    assert window is not None
+    assert window["axis"] == "flash operation" and window["first"] < window["last"]
+    assert d.title.endswith(f"at flash operations {window['first']}-{window['last']} of {window['of']} ({d.phase})")
+    assert d.replay == r.findings[0].replay and d.representative == r.findings[0].trial
 
 
 def test_a_torn_cut_on_the_inplace_board_is_a_finding():

@@ -61,6 +61,9 @@ def test_findings_fail_the_test_with_oracles_and_replay(pytester, tmp_path):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*otarig: 1 finding in 1 trials (board virtual-norollback, scenario replay-old, seed 1)",
+        "*1 defect:",
+        "*D0001 (replay-old): no-rollback broken for replay faults (delivery *)",
+        "*1 trial; replay: otarig run --board * --trial 00000 --out *",
         "*F0001 trial 00000 (replay-old) broke no-rollback*",
         f"*replay: otarig run --board {NOROLLBACK} --scenario replay-old --seed 1 --trial 00000 --out *",
         "*transcript: *console.log",

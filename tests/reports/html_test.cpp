@@ -118,7 +118,7 @@ TEST(Html, ShowsVerdictFactsFindingsAndCharts) {
   TempDir d;
   write_sample_bundle(d.path);
   auto html = slurp(d.path / "report.html");
-  EXPECT_NE(html.find("FAIL: 2 finding(s)"), std::string::npos);
+  EXPECT_NE(html.find("FAIL: 2 defects, 2 finding(s)"), std::string::npos);
   EXPECT_NE(html.find("vboard-0001"), std::string::npos);
   EXPECT_NE(html.find("0123456789ab"), std::string::npos);
   EXPECT_NE(html.find(std::string(64, '2')), std::string::npos);  // a release digest
@@ -200,7 +200,12 @@ TEST(Html, TenThousandTrialsStayASmallPage) {
   EXPECT_NE(html.find("All trials (2000 shown of 10000, every failure included)"), std::string::npos);
   EXPECT_NE(html.find("400 more findings"), std::string::npos);
   EXPECT_EQ(count(html, "<article class=\"finding\""), 100u);
-  EXPECT_LT(count(html, "<circle"), 2000u);
+  // 500 failed trials at 20 operations, 25 each: 20 defects, 20 red bands
+  // and 20 green ones on the window chart.
+  EXPECT_EQ(count(html, "<article class=\"defect\""), 20u);
+  EXPECT_NE(html.find("FAIL: 20 defects, 500 finding(s)"), std::string::npos);
+  EXPECT_EQ(count(html, "<rect class=\"window fail\""), 20u);
+  EXPECT_EQ(count(html, "<rect class=\"window pass\""), 20u);
 }
 
 TEST(Html, RunWithoutTrialsOrCutsSaysSo) {
@@ -211,7 +216,9 @@ TEST(Html, RunWithoutTrialsOrCutsSaysSo) {
   auto html = report_html(run);
   EXPECT_NE(html.find("BENCH FAILURE"), std::string::npos);
   EXPECT_NE(html.find("relay did not answer"), std::string::npos);
-  EXPECT_NE(html.find("No trial of this run cut power."), std::string::npos);
+  EXPECT_NE(html.find("No trial of this run placed a fault at an operation or a byte."), std::string::npos);
+  EXPECT_NE(html.find("<section id=\"defects\">"), std::string::npos);
+  EXPECT_NE(html.find("No trial ran."), std::string::npos);
 }
 
 TEST(Html, UpdateMechanismSectionEscapesWhatTheProfileSays) {

@@ -7,6 +7,7 @@
 
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/bundle.hpp"
+#include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
 
 namespace otarig::reports::testing {
@@ -312,6 +313,7 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
   run["skipped"] = json::array();
   run["compliance"] = sample_catalog();
   run["requirements"] = requirement_results(RunView::of(run));
+  run["defects"] = defect_results(RunView::of(run));
 
   BundleOptions bo;
   bo.signing_key = o.signing_key;

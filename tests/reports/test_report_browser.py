@@ -2,10 +2,14 @@
 report from file://, runs its one script without a console message or a
 Content-Security-Policy refusal, shows the hostile console line as text, and
 renders a screenshot that is a real picture (the red verdict banner on top).
+The page leads with its defects, draws windows of outcomes on the cut chart
+(each failed window a link to its defect), and every in-page link resolves
+to an element of the page Chromium rendered.
 
 Run by ctest (reports.browser) with OTARIG_SAMPLE_BUNDLE (the program that
 writes the sample bundle) and OTARIG_REPORT_SCREENSHOT (where the PNG goes).
 """
+import json
 import os
 import shutil
 import struct
@@ -44,6 +48,12 @@ class Dom(HTMLParser):
         self.html_attrs = {}
         self.console_text = []
         self._in_console = 0
+        self.ids = []            # every id, in document order
+        self.links = []          # every in-page href, without its '#'
+        self.windows = []        # the cut chart's bands: (attributes, href of the link around it or None)
+        self.defect_titles = {}  # defect article id -> its heading's text
+        self._links_open = []
+        self._heading_of = None
 
     def handle_starttag(self, tag, attrs):
         self.tags[tag] = self.tags.get(tag, 0) + 1
@@ -52,14 +62,48 @@ class Dom(HTMLParser):
             self.html_attrs = attrs
         if tag == "pre" and "console" in (attrs.get("class") or ""):
             self._in_console += 1
+        if attrs.get("id"):
+            self.ids.append(attrs["id"])
+        if tag == "a":
+            href = attrs.get("href") or ""
+            if href.startswith("#"):
+                self.links.append(href[1:])
+            self._links_open.append(href)
+        if tag == "rect" and "window" in (attrs.get("class") or "").split():
+            self.windows.append((attrs, self._links_open[-1] if self._links_open else None))
+        if tag == "article" and "defect" in (attrs.get("class") or "").split():
+            self._heading_of = attrs.get("id")
+        if tag == "h3" and self._heading_of:
+            self.defect_titles[self._heading_of] = ""
 
     def handle_endtag(self, tag):
         if tag == "pre" and self._in_console:
             self._in_console -= 1
+        if tag == "a" and self._links_open:
+            self._links_open.pop()
+        if tag == "h3":
+            self._heading_of = None
 
     def handle_data(self, data):
         if self._in_console:
             self.console_text.append(data)
+        if self._heading_of in self.defect_titles:
+            self.defect_titles[self._heading_of] += data
+
+
+@pytest.fixture(scope="module")
+def rendered(report):
+    """The page as Chromium built it (--dump-dom), parsed."""
+    p = chromium("--dump-dom", report.as_uri())
+    assert p.returncode == 0, p.stderr[-2000:]
+    dom = Dom()
+    dom.feed(p.stdout)
+    return dom
+
+
+@pytest.fixture(scope="module")
+def run_json(report):
+    return json.loads((report.parent / "run.json").read_text())
 
 
 def test_report_runs_without_script_errors_and_shows_hostile_output_as_text(report):
@@ -138,3 +182,57 @@ def test_screenshot_is_a_real_picture(report):
     # Below it, a page with text and charts: many colours, not a blank sheet.
     colours = {rows[y][x:x + 3] for y in range(200, height, 7) for x in range(0, width * bpp, bpp * 5)}
     assert len(colours) > 50, f"only {len(colours)} colours below the banner"
+
+
+def test_the_report_leads_with_its_defects(rendered, run_json):
+    defects = run_json["defects"]
+    assert len(defects) == 2, defects
+    # The defects section comes before the run facts and the findings.
+    assert rendered.ids.index("defects") < rendered.ids.index("run") < rendered.ids.index("findings")
+    # One card per defect, in run.json's order, each headed by its id and title.
+    cards = [i for i in rendered.ids if i.startswith("defect-") and i != "defect-headline"]
+    assert cards == [f"defect-{d['id']}" for d in defects]
+    for d in defects:
+        assert rendered.defect_titles[f"defect-{d['id']}"] == f"{d['id']}: {d['title']}"
+
+
+def test_every_in_page_link_resolves(rendered):
+    ids = set(rendered.ids)
+    assert len(ids) == len(rendered.ids), "an id is used twice"
+    missing = sorted({link for link in rendered.links if link not in ids})
+    assert not missing, missing
+    # The navigation, the defects' links to the chart and the chart's links to the defects.
+    assert {"defects", "cuts", "findings", "trials"} <= set(rendered.links)
+    assert rendered.links.count("cuts") >= 2
+
+
+def test_the_cut_chart_shows_windows_of_outcomes(rendered, run_json):
+    assert "cut-window-chart" in rendered.ids
+    sweep = sorted((t for t in run_json["trials"] if "before_op" in t["fault"]),
+                   key=lambda t: (t["fault"]["before_op"], t["id"]))
+    bands = rendered.windows
+    assert bands, "no window band on the chart"
+    # The bands of the plain (not torn) cuts cover their trials in the order
+    # of the operation: same outcomes, same first and last operations.
+    for torn in (False, True):
+        row = [t for t in sweep if t["fault"]["torn"] is torn]
+        expected, outcome_of = [], {i: d["id"] for d in run_json["defects"] for i in d["trials"]}
+        for t in row:
+            outcome = "pass" if t["verdict"] == "pass" else outcome_of[t["id"]]
+            if expected and expected[-1][0] == outcome:
+                expected[-1][2] = t["fault"]["before_op"]
+                expected[-1][3] += 1
+            else:
+                expected.append([outcome, t["fault"]["before_op"], t["fault"]["before_op"], 1])
+        drawn = [[a["data-outcome"], int(a["data-first"]), int(a["data-last"]), int(a["data-trials"])]
+                 for a, _ in bands[:len(expected)]]
+        assert drawn == expected, (torn, drawn, expected)
+        bands = bands[len(expected):]
+    assert not bands, bands
+    # Each failed window links to its defect's card; passed ones link nowhere.
+    for attrs, href in rendered.windows:
+        if attrs["data-outcome"] == "pass":
+            assert href is None and "pass" in attrs["class"]
+        else:
+            assert href == "#defect-" + attrs["data-outcome"] and "fail" in attrs["class"]
+

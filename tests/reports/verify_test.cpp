@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <nlohmann/json.hpp>
 
 #include "otarig/core/crypto.hpp"
@@ -278,4 +280,44 @@ TEST(Verify, RequirementsThatOverstateTheirTrialsAreNamed) {
   ASSERT_FALSE(r.problems.empty());
   EXPECT_NE(r.problems.front().detail.find("requirements do not follow"), std::string::npos) << report(r, s.out);
   EXPECT_NE(r.problems.front().detail.find(first["id"].get<std::string>()), std::string::npos) << report(r, s.out);
+}
+
+TEST(Verify, DefectsThatDoNotFollowFromTheTrialsAreNamed) {
+  // Each tampering is re-signed, so only the recomputation of the defects
+  // from run.json's trials and findings can catch it.
+  const std::vector<std::pair<std::string, std::function<void(json&)>>> tamperings = {
+      {"a trial left out", [](json& d) { d[0]["trials"] = json::array(); d[0]["count"] = 0; }},
+      {"a retitled defect", [](json& d) { d[0]["title"] = "nothing broken"; }},
+      {"two defects made one", [](json& d) {
+         for (const auto& t : d[1]["trials"]) d[0]["trials"].push_back(t);
+         d[0]["count"] = d[0]["trials"].size();
+         d.erase(1);
+       }},
+      {"another replay", [](json& d) { d[1]["replay"] = "otarig run --trial 00000"; }},
+      {"no defect", [](json& d) { d = json::array(); }},
+      {"not a list", [](json& d) { d = json{{"D0001", 1}}; }},
+  };
+  for (const auto& [what, tamper] : tamperings) {
+    SignedSample s;
+    auto run = json::parse(slurp(s.out / "run.json"));
+    ASSERT_EQ(run["defects"].size(), 2u) << run["defects"].dump(1);
+    ASSERT_TRUE(verify_bundle(s.out, s.key_file).ok());
+    tamper(run["defects"]);
+    spit(s.out / "run.json", run.dump(2) + "\n");
+    s.reseal();
+    auto r = verify_bundle(s.out, s.key_file);
+    EXPECT_FALSE(r.ok()) << what;
+    EXPECT_EQ(r.first_bad_file(), "run.json") << what;
+    ASSERT_FALSE(r.problems.empty()) << what;
+    EXPECT_NE(r.problems.front().detail.find("defects"), std::string::npos) << what << "\n" << report(r, s.out);
+  }
+}
+
+TEST(Verify, ABundleWrittenBeforeDefectsIsNotCheckedForThem) {
+  SignedSample s;
+  auto run = json::parse(slurp(s.out / "run.json"));
+  run.erase("defects");
+  spit(s.out / "run.json", run.dump(2) + "\n");
+  s.reseal();
+  EXPECT_TRUE(verify_bundle(s.out, s.key_file).ok());
 }
