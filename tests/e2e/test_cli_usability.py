@@ -387,3 +387,62 @@ def test_the_verdict_is_coloured_on_a_terminal_unless_no_color(tmp_path):
     assert "\x1b[" not in plain and "PASS: 1 trials" in plain
     piped = otarig("run", "--board", "virtual-ab", "--scenario", "replay-old", "--out", tmp_path / "c", check=0).stdout
     assert "\x1b[" not in piped
+
+
+# ------------------------------------------------------- the README sample
+
+
+def readme_sample():
+    text = (SRC / "README.md").read_text()
+    start = text.index("`ci/demo` prints something like:\n\n```\n") + len("`ci/demo` prints something like:\n\n```\n")
+    return text[start:text.index("```", start)].splitlines()
+
+
+def matches(expected, actual):
+    """Every expected line in order; `...` stands for any lines (or none).
+    Signing key ids differ per run (a fresh test key): they are compared as KEYID."""
+    norm = lambda s: re.sub(r"key [0-9a-f]{16}", "key KEYID", s)
+    expected, actual = [norm(x) for x in expected], [norm(x) for x in actual]
+
+    def at(i, j):
+        if i == len(expected):
+            return j == len(actual)
+        if expected[i] == "...":
+            return any(at(i + 1, k) for k in range(j, len(actual) + 1))
+        return j < len(actual) and expected[i] == actual[j] and at(i + 1, j + 1)
+
+    return at(0, 0)
+
+
+def test_the_readme_sample_is_what_ci_demo_prints(tmp_path):
+    """README's sample shows two of ci/demo's campaigns; they are run here as
+    ci/demo runs them (same commands, its out/demo folder) and must print it,
+    counts, defects and replay commands included."""
+    demo = (SRC / "ci/demo").read_text()
+    sample = readme_sample()
+    sections, current = {}, None
+    for line in sample:
+        if line.startswith("== "):
+            current = line
+            sections[current] = []
+            assert f'echo "{line}"' in demo, f"ci/demo does not print {line!r}"
+        elif current and line:
+            sections[current].append(line)
+    assert len(sections) == 2
+    ref, flawed = list(sections)
+    cwd = tmp_path
+    (cwd / "out/demo").mkdir(parents=True)
+    # The reference board: run, then verify, all printed.
+    assert '"$bin" run --board boards/virtual-ab.yaml --scenario nightly --seed 1 --out "$out/virtual-ab"' in demo
+    run = otarig("run", "--board", "boards/virtual-ab.yaml", "--scenario", "nightly", "--seed", 1, "--out",
+                 "out/demo/virtual-ab", cwd=cwd, check=0).stdout
+    verify = otarig("report", "verify", "out/demo/virtual-ab", cwd=cwd, check=0).stdout
+    got = (run + verify).splitlines()
+    assert matches(sections[ref], got), "\n".join(got)
+    # The flawed board: quiet, its first five lines shown.
+    assert ('"$bin" run --board boards/flawed/virtual-inplace.yaml --scenario nightly --seed 1 --out '
+            '"$out/virtual-inplace" -q') in demo and "head -n 5" in demo
+    p = otarig("run", "--board", "boards/flawed/virtual-inplace.yaml", "--scenario", "nightly", "--seed", 1, "--out",
+               "out/demo/virtual-inplace", "-q", cwd=cwd, check=1)
+    got = p.stdout.splitlines()[:5]
+    assert sections[flawed][-1] == "..." and matches(sections[flawed][:-1], got), "\n".join(got)
