@@ -540,10 +540,19 @@ void register_campaign_results(py::module_& m) {
                     "The failed trials grouped into defects, each with its title, representative trial, replay "
                     "command and the trials behind it (run.json's defects).")
       .def_readonly("findings", &CampaignResult::findings, "Every failed trial as a finding.")
-      .def_property_readonly("passed", [](const CampaignResult& r) { return r.exit_code == 0; },
-                             "True when every trial held every oracle and the bench did not fail.")
+      .def_property_readonly(
+          "passed",
+          [](const CampaignResult& r) {
+            return r.exit_code == 0 && r.run.value("summary", json::object()).value("findings", 0) == 0;
+          },
+          "True when every trial held every oracle and the bench did not fail (a waived finding is not a pass).")
       .def_readonly("exit_code", &CampaignResult::exit_code,
-                    "The command line's exit status: 0 no finding, 1 findings, 3 bench failure.")
+                    "The command line's exit status: 0 no finding (or every finding waived), 1 findings or an "
+                    "expired waiver, 3 bench failure.")
+      .def_property_readonly(
+          "waivers", [](const CampaignResult& r) { return to_py(r.run.value("waivers", json::object())); },
+          "run.json's waivers: the day they were judged on and each declared waiver with its status and the "
+          "defects it covers ({} when the profile declares none).")
       .def_property_readonly("summary", [](const CampaignResult& r) { return to_py(r.run.value("summary", json::object())); },
                              "{'trials', 'passed', 'failed', 'findings'}")
       .def_property_readonly(

@@ -22,6 +22,7 @@
 #include "otarig/harness/composition.hpp"
 #include "otarig/harness/compliance.hpp"
 #include "otarig/harness/mechanism.hpp"
+#include "otarig/reports/waivers.hpp"
 #include "otarig/harness/journal.hpp"
 #include "otarig/reports/bundle.hpp"
 #include "otarig/reports/defects.hpp"
@@ -189,10 +190,19 @@ void check_release_names(const Scenario& scenario, const BoardProfile& profile) 
 std::string summary_line(const nlohmann::json& run, const std::string& aborted) {
   const auto s = run.value("summary", nlohmann::json::object());
   const auto findings = s.value("findings", std::uint64_t{0});
-  return fmt::format("{}: {} trials, {} passed, {} failed, {} finding{} (board {}, scenario {}, seed {})",
-                     !aborted.empty() ? "BENCH FAILURE" : (findings ? "FINDINGS" : "PASS"),
+  const auto waived = s.value("waived", std::uint64_t{0});
+  const auto expired = s.value("expired_waivers", std::uint64_t{0});
+  // Waived findings are never a PASS: all of them waived reads WAIVED.
+  const char* verdict = !aborted.empty()                        ? "BENCH FAILURE"
+                        : findings > waived || expired            ? "FINDINGS"
+                        : findings                                ? "WAIVED"
+                                                                  : "PASS";
+  std::string waivers;
+  if (waived) waivers += fmt::format(", {} waived", waived);
+  if (expired) waivers += fmt::format(", {} waiver{} expired", expired, expired == 1 ? "" : "s");
+  return fmt::format("{}: {} trials, {} passed, {} failed, {} finding{}{} (board {}, scenario {}, seed {})", verdict,
                      s.value("trials", std::uint64_t{0}), s.value("passed", std::uint64_t{0}),
-                     s.value("failed", std::uint64_t{0}), findings, findings == 1 ? "" : "s",
+                     s.value("failed", std::uint64_t{0}), findings, findings == 1 ? "" : "s", waivers,
                      run.value("board", nlohmann::json::object()).value("name", ""),
                      run.value("scenario", nlohmann::json::object()).value("name", ""),
                      run.value("seed", std::uint64_t{0}));
@@ -654,6 +664,25 @@ class Campaign {
     try {
       view.head["requirements"] = reports::requirement_results(view);
       view.head["defects"] = reports::defect_results(view);
+      if (!profile_.waivers.empty()) {
+        nlohmann::json declared = nlohmann::json::array();
+        for (const auto& w : profile_.waivers)
+          declared.push_back({{"id", w.id},
+                              {"scenario", w.scenario},
+                              {"oracles", w.oracles},
+                              {"reason", w.reason},
+                              {"expires", w.expires}});
+        // Judged on the day the campaign began (a resume keeps it).
+        const std::string began = view.head.value("started", std::string());
+        view.head["waivers"] =
+            reports::waiver_results(declared, began.substr(0, std::min<std::size_t>(10, began.size())),
+                                    view.head["defects"]);
+        const auto wc = reports::count_waivers(view.head["waivers"]);
+        result.waived = wc.waived;
+        result.expired_waivers = wc.expired;
+        view.head["summary"]["waived"] = wc.waived;
+        view.head["summary"]["expired_waivers"] = wc.expired;
+      }
     } catch (const std::runtime_error& e) {
       throw BenchError(e.what());
     }

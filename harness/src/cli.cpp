@@ -32,6 +32,7 @@
 #include "otarig/reports/defects.hpp"
 #include "otarig/reports/merge.hpp"
 #include "otarig/reports/verify.hpp"
+#include "otarig/reports/waivers.hpp"
 
 namespace otarig::harness {
 namespace {
@@ -119,6 +120,7 @@ std::string painted_summary(const std::string& line) {
   if (!colour_stdout()) return line;
   for (const auto& [word, code] : {std::pair<std::string, const char*>{"PASS", "32"},
                                    {"FINDINGS", "31"},
+                                   {"WAIVED", "33"},
                                    {"BENCH FAILURE", "1;35"}})
     if (line.rfind(word + ":", 0) == 0) return fmt::format("\033[{}m{}\033[0m{}", code, word, line.substr(word.size()));
   return line;
@@ -128,6 +130,11 @@ std::string painted_summary(const std::string& line) {
 // replays its representative trial; the findings themselves are in run.json.
 void print_defects(const nlohmann::json& run, std::ostream& out) {
   const auto defects = run.value("defects", nlohmann::json::array());
+  const auto waivers = run.value("waivers", nlohmann::json::object());
+  for (const auto& w : run.value("waivers", nlohmann::json::object()).value("declared", nlohmann::json::array()))
+    if (w.value("status", "") == "expired")
+      out << fmt::format("waiver {} expired on {} ({}): renew it with a new date or fix the defect\n",
+                         w.value("id", ""), w.value("expires", ""), w.value("reason", ""));
   const auto findings = run.value("summary", nlohmann::json::object()).value("findings", std::uint64_t{0});
   if (defects.empty()) return;
   constexpr std::size_t kShown = 20;
@@ -140,6 +147,9 @@ void print_defects(const nlohmann::json& run, std::ostream& out) {
     out << fmt::format("  {}{} trial{}: {}\n", defects.size() > 1 ? "" : id + ", ", count, count == 1 ? "" : "s",
                        reports::trial_list_text(d, 10));
     out << fmt::format("  replay: {}\n", d.value("replay", ""));
+    if (const auto* w = reports::waiver_of(waivers, id))
+      out << fmt::format("  WAIVED by {} until {}: {}\n", w->value("id", ""), w->value("expires", ""),
+                         w->value("reason", ""));
   }
   if (defects.size() > kShown) out << fmt::format("... and {} more defects in run.json\n", defects.size() - kShown);
   out << fmt::format("{} finding{} (one per failed trial) in run.json and report.html\n", findings,
@@ -756,7 +766,12 @@ struct MergeCommand {
                              folders.size(), out, sum.value("trials", 0), sum.value("passed", 0),
                              sum.value("failed", 0), sum.value("findings", 0));
     print_defects(merged, std::cout);
-    return sum.value("findings", 0) ? 1 : 0;
+    // Findings every one of which an active waiver accepts do not fail the
+    // merged campaign; an expired waiver does.
+    return sum.value("findings", std::uint64_t{0}) > sum.value("waived", std::uint64_t{0}) ||
+                   sum.value("expired_waivers", std::uint64_t{0})
+               ? 1
+               : 0;
   }
 };
 

@@ -101,7 +101,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   auto root = Config::load_file(file);
   if (!root.is_map()) root.fail("a board profile must be a map");
   root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
-                  "releases", "image_format", "tags", "package"});
+                  "releases", "image_format", "tags", "package", "waivers"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
   check_plain_name(root.at("name"), p.name, "the board name");
@@ -195,6 +195,34 @@ BoardProfile load_profile(const std::filesystem::path& file) {
     p.releases.push_back(std::move(r));
   }
   if (p.releases.empty()) root.at("releases").fail("a profile needs at least one release");
+  if (auto ws = root.find("waivers")) {
+    if (!ws->is_sequence()) ws->fail("waivers: a list of waivers (scenario, oracles, reason, expires)");
+    std::set<std::string> ids;
+    for (const auto& w : ws->items()) {
+      if (!w.is_map()) w.fail("a waiver is a map (id, scenario, oracles, reason, expires)");
+      w.only_keys({"id", "scenario", "oracles", "reason", "expires"});
+      WaiverSpec spec;
+      spec.id = w.string_or("id", fmt::format("W{}", p.waivers.size() + 1));
+      check_plain_name(w.has("id") ? w.at("id") : w, spec.id, "the waiver id");
+      if (!ids.insert(spec.id).second) w.fail(fmt::format("waiver '{}' is declared twice", spec.id));
+      spec.scenario = w.string_or("scenario", "");
+      spec.oracles = w.at("oracles").as_string_list();
+      if (spec.oracles.empty()) w.at("oracles").fail("oracles: name the broken oracles the waiver accepts");
+      for (const auto& o : spec.oracles)
+        if (!is_plain_name(o)) w.at("oracles").fail(fmt::format("'{}' is not an oracle name", o));
+      spec.reason = w.at("reason").as_string();
+      if (spec.reason.empty()) w.at("reason").fail("reason: say why the defect is accepted (a ticket, a fix date)");
+      spec.expires = w.at("expires").as_string();
+      int y = 0, m = 0, d = 0;
+      char tail = 0;
+      static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+      if (spec.expires.size() != 10 || std::sscanf(spec.expires.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
+          spec.expires[4] != '-' || spec.expires[7] != '-' || y < 2000 || y > 9999 || m < 1 || m > 12 || d < 1 ||
+          d > kDays[m - 1] || (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+        w.at("expires").fail(fmt::format("expires: '{}' is not a date (YYYY-MM-DD)", spec.expires));
+      p.waivers.push_back(std::move(spec));
+    }
+  }
   return p;
 }
 

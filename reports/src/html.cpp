@@ -18,6 +18,7 @@
 #include "otarig/reports/bundle.hpp"
 #include "otarig/reports/defects.hpp"
 #include "otarig/reports/requirements.hpp"
+#include "otarig/reports/waivers.hpp"
 
 namespace otarig::reports {
 
@@ -65,7 +66,8 @@ body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu S
 main{max-width:1180px;margin:0 auto;padding:0 20px 40px}
 header.verdict{padding:18px 20px;color:#fff}
 header.verdict .inner{max-width:1180px;margin:0 auto}
-header.pass{background:var(--pass)}header.fail{background:var(--fail)}header.aborted,header.empty{background:var(--warn)}
+header.pass{background:var(--pass)}header.fail{background:var(--fail)}header.aborted,header.empty,header.waived{background:var(--warn)}
+.waiver{border-left:4px solid var(--warn);padding:2px 8px;margin:6px 0}.waiver.expired{border-color:var(--fail)}
 header h1{margin:0;font-size:15px;font-weight:600;opacity:.9}
 header .big{font-size:30px;font-weight:700;margin:4px 0}
 header .sub{margin:0;font-size:15px}
@@ -561,18 +563,26 @@ class Page {
     auto findings = s.value("findings", std::size_t{0});
     if (run_.contains("aborted")) return "BENCH FAILURE";
     if (trials_.empty()) return "NO TRIALS";
-    if (findings || s.value("failed", std::size_t{0}))
-      return fmt::format("FAIL: {} defect{}, {} finding(s)", defects_.size(), defects_.size() == 1 ? "" : "s",
-                         findings);
+    const auto wc = count_waivers(object_at(run_, "waivers"));
+    if (findings && findings <= wc.waived && !wc.expired)
+      return fmt::format("WAIVED: {} defect{}, {} finding(s), every one accepted by a waiver (not a pass)",
+                         defects_.size(), defects_.size() == 1 ? "" : "s", findings);
+    if (findings || s.value("failed", std::size_t{0}) || wc.expired)
+      return fmt::format("FAIL: {} defect{}, {} finding(s){}{}", defects_.size(), defects_.size() == 1 ? "" : "s",
+                         findings, wc.waived ? fmt::format(", {} waived", wc.waived) : std::string(),
+                         wc.expired ? fmt::format(", {} waiver(s) expired", wc.expired) : std::string());
     return "PASS: no finding";
   }
 
   void header() {
     const auto& s = object_at(run_, "summary");
-    const char* cls = run_.contains("aborted")                                                     ? "aborted"
-                      : trials_.empty()                                                            ? "empty"
-                      : (s.value("failed", std::size_t{0}) || s.value("findings", std::size_t{0})) ? "fail"
-                                                                                                   : "pass";
+    const auto wc = count_waivers(object_at(run_, "waivers"));
+    const auto findings = s.value("findings", std::size_t{0});
+    const char* cls = run_.contains("aborted")                                   ? "aborted"
+                      : trials_.empty()                                          ? "empty"
+                      : findings && findings <= wc.waived && !wc.expired          ? "waived"
+                      : (s.value("failed", std::size_t{0}) || findings || wc.expired) ? "fail"
+                                                                                 : "pass";
     const auto& scenario = object_at(run_, "scenario");
     put(fmt::format("<header class=\"verdict {}\"><div class=\"inner\"><h1>otarig evidence report</h1>\n",
                     cls));
@@ -605,6 +615,11 @@ class Page {
         "(<a href=\"#cuts\">where they fell</a>). {} finding(s) in all, one per failed trial, are listed "
         "<a href=\"#findings\">below</a>.</p>\n",
         e(defects_headline(defects_)), object_at(run_, "summary").value("findings", std::size_t{0})));
+    for (const auto& w : array_at(object_at(run_, "waivers"), "declared"))
+      if (detail::text(w, "status") == "expired")
+        put(fmt::format("<p class=\"waiver expired\">Waiver <b>{}</b> expired on {} ({}): the campaign fails until it "
+                        "is renewed or the defect fixed.</p>\n",
+                        et(w, "id"), et(w, "expires"), et(w, "reason")));
     // The findings shown in full have a card to link to.
     std::set<std::string> carded;
     for (std::size_t i = 0; i < findings_.size() && i < o_.max_findings_detail; ++i)
@@ -625,6 +640,9 @@ class Page {
       }
       put(fmt::format("<article class=\"defect\" id=\"defect-{}\">\n<h3>{}: {}</h3>\n<dl class=\"kv\">", e(id),
                       e(id), et(d, "title")));
+      if (const auto* w = waiver_of(object_at(run_, "waivers"), id))
+        put(fmt::format("<dt>waived</dt><dd class=\"waiver\">WAIVED by {} until {}: {}</dd>", et(*w, "id"),
+                        et(*w, "expires"), et(*w, "reason")));
       put(fmt::format("<dt>scenario</dt><dd>{}</dd>", et(d, "scenario")));
       std::string oracles;
       for (const auto& o : array_at(d, "oracles")) oracles += (oracles.empty() ? "" : ", ") + e(o.is_string() ? o.get<std::string>() : o.dump());

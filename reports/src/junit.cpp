@@ -225,6 +225,29 @@ std::string summary_markdown(const RunView& view) {
       md += fmt::format("- {}: {}\n", str(defects[i], "id"), trial_list_text(defects[i], 12));
     md += "\n";
   }
+  // Declared waivers: what each accepts, until when, and what it covered.
+  if (const auto w = run.value("waivers", nlohmann::json::object()); w.is_object() && w.contains("declared") &&
+                                                                       w["declared"].is_array() &&
+                                                                       !w["declared"].empty()) {
+    md += fmt::format("Waivers the profile declares, judged on {} (a waived defect is not a pass; an expired "
+                      "waiver fails the campaign):\n\n",
+                      str(w, "date"));
+    md += "| waiver | status | expires | scenario | oracles | defects covered | trials | reason |\n"
+          "|---|---|---|---|---|---|---:|---|\n";
+    for (const auto& x : w["declared"]) {
+      std::string oracles, covered;
+      for (const auto& o : x.value("oracles", nlohmann::json::array()))
+        oracles += (oracles.empty() ? "" : ", ") + (o.is_string() ? o.get<std::string>() : o.dump());
+      for (const auto& d : x.value("defects", nlohmann::json::array()))
+        covered += (covered.empty() ? "" : ", ") + (d.is_string() ? d.get<std::string>() : d.dump());
+      const auto status = str(x, "status");
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", cell(str(x, "id")),
+                        status == "active" ? "active" : "EXPIRED", cell(str(x, "expires")),
+                        str(x, "scenario").empty() ? "any" : cell(str(x, "scenario")), cell(oracles), cell(covered),
+                        x.value("trials", std::uint64_t{0}), cell(str(x, "reason")));
+    }
+    md += "\n";
+  }
   if (findings) {
     md += "Findings, one per failed trial:\n\n";
     md += "| finding | trial | scenario | oracles | replay |\n|---|---|---|---|---|\n";

@@ -12,6 +12,7 @@
 #include "otarig/core/crypto.hpp"
 #include "otarig/reports/attestation.hpp"
 #include "otarig/reports/defects.hpp"
+#include "otarig/reports/waivers.hpp"
 #include "otarig/reports/requirements.hpp"
 #include "otarig/reports/run_view.hpp"
 
@@ -455,6 +456,43 @@ class Checker {
           }
         }
         problem("run.json", 0, "defects do not follow from its trials: " + which);
+      }
+    }
+    // What the declared waivers cover follows from the defects and the day
+    // the campaign began; the summary's waived counts follow from that.
+    {
+      const auto stated_count = [&](const char* key) {
+        return summary.contains(key) && summary[key].is_number_unsigned() ? summary[key].get<std::uint64_t>()
+                                                                          : std::uint64_t{0};
+      };
+      if (run.contains("waivers")) {
+        const auto& w = run["waivers"];
+        const auto started = detail::text(run, "started");
+        if (!w.is_object() || !w.contains("declared") || !w["declared"].is_array()) {
+          problem("run.json", 0, "waivers is not an object with a declared list");
+        } else if (detail::text(w, "date") != started.substr(0, std::min<std::size_t>(10, started.size()))) {
+          problem("run.json", 0,
+                  fmt::format("waivers were judged on {}, but the campaign began on {}", detail::text(w, "date"),
+                              started));
+        } else {
+          const auto expected = waiver_results(w["declared"], detail::text(w, "date"), defects_.results());
+          if (expected != w) {
+            std::string which = "(the list differs)";
+            for (std::size_t i = 0; i < expected["declared"].size(); ++i)
+              if (i >= w["declared"].size() || w["declared"][i] != expected["declared"][i]) {
+                which = fmt::format("{} is {} and covers {} trial(s)", detail::text(expected["declared"][i], "id"),
+                                    detail::text(expected["declared"][i], "status"),
+                                    expected["declared"][i].value("trials", std::uint64_t{0}));
+                break;
+              }
+            problem("run.json", 0, "waivers do not follow from its defects: " + which);
+          }
+          const auto c = count_waivers(expected);
+          if (stated_count("waived") != c.waived || stated_count("expired_waivers") != c.expired)
+            problem("run.json", 0, "summary's waived counts do not follow from its waivers");
+        }
+      } else if (stated_count("waived") || stated_count("expired_waivers")) {
+        problem("run.json", 0, "summary counts waived findings, but run.json declares no waivers");
       }
     }
     for (auto& p : evidence_) r_.problems.push_back(std::move(p));

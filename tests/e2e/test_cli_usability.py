@@ -446,3 +446,74 @@ def test_the_readme_sample_is_what_ci_demo_prints(tmp_path):
                "out/demo/virtual-inplace", "-q", cwd=cwd, check=1)
     got = p.stdout.splitlines()[:5]
     assert sections[flawed][-1] == "..." and matches(sections[flawed][:-1], got), "\n".join(got)
+
+
+# ------------------------------------------------------------- waivers
+
+
+def waived_board(tmp_path, expires, extra=""):
+    text = (SRC / "boards/flawed/virtual-inplace.yaml").read_text()
+    text = re.sub(r"^name: .*$", "name: inplace-waived", text, count=1, flags=re.M)
+    text += f"""waivers:
+  - id: COPY-IN-PLACE
+    scenario: power-cut-sweep
+    oracles: [atomic, recovered, still-updatable]
+    reason: "known: replaced in 2.0 (TICKET-12)"
+    expires: {expires}
+{extra}"""
+    path = tmp_path / f"waived-{expires}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_waived_defect_is_shown_as_waived_never_as_a_pass(tmp_path):
+    board = waived_board(tmp_path, "2099-12-31")
+    out = tmp_path / "w"
+    p = otarig("run", "--board", board, "--scenario", "power-cut-sweep", "--out", out, check=0)
+    assert "WAIVED by COPY-IN-PLACE until 2099-12-31" in p.stdout
+    assert re.search(r"^WAIVED: 513 trials, 2 passed, 511 failed, 511 findings, 511 waived", p.stdout, re.M)
+    run = json.loads((out / "run.json").read_text())
+    assert run["summary"]["waived"] == 511 and run["summary"]["findings"] == 511
+    w = run["waivers"]["declared"][0]
+    assert w["status"] == "active" and w["defects"] == ["D0001"] and w["trials"] == 511
+    assert run["waivers"]["date"] == run["started"][:10]
+    html = (out / "report.html").read_text()
+    assert '<header class="verdict waived">' in html and "PASS" not in re.search(
+        r'id="verdict">([^<]*)', html).group(1)
+    assert "WAIVED by COPY-IN-PLACE" in html
+    assert "| COPY-IN-PLACE | active | 2099-12-31 |" in (out / "summary.md").read_text()
+    otarig("report", "verify", out, check=0)
+    # A waiver that covers nothing the run found leaves the other defects failing the run.
+    otarig("run", "--board", board, "--scenario", "tampered-image", "--out", tmp_path / "t", check=1)
+
+
+def test_an_expired_waiver_fails_the_campaign(tmp_path):
+    board = waived_board(tmp_path, "2020-01-01")
+    p = otarig("run", "--board", board, "--scenario", "power-cut-sweep", "--out", tmp_path / "x", check=1)
+    assert "waiver COPY-IN-PLACE expired on 2020-01-01" in p.stdout
+    assert re.search(r"^FINDINGS: .* 1 waiver expired", p.stdout, re.M)
+    run = json.loads((tmp_path / "x/run.json").read_text())
+    assert run["waivers"]["declared"][0]["status"] == "expired" and run["summary"]["waived"] == 0
+    otarig("report", "verify", tmp_path / "x", check=0)
+
+
+def test_verify_recomputes_the_waivers(tmp_path):
+    """A bundle whose waivers were edited (and re-signed) does not verify."""
+    import shutil
+    board = waived_board(tmp_path, "2020-01-01")
+    out = tmp_path / "e"
+    otarig("run", "--board", board, "--scenario", "power-cut-sweep", "--out", out, check=1)
+    for name, edit in [("revived", lambda r: r["waivers"]["declared"][0].update(status="active")),
+                       ("dated", lambda r: r["waivers"].update(date="2019-01-01")),
+                       ("counted", lambda r: r["summary"].update(waived=511, expired_waivers=0)),
+                       ("dropped", lambda r: r.pop("waivers"))]:
+        copy = tmp_path / name
+        shutil.copytree(out, copy)
+        run = json.loads((copy / "run.json").read_text())
+        edit(run)
+        if name == "dropped":
+            run["summary"]["waived"] = 5
+        (copy / "run.json").write_text(json.dumps(run, indent=2))
+        # The manifest no longer matches run.json either; verify lists every problem, the waivers' among them.
+        p = otarig("report", "verify", copy, check=1)
+        assert "waiver" in p.stdout, (name, p.stdout)

@@ -91,7 +91,32 @@ INSTANTIATE_TEST_SUITE_P(
         BadProfile{"no_releases", replace(kGoodProfile, "  factory: {version: 1.0.0, security_counter: 1, "
                                                         "payload_size: 4KiB}\n",
                                           "  {}\n"),
-                   ":13", "at least one release"}),
+                   ":13", "at least one release"},
+        // Waivers: line 14 is the first after the profile.
+        BadProfile{"waivers_not_a_list", std::string(kGoodProfile) + "waivers: {a: 1}\n", ":14", "a list of waivers"},
+        BadProfile{"waiver_no_reason",
+                   std::string(kGoodProfile) + "waivers:\n  - {oracles: [atomic], expires: 2027-01-01}\n", ":15",
+                   "missing required key 'reason'"},
+        BadProfile{"waiver_empty_reason",
+                   std::string(kGoodProfile) + "waivers:\n  - {oracles: [atomic], reason: '', expires: 2027-01-01}\n",
+                   ":15", "say why"},
+        BadProfile{"waiver_bad_date",
+                   std::string(kGoodProfile) + "waivers:\n  - {oracles: [atomic], reason: r, expires: 2027-02-30}\n",
+                   ":15", "not a date"},
+        BadProfile{"waiver_not_iso",
+                   std::string(kGoodProfile) + "waivers:\n  - {oracles: [atomic], reason: r, expires: next year}\n",
+                   ":15", "not a date"},
+        BadProfile{"waiver_no_oracles",
+                   std::string(kGoodProfile) + "waivers:\n  - {oracles: [], reason: r, expires: 2027-01-01}\n", ":15",
+                   "name the broken oracles"},
+        BadProfile{"waiver_twice",
+                   std::string(kGoodProfile) +
+                       "waivers:\n  - {id: X, oracles: [a], reason: r, expires: 2027-01-01}\n"
+                       "  - {id: X, oracles: [a], reason: r, expires: 2027-01-01}\n",
+                   ":16", "declared twice"},
+        BadProfile{"waiver_unknown_key",
+                   std::string(kGoodProfile) + "waivers:\n  - {oracles: [a], reason: r, expires: 2027-01-01, until: x}\n",
+                   ":15", "unknown key 'until'"}),
     [](const auto& test_info) { return std::string(test_info.param.name); });
 
 TEST(Profile, GoodProfileLoads) {

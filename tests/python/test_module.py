@@ -606,3 +606,14 @@ def test_docstrings_everywhere():
             if not (getattr(member, "__doc__", None) or "").strip():
                 missing.append(f"{name}.{attr}")
     assert not missing, f"no docstring: {missing}"
+
+
+def test_a_waived_finding_is_not_a_pass(tmp_path):
+    text = INPLACE.read_text() if hasattr(INPLACE, "read_text") else Path(INPLACE).read_text()
+    board = tmp_path / "waived.yaml"
+    board.write_text(text + "waivers:\n  - {scenario: replay-old, oracles: [no-rollback], reason: r, expires: 2099-01-01}\n"
+                     "  - {oracles: [atomic, recovered, still-updatable, no-rollback, authentic], reason: all, "
+                     "expires: 2099-01-01}\n")
+    r = otarig.Bench(board).run("power-cut-sweep", out=tmp_path / "o")
+    assert r.exit_code == 0 and r.passed is False and r.findings
+    assert r.waivers["declared"][1]["status"] == "active" and r.waivers["declared"][1]["trials"] == len(r.findings)

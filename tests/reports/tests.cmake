@@ -5,7 +5,7 @@ otarig_set_warnings(otarig_reports_sample)
 
 otarig_test(otarig_reports_tests
   SOURCES reports/bundle_test.cpp reports/verify_test.cpp reports/merge_test.cpp reports/html_test.cpp
-          reports/junit_test.cpp reports/run_view_test.cpp reports/requirements_test.cpp reports/defects_test.cpp
+          reports/junit_test.cpp reports/run_view_test.cpp reports/requirements_test.cpp reports/defects_test.cpp reports/waivers_test.cpp
   LIBS otarig_reports_sample OpenSSL::Crypto
   LABELS reports)
 

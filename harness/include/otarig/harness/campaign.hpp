@@ -61,10 +61,14 @@ struct CampaignOptions {
 struct CampaignResult {
   nlohmann::json run;  ///< run.json as written (without trials and findings unless whole_run_in_result)
   std::uint64_t trials = 0, passed = 0, failed = 0, findings = 0;
+  /// Findings the profile's active waivers accept, and its expired waivers.
+  std::uint64_t waived = 0, expired_waivers = 0;
   std::string aborted;  ///< the bench failure that stopped the campaign, if any
   std::filesystem::path out;
   /// 0 no finding, 1 findings, 3 bench failure.
-  int exit_code() const { return !aborted.empty() ? 3 : (findings ? 1 : 0); }
+  /// 0 no finding (or every finding waived), 1 findings or an expired
+  /// waiver, 3 bench failure.
+  int exit_code() const { return !aborted.empty() ? 3 : (findings > waived || expired_waivers ? 1 : 0); }
 };
 
 /// The summary of one trial: its verdict event in the journal, its entry in

@@ -40,6 +40,16 @@ struct ObserveSettings {
   IdentitySettings identity;
 };
 
+/// A known defect the profile accepts until a date (docs/board-profile.md,
+/// "Waivers"): shown as waived, never as a pass; expired, it fails the campaign.
+struct WaiverSpec {
+  std::string id;
+  std::string scenario;              ///< "" for any scenario
+  std::vector<std::string> oracles;  ///< the broken oracles it accepts
+  std::string reason;
+  std::string expires;               ///< YYYY-MM-DD
+};
+
 struct BoardProfile {
   std::filesystem::path path;
   std::string sha256;  ///< of the profile file's bytes
@@ -51,6 +61,7 @@ struct BoardProfile {
   std::string signing_key;               ///< "test:LABEL" or a PEM path
   std::vector<std::string> trusted_keys; ///< keys the device trusts (default: the signing key)
   std::vector<ReleaseSpec> releases;
+  std::vector<WaiverSpec> waivers;
   /// The whole document; driver sections are read from it by the drivers.
   Config root;
 
