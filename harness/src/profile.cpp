@@ -1,5 +1,6 @@
 #include "otarig/harness/profile.hpp"
 
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <re2/re2.h>
 
@@ -66,9 +67,39 @@ const ReleaseSpec* BoardProfile::release(const std::string& n) const {
   return nullptr;
 }
 
+namespace {
+
+// The data an installed copy carries beside its program: PREFIX/share/otarig
+// for PREFIX/bin/otarig, and for the Python module
+// PREFIX/lib/python3*/dist-packages/otarig/_otarig*.so. So a package
+// installed under any prefix (or into another root) finds its own data.
+std::optional<std::filesystem::path> installed_data_dir() {
+  std::error_code ec;
+  std::filesystem::path self;
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(&installed_data_dir), &info) != 0 && info.dli_fname &&
+      std::filesystem::path(info.dli_fname).is_absolute())
+    self = info.dli_fname;
+  else
+    self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (self.empty()) return std::nullopt;
+  self = std::filesystem::weakly_canonical(self, ec);
+  auto up = self.parent_path();
+  for (int levels = 0; levels < 5 && !up.empty(); ++levels) {
+    if (auto c = up / "share" / "otarig"; std::filesystem::is_directory(c / "boards", ec)) return c;
+    if (up == up.root_path()) break;
+    up = up.parent_path();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::vector<std::filesystem::path> data_dirs() {
   std::vector<std::filesystem::path> dirs;
   if (const char* env = std::getenv("OTARIG_DATA_DIR"); env && *env) dirs.emplace_back(env);
+  // An installed copy's own data first: a build-tree program has none beside it.
+  if (auto own = installed_data_dir()) dirs.push_back(*own);
   // A build-tree binary reads its own source tree first; an installed one the share folder.
   if (std::string(OTARIG_SOURCE_DIR).size() && std::filesystem::is_directory(OTARIG_SOURCE_DIR "/boards"))
     dirs.emplace_back(OTARIG_SOURCE_DIR);
