@@ -170,11 +170,11 @@ std::optional<std::string> SuricattaClient::update(int booted, const cl::SlotIma
       break;
     }
     if (tls_failure(text)) {
-      refused = "TLS with the server failed: " + msg;
+      refused = "TLS with the server failed: " + swupdate_reason({text}).value_or(msg);
       break;
     }
     if (text.find("HTTP error code 401") != std::string::npos || text.find("HTTP error code 403") != std::string::npos) {
-      refused = "the server refused the device: " + msg;
+      refused = "the server refused the device: " + swupdate_reason({text}).value_or(msg);
       break;
     }
   }
