@@ -27,7 +27,8 @@ SwupdateNamespace swupdate_namespace(const cl::SlotLayout& layout, const std::st
 }
 
 // The IPC and channel errors that follow a refusal are consequences, not
-// causes.
+// causes; so are suricatta's own lines after an install failed, and its note
+// that the environment holds no update state yet.
 std::optional<std::string> swupdate_reason(const std::vector<std::string>& errors) {
   auto strip = [](std::string t) {
     for (const char* prefix : {"[ERROR] : ", "SWUPDATE failed ", "ERROR : "}) {
@@ -38,9 +39,11 @@ std::optional<std::string> swupdate_reason(const std::vector<std::string>& error
   };
   for (const auto& e : errors) {
     if (e.find("ERROR : ") == std::string::npos) continue;
-    if (e.find("IPC stream failed") != std::string::npos || e.find("Channel operation returned") != std::string::npos ||
-        e.find("*failed*") != std::string::npos)
-      continue;
+    bool consequence = false;
+    for (const char* c : {"IPC stream failed", "Channel operation returned", "*failed*", "Cannot read stored update state",
+                          "No suitable .swu image found", "Error processing update chunk"})
+      consequence = consequence || e.find(c) != std::string::npos;
+    if (consequence) continue;
     return strip(e);
   }
   if (!errors.empty()) return strip(errors.front());
@@ -78,16 +81,14 @@ bool shown(const std::string& text) {
   return true;
 }
 
-// libcurl's codes of a TLS failure (the peer's certificate, the handshake,
-// the certificate or key files): the device and the server did not accept
-// each other, which no retry changes.
+// A poll of the server that failed with one of libcurl's codes of a TLS
+// failure (the peer's certificate, the handshake, the certificate or key
+// files): the device and the server did not accept each other, which no
+// retry changes. (A failed feedback is suricatta's to retry.)
 bool tls_failure(const std::string& text) {
+  if (text.find("Channel get operation failed") == std::string::npos) return false;
   for (const char* code : {"(35)", "(58)", "(59)", "(60)", "(77)", "(83)", "(90)", "(91)"})
-    if (text.find(code) != std::string::npos &&
-        (text.find("Channel get operation failed") != std::string::npos ||
-         text.find("Channel POST/PATCH operation failed") != std::string::npos ||
-         text.find("Channel operation returned error") != std::string::npos))
-      return true;
+    if (text.find(code) != std::string::npos) return true;
   return false;
 }
 
@@ -163,10 +164,12 @@ std::optional<std::string> SuricattaClient::update(int booted, const cl::SlotIma
       installed = true;
       break;
     }
-    if (msg.rfind("About to process available update", 0) == 0) attempted = true;
-    if (attempted && msg.rfind("Sleeping for", 0) == 0) {
-      // Back to polling after the deployment: refused (and reported).
-      refused = swupdate_reason(errors).value_or("SWUpdate took the deployment and installed nothing");
+    // (Debian's build logs no DEBUG lines: the markers are TRACE and INFO.)
+    if (msg.rfind("Associated Action ID for Update Action is", 0) == 0) attempted = true;
+    if (attempted && msg.rfind("No pending action on server", 0) == 0) {
+      // The action it took is closed: suricatta reported its failure, and
+      // polls on.
+      refused = swupdate_reason(errors).value_or("SWUpdate closed the deployment without installing it");
       break;
     }
     if (tls_failure(text)) {
