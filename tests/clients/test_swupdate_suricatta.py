@@ -148,3 +148,22 @@ def test_a_device_without_the_target_token_is_refused(tmp_path):
     recs = records(out, t["id"])
     assert recs and all(x["kind"] == "unauthorized" and x["http_status"] == 401 for x in recs), recs
     assert all(x["reason"] == "no Authorization header" for x in recs), recs
+
+
+def test_a_crash_state_trial_judges_no_report_of_the_recording(tmp_path):
+    need_swupdate()
+    # power-cut-random's cuts at storage operations: the device finds the
+    # crash state of a clean update the rig recorded once (and which
+    # suricatta reported as success then). Such a trial delivers nothing, so
+    # it has no deployment to judge reports of; the device's report at its
+    # boot goes nowhere (no open action) and ustate is cleared.
+    out = tmp_path / "cuts"
+    r = run(BOARD, "power-cut-random", out, "--no-progress", "--trials", "4")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = trials(out)
+    at_ops = [t for t in doc["trials"] if t.get("cut") and "op" in t["cut"]]
+    assert at_ops, doc["trials"]
+    for t in at_ops:
+        after = after_fault(out, t["id"])
+        assert after["deployment"] == "" and after["reported_status"] == "", after
+        assert t["oracles"]["reports-truthfully"] is True, t

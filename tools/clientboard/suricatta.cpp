@@ -37,15 +37,16 @@ std::optional<std::string> swupdate_reason(const std::vector<std::string>& error
     }
     return trim(t);
   };
-  for (const auto& e : errors) {
-    if (e.find("ERROR : ") == std::string::npos) continue;
-    bool consequence = false;
+  auto consequence = [](const std::string& e) {
     for (const char* c : {"IPC stream failed", "Channel operation returned", "*failed*", "Cannot read stored update state",
                           "No suitable .swu image found", "Error processing update chunk"})
-      consequence = consequence || e.find(c) != std::string::npos;
-    if (consequence) continue;
-    return strip(e);
-  }
+      if (e.find(c) != std::string::npos) return true;
+    return false;
+  };
+  for (const auto& e : errors)
+    if (e.find("ERROR : ") != std::string::npos && !consequence(e)) return strip(e);
+  for (const auto& e : errors)
+    if (!consequence(e)) return strip(e);
   if (!errors.empty()) return strip(errors.front());
   return std::nullopt;
 }
