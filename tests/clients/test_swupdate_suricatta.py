@@ -23,39 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_clients_e2e import SOURCE, host_state, need_swupdate, run, trials  # noqa: E402
+from test_mender_managed import clean_update, device_api, records  # noqa: E402
 
 BOARD = "boards/swupdate-ab-suricatta.yaml"
-
-CLEAN_UPDATE = """name: clean-update
-title: A clean update
-description: The update, delivered as it is.
-classes: [S1]
-requirements: ["a clean update installs"]
-start: factory
-deliver: update
-fault:
-  kind: none
-retry: next
-"""
-
-
-def clean_update(tmp_path):
-    path = tmp_path / "clean-update.yaml"
-    path.write_text(CLEAN_UPDATE)
-    return str(path)
 
 
 def events(out, trial):
     return [json.loads(line) for line in (Path(out) / "trials" / trial / "events.jsonl").read_text().splitlines()]
-
-
-def device_api(out, trial):
-    """The trial's device-api events (what the device did on the DDI server)."""
-    return [e for e in events(out, trial) if e.get("type") == "device-api"]
-
-
-def records(out, trial):
-    return [r for e in device_api(out, trial) for r in e["records"]]
 
 
 def after_fault(out, trial):

@@ -304,11 +304,7 @@ class Device {
     argv.push_back(std::string("stable,copy") + cl::slot_name(target));
     argv.push_back("-d");
     argv.push_back(fmt::format("-u {} -r 1 -t 5", url));
-    say("ota: swupdate " + [&] {
-      std::string s;
-      for (std::size_t i = 1; i < argv.size(); ++i) s += (i > 1 ? " " : "") + argv[i];
-      return s;
-    }());
+    say("ota: swupdate " + command_line(argv));
     Child child(argv, [&] { return enter_device_namespace(ns.etc, ns.links); });
     const auto deadline = Clock::now() + std::chrono::milliseconds(o_.client_timeout_ms);
     std::vector<std::string> errors;

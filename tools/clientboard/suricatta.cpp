@@ -142,11 +142,7 @@ std::optional<std::string> SuricattaClient::update(int booted, const cl::SlotIma
   // retry of an interrupted download after a second.
   argv.insert(argv.end(), {"-e", std::string("stable,copy") + cl::slot_name(target), "-f", config_file().string(),
                            "-u", "-c 0 -p 1 -r 1 -w 1 -m 1 -s 10"});
-  say("ota: swupdate " + [&] {
-    std::string s;
-    for (std::size_t i = 1; i < argv.size(); ++i) s += (i > 1 ? " " : "") + argv[i];
-    return s;
-  }());
+  say("ota: swupdate " + command_line(argv));
   Child child(argv, [&] { return enter_device_namespace(ns.etc, ns.links); });
   const auto deadline = Clock::now() + std::chrono::milliseconds(s_.timeout_ms);
   std::vector<std::string> errors;
