@@ -22,6 +22,7 @@
 #include <map>
 #include <mutex>
 #include <ostream>
+#include <stdexcept>
 #include <thread>
 
 #include "otarig/core/crypto.hpp"
@@ -235,6 +236,7 @@ struct UpdateServer::Impl {
   std::map<std::string, Hook, std::less<>> hooks;
   std::uint64_t next_hook = 1;
   std::shared_ptr<const UpdateServer::ApiHandler> api;
+  std::string api_prefix = "/api/";
 
   mutable std::mutex log_mutex;
   std::vector<RequestRecord> log;
@@ -428,11 +430,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     path_.clear();
 
     std::shared_ptr<const UpdateServer::ApiHandler> api;
+    std::string api_prefix;
     {
       std::lock_guard lock(server_.repo_mutex);
       api = server_.api;
+      api_prefix = server_.api_prefix;
     }
-    if (api && std::string_view(req.target().data(), req.target().size()).starts_with("/api/")) {
+    if (api && std::string_view(req.target().data(), req.target().size()).starts_with(api_prefix)) {
       ApiRequest a{std::string(req.method_string()), record_.target, {}, {}, req.body()};
       if (auto it = req.find(http::field::authorization); it != req.end()) a.authorization = std::string(it->value());
       if (auto it = req.find("X-MEN-Signature"); it != req.end()) a.signature = std::string(it->value());
@@ -815,10 +819,12 @@ void UpdateServer::clear_body_hooks() {
   }
 }
 
-void UpdateServer::set_api(ApiHandler handler) {
+void UpdateServer::set_api(ApiHandler handler, std::string prefix) {
+  if (prefix.empty() || prefix.front() != '/') throw std::invalid_argument("an API's path prefix starts with '/'");
   auto h = handler ? std::make_shared<const ApiHandler>(std::move(handler)) : nullptr;
   std::lock_guard lock(impl_->repo_mutex);
   impl_->api = std::move(h);
+  impl_->api_prefix = std::move(prefix);
 }
 
 std::vector<RequestRecord> UpdateServer::responses_in_progress() const {

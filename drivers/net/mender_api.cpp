@@ -115,6 +115,12 @@ void MenderDeviceApi::publish(MenderDeployment deployment) {
   deployment_ = std::move(deployment);
 }
 
+std::string MenderDeviceApi::offer(const DeploymentOffer& offer) {
+  auto id = fmt::format("00000000-0000-4000-8000-{:012d}", offer.delivery);
+  publish(MenderDeployment{id, offer.artifact_name, offer.device_types, offer.uri});
+  return id;
+}
+
 void MenderDeviceApi::withdraw() {
   std::lock_guard lock(mu_);
   deployment_.reset();

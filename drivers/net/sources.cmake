@@ -8,6 +8,7 @@ otarig_driver_library(otarig_drivers_net
   ${CMAKE_CURRENT_LIST_DIR}/tls.cpp
   ${CMAKE_CURRENT_LIST_DIR}/http_server.cpp
   ${CMAKE_CURRENT_LIST_DIR}/mender_api.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/hawkbit_ddi.cpp
   ${CMAKE_CURRENT_LIST_DIR}/fault_proxy.cpp
   ${CMAKE_CURRENT_LIST_DIR}/commands.cpp)
 target_link_libraries(otarig_drivers_net

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "otarig/core/errors.hpp"
+#include "otarig/core/openssl_ptr.hpp"
 #include "otarig/drivers/net/pki.hpp"
 #include "tls_context.hpp"
 
@@ -94,6 +95,13 @@ std::shared_ptr<ssl::context> make_server_context(const TlsConfig& config) {
     throw InputError("TLS: a server needs a certificate and a private key");
   auto ctx = base_context(ssl::context::tls_server, config.legacy_ciphers);
   load_identity(*ctx, config);
+  // A client that resumes its session on a new connection (libcurl does,
+  // with a TLS 1.3 ticket) is resumed, its verified certificate kept with
+  // the session: OpenSSL refuses every resumption on a server that
+  // verifies peers and names no session id context, failing the handshake.
+  static constexpr unsigned char kSessionContext[] = "otarig";
+  if (SSL_CTX_set_session_id_context(ctx->native_handle(), kSessionContext, sizeof kSessionContext - 1) != 1)
+    throw BenchError("TLS: cannot set the session id context: " + ossl::last_error());
   if (!config.peer_ca_pem.empty()) {
     load_peer_ca(*ctx, config);
     ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);

@@ -17,6 +17,7 @@
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"
+#include "otarig/drivers/net/hawkbit_ddi.hpp"
 #include "otarig/drivers/net/mender_api.hpp"
 #include "otarig/drivers/net/pki.hpp"
 #include "otarig/drivers/process/board.hpp"
@@ -176,11 +177,25 @@ void parse_network(const Config& net, DeviceConfig& cfg) {
   }
   if (auto api = net.find("device_api")) {
     // device_api: {protocol: mender, device_type: NAME}
-    api->only_keys({"protocol", "device_type"});
+    //           | {protocol: hawkbit, tenant: T, controller_id: ID, artifact: NAME.swu}
     cfg.device_api = api->at("protocol").as_string();
-    if (cfg.device_api != "mender")
-      api->at("protocol").fail(fmt::format("unknown device API '{}' (known: mender)", cfg.device_api));
-    cfg.device_type = api->string_or("device_type", cfg.device_type);
+    if (cfg.device_api == "mender") {
+      api->only_keys({"protocol", "device_type"});
+      cfg.device_type = api->string_or("device_type", cfg.device_type);
+    } else if (cfg.device_api == "hawkbit") {
+      api->only_keys({"protocol", "tenant", "controller_id", "artifact"});
+      cfg.ddi_tenant = api->string_or("tenant", cfg.ddi_tenant);
+      cfg.ddi_controller_id = api->string_or("controller_id", cfg.ddi_controller_id);
+      cfg.ddi_artifact = api->string_or("artifact", cfg.ddi_artifact);
+      // The names go into URL paths: checked here, at their lines.
+      try {
+        net::HawkbitDdiApi check({cfg.ddi_tenant, cfg.ddi_controller_id, "", "", cfg.ddi_artifact});
+      } catch (const InputError& e) {
+        api->fail(e.what());
+      }
+    } else {
+      api->at("protocol").fail(fmt::format("unknown device API '{}' (known: mender, hawkbit)", cfg.device_api));
+    }
     if (!cfg.server) api->fail("`device_api` needs the update server (server: true)");
   }
   for (const char* k : {"listen", "port"})
@@ -433,18 +448,32 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
       so.address = cfg_.proxy ? std::string("127.0.0.1") : listen;
       so.port = cfg_.proxy ? 0 : cfg_.port;
       server_ = std::make_unique<net::UpdateServer>(so);
-      if (cfg_.device_api == "mender") {
-        // The device's identity: a key the rig provisions into its storage,
-        // the only one the server's device API accepts.
-        const auto key = net::generate_device_key_pem();
+      // The device's identity is a secret the rig provisions into its
+      // storage, the only one the server's device API accepts: a key
+      // (Mender) or a target token (hawkBit).
+      auto provision_secret = [&](const char* name, const std::string& text) {
         std::filesystem::create_directories(storage_ / "trust");
-        device_key_ = storage_ / "trust" / "device-key.pem";
-        write_file_atomically(device_key_, {reinterpret_cast<const std::uint8_t*>(key.data()), key.size()});
-        std::filesystem::permissions(device_key_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-        mender_api_ = std::make_shared<net::MenderDeviceApi>();
-        mender_api_->accept_device_key(key);
-        server_->set_api([api = mender_api_](const net::ApiRequest& r) { return api->handle(r); });
+        auto file = storage_ / "trust" / name;
+        write_file_atomically(file, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+        std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        return file;
+      };
+      if (cfg_.device_api == "mender") {
+        const auto key = net::generate_device_key_pem();
+        device_key_ = provision_secret("device-key.pem", key);
+        auto api = std::make_shared<net::MenderDeviceApi>();
+        api->accept_device_key(key);
+        device_api_ = std::move(api);
+      } else if (cfg_.device_api == "hawkbit") {
+        const auto token = net::generate_target_token();
+        target_token_ = provision_secret("target-token", token);
+        ddi_ = std::make_shared<net::HawkbitDdiApi>(
+            net::HawkbitOptions{cfg_.ddi_tenant, cfg_.ddi_controller_id, token, "", cfg_.ddi_artifact});
+        device_api_ = ddi_;
       }
+      if (device_api_)
+        server_->set_api([api = device_api_](const net::ApiRequest& r) { return api->handle(r); },
+                         device_api_->path_prefix());
       server_->start();
       const char* scheme = cfg_.tls == DeviceConfig::Tls::off ? "http" : "https";
       if (cfg_.proxy) {
@@ -469,6 +498,8 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
         update_port_ = server_->port();
       }
       update_url_ = fmt::format("{}://{}:{}", scheme, connect_address_, update_port_);
+      // The DDI's links point the device where it reaches the server.
+      if (ddi_) ddi_->set_base_url(update_url_);
     } catch (const InputError& e) {
       throw InputError(fmt::format("{}: the update server's certificates: {}", board_, e.what()));
     } catch (const BenchError& e) {
@@ -515,6 +546,8 @@ std::string DeviceHost::expand(std::string_view text,
           value = package_ca_.string();
         else if (name == "device_key")
           value = device_key_.string();
+        else if (name == "target_token")
+          value = target_token_.string();
         for (const auto& [k, v] : extra)
           if (name == k) value = v;
         if (value) {
@@ -541,6 +574,11 @@ std::vector<std::pair<std::string, std::string>> DeviceHost::environment() const
   if (!ca_.empty()) env.emplace_back("OTARIG_CA", ca_.string());
   if (!package_ca_.empty()) env.emplace_back("OTARIG_PACKAGE_CA", package_ca_.string());
   if (!device_key_.empty()) env.emplace_back("OTARIG_DEVICE_KEY", device_key_.string());
+  if (!target_token_.empty()) {
+    env.emplace_back("OTARIG_TARGET_TOKEN", target_token_.string());
+    env.emplace_back("OTARIG_DDI_TENANT", cfg_.ddi_tenant);
+    env.emplace_back("OTARIG_DDI_CONTROLLER_ID", cfg_.ddi_controller_id);
+  }
   if (!client_cert_.empty()) {
     env.emplace_back("OTARIG_CLIENT_CERT", client_cert_.string());
     env.emplace_back("OTARIG_CLIENT_KEY", client_key_.string());

@@ -27,7 +27,7 @@
 #include "otarig/drivers/net/fault_spec.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/net/manifest.hpp"
-#include "otarig/drivers/net/mender_api.hpp"
+#include "otarig/drivers/net/device_api.hpp"
 #include "otarig/drivers/process/board.hpp"
 
 namespace otarig::drivers::process {
@@ -329,7 +329,7 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
 // as the release it stands for (Mender compares the name with the
 // artifact's and with the running one's).
 void ConsoleCommandLink::publish_deployment(const Publication& pub, std::span<const std::uint8_t> image) {
-  auto* api = device_->mender_api();
+  auto* api = device_->device_api();
   if (!api) return;
   // The name the artifact's header-info states ("artifact_name":"..."; the
   // rig's artifacts are uncompressed), else the release it stands for.
@@ -340,29 +340,40 @@ void ConsoleCommandLink::publish_deployment(const Publication& pub, std::span<co
     const auto end = bytes.find('"', at + key.size());
     if (end != std::string_view::npos && end - at - key.size() <= 256) name = bytes.substr(at + key.size(), end - at - key.size());
   }
+  // A .swu's sw-description (uncompressed, first in the archive) names its
+  // version as `version = "1.1.0.2";`.
+  constexpr std::string_view swu_key = "version = \"";
+  if (name.empty() && bytes.rfind("070701", 0) == 0) {
+    if (auto at = bytes.substr(0, 65536).find(swu_key); at != std::string_view::npos) {
+      const auto end = bytes.find('"', at + swu_key.size());
+      if (end != std::string_view::npos && end - at - swu_key.size() <= 64)
+        name = "otarig-" + std::string(bytes.substr(at + swu_key.size(), end - at - swu_key.size()));
+    }
+  }
   if (name.empty() && next_description_) {
     name = "otarig-" + next_description_->version;
     std::replace(name.begin(), name.end(), '+', '.');
   }
-  deployment_ = fmt::format("00000000-0000-4000-8000-{:012d}", deliveries_);
-  api->publish(net::MenderDeployment{deployment_, name.empty() ? "otarig-unknown" : name,
-                                     {device_->config().device_type}, pub.url});
+  std::string version;
+  if (name.rfind("otarig-", 0) == 0) version = name.substr(7);
+  deployment_ = api->offer(net::DeploymentOffer{deliveries_, name.empty() ? "otarig-unknown" : name, version,
+                                                {device_->config().device_type}, pub.url, image});
 }
 
 std::string ConsoleCommandLink::final_status(const std::string& deployment) const {
-  auto* api = device_->mender_api();
+  auto* api = device_->device_api();
   if (!api) return {};
   return api->final_status(deployment).value_or("");
 }
 
 std::vector<std::string> ConsoleCommandLink::statuses(const std::string& deployment) const {
-  auto* api = device_->mender_api();
+  auto* api = device_->device_api();
   return api ? api->statuses(deployment) : std::vector<std::string>{};
 }
 
 std::vector<std::string> ConsoleCommandLink::take_device_records() {
   std::vector<std::string> out;
-  if (auto* api = device_->mender_api())
+  if (auto* api = device_->device_api())
     for (const auto& r : api->take_records()) out.push_back(r.dump());
   return out;
 }
@@ -597,11 +608,11 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
   // after a power cut finishes (or reports) what it had started, and is not
   // handed the deployment again; the next delivery is a deployment of its own.
   struct Withdraw {
-    net::MenderDeviceApi* api;
+    net::DeviceManagementApi* api;
     ~Withdraw() {
       if (api) api->withdraw();
     }
-  } withdraw{device_->mender_api()};
+  } withdraw{device_->device_api()};
   const auto cuts_before = power_->cuts();
   const auto ons_before = power_->power_ons();
   {

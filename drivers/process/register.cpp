@@ -142,7 +142,7 @@ void bind_console_command_link(const Config& section, BoardParts& parts) {
   parts.cuts = link;
   if (device->config().server) parts.feed = link;
   if (device->config().server && device->config().proxy) parts.network = link;
-  if (device->mender_api()) parts.device_reports = link;
+  if (device->device_api()) parts.device_reports = link;
   parts.link = std::move(link);
 }
 

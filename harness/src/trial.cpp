@@ -383,6 +383,8 @@ class Runner final : public TrialPort {
   }
 
   void deliver() {
+    auto* reports = bench_.parts().device_reports.get();
+    const auto before = reports ? reports->last_deployment() : std::string();
     try {
       run_->deliver(*this, "deliver");
     } catch (...) {
@@ -390,7 +392,13 @@ class Runner final : public TrialPort {
       throw;
     }
     note_network_events();
-    if (auto* reports = bench_.parts().device_reports.get()) deployment_ = reports->last_deployment();
+    // Only a deployment this trial delivered: a trial that finds the crash
+    // state of a recorded update delivers nothing, and what the device
+    // reported while that update was recorded is no claim about this trial.
+    if (reports) {
+      const auto last = reports->last_deployment();
+      deployment_ = last != before ? last : std::string();
+    }
     run_->delivered(*this);
   }
 

@@ -33,6 +33,13 @@ if(TARGET otarig_drivers_clients)
     set_tests_properties(clients.mender-managed PROPERTIES
       ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
       LABELS "clients" TIMEOUT 600 COST 100)
+    # SWUpdate's suricatta against the rig's hawkBit DDI server
+    # (docs/ota-clients.md, "SWUpdate's suricatta"): reports, TLS faults, tokens.
+    add_test(NAME clients.swupdate-suricatta
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_swupdate_suricatta.py)
+    set_tests_properties(clients.swupdate-suricatta PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
+      LABELS "clients" TIMEOUT 600 COST 100)
   endif()
 endif()
 # The real clients under the crash model (docs/ota-clients.md, "Under the

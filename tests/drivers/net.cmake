@@ -11,6 +11,7 @@ otarig_test(otarig_net_tests
     ${CMAKE_CURRENT_LIST_DIR}/manifest_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/http_server_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/mender_api_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/hawkbit_ddi_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/fault_proxy_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/tls_test.cpp
   LIBS otarig_drivers_net otarig_test_support_net

@@ -186,6 +186,30 @@ TEST(Tls, MutualTlsAcceptsTheClientCertificate) {
             "200 hi");
 }
 
+// libcurl resumes its TLS session on every new connection of a handle
+// (SWUpdate's suricatta: its feedback after a broken download). A server
+// that verifies client certificates and names no session id context makes
+// OpenSSL refuse every such resumption with a handshake failure.
+TEST(Tls, MutualTlsResumesASessionWithItsVerifiedCertificate) {
+  auto server = https_server(true);
+  const TlsClientOptions o{.ca_pem = pki().ca.cert_pem, .cert_pem = pki().client.cert_pem,
+                           .key_pem = pki().client.key_pem};
+  // The first connection stays open: OpenSSL marks the session of a
+  // connection freed without a shutdown as not resumable.
+  TlsClient first(server->port(), o);
+  first.write_all(request("GET", "/hello.txt"));
+  ASSERT_EQ(read_response(first).status, 200);
+  SSL_SESSION* session = first.session();
+  ASSERT_NE(session, nullptr);
+  auto again = o;
+  again.resume = session;
+  TlsClient second(server->port(), again);
+  second.write_all(request("GET", "/hello.txt"));
+  EXPECT_EQ(read_response(second).status, 200);
+  EXPECT_TRUE(second.resumed());
+  SSL_SESSION_free(session);
+}
+
 TEST(Tls, SilentTlsClientIsDroppedAtTheDeadline) {
   auto server = https_server(false, 200ms);
   Socket s = Socket::connect(server->port());

@@ -63,6 +63,13 @@ inline std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
+// The words of a command after the program's name, as the console shows them.
+inline std::string command_line(const std::vector<std::string>& argv) {
+  std::string s;
+  for (std::size_t i = 1; i < argv.size(); ++i) s += (i > 1 ? " " : "") + argv[i];
+  return s;
+}
+
 inline std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\n' || s.back() == '\t')) s.pop_back();
   std::size_t start = s.find_first_not_of(" \t");

@@ -44,6 +44,7 @@
 #include "../vboard/download.hpp"
 #include "common.hpp"
 #include "mender.hpp"
+#include "suricatta.hpp"
 #include "otarig/drivers/clients/device.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
@@ -71,6 +72,8 @@ struct Options {
   std::string mender_device_key;      // the device's key (default $OTARIG_DEVICE_KEY)
   bool mender_own_key = false;        // Mender makes a key of its own (a device the server does not know)
   bool mender_fallback_keeps_upgrade = false;  // flawed: altbootcmd leaves upgrade_available=1
+  bool swupdate_suricatta = false;     // swupdate: suricatta (hawkBit mode) against the rig's DDI server
+  bool suricatta_no_token = false;     // suricatta: send no target token (a device the server does not know)
   bool mender_unsynced_store = false;  // mender: Mender creates its database in place (flawed)  // rauc: bootchooser without reset_attempts (flawed)
   std::uint32_t bootlimit = 3;
   unsigned client_timeout_ms = 120000;
@@ -96,6 +99,18 @@ class Device {
       };
       mender_.set_managed({o.mender_server.empty() ? env_or("OTARIG_UPDATE_URL") : o.mender_server, key, ca,
                            absolute(env_or("OTARIG_CLIENT_CERT")), absolute(env_or("OTARIG_CLIENT_KEY"))});
+    }
+    if (client_ == Client::swupdate && o.swupdate_suricatta) {
+      auto absolute = [](std::string path) {
+        return path.empty() ? path : std::filesystem::absolute(path).string();
+      };
+      suricatta_.emplace(layout_, SuricattaClient::Settings{
+                                      o.hardware, package_ca(), !o.no_downgrade_check, o.client_timeout_ms,
+                                      env_or("OTARIG_UPDATE_URL"), env_or("OTARIG_DDI_TENANT", "DEFAULT"),
+                                      env_or("OTARIG_DDI_CONTROLLER_ID", "otarig-device"),
+                                      o.suricatta_no_token ? std::string() : absolute(env_or("OTARIG_TARGET_TOKEN")),
+                                      absolute(env_or("OTARIG_CA")), absolute(env_or("OTARIG_CLIENT_CERT")),
+                                      absolute(env_or("OTARIG_CLIENT_KEY"))});
     }
   }
 
@@ -169,6 +184,9 @@ class Device {
       }
       break;
     }
+    // SWUpdate's suricatta reports the outcome its state in the environment
+    // holds when it starts, as a device's does at boot.
+    if (suricatta_ && booted_.running) suricatta_->report_at_boot(booted_.image);
     if (booted_.running) status();
   }
 
@@ -244,7 +262,8 @@ class Device {
     const int target = 1 - booted_.slot;
     std::optional<std::string> refused;
     try {
-      refused = client_ == Client::swupdate ? run_swupdate(url, ca)
+      refused = client_ == Client::swupdate ? (suricatta_ ? suricatta_->update(booted_.slot, booted_.image)
+                                                          : run_swupdate(url, ca))
                 : client_ == Client::mender   ? (mender_.managed() ? managed_update()
                                                                       : mender_.install(url, booted_.slot, booted_.image))
                                               : run_rauc(url, ca, size);
@@ -275,20 +294,7 @@ class Device {
   // the U-Boot environment. nullopt: installed; else why it refused.
   std::optional<std::string> run_swupdate(const std::string& url, const std::string& ca) {
     const int target = 1 - booted_.slot;
-    cl::ubootenv::write_config(layout_);
-    std::ifstream cfg(layout_.env_config());
-    std::stringstream cfg_text;
-    cfg_text << cfg.rdbuf();
-    const auto colon = o_.hardware.find(':');
-    const auto hw_name = o_.hardware.substr(0, colon);
-    const auto hw_rev = colon == std::string::npos ? std::string("1.0") : o_.hardware.substr(colon + 1);
-    std::vector<std::pair<std::string, std::string>> etc{
-        {"fw_env.config", cfg_text.str()},
-        {"hwrevision", hw_name + " " + hw_rev + "\n"},
-        {"sw-versions", "otarig " + booted_.image.client_version + "\n"}};
-    std::vector<std::pair<std::string, std::string>> links{
-        {cl::kSwuSlotDevice[0], std::filesystem::absolute(layout_.slot(0)).string()},
-        {cl::kSwuSlotDevice[1], std::filesystem::absolute(layout_.slot(1)).string()}};
+    const auto ns = swupdate_namespace(layout_, o_.hardware, booted_.image.client_version);
     std::vector<std::string> argv{"swupdate", "-v", "-B", "uboot", "-H", o_.hardware, "-k", ca};
     if (!o_.no_downgrade_check) {
       argv.push_back("-N");
@@ -298,12 +304,8 @@ class Device {
     argv.push_back(std::string("stable,copy") + cl::slot_name(target));
     argv.push_back("-d");
     argv.push_back(fmt::format("-u {} -r 1 -t 5", url));
-    say("ota: swupdate " + [&] {
-      std::string s;
-      for (std::size_t i = 1; i < argv.size(); ++i) s += (i > 1 ? " " : "") + argv[i];
-      return s;
-    }());
-    Child child(argv, [&] { return enter_device_namespace(etc, links); });
+    say("ota: swupdate " + command_line(argv));
+    Child child(argv, [&] { return enter_device_namespace(ns.etc, ns.links); });
     const auto deadline = Clock::now() + std::chrono::milliseconds(o_.client_timeout_ms);
     std::vector<std::string> errors;
     bool success = false;
@@ -330,29 +332,6 @@ class Device {
     if (timed_out) return fmt::format("swupdate did not finish within {} ms", o_.client_timeout_ms);
     if (auto reason = swupdate_reason(errors)) return reason;
     return fmt::format("swupdate exited with status {} without installing", status);
-  }
-
-  // The most specific of SWUpdate's error lines: the first one naming a
-  // cause ("ERROR : HASH mismatch ..."), else the first one; without the
-  // log prefixes. The IPC and channel errors that follow a refusal are
-  // consequences, not causes.
-  static std::optional<std::string> swupdate_reason(const std::vector<std::string>& errors) {
-    auto strip = [](std::string t) {
-      for (const char* prefix : {"[ERROR] : ", "SWUPDATE failed ", "ERROR : "}) {
-        if (auto at = t.find(prefix); at != std::string::npos) t = t.substr(at + std::strlen(prefix));
-        if (t.size() > 3 && t[0] == '[' && t.find("] ") != std::string::npos) t = t.substr(t.find("] ") + 2);
-      }
-      return trim(t);
-    };
-    for (const auto& e : errors) {
-      if (e.find("ERROR : ") == std::string::npos) continue;
-      if (e.find("IPC stream failed") != std::string::npos || e.find("Channel operation returned") != std::string::npos ||
-          e.find("*failed*") != std::string::npos)
-        continue;
-      return strip(e);
-    }
-    if (!errors.empty()) return strip(errors.front());
-    return std::nullopt;
   }
 
   void write_rauc_config(const std::string& ca) {
@@ -453,6 +432,7 @@ class Device {
   Client client_;
   cl::SlotLayout layout_;
   MenderClient mender_;
+  std::optional<SuricattaClient> suricatta_;
   cl::BootResult booted_;
   bool already_running_ = false;
 };
@@ -608,6 +588,13 @@ int main(int argc, char** argv) {
   app.add_flag("--mender-managed", o.mender_managed,
                "mender: managed mode: `update` runs `mender daemon` against the rig's server, which published the "
                "deployment; the daemon carries a deployment on across reboots");
+  app.add_flag("--swupdate-suricatta", o.swupdate_suricatta,
+               "swupdate: `update` runs suricatta, SWUpdate's daemon, in hawkBit mode against the rig's DDI server "
+               "($OTARIG_UPDATE_URL, $OTARIG_DDI_TENANT, $OTARIG_DDI_CONTROLLER_ID, the target token "
+               "$OTARIG_TARGET_TOKEN; over TLS $OTARIG_CA, and $OTARIG_CLIENT_CERT/KEY for mutual TLS), which "
+               "published the deployment; every boot reports what SWUpdate's ustate holds");
+  app.add_flag("--suricatta-no-token", o.suricatta_no_token,
+               "suricatta: send no target token (a device the rig's server does not know)");
   app.add_option("--mender-server", o.mender_server, "mender managed: the server URL (default $OTARIG_UPDATE_URL)");
   app.add_option("--mender-device-key", o.mender_device_key,
                  "mender managed: the device's key (default $OTARIG_DEVICE_KEY)");

@@ -276,6 +276,7 @@ TlsClient::TlsClient(std::uint16_t port, const TlsClientOptions& o) : socket_(So
   SSL_set_fd(ssl_, socket_.fd());
   SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(o.host.c_str()));
   if (!o.ca_pem.empty()) SSL_set1_host(ssl_, o.host.c_str());
+  if (o.resume && SSL_set_session(ssl_, o.resume) != 1) throw std::runtime_error("SSL_set_session: " + openssl_reason());
   if (SSL_connect(ssl_) != 1) {
     std::string reason = openssl_reason();
     long verify = SSL_get_verify_result(ssl_);
@@ -287,6 +288,9 @@ TlsClient::TlsClient(std::uint16_t port, const TlsClientOptions& o) : socket_(So
     throw std::runtime_error("TLS handshake failed: " + reason);
   }
 }
+
+SSL_SESSION* TlsClient::session() const { return SSL_get1_session(ssl_); }
+bool TlsClient::resumed() const { return SSL_session_reused(ssl_) == 1; }
 
 TlsClient::~TlsClient() {
   if (ssl_) SSL_free(ssl_);

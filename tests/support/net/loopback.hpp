@@ -132,6 +132,7 @@ struct TlsClientOptions {
   std::string host = "localhost";  ///< SNI and host name check
   std::string tls12_ciphers = {};  ///< offer only these TLS 1.2 suites (OpenSSL cipher list; empty: defaults)
   int max_version = 0;             ///< e.g. TLS1_2_VERSION; 0: the highest OpenSSL knows
+  SSL_SESSION* resume = nullptr;   ///< offer to resume this session (TLS 1.3: its ticket)
 };
 class TlsClient : public Transport {
  public:
@@ -141,6 +142,11 @@ class TlsClient : public Transport {
   ~TlsClient() override;
   void write_all(std::string_view bytes) override;
   std::size_t read_some(char* buf, std::size_t n) override;
+  /// The session to resume later (the caller frees it with SSL_SESSION_free);
+  /// with TLS 1.3 only after data was read (the ticket comes after the handshake).
+  SSL_SESSION* session() const;
+  /// Whether the handshake resumed TlsClientOptions::resume.
+  bool resumed() const;
 
  private:
   Socket socket_;

@@ -7,7 +7,8 @@
 //   GET/HEAD /manifests/NAME.json    manifest of release NAME
 //   GET/HEAD /images/NAME.bin        image of release NAME
 //   GET/HEAD /any/other/path         a file put() in memory, or under `root`
-//   any      /api/...                 the API handler set_api() installed (Mender's device API)
+//   any      PREFIX...                the API handler set_api() installed (Mender's device API
+//                                     under /api/, hawkBit's DDI under /TENANT/controller/)
 //
 // Single byte ranges (206, 416), keep-alive, 400 for malformed requests (then
 // the connection closes), 404, 405. Every read, write and TLS handshake has a
@@ -30,7 +31,7 @@
 
 #include "otarig/core/clock.hpp"
 #include "otarig/drivers/net/manifest.hpp"
-#include "otarig/drivers/net/mender_api.hpp"
+#include "otarig/drivers/net/device_api.hpp"
 #include "otarig/drivers/net/tls.hpp"
 
 namespace otarig::drivers::net {
@@ -177,12 +178,14 @@ class UpdateServer {
   void on_body_byte(const std::string& path, std::uint64_t byte, BodyByteCallback callback);
   void clear_body_hooks();
 
-  /// Requests for /api/... go to `handler` (any method, with their body, at
-  /// most 1 MiB); it answers them, or nullopt for 404. Without a handler
-  /// /api/ paths are files like any other (GET and HEAD only). Used for
-  /// Mender's device API (MenderDeviceApi::handle).
+  /// Requests whose target starts with `prefix` go to `handler` (any
+  /// method, with their body, at most 1 MiB); it answers them, or nullopt
+  /// for 404. Without a handler such paths are files like any other (GET and
+  /// HEAD only). Used for a device-management server's API
+  /// (DeviceManagementApi::handle: Mender's device API under /api/,
+  /// hawkBit's DDI under /TENANT/controller/).
   using ApiHandler = std::function<std::optional<ApiResponse>(const ApiRequest&)>;
-  void set_api(ApiHandler handler);
+  void set_api(ApiHandler handler, std::string prefix = "/api/");
 
   std::vector<RequestRecord> request_log() const;
   /// Responses being written now (their bytes so far); a response leaves

@@ -27,22 +27,9 @@
 #include <string>
 #include <vector>
 
+#include "otarig/drivers/net/device_api.hpp"
+
 namespace otarig::drivers::net {
-
-/// An HTTP request under /api/ as the server received it.
-struct ApiRequest {
-  std::string method;         ///< "POST", "PUT", ...
-  std::string target;         ///< as sent, query included
-  std::string authorization;  ///< the Authorization header, empty when none
-  std::string signature;      ///< the X-MEN-Signature header, empty when none
-  std::string body;
-};
-
-struct ApiResponse {
-  unsigned status = 404;
-  std::string content_type = "application/json";
-  std::string body;
-};
 
 /// A deployment as the server offers it to the device.
 struct MenderDeployment {
@@ -65,7 +52,7 @@ std::string verify_mender_signature(const std::string& public_key_pem, const std
 /// BenchError when OpenSSL fails.
 std::string generate_device_key_pem();
 
-class MenderDeviceApi {
+class MenderDeviceApi final : public DeviceManagementApi {
  public:
   /// The one device key the server accepts (a PEM public key, or a private
   /// key whose public half is taken). InputError when it does not parse.
@@ -73,22 +60,28 @@ class MenderDeviceApi {
   /// Offers `deployment` to the device from now on (replaces an earlier one).
   void publish(MenderDeployment deployment);
   /// No deployment: the device's next-deployment request answers 204.
-  void withdraw();
+  void withdraw() override;
   std::optional<MenderDeployment> deployment() const;
 
   /// Handles a request for /api/devices/...; nullopt for any other path.
-  std::optional<ApiResponse> handle(const ApiRequest& request);
+  std::optional<ApiResponse> handle(const ApiRequest& request) override;
+
+  std::string_view protocol() const override { return "mender"; }
+  std::string path_prefix() const override { return "/api/"; }
+  /// Publishes the delivery as deployment
+  /// 00000000-0000-4000-8000-NNNNNNNNNNNN (N: the delivery's number).
+  std::string offer(const DeploymentOffer& offer) override;
 
   /// What the device did, in order (JSON objects with `seq` and `kind`:
   /// auth, next, status, log, inventory, unauthorized, unknown).
   std::vector<nlohmann::json> records() const;
   /// The records since the last call; the list starts empty again.
-  std::vector<nlohmann::json> take_records();
+  std::vector<nlohmann::json> take_records() override;
   /// Every status the device reported for deployment `id`, in order.
-  std::vector<std::string> statuses(const std::string& id) const;
+  std::vector<std::string> statuses(const std::string& id) const override;
   /// The last final status (success, failure, already-installed) reported
   /// for deployment `id`; nullopt when none.
-  std::optional<std::string> final_status(const std::string& id) const;
+  std::optional<std::string> final_status(const std::string& id) const override;
   /// Tokens issued so far (accepted authentication requests).
   std::size_t tokens_issued() const;
 

@@ -29,7 +29,8 @@
 namespace otarig::drivers::net {
 class UpdateServer;
 class FaultProxy;
-class MenderDeviceApi;
+class DeviceManagementApi;
+class HawkbitDdiApi;
 }  // namespace otarig::drivers::net
 
 namespace otarig::drivers::process {
@@ -74,10 +75,15 @@ struct DeviceConfig {
   /// mutual TLS). Empty: fresh test certificates per bench.
   std::string pki;
   /// network.device_api: the update server also plays a device-management
-  /// server: `mender` (Mender's device API, net::MenderDeviceApi), with the
+  /// server: `mender` (Mender's device API, net::MenderDeviceApi) or
+  /// `hawkbit` (hawkBit's DDI API, net::HawkbitDdiApi, with its tenant and
+  /// controller id); for Mender with the
   /// device type its deployments name; empty: none.
   std::string device_api;
   std::string device_type = "otarig-board";
+  std::string ddi_tenant = "DEFAULT";
+  std::string ddi_controller_id = "otarig-device";
+  std::string ddi_artifact = "update.swu";  ///< the artifact's file name in the deployment
   /// DNS names and IP addresses the fresh test certificates carry besides
   /// localhost, 127.0.0.1, ::1 and the `listen` address.
   std::vector<std::string> names;
@@ -173,20 +179,27 @@ class DeviceHost : public ProvisionProtocol {
   /// With network.device_api: the server's device API and the device's own
   /// key (the rig provisions it: ${device_key}, $OTARIG_DEVICE_KEY, the only
   /// key the API accepts); null / empty otherwise.
-  net::MenderDeviceApi* mender_api() const { return mender_api_.get(); }
+  net::DeviceManagementApi* device_api() const { return device_api_.get(); }
   const std::filesystem::path& device_key_file() const { return device_key_; }
+  /// With network.device_api hawkbit: the device's target token, a file the
+  /// rig provisions into its storage (${target_token}, $OTARIG_TARGET_TOKEN,
+  /// the only token the DDI API accepts); empty otherwise.
+  const std::filesystem::path& target_token_file() const { return target_token_; }
 
   /// The package CA certificate file written into the storage (from
   /// BindContext::package_trust_pem, ${package_ca}); empty without one.
   const std::filesystem::path& package_ca_file() const { return package_ca_; }
 
   /// Replaces ${storage}, ${board}, ${update_url}, ${update_port}, ${profile_dir},
-  /// ${package_ca}, and any `extra` names; an unknown ${name} is left as it is.
+  /// ${package_ca}, ${device_key}, ${target_token}, and any `extra` names; an
+  /// unknown ${name} is left as it is.
   std::string expand(std::string_view text,
                      const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
   /// The variables the rig passes to a device program: OTARIG_BOARD,
   /// OTARIG_STORAGE, OTARIG_UPDATE_URL, OTARIG_TRUSTED_KEYS, and with TLS
-  /// OTARIG_CA (and OTARIG_CLIENT_CERT, OTARIG_CLIENT_KEY for mutual TLS).
+  /// OTARIG_CA (and OTARIG_CLIENT_CERT, OTARIG_CLIENT_KEY for mutual TLS);
+  /// with a device API OTARIG_DEVICE_KEY (Mender) or OTARIG_TARGET_TOKEN,
+  /// OTARIG_DDI_TENANT, OTARIG_DDI_CONTROLLER_ID (hawkBit).
   std::vector<std::pair<std::string, std::string>> environment() const;
 
   /// ProvisionProtocol: powers the device off (the switch set_power() gave),
@@ -216,8 +229,10 @@ class DeviceHost : public ProvisionProtocol {
   std::filesystem::path ca_, client_cert_, client_key_;
   std::filesystem::path package_ca_;
   std::unique_ptr<net::UpdateServer> server_;
-  std::shared_ptr<net::MenderDeviceApi> mender_api_;
+  std::shared_ptr<net::DeviceManagementApi> device_api_;
+  std::shared_ptr<net::HawkbitDdiApi> ddi_;
   std::filesystem::path device_key_;
+  std::filesystem::path target_token_;
   std::unique_ptr<net::FaultProxy> proxy_;
   std::string update_url_;
   std::uint16_t update_port_ = 0;
