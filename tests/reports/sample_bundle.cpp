@@ -312,6 +312,11 @@ json write_sample_bundle(const std::filesystem::path& out, const SampleOptions& 
 
   run["skipped"] = json::array();
   run["compliance"] = sample_catalog();
+  run["mechanism"] = {
+      {"signing", {{"image_format", "otarig"}, {"signing_key", "test:sample"}, {"trusted_key_ids", {"0011223344556677"}}}},
+      {"transport", {{"link", {{"driver", "virtual"}}}}},
+      {"storage", {{"kind", "virtual"}, {"mode", "ab"}, {"power_loss", "crash"}}},
+      {"policies", {{"boot_timeout_ms", 5000}}}};
   run["requirements"] = requirement_results(RunView::of(run));
   run["defects"] = defect_results(RunView::of(run));
 

@@ -236,3 +236,16 @@ def test_the_cut_chart_shows_windows_of_outcomes(rendered, run_json):
         else:
             assert href == "#defect-" + attrs["data-outcome"] and "fail" in attrs["class"]
 
+
+
+def test_the_update_mechanism_and_the_catalog_have_their_sections(rendered, run_json):
+    """The update mechanism under test follows the run facts, with a table per
+    part and what the run did not test; the traceability names the catalog."""
+    ids = rendered.ids
+    assert ids.index("run") < ids.index("mechanism") < ids.index("traceability")
+    for part in ("mechanism-signing", "mechanism-transport", "mechanism-storage", "mechanism-policies",
+                 "not-tested", "catalog"):
+        assert part in ids, part
+    assert ids.index("mechanism") < ids.index("not-tested") < ids.index("traceability") < ids.index("catalog")
+    assert "mechanism" in rendered.links and "traceability" in rendered.links
+    assert run_json["compliance"]["version"] and run_json["mechanism"]["signing"]["signing_key"] == "test:sample"
