@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <stdexcept>
 
@@ -45,7 +46,44 @@ PublicKey raw_public(EVP_PKEY* key) {
   return pub;
 }
 
+std::string pem_of(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key) != 1)
+    throw std::runtime_error("cannot encode public key: " + openssl_error());
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
 }  // namespace
+
+std::string base64_encode(std::string_view bytes) {
+  if (bytes.size() > static_cast<std::size_t>(INT_MAX) / 4 * 3)
+    throw std::length_error("base64: more than 1.5 GiB to encode");
+  std::string out((bytes.size() + 2) / 3 * 4 + 1, '\0');  // EVP_EncodeBlock writes a terminating NUL
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0 || text.size() > static_cast<std::size_t>(INT_MAX)) return std::nullopt;
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock turns the padding into zero bytes, skips surrounding
+  // whitespace and leaves unused bits unchecked: the text is accepted only
+  // when it is exactly what encoding the bytes gives back.
+  const std::size_t pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+  if (static_cast<std::size_t>(n) < pad) return std::nullopt;
+  out.resize(static_cast<std::size_t>(n) - pad);
+  if (base64_encode(out) != text) return std::nullopt;
+  return out;
+}
 
 Digest sha256(std::span<const std::uint8_t> data) {
   Digest d{};
@@ -172,14 +210,7 @@ void Ed25519Key::save_pem(const std::filesystem::path& file) const {
     throw BenchError(fmt::format("{}: cannot write key: {}", file.string(), openssl_error()));
 }
 
-std::string Ed25519Key::public_pem() const {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PUBKEY(bio.get(), impl_->key.get()) != 1)
-    throw std::runtime_error("cannot encode public key: " + openssl_error());
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(len));
-}
+std::string Ed25519Key::public_pem() const { return pem_of(impl_->key.get()); }
 
 Signature Ed25519Key::sign(std::span<const std::uint8_t> message) const {
   if (!impl_) throw std::logic_error("Ed25519Key used after move");
@@ -215,6 +246,12 @@ PublicKey load_public_pem(const std::filesystem::path& file) {
   if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519)
     throw InputError(fmt::format("{}: not an Ed25519 key", file.string()));
   return raw_public(key.get());
+}
+
+std::string public_key_pem(const PublicKey& key) {
+  PkeyPtr pkey(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
+  if (!pkey) throw std::runtime_error("Ed25519: cannot make a public key: " + openssl_error());
+  return pem_of(pkey.get());
 }
 
 }  // namespace otarig::crypto

@@ -1,9 +1,7 @@
 #include "otarig/drivers/bench/process.hpp"
 
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,32 +11,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <system_error>
 
-extern char** environ;
+#include "otarig/core/spawn.hpp"
 
 namespace otarig::drivers::bench {
 namespace {
 
 constexpr std::size_t kOutputTail = 4096;
-
-// posix_spawn's C objects, destroyed on every path.
-struct SpawnActions {
-  posix_spawn_file_actions_t actions;
-  SpawnActions() { posix_spawn_file_actions_init(&actions); }
-  ~SpawnActions() { posix_spawn_file_actions_destroy(&actions); }
-  SpawnActions(const SpawnActions&) = delete;
-  SpawnActions& operator=(const SpawnActions&) = delete;
-};
-struct SpawnAttr {
-  posix_spawnattr_t attr;
-  SpawnAttr() { posix_spawnattr_init(&attr); }
-  ~SpawnAttr() { posix_spawnattr_destroy(&attr); }
-  SpawnAttr(const SpawnAttr&) = delete;
-  SpawnAttr& operator=(const SpawnAttr&) = delete;
-};
-
-void check_spawn(int rc, const char* step) {
-  if (rc != 0) throw std::system_error(rc, std::generic_category(), step);
-}
 
 void append_tail(std::string& tail, const char* data, std::size_t n) {
   tail.append(data, n);
@@ -55,53 +33,15 @@ std::string CommandSpec::text() const {
 }
 
 ChildProcess ChildProcess::spawn(const CommandSpec& command, const Options& options) {
-  if (command.argv.empty()) throw std::invalid_argument("empty command line");
-
-  SpawnActions fa;
-  UniqueFd pipe_read, pipe_write;
-  check_spawn(posix_spawn_file_actions_addopen(&fa.actions, 0, "/dev/null", O_RDONLY, 0), "spawn: stdin");
-  if (options.capture_output) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-    pipe_read.reset(fds[0]);
-    pipe_write.reset(fds[1]);
-    check_spawn(posix_spawn_file_actions_adddup2(&fa.actions, pipe_write.get(), 1), "spawn: stdout");
-  } else {
-    std::string file = options.output_file.empty() ? "/dev/null" : options.output_file.string();
-    check_spawn(
-        posix_spawn_file_actions_addopen(&fa.actions, 1, file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644),
-        "spawn: stdout");
-  }
-  check_spawn(posix_spawn_file_actions_adddup2(&fa.actions, 1, 2), "spawn: stderr");
-  check_spawn(posix_spawn_file_actions_addclosefrom_np(&fa.actions, 3), "spawn: close descriptors");
-
-  SpawnAttr sa;
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM})
-    sigaddset(&defaults, sig);
-  check_spawn(posix_spawnattr_setflags(
-                  &sa.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
-              "spawn: attributes");
-  check_spawn(posix_spawnattr_setpgroup(&sa.attr, 0), "spawn: process group");
-  check_spawn(posix_spawnattr_setsigmask(&sa.attr, &none), "spawn: signal mask");
-  check_spawn(posix_spawnattr_setsigdefault(&sa.attr, &defaults), "spawn: signal defaults");
-
-  std::vector<char*> argv;
-  argv.reserve(command.argv.size() + 1);
-  for (const auto& arg : command.argv) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &fa.actions, &sa.attr, argv.data(), environ);
-  if (rc != 0)
-    throw std::system_error(rc, std::generic_category(), fmt::format("cannot run '{}'", command.argv[0]));
-
+  auto spawned = spawn_process(command.argv, {.program = {},
+                                              .capture_output = options.capture_output,
+                                              .output_file = options.output_file,
+                                              .cwd = {},
+                                              .new_process_group = true});
   ChildProcess child;
-  child.pid_ = pid;
+  child.pid_ = spawned.pid;
   // glibc 2.36's <sys/pidfd.h> lacks extern "C" for C++; the system call is the same.
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child.pid_, 0));
   if (pidfd < 0) {
     int err = errno;
     child.kill_and_reap();
@@ -109,7 +49,7 @@ ChildProcess ChildProcess::spawn(const CommandSpec& command, const Options& opti
   }
   ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
   child.pidfd_.reset(pidfd);
-  child.output_ = std::move(pipe_read);
+  child.output_ = std::move(spawned.output);
   return child;
 }
 

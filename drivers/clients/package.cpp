@@ -1,7 +1,11 @@
 // cpio archives, SWUpdate .swu archives and RAUC plain bundles.
+#include <archive.h>
+#include <archive_entry.h>
 #include <fmt/format.h>
 
 #include <cstring>
+#include <memory>
+#include <new>
 
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
@@ -16,38 +20,63 @@ bool have_tool(const std::string& tool) { return !find_tool(tool).empty(); }
 namespace cpio {
 namespace {
 
+// The newc header: "070701" and 13 eight-digit hex fields.
 constexpr std::size_t kHeader = 110;
-
-void pad4(Bytes& out) {
-  while (out.size() % 4) out.push_back(0);
-}
-
-void header(Bytes& out, std::uint32_t ino, std::uint32_t mode, std::uint32_t nlink, const std::string& name,
-            std::size_t size) {
-  auto h = fmt::format("070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}", ino,
-                       mode, 0, 0, nlink, 0, static_cast<std::uint32_t>(size), 0, 0, 0, 0,
-                       static_cast<std::uint32_t>(name.size() + 1), 0);
-  out.insert(out.end(), h.begin(), h.end());
-  out.insert(out.end(), name.begin(), name.end());
-  out.push_back(0);
-  pad4(out);
-}
+constexpr char kTrailer[] = "TRAILER!!!";
 
 std::size_t padded(std::size_t n) { return (n + 3) & ~std::size_t{3}; }
+
+struct FreeRead {
+  void operator()(archive* a) const noexcept { archive_read_free(a); }
+};
+struct FreeWrite {
+  void operator()(archive* a) const noexcept { archive_write_free(a); }
+};
+struct FreeEntry {
+  void operator()(archive_entry* e) const noexcept { archive_entry_free(e); }
+};
+
+la_ssize_t append(archive*, void* out, const void* data, size_t n) {
+  auto& bytes = *static_cast<Bytes*>(out);
+  const auto* from = static_cast<const std::uint8_t*>(data);
+  bytes.insert(bytes.end(), from, from + n);
+  return static_cast<la_ssize_t>(n);
+}
+
+std::string error_of(archive* a) {
+  const char* text = archive_error_string(a);
+  return text ? text : "libarchive gave no reason";
+}
 
 }  // namespace
 
 Bytes write(const std::vector<Entry>& entries) {
   Bytes out;
-  std::uint32_t ino = 1;
+  std::unique_ptr<archive, FreeWrite> a(archive_write_new());
+  if (!a) throw std::bad_alloc();
+  auto check = [&](int rc, const std::string& what) {
+    if (rc != ARCHIVE_OK) throw BenchError(fmt::format("cpio: {}: {}", what, error_of(a.get())));
+  };
+  check(archive_write_set_format_cpio_newc(a.get()), "newc format");
+  // Block-align the archive to 512 bytes as cpio(1) does.
+  check(archive_write_set_bytes_per_block(a.get(), 512), "block size");
+  check(archive_write_open2(a.get(), &out, nullptr, append, nullptr, nullptr), "open");
+  std::int64_t ino = 1;
   for (const auto& e : entries) {
-    header(out, ino++, 0100644, 1, e.name, e.data.size());
-    out.insert(out.end(), e.data.begin(), e.data.end());
-    pad4(out);
+    std::unique_ptr<archive_entry, FreeEntry> entry(archive_entry_new());
+    if (!entry) throw std::bad_alloc();
+    archive_entry_set_pathname(entry.get(), e.name.c_str());
+    archive_entry_set_filetype(entry.get(), AE_IFREG);
+    archive_entry_set_perm(entry.get(), 0644);
+    archive_entry_set_ino64(entry.get(), ino++);
+    archive_entry_set_nlink(entry.get(), 1);
+    archive_entry_set_size(entry.get(), static_cast<la_int64_t>(e.data.size()));
+    check(archive_write_header(a.get(), entry.get()), e.name);
+    if (!e.data.empty() &&
+        archive_write_data(a.get(), e.data.data(), e.data.size()) != static_cast<la_ssize_t>(e.data.size()))
+      check(ARCHIVE_FATAL, e.name);
   }
-  header(out, 0, 0, 1, "TRAILER!!!", 0);
-  // Block-align the archive as cpio(1) does.
-  while (out.size() % 512) out.push_back(0);
+  check(archive_write_close(a.get()), "trailer");
   return out;
 }
 
@@ -62,36 +91,47 @@ std::vector<std::size_t> data_offsets(const std::vector<Entry>& entries) {
   return offsets;
 }
 
-std::vector<Entry> read(std::span<const std::uint8_t> a, const std::string& origin) {
+std::vector<Entry> read(std::span<const std::uint8_t> bytes, const std::string& origin) {
+  std::unique_ptr<archive, FreeRead> a(archive_read_new());
+  if (!a) throw std::bad_alloc();
+  if (archive_read_support_format_cpio(a.get()) != ARCHIVE_OK)
+    throw BenchError(fmt::format("{}: cpio: {}", origin, error_of(a.get())));
   std::vector<Entry> out;
-  std::size_t at = 0;
-  auto field = [&](std::size_t i) {
-    std::string text(reinterpret_cast<const char*>(a.data()) + at + 6 + 8 * i, 8);
-    try {
-      std::size_t used = 0;
-      auto v = std::stoul(text, &used, 16);
-      if (used != 8) throw std::invalid_argument(text);
-      return static_cast<std::size_t>(v);
-    } catch (const std::exception&) {
-      throw InputError(fmt::format("{}: byte {}: bad cpio header field '{}'", origin, at + 6 + 8 * i, text));
-    }
+  std::size_t next = 0;  // where the next header is due
+  auto bad_header = [&] {
+    if (next + kHeader > bytes.size())
+      return InputError(fmt::format("{}: byte {}: archive ends inside a header", origin, next));
+    return InputError(fmt::format("{}: byte {}: not a cpio newc header", origin, next));
   };
+  // Opening reads the first header: it fails on anything but cpio.
+  if (archive_read_open_memory(a.get(), bytes.data(), bytes.size()) != ARCHIVE_OK) throw bad_header();
   while (true) {
-    if (at + kHeader > a.size()) throw InputError(fmt::format("{}: byte {}: archive ends inside a header", origin, at));
-    if (std::memcmp(a.data() + at, "070701", 6) != 0)
-      throw InputError(fmt::format("{}: byte {}: not a cpio newc header", origin, at));
-    const auto size = field(6), namesize = field(11);
-    if (namesize == 0 || at + kHeader + namesize > a.size())
-      throw InputError(fmt::format("{}: byte {}: bad name size", origin, at));
-    std::string name(reinterpret_cast<const char*>(a.data()) + at + kHeader, namesize - 1);
-    const auto data_at = at + padded(kHeader + namesize);
-    if (data_at + size > a.size())
-      throw InputError(fmt::format("{}: {}: the data runs past the archive's end", origin, name));
-    if (name == "TRAILER!!!") break;
-    out.push_back({name, Bytes(a.begin() + static_cast<std::ptrdiff_t>(data_at),
-                               a.begin() + static_cast<std::ptrdiff_t>(data_at + size))});
-    at = data_at + padded(size);
+    archive_entry* entry = nullptr;
+    const int rc = archive_read_next_header(a.get(), &entry);
+    if (rc == ARCHIVE_EOF) break;
+    // libarchive skips bytes to find a header and reads the other cpio
+    // formats too; a .swu is newc with each header where the last one ends.
+    if (rc != ARCHIVE_OK || archive_format(a.get()) != ARCHIVE_FORMAT_CPIO_SVR4_NOCRC ||
+        archive_read_header_position(a.get()) != static_cast<la_int64_t>(next))
+      throw bad_header();
+    const char* path = archive_entry_pathname(entry);
+    Entry e{path ? path : "", {}};
+    const auto size = archive_entry_size(entry);
+    const auto data_at = next + padded(kHeader + e.name.size() + 1);
+    // Bounded by what is there: no allocation for a size the archive cannot hold.
+    if (size < 0 || data_at + static_cast<std::size_t>(size) > bytes.size())
+      throw InputError(fmt::format("{}: {}: the data runs past the archive's end", origin, e.name));
+    e.data.resize(static_cast<std::size_t>(size));
+    if (archive_read_data(a.get(), e.data.data(), e.data.size()) != static_cast<la_ssize_t>(size))
+      throw InputError(fmt::format("{}: {}: the data runs past the archive's end", origin, e.name));
+    next = data_at + padded(e.data.size());
+    out.push_back(std::move(e));
   }
+  // libarchive ends at the trailer, and also, quietly, at a header it cannot
+  // parse: the trailer must stand where the next header is due.
+  if (next + kHeader + sizeof kTrailer > bytes.size() || std::memcmp(bytes.data() + next, "070701", 6) != 0 ||
+      std::memcmp(bytes.data() + next + kHeader, kTrailer, sizeof kTrailer) != 0)
+    throw bad_header();
   return out;
 }
 

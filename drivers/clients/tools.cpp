@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,10 +13,10 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 #include "otarig/core/errors.hpp"
-
-extern char** environ;
+#include "otarig/core/spawn.hpp"
 
 namespace otarig::drivers::clients {
 
@@ -45,35 +44,15 @@ ToolResult run_tool(const std::vector<std::string>& argv, std::chrono::milliseco
   if (argv.empty()) throw BenchError("run_tool: no command");
   const auto exe = find_tool(argv[0]);
   if (exe.empty()) throw BenchError(fmt::format("{}: not found on PATH", argv[0]));
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw BenchError(fmt::format("{}: pipe: {}", argv[0], std::strerror(errno)));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t all;
-  sigfillset(&all);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  ::close(fds[1]);
-  if (rc != 0) {
-    ::close(fds[0]);
-    throw BenchError(fmt::format("{}: cannot start: {}", argv[0], std::strerror(rc)));
+  Spawned child;
+  try {
+    child = spawn_process(argv, {.program = exe, .capture_output = true, .output_file = {}, .cwd = cwd,
+                                 .new_process_group = false});
+  } catch (const std::system_error& e) {
+    throw BenchError(fmt::format("{}: cannot start: {}", argv[0], std::strerror(e.code().value())));
   }
+  const pid_t pid = child.pid;
+  const int out = child.output.get();
   ToolResult result;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool killed = false;
@@ -85,16 +64,16 @@ ToolResult run_tool(const std::vector<std::string>& argv, std::chrono::milliseco
       killed = true;
       break;
     }
-    pollfd p{fds[0], POLLIN, 0};
+    pollfd p{out, POLLIN, 0};
     int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) continue;
-    ssize_t got = ::read(fds[0], buf, sizeof buf);
+    ssize_t got = ::read(out, buf, sizeof buf);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) break;
     result.output.append(buf, static_cast<std::size_t>(got));
   }
-  ::close(fds[0]);
+  child.output.reset();
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -1,15 +1,8 @@
 // Link kind `console-command`: serve the image, type the update command on
 // the console, watch the console (and the download) for the outcome, and cut
 // power where an armed ProcessCut says.
-#include <arpa/inet.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-#include <poll.h>
 #include <re2/re2.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +22,7 @@
 #include "otarig/drivers/net/manifest.hpp"
 #include "otarig/drivers/net/device_api.hpp"
 #include "otarig/drivers/process/board.hpp"
+#include "otarig/drivers/process/http_probe.hpp"
 
 namespace otarig::drivers::process {
 namespace {
@@ -264,64 +258,15 @@ std::string ConsoleCommandLink::tls_mode() const {
 }
 
 ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
-  ProbeResult r;
   if (!device_->server()) throw BenchError(fmt::format("{}: the device has no update server", device_->board_name()));
   const std::string path = published_path_.empty() ? "/" : published_path_;
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) throw BenchError(fmt::format("{}: socket: {}", device_->board_name(), std::strerror(errno)));
-  timeval tv{5, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(device_->update_port());
-  ::inet_pton(AF_INET, device_->connect_address().c_str(), &addr.sin_addr);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-    throw BenchError(fmt::format("{}: probing the update server: connect: {}", device_->board_name(),
-                                 std::strerror(errno)));
-  const auto request = fmt::format("GET {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n", path,
-                                   device_->connect_address(), device_->update_port());
-  auto openssl_reason = [] {
-    std::string out;
-    while (unsigned long e = ERR_get_error()) {
-      char buf[256];
-      ERR_error_string_n(e, buf, sizeof buf);
-      out += (out.empty() ? "" : "; ") + std::string(buf);
-    }
-    return out.empty() ? std::string("connection closed") : out;
-  };
-  auto first_line = [](const std::string& text) { return text.substr(0, text.find_first_of("\r\n")); };
-  if (device_->config().tls == DeviceConfig::Tls::off) {
-    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-      return {false, "the request could not be sent"};
-    char buf[512];
-    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n <= 0) return {false, "the server closed the connection without an answer"};
-    return {true, "plain HTTP, no TLS: " + first_line(std::string(buf, static_cast<std::size_t>(n)))};
+  const bool tls = device_->config().tls != DeviceConfig::Tls::off;
+  try {
+    return probe_http(device_->connect_address(), device_->update_port(), path,
+                      tls ? std::optional(device_->ca_file()) : std::nullopt, std::chrono::seconds(5));
+  } catch (const std::runtime_error& e) {
+    throw BenchError(fmt::format("{}: probing the update server: {}", device_->board_name(), e.what()));
   }
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
-  if (!ctx || SSL_CTX_load_verify_locations(ctx.get(), device_->ca_file().c_str(), nullptr) != 1)
-    throw BenchError(fmt::format("{}: probing the update server: TLS setup: {}", device_->board_name(),
-                                 openssl_reason()));
-  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
-  SSL_set_fd(ssl.get(), fd.get());
-  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), device_->connect_address().c_str());
-  ERR_clear_error();
-  if (SSL_connect(ssl.get()) != 1) return {false, "TLS handshake refused: " + openssl_reason()};
-  // With TLS 1.3 the server judges the (missing) client certificate after
-  // the client's side of the handshake is done: its alert comes on the read.
-  if (SSL_write(ssl.get(), request.data(), static_cast<int>(request.size())) <= 0)
-    return {false, "refused after the handshake: " + openssl_reason()};
-  std::string answer;
-  char buf[512];
-  int n;
-  while (answer.find('\n') == std::string::npos && (n = SSL_read(ssl.get(), buf, sizeof buf)) > 0)
-    answer.append(buf, static_cast<std::size_t>(n));
-  if (answer.rfind("HTTP/", 0) != 0) return {false, "refused after the handshake: " + openssl_reason()};
-  r.answered = true;
-  r.detail = "answered without a client certificate: " + first_line(answer);
-  return r;
 }
 
 // The deployment the device's management client finds at its next poll: the
@@ -500,38 +445,12 @@ std::uint64_t ConsoleCommandLink::served_bytes(const std::string& path) const {
 // The length of the response header the server sends for `path`, measured
 // with a HEAD request (same header fields as GET, no body) straight to the
 // server, so a cut at image byte b can watch stream offset header + b.
-// Measured for `Connection: close`, which otarig-vboard sends.
 std::uint64_t ConsoleCommandLink::response_header_size(const std::string& path) const {
-  auto* server = device_->server();
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) throw BenchError(fmt::format("{}: socket: {}", device_->board_name(), std::strerror(errno)));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(server->port());
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-    throw BenchError(fmt::format("{}: measuring the response header: connect: {}", device_->board_name(),
-                                 std::strerror(errno)));
-  const auto request = fmt::format("HEAD {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                                   path, server->port());
-  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-    throw BenchError(fmt::format("{}: measuring the response header: send failed", device_->board_name()));
-  const auto deadline = Steady::now() + std::chrono::seconds(5);
-  std::uint64_t total = 0;
-  char buf[4096];
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
-    if (left.count() <= 0)
-      throw BenchError(
-          fmt::format("{}: measuring the response header: the server did not answer", device_->board_name()));
-    pollfd p{fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    total += static_cast<std::uint64_t>(n);
+  try {
+    return http_response_header_size("127.0.0.1", device_->server()->port(), path, std::chrono::seconds(5));
+  } catch (const std::runtime_error& e) {
+    throw BenchError(fmt::format("{}: measuring the response header: {}", device_->board_name(), e.what()));
   }
-  return total;
 }
 
 // Clears the server's and the proxy's hooks when the delivery ends.

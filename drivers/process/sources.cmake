@@ -13,11 +13,12 @@ otarig_driver_library(otarig_drivers_process
   ${CMAKE_CURRENT_LIST_DIR}/console.cpp
   ${CMAKE_CURRENT_LIST_DIR}/link_sides.cpp
   ${CMAKE_CURRENT_LIST_DIR}/link.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/http_probe.cpp
   ${CMAKE_CURRENT_LIST_DIR}/crash_storage.cpp
   ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
 target_link_libraries(otarig_drivers_process
   PUBLIC otarig_drivers_registry otarig_drivers_virtual otarig_drivers_net otarig_drivers_storage
-  PRIVATE PkgConfig::RE2 fmt::fmt nlohmann_json::nlohmann_json OpenSSL::SSL)
+  PRIVATE PkgConfig::RE2 fmt::fmt nlohmann_json::nlohmann_json OpenSSL::SSL Boost::headers)
 # Where a bare program name in a profile's command is looked for before
 # $PATH: otarig's own tools in the build tree, then the installed bindir.
 target_compile_definitions(otarig_drivers_process PRIVATE

@@ -2,24 +2,11 @@
 
 #include <fmt/format.h>
 
-#include <array>
-
 #include "detail.hpp"
 
 namespace otarig::reports {
 
 namespace {
-
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int sextet(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
 
 std::string dump(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -56,73 +43,7 @@ std::string dsse_pae(std::string_view payload_type, std::string_view payload) {
   return fmt::format("DSSEv1 {} {} {} {}", payload_type.size(), payload_type, payload.size(), payload);
 }
 
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  auto at = [&](std::size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(bytes[k])); };
-  for (; i + 3 <= bytes.size(); i += 3) {
-    unsigned v = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
-    out += kAlphabet[v >> 18 & 63];
-    out += kAlphabet[v >> 12 & 63];
-    out += kAlphabet[v >> 6 & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (bytes.size() - i == 1) {
-    unsigned v = at(i) << 16;
-    out += kAlphabet[v >> 18 & 63];
-    out += kAlphabet[v >> 12 & 63];
-    out += "==";
-  } else if (bytes.size() - i == 2) {
-    unsigned v = at(i) << 16 | at(i + 1) << 8;
-    out += kAlphabet[v >> 18 & 63];
-    out += kAlphabet[v >> 12 & 63];
-    out += kAlphabet[v >> 6 & 63];
-    out += '=';
-  }
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    std::size_t pad = 0;
-    if (last && text[i + 3] == '=') pad = text[i + 2] == '=' ? 2 : 1;
-    std::array<int, 4> s{};
-    for (std::size_t k = 0; k < 4 - pad; ++k) {
-      s[k] = sextet(text[i + k]);
-      if (s[k] < 0) return std::nullopt;
-    }
-    unsigned v = static_cast<unsigned>(s[0]) << 18 | static_cast<unsigned>(s[1]) << 12 |
-                 static_cast<unsigned>(s[2]) << 6 | static_cast<unsigned>(s[3]);
-    out += static_cast<char>(v >> 16 & 0xFF);
-    if (pad == 2) {
-      if (v & 0xFFFF) return std::nullopt;  // unused bits must be zero
-    } else {
-      out += static_cast<char>(v >> 8 & 0xFF);
-      if (pad == 1) {
-        if (v & 0xFF) return std::nullopt;
-      } else {
-        out += static_cast<char>(v & 0xFF);
-      }
-    }
-  }
-  return out;
-}
-
 std::string key_id_hex(const crypto::PublicKey& key) { return crypto::hex(crypto::key_id(key)); }
-
-std::string public_key_pem(const crypto::PublicKey& key) {
-  // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed 12-byte prefix and the raw key.
-  static constexpr std::array<unsigned char, 12> kPrefix{0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
-                                                         0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
-  std::string der(kPrefix.begin(), kPrefix.end());
-  der.append(key.begin(), key.end());
-  return "-----BEGIN PUBLIC KEY-----\n" + base64_encode(der) + "\n-----END PUBLIC KEY-----\n";
-}
 
 nlohmann::ordered_json attestation_statement(const nlohmann::json& run, const std::string& manifest_sha256,
                                              const std::string& run_sha256, const Signer& signer,

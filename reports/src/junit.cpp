@@ -1,7 +1,9 @@
 #include <fmt/format.h>
+#include <libxml/xmlwriter.h>
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -11,43 +13,52 @@
 
 namespace otarig::reports {
 
-std::string xml_escape(std::string_view text) {
+std::string xml_characters(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
     auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+      out += fmt::format("\\x{:02x}", c);
+    } else if (c >= 0x80) {
+      // Keep well-formed UTF-8 sequences, replace stray bytes.
+      std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+      bool ok = len && i + len <= text.size();
+      for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+      if (ok) {
+        // Overlong forms, surrogates, U+FFFE/U+FFFF and code points above
+        // U+10FFFF are not characters XML 1.0 can carry.
+        char32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+        for (std::size_t k = 1; k < len; ++k) cp = cp << 6 | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+        ok = len == 2   ? cp >= 0x80
+             : len == 3 ? cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) && cp != 0xFFFE && cp != 0xFFFF
+                        : cp >= 0x10000 && cp <= 0x10FFFF;
+      }
+      if (ok) {
+        out.append(text.substr(i, len));
+        i += len - 1;
+      } else {
+        out += fmt::format("\\x{:02x}", c);
+      }
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string xml_escape(std::string_view text) {
+  const auto chars = xml_characters(text);
+  std::string out;
+  out.reserve(chars.size());
+  for (char c : chars) {
     switch (c) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
       case '"': out += "&quot;"; break;
       case '\'': out += "&#39;"; break;
-      default:
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-          out += fmt::format("\\x{:02x}", c);
-        } else if (c >= 0x80) {
-          // Keep well-formed UTF-8 sequences, replace stray bytes.
-          std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-          bool ok = len && i + len <= text.size();
-          for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
-          if (ok) {
-            // Overlong forms, surrogates, U+FFFE/U+FFFF and code points above
-            // U+10FFFF are not characters XML 1.0 can carry.
-            char32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-            for (std::size_t k = 1; k < len; ++k) cp = cp << 6 | (static_cast<unsigned char>(text[i + k]) & 0x3F);
-            ok = len == 2   ? cp >= 0x80
-                 : len == 3 ? cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) && cp != 0xFFFE && cp != 0xFFFF
-                            : cp >= 0x10000 && cp <= 0x10FFFF;
-          }
-          if (ok) {
-            out.append(text.substr(i, len));
-            i += len - 1;
-          } else {
-            out += fmt::format("\\x{:02x}", c);
-          }
-        } else {
-          out += static_cast<char>(c);
-        }
+      default: out += c;
     }
   }
   return out;
@@ -58,10 +69,6 @@ namespace {
 std::string str(const nlohmann::json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) return "";
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
-}
-
-std::string property(const std::string& name, const std::string& value) {
-  return fmt::format("      <property name=\"{}\" value=\"{}\"/>\n", xml_escape(name), xml_escape(value));
 }
 
 // The fault point as the fault kind labelled it when the trial was planned.
@@ -86,12 +93,72 @@ struct Suite {
   std::vector<std::string> requirements;
 };
 
-std::string testcase(const nlohmann::json& t, const std::string& board, const std::string& seed,
-                     const std::string& scenario) {
+// libxml2's xmlTextWriter over a std::ostream: it escapes markup and
+// indents; what it is given has passed through xml_characters, so device
+// output cannot make the file malformed.
+// libxml2 takes text as xmlChar (unsigned char), UTF-8.
+const xmlChar* xml(const char* text) { return reinterpret_cast<const xmlChar*>(text); }
+
+class JunitWriter {
+ public:
+  explicit JunitWriter(std::ostream& out) : out_(out) {
+    auto* buffer = xmlOutputBufferCreateIO(&JunitWriter::write, &JunitWriter::close, this, nullptr);
+    if (!buffer) throw std::runtime_error("junit.xml: cannot make an XML output buffer");
+    writer_.reset(xmlNewTextWriter(buffer));  // from here the writer owns the buffer
+    if (!writer_) {
+      xmlOutputBufferClose(buffer);
+      throw std::runtime_error("junit.xml: cannot make an XML writer");
+    }
+    check(xmlTextWriterSetIndent(writer_.get(), 1));
+    check(xmlTextWriterSetIndentString(writer_.get(), xml("  ")));
+    check(xmlTextWriterStartDocument(writer_.get(), nullptr, "UTF-8", nullptr));
+  }
+
+  void start(const char* element) { check(xmlTextWriterStartElement(writer_.get(), xml(element))); }
+  void attribute(const char* name, std::string_view value) {
+    check(xmlTextWriterWriteAttribute(writer_.get(), xml(name), xml(xml_characters(value).c_str())));
+  }
+  void text(std::string_view value) {
+    check(xmlTextWriterWriteString(writer_.get(), xml(xml_characters(value).c_str())));
+  }
+  void end() { check(xmlTextWriterEndElement(writer_.get())); }
+  void finish() {
+    check(xmlTextWriterEndDocument(writer_.get()));
+    check(xmlTextWriterFlush(writer_.get()));
+  }
+
+ private:
+  static int write(void* self, const char* data, int n) {
+    auto& out = static_cast<JunitWriter*>(self)->out_;
+    out.write(data, n);
+    return out ? n : -1;
+  }
+  static int close(void*) { return 0; }
+  void check(int rc) const {
+    if (rc < 0) throw std::runtime_error("junit.xml: cannot write (libxml2 xmlTextWriter)");
+  }
+
+  struct FreeWriter {
+    void operator()(xmlTextWriterPtr w) const noexcept { xmlFreeTextWriter(w); }
+  };
+  std::ostream& out_;
+  std::unique_ptr<xmlTextWriter, FreeWriter> writer_;
+};
+
+void property(JunitWriter& w, const char* name, const std::string& value) {
+  w.start("property");
+  w.attribute("name", name);
+  w.attribute("value", value);
+  w.end();
+}
+
+void testcase(JunitWriter& w, const nlohmann::json& t, const std::string& board, const std::string& seed,
+              const std::string& scenario) {
   const double d = t.value("duration_ms", 0.0) / 1000.0;
-  std::string out = fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"trial {} {}\" time=\"{:.6f}\">\n",
-                                xml_escape(board), xml_escape(scenario), xml_escape(str(t, "id")),
-                                xml_escape(fault_point(t)), d);
+  w.start("testcase");
+  w.attribute("classname", fmt::format("otarig.{}.{}", board, scenario));
+  w.attribute("name", fmt::format("trial {} {}", str(t, "id"), fault_point(t)));
+  w.attribute("time", fmt::format("{:.6f}", d));
   // junit-10 allows no properties in a testcase: the trial's facts go to its system-out.
   std::string facts = fmt::format("trial: {}\nboard: {}\nseed: {}\ntrial_seed: {}\nfault_point: {}\n", str(t, "id"),
                                   board, seed, str(t, "seed"), fault_point(t));
@@ -103,11 +170,16 @@ std::string testcase(const nlohmann::json& t, const std::string& board, const st
       message += (message.empty() ? "" : ", ") + str(b, "oracle");
       body += str(b, "oracle") + ": " + str(b, "detail") + "\n";
     }
-    out += fmt::format("      <failure message=\"oracle broken: {}\" type=\"finding\">{}</failure>\n",
-                       xml_escape(message), xml_escape(body));
+    w.start("failure");
+    w.attribute("message", "oracle broken: " + message);
+    w.attribute("type", "finding");
+    w.text(body);
+    w.end();
   }
-  out += fmt::format("      <system-out>{}</system-out>\n", xml_escape(facts));
-  return out + "    </testcase>\n";
+  w.start("system-out");
+  w.text(facts);
+  w.end();
+  w.end();
 }
 
 // The suites in the order their scenarios first appear, with what their
@@ -143,7 +215,7 @@ void write_junit_xml(std::ostream& out, const RunView& view) {
   const auto& run = view.head;
   const auto board = str(run["board"], "name");
   const auto seed = str(run, "seed");
-  const auto started = xml_escape(str(run, "started").substr(0, 19));
+  const auto started = str(run, "started").substr(0, 19);
   const auto suites = suites_of(view);
   std::size_t total = 0, failures = 0;
   double time_s = 0;
@@ -153,37 +225,52 @@ void write_junit_xml(std::ostream& out, const RunView& view) {
     time_s += s.seconds;
   }
   const auto skipped_list = run.contains("skipped") ? run["skipped"] : nlohmann::json::array();
-  std::string errors = run.contains("aborted") ? "1" : "0";
-  out << fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"otarig {} {}\" tests=\"{}\" failures=\"{}\" "
-      "errors=\"{}\" time=\"{:.6f}\">\n",
-      xml_escape(board), xml_escape(str(run["scenario"], "name")), total + skipped_list.size(), failures, errors,
-      time_s);
+  JunitWriter w(out);
+  w.start("testsuites");
+  w.attribute("name", fmt::format("otarig {} {}", board, str(run["scenario"], "name")));
+  w.attribute("tests", std::to_string(total + skipped_list.size()));
+  w.attribute("failures", std::to_string(failures));
+  w.attribute("errors", run.contains("aborted") ? "1" : "0");
+  w.attribute("time", fmt::format("{:.6f}", time_s));
+  auto suite_header = [&](const std::string& name, std::size_t tests, std::size_t suite_failures,
+                          std::size_t skipped, const std::string& time) {
+    w.start("testsuite");
+    w.attribute("name", name);
+    w.attribute("tests", std::to_string(tests));
+    w.attribute("failures", std::to_string(suite_failures));
+    w.attribute("errors", "0");
+    w.attribute("skipped", std::to_string(skipped));
+    w.attribute("time", time);
+    w.attribute("timestamp", started);
+    w.attribute("hostname", "otarig");
+    w.start("properties");
+    property(w, "board", board);
+    property(w, "seed", seed);
+  };
   for (const auto& s : suites) {
-    out << fmt::format(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.6f}\" "
-        "timestamp=\"{}\" hostname=\"otarig\">\n",
-        xml_escape(s.scenario), s.positions.size(), s.failures, s.seconds, started);
-    out << "    <properties>\n" << property("board", board) << property("seed", seed);
-    for (const auto& r : s.requirements) out << property("requirement", r);
-    out << "    </properties>\n";
-    for (auto position : s.positions) out << testcase(view.trials.at(position), board, seed, s.scenario);
-    out << "  </testsuite>\n";
+    suite_header(s.scenario, s.positions.size(), s.failures, 0, fmt::format("{:.6f}", s.seconds));
+    for (const auto& r : s.requirements) property(w, "requirement", r);
+    w.end();  // properties
+    for (auto position : s.positions) testcase(w, view.trials.at(position), board, seed, s.scenario);
+    w.end();  // testsuite
   }
   // Scenarios of the suite the board cannot run: one skipped test case each, with the reason.
   for (const auto& k : skipped_list) {
     const auto name = str(k, "scenario");
-    out << fmt::format(
-        "  <testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0\" "
-        "timestamp=\"{}\" hostname=\"otarig\">\n",
-        xml_escape(name), started);
-    out << "    <properties>\n" + property("board", board) + property("seed", seed) + "    </properties>\n";
-    out << fmt::format("    <testcase classname=\"otarig.{}.{}\" name=\"{}\" time=\"0\">\n", xml_escape(board),
-                       xml_escape(name), xml_escape(name));
-    out << fmt::format("      <skipped message=\"{}\"/>\n", xml_escape(str(k, "reason")));
-    out << "    </testcase>\n  </testsuite>\n";
+    suite_header(name, 1, 0, 1, "0");
+    w.end();  // properties
+    w.start("testcase");
+    w.attribute("classname", fmt::format("otarig.{}.{}", board, name));
+    w.attribute("name", name);
+    w.attribute("time", "0");
+    w.start("skipped");
+    w.attribute("message", str(k, "reason"));
+    w.end();
+    w.end();  // testcase
+    w.end();  // testsuite
   }
-  out << "</testsuites>\n";
+  w.end();  // testsuites
+  w.finish();
 }
 
 std::string summary_markdown(const nlohmann::json& run) { return summary_markdown(RunView::of(run)); }

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <future>
 #include <vector>
 
@@ -53,6 +55,77 @@ TEST(CpioTest, RoundTrip) {
   EXPECT_EQ(archive[offsets[1]], 7);
   EXPECT_THROW(cpio::read(std::span<const std::uint8_t>(archive).first(offsets[1] + 10)), InputError);
 }
+
+TEST(CpioTest, NewcLayoutAsCpioWritesIt) {
+  std::vector<cpio::Entry> entries{{"sw-description", {'a', 'b', 'c'}}, {"x.img", Bytes(1001, 7)}};
+  auto archive = cpio::write(entries);
+  std::string first(archive.begin(), archive.begin() + 126);
+  // magic, ino 1, mode 0100644, uid, gid, nlink 1, mtime, size 3, devs, namesize 15, check; then the name.
+  EXPECT_EQ(first, std::string("070701000000010000") + "81a4" + std::string(16, '0') + "00000001" + std::string(8, '0') +
+                       "00000003" + std::string(32, '0') + "0000000f" + std::string(8, '0') + "sw-description" +
+                       std::string(2, '\0'));
+  const auto offsets = cpio::data_offsets(entries);
+  EXPECT_EQ(std::string(archive.begin() + static_cast<std::ptrdiff_t>(offsets[0]),
+                        archive.begin() + static_cast<std::ptrdiff_t>(offsets[0]) + 3),
+            "abc");
+  const auto trailer = offsets[1] + 1004;
+  EXPECT_EQ(std::string(archive.begin() + static_cast<std::ptrdiff_t>(trailer),
+                        archive.begin() + static_cast<std::ptrdiff_t>(trailer) + 6),
+            "070701");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(archive.data()) + trailer + 110), "TRAILER!!!");
+  if (have_tool("cpio")) {
+    TempDir tmp("otarig-cpio-test");
+    write_bytes(tmp.path() / "a.cpio", archive.data(), archive.size());
+    auto listed = run_tool({"sh", "-c", "cpio -it --quiet < a.cpio"}, std::chrono::seconds(10), tmp.path());
+    EXPECT_EQ(listed.output, "sw-description\nx.img\n");
+    EXPECT_TRUE(listed.ok());
+  }
+}
+
+// Malformed archives: each refused with where and what.
+struct BadCpio {
+  const char* name;
+  std::function<void(Bytes&)> edit;
+  const char* message;
+};
+
+class CpioBadInput : public ::testing::TestWithParam<BadCpio> {};
+
+void PrintTo(const BadCpio& c, std::ostream* os) { *os << c.name; }
+
+TEST_P(CpioBadInput, IsInputErrorNamingTheArchiveAndThePlace) {
+  std::vector<cpio::Entry> entries{{"sw-description", {'a', 'b', 'c'}}, {"x.img", Bytes(1001, 7)}};
+  auto archive = cpio::write(entries);
+  GetParam().edit(archive);
+  try {
+    cpio::read(archive, "update.swu");
+    FAIL() << "accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), std::string("update.swu: ") + GetParam().message);
+  }
+}
+
+// The second header starts at 132 (110 + "sw-description\0", 4-aligned, then
+// "abc" + 1), its data at 248, the trailer at 1252.
+INSTANTIATE_TEST_SUITE_P(
+    Cases, CpioBadInput,
+    ::testing::Values(
+        BadCpio{"Empty", [](Bytes& a) { a.clear(); }, "byte 0: archive ends inside a header"},
+        BadCpio{"EndsInsideTheFirstHeader", [](Bytes& a) { a.resize(50); }, "byte 0: archive ends inside a header"},
+        BadCpio{"NotCpio", [](Bytes& a) { a[0] = 'X'; }, "byte 0: not a cpio newc header"},
+        BadCpio{"OldCharacterFormat", [](Bytes& a) { a[5] = '7'; }, "byte 0: not a cpio newc header"},
+        BadCpio{"NewcWithChecksums", [](Bytes& a) { a[5] = '2'; }, "byte 0: not a cpio newc header"},
+        BadCpio{"SecondHeaderBroken", [](Bytes& a) { a[132] = 'X'; }, "byte 132: not a cpio newc header"},
+        BadCpio{"SizeFieldNotHex", [](Bytes& a) { a[132 + 6 + 8 * 6 + 2] = 'Z'; }, "byte 132: not a cpio newc header"},
+        BadCpio{"SizePastTheEnd", [](Bytes& a) { std::memcpy(a.data() + 132 + 6 + 8 * 6, "0000ffff", 8); },
+                "x.img: the data runs past the archive's end"},
+        BadCpio{"DataCutShort", [](Bytes& a) { a.resize(248 + 500); },
+                "x.img: the data runs past the archive's end"},
+        BadCpio{"NoTrailer", [](Bytes& a) { a.resize(1252); },
+                "byte 1252: archive ends inside a header"},
+        // Then an entry "XRAILER!!!" and, at 1376, padding where a header is due.
+        BadCpio{"TrailerRenamed", [](Bytes& a) { a[1252 + 110] = 'X'; }, "byte 1376: not a cpio newc header"}),
+    [](const ::testing::TestParamInfo<BadCpio>& p) { return std::string(p.param.name); });
 
 TEST(SwuTest, SwupdateChecksEveryVariant) {
   if (!have_tool("swupdate")) GTEST_SKIP() << "swupdate is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients";

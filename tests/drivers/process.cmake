@@ -6,6 +6,10 @@ if(TARGET otarig_drivers_process)
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/process_power_test.cpp
     LIBS otarig_drivers_process
     LABELS process)
+  otarig_test(otarig_http_probe_tests
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/http_probe_test.cpp
+    LIBS otarig_drivers_process
+    LABELS process)
   otarig_test(otarig_pty_console_tests
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/pty_console_test.cpp
     LIBS otarig_drivers_process

@@ -245,6 +245,37 @@ TEST(Base64, RoundTripsAndRejectsNonCanonicalText) {
   EXPECT_FALSE(base64_decode("Zm8").has_value());    // no padding
   EXPECT_FALSE(base64_decode("Zm 8=").has_value());  // whitespace
   EXPECT_FALSE(base64_decode("Zm8=Zm8=").has_value());
+  // What OpenSSL's decoder alone would let through.
+  EXPECT_FALSE(base64_decode("   Zm8=").has_value());       // leading whitespace
+  EXPECT_FALSE(base64_decode("Zm8=\n\n\n\n").has_value());  // trailing line breaks
+  EXPECT_FALSE(base64_decode("Zm=8").has_value());          // padding inside
+  EXPECT_FALSE(base64_decode("Z===").has_value());
+  EXPECT_FALSE(base64_decode("====").has_value());
+  EXPECT_FALSE(base64_decode("Zm-8").has_value());  // the URL alphabet
+  EXPECT_EQ(base64_decode(""), std::string());
+}
+
+// A bundle written by otarig 0.1.0 (`otarig run --board boards/virtual-ab.yaml
+// --scenario replay-old --trials 1 --seed 7 --signing-key ...`) before base64
+// and PEM came from OpenSSL: it still verifies, and today's code writes its
+// attestation files byte for byte as they are.
+TEST(Attestation, BundleOfAnEarlierVersionVerifiesAndIsWrittenTheSameToday) {
+  const auto fixtures = std::filesystem::path(OTARIG_SOURCE_DIR) / "tests/reports/fixtures";
+  const auto bundle = fixtures / "bundle-v0.1.0";
+  const auto key_file = fixtures / "bundle-v0.1.0-signing-key.pem";
+  auto r = verify_bundle(bundle, key_file);
+  EXPECT_TRUE(r.ok()) << format_verify(r, bundle);
+  EXPECT_TRUE(r.trusted_key);
+
+  const auto key = crypto::Ed25519Key::load_pem(key_file);
+  EXPECT_EQ(public_key_pem(key.public_key()), slurp(bundle / kPublicKeyFile));
+  const auto envelope_text = slurp(bundle / kAttestationFile);
+  const auto env = json::parse(envelope_text);
+  const auto payload = base64_decode(env["payload"].get<std::string>());
+  ASSERT_TRUE(payload.has_value());
+  EXPECT_EQ(*payload, openssl_b64decode(env["payload"].get<std::string>()));
+  // Ed25519 signs deterministically: the same statement and key give the same envelope.
+  EXPECT_EQ(dsse_envelope(*payload, key), envelope_text);
 }
 
 TEST(Dsse, PreAuthenticationEncodingFollowsTheSpec) {

@@ -136,3 +136,46 @@ TEST(JUnit, SkippedScenariosAndPlacedCutsAreReported) {
   EXPECT_NE(summary_markdown(run).find("- `flash-error`: the board does not count flash operations <so>\n"),
             std::string::npos);
 }
+
+// junit.xml of a bundle otarig 0.1.0 wrote (tests/reports/fixtures) comes out
+// the same, byte for byte, from its run.json today.
+TEST(JUnit, FileOfAnEarlierVersionIsWrittenTheSame) {
+  const auto bundle = std::filesystem::path(OTARIG_SOURCE_DIR) / "tests/reports/fixtures/bundle-v0.1.0";
+  EXPECT_EQ(junit_xml(json::parse(slurp(bundle / "run.json"))), slurp(bundle / "junit.xml"));
+}
+
+TEST(JUnit, MarkupInNamesAndTextIsEscapedAndParsesBackToTheSameValues) {
+  REQUIRE_XMLLINT();
+  TempDir d;
+  json run = {{"board", {{"name", "a&b"}}},
+              {"scenario", {{"name", "<s>"}}},
+              {"seed", 9},
+              {"started", "2026-01-02T03:04:05.000Z"}};
+  run["trials"] = json::array({{{"id", "00000"},
+                                {"scenario", "x\"y'z"},
+                                {"seed", 1},
+                                {"requirements", json::array()},
+                                {"fault", {{"kind", "k"}, {"label", "cut <here> & \"there\""}}},
+                                {"verdict", "fail"},
+                                {"broken", {{{"oracle", "atomic"}, {"detail", "a </failure> b ]]> c"}}}},
+                                {"duration_ms", 2.0}}});
+  spit(d.path / "junit.xml", junit_xml(run));
+  EXPECT_EQ(schema_errors(d.path / "junit.xml"), "");
+  auto query = [&](const std::string& xpath) {
+    auto out = d.path / "out.txt";
+    EXPECT_EQ(std::system(("xmllint --xpath '" + xpath + "' '" + (d.path / "junit.xml").string() + "' >'" +
+                           out.string() + "' 2>/dev/null")
+                              .c_str()),
+              0)
+        << xpath;
+    auto text = slurp(out);
+    if (!text.empty() && text.back() == '\n') text.pop_back();  // xmllint ends its output with a newline
+    return text;
+  };
+  EXPECT_EQ(query("string(/testsuites/@name)"), "otarig a&b <s>");
+  EXPECT_EQ(query("string(//testcase/@classname)"), "otarig.a&b.x\"y'z");
+  EXPECT_EQ(query("string(//testcase/@name)"), "trial 00000 cut <here> & \"there\"");
+  EXPECT_EQ(query("string(//failure)"), "atomic: a </failure> b ]]> c\n");
+  EXPECT_EQ(query("string(//failure/@message)"), "oracle broken: atomic");
+  EXPECT_EQ(query("count(//testsuite/properties/property)"), "2");
+}

@@ -321,3 +321,87 @@ TEST(Verify, ABundleWrittenBeforeDefectsIsNotCheckedForThem) {
   s.reseal();
   EXPECT_TRUE(verify_bundle(s.out, s.key_file).ok());
 }
+
+// Attestation files a byte flip cannot make: each is refused with what is
+// wrong with it, in the file it is wrong in.
+struct BadAttestationCase {
+  const char* name;
+  const char* file;
+  std::function<std::string(const std::string&)> edit;
+  const char* message;
+};
+
+void PrintTo(const BadAttestationCase& c, std::ostream* os) { *os << c.name; }
+
+class VerifyBadAttestation : public ::testing::TestWithParam<BadAttestationCase> {};
+
+TEST_P(VerifyBadAttestation, IsNamedWithItsReason) {
+  const auto& c = GetParam();
+  TempDir d;
+  write_sample_bundle(d.path);
+  spit(d.path / c.file, c.edit(slurp(d.path / c.file)));
+  auto r = verify_bundle(d.path);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_file(), c.file) << report(r, d.path);
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_NE(r.problems.front().detail.find(c.message), std::string::npos) << report(r, d.path);
+}
+
+namespace {
+
+// The envelope with one of its base64 fields rewritten.
+std::function<std::string(const std::string&)> envelope_field(
+    const char* field, std::function<std::string(std::string)> rewrite) {
+  return [field, rewrite](const std::string& text) {
+    auto env = json::parse(text);
+    auto& target = std::string(field) == "payload" ? env["payload"] : env["signatures"][0]["sig"];
+    target = rewrite(target.get<std::string>());
+    return env.dump() + "\n";
+  };
+}
+
+// The PEM with its base64 line broken in two: still a key to OpenSSL, but not
+// the text written for it.
+std::string pem_with_broken_line(const std::string& pem) {
+  auto body = pem.find('\n') + 1;
+  auto copy = pem;
+  copy.insert(body + 20, "\n");
+  return copy;
+}
+
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, VerifyBadAttestation,
+    ::testing::Values(
+        BadAttestationCase{"PemNotAKey", kPublicKeyFile,
+                           [](const std::string&) {
+                             return std::string(
+                                 "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n");
+                           },
+                           "not an Ed25519 public key in PEM form"},
+        BadAttestationCase{"PemTruncated", kPublicKeyFile,
+                           [](const std::string& pem) { return pem.substr(0, pem.size() / 2); },
+                           "not an Ed25519 public key in PEM form"},
+        BadAttestationCase{"PemRewrapped", kPublicKeyFile, pem_with_broken_line,
+                           "changed: not the PEM text written for the key it holds"},
+        BadAttestationCase{"PayloadWithLineBreak", kAttestationFile,
+                           envelope_field("payload", [](std::string s) { return s.insert(8, "\n"); }),
+                           "payload is not valid base64"},
+        BadAttestationCase{"PayloadWithoutPadding", kAttestationFile,
+                           envelope_field("payload", [](std::string s) { return s + "A"; }),
+                           "payload is not valid base64"},
+        BadAttestationCase{"SigWithSpaceBefore", kAttestationFile,
+                           envelope_field("sig", [](std::string s) { return " " + s.substr(1); }),
+                           "sig is not a base64 Ed25519 signature"},
+        BadAttestationCase{"SigUnusedBitsSet", kAttestationFile,
+                           envelope_field("sig",
+                                          [](std::string s) {
+                                            // 64 bytes end in "==": the low four bits of the
+                                            // character before are unused (A, Q, g or w); one more sets one.
+                                            auto& c = s[s.size() - 3];
+                                            c = static_cast<char>(c + 1);
+                                            return s;
+                                          }),
+                           "sig is not a base64 Ed25519 signature"}),
+    [](const ::testing::TestParamInfo<BadAttestationCase>& p) { return std::string(p.param.name); });

@@ -1,9 +1,10 @@
 #pragma once
-// SHA-256 and Ed25519 through OpenSSL 3, with RAII handles.
+// SHA-256, Ed25519, base64 and PEM through OpenSSL 3, with RAII handles.
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,6 +24,12 @@ Digest sha256(std::string_view data);
 std::string hex(std::span<const std::uint8_t> data);
 /// Parses lowercase or uppercase hex; throws std::invalid_argument.
 Bytes from_hex(std::string_view hex);
+
+/// Standard base64 with padding and no line breaks (OpenSSL's EVP_EncodeBlock).
+std::string base64_encode(std::string_view bytes);
+/// Strict standard base64: only the text base64_encode writes (padding
+/// required, no whitespace, unused bits zero); nullopt for anything else.
+std::optional<std::string> base64_decode(std::string_view text);
 
 /// Incremental SHA-256.
 class Sha256 {
@@ -78,5 +85,8 @@ class Ed25519Key {
 bool ed25519_verify(const PublicKey& key, std::span<const std::uint8_t> message, const Signature& signature);
 /// Loads a public key from a PEM file (SubjectPublicKeyInfo) or a private key PEM.
 PublicKey load_public_pem(const std::filesystem::path& file);
+/// The Ed25519 public key as PEM (SubjectPublicKeyInfo), as OpenSSL's
+/// PEM_write_bio_PUBKEY writes it.
+std::string public_key_pem(const PublicKey& key);
 
 }  // namespace otarig::crypto

@@ -40,17 +40,17 @@ std::string write_manifest(const std::filesystem::path& out);
 /// "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body, lengths in ASCII decimal.
 std::string dsse_pae(std::string_view payload_type, std::string_view payload);
 
-/// Standard base64 with padding.
-std::string base64_encode(std::string_view bytes);
-/// Strict standard base64: padding required, no whitespace, unused bits zero.
-std::optional<std::string> base64_decode(std::string_view text);
+/// Standard base64 with padding; strict decoding (padding required, no
+/// whitespace, unused bits zero). OpenSSL's, through otarig::crypto.
+using crypto::base64_decode;
+using crypto::base64_encode;
 
 /// The signer's key id: hex of the first 8 bytes of SHA-256 over the raw
 /// 32-byte Ed25519 public key (otarig::crypto::key_id).
 std::string key_id_hex(const crypto::PublicKey& key);
 
 /// The public key as PEM (SubjectPublicKeyInfo), exactly as OpenSSL writes it.
-std::string public_key_pem(const crypto::PublicKey& key);
+using crypto::public_key_pem;
 
 /// What the attestation says about who signed it.
 struct Signer {

@@ -119,8 +119,12 @@ std::string report_html(const RunView& run, const HtmlOptions& options = {});
 /// belong in console.raw beside the log.
 std::string printable_console_text(std::string_view raw, bool* escaped = nullptr);
 
-/// Escapes text for XML/HTML content and attribute values; drops bytes that
-/// XML 1.0 cannot carry (device output is hostile input).
+/// Text with every byte XML 1.0 cannot carry (control characters, invalid
+/// UTF-8, surrogates, U+FFFE/FFFF) written as `\xNN`; markup is left as it
+/// is (device output is hostile input). junit.xml's writer, libxml2's
+/// xmlTextWriter, escapes the markup.
+std::string xml_characters(std::string_view text);
+/// xml_characters with markup escaped too, for HTML content and attribute values.
 std::string xml_escape(std::string_view text);
 
 }  // namespace otarig::reports

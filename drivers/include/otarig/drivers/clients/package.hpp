@@ -57,11 +57,14 @@ struct Entry {
   Bytes data;
 };
 /// Entries in order, then the TRAILER!!! record; every header and data
-/// padded to 4 bytes. Mode 0100644, inode numbers from 1.
+/// padded to 4 bytes, the archive to 512. Mode 0100644, inode numbers from
+/// 1. Written by libarchive.
 Bytes write(const std::vector<Entry>& entries);
 /// Where each entry's data starts in write()'s output (same order).
 std::vector<std::size_t> data_offsets(const std::vector<Entry>& entries);
-/// Parses an archive up to its trailer; InputError naming `origin` when it is malformed.
+/// Parses an archive up to its trailer (libarchive, newc only, each header
+/// where the one before ends); InputError naming `origin` and the byte or
+/// entry when it is malformed.
 std::vector<Entry> read(std::span<const std::uint8_t> archive, const std::string& origin = "archive");
 }  // namespace cpio
 

@@ -1,6 +1,6 @@
 #pragma once
 // Running the clients' command-line tools (fw_setenv, rauc, mksquashfs,
-// unsquashfs) from the rig: posix_spawn (safe in a threaded process), output
+// unsquashfs) from the rig: spawn_process (otarig/core/spawn.hpp), output
 // captured, a deadline.
 #include <chrono>
 #include <filesystem>
