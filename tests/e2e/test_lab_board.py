@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import select
+import termios
 import shutil
 import subprocess
 import threading
@@ -75,6 +76,10 @@ class Cable:
                     if e.errno != errno.EIO:
                         raise
                     hung[i] = time.monotonic() + 0.005  # the slave is closed: look again soon
+                    # What was queued towards a board that is now off (a command
+                    # sent just before the cut) is lost, as in an unpowered UART,
+                    # not read by the next board that opens the end.
+                    termios.tcflush(master, termios.TCOFLUSH)
                     continue
                 other = self.masters[1 - i]
                 if hung[1 - i] > time.monotonic():
