@@ -673,15 +673,9 @@ class Campaign {
                               {"reason", w.reason},
                               {"expires", w.expires}});
         // Judged on the day the campaign began (a resume keeps it).
-        const std::string began = view.head.value("started", std::string());
-        view.head["waivers"] =
-            reports::waiver_results(declared, began.substr(0, std::min<std::size_t>(10, began.size())),
-                                    view.head["defects"]);
-        const auto wc = reports::count_waivers(view.head["waivers"]);
+        const auto wc = reports::judge_waivers(view.head, declared);
         result.waived = wc.waived;
         result.expired_waivers = wc.expired;
-        view.head["summary"]["waived"] = wc.waived;
-        view.head["summary"]["expired_waivers"] = wc.expired;
       }
     } catch (const std::runtime_error& e) {
       throw BenchError(e.what());

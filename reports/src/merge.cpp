@@ -410,15 +410,8 @@ RunView merged_run(const std::vector<Shard>& shards, const std::filesystem::path
     view.head["defects"] = defect_results(view);
     // The profile's waivers over the merged defects, judged on the day the
     // merged campaign began.
-    if (view.head.contains("waivers") && view.head["waivers"].is_object()) {
-      const auto started = detail::text(view.head, "started");
-      view.head["waivers"] =
-          waiver_results(view.head["waivers"].value("declared", json::array()),
-                         started.substr(0, std::min<std::size_t>(10, started.size())), view.head["defects"]);
-      const auto c = count_waivers(view.head["waivers"]);
-      view.head["summary"]["waived"] = c.waived;
-      view.head["summary"]["expired_waivers"] = c.expired;
-    }
+    if (view.head.contains("waivers") && view.head["waivers"].is_object())
+      judge_waivers(view.head, view.head["waivers"].value("declared", json::array()));
   } catch (const std::runtime_error& e) {
     throw InputError(e.what());
   }

@@ -470,7 +470,7 @@ class Checker {
         const auto started = detail::text(run, "started");
         if (!w.is_object() || !w.contains("declared") || !w["declared"].is_array()) {
           problem("run.json", 0, "waivers is not an object with a declared list");
-        } else if (detail::text(w, "date") != started.substr(0, std::min<std::size_t>(10, started.size()))) {
+        } else if (detail::text(w, "date") != waiver_date(run)) {
           problem("run.json", 0,
                   fmt::format("waivers were judged on {}, but the campaign began on {}", detail::text(w, "date"),
                               started));

@@ -75,6 +75,20 @@ WaiverCount count_waivers(const nlohmann::json& waivers) {
   return c;
 }
 
+std::string waiver_date(const nlohmann::json& head) {
+  const auto started = text(head, "started");
+  return started.substr(0, std::min<std::size_t>(10, started.size()));
+}
+
+WaiverCount judge_waivers(nlohmann::json& head, const nlohmann::json& declared) {
+  const auto defects = head.value("defects", nlohmann::json::array());
+  head["waivers"] = waiver_results(declared, waiver_date(head), defects);
+  const auto c = count_waivers(head["waivers"]);
+  head["summary"]["waived"] = c.waived;
+  head["summary"]["expired_waivers"] = c.expired;
+  return c;
+}
+
 const nlohmann::json* waiver_of(const nlohmann::json& waivers, const std::string& defect_id) {
   if (!waivers.is_object() || !waivers.contains("declared") || !waivers["declared"].is_array()) return nullptr;
   for (const auto& w : waivers["declared"]) {

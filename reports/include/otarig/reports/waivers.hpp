@@ -27,6 +27,14 @@ struct WaiverCount {
 };
 WaiverCount count_waivers(const nlohmann::json& waivers);
 
+/// The day waivers are judged on: the date part (YYYY-MM-DD) of run.json's
+/// `started`, the day the campaign began.
+std::string waiver_date(const nlohmann::json& head);
+
+/// Judges `declared` over `head`'s defects on waiver_date(head): sets
+/// `head["waivers"]` and the summary's `waived` and `expired_waivers`.
+WaiverCount judge_waivers(nlohmann::json& head, const nlohmann::json& declared);
+
 /// The waiver covering defect `id` in run.json's `waivers` (null when none).
 const nlohmann::json* waiver_of(const nlohmann::json& waivers, const std::string& defect_id);
 
