@@ -27,6 +27,7 @@ constexpr std::size_t kOffCounter = 16;
 constexpr std::size_t kOffPayloadSize = 20;
 constexpr std::size_t kOffFlags = 24;
 constexpr std::size_t kOffHeaderReserved = 28;
+constexpr std::size_t kOffSigningTime = 56;  // u64, UNIX seconds; 0 = absent
 
 // Trailer field offsets.
 constexpr std::size_t kOffTrailerMagic = 0;
@@ -38,6 +39,14 @@ static_assert(kOffSignature + 64 == kTrailerSize);
 
 constexpr std::uint16_t kFormat = 1;
 
+void put64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+std::uint64_t get64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
 void put16(std::uint8_t* p, std::uint16_t v) {
   p[0] = static_cast<std::uint8_t>(v);
   p[1] = static_cast<std::uint8_t>(v >> 8);
@@ -129,6 +138,7 @@ void encode_header(const Header& h, std::span<std::uint8_t, kHeaderSize> out) {
   put32(p + kOffCounter, h.security_counter);
   put32(p + kOffPayloadSize, h.payload_size);
   put32(p + kOffFlags, h.flags);
+  put64(p + kOffSigningTime, h.signing_time);
 }
 
 Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
@@ -144,6 +154,7 @@ Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
   h.security_counter = get32(p + kOffCounter);
   h.payload_size = get32(p + kOffPayloadSize);
   h.flags = get32(p + kOffFlags);
+  h.signing_time = get64(p + kOffSigningTime);
   return h;
 }
 
@@ -181,7 +192,7 @@ Parsed parse(std::span<const std::uint8_t> bytes, std::string_view name) {
         fmt::format("{}: header.header_size: expected {}, found {}", name, kHeaderSize, h.header_size));
   if (h.format != kFormat)
     throw InputError(fmt::format("{}: header.format: expected {}, found {}", name, kFormat, h.format));
-  if (auto i = first_nonzero(bytes, kOffHeaderReserved, kHeaderSize); i != kHeaderSize)
+  if (auto i = first_nonzero(bytes, kOffHeaderReserved, kOffSigningTime); i != kOffSigningTime)
     throw InputError(
         fmt::format("{}: header.reserved: byte at offset {} is {:#04x}, expected zero", name, i, bytes[i]));
   const std::size_t after_header = bytes.size() - kHeaderSize;
@@ -367,4 +378,116 @@ Bytes set_version(std::span<const std::uint8_t> img, const Version& v) {
 }
 
 }  // namespace tamper
+
+// ---------------------------------------------------------------------------- trust blocks
+
+Bytes encode_trust_block(std::span<const TrustChange> changes) {
+  if (changes.empty() || changes.size() > kTrustBlockMaxEntries)
+    throw InputError(fmt::format("a trust block holds 1..{} changes, not {}", kTrustBlockMaxEntries, changes.size()));
+  Bytes out(8 + changes.size() * kTrustEntrySize, 0);
+  put32(out.data(), kTrustBlockMagic);
+  put32(out.data() + 4, static_cast<std::uint32_t>(changes.size()));
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    auto* p = out.data() + 8 + i * kTrustEntrySize;
+    const auto& c = changes[i];
+    std::copy(c.entry.key.begin(), c.entry.key.end(), p);
+    put64(p + 32, c.entry.not_before);
+    put64(p + 40, c.entry.not_after);
+    p[48] = static_cast<std::uint8_t>(c.action);
+  }
+  return out;
+}
+
+std::vector<TrustChange> decode_trust_block(std::span<const std::uint8_t> payload, std::string_view name) {
+  if (payload.size() < 8)
+    throw InputError(fmt::format("{}: trust block: {} bytes is shorter than its 8-byte head", name, payload.size()));
+  if (const auto magic = get32(payload.data()); magic != kTrustBlockMagic)
+    throw InputError(fmt::format("{}: trust block.magic: expected {:#010x}, found {:#010x}", name, kTrustBlockMagic,
+                                 magic));
+  const std::uint32_t count = get32(payload.data() + 4);
+  if (count == 0 || count > kTrustBlockMaxEntries)
+    throw InputError(fmt::format("{}: trust block.count: {} (expected 1..{})", name, count, kTrustBlockMaxEntries));
+  if (payload.size() < 8 + std::size_t{count} * kTrustEntrySize)
+    throw InputError(fmt::format("{}: trust block: {} entries need {} bytes, the payload has {}", name, count,
+                                 8 + std::size_t{count} * kTrustEntrySize, payload.size()));
+  std::vector<TrustChange> out;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const auto* p = payload.data() + 8 + std::size_t{i} * kTrustEntrySize;
+    TrustChange c;
+    std::copy_n(p, c.entry.key.size(), c.entry.key.begin());
+    c.entry.not_before = get64(p + 32);
+    c.entry.not_after = get64(p + 40);
+    if (p[48] != static_cast<std::uint8_t>(TrustAction::add) && p[48] != static_cast<std::uint8_t>(TrustAction::revoke))
+      throw InputError(fmt::format("{}: trust block.entry[{}].action: {} (expected 1 add or 2 revoke)", name, i, p[48]));
+    c.action = static_cast<TrustAction>(p[48]);
+    for (std::size_t k = 49; k < kTrustEntrySize; ++k)
+      if (p[k] != 0)
+        throw InputError(fmt::format("{}: trust block.entry[{}].reserved: byte {} is {:#04x}, expected zero", name, i,
+                                     k, p[k]));
+    if (c.entry.not_before && c.entry.not_after && c.entry.not_after < c.entry.not_before)
+      throw InputError(fmt::format("{}: trust block.entry[{}]: not_after is before not_before", name, i));
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string utc_text(std::uint64_t seconds) {
+  // Civil from days (Howard Hinnant's algorithm), no time zone involved.
+  const std::int64_t days = static_cast<std::int64_t>(seconds / 86400);
+  const std::uint64_t rem = seconds % 86400;
+  const std::int64_t z = days + 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const std::int64_t doe = z - era * 146097;
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  std::int64_t y = yoe + era * 400;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  if (m <= 2) ++y;
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", y, m, d, rem / 3600, rem / 60 % 60, rem % 60);
+}
+
+std::optional<std::uint64_t> parse_utc(std::string_view text) {
+  if (!text.empty() && text.front() == '@') {
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data() + 1, text.data() + text.size(), v);
+    if (text.size() < 2 || ec != std::errc() || p != text.data() + text.size() || v > 253402300799ULL)
+      return std::nullopt;
+    return v;
+  }
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+  auto num = [&](std::size_t at, std::size_t n, int& out) {
+    if (at + n > text.size()) return false;
+    auto [p, ec] = std::from_chars(text.data() + at, text.data() + at + n, out);
+    return ec == std::errc() && p == text.data() + at + n;
+  };
+  if (text.size() != 10 && text.size() != 20) return std::nullopt;
+  if (!num(0, 4, y) || text[4] != '-' || !num(5, 2, mo) || text[7] != '-' || !num(8, 2, d)) return std::nullopt;
+  if (text.size() == 20 && (text[10] != 'T' || !num(11, 2, h) || text[13] != ':' || !num(14, 2, mi) ||
+                            text[16] != ':' || !num(17, 2, s) || text[19] != 'Z'))
+    return std::nullopt;
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 ||
+      mi > 59 || s > 59)
+    return std::nullopt;
+  // Days from civil (Howard Hinnant's algorithm).
+  const int yy = mo <= 2 ? y - 1 : y;
+  const int era = yy / 400;
+  const int yoe = yy - era * 400;
+  const int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const std::int64_t days = std::int64_t{era} * 146097 + doe - 719468;
+  return static_cast<std::uint64_t>(days * 86400 + h * 3600 + mi * 60 + s);
+}
+
+std::string validity_failure(const TrustEntry& entry, std::uint64_t at) {
+  if (entry.not_before && at < entry.not_before)
+    return fmt::format("not yet valid at {} (valid from {})", utc_text(at), utc_text(entry.not_before));
+  if (entry.not_after && at > entry.not_after)
+    return fmt::format("expired at {} (valid until {})", utc_text(at), utc_text(entry.not_after));
+  return {};
+}
+
 }  // namespace otarig::image

@@ -344,9 +344,10 @@ void parse_provision(const Config& prov, DeviceConfig& cfg) {
 
 DeviceConfig DeviceConfig::from_config(const Config& device, const std::string& kind) {
   if (kind == "lab")
-    device.only_keys({"kind", "model", "serial_number", "notes", "storage", "keep_storage", "network", "provision"});
+    device.only_keys(
+        {"kind", "model", "serial_number", "notes", "storage", "keep_storage", "network", "provision", "policy"});
   else
-    device.only_keys({"kind", "storage", "keep_storage", "power_loss", "network", "provision"});
+    device.only_keys({"kind", "storage", "keep_storage", "power_loss", "network", "provision", "policy"});
   DeviceConfig cfg;
   cfg.kind = kind;
   if (auto k = device.find("kind"); k && k->as_string() != kind)
@@ -365,7 +366,8 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
     : cfg_(std::move(config)),
       board_(context.board_name),
       profile_dir_(context.profile_dir),
-      trusted_(context.trusted_keys) {
+      trusted_(context.trusted_keys),
+      trust_(context.trust) {
   clock_ = context.clock && !context.clock->is_manual() ? context.clock : &steady_;
 
   // Storage.
@@ -571,6 +573,12 @@ std::vector<std::pair<std::string, std::string>> DeviceHost::environment() const
   std::string keys;
   for (const auto& k : trusted_) keys += (keys.empty() ? "" : ",") + crypto::hex(k);
   env.emplace_back("OTARIG_TRUSTED_KEYS", keys);
+  // OTARIG_KEY_VALIDITY: KEYHEX=NOT_BEFORE:NOT_AFTER (UNIX seconds, 0 unbounded) for keys with a validity period.
+  std::string validity;
+  for (const auto& e : trust_)
+    if (e.not_before || e.not_after)
+      validity += fmt::format("{}{}={}:{}", validity.empty() ? "" : ",", crypto::hex(e.key), e.not_before, e.not_after);
+  if (!validity.empty()) env.emplace_back("OTARIG_KEY_VALIDITY", validity);
   if (!ca_.empty()) env.emplace_back("OTARIG_CA", ca_.string());
   if (!package_ca_.empty()) env.emplace_back("OTARIG_PACKAGE_CA", package_ca_.string());
   if (!device_key_.empty()) env.emplace_back("OTARIG_DEVICE_KEY", device_key_.string());
@@ -639,6 +647,8 @@ void DeviceHost::provision(std::span<const std::uint8_t> image) {
         provisioner_ = std::make_unique<vboard::VirtualBoard>(cfg_.vboard, std::vector<crypto::PublicKey>{});
       provisioner_->provision(image);
       write_flash_file(file, cfg_.vboard.layout(), provisioner_->flash().bytes());
+      // The device's key store (keys rotated in or revoked since) is reset with it.
+      std::filesystem::remove(file.string() + ".keys");
     } else {
       write_file_atomically(file, image);
     }

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "otarig/core/errors.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/process/board.hpp"
 
 extern char** environ;
@@ -44,6 +45,43 @@ void wait_real(const Clock& clock, std::chrono::milliseconds d) {
 }
 
 }  // namespace
+
+std::optional<std::filesystem::path> libfaketime() {
+  std::error_code ec;
+  if (const char* env = std::getenv("OTARIG_LIBFAKETIME"); env && *env) {
+    if (std::filesystem::is_regular_file(env, ec)) return std::filesystem::path(env);
+    return std::nullopt;
+  }
+  for (const char* p : {"/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"})
+    if (std::filesystem::is_regular_file(p, ec)) return std::filesystem::path(p);
+  return std::nullopt;
+}
+
+std::vector<std::pair<std::string, std::string>> faketime_env(const DeviceTime& time,
+                                                               const std::filesystem::path& library,
+                                                               const std::string& preload) {
+  std::string spec;
+  if (time.kind == DeviceTime::Kind::at) {
+    // "@" starts the clock there and lets it run on.
+    auto text = image::utc_text(static_cast<std::uint64_t>(std::max<std::int64_t>(0, time.seconds)));
+    text[10] = ' ';
+    text.pop_back();
+    spec = "@" + text;
+  } else {
+    spec = fmt::format("{}{}s", time.seconds < 0 ? "" : "+", time.seconds);
+  }
+  return {{"LD_PRELOAD", preload.empty() ? library.string() : library.string() + ":" + preload},
+          {"FAKETIME", spec},
+          // Timeouts and deadlines run on the monotonic clock: only the wall clock is wrong.
+          {"FAKETIME_DONT_FAKE_MONOTONIC", "1"},
+          {"FAKETIME_DONT_RESET", "1"}};
+}
+
+void ProcessPower::set_device_time(const DeviceTime& time) {
+  std::lock_guard lock(mu_);
+  device_time_ = time;
+}
 
 std::vector<std::filesystem::path> tool_dirs() {
   std::vector<std::filesystem::path> dirs;
@@ -179,6 +217,17 @@ void ProcessPower::on() {
   }
   for (auto& kv : dev.environment()) vars.push_back(std::move(kv));
   for (const auto& [k, v] : cfg_.env) vars.emplace_back(k, dev.expand(v));
+  if (device_time_.kind != DeviceTime::Kind::host) {
+    const auto library = libfaketime();
+    if (!library)
+      throw BenchError(fmt::format("{}: power on: the device clock is to be set, but libfaketime is missing "
+                                   "(install the libfaketime package, or name it in $OTARIG_LIBFAKETIME)",
+                                   dev.board_name()));
+    std::string preload;
+    for (const auto& [k, v] : vars)
+      if (k == "LD_PRELOAD") preload = v;
+    for (auto& kv : faketime_env(device_time_, *library, preload)) vars.push_back(std::move(kv));
+  }
   std::set<std::string> seen;
   for (auto it = vars.rbegin(); it != vars.rend(); ++it)
     if (seen.insert(it->first).second) spec.env.push_back(it->first + "=" + it->second);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <random>
 
@@ -39,14 +40,38 @@ std::string power_lost_detail(const FlashOp& op, bool torn) {
                      describe(op));
 }
 
-VirtualBoard::Impl::Impl(BoardConfig config, std::vector<crypto::PublicKey> keys, Clock* clk)
+VirtualBoard::Impl::Impl(BoardConfig config, std::vector<crypto::PublicKey> trusted_keys, Clock* clk)
     : cfg(std::move(config)),
-      trusted(std::move(keys)),
       clock(clk),
       flash(cfg.layout()),
       log(flash, record_magic(cfg.mode)),
       counter(flash) {
-  for (const auto& k : trusted) trusted_ids.push_back(crypto::key_id(k));
+  for (const auto& k : trusted_keys) rom_keys.push_back(image::TrustEntry{k, 0, 0, false});
+  set_keys(rom_keys);
+}
+
+void VirtualBoard::Impl::set_keys(std::vector<image::TrustEntry> k) {
+  keys = std::move(k);
+  key_ids.clear();
+  for (const auto& e : keys) key_ids.push_back(crypto::key_id(e.key));
+  verdicts.clear();  // a verdict names the key it found
+}
+
+const image::TrustEntry* VirtualBoard::Impl::key_entry(const crypto::KeyId& id) const {
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    if (key_ids[i] == id) return &keys[i];
+  return nullptr;
+}
+
+std::uint64_t VirtualBoard::Impl::now_seconds() const {
+  const auto host = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  const auto since_on = std::chrono::duration_cast<std::chrono::seconds>(elapsed - powered_at).count();
+  std::int64_t t = host;
+  if (device_time.kind == DeviceTime::Kind::at) t = device_time.seconds + since_on;
+  if (device_time.kind == DeviceTime::Kind::offset) t = host + device_time.seconds;
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, t));
 }
 
 // ---------------------------------------------------------------------------- deliveries
@@ -158,6 +183,7 @@ void VirtualBoard::on() {
   auto& d = *impl_;
   if (d.powered) return;
   d.powered = true;
+  d.powered_at = d.elapsed;
   d.ram = Ram{};
   try {
     d.boot_chain();
@@ -201,7 +227,11 @@ DeliveryResult VirtualBoard::deliver(std::span<const std::uint8_t> image) {
   if (!d.powered) return DeliveryResult{DeliveryStatus::unreachable, "device is off", 0};
   if (d.ram.state != RunState::running)
     return DeliveryResult{DeliveryStatus::unreachable, "no application answers (device not booted)", 0};
-  if (d.pristine()) {
+  // A trust update changes the key store, which a recording does not replay.
+  const bool trust_update =
+      image.size() >= image::kHeaderSize &&
+      (image::decode_header(image.first<image::kHeaderSize>()).flags & image::kFlagTrustUpdate) != 0;
+  if (d.pristine() && !trust_update && d.keys == d.rom_keys) {
     const std::uint64_t k = d.flash.cut().before_op;
     if (k == 0) {
       if (!d.find_recording(image)) return d.deliver_recorded(image);
@@ -249,7 +279,24 @@ void VirtualBoard::provision(std::span<const std::uint8_t> image) {
   }
   d.provisioned_mutations = d.flash.mutations();
   d.last_slot = 0;
+  if (d.keys != d.rom_keys) d.set_keys(d.rom_keys);
+  d.time_floor = parsed.header.signing_time;
 }
+
+void VirtualBoard::set_device_time(const DeviceTime& time) { impl_->device_time = time; }
+
+void VirtualBoard::set_trust(std::vector<image::TrustEntry> trust) {
+  impl_->rom_keys = std::move(trust);
+  impl_->set_keys(impl_->rom_keys);
+}
+
+const std::vector<image::TrustEntry>& VirtualBoard::key_store() const { return impl_->keys; }
+VirtualBoard::KeyState VirtualBoard::key_state() const { return {impl_->keys, impl_->time_floor}; }
+void VirtualBoard::restore_key_state(const KeyState& state) {
+  impl_->set_keys(state.keys);
+  impl_->time_floor = state.time_floor;
+}
+std::uint64_t VirtualBoard::device_now() const { return impl_->now_seconds(); }
 
 std::optional<std::string> VirtualBoard::flip_at_rest(const StorageFlip& f) {
   auto& d = *impl_;

@@ -56,6 +56,8 @@ constexpr std::array kDefects{
     DefectName{Defect::any_key, "any-key", true, kAllModes},
     DefectName{Defect::trusts_stated_digest, "trusts-stated-digest", true, kAllModes},
     DefectName{Defect::version_string_compare, "version-string-compare", true, kAllModes},
+    DefectName{Defect::ignores_revocation, "ignores-revocation", true, kAllModes},
+    DefectName{Defect::validity_by_raw_clock, "validity-by-raw-clock", true, kAllModes},
 };
 static_assert(kDefects.size() == kDefectCount);
 
@@ -151,7 +153,8 @@ std::string BoardConfig::problem() const {
 }
 
 BoardConfig BoardConfig::from_config(const Config& device) {
-  device.only_keys({"kind", "mode", "flash", "chunk_size", "boot_time", "defects", "fast_sweep", "status_payload"});
+  device.only_keys(
+      {"kind", "mode", "flash", "chunk_size", "boot_time", "defects", "fast_sweep", "status_payload", "policy"});
   BoardConfig cfg;
   if (auto kind = device.find("kind"); kind && kind->as_string() != "virtual")
     kind->fail(fmt::format("expected kind 'virtual', found '{}'", kind->as_string()));
@@ -207,6 +210,18 @@ BoardConfig BoardConfig::from_config(const Config& device) {
     }
   }
 
+  // The firmware does what the declared policy says (the harness checks the
+  // policy's keys and values; here only those the firmware acts upon).
+  if (auto policy = device.find("policy"); policy && policy->is_map()) {
+    if (auto e = policy->find("signer_expiry")) {
+      const auto v = e->as_string();
+      if (v == "enforced") cfg.signer_expiry = SignerExpiry::enforced;
+      else if (v == "signing-time") cfg.signer_expiry = SignerExpiry::signing_time;
+      else if (v == "ignored") cfg.signer_expiry = SignerExpiry::ignored;
+      else e->fail(fmt::format("signer_expiry: '{}' is not one of enforced, signing-time, ignored", v));
+    }
+    if (auto c = policy->find("clock_1970")) cfg.clock_floor = c->as_string() == "recovers";
+  }
   cfg.fast_sweep = device.bool_or("fast_sweep", cfg.fast_sweep);
   cfg.status_payload = device.bool_or("status_payload", cfg.status_payload);
   if (auto p = cfg.problem(); !p.empty()) device.fail(p);

@@ -80,8 +80,15 @@ struct VirtualBoard::Impl {
   Impl(BoardConfig config, std::vector<crypto::PublicKey> keys, Clock* clk);
 
   BoardConfig cfg;
-  std::vector<crypto::PublicKey> trusted;
-  std::vector<crypto::KeyId> trusted_ids;
+  /// The factory key store and the one in force (OTP-like: it survives power
+  /// loss; trust updates add and revoke keys; provisioning restores the factory set).
+  std::vector<image::TrustEntry> rom_keys, keys;
+  std::vector<crypto::KeyId> key_ids;  ///< key_id of each entry of `keys`
+  /// The signing time of the last image confirmed (with clock_floor, the
+  /// agent's clock never reads earlier); kept beside the key store.
+  std::uint64_t time_floor = 0;
+  DeviceTime device_time;
+  Clock::duration powered_at{};  ///< `elapsed` at the last power-on
   Clock* clock = nullptr;
   NorFlash flash;
   BootStateLog log;
@@ -125,6 +132,14 @@ struct VirtualBoard::Impl {
   std::string status_line();
 
   SlotVerdict verdict(int slot);
+  void set_keys(std::vector<image::TrustEntry> k);
+  const image::TrustEntry* key_entry(const crypto::KeyId& id) const;
+  std::uint64_t now_seconds() const;
+  /// Why the signer of an image the agent received is outside its validity
+  /// period under the policy, or empty.
+  std::string validity_failure(const SlotVerdict& v) const;
+  /// Applies the trust block of the image in `slot`; why it cannot, or empty.
+  std::string apply_trust_update(int slot);
   /// Why the slot's image is not authentic, or empty.
   std::string authenticity_failure(const SlotVerdict& v) const;
   /// Why installing/booting an image with header `h` would roll the device back

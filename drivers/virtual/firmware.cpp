@@ -73,13 +73,11 @@ SlotVerdict VirtualBoard::Impl::verdict(int slot) {
     v.digest = crypto::sha256(p.signed_part);
     stats.sha256_bytes += p.signed_part.size();
     v.hash_ok = v.digest == v.trailer.sha256;
-    auto it = std::find(trusted_ids.begin(), trusted_ids.end(), v.trailer.key_id);
-    v.key_known = it != trusted_ids.end();
-    if (v.key_known) {
-      const auto& pub = trusted[static_cast<std::size_t>(it - trusted_ids.begin())];
+    const auto* entry = key_entry(v.trailer.key_id);
+    v.key_known = entry != nullptr;
+    if (v.key_known)
       v.signature_ok =
-          crypto::ed25519_verify(pub, image::signing_message(v.trailer.sha256), v.trailer.signature);
-    }
+          crypto::ed25519_verify(entry->key, image::signing_message(v.trailer.sha256), v.trailer.signature);
   } catch (const InputError& e) {
     v.structure_error = e.what();  // ": field: ..." (the image's name goes in front)
   }
@@ -106,6 +104,57 @@ std::string VirtualBoard::Impl::authenticity_failure(const SlotVerdict& v) const
     return fmt::format("untrusted key {}", crypto::hex(v.trailer.key_id));
   }
   if (!v.signature_ok) return fmt::format("bad signature by key {}", crypto::hex(v.trailer.key_id));
+  if (const auto* e = key_entry(v.trailer.key_id); e && e->revoked)
+    return fmt::format("revoked key {}", crypto::hex(v.trailer.key_id));
+  return {};
+}
+
+std::string VirtualBoard::Impl::validity_failure(const SlotVerdict& v) const {
+  const auto* e = key_entry(v.trailer.key_id);
+  if (!e) return {};
+  std::uint64_t at = 0;
+  const char* against = "";
+  if (cfg.has(Defect::validity_by_raw_clock)) {
+    at = now_seconds(), against = "the device clock";
+  } else if (cfg.signer_expiry == SignerExpiry::ignored) {
+    return {};
+  } else if (cfg.signer_expiry == SignerExpiry::signing_time && v.header.signing_time) {
+    at = v.header.signing_time, against = "the image's signing time";
+  } else {
+    at = now_seconds(), against = "the device clock";
+    if (cfg.clock_floor && at < time_floor) at = time_floor, against = "the last confirmed signing time";
+  }
+  const auto f = image::validity_failure(*e, at);
+  if (f.empty()) return {};
+  return fmt::format("signer key {} is {} ({})", crypto::hex(v.trailer.key_id), f, against);
+}
+
+std::string VirtualBoard::Impl::apply_trust_update(int slot) {
+  const auto v = verdict(slot);
+  const auto& g = flash.geometry();
+  const auto payload = flash.read(g.slot_offset(slot) + image::kHeaderSize, v.header.payload_size);
+  std::vector<image::TrustChange> changes;
+  try {
+    changes = image::decode_trust_block(payload, "trust update");
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  auto next = keys;
+  for (const auto& c : changes) {
+    auto it = std::find_if(next.begin(), next.end(), [&](const image::TrustEntry& e) { return e.key == c.entry.key; });
+    if (c.action == image::TrustAction::revoke) {
+      if (cfg.has(Defect::ignores_revocation)) continue;
+      if (it != next.end()) it->revoked = true;
+      else next.push_back(image::TrustEntry{c.entry.key, 0, 0, true});
+      print(fmt::format("ota: trust: revoked key {}", crypto::hex(crypto::key_id(c.entry.key))));
+    } else if (it == next.end()) {
+      next.push_back(c.entry);
+      print(fmt::format("ota: trust: added key {}", crypto::hex(crypto::key_id(c.entry.key))));
+    } else if (!it->revoked) {
+      it->not_before = c.entry.not_before, it->not_after = c.entry.not_after;
+    }
+  }
+  set_keys(std::move(next));
   return {};
 }
 
@@ -273,6 +322,7 @@ void VirtualBoard::Impl::confirm() {
   log.append(st, "confirm");
   ram.trial = false;
   print(fmt::format("confirmed slot {}", slot_name(ram.slot)));
+  time_floor = std::max(time_floor, ram.header.signing_time);
   raise_counter(ram.header.security_counter, true);
 }
 
@@ -369,7 +419,10 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
       reason = fmt::format("incomplete image: it declares {} bytes, {} arrived", declared, image.size());
   }
   if (reason.empty()) reason = authenticity_failure(v);
+  if (reason.empty()) reason = validity_failure(v);
   if (reason.empty()) reason = rollback_failure(v.header, ram.header.version);
+  // A key-rotation message: its keys take effect once it verified.
+  if (reason.empty() && (v.header.flags & image::kFlagTrustUpdate)) reason = apply_trust_update(target);
   if (!reason.empty()) return refuse(std::move(reason));
   print(fmt::format("ota: verify slot {}: ok (version {}, counter {})", slot_name(target),
                     v.header.version.str(), v.header.security_counter));

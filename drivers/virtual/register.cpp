@@ -11,7 +11,9 @@ namespace vboard {
 
 std::shared_ptr<VirtualBoard> make_virtual_board(const Config& device, const BindContext& context) {
   auto cfg = BoardConfig::from_config(device);
-  return std::make_shared<VirtualBoard>(std::move(cfg), context.trusted_keys, context.clock);
+  auto board = std::make_shared<VirtualBoard>(std::move(cfg), context.trusted_keys, context.clock);
+  if (!context.trust.empty()) board->set_trust(context.trust);
+  return board;
 }
 
 }  // namespace vboard
@@ -48,6 +50,7 @@ void register_virtual_drivers(DriverRegistry& registry) {
     parts.link = board;
     parts.provision = board;
     parts.flash_faults = board;
+    parts.device_clock = board;
     parts.device = board;
     parts.component_versions["otarig-vboard"] =
         fmt::format("bootloader 1.0 mode={}", vboard::to_string(board->config().mode));

@@ -4,6 +4,9 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <chrono>
+
+#include "otarig/core/image.hpp"
 
 #include "otarig/reports/bundle.hpp"
 
@@ -55,6 +58,39 @@ std::filesystem::path profile_folder(const BoardProfile& profile) {
   return (ec ? profile.path : abs.lexically_normal()).parent_path();
 }
 
+// A lab board's clock, set by the profile's console command after each
+// power-on (`clock: {console: ...}`): ${epoch} is UNIX seconds, ${date}
+// "YYYY-MM-DD HH:MM:SS" in UTC, as `date -s` takes them.
+class ConsoleClock final : public drivers::DeviceClockProtocol {
+ public:
+  ConsoleClock(std::string command, std::shared_ptr<drivers::ConsoleProtocol> console)
+      : command_(std::move(command)), console_(std::move(console)) {}
+  void set_device_time(const drivers::DeviceTime& time) override {
+    time_ = time;
+  }
+  void powered_on() override {
+    if (time_.kind == drivers::DeviceTime::Kind::host) return;
+    const auto host = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+    const std::int64_t t = time_.kind == drivers::DeviceTime::Kind::at ? time_.seconds : host + time_.seconds;
+    const auto epoch = static_cast<std::uint64_t>(std::max<std::int64_t>(0, t));
+    auto date = image::utc_text(epoch);  // YYYY-MM-DDTHH:MM:SSZ
+    date[10] = ' ';
+    date.pop_back();
+    std::string text = command_;
+    for (const auto& [var, value] : {std::pair<std::string, std::string>{"${epoch}", std::to_string(epoch)},
+                                     std::pair<std::string, std::string>{"${date}", date}})
+      for (auto at = text.find(var); at != std::string::npos; at = text.find(var, at + value.size()))
+        text.replace(at, var.size(), value);
+    console_->write(text);
+  }
+
+ private:
+  std::string command_;
+  std::shared_ptr<drivers::ConsoleProtocol> console_;
+  drivers::DeviceTime time_;
+};
+
 }  // namespace
 
 void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry& registry) {
@@ -85,10 +121,13 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   ctx.board_name = profile.name;
   ctx.profile_dir = profile_folder(profile);
   ctx.trusted_keys = releases.trusted();
+  ctx.trust = releases.trust();
   ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
 
   bind_sections(profile, registry, ctx, parts_);
+  if (!profile.clock_console.empty() && !parts_.device_clock && parts_.console)
+    parts_.device_clock = std::make_shared<ConsoleClock>(profile.clock_console, parts_.console);
 
   status_re_ = std::make_unique<re2::RE2>(profile.observe.status);
   if (!profile.observe.banner.empty()) banner_re_ = std::make_unique<re2::RE2>(profile.observe.banner);
@@ -309,6 +348,7 @@ void Bench::forget_console() {
 void Bench::power_on(const std::string& step) {
   try {
     parts_.power->on();
+    if (parts_.device_clock) parts_.device_clock->powered_on();
   } catch (const BenchError&) {
     throw;
   } catch (const std::exception& e) {

@@ -368,7 +368,8 @@ struct ListCommand {
 };
 
 struct ImageBuildCommand {
-  std::string version, key, out, payload, genkey, counter, size;
+  std::string version, key, out, payload, genkey, counter, size, signing_time;
+  std::vector<std::string> trust_add, trust_revoke;
   bool selftest_fail = false;
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
@@ -384,6 +385,13 @@ struct ImageBuildCommand {
     cmd->add_option("--key", key, "Ed25519 PEM private key, or test:LABEL")->required();
     cmd->add_option("--generate-key", genkey, "write a new Ed25519 key to this PEM file and sign with it");
     cmd->add_flag("--self-test-fail", selftest_fail, "mark the image as one whose self-test fails");
+    cmd->add_option("--signing-time", signing_time,
+                    "the signing time in the header: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS (UTC)");
+    cmd->add_option("--trust-add", trust_add,
+                    "make a key-rotation message that adds this Ed25519 public key (64 hex digits), optionally "
+                    "valid FROM..UNTIL (times as --signing-time): HEX[@FROM..UNTIL]; repeatable");
+    cmd->add_option("--trust-revoke", trust_revoke,
+                    "make a key-rotation message that revokes this public key (64 hex digits); repeatable");
     cmd->add_option("--out", out, "output image")->required();
     cmd->add_option("--format", format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
         ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
@@ -400,6 +408,44 @@ struct ImageBuildCommand {
     h.version = image::Version::parse(version);
     h.security_counter = static_cast<std::uint32_t>(parse_number(counter, 0, UINT32_MAX, "--counter"));
     if (selftest_fail) h.flags |= image::kFlagSelfTestFails;
+    auto time_of = [](const std::string& text, const char* what) {
+      const auto t = image::parse_utc(text);
+      if (!t) throw InputError(fmt::format("otarig image build: {} '{}' is not a time (YYYY-MM-DD, "
+                                           "YYYY-MM-DDTHH:MM:SSZ or @SECONDS)", what, text));
+      return *t;
+    };
+    if (!signing_time.empty()) h.signing_time = time_of(signing_time, "--signing-time");
+    auto key_of = [](const std::string& hex, const char* what) {
+      crypto::Bytes raw;
+      try {
+        raw = crypto::from_hex(hex);
+      } catch (const std::exception&) {
+      }
+      if (raw.size() != 32)
+        throw InputError(fmt::format("otarig image build: {} '{}' is not an Ed25519 public key (64 hex digits)",
+                                     what, hex));
+      crypto::PublicKey k{};
+      std::copy(raw.begin(), raw.end(), k.begin());
+      return k;
+    };
+    std::vector<image::TrustChange> changes;
+    for (const auto& a : trust_add) {
+      image::TrustChange c;
+      const auto at = a.find('@');
+      c.entry.key = key_of(a.substr(0, at), "--trust-add");
+      if (at != std::string::npos) {
+        const auto range = a.substr(at + 1);
+        const auto dots = range.find("..");
+        if (dots == std::string::npos)
+          throw InputError(fmt::format("otarig image build: --trust-add '{}': the validity is FROM..UNTIL", a));
+        c.entry.not_before = time_of(range.substr(0, dots), "--trust-add FROM");
+        c.entry.not_after = time_of(range.substr(dots + 2), "--trust-add UNTIL");
+        if (c.entry.not_after < c.entry.not_before)
+          throw InputError(fmt::format("otarig image build: --trust-add '{}': UNTIL is before FROM", a));
+      }
+      changes.push_back(c);
+    }
+    for (const auto& r : trust_revoke) changes.push_back({image::TrustAction::revoke, {key_of(r, "--trust-revoke"), 0, 0, true}});
     image::Bytes bytes;
     if (!payload.empty())
       bytes = read_file(payload, "payload");
@@ -409,6 +455,15 @@ struct ImageBuildCommand {
     if (bytes.size() > kMaxPayload)
       throw InputError(fmt::format("{}: a payload of {} bytes is more than the {} an image carries", payload,
                                    bytes.size(), kMaxPayload));
+    if (!changes.empty()) {
+      // A key-rotation message: the trust block leads the payload (docs/image-format.md).
+      const auto block = image::encode_trust_block(changes);
+      if (bytes.size() < block.size())
+        throw InputError(fmt::format("otarig image build: the payload ({} bytes) is shorter than its {}-byte trust block",
+                                     bytes.size(), block.size()));
+      std::copy(block.begin(), block.end(), bytes.begin());
+      h.flags |= image::kFlagTrustUpdate;
+    }
     h.payload_size = static_cast<std::uint32_t>(bytes.size());
     std::optional<crypto::Ed25519Key> k;
     if (!genkey.empty()) {
@@ -530,11 +585,32 @@ struct ImageInspectCommand {
                        {"digest", device_digest(bytes)},
                        {"signature", signature}};
       if (c && !c->ok()) j["reason"] = c->reason;
+      if (p.header.signing_time) j["signing_time"] = image::utc_text(p.header.signing_time);
+      if (p.header.flags & image::kFlagTrustUpdate) {
+        nlohmann::json t = nlohmann::json::array();
+        for (const auto& ch : image::decode_trust_block(p.payload, file))
+          t.push_back({{"action", ch.action == image::TrustAction::add ? "add" : "revoke"},
+                       {"key", crypto::hex(ch.entry.key)},
+                       {"key_id", crypto::hex(crypto::key_id(ch.entry.key))},
+                       {"not_before", ch.entry.not_before ? image::utc_text(ch.entry.not_before) : ""},
+                       {"not_after", ch.entry.not_after ? image::utc_text(ch.entry.not_after) : ""}});
+        j["trust"] = std::move(t);
+      }
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
                                p.header.version.str(), p.header.security_counter, p.header.payload_size,
                                p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+      if (p.header.signing_time) std::cout << "signing_time " << image::utc_text(p.header.signing_time) << "\n";
+      if (p.header.flags & image::kFlagTrustUpdate)
+        for (const auto& ch : image::decode_trust_block(p.payload, file))
+          std::cout << fmt::format("trust {} {}{}\n", ch.action == image::TrustAction::add ? "add" : "revoke",
+                                   crypto::hex(ch.entry.key),
+                                   ch.entry.not_before || ch.entry.not_after
+                                       ? fmt::format(" valid {} .. {}",
+                                                     ch.entry.not_before ? image::utc_text(ch.entry.not_before) : "-",
+                                                     ch.entry.not_after ? image::utc_text(ch.entry.not_after) : "-")
+                                       : std::string());
       if (!c)
         std::cout << "signature NOT CHECKED (no --key): the fields above are what the image claims\n";
       else

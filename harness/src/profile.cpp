@@ -132,13 +132,22 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   auto root = Config::load_file(file);
   if (!root.is_map()) root.fail("a board profile must be a map");
   root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
-                  "releases", "image_format", "tags", "package", "waivers"});
+                  "releases", "image_format", "tags", "package", "waivers", "clock"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
   check_plain_name(root.at("name"), p.name, "the board name");
   p.description = root.string_or("description", "");
   auto device = root.at("device");
   p.device_kind = device.at("kind").as_string();
+  if (auto pol = device.find("policy")) p.policy = parse_policy(*pol);
+  if (auto clock = root.find("clock")) {
+    if (!clock->is_map()) clock->fail("clock: a map with `console`, the command that sets the device's clock");
+    clock->only_keys({"console"});
+    p.clock_console = clock->at("console").as_string();
+    p.clock_where = clock->at("console").where();
+    if (p.clock_console.find("${epoch}") == std::string::npos && p.clock_console.find("${date}") == std::string::npos)
+      clock->at("console").fail("the clock command needs ${epoch} (UNIX seconds) or ${date} (YYYY-MM-DD HH:MM:SS, UTC)");
+  }
   p.image_format = root.string_or("image_format", "otarig");
   if (p.image_format != "otarig")
     root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
@@ -184,7 +193,23 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   if (p.observe.boot_timeout.count() <= 0) obs.at("boot_timeout").fail("must be positive");
 
   auto signing = root.at("signing");
-  signing.only_keys({"key", "trusted"});
+  signing.only_keys({"key", "trusted", "not_before", "not_after", "time"});
+  auto read_time = [&](const char* key) -> std::uint64_t {
+    auto v = signing.find(key);
+    if (!v) return 0;
+    const auto text = v->as_string();
+    const auto t = image::parse_utc(text);
+    if (!t || *t == 0) v->fail(fmt::format("{}: '{}' is not a time (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or @SECONDS, after 1970-01-01)", key, text));
+    return *t;
+  };
+  p.key_not_before = read_time("not_before");
+  p.key_not_after = read_time("not_after");
+  p.signing_time = read_time("time");
+  if (p.key_not_before && p.key_not_after && p.key_not_after <= p.key_not_before)
+    signing.at("not_after").fail("not_after must be later than not_before");
+  if (p.signing_time && !image::validity_failure({{}, p.key_not_before, p.key_not_after, false}, p.signing_time).empty())
+    signing.at("time").fail(fmt::format("the signing time is outside the key's validity: the key is {}",
+                                        image::validity_failure({{}, p.key_not_before, p.key_not_after, false}, p.signing_time)));
   p.signing_key = signing.at("key").as_string();
   check_key_ref(signing.at("key"), p.signing_key);
   if (auto t = signing.find("trusted")) {

@@ -57,6 +57,8 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
   format_ = read_package_format(profile, drivers, package_format_);
   key_ = std::make_unique<crypto::Ed25519Key>(load_key_ref(profile.signing_key, dir));
   wrong_key_ = std::make_unique<crypto::Ed25519Key>(crypto::Ed25519Key::test_key("otarig untrusted signer"));
+  key_not_before_ = profile.key_not_before;
+  key_not_after_ = profile.key_not_after;
   for (const auto& ref : profile.trusted_keys) {
     if (ref.rfind("test:", 0) == 0) {
       trusted_.push_back(crypto::Ed25519Key::test_key(ref.substr(5)).public_key());
@@ -86,6 +88,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
       h.version = spec.version;
       h.security_counter = spec.security_counter;
       h.payload_size = static_cast<std::uint32_t>(spec.payload_size);
+      h.signing_time = profile.signing_time;
       auto payload = image::synthetic_payload(spec.payload_size, profile.name + "/" + spec.name);
       b.bytes = image::build(h, payload, *key_);
       b.version = spec.version.str();
@@ -104,6 +107,16 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
     if (r.bytes.size() < image::kHeaderSize) continue;
     authentic_.push_back(self_test_twin(r).digest);
   }
+}
+
+std::vector<image::TrustEntry> ReleaseSet::trust() const {
+  std::vector<image::TrustEntry> out;
+  for (const auto& k : trusted_) {
+    image::TrustEntry e{k, 0, 0, false};
+    if (k == key_->public_key()) e.not_before = key_not_before_, e.not_after = key_not_after_;
+    out.push_back(e);
+  }
+  return out;
 }
 
 std::string ReleaseSet::package_trust_pem() const { return format_ ? format_->trust_pem() : std::string(); }

@@ -654,6 +654,9 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.banner = bench.profile().observe.banner;
   if (auto* net = bench.parts().network.get()) a.network = net->tls_mode();
   a.server = bench.parts().feed != nullptr;
+  a.device_clock = bench.parts().device_clock != nullptr;
+  a.package_format = releases.package_format();
+  a.policy = &bench.profile().policy;
   a.reads_manifest = a.server && bench.parts().feed->follows_feed();
   if (auto device = bench.profile().root.find("device"))
     if (auto net = device->find("network")) {

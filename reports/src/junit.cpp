@@ -394,6 +394,16 @@ std::string summary_markdown(const RunView& view) {
     md += fmt::format("- device: {}{}, power loss: {}\n", str(sto, "kind"),
                       sto.contains("mode") ? " (" + str(sto, "mode") + ")" : std::string(),
                       sto.contains("power_loss") ? str(sto, "power_loss") : std::string("not modelled"));
+    // What the device declared where devices differ: the verdicts above are judged against it.
+    const auto declared = m.value("policies", nlohmann::json::object()).value("declared", nlohmann::json::object());
+    if (declared.is_object() && !declared.empty()) {
+      std::string items;
+      for (const auto& [k, v] : declared.items())
+        items += fmt::format("{}{}: {}", items.empty() ? "" : ", ", k, v.is_string() ? v.get<std::string>() : v.dump());
+      md += fmt::format("- declared policy (device.policy; the verdicts are judged against it): {}\n", items);
+    } else {
+      md += "- declared policy: none (device.policy)\n";
+    }
   }
   return md;
 }

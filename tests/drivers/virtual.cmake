@@ -23,3 +23,7 @@ otarig_test(otarig_defects_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/defects_test.cpp
   LIBS otarig_drivers_virtual
   LABELS virtual)
+otarig_test(otarig_trust_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/trust_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)

@@ -111,3 +111,12 @@ add_test(NAME e2e.usability
 set_tests_properties(e2e.usability PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 600 COST 20)
+# Over the support period: device clock, key rotation, revocation, signer
+# validity on the virtual board and otarig-vboard; the two flawed boards.
+set(_otarig_lifecycle_env "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+if(TARGET otarig-vboard)
+  list(APPEND _otarig_lifecycle_env "OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>")
+endif()
+add_test(NAME e2e.lifecycle
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_lifecycle.py)
+set_tests_properties(e2e.lifecycle PROPERTIES ENVIRONMENT "${_otarig_lifecycle_env}" LABELS "e2e" TIMEOUT 600)

@@ -2,6 +2,7 @@ otarig_test(otarig_harness_tests
   SOURCES harness/rng_test.cpp harness/journal_test.cpp harness/oracles_test.cpp harness/loader_test.cpp
           harness/plan_test.cpp harness/trial_test.cpp harness/validate_test.cpp harness/tamper_test.cpp
           harness/transcript_test.cpp harness/identity_test.cpp harness/compliance_test.cpp
+          harness/policy_test.cpp
   LIBS otarig_harness)
 
 # The harness on a lab board whose console is a pty the test owns (label: bench).

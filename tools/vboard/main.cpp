@@ -32,6 +32,7 @@
 #include <array>
 #include <system_error>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -71,6 +72,8 @@ struct Options {
   bool client_cert_on_refusal = false;
   bool tls_no_verify = false;
   std::vector<std::string> trust;
+  std::string signer_expiry = "enforced";
+  std::string clock_1970 = "refuses-updates";
   std::uint64_t chunk_size = 4096;
   std::uint64_t slot_size = 1u << 20;
   std::uint64_t sector_size = 4096;
@@ -133,6 +136,28 @@ std::vector<otarig::crypto::PublicKey> trusted_keys(const Options& o) {
     keys.push_back(k);
   }
   return keys;
+}
+
+// OTARIG_KEY_VALIDITY: KEYHEX=NOT_BEFORE:NOT_AFTER entries (UNIX seconds, 0
+// unbounded), separated by commas: the validity periods of trusted keys.
+std::vector<otarig::image::TrustEntry> trust_entries(const std::vector<otarig::crypto::PublicKey>& keys) {
+  std::vector<otarig::image::TrustEntry> out;
+  for (const auto& k : keys) out.push_back({k, 0, 0, false});
+  std::string list = env_or("OTARIG_KEY_VALIDITY");
+  std::size_t start = 0;
+  while (start < list.size()) {
+    auto end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    const auto item = list.substr(start, end - start);
+    start = end + 1;
+    unsigned long long nb = 0, na = 0;
+    char hex[65] = {};
+    if (std::sscanf(item.c_str(), "%64[0-9a-f]=%llu:%llu", hex, &nb, &na) != 3)
+      throw otarig::InputError(fmt::format("OTARIG_KEY_VALIDITY: '{}' is not KEYHEX=NOT_BEFORE:NOT_AFTER", item));
+    for (auto& e : out)
+      if (otarig::crypto::hex(e.key) == hex) e.not_before = nb, e.not_after = na;
+  }
+  return out;
 }
 
 [[noreturn]] void fail_errno(const std::string& what) {
@@ -337,7 +362,9 @@ class Device {
         file_(std::move(file)),
         device_key_(otarig::crypto::Ed25519Key::test_key("otarig-vboard device")) {
     if (o.no_verify || o.trust_manifest_digest) keys.push_back(device_key_.public_key());
-    board_ = std::make_unique<vb::VirtualBoard>(config, std::move(keys));
+    board_ = std::make_unique<vb::VirtualBoard>(config, keys);
+    board_->set_trust(trust_entries(keys));
+    load_key_store();
     auto bytes = file_.read_all();
     const auto& g = file_.geometry();
     meta_offset_ = g.metadata_offset();
@@ -379,6 +406,49 @@ class Device {
   void power_on() {
     board_->on();
     flush();
+  }
+
+  // The key store (trust updates' additions and revocations, and the clock
+  // floor) outlives power loss, as a device's OTP or key partition does: it
+  // is kept beside the flash file, replaced whole with a barrier.
+  std::string key_store_path() const { return o_.flash + ".keys"; }
+  void load_key_store() {
+    if (!std::filesystem::exists(key_store_path())) return;
+    FILE* f = std::fopen(key_store_path().c_str(), "r");
+    if (!f) return;
+    vb::VirtualBoard::KeyState state;
+    char hex[65] = {};
+    unsigned long long nb = 0, na = 0, floor = 0;
+    int revoked = 0;
+    if (std::fscanf(f, "floor %llu\n", &floor) == 1) state.time_floor = floor;
+    while (std::fscanf(f, "%64s %llu %llu %d\n", hex, &nb, &na, &revoked) == 4) {
+      otarig::image::TrustEntry e;
+      const auto raw = otarig::crypto::from_hex(hex);
+      if (raw.size() != e.key.size()) break;
+      std::copy(raw.begin(), raw.end(), e.key.begin());
+      e.not_before = nb, e.not_after = na, e.revoked = revoked != 0;
+      state.keys.push_back(e);
+    }
+    std::fclose(f);
+    if (!state.keys.empty()) board_->restore_key_state(state);
+    saved_ = board_->key_state();
+  }
+  void save_key_store() {
+    const auto state = board_->key_state();
+    if (state.keys == saved_.keys && state.time_floor == saved_.time_floor) return;
+    std::string text = fmt::format("floor {}\n", state.time_floor);
+    for (const auto& e : state.keys)
+      text += fmt::format("{} {} {} {}\n", otarig::crypto::hex(e.key), e.not_before, e.not_after, e.revoked ? 1 : 0);
+    const auto tmp = key_store_path() + ".new";
+    {
+      otarig::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (!fd) fail_errno("open " + tmp);
+      if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) fail_errno("write " + tmp);
+      if (::fsync(fd.get()) != 0) fail_errno("fsync " + tmp);
+    }
+    if (::rename(tmp.c_str(), key_store_path().c_str()) != 0) fail_errno("rename " + tmp);
+    fsync_path(folder_of(o_.flash), true, parse_sync_call("fdatasync"));
+    saved_ = state;
   }
 
   void line(std::string text) {
@@ -575,8 +645,10 @@ class Device {
       }
     }
     board_->deliver(image);
+    save_key_store();
   }
 
+  vb::VirtualBoard::KeyState saved_;
   const Options& o_;
   proc::FlashFile file_;
   std::uint64_t meta_offset_ = 0, meta_length_ = 0;
@@ -584,6 +656,14 @@ class Device {
   otarig::crypto::Ed25519Key device_key_;
   std::unique_ptr<vb::VirtualBoard> board_;
 };
+
+// What the firmware does about signer validity and a clock at 1970.
+void apply_policy(const Options& o, vb::BoardConfig& config) {
+  config.signer_expiry = o.signer_expiry == "ignored"        ? vb::SignerExpiry::ignored
+                         : o.signer_expiry == "signing-time" ? vb::SignerExpiry::signing_time
+                                                             : vb::SignerExpiry::enforced;
+  config.clock_floor = o.clock_1970 == "recovers";
+}
 
 int run(const Options& o) {
   // The flash file, when there is one, says the geometry; the mode must fit it.
@@ -594,6 +674,7 @@ int run(const Options& o) {
     auto base = file->geometry();
     base.swap_sectors = 0;
     config = proc::vboard_config(o.mode, o.defects, o.chunk_size, base, "otarig-vboard arguments");
+    apply_policy(o, config);
     if (!proc::same_layout(config.layout(), file->geometry()))
       throw otarig::InputError(
           fmt::format("{}: the flash was made for another layout ({} swap sectors); mode {} needs {} "
@@ -606,6 +687,7 @@ int run(const Options& o) {
     geometry.program_align = o.program_align;
     geometry.metadata_sectors = o.metadata_sectors;
     config = proc::vboard_config(o.mode, o.defects, o.chunk_size, geometry, "otarig-vboard arguments");
+    apply_policy(o, config);
     file.emplace(proc::FlashFile::create(o.flash, config.layout()));  // an erased flash: nothing boots
     if (o.sync) {
       // The new file's data, and its name in the folder.
@@ -655,6 +737,16 @@ int main(int argc, char** argv) {
                "flawed: over https, take any server certificate (no chain to $OTARIG_CA, no name check), so "
                "an impostor server is taken for the update server");
   app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
+  app.add_option("--signer-expiry", o.signer_expiry,
+                 "how the agent judges a signer's validity period: against the device clock (enforced), the "
+                 "image's signing time (signing-time), or not at all (ignored)")
+      ->check(CLI::IsMember({"enforced", "signing-time", "ignored"}))
+      ->capture_default_str();
+  app.add_option("--clock-1970", o.clock_1970,
+                 "recovers: the agent never takes its clock to be earlier than the signing time of the last image "
+                 "it confirmed; refuses-updates: it believes its clock")
+      ->check(CLI::IsMember({"recovers", "refuses-updates"}))
+      ->capture_default_str();
   app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
   app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();
   app.add_option("--sector-size", o.sector_size, "sector size of a new flash file")->capture_default_str();

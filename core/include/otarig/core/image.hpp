@@ -39,6 +39,9 @@ struct Version {
 enum Flags : std::uint32_t {
   /// The image's self-test fails when it runs (a signed image that must be reverted).
   kFlagSelfTestFails = 1u << 0,
+  /// The payload begins with a trust block (a key-rotation message): keys the
+  /// device is to add to its trusted set or revoke (docs/image-format.md).
+  kFlagTrustUpdate = 1u << 1,
 };
 
 struct Header {
@@ -49,6 +52,8 @@ struct Header {
   std::uint32_t security_counter = 0;
   std::uint32_t payload_size = 0;
   std::uint32_t flags = 0;
+  /// When the image was signed, UNIX seconds (header offset 56..63); 0: absent.
+  std::uint64_t signing_time = 0;
 };
 
 struct Trailer {
@@ -97,6 +102,44 @@ Check check(std::span<const std::uint8_t> bytes, std::span<const crypto::PublicK
 
 /// Deterministic payload of `size` bytes for a release (test content).
 Bytes synthetic_payload(std::size_t size, std::string_view label);
+
+/// A key a device trusts, with its validity period (UNIX seconds; 0: no
+/// bound) and whether it was revoked.
+struct TrustEntry {
+  crypto::PublicKey key{};
+  std::uint64_t not_before = 0;
+  std::uint64_t not_after = 0;
+  bool revoked = false;
+  bool operator==(const TrustEntry&) const = default;
+};
+
+/// What a trust block asks of the device for one key.
+enum class TrustAction : std::uint8_t { add = 1, revoke = 2 };
+
+struct TrustChange {
+  TrustAction action = TrustAction::add;
+  TrustEntry entry;  ///< for revoke, only `key` counts
+};
+
+inline constexpr std::uint32_t kTrustBlockMagic = 0x424b544f;  // "OTKB"
+inline constexpr std::size_t kTrustEntrySize = 56;
+inline constexpr std::size_t kTrustBlockMaxEntries = 16;
+
+/// Encodes a trust block (the start of a kFlagTrustUpdate image's payload).
+/// Throws InputError for no changes or more than kTrustBlockMaxEntries.
+Bytes encode_trust_block(std::span<const TrustChange> changes);
+/// Decodes the trust block at the start of `payload`; throws InputError
+/// naming `name` and what is wrong (magic, count, action, reserved bytes, size).
+std::vector<TrustChange> decode_trust_block(std::span<const std::uint8_t> payload, std::string_view name = "image");
+
+/// Why `entry` is not valid at UNIX time `at` ("not yet valid until ...",
+/// "expired at ..."), or empty.
+std::string validity_failure(const TrustEntry& entry, std::uint64_t at);
+/// UNIX seconds as "YYYY-MM-DDTHH:MM:SSZ".
+std::string utc_text(std::uint64_t seconds);
+/// Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SSZ" or "@SECONDS" (UNIX seconds);
+/// nullopt when it is none of them or out of range (before 1970, after 9999).
+std::optional<std::uint64_t> parse_utc(std::string_view text);
 
 /// Ways to damage an image (otarig image tamper; the tamper scenarios).
 namespace tamper {

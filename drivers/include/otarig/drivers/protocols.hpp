@@ -187,6 +187,29 @@ class ProbeProtocol {
   virtual std::vector<std::uint32_t> read_words(std::uint64_t address, std::size_t count) = 0;
 };
 
+/// What the device's wall clock (its RTC) reads from the next power-on.
+struct DeviceTime {
+  enum class Kind {
+    host,    ///< the host's time (the default: a device whose clock is right)
+    at,      ///< `seconds` (UNIX time) at power-on, running on from there: 0 is a dead RTC at 1970
+    offset,  ///< the host's time plus `seconds` (negative: behind)
+  };
+  Kind kind = Kind::host;
+  std::int64_t seconds = 0;
+};
+
+/// Sets the device's clock for a trial: the virtual board's injected clock,
+/// libfaketime under a process board, a lab board's console command. Takes
+/// effect at the next power-on and holds until set again.
+class DeviceClockProtocol {
+ public:
+  virtual ~DeviceClockProtocol() = default;
+  virtual void set_device_time(const DeviceTime& time) = 0;
+  /// Called after every power-on the rig makes (a lab board's console
+  /// command is written then); nothing by default.
+  virtual void powered_on() {}
+};
+
 // ---- Parts a board may lack: the harness finds them in BoardParts (cuts,
 // network, feed), empty when the board has none.
 

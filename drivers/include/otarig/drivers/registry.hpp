@@ -12,6 +12,7 @@
 #include "otarig/core/clock.hpp"
 #include "otarig/core/config.hpp"
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/image.hpp"
 #include "otarig/drivers/package_format.hpp"
 #include "otarig/drivers/protocols.hpp"
 
@@ -46,6 +47,8 @@ struct BoardParts {
   /// folder and whose profile keeps `device.power_loss: crash`, the
   /// default); null otherwise.
   std::shared_ptr<CrashStorageProtocol> crash_storage;
+  /// The device's wall clock, settable for a trial; null when the rig cannot set it.
+  std::shared_ptr<DeviceClockProtocol> device_clock;
   /// How a power cut treats the device's storage, for run.json: "crash"
   /// (the crash model, docs/crash-model.md), "kill: REASON" (the profile
   /// turned it off: the process is killed and keeps every write), or empty
@@ -76,6 +79,8 @@ struct BindContext {
   std::filesystem::path profile_dir;
   /// Public keys the device trusts (from the profile's signing keys).
   std::vector<crypto::PublicKey> trusted_keys;
+  /// The same keys with their validity periods (docs/board-profile.md, "Signing").
+  std::vector<image::TrustEntry> trust;
   /// For a board whose updates come as signed packages (the profile's
   /// `package:`, docs/ota-clients.md): the CA certificate (PEM) its OTA
   /// client is to trust. Empty otherwise.

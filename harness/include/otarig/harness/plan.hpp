@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "otarig/harness/fault_kind.hpp"
+#include "otarig/harness/policy.hpp"
 #include "otarig/harness/scenario.hpp"
 
 namespace otarig::harness {
@@ -91,6 +92,12 @@ struct BoardAbilities {
   /// client certificate. The TLS scenarios skipped on it say so, and with
   /// "tls" it skips the server's client-certificate probe (mtls-required).
   std::string tls_reason;
+  /// The rig can set the device's clock (BoardParts::device_clock).
+  bool device_clock = false;
+  /// The device takes the rig's packages (swu, raucb, mender), not otarig images.
+  std::string package_format;
+  /// The profile's declared policy (`device.policy`); null for none.
+  const DevicePolicy* policy = nullptr;
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming

@@ -12,6 +12,7 @@
 #include "otarig/core/config.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/harness/identity.hpp"
+#include "otarig/harness/policy.hpp"
 
 namespace otarig::harness {
 
@@ -60,6 +61,16 @@ struct BoardProfile {
   ObserveSettings observe;
   std::string signing_key;               ///< "test:LABEL" or a PEM path
   std::vector<std::string> trusted_keys; ///< keys the device trusts (default: the signing key)
+  /// The signing key's validity period as the device trusts it (UNIX
+  /// seconds, 0: unbounded), and the signing time stamped in the releases
+  /// the rig builds (0: none) (docs/board-profile.md, "Signing").
+  std::uint64_t key_not_before = 0, key_not_after = 0, signing_time = 0;
+  /// What the device declares where devices legitimately differ (`device.policy`).
+  DevicePolicy policy;
+  /// A lab board's console command that sets its clock after each power-on
+  /// (`clock: {console: ...}`, with ${epoch} and ${date}); empty: none.
+  std::string clock_console;
+  std::string clock_where;
   std::vector<ReleaseSpec> releases;
   std::vector<WaiverSpec> waivers;
   /// The whole document; driver sections are read from it by the drivers.

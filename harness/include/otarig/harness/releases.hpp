@@ -51,6 +51,10 @@ class ReleaseSet {
   const BuiltImage& get(const std::string& name) const;
   const std::vector<BuiltImage>& all() const { return releases_; }
   const std::vector<crypto::PublicKey>& trusted() const { return trusted_; }
+  /// The trusted keys with their validity periods (the signing key's from the profile).
+  std::vector<image::TrustEntry> trust() const;
+  /// The key the releases are signed with.
+  const crypto::Ed25519Key& signing_key() const { return *key_; }
   /// Digests of every validly signed image the rig can deliver (releases and
   /// their self-test-failing twins).
   const std::vector<std::string>& authentic_digests() const { return authentic_; }
@@ -89,6 +93,7 @@ class ReleaseSet {
   std::vector<std::string> authentic_;
   std::unique_ptr<crypto::Ed25519Key> key_;
   std::unique_ptr<crypto::Ed25519Key> wrong_key_;
+  std::uint64_t key_not_before_ = 0, key_not_after_ = 0;
 };
 
 /// SHA-256 (hex) of the header+payload part of an image, as far as it is present.

@@ -160,7 +160,17 @@ struct PowerConfig {
 /// to its process group and reap. is_on() reports the switch, as a relay
 /// would: a program that exits by itself leaves the power on (a crashed
 /// device) and shows as end of file on the console; the next off() reaps it.
-class ProcessPower final : public CuttablePower {
+/// libfaketime's preload library: $OTARIG_LIBFAKETIME, else Debian's
+/// (package libfaketime); nullopt when neither exists.
+std::optional<std::filesystem::path> libfaketime();
+
+/// The environment libfaketime reads for `time` (LD_PRELOAD, FAKETIME,
+/// FAKETIME_DONT_FAKE_MONOTONIC), before `preload` (the LD_PRELOAD already set).
+std::vector<std::pair<std::string, std::string>> faketime_env(const DeviceTime& time,
+                                                               const std::filesystem::path& library,
+                                                               const std::string& preload);
+
+class ProcessPower final : public CuttablePower, public DeviceClockProtocol {
  public:
   ProcessPower(std::shared_ptr<ProcessDevice> device, PowerConfig config);
   ~ProcessPower() override;
@@ -195,8 +205,13 @@ class ProcessPower final : public CuttablePower {
   std::string program_text() const;
   ProcessDevice& device() const { return *device_; }
 
+  /// DeviceClockProtocol: the program starts under libfaketime from the next
+  /// power-on (BenchError then when libfaketime is missing).
+  void set_device_time(const DeviceTime& time) override;
+
  private:
   void off_locked(std::unique_lock<std::mutex>& lock);
+  DeviceTime device_time_;
 
   std::shared_ptr<ProcessDevice> device_;
   PowerConfig cfg_;

@@ -55,8 +55,14 @@ enum class Defect {
   trusts_stated_digest,     ///< verification: the signature over the trailer's SHA-256 is checked, the
                             ///< SHA-256 of header+payload is never recomputed and compared
   version_string_compare,   ///< version comparison compares the texts ("1.1.9" after "1.1.10" is newer)
+  ignores_revocation,       ///< key store: a trust update's revocations are skipped (additions still apply)
+  validity_by_raw_clock,    ///< agent: the signer's validity is judged against the raw device clock, whatever
+                            ///< the declared policy (a clock at 1970 refuses every update)
 };
-inline constexpr std::size_t kDefectCount = 16;
+inline constexpr std::size_t kDefectCount = 18;
+
+/// How the agent judges a signer's validity period (`device.policy.signer_expiry`).
+enum class SignerExpiry { enforced, signing_time, ignored };
 /// The profile name, e.g. "inplace-overwrite".
 const char* to_string(Defect defect);
 std::optional<Defect> defect_from_string(std::string_view name);
@@ -78,6 +84,12 @@ struct BoardConfig {
   bool status_payload = false;
   /// Boots within one power-on without a healthy application before the device gives up.
   unsigned max_boots = 8;
+  /// `device.policy.signer_expiry` (default enforced).
+  SignerExpiry signer_expiry = SignerExpiry::enforced;
+  /// `device.policy.clock_1970: recovers`: the agent never takes its clock to
+  /// be earlier than the signing time of the last image it confirmed (as
+  /// systemd keeps the clock at or after its last known time).
+  bool clock_floor = false;
 
   bool has(Defect d) const { return defects.test(static_cast<std::size_t>(d)); }
   /// The flash layout the mode needs: `flash` plus the swap area of the swap modes.
@@ -105,7 +117,8 @@ class VirtualBoard final : public PowerProtocol,
                            public ConsoleProtocol,
                            public UpdateLinkProtocol,
                            public ProvisionProtocol,
-                           public FlashFaultProtocol {
+                           public FlashFaultProtocol,
+                           public DeviceClockProtocol {
  public:
   /// `clock` (optional, not owned) receives the modelled time: boots, and
   /// console reads that find nothing.
@@ -140,6 +153,25 @@ class VirtualBoard final : public PowerProtocol,
   std::vector<std::uint32_t> erase_counts() const override;
   /// Flips seeded bits of the image in a slot (the device is switched off first).
   std::optional<std::string> flip_at_rest(const StorageFlip& flip) override;
+
+  /// DeviceClockProtocol: the RTC the agent reads from the next power-on
+  /// (host: the host's system clock, which libfaketime fakes under a process).
+  void set_device_time(const DeviceTime& time) override;
+
+  /// The factory key store (the trusted keys with their validity periods);
+  /// provisioning restores it. Without a call: `trusted_keys`, unbounded.
+  void set_trust(std::vector<image::TrustEntry> trust);
+  /// The key store as it is now (factory keys, keys added and revoked by trust updates).
+  const std::vector<image::TrustEntry>& key_store() const;
+  /// What outlives power loss besides the flash: the key store and the clock floor.
+  struct KeyState {
+    std::vector<image::TrustEntry> keys;
+    std::uint64_t time_floor = 0;
+  };
+  KeyState key_state() const;
+  void restore_key_state(const KeyState& state);
+  /// The device's clock now, UNIX seconds.
+  std::uint64_t device_now() const;
 
   const BoardConfig& config() const;
   RunState run_state() const;
