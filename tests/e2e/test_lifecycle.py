@@ -123,10 +123,13 @@ def test_bad_policy_and_clock_values_name_file_and_line(tmp_path, old, new, offs
 
 def test_list_scenarios_shows_the_lifecycle_scenarios_with_their_requirements():
     listed = json.loads(otarig("list", "scenarios", "--json", check=0).stdout)
-    by_name = {s["name"]: s for s in listed}
+    by_name = {s["scenario"]: s for s in listed}
+    text = otarig("list", "scenarios", check=0).stdout.splitlines()
     for name in LIFECYCLE:
         assert name in by_name, name
         assert "CRA Article 13(8)" in by_name[name]["requirements"], by_name[name]
+        (line,) = [x for x in text if x.startswith(name + " ")]
+        assert "S16" in line and "CRA Article 13(8)" in line, line
     nightly = (SRC / "scenarios/nightly.yaml").read_text()
     assert all(f"  - {name}\n" in nightly for name in LIFECYCLE)
 
