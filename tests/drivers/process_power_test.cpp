@@ -9,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -284,6 +285,41 @@ TEST(ProcessPower, NeedsAProcessDevice) {
   BoardParts parts;
   BindContext ctx;
   EXPECT_THROW((*registry.power("process"))(root.at("power"), ctx, parts), InputError);
+}
+
+TEST(ProcessPower, TheDeviceClockIsSetThroughLibfaketimeFromTheNextPowerOn) {
+  if (!libfaketime()) GTEST_SKIP() << "libfaketime is not installed (Debian package libfaketime)";
+  TestBoard b(board_yaml("[sh, -c, 'date -u +year=%Y; echo preload=$LD_PRELOAD; exec cat']"));
+  b.power().on();
+  auto out = b.read_until("preload=");
+  EXPECT_EQ(out.find("year=1970"), std::string::npos) << out;
+  b.power().off();
+  b.power().set_device_time({DeviceTime::Kind::at, 0});
+  b.power().on();
+  out = b.read_until("preload=");
+  EXPECT_NE(out.find("year=1970"), std::string::npos) << out;
+  EXPECT_NE(out.find("libfaketime"), std::string::npos) << out;
+  b.power().off();
+  b.power().set_device_time({DeviceTime::Kind::offset, 200LL * 365 * 86400});
+  b.power().on();
+  out = b.read_until("preload=");
+  EXPECT_NE(out.find("year=22"), std::string::npos) << out;  // two centuries ahead
+  b.power().off();
+  b.power().set_device_time({});
+  b.power().on();
+  out = b.read_until("preload=");
+  EXPECT_EQ(out.find("libfaketime"), std::string::npos) << out;
+}
+
+TEST(ProcessPower, FaketimeEnvironment) {
+  const auto env = faketime_env({DeviceTime::Kind::at, 86400}, "/lib/f.so", "/lib/other.so");
+  const std::map<std::string, std::string> m(env.begin(), env.end());
+  EXPECT_EQ(m.at("LD_PRELOAD"), "/lib/f.so:/lib/other.so");
+  EXPECT_EQ(m.at("FAKETIME"), "@1970-01-02 00:00:00");
+  EXPECT_EQ(m.at("FAKETIME_DONT_FAKE_MONOTONIC"), "1");
+  const auto skew = faketime_env({DeviceTime::Kind::offset, -90}, "/lib/f.so", "");
+  const std::map<std::string, std::string> s(skew.begin(), skew.end());
+  EXPECT_EQ(s.at("FAKETIME"), "-90s");
 }
 
 TEST(SplitCommand, QuotesAndEscapes) {

@@ -110,7 +110,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"clock_without_time", std::string(kProfile) + "clock: {console: \"date -s now\\n\"}\n", ":15",
             "needs ${epoch}"},
         Bad{"clock_unknown_key", std::string(kProfile) + "clock: {script: x}\n", ":15", "unknown key 'script'"}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& test_info) { return std::string(test_info.param.name); });
 
 TEST(Policy, SigningValidityAndClockCommandLoad) {
   const auto p = load_profile(write(
