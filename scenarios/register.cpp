@@ -1,5 +1,6 @@
 #include "faults.hpp"
 #include "image/image.hpp"
+#include "lifecycle/lifecycle.hpp"
 #include "network/network.hpp"
 #include "power/power.hpp"
 #include "storage/storage.hpp"
@@ -11,6 +12,7 @@ void register_builtin_fault_kinds(harness::FaultRegistry& registry) {
   power::register_power_faults(registry);
   network::register_network_faults(registry);
   storage::register_storage_faults(registry);
+  lifecycle::register_lifecycle_faults(registry);
 }
 
 }  // namespace otarig::scenarios

@@ -9,4 +9,6 @@ set(OTARIG_FAULT_KIND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/image/image.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/network.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/lying_mirror.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lifecycle/outage.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lifecycle/update_checks.cpp)

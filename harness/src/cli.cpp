@@ -266,7 +266,7 @@ int cmd_list(const std::string& what, const std::vector<std::string>& paths, boo
     return invalid ? 2 : 0;
   }
   if (what == "scenarios") {
-    Listing list{.keys = {"scenario", "kind", "classes", "title"}};
+    Listing list{.keys = {"scenario", "kind", "classes", "title", "requirements"}};
     for (const auto& f : catalog_scenarios()) {
       try {
         auto s = load_scenario(f.string());
@@ -277,9 +277,11 @@ int cmd_list(const std::string& what, const std::vector<std::string>& paths, boo
                          {"classes", s.classes}, {"requirements", s.requirements}, {"title", s.title},
                          {"path", f.string()}};
         if (s.is_suite()) o["parts"] = parts;
-        list.add({s.name, kind, fmt::format("[{}]", fmt::join(s.classes, ",")), s.title}, std::move(o));
+        list.add({s.name, kind, fmt::format("[{}]", fmt::join(s.classes, ",")), s.title,
+                  fmt::format("{}", fmt::join(s.requirements, "; "))},
+                 std::move(o));
       } catch (const InputError& e) {
-        list.add({f.stem().string(), "INVALID", "", e.what()},
+        list.add({f.stem().string(), "INVALID", "", e.what(), ""},
                  {{"scenario", f.stem().string()}, {"path", f.string()}, {"invalid", e.what()}});
       }
     }
