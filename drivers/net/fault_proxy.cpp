@@ -240,6 +240,8 @@ class ConnectionBase {
   virtual ~ConnectionBase() = default;
   /// Closes both sockets; only while no proxy thread runs.
   virtual void abort_stopped() = 0;
+  /// Resets both sockets (RST) from any thread, on the connection's executor.
+  virtual void reset_soon() = 0;
 };
 
 }  // namespace
@@ -385,15 +387,25 @@ void FaultProxy::Impl::begin_outage(const Outage& outage) {
     generation = config->generation;
     end = config->outage_end;
   }
+  // The connections open now do not outlive the outage (a client's kept-alive
+  // connection would otherwise carry its checks through it): reset them.
+  std::vector<std::shared_ptr<ConnectionBase>> open;
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& w : connections)
+      if (auto c = w.lock()) open.push_back(std::move(c));
+  }
+  for (const auto& c : open) c->reset_soon();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(outage.length).count();
   FaultEvent e;
   e.connection = 0;
   e.generation = generation;
   e.kind = "outage";
-  e.detail = outage.mode == Outage::Mode::refuse
-                 ? fmt_outage("begins: every connection is reset as soon as it is accepted, for ", ms)
-                 : fmt_outage("begins: every connection is held without a byte either way until the outage ends, for ",
-                              ms);
+  e.detail = (outage.mode == Outage::Mode::refuse
+                  ? fmt_outage("begins: every connection is reset as soon as it is accepted, for ", ms)
+                  : fmt_outage("begins: every connection is held without a byte either way until the outage ends, for ",
+                               ms)) +
+             "; " + std::to_string(open.size()) + " connection(s) open before it reset";
   event(std::move(e));
   at_time(end, [this, generation] {
     FaultEvent done;
@@ -582,6 +594,9 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   }
 
   void abort_stopped() override { close_all(false); }
+  void reset_soon() override {
+    asio::post(lowest(client_).get_executor(), [self = this->shared_from_this()] { self->reset_all(); });
+  }
 
  private:
   using Step = void (Connection::*)(Flow&);

@@ -486,3 +486,26 @@ TEST(Outage, ADroppedConnectionIsHeldSilentUntilTheOutageEndsThenRelayed) {
   EXPECT_TRUE(details[0].starts_with("dropped")) << details[0];
   EXPECT_TRUE(details[1].starts_with("released")) << details[1];
 }
+
+TEST(Outage, AConnectionOpenWhenItBeginsIsResetSoKeepAliveDoesNotCarryChecksThroughIt) {
+  auto server = https_server(false);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  FaultProxy proxy(o);
+  proxy.start();
+  TlsClient c(proxy.port(), {.ca_pem = pki().ca.cert_pem});
+  c.write_all(request("GET", "/hello.txt"));
+  EXPECT_EQ(read_response(c).status, 200);
+  proxy.set_faults(parse_fault_spec("outage=drop,for=2s"), 1);
+  bool failed = false;
+  try {
+    c.write_all(request("GET", "/hello.txt"));
+    failed = read_response(c).status != 200;
+  } catch (const std::runtime_error&) {
+    failed = true;
+  }
+  EXPECT_TRUE(failed) << "the kept-alive connection still answered during the outage";
+  auto ev = proxy.take_events();
+  ASSERT_FALSE(ev.empty());
+  EXPECT_NE(ev[0].detail.find("1 connection(s) open before it reset"), std::string::npos) << ev[0].detail;
+}
