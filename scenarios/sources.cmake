@@ -12,4 +12,6 @@ set(OTARIG_FAULT_KIND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lifecycle/common.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lifecycle/clock.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/lifecycle/keys.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/lifecycle/keys.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lifecycle/outage.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lifecycle/update_checks.cpp)

@@ -96,6 +96,9 @@ struct Config {
   FaultSpec spec;
   std::uint64_t seed = 0;
   std::uint64_t generation = 0;
+  /// The spec's outage, and when it ends (proxy clock).
+  std::optional<Outage> outage;
+  Duration outage_end{0};
   std::vector<Watch> watches;
   std::set<std::pair<std::uint64_t, Direction>> record_sources;
 };
@@ -141,7 +144,8 @@ Plan make_plan(const Config& config, std::uint64_t connection, Direction d) {
   Plan plan;
   for (const FaultRule& rule : config.spec.rules) {
     if (!rule.applies_to(connection) || !rule.applies_to(d) || std::holds_alternative<Impostor>(rule.fault) ||
-        std::holds_alternative<AskClientCert>(rule.fault))
+        std::holds_alternative<AskClientCert>(rule.fault) || std::holds_alternative<ServerCertificate>(rule.fault) ||
+        std::holds_alternative<Outage>(rule.fault))
       continue;
     plan.applied.rules.push_back(rule);
     std::visit(
@@ -216,13 +220,17 @@ void run_spin_then_block(asio::io_context& ioc, std::chrono::microseconds spin) 
 }
 
 // Who terminates a connection's TLS at the proxy, if anyone.
-enum class Terminate { none, impostor, ask_client_cert };
+enum class Terminate { none, impostor, ask_client_cert, certificate };
 
-Terminate terminated_by(const Config& config, std::uint64_t connection) {
+Terminate terminated_by(const Config& config, std::uint64_t connection, std::string* certificate) {
   for (const FaultRule& rule : config.spec.rules) {
     if (!rule.applies_to(connection)) continue;
     if (std::holds_alternative<Impostor>(rule.fault)) return Terminate::impostor;
     if (std::holds_alternative<AskClientCert>(rule.fault)) return Terminate::ask_client_cert;
+    if (const auto* c = std::get_if<ServerCertificate>(&rule.fault)) {
+      *certificate = c->name;
+      return Terminate::certificate;
+    }
   }
   return Terminate::none;
 }
@@ -232,6 +240,8 @@ class ConnectionBase {
   virtual ~ConnectionBase() = default;
   /// Closes both sockets; only while no proxy thread runs.
   virtual void abort_stopped() = 0;
+  /// Resets both sockets (RST) from any thread, on the connection's executor.
+  virtual void reset_soon() = 0;
 };
 
 }  // namespace
@@ -249,6 +259,10 @@ nlohmann::json to_json(const FaultEvent& e) {
                         {"detail", e.detail}};
 }
 
+namespace {
+std::string fmt_outage(const char* what, long long ms) { return std::string(what) + std::to_string(ms) + " ms"; }
+}  // namespace
+
 struct FaultProxy::Impl {
   // Declared first: destroyed last, after everything its handlers refer to.
   asio::io_context ioc;
@@ -259,6 +273,7 @@ struct FaultProxy::Impl {
   tcp::resolver::results_type upstream;
   std::shared_ptr<ssl::context> impostor_ctx;
   std::shared_ptr<ssl::context> ask_ctx;  ///< the server's identity, asking an optional client certificate
+  std::map<std::string, std::shared_ptr<ssl::context>> certificate_ctx;  ///< certificate=NAME
   std::shared_ptr<ssl::context> upstream_ctx;
   std::vector<std::thread> threads;
   std::atomic<std::uint16_t> port{0};
@@ -284,8 +299,10 @@ struct FaultProxy::Impl {
   }
 
   static std::shared_ptr<const Config> make_config(FaultSpec spec, std::uint64_t seed, std::uint64_t generation,
-                                                   std::vector<Watch> watches) {
+                                                   std::vector<Watch> watches, Duration outage_end = {}) {
     auto c = std::make_shared<Config>();
+    c->outage = spec.outage();
+    c->outage_end = outage_end;
     for (const FaultRule& r : spec.rules)
       if (const auto* replay = std::get_if<Replay>(&r.fault)) {
         if (r.up) c->record_sources.insert({replay->from, Direction::up});
@@ -337,7 +354,68 @@ struct FaultProxy::Impl {
   }
 
   void accept();
+  void set_faults_locked(FaultSpec spec, std::uint64_t seed);
+  void begin_outage(const Outage& outage);
+  /// Runs `fn` on the proxy's io_context once the proxy clock reaches `due`
+  /// (a manual clock is polled every millisecond).
+  void at_time(Duration due, std::function<void()> fn);
 };
+
+void FaultProxy::Impl::at_time(Duration due, std::function<void()> fn) {
+  auto timer = std::make_shared<asio::steady_timer>(ioc);
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [this, timer, due, fn = std::move(fn), weak = std::weak_ptr<std::function<void()>>(step)]() {
+    if (stopping) return;
+    const Duration now = clock->now();
+    if (now >= due) return fn();
+    Duration wait = due - now;
+    if (clock->is_manual()) wait = std::min<Duration>(wait, std::chrono::milliseconds(1));
+    timer->expires_after(wait);
+    timer->async_wait([timer, keep = weak.lock()](const error_code& ec) {
+      if (!ec && keep) (*keep)();
+    });
+  };
+  asio::post(ioc, [step] { (*step)(); });
+}
+
+// The outage's own events (connection 0): when it begins, and when it ends.
+void FaultProxy::Impl::begin_outage(const Outage& outage) {
+  std::uint64_t generation = 0;
+  Duration end{0};
+  {
+    std::lock_guard lock(mutex);
+    generation = config->generation;
+    end = config->outage_end;
+  }
+  // The connections open now do not outlive the outage (a client's kept-alive
+  // connection would otherwise carry its checks through it): reset them.
+  std::vector<std::shared_ptr<ConnectionBase>> open;
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& w : connections)
+      if (auto c = w.lock()) open.push_back(std::move(c));
+  }
+  for (const auto& c : open) c->reset_soon();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(outage.length).count();
+  FaultEvent e;
+  e.connection = 0;
+  e.generation = generation;
+  e.kind = "outage";
+  e.detail = (outage.mode == Outage::Mode::refuse
+                  ? fmt_outage("begins: every connection is reset as soon as it is accepted, for ", ms)
+                  : fmt_outage("begins: every connection is held without a byte either way until the outage ends, for ",
+                               ms)) +
+             "; " + std::to_string(open.size()) + " connection(s) open before it reset";
+  event(std::move(e));
+  at_time(end, [this, generation] {
+    FaultEvent done;
+    done.connection = 0;
+    done.generation = generation;
+    done.kind = "outage";
+    done.detail = "ends: the update server is reachable again";
+    event(std::move(done));
+  });
+}
 
 namespace {
 
@@ -516,6 +594,9 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   }
 
   void abort_stopped() override { close_all(false); }
+  void reset_soon() override {
+    asio::post(lowest(client_).get_executor(), [self = this->shared_from_this()] { self->reset_all(); });
+  }
 
  private:
   using Step = void (Connection::*)(Flow&);
@@ -873,13 +954,50 @@ class Setup : public std::enable_shared_from_this<Setup> {
   void start() {
     error_code ignored;
     client_.set_option(tcp::no_delay(true), ignored);
-    terminate_ = terminated_by(*config_, id_);
-    if (terminate_ == Terminate::impostor) return impostor_handshake();
-    if (terminate_ == Terminate::ask_client_cert) return ask_client_cert_handshake();
-    connect();
+    if (config_->outage) {
+      const Duration now = proxy_.clock->now();
+      if (now < config_->outage_end) return outage(config_->outage_end - now);
+    }
+    begin();
   }
 
  private:
+  void begin() {
+    terminate_ = terminated_by(*config_, id_, &certificate_);
+    if (terminate_ == Terminate::impostor) return impostor_handshake();
+    if (terminate_ == Terminate::ask_client_cert) return ask_client_cert_handshake();
+    if (terminate_ == Terminate::certificate) return certificate_handshake();
+    connect();
+  }
+
+  void note(const std::string& kind, const std::string& detail) {
+    FaultEvent e;
+    e.connection = id_;
+    e.generation = config_->generation;
+    e.kind = kind;
+    e.detail = detail;
+    proxy_.event(std::move(e));
+  }
+
+  // A connection accepted while the update server is out: reset at once, or
+  // held without a byte until the outage ends and then relayed as usual.
+  void outage(Duration left) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count();
+    error_code ignored;
+    if (config_->outage->mode == Outage::Mode::refuse) {
+      note("outage", "refused: reset as soon as accepted (" + std::to_string(ms) + " ms of the outage left)");
+      client_.set_option(asio::socket_base::linger(true, 0), ignored);
+      client_.close(ignored);
+      return;
+    }
+    note("outage", "dropped: held without a byte either way until the outage ends (" + std::to_string(ms) +
+                       " ms left)");
+    proxy_.at_time(config_->outage_end, [self = shared_from_this()] {
+      self->note("outage", "released: the outage ended; the connection is relayed as usual");
+      self->begin();
+    });
+  }
+
   void arm(const std::function<void()>& on_timeout) {
     timer_.expires_after(proxy_.options.connect_timeout);
     timer_.async_wait([self = shared_from_this(), on_timeout](const error_code& ec) {
@@ -957,6 +1075,22 @@ class Setup : public std::enable_shared_from_this<Setup> {
     });
   }
 
+  // certificate=NAME: the update server's names, another certificate (an
+  // expired one, a renewed one, one from the rotated CA); the log says
+  // whether the client accepted it, then the proxy relays.
+  void certificate_handshake() {
+    auto it = proxy_.certificate_ctx.find(certificate_);
+    if (it == proxy_.certificate_ctx.end()) {
+      fail("certificate", "the proxy has no '" + certificate_ +
+                              "' certificate (the board's certificates were not made by the rig's test PKI)");
+      return;
+    }
+    certificate_accepted_ = "client accepted the " + certificate_ + " server certificate (TLS terminated at the proxy)";
+    certificate_refused_ = "client refused the " + certificate_ + " server certificate: ";
+    terminate_tls(*it->second, "certificate", certificate_refused_.c_str(),
+                  [](Setup& c) { return c.certificate_accepted_; });
+  }
+
   void connect() {
     arm([this] {
       error_code ignored;
@@ -1018,6 +1152,7 @@ class Setup : public std::enable_shared_from_this<Setup> {
   std::optional<TlsStream> tls_upstream_;
   asio::steady_timer timer_;
   Terminate terminate_ = Terminate::none;
+  std::string certificate_, certificate_accepted_, certificate_refused_;
 };
 
 }  // namespace
@@ -1067,6 +1202,12 @@ void FaultProxy::start() {
     p.ask_ctx->set_verify_mode(ssl::verify_peer);
     p.ask_ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
   }
+  for (const auto& [name, config] : p.options.server_certificates) {
+    TlsConfig c = config;
+    // Asks for the client certificate the update server asks for.
+    c.peer_ca_pem = p.options.server_identity ? p.options.server_identity->peer_ca_pem : std::string();
+    p.certificate_ctx[name] = detail::make_server_context(c);
+  }
 
   error_code ec;
   tcp::resolver resolver(p.ioc);
@@ -1115,7 +1256,16 @@ void FaultProxy::stop() {
 std::uint16_t FaultProxy::port() const { return impl_->port; }
 
 void FaultProxy::set_faults(FaultSpec spec, std::uint64_t seed) {
-  std::lock_guard lock(impl_->mutex);
+  const auto outage = spec.outage();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->set_faults_locked(std::move(spec), seed);
+  }
+  if (outage) impl_->begin_outage(*outage);
+}
+
+void FaultProxy::Impl::set_faults_locked(FaultSpec spec, std::uint64_t seed) {
+  Impl* impl_ = this;
   if (spec.empty()) {
     // Clearing the faults ends a trial's faults, not its connections: the
     // generation and the numbering go on, so a connection of the faulted
@@ -1124,7 +1274,10 @@ void FaultProxy::set_faults(FaultSpec spec, std::uint64_t seed) {
     impl_->config = Impl::make_config(std::move(spec), seed, impl_->config->generation, impl_->config->watches);
     return;
   }
-  impl_->config = Impl::make_config(std::move(spec), seed, impl_->config->generation + 1, impl_->config->watches);
+  const auto outage = spec.outage();
+  impl_->config = Impl::make_config(std::move(spec), seed, impl_->config->generation + 1, impl_->config->watches,
+                                    outage ? clock->now() + std::chrono::duration_cast<Duration>(outage->length)
+                                           : Duration{0});
   impl_->next_connection = 1;
   std::erase_if(impl_->recordings, [g = impl_->config->generation](const auto& kv) { return std::get<0>(kv.first) != g; });
 }
@@ -1133,12 +1286,14 @@ void FaultProxy::on_bytes(std::uint64_t connection, Direction direction, std::ui
   std::lock_guard lock(impl_->mutex);
   auto watches = impl_->config->watches;
   watches.push_back({connection, direction, bytes, std::move(callback)});
-  impl_->config = Impl::make_config(impl_->config->spec, impl_->config->seed, impl_->config->generation, std::move(watches));
+  impl_->config = Impl::make_config(impl_->config->spec, impl_->config->seed, impl_->config->generation, std::move(watches),
+                                    impl_->config->outage_end);
 }
 
 void FaultProxy::clear_watches() {
   std::lock_guard lock(impl_->mutex);
-  impl_->config = Impl::make_config(impl_->config->spec, impl_->config->seed, impl_->config->generation, {});
+  impl_->config = Impl::make_config(impl_->config->spec, impl_->config->seed, impl_->config->generation, {},
+                                    impl_->config->outage_end);
 }
 
 std::vector<FaultEvent> FaultProxy::events() const {

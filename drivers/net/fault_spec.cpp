@@ -1,6 +1,7 @@
 // Strict parser and printer of the fault spec text format (docs/network.md).
 #include "otarig/drivers/net/fault_spec.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <initializer_list>
@@ -35,6 +36,10 @@ class Parser {
       Token rule = trim({text_.substr(pos, semi - pos), pos});
       if (rule.text.empty()) fail(semi, "empty rule (two ';' in a row or a ';' at an end)");
       spec.rules.push_back(parse_rule(rule));
+      if (std::holds_alternative<Outage>(spec.rules.back().fault) &&
+          std::count_if(spec.rules.begin(), spec.rules.end(),
+                        [](const FaultRule& r) { return std::holds_alternative<Outage>(r.fault); }) > 1)
+        fail(rule.pos, "one outage a spec: the server is either reachable or not");
       if (semi == end) break;
       pos = semi + 1;
       if (skip_space(pos) >= end) fail(semi, "empty rule after ';'");
@@ -159,7 +164,11 @@ class Parser {
       if (e->after) fail(fault.pos, "server:endless starts after the resource's own bytes: drop after=");
       return out;
     }
-    bool impostor = std::holds_alternative<Impostor>(out.fault) || std::holds_alternative<AskClientCert>(out.fault);
+    const bool outage = std::holds_alternative<Outage>(out.fault);
+    if (outage && out.first_connection != 0)
+      fail(parts[0].pos, "an outage applies to every connection while it lasts: drop conn=");
+    bool impostor = std::holds_alternative<Impostor>(out.fault) || std::holds_alternative<AskClientCert>(out.fault) ||
+                    std::holds_alternative<ServerCertificate>(out.fault) || outage;
     if (impostor && have_direction)
       fail(parts[i - 1].pos, std::string(fault_name(out.fault)) + " applies to the whole connection: drop the direction");
     if (!impostor && !have_direction) fail(fault.pos, "missing direction: write up:, down: or both: before the fault");
@@ -250,7 +259,7 @@ class Parser {
     const std::vector<Param>& params = syntax.params;
 
     if (name.text.empty()) fail(t.pos, "expected a fault name (corrupt, truncate, reset, stall, throttle, latency, "
-                                       "slice, endless, replay, impostor, ask-client-cert)");
+                                       "slice, endless, replay, impostor, ask-client-cert, certificate, outage)");
     // Checks parameter names against `allowed`; the main value (name=value)
     // stands for the first of them when `main_key` is set.
     auto collect = [&](std::initializer_list<std::string_view> allowed,
@@ -365,9 +374,30 @@ class Parser {
       collect({}, std::nullopt);
       return AskClientCert{};
     }
+    if (n == "certificate") {
+      auto m = collect({"name"}, "name");
+      Token v = require(m, "name");
+      std::string known;
+      for (const char* c : kServerCertificateNames) {
+        if (v.text == c) return ServerCertificate{std::string(v.text)};
+        known += (known.empty() ? "" : ", ") + std::string(c);
+      }
+      fail(v.pos, "certificate: unknown certificate '" + std::string(v.text) + "' (" + known + ")");
+    }
+    if (n == "outage") {
+      auto m = collect({"mode", "for"}, "mode");
+      Outage o;
+      Token mode = require(m, "mode");
+      if (mode.text == "refuse") o.mode = Outage::Mode::refuse;
+      else if (mode.text == "drop") o.mode = Outage::Mode::drop;
+      else fail(mode.pos, "outage mode: refuse or drop, not '" + std::string(mode.text) + "'");
+      o.length = duration(require(m, "for"), "outage for");
+      if (o.length.count() <= 0) fail(m.at("for").pos, "outage for: must be longer than zero");
+      return o;
+    }
     fail(name.pos, "unknown fault '" + std::string(n) +
                        "' (corrupt, truncate, reset, stall, throttle, latency, slice, endless, replay, impostor, "
-                       "ask-client-cert)");
+                       "ask-client-cert, certificate, outage)");
   }
 
   double probability(Token t) const {
@@ -432,16 +462,22 @@ struct Printer {
   std::string operator()(const Replay& f) const { return "replay@from=" + std::to_string(f.from); }
   std::string operator()(const Impostor&) const { return "impostor"; }
   std::string operator()(const AskClientCert&) const { return "ask-client-cert"; }
+  std::string operator()(const ServerCertificate& f) const { return "certificate=" + f.name; }
+  std::string operator()(const Outage& f) const {
+    return std::string("outage=") + to_string(f.mode) + ",for=" + duration_text(f.length);
+  }
 };
 
 }  // namespace
 
 const char* to_string(Direction d) { return d == Direction::up ? "up" : "down"; }
 
+const char* to_string(Outage::Mode m) { return m == Outage::Mode::refuse ? "refuse" : "drop"; }
+
 const char* fault_name(const Fault& f) {
   static constexpr const char* names[] = {"corrupt", "truncate", "reset",   "stall",  "throttle",
                                           "latency", "slice",    "endless", "replay", "impostor",
-                                          "ask-client-cert"};
+                                          "ask-client-cert", "certificate", "outage"};
   return names[f.index()];
 }
 
@@ -456,7 +492,8 @@ std::string FaultSpec::text() const {
     }
     if (r.server)
       out += "server:";
-    else if (!std::holds_alternative<Impostor>(r.fault) && !std::holds_alternative<AskClientCert>(r.fault))
+    else if (!std::holds_alternative<Impostor>(r.fault) && !std::holds_alternative<AskClientCert>(r.fault) &&
+             !std::holds_alternative<ServerCertificate>(r.fault) && !std::holds_alternative<Outage>(r.fault))
       out += r.up && r.down ? "both:" : r.up ? "up:" : "down:";
     out += std::visit(Printer{}, r.fault);
   }
@@ -468,6 +505,12 @@ FaultSpec FaultSpec::proxy_rules() const {
   for (const auto& r : rules)
     if (!r.server) out.rules.push_back(r);
   return out;
+}
+
+std::optional<Outage> FaultSpec::outage() const {
+  for (const auto& r : rules)
+    if (const auto* o = std::get_if<Outage>(&r.fault)) return *o;
+  return std::nullopt;
 }
 
 FaultSpec FaultSpec::server_rules() const {

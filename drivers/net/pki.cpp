@@ -49,8 +49,18 @@ struct Issued {
   PkeyPtr key;
 };
 
+// When a certificate is valid, in seconds from now.
+struct Validity {
+  long not_before = 0;
+  long not_after = 0;
+};
+
+// From one hour ago (clock skew) for `valid_for`.
+Validity usual(const TestPkiOptions& o) { return {-3600, static_cast<long>(o.valid_for.count()) * 3600}; }
+
 // `issuer` null: self-signed.
-Issued issue(Role role, const std::string& common_name, const Issued* issuer, const TestPkiOptions& o) {
+Issued issue(Role role, const std::string& common_name, const Issued* issuer, const TestPkiOptions& o,
+             Validity validity) {
   Issued out{X509Ptr(X509_new()), p256_key()};
   X509* x = out.cert.get();
   if (!x) fail("X509_new");
@@ -69,8 +79,8 @@ Issued issue(Role role, const std::string& common_name, const Issued* issuer, co
   add_name("CN", common_name);
   X509* issuer_cert = issuer ? issuer->cert.get() : x;
   if (X509_set_issuer_name(x, X509_get_subject_name(issuer_cert)) != 1) fail("set issuer name");
-  if (!X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
-      !X509_gmtime_adj(X509_getm_notAfter(x), static_cast<long>(o.valid_for.count()) * 3600))
+  if (!X509_gmtime_adj(X509_getm_notBefore(x), validity.not_before) ||
+      !X509_gmtime_adj(X509_getm_notAfter(x), validity.not_after))
     fail("set validity");
   if (X509_set_pubkey(x, out.key.get()) != 1) fail("set public key");
 
@@ -129,18 +139,39 @@ void write_file(const std::filesystem::path& file, const std::string& text, bool
 }  // namespace
 
 TestPki TestPki::generate(const TestPkiOptions& options) {
-  Issued ca = issue(Role::ca, options.label + " CA", nullptr, options);
-  Issued server = issue(Role::server, options.label + " server", &ca, options);
-  Issued client = issue(Role::client, options.label + " client", &ca, options);
-  Issued wrong_ca = issue(Role::ca, options.label + " CA", nullptr, options);  // same name, other key
-  Issued impostor = issue(Role::server, options.label + " server", &wrong_ca, options);
-  return TestPki{to_pem(ca), to_pem(server), to_pem(client), to_pem(wrong_ca), to_pem(impostor)};
+  const Validity valid = usual(options);
+  constexpr long kDay = 86400;
+  // Lapsed: valid for 30 days, ended a day ago; early: begins in a day. A
+  // day either way holds against the skew a device's clock may have.
+  const Validity lapsed{-31 * kDay, -kDay};
+  const Validity early{kDay, 31 * kDay};
+  Issued ca = issue(Role::ca, options.label + " CA", nullptr, options, valid);
+  Issued server = issue(Role::server, options.label + " server", &ca, options, valid);
+  Issued client = issue(Role::client, options.label + " client", &ca, options, valid);
+  Issued wrong_ca = issue(Role::ca, options.label + " CA", nullptr, options, valid);  // same name, other key
+  Issued impostor = issue(Role::server, options.label + " server", &wrong_ca, options, valid);
+  Issued expired = issue(Role::server, options.label + " server", &ca, options, lapsed);
+  Issued not_yet_valid = issue(Role::server, options.label + " server", &ca, options, early);
+  Issued renewed = issue(Role::server, options.label + " server", &ca, options, valid);  // new key and serial
+  Issued rotated_ca = issue(Role::ca, options.label + " CA 2", nullptr, options, valid);
+  Issued rotated = issue(Role::server, options.label + " server", &rotated_ca, options, valid);
+  Issued expired_client = issue(Role::client, options.label + " client", &ca, options, lapsed);
+  return TestPki{to_pem(ca),      to_pem(server),        to_pem(client),  to_pem(wrong_ca),
+                 to_pem(impostor), to_pem(expired),       to_pem(not_yet_valid), to_pem(renewed),
+                 to_pem(rotated_ca), to_pem(rotated),     to_pem(expired_client)};
+}
+
+std::map<std::string, CertifiedKey> TestPki::server_certificates() const {
+  return {{"expired", expired}, {"not-yet-valid", not_yet_valid}, {"renewed", renewed}, {"rotated-ca", rotated}};
 }
 
 void TestPki::write(const std::filesystem::path& dir) const {
   std::filesystem::create_directories(dir);
   const std::pair<const char*, const CertifiedKey*> items[] = {
-      {"ca", &ca}, {"server", &server}, {"client", &client}, {"wrong-ca", &wrong_ca}, {"impostor", &impostor}};
+      {"ca", &ca},           {"server", &server},       {"client", &client},
+      {"wrong-ca", &wrong_ca}, {"impostor", &impostor}, {"expired", &expired},
+      {"not-yet-valid", &not_yet_valid}, {"renewed", &renewed}, {"rotated-ca", &rotated_ca},
+      {"rotated", &rotated}, {"expired-client", &expired_client}};
   for (const auto& [stem, ck] : items) {
     write_file(dir / (std::string(stem) + ".pem"), ck->cert_pem, false);
     write_file(dir / (std::string(stem) + ".key"), ck->key_pem, true);

@@ -411,6 +411,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
       net::ServerOptions so;
       std::optional<net::TlsConfig> impostor;
       net::TlsConfig relay_client;  // what the impostor presents upstream: a relay the server lets through
+      std::map<std::string, net::TlsConfig> lifecycle;  // certificate=NAME: the server's other certificates
       if (cfg_.tls != DeviceConfig::Tls::off) {
         net::TestPkiOptions names;
         if (connect_address_ != "127.0.0.1") names.ip_addresses.push_back(connect_address_);
@@ -423,6 +424,8 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
         if (cfg_.pki.empty()) {
           pki.write(storage_ / "tls");
           ca_ = storage_ / "tls" / "ca.pem";
+          for (const auto& [name, ck] : pki.server_certificates())
+            lifecycle[name] = net::TlsConfig{ck.cert_pem, ck.key_pem, {}, cfg_.legacy_ciphers};
           tls = {pki.server.cert_pem, pki.server.key_pem, {}};
           if (cfg_.tls == DeviceConfig::Tls::mutual) {
             tls.peer_ca_pem = pki.ca.cert_pem;
@@ -493,6 +496,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
         // ask-client-cert: the proxy speaks as the server, asking the device
         // for its client certificate without requiring it.
         if (cfg_.tls == DeviceConfig::Tls::mutual) po.server_identity = so.tls;
+        po.server_certificates = lifecycle;
         proxy_ = std::make_unique<net::FaultProxy>(po);
         proxy_->start();
         update_port_ = proxy_->port();

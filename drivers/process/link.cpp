@@ -103,13 +103,71 @@ struct ConsoleCommandLink::Shared {
   }
 };
 
+bool ConsoleCommandLink::is_update_check(const std::string& method, const std::string& target) {
+  std::string path = target.substr(0, target.find('?'));
+  if (path == "/manifest.json") return method == "GET" || method == "HEAD";
+  if (path.ends_with("/deployments/device/deployments/next")) return true;  // Mender's device API
+  // hawkBit's DDI: GET /TENANT/controller/v1/ID, the controller base.
+  std::vector<std::string> parts;
+  for (std::size_t at = 1; at <= path.size();) {
+    const auto end = std::min(path.find('/', at), path.size());
+    parts.push_back(path.substr(at, end - at));
+    at = end + 1;
+  }
+  return method == "GET" && path.size() > 1 && path[0] == '/' && parts.size() == 4 && parts[1] == "controller" &&
+         parts[2] == "v1" && !parts[0].empty() && !parts[3].empty();
+}
+
+std::string ConsoleCommandLink::command_for(const std::string& text, const Publication& pub, std::size_t size) const {
+  return device_->expand(text, {{"url", pub.url},
+                                {"manifest_url", pub.manifest_url},
+                                {"feed_url", device_->expand(cfg_.base_url) + "/manifest.json"},
+                                {"path", pub.path},
+                                {"size", std::to_string(size)},
+                                {"sha256", pub.sha256}});
+}
+
+void ConsoleCommandLink::start_checks(std::span<const std::uint8_t> running) {
+  if (!power_->is_on()) throw BenchError(fmt::format("{}: start the device's checks: it is off", device_->board_name()));
+  if (auto exit = power_->device_exit())
+    throw BenchError(fmt::format("{}: start the device's checks: its program has exited ({})", device_->board_name(),
+                                 *exit));
+  if (cfg_.check_command.empty())
+    throw BenchError(fmt::format("{}: the link has no check command", device_->board_name()));
+  // Nothing new: the feed names the image the device runs, and no
+  // deployment is offered.
+  ++deliveries_;
+  if (auto* api = device_->device_api()) api->withdraw();
+  const auto pub = publish_files(running);
+  next_description_.reset();
+  console_->write(command_for(cfg_.check_command, pub, running.size()));
+}
+
+void ConsoleCommandLink::found_by_check_next(std::chrono::milliseconds check_within, std::chrono::milliseconds timeout) {
+  next_found_ = FoundByCheck{check_within, timeout};
+}
+
+std::vector<std::string> ConsoleCommandLink::take_requests() {
+  std::vector<std::string> out;
+  auto* server = device_->server();
+  if (!server) return out;
+  for (const auto& r : server->request_log()) {
+    if (r.seq <= requests_taken_) continue;
+    requests_taken_ = r.seq;
+    auto j = net::to_json(r);
+    j["check"] = r.status != 0 && is_update_check(r.method, r.target);
+    out.push_back(j.dump());
+  }
+  return out;
+}
+
 bool LinkConfig::names_a_manifest() const {
   return command.find("${feed_url}") != std::string::npos || command.find("${manifest_url}") != std::string::npos;
 }
 
 LinkConfig LinkConfig::from_config(const Config& link) {
   link.only_keys({"driver", "command", "accepted", "refused", "settled", "progress", "base_url", "timeout",
-                  "settle_timeout", "serve", "feed_connections"});
+                  "settle_timeout", "serve", "feed_connections", "check_command"});
   LinkConfig cfg;
   cfg.command = link.string_or("command", cfg.command);
   if (cfg.command.empty()) link.at("command").fail("the update command is empty");
@@ -126,6 +184,9 @@ LinkConfig LinkConfig::from_config(const Config& link) {
   cfg.base_url = link.string_or("base_url", cfg.base_url);
   cfg.timeout = link.duration_or("timeout", cfg.timeout);
   cfg.settle_timeout = link.duration_or("settle_timeout", cfg.settle_timeout);
+  cfg.check_command = link.string_or("check_command", "");
+  if (link.has("check_command") && cfg.check_command.empty())
+    link.at("check_command").fail("the check command is empty (leave the key out when the device has none)");
   if (link.has("feed_connections")) {
     const auto n = link.at("feed_connections").as_int();
     if (n < 0 || n > 16) link.at("feed_connections").fail("must be 0..16");
@@ -141,6 +202,8 @@ LinkConfig LinkConfig::from_config(const Config& link) {
     link.at("serve").fail(fmt::format("serve must be http or file, not '{}'", serve));
   if (cfg.serve == Serve::file && cfg.names_a_manifest())
     link.at("command").fail("${feed_url} and ${manifest_url} name the update server's manifests; they need `serve: http`");
+  if (cfg.serve == Serve::file && !cfg.check_command.empty())
+    link.at("check_command").fail("a device checks the rig's update server by itself only with `serve: http`");
   return cfg;
 }
 
@@ -518,6 +581,8 @@ bool ConsoleCommandLink::arm_download_cut(const Publication& pub, CutWatch& watc
 }
 
 DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) {
+  // found_by_check_next() applies to this delivery, whatever becomes of it.
+  const auto found = std::exchange(next_found_, std::nullopt);
   if (!power_->is_on()) return {DeliveryStatus::unreachable, "device is off", 0};
   if (auto exit = power_->device_exit())
     return {DeliveryStatus::unreachable, fmt::format("the device process has exited ({})", *exit), 0};
@@ -559,16 +624,25 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     cut_cause = fmt::format("power cut {} ms after the update command", cut_.delay.count());
   }
 
-  const auto command = device_->expand(cfg_.command, {{"url", pub.url},
-                                                      {"manifest_url", pub.manifest_url},
-                                                      {"feed_url", device_->expand(cfg_.base_url) + "/manifest.json"},
-                                                      {"path", pub.path},
-                                                      {"size", std::to_string(image.size())},
-                                                      {"sha256", pub.sha256}});
-  console_->write(command);
+  // A delivery the device is to find by its own check: nothing is typed, and
+  // it must have checked the server within `check_within`.
+  auto* server = device_->server();
+  std::uint64_t seq_before = 0;
+  if (found && server)
+    for (const auto& r : server->request_log()) seq_before = std::max(seq_before, r.seq);
+  auto checked = [&] {
+    if (!server) return true;
+    for (const auto& r : server->request_log())
+      if (r.seq > seq_before && r.status != 0 && is_update_check(r.method, r.target)) return true;
+    return false;
+  };
+  if (!found) console_->write(command_for(cfg_.command, pub, image.size()));
 
   enum class Phase { waiting, settling } phase = Phase::waiting;
-  auto deadline = started + cfg_.timeout;
+  auto deadline = started + (found ? found->timeout : cfg_.timeout);
+  // found: when the device's first check must have reached the server.
+  bool check_pending = found.has_value();
+  const Steady::time_point check_deadline = started + (found ? found->check_within : std::chrono::milliseconds(0));
   DeliveryResult result;
 
   auto bytes_now = [&] {
@@ -605,10 +679,25 @@ DeliveryResult ConsoleCommandLink::deliver(std::span<const std::uint8_t> image) 
     }
     if (now >= deadline) {
       if (phase == Phase::settling) return result;
+      if (found)
+        return {DeliveryStatus::unreachable,
+                fmt::format("the device did not take the published release by its own checks within {} ms",
+                            found->timeout.count()),
+                bytes_now()};
       return {DeliveryStatus::unreachable,
               fmt::format("no answer to the update command within {} ms", cfg_.timeout.count()), bytes_now()};
     }
+    if (check_pending && phase == Phase::waiting && now >= check_deadline) {
+      if (!checked())
+        return {DeliveryStatus::unreachable,
+                fmt::format("none of the device's checks for a new release reached the update server within {} ms "
+                            "of the release's publication",
+                            found->check_within.count()),
+                bytes_now()};
+      check_pending = false;
+    }
     auto wake = cut_at ? std::min(deadline, *cut_at) : deadline;
+    if (check_pending) wake = std::min(wake, check_deadline);
     auto wait =
         std::chrono::duration_cast<std::chrono::milliseconds>(wake - now) + std::chrono::milliseconds(1);
     auto bytes = console_->peek(std::min(wait, std::chrono::milliseconds(100)));

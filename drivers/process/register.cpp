@@ -143,6 +143,7 @@ void bind_console_command_link(const Config& section, BoardParts& parts) {
   if (device->config().server) parts.feed = link;
   if (device->config().server && device->config().proxy) parts.network = link;
   if (device->device_api()) parts.device_reports = link;
+  if (device->config().server && link->checks_by_itself()) parts.update_check = link;
   parts.link = std::move(link);
 }
 

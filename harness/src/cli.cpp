@@ -281,7 +281,7 @@ int cmd_list(const std::string& what, const std::vector<std::string>& paths, boo
                   s.is_suite() ? std::string() : fmt::format("{}", fmt::join(s.requirements, "; "))},
                  std::move(o));
       } catch (const InputError& e) {
-        list.add({f.stem().string(), "INVALID", "", e.what()},
+        list.add({f.stem().string(), "INVALID", "", e.what(), ""},
                  {{"scenario", f.stem().string()}, {"path", f.string()}, {"invalid", e.what()}});
       }
     }

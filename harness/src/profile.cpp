@@ -154,7 +154,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
 
   auto obs = root.at("observe");
   obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval", "boot_attempt", "identity",
-                 "slot_size", "slot_fill"});
+                 "slot_size", "slot_fill", "update_check_interval", "update_check_margin"});
   p.observe.banner = obs.string_or("banner", "");
   if (!p.observe.banner.empty()) check_pattern(obs.at("banner"), p.observe.banner, {});
   p.observe.boot_attempt = obs.string_or("boot_attempt", "");
@@ -191,6 +191,22 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   p.observe.boot_timeout = obs.duration_or("boot_timeout", std::chrono::milliseconds(5000));
   p.observe.status_interval = obs.duration_or("status_interval", std::chrono::milliseconds(500));
   if (p.observe.boot_timeout.count() <= 0) obs.at("boot_timeout").fail("must be positive");
+  // How often the device checks for a new release by itself (EN 303 645
+  // 5.3-4/5.3-5), and the slack the host and network may add to it.
+  constexpr std::chrono::milliseconds kDay{86400000};
+  if (auto c = obs.find("update_check_interval")) {
+    p.observe.update_check_interval = c->as_duration();
+    if (p.observe.update_check_interval->count() <= 0 || *p.observe.update_check_interval > kDay)
+      c->fail("update_check_interval: a duration from 1ms to one day (how often the device checks for a new "
+              "release by itself)");
+  }
+  if (auto c = obs.find("update_check_margin")) {
+    if (!p.observe.update_check_interval)
+      c->fail("update_check_margin goes with update_check_interval (the interval it widens)");
+    p.observe.update_check_margin = c->as_duration();
+    if (p.observe.update_check_margin.count() < 0 || p.observe.update_check_margin > kDay)
+      c->fail("update_check_margin: a duration from 0 to one day");
+  }
 
   auto signing = root.at("signing");
   signing.only_keys({"key", "trusted", "not_before", "not_after", "time"});

@@ -662,7 +662,11 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
     if (auto net = device->find("network")) {
       a.length_required = net->bool_or("length_required", false);
       a.tls_reason = net->string_or("tls_reason", "");
+      a.test_pki = !a.network.empty() && a.network != "off" && net->string_or("pki", "").empty();
     }
+  a.update_check = bench.parts().update_check != nullptr;
+  a.update_check_interval = bench.profile().observe.update_check_interval;
+  a.update_check_margin = bench.profile().observe.update_check_margin;
   if (auto* crash = bench.parts().crash_storage.get()) {
     a.crash_storage = crash;
     a.storage_ops = [&bench, &releases](const std::string& s, const std::string& d) {

@@ -226,6 +226,7 @@ std::shared_ptr<const harness::FaultKind> make_clock_kind();
 void register_lifecycle_faults(harness::FaultRegistry& registry) {
   registry.add(make_clock_kind());
   registry.add(std::make_shared<KeyKind>());
+  register_outage_fault(registry);
 }
 
 }  // namespace otarig::scenarios::lifecycle

@@ -111,6 +111,14 @@ void break_oracle(std::vector<OracleResult>& oracles, const char* name, const st
     }
 }
 
+// The certificate a `certificate=NAME` rule presents, or "".
+std::string certificate_of(const std::string& faults) {
+  if (faults.empty()) return {};
+  for (const auto& rule : drivers::net::parse_fault_spec(fill_b(faults, 0), "faults").rules)
+    if (const auto* c = std::get_if<drivers::net::ServerCertificate>(&rule.fault)) return c->name;
+  return {};
+}
+
 template <class Fault>
 bool has_fault(const std::string& faults) {
   if (faults.empty()) return false;
@@ -135,7 +143,17 @@ class NetworkRun final : public harness::FaultRun {
   explicit NetworkRun(const NetworkPoint& p)
       : p_(p),
         impostor_(has_fault<drivers::net::Impostor>(p.faults)),
-        ask_client_cert_(has_fault<drivers::net::AskClientCert>(p.faults)) {}
+        ask_client_cert_(has_fault<drivers::net::AskClientCert>(p.faults)) {
+    // A certificate out of its validity period is judged as the impostor's
+    // is: the device must refuse it.
+    const auto certificate = certificate_of(p.faults);
+    if (certificate == "expired" || certificate == "not-yet-valid") {
+      impostor_ = true;
+      presented_ = certificate == "expired" ? "an expired certificate for the update server's names, from its own CA"
+                                            : "a certificate for the update server's names from its own CA, not yet "
+                                              "valid";
+    }
+  }
 
   std::string inject(TrialPort& port) override {
     auto* net = port.bench().parts().network.get();
@@ -297,7 +315,7 @@ class NetworkRun final : public harness::FaultRun {
     const auto kind = e.value("kind", "");
     const auto id = e.value("connection", std::uint64_t{0});
     const auto detail = e.value("detail", "");
-    if (kind == "impostor") {
+    if (kind == "impostor" || kind == "certificate") {
       auto& c = tls_log_[id];
       c.handshake = detail;
       c.accepted = detail.rfind("client accepted", 0) == 0;
@@ -334,19 +352,19 @@ class NetworkRun final : public harness::FaultRun {
         continue;
       }
       accepted.push_back(
-          c.closed ? fmt::format("connection {}: the device completed the TLS handshake with the impostor (a "
-                                 "certificate from an unrelated CA), sent it {} bytes and took {} bytes from it",
-                                 id, c.sent, c.received)
-                   : fmt::format("connection {}: the device completed the TLS handshake with the impostor (a "
-                                 "certificate from an unrelated CA); the connection was still open {} s after "
-                                 "the delivery ended",
-                                 id, kImpostorSettle.count()));
+          c.closed ? fmt::format("connection {}: the device completed the TLS handshake with {}, sent it {} bytes "
+                                 "and took {} bytes from it",
+                                 id, presented_, c.sent, c.received)
+                   : fmt::format("connection {}: the device completed the TLS handshake with {}; the connection "
+                                 "was still open {} s after the delivery ended",
+                                 id, presented_, kImpostorSettle.count()));
     }
     const bool held = accepted.empty();
     const std::string detail =
         held ? ""
-             : fmt::format("the device took an impostor for its update server: {}", fmt::join(accepted, "; "));
-    std::string held_detail = fmt::format("the device refused the impostor's certificate on {} of {} connections",
+             : fmt::format("the device took a server it must refuse for its update server: {}",
+                           fmt::join(accepted, "; "));
+    std::string held_detail = fmt::format("the device refused {} on {} of {} connections", presented_,
                                           refused + refused_after, tls_log_.size());
     if (refused_after)
       held_detail += fmt::format(" ({} of them after completing the TLS handshake: it closed the connection "
@@ -395,6 +413,8 @@ class NetworkRun final : public harness::FaultRun {
 
   NetworkPoint p_;
   bool impostor_ = false;
+  /// What the proxy presented instead of the server's certificate.
+  std::string presented_ = "the impostor (a certificate from an unrelated CA)";
   bool ask_client_cert_ = false;
   std::vector<std::pair<std::uint64_t, std::string>> client_certs_;
   std::map<std::uint64_t, ImpostorConnection> tls_log_;
@@ -428,6 +448,13 @@ class NetworkKind final : public harness::FaultKind {
     const std::string why = board.tls_reason.empty() ? std::string() : ": " + board.tls_reason;
     if (board.network == "off" && (f.faults.find("impostor") != std::string::npos || !f.probe.empty()))
       return "the device reaches the update server without TLS (device.network.tls: off)" + why;
+    if (!certificate_of(f.faults).empty()) {
+      if (board.network == "off")
+        return "the device reaches the update server without TLS (device.network.tls: off)" + why;
+      if (!board.test_pki)
+        return "the update server's certificates are the profile's own (device.network.pki): the rig cannot make "
+               "an expired, early, renewed or rotated one for its names";
+    }
     if (board.network != "mutual" && f.faults.find("ask-client-cert") != std::string::npos)
       return "the profile does not say the device presents a client certificate (device.network.tls: mutual)" +
              why;

@@ -66,7 +66,13 @@ INSTANTIATE_TEST_SUITE_P(
                     Valid{"conn=1:impostor", "conn=1:impostor"},
                     Valid{" down:stall@b=1 ; up:stall@b=2 ", "down:stall@b=1;up:stall@b=2"},
                     Valid{"server:endless@limit=64MiB", "server:endless@limit=67108864"},
-                    Valid{"down:stall=5;server:endless", "down:stall@b=5;server:endless"}));
+                    Valid{"down:stall=5;server:endless", "down:stall@b=5;server:endless"},
+                    Valid{"certificate=expired", "certificate=expired"},
+                    Valid{"certificate@name=rotated-ca", "certificate=rotated-ca"},
+                    Valid{"conn=2:certificate=not-yet-valid", "conn=2:certificate=not-yet-valid"},
+                    Valid{"outage=refuse,for=4s", "outage=refuse,for=4s"},
+                    Valid{"outage@mode=drop,for=2500", "outage=drop,for=2500ms"},
+                    Valid{"outage=drop,for=1m;down:latency=5ms", "outage=drop,for=60s;down:latency@delay=5ms,jitter=0ms"}));
 
 struct Invalid {
   const char* text;
@@ -123,7 +129,26 @@ INSTANTIATE_TEST_SUITE_P(
                     Invalid{"server:stall=1", 8, "only endless"},
                     Invalid{"server:endless@after=1", 8, "drop after="},
                     Invalid{"conn=1:server:endless", 1, "drop conn="},
-                    Invalid{"server:down:endless", 12, "unexpected ':'"}));
+                    Invalid{"server:down:endless", 12, "unexpected ':'"},
+                    Invalid{"certificate=stale", 13, "unknown certificate 'stale'"},
+                    Invalid{"certificate", 12, "missing parameter 'name'"},
+                    Invalid{"down:certificate=expired", 1, "whole connection"},
+                    Invalid{"outage=refuse", 14, "missing parameter 'for'"},
+                    Invalid{"outage=blackhole,for=1s", 8, "refuse or drop"},
+                    Invalid{"outage=drop,for=0", 17, "longer than zero"},
+                    Invalid{"outage=drop,for=2d", 18, "unknown duration unit 'd'"},
+                    Invalid{"conn=1:outage=drop,for=1s", 1, "drop conn="},
+                    Invalid{"both:outage=drop,for=1s", 1, "whole connection"},
+                    Invalid{"outage=drop,for=1s;outage=refuse,for=1s", 20, "one outage a spec"}));
+
+TEST(FaultSpec, TheOutageIsFoundAmongTheRules) {
+  auto spec = parse_fault_spec("down:latency=5ms;outage=drop,for=3s");
+  ASSERT_TRUE(spec.outage());
+  EXPECT_EQ(spec.outage()->mode, Outage::Mode::drop);
+  EXPECT_EQ(spec.outage()->length, std::chrono::seconds(3));
+  EXPECT_FALSE(parse_fault_spec("down:latency=5ms").outage());
+  EXPECT_EQ(parse_fault_spec("outage=drop,for=3s").proxy_rules().rules.size(), 1u);  // the proxy's own
+}
 
 TEST(FaultSpec, ServerRulesAreKeptApartFromTheProxysRules) {
   FaultSpec s = parse_fault_spec("down:truncate@b=9;server:endless@limit=10");

@@ -1,11 +1,16 @@
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
 
 #include <fstream>
 #include <future>
 
 #include "loopback.hpp"
 #include "otarig/core/errors.hpp"
+#include "otarig/core/openssl_ptr.hpp"
 #include "otarig/drivers/net/fault_proxy.hpp"
 #include "otarig/drivers/net/http_server.hpp"
 #include "otarig/drivers/net/pki.hpp"
@@ -336,4 +341,171 @@ TEST(Tls, PkiWritesFilesTheServerLoads) {
   bad.tls = TlsConfig{"not pem", "not pem", {}};
   UpdateServer broken(bad);
   EXPECT_THROW(broken.start(), otarig::InputError);
+}
+
+// ---- Certificates of a support period (pki.hpp) and the proxy presenting them.
+
+namespace {
+
+X509* parse_pem(const std::string& pem, otarig::ossl::X509Ptr& holder) {
+  otarig::ossl::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  holder.reset(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  return holder.get();
+}
+
+// -1: the validity has ended before now; 1: it begins after now; 0: valid now.
+int validity_now(const std::string& pem) {
+  otarig::ossl::X509Ptr holder;
+  X509* x = parse_pem(pem, holder);
+  if (!x) throw std::runtime_error("not a certificate");
+  if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) return -1;
+  if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) return 1;
+  return 0;
+}
+
+// Whether `pem` was signed by `issuer_pem`'s key.
+bool signed_by(const std::string& pem, const std::string& issuer_pem) {
+  otarig::ossl::X509Ptr a, b;
+  X509* cert = parse_pem(pem, a);
+  X509* issuer = parse_pem(issuer_pem, b);
+  return cert && issuer && X509_verify(cert, X509_get0_pubkey(issuer)) == 1;
+}
+
+std::string serial_of(const std::string& pem) {
+  otarig::ossl::X509Ptr holder;
+  X509* x = parse_pem(pem, holder);
+  return std::to_string(ASN1_INTEGER_get(X509_get0_serialNumber(x)));
+}
+
+}  // namespace
+
+TEST(Pki, EachCertificateIsValidAsMade) {
+  const TestPki& p = pki();
+  struct Case {
+    const char* name;
+    const CertifiedKey* cert;
+    int validity;
+    const CertifiedKey* issuer;
+  };
+  const Case cases[] = {{"ca", &p.ca, 0, &p.ca},
+                        {"server", &p.server, 0, &p.ca},
+                        {"client", &p.client, 0, &p.ca},
+                        {"expired", &p.expired, -1, &p.ca},
+                        {"not-yet-valid", &p.not_yet_valid, 1, &p.ca},
+                        {"renewed", &p.renewed, 0, &p.ca},
+                        {"rotated-ca", &p.rotated_ca, 0, &p.rotated_ca},
+                        {"rotated", &p.rotated, 0, &p.rotated_ca},
+                        {"expired-client", &p.expired_client, -1, &p.ca}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(validity_now(c.cert->cert_pem), c.validity);
+    EXPECT_TRUE(signed_by(c.cert->cert_pem, c.issuer->cert_pem));
+  }
+  // A renewal: the same CA, another key and serial. A rotation: another CA.
+  EXPECT_NE(p.renewed.key_pem, p.server.key_pem);
+  EXPECT_NE(serial_of(p.renewed.cert_pem), serial_of(p.server.cert_pem));
+  EXPECT_FALSE(signed_by(p.rotated.cert_pem, p.ca.cert_pem));
+  EXPECT_EQ(p.server_certificates().size(), 4u);
+}
+
+TEST(Pki, AClientTrustingTheCaRefusesTheExpiredAndTheEarlyCertificateAndTakesTheRenewedOne) {
+  auto server = https_server(false);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  for (const auto& [name, ck] : pki().server_certificates()) o.server_certificates[name] = {ck.cert_pem, ck.key_pem, {}};
+  FaultProxy proxy(o);
+  proxy.start();
+  auto through = [&](const std::string& name, const std::string& ca) {
+    proxy.set_faults(parse_fault_spec("certificate=" + name), 1);
+    std::string answer;
+    try {
+      answer = fetch(proxy.port(), {.ca_pem = ca});
+    } catch (const std::runtime_error& e) {
+      answer = std::string("error: ") + e.what();
+    }
+    std::string detail;
+    eventually([&] {
+      for (const auto& e : proxy.take_events())
+        if (e.kind == "certificate") detail = e.detail;
+      return !detail.empty();
+    });
+    return std::pair{answer, detail};
+  };
+  for (const char* lapsed : {"expired", "not-yet-valid"}) {
+    auto [answer, detail] = through(lapsed, pki().ca.cert_pem);
+    EXPECT_TRUE(answer.starts_with("error: ")) << lapsed << ": " << answer;
+    EXPECT_TRUE(detail.starts_with(std::string("client refused the ") + lapsed)) << detail;
+  }
+  auto [renewed, renewed_detail] = through("renewed", pki().ca.cert_pem);
+  EXPECT_EQ(renewed, "200 hi");
+  EXPECT_TRUE(renewed_detail.starts_with("client accepted the renewed")) << renewed_detail;
+  // The rotated CA: refused by a client that was not told of it, taken by one that was.
+  auto [unknown, unknown_detail] = through("rotated-ca", pki().ca.cert_pem);
+  EXPECT_TRUE(unknown.starts_with("error: ")) << unknown;
+  auto [told, told_detail] = through("rotated-ca", pki().rotated_ca.cert_pem);
+  EXPECT_EQ(told, "200 hi") << told_detail;
+}
+
+TEST(Outage, RefusedConnectionsAreResetAndLoggedThenTheServerIsBack) {
+  auto server = https_server(false);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  FaultProxy proxy(o);
+  proxy.start();
+  proxy.set_faults(parse_fault_spec("outage=refuse,for=600ms"), 1);
+  EXPECT_THROW(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem}), std::runtime_error);
+  std::vector<FaultEvent> seen;
+  eventually([&] {
+    for (auto& e : proxy.take_events()) seen.push_back(e);
+    return std::any_of(seen.begin(), seen.end(), [](const FaultEvent& e) { return e.detail.starts_with("ends"); });
+  });
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_EQ(seen[0].connection, 0u);
+  EXPECT_TRUE(seen[0].detail.starts_with("begins: every connection is reset")) << seen[0].detail;
+  EXPECT_EQ(seen[1].kind, "outage");
+  EXPECT_EQ(seen[1].connection, 1u);
+  EXPECT_TRUE(seen[1].detail.starts_with("refused")) << seen[1].detail;
+  EXPECT_EQ(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");
+}
+
+TEST(Outage, ADroppedConnectionIsHeldSilentUntilTheOutageEndsThenRelayed) {
+  auto server = https_server(false);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  FaultProxy proxy(o);
+  proxy.start();
+  const auto t0 = std::chrono::steady_clock::now();
+  proxy.set_faults(parse_fault_spec("outage=drop,for=700ms"), 1);
+  // The client's handshake waits through the outage, then completes.
+  EXPECT_EQ(fetch(proxy.port(), {.ca_pem = pki().ca.cert_pem}), "200 hi");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 650ms);
+  std::vector<std::string> details;
+  for (const auto& e : proxy.take_events())
+    if (e.kind == "outage" && e.connection == 1) details.push_back(e.detail);
+  ASSERT_EQ(details.size(), 2u);
+  EXPECT_TRUE(details[0].starts_with("dropped")) << details[0];
+  EXPECT_TRUE(details[1].starts_with("released")) << details[1];
+}
+
+TEST(Outage, AConnectionOpenWhenItBeginsIsResetSoKeepAliveDoesNotCarryChecksThroughIt) {
+  auto server = https_server(false);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  FaultProxy proxy(o);
+  proxy.start();
+  TlsClient c(proxy.port(), {.ca_pem = pki().ca.cert_pem});
+  c.write_all(request("GET", "/hello.txt"));
+  EXPECT_EQ(read_response(c).status, 200);
+  proxy.set_faults(parse_fault_spec("outage=drop,for=2s"), 1);
+  bool failed = false;
+  try {
+    c.write_all(request("GET", "/hello.txt"));
+    failed = read_response(c).status != 200;
+  } catch (const std::runtime_error&) {
+    failed = true;
+  }
+  EXPECT_TRUE(failed) << "the kept-alive connection still answered during the outage";
+  auto ev = proxy.take_events();
+  ASSERT_FALSE(ev.empty());
+  EXPECT_NE(ev[0].detail.find("1 connection(s) open before it reset"), std::string::npos) << ev[0].detail;
 }

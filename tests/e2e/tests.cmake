@@ -120,3 +120,13 @@ endif()
 add_test(NAME e2e.lifecycle
   COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_lifecycle.py)
 set_tests_properties(e2e.lifecycle PROPERTIES ENVIRONMENT "${_otarig_lifecycle_env}" LABELS "e2e" TIMEOUT 600)
+# The update server unreachable while a release is published (kind `outage`):
+# otarig-vboard keeps checking and takes it, a vboard that stops checking
+# after a failed check is caught by timely-update; about half a minute.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.outage
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_outage.py)
+  set_tests_properties(e2e.outage PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e;process" TIMEOUT 600 COST 60)
+endif()

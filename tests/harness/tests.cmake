@@ -12,3 +12,10 @@ if(TARGET otarig_drivers_bench AND TARGET otarig_drivers_process)
     LIBS otarig_harness otarig_drivers_bench
     LABELS bench)
 endif()
+
+# The device's own update checks measured from a request log (the outage
+# fault kind's judgement; scenarios/lifecycle/).
+otarig_test(otarig_update_checks_tests
+  SOURCES harness/update_checks_test.cpp
+  LIBS otarig_harness)
+target_include_directories(otarig_update_checks_tests PRIVATE ${PROJECT_SOURCE_DIR}/scenarios)

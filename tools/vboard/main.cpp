@@ -87,6 +87,10 @@ struct Options {
   unsigned download_timeout_ms = 60000;
   unsigned step_timeout_ms = 10000;
   unsigned resume_attempts = 2;
+  unsigned check_interval_ms = 1000;
+  unsigned check_retry_ms = 250;
+  unsigned check_retry_max_ms = 1000;
+  bool check_no_retry = false;
 };
 
 // The console: stdout is the pty. Every line goes out in full, at once.
@@ -458,6 +462,8 @@ class Device {
     if (board_->run_state() != vb::RunState::running) return;  // a bricked board is silent
     if (text.rfind("update-feed ", 0) == 0 || text == "update-feed") {
       update_from_feed(text.substr(std::min<std::size_t>(text.size(), 12)));
+    } else if (text.rfind("watch-feed ", 0) == 0 || text == "watch-feed") {
+      watch_feed(text.substr(std::min<std::size_t>(text.size(), 11)));
     } else if (text.rfind("update ", 0) == 0) {
       update(text.substr(7));
     } else {
@@ -466,7 +472,90 @@ class Device {
     flush();
   }
 
+  // The device's own timer: with a feed to watch, checks it when due.
+  // Returns how long the console may wait for input before the next call
+  // (-1: no timer).
+  int tick() {
+    if (watch_url_.empty() || board_->run_state() != vb::RunState::running) return -1;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next_check_) {
+      check_once();
+      flush();
+      if (watch_url_.empty()) return -1;
+      now = std::chrono::steady_clock::now();
+    }
+    return static_cast<int>(
+        std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(next_check_ - now).count()) + 1);
+  }
+
  private:
+  enum class Outcome { installed, refused, failed };
+
+  // `watch-feed URL`: from now on the device checks the feed by itself every
+  // --check-interval, and takes a release newer than the one it runs. A
+  // check that fails (the server unreachable, a bad answer) is tried again
+  // after a back-off that doubles from --check-retry up to
+  // --check-retry-max. A reboot (an installed update) ends the watch: the
+  // device checks again when told.
+  void watch_feed(std::string url) {
+    url = trimmed(std::move(url));
+    if (url.empty()) {
+      say("ota: refused: no URL (usage: watch-feed URL)");
+      return;
+    }
+    watch_url_ = url;
+    failures_ = 0;
+    next_check_ = std::chrono::steady_clock::now();
+    say(fmt::format("ota: checking {} by itself every {} ms", url, o_.check_interval_ms));
+  }
+
+  void check_failed(const std::string& why) {
+    if (o_.check_no_retry) {
+      // Flawed: one failed check ends the watch for good.
+      say(fmt::format("ota: check failed: {}; not checking again", why));
+      watch_url_.clear();
+      return;
+    }
+    ++failures_;
+    const std::uint64_t doubled = std::uint64_t{o_.check_retry_ms} << std::min(failures_ - 1, 20u);
+    const auto wait = std::min<std::uint64_t>(doubled, o_.check_retry_max_ms);
+    next_check_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait);
+    say(fmt::format("ota: check failed: {}; retrying in {} ms", why, wait));
+  }
+
+  void check_once() {
+    auto d = download_options();
+    d.max_bytes = 64u << 10;
+    d.stop_at_declared_size = true;
+    d.resume_attempts = 0;
+    otarig::drivers::net::Manifest m;
+    try {
+      auto body = fetch(watch_url_, d);
+      m = otarig::drivers::net::parse_manifest(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()),
+                                               "the feed's manifest");
+    } catch (const DownloadError& e) {
+      return check_failed(fmt::format("fetching the feed failed: {}", e.what()));
+    } catch (const otarig::InputError& e) {
+      return check_failed(e.what());
+    }
+    const auto running = board_->running();
+    const auto offered = otarig::image::Version::parse(m.version);
+    const bool newer = !running || (running->version < offered && m.security_counter >= running->security_counter);
+    failures_ = 0;
+    next_check_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(o_.check_interval_ms);
+    if (!newer || m.sha256 == refused_sha256_) {
+      say(fmt::format("ota: check: nothing new (the feed offers {}{}); next in {} ms", m.version,
+                      m.sha256 == refused_sha256_ ? ", refused before" : "", o_.check_interval_ms));
+      return;
+    }
+    say(fmt::format("ota: feed offers {} {} (counter {}, {} bytes)", m.name, m.version, m.security_counter, m.size));
+    switch (install_from(resolve(watch_url_, m.url), &m, true)) {
+      case Outcome::installed: watch_url_.clear(); break;
+      case Outcome::refused: refused_sha256_ = m.sha256; break;
+      case Outcome::failed: check_failed("the download failed"); break;
+    }
+  }
+
   void flush() {
     auto out = board_->read(std::chrono::milliseconds(0));
     if (!out.empty()) emit(out);
@@ -601,7 +690,8 @@ class Device {
 
   // Downloads `url` and hands the image to the agent; with a manifest, the
   // download stops at its size and the image must match its size and SHA-256.
-  void install_from(const std::string& url, const otarig::drivers::net::Manifest* manifest) {
+  // `watching`: a failed download is a failed check (retried), not a refusal.
+  Outcome install_from(const std::string& url, const otarig::drivers::net::Manifest* manifest, bool watching = false) {
     say("ota: downloading " + url);
     auto d = download_options();
     if (manifest) d.expected_size = manifest->size;
@@ -620,8 +710,8 @@ class Device {
     try {
       image = fetch(url, d);
     } catch (const DownloadError& e) {
-      say(fmt::format("ota: refused: download failed: {}", e.what()));
-      return;
+      say(std::string(watching ? "ota: check: download failed: " : "ota: refused: download failed: ") + e.what());
+      return Outcome::failed;
     }
     if (received != reported) say(fmt::format("ota: received {} bytes", received));
     bool vouched = false;
@@ -631,7 +721,7 @@ class Device {
         say(fmt::format("ota: refused: the image does not match the feed's manifest ({} bytes, sha256 {}; the "
                         "manifest names {} bytes, sha256 {})",
                         image.size(), digest, manifest->size, manifest->sha256));
-        return;
+        return Outcome::refused;
       }
       vouched = o_.trust_manifest_digest;
     }
@@ -644,12 +734,21 @@ class Device {
       } catch (const otarig::InputError&) {
       }
     }
+    const auto before = board_->running();
     board_->deliver(image);
     save_key_store();
+    const auto after = board_->running();
+    const bool changed = after && (!before || after->version != before->version ||
+                                   after->security_counter != before->security_counter);
+    return changed ? Outcome::installed : Outcome::refused;
   }
 
   vb::VirtualBoard::KeyState saved_;
   const Options& o_;
+  std::string watch_url_;
+  std::chrono::steady_clock::time_point next_check_{};
+  unsigned failures_ = 0;
+  std::string refused_sha256_;
   proc::FlashFile file_;
   std::uint64_t meta_offset_ = 0, meta_length_ = 0;
   std::optional<StateFile> state_;
@@ -698,7 +797,8 @@ int run(const Options& o) {
 
   Device device(o, config, std::move(*file), trusted_keys(o));
   device.power_on();
-  otarig::drivers::process::serve_console([&](std::string line) { device.line(std::move(line)); });
+  otarig::drivers::process::serve_console([&](std::string line) { device.line(std::move(line)); }, {},
+                                          [&] { return device.tick(); });
   return 0;
 }
 
@@ -781,6 +881,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--step-timeout", o.step_timeout_ms, "deadline of each network step, ms")
       ->capture_default_str();
+  app.add_option("--check-interval", o.check_interval_ms,
+                 "`watch-feed`: ms between the device's own checks of the feed while nothing fails")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400000u));
+  app.add_option("--check-retry", o.check_retry_ms, "`watch-feed`: ms before the first retry of a failed check")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400000u));
+  app.add_option("--check-retry-max", o.check_retry_max_ms,
+                 "`watch-feed`: the back-off doubles from --check-retry up to this many ms")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400000u));
+  app.add_flag("--check-no-retry", o.check_no_retry,
+               "flawed: one failed `watch-feed` check ends the device's own checks for good");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

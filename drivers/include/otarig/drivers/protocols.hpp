@@ -284,6 +284,33 @@ class NetworkFaultProtocol {
   virtual std::vector<std::string> take_network_events() = 0;
 };
 
+/// A device that checks its update server for new releases by itself, at
+/// the interval its profile declares (observe.update_check_interval): the
+/// link starts its checks with nothing new on the server, and a later
+/// delivery is only published, for the device to find by its own check (the
+/// outage scenarios, docs/scenarios.md).
+class UpdateCheckProtocol {
+ public:
+  virtual ~UpdateCheckProtocol() = default;
+  /// The update server offers `running` (the image the device runs) as its
+  /// latest release, and no deployment on a device-management API; then the
+  /// link's check command tells the device to check the server by itself
+  /// from now on. BenchError when the device is off or its program exited.
+  virtual void start_checks(std::span<const std::uint8_t> running) = 0;
+  /// The next delivery publishes its image and types nothing: the device is
+  /// to find it by its own check. It ends as a delivery does (accepted,
+  /// refused, power_lost), or `unreachable` when none of the device's checks
+  /// reached the update server within `check_within` of the delivery's
+  /// start, or the device decided nothing within `timeout`.
+  virtual void found_by_check_next(std::chrono::milliseconds check_within, std::chrono::milliseconds timeout) = 0;
+  /// The update server's request log since the last call: one JSON object a
+  /// request or dropped connection (docs/network.md, "Request log"), with
+  /// `check`: whether it is one of the device's checks for a new release
+  /// (the feed, or a device-management API's poll for a deployment). Its
+  /// `time_ns` is on the same clock as the fault proxy's events.
+  virtual std::vector<std::string> take_requests() = 0;
+};
+
 /// What a lying mirror's manifest states in place of the truth
 /// (ReleaseFeedProtocol::claim_next); an empty field is told truly.
 struct ManifestClaim {

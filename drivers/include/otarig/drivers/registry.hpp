@@ -43,6 +43,9 @@ struct BoardParts {
   /// API): the deployments published and the device's reports; null when
   /// the board's server plays none.
   std::shared_ptr<DeviceReportsProtocol> device_reports;
+  /// A device that checks the update server for new releases by itself (its
+  /// link has a check command); null otherwise.
+  std::shared_ptr<UpdateCheckProtocol> update_check;
   /// Storage under the crash model (a process board whose storage is a
   /// folder and whose profile keeps `device.power_loss: crash`, the
   /// default); null otherwise.

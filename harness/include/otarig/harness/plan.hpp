@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -98,6 +99,17 @@ struct BoardAbilities {
   std::string package_format;
   /// The profile's declared policy (`device.policy`); null for none.
   const DevicePolicy* policy = nullptr;
+  /// The device's server certificates are the rig's test PKI (no
+  /// device.network.pki), so the proxy can present the expired, early,
+  /// renewed and rotated ones (`certificate=NAME`).
+  bool test_pki = false;
+  /// The link can make the device check the update server by itself
+  /// (drivers::UpdateCheckProtocol: link.check_command).
+  bool update_check = false;
+  /// How often the profile says the device checks (observe.update_check_interval),
+  /// and the margin it allows (observe.update_check_margin).
+  std::optional<std::chrono::milliseconds> update_check_interval;
+  std::chrono::milliseconds update_check_margin{1000};
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming

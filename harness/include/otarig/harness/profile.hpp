@@ -39,6 +39,13 @@ struct ObserveSettings {
   std::string boot_attempt;
   /// What the status line's identity is (docs/board-profile.md, "Identity").
   IdentitySettings identity;
+  /// The device checks for a new release by itself at least this often,
+  /// outage or not (observe.update_check_interval); absent: the profile
+  /// claims no periodic check, and the outage scenarios are skipped.
+  std::optional<std::chrono::milliseconds> update_check_interval;
+  /// What the host and the network may add to that interval before the
+  /// device is judged late (observe.update_check_margin; default 1 s).
+  std::chrono::milliseconds update_check_margin{1000};
 };
 
 /// A known defect the profile accepts until a date (docs/board-profile.md,

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,7 +35,8 @@ struct FaultEvent {
   /// Offset in the stream delivered in `direction` (bytes of it before this point).
   std::uint64_t offset = 0;
   /// open, close, upstream-failed, corrupt, truncate, reset, stall, endless,
-  /// replay, impostor.
+  /// replay, impostor, client-certificate, certificate, outage (connection 0:
+  /// the outage begins or ends; else what the outage did to that connection).
   std::string kind;
   std::vector<std::uint8_t> before;  ///< corrupt: the bytes as the sender sent them
   std::vector<std::uint8_t> after;   ///< corrupt: the bytes as delivered
@@ -94,6 +96,13 @@ struct ProxyOptions {
   /// logs whether one was presented. Unset: ask-client-cert connections are
   /// closed with an event saying so.
   std::optional<TlsConfig> server_identity;
+  /// Other certificates for the update server's names, by the names a
+  /// `certificate=NAME` rule takes (expired, not-yet-valid, renewed,
+  /// rotated-ca; TestPki makes them). The proxy terminates the client's TLS
+  /// with one of them as the server would (asking the client certificate
+  /// `server_identity` asks for), then relays. A name without one: the
+  /// connection is closed with an event saying so.
+  std::map<std::string, TlsConfig> server_certificates;
   /// Events beyond this are counted but not kept.
   std::size_t max_events = 100000;
   /// Bytes recorded per connection and direction for replay.

@@ -93,8 +93,35 @@ struct AskClientCert {
   bool operator==(const AskClientCert&) const = default;
 };
 
-using Fault =
-    std::variant<Corrupt, Truncate, Reset, Stall, Throttle, Latency, Slice, Endless, Replay, Impostor, AskClientCert>;
+/// Terminate TLS at the proxy with another certificate for the update
+/// server's names, made by the rig's test PKI (pki.hpp), and relay to the
+/// upstream as the impostor does: `expired`, `not-yet-valid` (from the
+/// server's own CA, outside their validity period), `renewed` (the same CA,
+/// a new key and serial), `rotated-ca` (from the rotated CA a device learns
+/// of through a signed update). Applies to the whole connection.
+struct ServerCertificate {
+  std::string name;
+  bool operator==(const ServerCertificate&) const = default;
+};
+/// The names ServerCertificate takes.
+inline constexpr const char* kServerCertificateNames[] = {"expired", "not-yet-valid", "renewed", "rotated-ca"};
+
+/// The update server is unreachable for `length` from the moment the spec is
+/// set: every connection accepted meanwhile is reset at once (`refuse`: TCP
+/// RST; the device's connect succeeds and its first read or write fails) or
+/// held without a byte either way until the outage ends, then relayed as
+/// usual (`drop`: a route that silently drops packets, then comes back).
+/// Applies to every connection; takes no direction.
+struct Outage {
+  enum class Mode : std::uint8_t { refuse, drop };
+  Mode mode = Mode::refuse;
+  std::chrono::microseconds length{0};
+  bool operator==(const Outage&) const = default;
+};
+const char* to_string(Outage::Mode);
+
+using Fault = std::variant<Corrupt, Truncate, Reset, Stall, Throttle, Latency, Slice, Endless, Replay, Impostor,
+                           AskClientCert, ServerCertificate, Outage>;
 /// "corrupt", "truncate", ...: the name a fault has in the spec text.
 const char* fault_name(const Fault&);
 
@@ -129,6 +156,8 @@ struct FaultSpec {
   /// The rules the proxy applies (without `server:` rules), and the others.
   FaultSpec proxy_rules() const;
   FaultSpec server_rules() const;
+  /// The outage rule, if the spec has one (at most one is allowed).
+  std::optional<Outage> outage() const;
   /// Canonical text: parse_fault_spec(spec.text()) == spec.
   std::string text() const;
   bool operator==(const FaultSpec&) const = default;

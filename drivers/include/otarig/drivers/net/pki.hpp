@@ -1,10 +1,14 @@
 #pragma once
 // Test certificates for the update server and the fault proxy: a CA, a server
 // and a client certificate it signs, and an impostor: a server certificate for
-// the same names signed by an unrelated CA. EC P-256 keys, SHA-256 signatures,
-// made with OpenSSL 3 in memory (no openssl command needed).
+// the same names signed by an unrelated CA; and the certificates of a support
+// period: the server's certificate expired, not yet valid, renewed (same CA,
+// new key and serial), issued by a rotated CA, and an expired client
+// certificate. EC P-256 keys, SHA-256 signatures, made with OpenSSL 3 in
+// memory (no openssl command needed).
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,7 +26,9 @@ struct TestPkiOptions {
   /// DNS names and IP addresses the server certificates carry.
   std::vector<std::string> dns_names = {"localhost"};
   std::vector<std::string> ip_addresses = {"127.0.0.1", "::1"};
-  /// Validity from one hour ago (clock skew) for `valid_for`.
+  /// Validity from one hour ago (clock skew) for `valid_for` (the CAs, the
+  /// server and client certificates, the impostor, the renewed and rotated
+  /// certificates).
   std::chrono::hours valid_for{24 * 30};
 };
 
@@ -33,14 +39,32 @@ struct TestPki {
   CertifiedKey client;    ///< client certificate (clientAuth) signed by `ca`, for mutual TLS
   CertifiedKey wrong_ca;  ///< an unrelated self-signed root
   CertifiedKey impostor;  ///< server certificate for the same names, signed by `wrong_ca`
+  /// The server's names from `ca`, valid for 30 days that ended a day ago.
+  CertifiedKey expired;
+  /// The server's names from `ca`, valid from a day from now for 30 days.
+  CertifiedKey not_yet_valid;
+  /// The server's names from `ca`, valid now: a new key and serial (a renewal).
+  CertifiedKey renewed;
+  /// Another self-signed root ("<label> CA 2"): the CA a rotation moves to.
+  CertifiedKey rotated_ca;
+  /// The server's names from `rotated_ca`, valid now.
+  CertifiedKey rotated;
+  /// A client certificate (clientAuth) from `ca` for a new key, valid for
+  /// 30 days that ended a day ago.
+  CertifiedKey expired_client;
+
+  /// The server certificates a fault proxy's `certificate=NAME` rule
+  /// presents: expired, not-yet-valid, renewed, rotated-ca.
+  std::map<std::string, CertifiedKey> server_certificates() const;
 
   /// Generates fresh keys and certificates. Throws otarig::BenchError when
   /// OpenSSL fails.
   static TestPki generate(const TestPkiOptions& options = {});
 
   /// Writes ca.pem, ca.key, server.pem, server.key, client.pem, client.key,
-  /// wrong-ca.pem, wrong-ca.key, impostor.pem and impostor.key into `dir`
-  /// (created when missing; keys are mode 0600).
+  /// wrong-ca.pem, wrong-ca.key, impostor.pem, impostor.key, and expired,
+  /// not-yet-valid, renewed, rotated-ca, rotated, expired-client (.pem and
+  /// .key) into `dir` (created when missing; keys are mode 0600).
   void write(const std::filesystem::path& dir) const;
 };
 

@@ -290,6 +290,11 @@ struct LinkConfig {
   std::string base_url = "${update_url}";
   std::chrono::milliseconds timeout{60000};         ///< command to accepted/refused
   std::chrono::milliseconds settle_timeout{30000};  ///< accepted to settled
+  /// Typed to make the device check the update server for new releases by
+  /// itself from then on (UpdateCheckProtocol); the same variables as
+  /// `command`, ${url} naming the image it runs. Empty: the device checks by
+  /// itself only when `command` makes it (a management daemon it starts).
+  std::string check_command;
   enum class Serve { http, file };
   /// http: the update server serves the image at a path per delivery;
   /// file: the image is written into the storage folder, ${url} = file:PATH.
@@ -312,7 +317,8 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
                                  public CutProtocol,
                                  public NetworkFaultProtocol,
                                  public ReleaseFeedProtocol,
-                                 public DeviceReportsProtocol {
+                                 public DeviceReportsProtocol,
+                                 public UpdateCheckProtocol {
  public:
   ConsoleCommandLink(std::shared_ptr<DeviceHost> device, std::shared_ptr<CuttablePower> power,
                      std::shared_ptr<WatchedConsole> console, LinkConfig config);
@@ -343,6 +349,17 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   std::string final_status(const std::string& deployment) const override;
   std::vector<std::string> statuses(const std::string& deployment) const override;
   std::vector<std::string> take_device_records() override;
+
+  void start_checks(std::span<const std::uint8_t> running) override;
+  void found_by_check_next(std::chrono::milliseconds check_within, std::chrono::milliseconds timeout) override;
+  std::vector<std::string> take_requests() override;
+  /// Whether a request is one of a device's checks for a new release: a GET
+  /// of the feed (/manifest.json), Mender's deployments/next, or hawkBit's
+  /// controller base (GET /TENANT/controller/v1/ID).
+  static bool is_update_check(const std::string& method, const std::string& target);
+
+  /// The link has a check command: the device checks the server by itself.
+  bool checks_by_itself() const { return !cfg_.check_command.empty(); }
 
   /// Deliveries so far (the per-delivery path number).
   std::uint64_t deliveries() const { return deliveries_; }
@@ -381,6 +398,13 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   std::optional<Description> next_description_;
   std::optional<std::string> next_as_release_;
   std::optional<ManifestClaim> next_claim_;
+  struct FoundByCheck {
+    std::chrono::milliseconds check_within{0}, timeout{0};
+  };
+  std::optional<FoundByCheck> next_found_;
+  std::uint64_t requests_taken_ = 0;  ///< the last request record take_requests() returned (seq)
+  /// The expanded command for `pub` (the link's command or check command).
+  std::string command_for(const std::string& text, const Publication& pub, std::size_t size) const;
 };
 
 /// The ProcessDevice a board's parts were built around (device kind

@@ -12,17 +12,23 @@ namespace otarig::drivers::process {
 
 /// Reads stdin and calls `on_line` for each complete line (without its
 /// '\n'), keeping at most the last 64 KiB of an unfinished one; `after_read`
-/// runs after every read. Returns when the console closes.
+/// runs after every read. `tick`, when set, is the device's own timer: it is
+/// called before every wait and returns how many ms the loop may wait for
+/// input before calling it again (-1: no limit). Returns when the console
+/// closes.
 inline void serve_console(const std::function<void(std::string)>& on_line,
-                          const std::function<void()>& after_read = {}) {
+                          const std::function<void()>& after_read = {}, const std::function<int()>& tick = {}) {
   std::string input;
   char buf[4096];
   while (true) {
     pollfd p{STDIN_FILENO, POLLIN, 0};
-    if (::poll(&p, 1, -1) < 0) {
+    const int wait = tick ? tick() : -1;
+    const int ready = ::poll(&p, 1, wait);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       return;
     }
+    if (ready == 0) continue;  // the timer is due
     ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) return;  // the console closed
