@@ -27,6 +27,9 @@ constexpr std::size_t kOffCounter = 16;
 constexpr std::size_t kOffPayloadSize = 20;
 constexpr std::size_t kOffFlags = 24;
 constexpr std::size_t kOffHeaderReserved = 28;
+// The delta work's part of the reserved bytes: the base id of a delta (docs/image-format.md).
+constexpr std::size_t kOffDeltaBase = 48;
+constexpr std::size_t kDeltaBaseEnd = 56;
 
 // Trailer field offsets.
 constexpr std::size_t kOffTrailerMagic = 0;
@@ -129,6 +132,7 @@ void encode_header(const Header& h, std::span<std::uint8_t, kHeaderSize> out) {
   put32(p + kOffCounter, h.security_counter);
   put32(p + kOffPayloadSize, h.payload_size);
   put32(p + kOffFlags, h.flags);
+  std::copy(h.delta_base.begin(), h.delta_base.end(), p + kOffDeltaBase);
 }
 
 Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
@@ -144,6 +148,7 @@ Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
   h.security_counter = get32(p + kOffCounter);
   h.payload_size = get32(p + kOffPayloadSize);
   h.flags = get32(p + kOffFlags);
+  std::copy_n(p + kOffDeltaBase, h.delta_base.size(), h.delta_base.begin());
   return h;
 }
 
@@ -181,9 +186,15 @@ Parsed parse(std::span<const std::uint8_t> bytes, std::string_view name) {
         fmt::format("{}: header.header_size: expected {}, found {}", name, kHeaderSize, h.header_size));
   if (h.format != kFormat)
     throw InputError(fmt::format("{}: header.format: expected {}, found {}", name, kFormat, h.format));
-  if (auto i = first_nonzero(bytes, kOffHeaderReserved, kHeaderSize); i != kHeaderSize)
-    throw InputError(
-        fmt::format("{}: header.reserved: byte at offset {} is {:#04x}, expected zero", name, i, bytes[i]));
+  for (const auto& [first, last] : {std::pair{kOffHeaderReserved, kOffDeltaBase}, std::pair{kDeltaBaseEnd, kHeaderSize}})
+    if (auto i = first_nonzero(bytes, first, last); i != last)
+      throw InputError(
+          fmt::format("{}: header.reserved: byte at offset {} is {:#04x}, expected zero", name, i, bytes[i]));
+  const bool names_base = first_nonzero(bytes, kOffDeltaBase, kDeltaBaseEnd) != kDeltaBaseEnd;
+  if (names_base && !(h.flags & kFlagDelta))
+    throw InputError(fmt::format("{}: header.delta_base: nonzero, but the delta flag (bit 2) is clear", name));
+  if (!names_base && (h.flags & kFlagDelta))
+    throw InputError(fmt::format("{}: header.delta_base: zero, but the delta flag (bit 2) is set", name));
   const std::size_t after_header = bytes.size() - kHeaderSize;
   if (h.payload_size > after_header)
     throw InputError(fmt::format("{}: header.payload_size: {} bytes, but only {} bytes follow the header",
@@ -262,7 +273,10 @@ Check check(std::span<const std::uint8_t> bytes, std::span<const crypto::PublicK
   // The signature covers the digest the trailer states; hash_ok says whether the content matches it.
   if (key)
     c.signature_ok = crypto::ed25519_verify(*key, signing_message(p.trailer.sha256), p.trailer.signature);
-  if (!c.hash_ok)
+  if (!c.hash_ok && (p.header.flags & kFlagDelta))
+    c.reason = "image: a delta: its trailer states the digest of the image it assembles, checked only once it is "
+               "applied to its base (otarig image apply)";
+  else if (!c.hash_ok)
     c.reason = fmt::format("image: trailer.sha256: header+payload hash to {}, the trailer states {}",
                            crypto::hex(actual), crypto::hex(p.trailer.sha256));
   else if (!c.key_known)

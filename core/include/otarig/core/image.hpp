@@ -39,6 +39,8 @@ struct Version {
 enum Flags : std::uint32_t {
   /// The image's self-test fails when it runs (a signed image that must be reverted).
   kFlagSelfTestFails = 1u << 0,
+  /// The payload is a patch from a base image to the signed image (otarig/core/delta.hpp).
+  kFlagDelta = 1u << 2,
 };
 
 struct Header {
@@ -49,6 +51,9 @@ struct Header {
   std::uint32_t security_counter = 0;
   std::uint32_t payload_size = 0;
   std::uint32_t flags = 0;
+  /// Offset 48..55: a delta's base id, the first 8 bytes of the base image's
+  /// SHA-256 over header+payload; zero when the image is no delta.
+  std::array<std::uint8_t, 8> delta_base{};
 };
 
 struct Trailer {
