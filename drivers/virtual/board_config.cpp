@@ -56,6 +56,7 @@ constexpr std::array kDefects{
     DefectName{Defect::any_key, "any-key", true, kAllModes},
     DefectName{Defect::trusts_stated_digest, "trusts-stated-digest", true, kAllModes},
     DefectName{Defect::version_string_compare, "version-string-compare", true, kAllModes},
+    DefectName{Defect::delta_in_place, "delta-in-place", true, kAb},
 };
 static_assert(kDefects.size() == kDefectCount);
 

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "board_impl.hpp"
+#include "otarig/core/delta.hpp"
 #include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::vboard {
@@ -294,7 +295,7 @@ void VirtualBoard::Impl::stage(int target) {
   auto st = read_state();
   switch (cfg.mode) {
     case BootMode::ab:
-      if (cfg.has(Defect::inplace_overwrite)) return;  // single slot: nothing to stage
+      if (target == ram.slot) return;  // written in place (inplace-overwrite, delta-in-place): nothing to stage
       st = BootRecord{0, static_cast<std::uint8_t>(ram.slot), t, false, true};
       break;
     case BootMode::swap_scratch:
@@ -317,11 +318,39 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
     return DeliveryResult{DeliveryStatus::refused, std::move(reason), link_bytes};
   };
   if (ram.trial) return refuse(fmt::format("slot {} runs as an unconfirmed trial", slot_name(ram.slot)));
-  const int target = update_target();
+  const bool is_delta = image::delta::is_delta(image);
+  // delta-in-place: a delta release is patched over the running slot.
+  const int target = is_delta && cfg.has(Defect::delta_in_place) ? ram.slot : update_target();
+  Bytes assembled;
+  if (is_delta) {
+    // A delta release (docs/image-format.md): the patch applies to the image
+    // this device runs, and what it assembles is verified below as a whole,
+    // as a full image is.
+    link_bytes = image.size();
+    try {
+      const auto d = image::delta::parse(image, "delta", g.slot_size);
+      const auto running = verdict(ram.slot);
+      if (!running.structure_ok || running.signed_size != d.patch.base_size || running.digest != d.patch.base_sha256)
+        return refuse(fmt::format("delta: wrong base: it was made against {}, slot {} runs {}",
+                                  crypto::hex(d.patch.base_sha256), slot_name(ram.slot), crypto::hex(running.digest)));
+      // The base goes to RAM before anything is written (it may be the slot written).
+      const auto base = flash.read(g.slot_offset(ram.slot), d.patch.base_size);
+      const Bytes base_copy(base.begin(), base.end());
+      assembled = image::delta::assemble(d, base_copy, "delta");
+      const auto st = image::delta::stats(d.patch);
+      print(fmt::format("ota: delta of {} bytes against slot {}: {} bytes copied, {} inserted", image.size(),
+                        slot_name(ram.slot), st.copied, st.inserted));
+    } catch (const InputError& e) {
+      return refuse(e.what());
+    }
+    image = assembled;
+  }
   if (image.size() > g.slot_size)
     return refuse(fmt::format("image of {} bytes exceeds the slot size {}", image.size(), g.slot_size));
 
-  print(fmt::format("ota: receiving {} bytes into slot {}", image.size(), slot_name(target)));
+  print(fmt::format("ota: {} {} bytes into slot {}", is_delta ? "patching" : "receiving", image.size(),
+                    slot_name(target)));
+  const char* phase = is_delta ? "patch" : "download";
   const auto base = g.slot_offset(target);
   try {
     if (cfg.has(Defect::wrong_write_order) && image.size() >= image::kHeaderSize) {
@@ -344,16 +373,16 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
     Bytes chunk;
     for (std::uint64_t off = 0; off < image.size(); off += cfg.chunk_size) {
       const std::uint64_t len = std::min<std::uint64_t>(cfg.chunk_size, image.size() - off);
-      link_bytes = off + len;
+      if (!is_delta) link_bytes = off + len;
       for (auto s = off / g.sector_size; s <= (off + len - 1) / g.sector_size; ++s) {
         if (erased[s]) continue;
-        flash.erase(base + s * g.sector_size, "download");
+        flash.erase(base + s * g.sector_size, phase);
         erased[s] = true;
       }
       const std::uint64_t padded = (len + g.program_align - 1) / g.program_align * g.program_align;
       chunk.assign(padded, 0xFF);
       std::copy_n(image.begin() + static_cast<std::ptrdiff_t>(off), len, chunk.begin());
-      flash.program(base + off, chunk, "download");
+      flash.program(base + off, chunk, phase);
     }
   } catch (const FlashError& e) {
     return refuse(e.what());

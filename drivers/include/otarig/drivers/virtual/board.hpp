@@ -55,8 +55,9 @@ enum class Defect {
   trusts_stated_digest,     ///< verification: the signature over the trailer's SHA-256 is checked, the
                             ///< SHA-256 of header+payload is never recomputed and compared
   version_string_compare,   ///< version comparison compares the texts ("1.1.9" after "1.1.10" is newer)
+  delta_in_place,           ///< ab agent: patches a delta release over the running slot (the base read into RAM first)
 };
-inline constexpr std::size_t kDefectCount = 16;
+inline constexpr std::size_t kDefectCount = 17;
 /// The profile name, e.g. "inplace-overwrite".
 const char* to_string(Defect defect);
 std::optional<Defect> defect_from_string(std::string_view name);
