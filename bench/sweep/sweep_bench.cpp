@@ -9,6 +9,11 @@
 // says what each cut left (the ota-resilience comparison): the device bricked,
 // back on the old image, or on the new one.
 //
+// A board that takes delta releases gets a third row, `delta`: the same
+// sweep (every cut point of its delta update, clean and torn) of release
+// `patch` delivered as a delta release against `factory`, measured the same
+// way in the same run, with the same target.
+//
 // Each board is measured in a child process of its own, so peak memory is per board.
 //
 //   otarig_sweep_bench [--jobs N] [--slow-every K] [--no-slow] [BOARD.yaml ...]
@@ -22,6 +27,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "otarig/core/crypto.hpp"
@@ -90,14 +96,16 @@ struct SweepResult {
   Outcomes clean, torn;
 };
 
+// `deliver`: the release the sweep updates to ("update", or "patch/delta"
+// for the delta-apply sweep: the image is the release it assembles).
 SweepResult sweep(const BoardProfile& profile, const drivers::DriverRegistry& registry, const ReleaseSet& releases,
-                  const std::vector<const TrialSpec*>& trials, unsigned jobs) {
+                  const std::vector<const TrialSpec*>& trials, unsigned jobs, const std::string& deliver = "update") {
   std::vector<std::unique_ptr<Bench>> benches;
   for (unsigned j = 0; j < jobs; ++j) benches.push_back(std::make_unique<Bench>(profile, registry, releases, 1));
   // Warm each bench: the first clean update records the op log the sweep restores from.
-  for (auto& b : benches) (void)count_update_ops(*b, releases, "factory", "update");
+  for (auto& b : benches) (void)count_update_ops(*b, releases, "factory", deliver);
   const auto& old_digest = releases.get("factory").digest;
-  const auto& new_digest = releases.get("update").digest;
+  const auto& new_digest = releases.get(deliver.substr(0, deliver.find('/'))).digest;
   std::atomic<std::size_t> next{0};
   std::vector<SweepResult> per_job(jobs);
   const auto cpu0 = cpu_seconds();
@@ -156,6 +164,26 @@ std::string pct(std::size_t n, std::size_t of) {
   return of ? fmt::format("{:5.1f}%", 100.0 * static_cast<double>(n) / static_cast<double>(of)) : "    -";
 }
 
+// power-cut-sweep-torn with its update delivered as a delta release of
+// release `patch` made against `factory` (docs/scenarios.md, "Delta
+// deliveries"): the same 2N cut points, clean and torn, of a delta update.
+std::filesystem::path delta_sweep_scenario() {
+  const auto torn = load_scenario("power-cut-sweep-torn");
+  std::ifstream in(torn.path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto replace = [&](const std::string& from, const std::string& to) {
+    const auto at = text.find(from);
+    if (at == std::string::npos) throw InputError(torn.path.string() + ": no '" + from + "' to make the delta sweep of");
+    text.replace(at, from.size(), to);
+  };
+  replace("name: power-cut-sweep-torn", "name: delta-power-cut-sweep-torn");
+  replace("deliver: update", "deliver: patch\ndelivery: delta");
+  replace("retry: update", "retry: patch");
+  auto out = std::filesystem::temp_directory_path() / fmt::format("otarig-sweep-bench-delta-{}.yaml", ::getpid());
+  std::ofstream(out) << text;
+  return out;
+}
+
 // One board, in its own process: prints its rows to stdout.
 int measure(const std::filesystem::path& board, const Options& o) {
   drivers::DriverRegistry registry;
@@ -192,11 +220,42 @@ int measure(const std::filesystem::path& board, const Options& o) {
     std::filesystem::remove(slow_board);
     row(o.slow_every == 1 ? "replay" : fmt::format("replay/{}", o.slow_every).c_str(), slow, peak_rss_mib());
   }
+  // The delta-apply sweep, side by side: the same cut points of a delta update.
+  std::optional<SweepResult> delta;
+  if (profile.delta && profile.release("patch")) {
+    const auto file = delta_sweep_scenario();
+    auto delta_scenario = load_scenario(file.string());
+    std::filesystem::remove(file);
+    auto delta_plan = make_plan(delta_scenario, 1, [&](const std::string& s, const std::string& d) {
+      return count_update_ops(counter, releases, s, d);
+    });
+    const std::uint64_t dn = delta_plan.ops_per_update.begin()->second;
+    std::vector<const TrialSpec*> delta_trials;
+    for (const auto& t : delta_plan.trials) delta_trials.push_back(&t);
+    delta = sweep(profile, registry, releases, delta_trials, o.jobs, "patch/delta");
+    const double cpu_per = delta->cpu / static_cast<double>(delta->trials);
+    fmt::print("{:<28} {:<15} {:<9} {:>5} {:>6} {:>8.2f} {:>9.0f} {:>9.3f} {:>8.2f} {:>8.0f}{}\n", profile.name, mode,
+               "delta", dn, delta->trials, delta->wall, static_cast<double>(delta->trials) / delta->wall,
+               cpu_per * 1e3, cpu_per / hash, peak_rss_mib(),
+               delta->failed ? fmt::format("  ({} failed)", delta->failed) : "");
+    const auto& patch = releases.get("patch");
+    const auto artifact = releases.delta(patch, releases.get("factory")).delta;
+    fmt::print("    delta release: {} bytes for a {}-byte image ({:.1f}%)\n", artifact.size(), patch.bytes.size(),
+               100.0 * static_cast<double>(artifact.size()) / static_cast<double>(patch.bytes.size()));
+  } else {
+    fmt::print("{:<28} {:<15} {:<9} (the board takes no delta releases: no `delta:` or no release `patch`)\n",
+               profile.name, mode, "delta");
+  }
   fmt::print("    SHA-256 over 1 MiB here: {:.3f} ms\n", hash * 1e3);
   for (auto [name, oc] : {std::pair{"clean", &fast.clean}, std::pair{"torn", &fast.torn}})
     fmt::print("    outcome {:<5} cuts: {:>5}  bricked {} ({:>5})  old {} ({:>5})  new {} ({:>5})  other {}\n", name,
                oc->total(), pct(oc->bricked, oc->total()), oc->bricked, pct(oc->old_image, oc->total()), oc->old_image,
                pct(oc->new_image, oc->total()), oc->new_image, oc->other);
+  if (delta)
+    for (auto [name, oc] : {std::pair{"clean", &delta->clean}, std::pair{"torn", &delta->torn}})
+      fmt::print("    delta   {:<5} cuts: {:>5}  bricked {} ({:>5})  old {} ({:>5})  new {} ({:>5})  other {}\n", name,
+                 oc->total(), pct(oc->bricked, oc->total()), oc->bricked, pct(oc->old_image, oc->total()),
+                 oc->old_image, pct(oc->new_image, oc->total()), oc->new_image, oc->other);
   std::fflush(stdout);
   return 0;
 }
@@ -216,11 +275,12 @@ int main(int argc, char** argv) {
   if (boards.empty()) {
     const std::filesystem::path src = OTARIG_SOURCE_DIR;
     for (const char* b : {"virtual-ab", "virtual-swap-scratch", "virtual-swap-move", "virtual-overwrite-only",
-                          "virtual-direct-xip", "flawed/virtual-inplace"})
+                          "virtual-direct-xip", "flawed/virtual-inplace", "flawed/virtual-delta-inplace"})
       boards.push_back(src / "boards" / (std::string(b) + ".yaml"));
   }
-  fmt::print("power-cut-sweep-torn: every cut point N, clean and torn (2N trials), {} job{}\n", o.jobs,
-             o.jobs == 1 ? "" : "s");
+  fmt::print("power-cut-sweep-torn: every cut point N, clean and torn (2N trials), {} job{}; sweep 'delta': the "
+             "same of the update delivered as a delta release (release patch against factory)\n",
+             o.jobs, o.jobs == 1 ? "" : "s");
   fmt::print("x SHA-256 = CPU time per trial / one SHA-256 over 1 MiB (target <= 4); peak = peak RSS of the board's "
              "process\n\n");
   fmt::print("{:<28} {:<15} {:<9} {:>5} {:>6} {:>8} {:>9} {:>9} {:>8} {:>8}\n", "board", "mode", "sweep", "N",

@@ -20,6 +20,7 @@
 #include <iterator>
 
 #include "otarig/harness/composition.hpp"
+#include "otarig/core/delta.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
@@ -373,10 +374,14 @@ struct ImageBuildCommand {
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
   std::string format = "otarig", signer, hardware = "1.0", compatible = "otarig-board";
+  std::string delta_from;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& image_cmd) {
     cmd = image_cmd.add_subcommand("build", "build a signed image");
+    cmd->add_option("--delta-from", delta_from,
+                    "write a delta release from this image (the one the device runs) to the image built "
+                    "(docs/image-format.md, \"Delta releases\")");
     cmd->add_option("--version", version, "major.minor.patch[+build]")->required();
     cmd->add_option("--counter", counter, "security counter")->required();
     cmd->add_option("--payload", payload, "payload file");
@@ -418,6 +423,20 @@ struct ImageBuildCommand {
       k = load_key_ref(key, ".");
     }
     auto img = image::build(h, bytes, *k);
+    if (!delta_from.empty()) {
+      if (format != "otarig") throw InputError("otarig image build: --delta-from makes otarig delta releases only");
+      const auto base = read_file(delta_from, "base image");
+      const auto delta = image::delta::make(base, img);
+      const auto d = image::delta::parse(delta, out, delta.size() + img.size());
+      const auto st = image::delta::stats(d.patch);
+      write_file(out, delta);
+      std::cout << fmt::format("{}: delta of {} bytes from {} (base {}) to version {}, counter {}, key {}: {} ops, {} "
+                               "bytes copied, {} inserted; the assembled image is {} bytes, digest {}\n",
+                               out, delta.size(), delta_from, crypto::hex(d.patch.base_sha256), h.version.str(),
+                               h.security_counter, crypto::hex(k->id()), d.patch.ops.size(), st.copied, st.inserted,
+                               img.size(), device_digest(img));
+      return 0;
+    }
     if (format != "otarig") return write_package(img);
     write_file(out, img);
     std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", out, img.size(),
@@ -529,18 +548,59 @@ struct ImageInspectCommand {
                        {"key_id", crypto::hex(p.trailer.key_id)},
                        {"digest", device_digest(bytes)},
                        {"signature", signature}};
+      if (p.header.flags & image::kFlagDelta) {
+        const auto d = image::delta::parse(bytes, file, kMaxImageBytes);
+        const auto st = image::delta::stats(d.patch);
+        j["delta"] = {{"base_sha256", crypto::hex(d.patch.base_sha256)}, {"base_size", d.patch.base_size},
+                      {"target_size", d.patch.target_size}, {"copies", st.copies}, {"copied", st.copied},
+                      {"inserts", st.inserts}, {"inserted", st.inserted},
+                      {"assembled_digest", crypto::hex(p.trailer.sha256)}};
+      }
       if (c && !c->ok()) j["reason"] = c->reason;
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
                                p.header.version.str(), p.header.security_counter, p.header.payload_size,
                                p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+      if (p.header.flags & image::kFlagDelta) {
+        const auto d = image::delta::parse(bytes, file, kMaxImageBytes);
+        const auto st = image::delta::stats(d.patch);
+        std::cout << fmt::format("delta base {} ({} bytes): {} COPY ops ({} bytes), {} INSERT ops ({} bytes); "
+                                 "assembles {} bytes whose digest the trailer states: {}\n",
+                                 crypto::hex(d.patch.base_sha256), d.patch.base_size, st.copies, st.copied,
+                                 st.inserts, st.inserted, d.patch.target_size + image::kTrailerSize,
+                                 crypto::hex(p.trailer.sha256));
+      }
       if (!c)
         std::cout << "signature NOT CHECKED (no --key): the fields above are what the image claims\n";
       else
         std::cout << (c->ok() ? "check ok\n" : "check FAILED: " + c->reason + "\n");
     }
     if (c && !c->ok()) return 1;
+    return 0;
+  }
+};
+
+struct ImageApplyCommand {
+  std::string base, delta, out;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& image_cmd) {
+    cmd = image_cmd.add_subcommand("apply", "assemble the image a delta release makes from its base");
+    cmd->add_option("--base", base, "the image the delta was made against")->required();
+    cmd->add_option("--delta", delta, "the delta release")->required();
+    cmd->add_option("--out", out, "the assembled image")->required();
+  }
+
+  int operator()() {
+    const auto b = read_file(base, "base image");
+    const auto d_bytes = read_file(delta, "delta");
+    const auto d = image::delta::parse(d_bytes, delta, kMaxImageBytes);
+    image::delta::check_base(d.patch, b, delta);
+    const auto img = image::delta::assemble(d, b, delta);
+    write_file(out, img);
+    std::cout << fmt::format("{}: {} bytes assembled from {} and {}, digest {}\n", out, img.size(), base, delta,
+                             device_digest(img));
     return 0;
   }
 };
@@ -938,6 +998,8 @@ int cli_main(int argc, char** argv) {
   tamper.add(*image_cmd);
   ImageInspectCommand inspect;
   inspect.add(*image_cmd);
+  ImageApplyCommand apply;
+  apply.add(*image_cmd);
   DetectCommand detect;
   detect.add(app);
   auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
@@ -977,6 +1039,7 @@ int cli_main(int argc, char** argv) {
     if (*build.cmd) return build();
     if (*tamper.cmd) return tamper();
     if (*inspect.cmd) return inspect();
+    if (*apply.cmd) return apply();
     if (*verify.cmd) return verify();
     if (*merge.cmd) return merge();
     if (*bench.cmd) return bench();

@@ -89,7 +89,9 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const BoardAbilitie
   for (const Scenario* s : scenario.leaves()) {
     const auto& f = s->fault;
     if (!f.unit) throw InputError(fmt::format("{}: scenario '{}' has no fault kind", f.where, s->name));
-    if (auto why = f.unit->inapplicable(*s, board); !why.empty()) {
+    auto why = s->delta ? board.no_delta : std::string();
+    if (why.empty()) why = f.unit->inapplicable(*s, board);
+    if (!why.empty()) {
       if (!scenario.is_suite()) throw InputError(fmt::format("{}: scenario '{}' cannot run: {}", f.where, s->name, why));
       plan.skipped.push_back({s->name, why});
       continue;

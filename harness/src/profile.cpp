@@ -132,7 +132,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   auto root = Config::load_file(file);
   if (!root.is_map()) root.fail("a board profile must be a map");
   root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
-                  "releases", "image_format", "tags", "package", "waivers"});
+                  "releases", "image_format", "tags", "package", "waivers", "delta"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
   check_plain_name(root.at("name"), p.name, "the board name");
@@ -199,7 +199,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
 
   std::set<std::string> seen;
   for (auto& [name, rel] : root.at("releases").entries()) {
-    rel.only_keys({"version", "security_counter", "payload_size", "file"});
+    rel.only_keys({"version", "security_counter", "payload_size", "file", "derived_from"});
     check_plain_name(rel, name, "the release name");
     ReleaseSpec r;
     r.name = name;
@@ -222,10 +222,34 @@ BoardProfile load_profile(const std::filesystem::path& file) {
         f->fail(fmt::format("image file '{}' is not a regular file", fp.string()));
       r.file = fp;
     }
+    if (auto from = rel.find("derived_from")) {
+      r.derived_from = from->as_string();
+      if (r.file) from->fail("derived_from goes with a generated release, not with `file:`");
+      const auto* base = p.release(r.derived_from);
+      if (!base)
+        from->fail(fmt::format("derived_from: '{}' is not a release defined above this one", r.derived_from));
+      if (base->file)
+        from->fail(fmt::format("derived_from: '{}' is a prebuilt image; derive from a generated release",
+                               r.derived_from));
+    }
     seen.insert(name);
     p.releases.push_back(std::move(r));
   }
   if (p.releases.empty()) root.at("releases").fail("a profile needs at least one release");
+  if (auto d = root.find("delta")) {
+    if (!d->is_map()) d->fail("delta: a map (wrong_base: refuse | full-image)");
+    d->only_keys({"wrong_base"});
+    DeltaSettings ds;
+    ds.where = d->where();
+    const auto wb = d->at("wrong_base").as_string();
+    if (wb == "refuse")
+      ds.wrong_base = WrongBase::refuse;
+    else if (wb == "full-image")
+      ds.wrong_base = WrongBase::full_image;
+    else
+      d->at("wrong_base").fail(fmt::format("wrong_base: '{}' is neither refuse nor full-image", wb));
+    p.delta = ds;
+  }
   if (auto ws = root.find("waivers")) {
     if (!ws->is_sequence()) ws->fail("waivers: a list of waivers (scenario, oracles, reason, expires)");
     std::set<std::string> ids;

@@ -9,6 +9,7 @@
 
 #include "otarig/drivers/registry.hpp"
 #include "otarig/harness/composition.hpp"
+#include "otarig/core/delta.hpp"
 #include "otarig/core/read_file.hpp"
 
 namespace otarig::harness {
@@ -50,6 +51,18 @@ std::shared_ptr<const drivers::PackageFormat> read_package_format(const BoardPro
 
 }  // namespace
 
+image::Bytes derived_payload(std::span<const std::uint8_t> base, image::Bytes own) {
+  constexpr std::size_t kBlock = 4096;
+  const std::size_t shared = std::min(base.size(), own.size());
+  for (std::size_t block = 0; block * kBlock < shared; ++block) {
+    if (block % 16 == 15) continue;  // the rewritten blocks keep the release's own bytes
+    const std::size_t at = block * kBlock;
+    const std::size_t n = std::min(kBlock, shared - at);
+    std::copy_n(base.begin() + static_cast<std::ptrdiff_t>(at), n, own.begin() + static_cast<std::ptrdiff_t>(at));
+  }
+  return own;
+}
+
 ReleaseSet::ReleaseSet(const BoardProfile& profile) : ReleaseSet(profile, builtin_registries().drivers) {}
 
 ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistry& drivers) {
@@ -66,6 +79,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
       trusted_.push_back(crypto::load_public_pem(p));
     }
   }
+  std::map<std::string, image::Bytes> payloads;  // of the generated releases, for derived_from
   for (const auto& spec : profile.releases) {
     BuiltImage b;
     b.name = spec.name;
@@ -87,7 +101,9 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
       h.security_counter = spec.security_counter;
       h.payload_size = static_cast<std::uint32_t>(spec.payload_size);
       auto payload = image::synthetic_payload(spec.payload_size, profile.name + "/" + spec.name);
+      if (!spec.derived_from.empty()) payload = derived_payload(payloads.at(spec.derived_from), std::move(payload));
       b.bytes = image::build(h, payload, *key_);
+      payloads[spec.name] = std::move(payload);
       b.version = spec.version.str();
       b.security_counter = spec.security_counter;
     }
@@ -114,6 +130,7 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
 }
 
 image::Bytes ReleaseSet::artifact(const BuiltImage& img) const {
+  if (!img.delta.empty() && img.delta_of == device_digest(img.bytes)) return img.delta;
   if (!format_) return img.bytes;
   const auto digest = device_digest(img.bytes);
   if (!img.package.empty() && img.package_of == digest) return img.package;
@@ -163,6 +180,57 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   v.digest = device_digest(v.bytes);
   v.package_of = v.digest;
   if (detail) *detail = damage.what + "; " + inner_note;
+  return v;
+}
+
+BuiltImage ReleaseSet::delta(const BuiltImage& target, const BuiltImage& base) const {
+  BuiltImage v = target;
+  v.name = target.name + "/delta";
+  v.variant = target.variant.empty() ? "delta" : target.variant + "+delta";
+  v.delta_base = base.name;
+  v.delta_of = v.digest;
+  if (format_) {
+    v.delta = format_->delta_package(base.bytes, target.bytes);
+  } else {
+    v.delta = image::delta::make(base.bytes, target.bytes);
+  }
+  v.package.clear();
+  v.package_of.clear();
+  return v;
+}
+
+BuiltImage ReleaseSet::corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng,
+                                     std::string* detail) const {
+  BuiltImage v = delta(target, base);
+  v.name = target.name + "/delta-corrupt-chunk";
+  v.variant = "delta-corrupt-chunk";
+  v.authentic = false;
+  if (format_) {
+    auto damage = format_->corrupt_delta(base.bytes, target.bytes, rng);
+    v.delta = std::move(damage.package);
+    v.bytes = std::move(damage.slot_image);
+    if (detail) *detail = damage.what;
+  } else {
+    const auto parsed = image::delta::parse(v.delta, v.name, image::kHeaderSize + image::delta::kPatchHeaderSize +
+                                                                  v.delta.size() + target.bytes.size());
+    std::vector<const image::delta::Op*> inserts;
+    for (const auto& op : parsed.patch.ops)
+      if (op.kind == image::delta::OpKind::insert) inserts.push_back(&op);
+    if (inserts.empty())
+      throw InputError(fmt::format("{}: the delta from {} copies every byte: no chunk to corrupt", target.name,
+                                   base.name));
+    const auto* op = inserts[rng.below(inserts.size())];
+    const std::size_t at = image::kHeaderSize + op->data_at + rng.below(op->length);
+    const unsigned bit = static_cast<unsigned>(rng.below(8));
+    v.delta = image::tamper::flip_bit(v.delta, at, bit);
+    const auto flipped = image::delta::parse(v.delta, v.name, target.bytes.size() + v.delta.size());
+    v.bytes = image::delta::assemble(flipped, base.bytes, v.name);
+    if (detail)
+      *detail = fmt::format("delta against {}: bit {} of byte {} flipped, in the {}-byte chunk of INSERT op {} of {}",
+                            base.name, bit, at, op->length, op - parsed.patch.ops.data(), parsed.patch.ops.size());
+  }
+  v.digest = device_digest(v.bytes);
+  v.delta_of = v.digest;
   return v;
 }
 

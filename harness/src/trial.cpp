@@ -374,6 +374,7 @@ class Runner final : public TrialPort {
     if (!s_.fault.unit)
       throw InputError(fmt::format("{}: scenario '{}' has no fault kind", s_.fault.where, s_.name));
     image_ = &releases_.get(s_.deliver);
+    if (s_.delta) use_image(releases_.delta(*image_, releases_.get(s_.delta_base())));
     run_ = s_.fault.unit->start(spec_);
     const auto detail = run_->inject(*this);
     out_.delivered = image_->name;
@@ -557,10 +558,11 @@ TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec
 namespace {
 
 // A release, or "NAME/self-test-fail": the release's twin that fails its self-test.
-BuiltImage image_for(const ReleaseSet& releases, const std::string& deliver) {
+BuiltImage image_for(const ReleaseSet& releases, const std::string& start, const std::string& deliver) {
   const auto slash = deliver.find('/');
   const auto& base = releases.get(deliver.substr(0, slash));
   if (slash == std::string::npos) return base;
+  if (deliver.substr(slash + 1) == "delta") return releases.delta(base, releases.get(start));
   Rng unused(0);
   return releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
 }
@@ -572,7 +574,7 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
   auto& parts = bench.parts();
   if (!parts.flash_faults || !parts.provision) return 0;
   const auto& s = releases.get(start);
-  const auto d = image_for(releases, deliver);
+  const auto d = image_for(releases, start, deliver);
   parts.flash_faults->disarm();
   bench.power_off("count flash operations");
   parts.provision->provision(s.bytes);
@@ -591,7 +593,7 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
                                 const std::string& deliver) {
   auto& parts = bench.parts();
   if (!parts.provision) return 0;
-  const auto d = image_for(releases, deliver);
+  const auto d = image_for(releases, start, deliver);
   bench.power_off("measure an update");
   parts.provision->provision(releases.get(start).bytes);
   bench.power_on("measure an update");
@@ -617,7 +619,7 @@ std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, co
   auto& parts = bench.parts();
   auto* crash = parts.crash_storage.get();
   if (!crash || !parts.provision) return 0;
-  const auto d = image_for(releases, deliver);
+  const auto d = image_for(releases, start, deliver);
   const std::string step = "record an update's storage operations";
   bench.power_off(step);
   crash->set_power_loss("lost", 0);
@@ -666,6 +668,12 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
       return record_update_storage(bench, releases, s, d);
     };
   }
+  if (!bench.profile().delta)
+    a.no_delta = "the board declares no delta updates (no `delta:` in its profile)";
+  else if (!releases.makes_deltas())
+    a.no_delta = fmt::format("package format {} makes no delta packages", releases.package_format());
+  else
+    a.no_delta.clear();
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };

@@ -9,6 +9,7 @@
 #include <regex>
 #include <string>
 
+#include "otarig/core/delta.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 
@@ -221,6 +222,15 @@ INSTANTIATE_TEST_SUITE_P(
                d.board.deliver(kUpdate);
                // The agent installs the older release; direct-xip still boots the higher version.
                return d.board.deliver(kFactory).status == DeliveryStatus::accepted;
+             }},
+        Case{Defect::delta_in_place, BootMode::ab,
+             [](Device& d) {
+               d.start(kFactory);
+               d.board.arm(FlashCut{3, false, 0});  // inside the patching
+               d.board.deliver(image::delta::make(kFactory, kUpdate));
+               d.board.disarm();
+               d.board.on();
+               return !d.status();
              }}),
     [](const auto& param_info) {
       std::string s = std::string(to_string(param_info.param.defect)) + "_" + to_string(param_info.param.mode);

@@ -78,6 +78,9 @@ struct BoardAbilities {
   drivers::CrashStorageProtocol* crash_storage = nullptr;
   /// The profile's boot banner (observe.banner): a scenario's `${banner}`.
   std::string banner;
+  /// Why the board takes no delta release ("" when it does: its profile's
+  /// `delta:` section, and a package format that makes delta packages).
+  std::string no_delta = "the board takes no delta releases";
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).

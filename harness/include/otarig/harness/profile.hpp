@@ -21,6 +21,10 @@ struct ReleaseSpec {
   std::uint32_t security_counter = 0;
   std::uint64_t payload_size = 0;
   std::optional<std::filesystem::path> file;  ///< a prebuilt image instead of a generated one
+  /// A generated release whose payload is this earlier release's payload
+  /// with every 16th 4 KiB block rewritten (a release a delta is worth
+  /// making for: docs/board-profile.md, "Releases"); empty: its own.
+  std::string derived_from;
   std::string where;                          ///< FILE:LINE of its definition
 };
 
@@ -50,6 +54,16 @@ struct WaiverSpec {
   std::string expires;               ///< YYYY-MM-DD
 };
 
+/// What the device does with a delta release made against another base than
+/// the image it runs (profile `delta.wrong_base`).
+enum class WrongBase { refuse, full_image };
+
+/// The profile's `delta:` section: the device takes delta releases.
+struct DeltaSettings {
+  WrongBase wrong_base = WrongBase::refuse;
+  std::string where;  ///< FILE:LINE of the section
+};
+
 struct BoardProfile {
   std::filesystem::path path;
   std::string sha256;  ///< of the profile file's bytes
@@ -62,6 +76,8 @@ struct BoardProfile {
   std::vector<std::string> trusted_keys; ///< keys the device trusts (default: the signing key)
   std::vector<ReleaseSpec> releases;
   std::vector<WaiverSpec> waivers;
+  /// Delta releases (`delta:`); absent when the device takes full images only.
+  std::optional<DeltaSettings> delta;
   /// The whole document; driver sections are read from it by the drivers.
   Config root;
 

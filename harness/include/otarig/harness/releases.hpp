@@ -10,6 +10,7 @@
 #include "otarig/core/image.hpp"
 #include "otarig/harness/profile.hpp"
 #include "otarig/harness/rng.hpp"
+#include "otarig/drivers/package_format.hpp"
 
 namespace otarig::drivers {
 class DriverRegistry;
@@ -35,6 +36,14 @@ struct BuiltImage {
   /// device_digest of the `bytes` the package was made for (a copy whose
   /// bytes changed since needs a package of its own: ReleaseSet::artifact()).
   std::string package_of;
+  /// A delta release of `bytes` (docs/image-format.md, "Delta releases"):
+  /// delivered instead of `bytes` on a board that takes otarig images as they
+  /// are; the device assembles `bytes` from it and the image it runs.
+  image::Bytes delta;
+  /// device_digest of the `bytes` the delta assembles, and the name of the
+  /// image it was made against.
+  std::string delta_of;
+  std::string delta_base;
 };
 
 /// Loads a key reference: "test:LABEL" (deterministic test key) or a PEM path
@@ -63,9 +72,22 @@ class ReleaseSet {
   BuiltImage make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                           Rng& rng, std::string* detail) const;
 
+  /// `target` delivered as a delta release made against `base` (name
+  /// TARGET/delta; `bytes` stay the target's, so the oracles judge what the
+  /// device assembles). On a board that takes packages the package format
+  /// makes the delta package (PackageFormat::delta_package).
+  BuiltImage delta(const BuiltImage& target, const BuiltImage& base) const;
+  /// `target` as a delta against `base` with a seeded bit of one seeded
+  /// chunk of its literal data flipped (the payload of an INSERT op; on a
+  /// packaged board, the format's own delta data): an inauthentic image whose
+  /// `bytes` are what the device would assemble from it.
+  BuiltImage corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng, std::string* detail) const;
+
   /// The profile's package format ("swu", "raucb", ...); empty when the
   /// device takes otarig images as they are.
   const std::string& package_format() const { return package_format_; }
+  /// Whether delta() can make a delta of a release for this board.
+  bool makes_deltas() const { return !format_ || format_->makes_deltas(); }
   /// The CA certificate (PEM) the device's client trusts; empty without `package:`.
   std::string package_trust_pem() const;
   /// The bytes to deliver for `img`: `img.bytes` on a board without
@@ -90,6 +112,10 @@ class ReleaseSet {
   std::unique_ptr<crypto::Ed25519Key> key_;
   std::unique_ptr<crypto::Ed25519Key> wrong_key_;
 };
+
+/// A derived release's payload (`derived_from`): `own` with every 4 KiB block
+/// it shares with `base` copied from `base`, but every 16th (blocks 15, 31, ...).
+image::Bytes derived_payload(std::span<const std::uint8_t> base, image::Bytes own);
 
 /// SHA-256 (hex) of the header+payload part of an image, as far as it is present.
 std::string device_digest(std::span<const std::uint8_t> image);

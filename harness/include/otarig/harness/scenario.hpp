@@ -24,11 +24,21 @@ struct Scenario {
   std::string start;                      ///< release installed before each trial
   std::vector<std::string> before;        ///< clean updates done first
   std::string deliver;                    ///< release the faulted step delivers
+  /// `delivery: delta`: the faulted step delivers `deliver` as a delta
+  /// release made against the image the device runs then (the last `before`
+  /// release, else `start`); the board must take deltas (profile `delta:`).
+  bool delta = false;
   FaultSpec fault;
   std::string retry;                      ///< clean update that must succeed afterwards ("" = none)
   std::uint64_t trials = 0;               ///< randomized scenarios: trial count
   std::vector<Scenario> parts;            ///< a suite (nightly): its scenarios, in order
   std::string where_start, where_deliver, where_retry;
+
+  /// The image the faulted step's delta is made against (the last `before`, else `start`).
+  const std::string& delta_base() const { return before.empty() ? start : before.back(); }
+  /// The name the faulted step's image is measured under: `deliver`, or
+  /// `deliver/delta` for a delta delivery.
+  std::string delivered() const { return delta ? deliver + "/delta" : deliver; }
 
   bool is_suite() const { return !parts.empty(); }
   /// The scenarios a campaign runs: the parts of a suite, or itself.

@@ -132,6 +132,40 @@ enum class RangeStatus {
 /// values are ignored (RFC 9110 14.2).
 RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& range);
 
+/// The most ranges one request may ask for; more is refused (416).
+inline constexpr std::size_t kMaxRanges = 256;
+/// How the server answers a Range header (RFC 9110 14.2, 15.3.7, 14.6).
+struct RangeAnswer {
+  enum class Kind {
+    full,           ///< no usable range set (another unit, bad syntax): the whole body (200)
+    single,         ///< one satisfiable range: 206 with Content-Range
+    multipart,      ///< several: 206 multipart/byteranges, one part each, in the order asked
+    unsatisfiable,  ///< 416: none satisfiable, or refused as abuse (`why`)
+  };
+  Kind kind = Kind::full;
+  std::vector<ByteRange> ranges;  ///< the satisfiable ranges, in the order asked (at most kMaxRanges)
+  std::string why;                ///< unsatisfiable: what was refused
+};
+/// Interprets a Range header value for a body of `size` bytes, with every
+/// range of a "bytes=" range set. Unsatisfiable members are dropped; none
+/// left is 416. Abuse is refused with 416 and a reason: more than
+/// kMaxRanges ranges (counted without keeping them), ranges that ask for more
+/// bytes in all than the body has, or a byte asked for by more than two
+/// ranges. A malformed set or another unit is ignored (200).
+RangeAnswer parse_ranges(std::string_view header, std::uint64_t size);
+
+/// The multipart/byteranges body of `ranges` of a `size`-byte resource:
+/// for each range its delimiter and headers (Content-Type `type`,
+/// Content-Range), then the closing delimiter. `heads[i]` goes before range
+/// i's bytes, `heads.back()` after the last one.
+struct MultipartLayout {
+  std::string boundary;
+  std::vector<std::string> heads;  ///< ranges.size() + 1
+  std::uint64_t length = 0;        ///< the whole body's bytes
+};
+MultipartLayout multipart_layout(const std::vector<ByteRange>& ranges, std::uint64_t size, std::string_view type,
+                                 std::string_view boundary);
+
 class UpdateServer {
  public:
   explicit UpdateServer(ServerOptions options = {});
