@@ -227,9 +227,9 @@ BoardProfile load_profile(const std::filesystem::path& file) {
       if (r.file) from->fail("derived_from goes with a generated release, not with `file:`");
       const auto* base = p.release(r.derived_from);
       if (!base)
-        from->fail(fmt::format("derived_from: '{}' is not a release defined above this one", r.derived_from));
+        from->fail(fmt::format("'{}' is not a release defined above this one", r.derived_from));
       if (base->file)
-        from->fail(fmt::format("derived_from: '{}' is a prebuilt image; derive from a generated release",
+        from->fail(fmt::format("'{}' is a prebuilt image; derive from a generated release",
                                r.derived_from));
     }
     seen.insert(name);
@@ -247,7 +247,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
     else if (wb == "full-image")
       ds.wrong_base = WrongBase::full_image;
     else
-      d->at("wrong_base").fail(fmt::format("wrong_base: '{}' is neither refuse nor full-image", wb));
+      d->at("wrong_base").fail(fmt::format("'{}' is neither refuse nor full-image", wb));
     p.delta = ds;
   }
   if (auto ws = root.find("waivers")) {

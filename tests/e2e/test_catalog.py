@@ -42,6 +42,7 @@ CATALOG = {
     "virtual-anykey": ("authentic", "wrong-key"),
     "virtual-trusts-digest": ("authentic", "tampered-image"),
     "virtual-version-string": ("no-rollback", "version-edges"),
+    "virtual-delta-inplace": ("atomic", "delta-power-cut-sweep"),
 }
 MODES = ["ab", "swap-scratch", "swap-move", "overwrite-only", "direct-xip"]
 SAMPLE = 60 if SANITIZED else 400  # trials of the nightly plan run on a 1 MiB reference
