@@ -179,7 +179,10 @@ std::filesystem::path delta_sweep_scenario() {
   replace("name: power-cut-sweep-torn", "name: delta-power-cut-sweep-torn");
   replace("deliver: update", "deliver: patch\ndelivery: delta");
   replace("retry: update", "retry: patch");
-  auto out = std::filesystem::temp_directory_path() / fmt::format("otarig-sweep-bench-delta-{}.yaml", ::getpid());
+  // The file name is the scenario's name.
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("otarig-sweep-bench-{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  auto out = dir / "delta-power-cut-sweep-torn.yaml";
   std::ofstream(out) << text;
   return out;
 }
@@ -225,10 +228,8 @@ int measure(const std::filesystem::path& board, const Options& o) {
   if (profile.delta && profile.release("patch")) {
     const auto file = delta_sweep_scenario();
     auto delta_scenario = load_scenario(file.string());
-    std::filesystem::remove(file);
-    auto delta_plan = make_plan(delta_scenario, 1, [&](const std::string& s, const std::string& d) {
-      return count_update_ops(counter, releases, s, d);
-    });
+    std::filesystem::remove_all(file.parent_path());
+    auto delta_plan = make_plan(delta_scenario, 1, board_abilities(counter, releases));
     const std::uint64_t dn = delta_plan.ops_per_update.begin()->second;
     std::vector<const TrialSpec*> delta_trials;
     for (const auto& t : delta_plan.trials) delta_trials.push_back(&t);

@@ -130,7 +130,8 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
 }
 
 image::Bytes ReleaseSet::artifact(const BuiltImage& img) const {
-  if (!img.delta.empty() && img.delta_of == device_digest(img.bytes)) return img.delta;
+  // A copy whose bytes changed since has another digest (every variant sets it).
+  if (!img.delta.empty() && img.delta_of == img.digest) return img.delta;
   if (!format_) return img.bytes;
   const auto digest = device_digest(img.bytes);
   if (!img.package.empty() && img.package_of == digest) return img.package;
@@ -189,10 +190,15 @@ BuiltImage ReleaseSet::delta(const BuiltImage& target, const BuiltImage& base) c
   v.variant = target.variant.empty() ? "delta" : target.variant + "+delta";
   v.delta_base = base.name;
   v.delta_of = v.digest;
-  if (format_) {
-    v.delta = format_->delta_package(base.bytes, target.bytes);
-  } else {
-    v.delta = image::delta::make(base.bytes, target.bytes);
+  const auto key = std::make_pair(target.digest, base.digest);
+  {
+    std::lock_guard lock(delta_mutex_);
+    if (auto it = deltas_.find(key); it != deltas_.end()) v.delta = it->second;
+  }
+  if (v.delta.empty()) {
+    v.delta = format_ ? format_->delta_package(base.bytes, target.bytes) : image::delta::make(base.bytes, target.bytes);
+    std::lock_guard lock(delta_mutex_);
+    deltas_.emplace(key, v.delta);
   }
   v.package.clear();
   v.package_of.clear();

@@ -3,6 +3,7 @@
 // and the damaged or hostile variants a fault asks for.
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,11 @@ class ReleaseSet {
                              std::string* detail) const;
   std::string package_format_;
   std::shared_ptr<const drivers::PackageFormat> format_;
+
+  // delta(): the deltas made so far, by (target digest, base digest); campaigns
+  // with --jobs make them from several threads.
+  mutable std::mutex delta_mutex_;
+  mutable std::map<std::pair<std::string, std::string>, image::Bytes> deltas_;
 
   std::vector<BuiltImage> releases_;
   std::vector<crypto::PublicKey> trusted_;
