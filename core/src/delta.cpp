@@ -92,6 +92,9 @@ Patch parse_patch(std::span<const std::uint8_t> payload, std::string_view name, 
   if (patch.target_size > max_target)
     throw InputError(fmt::format("{}: patch.target_size: {} bytes is more than the {} the image may take", name,
                                  patch.target_size, max_target));
+  if (patch.base_size > max_target)
+    throw InputError(fmt::format("{}: patch.base_size: {} bytes is more than the {} an image may take", name,
+                                 patch.base_size, max_target));
   // Every op takes at least 5 bytes of the patch: a count the patch cannot hold is refused before anything is kept.
   if (count > (payload.size() - kPatchHeaderSize) / kInsertOpSize)
     throw InputError(fmt::format("{}: patch.op_count: {} ops cannot fit in {} bytes", name, count,

@@ -182,6 +182,8 @@ TEST(Delta, BadOpsAreRefusedNamingTheOp) {
       {"target beyond the limit", patch_of(insert_op(header), 1, (1 << 20)), "is more than the"},
       {"target shorter than a header", patch_of(insert_op(Bytes(10, 1)), 1, 10), "shorter than an image header"},
       {"short patch", Bytes(20, 0), "shorter than the 48-byte patch header"},
+      {"base beyond the limit", [] { auto p = patch_of(insert_op(Bytes(64, 1)), 1, 64); put32(p, 8, 0xFFFFFFF0u); return p; }(),
+       "patch.base_size: 4294967280 bytes is more than the"},
       {"bad magic", [] { auto p = patch_of(insert_op(Bytes(64, 1)), 1, 64); p[0] = 0; return p; }(), "patch.magic"},
   };
   for (const auto& c : cases) {

@@ -61,7 +61,7 @@ std::array<std::uint8_t, 8> base_id(const crypto::Digest& base_digest);
 
 /// Parses a patch. Every op must lie within the patch, every COPY within
 /// `base_size`, no op may be empty, and the outputs must add up to
-/// `target_size` exactly; `max_target` bounds `target_size`. InputError
+/// `target_size` exactly; `max_target` bounds `target_size` and `base_size`. InputError
 /// naming `name`, the field or the op (its index and byte offset).
 Patch parse_patch(std::span<const std::uint8_t> payload, std::string_view name, std::size_t max_target);
 
