@@ -295,8 +295,12 @@ BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& k
                                          {"header.version.patch", 10, 2},  {"header.version.build", 12, 4},
                                          {"header.security_counter", 16, 4}, {"header.flags", 24, 4}};
       const auto& f = fields[rng.below(std::size(fields))];
-      const std::size_t off = f.at + rng.below(f.size);
+      std::size_t off = f.at + rng.below(f.size);
       const unsigned bit = static_cast<unsigned>(rng.below(8));
+      // The delta flag (flags bit 2) goes with a base id: set alone it is a
+      // structure error, so that draw flips the same bit of the next flags
+      // byte (flag bit 10, which means nothing) instead.
+      if (off == 24 && bit == 2) off = 25;
       v.bytes = image::tamper::flip_bit(base.bytes, off, bit);
       const auto h = image::parse(v.bytes, v.name).header;
       v.version = h.version.str();
