@@ -318,6 +318,7 @@ struct UpdateServer::Impl {
   std::map<std::string, std::shared_ptr<const Bytes>, std::less<>> files;
   std::optional<std::string> latest;
   std::vector<std::pair<std::string, EndlessBody>> endless;
+  std::vector<std::string> wrong_ranges;
   struct Hook {
     std::uint64_t id = 0;
     std::uint64_t byte = 0;
@@ -384,6 +385,13 @@ struct UpdateServer::Impl {
     for (const auto& [pattern, body] : endless)
       if (path_matches(pattern, path)) return body;
     return std::nullopt;
+  }
+
+  bool wrong_ranges_for(std::string_view path) const {
+    std::lock_guard lock(repo_mutex);
+    for (const auto& pattern : wrong_ranges)
+      if (path_matches(pattern, path)) return true;
+    return false;
   }
 
   // The armed hook of `path`: (id, byte).
@@ -581,9 +589,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       head_.result(http::status::partial_content);
       head_.set(http::field::content_type, "multipart/byteranges; boundary=" + boundary);
       record_.note = std::to_string(answer.ranges.size()) + " ranges, multipart/byteranges";
+      const bool wrong = server_.wrong_ranges_for(*path);
       for (std::size_t i = 0; i <= answer.ranges.size(); ++i)
-        parts_.push_back(Part{std::move(layout.heads[i]), i < answer.ranges.size() ? answer.ranges[i].first : 0,
+        parts_.push_back(Part{std::move(layout.heads[i]),
+                              i < answer.ranges.size() ? lied(answer.ranges[i], blob->size, wrong) : 0,
                               i < answer.ranges.size() ? answer.ranges[i].last - answer.ranges[i].first + 1 : 0});
+      if (wrong) record_.note += "; wrong ranges: each part's bytes are shifted by one";
       part_ = 0;
       part_done_ = 0;
       blob_ = std::move(*blob);
@@ -603,10 +614,24 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (rs == RangeStatus::partial)
       head_.set(http::field::content_range,
                 "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" + std::to_string(blob->size));
+    if (rs == RangeStatus::partial && server_.wrong_ranges_for(*path)) {
+      const auto at = lied(r, blob->size, true);
+      if (at != r.first) record_.note = "wrong ranges: the bytes at " + std::to_string(at) + " answer the range asked";
+      r.last = at + (r.last - r.first);
+      r.first = at;
+    }
     blob_ = std::move(*blob);
     body_offset_ = r.first;
     body_length_ = blob_.size == 0 ? 0 : r.last - r.first + 1;
     write_head();
+  }
+
+  // Where a range's bytes are read from: its own first byte, or with `wrong`
+  // one past it (one before, for a range that ends at the last byte).
+  static std::uint64_t lied(const ByteRange& r, std::uint64_t size, bool wrong) {
+    if (!wrong) return r.first;
+    if (r.last + 1 < size) return r.first + 1;
+    return r.first > 0 ? r.first - 1 : r.first;
   }
 
   void send_text(http::status status, std::string text) {
@@ -966,6 +991,18 @@ void UpdateServer::clear_endless() {
   impl_->endless.clear();
 }
 
+void UpdateServer::set_wrong_ranges(const std::string& path) {
+  if (path.empty() || path.front() != '/') throw InputError("update server: wrong ranges: bad path '" + path + "'");
+  std::lock_guard lock(impl_->repo_mutex);
+  if (std::find(impl_->wrong_ranges.begin(), impl_->wrong_ranges.end(), path) == impl_->wrong_ranges.end())
+    impl_->wrong_ranges.push_back(path);
+}
+
+void UpdateServer::clear_wrong_ranges() {
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->wrong_ranges.clear();
+}
+
 void UpdateServer::on_body_byte(const std::string& path, std::uint64_t byte, BodyByteCallback callback) {
   std::lock_guard lock(impl_->repo_mutex);
   impl_->hooks[path] = Impl::Hook{impl_->next_hook++, byte, std::move(callback)};
@@ -1043,6 +1080,7 @@ int serve_main(const ServeOptions& o, std::ostream& out) {
   };
   UpdateServer server(std::move(so));
   if (!o.latest.empty()) server.set_latest(o.latest);
+  for (const auto& path : o.wrong_ranges) server.set_wrong_ranges(path);
   // The signal handler (any thread may take the signal) wakes this io_context.
   asio::io_context signals_ioc(1);
   asio::signal_set signals(signals_ioc, SIGINT, SIGTERM);

@@ -6,7 +6,9 @@ zchunk header of the new slot image and a signed sw-description whose
 in one multi-range request, which the server answers with 206
 multipart/byteranges (docs/network.md), and assembles the new image.
 
-Each test runs one `swupdate -i` with its own TMPDIR (its sockets) and one
+A chunk corrupted on the server, a server that answers ranges wrongly
+(`otarig serve --wrong-ranges`) and a source that is another image are
+judged too. Each test runs one `swupdate -i` with its own TMPDIR (its sockets) and one
 `otarig serve`; a second or two. Skips, saying what is missing, without
 swupdate, zck, zck_read_header or openssl."""
 import hashlib
@@ -72,9 +74,9 @@ class Rig:
         (tmp / "srv").mkdir()
         (tmp / "tmp").mkdir()
 
-    def serve(self, zck: bytes):
+    def serve(self, zck: bytes, *extra):
         (self.tmp / "srv" / "target.raw.zck").write_bytes(zck)
-        self.server = subprocess.Popen([BIN, "serve", "--root", self.tmp / "srv", "--port", "0"],
+        self.server = subprocess.Popen([BIN, "serve", "--root", self.tmp / "srv", "--port", "0", *extra],
                                        stdout=subprocess.PIPE, text=True)
         line = self.server.stdout.readline()
         assert line.startswith("listening on "), line
@@ -168,3 +170,14 @@ def test_another_base_falls_back_to_fetching_what_it_lacks(rig):
     assert rig.slotb() == rig.target
     reqs = rig.requests()
     assert sum(r["bytes"] for r in reqs) >= len(rig.zck) - rig.header_size, reqs
+
+
+def test_a_server_that_answers_ranges_wrongly_is_refused(rig):
+    # Every part of the multipart answer carries the bytes one past the range
+    # its Content-Range names (otarig serve --wrong-ranges): the chunks fail
+    # their checksums and the install fails.
+    p = rig.swupdate(rig.serve(rig.zck, "--wrong-ranges", "/target.raw.zck"))
+    assert p.returncode != 0, p.stdout[-3000:]
+    assert rig.slotb() != rig.target
+    reqs = rig.requests()
+    assert any("wrong ranges" in r["note"] for r in reqs), reqs

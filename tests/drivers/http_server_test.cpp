@@ -227,6 +227,24 @@ TEST_F(HttpServerTest, RangeAbuseIsRefusedWith416AndTheServerStaysUp) {
   }));
 }
 
+TEST_F(HttpServerTest, AServerThatAnswersRangesWronglyShiftsEveryPart) {
+  server_->set_wrong_ranges("/data.bin");
+  HttpResponse r = get(request("GET", "/data.bin", "Range: bytes=10-19,9990-9999\r\n"));
+  ASSERT_EQ(r.status, 206);
+  const auto parts = parts_of(r.body, boundary_of(r));
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].content_range, "bytes 10-19/10000");
+  EXPECT_EQ(parts[0].bytes, body_.substr(11, 10));
+  EXPECT_EQ(parts[1].content_range, "bytes 9990-9999/10000");
+  EXPECT_EQ(parts[1].bytes, body_.substr(9989, 10));
+  HttpResponse one = get(request("GET", "/data.bin", "Range: bytes=100-109\r\n"));
+  EXPECT_EQ(one.header("content-range"), "bytes 100-109/10000");
+  EXPECT_EQ(one.body, body_.substr(101, 10));
+  EXPECT_EQ(get(request("GET", "/data.bin")).body, body_) << "the whole body is answered rightly";
+  server_->clear_wrong_ranges();
+  EXPECT_EQ(get(request("GET", "/data.bin", "Range: bytes=100-109\r\n")).body, body_.substr(100, 10));
+}
+
 TEST(HttpRangeSet, ParsesEveryRangeAndRefusesAbuse) {
   auto a = parse_ranges("bytes=0-1,5-6", 10);
   EXPECT_EQ(a.kind, RangeAnswer::Kind::multipart);

@@ -201,6 +201,14 @@ class UpdateServer {
   void set_endless(const std::string& path, EndlessBody body);
   void clear_endless();
 
+  /// A server that answers ranges wrongly: every range of a GET for `path`
+  /// (a `*` segment matches any one) is answered with the bytes one past the
+  /// range it names (one before, for a range that ends at the last byte),
+  /// under the Content-Range it was asked for. The request record's note
+  /// says so. A range of the whole body is answered rightly (nothing to shift).
+  void set_wrong_ranges(const std::string& path);
+  void clear_wrong_ranges();
+
   /// Calls `callback` once, when byte `byte` of the resource at `path`
   /// (decoded, exact) is the next body byte a GET response is to send: every
   /// byte before it has been written to the connection, none from it on.
@@ -249,6 +257,7 @@ struct ServeOptions {
   std::filesystem::path tls_cert, tls_key;  ///< both or neither: HTTPS
   std::filesystem::path client_ca;          ///< mutual TLS
   std::chrono::milliseconds timeout{30000};
+  std::vector<std::string> wrong_ranges;  ///< paths whose ranges are answered wrongly (set_wrong_ranges)
 };
 /// Serves until SIGINT or SIGTERM. Prints "listening on URL" and then one JSON
 /// line per request record to `out`. Returns 0 after a signal; throws
