@@ -11,6 +11,8 @@ namespace vboard {
 
 std::shared_ptr<VirtualBoard> make_virtual_board(const Config& device, const BindContext& context) {
   auto cfg = BoardConfig::from_config(device);
+  cfg.device_type_name = context.device_type;
+  cfg.device_type = image::device_type_id(context.device_type);
   return std::make_shared<VirtualBoard>(std::move(cfg), context.trusted_keys, context.clock);
 }
 

@@ -368,7 +368,7 @@ struct ListCommand {
 };
 
 struct ImageBuildCommand {
-  std::string version, key, out, payload, genkey, counter, size;
+  std::string version, key, out, payload, genkey, counter, size, device_type, image_index, needs;
   bool selftest_fail = false;
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
@@ -384,6 +384,11 @@ struct ImageBuildCommand {
     cmd->add_option("--key", key, "Ed25519 PEM private key, or test:LABEL")->required();
     cmd->add_option("--generate-key", genkey, "write a new Ed25519 key to this PEM file and sign with it");
     cmd->add_flag("--self-test-fail", selftest_fail, "mark the image as one whose self-test fails");
+    cmd->add_option("--device-type", device_type,
+                    "the device type the image is for (header.device_type; without it: any device)");
+    cmd->add_option("--image-index", image_index,
+                    "which of the device's images this is: 0 the application (default), 1 the second image");
+    cmd->add_option("--needs", needs, "INDEX>=VERSION: the image runs only with image INDEX at VERSION or newer");
     cmd->add_option("--out", out, "output image")->required();
     cmd->add_option("--format", format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
         ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
@@ -400,6 +405,24 @@ struct ImageBuildCommand {
     h.version = image::Version::parse(version);
     h.security_counter = static_cast<std::uint32_t>(parse_number(counter, 0, UINT32_MAX, "--counter"));
     if (selftest_fail) h.flags |= image::kFlagSelfTestFails;
+    if (!device_type.empty()) {
+      if (!harness::is_device_type_name(device_type))
+        throw InputError(fmt::format("otarig image build: --device-type '{}': {}", device_type,
+                                     harness::kDeviceTypeRule));
+      h.device_type = image::device_type_id(device_type);
+    }
+    if (!image_index.empty())
+      h.image_index = static_cast<std::uint8_t>(parse_number(image_index, 0, image::kMaxImages - 1, "--image-index"));
+    if (!needs.empty()) {
+      const auto at = needs.find(">=");
+      if (at == std::string::npos)
+        throw InputError(fmt::format("otarig image build: --needs '{}': expected INDEX>=VERSION", needs));
+      const auto index = parse_number(needs.substr(0, at), 0, image::kMaxImages - 1, "--needs INDEX");
+      if (index == h.image_index)
+        throw InputError(fmt::format("otarig image build: --needs '{}': image {} cannot need itself", needs, index));
+      h.needs_image = static_cast<std::uint8_t>(index + 1);
+      h.needs_version = image::Version::parse(needs.substr(at + 2));
+    }
     image::Bytes bytes;
     if (!payload.empty())
       bytes = read_file(payload, "payload");
@@ -526,15 +549,25 @@ struct ImageInspectCommand {
                        {"security_counter", p.header.security_counter},
                        {"payload_size", p.header.payload_size},
                        {"flags", p.header.flags},
+                       {"device_type", crypto::hex(p.header.device_type)},
+                       {"image_index", p.header.image_index},
                        {"key_id", crypto::hex(p.trailer.key_id)},
                        {"digest", device_digest(bytes)},
                        {"signature", signature}};
+      if (p.header.needs_image)
+        j["needs"] = {{"image", p.header.needs_image - 1}, {"version", p.header.needs_version.str()}};
       if (c && !c->ok()) j["reason"] = c->reason;
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << fmt::format("version {}\nsecurity_counter {}\npayload_size {}\nflags 0x{:x}\nkey_id {}\ndigest {}\n",
                                p.header.version.str(), p.header.security_counter, p.header.payload_size,
                                p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
+      std::cout << fmt::format("device_type {}\nimage_index {}\n",
+                               image::any_device(p.header.device_type) ? std::string("any")
+                                                                       : crypto::hex(p.header.device_type),
+                               p.header.image_index);
+      if (p.header.needs_image)
+        std::cout << fmt::format("needs image {} >= {}\n", p.header.needs_image - 1, p.header.needs_version.str());
       if (!c)
         std::cout << "signature NOT CHECKED (no --key): the fields above are what the image claims\n";
       else

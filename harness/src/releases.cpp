@@ -29,6 +29,51 @@ std::string device_digest(std::span<const std::uint8_t> img) {
   return crypto::hex(crypto::sha256(img.first(len)));
 }
 
+std::vector<std::span<const std::uint8_t>> bundle_images(std::span<const std::uint8_t> bytes,
+                                                        const std::string& name) {
+  std::vector<std::span<const std::uint8_t>> out;
+  std::size_t at = 0;
+  while (at < bytes.size()) {
+    const auto rest = bytes.subspan(at);
+    if (!out.empty() && (rest.size() < image::kHeaderSize ||
+                         image::decode_header(rest.first<image::kHeaderSize>()).magic != image::kHeaderMagic))
+      break;
+    image::Parsed p;
+    try {
+      p = image::parse(rest, out.empty() ? name : fmt::format("{}: image {}", name, out.size() + 1));
+    } catch (const InputError&) {
+      if (out.empty()) throw;
+      break;
+    }
+    out.push_back(rest.first(p.total_size));
+    at += p.total_size;
+  }
+  return out;
+}
+
+std::vector<BuiltImage::Component> components_of(std::span<const std::uint8_t> bytes, const std::string& name) {
+  std::vector<BuiltImage::Component> out;
+  if (bytes.size() < image::kHeaderSize) return out;
+  std::vector<std::span<const std::uint8_t>> parts;
+  try {
+    parts = bundle_images(bytes, name);
+  } catch (const InputError&) {
+    return out;  // a damaged image: nothing to say about its dependencies
+  }
+  for (const auto& part : parts) {
+    const auto h = image::decode_header(part.first<image::kHeaderSize>());
+    out.push_back({h.image_index, device_digest(part), h.version.str(), h.needs_image,
+                   h.needs_image ? h.needs_version.str() : std::string()});
+  }
+  return out;
+}
+
+std::string other_device_type(const std::string& own) {
+  std::string other = "otarig-other-device";
+  if (other == own) other += "-2";
+  return other;
+}
+
 namespace {
 
 // The profile's `package:` section as a format of the registry.
@@ -54,6 +99,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile) : ReleaseSet(profile, builti
 
 ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistry& drivers) {
   auto dir = profile.path.parent_path();
+  device_type_ = profile.device_type;
   format_ = read_package_format(profile, drivers, package_format_);
   key_ = std::make_unique<crypto::Ed25519Key>(load_key_ref(profile.signing_key, dir));
   wrong_key_ = std::make_unique<crypto::Ed25519Key>(crypto::Ed25519Key::test_key("otarig untrusted signer"));
@@ -67,6 +113,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
     }
   }
   for (const auto& spec : profile.releases) {
+    if (!spec.bundle.empty()) continue;  // below, from the releases it names
     BuiltImage b;
     b.name = spec.name;
     if (spec.file) {
@@ -81,11 +128,16 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
       b.security_counter = parsed.header.security_counter;
       b.fails_self_test = parsed.header.flags & image::kFlagSelfTestFails;
       b.authentic = image::check(b.bytes, trusted_).ok();
+      b.compatible = image::compatible(parsed.header.device_type, image::device_type_id(profile.device_type));
     } else {
       image::Header h;
       h.version = spec.version;
       h.security_counter = spec.security_counter;
       h.payload_size = static_cast<std::uint32_t>(spec.payload_size);
+      h.device_type = image::device_type_id(profile.device_type);
+      h.image_index = spec.image_index;
+      h.needs_image = spec.needs_image;
+      h.needs_version = spec.needs_version;
       auto payload = image::synthetic_payload(spec.payload_size, profile.name + "/" + spec.name);
       b.bytes = image::build(h, payload, *key_);
       b.version = spec.version.str();
@@ -96,6 +148,34 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
     if (format_ && b.authentic) {
       b.package = package(b.bytes);
       b.package_of = b.digest;
+    }
+    b.components = components_of(b.bytes, b.name);
+    releases_.push_back(std::move(b));
+  }
+  for (const auto& spec : profile.releases) {
+    if (spec.bundle.empty()) continue;
+    BuiltImage b;
+    b.name = spec.name;
+    b.authentic = true;
+    const BuiltImage* first = nullptr;
+    for (const auto& part : spec.bundle) {
+      const auto& c = get(part);
+      b.bytes.insert(b.bytes.end(), c.bytes.begin(), c.bytes.end());
+      b.authentic = b.authentic && c.authentic;
+      b.compatible = b.compatible && c.compatible;
+      const auto h = image::parse(c.bytes, c.name).header;
+      if (!first || (h.image_index == 0 && image::parse(first->bytes, first->name).header.image_index != 0))
+        first = &c;
+    }
+    // What the device names running it: its application's image (else the first).
+    b.version = first->version;
+    b.security_counter = first->security_counter;
+    b.fails_self_test = first->fails_self_test;
+    b.digest = first->digest;
+    b.components = components_of(b.bytes, b.name);
+    if (format_ && b.authentic) {
+      b.package = package(b.bytes);
+      b.package_of = device_digest(b.bytes);
     }
     releases_.push_back(std::move(b));
   }
@@ -132,6 +212,9 @@ BuiltImage ReleaseSet::self_test_twin(const BuiltImage& base) const {
   image::Header h = parsed.header;
   h.flags |= image::kFlagSelfTestFails;
   v.bytes = image::build(h, parsed.payload, *key_);
+  // A bundle keeps its other images as they are.
+  v.bytes.insert(v.bytes.end(), base.bytes.begin() + static_cast<std::ptrdiff_t>(parsed.total_size), base.bytes.end());
+  v.components = components_of(v.bytes, v.name);
   v.fails_self_test = true;
   v.authentic = true;
   v.digest = device_digest(v.bytes);
@@ -172,8 +255,36 @@ const BuiltImage& ReleaseSet::get(const std::string& name) const {
   throw InputError(fmt::format("no release named '{}' in the board profile", name));
 }
 
+BuiltImage ReleaseSet::wrong_device(const BuiltImage& base, Rng& rng, std::string* detail) const {
+  BuiltImage v = base;
+  v.variant = "wrong-device";
+  v.name = base.name + "/wrong-device";
+  auto parsed = image::parse(base.bytes, base.name);
+  image::Header h = parsed.header;
+  const auto other = other_device_type(device_type_);
+  h.device_type = image::device_type_id(other);
+  v.bytes = image::build(h, parsed.payload, *key_);
+  v.components = components_of(v.bytes, v.name);
+  v.authentic = true;
+  v.compatible = false;
+  v.digest = device_digest(v.bytes);
+  std::string what = fmt::format("validly signed for device type {} ({}), not this device's {}", other,
+                                 crypto::hex(h.device_type), device_type_.empty() ? "(none declared)" : device_type_);
+  v.package.clear();
+  v.package_of.clear();
+  if (format_) {
+    auto damage = format_->damage(base.bytes, v.bytes, "wrong-device", "", rng);
+    v.package = std::move(damage.package);
+    v.package_of = v.digest;
+    what = damage.what + "; its slot image " + what;
+  }
+  if (detail) *detail = std::move(what);
+  return v;
+}
+
 BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                                     Rng& rng, std::string* detail) const {
+  if (kind == "wrong-device") return wrong_device(base, rng, detail);
   if (format_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))
     return package_variant(base, kind, variant, rng, detail);
   BuiltImage v = base;

@@ -62,7 +62,12 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     }
   } else {
     root.only_keys({"name", "title", "description", "classes", "requirements", "start", "before", "deliver", "fault",
-                    "retry", "trials"});
+                    "retry", "trials", "needs"});
+    if (auto n = root.find("needs")) {
+      s.needs = n->as_string_list();
+      for (const auto& need : s.needs)
+        if (need != kNeedsSecondImage) n->fail(fmt::format("unknown need '{}' (known: {})", need, kNeedsSecondImage));
+    }
     s.name = root.at("name").as_string();
     s.title = root.string_or("title", s.name);
     s.classes = root.at("classes").as_string_list();

@@ -60,6 +60,7 @@ nlohmann::json obs_json(const Observation& o) {
     if (o.counter) j["counter"] = *o.counter;
     if (!o.state.empty()) j["state"] = o.state;
     if (!o.health.empty()) j["health"] = o.health;
+    if (!o.image1_version.empty()) j["image1"] = {{"version", o.image1_version}, {"digest", o.image1_digest}};
   }
   j["waited_ms"] = o.waited_ms;
   return j;
@@ -340,6 +341,7 @@ class Runner final : public TrialPort {
     }
     for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
     before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;
+    before_image1_ = out_.observations.back().image1_digest;
   }
 
   bool clean_update(const BuiltImage& img, const std::string& label) {
@@ -364,7 +366,10 @@ class Runner final : public TrialPort {
     made_up_.push_back(img);
     const bool took = clean_update(made_up_.back(), img.name + " (" + img.version + ")");
     extra_authentic_.push_back(img.digest);
-    if (out_.observations.back().booted) before_digest_ = out_.observations.back().digest;
+    if (out_.observations.back().booted) {
+      before_digest_ = out_.observations.back().digest;
+      before_image1_ = out_.observations.back().image1_digest;
+    }
     return took;
   }
 
@@ -474,6 +479,18 @@ class Runner final : public TrialPort {
     in.delivered_digest = image_->digest;
     in.delivered_authentic = image_->authentic;
     in.delivered_fails_self_test = image_->fails_self_test;
+    in.delivered_compatible = image_->compatible;
+    in.before_image1_digest = before_image1_;
+    for (const auto& c : image_->components)
+      if (c.image_index == 1) in.delivered_image1_digest = c.digest;
+    auto add_needs = [&](const BuiltImage& b) {
+      for (const auto& c : b.components)
+        if (c.needs_image) in.needs[c.digest] = {static_cast<unsigned>(c.needs_image - 1), c.needs_version};
+    };
+    for (const auto& r : releases_.all()) add_needs(r);
+    add_needs(*image_);
+    for (const auto& m : made_up_) add_needs(m);
+    if (!s_.retry.empty()) add_needs(retry_image());
     in.authentic_digests.insert(releases_.authentic_digests().begin(), releases_.authentic_digests().end());
     if (image_->authentic) in.authentic_digests.insert(image_->digest);
     in.authentic_digests.insert(extra_authentic_.begin(), extra_authentic_.end());
@@ -531,6 +548,7 @@ class Runner final : public TrialPort {
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
+  std::string before_image1_;  ///< the second image's digest before the faulted delivery ("" without one)
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
   std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports
   std::optional<BuiltImage> retry_variant_;   ///< the retry image a kind chose (use_retry_image)
@@ -666,6 +684,8 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
       return record_update_storage(bench, releases, s, d);
     };
   }
+  a.device_type = !bench.profile().device_type.empty() || !releases.package_format().empty();
+  a.second_image = bench.profile().reports_second_image();
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };

@@ -275,6 +275,12 @@ class ImageKind final : public harness::FaultKind {
   std::string_view name() const override { return name_; }
   std::string_view where() const override { return name_ == "none" ? "-" : "image"; }
   std::string_view summary() const override { return summary_; }
+  std::string inapplicable(const harness::Scenario&, const harness::BoardAbilities& board) const override {
+    if (name_ == "wrong-device" && !board.device_type)
+      return "the board declares no device type (the profile's device_type, or a package format that names one): "
+             "any device's image is its own";
+    return {};
+  }
   std::vector<std::string_view> keys() const override {
     if (has_variants()) return {"variants"};
     return {};
@@ -366,6 +372,9 @@ void register_image_faults(harness::FaultRegistry& registry) {
        "truncated"},
       {"unsigned", "deliver the release with its signature and key id removed"},
       {"wrong-key", "deliver the release validly signed by a key the device does not trust"},
+      {"wrong-device",
+       "deliver the release validly signed for another device type (header.device_type; on a packaged board the "
+       "package's own field: SWUpdate's hardware-compatibility, RAUC's compatible, Mender's device_type)"},
       {"replay", "deliver an older, validly signed release after a newer one was installed"},
       {"self-test-fail", "deliver a validly signed release whose self-test fails when it runs; it must be reverted"},
       {"major-downgrade",

@@ -56,7 +56,7 @@ std::map<std::string, bool> verdicts(const OracleInput& in) {
 
 TEST(Oracles, CleanTrialHoldsAll) {
   auto m = verdicts(base());
-  ASSERT_EQ(m.size(), 5u);
+  ASSERT_EQ(m.size(), std::size(kOracleNames));
   for (const auto& [name, held] : m) EXPECT_TRUE(held) << name;
 }
 
@@ -158,4 +158,27 @@ TEST(Oracles, ReportsTruthfullyComparesTheReportWithWhatRuns) {
   in.device_reports = false;  // a board whose server records nothing
   in.reported_status = "failure";
   EXPECT_TRUE(reports_truthfully(in).held);
+}
+
+// compatible: the delivered image was made for another device type (validly
+// signed): running it after the fault breaks the oracle; refusing it holds.
+TEST(Oracles, CompatibleBreaksOnlyWhenTheDeviceRunsTheImageForAnotherDevice) {
+  auto in = base();
+  in.delivered_digest = kBad;
+  in.delivered_compatible = false;
+  in.authentic_digests.insert(kBad);  // validly signed: authentic has nothing to say
+  auto m = verdicts(in);
+  EXPECT_TRUE(m["compatible"]);
+  EXPECT_TRUE(m["authentic"]);
+
+  in.history[1] = up("after-fault", kBad, "1.1.0", 2);
+  m = verdicts(in);
+  EXPECT_FALSE(m["compatible"]);
+  EXPECT_TRUE(m["authentic"]);
+  for (const auto& r : judge(in))
+    if (r.name == "compatible") EXPECT_NE(r.detail.find("another device type"), std::string::npos) << r.detail;
+
+  // The same digest delivered as a compatible image: nothing to judge.
+  in.delivered_compatible = true;
+  EXPECT_TRUE(verdicts(in)["compatible"]);
 }

@@ -76,6 +76,8 @@ struct BindContext {
   std::filesystem::path profile_dir;
   /// Public keys the device trusts (from the profile's signing keys).
   std::vector<crypto::PublicKey> trusted_keys;
+  /// The device's type (the profile's `device_type`); empty: none declared.
+  std::string device_type;
   /// For a board whose updates come as signed packages (the profile's
   /// `package:`, docs/ota-clients.md): the CA certificate (PEM) its OTA
   /// client is to trust. Empty otherwise.

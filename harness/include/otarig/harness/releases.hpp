@@ -26,6 +26,19 @@ struct BuiltImage {
   std::uint32_t security_counter = 0;
   bool authentic = true;     ///< validly signed by a trusted key, unmodified
   bool fails_self_test = false;
+  /// The images the bytes carry (one, or a bundle's, in order): what the
+  /// dependency oracle reads (docs/scenarios.md, "Images and dependencies").
+  struct Component {
+    std::uint8_t image_index = 0;
+    std::string digest;
+    std::string version;
+    std::uint8_t needs_image = 0;  ///< index + 1; 0 none
+    std::string needs_version;
+  };
+  std::vector<Component> components;
+  /// Made for this device (its header's device_type is the profile's or
+  /// any); false for the wrong-device variant, validly signed for another.
+  bool compatible = true;
   std::string variant;       ///< "" for a release as built
   /// On a board that takes packages (the profile's `package:`,
   /// docs/ota-clients.md): the artifact delivered (.swu, .raucb); `bytes`
@@ -56,7 +69,8 @@ class ReleaseSet {
   const std::vector<std::string>& authentic_digests() const { return authentic_; }
 
   /// A variant of `base` for fault `kind` ("tamper" with `variant`, "unsigned",
-  /// "wrong-key", "self-test-fail"); offsets are drawn from `rng`. On a
+  /// "wrong-key", "self-test-fail", "wrong-device": validly signed for
+  /// another device type, other_device_type()); offsets are drawn from `rng`. On a
   /// packaged board the damage is done to the package and the slot image
   /// inside an inauthentic package carries one flipped payload bit
   /// (docs/ota-clients.md).
@@ -79,6 +93,8 @@ class ReleaseSet {
 
  private:
   BuiltImage self_test_twin(const BuiltImage& base) const;
+  BuiltImage wrong_device(const BuiltImage& base, Rng& rng, std::string* detail) const;
+  std::string device_type_;
   BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
                              std::string* detail) const;
   std::string package_format_;
@@ -90,6 +106,18 @@ class ReleaseSet {
   std::unique_ptr<crypto::Ed25519Key> key_;
   std::unique_ptr<crypto::Ed25519Key> wrong_key_;
 };
+
+/// The device type the wrong-device variant is built for (another when the
+/// profile's is this one).
+std::string other_device_type(const std::string& own);
+
+/// The images of a bundle (docs/image-format.md): whole images back to back;
+/// bytes after the last that do not start another image are not one. A
+/// single image is a bundle of one. InputError naming `name` when the first
+/// does not parse.
+std::vector<std::span<const std::uint8_t>> bundle_images(std::span<const std::uint8_t> bytes, const std::string& name);
+/// The components of `bytes` as BuiltImage::components.
+std::vector<BuiltImage::Component> components_of(std::span<const std::uint8_t> bytes, const std::string& name);
 
 /// SHA-256 (hex) of the header+payload part of an image, as far as it is present.
 std::string device_digest(std::span<const std::uint8_t> image);

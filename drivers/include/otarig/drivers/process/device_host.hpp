@@ -226,6 +226,7 @@ class DeviceHost : public ProvisionProtocol {
   SteadyClock steady_;
   Clock* clock_ = nullptr;
   std::vector<crypto::PublicKey> trusted_;
+  std::string device_type_;  ///< the profile's device_type (OTARIG_DEVICE_TYPE)
   std::filesystem::path ca_, client_cert_, client_key_;
   std::filesystem::path package_ca_;
   std::unique_ptr<net::UpdateServer> server_;

@@ -55,8 +55,11 @@ enum class Defect {
   trusts_stated_digest,     ///< verification: the signature over the trailer's SHA-256 is checked, the
                             ///< SHA-256 of header+payload is never recomputed and compared
   version_string_compare,   ///< version comparison compares the texts ("1.1.9" after "1.1.10" is newer)
+  ignores_device_type,      ///< agent + bootloader: never compare the image's device type with the device's
+  ignores_dependency,       ///< agent + bootloader: never check an image's dependency on the other image
+  image1_in_place,          ///< agent: writes the second image over its running slot (no A/B for it)
 };
-inline constexpr std::size_t kDefectCount = 16;
+inline constexpr std::size_t kDefectCount = 19;
 /// The profile name, e.g. "inplace-overwrite".
 const char* to_string(Defect defect);
 std::optional<Defect> defect_from_string(std::string_view name);
@@ -78,6 +81,15 @@ struct BoardConfig {
   bool status_payload = false;
   /// Boots within one power-on without a healthy application before the device gives up.
   unsigned max_boots = 8;
+  /// The device's type (the profile's `device_type`): an image for another
+  /// type is refused. All zero: none declared, every image's type is taken.
+  image::DeviceType device_type{};
+  /// The name `device_type` was made from, for messages.
+  std::string device_type_name;
+  /// The second updatable image (profile `device.second_image: {name,
+  /// slot_size}`): its name in messages and the status line's `image1=`;
+  /// empty when the device has none (flash.image1_slot_size is then 0).
+  std::string image1_name;
 
   bool has(Defect d) const { return defects.test(static_cast<std::size_t>(d)); }
   /// The flash layout the mode needs: `flash` plus the swap area of the swap modes.
@@ -89,7 +101,7 @@ struct BoardConfig {
   /// Empty when usable, else what is wrong.
   std::string problem() const;
   /// Reads `kind, mode, flash{slot_size, sector_size, program_align,
-  /// metadata_sectors}, chunk_size, boot_time, defects, fast_sweep, status_payload`; every
+  /// metadata_sectors}, second_image{name, slot_size}, chunk_size, boot_time, defects, fast_sweep, status_payload`; every
   /// error is an InputError naming file and line.
   static BoardConfig from_config(const Config& device);
 };
