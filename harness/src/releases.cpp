@@ -332,8 +332,11 @@ BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& k
                                          {"header.version.patch", 10, 2},  {"header.version.build", 12, 4},
                                          {"header.security_counter", 16, 4}, {"header.flags", 24, 4}};
       const auto& f = fields[rng.below(std::size(fields))];
-      const std::size_t off = f.at + rng.below(f.size);
-      const unsigned bit = static_cast<unsigned>(rng.below(8));
+      std::size_t off = f.at + rng.below(f.size);
+      unsigned bit = static_cast<unsigned>(rng.below(8));
+      // Flags: a defined bit (0..3); bits 4..7 are a structure error, the
+      // others mean nothing to a device.
+      if (f.at == 24) off = 24, bit %= 4;
       v.bytes = image::tamper::flip_bit(base.bytes, off, bit);
       const auto h = image::parse(v.bytes, v.name).header;
       v.version = h.version.str();

@@ -175,10 +175,48 @@ TEST(Oracles, CompatibleBreaksOnlyWhenTheDeviceRunsTheImageForAnotherDevice) {
   m = verdicts(in);
   EXPECT_FALSE(m["compatible"]);
   EXPECT_TRUE(m["authentic"]);
-  for (const auto& r : judge(in))
-    if (r.name == "compatible") EXPECT_NE(r.detail.find("another device type"), std::string::npos) << r.detail;
+  for (const auto& r : judge(in)) {
+    if (r.name == "compatible") {
+      EXPECT_NE(r.detail.find("another device type"), std::string::npos) << r.detail;
+    }
+  }
 
   // The same digest delivered as a compatible image: nothing to judge.
   in.delivered_compatible = true;
   EXPECT_TRUE(verdicts(in)["compatible"]);
+}
+
+// dependencies: an application that needs image 1 >= 2.0.0 must never run
+// beside an older image 1; a board reporting no second image is not judged.
+TEST(Oracles, DependenciesBreakWhenAnImageRunsBesideAnOlderOneThanItNeeds) {
+  auto in = base();
+  in.needs[kNew] = {1, "2.0.0"};
+  EXPECT_TRUE(verdicts(in)["dependencies"]) << "no second image reported: nothing to judge";
+  for (auto& o : in.history) o.image1_version = "1.0.0", o.image1_digest = kMix;
+  auto m = verdicts(in);
+  EXPECT_FALSE(m["dependencies"]);
+  for (const auto& r : judge(in)) {
+    if (r.name == "dependencies") {
+      EXPECT_NE(r.detail.find("needs image 1 >= 2.0.0, but runs beside 1.0.0"), std::string::npos) << r.detail;
+    }
+  }
+  in.history[2].image1_version = "2.0.0";
+  EXPECT_TRUE(verdicts(in)["dependencies"]);
+  // The second image's own need on the application.
+  in.needs[kMix] = {0, "1.2.0"};
+  in.history[2].image1_digest = kMix;
+  EXPECT_FALSE(verdicts(in)["dependencies"]);
+}
+
+// atomic, with a second image in the delivery: after the fault it is the old or the new one.
+TEST(Oracles, AtomicJudgesTheSecondImageOfADelivery) {
+  auto in = base();
+  in.before_image1_digest = kOld;
+  in.delivered_image1_digest = kNext;
+  for (auto& o : in.history) o.image1_version = "1.0.0", o.image1_digest = kOld;
+  EXPECT_TRUE(verdicts(in)["atomic"]);
+  in.history[1].image1_digest = kMix;
+  EXPECT_FALSE(verdicts(in)["atomic"]);
+  in.history[1].image1_digest = kNext;
+  EXPECT_TRUE(verdicts(in)["atomic"]);
 }
