@@ -297,6 +297,20 @@ std::uint64_t VirtualBoard::ops_counted() const { return impl_->flash.ops_counte
 std::optional<FlashOp> VirtualBoard::fired() const { return impl_->flash.fired(); }
 std::vector<std::uint32_t> VirtualBoard::erase_counts() const { return impl_->flash.state().erase_counts; }
 
+bool VirtualBoard::storage_contains(std::span<const std::uint8_t> needle, std::string* where) const {
+  const auto bytes = impl_->flash.bytes();
+  if (needle.empty()) return true;
+  auto it = std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end());
+  if (it == bytes.end()) return false;
+  if (where) {
+    const auto at = static_cast<std::uint64_t>(it - bytes.begin());
+    const int slot = impl_->flash.geometry().slot_of(at);
+    *where = slot >= 0 ? fmt::format("flash offset {:#x} (slot {})", at, slot_name(slot))
+                       : fmt::format("flash offset {:#x}", at);
+  }
+  return true;
+}
+
 const BoardConfig& VirtualBoard::config() const { return impl_->cfg; }
 RunState VirtualBoard::run_state() const { return impl_->powered ? impl_->ram.state : RunState::off; }
 std::optional<image::Header> VirtualBoard::running() const {

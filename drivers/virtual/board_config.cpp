@@ -60,6 +60,7 @@ constexpr std::array kDefects{
     DefectName{Defect::ignores_device_type, "ignores-device-type", true, kAllModes},
     DefectName{Defect::ignores_dependency, "ignores-dependency", true, kAllModes},
     DefectName{Defect::image1_in_place, "second-image-in-place", true, kAllModes},
+    DefectName{Defect::decrypt_before_verify, "decrypt-before-verify", true, kAllModes},
 };
 static_assert(kDefects.size() == kDefectCount);
 

@@ -160,8 +160,11 @@ struct VirtualBoard::Impl {
   std::string dependency_failure(const image::Header& h, const std::optional<image::Version>& image1) const;
   /// The second image's version as it runs now (nullopt without one).
   std::optional<image::Version> image1_running() const;
-  /// Erases and programs `bytes` at `base` in chunks (counted ops, phase "download").
-  void write_area(std::uint64_t base, std::span<const std::uint8_t> bytes);
+  /// Erases and programs `bytes` at `base` in chunks (counted ops, phase "download");
+  /// `from_link`: the bytes came over the link (counted in link_bytes).
+  void write_area(std::uint64_t base, std::span<const std::uint8_t> bytes, bool from_link = true);
+  /// Decrypts the encrypted image in `target` into it (counted ops); why it could not, or empty.
+  std::string decrypt_slot(int target);
 
   // ---- bootloaders (bootloaders.cpp)
   std::optional<BootSelection> boot_ab();

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "board_impl.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::vboard {
@@ -130,12 +131,33 @@ std::string VirtualBoard::Impl::compatibility_failure(const image::Header& h) co
                      crypto::hex(h.device_type), cfg.device_type_name, crypto::hex(cfg.device_type));
 }
 
+std::string VirtualBoard::Impl::decrypt_slot(int target) {
+  const auto& g = flash.geometry();
+  if (!cfg.encryption_secret) return "encrypted image, and this device has no decryption key";
+  const auto base = g.slot_offset(target);
+  const auto slot = flash.read(base, g.slot_size);
+  const Bytes outer(slot.begin(), slot.end());  // the flash changes under it below
+  std::string why;
+  std::optional<Bytes> plain;
+  try {
+    plain = encryption::decrypt(image::parse(outer, "encrypted image"), encryption::DeviceKey::from_secret(*cfg.encryption_secret), &why);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  if (!plain) return "cannot decrypt: " + why;
+  print(fmt::format("ota: decrypting {} bytes into slot {}", plain->size(), slot_name(target)));
+  write_area(base, *plain, false);
+  return {};
+}
+
 std::string VirtualBoard::Impl::boot_failure(const SlotVerdict& v, const std::optional<image::Version>& floor) const {
   // verify-on-stage-only: the agent verified the image when it staged it; the
   // bootloader only parses what it boots.
   std::string reason = cfg.has(Defect::verify_on_stage_only) ? (v.structure_ok ? "" : v.structure_error)
                                                               : authenticity_failure(v);
   if (reason.empty() && !cfg.has(Defect::verify_on_stage_only)) reason = compatibility_failure(v.header);
+  if (reason.empty() && v.structure_ok && (v.header.flags & image::kFlagEncrypted))
+    reason = "an encrypted image is not bootable (it was never decrypted)";
   if (reason.empty()) reason = rollback_failure(v.header, floor);
   if (reason.empty() && v.structure_ok) reason = dependency_failure(v.header, image1_running());
   return reason;
@@ -465,12 +487,34 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> delivered
       if (h.magic == image::kHeaderMagic && declared > image.size())
         reason = fmt::format("incomplete image: it declares {} bytes, {} arrived", declared, image.size());
     }
-    if (reason.empty()) reason = authenticity_failure(v);
-    if (reason.empty() && has_image1() && v.header.image_index != 0)
-      reason = fmt::format("image {} is not the application (image 0)", v.header.image_index);
-    if (reason.empty()) reason = compatibility_failure(v.header);
-    if (reason.empty()) reason = rollback_failure(v.header, ram.header.version);
-    if (reason.empty()) reason = dependency_failure(v.header, image1_after);
+    auto checks = [&] {
+      if (reason.empty()) reason = authenticity_failure(v);
+      if (reason.empty() && has_image1() && v.header.image_index != 0)
+        reason = fmt::format("image {} is not the application (image 0)", v.header.image_index);
+      if (reason.empty()) reason = compatibility_failure(v.header);
+      if (reason.empty()) reason = rollback_failure(v.header, ram.header.version);
+      if (reason.empty()) reason = dependency_failure(v.header, image1_after);
+    };
+    // An encrypted image (docs/image-format.md, "Encrypted payloads"): the
+    // outer image is verified as it sits in the slot (ciphertext at rest),
+    // then decrypted into the slot and the plaintext image verified again.
+    // decrypt-before-verify: the plaintext goes into the slot first.
+    const bool encrypted = reason.empty() && v.structure_ok && (v.header.flags & image::kFlagEncrypted);
+    if (encrypted) {
+      if (!cfg.has(Defect::decrypt_before_verify)) checks();
+      if (reason.empty()) {
+        try {
+          reason = decrypt_slot(target);
+        } catch (const FlashError& e) {
+          return refuse(e.what());
+        }
+      }
+      if (reason.empty()) {
+        v = verdict(target);
+        if (v.structure_ok && (v.header.flags & image::kFlagEncrypted)) reason = "the decrypted image is encrypted again";
+      }
+    }
+    checks();
     if (!reason.empty()) return refuse(std::move(reason));
     print(fmt::format("ota: verify slot {}: ok (version {}, counter {})", slot_name(target), v.header.version.str(),
                       v.header.security_counter));

@@ -136,13 +136,13 @@ bool VirtualBoard::Impl::boot_image1() {
   return false;
 }
 
-void VirtualBoard::Impl::write_area(std::uint64_t base, std::span<const std::uint8_t> bytes) {
+void VirtualBoard::Impl::write_area(std::uint64_t base, std::span<const std::uint8_t> bytes, bool from_link) {
   const auto& g = flash.geometry();
   std::vector<bool> erased((bytes.size() + g.sector_size - 1) / g.sector_size, false);
   Bytes chunk;
   for (std::uint64_t off = 0; off < bytes.size(); off += cfg.chunk_size) {
     const std::uint64_t len = std::min<std::uint64_t>(cfg.chunk_size, bytes.size() - off);
-    link_bytes += len;
+    if (from_link) link_bytes += len;
     for (auto s = off / g.sector_size; s <= (off + len - 1) / g.sector_size; ++s) {
       if (erased[s]) continue;
       flash.erase(base + s * g.sector_size, "download");

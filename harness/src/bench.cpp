@@ -1,5 +1,7 @@
 #include "otarig/harness/bench.hpp"
 
+#include "otarig/core/encryption.hpp"
+
 #include <fmt/format.h>
 #include <re2/re2.h>
 
@@ -62,6 +64,8 @@ void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry
   ctx.board_name = profile.name;
   ctx.profile_dir = profile_folder(profile);
   ctx.device_type = profile.device_type;
+  if (!profile.encryption_key.empty())
+    ctx.encryption_secret = encryption::DeviceKey::load_ref(profile.encryption_key).secret;
   ctx.validate_only = true;
   drivers::BoardParts parts;
   bind_sections(profile, registry, ctx, parts);
@@ -87,6 +91,8 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   ctx.profile_dir = profile_folder(profile);
   ctx.trusted_keys = releases.trusted();
   ctx.device_type = profile.device_type;
+  if (!profile.encryption_key.empty())
+    ctx.encryption_secret = encryption::DeviceKey::load_ref(profile.encryption_key).secret;
   ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
 

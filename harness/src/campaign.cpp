@@ -175,8 +175,9 @@ unsigned default_jobs(const BoardProfile& profile) {
 void check_release_names(const Scenario& scenario, const BoardProfile& profile) {
   for (const auto* leaf : scenario.leaves()) {
     // A scenario a suite skips for what the board lacks names releases it need not define.
-    if (scenario.is_suite() && !profile.reports_second_image() &&
-        std::find(leaf->needs.begin(), leaf->needs.end(), kNeedsSecondImage) != leaf->needs.end())
+    const auto needs = [&](const char* n) { return std::find(leaf->needs.begin(), leaf->needs.end(), n) != leaf->needs.end(); };
+    if (scenario.is_suite() && ((!profile.reports_second_image() && needs(kNeedsSecondImage)) ||
+                                (profile.encryption_key.empty() && needs(kNeedsEncryption))))
       continue;
     auto need = [&](const std::string& name, const std::string& where) {
       if (!name.empty() && !profile.release(name))

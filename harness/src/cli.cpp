@@ -20,6 +20,7 @@
 #include <iterator>
 
 #include "otarig/harness/composition.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
@@ -368,7 +369,7 @@ struct ListCommand {
 };
 
 struct ImageBuildCommand {
-  std::string version, key, out, payload, genkey, counter, size, device_type, image_index, needs;
+  std::string version, key, out, payload, genkey, counter, size, device_type, image_index, needs, encrypt_for;
   bool selftest_fail = false;
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
@@ -389,6 +390,9 @@ struct ImageBuildCommand {
     cmd->add_option("--image-index", image_index,
                     "which of the device's images this is: 0 the application (default), 1 the second image");
     cmd->add_option("--needs", needs, "INDEX>=VERSION: the image runs only with image INDEX at VERSION or newer");
+    cmd->add_option("--encrypt-for", encrypt_for,
+                    "encrypt the image for this device: its X25519 public key (64 hex digits, or a PEM file of its "
+                    "public or private key); docs/image-format.md, \"Encrypted payloads\"");
     cmd->add_option("--out", out, "output image")->required();
     cmd->add_option("--format", format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
         ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
@@ -441,6 +445,18 @@ struct ImageBuildCommand {
       k = load_key_ref(key, ".");
     }
     auto img = image::build(h, bytes, *k);
+    if (!encrypt_for.empty()) {
+      if (format != "otarig") throw InputError("otarig image build: --encrypt-for makes otarig images only");
+      const auto plain_digest = device_digest(img);
+      img = encryption::encrypt(img, encryption::load_public(encrypt_for, "--encrypt-for"), *k);
+      write_file(out, img);
+      std::cout << fmt::format("{}: {} bytes, encrypted for {}, version {}, counter {}, key {}, digest {} (the "
+                               "plaintext image: {})\n",
+                               out, img.size(), crypto::hex(encryption::load_public(encrypt_for, "--encrypt-for")),
+                               h.version.str(), h.security_counter, crypto::hex(k->id()), device_digest(img),
+                               plain_digest);
+      return 0;
+    }
     if (format != "otarig") return write_package(img);
     write_file(out, img);
     std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", out, img.size(),
@@ -551,6 +567,7 @@ struct ImageInspectCommand {
                        {"flags", p.header.flags},
                        {"device_type", crypto::hex(p.header.device_type)},
                        {"image_index", p.header.image_index},
+                       {"encrypted", (p.header.flags & image::kFlagEncrypted) != 0},
                        {"key_id", crypto::hex(p.trailer.key_id)},
                        {"digest", device_digest(bytes)},
                        {"signature", signature}};

@@ -184,6 +184,15 @@ OracleResult dependencies(const OracleInput& in) {
   return r;
 }
 
+OracleResult confidential(const OracleInput& in) {
+  OracleResult r{"confidential", true, ""};
+  if (!in.plaintext_on_link.empty() || !in.plaintext_at_rest.empty()) {
+    r.held = false;
+    r.detail = !in.plaintext_on_link.empty() ? in.plaintext_on_link : in.plaintext_at_rest;
+  }
+  return r;
+}
+
 }  // namespace
 
 OracleResult reports_truthfully(const OracleInput& in) {
@@ -231,6 +240,7 @@ void register_builtin_oracles(OracleRegistry& registry) {
   registry.add({"still-updatable", still_updatable});
   registry.add({"compatible", compatible});
   registry.add({"dependencies", dependencies});
+  registry.add({"confidential", confidential});
 }
 
 const OracleRegistry& builtin_oracles() {

@@ -140,7 +140,7 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   if (!root.is_map()) root.fail("a board profile must be a map");
   root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
                   "releases", "image_format", "tags", "package", "waivers",
-                  "device_type"});
+                  "device_type", "encryption"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
   check_plain_name(root.at("name"), p.name, "the board name");
@@ -154,6 +154,23 @@ BoardProfile load_profile(const std::filesystem::path& file) {
   }
   if (p.image_format != "otarig")
     root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
+
+  if (auto e = root.find("encryption")) {
+    e->only_keys({"device_key", "plaintext_before_verify"});
+    p.encryption_key = e->at("device_key").as_string();
+    if (p.encryption_key.rfind("test:", 0) != 0) {
+      std::filesystem::path kp(p.encryption_key);
+      if (kp.is_relative()) kp = e->directory() / kp;
+      if (!std::filesystem::is_regular_file(kp))
+        e->at("device_key").fail(fmt::format("device_key '{}': neither test:LABEL nor a PEM file", p.encryption_key));
+      p.encryption_key = kp.string();
+    }
+    const auto mode = e->string_or("plaintext_before_verify", "forbidden");
+    if (mode != "forbidden" && mode != "allowed")
+      e->at("plaintext_before_verify").fail(fmt::format("'{}': expected forbidden or allowed", mode));
+    p.plaintext_before_verify = mode == "allowed";
+    if (root.has("package")) e->fail("encryption: the rig encrypts otarig images only (no `package:`)");
+  }
 
   auto obs = root.at("observe");
   obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval", "boot_attempt", "identity",

@@ -7,6 +7,7 @@
 #include <functional>
 #include <iterator>
 
+#include "otarig/core/encryption.hpp"
 #include "otarig/drivers/registry.hpp"
 #include "otarig/harness/composition.hpp"
 #include "otarig/core/read_file.hpp"
@@ -100,6 +101,9 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile) : ReleaseSet(profile, builti
 ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistry& drivers) {
   auto dir = profile.path.parent_path();
   device_type_ = profile.device_type;
+  board_name_ = profile.name;
+  if (!profile.encryption_key.empty())
+    encrypt_for_ = encryption::DeviceKey::load_ref(profile.encryption_key).pub;
   format_ = read_package_format(profile, drivers, package_format_);
   key_ = std::make_unique<crypto::Ed25519Key>(load_key_ref(profile.signing_key, dir));
   wrong_key_ = std::make_unique<crypto::Ed25519Key>(crypto::Ed25519Key::test_key("otarig untrusted signer"));
@@ -139,6 +143,12 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
       h.needs_image = spec.needs_image;
       h.needs_version = spec.needs_version;
       auto payload = image::synthetic_payload(spec.payload_size, profile.name + "/" + spec.name);
+      if (encrypt_for_) {
+        // The marker (docs/scenarios.md, "Encrypted images"): 32 bytes no other release carries.
+        const auto m = crypto::sha256("otarig plaintext marker:" + profile.name + "/" + spec.name);
+        b.marker.assign(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(32, payload.size())));
+        std::copy(b.marker.begin(), b.marker.end(), payload.begin());
+      }
       b.bytes = image::build(h, payload, *key_);
       b.version = spec.version.str();
       b.security_counter = spec.security_counter;
@@ -147,6 +157,10 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
     if (b.authentic) authentic_.push_back(b.digest);
     if (format_ && b.authentic) {
       b.package = package(b.bytes);
+      b.package_of = b.digest;
+    }
+    if (encrypt_for_ && b.authentic) {
+      b.package = encrypt(b.bytes);
       b.package_of = b.digest;
     }
     b.components = components_of(b.bytes, b.name);
@@ -193,7 +207,21 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
   return format_->package(slot_image);
 }
 
+image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext) const {
+  if (!encrypt_for_) throw BenchError("the board takes no encrypted images (no `encryption:` in its profile)");
+  return encryption::encrypt(plaintext, *encrypt_for_, *key_,
+                             crypto::sha256("otarig encryption seed:" + board_name_ + ":" + device_digest(plaintext)));
+}
+
 image::Bytes ReleaseSet::artifact(const BuiltImage& img) const {
+  if (!format_ && encrypt_for_) {
+    if (!img.package.empty() && img.package_of == device_digest(img.bytes)) return img.package;
+    if (!img.authentic)
+      throw BenchError(fmt::format("{}: an inauthentic image has no encrypted image of its own (the rig signs only "
+                                   "authentic images)",
+                                   img.name));
+    return encrypt(img.bytes);
+  }
   if (!format_) return img.bytes;
   const auto digest = device_digest(img.bytes);
   if (!img.package.empty() && img.package_of == digest) return img.package;
@@ -215,6 +243,10 @@ BuiltImage ReleaseSet::self_test_twin(const BuiltImage& base) const {
   // A bundle keeps its other images as they are.
   v.bytes.insert(v.bytes.end(), base.bytes.begin() + static_cast<std::ptrdiff_t>(parsed.total_size), base.bytes.end());
   v.components = components_of(v.bytes, v.name);
+  if (encrypt_for_) {
+    v.package = encrypt(v.bytes);
+    v.package_of = device_digest(v.bytes);
+  }
   v.fails_self_test = true;
   v.authentic = true;
   v.digest = device_digest(v.bytes);
@@ -282,11 +314,73 @@ BuiltImage ReleaseSet::wrong_device(const BuiltImage& base, Rng& rng, std::strin
   return v;
 }
 
+// On a board whose releases are encrypted, the damage is done to the
+// encrypted image delivered; the plaintext image the device would boot,
+// should it install it anyway, carries one flipped payload bit (as a
+// package's does). tampered-ciphertext flips a bit of the ciphertext (CTR:
+// the same bit of the plaintext); other-device-key encrypts the release for
+// another device's key, validly signed.
+BuiltImage ReleaseSet::encrypted_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
+                                         Rng& rng, std::string* detail) const {
+  const auto outer_bytes = artifact(base);
+  BuiltImage v = base;
+  v.variant = variant.empty() ? kind : variant;
+  v.name = base.name + "/" + v.variant;
+  v.package.clear();
+  const auto outer = image::parse(outer_bytes, base.name);
+  const std::size_t cipher_at = image::kHeaderSize + encryption::kBlockHeaderSize;
+  const std::size_t cipher_size = outer.header.payload_size - encryption::kBlockHeaderSize;
+  if (kind == "tampered-ciphertext") {
+    const std::size_t k = rng.below(cipher_size);
+    const auto bit = static_cast<unsigned>(rng.below(8));
+    v.package = image::tamper::flip_bit(outer_bytes, cipher_at + k, bit);
+    v.bytes = image::tamper::flip_bit(base.bytes, k, bit);
+    v.authentic = false;
+    if (detail)
+      *detail = fmt::format("bit {} of ciphertext byte {} flipped (byte {} of the encrypted image; the plaintext "
+                            "image's byte {} would decrypt flipped), not re-signed",
+                            bit, k, cipher_at + k, k);
+  } else if (kind == "other-device-key") {
+    const auto other = encryption::DeviceKey::test_key("otarig another device");
+    v.package = encryption::encrypt(base.bytes, other.pub, *key_,
+                                    crypto::sha256("otarig encryption seed, another device:" + base.digest));
+    if (detail)
+      *detail = fmt::format("the release encrypted for another device's key ({}), validly signed",
+                            crypto::hex(other.pub).substr(0, 16));
+  } else {
+    // tamper, unsigned, wrong-key: the damage to the encrypted image.
+    BuiltImage outer_base = base;
+    outer_base.bytes = outer_bytes;
+    auto damaged = plain_variant(outer_base, kind, variant, rng, detail);
+    v.package = std::move(damaged.bytes);
+    v.authentic = false;
+    const auto payload = image::parse(base.bytes, base.name).header.payload_size;
+    const std::size_t at = image::kHeaderSize + rng.below(std::max<std::uint32_t>(1, payload));
+    v.bytes = image::tamper::flip_bit(base.bytes, at, 0);
+    if (detail) *detail += fmt::format(" (to the encrypted image; its plaintext image with bit 0 of byte {} flipped)", at);
+  }
+  v.digest = device_digest(v.bytes);
+  v.package_of = v.digest;
+  v.components = components_of(v.bytes, v.name);
+  return v;
+}
+
 BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                                     Rng& rng, std::string* detail) const {
   if (kind == "wrong-device") return wrong_device(base, rng, detail);
   if (format_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))
     return package_variant(base, kind, variant, rng, detail);
+  if (kind == "tampered-ciphertext" || kind == "other-device-key") {
+    if (!encrypt_for_) throw InputError(fmt::format("fault kind '{}' needs a board whose releases are encrypted", kind));
+    return encrypted_variant(base, kind, variant, rng, detail);
+  }
+  if (encrypt_for_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))
+    return encrypted_variant(base, kind, variant, rng, detail);
+  return plain_variant(base, kind, variant, rng, detail);
+}
+
+BuiltImage ReleaseSet::plain_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
+                                     Rng& rng, std::string* detail) const {
   BuiltImage v = base;
   v.variant = variant.empty() ? kind : variant;
   v.name = base.name + "/" + v.variant;

@@ -66,7 +66,8 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     if (auto n = root.find("needs")) {
       s.needs = n->as_string_list();
       for (const auto& need : s.needs)
-        if (need != kNeedsSecondImage) n->fail(fmt::format("unknown need '{}' (known: {})", need, kNeedsSecondImage));
+        if (need != kNeedsSecondImage && need != kNeedsEncryption)
+          n->fail(fmt::format("unknown need '{}' (known: {}, {})", need, kNeedsSecondImage, kNeedsEncryption));
     }
     s.name = root.at("name").as_string();
     s.title = root.string_or("title", s.name);

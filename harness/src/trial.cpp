@@ -1,5 +1,7 @@
 #include "otarig/harness/trial.hpp"
 
+#include "otarig/core/encryption.hpp"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -235,7 +237,12 @@ class Runner final : public TrialPort {
     const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
     drivers::DeliveryResult r;
     try {
-      r = bench_.parts().link->deliver(releases_.artifact(img));
+      const auto artifact = releases_.artifact(img);
+      // confidential: the plaintext of an encrypted release never crosses the link.
+      if (!img.marker.empty() && plaintext_on_link_.empty() && encryption::contains(artifact, img.marker))
+        plaintext_on_link_ = fmt::format("{}: the bytes delivered for {} carry its plaintext (the rig's marker)", step,
+                                         img.name);
+      r = bench_.parts().link->deliver(artifact);
     } catch (const BenchError&) {
       throw;
     } catch (const std::exception& e) {
@@ -451,6 +458,16 @@ class Runner final : public TrialPort {
   void observe() {
     fault_index_ = out_.observations.size();
     look("after-fault");
+    // confidential: an encrypted release the device did not take leaves no
+    // plaintext at rest (the profile's encryption.plaintext_before_verify: forbidden).
+    if (!image_->marker.empty() && !bench_.profile().plaintext_before_verify && bench_.parts().storage_scan &&
+        (out_.delivery_status == "refused" || out_.delivery_status == "failed")) {
+      std::string where;
+      if (bench_.parts().storage_scan->storage_contains(image_->marker, &where))
+        plaintext_at_rest_ = fmt::format("after-fault: the {} delivery of {} was not taken, yet its plaintext (the "
+                                         "rig's marker) sits at {}: decrypted before it was verified",
+                                         out_.delivery_status, image_->name, where);
+    }
     note_device_reports("after-fault");
     if (hooks_) {
       TrialContext ctx{bench_, spec_, out_};
@@ -480,6 +497,8 @@ class Runner final : public TrialPort {
     in.delivered_authentic = image_->authentic;
     in.delivered_fails_self_test = image_->fails_self_test;
     in.delivered_compatible = image_->compatible;
+    in.plaintext_on_link = plaintext_on_link_;
+    in.plaintext_at_rest = plaintext_at_rest_;
     in.before_image1_digest = before_image1_;
     for (const auto& c : image_->components)
       if (c.image_index == 1) in.delivered_image1_digest = c.digest;
@@ -548,6 +567,7 @@ class Runner final : public TrialPort {
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
+  std::string plaintext_on_link_, plaintext_at_rest_;  ///< what the confidential oracle found
   std::string before_image1_;  ///< the second image's digest before the faulted delivery ("" without one)
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
   std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports
@@ -686,6 +706,7 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   }
   a.device_type = !bench.profile().device_type.empty() || !releases.package_format().empty();
   a.second_image = bench.profile().reports_second_image();
+  a.encryption = releases.encrypted();
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };

@@ -22,7 +22,7 @@ constexpr std::array kFaultFields = {"kind", "at", "variant", "torn", "error", "
 
 // The standard oracles in DESIGN.md's order; any other follows by name.
 constexpr std::array kOracleOrder = {"authentic",       "atomic",     "no-rollback", "recovered",
-                                     "still-updatable", "compatible", "dependencies"};
+                                     "still-updatable", "compatible", "dependencies", "confidential"};
 
 std::size_t oracle_rank(const std::string& name) {
   for (std::size_t i = 0; i < kOracleOrder.size(); ++i)

@@ -51,6 +51,9 @@ constexpr std::pair<const char*, const char*> kReleaseOracles[] = {
     {"dependencies",
      "the device never runs an image beside another image older than it needs (the application beside its "
      "second-stage bootloader or co-processor image)"},
+    {"confidential",
+     "the plaintext of an encrypted release never crosses the link (the rig's marker planted in it), and an "
+     "encrypted release the device refused leaves no plaintext at rest (decrypted before verification)"},
 };
 // Oracles a scenario adds to its own trials (scenario class S7: CRA Annex I
 // Part I (2)(d), Part II (7), ETSI EN 303 645 5.3-9/5.3-10, EN 18031-1 SUM-2).

@@ -128,3 +128,52 @@ def test_a_bad_device_type_or_bundle_names_its_line(tmp_path):
     assert r.returncode == 2 and re.search(r"bad\.yaml:\d+.*no release named 'boot-9'", r.stderr), r.stderr
     r = bad_profile(tmp_path, lambda t: t.replace("bundle: [app-2, boot-2]", "bundle: [boot-2, app-2]"))
     assert r.returncode == 2 and "comes first" in r.stderr, r.stderr
+
+
+ENCRYPTED = BOARDS / "virtual-ab-encrypted.yaml"
+
+
+@pytest.mark.parametrize("scenario", ["tampered-ciphertext", "encrypted-for-another-device", "power-cut-sweep",
+                                      "tampered-image", "wrong-device"])
+def test_the_encrypted_reference_finds_nothing(tmp_path, scenario):
+    p, run = campaign(tmp_path, ENCRYPTED, scenario)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert run["summary"]["findings"] == 0
+    for t in run["trials"]:
+        assert "confidential" in t["oracles"]
+    if scenario in ("tampered-ciphertext", "encrypted-for-another-device"):
+        detail = run["trials"][0]["delivery"]["detail"]
+        assert run["trials"][0]["delivery"]["status"] == "refused", detail
+        if scenario == "encrypted-for-another-device":
+            assert "does not unwrap with this device's key" in detail, detail
+
+
+def test_a_device_decrypting_before_it_verifies_is_caught(tmp_path):
+    p, run = campaign(tmp_path, BOARDS / "flawed/virtual-decrypt-before-verify.yaml", "tampered-ciphertext")
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    assert broken(run) == {"confidential"}, run["findings"]
+    detail = run["findings"][0]["oracles"][0]["detail"]
+    assert "decrypted before it was verified" in detail and "slot B" in detail, detail
+
+
+def test_image_build_encrypts_for_a_device(tmp_path):
+    img = tmp_path / "enc.img"
+    pub = "9" * 64
+    p = otarig("image", "build", "--version", "1.1.0", "--counter", 2, "--payload-size", 4096, "--key", "test:k",
+               "--encrypt-for", pub, "--out", img)
+    assert p.returncode == 0, p.stderr
+    j = json.loads(otarig("image", "inspect", img, "--json", "--key", "test:k").stdout)
+    assert j["encrypted"] is True and j["signature"] == "ok", j
+    bad = otarig("image", "build", "--version", "1.1.0", "--counter", 2, "--payload-size", 10, "--key", "test:k",
+                 "--encrypt-for", "nokey", "--out", tmp_path / "x.img")
+    assert bad.returncode == 2 and "--encrypt-for" in bad.stderr, bad.stderr
+
+
+@pytest.mark.skipif(not TOOLS, reason="otarig-vboard is not built (OTARIG_TOOL_PATH unset)")
+@pytest.mark.parametrize("scenario", ["tampered-ciphertext", "encrypted-for-another-device", "replay-old"])
+def test_the_encrypted_process_board_finds_nothing(tmp_path, scenario):
+    env = dict(os.environ, PATH=f"{TOOLS}:{os.environ['PATH']}")
+    p, run = campaign(tmp_path, BOARDS / "vboard-ab-encrypted.yaml", scenario, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert run["summary"]["findings"] == 0 and run["summary"]["trials"] >= 1
+    assert all(t["oracles"]["confidential"] for t in run["trials"])

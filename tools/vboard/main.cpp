@@ -618,6 +618,18 @@ int run(const Options& o) {
   // The device's type: an image built for another type is refused.
   config.device_type_name = o.device_type.empty() ? env_or("OTARIG_DEVICE_TYPE") : o.device_type;
   config.device_type = otarig::image::device_type_id(config.device_type_name);
+  // The device's X25519 secret for encrypted images (hex), as the rig hands it over.
+  if (const auto key = env_or("OTARIG_ENCRYPTION_KEY"); !key.empty()) {
+    otarig::crypto::Bytes raw;
+    try {
+      raw = otarig::crypto::from_hex(key);
+    } catch (const std::exception&) {
+    }
+    if (raw.size() != 32) throw otarig::InputError("OTARIG_ENCRYPTION_KEY: not 64 hex digits");
+    std::array<std::uint8_t, 32> secret{};
+    std::copy(raw.begin(), raw.end(), secret.begin());
+    config.encryption_secret = secret;
+  }
   Device device(o, config, std::move(*file), trusted_keys(o));
   device.power_on();
   otarig::drivers::process::serve_console([&](std::string line) { device.line(std::move(line)); });

@@ -14,8 +14,8 @@
 
 namespace otarig::harness {
 
-inline constexpr const char* kOracleNames[] = {"authentic",       "atomic",     "no-rollback", "recovered",
-                                               "still-updatable", "compatible", "dependencies"};
+inline constexpr const char* kOracleNames[] = {"authentic",  "atomic",       "no-rollback", "recovered", "still-updatable",
+                                               "compatible", "dependencies", "confidential"};
 
 struct OracleResult {
   std::string name;
@@ -47,6 +47,11 @@ struct OracleInput {
     std::string version;
   };
   std::map<std::string, Need> needs;
+  /// confidential (docs/scenarios.md, "Encrypted images"): where the
+  /// plaintext of an encrypted release was found on the link or at rest
+  /// before verification; empty when it was not.
+  std::string plaintext_on_link;
+  std::string plaintext_at_rest;
   std::set<std::string> authentic_digests;  ///< every validly signed image the rig built
   bool has_retry = false;
   std::string retry_digest;

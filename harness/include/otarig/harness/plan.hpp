@@ -97,6 +97,8 @@ struct BoardAbilities {
   /// The device has a second updatable image and reports it
   /// (BoardProfile::reports_second_image).
   bool second_image = false;
+  /// The board's releases are encrypted for the device (the profile's `encryption:`).
+  bool encryption = false;
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming

@@ -69,6 +69,14 @@ struct BoardProfile {
   /// built for it (header.device_type) and the device refuses another's.
   /// Empty: none declared, releases are for any device.
   std::string device_type;
+  /// `encryption:` (docs/board-profile.md, "Encryption"): the device's X25519
+  /// key the releases are encrypted for ("test:LABEL" or a PEM file); empty:
+  /// releases are not encrypted.
+  std::string encryption_key;
+  /// `encryption.plaintext_before_verify`: false (`forbidden`, the default)
+  /// when the decrypted payload must never sit in storage before the image
+  /// was verified.
+  bool plaintext_before_verify = false;
   ObserveSettings observe;
   std::string signing_key;               ///< "test:LABEL" or a PEM path
   std::vector<std::string> trusted_keys; ///< keys the device trusts (default: the signing key)

@@ -2,6 +2,7 @@
 // The images a campaign delivers: the profile's releases, signed with its key,
 // and the damaged or hostile variants a fault asks for.
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,12 @@ struct BuiltImage {
     std::string needs_version;
   };
   std::vector<Component> components;
+  /// On a board whose releases are encrypted (the profile's `encryption:`):
+  /// the 32 bytes the rig planted at the start of the plaintext payload, which
+  /// must never cross the link or sit at rest before verification (oracle
+  /// confidential); empty otherwise. `bytes` is then the plaintext image the
+  /// device boots and `package` the encrypted image delivered.
+  image::Bytes marker;
   /// Made for this device (its header's device_type is the profile's or
   /// any); false for the wrong-device variant, validly signed for another.
   bool compatible = true;
@@ -77,6 +84,11 @@ class ReleaseSet {
   BuiltImage make_variant(const BuiltImage& base, const std::string& kind, const std::string& variant,
                           Rng& rng, std::string* detail) const;
 
+  /// Whether the releases are encrypted for the device (the profile's `encryption:`).
+  bool encrypted() const { return encrypt_for_.has_value(); }
+  /// The encrypted image of `plaintext` for this device, signed by the release key (a seed from its digest).
+  image::Bytes encrypt(std::span<const std::uint8_t> plaintext) const;
+
   /// The profile's package format ("swu", "raucb", ...); empty when the
   /// device takes otarig images as they are.
   const std::string& package_format() const { return package_format_; }
@@ -94,6 +106,13 @@ class ReleaseSet {
  private:
   BuiltImage self_test_twin(const BuiltImage& base) const;
   BuiltImage wrong_device(const BuiltImage& base, Rng& rng, std::string* detail) const;
+  BuiltImage plain_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
+                           std::string* detail) const;
+  BuiltImage encrypted_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
+                               std::string* detail) const;
+  /// The device's X25519 public key when the profile encrypts its releases.
+  std::optional<std::array<std::uint8_t, 32>> encrypt_for_;
+  std::string board_name_;
   std::string device_type_;
   BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
                              std::string* detail) const;

@@ -15,6 +15,8 @@ namespace otarig::harness {
 /// A scenario's `needs:` value: the board has a second updatable image and
 /// reports it (its status pattern has the group `image1_version`).
 inline constexpr const char* kNeedsSecondImage = "second-image";
+/// A scenario's `needs:` value: the board's releases are encrypted for the device (`encryption:`).
+inline constexpr const char* kNeedsEncryption = "encryption";
 
 struct Scenario {
   std::filesystem::path path;

@@ -58,8 +58,9 @@ enum class Defect {
   ignores_device_type,      ///< agent + bootloader: never compare the image's device type with the device's
   ignores_dependency,       ///< agent + bootloader: never check an image's dependency on the other image
   image1_in_place,          ///< agent: writes the second image over its running slot (no A/B for it)
+  decrypt_before_verify,    ///< agent: decrypts an encrypted image into the slot before verifying it
 };
-inline constexpr std::size_t kDefectCount = 19;
+inline constexpr std::size_t kDefectCount = 20;
 /// The profile name, e.g. "inplace-overwrite".
 const char* to_string(Defect defect);
 std::optional<Defect> defect_from_string(std::string_view name);
@@ -90,6 +91,9 @@ struct BoardConfig {
   /// slot_size}`): its name in messages and the status line's `image1=`;
   /// empty when the device has none (flash.image1_slot_size is then 0).
   std::string image1_name;
+  /// The device's X25519 secret for encrypted images (docs/image-format.md,
+  /// "Encrypted payloads"); nullopt: it refuses encrypted images.
+  std::optional<std::array<std::uint8_t, 32>> encryption_secret;
 
   bool has(Defect d) const { return defects.test(static_cast<std::size_t>(d)); }
   /// The flash layout the mode needs: `flash` plus the swap area of the swap modes.
@@ -117,7 +121,8 @@ class VirtualBoard final : public PowerProtocol,
                            public ConsoleProtocol,
                            public UpdateLinkProtocol,
                            public ProvisionProtocol,
-                           public FlashFaultProtocol {
+                           public FlashFaultProtocol,
+                           public StorageScanProtocol {
  public:
   /// `clock` (optional, not owned) receives the modelled time: boots, and
   /// console reads that find nothing.
@@ -150,6 +155,9 @@ class VirtualBoard final : public PowerProtocol,
   std::uint64_t ops_counted() const override;
   std::optional<FlashOp> fired() const override;
   std::vector<std::uint32_t> erase_counts() const override;
+
+  // StorageScanProtocol: the whole flash.
+  bool storage_contains(std::span<const std::uint8_t> needle, std::string* where) const override;
   /// Flips seeded bits of the image in a slot (the device is switched off first).
   std::optional<std::string> flip_at_rest(const StorageFlip& flip) override;
 
