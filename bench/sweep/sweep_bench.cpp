@@ -16,7 +16,13 @@
 //
 // Each board is measured in a child process of its own, so peak memory is per board.
 //
-//   otarig_sweep_bench [--jobs N] [--slow-every K] [--no-slow] [BOARD.yaml ...]
+// Beside it, in the same run, the bootloader-update sweep (scenario
+// bootloader-power-cut-sweep: every cut point N of an update of the second
+// image alone) on the board with a second-stage bootloader and its in-place
+// flawed twin: N, trials, wall time and CPU per trial in SHA-256 (1 MiB)
+// units, with what each cut left of the bootloader.
+//
+//   otarig_sweep_bench [--jobs N] [--slow-every K] [--no-slow] [--no-bootloader] [BOARD.yaml ...]
 #include <fmt/format.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -158,6 +164,7 @@ struct Options {
   unsigned jobs = std::max(1u, std::min(2u, std::thread::hardware_concurrency()));
   std::size_t slow_every = 1;  ///< the slow sweep runs every K-th trial of the plan
   bool slow = true;
+  bool bootloader = true;  ///< also the bootloader-update sweep (run_bootloader_sweeps)
 };
 
 std::string pct(std::size_t n, std::size_t of) {
@@ -261,6 +268,89 @@ int measure(const std::filesystem::path& board, const Options& o) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------- bootloader-update sweep
+
+// One board with a second image, in its own process: every cut point of
+// scenario bootloader-power-cut-sweep, on `jobs` benches.
+int measure_bootloader_sweep(const std::filesystem::path& board, unsigned jobs) {
+  drivers::DriverRegistry registry;
+  drivers::register_all_drivers(registry);
+  auto profile = load_profile(board);
+  ReleaseSet releases(profile);
+  auto scenario = load_scenario("bootloader-power-cut-sweep");
+  BoardAbilities abilities;
+  Bench counter(profile, registry, releases, 1);
+  abilities.count_ops = [&](const std::string& s, const std::string& d) {
+    return count_update_ops(counter, releases, s, d);
+  };
+  abilities.second_image = profile.reports_second_image();
+  auto plan = make_plan(scenario, 1, abilities);
+  const std::uint64_t n = plan.ops_per_update.begin()->second;
+  const double hash = sha256_1mib_seconds();
+  std::vector<std::unique_ptr<Bench>> benches;
+  for (unsigned j = 0; j < jobs; ++j) {
+    benches.push_back(std::make_unique<Bench>(profile, registry, releases, 1));
+    (void)count_update_ops(*benches.back(), releases, scenario.start, scenario.deliver);
+  }
+  const auto old_boot = releases.get("boot-1").digest, new_boot = releases.get(scenario.deliver).digest;
+  std::atomic<std::size_t> next{0}, failed{0}, bricked{0}, old_image{0}, new_image{0}, other{0};
+  const auto cpu0 = cpu_seconds();
+  const auto t = WallClock::now();
+  auto work = [&](unsigned j) {
+    for (std::size_t i; (i = next.fetch_add(1)) < plan.trials.size();) {
+      const auto out = run_trial(*benches[j], releases, plan.trials[i]);
+      if (!out.passed) ++failed;
+      for (const auto& o : out.observations) {
+        if (o.step != "after-fault") continue;
+        if (!o.booted) ++bricked;
+        else if (o.image1_digest == old_boot) ++old_image;
+        else if (o.image1_digest == new_boot) ++new_image;
+        else ++other;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned j = 1; j < jobs; ++j) threads.emplace_back(work, j);
+  work(0);
+  for (auto& th : threads) th.join();
+  const double wall = seconds_since(t), cpu = cpu_seconds() - cpu0;
+  const auto trials = plan.trials.size();
+  const double cpu_per = cpu / static_cast<double>(trials);
+  fmt::print("{:<28} {:<15} {:<9} {:>5} {:>6} {:>8.2f} {:>9.0f} {:>9.3f} {:>8.2f} {:>8.0f}{}\n", profile.name,
+             "ab+bootloader", "snapshots", n, trials, wall, static_cast<double>(trials) / wall, cpu_per * 1e3,
+             cpu_per / hash, peak_rss_mib(), failed ? fmt::format("  ({} failed)", failed.load()) : "");
+  fmt::print("    outcome cuts: {:>5}  bricked {}  old bootloader {}  new bootloader {}  other {}\n", trials,
+             bricked.load(), old_image.load(), new_image.load(), other.load());
+  std::fflush(stdout);
+  return 0;
+}
+
+int run_bootloader_sweeps(unsigned jobs) {
+  const std::filesystem::path src = OTARIG_SOURCE_DIR;
+  fmt::print("\nbootloader-power-cut-sweep: every cut point N of an update of the second-stage bootloader alone (N "
+             "trials), {} job{}\n\n",
+             jobs, jobs == 1 ? "" : "s");
+  fmt::print("{:<28} {:<15} {:<9} {:>5} {:>6} {:>8} {:>9} {:>9} {:>8} {:>8}\n", "board", "mode", "sweep", "N",
+             "trials", "wall s", "trials/s", "cpu ms/t", "x SHA", "peak MiB");
+  std::fflush(stdout);
+  int rc = 0;
+  for (const char* b : {"virtual-ab-bootloader", "flawed/virtual-bootloader-in-place"}) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      try {
+        std::_Exit(measure_bootloader_sweep(src / "boards" / (std::string(b) + ".yaml"), jobs));
+      } catch (const std::exception& e) {
+        fmt::print(stderr, "{}: {}\n", b, e.what());
+        std::_Exit(2);
+      }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -271,6 +361,7 @@ int main(int argc, char** argv) {
     if (a == "--jobs" && i + 1 < argc) o.jobs = static_cast<unsigned>(std::stoul(argv[++i]));
     else if (a == "--slow-every" && i + 1 < argc) o.slow_every = std::max<std::size_t>(1, std::stoul(argv[++i]));
     else if (a == "--no-slow") o.slow = false;
+    else if (a == "--no-bootloader") o.bootloader = false;
     else boards.emplace_back(a);
   }
   if (boards.empty()) {
@@ -302,5 +393,6 @@ int main(int argc, char** argv) {
     ::waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
   }
+  if (o.bootloader && run_bootloader_sweeps(o.jobs) != 0) rc = 1;
   return rc;
 }

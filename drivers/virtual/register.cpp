@@ -11,6 +11,9 @@ namespace vboard {
 
 std::shared_ptr<VirtualBoard> make_virtual_board(const Config& device, const BindContext& context) {
   auto cfg = BoardConfig::from_config(device);
+  cfg.device_type_name = context.device_type;
+  cfg.device_type = image::device_type_id(context.device_type);
+  cfg.encryption_secret = context.encryption_secret;
   return std::make_shared<VirtualBoard>(std::move(cfg), context.trusted_keys, context.clock);
 }
 
@@ -48,6 +51,7 @@ void register_virtual_drivers(DriverRegistry& registry) {
     parts.link = board;
     parts.provision = board;
     parts.flash_faults = board;
+    parts.storage_scan = board;
     parts.device = board;
     parts.component_versions["otarig-vboard"] =
         fmt::format("bootloader 1.0 mode={}", vboard::to_string(board->config().mode));

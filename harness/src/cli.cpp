@@ -21,6 +21,7 @@
 
 #include "otarig/harness/composition.hpp"
 #include "otarig/core/delta.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
@@ -369,7 +370,7 @@ struct ListCommand {
 };
 
 struct ImageBuildCommand {
-  std::string version, key, out, payload, genkey, counter, size;
+  std::string version, key, out, payload, genkey, counter, size, device_type, image_index, needs, encrypt_for;
   bool selftest_fail = false;
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
@@ -389,6 +390,14 @@ struct ImageBuildCommand {
     cmd->add_option("--key", key, "Ed25519 PEM private key, or test:LABEL")->required();
     cmd->add_option("--generate-key", genkey, "write a new Ed25519 key to this PEM file and sign with it");
     cmd->add_flag("--self-test-fail", selftest_fail, "mark the image as one whose self-test fails");
+    cmd->add_option("--device-type", device_type,
+                    "the device type the image is for (header.device_type; without it: any device)");
+    cmd->add_option("--image-index", image_index,
+                    "which of the device's images this is: 0 the application (default), 1 the second image");
+    cmd->add_option("--needs", needs, "INDEX>=VERSION: the image runs only with image INDEX at VERSION or newer");
+    cmd->add_option("--encrypt-for", encrypt_for,
+                    "encrypt the image for this device: its X25519 public key (64 hex digits, or a PEM file of its "
+                    "public or private key); docs/image-format.md, \"Encrypted payloads\"");
     cmd->add_option("--out", out, "output image")->required();
     cmd->add_option("--format", format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
         ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
@@ -405,6 +414,24 @@ struct ImageBuildCommand {
     h.version = image::Version::parse(version);
     h.security_counter = static_cast<std::uint32_t>(parse_number(counter, 0, UINT32_MAX, "--counter"));
     if (selftest_fail) h.flags |= image::kFlagSelfTestFails;
+    if (!device_type.empty()) {
+      if (!harness::is_device_type_name(device_type))
+        throw InputError(fmt::format("otarig image build: --device-type '{}': {}", device_type,
+                                     harness::kDeviceTypeRule));
+      h.device_type = image::device_type_id(device_type);
+    }
+    if (!image_index.empty())
+      h.image_index = static_cast<std::uint8_t>(parse_number(image_index, 0, image::kMaxImages - 1, "--image-index"));
+    if (!needs.empty()) {
+      const auto at = needs.find(">=");
+      if (at == std::string::npos)
+        throw InputError(fmt::format("otarig image build: --needs '{}': expected INDEX>=VERSION", needs));
+      const auto index = parse_number(needs.substr(0, at), 0, image::kMaxImages - 1, "--needs INDEX");
+      if (index == h.image_index)
+        throw InputError(fmt::format("otarig image build: --needs '{}': image {} cannot need itself", needs, index));
+      h.needs_image = static_cast<std::uint8_t>(index + 1);
+      h.needs_version = image::Version::parse(needs.substr(at + 2));
+    }
     image::Bytes bytes;
     if (!payload.empty())
       bytes = read_file(payload, "payload");
@@ -423,6 +450,8 @@ struct ImageBuildCommand {
       k = load_key_ref(key, ".");
     }
     auto img = image::build(h, bytes, *k);
+    if (!delta_from.empty() && !encrypt_for.empty())
+      throw InputError("otarig image build: --delta-from and --encrypt-for do not go together (a delta is not encrypted)");
     if (!delta_from.empty()) {
       if (format != "otarig") throw InputError("otarig image build: --delta-from makes otarig delta releases only");
       const auto base = read_file(delta_from, "base image");
@@ -435,6 +464,18 @@ struct ImageBuildCommand {
                                out, delta.size(), delta_from, crypto::hex(d.patch.base_sha256), h.version.str(),
                                h.security_counter, crypto::hex(k->id()), d.patch.ops.size(), st.copied, st.inserted,
                                img.size(), device_digest(img));
+      return 0;
+    }
+    if (!encrypt_for.empty()) {
+      if (format != "otarig") throw InputError("otarig image build: --encrypt-for makes otarig images only");
+      const auto plain_digest = device_digest(img);
+      img = encryption::encrypt(img, encryption::load_public(encrypt_for, "--encrypt-for"), *k);
+      write_file(out, img);
+      std::cout << fmt::format("{}: {} bytes, encrypted for {}, version {}, counter {}, key {}, digest {} (the "
+                               "plaintext image: {})\n",
+                               out, img.size(), crypto::hex(encryption::load_public(encrypt_for, "--encrypt-for")),
+                               h.version.str(), h.security_counter, crypto::hex(k->id()), device_digest(img),
+                               plain_digest);
       return 0;
     }
     if (format != "otarig") return write_package(img);
@@ -545,6 +586,9 @@ struct ImageInspectCommand {
                        {"security_counter", p.header.security_counter},
                        {"payload_size", p.header.payload_size},
                        {"flags", p.header.flags},
+                       {"device_type", crypto::hex(p.header.device_type)},
+                       {"image_index", p.header.image_index},
+                       {"encrypted", (p.header.flags & image::kFlagEncrypted) != 0},
                        {"key_id", crypto::hex(p.trailer.key_id)},
                        {"digest", device_digest(bytes)},
                        {"signature", signature}};
@@ -556,6 +600,8 @@ struct ImageInspectCommand {
                       {"inserts", st.inserts}, {"inserted", st.inserted},
                       {"assembled_digest", crypto::hex(p.trailer.sha256)}};
       }
+      if (p.header.needs_image)
+        j["needs"] = {{"image", p.header.needs_image - 1}, {"version", p.header.needs_version.str()}};
       if (c && !c->ok()) j["reason"] = c->reason;
       std::cout << j.dump(2) << "\n";
     } else {
@@ -571,6 +617,12 @@ struct ImageInspectCommand {
                                  st.inserts, st.inserted, d.patch.target_size + image::kTrailerSize,
                                  crypto::hex(p.trailer.sha256));
       }
+      std::cout << fmt::format("device_type {}\nimage_index {}\n",
+                               image::any_device(p.header.device_type) ? std::string("any")
+                                                                       : crypto::hex(p.header.device_type),
+                               p.header.image_index);
+      if (p.header.needs_image)
+        std::cout << fmt::format("needs image {} >= {}\n", p.header.needs_image - 1, p.header.needs_version.str());
       if (!c)
         std::cout << "signature NOT CHECKED (no --key): the fields above are what the image claims\n";
       else

@@ -62,7 +62,13 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     }
   } else {
     root.only_keys({"name", "title", "description", "classes", "requirements", "start", "before", "deliver", "fault",
-                    "retry", "trials", "delivery"});
+                    "retry", "trials", "delivery", "needs"});
+    if (auto n = root.find("needs")) {
+      s.needs = n->as_string_list();
+      for (const auto& need : s.needs)
+        if (need != kNeedsSecondImage && need != kNeedsEncryption)
+          n->fail(fmt::format("unknown need '{}' (known: {}, {})", need, kNeedsSecondImage, kNeedsEncryption));
+    }
     s.name = root.at("name").as_string();
     s.title = root.string_or("title", s.name);
     s.classes = root.at("classes").as_string_list();

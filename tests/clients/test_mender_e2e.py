@@ -238,3 +238,13 @@ def test_mender_refuses_an_artifact_for_another_device_type(tmp_path):
         other.close()
         own.close()
     assert host_state() == before, "a Mender run changed the host's /etc, /run, /dev or mounts"
+
+
+def test_the_wrong_device_scenario_is_refused_by_mender(tmp_path):
+    """The rig's own wrong-device variant: a validly signed artifact whose device_type is another board's."""
+    need_mender()
+    r = run(BOARD, "wrong-device", tmp_path / "out", "--no-progress")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    t = json.loads((tmp_path / "out" / "run.json").read_text())["trials"][0]
+    assert t["delivery"]["status"] == "refused", t["delivery"]
+    assert "not compatible with device otarig-board" in t["delivery"]["detail"], t["delivery"]

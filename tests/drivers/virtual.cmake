@@ -23,3 +23,7 @@ otarig_test(otarig_defects_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/defects_test.cpp
   LIBS otarig_drivers_virtual
   LABELS virtual)
+otarig_test(otarig_second_image_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/second_image_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)

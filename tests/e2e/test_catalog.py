@@ -40,6 +40,7 @@ CATALOG = {
     "virtual-write-order": ("atomic", "power-cut-sweep"),
     "virtual-stale-trailer": ("still-updatable", "replay-old"),
     "virtual-anykey": ("authentic", "wrong-key"),
+    "virtual-any-device": ("compatible", "wrong-device"),
     "virtual-trusts-digest": ("authentic", "tampered-image"),
     "virtual-version-string": ("no-rollback", "version-edges"),
     "virtual-delta-inplace": ("atomic", "delta-power-cut-sweep"),

@@ -119,3 +119,11 @@ add_test(NAME e2e.usability
 set_tests_properties(e2e.usability PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 600 COST 20)
+# Device compatibility (wrong-device, oracle compatible) and a second updatable
+# image (bundles, dependencies, bootloader power cuts; oracle dependencies):
+# the references pass, the flawed boards fail with their oracle. Seconds.
+add_test(NAME e2e.multi
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_multi_image.py)
+set_tests_properties(e2e.multi PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};$<$<TARGET_EXISTS:otarig-vboard>:OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>>"
+  LABELS "e2e" TIMEOUT 600)

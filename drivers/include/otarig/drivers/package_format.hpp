@@ -37,6 +37,10 @@ class PackageFormat {
   /// `damaged` is the release's slot image with one seeded payload bit
   /// flipped, `release` the release's own. Every random choice comes from
   /// `rng`. InputError for a variant the format does not know.
+  /// `wrong-device`: a validly signed package of `damaged` (then the release
+  /// built validly for another device type) that names another device in
+  /// the package's own field (SWUpdate's hardware-compatibility, RAUC's
+  /// compatible, Mender's device_type).
   virtual PackageDamage damage(std::span<const std::uint8_t> release, image::Bytes damaged, const std::string& kind,
                                const std::string& variant, core::Rng& rng) const = 0;
   /// Whether the format makes delta packages (delta_package).

@@ -94,6 +94,14 @@ struct BoardAbilities {
   /// client certificate. The TLS scenarios skipped on it say so, and with
   /// "tls" it skips the server's client-certificate probe (mtls-required).
   std::string tls_reason;
+  /// The device checks what device an image is for: the profile declares a
+  /// device_type, or its packages name one (docs/board-profile.md, "Device type").
+  bool device_type = false;
+  /// The device has a second updatable image and reports it
+  /// (BoardProfile::reports_second_image).
+  bool second_image = false;
+  /// The board's releases are encrypted for the device (the profile's `encryption:`).
+  bool encryption = false;
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming

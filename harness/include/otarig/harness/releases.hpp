@@ -2,6 +2,7 @@
 // The images a campaign delivers: the profile's releases, signed with its key,
 // and the damaged or hostile variants a fault asks for.
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,6 +29,25 @@ struct BuiltImage {
   std::uint32_t security_counter = 0;
   bool authentic = true;     ///< validly signed by a trusted key, unmodified
   bool fails_self_test = false;
+  /// The images the bytes carry (one, or a bundle's, in order): what the
+  /// dependency oracle reads (docs/scenarios.md, "Images and dependencies").
+  struct Component {
+    std::uint8_t image_index = 0;
+    std::string digest;
+    std::string version;
+    std::uint8_t needs_image = 0;  ///< index + 1; 0 none
+    std::string needs_version;
+  };
+  std::vector<Component> components;
+  /// On a board whose releases are encrypted (the profile's `encryption:`):
+  /// the 32 bytes the rig planted at the start of the plaintext payload, which
+  /// must never cross the link or sit at rest before verification (oracle
+  /// confidential); empty otherwise. `bytes` is then the plaintext image the
+  /// device boots and `package` the encrypted image delivered.
+  image::Bytes marker;
+  /// Made for this device (its header's device_type is the profile's or
+  /// any); false for the wrong-device variant, validly signed for another.
+  bool compatible = true;
   std::string variant;       ///< "" for a release as built
   /// On a board that takes packages (the profile's `package:`,
   /// docs/ota-clients.md): the artifact delivered (.swu, .raucb); `bytes`
@@ -66,7 +86,8 @@ class ReleaseSet {
   const std::vector<std::string>& authentic_digests() const { return authentic_; }
 
   /// A variant of `base` for fault `kind` ("tamper" with `variant`, "unsigned",
-  /// "wrong-key", "self-test-fail"); offsets are drawn from `rng`. On a
+  /// "wrong-key", "self-test-fail", "wrong-device": validly signed for
+  /// another device type, other_device_type()); offsets are drawn from `rng`. On a
   /// packaged board the damage is done to the package and the slot image
   /// inside an inauthentic package carries one flipped payload bit
   /// (docs/ota-clients.md).
@@ -83,6 +104,10 @@ class ReleaseSet {
   /// packaged board, the format's own delta data): an inauthentic image whose
   /// `bytes` are what the device would assemble from it.
   BuiltImage corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng, std::string* detail) const;
+  /// Whether the releases are encrypted for the device (the profile's `encryption:`).
+  bool encrypted() const { return encrypt_for_.has_value(); }
+  /// The encrypted image of `plaintext` for this device, signed by the release key (a seed from its digest).
+  image::Bytes encrypt(std::span<const std::uint8_t> plaintext) const;
 
   /// The profile's package format ("swu", "raucb", ...); empty when the
   /// device takes otarig images as they are.
@@ -102,6 +127,15 @@ class ReleaseSet {
 
  private:
   BuiltImage self_test_twin(const BuiltImage& base) const;
+  BuiltImage wrong_device(const BuiltImage& base, Rng& rng, std::string* detail) const;
+  BuiltImage plain_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
+                           std::string* detail) const;
+  BuiltImage encrypted_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
+                               std::string* detail) const;
+  /// The device's X25519 public key when the profile encrypts its releases.
+  std::optional<std::array<std::uint8_t, 32>> encrypt_for_;
+  std::string board_name_;
+  std::string device_type_;
   BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
                              std::string* detail) const;
   std::string package_format_;
@@ -122,6 +156,18 @@ class ReleaseSet {
 /// A derived release's payload (`derived_from`): `own` with every 4 KiB block
 /// it shares with `base` copied from `base`, but every 16th (blocks 15, 31, ...).
 image::Bytes derived_payload(std::span<const std::uint8_t> base, image::Bytes own);
+
+/// The device type the wrong-device variant is built for (another when the
+/// profile's is this one).
+std::string other_device_type(const std::string& own);
+
+/// The images of a bundle (docs/image-format.md): whole images back to back;
+/// bytes after the last that do not start another image are not one. A
+/// single image is a bundle of one. InputError naming `name` when the first
+/// does not parse.
+std::vector<std::span<const std::uint8_t>> bundle_images(std::span<const std::uint8_t> bytes, const std::string& name);
+/// The components of `bytes` as BuiltImage::components.
+std::vector<BuiltImage::Component> components_of(std::span<const std::uint8_t> bytes, const std::string& name);
 
 /// SHA-256 (hex) of the header+payload part of an image, as far as it is present.
 std::string device_digest(std::span<const std::uint8_t> image);

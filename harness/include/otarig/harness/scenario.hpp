@@ -12,6 +12,12 @@
 
 namespace otarig::harness {
 
+/// A scenario's `needs:` value: the board has a second updatable image and
+/// reports it (its status pattern has the group `image1_version`).
+inline constexpr const char* kNeedsSecondImage = "second-image";
+/// A scenario's `needs:` value: the board's releases are encrypted for the device (`encryption:`).
+inline constexpr const char* kNeedsEncryption = "encryption";
+
 struct Scenario {
   std::filesystem::path path;
   /// SHA-256 (hex) of the file's bytes; a suite's covers its own file and
@@ -31,6 +37,9 @@ struct Scenario {
   FaultSpec fault;
   std::string retry;                      ///< clean update that must succeed afterwards ("" = none)
   std::uint64_t trials = 0;               ///< randomized scenarios: trial count
+  /// What the board must have (`needs: [second-image]`); a suite skips the
+  /// scenario on a board without it, with the reason.
+  std::vector<std::string> needs;
   std::vector<Scenario> parts;            ///< a suite (nightly): its scenarios, in order
   std::string where_start, where_deliver, where_retry;
 
