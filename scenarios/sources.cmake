@@ -7,6 +7,7 @@ set(OTARIG_FAULT_KIND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/power/runs.cpp
   ${CMAKE_CURRENT_LIST_DIR}/power/storage_cut.cpp
   ${CMAKE_CURRENT_LIST_DIR}/image/image.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/delta/delta.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/network.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/lying_mirror.cpp
   ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp

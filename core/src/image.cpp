@@ -26,7 +26,14 @@ constexpr std::size_t kOffBuild = 12;
 constexpr std::size_t kOffCounter = 16;
 constexpr std::size_t kOffPayloadSize = 20;
 constexpr std::size_t kOffFlags = 24;
-constexpr std::size_t kOffHeaderReserved = 28;
+constexpr std::size_t kOffDeviceType = 28;
+constexpr std::size_t kOffImageIndex = 36;
+constexpr std::size_t kOffNeedsImage = 37;
+constexpr std::size_t kOffNeedsReserved = 38;  // 38..39: zero
+constexpr std::size_t kOffNeedsVersion = 40;   // major, minor, patch (2), build (4)
+// The delta work's part of the reserved bytes: the base id of a delta (docs/image-format.md).
+constexpr std::size_t kOffDeltaBase = 48;
+constexpr std::size_t kDeltaBaseEnd = 56;
 constexpr std::size_t kOffSigningTime = 56;  // u64, UNIX seconds; 0 = absent
 
 // Trailer field offsets.
@@ -125,6 +132,14 @@ std::string Version::str() const {
 
 // ---------------------------------------------------------------------------- layout
 
+DeviceType device_type_id(std::string_view name) {
+  DeviceType out{};
+  if (name.empty()) return out;
+  const auto d = crypto::sha256(name);
+  std::copy_n(d.begin(), out.size(), out.begin());
+  return out;
+}
+
 void encode_header(const Header& h, std::span<std::uint8_t, kHeaderSize> out) {
   std::fill(out.begin(), out.end(), std::uint8_t{0});
   auto* p = out.data();
@@ -139,6 +154,14 @@ void encode_header(const Header& h, std::span<std::uint8_t, kHeaderSize> out) {
   put32(p + kOffPayloadSize, h.payload_size);
   put32(p + kOffFlags, h.flags);
   put64(p + kOffSigningTime, h.signing_time);
+  std::copy(h.device_type.begin(), h.device_type.end(), p + kOffDeviceType);
+  p[kOffImageIndex] = h.image_index;
+  p[kOffNeedsImage] = h.needs_image;
+  p[kOffNeedsVersion] = h.needs_version.major;
+  p[kOffNeedsVersion + 1] = h.needs_version.minor;
+  put16(p + kOffNeedsVersion + 2, h.needs_version.patch);
+  put32(p + kOffNeedsVersion + 4, h.needs_version.build);
+  std::copy(h.delta_base.begin(), h.delta_base.end(), p + kOffDeltaBase);
 }
 
 Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
@@ -155,6 +178,14 @@ Header decode_header(std::span<const std::uint8_t, kHeaderSize> in) {
   h.payload_size = get32(p + kOffPayloadSize);
   h.flags = get32(p + kOffFlags);
   h.signing_time = get64(p + kOffSigningTime);
+  std::copy_n(p + kOffDeviceType, h.device_type.size(), h.device_type.begin());
+  h.image_index = p[kOffImageIndex];
+  h.needs_image = p[kOffNeedsImage];
+  h.needs_version.major = p[kOffNeedsVersion];
+  h.needs_version.minor = p[kOffNeedsVersion + 1];
+  h.needs_version.patch = get16(p + kOffNeedsVersion + 2);
+  h.needs_version.build = get32(p + kOffNeedsVersion + 4);
+  std::copy_n(p + kOffDeltaBase, h.delta_base.size(), h.delta_base.begin());
   return h;
 }
 
@@ -192,9 +223,27 @@ Parsed parse(std::span<const std::uint8_t> bytes, std::string_view name) {
         fmt::format("{}: header.header_size: expected {}, found {}", name, kHeaderSize, h.header_size));
   if (h.format != kFormat)
     throw InputError(fmt::format("{}: header.format: expected {}, found {}", name, kFormat, h.format));
-  if (auto i = first_nonzero(bytes, kOffHeaderReserved, kOffSigningTime); i != kOffSigningTime)
+  if (auto i = first_nonzero(bytes, kOffNeedsReserved, kOffNeedsVersion); i != kOffNeedsVersion)
     throw InputError(
         fmt::format("{}: header.reserved: byte at offset {} is {:#04x}, expected zero", name, i, bytes[i]));
+  if (h.flags & kFlagsMultiReserved)
+    throw InputError(fmt::format("{}: header.flags: {:#x} sets a reserved bit (bits 4..7 must be zero)", name,
+                                 h.flags & kFlagsMultiReserved));
+  if (h.image_index >= kMaxImages)
+    throw InputError(fmt::format("{}: header.image_index: {} is not 0..{}", name, h.image_index, kMaxImages - 1));
+  if (h.needs_image > kMaxImages)
+    throw InputError(fmt::format("{}: header.needs_image: {} is not 0 (none) or 1..{} (image index + 1)", name,
+                                 h.needs_image, kMaxImages));
+  if (h.needs_image == h.image_index + 1u)
+    throw InputError(fmt::format("{}: header.needs_image: image {} cannot need itself", name, h.image_index));
+  if (h.needs_image == 0 && h.needs_version != Version{})
+    throw InputError(fmt::format("{}: header.needs_version: {} without header.needs_image", name,
+                                 h.needs_version.str()));
+  const bool names_base = first_nonzero(bytes, kOffDeltaBase, kDeltaBaseEnd) != kDeltaBaseEnd;
+  if (names_base && !(h.flags & kFlagDelta))
+    throw InputError(fmt::format("{}: header.delta_base: nonzero, but the delta flag (bit 2) is clear", name));
+  if (!names_base && (h.flags & kFlagDelta))
+    throw InputError(fmt::format("{}: header.delta_base: zero, but the delta flag (bit 2) is set", name));
   const std::size_t after_header = bytes.size() - kHeaderSize;
   if (h.payload_size > after_header)
     throw InputError(fmt::format("{}: header.payload_size: {} bytes, but only {} bytes follow the header",
@@ -273,7 +322,10 @@ Check check(std::span<const std::uint8_t> bytes, std::span<const crypto::PublicK
   // The signature covers the digest the trailer states; hash_ok says whether the content matches it.
   if (key)
     c.signature_ok = crypto::ed25519_verify(*key, signing_message(p.trailer.sha256), p.trailer.signature);
-  if (!c.hash_ok)
+  if (!c.hash_ok && (p.header.flags & kFlagDelta))
+    c.reason = "image: a delta: its trailer states the digest of the image it assembles, checked only once it is "
+               "applied to its base (otarig image apply)";
+  else if (!c.hash_ok)
     c.reason = fmt::format("image: trailer.sha256: header+payload hash to {}, the trailer states {}",
                            crypto::hex(actual), crypto::hex(p.trailer.sha256));
   else if (!c.key_known)

@@ -33,6 +33,12 @@ SigningPki signing_pki(const Config& section, const std::string& board_name, con
   return SigningPki::read(folder);
 }
 
+std::string other_device(const std::string& own) {
+  std::string other = "otarig-other-device";
+  if (other == own) other += "-2";
+  return other;
+}
+
 namespace {
 
 // A version text with a seeded bit of one of its digits flipped (bit 0: it stays a digit).
@@ -108,7 +114,11 @@ class SwuFormat : public PackageFormat {
     auto content = package_content(damaged);
     auto parts = swu_parts(content, &pki_.signer, hardware_, handler_);
     std::string& what = d.what;
-    if (kind == "unsigned") {
+    if (kind == "wrong-device") {
+      const auto other = other_device(hardware_);
+      parts = swu_parts(content, &pki_.signer, other, handler_);
+      what = fmt::format("validly signed sw-description for hardware revision {} (the board is {})", other, hardware_);
+    } else if (kind == "unsigned") {
       parts = swu_parts(content, nullptr, hardware_, handler_);
       what = "no sw-description.sig";
     } else if (kind == "wrong-key") {
@@ -204,7 +214,11 @@ class RaucFormat : public PackageFormat {
       parts.squashfs = squashfs({{"manifest.raucm", image::Bytes(m.begin(), m.end())}, {kRaucImageName, damaged}});
       return rauc_join(parts);
     };
-    if (kind == "unsigned") {
+    if (kind == "wrong-device") {
+      const auto other = other_device(compatible_);
+      d.package = rauc_bundle(rauc_manifest(package_content(damaged), other), damaged, pki_.signer, pki_.ca.cert_pem);
+      what = fmt::format("validly signed bundle for compatible {} (the system is {})", other, compatible_);
+    } else if (kind == "unsigned") {
       d.package = rauc_split(signed_bundle()).squashfs;
       what = "the bundle's squashfs without signature";
     } else if (kind == "wrong-key") {

@@ -19,6 +19,9 @@ SigningPki signing_pki(const Config& section, const std::string& board_name, con
 /// A name of 1-64 of [A-Za-z0-9._-] from the section, if given.
 void read_word(const Config& section, const char* key, std::string& value);
 
+/// A device name other than `own` (the wrong-device variant's package field).
+std::string other_device(const std::string& own);
+
 /// Mender's rootfs-image artifacts (`package: {format: mender}`).
 std::unique_ptr<PackageFormat> make_mender_format(const Config& section, const std::string& board_name,
                                                   const std::filesystem::path& dir);

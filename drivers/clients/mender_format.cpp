@@ -83,11 +83,12 @@ class MenderFormat : public PackageFormat {
  private:
   // A rootfs-image artifact of `slot_image` with the board's state scripts,
   // signed by `signer` (nullptr: unsigned).
-  image::Bytes artifact(std::span<const std::uint8_t> slot_image, const PemPair* signer) const {
+  image::Bytes artifact(std::span<const std::uint8_t> slot_image, const PemPair* signer,
+                        const std::string* device_type = nullptr) const {
     const auto content = package_content(slot_image);
     mender::ArtifactSpec spec;
     spec.name = mender::artifact_name(content.version);
-    spec.device_type = device_type_;
+    spec.device_type = device_type ? *device_type : device_type_;
     spec.version = content.version;
     spec.image = content.image;
     spec.scripts = mender::state_scripts(content.version, downgrade_check_);
@@ -98,6 +99,11 @@ class MenderFormat : public PackageFormat {
   // what the variant would install when that differs (`appended`).
   image::Bytes damaged_artifact(const image::Bytes& base, image::Bytes& damaged, const std::string& kind,
                                 const std::string& variant, core::Rng& rng, std::string& what) const {
+    if (kind == "wrong-device") {
+      const auto other = other_device(device_type_);
+      what = fmt::format("a validly signed artifact for device_type {} (the device is {})", other, device_type_);
+      return artifact(damaged, &pki_.signer, &other);
+    }
     if (kind == "unsigned") {
       what = "the artifact written without a signature (no manifest.sig)";
       return artifact(damaged, nullptr);

@@ -22,6 +22,9 @@ struct ServeCommand {
     cmd->add_option("--address", opts.address, "address to listen on");
     cmd->add_option("--port", opts.port, "port (0: any free port, printed)");
     cmd->add_option("--latest", opts.latest, "release that /manifest.json names");
+    cmd->add_option("--wrong-ranges", opts.wrong_ranges,
+                    "answer range requests for this path with the bytes one past each range (a server that answers "
+                    "ranges wrongly); repeatable");
     cmd->add_option("--tls-cert", tls_cert, "server certificate (PEM): serve HTTPS");
     cmd->add_option("--tls-key", tls_key, "server key (PEM)");
     cmd->add_option("--client-ca", client_ca, "require client certificates signed by this CA (mTLS)");

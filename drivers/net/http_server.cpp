@@ -16,6 +16,7 @@
 #include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <fstream>
@@ -203,6 +204,95 @@ RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& 
   return RangeStatus::partial;
 }
 
+RangeAnswer parse_ranges(std::string_view header, std::uint64_t size) {
+  RangeAnswer out;
+  std::string_view h = trim_ows(header);
+  if (h.size() < 6) return out;
+  for (std::size_t i = 0; i < 5; ++i)
+    if (static_cast<char>(std::tolower(static_cast<unsigned char>(h[i]))) != "bytes"[i]) return out;
+  h.remove_prefix(5);
+  h = trim_ows(h);
+  if (!h.starts_with('=')) return out;
+  h = h.substr(1);
+  std::size_t members = 0;
+  bool any = false;
+  while (true) {
+    const std::size_t comma = h.find(',');
+    std::string_view spec = trim_ows(h.substr(0, comma));
+    if (!spec.empty()) {  // empty list elements are allowed (RFC 9110 5.6.1)
+      any = true;
+      if (++members > kMaxRanges) {
+        out = RangeAnswer{RangeAnswer::Kind::unsatisfiable, {},
+                          "range abuse: more than " + std::to_string(kMaxRanges) + " ranges"};
+        return out;
+      }
+      const std::size_t dash = spec.find('-');
+      if (dash == std::string_view::npos) return RangeAnswer{};
+      std::string_view a = trim_ows(spec.substr(0, dash));
+      std::string_view b = trim_ows(spec.substr(dash + 1));
+      if (a.empty()) {  // suffix: the last n bytes
+        std::uint64_t n = 0;
+        if (!parse_u64(b, n)) return RangeAnswer{};
+        if (n > 0 && size > 0) out.ranges.push_back({size - std::min(n, size), size - 1});
+      } else {
+        std::uint64_t first = 0, last = UINT64_MAX;
+        if (!parse_u64(a, first)) return RangeAnswer{};
+        if (!b.empty() && (!parse_u64(b, last) || last < first)) return RangeAnswer{};
+        if (first < size) out.ranges.push_back({first, std::min(last, size - 1)});
+      }
+    }
+    if (comma == std::string_view::npos) break;
+    h.remove_prefix(comma + 1);
+  }
+  if (!any) return RangeAnswer{};
+  if (out.ranges.empty()) {
+    out.kind = RangeAnswer::Kind::unsatisfiable;
+    out.why = "no satisfiable range";
+    return out;
+  }
+  if (out.ranges.size() == 1) {
+    out.kind = RangeAnswer::Kind::single;
+    return out;
+  }
+  // Abuse (RFC 9110 14.2: a server may reject overlapping ranges): more
+  // bytes in all than the body has, or a byte three ranges ask for.
+  std::uint64_t asked = 0;
+  for (const auto& r : out.ranges) asked += r.last - r.first + 1;
+  auto refuse = [&](std::string why) {
+    out.kind = RangeAnswer::Kind::unsatisfiable;
+    out.ranges.clear();
+    out.why = "range abuse: " + std::move(why);
+    return out;
+  };
+  if (asked > size)
+    return refuse(std::to_string(out.ranges.size()) + " ranges ask for " + std::to_string(asked) +
+                  " bytes of a " + std::to_string(size) + "-byte body");
+  auto sorted = out.ranges;
+  std::sort(sorted.begin(), sorted.end(), [](const ByteRange& x, const ByteRange& y) { return x.first < y.first; });
+  for (std::size_t i = 0; i + 2 < sorted.size(); ++i)
+    if (sorted[i + 2].first <= std::min(sorted[i].last, sorted[i + 1].last))
+      return refuse("three ranges overlap at byte " + std::to_string(sorted[i + 2].first));
+  out.kind = RangeAnswer::Kind::multipart;
+  return out;
+}
+
+MultipartLayout multipart_layout(const std::vector<ByteRange>& ranges, std::uint64_t size, std::string_view type,
+                                 std::string_view boundary) {
+  MultipartLayout m;
+  m.boundary = std::string(boundary);
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    const auto& r = ranges[i];
+    std::string head = i == 0 ? "" : "\r\n";
+    head += "--" + m.boundary + "\r\nContent-Type: " + std::string(type) + "\r\nContent-Range: bytes " +
+            std::to_string(r.first) + "-" + std::to_string(r.last) + "/" + std::to_string(size) + "\r\n\r\n";
+    m.length += head.size() + (r.last - r.first + 1);
+    m.heads.push_back(std::move(head));
+  }
+  m.heads.push_back("\r\n--" + m.boundary + "--\r\n");
+  m.length += m.heads.back().size();
+  return m;
+}
+
 nlohmann::json to_json(const RequestRecord& r) {
   return nlohmann::json{{"seq", r.seq},     {"connection", r.connection}, {"time_ns", r.time.count()},
                         {"method", r.method}, {"target", r.target},       {"range", r.range},
@@ -228,6 +318,7 @@ struct UpdateServer::Impl {
   std::map<std::string, std::shared_ptr<const Bytes>, std::less<>> files;
   std::optional<std::string> latest;
   std::vector<std::pair<std::string, EndlessBody>> endless;
+  std::vector<std::string> wrong_ranges;
   struct Hook {
     std::uint64_t id = 0;
     std::uint64_t byte = 0;
@@ -294,6 +385,13 @@ struct UpdateServer::Impl {
     for (const auto& [pattern, body] : endless)
       if (path_matches(pattern, path)) return body;
     return std::nullopt;
+  }
+
+  bool wrong_ranges_for(std::string_view path) const {
+    std::lock_guard lock(repo_mutex);
+    for (const auto& pattern : wrong_ranges)
+      if (path_matches(pattern, path)) return true;
+    return false;
   }
 
   // The armed hook of `path`: (id, byte).
@@ -428,6 +526,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     endless_.reset();
     hook_.reset();
     path_.clear();
+    parts_.clear();
 
     std::shared_ptr<const UpdateServer::ApiHandler> api;
     std::string api_prefix;
@@ -472,13 +571,40 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     head_.set(http::field::content_type, content_type(*path));
     head_.set(http::field::accept_ranges, "bytes");
-    ByteRange r;
-    RangeStatus rs = record_.range.empty() ? RangeStatus::full : parse_range(record_.range, blob->size, r);
-    if (rs == RangeStatus::unsatisfiable) {
+    parts_.clear();
+    const RangeAnswer answer = record_.range.empty() ? RangeAnswer{} : parse_ranges(record_.range, blob->size);
+    if (answer.kind == RangeAnswer::Kind::unsatisfiable) {
+      record_.note = answer.why;
       head_.set(http::field::content_range, "bytes */" + std::to_string(blob->size));
       send_text(http::status::range_not_satisfiable, "");
       return;
     }
+    if (answer.kind == RangeAnswer::Kind::multipart) {
+      // One part a range, in the order asked; the body is made as it is
+      // written (at most kMaxRanges part headers are kept).
+      path_ = *path;
+      const auto boundary =
+          "otarig-" + crypto::hex(crypto::sha256(std::string_view(record_.range))).substr(0, 32);
+      auto layout = multipart_layout(answer.ranges, blob->size, content_type(*path), boundary);
+      head_.result(http::status::partial_content);
+      head_.set(http::field::content_type, "multipart/byteranges; boundary=" + boundary);
+      record_.note = std::to_string(answer.ranges.size()) + " ranges, multipart/byteranges";
+      const bool wrong = server_.wrong_ranges_for(*path);
+      for (std::size_t i = 0; i <= answer.ranges.size(); ++i)
+        parts_.push_back(Part{std::move(layout.heads[i]),
+                              i < answer.ranges.size() ? lied(answer.ranges[i], blob->size, wrong) : 0,
+                              i < answer.ranges.size() ? answer.ranges[i].last - answer.ranges[i].first + 1 : 0});
+      if (wrong) record_.note += "; wrong ranges: each part's bytes are shifted by one";
+      part_ = 0;
+      part_done_ = 0;
+      blob_ = std::move(*blob);
+      body_offset_ = 0;
+      body_length_ = layout.length;
+      write_head();
+      return;
+    }
+    ByteRange r = answer.kind == RangeAnswer::Kind::single ? answer.ranges.front() : ByteRange{};
+    const RangeStatus rs = answer.kind == RangeAnswer::Kind::single ? RangeStatus::partial : RangeStatus::full;
     if (rs == RangeStatus::full) r = {0, blob->size - 1};
     if (rs == RangeStatus::full) endless_ = server_.endless_for(*path);
     if (endless_) close_ = true;  // the body ends with the connection
@@ -488,10 +614,24 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (rs == RangeStatus::partial)
       head_.set(http::field::content_range,
                 "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" + std::to_string(blob->size));
+    if (rs == RangeStatus::partial && server_.wrong_ranges_for(*path)) {
+      const auto at = lied(r, blob->size, true);
+      if (at != r.first) record_.note = "wrong ranges: the bytes at " + std::to_string(at) + " answer the range asked";
+      r.last = at + (r.last - r.first);
+      r.first = at;
+    }
     blob_ = std::move(*blob);
     body_offset_ = r.first;
     body_length_ = blob_.size == 0 ? 0 : r.last - r.first + 1;
     write_head();
+  }
+
+  // Where a range's bytes are read from: its own first byte, or with `wrong`
+  // one past it (one before, for a range that ends at the last byte).
+  static std::uint64_t lied(const ByteRange& r, std::uint64_t size, bool wrong) {
+    if (!wrong) return r.first;
+    if (r.last + 1 < size) return r.first + 1;
+    return r.first > 0 ? r.first - 1 : r.first;
   }
 
   void send_text(http::status status, std::string text) {
@@ -499,6 +639,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   void send_bytes(http::status status, const std::string& type, std::string text) {
+    parts_.clear();
     head_.result(status);
     if (!type.empty()) head_.set(http::field::content_type, type);
     text_ = std::make_shared<const Bytes>(text.begin(), text.end());
@@ -533,7 +674,54 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     });
   }
 
+  // A multipart/byteranges body: each part's head, then its bytes of the blob.
+  void write_parts() {
+    while (part_ < parts_.size() && part_done_ == parts_[part_].head.size() + parts_[part_].length) {
+      ++part_;
+      part_done_ = 0;
+    }
+    if (part_ == parts_.size()) return finish();
+    const Part& p = parts_[part_];
+    asio::const_buffer buf;
+    if (part_done_ < p.head.size()) {
+      buf = asio::buffer(p.head.data() + part_done_, p.head.size() - static_cast<std::size_t>(part_done_));
+    } else {
+      const std::uint64_t done = part_done_ - p.head.size();
+      const std::uint64_t want =
+          std::min<std::uint64_t>(p.length - done, blob_.memory ? kMemoryChunk : kFileChunk);
+      if (!blob_bytes(p.first + done, want, buf)) return;
+    }
+    deadline();
+    asio::async_write(stream_, buf, [self = this->shared_from_this()](const error_code& ec, std::size_t n) {
+      self->record_.bytes += n;
+      self->part_done_ += n;
+      self->server_.progress(self->record_);
+      if (ec) return self->failed_response(ec);
+      self->write_parts();
+    });
+  }
+
+  // `want` bytes of the blob at `at` into `buf` (a file is read into chunk_);
+  // false (the response aborted) when the file got shorter.
+  bool blob_bytes(std::uint64_t at, std::uint64_t want, asio::const_buffer& buf) {
+    if (blob_.memory) {
+      buf = asio::buffer(blob_.memory->data() + at, static_cast<std::size_t>(want));
+      return true;
+    }
+    chunk_.resize(kFileChunk);
+    ssize_t n = ::pread(blob_.file->fd, chunk_.data(), static_cast<std::size_t>(want), static_cast<off_t>(at));
+    if (n <= 0) {
+      record_.note = "file shorter than when the response began";
+      server_.record(record_);
+      abort();
+      return false;
+    }
+    buf = asio::buffer(chunk_.data(), static_cast<std::size_t>(n));
+    return true;
+  }
+
   void write_body() {
+    if (!parts_.empty()) return write_parts();
     std::uint64_t remaining = body_length_ - record_.bytes;
     if (remaining == 0) return endless_ ? write_endless() : finish();
     std::uint64_t at = body_offset_ + record_.bytes;
@@ -553,19 +741,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
     }
     asio::const_buffer buf;
-    if (blob_.memory) {
-      buf = asio::buffer(blob_.memory->data() + at, static_cast<std::size_t>(want));
-    } else {
-      chunk_.resize(kFileChunk);
-      ssize_t n = ::pread(blob_.file->fd, chunk_.data(), static_cast<std::size_t>(want), static_cast<off_t>(at));
-      if (n <= 0) {
-        record_.note = "file shorter than when the response began";
-        server_.record(record_);
-        abort();
-        return;
-      }
-      buf = asio::buffer(chunk_.data(), static_cast<std::size_t>(n));
-    }
+    if (!blob_bytes(at, want, buf)) return;
     deadline();
     asio::async_write(stream_, buf, [self = this->shared_from_this()](const error_code& ec, std::size_t n) {
       self->record_.bytes += n;
@@ -664,6 +840,15 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool head_only_ = false;
   bool close_ = false;
   std::optional<EndlessBody> endless_;
+  /// A multipart/byteranges response: its parts (head, then `length` blob bytes at `first`).
+  struct Part {
+    std::string head;
+    std::uint64_t first = 0;
+    std::uint64_t length = 0;
+  };
+  std::vector<Part> parts_;
+  std::size_t part_ = 0;
+  std::uint64_t part_done_ = 0;  ///< bytes of parts_[part_] written
   std::optional<std::pair<std::uint64_t, std::uint64_t>> hook_;  // (id, byte) of the path's hook
   std::string path_;
   std::vector<std::uint8_t> chunk_;
@@ -806,6 +991,18 @@ void UpdateServer::clear_endless() {
   impl_->endless.clear();
 }
 
+void UpdateServer::set_wrong_ranges(const std::string& path) {
+  if (path.empty() || path.front() != '/') throw InputError("update server: wrong ranges: bad path '" + path + "'");
+  std::lock_guard lock(impl_->repo_mutex);
+  if (std::find(impl_->wrong_ranges.begin(), impl_->wrong_ranges.end(), path) == impl_->wrong_ranges.end())
+    impl_->wrong_ranges.push_back(path);
+}
+
+void UpdateServer::clear_wrong_ranges() {
+  std::lock_guard lock(impl_->repo_mutex);
+  impl_->wrong_ranges.clear();
+}
+
 void UpdateServer::on_body_byte(const std::string& path, std::uint64_t byte, BodyByteCallback callback) {
   std::lock_guard lock(impl_->repo_mutex);
   impl_->hooks[path] = Impl::Hook{impl_->next_hook++, byte, std::move(callback)};
@@ -883,6 +1080,7 @@ int serve_main(const ServeOptions& o, std::ostream& out) {
   };
   UpdateServer server(std::move(so));
   if (!o.latest.empty()) server.set_latest(o.latest);
+  for (const auto& path : o.wrong_ranges) server.set_wrong_ranges(path);
   // The signal handler (any thread may take the signal) wakes this io_context.
   asio::io_context signals_ioc(1);
   asio::signal_set signals(signals_ioc, SIGINT, SIGTERM);

@@ -367,7 +367,10 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
       board_(context.board_name),
       profile_dir_(context.profile_dir),
       trusted_(context.trusted_keys),
-      trust_(context.trust) {
+      trust_(context.trust),
+
+      device_type_(context.device_type),
+      encryption_secret_(context.encryption_secret ? crypto::hex(*context.encryption_secret) : std::string()) {
   clock_ = context.clock && !context.clock->is_manual() ? context.clock : &steady_;
 
   // Storage.
@@ -550,6 +553,8 @@ std::string DeviceHost::expand(std::string_view text,
           value = profile_dir_.string();
         else if (name == "package_ca")
           value = package_ca_.string();
+        else if (name == "device_type")
+          value = device_type_;
         else if (name == "device_key")
           value = device_key_.string();
         else if (name == "target_token")
@@ -583,6 +588,8 @@ std::vector<std::pair<std::string, std::string>> DeviceHost::environment() const
     if (e.not_before || e.not_after)
       validity += fmt::format("{}{}={}:{}", validity.empty() ? "" : ",", crypto::hex(e.key), e.not_before, e.not_after);
   if (!validity.empty()) env.emplace_back("OTARIG_KEY_VALIDITY", validity);
+  if (!device_type_.empty()) env.emplace_back("OTARIG_DEVICE_TYPE", device_type_);
+  if (!encryption_secret_.empty()) env.emplace_back("OTARIG_ENCRYPTION_KEY", encryption_secret_);
   if (!ca_.empty()) env.emplace_back("OTARIG_CA", ca_.string());
   if (!package_ca_.empty()) env.emplace_back("OTARIG_PACKAGE_CA", package_ca_.string());
   if (!device_key_.empty()) env.emplace_back("OTARIG_DEVICE_KEY", device_key_.string());

@@ -45,7 +45,8 @@ VirtualBoard::Impl::Impl(BoardConfig config, std::vector<crypto::PublicKey> trus
       clock(clk),
       flash(cfg.layout()),
       log(flash, record_magic(cfg.mode)),
-      counter(flash) {
+      counter(flash),
+      image1_log(flash, kImage1Magic, flash.geometry().image1_meta_offset(), flash.geometry().image1_meta_sectors) {
   for (const auto& k : trusted_keys) rom_keys.push_back(image::TrustEntry{k, 0, 0, false});
   set_keys(rom_keys);
 }
@@ -246,9 +247,10 @@ void VirtualBoard::provision(std::span<const std::uint8_t> image) {
   auto& d = *impl_;
   const auto& g = d.flash.geometry();
   auto parsed = image::parse(image, "provision image");
-  if (image.size() > g.slot_size)
+  const std::size_t app_size = d.has_image1() ? parsed.total_size : image.size();
+  if (app_size > g.slot_size)
     throw InputError(
-        fmt::format("provision image: {} bytes do not fit the {}-byte slot", image.size(), g.slot_size));
+        fmt::format("provision image: {} bytes do not fit the {}-byte slot", app_size, g.slot_size));
   if (parsed.header.security_counter > d.counter.capacity())
     throw InputError(
         fmt::format("provision image: header.security_counter: {} exceeds the counter capacity {}",
@@ -262,7 +264,22 @@ void VirtualBoard::provision(std::span<const std::uint8_t> image) {
     d.provisioned = hit->id;
   } else {
     d.flash.erase_all_raw();
-    d.flash.write_raw(g.slot_offset(0), image);
+    if (d.has_image1()) {
+      // A bundle (docs/image-format.md): the application into slot A, the
+      // second image into its slot A.
+      const auto second = image::parse(image.subspan(parsed.total_size), "provision image: image 2");
+      if (second.header.image_index != 1 || parsed.header.image_index != 0)
+        throw InputError("provision image: a device with a second image is provisioned with a bundle of the "
+                         "application (image 0) and the second image (image 1), in that order");
+      if (second.total_size > g.image1_slot_size)
+        throw InputError(fmt::format("provision image: image 2: {} bytes do not fit the {}-byte slot",
+                                     second.total_size, g.image1_slot_size));
+      d.flash.write_raw(g.slot_offset(0), image.first(parsed.total_size));
+      d.flash.write_raw(g.image1_offset(0), image.subspan(parsed.total_size, second.total_size));
+      d.image1_log.format_raw(BootRecord{1, 0, kNoSlot, false, true});
+    } else {
+      d.flash.write_raw(g.slot_offset(0), image);
+    }
     BootRecord initial{1, 0, kNoSlot, false, true};
     if (d.cfg.mode == BootMode::direct_xip) initial.slot_state = {SlotState::confirmed, SlotState::empty};
     d.log.format_raw(initial);
@@ -326,6 +343,20 @@ void VirtualBoard::disarm() { impl_->flash.disarm(); }
 std::uint64_t VirtualBoard::ops_counted() const { return impl_->flash.ops_counted(); }
 std::optional<FlashOp> VirtualBoard::fired() const { return impl_->flash.fired(); }
 std::vector<std::uint32_t> VirtualBoard::erase_counts() const { return impl_->flash.state().erase_counts; }
+
+bool VirtualBoard::storage_contains(std::span<const std::uint8_t> needle, std::string* where) const {
+  const auto bytes = impl_->flash.bytes();
+  if (needle.empty()) return true;
+  auto it = std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end());
+  if (it == bytes.end()) return false;
+  if (where) {
+    const auto at = static_cast<std::uint64_t>(it - bytes.begin());
+    const int slot = impl_->flash.geometry().slot_of(at);
+    *where = slot >= 0 ? fmt::format("flash offset {:#x} (slot {})", at, slot_name(slot))
+                       : fmt::format("flash offset {:#x}", at);
+  }
+  return true;
+}
 
 const BoardConfig& VirtualBoard::config() const { return impl_->cfg; }
 RunState VirtualBoard::run_state() const { return impl_->powered ? impl_->ram.state : RunState::off; }

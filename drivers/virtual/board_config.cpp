@@ -2,6 +2,7 @@
 // profile's `device` section.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 
 #include "otarig/drivers/virtual/board.hpp"
@@ -58,6 +59,11 @@ constexpr std::array kDefects{
     DefectName{Defect::version_string_compare, "version-string-compare", true, kAllModes},
     DefectName{Defect::ignores_revocation, "ignores-revocation", true, kAllModes},
     DefectName{Defect::validity_by_raw_clock, "validity-by-raw-clock", true, kAllModes},
+    DefectName{Defect::delta_in_place, "delta-in-place", true, kAb},
+    DefectName{Defect::ignores_device_type, "ignores-device-type", true, kAllModes},
+    DefectName{Defect::ignores_dependency, "ignores-dependency", true, kAllModes},
+    DefectName{Defect::image1_in_place, "second-image-in-place", true, kAllModes},
+    DefectName{Defect::decrypt_before_verify, "decrypt-before-verify", true, kAllModes},
 };
 static_assert(kDefects.size() == kDefectCount);
 
@@ -142,6 +148,11 @@ std::string BoardConfig::problem() const {
     return fmt::format("chunk_size {} must be a nonzero multiple of program_align {}", chunk_size,
                        flash.program_align);
   if (max_boots == 0) return "max_boots must be at least 1";
+  if (image1_name.empty() != (flash.image1_slot_size == 0))
+    return "a second image needs both its name and its slot_size";
+  for (auto d : {Defect::ignores_dependency, Defect::image1_in_place})
+    if (has(d) && image1_name.empty())
+      return fmt::format("defect '{}' needs a second image (device.second_image)", to_string(d));
   for (const auto& d : kDefects) {
     if (!has(d.defect)) continue;
     if (!d.implemented) return fmt::format("defect '{}' is not implemented", d.name);
@@ -153,8 +164,8 @@ std::string BoardConfig::problem() const {
 }
 
 BoardConfig BoardConfig::from_config(const Config& device) {
-  device.only_keys(
-      {"kind", "mode", "flash", "chunk_size", "boot_time", "defects", "fast_sweep", "status_payload", "policy"});
+  device.only_keys({"kind", "mode", "flash", "chunk_size", "boot_time", "defects", "fast_sweep", "status_payload",
+                    "policy", "second_image"});
   BoardConfig cfg;
   if (auto kind = device.find("kind"); kind && kind->as_string() != "virtual")
     kind->fail(fmt::format("expected kind 'virtual', found '{}'", kind->as_string()));
@@ -182,6 +193,19 @@ BoardConfig BoardConfig::from_config(const Config& device) {
       cfg.flash.metadata_sectors = static_cast<std::uint32_t>(n);
     }
     if (auto p = cfg.flash.problem(); !p.empty()) flash->fail(p);
+  }
+
+  if (auto second = device.find("second_image")) {
+    second->only_keys({"name", "slot_size"});
+    cfg.image1_name = second->at("name").as_string();
+    const bool word = !cfg.image1_name.empty() && cfg.image1_name.size() <= 32 &&
+                      std::all_of(cfg.image1_name.begin(), cfg.image1_name.end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+                      });
+    if (!word) second->at("name").fail("a second image's name is 1-32 of [a-z0-9_-]");
+    cfg.flash.image1_slot_size = second->at("slot_size").as_size();
+    if (cfg.flash.image1_slot_size == 0 || cfg.flash.image1_slot_size % cfg.flash.sector_size != 0)
+      second->at("slot_size").fail(fmt::format("must be a nonzero multiple of sector_size {}", cfg.flash.sector_size));
   }
 
   if (auto chunk = device.find("chunk_size")) {

@@ -47,6 +47,11 @@ struct Ram {
   std::string input;
   /// counter-not-persisted: the counter the application raised, kept in RAM only.
   std::uint32_t counter_raised = 0;
+  /// The second image the first stage chose (-1: none; docs/virtual-board.md, "A second image").
+  int image1_slot = -1;
+  bool image1_trial = false;
+  image::Header image1_header;
+  crypto::Digest image1_digest{};
 };
 
 /// One op of a recorded uncut delivery, with what the outside had seen when it began.
@@ -93,6 +98,7 @@ struct VirtualBoard::Impl {
   NorFlash flash;
   BootStateLog log;
   AntiRollbackCounter counter;
+  BootStateLog image1_log;  ///< the second image's A/B state (unused without one)
 
   bool powered = false;
   Ram ram;
@@ -145,6 +151,8 @@ struct VirtualBoard::Impl {
   /// Why installing/booting an image with header `h` would roll the device back
   /// (or cannot be represented), or empty. `floor`: the version it must not go below.
   std::string rollback_failure(const image::Header& h, const std::optional<image::Version>& floor) const;
+  /// Why an image with header `h` is not for this device, or empty.
+  std::string compatibility_failure(const image::Header& h) const;
   /// The bootloader's check of an image it is about to boot or install.
   std::string boot_failure(const SlotVerdict& v, const std::optional<image::Version>& floor) const;
   /// The anti-rollback counter as the firmware sees it.
@@ -154,6 +162,24 @@ struct VirtualBoard::Impl {
   BootRecord read_state();
   /// Sectors of a slot the image in it covers (the whole slot when its header does not parse).
   std::uint64_t image_sectors(int slot) const;
+
+  // ---- the second image (image1.cpp)
+  bool has_image1() const { return cfg.flash.image1_slot_size != 0; }
+  SlotVerdict image1_verdict(int slot);
+  /// Why the second image in `v` must not run or be installed (floor: the version it must not go below).
+  std::string image1_failure(const SlotVerdict& v, const std::optional<image::Version>& floor) const;
+  /// The first stage: chooses the second image (trial, revert, fallback) into RAM; false when none verifies.
+  bool boot_image1();
+  /// Why an image with header `h` cannot run beside the second image at `image1` (nullopt: the device has
+  /// none), or empty.
+  std::string dependency_failure(const image::Header& h, const std::optional<image::Version>& image1) const;
+  /// The second image's version as it runs now (nullopt without one).
+  std::optional<image::Version> image1_running() const;
+  /// Erases and programs `bytes` at `base` in chunks (counted ops, phase "download");
+  /// `from_link`: the bytes came over the link (counted in link_bytes).
+  void write_area(std::uint64_t base, std::span<const std::uint8_t> bytes, bool from_link = true);
+  /// Decrypts the encrypted image in `target` into it (counted ops); why it could not, or empty.
+  std::string decrypt_slot(int target);
 
   // ---- bootloaders (bootloaders.cpp)
   std::optional<BootSelection> boot_ab();

@@ -106,14 +106,20 @@ std::optional<BootRecord> decode(std::span<const std::uint8_t, kBootRecordSize> 
   return r;
 }
 
+BootStateLog::BootStateLog(NorFlash& flash, std::uint32_t magic)
+    : BootStateLog(flash, magic, flash.geometry().metadata_offset(), flash.geometry().metadata_sectors) {}
+
+BootStateLog::BootStateLog(NorFlash& flash, std::uint32_t magic, std::uint64_t offset, std::uint32_t sectors)
+    : flash_(flash), magic_(magic), offset_(offset), sectors_(sectors) {}
+
 const BootStateLog::Scan& BootStateLog::scan() const {
-  if (cache_generation_ != 0 && cache_generation_ == flash_.metadata_generation()) return cache_;
+  if (cache_generation_ != 0 && cache_generation_ == generation()) return cache_;
   const auto& g = flash_.geometry();
   const std::uint64_t per_sector = g.sector_size / kBootRecordSize;
   Scan s;
-  s.next_free.assign(g.metadata_sectors, 0);
-  for (std::uint32_t sector = 0; sector < g.metadata_sectors; ++sector) {
-    const auto base = g.metadata_offset() + sector * g.sector_size;
+  s.next_free.assign(sectors_, 0);
+  for (std::uint32_t sector = 0; sector < sectors_; ++sector) {
+    const auto base = offset_ + sector * g.sector_size;
     for (std::uint64_t i = 0; i < per_sector; ++i) {
       auto bytes = flash_.read(base + i * kBootRecordSize, kBootRecordSize);
       if (all_erased(bytes)) continue;
@@ -126,7 +132,7 @@ const BootStateLog::Scan& BootStateLog::scan() const {
     }
   }
   cache_ = std::move(s);
-  cache_generation_ = flash_.metadata_generation();
+  cache_generation_ = generation();
   return cache_;
 }
 
@@ -142,28 +148,28 @@ BootRecord BootStateLog::append(BootRecord record, std::string_view phase) {
   if (index >= per_sector) {
     // The sector with the newest record is full: start the next one. The
     // newest record stays untouched until the new one is written.
-    sector = (sector + 1) % g.metadata_sectors;
-    flash_.erase(g.metadata_offset() + sector * g.sector_size, phase);
+    sector = (sector + 1) % sectors_;
+    flash_.erase(offset_ + sector * g.sector_size, phase);
     index = 0;
   }
   auto bytes = encode(record, magic_);
-  flash_.program(g.metadata_offset() + sector * g.sector_size + index * kBootRecordSize, bytes, phase);
+  flash_.program(offset_ + sector * g.sector_size + index * kBootRecordSize, bytes, phase);
   // Both ops applied in full: the scan after them is known without reading.
   s.newest = record;
   s.newest_sector = sector;
   s.next_free[sector] = index + 1;
   cache_ = std::move(s);
-  cache_generation_ = flash_.metadata_generation();
+  cache_generation_ = generation();
   return record;
 }
 
 void BootStateLog::format_raw(BootRecord record) {
   const auto& g = flash_.geometry();
-  Bytes erased(g.metadata_sectors * g.sector_size, 0xFF);
-  flash_.write_raw(g.metadata_offset(), erased);
+  Bytes erased(sectors_ * g.sector_size, 0xFF);
+  flash_.write_raw(offset_, erased);
   record.seq = 1;
   auto bytes = encode(record, magic_);
-  flash_.write_raw(g.metadata_offset(), bytes);
+  flash_.write_raw(offset_, bytes);
 }
 
 std::uint32_t AntiRollbackCounter::capacity() const {

@@ -7,6 +7,8 @@
 #include <tuple>
 
 #include "board_impl.hpp"
+#include "otarig/core/delta.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/errors.hpp"
 
 namespace otarig::drivers::vboard {
@@ -173,12 +175,41 @@ std::string VirtualBoard::Impl::rollback_failure(const image::Header& h,
   return {};
 }
 
+std::string VirtualBoard::Impl::compatibility_failure(const image::Header& h) const {
+  if (cfg.has(Defect::ignores_device_type) || image::compatible(h.device_type, cfg.device_type)) return {};
+  return fmt::format("incompatible: the image is for device type {}, this device is {} ({})",
+                     crypto::hex(h.device_type), cfg.device_type_name, crypto::hex(cfg.device_type));
+}
+
+std::string VirtualBoard::Impl::decrypt_slot(int target) {
+  const auto& g = flash.geometry();
+  if (!cfg.encryption_secret) return "encrypted image, and this device has no decryption key";
+  const auto base = g.slot_offset(target);
+  const auto slot = flash.read(base, g.slot_size);
+  const Bytes outer(slot.begin(), slot.end());  // the flash changes under it below
+  std::string why;
+  std::optional<Bytes> plain;
+  try {
+    plain = encryption::decrypt(image::parse(outer, "encrypted image"), encryption::DeviceKey::from_secret(*cfg.encryption_secret), &why);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  if (!plain) return "cannot decrypt: " + why;
+  print(fmt::format("ota: decrypting {} bytes into slot {}", plain->size(), slot_name(target)));
+  write_area(base, *plain, false);
+  return {};
+}
+
 std::string VirtualBoard::Impl::boot_failure(const SlotVerdict& v, const std::optional<image::Version>& floor) const {
   // verify-on-stage-only: the agent verified the image when it staged it; the
   // bootloader only parses what it boots.
   std::string reason = cfg.has(Defect::verify_on_stage_only) ? (v.structure_ok ? "" : v.structure_error)
                                                               : authenticity_failure(v);
+  if (reason.empty() && !cfg.has(Defect::verify_on_stage_only)) reason = compatibility_failure(v.header);
+  if (reason.empty() && v.structure_ok && (v.header.flags & image::kFlagEncrypted))
+    reason = "an encrypted image is not bootable (it was never decrypted)";
   if (reason.empty()) reason = rollback_failure(v.header, floor);
+  if (reason.empty() && v.structure_ok) reason = dependency_failure(v.header, image1_running());
   return reason;
 }
 
@@ -226,6 +257,11 @@ void VirtualBoard::Impl::boot_chain() {
     std::optional<BootSelection> selection;
     bool reboot = false;
     try {
+      if (has_image1() && !boot_image1()) {
+        print(fmt::format("BOOT FAILED: no bootable {}", cfg.image1_name));
+        ram.state = RunState::bricked;
+        return;
+      }
       selection = bootloader();
       if (!selection) {
         print("BOOT FAILED: no bootable image");
@@ -275,6 +311,12 @@ bool VirtualBoard::Impl::application(const BootSelection& selection) {
     ram.state = RunState::bricked;
     return false;
   }
+  if (ram.image1_trial && (ram.image1_header.flags & image::kFlagSelfTestFails)) {
+    // The second image on trial failed its own check: the watchdog resets,
+    // the first stage reverts it.
+    print(fmt::format("{} self-test failed", cfg.image1_name));
+    return true;
+  }
   ram.state = RunState::running;
   ram.slot = selection.slot;
   ram.trial = selection.trial;
@@ -297,6 +339,12 @@ bool VirtualBoard::Impl::application(const BootSelection& selection) {
   ram.healthy = true;
   ram.boots = 0;
   if (ram.trial) confirm();
+  if (ram.image1_trial) {
+    // The application runs healthy beside the second image on trial: it is kept.
+    image1_log.append(BootRecord{0, static_cast<std::uint8_t>(ram.image1_slot), kNoSlot, false, true}, "confirm");
+    ram.image1_trial = false;
+    print(fmt::format("confirmed {} slot {}", cfg.image1_name, slot_name(ram.image1_slot)));
+  }
   print(status_line());
   return false;
 }
@@ -344,7 +392,7 @@ void VirtualBoard::Impl::stage(int target) {
   auto st = read_state();
   switch (cfg.mode) {
     case BootMode::ab:
-      if (cfg.has(Defect::inplace_overwrite)) return;  // single slot: nothing to stage
+      if (target == ram.slot) return;  // written in place (inplace-overwrite, delta-in-place): nothing to stage
       st = BootRecord{0, static_cast<std::uint8_t>(ram.slot), t, false, true};
       break;
     case BootMode::swap_scratch:
@@ -359,7 +407,7 @@ void VirtualBoard::Impl::stage(int target) {
   log.append(st, "stage");
 }
 
-DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
+DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> delivered) {
   const auto& g = flash.geometry();
   link_bytes = 0;
   auto refuse = [&](std::string reason) {
@@ -367,75 +415,219 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> image) {
     return DeliveryResult{DeliveryStatus::refused, std::move(reason), link_bytes};
   };
   if (ram.trial) return refuse(fmt::format("slot {} runs as an unconfirmed trial", slot_name(ram.slot)));
-  const int target = update_target();
-  if (image.size() > g.slot_size)
-    return refuse(fmt::format("image of {} bytes exceeds the slot size {}", image.size(), g.slot_size));
 
-  print(fmt::format("ota: receiving {} bytes into slot {}", image.size(), slot_name(target)));
-  const auto base = g.slot_offset(target);
+  // A device with a second image takes bundles (docs/image-format.md): whole
+  // images back to back, at most one of each index; bytes after the last
+  // that do not start another image are ignored. A device without one takes
+  // the delivered bytes as the application's image, as they are.
+  std::span<const std::uint8_t> image = delivered;
+  std::span<const std::uint8_t> second;
+  if (has_image1()) {
+    image = {};
+    std::size_t at = 0;
+    for (int part = 1; at < delivered.size(); ++part) {
+      const auto rest = delivered.subspan(at);
+      if (part > 1 && (rest.size() < image::kHeaderSize ||
+                       image::decode_header(rest.first<image::kHeaderSize>()).magic != image::kHeaderMagic))
+        break;
+      image::Parsed p;
+      try {
+        p = image::parse(rest, fmt::format("bundle image {}", part));
+      } catch (const InputError& e) {
+        if (part == 1) {
+          image = rest;  // not an image at all: the agent's checks below name what is wrong
+          break;
+        }
+        return refuse(e.what());
+      }
+      auto& slot = p.header.image_index == 1 ? second : image;
+      if (p.header.image_index > 1)
+        return refuse(fmt::format("bundle image {}: image index {}: this device has images 0 and 1 only", part,
+                                  p.header.image_index));
+      if (!slot.empty())
+        return refuse(fmt::format("bundle image {}: a second image {} in one bundle", part, p.header.image_index));
+      slot = rest.first(p.total_size);
+      at += p.total_size;
+    }
+  }
+
+  // The second image first: written into its other slot (second-image-in-place:
+  // over the slot it runs from) and verified, not staged until the whole
+  // bundle is.
+  std::optional<image::Version> image1_after = image1_running();
+  int image1_target = -1;
+  if (!second.empty()) {
+    image1_target = cfg.has(Defect::image1_in_place) ? ram.image1_slot : 1 - ram.image1_slot;
+    if (second.size() > g.image1_slot_size)
+      return refuse(fmt::format("{} image of {} bytes exceeds its slot size {}", cfg.image1_name, second.size(),
+                                g.image1_slot_size));
+    print(fmt::format("ota: receiving {} bytes into {} slot {}", second.size(), cfg.image1_name,
+                      slot_name(image1_target)));
+    try {
+      write_area(g.image1_offset(image1_target), second);
+    } catch (const FlashError& e) {
+      return refuse(e.what());
+    }
+    const auto v = image1_verdict(image1_target);
+    std::string reason = image1_failure(v, image1_running());
+    if (reason.empty() && image.empty()) reason = dependency_failure(v.header, image1_running());
+    if (!reason.empty()) return refuse(fmt::format("{}: {}", cfg.image1_name, reason));
+    // The running application must run beside it when the bundle brings no new one.
+    if (image.empty()) {
+      if (auto dep = dependency_failure(ram.header, v.header.version); !dep.empty())
+        return refuse(fmt::format("{} {}: the running application: {}", cfg.image1_name, v.header.version.str(), dep));
+    }
+    print(fmt::format("ota: verify {} slot {}: ok (version {})", cfg.image1_name, slot_name(image1_target),
+                      v.header.version.str()));
+    image1_after = v.header.version;
+  }
+
+  int target = -1;
+  SlotVerdict v;
+  Bytes assembled;
+  if (!image.empty() || second.empty()) {
+    const bool is_delta = image::delta::is_delta(image);
+    // delta-in-place: a delta release is patched over the running slot.
+    target = is_delta && cfg.has(Defect::delta_in_place) ? ram.slot : update_target();
+    if (is_delta) {
+      // A delta release (docs/image-format.md): the patch applies to the image
+      // this device runs, and what it assembles is verified below as a whole,
+      // as a full image is.
+      link_bytes += image.size();
+      try {
+        const auto d = image::delta::parse(image, "delta", g.slot_size);
+        const auto running = verdict(ram.slot);
+        if (!running.structure_ok || running.signed_size != d.patch.base_size ||
+            running.digest != d.patch.base_sha256)
+          return refuse(fmt::format("delta: wrong base: it was made against {}, slot {} runs {}",
+                                    crypto::hex(d.patch.base_sha256), slot_name(ram.slot),
+                                    crypto::hex(running.digest)));
+        // The base goes to RAM before anything is written (it may be the slot written).
+        const auto base_bytes = flash.read(g.slot_offset(ram.slot), d.patch.base_size);
+        const Bytes base_copy(base_bytes.begin(), base_bytes.end());
+        assembled = image::delta::assemble(d, base_copy, "delta");
+        const auto st = image::delta::stats(d.patch);
+        print(fmt::format("ota: delta of {} bytes against slot {}: {} bytes copied, {} inserted", image.size(),
+                          slot_name(ram.slot), st.copied, st.inserted));
+      } catch (const InputError& e) {
+        return refuse(e.what());
+      }
+      image = assembled;
+    }
+    if (image.size() > g.slot_size)
+      return refuse(fmt::format("image of {} bytes exceeds the slot size {}", image.size(), g.slot_size));
+
+    print(fmt::format("ota: {} {} bytes into slot {}", is_delta ? "patching" : "receiving", image.size(),
+                      slot_name(target)));
+    const char* phase = is_delta ? "patch" : "download";
+    const auto base = g.slot_offset(target);
+    const auto bytes_before = link_bytes;
+    try {
+      if (cfg.has(Defect::wrong_write_order) && image.size() >= image::kHeaderSize) {
+        // The commit goes first: the new slot becomes the confirmed primary and
+        // the counter rises before a byte of the image is written.
+        const auto h = image::decode_header(image.first<image::kHeaderSize>());
+        log.append(BootRecord{0, static_cast<std::uint8_t>(target), kNoSlot, false, true}, "stage");
+        if (h.magic == image::kHeaderMagic && h.security_counter <= counter.capacity())
+          raise_counter(h.security_counter, true);
+      }
+      if (cfg.mode == BootMode::direct_xip) {
+        // The slot's old state must not outlive its old image.
+        auto st = read_state();
+        if (st.slot_state[static_cast<std::size_t>(target)] != SlotState::empty) {
+          st.slot_state[static_cast<std::size_t>(target)] = SlotState::empty;
+          log.append(st, "invalidate");
+        }
+      }
+      std::vector<bool> erased(g.slot_sectors(), false);
+      Bytes chunk;
+      for (std::uint64_t off = 0; off < image.size(); off += cfg.chunk_size) {
+        const std::uint64_t len = std::min<std::uint64_t>(cfg.chunk_size, image.size() - off);
+        if (!is_delta) link_bytes = bytes_before + off + len;
+        for (auto s = off / g.sector_size; s <= (off + len - 1) / g.sector_size; ++s) {
+          if (erased[s]) continue;
+          flash.erase(base + s * g.sector_size, phase);
+          erased[s] = true;
+        }
+        const std::uint64_t padded = (len + g.program_align - 1) / g.program_align * g.program_align;
+        chunk.assign(padded, 0xFF);
+        std::copy_n(image.begin() + static_cast<std::ptrdiff_t>(off), len, chunk.begin());
+        flash.program(base + off, chunk, phase);
+      }
+    } catch (const FlashError& e) {
+      return refuse(e.what());
+    }
+
+    v = verdict(target);
+    std::string reason;
+    if (image.size() >= image::kHeaderSize) {
+      // The size the header declares, before anything past the received bytes is read.
+      auto h = image::decode_header(flash.read(base, g.slot_size).first<image::kHeaderSize>());
+      const std::uint64_t declared = std::uint64_t{image::kHeaderSize} + h.payload_size + image::kTrailerSize;
+      if (h.magic == image::kHeaderMagic && declared > image.size())
+        reason = fmt::format("incomplete image: it declares {} bytes, {} arrived", declared, image.size());
+    }
+    auto checks = [&] {
+      if (reason.empty()) reason = authenticity_failure(v);
+      if (reason.empty()) reason = validity_failure(v);
+      if (reason.empty() && has_image1() && v.header.image_index != 0)
+        reason = fmt::format("image {} is not the application (image 0)", v.header.image_index);
+      if (reason.empty()) reason = compatibility_failure(v.header);
+      if (reason.empty()) reason = rollback_failure(v.header, ram.header.version);
+      if (reason.empty()) reason = dependency_failure(v.header, image1_after);
+    };
+    // An encrypted image (docs/image-format.md, "Encrypted payloads"): the
+    // outer image is verified as it sits in the slot (ciphertext at rest),
+    // then decrypted into the slot and the plaintext image verified again.
+    // decrypt-before-verify: the plaintext goes into the slot first.
+    const bool encrypted = reason.empty() && v.structure_ok && (v.header.flags & image::kFlagEncrypted);
+    if (encrypted) {
+      if (!cfg.has(Defect::decrypt_before_verify)) checks();
+      if (reason.empty()) {
+        try {
+          reason = decrypt_slot(target);
+        } catch (const FlashError& e) {
+          return refuse(e.what());
+        }
+      }
+      if (reason.empty()) {
+        v = verdict(target);
+        if (v.structure_ok && (v.header.flags & image::kFlagEncrypted)) reason = "the decrypted image is encrypted again";
+      }
+    }
+    checks();
+    // A key-rotation message: its keys take effect once it verified.
+    if (reason.empty() && (v.header.flags & image::kFlagTrustUpdate)) reason = apply_trust_update(target);
+    if (!reason.empty()) return refuse(std::move(reason));
+    print(fmt::format("ota: verify slot {}: ok (version {}, counter {})", slot_name(target), v.header.version.str(),
+                      v.header.security_counter));
+  }
+
+  std::string detail;
   try {
-    if (cfg.has(Defect::wrong_write_order) && image.size() >= image::kHeaderSize) {
-      // The commit goes first: the new slot becomes the confirmed primary and
-      // the counter rises before a byte of the image is written.
-      const auto h = image::decode_header(image.first<image::kHeaderSize>());
-      log.append(BootRecord{0, static_cast<std::uint8_t>(target), kNoSlot, false, true}, "stage");
-      if (h.magic == image::kHeaderMagic && h.security_counter <= counter.capacity())
-        raise_counter(h.security_counter, true);
+    if (image1_target >= 0 && image1_target != ram.image1_slot) {
+      image1_log.append(BootRecord{0, static_cast<std::uint8_t>(ram.image1_slot),
+                                   static_cast<std::uint8_t>(image1_target), false, true},
+                        "stage");
+      print(fmt::format("ota: staged {} slot {}", cfg.image1_name, slot_name(image1_target)));
     }
-    if (cfg.mode == BootMode::direct_xip) {
-      // The slot's old state must not outlive its old image.
-      auto st = read_state();
-      if (st.slot_state[static_cast<std::size_t>(target)] != SlotState::empty) {
-        st.slot_state[static_cast<std::size_t>(target)] = SlotState::empty;
-        log.append(st, "invalidate");
-      }
-    }
-    std::vector<bool> erased(g.slot_sectors(), false);
-    Bytes chunk;
-    for (std::uint64_t off = 0; off < image.size(); off += cfg.chunk_size) {
-      const std::uint64_t len = std::min<std::uint64_t>(cfg.chunk_size, image.size() - off);
-      link_bytes = off + len;
-      for (auto s = off / g.sector_size; s <= (off + len - 1) / g.sector_size; ++s) {
-        if (erased[s]) continue;
-        flash.erase(base + s * g.sector_size, "download");
-        erased[s] = true;
-      }
-      const std::uint64_t padded = (len + g.program_align - 1) / g.program_align * g.program_align;
-      chunk.assign(padded, 0xFF);
-      std::copy_n(image.begin() + static_cast<std::ptrdiff_t>(off), len, chunk.begin());
-      flash.program(base + off, chunk, "download");
+    if (image1_target >= 0) detail = fmt::format("{} {}", cfg.image1_name, image1_after ? image1_after->str() : "");
+    if (target >= 0) {
+      if (!cfg.has(Defect::wrong_write_order)) stage(target);
+      // counter-raised-on-stage: the counter rises before the new image ever ran.
+      if (cfg.has(Defect::counter_raised_on_stage)) raise_counter(v.header.security_counter, true);
     }
   } catch (const FlashError& e) {
     return refuse(e.what());
   }
-
-  const auto v = verdict(target);
-  std::string reason;
-  if (image.size() >= image::kHeaderSize) {
-    // The size the header declares, before anything past the received bytes is read.
-    auto h = image::decode_header(flash.read(base, g.slot_size).first<image::kHeaderSize>());
-    const std::uint64_t declared = std::uint64_t{image::kHeaderSize} + h.payload_size + image::kTrailerSize;
-    if (h.magic == image::kHeaderMagic && declared > image.size())
-      reason = fmt::format("incomplete image: it declares {} bytes, {} arrived", declared, image.size());
+  if (target >= 0) {
+    print(fmt::format("ota: staged slot {}, rebooting", slot_name(target)));
+    detail = fmt::format("staged {} in slot {}{}{}", v.header.version.str(), slot_name(target),
+                         detail.empty() ? "" : " and ", detail);
+  } else {
+    print(fmt::format("ota: staged {} slot {}, rebooting", cfg.image1_name, slot_name(image1_target)));
+    detail = "staged " + detail + " in slot " + std::string(1, slot_name(image1_target));
   }
-  if (reason.empty()) reason = authenticity_failure(v);
-  if (reason.empty()) reason = validity_failure(v);
-  if (reason.empty()) reason = rollback_failure(v.header, ram.header.version);
-  // A key-rotation message: its keys take effect once it verified.
-  if (reason.empty() && (v.header.flags & image::kFlagTrustUpdate)) reason = apply_trust_update(target);
-  if (!reason.empty()) return refuse(std::move(reason));
-  print(fmt::format("ota: verify slot {}: ok (version {}, counter {})", slot_name(target),
-                    v.header.version.str(), v.header.security_counter));
-
-  try {
-    if (!cfg.has(Defect::wrong_write_order)) stage(target);
-    // counter-raised-on-stage: the counter rises before the new image ever ran.
-    if (cfg.has(Defect::counter_raised_on_stage)) raise_counter(v.header.security_counter, true);
-  } catch (const FlashError& e) {
-    return refuse(e.what());
-  }
-  print(fmt::format("ota: staged slot {}, rebooting", slot_name(target)));
-  const std::string detail = fmt::format("staged {} in slot {}", v.header.version.str(), slot_name(target));
   ram = Ram{};
   boot_chain();
   return DeliveryResult{DeliveryStatus::accepted, detail, link_bytes};
@@ -468,6 +660,8 @@ std::string VirtualBoard::Impl::status_line() {
   auto line = fmt::format("STATUS slot={} version={} digest={} counter={} state={} health={} key={}",
                           slot_name(ram.slot), ram.header.version.str(), crypto::hex(digest), counter_value(),
                           ram.trial ? "trial" : "confirmed", ram.healthy ? "ok" : "failed", crypto::hex(ram.key));
+  if (has_image1() && ram.image1_slot >= 0)
+    line += fmt::format(" image1={} image1_digest={}", ram.image1_header.version.str(), crypto::hex(ram.image1_digest));
   if (cfg.status_payload) {
     // payload=: the SHA-256 of the payload alone, as a device that knows
     // only its payload's hash reports it (docs/board-profile.md, "Identity").

@@ -91,6 +91,11 @@ std::string FlashGeometry::problem() const {
   if (metadata_sectors < 2) return fmt::format("metadata_sectors {} must be at least 2", metadata_sectors);
   if (counter_sectors < 1) return fmt::format("counter_sectors {} must be at least 1", counter_sectors);
   if (swap_sectors > 64) return fmt::format("swap_sectors {} must be at most 64", swap_sectors);
+  if (image1_slot_size % sector_size != 0)
+    return fmt::format("the second image's slot_size {} must be a multiple of sector_size {}", image1_slot_size,
+                       sector_size);
+  if (image1_slot_size && image1_meta_sectors < 2)
+    return fmt::format("the second image's metadata_sectors {} must be at least 2", image1_meta_sectors);
   if (total_size() > (std::uint64_t{1} << 32))
     return fmt::format("flash of {} bytes exceeds 4 GiB", total_size());
   return {};
@@ -207,6 +212,10 @@ std::uint64_t NorFlash::generation(int slot) const {
 
 std::uint64_t NorFlash::metadata_generation() const {
   return combine_ids(state_.sector_ids, geometry_.metadata_offset() / geometry_.sector_size, geometry_.metadata_sectors);
+}
+
+std::uint64_t NorFlash::area_generation(std::uint64_t offset, std::uint64_t sectors) const {
+  return combine_ids(state_.sector_ids, offset / geometry_.sector_size, sectors);
 }
 
 void NorFlash::counted(FlashOp op, std::span<const std::uint8_t> data, std::optional<std::uint64_t> source_id) {

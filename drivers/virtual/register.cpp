@@ -11,6 +11,9 @@ namespace vboard {
 
 std::shared_ptr<VirtualBoard> make_virtual_board(const Config& device, const BindContext& context) {
   auto cfg = BoardConfig::from_config(device);
+  cfg.device_type_name = context.device_type;
+  cfg.device_type = image::device_type_id(context.device_type);
+  cfg.encryption_secret = context.encryption_secret;
   auto board = std::make_shared<VirtualBoard>(std::move(cfg), context.trusted_keys, context.clock);
   if (!context.trust.empty()) board->set_trust(context.trust);
   return board;
@@ -51,6 +54,7 @@ void register_virtual_drivers(DriverRegistry& registry) {
     parts.provision = board;
     parts.flash_faults = board;
     parts.device_clock = board;
+    parts.storage_scan = board;
     parts.device = board;
     parts.component_versions["otarig-vboard"] =
         fmt::format("bootloader 1.0 mode={}", vboard::to_string(board->config().mode));

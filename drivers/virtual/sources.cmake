@@ -6,5 +6,6 @@ otarig_driver_library(otarig_drivers_virtual
   ${CMAKE_CURRENT_LIST_DIR}/board.cpp
   ${CMAKE_CURRENT_LIST_DIR}/firmware.cpp
   ${CMAKE_CURRENT_LIST_DIR}/bootloaders.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/image1.cpp
   ${CMAKE_CURRENT_LIST_DIR}/register.cpp)
 target_link_libraries(otarig_drivers_virtual PUBLIC otarig_drivers_registry)

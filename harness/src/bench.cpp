@@ -1,5 +1,7 @@
 #include "otarig/harness/bench.hpp"
 
+#include "otarig/core/encryption.hpp"
+
 #include <fmt/format.h>
 #include <re2/re2.h>
 
@@ -97,6 +99,9 @@ void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry
   drivers::BindContext ctx;
   ctx.board_name = profile.name;
   ctx.profile_dir = profile_folder(profile);
+  ctx.device_type = profile.device_type;
+  if (!profile.encryption_key.empty())
+    ctx.encryption_secret = encryption::DeviceKey::load_ref(profile.encryption_key).secret;
   ctx.validate_only = true;
   drivers::BoardParts parts;
   bind_sections(profile, registry, ctx, parts);
@@ -122,6 +127,9 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   ctx.profile_dir = profile_folder(profile);
   ctx.trusted_keys = releases.trusted();
   ctx.trust = releases.trust();
+  ctx.device_type = profile.device_type;
+  if (!profile.encryption_key.empty())
+    ctx.encryption_secret = encryption::DeviceKey::load_ref(profile.encryption_key).secret;
   ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
 
@@ -428,6 +436,8 @@ Observation Bench::observe(const std::string& step) {
       obs.state = group("state");
       obs.health = group("health");
       obs.key = group("key");
+      obs.image1_version = group("image1_version");
+      obs.image1_digest = group("image1_digest");
       if (auto c = group("counter"); !c.empty()) {
         try {
           obs.counter = std::stoull(c);

@@ -59,6 +59,7 @@ nlohmann::json observation_json(const Observation& o) {
     j["counter"] = o.counter ? nlohmann::json(*o.counter) : nlohmann::json(nullptr);
     j["state"] = o.state;
     j["health"] = o.health;
+    if (!o.image1_version.empty()) j["image1"] = {{"version", o.image1_version}, {"digest", o.image1_digest}};
   }
   if (o.booted && !o.identity.empty()) j["identity"] = o.identity;
   j["waited_ms"] = o.waited_ms;
@@ -173,6 +174,14 @@ unsigned default_jobs(const BoardProfile& profile) {
 
 void check_release_names(const Scenario& scenario, const BoardProfile& profile) {
   for (const auto* leaf : scenario.leaves()) {
+    // A delta scenario on a board that takes no deltas is skipped with that
+    // reason when planned (or refused on its own): its releases are not asked for.
+    if (leaf->delta && !profile.delta) continue;
+    // A scenario a suite skips for what the board lacks names releases it need not define.
+    const auto needs = [&](const char* n) { return std::find(leaf->needs.begin(), leaf->needs.end(), n) != leaf->needs.end(); };
+    if (scenario.is_suite() && ((!profile.reports_second_image() && needs(kNeedsSecondImage)) ||
+                                (profile.encryption_key.empty() && needs(kNeedsEncryption))))
+      continue;
     auto need = [&](const std::string& name, const std::string& where) {
       if (!name.empty() && !profile.release(name))
         throw InputError(fmt::format("{}: scenario '{}' names release '{}', which board {} ({}) does not define",

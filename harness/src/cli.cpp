@@ -20,6 +20,8 @@
 #include <iterator>
 
 #include "otarig/harness/composition.hpp"
+#include "otarig/core/delta.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/harness/bench.hpp"
 #include "otarig/harness/campaign.hpp"
@@ -370,16 +372,21 @@ struct ListCommand {
 };
 
 struct ImageBuildCommand {
-  std::string version, key, out, payload, genkey, counter, size, signing_time;
+  std::string version, key, out, payload, genkey, counter, size, signing_time, device_type, image_index, needs,
+      encrypt_for;
   std::vector<std::string> trust_add, trust_revoke;
   bool selftest_fail = false;
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
   std::string format = "otarig", signer, hardware = "1.0", compatible = "otarig-board";
+  std::string delta_from;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& image_cmd) {
     cmd = image_cmd.add_subcommand("build", "build a signed image");
+    cmd->add_option("--delta-from", delta_from,
+                    "write a delta release from this image (the one the device runs) to the image built "
+                    "(docs/image-format.md, \"Delta releases\")");
     cmd->add_option("--version", version, "major.minor.patch[+build]")->required();
     cmd->add_option("--counter", counter, "security counter")->required();
     cmd->add_option("--payload", payload, "payload file");
@@ -394,6 +401,14 @@ struct ImageBuildCommand {
                     "valid FROM..UNTIL (times as --signing-time): HEX[@FROM..UNTIL]; repeatable");
     cmd->add_option("--trust-revoke", trust_revoke,
                     "make a key-rotation message that revokes this public key (64 hex digits); repeatable");
+    cmd->add_option("--device-type", device_type,
+                    "the device type the image is for (header.device_type; without it: any device)");
+    cmd->add_option("--image-index", image_index,
+                    "which of the device's images this is: 0 the application (default), 1 the second image");
+    cmd->add_option("--needs", needs, "INDEX>=VERSION: the image runs only with image INDEX at VERSION or newer");
+    cmd->add_option("--encrypt-for", encrypt_for,
+                    "encrypt the image for this device: its X25519 public key (64 hex digits, or a PEM file of its "
+                    "public or private key); docs/image-format.md, \"Encrypted payloads\"");
     cmd->add_option("--out", out, "output image")->required();
     cmd->add_option("--format", format, "otarig (the image), swu (SWUpdate) or raucb (RAUC bundle)")
         ->check(CLI::IsMember({"otarig", "swu", "raucb"}))
@@ -448,6 +463,24 @@ struct ImageBuildCommand {
       changes.push_back(c);
     }
     for (const auto& r : trust_revoke) changes.push_back({image::TrustAction::revoke, {key_of(r, "--trust-revoke"), 0, 0, true}});
+    if (!device_type.empty()) {
+      if (!harness::is_device_type_name(device_type))
+        throw InputError(fmt::format("otarig image build: --device-type '{}': {}", device_type,
+                                     harness::kDeviceTypeRule));
+      h.device_type = image::device_type_id(device_type);
+    }
+    if (!image_index.empty())
+      h.image_index = static_cast<std::uint8_t>(parse_number(image_index, 0, image::kMaxImages - 1, "--image-index"));
+    if (!needs.empty()) {
+      const auto at = needs.find(">=");
+      if (at == std::string::npos)
+        throw InputError(fmt::format("otarig image build: --needs '{}': expected INDEX>=VERSION", needs));
+      const auto index = parse_number(needs.substr(0, at), 0, image::kMaxImages - 1, "--needs INDEX");
+      if (index == h.image_index)
+        throw InputError(fmt::format("otarig image build: --needs '{}': image {} cannot need itself", needs, index));
+      h.needs_image = static_cast<std::uint8_t>(index + 1);
+      h.needs_version = image::Version::parse(needs.substr(at + 2));
+    }
     image::Bytes bytes;
     if (!payload.empty())
       bytes = read_file(payload, "payload");
@@ -475,6 +508,34 @@ struct ImageBuildCommand {
       k = load_key_ref(key, ".");
     }
     auto img = image::build(h, bytes, *k);
+    if (!delta_from.empty() && !encrypt_for.empty())
+      throw InputError("otarig image build: --delta-from and --encrypt-for do not go together (a delta is not encrypted)");
+    if (!delta_from.empty()) {
+      if (format != "otarig") throw InputError("otarig image build: --delta-from makes otarig delta releases only");
+      const auto base = read_file(delta_from, "base image");
+      const auto delta = image::delta::make(base, img);
+      const auto d = image::delta::parse(delta, out, delta.size() + img.size());
+      const auto st = image::delta::stats(d.patch);
+      write_file(out, delta);
+      std::cout << fmt::format("{}: delta of {} bytes from {} (base {}) to version {}, counter {}, key {}: {} ops, {} "
+                               "bytes copied, {} inserted; the assembled image is {} bytes, digest {}\n",
+                               out, delta.size(), delta_from, crypto::hex(d.patch.base_sha256), h.version.str(),
+                               h.security_counter, crypto::hex(k->id()), d.patch.ops.size(), st.copied, st.inserted,
+                               img.size(), device_digest(img));
+      return 0;
+    }
+    if (!encrypt_for.empty()) {
+      if (format != "otarig") throw InputError("otarig image build: --encrypt-for makes otarig images only");
+      const auto plain_digest = device_digest(img);
+      img = encryption::encrypt(img, encryption::load_public(encrypt_for, "--encrypt-for"), *k);
+      write_file(out, img);
+      std::cout << fmt::format("{}: {} bytes, encrypted for {}, version {}, counter {}, key {}, digest {} (the "
+                               "plaintext image: {})\n",
+                               out, img.size(), crypto::hex(encryption::load_public(encrypt_for, "--encrypt-for")),
+                               h.version.str(), h.security_counter, crypto::hex(k->id()), device_digest(img),
+                               plain_digest);
+      return 0;
+    }
     if (format != "otarig") return write_package(img);
     write_file(out, img);
     std::cout << fmt::format("{}: {} bytes, version {}, counter {}, key {}, digest {}\n", out, img.size(),
@@ -583,9 +644,22 @@ struct ImageInspectCommand {
                        {"security_counter", p.header.security_counter},
                        {"payload_size", p.header.payload_size},
                        {"flags", p.header.flags},
+                       {"device_type", crypto::hex(p.header.device_type)},
+                       {"image_index", p.header.image_index},
+                       {"encrypted", (p.header.flags & image::kFlagEncrypted) != 0},
                        {"key_id", crypto::hex(p.trailer.key_id)},
                        {"digest", device_digest(bytes)},
                        {"signature", signature}};
+      if (p.header.flags & image::kFlagDelta) {
+        const auto d = image::delta::parse(bytes, file, kMaxImageBytes);
+        const auto st = image::delta::stats(d.patch);
+        j["delta"] = {{"base_sha256", crypto::hex(d.patch.base_sha256)}, {"base_size", d.patch.base_size},
+                      {"target_size", d.patch.target_size}, {"copies", st.copies}, {"copied", st.copied},
+                      {"inserts", st.inserts}, {"inserted", st.inserted},
+                      {"assembled_digest", crypto::hex(p.trailer.sha256)}};
+      }
+      if (p.header.needs_image)
+        j["needs"] = {{"image", p.header.needs_image - 1}, {"version", p.header.needs_version.str()}};
       if (c && !c->ok()) j["reason"] = c->reason;
       if (p.header.signing_time) j["signing_time"] = image::utc_text(p.header.signing_time);
       if (p.header.flags & image::kFlagTrustUpdate) {
@@ -613,12 +687,51 @@ struct ImageInspectCommand {
                                                      ch.entry.not_before ? image::utc_text(ch.entry.not_before) : "-",
                                                      ch.entry.not_after ? image::utc_text(ch.entry.not_after) : "-")
                                        : std::string());
+      if (p.header.flags & image::kFlagDelta) {
+        const auto d = image::delta::parse(bytes, file, kMaxImageBytes);
+        const auto st = image::delta::stats(d.patch);
+        std::cout << fmt::format("delta base {} ({} bytes): {} COPY ops ({} bytes), {} INSERT ops ({} bytes); "
+                                 "assembles {} bytes whose digest the trailer states: {}\n",
+                                 crypto::hex(d.patch.base_sha256), d.patch.base_size, st.copies, st.copied,
+                                 st.inserts, st.inserted, d.patch.target_size + image::kTrailerSize,
+                                 crypto::hex(p.trailer.sha256));
+      }
+      std::cout << fmt::format("device_type {}\nimage_index {}\n",
+                               image::any_device(p.header.device_type) ? std::string("any")
+                                                                       : crypto::hex(p.header.device_type),
+                               p.header.image_index);
+      if (p.header.needs_image)
+        std::cout << fmt::format("needs image {} >= {}\n", p.header.needs_image - 1, p.header.needs_version.str());
       if (!c)
         std::cout << "signature NOT CHECKED (no --key): the fields above are what the image claims\n";
       else
         std::cout << (c->ok() ? "check ok\n" : "check FAILED: " + c->reason + "\n");
     }
     if (c && !c->ok()) return 1;
+    return 0;
+  }
+};
+
+struct ImageApplyCommand {
+  std::string base, delta, out;
+  CLI::App* cmd = nullptr;
+
+  void add(CLI::App& image_cmd) {
+    cmd = image_cmd.add_subcommand("apply", "assemble the image a delta release makes from its base");
+    cmd->add_option("--base", base, "the image the delta was made against")->required();
+    cmd->add_option("--delta", delta, "the delta release")->required();
+    cmd->add_option("--out", out, "the assembled image")->required();
+  }
+
+  int operator()() {
+    const auto b = read_file(base, "base image");
+    const auto d_bytes = read_file(delta, "delta");
+    const auto d = image::delta::parse(d_bytes, delta, kMaxImageBytes);
+    image::delta::check_base(d.patch, b, delta);
+    const auto img = image::delta::assemble(d, b, delta);
+    write_file(out, img);
+    std::cout << fmt::format("{}: {} bytes assembled from {} and {}, digest {}\n", out, img.size(), base, delta,
+                             device_digest(img));
     return 0;
   }
 };
@@ -1016,6 +1129,8 @@ int cli_main(int argc, char** argv) {
   tamper.add(*image_cmd);
   ImageInspectCommand inspect;
   inspect.add(*image_cmd);
+  ImageApplyCommand apply;
+  apply.add(*image_cmd);
   DetectCommand detect;
   detect.add(app);
   auto* report_cmd = app.add_subcommand("report", "check evidence bundles");
@@ -1055,6 +1170,7 @@ int cli_main(int argc, char** argv) {
     if (*build.cmd) return build();
     if (*tamper.cmd) return tamper();
     if (*inspect.cmd) return inspect();
+    if (*apply.cmd) return apply();
     if (*verify.cmd) return verify();
     if (*merge.cmd) return merge();
     if (*bench.cmd) return bench();

@@ -60,6 +60,17 @@ OracleResult atomic(const OracleInput& in) {
     }
   };
   check(in.fault_index, in.before_digest, in.delivered_digest);
+  // A delivery that brings a second image: it too is the old or the new one.
+  if (r.held && !in.delivered_image1_digest.empty() && in.fault_index < in.history.size()) {
+    const auto& o = in.history[in.fault_index];
+    if (o.booted && !o.image1_digest.empty() && o.image1_digest != in.before_image1_digest &&
+        o.image1_digest != in.delivered_image1_digest) {
+      r.held = false;
+      r.detail = fmt::format("{}: the second image (digest {}) is neither the old ({}) nor the new ({})", o.step,
+                             short_digest(o.image1_digest), short_digest(in.before_image1_digest),
+                             short_digest(in.delivered_image1_digest));
+    }
+  }
   if (in.has_retry) {
     const auto& at_fault = in.history[in.fault_index];
     check(in.retry_index, at_fault.booted ? at_fault.digest : in.before_digest, in.retry_digest);
@@ -136,6 +147,52 @@ OracleResult still_updatable(const OracleInput& in) {
   return r;
 }
 
+OracleResult compatible(const OracleInput& in) {
+  OracleResult r{"compatible", true, ""};
+  if (in.delivered_compatible) return r;
+  for (std::size_t i = in.fault_index; i < in.history.size(); ++i) {
+    if (in.has_retry && i >= in.retry_index) break;
+    const auto& o = in.history[i];
+    if (o.booted && o.digest == in.delivered_digest) {
+      r.held = false;
+      r.detail = fmt::format("{}: the device runs the image made for another device type (digest {})", o.step,
+                             short_digest(o.digest));
+      return r;
+    }
+  }
+  return r;
+}
+
+OracleResult dependencies(const OracleInput& in) {
+  OracleResult r{"dependencies", true, ""};
+  for (const auto& o : in.history) {
+    if (!o.booted || o.image1_version.empty()) continue;
+    // The application, then the second image, each against the other as it runs.
+    const std::pair<const std::string*, unsigned> running[] = {{&o.digest, 0}, {&o.image1_digest, 1}};
+    for (const auto& [digest, index] : running) {
+      auto it = in.needs.find(*digest);
+      if (it == in.needs.end() || it->second.image == index || it->second.image > 1) continue;
+      const auto& other = it->second.image == 1 ? o.image1_version : o.version;
+      if (compare_versions(other, it->second.version) < 0) {
+        r.held = false;
+        r.detail = fmt::format("{}: image {} (digest {}) needs image {} >= {}, but runs beside {}", o.step, index,
+                               short_digest(*digest), it->second.image, it->second.version, other);
+        return r;
+      }
+    }
+  }
+  return r;
+}
+
+OracleResult confidential(const OracleInput& in) {
+  OracleResult r{"confidential", true, ""};
+  if (!in.plaintext_on_link.empty() || !in.plaintext_at_rest.empty()) {
+    r.held = false;
+    r.detail = !in.plaintext_on_link.empty() ? in.plaintext_on_link : in.plaintext_at_rest;
+  }
+  return r;
+}
+
 }  // namespace
 
 OracleResult reports_truthfully(const OracleInput& in) {
@@ -181,6 +238,9 @@ void register_builtin_oracles(OracleRegistry& registry) {
   registry.add({"no-rollback", no_rollback});
   registry.add({"recovered", recovered});
   registry.add({"still-updatable", still_updatable});
+  registry.add({"compatible", compatible});
+  registry.add({"dependencies", dependencies});
+  registry.add({"confidential", confidential});
 }
 
 const OracleRegistry& builtin_oracles() {

@@ -89,7 +89,14 @@ Plan make_plan(const Scenario& scenario, std::uint64_t seed, const BoardAbilitie
   for (const Scenario* s : scenario.leaves()) {
     const auto& f = s->fault;
     if (!f.unit) throw InputError(fmt::format("{}: scenario '{}' has no fault kind", f.where, s->name));
-    if (auto why = f.unit->inapplicable(*s, board); !why.empty()) {
+    std::string why = s->delta ? board.no_delta : std::string();
+    for (const auto& need : s->needs)
+      if (need == kNeedsSecondImage && !board.second_image)
+        why = "the board reports no second updatable image (its status pattern has no image1_version group)";
+      else if (need == kNeedsEncryption && !board.encryption)
+        why = "the board's releases are not encrypted (no `encryption:` in its profile)";
+    if (why.empty()) why = f.unit->inapplicable(*s, board);
+    if (!why.empty()) {
       if (!scenario.is_suite()) throw InputError(fmt::format("{}: scenario '{}' cannot run: {}", f.where, s->name, why));
       plan.skipped.push_back({s->name, why});
       continue;

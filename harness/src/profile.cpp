@@ -128,11 +128,19 @@ std::filesystem::path resolve_board(const std::string& name_or_path) {
                                name_or_path));
 }
 
+bool is_device_type_name(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  });
+}
+
 BoardProfile load_profile(const std::filesystem::path& file) {
   auto root = Config::load_file(file);
   if (!root.is_map()) root.fail("a board profile must be a map");
   root.only_keys({"name", "description", "device", "power", "console", "link", "probe", "observe", "signing",
-                  "releases", "image_format", "tags", "package", "waivers", "clock"});
+                  "releases", "image_format", "tags", "package", "waivers", "clock", "delta",
+                  "device_type", "encryption"});
   BoardProfile p{.path = file, .sha256 = file_sha256(file), .root = root};
   p.name = root.at("name").as_string();
   check_plain_name(root.at("name"), p.name, "the board name");
@@ -149,8 +157,29 @@ BoardProfile load_profile(const std::filesystem::path& file) {
       clock->at("console").fail("the clock command needs ${epoch} (UNIX seconds) or ${date} (YYYY-MM-DD HH:MM:SS, UTC)");
   }
   p.image_format = root.string_or("image_format", "otarig");
+  if (auto t = root.find("device_type")) {
+    p.device_type = t->as_string();
+    if (!is_device_type_name(p.device_type)) t->fail(fmt::format("device_type '{}': {}", p.device_type, kDeviceTypeRule));
+  }
   if (p.image_format != "otarig")
     root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
+
+  if (auto e = root.find("encryption")) {
+    e->only_keys({"device_key", "plaintext_before_verify"});
+    p.encryption_key = e->at("device_key").as_string();
+    if (p.encryption_key.rfind("test:", 0) != 0) {
+      std::filesystem::path kp(p.encryption_key);
+      if (kp.is_relative()) kp = e->directory() / kp;
+      if (!std::filesystem::is_regular_file(kp))
+        e->at("device_key").fail(fmt::format("device_key '{}': neither test:LABEL nor a PEM file", p.encryption_key));
+      p.encryption_key = kp.string();
+    }
+    const auto mode = e->string_or("plaintext_before_verify", "forbidden");
+    if (mode != "forbidden" && mode != "allowed")
+      e->at("plaintext_before_verify").fail(fmt::format("'{}': expected forbidden or allowed", mode));
+    p.plaintext_before_verify = mode == "allowed";
+    if (root.has("package")) e->fail("encryption: the rig encrypts otarig images only (no `package:`)");
+  }
 
   auto obs = root.at("observe");
   obs.only_keys({"banner", "status_command", "status", "boot_timeout", "status_interval", "boot_attempt", "identity",
@@ -240,11 +269,40 @@ BoardProfile load_profile(const std::filesystem::path& file) {
 
   std::set<std::string> seen;
   for (auto& [name, rel] : root.at("releases").entries()) {
-    rel.only_keys({"version", "security_counter", "payload_size", "file"});
     check_plain_name(rel, name, "the release name");
     ReleaseSpec r;
     r.name = name;
     r.where = rel.where();
+    if (rel.has("bundle")) {
+      rel.only_keys({"bundle"});
+      r.bundle = rel.at("bundle").as_string_list();
+      if (r.bundle.size() < 1 || r.bundle.size() > image::kMaxImages)
+        rel.at("bundle").fail(fmt::format("a bundle names 1..{} releases", image::kMaxImages));
+      seen.insert(name);
+      p.releases.push_back(std::move(r));
+      continue;
+    }
+    rel.only_keys({"version", "security_counter", "payload_size", "file", "image", "needs", "derived_from"});
+    if (auto i = rel.find("image")) {
+      const auto v = i->as_uint();
+      if (v >= image::kMaxImages) i->fail(fmt::format("image index {} is not 0..{}", v, image::kMaxImages - 1));
+      r.image_index = static_cast<std::uint8_t>(v);
+    }
+    if (auto n = rel.find("needs")) {
+      const auto text = n->as_string();
+      const auto at = text.find(">=");
+      std::uint64_t index = image::kMaxImages;
+      if (at != std::string::npos && at > 0 && at <= 1 && text[0] >= '0' && text[0] <= '9') index = static_cast<std::uint64_t>(text[0] - '0');
+      if (index >= image::kMaxImages)
+        n->fail(fmt::format("needs '{}': expected INDEX>=VERSION, INDEX 0..{}", text, image::kMaxImages - 1));
+      if (index == r.image_index) n->fail(fmt::format("needs '{}': an image cannot need itself", text));
+      try {
+        r.needs_version = image::Version::parse(text.substr(at + 2));
+      } catch (const InputError& e) {
+        n->fail(e.what());
+      }
+      r.needs_image = static_cast<std::uint8_t>(index + 1);
+    }
     try {
       r.version = image::Version::parse(rel.at("version").as_string());
     } catch (const InputError& e) {
@@ -263,10 +321,47 @@ BoardProfile load_profile(const std::filesystem::path& file) {
         f->fail(fmt::format("image file '{}' is not a regular file", fp.string()));
       r.file = fp;
     }
+    if (auto from = rel.find("derived_from")) {
+      r.derived_from = from->as_string();
+      if (r.file) from->fail("derived_from goes with a generated release, not with `file:`");
+      const auto* base = p.release(r.derived_from);
+      if (!base)
+        from->fail(fmt::format("'{}' is not a release defined above this one", r.derived_from));
+      if (base->file)
+        from->fail(fmt::format("'{}' is a prebuilt image; derive from a generated release",
+                               r.derived_from));
+    }
     seen.insert(name);
     p.releases.push_back(std::move(r));
   }
   if (p.releases.empty()) root.at("releases").fail("a profile needs at least one release");
+  if (auto d = root.find("delta")) {
+    if (!d->is_map()) d->fail("delta: a map (wrong_base: refuse | full-image)");
+    d->only_keys({"wrong_base"});
+    DeltaSettings ds;
+    ds.where = d->where();
+    const auto wb = d->at("wrong_base").as_string();
+    if (wb == "refuse")
+      ds.wrong_base = WrongBase::refuse;
+    else if (wb == "full-image")
+      ds.wrong_base = WrongBase::full_image;
+    else
+      d->at("wrong_base").fail(fmt::format("'{}' is neither refuse nor full-image", wb));
+    p.delta = ds;
+  }
+  for (const auto& r : p.releases) {
+    std::set<unsigned> indexes;
+    for (const auto& part : r.bundle) {
+      const auto* c = p.release(part);
+      auto at = root.at("releases").at(r.name).at("bundle");
+      if (!c) at.fail(fmt::format("bundle {}: no release named '{}'", r.name, part));
+      if (!c->bundle.empty()) at.fail(fmt::format("bundle {}: '{}' is a bundle itself", r.name, part));
+      if (!c->file && !indexes.insert(c->image_index).second)
+        at.fail(fmt::format("bundle {}: two images of index {}", r.name, c->image_index));
+      if (!c->file && c->image_index == 0 && &part != &r.bundle.front())
+        at.fail(fmt::format("bundle {}: the application ('{}', image 0) comes first", r.name, part));
+    }
+  }
   if (auto ws = root.find("waivers")) {
     if (!ws->is_sequence()) ws->fail("waivers: a list of waivers (scenario, oracles, reason, expires)");
     std::set<std::string> ids;

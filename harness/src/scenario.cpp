@@ -62,7 +62,13 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     }
   } else {
     root.only_keys({"name", "title", "description", "classes", "requirements", "start", "before", "deliver", "fault",
-                    "retry", "trials"});
+                    "retry", "trials", "delivery", "needs"});
+    if (auto n = root.find("needs")) {
+      s.needs = n->as_string_list();
+      for (const auto& need : s.needs)
+        if (need != kNeedsSecondImage && need != kNeedsEncryption)
+          n->fail(fmt::format("unknown need '{}' (known: {}, {})", need, kNeedsSecondImage, kNeedsEncryption));
+    }
     s.name = root.at("name").as_string();
     s.title = root.string_or("title", s.name);
     s.classes = root.at("classes").as_string_list();
@@ -73,6 +79,13 @@ Scenario load(const std::filesystem::path& file, std::set<std::filesystem::path>
     if (auto b = root.find("before")) s.before = b->as_string_list();
     s.deliver = root.at("deliver").as_string();
     s.where_deliver = root.at("deliver").where();
+    if (auto d = root.find("delivery")) {
+      const auto how = d->as_string();
+      if (how == "delta")
+        s.delta = true;
+      else if (how != "full")
+        d->fail(fmt::format("delivery: '{}' is neither full nor delta", how));
+    }
     s.retry = root.string_or("retry", "");
     if (auto r = root.find("retry")) s.where_retry = r->where();
     s.trials = root.size_or("trials", 0);

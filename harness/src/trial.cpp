@@ -1,5 +1,7 @@
 #include "otarig/harness/trial.hpp"
 
+#include "otarig/core/encryption.hpp"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -60,6 +62,7 @@ nlohmann::json obs_json(const Observation& o) {
     if (o.counter) j["counter"] = *o.counter;
     if (!o.state.empty()) j["state"] = o.state;
     if (!o.health.empty()) j["health"] = o.health;
+    if (!o.image1_version.empty()) j["image1"] = {{"version", o.image1_version}, {"digest", o.image1_digest}};
   }
   j["waited_ms"] = o.waited_ms;
   return j;
@@ -234,7 +237,12 @@ class Runner final : public TrialPort {
     const auto erases_before = ff ? ff->erase_counts() : std::vector<std::uint32_t>{};
     drivers::DeliveryResult r;
     try {
-      r = bench_.parts().link->deliver(releases_.artifact(img));
+      const auto artifact = releases_.artifact(img);
+      // confidential: the plaintext of an encrypted release never crosses the link.
+      if (!img.marker.empty() && plaintext_on_link_.empty() && encryption::contains(artifact, img.marker))
+        plaintext_on_link_ = fmt::format("{}: the bytes delivered for {} carry its plaintext (the rig's marker)", step,
+                                         img.name);
+      r = bench_.parts().link->deliver(artifact);
     } catch (const BenchError&) {
       throw;
     } catch (const std::exception& e) {
@@ -340,6 +348,7 @@ class Runner final : public TrialPort {
     }
     for (const auto& name : s_.before) (void)clean_update(releases_.get(name), name);
     before_digest_ = out_.observations.back().booted ? out_.observations.back().digest : start.digest;
+    before_image1_ = out_.observations.back().image1_digest;
   }
 
   bool clean_update(const BuiltImage& img, const std::string& label) {
@@ -364,7 +373,10 @@ class Runner final : public TrialPort {
     made_up_.push_back(img);
     const bool took = clean_update(made_up_.back(), img.name + " (" + img.version + ")");
     extra_authentic_.push_back(img.digest);
-    if (out_.observations.back().booted) before_digest_ = out_.observations.back().digest;
+    if (out_.observations.back().booted) {
+      before_digest_ = out_.observations.back().digest;
+      before_image1_ = out_.observations.back().image1_digest;
+    }
     return took;
   }
 
@@ -374,6 +386,7 @@ class Runner final : public TrialPort {
     if (!s_.fault.unit)
       throw InputError(fmt::format("{}: scenario '{}' has no fault kind", s_.fault.where, s_.name));
     image_ = &releases_.get(s_.deliver);
+    if (s_.delta) use_image(releases_.delta(*image_, releases_.get(s_.delta_base())));
     run_ = s_.fault.unit->start(spec_);
     const auto detail = run_->inject(*this);
     out_.delivered = image_->name;
@@ -446,6 +459,16 @@ class Runner final : public TrialPort {
   void observe() {
     fault_index_ = out_.observations.size();
     look("after-fault");
+    // confidential: an encrypted release the device did not take leaves no
+    // plaintext at rest (the profile's encryption.plaintext_before_verify: forbidden).
+    if (!image_->marker.empty() && !bench_.profile().plaintext_before_verify && bench_.parts().storage_scan &&
+        (out_.delivery_status == "refused" || out_.delivery_status == "failed")) {
+      std::string where;
+      if (bench_.parts().storage_scan->storage_contains(image_->marker, &where))
+        plaintext_at_rest_ = fmt::format("after-fault: the {} delivery of {} was not taken, yet its plaintext (the "
+                                         "rig's marker) sits at {}: decrypted before it was verified",
+                                         out_.delivery_status, image_->name, where);
+    }
     note_device_reports("after-fault");
     if (hooks_) {
       TrialContext ctx{bench_, spec_, out_};
@@ -474,6 +497,20 @@ class Runner final : public TrialPort {
     in.delivered_digest = image_->digest;
     in.delivered_authentic = image_->authentic;
     in.delivered_fails_self_test = image_->fails_self_test;
+    in.delivered_compatible = image_->compatible;
+    in.plaintext_on_link = plaintext_on_link_;
+    in.plaintext_at_rest = plaintext_at_rest_;
+    in.before_image1_digest = before_image1_;
+    for (const auto& c : image_->components)
+      if (c.image_index == 1) in.delivered_image1_digest = c.digest;
+    auto add_needs = [&](const BuiltImage& b) {
+      for (const auto& c : b.components)
+        if (c.needs_image) in.needs[c.digest] = {static_cast<unsigned>(c.needs_image - 1), c.needs_version};
+    };
+    for (const auto& r : releases_.all()) add_needs(r);
+    add_needs(*image_);
+    for (const auto& m : made_up_) add_needs(m);
+    if (!s_.retry.empty()) add_needs(retry_image());
     in.authentic_digests.insert(releases_.authentic_digests().begin(), releases_.authentic_digests().end());
     if (image_->authentic) in.authentic_digests.insert(image_->digest);
     in.authentic_digests.insert(extra_authentic_.begin(), extra_authentic_.end());
@@ -531,6 +568,8 @@ class Runner final : public TrialPort {
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
+  std::string plaintext_on_link_, plaintext_at_rest_;  ///< what the confidential oracle found
+  std::string before_image1_;  ///< the second image's digest before the faulted delivery ("" without one)
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
   std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports
   std::optional<BuiltImage> retry_variant_;   ///< the retry image a kind chose (use_retry_image)
@@ -557,10 +596,11 @@ TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec
 namespace {
 
 // A release, or "NAME/self-test-fail": the release's twin that fails its self-test.
-BuiltImage image_for(const ReleaseSet& releases, const std::string& deliver) {
+BuiltImage image_for(const ReleaseSet& releases, const std::string& start, const std::string& deliver) {
   const auto slash = deliver.find('/');
   const auto& base = releases.get(deliver.substr(0, slash));
   if (slash == std::string::npos) return base;
+  if (deliver.substr(slash + 1) == "delta") return releases.delta(base, releases.get(start));
   Rng unused(0);
   return releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
 }
@@ -572,7 +612,7 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
   auto& parts = bench.parts();
   if (!parts.flash_faults || !parts.provision) return 0;
   const auto& s = releases.get(start);
-  const auto d = image_for(releases, deliver);
+  const auto d = image_for(releases, start, deliver);
   parts.flash_faults->disarm();
   bench.power_off("count flash operations");
   parts.provision->provision(s.bytes);
@@ -591,7 +631,7 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
                                 const std::string& deliver) {
   auto& parts = bench.parts();
   if (!parts.provision) return 0;
-  const auto d = image_for(releases, deliver);
+  const auto d = image_for(releases, start, deliver);
   bench.power_off("measure an update");
   parts.provision->provision(releases.get(start).bytes);
   bench.power_on("measure an update");
@@ -617,7 +657,7 @@ std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, co
   auto& parts = bench.parts();
   auto* crash = parts.crash_storage.get();
   if (!crash || !parts.provision) return 0;
-  const auto d = image_for(releases, deliver);
+  const auto d = image_for(releases, start, deliver);
   const std::string step = "record an update's storage operations";
   bench.power_off(step);
   crash->set_power_loss("lost", 0);
@@ -673,6 +713,15 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
       return record_update_storage(bench, releases, s, d);
     };
   }
+  if (!bench.profile().delta)
+    a.no_delta = "the board declares no delta updates (no `delta:` in its profile)";
+  else if (!releases.makes_deltas())
+    a.no_delta = fmt::format("package format {} makes no delta packages", releases.package_format());
+  else
+    a.no_delta.clear();
+  a.device_type = !bench.profile().device_type.empty() || !releases.package_format().empty();
+  a.second_image = bench.profile().reports_second_image();
+  a.encryption = releases.encrypted();
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };

@@ -21,7 +21,8 @@ using nlohmann::json;
 constexpr std::array kFaultFields = {"kind", "at", "variant", "torn", "error", "mode", "crash_mode", "image", "pattern"};
 
 // The standard oracles in DESIGN.md's order; any other follows by name.
-constexpr std::array kOracleOrder = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable"};
+constexpr std::array kOracleOrder = {"authentic",       "atomic",     "no-rollback", "recovered",
+                                     "still-updatable", "compatible", "dependencies", "confidential"};
 
 std::size_t oracle_rank(const std::string& name) {
   for (std::size_t i = 0; i < kOracleOrder.size(); ++i)

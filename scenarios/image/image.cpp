@@ -78,6 +78,19 @@ class VariantRun final : public harness::FaultRun {
     port.use_image(port.releases().make_variant(port.image(), kind_, variant_, rng, &detail));
     return detail;
   }
+  // An encrypted image the device cannot or must not decrypt is never taken:
+  // one it accepted was installed without its encryption being honoured.
+  void judge(TrialPort& port, std::vector<harness::OracleResult>& oracles) override {
+    if ((kind_ != "tampered-ciphertext" && kind_ != "other-device-key") || port.outcome().delivery_status != "accepted")
+      return;
+    for (auto& o : oracles)
+      if (o.name == "confidential" && o.held) {
+        o.held = false;
+        o.detail = fmt::format("deliver: the device accepted {} ({})", port.image().name,
+                               kind_ == "other-device-key" ? "encrypted for another device's key"
+                                                           : "a ciphertext that does not match its signature");
+      }
+  }
 
  private:
   std::string kind_, variant_;
@@ -275,6 +288,14 @@ class ImageKind final : public harness::FaultKind {
   std::string_view name() const override { return name_; }
   std::string_view where() const override { return name_ == "none" ? "-" : "image"; }
   std::string_view summary() const override { return summary_; }
+  std::string inapplicable(const harness::Scenario&, const harness::BoardAbilities& board) const override {
+    if ((name_ == "tampered-ciphertext" || name_ == "other-device-key") && !board.encryption)
+      return "the board's releases are not encrypted (no `encryption:` in its profile)";
+    if (name_ == "wrong-device" && !board.device_type)
+      return "the board declares no device type (the profile's device_type, or a package format that names one): "
+             "any device's image is its own";
+    return {};
+  }
   std::vector<std::string_view> keys() const override {
     if (has_variants()) return {"variants"};
     return {};
@@ -366,6 +387,15 @@ void register_image_faults(harness::FaultRegistry& registry) {
        "truncated"},
       {"unsigned", "deliver the release with its signature and key id removed"},
       {"wrong-key", "deliver the release validly signed by a key the device does not trust"},
+      {"tampered-ciphertext",
+       "deliver the encrypted release with a seeded bit of its ciphertext flipped, not re-signed (boards whose releases "
+       "are encrypted)"},
+      {"other-device-key",
+       "deliver the release encrypted for another device's X25519 key, validly signed (boards whose releases are "
+       "encrypted)"},
+      {"wrong-device",
+       "deliver the release validly signed for another device type (header.device_type; on a packaged board the "
+       "package's own field: SWUpdate's hardware-compatibility, RAUC's compatible, Mender's device_type)"},
       {"replay", "deliver an older, validly signed release after a newer one was installed"},
       {"self-test-fail", "deliver a validly signed release whose self-test fails when it runs; it must be reverted"},
       {"major-downgrade",

@@ -91,7 +91,7 @@ std::shared_ptr<CutOptions> parse_cut(const Config& c, const FaultParseContext& 
 
 // The update under the cuts: the release, or its twin that fails its self-test.
 std::string delivered_name(const Scenario& s, const CutOptions& f) {
-  return f.image.empty() ? s.deliver : s.deliver + "/" + f.image;
+  return f.image.empty() ? s.delivered() : s.deliver + "/" + f.image;
 }
 
 // Cuts placed in the delivery: at a download byte, a time, a console line.

@@ -30,6 +30,8 @@ SOURCE = Path(os.environ.get("OTARIG_SOURCE_DIR", Path(__file__).resolve().paren
 CLIENTBOARD = os.environ.get("OTARIG_CLIENTBOARD", "otarig-clientboard")
 
 
+# The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
+DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base"}
 def missing(*tools):
     return [t for t in tools if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
 
@@ -67,7 +69,8 @@ def trials(out):
     return json.loads((Path(out) / "run.json").read_text())
 
 
-IMAGE_SCENARIOS = ["tampered-image", "unsigned", "wrong-key", "replay-old", "replay-major", "self-test-fail"]
+IMAGE_SCENARIOS = ["tampered-image", "unsigned", "wrong-key", "wrong-device", "replay-old", "replay-major",
+                   "self-test-fail"]
 
 
 @pytest.mark.parametrize("scenario", IMAGE_SCENARIOS)
@@ -94,11 +97,25 @@ def test_swupdate_without_downgrade_check_is_caught(scenario, tmp_path):
     assert broken == ["no-rollback"], doc["findings"]
 
 
-@pytest.mark.parametrize("scenario", ["tampered-image", "replay-old", "self-test-fail"])
+@pytest.mark.parametrize("scenario", ["tampered-image", "wrong-device", "replay-old", "self-test-fail"])
 def test_rauc_board_passes_image_scenarios(scenario, tmp_path):
     need_rauc()
     r = run("boards/rauc-ab.yaml", scenario, tmp_path / "out")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# A package validly signed for another device (SWUpdate's hardware-compatibility
+# against -H, RAUC's compatible): the client itself refuses it and says why.
+@pytest.mark.parametrize("board,said", [("boards/swupdate-ab.yaml", "SW not compatible with hardware"),
+                                        ("boards/rauc-ab.yaml", "Compatible mismatch")])
+def test_a_package_for_another_device_is_refused_by_the_client(board, said, tmp_path):
+    (need_swupdate if "swupdate" in board else need_rauc)()
+    r = run(board, "wrong-device", tmp_path / "out")
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = trials(tmp_path / "out")["trials"][0]
+    assert t["delivery"]["status"] == "refused" and said in t["delivery"]["detail"], t["delivery"]
+    assert "hardware revision otarig-other-device" in t["fault"]["detail"] or "compatible otarig-other-device" in \
+        t["fault"]["detail"], t["fault"]
 
 
 def test_rauc_without_downgrade_check_is_caught(tmp_path):
@@ -327,7 +344,7 @@ def test_swupdate_board_passes_nightly(tmp_path):
     # SWUpdate is handed the image's URL and reads no manifest, so a mirror has no manifest to lie in.
     skipped = {s["scenario"]: s["reason"] for s in run_json["skipped"]}
     assert set(skipped) == {"bit-rot", "flash-error", "impostor-server", "mtls-required", "client-certificate",
-                            "lying-mirror"}
+                            "lying-mirror", *DELTA}
     for tls in ("impostor-server", "mtls-required"):
         assert "verifies no server certificate" in skipped[tls] and "suricatta" in skipped[tls], skipped[tls]
     cuts = [t for t in run_json["trials"] if t["fault"]["kind"] == "power-cut"]

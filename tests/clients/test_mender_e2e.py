@@ -37,6 +37,8 @@ BOARD = "boards/mender-ab.yaml"
 UNSYNCED_STORE_TRIAL = "00066"
 
 
+# The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
+DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base"}
 def need_mender():
     need_namespaces()
     gone = missing("mender", "mender-artifact", "fw_setenv", "fw_printenv", "openssl")
@@ -62,7 +64,7 @@ def test_mender_board_passes_a_nightly_sample(tmp_path):
     # Mender takes no body without a stated length (device.network.length_required);
     # standalone Mender presents no client certificate (device.network.tls_reason).
     assert set(skipped) == {"bit-rot", "flash-error", "lying-mirror", "endless-data", "mtls-required",
-                            "client-certificate"}, skipped
+                            "client-certificate", *DELTA}, skipped
     for tls in ("mtls-required", "client-certificate"):
         assert "HttpsClient" in skipped[tls] and "managed mode" in skipped[tls], skipped[tls]
     assert "length" in skipped["endless-data"], skipped
@@ -236,3 +238,13 @@ def test_mender_refuses_an_artifact_for_another_device_type(tmp_path):
         other.close()
         own.close()
     assert host_state() == before, "a Mender run changed the host's /etc, /run, /dev or mounts"
+
+
+def test_the_wrong_device_scenario_is_refused_by_mender(tmp_path):
+    """The rig's own wrong-device variant: a validly signed artifact whose device_type is another board's."""
+    need_mender()
+    r = run(BOARD, "wrong-device", tmp_path / "out", "--no-progress")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    t = json.loads((tmp_path / "out" / "run.json").read_text())["trials"][0]
+    assert t["delivery"]["status"] == "refused", t["delivery"]
+    assert "not compatible with device otarig-board" in t["delivery"]["detail"], t["delivery"]

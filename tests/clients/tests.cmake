@@ -14,6 +14,13 @@ if(TARGET otarig_drivers_clients)
   endif()
   if(TARGET otarig AND TARGET otarig-clientboard)
     find_program(OTARIG_CLIENTS_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+    # SWUpdate's delta handler against the rig's update server (multi-range
+    # requests, multipart/byteranges): a clean delta, a corrupted chunk, another base.
+    add_test(NAME clients.swupdate-delta
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_swupdate_delta.py)
+    set_tests_properties(clients.swupdate-delta PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+      LABELS "clients" TIMEOUT 300)
     add_test(NAME clients.e2e
       COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_clients_e2e.py)
     set_tests_properties(clients.e2e PROPERTIES

@@ -7,6 +7,7 @@
 #include <regex>
 #include <string>
 
+#include "otarig/core/delta.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 #include "otarig/drivers/virtual/boot_state.hpp"
@@ -489,6 +490,138 @@ TEST(Defects, InplaceOverwriteBricksOnARefusedImage) {
   EXPECT_TRUE(d.status()) << "up until the next boot";
   d.board.cycle(10ms);
   EXPECT_EQ(d.board.run_state(), RunState::bricked);
+}
+
+// ---------------------------------------------------------------------------- delta releases
+
+// factory's payload with every 4th 1 KiB block rewritten: most of it is copied.
+const Bytes& patched() {
+  static const Bytes img = [] {
+    auto payload = image::synthetic_payload(20000, "1.0.0+1");
+    const auto fresh = image::synthetic_payload(20000, "patched");
+    for (std::size_t o = 3 * 1024; o + 1024 <= payload.size(); o += 4 * 1024)
+      std::copy_n(fresh.begin() + static_cast<std::ptrdiff_t>(o), 1024, payload.begin() + static_cast<std::ptrdiff_t>(o));
+    image::Header h;
+    h.version = image::Version::parse("1.1.0+2");
+    h.security_counter = 2;
+    return image::build(h, payload, release_key());
+  }();
+  return img;
+}
+const Bytes& patched_delta() {
+  static const Bytes d = image::delta::make(factory(), patched());
+  return d;
+}
+
+TEST(Delta, InstallsTheAssembledImageInTheOtherSlotAndBootsItAsATrial) {
+  for (auto mode : {BootMode::ab, BootMode::swap_scratch, BootMode::swap_move, BootMode::overwrite_only,
+                    BootMode::direct_xip}) {
+    auto cfg = small_config();
+    cfg.mode = mode;
+    Device d(cfg);
+    d.board.provision(factory());
+    d.board.on();
+    d.board.arm(FlashCut{});
+    auto r = d.board.deliver(patched_delta());
+    EXPECT_EQ(r.status, DeliveryStatus::accepted) << to_string(mode) << ": " << r.detail;
+    EXPECT_EQ(r.bytes_sent, patched_delta().size());
+    auto st = d.status();
+    ASSERT_TRUE(st) << to_string(mode);
+    EXPECT_EQ(st->version, "1.1.0+2") << to_string(mode);
+    EXPECT_EQ(st->digest, digest_of(patched())) << to_string(mode);
+    EXPECT_TRUE(contains(d.transcript, "ota: delta of")) << d.transcript;
+  }
+}
+
+TEST(Delta, WritesWithPhasePatchAndNeverTheRunningSlot) {
+  Device d;
+  d.board.provision(factory());
+  d.board.on();
+  d.board.arm(FlashCut{1, false, 0});
+  ASSERT_EQ(d.board.deliver(patched_delta()).status, DeliveryStatus::power_lost);
+  EXPECT_EQ(d.board.fired()->phase, "patch");
+  EXPECT_GE(d.board.fired()->address, d.board.flash().geometry().slot_size) << "slot B is written";
+}
+
+TEST(Delta, AnotherBaseIsRefusedBeforeAnythingIsWritten) {
+  Device d;
+  d.board.provision(update());  // runs 1.1.0+2, the delta is against 1.0.0+1
+  d.board.on();
+  d.board.arm(FlashCut{});
+  auto r = d.board.deliver(patched_delta());
+  EXPECT_EQ(r.status, DeliveryStatus::refused);
+  EXPECT_TRUE(contains(r.detail, "delta: wrong base: it was made against")) << r.detail;
+  EXPECT_EQ(d.board.ops_counted(), 0u);
+  auto st = d.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->digest, digest_of(update()));
+}
+
+TEST(Delta, ACorruptLiteralIsRefusedByTheWholeImageCheckAndTheOldImageRuns) {
+  Device d;
+  d.board.provision(factory());
+  d.board.on();
+  const auto parsed = image::delta::parse(patched_delta(), "d", 1 << 20);
+  std::size_t at = 0;
+  for (const auto& op : parsed.patch.ops)
+    if (op.kind == image::delta::OpKind::insert) at = image::kHeaderSize + op.data_at + 100;
+  auto r = d.board.deliver(image::tamper::flip_bit(patched_delta(), at, 3));
+  EXPECT_EQ(r.status, DeliveryStatus::refused);
+  EXPECT_TRUE(contains(r.detail, "hash mismatch")) << r.detail;
+  auto st = d.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->digest, digest_of(factory()));
+  // A malformed patch is refused by its parser.
+  auto bad = patched_delta();
+  bad[image::kHeaderSize + image::delta::kPatchHeaderSize] = 9;
+  r = d.board.deliver(bad);
+  EXPECT_EQ(r.status, DeliveryStatus::refused);
+  EXPECT_TRUE(contains(r.detail, "unknown op 0x09")) << r.detail;
+}
+
+TEST(Delta, EveryCutOfTheApplyLeavesTheOldOrTheNewImage) {
+  Device counter;
+  counter.board.provision(factory());
+  counter.board.on();
+  counter.board.arm(FlashCut{});
+  ASSERT_EQ(counter.board.deliver(patched_delta()).status, DeliveryStatus::accepted);
+  const auto n = counter.board.ops_counted();
+  ASSERT_GT(n, 5u);
+  for (std::uint64_t k = 1; k <= n; ++k) {
+    Device d;
+    d.board.provision(factory());
+    d.board.on();
+    d.board.arm(FlashCut{k, false, 0});
+    (void)d.board.deliver(patched_delta());
+    d.board.disarm();
+    if (!d.board.is_on()) d.board.on();
+    auto st = d.status();
+    ASSERT_TRUE(st) << "cut before op " << k;
+    EXPECT_TRUE(st->digest == digest_of(factory()) || st->digest == digest_of(patched())) << "cut before op " << k;
+  }
+}
+
+TEST(Defects, DeltaInPlacePatchesTheRunningSlotAndBricksOnACut) {
+  Device clean(small_config().with(Defect::delta_in_place));
+  clean.board.provision(factory());
+  clean.board.on();
+  auto r = clean.board.deliver(patched_delta());
+  EXPECT_EQ(r.status, DeliveryStatus::accepted) << r.detail;
+  auto st = clean.status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->slot, "A");
+  EXPECT_EQ(st->digest, digest_of(patched()));
+
+  Device d(small_config().with(Defect::delta_in_place));
+  d.board.provision(factory());
+  d.board.on();
+  d.board.arm(FlashCut{3, false, 0});
+  ASSERT_EQ(d.board.deliver(patched_delta()).status, DeliveryStatus::power_lost);
+  EXPECT_LT(d.board.fired()->address, d.board.flash().geometry().slot_size) << "slot A is being rewritten";
+  d.board.disarm();
+  d.drain();
+  d.board.on();
+  EXPECT_TRUE(contains(d.drain(), "BOOT FAILED: no bootable image"));
 }
 
 TEST(Defects, NamesRoundTrip) {

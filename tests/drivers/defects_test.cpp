@@ -9,6 +9,7 @@
 #include <regex>
 #include <string>
 
+#include "otarig/core/delta.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 
@@ -221,6 +222,15 @@ INSTANTIATE_TEST_SUITE_P(
                d.board.deliver(kUpdate);
                // The agent installs the older release; direct-xip still boots the higher version.
                return d.board.deliver(kFactory).status == DeliveryStatus::accepted;
+             }},
+        Case{Defect::delta_in_place, BootMode::ab,
+             [](Device& d) {
+               d.start(kFactory);
+               d.board.arm(FlashCut{3, false, 0});  // inside the patching
+               d.board.deliver(image::delta::make(kFactory, kUpdate));
+               d.board.disarm();
+               d.board.on();
+               return !d.status();
              }}),
     [](const auto& param_info) {
       std::string s = std::string(to_string(param_info.param.defect)) + "_" + to_string(param_info.param.mode);
@@ -228,6 +238,52 @@ INSTANTIATE_TEST_SUITE_P(
         if (ch == '-') ch = '_';
       return s;
     });
+
+Bytes release_for(const char* device_type, const char* version, std::uint32_t counter) {
+  image::Header h;
+  h.version = image::Version::parse(version);
+  h.security_counter = counter;
+  h.device_type = image::device_type_id(device_type);
+  return image::build(h, image::synthetic_payload(12000, "defects"), release_key());
+}
+
+BoardConfig typed(BoardConfig c, const char* type) {
+  c.device_type_name = type;
+  c.device_type = image::device_type_id(type);
+  return c;
+}
+
+// A release validly signed for another device type is refused by the agent;
+// ignores-device-type installs and boots it. Images for the device's own
+// type, or for any device, install on both.
+TEST(DeviceType, AnImageForAnotherDeviceIsRefusedUnlessTheDeviceIgnoresTheType) {
+  for (auto mode : {BootMode::ab, BootMode::swap_scratch, BootMode::overwrite_only, BootMode::direct_xip}) {
+    Device reference(typed(config(mode), "acme-gw"));
+    reference.start(release_for("acme-gw", "1.0.0+1", 1));
+    const auto r = reference.board.deliver(release_for("acme-other", "1.1.0+2", 2));
+    EXPECT_EQ(r.status, DeliveryStatus::refused) << to_string(mode);
+    EXPECT_NE(r.detail.find("incompatible: the image is for device type"), std::string::npos) << r.detail;
+    EXPECT_NE(r.detail.find("this device is acme-gw"), std::string::npos) << r.detail;
+    EXPECT_EQ(reference.status()->version, "1.0.0+1");
+    EXPECT_TRUE(runs_delivered(reference, release_for("acme-gw", "1.1.0+2", 2))) << to_string(mode);
+    EXPECT_TRUE(runs_delivered(reference, release("1.2.0+3", 3))) << "an image for any device";
+
+    Device flawed(typed(config(mode).with(Defect::ignores_device_type), "acme-gw"));
+    flawed.start(release_for("acme-gw", "1.0.0+1", 1));
+    EXPECT_TRUE(runs_delivered(flawed, release_for("acme-other", "1.1.0+2", 2))) << to_string(mode);
+  }
+}
+
+// The bootloader checks the type too: an image for another device that sits
+// in the slot it boots is not booted.
+TEST(DeviceType, TheBootloaderDoesNotBootAnImageForAnotherDevice) {
+  Device d(typed(config(BootMode::ab), "acme-gw"));
+  d.board.provision(release_for("acme-other", "1.0.0+1", 1));
+  d.board.on();
+  const auto out = d.drain();
+  EXPECT_FALSE(d.status()) << out;
+  EXPECT_NE(out.find("BOOT FAILED"), std::string::npos) << out;
+}
 
 TEST(DefectCatalog, EveryDefectIsImplementedAndNamed) {
   for (std::size_t i = 0; i < kDefectCount; ++i) {

@@ -103,9 +103,172 @@ INSTANTIATE_TEST_SUITE_P(
                     RangeCase{"bytes=10000-", 416, 0, 0, "bytes */10000"},
                     RangeCase{"bytes=-0", 416, 0, 0, "bytes */10000"},
                     RangeCase{"bytes=5-1", 200, 0, 9999, ""},
-                    RangeCase{"bytes=0-1,5-6", 200, 0, 9999, ""},
+                    RangeCase{"bytes=0-1,x-6", 200, 0, 9999, ""},
+                    RangeCase{"bytes=0-9,20000-30000", 206, 0, 9, "bytes 0-9/10000"},
+                    RangeCase{"bytes=20000-,30000-", 416, 0, 0, "bytes */10000"},
+                    RangeCase{"bytes=0-9999,0-9999", 416, 0, 0, "bytes */10000"},
+                    RangeCase{"bytes=0-10,5-15,8-20", 416, 0, 0, "bytes */10000"},
                     RangeCase{"items=0-1", 200, 0, 9999, ""},
                     RangeCase{"bytes=x-1", 200, 0, 9999, ""}));
+
+// ---------------------------------------------------------------------------- multipart/byteranges
+
+namespace {
+
+struct Part {
+  std::string content_type, content_range, bytes;
+};
+
+// Splits a multipart/byteranges body by its boundary (RFC 9110 14.6, RFC 2046 5.1).
+std::vector<Part> parts_of(const std::string& body, const std::string& boundary) {
+  std::vector<Part> out;
+  const std::string delim = "--" + boundary;
+  std::size_t at = body.find(delim);
+  EXPECT_EQ(at, 0u) << "the body starts with the first delimiter";
+  while (at != std::string::npos) {
+    at += delim.size();
+    if (body.compare(at, 4, "--\r\n") == 0) {
+      EXPECT_EQ(at + 4, body.size()) << "nothing after the closing delimiter";
+      return out;
+    }
+    EXPECT_EQ(body.compare(at, 2, "\r\n"), 0);
+    const std::size_t head_end = body.find("\r\n\r\n", at);
+    if (head_end == std::string::npos) break;
+    Part p;
+    std::string head = body.substr(at + 2, head_end - at - 2);
+    for (std::size_t line = 0; line < head.size();) {
+      std::size_t eol = head.find("\r\n", line);
+      if (eol == std::string::npos) eol = head.size();
+      const auto text = head.substr(line, eol - line);
+      if (text.rfind("Content-Type: ", 0) == 0) p.content_type = text.substr(14);
+      if (text.rfind("Content-Range: ", 0) == 0) p.content_range = text.substr(15);
+      line = eol + 2;
+    }
+    const std::size_t next = body.find("\r\n" + delim, head_end + 4);
+    if (next == std::string::npos) break;
+    p.bytes = body.substr(head_end + 4, next - head_end - 4);
+    out.push_back(p);
+    at = next + 2;
+  }
+  ADD_FAILURE() << "no closing delimiter";
+  return out;
+}
+
+std::string boundary_of(const HttpResponse& r) {
+  const auto type = r.header("content-type");
+  const std::string key = "multipart/byteranges; boundary=";
+  EXPECT_EQ(type.rfind(key, 0), 0u) << type;
+  return type.substr(key.size());
+}
+
+}  // namespace
+
+TEST_F(HttpServerTest, SeveralRangesAreAnsweredAsMultipartByteranges) {
+  HttpResponse r = get(request("GET", "/data.bin", "Range: bytes=0-1, 100-199,-10\r\n"));
+  ASSERT_EQ(r.status, 206);
+  EXPECT_EQ(r.header("content-range"), "") << "a multipart response names its ranges in its parts";
+  EXPECT_EQ(r.header("content-length"), std::to_string(r.body.size()));
+  const auto parts = parts_of(r.body, boundary_of(r));
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].content_range, "bytes 0-1/10000");
+  EXPECT_EQ(parts[0].bytes, body_.substr(0, 2));
+  EXPECT_EQ(parts[1].content_range, "bytes 100-199/10000");
+  EXPECT_EQ(parts[1].bytes, body_.substr(100, 100));
+  EXPECT_EQ(parts[2].content_range, "bytes 9990-9999/10000");
+  EXPECT_EQ(parts[2].bytes, body_.substr(9990));
+  for (const auto& p : parts) EXPECT_EQ(p.content_type, "application/octet-stream");
+}
+
+TEST_F(HttpServerTest, MultipartPartsKeepTheOrderAskedAndTwoMayOverlap) {
+  HttpResponse r = get(request("GET", "/data.bin", "Range: bytes=5000-5099,10-19,5050-5149\r\n"));
+  ASSERT_EQ(r.status, 206);
+  const auto parts = parts_of(r.body, boundary_of(r));
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].bytes, body_.substr(5000, 100));
+  EXPECT_EQ(parts[1].bytes, body_.substr(10, 10));
+  EXPECT_EQ(parts[2].bytes, body_.substr(5050, 100));
+}
+
+TEST_F(HttpServerTest, AMultipartResponseLongerThanAWriteAndThenTheNextRequestOnTheConnection) {
+  const std::string big = pattern(600 * 1024, 3);  // parts longer than one write of the body
+  server_->put("/big.bin", bytes_of(big));
+  Socket s = Socket::connect(server_->port());
+  s.write_all(request("GET", "/big.bin", "Range: bytes=0-299999,300000-614399\r\n"));
+  HttpResponse r = read_response(s);
+  ASSERT_EQ(r.status, 206);
+  const auto parts = parts_of(r.body, boundary_of(r));
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].bytes + parts[1].bytes, big);
+  s.write_all(request("GET", "/data.bin", "Range: bytes=3-4\r\n"));
+  HttpResponse next = read_response(s);
+  EXPECT_EQ(next.status, 206);
+  EXPECT_EQ(next.body, body_.substr(3, 2));
+}
+
+TEST_F(HttpServerTest, RangeAbuseIsRefusedWith416AndTheServerStaysUp) {
+  std::string many = "bytes=";
+  for (std::size_t i = 0; i <= kMaxRanges; ++i) many += std::to_string(i) + "-" + std::to_string(i) + ",";
+  HttpResponse r = get(request("GET", "/data.bin", "Range: " + many + "\r\n"));
+  EXPECT_EQ(r.status, 416);
+  EXPECT_EQ(r.header("content-range"), "bytes */10000");
+  // A huge count, up to the header limit: refused without keeping them.
+  std::string huge = "bytes=";
+  while (huge.size() < 15000) huge += "0-0,";
+  EXPECT_EQ(get(request("GET", "/data.bin", "Range: " + huge + "\r\n")).status, 416);
+  // Beyond the header limit the request itself is refused.
+  std::string over = "bytes=";
+  while (over.size() < 20000) over += "0-0,";
+  EXPECT_EQ(get(request("GET", "/data.bin", "Range: " + over + "\r\n")).status, 400);
+  EXPECT_EQ(get(request("GET", "/data.bin")).body, body_);
+  EXPECT_TRUE(eventually([&] {
+    for (const auto& rec : server_->request_log())
+      if (rec.status == 416 && rec.note.find("range abuse: more than 256 ranges") != std::string::npos) return true;
+    return false;
+  }));
+}
+
+TEST_F(HttpServerTest, AServerThatAnswersRangesWronglyShiftsEveryPart) {
+  server_->set_wrong_ranges("/data.bin");
+  HttpResponse r = get(request("GET", "/data.bin", "Range: bytes=10-19,9990-9999\r\n"));
+  ASSERT_EQ(r.status, 206);
+  const auto parts = parts_of(r.body, boundary_of(r));
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].content_range, "bytes 10-19/10000");
+  EXPECT_EQ(parts[0].bytes, body_.substr(11, 10));
+  EXPECT_EQ(parts[1].content_range, "bytes 9990-9999/10000");
+  EXPECT_EQ(parts[1].bytes, body_.substr(9989, 10));
+  HttpResponse one = get(request("GET", "/data.bin", "Range: bytes=100-109\r\n"));
+  EXPECT_EQ(one.header("content-range"), "bytes 100-109/10000");
+  EXPECT_EQ(one.body, body_.substr(101, 10));
+  EXPECT_EQ(get(request("GET", "/data.bin")).body, body_) << "the whole body is answered rightly";
+  server_->clear_wrong_ranges();
+  EXPECT_EQ(get(request("GET", "/data.bin", "Range: bytes=100-109\r\n")).body, body_.substr(100, 10));
+}
+
+TEST(HttpRangeSet, ParsesEveryRangeAndRefusesAbuse) {
+  auto a = parse_ranges("bytes=0-1,5-6", 10);
+  EXPECT_EQ(a.kind, RangeAnswer::Kind::multipart);
+  ASSERT_EQ(a.ranges.size(), 2u);
+  EXPECT_EQ(a.ranges[1].first, 5u);
+  EXPECT_EQ(a.ranges[1].last, 6u);
+  EXPECT_EQ(parse_ranges("bytes=0-1,,", 10).kind, RangeAnswer::Kind::single) << "empty list elements";
+  EXPECT_EQ(parse_ranges("bytes=,", 10).kind, RangeAnswer::Kind::full);
+  EXPECT_EQ(parse_ranges("bytes=0-1,7-3", 10).kind, RangeAnswer::Kind::full) << "a malformed member";
+  EXPECT_EQ(parse_ranges("lines=0-1,2-3", 10).kind, RangeAnswer::Kind::full);
+  EXPECT_EQ(parse_ranges("bytes=10-,20-", 10).kind, RangeAnswer::Kind::unsatisfiable);
+  EXPECT_EQ(parse_ranges("bytes=0-,0-", 10).kind, RangeAnswer::Kind::unsatisfiable) << "20 bytes of 10";
+  const auto three = parse_ranges("bytes=0-3,2-4,3-3", 10);
+  EXPECT_EQ(three.kind, RangeAnswer::Kind::unsatisfiable);
+  EXPECT_NE(three.why.find("three ranges overlap at byte 3"), std::string::npos) << three.why;
+  EXPECT_EQ(parse_ranges("bytes=0-3,2-4", 10).kind, RangeAnswer::Kind::multipart);
+  EXPECT_EQ(parse_ranges("bytes=99999999999999999999-1", 10).kind, RangeAnswer::Kind::full);
+  const auto m = multipart_layout({{0, 1}, {5, 6}}, 10, "application/octet-stream", "B");
+  EXPECT_EQ(m.heads.front(), "--B\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-1/10\r\n\r\n");
+  EXPECT_EQ(m.heads.back(), "\r\n--B--\r\n");
+  std::uint64_t n = 4;
+  for (const auto& h : m.heads) n += h.size();
+  EXPECT_EQ(m.length, n);
+}
 
 TEST(HttpRangeParser, EmptyBodyHasNoSatisfiableRange) {
   ByteRange r;

@@ -90,6 +90,45 @@ TEST(ImageFormat, FieldsSitAtTheDocumentedLittleEndianOffsets) {
   for (std::size_t i = 12; i < 16; ++i) EXPECT_EQ(img[t + i], 0);
 }
 
+TEST(ImageFormat, DeviceTypeAndDependencySitAtTheirOffsets) {
+  Header h = sample_header();
+  h.device_type = device_type_id("acme-gw-rev2");
+  h.image_index = 0;
+  h.needs_image = 2;  // image 1
+  h.needs_version = Version{2, 1, 0x0304, 0x05060708};
+  const Bytes img = build(h, synthetic_payload(16, "x"), release_key());
+  const auto d = crypto::sha256(std::string_view("acme-gw-rev2"));
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(img[28 + i], d[i]) << i;
+  EXPECT_EQ(img[36], 0);
+  EXPECT_EQ(img[37], 2);
+  EXPECT_EQ(img[40], 2);
+  EXPECT_EQ(img[41], 1);
+  EXPECT_EQ(img[42], 0x04);
+  EXPECT_EQ(img[43], 0x03);
+  EXPECT_EQ(img[44], 0x08);
+  EXPECT_EQ(img[47], 0x05);
+  for (std::size_t i : {38u, 39u}) EXPECT_EQ(img[i], 0) << i;
+  for (std::size_t i = 48; i < 64; ++i) EXPECT_EQ(img[i], 0) << i;
+  const auto p = parse(img);
+  EXPECT_EQ(p.header.device_type, h.device_type);
+  EXPECT_EQ(p.header.needs_image, 2);
+  EXPECT_EQ(p.header.needs_version, h.needs_version);
+  EXPECT_TRUE(check(img, trusted()).ok());
+}
+
+TEST(DeviceType, ZeroIsAnyDeviceAndOtherwiseTheTypesMustMatch) {
+  const auto mine = device_type_id("acme-gw-rev2"), other = device_type_id("acme-gw-rev3");
+  EXPECT_NE(mine, other);
+  EXPECT_TRUE(any_device(device_type_id("")));
+  EXPECT_FALSE(any_device(mine));
+  EXPECT_TRUE(compatible(mine, mine));
+  EXPECT_TRUE(compatible(DeviceType{}, mine));
+  EXPECT_FALSE(compatible(other, mine));
+  // A device without a type of its own takes only images for any device.
+  EXPECT_FALSE(compatible(other, DeviceType{}));
+  EXPECT_TRUE(compatible(DeviceType{}, DeviceType{}));
+}
+
 TEST(ImageFormat, HeaderAndTrailerEncodeDecode) {
   Header h = sample_header();
   h.payload_size = 77;
@@ -284,10 +323,46 @@ INSTANTIATE_TEST_SUITE_P(Fields, ParseError,
                                            ParseCase{"reserved",
                                                      [] {
                                                        Bytes b = sample();
-                                                       b[40] = 1;
+                                                       b[38] = 1;
                                                        return b;
                                                      },
-                                                     "header.reserved: byte at offset 40"},
+                                                     "header.reserved: byte at offset 38"},
+                                           ParseCase{"reserved_flag",
+                                                     [] {
+                                                       Bytes b = sample();
+                                                       b[24] = 0x10;
+                                                       return b;
+                                                     },
+                                                     "header.flags: 0x10 sets a reserved bit"},
+                                           ParseCase{"image_index",
+                                                     [] {
+                                                       Bytes b = sample();
+                                                       b[36] = 8;
+                                                       return b;
+                                                     },
+                                                     "header.image_index: 8 is not 0..7"},
+                                           ParseCase{"needs_beyond",
+                                                     [] {
+                                                       Bytes b = sample();
+                                                       b[37] = 9;
+                                                       return b;
+                                                     },
+                                                     "header.needs_image: 9 is not 0 (none) or 1..8"},
+                                           ParseCase{"needs_itself",
+                                                     [] {
+                                                       Bytes b = sample();
+                                                       b[36] = 1;
+                                                       b[37] = 2;
+                                                       return b;
+                                                     },
+                                                     "header.needs_image: image 1 cannot need itself"},
+                                           ParseCase{"needs_version_alone",
+                                                     [] {
+                                                       Bytes b = sample();
+                                                       b[40] = 2;
+                                                       return b;
+                                                     },
+                                                     "header.needs_version: 2.0.0 without header.needs_image"},
                                            ParseCase{"payload_size",
                                                      [] {
                                                        Bytes b = sample();

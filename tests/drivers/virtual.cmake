@@ -1,6 +1,6 @@
 # The image format and the in-process virtual board (label: virtual).
 otarig_test(otarig_image_tests
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/image_test.cpp
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/image_test.cpp ${CMAKE_CURRENT_LIST_DIR}/delta_test.cpp
   LIBS otarig_core
   LABELS virtual)
 otarig_test(otarig_flash_tests
@@ -25,5 +25,9 @@ otarig_test(otarig_defects_tests
   LABELS virtual)
 otarig_test(otarig_trust_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trust_test.cpp
+  LIBS otarig_drivers_virtual
+  LABELS virtual)
+otarig_test(otarig_second_image_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/second_image_test.cpp
   LIBS otarig_drivers_virtual
   LABELS virtual)

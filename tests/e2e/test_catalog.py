@@ -40,10 +40,12 @@ CATALOG = {
     "virtual-write-order": ("atomic", "power-cut-sweep"),
     "virtual-stale-trailer": ("still-updatable", "replay-old"),
     "virtual-anykey": ("authentic", "wrong-key"),
+    "virtual-any-device": ("compatible", "wrong-device"),
     "virtual-trusts-digest": ("authentic", "tampered-image"),
     "virtual-version-string": ("no-rollback", "version-edges"),
     "virtual-trusts-revoked-key": ("authentic", "revoked-key"),
     "virtual-bricks-at-1970": ("still-updatable", "clock-1970"),
+    "virtual-delta-inplace": ("atomic", "delta-power-cut-sweep"),
 }
 MODES = ["ab", "swap-scratch", "swap-move", "overwrite-only", "direct-xip"]
 SAMPLE = 60 if SANITIZED else 400  # trials of the nightly plan run on a 1 MiB reference

@@ -40,6 +40,14 @@ add_test(NAME e2e.hardening
 set_tests_properties(e2e.hardening PROPERTIES
   ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   LABELS "e2e" TIMEOUT 600)
+# Delta releases: the delta scenarios on the reference board of every mode
+# (64 KiB slots), the board that patches in place, profile checks, the
+# image commands; seconds.
+add_test(NAME e2e.delta
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_delta.py)
+set_tests_properties(e2e.delta PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  LABELS "e2e" TIMEOUT 300)
 # Every YAML block and `otarig` command line in README.md and docs/ matches the program.
 add_test(NAME e2e.docs
   COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_docs.py)
@@ -130,3 +138,11 @@ if(TARGET otarig-vboard)
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
     LABELS "e2e;process" TIMEOUT 600 COST 60)
 endif()
+# Device compatibility (wrong-device, oracle compatible) and a second updatable
+# image (bundles, dependencies, bootloader power cuts; oracle dependencies):
+# the references pass, the flawed boards fail with their oracle. Seconds.
+add_test(NAME e2e.multi
+  COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_multi_image.py)
+set_tests_properties(e2e.multi PROPERTIES
+  ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};$<$<TARGET_EXISTS:otarig-vboard>:OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>>"
+  LABELS "e2e" TIMEOUT 600)

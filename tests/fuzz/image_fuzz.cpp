@@ -1,8 +1,11 @@
 // Image parser and checker: any bytes parse or raise an InputError; check never throws.
+// A delta release parses or raises an InputError, and what parses assembles
+// within its bounds from a base of exactly base_size bytes.
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "otarig/core/delta.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/core/image.hpp"
 
@@ -16,5 +19,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const otarig::InputError&) {
   }
   (void)otarig::image::check(bytes, trusted);
+  try {
+    const auto d = otarig::image::delta::parse(bytes, "fuzz", std::size_t{1} << 20);
+    const std::vector<std::uint8_t> base(d.patch.base_size, 0x5a);
+    const auto out = otarig::image::delta::assemble(d, base, "fuzz");
+    if (out.size() != d.patch.target_size + otarig::image::kTrailerSize) __builtin_trap();
+  } catch (const otarig::InputError&) {
+  }
   return 0;
 }

@@ -56,7 +56,7 @@ std::map<std::string, bool> verdicts(const OracleInput& in) {
 
 TEST(Oracles, CleanTrialHoldsAll) {
   auto m = verdicts(base());
-  ASSERT_EQ(m.size(), 5u);
+  ASSERT_EQ(m.size(), std::size(kOracleNames));
   for (const auto& [name, held] : m) EXPECT_TRUE(held) << name;
 }
 
@@ -158,4 +158,65 @@ TEST(Oracles, ReportsTruthfullyComparesTheReportWithWhatRuns) {
   in.device_reports = false;  // a board whose server records nothing
   in.reported_status = "failure";
   EXPECT_TRUE(reports_truthfully(in).held);
+}
+
+// compatible: the delivered image was made for another device type (validly
+// signed): running it after the fault breaks the oracle; refusing it holds.
+TEST(Oracles, CompatibleBreaksOnlyWhenTheDeviceRunsTheImageForAnotherDevice) {
+  auto in = base();
+  in.delivered_digest = kBad;
+  in.delivered_compatible = false;
+  in.authentic_digests.insert(kBad);  // validly signed: authentic has nothing to say
+  auto m = verdicts(in);
+  EXPECT_TRUE(m["compatible"]);
+  EXPECT_TRUE(m["authentic"]);
+
+  in.history[1] = up("after-fault", kBad, "1.1.0", 2);
+  m = verdicts(in);
+  EXPECT_FALSE(m["compatible"]);
+  EXPECT_TRUE(m["authentic"]);
+  for (const auto& r : judge(in)) {
+    if (r.name == "compatible") {
+      EXPECT_NE(r.detail.find("another device type"), std::string::npos) << r.detail;
+    }
+  }
+
+  // The same digest delivered as a compatible image: nothing to judge.
+  in.delivered_compatible = true;
+  EXPECT_TRUE(verdicts(in)["compatible"]);
+}
+
+// dependencies: an application that needs image 1 >= 2.0.0 must never run
+// beside an older image 1; a board reporting no second image is not judged.
+TEST(Oracles, DependenciesBreakWhenAnImageRunsBesideAnOlderOneThanItNeeds) {
+  auto in = base();
+  in.needs[kNew] = {1, "2.0.0"};
+  EXPECT_TRUE(verdicts(in)["dependencies"]) << "no second image reported: nothing to judge";
+  for (auto& o : in.history) o.image1_version = "1.0.0", o.image1_digest = kMix;
+  auto m = verdicts(in);
+  EXPECT_FALSE(m["dependencies"]);
+  for (const auto& r : judge(in)) {
+    if (r.name == "dependencies") {
+      EXPECT_NE(r.detail.find("needs image 1 >= 2.0.0, but runs beside 1.0.0"), std::string::npos) << r.detail;
+    }
+  }
+  in.history[2].image1_version = "2.0.0";
+  EXPECT_TRUE(verdicts(in)["dependencies"]);
+  // The second image's own need on the application.
+  in.needs[kMix] = {0, "1.2.0"};
+  in.history[2].image1_digest = kMix;
+  EXPECT_FALSE(verdicts(in)["dependencies"]);
+}
+
+// atomic, with a second image in the delivery: after the fault it is the old or the new one.
+TEST(Oracles, AtomicJudgesTheSecondImageOfADelivery) {
+  auto in = base();
+  in.before_image1_digest = kOld;
+  in.delivered_image1_digest = kNext;
+  for (auto& o : in.history) o.image1_version = "1.0.0", o.image1_digest = kOld;
+  EXPECT_TRUE(verdicts(in)["atomic"]);
+  in.history[1].image1_digest = kMix;
+  EXPECT_FALSE(verdicts(in)["atomic"]);
+  in.history[1].image1_digest = kNext;
+  EXPECT_TRUE(verdicts(in)["atomic"]);
 }

@@ -14,7 +14,7 @@ import pytest
 import otarig
 from conftest import INPLACE, NOROLLBACK, REF, SRC, profile_variant
 
-STANDARD_ORACLES = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable"}
+STANDARD_ORACLES = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable", "compatible", "dependencies", "confidential"}
 # The command line, for `otarig report verify` (ctest sets it).
 OTARIG_BIN = os.environ.get("OTARIG_BIN", "otarig")
 

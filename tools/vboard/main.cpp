@@ -74,6 +74,7 @@ struct Options {
   std::vector<std::string> trust;
   std::string signer_expiry = "enforced";
   std::string clock_1970 = "refuses-updates";
+  std::string device_type;
   std::uint64_t chunk_size = 4096;
   std::uint64_t slot_size = 1u << 20;
   std::uint64_t sector_size = 4096;
@@ -795,6 +796,21 @@ int run(const Options& o) {
     }
   }
 
+  // The device's type: an image built for another type is refused.
+  config.device_type_name = o.device_type.empty() ? env_or("OTARIG_DEVICE_TYPE") : o.device_type;
+  config.device_type = otarig::image::device_type_id(config.device_type_name);
+  // The device's X25519 secret for encrypted images (hex), as the rig hands it over.
+  if (const auto key = env_or("OTARIG_ENCRYPTION_KEY"); !key.empty()) {
+    otarig::crypto::Bytes raw;
+    try {
+      raw = otarig::crypto::from_hex(key);
+    } catch (const std::exception&) {
+    }
+    if (raw.size() != 32) throw otarig::InputError("OTARIG_ENCRYPTION_KEY: not 64 hex digits");
+    std::array<std::uint8_t, 32> secret{};
+    std::copy(raw.begin(), raw.end(), secret.begin());
+    config.encryption_secret = secret;
+  }
   Device device(o, config, std::move(*file), trusted_keys(o));
   device.power_on();
   otarig::drivers::process::serve_console([&](std::string line) { device.line(std::move(line)); }, {},
@@ -847,6 +863,8 @@ int main(int argc, char** argv) {
                  "it confirmed; refuses-updates: it believes its clock")
       ->check(CLI::IsMember({"recovers", "refuses-updates"}))
       ->capture_default_str();
+  app.add_option("--device-type", o.device_type,
+                 "the device's type (default $OTARIG_DEVICE_TYPE): an image for another type is refused");
   app.add_option("--chunk-size", o.chunk_size, "agent write size")->capture_default_str();
   app.add_option("--slot-size", o.slot_size, "slot size of a new flash file")->capture_default_str();
   app.add_option("--sector-size", o.sector_size, "sector size of a new flash file")->capture_default_str();

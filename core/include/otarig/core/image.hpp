@@ -42,7 +42,34 @@ enum Flags : std::uint32_t {
   /// The payload begins with a trust block (a key-rotation message): keys the
   /// device is to add to its trusted set or revoke (docs/image-format.md).
   kFlagTrustUpdate = 1u << 1,
+  /// The payload is a patch from a base image to the signed image (otarig/core/delta.hpp).
+  kFlagDelta = 1u << 2,
+  /// The payload is an encrypted block (docs/image-format.md, "Encrypted
+  /// payloads"): a key wrapped for one device and the ciphertext of a
+  /// complete signed plaintext image.
+  kFlagEncrypted = 1u << 3,
 };
+
+/// The flag bits this part of the format owns (3..7); bits 3 is defined, 4..7 must be zero.
+inline constexpr std::uint32_t kFlagsMultiReserved = 0xF0u;
+
+/// A device type as the header carries it: the first 8 bytes of SHA-256 over
+/// the device-type name. All zero: the image is for any device.
+using DeviceType = std::array<std::uint8_t, 8>;
+/// The id of a device-type name ("" gives the all-zero id: any device).
+DeviceType device_type_id(std::string_view name);
+inline bool any_device(const DeviceType& t) {
+  for (auto b : t)
+    if (b) return false;
+  return true;
+}
+/// Whether an image for `image_type` may be installed on a device of `device_type`.
+inline bool compatible(const DeviceType& image_type, const DeviceType& device_type) {
+  return any_device(image_type) || image_type == device_type;
+}
+
+/// The most images one device may carry (image indexes 0..kMaxImages-1).
+inline constexpr std::uint8_t kMaxImages = 8;
 
 struct Header {
   std::uint32_t magic = kHeaderMagic;
@@ -52,6 +79,18 @@ struct Header {
   std::uint32_t security_counter = 0;
   std::uint32_t payload_size = 0;
   std::uint32_t flags = 0;
+  /// Offset 28: the device type the image is for (zero: any).
+  DeviceType device_type{};
+  /// Offset 36: which of the device's images this is (0: the application;
+  /// 1: the second image, e.g. a second-stage bootloader).
+  std::uint8_t image_index = 0;
+  /// Offset 37: 1 + the index of the image this one needs, 0 for none.
+  std::uint8_t needs_image = 0;
+  /// Offset 40: the lowest version of that image this one runs with.
+  Version needs_version;
+  /// Offset 48..55: a delta's base id, the first 8 bytes of the base image's
+  /// SHA-256 over header+payload; zero when the image is no delta.
+  std::array<std::uint8_t, 8> delta_base{};
   /// When the image was signed, UNIX seconds (header offset 56..63); 0: absent.
   std::uint64_t signing_time = 0;
 };

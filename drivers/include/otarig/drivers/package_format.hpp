@@ -12,6 +12,7 @@
 #include <string>
 
 #include "otarig/core/config.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/core/rng.hpp"
 
@@ -36,8 +37,32 @@ class PackageFormat {
   /// `damaged` is the release's slot image with one seeded payload bit
   /// flipped, `release` the release's own. Every random choice comes from
   /// `rng`. InputError for a variant the format does not know.
+  /// `wrong-device`: a validly signed package of `damaged` (then the release
+  /// built validly for another device type) that names another device in
+  /// the package's own field (SWUpdate's hardware-compatibility, RAUC's
+  /// compatible, Mender's device_type).
   virtual PackageDamage damage(std::span<const std::uint8_t> release, image::Bytes damaged, const std::string& kind,
                                const std::string& variant, core::Rng& rng) const = 0;
+  /// Whether the format makes delta packages (delta_package).
+  virtual bool makes_deltas() const { return false; }
+  /// A validly signed package that delivers `target` as a delta against
+  /// `base`, the slot image the device runs (docs/ota-clients.md). InputError
+  /// when the format makes none.
+  virtual image::Bytes delta_package(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target) const {
+    (void)base;
+    (void)target;
+    throw InputError("this package format makes no delta packages");
+  }
+  /// A delta package of `target` against `base` with one seeded chunk of its
+  /// delta data corrupted (scenario delta-corrupt-chunk); `slot_image` is
+  /// what the device would boot should it install what it assembled.
+  virtual PackageDamage corrupt_delta(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
+                                      core::Rng& rng) const {
+    (void)base;
+    (void)target;
+    (void)rng;
+    throw InputError("this package format makes no delta packages");
+  }
 };
 
 /// Builds a format from the profile's `package:` section: checks the keys it

@@ -161,6 +161,16 @@ struct StorageFlip {
   std::uint64_t seed = 0;    ///< which bits
 };
 
+/// The device's storage as bytes the rig may search (virtual boards: the
+/// whole flash): what the `confidential` oracle reads for a decrypted
+/// payload left at rest (docs/scenarios.md, "Encrypted images").
+class StorageScanProtocol {
+ public:
+  virtual ~StorageScanProtocol() = default;
+  /// Whether `needle` occurs anywhere in the device's storage now; `where` names the place.
+  virtual bool storage_contains(std::span<const std::uint8_t> needle, std::string* where) const = 0;
+};
+
 /// Counted flash faults: virtual boards, whose every erase/program is counted.
 class FlashFaultProtocol {
  public:

@@ -29,6 +29,8 @@ struct BoardParts {
   std::shared_ptr<UpdateLinkProtocol> link;
   std::shared_ptr<ProvisionProtocol> provision;
   std::shared_ptr<FlashFaultProtocol> flash_faults;
+  /// The device's storage the rig can search (StorageScanProtocol); empty when it cannot.
+  std::shared_ptr<StorageScanProtocol> storage_scan;
   std::shared_ptr<ProbeProtocol> probe;
   /// Power cuts placed in a delivery (a download byte, a time, a console
   /// line): boards whose flash the rig cannot count.
@@ -84,6 +86,11 @@ struct BindContext {
   std::vector<crypto::PublicKey> trusted_keys;
   /// The same keys with their validity periods (docs/board-profile.md, "Signing").
   std::vector<image::TrustEntry> trust;
+  /// The device's type (the profile's `device_type`); empty: none declared.
+  std::string device_type;
+  /// The device's X25519 secret for encrypted images (the profile's
+  /// `encryption.device_key`); nullopt when it takes no encrypted images.
+  std::optional<std::array<std::uint8_t, 32>> encryption_secret;
   /// For a board whose updates come as signed packages (the profile's
   /// `package:`, docs/ota-clients.md): the CA certificate (PEM) its OTA
   /// client is to trust. Empty otherwise.

@@ -24,6 +24,10 @@ struct Observation {
   bool booted = false;
   std::string slot, version, digest, state, health, key;
   std::optional<std::uint64_t> counter;
+  /// The device's second image (docs/virtual-board.md, "A second image"):
+  /// the status pattern's optional groups `image1_version`, `image1_digest`;
+  /// empty when it has none.
+  std::string image1_version, image1_digest;
   std::string line;           ///< the status line as printed
   /// What the device reported for its image when the profile's identity is
   /// not the rig's digest (a payload or slot digest, or its version); `digest`

@@ -4,6 +4,7 @@
 // (Registries::oracles) beside drivers and fault kinds; a lab adds its own to
 // a copy of the registries.
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -13,7 +14,8 @@
 
 namespace otarig::harness {
 
-inline constexpr const char* kOracleNames[] = {"authentic", "atomic", "no-rollback", "recovered", "still-updatable"};
+inline constexpr const char* kOracleNames[] = {"authentic",  "atomic",       "no-rollback", "recovered", "still-updatable",
+                                               "compatible", "dependencies", "confidential"};
 
 struct OracleResult {
   std::string name;
@@ -29,6 +31,27 @@ struct OracleInput {
   std::string delivered_digest;       ///< header+payload digest of what was delivered
   bool delivered_authentic = true;    ///< false for tampered, unsigned, wrong-key images
   bool delivered_fails_self_test = false;
+  /// false when what was delivered is made for another device (the
+  /// wrong-device variant: validly signed, its header or package for
+  /// another device type).
+  bool delivered_compatible = true;
+  /// A device with a second image (Observation::image1_digest): its digest
+  /// before the faulted delivery, and the delivery's own image 1 ("" when it
+  /// brings none).
+  std::string before_image1_digest;
+  std::string delivered_image1_digest;
+  /// What each image the rig built needs (by its digest): the index of the
+  /// other image and the lowest version of it (header.needs_image/_version).
+  struct Need {
+    unsigned image = 0;
+    std::string version;
+  };
+  std::map<std::string, Need> needs;
+  /// confidential (docs/scenarios.md, "Encrypted images"): where the
+  /// plaintext of an encrypted release was found on the link or at rest
+  /// before verification; empty when it was not.
+  std::string plaintext_on_link;
+  std::string plaintext_at_rest;
   std::set<std::string> authentic_digests;  ///< every validly signed image the rig built
   bool has_retry = false;
   std::string retry_digest;
@@ -61,7 +84,12 @@ class OracleRegistry {
   std::vector<Oracle> oracles_;
 };
 
-/// Adds the five oracles of DESIGN.md (kOracleNames, in that order).
+/// Adds the five oracles of DESIGN.md and `compatible` (kOracleNames, in that
+/// order). `compatible`: after an image made for another device was
+/// delivered, the device never runs it (docs/scenarios.md, "wrong-device").
+/// `dependencies`: the device never runs an application beside a second
+/// image older than it needs (nor a second image beside an application
+/// older than it needs); it holds on a device that reports no second image.
 void register_builtin_oracles(OracleRegistry& registry);
 /// The five, registered once.
 const OracleRegistry& builtin_oracles();

@@ -80,6 +80,9 @@ struct BoardAbilities {
   drivers::CrashStorageProtocol* crash_storage = nullptr;
   /// The profile's boot banner (observe.banner): a scenario's `${banner}`.
   std::string banner;
+  /// Why the board takes no delta release ("" when it does: its profile's
+  /// `delta:` section, and a package format that makes delta packages).
+  std::string no_delta = "the board takes no delta releases";
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).
@@ -110,6 +113,14 @@ struct BoardAbilities {
   /// and the margin it allows (observe.update_check_margin).
   std::optional<std::chrono::milliseconds> update_check_interval;
   std::chrono::milliseconds update_check_margin{1000};
+  /// The device checks what device an image is for: the profile declares a
+  /// device_type, or its packages name one (docs/board-profile.md, "Device type").
+  bool device_type = false;
+  /// The device has a second updatable image and reports it
+  /// (BoardProfile::reports_second_image).
+  bool second_image = false;
+  /// The board's releases are encrypted for the device (the profile's `encryption:`).
+  bool encryption = false;
 };
 
 /// Builds the plan. A scenario the board cannot run is an InputError naming

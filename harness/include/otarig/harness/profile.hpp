@@ -22,7 +22,19 @@ struct ReleaseSpec {
   std::uint32_t security_counter = 0;
   std::uint64_t payload_size = 0;
   std::optional<std::filesystem::path> file;  ///< a prebuilt image instead of a generated one
+  /// A generated release whose payload is this earlier release's payload
+  /// with every 16th 4 KiB block rewritten (a release a delta is worth
+  /// making for: docs/board-profile.md, "Releases"); empty: its own.
+  std::string derived_from;
   std::string where;                          ///< FILE:LINE of its definition
+  /// Which of the device's images (header.image_index; `image: 1` the second).
+  std::uint8_t image_index = 0;
+  /// `needs: "1>=2.0.0"`: header.needs_image (index + 1, 0 none) and needs_version.
+  std::uint8_t needs_image = 0;
+  image::Version needs_version;
+  /// `bundle: [A, B]`: the named releases' images back to back
+  /// (docs/image-format.md); no version or image of its own.
+  std::vector<std::string> bundle;
 };
 
 /// How the rig reads the device's state from its console.
@@ -58,6 +70,16 @@ struct WaiverSpec {
   std::string expires;               ///< YYYY-MM-DD
 };
 
+/// What the device does with a delta release made against another base than
+/// the image it runs (profile `delta.wrong_base`).
+enum class WrongBase { refuse, full_image };
+
+/// The profile's `delta:` section: the device takes delta releases.
+struct DeltaSettings {
+  WrongBase wrong_base = WrongBase::refuse;
+  std::string where;  ///< FILE:LINE of the section
+};
+
 struct BoardProfile {
   std::filesystem::path path;
   std::string sha256;  ///< of the profile file's bytes
@@ -65,6 +87,18 @@ struct BoardProfile {
   std::string description;
   std::string device_kind;
   std::string image_format = "otarig";
+  /// The device's type (docs/board-profile.md, "Device type"): releases are
+  /// built for it (header.device_type) and the device refuses another's.
+  /// Empty: none declared, releases are for any device.
+  std::string device_type;
+  /// `encryption:` (docs/board-profile.md, "Encryption"): the device's X25519
+  /// key the releases are encrypted for ("test:LABEL" or a PEM file); empty:
+  /// releases are not encrypted.
+  std::string encryption_key;
+  /// `encryption.plaintext_before_verify`: false (`forbidden`, the default)
+  /// when the decrypted payload must never sit in storage before the image
+  /// was verified.
+  bool plaintext_before_verify = false;
   ObserveSettings observe;
   std::string signing_key;               ///< "test:LABEL" or a PEM path
   std::vector<std::string> trusted_keys; ///< keys the device trusts (default: the signing key)
@@ -80,10 +114,15 @@ struct BoardProfile {
   std::string clock_where;
   std::vector<ReleaseSpec> releases;
   std::vector<WaiverSpec> waivers;
+  /// Delta releases (`delta:`); absent when the device takes full images only.
+  std::optional<DeltaSettings> delta;
   /// The whole document; driver sections are read from it by the drivers.
   Config root;
 
   const ReleaseSpec* release(const std::string& name) const;
+  /// The device has a second updatable image and reports it: the status
+  /// pattern has the named group `image1_version` (docs/board-profile.md).
+  bool reports_second_image() const { return observe.status.find("(?P<image1_version>") != std::string::npos; }
 };
 
 /// Whether `name` can be used as one file or folder name under an output
@@ -95,6 +134,11 @@ bool is_plain_name(std::string_view name);
 /// Throws InputError naming the file and line of `c` (and `what`) unless its
 /// value `name` is a plain name.
 void check_plain_name(const Config& c, std::string_view name, std::string_view what);
+
+/// Whether `name` can be a device type: 1-64 characters of [A-Za-z0-9._-]
+/// (what SWUpdate's -H board name and Mender's device_type take too).
+bool is_device_type_name(std::string_view name);
+inline constexpr const char* kDeviceTypeRule = "a device type is 1-64 characters of [A-Za-z0-9._-]";
 
 /// Loads and validates a profile. Errors are InputError naming file and line.
 BoardProfile load_profile(const std::filesystem::path& file);

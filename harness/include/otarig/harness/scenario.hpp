@@ -12,6 +12,12 @@
 
 namespace otarig::harness {
 
+/// A scenario's `needs:` value: the board has a second updatable image and
+/// reports it (its status pattern has the group `image1_version`).
+inline constexpr const char* kNeedsSecondImage = "second-image";
+/// A scenario's `needs:` value: the board's releases are encrypted for the device (`encryption:`).
+inline constexpr const char* kNeedsEncryption = "encryption";
+
 struct Scenario {
   std::filesystem::path path;
   /// SHA-256 (hex) of the file's bytes; a suite's covers its own file and
@@ -24,11 +30,24 @@ struct Scenario {
   std::string start;                      ///< release installed before each trial
   std::vector<std::string> before;        ///< clean updates done first
   std::string deliver;                    ///< release the faulted step delivers
+  /// `delivery: delta`: the faulted step delivers `deliver` as a delta
+  /// release made against the image the device runs then (the last `before`
+  /// release, else `start`); the board must take deltas (profile `delta:`).
+  bool delta = false;
   FaultSpec fault;
   std::string retry;                      ///< clean update that must succeed afterwards ("" = none)
   std::uint64_t trials = 0;               ///< randomized scenarios: trial count
+  /// What the board must have (`needs: [second-image]`); a suite skips the
+  /// scenario on a board without it, with the reason.
+  std::vector<std::string> needs;
   std::vector<Scenario> parts;            ///< a suite (nightly): its scenarios, in order
   std::string where_start, where_deliver, where_retry;
+
+  /// The image the faulted step's delta is made against (the last `before`, else `start`).
+  const std::string& delta_base() const { return before.empty() ? start : before.back(); }
+  /// The name the faulted step's image is measured under: `deliver`, or
+  /// `deliver/delta` for a delta delivery.
+  std::string delivered() const { return delta ? deliver + "/delta" : deliver; }
 
   bool is_suite() const { return !parts.empty(); }
   /// The scenarios a campaign runs: the parts of a suite, or itself.

@@ -132,6 +132,40 @@ enum class RangeStatus {
 /// values are ignored (RFC 9110 14.2).
 RangeStatus parse_range(std::string_view header, std::uint64_t size, ByteRange& range);
 
+/// The most ranges one request may ask for; more is refused (416).
+inline constexpr std::size_t kMaxRanges = 256;
+/// How the server answers a Range header (RFC 9110 14.2, 15.3.7, 14.6).
+struct RangeAnswer {
+  enum class Kind {
+    full,           ///< no usable range set (another unit, bad syntax): the whole body (200)
+    single,         ///< one satisfiable range: 206 with Content-Range
+    multipart,      ///< several: 206 multipart/byteranges, one part each, in the order asked
+    unsatisfiable,  ///< 416: none satisfiable, or refused as abuse (`why`)
+  };
+  Kind kind = Kind::full;
+  std::vector<ByteRange> ranges;  ///< the satisfiable ranges, in the order asked (at most kMaxRanges)
+  std::string why;                ///< unsatisfiable: what was refused
+};
+/// Interprets a Range header value for a body of `size` bytes, with every
+/// range of a "bytes=" range set. Unsatisfiable members are dropped; none
+/// left is 416. Abuse is refused with 416 and a reason: more than
+/// kMaxRanges ranges (counted without keeping them), ranges that ask for more
+/// bytes in all than the body has, or a byte asked for by more than two
+/// ranges. A malformed set or another unit is ignored (200).
+RangeAnswer parse_ranges(std::string_view header, std::uint64_t size);
+
+/// The multipart/byteranges body of `ranges` of a `size`-byte resource:
+/// for each range its delimiter and headers (Content-Type `type`,
+/// Content-Range), then the closing delimiter. `heads[i]` goes before range
+/// i's bytes, `heads.back()` after the last one.
+struct MultipartLayout {
+  std::string boundary;
+  std::vector<std::string> heads;  ///< ranges.size() + 1
+  std::uint64_t length = 0;        ///< the whole body's bytes
+};
+MultipartLayout multipart_layout(const std::vector<ByteRange>& ranges, std::uint64_t size, std::string_view type,
+                                 std::string_view boundary);
+
 class UpdateServer {
  public:
   explicit UpdateServer(ServerOptions options = {});
@@ -166,6 +200,14 @@ class UpdateServer {
   /// ("/deliveries/*/image.bin"). Replaces an earlier setting for `path`.
   void set_endless(const std::string& path, EndlessBody body);
   void clear_endless();
+
+  /// A server that answers ranges wrongly: every range of a GET for `path`
+  /// (a `*` segment matches any one) is answered with the bytes one past the
+  /// range it names (one before, for a range that ends at the last byte),
+  /// under the Content-Range it was asked for. The request record's note
+  /// says so. A range of the whole body is answered rightly (nothing to shift).
+  void set_wrong_ranges(const std::string& path);
+  void clear_wrong_ranges();
 
   /// Calls `callback` once, when byte `byte` of the resource at `path`
   /// (decoded, exact) is the next body byte a GET response is to send: every
@@ -215,6 +257,7 @@ struct ServeOptions {
   std::filesystem::path tls_cert, tls_key;  ///< both or neither: HTTPS
   std::filesystem::path client_ca;          ///< mutual TLS
   std::chrono::milliseconds timeout{30000};
+  std::vector<std::string> wrong_ranges;  ///< paths whose ranges are answered wrongly (set_wrong_ranges)
 };
 /// Serves until SIGINT or SIGTERM. Prints "listening on URL" and then one JSON
 /// line per request record to `out`. Returns 0 after a signal; throws

@@ -227,6 +227,8 @@ class DeviceHost : public ProvisionProtocol {
   Clock* clock_ = nullptr;
   std::vector<crypto::PublicKey> trusted_;
   std::vector<image::TrustEntry> trust_;
+  std::string device_type_;  ///< the profile's device_type (OTARIG_DEVICE_TYPE)
+  std::string encryption_secret_;  ///< hex X25519 secret of the profile's encryption.device_key (OTARIG_ENCRYPTION_KEY)
   std::filesystem::path ca_, client_cert_, client_key_;
   std::filesystem::path package_ca_;
   std::unique_ptr<net::UpdateServer> server_;

@@ -58,8 +58,13 @@ enum class Defect {
   ignores_revocation,       ///< key store: a trust update's revocations are skipped (additions still apply)
   validity_by_raw_clock,    ///< agent: the signer's validity is judged against the raw device clock, whatever
                             ///< the declared policy (a clock at 1970 refuses every update)
+  delta_in_place,           ///< ab agent: patches a delta release over the running slot (the base read into RAM first)
+  ignores_device_type,      ///< agent + bootloader: never compare the image's device type with the device's
+  ignores_dependency,       ///< agent + bootloader: never check an image's dependency on the other image
+  image1_in_place,          ///< agent: writes the second image over its running slot (no A/B for it)
+  decrypt_before_verify,    ///< agent: decrypts an encrypted image into the slot before verifying it
 };
-inline constexpr std::size_t kDefectCount = 18;
+inline constexpr std::size_t kDefectCount = 23;
 
 /// How the agent judges a signer's validity period (`device.policy.signer_expiry`).
 enum class SignerExpiry { enforced, signing_time, ignored };
@@ -90,6 +95,18 @@ struct BoardConfig {
   /// be earlier than the signing time of the last image it confirmed (as
   /// systemd keeps the clock at or after its last known time).
   bool clock_floor = false;
+  /// The device's type (the profile's `device_type`): an image for another
+  /// type is refused. All zero: none declared, every image's type is taken.
+  image::DeviceType device_type{};
+  /// The name `device_type` was made from, for messages.
+  std::string device_type_name;
+  /// The second updatable image (profile `device.second_image: {name,
+  /// slot_size}`): its name in messages and the status line's `image1=`;
+  /// empty when the device has none (flash.image1_slot_size is then 0).
+  std::string image1_name;
+  /// The device's X25519 secret for encrypted images (docs/image-format.md,
+  /// "Encrypted payloads"); nullopt: it refuses encrypted images.
+  std::optional<std::array<std::uint8_t, 32>> encryption_secret;
 
   bool has(Defect d) const { return defects.test(static_cast<std::size_t>(d)); }
   /// The flash layout the mode needs: `flash` plus the swap area of the swap modes.
@@ -101,7 +118,7 @@ struct BoardConfig {
   /// Empty when usable, else what is wrong.
   std::string problem() const;
   /// Reads `kind, mode, flash{slot_size, sector_size, program_align,
-  /// metadata_sectors}, chunk_size, boot_time, defects, fast_sweep, status_payload`; every
+  /// metadata_sectors}, second_image{name, slot_size}, chunk_size, boot_time, defects, fast_sweep, status_payload`; every
   /// error is an InputError naming file and line.
   static BoardConfig from_config(const Config& device);
 };
@@ -118,7 +135,8 @@ class VirtualBoard final : public PowerProtocol,
                            public UpdateLinkProtocol,
                            public ProvisionProtocol,
                            public FlashFaultProtocol,
-                           public DeviceClockProtocol {
+                           public DeviceClockProtocol,
+                           public StorageScanProtocol {
  public:
   /// `clock` (optional, not owned) receives the modelled time: boots, and
   /// console reads that find nothing.
@@ -151,6 +169,9 @@ class VirtualBoard final : public PowerProtocol,
   std::uint64_t ops_counted() const override;
   std::optional<FlashOp> fired() const override;
   std::vector<std::uint32_t> erase_counts() const override;
+
+  // StorageScanProtocol: the whole flash.
+  bool storage_contains(std::span<const std::uint8_t> needle, std::string* where) const override;
   /// Flips seeded bits of the image in a slot (the device is switched off first).
   std::optional<std::string> flip_at_rest(const StorageFlip& flip) override;
 

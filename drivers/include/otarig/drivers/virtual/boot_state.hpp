@@ -20,6 +20,7 @@ inline constexpr std::uint32_t kSwapScratchMagic = 0x4353544f;    // "OTSC" swap
 inline constexpr std::uint32_t kSwapMoveMagic = 0x4d53544f;       // "OTSM" swap-move
 inline constexpr std::uint32_t kOverwriteMagic = 0x574f544f;      // "OTOW" overwrite-only
 inline constexpr std::uint32_t kDirectXipMagic = 0x5844544f;      // "OTDX" direct-xip
+inline constexpr std::uint32_t kImage1Magic = 0x3149544f;         // "OTI1" the second image's A/B state
 inline constexpr std::size_t kBootRecordSize = 32;
 /// `pending` value meaning "no slot".
 inline constexpr std::uint8_t kNoSlot = 0xFF;
@@ -83,7 +84,9 @@ std::optional<BootRecord> decode(std::span<const std::uint8_t, kBootRecordSize> 
 /// generation, so appending many records (a swap's progress) stays cheap.
 class BootStateLog {
  public:
-  explicit BootStateLog(NorFlash& flash, std::uint32_t magic = kBootRecordMagic) : flash_(flash), magic_(magic) {}
+  explicit BootStateLog(NorFlash& flash, std::uint32_t magic = kBootRecordMagic);
+  /// A log in `sectors` sectors from `offset` (the second image's area).
+  BootStateLog(NorFlash& flash, std::uint32_t magic, std::uint64_t offset, std::uint32_t sectors);
   /// The valid record with the highest seq, if any.
   std::optional<BootRecord> read() const;
   /// Appends `record` with seq = newest + 1 (counted ops with `phase`); returns what was written.
@@ -101,8 +104,11 @@ class BootStateLog {
 
  private:
   const Scan& scan() const;
+  std::uint64_t generation() const { return flash_.area_generation(offset_, sectors_); }
   NorFlash& flash_;
   std::uint32_t magic_;
+  std::uint64_t offset_ = 0;
+  std::uint32_t sectors_ = 0;
   mutable Scan cache_;
   mutable std::uint64_t cache_generation_ = 0;  ///< 0: nothing cached
 };

@@ -31,13 +31,25 @@ struct FlashGeometry {
   std::uint32_t metadata_sectors = 2;
   std::uint32_t counter_sectors = 1;
   std::uint32_t swap_sectors = 0;
+  /// The second image's slots (docs/virtual-board.md, "A second image"):
+  /// two slots of this size after the swap area, then its own boot-state
+  /// area of `image1_meta_sectors`; 0 when the device has no second image.
+  std::uint64_t image1_slot_size = 0;
+  std::uint32_t image1_meta_sectors = 2;
 
   std::uint64_t slot_offset(int slot) const { return static_cast<std::uint64_t>(slot) * slot_size; }
   std::uint64_t slot_sectors() const { return slot_size / sector_size; }
   std::uint64_t metadata_offset() const { return kSlots * slot_size; }
   std::uint64_t counter_offset() const { return metadata_offset() + metadata_sectors * sector_size; }
   std::uint64_t swap_offset() const { return counter_offset() + counter_sectors * sector_size; }
-  std::uint64_t total_size() const { return swap_offset() + swap_sectors * sector_size; }
+  std::uint64_t image1_offset(int slot) const {
+    return swap_offset() + swap_sectors * sector_size + static_cast<std::uint64_t>(slot) * image1_slot_size;
+  }
+  std::uint64_t image1_meta_offset() const { return image1_offset(kSlots); }
+  std::uint64_t total_size() const {
+    return image1_slot_size ? image1_meta_offset() + image1_meta_sectors * sector_size
+                            : swap_offset() + swap_sectors * sector_size;
+  }
   std::uint64_t sector_count() const { return total_size() / sector_size; }
   /// The slot holding `address`, or -1 outside the slots.
   int slot_of(std::uint64_t address) const;
@@ -99,6 +111,8 @@ class NorFlash {
   /// equal bytes (a combination of the sector ids).
   std::uint64_t generation(int slot) const;
   std::uint64_t metadata_generation() const;
+  /// The same for `sectors` sectors from `offset` (a sector boundary).
+  std::uint64_t area_generation(std::uint64_t offset, std::uint64_t sectors) const;
 
   // Counted operations. Misuse (out of range, misaligned, a program that would
   // set a bit from 0 to 1) is a bug of the device model: std::logic_error
