@@ -154,3 +154,14 @@ def test_the_process_board_passes_against_its_declared_policy(tmp_path, scenario
         assert t["delivery"]["status"] == "refused", t["delivery"]
     if scenario == "revoked-key":
         assert "revoked key" in t["delivery"]["detail"], t["delivery"]
+
+
+@pytest.mark.skipif(not VBOARD_TOOLS, reason="otarig-vboard is not built (OTARIG_TOOL_PATH unset)")
+def test_the_flawed_process_board_trusting_a_revoked_key_is_caught_by_authentic(tmp_path):
+    board = process_profiles.kill_model(SRC / "boards/flawed/vboard-trusts-revoked-key.yaml", tmp_path,
+                                        "no power cut in these scenarios")
+    out = tmp_path / "o"
+    otarig("run", "--board", board, "--scenario", "revoked-key", "--seed", 1, "--out", out, check=1)
+    (t,) = run_json(out)["trials"]
+    assert [b["oracle"] for b in t["broken"]] == ["authentic"], t["broken"]
+    assert t["delivery"]["status"] == "accepted", t["delivery"]
