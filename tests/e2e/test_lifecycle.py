@@ -165,3 +165,19 @@ def test_the_flawed_process_board_trusting_a_revoked_key_is_caught_by_authentic(
     (t,) = run_json(out)["trials"]
     assert [b["oracle"] for b in t["broken"]] == ["authentic"], t["broken"]
     assert t["delivery"]["status"] == "accepted", t["delivery"]
+
+
+def test_image_build_makes_a_key_rotation_message_that_inspect_reads(tmp_path):
+    key = "ab" * 32
+    img = tmp_path / "rot.img"
+    otarig("image", "build", "--version", "1.0.0+2", "--counter", 1, "--payload-size", 4096, "--key",
+           "test:otarig-release", "--signing-time", "2026-06-01", "--trust-add", f"{key}@2025-01-01..2045-01-01",
+           "--trust-revoke", "cd" * 32, "--out", img, check=0)
+    info = json.loads(otarig("image", "inspect", img, "--json", check=0).stdout)
+    assert info["flags"] & 2 and info["signing_time"] == "2026-06-01T00:00:00Z", info
+    assert [(t["action"], t["key"]) for t in info["trust"]] == [("add", key), ("revoke", "cd" * 32)], info
+    assert info["trust"][0]["not_after"] == "2045-01-01T00:00:00Z", info
+    for bad in (["--trust-add", "xyz"], ["--trust-add", f"{key}@2045-01-01..2025-01-01"], ["--signing-time", "soon"]):
+        p = otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload-size", 4096, "--key",
+                   "test:k", *bad, "--out", tmp_path / "bad.img", check=2)
+        assert "otarig image build" in p.stderr, p.stderr
