@@ -181,3 +181,17 @@ def test_image_build_makes_a_key_rotation_message_that_inspect_reads(tmp_path):
         p = otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload-size", 4096, "--key",
                    "test:k", *bad, "--out", tmp_path / "bad.img", check=2)
         assert "otarig image build" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("kind,variant,says", [
+    ("device-clock", "1969", "unknown device-clock variant '1969' (known: 1970, future, skew)"),
+    ("key-lifecycle", "stolen-key", "unknown key-lifecycle variant 'stolen-key'"),
+])
+def test_a_bad_lifecycle_variant_in_a_scenario_names_file_and_line(tmp_path, kind, variant, says):
+    text = (SRC / "scenarios/clock-1970.yaml").read_text()
+    text = text.replace("kind: device-clock", f"kind: {kind}").replace("variants: [1970]", f"variants: [{variant}]")
+    f = tmp_path / "bad-scenario.yaml"
+    f.write_text(text)
+    line = text[:text.index("variants:")].count("\n") + 1
+    p = otarig("run", "--board", SRC / "boards/virtual-ab.yaml", "--scenario", f, "--out", tmp_path / "o", check=2)
+    assert f"{f}:{line}" in p.stderr and says in p.stderr, (line, p.stderr)
