@@ -1,6 +1,8 @@
-// Image parser and checker: any bytes parse or raise an InputError; check never throws.
+// Image parser and checker: any bytes parse or raise an InputError; check never throws. The
+// trust block decoder (key-rotation messages) and the time parser take any bytes as well.
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "otarig/core/errors.hpp"
@@ -16,5 +18,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const otarig::InputError&) {
   }
   (void)otarig::image::check(bytes, trusted);
+  try {
+    for (const auto& c : otarig::image::decode_trust_block(bytes, "fuzz"))
+      if (c.entry.not_before && c.entry.not_after && c.entry.not_after < c.entry.not_before) __builtin_trap();
+  } catch (const otarig::InputError&) {
+  }
+  (void)otarig::image::parse_utc(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }
