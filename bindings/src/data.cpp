@@ -259,7 +259,7 @@ void register_scenarios(py::module_& m) {
       .def_property_readonly("title", [](const ScenarioRef& s) { return s.get().title; }, "A one-line title.")
       .def_property_readonly("path", [](const ScenarioRef& s) { return s.get().path; }, "The YAML file it came from.")
       .def_property_readonly("classes", [](const ScenarioRef& s) { return s.get().classes; },
-                             "Threat classes (S1..S15 of docs/compliance.md).")
+                             "Threat classes (S1..S16 of docs/compliance.md).")
       .def_property_readonly("requirements", [](const ScenarioRef& s) { return s.get().requirements; },
                              "Requirement ids it gives evidence for.")
       .def_property_readonly("start", [](const ScenarioRef& s) { return s.get().start; },

@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/image.hpp"
 
 namespace otarig::harness {
 namespace {
@@ -102,6 +103,11 @@ nlohmann::json update_mechanism(const BoardProfile& profile, const ReleaseSet& r
       {"signing_key", profile.signing_key},
       {"test_key", profile.signing_key.rfind("test:", 0) == 0},
       {"trusted_key_ids", key_ids}};
+  if (profile.key_not_before || profile.key_not_after)
+    signing["signing_key_valid"] = fmt::format(
+        "{} .. {}", profile.key_not_before ? image::utc_text(profile.key_not_before) : std::string("-"),
+        profile.key_not_after ? image::utc_text(profile.key_not_after) : std::string("-"));
+  if (profile.signing_time) signing["signing_time"] = image::utc_text(profile.signing_time);
   if (!releases.package_format().empty()) {
     nlohmann::json package = pick(root, "package", {"format", "signer", "hardware", "compatible", "device_type"});
     package["format"] = releases.package_format();

@@ -154,3 +154,44 @@ def test_the_process_board_passes_against_its_declared_policy(tmp_path, scenario
         assert t["delivery"]["status"] == "refused", t["delivery"]
     if scenario == "revoked-key":
         assert "revoked key" in t["delivery"]["detail"], t["delivery"]
+
+
+@pytest.mark.skipif(not VBOARD_TOOLS, reason="otarig-vboard is not built (OTARIG_TOOL_PATH unset)")
+def test_the_flawed_process_board_trusting_a_revoked_key_is_caught_by_authentic(tmp_path):
+    board = process_profiles.kill_model(SRC / "boards/flawed/vboard-trusts-revoked-key.yaml", tmp_path,
+                                        "no power cut in these scenarios")
+    out = tmp_path / "o"
+    otarig("run", "--board", board, "--scenario", "revoked-key", "--seed", 1, "--out", out, check=1)
+    (t,) = run_json(out)["trials"]
+    assert [b["oracle"] for b in t["broken"]] == ["authentic"], t["broken"]
+    assert t["delivery"]["status"] == "accepted", t["delivery"]
+
+
+def test_image_build_makes_a_key_rotation_message_that_inspect_reads(tmp_path):
+    key = "ab" * 32
+    img = tmp_path / "rot.img"
+    otarig("image", "build", "--version", "1.0.0+2", "--counter", 1, "--payload-size", 4096, "--key",
+           "test:otarig-release", "--signing-time", "2026-06-01", "--trust-add", f"{key}@2025-01-01..2045-01-01",
+           "--trust-revoke", "cd" * 32, "--out", img, check=0)
+    info = json.loads(otarig("image", "inspect", img, "--json", check=0).stdout)
+    assert info["flags"] & 2 and info["signing_time"] == "2026-06-01T00:00:00Z", info
+    assert [(t["action"], t["key"]) for t in info["trust"]] == [("add", key), ("revoke", "cd" * 32)], info
+    assert info["trust"][0]["not_after"] == "2045-01-01T00:00:00Z", info
+    for bad in (["--trust-add", "xyz"], ["--trust-add", f"{key}@2045-01-01..2025-01-01"], ["--signing-time", "soon"]):
+        p = otarig("image", "build", "--version", "1.0.0", "--counter", 1, "--payload-size", 4096, "--key",
+                   "test:k", *bad, "--out", tmp_path / "bad.img", check=2)
+        assert "otarig image build" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("kind,variant,says", [
+    ("device-clock", "1969", "unknown device-clock variant '1969' (known: 1970, future, skew)"),
+    ("key-lifecycle", "stolen-key", "unknown key-lifecycle variant 'stolen-key'"),
+])
+def test_a_bad_lifecycle_variant_in_a_scenario_names_file_and_line(tmp_path, kind, variant, says):
+    text = (SRC / "scenarios/clock-1970.yaml").read_text()
+    text = text.replace("kind: device-clock", f"kind: {kind}").replace("variants: [1970]", f"variants: [{variant}]")
+    f = tmp_path / "bad-scenario.yaml"
+    f.write_text(text)
+    line = text[:text.index("variants:")].count("\n") + 1
+    p = otarig("run", "--board", SRC / "boards/virtual-ab.yaml", "--scenario", f, "--out", tmp_path / "o", check=2)
+    assert f"{f}:{line}" in p.stderr and says in p.stderr, (line, p.stderr)

@@ -1,8 +1,10 @@
-// Image parser and checker: any bytes parse or raise an InputError; check never throws.
+// Image parser and checker: any bytes parse or raise an InputError; check never throws. The
+// trust block decoder (key-rotation messages) and the time parser take any bytes as well.
 // A delta release parses or raises an InputError, and what parses assembles
 // within its bounds from a base of exactly base_size bytes.
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "otarig/core/delta.hpp"
@@ -26,5 +28,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (out.size() != d.patch.target_size + otarig::image::kTrailerSize) __builtin_trap();
   } catch (const otarig::InputError&) {
   }
+  try {
+    for (const auto& c : otarig::image::decode_trust_block(bytes, "fuzz"))
+      if (c.entry.not_before && c.entry.not_after && c.entry.not_after < c.entry.not_before) __builtin_trap();
+  } catch (const otarig::InputError&) {
+  }
+  (void)otarig::image::parse_utc(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

@@ -211,3 +211,25 @@ TEST_F(BenchConsoleTest, AStatusLineLongerThanTheLineLimitIsNotOne) {
   EXPECT_TRUE(whole.booted);
   EXPECT_EQ(whole.slot, "a");
 }
+
+namespace {
+
+TEST_F(BenchConsoleTest, ALabBoardsClockIsSetByItsConsoleCommandAfterEachPowerOn) {
+  TestPty pty;
+  drivers::register_all_drivers(registry);
+  std::ofstream(dir / "board.yaml") << tty_board(pty.slave_path())
+                                    << "clock: {console: \"date -u -s @${epoch} # ${date}\\n\"}\n";
+  profile = load_profile(dir / "board.yaml");
+  releases.emplace(*profile);
+  bench = std::make_unique<Bench>(*profile, registry, *releases, 1);
+  ASSERT_NE(bench->parts().device_clock, nullptr) << "`clock:` makes the clock settable";
+  bench->power_on("true-time");
+  EXPECT_EQ(pty.read_for(200ms), "") << "the true time needs no command";
+  bench->power_off("true-time");
+  bench->parts().device_clock->set_device_time({drivers::DeviceTime::Kind::at, 86400});
+  bench->power_on("1970");
+  const std::string want = "date -u -s @86400 # 1970-01-02 00:00:00\n";
+  EXPECT_EQ(pty.read_for(2000ms, want.size()), want);
+}
+
+}  // namespace

@@ -25,7 +25,7 @@ struct Scenario {
   std::string sha256;
   std::string name;
   std::string title;
-  std::vector<std::string> classes;       ///< S1..S15 of the requirement catalog (docs/compliance.md)
+  std::vector<std::string> classes;       ///< S1..S16 of the requirement catalog (docs/compliance.md)
   std::vector<std::string> requirements;  ///< requirement ids of the catalog (docs/compliance.md)
   std::string start;                      ///< release installed before each trial
   std::vector<std::string> before;        ///< clean updates done first
