@@ -47,7 +47,9 @@ struct OutageOptions final : harness::FaultOptions {
 struct OutagePoint final : harness::FaultPoint {
   std::string mode;
   std::chrono::milliseconds length{0};
-  nlohmann::json json() const override { return {{"mode", mode}, {"outage_ms", length.count()}}; }
+  // `variant`: the evidence's name for what distinguishes trials of one
+  // kind (a defect is grouped by it, reports/src/defects.cpp).
+  nlohmann::json json() const override { return {{"variant", mode}, {"outage_ms", length.count()}}; }
   std::string label() const override { return fmt::format("outage {} {} ms", mode, length.count()); }
 };
 

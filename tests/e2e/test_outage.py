@@ -1,8 +1,11 @@
-"""The update server unreachable for a while as a release is published
-(scenario kind `outage`): otarig-vboard, which keeps checking the feed by
-itself, takes the release within its declared interval; a vboard that stops
-checking after one failed check is caught by `timely-update`; the declared
-interval is checked at its line. Short outages and a short declared
+"""Over a support period, the network side. The update server unreachable
+for a while as a release is published (scenario kind `outage`):
+otarig-vboard, which keeps checking the feed by itself, takes the release
+within its declared interval; a vboard that stops checking after one failed
+check is caught by `timely-update`; the declared interval is checked at its
+line. The server's certificate expired, not yet valid or renewed: vboard-ab
+refuses the first two and takes the third; a vboard that verifies no server
+certificate is caught by `server-authenticated`. Short outages and a short declared
 interval keep it to seconds; scenarios/outage.yaml's longer ones run in
 the nightly suite."""
 import json
@@ -134,3 +137,20 @@ def test_bad_update_check_values_name_their_file_and_line(tmp_path, edit, line_o
     p = otarig("run", "--board", prof, "--scenario", "outage", "--out", tmp_path / "out", "--no-progress", check=2)
     assert f"bad.yaml:{line}" in p.stderr, p.stderr
     assert message in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("name", ["server-certificate-expired", "server-certificate-not-yet-valid",
+                                  "server-certificate-renewed"])
+def test_server_certificates_of_a_support_period(tmp_path, name):
+    good = process_profiles.kill_model(SRC / "boards/vboard-ab.yaml", KILL_DIR, REASON)
+    otarig("run", "--board", good, "--scenario", name, "--seed", 1, "--out", tmp_path / "good", "--no-progress",
+           check=0)
+    lax = process_profiles.kill_model(SRC / "boards/flawed/vboard-tls-noverify.yaml", KILL_DIR, REASON)
+    caught = name != "server-certificate-renewed"
+    otarig("run", "--board", lax, "--scenario", name, "--seed", 1, "--out", tmp_path / "lax", "--no-progress",
+           check=1 if caught else 0)
+    (t,) = json.loads((tmp_path / "lax" / "run.json").read_text())["trials"]
+    if caught:
+        assert [b["oracle"] for b in t["broken"]] == ["server-authenticated"], t["broken"]
+        assert "the device completed the TLS handshake with a" in t["broken"][0]["detail"]
+        assert "from its own CA" in t["broken"][0]["detail"]
