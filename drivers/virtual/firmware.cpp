@@ -338,13 +338,16 @@ bool VirtualBoard::Impl::application(const BootSelection& selection) {
   print("self-test passed");
   ram.healthy = true;
   ram.boots = 0;
-  if (ram.trial) confirm();
   if (ram.image1_trial) {
-    // The application runs healthy beside the second image on trial: it is kept.
+    // The application runs healthy beside the second image on trial: it is
+    // kept, before the application is. A cut between the two leaves the new
+    // second image beside the old application (which it still serves), never
+    // the new application beside the old second image it does not run with.
     image1_log.append(BootRecord{0, static_cast<std::uint8_t>(ram.image1_slot), kNoSlot, false, true}, "confirm");
     ram.image1_trial = false;
     print(fmt::format("confirmed {} slot {}", cfg.image1_name, slot_name(ram.image1_slot)));
   }
+  if (ram.trial) confirm();
   print(status_line());
   return false;
 }
@@ -429,7 +432,7 @@ DeliveryResult VirtualBoard::Impl::agent(std::span<const std::uint8_t> delivered
       const auto rest = delivered.subspan(at);
       if (part > 1 && (rest.size() < image::kHeaderSize ||
                        image::decode_header(rest.first<image::kHeaderSize>()).magic != image::kHeaderMagic))
-        break;
+        return refuse(fmt::format("bundle: {} bytes after image {} are no image", rest.size(), part - 1));
       image::Parsed p;
       try {
         p = image::parse(rest, fmt::format("bundle image {}", part));

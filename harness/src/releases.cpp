@@ -418,7 +418,10 @@ BuiltImage ReleaseSet::encrypted_variant(const BuiltImage& base, const std::stri
   const std::size_t cipher_at = image::kHeaderSize + encryption::kBlockHeaderSize;
   const std::size_t cipher_size = outer.header.payload_size - encryption::kBlockHeaderSize;
   if (kind == "tampered-ciphertext") {
-    const std::size_t k = rng.below(cipher_size);
+    // Past the header and the marker (the first 32 payload bytes), so the
+    // plaintext of a device that decrypts it anyway still carries the marker.
+    const std::size_t skip = std::min<std::size_t>(cipher_size - 1, image::kHeaderSize + 32);
+    const std::size_t k = skip + rng.below(cipher_size - skip);
     const auto bit = static_cast<unsigned>(rng.below(8));
     v.package = image::tamper::flip_bit(outer_bytes, cipher_at + k, bit);
     v.bytes = image::tamper::flip_bit(base.bytes, k, bit);

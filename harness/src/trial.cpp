@@ -242,6 +242,8 @@ class Runner final : public TrialPort {
       if (!img.marker.empty() && plaintext_on_link_.empty() && encryption::contains(artifact, img.marker))
         plaintext_on_link_ = fmt::format("{}: the bytes delivered for {} carry its plaintext (the rig's marker)", step,
                                          img.name);
+      if (step == "deliver" && !img.marker.empty() && bench_.parts().storage_scan)
+        marker_before_ = bench_.parts().storage_scan->storage_contains(img.marker, nullptr);
       r = bench_.parts().link->deliver(artifact);
     } catch (const BenchError&) {
       throw;
@@ -461,7 +463,12 @@ class Runner final : public TrialPort {
     look("after-fault");
     // confidential: an encrypted release the device did not take leaves no
     // plaintext at rest (the profile's encryption.plaintext_before_verify: forbidden).
+    // Only an image that fails verification (or is not the device's to decrypt)
+    // is judged so: an authentic one may be refused after it was decrypted
+    // (a rollback found in the plaintext, a flash error while writing it), and
+    // plaintext the device held before the delivery is not the delivery's.
     if (!image_->marker.empty() && !bench_.profile().plaintext_before_verify && bench_.parts().storage_scan &&
+        !marker_before_ && (!image_->authentic || image_->variant == "other-device-key") &&
         (out_.delivery_status == "refused" || out_.delivery_status == "failed")) {
       std::string where;
       if (bench_.parts().storage_scan->storage_contains(image_->marker, &where))
@@ -569,6 +576,7 @@ class Runner final : public TrialPort {
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
   std::string plaintext_on_link_, plaintext_at_rest_;  ///< what the confidential oracle found
+  bool marker_before_ = false;  ///< the delivered release's plaintext was in storage before the delivery
   std::string before_image1_;  ///< the second image's digest before the faulted delivery ("" without one)
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery
   std::deque<BuiltImage> made_up_;            ///< those images, for resolving what the device reports

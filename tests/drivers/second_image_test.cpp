@@ -176,21 +176,23 @@ TEST(SecondImage, AnOlderBootloaderIsRefused) {
 // Power cut before every flash operation of a bootloader update: the A/B
 // reference always boots the old or the new bootloader; the in-place flaw
 // leaves no bootloader at some cut.
-std::size_t bricked_cuts(BoardConfig cfg, std::size_t* old_or_new = nullptr) {
+std::size_t bricked_cuts(BoardConfig cfg, std::size_t* old_or_new = nullptr, const Bytes& update = Device::kBoot2) {
   Device probe(cfg);
   probe.start();
   probe.board.arm(FlashCut{0, false, 0});
-  EXPECT_EQ(probe.board.deliver(Device::kBoot2).status, DeliveryStatus::accepted);
+  EXPECT_EQ(probe.board.deliver(update).status, DeliveryStatus::accepted);
   const auto ops = probe.board.ops_counted();
   probe.board.disarm();
   // Two sectors erased and programmed (then, on A/B, the stage, trial-boot and confirm records).
-  EXPECT_EQ(ops, cfg.has(Defect::image1_in_place) ? 4u : 7u) << probe.drain();
+  if (&update == &Device::kBoot2) {
+    EXPECT_EQ(ops, cfg.has(Defect::image1_in_place) ? 4u : 7u) << probe.drain();
+  }
   std::size_t bricked = 0, good = 0;
   for (std::uint64_t k = 1; k <= ops; ++k) {
     Device d(cfg);
     d.start();
     d.board.arm(FlashCut{k, false, 0});
-    (void)d.board.deliver(Device::kBoot2);
+    (void)d.board.deliver(update);
     d.board.disarm();
     d.board.on();
     const auto st = d.status();
@@ -209,6 +211,25 @@ TEST(SecondImage, EveryPowerCutOfABootloaderUpdateLeavesTheOldOrTheNewBootloader
   EXPECT_EQ(bricked_cuts(config(), &good), 0u);
   EXPECT_GT(good, 0u);
   EXPECT_GT(bricked_cuts(config(Defect::image1_in_place)), 0u);
+}
+
+// A bundle of the application and the bootloader it needs: every cut, the
+// one between the two confirms included, leaves a device that boots.
+TEST(SecondImage, EveryPowerCutOfABundleLeavesABootableDevice) {
+  static const Bytes update = bundle(Device::kApp2, Device::kBoot2);
+  std::size_t good = 0;
+  EXPECT_EQ(bricked_cuts(config(), &good, update), 0u);
+  EXPECT_GT(good, 0u);
+}
+
+TEST(SecondImage, BytesAfterTheLastImageOfABundleAreRefused) {
+  Device d(config());
+  d.start();
+  auto b = bundle(Device::kApp2, Device::kBoot2);
+  b.insert(b.end(), 100, 0x5a);
+  const auto r = d.board.deliver(b);
+  EXPECT_EQ(r.status, DeliveryStatus::refused);
+  EXPECT_NE(r.detail.find("bundle: 100 bytes after image 2 are no image"), std::string::npos) << r.detail;
 }
 
 TEST(SecondImage, ADefectOfTheSecondImageNeedsOne) {

@@ -177,3 +177,16 @@ def test_the_encrypted_process_board_finds_nothing(tmp_path, scenario):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     assert run["summary"]["findings"] == 0 and run["summary"]["trials"] >= 1
     assert all(t["oracles"]["confidential"] for t in run["trials"])
+
+
+@pytest.mark.parametrize("board", ["virtual-ab-bootloader", "virtual-ab-encrypted"])
+def test_the_whole_nightly_passes_on_the_new_references(tmp_path, board):
+    out = tmp_path / board
+    p = otarig("run", "--board", BOARDS / f"{board}.yaml", "--scenario", "nightly", "--seed", 1, "--jobs", 2,
+               "--out", out, "--no-progress")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    run = json.loads((out / "run.json").read_text())
+    ran = {t["scenario"] for t in run["trials"]}
+    own = set(SECOND_IMAGE_SCENARIOS) if board.endswith("bootloader") else {"tampered-ciphertext",
+                                                                             "encrypted-for-another-device"}
+    assert own | {"wrong-device", "power-cut-sweep-torn"} <= ran, ran
