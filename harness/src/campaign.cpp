@@ -177,10 +177,11 @@ void check_release_names(const Scenario& scenario, const BoardProfile& profile) 
     // A delta scenario on a board that takes no deltas is skipped with that
     // reason when planned (or refused on its own): its releases are not asked for.
     if (leaf->delta && !profile.delta) continue;
-    // A scenario a suite skips for what the board lacks names releases it need not define.
+    // A scenario skipped for what the board lacks (in a suite or on its own)
+    // names releases the board need not define.
     const auto needs = [&](const char* n) { return std::find(leaf->needs.begin(), leaf->needs.end(), n) != leaf->needs.end(); };
-    if (scenario.is_suite() && ((!profile.reports_second_image() && needs(kNeedsSecondImage)) ||
-                                (profile.encryption_key.empty() && needs(kNeedsEncryption))))
+    if ((!profile.reports_second_image() && needs(kNeedsSecondImage)) ||
+        (profile.encryption_key.empty() && needs(kNeedsEncryption)))
       continue;
     auto need = [&](const std::string& name, const std::string& where) {
       if (!name.empty() && !profile.release(name))

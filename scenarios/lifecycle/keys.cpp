@@ -177,6 +177,12 @@ class KeyKind final : public harness::FaultKind {
     if (!board.package_format.empty())
       return fmt::format("the board takes {} packages; key-rotation messages are otarig images with a trust block",
                          board.package_format);
+    if (board.second_image)
+      return "the board takes bundles of two images: key-rotation messages and the releases they rotate are made "
+             "from one image";
+    if (board.encryption)
+      return "the board's releases are encrypted: key-rotation messages and re-signed releases are made as "
+             "plaintext images";
     for (const auto& v : s.fault.as<VariantOptions>().variants) {
       if (v == "revoked-key")
         if (auto why = missing_policy(board, "revoked_keys"); !why.empty()) return why;

@@ -208,7 +208,12 @@ TEST(VirtualDrivers, ShippedProfilesLoad) {
     auto cfg = BoardConfig::from_config(*device);
     ++loaded;
     if (e.path().parent_path() == boards) {
-      EXPECT_EQ(cfg.flash.slot_size, 1u << 20) << e.path();
+      // The reference of each mode (boards/virtual-MODE.yaml) has the slots a benchmark sweeps.
+      static const std::set<std::string> per_mode{"virtual-ab", "virtual-swap-scratch", "virtual-swap-move",
+                                                  "virtual-overwrite-only", "virtual-direct-xip"};
+      if (per_mode.count(e.path().stem().string())) {
+        EXPECT_EQ(cfg.flash.slot_size, 1u << 20) << e.path();
+      }
       EXPECT_TRUE(cfg.defects.none()) << e.path();
       reference_modes.insert(cfg.mode);
     } else {

@@ -160,7 +160,7 @@ def test_bench_by_name_resolves_like_the_cli():
     bench = otarig.Bench("virtual-ab")
     assert bench.board == "virtual-ab"
     assert bench.profile.name == "virtual-ab" and bench.profile.path.name == "virtual-ab.yaml"
-    assert [r.name for r in bench.profile.releases] == ["factory", "update", "next"]
+    assert [r.name for r in bench.profile.releases] == ["factory", "update", "next", "patch"]
     assert otarig.resolve_board("virtual-ab").name == "virtual-ab.yaml"
     assert any(p.name == "virtual-ab.yaml" for p in otarig.boards())
     assert {"nightly", "replay-old", "tampered-image"} <= set(otarig.scenarios())
@@ -495,7 +495,7 @@ def test_drivers_directly(bench):
     m = bench.console.expect(r"STATUS slot=(?P<slot>\w+) version=(?P<version>\S+)", timeout=2)
     assert m["version"] == "1.1.0+2" and m.groupdict() == {"slot": "B", "version": "1.1.0+2"}
     assert sum(bench.erase_counts()) > 0
-    assert [i.name for i in bench.releases] == ["factory", "update", "next"]
+    assert [i.name for i in bench.releases] == ["factory", "update", "next", "patch"]
     assert bench.take_transcript()
 
 
