@@ -137,6 +137,8 @@ struct VirtualBoard::Impl {
   void command(std::string_view line);
   std::string status_line();
 
+  /// Parses and checks an image (structure, digest, trusted key, signature); counts the SHA-256.
+  SlotVerdict judge_image(std::span<const std::uint8_t> bytes);
   SlotVerdict verdict(int slot);
   void set_keys(std::vector<image::TrustEntry> k);
   const image::TrustEntry* key_entry(const crypto::KeyId& id) const;

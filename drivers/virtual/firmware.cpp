@@ -51,20 +51,8 @@ void VirtualBoard::Impl::lose_power() {
 
 // ---------------------------------------------------------------------------- verification
 
-SlotVerdict VirtualBoard::Impl::verdict(int slot) {
-  const auto& g = flash.geometry();
-  // Keyed on the content, not the slot: an image a swap moved from B to A
-  // keeps its verdict.
-  const auto key = std::make_pair(flash.generation(slot), g.slot_size);
-  const std::string name = fmt::format("slot {}", slot_name(slot));
-  auto named = [&](SlotVerdict v) {
-    if (!v.structure_ok) v.structure_error = name + v.structure_error;
-    return v;
-  };
-  if (auto it = verdicts.find(key); it != verdicts.end()) return named(it->second);
-
+SlotVerdict VirtualBoard::Impl::judge_image(std::span<const std::uint8_t> bytes) {
   SlotVerdict v;
-  auto bytes = flash.read(g.slot_offset(slot), g.slot_size);
   try {
     auto p = image::parse(bytes, "");
     v.structure_ok = true;
@@ -83,6 +71,22 @@ SlotVerdict VirtualBoard::Impl::verdict(int slot) {
   } catch (const InputError& e) {
     v.structure_error = e.what();  // ": field: ..." (the image's name goes in front)
   }
+  return v;
+}
+
+SlotVerdict VirtualBoard::Impl::verdict(int slot) {
+  const auto& g = flash.geometry();
+  // Keyed on the content, not the slot: an image a swap moved from B to A
+  // keeps its verdict.
+  const auto key = std::make_pair(flash.generation(slot), g.slot_size);
+  const std::string name = fmt::format("slot {}", slot_name(slot));
+  auto named = [&](SlotVerdict v) {
+    if (!v.structure_ok) v.structure_error = name + v.structure_error;
+    return v;
+  };
+  if (auto it = verdicts.find(key); it != verdicts.end()) return named(it->second);
+
+  auto v = judge_image(flash.read(g.slot_offset(slot), g.slot_size));
   if (verdicts.size() >= 64) {
     // Keep the verdicts for what the slots hold now.
     std::erase_if(verdicts, [&](const auto& entry) {

@@ -25,26 +25,7 @@ SlotVerdict VirtualBoard::Impl::image1_verdict(int slot) {
     return v;
   };
   if (auto it = verdicts.find(key); it != verdicts.end()) return named(it->second);
-  SlotVerdict v;
-  auto bytes = flash.read(offset, g.image1_slot_size);
-  try {
-    auto p = image::parse(bytes, "");
-    v.structure_ok = true;
-    v.header = p.header;
-    v.trailer = p.trailer;
-    v.signed_size = p.signed_part.size();
-    v.total_size = p.total_size;
-    v.digest = crypto::sha256(p.signed_part);
-    stats.sha256_bytes += p.signed_part.size();
-    v.hash_ok = v.digest == v.trailer.sha256;
-    const auto* entry = key_entry(v.trailer.key_id);
-    v.key_known = entry != nullptr;
-    if (v.key_known)
-      v.signature_ok =
-          crypto::ed25519_verify(entry->key, image::signing_message(v.trailer.sha256), v.trailer.signature);
-  } catch (const InputError& e) {
-    v.structure_error = e.what();
-  }
+  auto v = judge_image(flash.read(offset, g.image1_slot_size));
   verdicts.emplace(key, v);
   return named(v);
 }
