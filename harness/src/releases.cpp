@@ -236,9 +236,11 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
   return format_->package(slot_image);
 }
 
-image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext) const {
+image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext) const { return encrypt(plaintext, *key_); }
+
+image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext, const crypto::Ed25519Key& key) const {
   if (!encrypt_for_) throw BenchError("the board takes no encrypted images (no `encryption:` in its profile)");
-  return encryption::encrypt(plaintext, *encrypt_for_, *key_,
+  return encryption::encrypt(plaintext, *encrypt_for_, key,
                              crypto::sha256("otarig encryption seed:" + board_name_ + ":" + device_digest(plaintext)));
 }
 

@@ -112,6 +112,10 @@ class ReleaseSet {
   bool encrypted() const { return encrypt_for_.has_value(); }
   /// The encrypted image of `plaintext` for this device, signed by the release key (a seed from its digest).
   image::Bytes encrypt(std::span<const std::uint8_t> plaintext) const;
+  /// The same, the encrypted image signed by `key` (a re-signed release or a
+  /// key-rotation message: the device verifies the outer image against its
+  /// key store before it decrypts).
+  image::Bytes encrypt(std::span<const std::uint8_t> plaintext, const crypto::Ed25519Key& key) const;
 
   /// The profile's package format ("swu", "raucb", ...); empty when the
   /// device takes otarig images as they are.
