@@ -440,16 +440,21 @@ BuiltImage ReleaseSet::encrypted_variant(const BuiltImage& base, const std::stri
       *detail = fmt::format("the release encrypted for another device's key ({}), validly signed",
                             crypto::hex(other.pub).substr(0, 16));
   } else {
-    // tamper, unsigned, wrong-key: the damage to the encrypted image.
+    // tamper, unsigned, wrong-key: the damage to the encrypted image of the
+    // plaintext image with one flipped payload bit (past the marker), so
+    // the ciphertext is what a device that skipped the outer check would
+    // decrypt: the damaged plaintext, which its signature no longer covers.
+    const auto payload = image::parse(base.bytes, base.name).header.payload_size;
+    const std::size_t skip = std::min<std::size_t>(base.marker.size(), payload > 0 ? payload - 1 : 0);
+    const std::size_t at = image::kHeaderSize + skip + rng.below(std::max<std::size_t>(1, payload - skip));
+    v.bytes = image::tamper::flip_bit(base.bytes, at, 0);
     BuiltImage outer_base = base;
-    outer_base.bytes = outer_bytes;
+    outer_base.bytes = encrypt(v.bytes);
     auto damaged = plain_variant(outer_base, kind, variant, rng, detail);
     v.package = std::move(damaged.bytes);
     v.authentic = false;
-    const auto payload = image::parse(base.bytes, base.name).header.payload_size;
-    const std::size_t at = image::kHeaderSize + rng.below(std::max<std::uint32_t>(1, payload));
-    v.bytes = image::tamper::flip_bit(base.bytes, at, 0);
-    if (detail) *detail += fmt::format(" (to the encrypted image; its plaintext image with bit 0 of byte {} flipped)", at);
+    if (detail)
+      *detail += fmt::format(" (to the encrypted image of the plaintext image with bit 0 of byte {} flipped)", at);
   }
   v.digest = device_digest(v.bytes);
   v.package_of = v.digest;

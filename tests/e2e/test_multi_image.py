@@ -148,8 +148,12 @@ def test_the_encrypted_reference_finds_nothing(tmp_path, scenario):
             assert "does not unwrap with this device's key" in detail, detail
 
 
-def test_a_device_decrypting_before_it_verifies_is_caught(tmp_path):
-    p, run = campaign(tmp_path, BOARDS / "flawed/virtual-decrypt-before-verify.yaml", "tampered-ciphertext")
+@pytest.mark.parametrize("scenario", ["tampered-ciphertext", "unsigned", "wrong-key"])
+def test_a_device_decrypting_before_it_verifies_is_caught(tmp_path, scenario):
+    # unsigned and wrong-key damage the encrypted image of a plaintext whose
+    # signature no longer holds: the device that decrypts first leaves it in
+    # its slot when the plaintext check refuses it.
+    p, run = campaign(tmp_path, BOARDS / "flawed/virtual-decrypt-before-verify.yaml", scenario)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr
     assert broken(run) == {"confidential"}, run["findings"]
     detail = run["findings"][0]["oracles"][0]["detail"]
