@@ -111,7 +111,7 @@ class Device {
                                       env_or("OTARIG_DDI_CONTROLLER_ID", "otarig-device"),
                                       o.suricatta_no_token ? std::string() : absolute(env_or("OTARIG_TARGET_TOKEN")),
                                       absolute(env_or("OTARIG_CA")), absolute(env_or("OTARIG_CLIENT_CERT")),
-                                      absolute(env_or("OTARIG_CLIENT_KEY"))});
+                                      absolute(env_or("OTARIG_CLIENT_KEY")), absolute(o.aes_key)});
     }
   }
 
@@ -635,6 +635,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (!o.aes_key.empty() && o.client != "swupdate") {
+    std::cerr << "otarig-clientboard: --aes-key is SWUpdate's -K key file; the " << o.client
+              << " client takes no symmetric key\n";
+    return 2;
   }
   if (o.storage.empty()) o.storage = env_or("OTARIG_STORAGE");
   if (o.storage.empty()) {
