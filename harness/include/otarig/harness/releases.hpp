@@ -109,7 +109,7 @@ class ReleaseSet {
   /// `bytes` are what the device would assemble from it.
   BuiltImage corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng, std::string* detail) const;
   /// Whether the releases are encrypted for the device (the profile's `encryption:`).
-  bool encrypted() const { return encrypt_for_.has_value(); }
+  bool encrypted() const { return encrypt_for_.has_value() || package_encrypted_; }
   /// The encrypted image of `plaintext` for this device, signed by the release key (a seed from its digest).
   image::Bytes encrypt(std::span<const std::uint8_t> plaintext) const;
   /// The same, the encrypted image signed by `key` (a re-signed release or a
@@ -142,6 +142,8 @@ class ReleaseSet {
                                std::string* detail) const;
   /// The device's X25519 public key when the profile encrypts its releases.
   std::optional<std::array<std::uint8_t, 32>> encrypt_for_;
+  /// The package format encrypts the images with the device's AES key (encryption.aes_key).
+  bool package_encrypted_ = false;
   std::string board_name_;
   std::string device_type_;
   BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,
