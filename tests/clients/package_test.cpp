@@ -224,7 +224,9 @@ TEST(SwuTest, SwupdateRefusesASignerOutsideItsValidity) {
     const auto& [name, img] = all[i];
     EXPECT_EQ(img.digest, base.digest) << name;
     const auto pkg = rs.artifact(img);
-    if (i > 0) EXPECT_NE(pkg, rs.artifact(base)) << name;
+    if (i > 0) {
+      EXPECT_NE(pkg, rs.artifact(base)) << name;
+    }
     EXPECT_EQ(cpio::read(pkg)[2].data, base.bytes) << name;
     auto dir = tmp.path() / name;
     std::filesystem::create_directories(dir);
@@ -234,7 +236,9 @@ TEST(SwuTest, SwupdateRefusesASignerOutsideItsValidity) {
                       std::chrono::seconds(60));
     const bool ok = r.ok() && r.output.find("SWUPDATE successful") != std::string::npos;
     EXPECT_EQ(ok, i == 0) << name << ": swupdate -c said:\n" << r.output.substr(r.output.size() > 3000 ? r.output.size() - 3000 : 0);
-    if (i > 0) EXPECT_NE(r.output.find("verify_signer_certs"), std::string::npos) << name << ": " << r.output;
+    if (i > 0) {
+      EXPECT_NE(r.output.find("Authentication of all signatures failed"), std::string::npos) << name << ": " << r.output;
+    }
   }
 }
 
@@ -260,7 +264,9 @@ TEST(RaucbTest, RaucRefusesASignerOutsideItsValidity) {
     write_bytes(file, pkg.data(), pkg.size());
     auto r = run_tool({"rauc", "info", "--keyring=" + ca.string(), file.string()}, std::chrono::seconds(60));
     EXPECT_EQ(r.ok(), error.empty()) << name << ": rauc info said:\n" << r.output;
-    if (!error.empty()) EXPECT_NE(r.output.find(error), std::string::npos) << name << ": " << r.output;
+    if (!error.empty()) {
+      EXPECT_NE(r.output.find(error), std::string::npos) << name << ": " << r.output;
+    }
   }
 }
 
