@@ -1,24 +1,22 @@
 """The support-period scenarios on the real-client boards (docs/ota-clients.md,
-"Over the support period").
+"Over the support period"), judged by the policy each profile declares from
+what its client was measured to do:
+- signer-expired / signer-not-yet-valid (swupdate-ab, rauc-ab): the release
+  in a package signed now by a signer certificate the board's CA issued,
+  valid 2001..2002 or 2200..2300; SWUpdate and RAUC refuse it by the device
+  clock (exit 0, the client's own refusal on the console).
+- clock-1970 (swupdate-ab, swupdate-ab-suricatta, rauc-ab, mender-ab):
+  under libfaketime each client refuses the validly signed release by its
+  own check (the signer, or the server's certificate, not yet valid); the
+  clock is put right for the recovery boot and the retry installs.
+- clock-skew, seed 3 (about 25 days behind), which a signer or server
+  certificate valid only from a day ago would not cover: installs.
+- A profile that claims more than SWUpdate does (clock_1970: recovers) is
+  caught by still-updatable (exit 1) naming SWUpdate's refusal.
 
-`otarig run` on boards/swupdate-ab.yaml and boards/rauc-ab.yaml, judged by
-the policy each profile declares from what its client does:
-- signer-expired / signer-not-yet-valid: the release in a package signed now
-  by a signer certificate the board's CA issued, valid 2001..2002 or
-  2200..2300; SWUpdate and RAUC refuse it by the device clock (exit 0, the
-  delivery refused naming the certificate), and the clean retry installs.
-- clock-1970: under libfaketime the client refuses the validly signed
-  release (its signer and CA are not yet valid by that clock); the clock is
-  put right for the recovery boot and the retry installs.
-- clock-skew: a backward skew of more than a day (seed 2: about -21 days),
-  which the signer's old validity (from a day ago) did not cover, installs.
-- A profile that claims more than the client does (clock_1970: recovers) is
-  caught by still-updatable (exit 1) with SWUpdate's own refusal.
-
-Needs root (private mount namespaces), swupdate, rauc, dbus-run-session,
-mksquashfs, fw_setenv and libfaketime; skips with the reason otherwise.
+Needs root (private mount namespaces), swupdate, rauc, mender and their
+tools, and libfaketime; skips with the reason otherwise.
 """
-import os
 import shutil
 import subprocess
 import sys
@@ -28,19 +26,37 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_clients_e2e import OTARIG, SOURCE, need_rauc, need_swupdate, trials  # noqa: E402
+from test_mender_e2e import need_mender  # noqa: E402
 
 LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"]
 
+def need_suricatta():
+    need_swupdate()
+
+
 BOARDS = {
-    "swupdate": ("boards/swupdate-ab.yaml", need_swupdate,
-                 # SWUpdate's CMS check of the signer (corelib/swupdate_cms_verify.c)
-                 {"signer-expired": "verify_signer_certs", "signer-not-yet-valid": "verify_signer_certs",
-                  "clock-1970": "verify_signer_certs"}),
-    "rauc": ("boards/rauc-ab.yaml", need_rauc,
-             {"signer-expired": "certificate has expired", "signer-not-yet-valid": "certificate is not yet valid",
-              "clock-1970": "certificate is not yet valid"}),
+    "swupdate": ("boards/swupdate-ab.yaml", need_swupdate),
+    "swupdate-suricatta": ("boards/swupdate-ab-suricatta.yaml", need_suricatta),
+    "rauc": ("boards/rauc-ab.yaml", need_rauc),
+    "mender": ("boards/mender-ab.yaml", need_mender),
 }
+# What each client says when it refuses, by scenario.
+REFUSAL = {
+    # SWUpdate's CMS check of the signer (corelib/swupdate_cms_verify.c).
+    ("swupdate", "signer-expired"): "Authentication of all signatures failed",
+    ("swupdate", "signer-not-yet-valid"): "Authentication of all signatures failed",
+    ("swupdate", "clock-1970"): "Authentication of all signatures failed",
+    # suricatta's libcurl (strictssl, the rig's CA): the server certificate is not yet valid.
+    ("swupdate-suricatta", "clock-1970"): "Channel get operation failed (60)",
+    ("rauc", "signer-expired"): "certificate has expired",
+    ("rauc", "signer-not-yet-valid"): "certificate is not yet valid",
+    ("rauc", "clock-1970"): "certificate is not yet valid",
+    # Mender's OpenSSL (through cgo): X509_V_ERR_CERT_NOT_YET_VALID.
+    ("mender", "clock-1970"): "openssl verify rc: 9",
+}
+# clock-skew with this seed sets the clock about 25.5 days behind (test_lifecycle checks the draw).
+SKEW_BEHIND_SEED = 3
 
 
 def need_faketime():
@@ -61,10 +77,10 @@ def one_trial(board, scenario, out, seed=1):
     return r, t
 
 
-@pytest.mark.parametrize("client", sorted(BOARDS))
+@pytest.mark.parametrize("client", ["swupdate", "rauc"])
 @pytest.mark.parametrize("scenario", ["signer-expired", "signer-not-yet-valid"])
 def test_a_signer_outside_its_validity_is_refused(client, scenario, tmp_path):
-    board, need, refusal = BOARDS[client]
+    board, need = BOARDS[client]
     need()
     r, t = one_trial(board, scenario, tmp_path / "o")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -74,13 +90,13 @@ def test_a_signer_outside_its_validity_is_refused(client, scenario, tmp_path):
     assert window in t["fault"]["detail"], t["fault"]
     assert t["delivery"]["status"] == "refused", t["delivery"]
     console = (tmp_path / "o" / "trials" / t["id"] / "console.log").read_text(errors="replace")
-    assert refusal[scenario] in console, console[-3000:]
+    assert REFUSAL[client, scenario] in console, console[-3000:]
     assert not t["broken"], t["broken"]
 
 
 @pytest.mark.parametrize("client", sorted(BOARDS))
 def test_at_1970_the_client_refuses_until_its_clock_is_right(client, tmp_path):
-    board, need, refusal = BOARDS[client]
+    board, need = BOARDS[client]
     need()
     need_faketime()
     r, t = one_trial(board, "clock-1970", tmp_path / "o")
@@ -88,12 +104,13 @@ def test_at_1970_the_client_refuses_until_its_clock_is_right(client, tmp_path):
     assert "clock_1970: refuses-updates" in t["fault"]["detail"], t["fault"]
     assert t["delivery"]["status"] == "refused", t["delivery"]
     console = (tmp_path / "o" / "trials" / t["id"] / "console.log").read_text(errors="replace")
-    assert refusal["clock-1970"] in console, console[-3000:]
+    # Refused by the client's own check, not by a device that could not start under libfaketime.
+    assert REFUSAL[client, "clock-1970"] in console and "libfaketime:" not in console, console[-3000:]
 
 
-@pytest.mark.parametrize("client", sorted(BOARDS))
+@pytest.mark.parametrize("client", ["swupdate", "rauc", "mender"])
 def test_a_clock_weeks_behind_still_installs(client, tmp_path):
-    board, need, _ = BOARDS[client]
+    board, need = BOARDS[client]
     need()
     need_faketime()
     r, t = one_trial(board, "clock-skew", tmp_path / "o", seed=SKEW_BEHIND_SEED)
@@ -116,4 +133,4 @@ def test_a_profile_claiming_more_than_swupdate_does_is_caught(tmp_path):
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     (t,) = trials(out)["trials"]
     assert [b["oracle"] for b in t["broken"]] == ["still-updatable"], t["broken"]
-    assert "verify_signer_certs" in t["broken"][0]["detail"] or "Authentication" in t["broken"][0]["detail"], t["broken"]
+    assert "Authentication of all signatures failed" in t["broken"][0]["detail"], t["broken"]
