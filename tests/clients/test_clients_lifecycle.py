@@ -11,6 +11,10 @@ what its client was measured to do:
   clock is put right for the recovery boot and the retry installs.
 - clock-skew, seed 3 (about 25 days behind), which a signer or server
   certificate valid only from a day ago would not cover: installs.
+- outage (swupdate-ab-suricatta): suricatta polls on through handshakes the
+  absent server reset (libcurl 35) and installs the release.
+- rauc-ab-signing-time (use-bundle-signing-time) installs at 1970 and
+  still refuses a signer that had expired when the bundle was signed.
 - A profile that claims more than SWUpdate does (clock_1970: recovers) is
   caught by still-updatable (exit 1) naming SWUpdate's refusal.
 
@@ -118,6 +122,40 @@ def test_a_clock_weeks_behind_still_installs(client, tmp_path):
     assert t["fault"]["seconds"] < -7 * 86400, t["fault"]
     assert "clock_skew: recovers" in t["fault"]["detail"], t["fault"]
     assert t["delivery"]["status"] == "accepted", t["delivery"]
+
+
+def test_rauc_judging_the_signer_at_the_signing_time_installs_at_1970(tmp_path):
+    # rauc-ab-signing-time: [keyring] use-bundle-signing-time=true. The same
+    # RAUC that refuses every bundle at 1970 on rauc-ab installs here, and
+    # still refuses a signer that had expired when the bundle was signed.
+    need_rauc()
+    need_faketime()
+    board = "boards/rauc-ab-signing-time.yaml"
+    r, t = one_trial(board, "clock-1970", tmp_path / "clock")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "clock_1970: recovers" in t["fault"]["detail"], t["fault"]
+    assert t["delivery"]["status"] == "accepted", t["delivery"]
+    r, t = one_trial(board, "signer-expired", tmp_path / "signer")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "signer_expiry: signing-time, so it must be refused" in t["fault"]["detail"], t["fault"]
+    assert t["delivery"]["status"] == "refused" and "certificate has expired" in t["delivery"]["detail"], t["delivery"]
+
+
+def test_suricatta_polls_on_through_an_outage(tmp_path):
+    # The server away for a seeded 2-5 s, refusing (connections reset during
+    # the handshake: libcurl 35) or dropping; suricatta polls on and installs
+    # the release published meanwhile within the interval its profile declares.
+    need_suricatta()
+    out = tmp_path / "o"
+    r = run_seed(BOARDS["swupdate-suricatta"][0], "outage", out, 1)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = trials(out)
+    assert sorted(t["fault"]["variant"] for t in doc["trials"]) == ["drop", "refuse"], doc["trials"]
+    for t in doc["trials"]:
+        assert t["delivery"]["status"] == "accepted" and not t["broken"], (t["delivery"], t["broken"])
+        if t["fault"]["variant"] == "refuse":
+            console = (out / "trials" / t["id"] / "console.log").read_text(errors="replace")
+            assert "Channel get operation failed (35)" in console, console[-3000:]
 
 
 def test_a_profile_claiming_more_than_swupdate_does_is_caught(tmp_path):
