@@ -186,7 +186,8 @@ class KeyKind final : public harness::FaultKind {
            "with a trust block): key-rotation (a release signed by the new key must install), revoked-key (a "
            "release signed by a revoked key must be refused), untrusted-rotation (a rotation message signed by "
            "an untrusted key must be refused), signer-expired / signer-not-yet-valid (refused unless "
-           "device.policy.signer_expiry is ignored)";
+           "device.policy.signer_expiry is ignored; on a board that takes SWUpdate or RAUC packages, the package "
+           "signed by a signer certificate outside its validity)";
   }
   std::vector<std::string_view> keys() const override { return {"variants"}; }
   std::shared_ptr<const harness::FaultOptions> parse(const Config& c,

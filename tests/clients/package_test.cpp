@@ -4,11 +4,16 @@
 // accepted, every inauthentic variant refused; every .raucb variant of
 // boards/rauc-ab.yaml through `rauc info` (signature check).
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <future>
+#include <memory>
 #include <tuple>
 #include <vector>
 
@@ -266,6 +271,22 @@ TEST(RaucbTest, RaucRefusesASignerOutsideItsValidity) {
     EXPECT_EQ(r.ok(), error.empty()) << name << ": rauc info said:\n" << r.output;
     if (!error.empty()) {
       EXPECT_NE(r.output.find(error), std::string::npos) << name << ": " << r.output;
+    }
+  }
+}
+
+// The package CA and signer cover a device clock 30 days off either way
+// (clock-skew), whichever way the seed moves it.
+TEST(SigningPkiTest, TheSignerAndItsCaCoverAClockThirtyDaysOffEitherWay) {
+  const auto pki = SigningPki::generate("validity test");
+  for (const auto* pem : {&pki.ca.cert_pem, &pki.signer.cert_pem}) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), BIO_free);
+    std::unique_ptr<X509, decltype(&X509_free)> x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+    ASSERT_TRUE(x);
+    for (long days : {-31L, 31L}) {
+      time_t at = time(nullptr) + days * 86400;
+      EXPECT_LE(X509_cmp_time(X509_get0_notBefore(x.get()), &at), 0) << days;
+      EXPECT_GE(X509_cmp_time(X509_get0_notAfter(x.get()), &at), 0) << days;
     }
   }
 }
