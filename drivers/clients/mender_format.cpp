@@ -68,6 +68,11 @@ class MenderFormat : public PackageFormat {
   // Mender verifies an artifact against one key (ArtifactVerifyKey), not a chain.
   std::string trust_pem() const override { return mender::public_key_pem(pki_.signer.key_pem); }
 
+  std::string no_signer_validity() const override {
+    return "Mender artifacts are signed with a bare key checked against ArtifactVerifyKey: no signer certificate, "
+           "so no validity period to end or begin";
+  }
+
   image::Bytes package(std::span<const std::uint8_t> slot_image) const override {
     return artifact(slot_image, &pki_.signer);
   }

@@ -43,8 +43,16 @@ void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) fail(std::string("add extension ") + OBJ_nid2sn(nid));
 }
 
-// `issuer` null: a self-signed CA.
-Issued issue(const std::string& common_name, const Issued* issuer) {
+// When a certificate is valid: seconds from now, or (absolute) UNIX seconds.
+struct Validity {
+  std::int64_t not_before = 0, not_after = 0;
+  bool absolute = false;
+};
+
+// `issuer` null: a self-signed CA. Valid from a year ago for ten years unless
+// `validity` says otherwise.
+Issued issue(const std::string& common_name, const Issued* issuer,
+             Validity validity = {-365LL * 86400, 10LL * 365 * 86400, false}) {
   Issued out{X509Ptr(X509_new()), PkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", const_cast<char*>("P-256")))};
   X509* x = out.cert.get();
   if (!x || !out.key) fail("generate a key for " + common_name);
@@ -60,10 +68,17 @@ Issued issue(const std::string& common_name, const Issued* issuer) {
       fail("set subject name");
   X509* issuer_cert = issuer ? issuer->cert.get() : x;
   if (X509_set_issuer_name(x, X509_get_subject_name(issuer_cert)) != 1) fail("set issuer name");
-  // Valid from a day ago (clock skew) for ten years: packages outlive a run.
-  if (!X509_gmtime_adj(X509_getm_notBefore(x), -86400) ||
-      !X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 86400))
+  // By default valid from a year ago for ten years: packages outlive a run,
+  // and a device clock off by up to 30 days either way (device-clock's
+  // clock-skew) still finds the signer valid, whichever way the seed moves it.
+  if (validity.absolute) {
+    if (!X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &validity.not_before) ||
+        !X509_time_adj_ex(X509_getm_notAfter(x), 0, 0, &validity.not_after))
+      fail("set validity");
+  } else if (!X509_gmtime_adj(X509_getm_notBefore(x), static_cast<long>(validity.not_before)) ||
+             !X509_gmtime_adj(X509_getm_notAfter(x), static_cast<long>(validity.not_after))) {
     fail("set validity");
+  }
   if (X509_set_pubkey(x, out.key.get()) != 1) fail("set public key");
   add_ext(x, issuer_cert, NID_subject_key_identifier, "hash");
   add_ext(x, issuer_cert, NID_authority_key_identifier, "keyid:always");
@@ -103,6 +118,17 @@ SigningPki SigningPki::generate(const std::string& label) {
   auto wrong_ca = issue(label + " unrelated CA", nullptr);
   auto wrong_signer = issue(label + " signer", &wrong_ca);  // same name, another CA
   return {to_pem(ca), to_pem(signer), to_pem(wrong_ca), to_pem(wrong_signer)};
+}
+
+PemPair issue_signer(const PemPair& ca, const std::string& common_name, std::int64_t not_before,
+                     std::int64_t not_after) {
+  BioPtr cert_bio(BIO_new_mem_buf(ca.cert_pem.data(), static_cast<int>(ca.cert_pem.size())));
+  BioPtr key_bio(BIO_new_mem_buf(ca.key_pem.data(), static_cast<int>(ca.key_pem.size())));
+  if (!cert_bio || !key_bio) fail("BIO_new_mem_buf");
+  Issued issuer{X509Ptr(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)),
+                PkeyPtr(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr))};
+  if (!issuer.cert || !issuer.key) fail("read the CA's certificate and key");
+  return to_pem(issue(common_name, &issuer, {not_before, not_after, true}));
 }
 
 void SigningPki::write(const std::filesystem::path& dir) const {

@@ -49,14 +49,20 @@ struct Issued {
   PkeyPtr key;
 };
 
+constexpr long kBackdate = 90L * 86400;
+
 // When a certificate is valid, in seconds from now.
 struct Validity {
   long not_before = 0;
   long not_after = 0;
 };
 
-// From one hour ago (clock skew) for `valid_for`.
-Validity usual(const TestPkiOptions& o) { return {-3600, static_cast<long>(o.valid_for.count()) * 3600}; }
+// From 90 days ago for `valid_for` from now: a device clock off by up to
+// 30 days either way (device-clock's clock-skew) still finds it valid, so the
+// verdict of a skew does not depend on the seed's direction.
+Validity usual(const TestPkiOptions& o) {
+  return {-kBackdate, static_cast<long>(o.valid_for.count()) * 3600};
+}
 
 // `issuer` null: self-signed.
 Issued issue(Role role, const std::string& common_name, const Issued* issuer, const TestPkiOptions& o,

@@ -325,6 +325,24 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   return v;
 }
 
+// The slot image stays the release's own: should the client take the
+// package when it must not, the device runs the delivered digest between the
+// delivery and the retry, which oracle authentic reads.
+BuiltImage ReleaseSet::signer_outside_validity(const BuiltImage& base, std::int64_t not_before, std::int64_t not_after,
+                                               const std::string& role, bool authentic, std::string* detail) const {
+  if (!format_) throw InputError("the board takes no packages (no `package:` in its profile)");
+  BuiltImage v = base;
+  v.variant = role;
+  v.name = base.name + "/" + role;
+  v.authentic = authentic;
+  v.fails_self_test = false;
+  v.delta.clear();
+  v.delta_of.clear();
+  v.package = format_->signed_outside_validity(base.bytes, not_before, not_after, detail);
+  v.package_of = v.digest;
+  return v;
+}
+
 BuiltImage ReleaseSet::delta(const BuiltImage& target, const BuiltImage& base) const {
   BuiltImage v = target;
   v.name = target.name + "/delta";

@@ -756,6 +756,7 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.server = bench.parts().feed != nullptr;
   a.device_clock = bench.parts().device_clock != nullptr;
   a.package_format = releases.package_format();
+  a.no_signer_validity = releases.no_signer_validity();
   a.policy = &bench.profile().policy;
   a.reads_manifest = a.server && bench.parts().feed->follows_feed();
   if (auto device = bench.profile().root.find("device"))

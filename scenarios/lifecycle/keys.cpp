@@ -13,6 +13,12 @@
 //   signer-expired        a release signed by a key the device was given with
 //   signer-not-yet-valid  a validity period that has ended / not begun: refused
 //                         unless the device declares signer_expiry: ignored
+// On a board that takes packages (SWUpdate's .swu, RAUC's bundle) the signer
+// variants need no rotation: the release goes in a package whose CMS
+// signature is made now by a signer certificate the device's CA issued with
+// the same validity periods (PackageFormat::signed_outside_validity). The
+// rotation variants are skipped there: the clients take no key rotation
+// inside an update.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -139,9 +145,23 @@ class KeyRun final : public harness::FaultRun {
     }
     // signer-expired, signer-not-yet-valid
     const bool expired = variant_ == "signer-expired";
+    const auto from = expired ? kExpiredFrom : kFutureFrom, until = expired ? kExpiredUntil : kFutureUntil;
+    if (!port.releases().package_format().empty()) {
+      // A packaged board: the client checks a signer certificate its CA
+      // issued (CMS), so the release goes in a package signed by one whose
+      // validity has ended / not begun.
+      const auto expiry = policy.get("signer_expiry").value_or("");
+      const bool refuse = expiry != "ignored";
+      std::string what;
+      port.use_image(port.releases().signer_outside_validity(base, static_cast<std::int64_t>(from),
+                                                             static_cast<std::int64_t>(until), variant_, !refuse,
+                                                             &what));
+      return fmt::format("{} as a {} package {} (the package signed now): signer_expiry: {}, so it {}", base.name,
+                         port.releases().package_format(), what, expiry,
+                         refuse ? "must be refused" : "may be installed");
+    }
     const auto signer = crypto::Ed25519Key::test_key(expired ? "otarig expired signer" : "otarig future signer");
-    const image::TrustEntry e{signer.public_key(), expired ? kExpiredFrom : kFutureFrom,
-                              expired ? kExpiredUntil : kFutureUntil, false};
+    const image::TrustEntry e{signer.public_key(), from, until, false};
     const auto r1 = rotation({add(e)}, old_key, start, 1, "rotation");
     if (!port.update_before_fault(r1)) return "the rotation message adding the signer did not install";
     const auto expiry = policy.get("signer_expiry").value_or("");
@@ -216,7 +236,8 @@ class KeyKind final : public harness::FaultKind {
            "with a trust block): key-rotation (a release signed by the new key must install), revoked-key (a "
            "release signed by a revoked key must be refused), untrusted-rotation (a rotation message signed by "
            "an untrusted key must be refused), signer-expired / signer-not-yet-valid (refused unless "
-           "device.policy.signer_expiry is ignored)";
+           "device.policy.signer_expiry is ignored; on a board that takes SWUpdate or RAUC packages, the package "
+           "signed by a signer certificate outside its validity)";
   }
   std::vector<std::string_view> keys() const override { return {"variants"}; }
   std::shared_ptr<const harness::FaultOptions> parse(const Config& c,
@@ -224,10 +245,20 @@ class KeyKind final : public harness::FaultKind {
     return parse_variants(c, name(), key_variants());
   }
   std::string inapplicable(const harness::Scenario& s, const harness::BoardAbilities& board) const override {
-    if (!board.package_format.empty())
-      return fmt::format("the board takes {} packages; key-rotation messages are otarig images with a trust block",
-                         board.package_format);
-    for (const auto& v : s.fault.as<VariantOptions>().variants) {
+    const auto& variants = s.fault.as<VariantOptions>().variants;
+    const auto signer_only = std::all_of(variants.begin(), variants.end(), [](const std::string& v) {
+      return v == "signer-expired" || v == "signer-not-yet-valid";
+    });
+    if (!board.package_format.empty()) {
+      // The signer variants sign the board's package with a signer
+      // certificate outside its validity; the rotations need a trust block.
+      if (!signer_only)
+        return fmt::format("the board takes {} packages, whose client takes no key rotation inside an update; "
+                           "key-rotation messages are otarig images with a trust block",
+                           board.package_format);
+      if (!board.no_signer_validity.empty()) return board.no_signer_validity;
+    }
+    for (const auto& v : variants) {
       if (v == "revoked-key")
         if (auto why = missing_policy(board, "revoked_keys"); !why.empty()) return why;
       if (v == "signer-expired" || v == "signer-not-yet-valid")

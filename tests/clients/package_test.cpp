@@ -4,11 +4,17 @@
 // accepted, every inauthentic variant refused; every .raucb variant of
 // boards/rauc-ab.yaml through `rauc info` (signature check).
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <future>
+#include <memory>
+#include <tuple>
 #include <vector>
 
 #include "otarig/core/crypto.hpp"
@@ -277,6 +283,104 @@ TEST(RaucbTest, RaucChecksEveryVariant) {
     auto r = run_tool({"rauc", "info", "--keyring=" + ca.string(), file.string()}, std::chrono::seconds(60));
     EXPECT_EQ(r.ok(), all[i].expect_ok) << all[i].name << ": rauc info said:\n" << r.output;
   }
+}
+
+// A package signed by a signer certificate the device's CA issued but whose
+// validity has ended (2001..2002) or not begun (2200..2300), its CMS
+// signature made now (scenarios signer-expired, signer-not-yet-valid): the
+// slot image is the release itself, and the real client refuses it by its
+// clock; the same release signed by the board's signer passes.
+const std::int64_t kExpired[2] = {978307200, 1009843200}, kFuture[2] = {7258118400, 10413792000};
+
+TEST(SwuTest, SwupdateRefusesASignerOutsideItsValidity) {
+  if (!have_tool("swupdate")) GTEST_SKIP() << "swupdate is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients";
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/swupdate-ab.yaml");
+  harness::ReleaseSet rs(profile);
+  EXPECT_EQ(rs.no_signer_validity(), "");
+  TempDir tmp("otarig-swu-validity");
+  const auto ca = tmp.path() / "ca.pem";
+  write_text(ca, rs.package_trust_pem());
+  const auto& base = rs.get("update");
+  std::string what;
+  const std::vector<std::pair<std::string, harness::BuiltImage>> all = {
+      {"release", base},
+      {"expired", rs.signer_outside_validity(base, kExpired[0], kExpired[1], "signer-expired", false, &what)},
+      {"not-yet-valid", rs.signer_outside_validity(base, kFuture[0], kFuture[1], "signer-not-yet-valid", false, nullptr)}};
+  EXPECT_NE(what.find("valid 2001-01-01T00:00:00Z .. 2002-01-01T00:00:00Z"), std::string::npos) << what;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const auto& [name, img] = all[i];
+    EXPECT_EQ(img.digest, base.digest) << name;
+    const auto pkg = rs.artifact(img);
+    if (i > 0) {
+      EXPECT_NE(pkg, rs.artifact(base)) << name;
+    }
+    EXPECT_EQ(cpio::read(pkg)[2].data, base.bytes) << name;
+    auto dir = tmp.path() / name;
+    std::filesystem::create_directories(dir);
+    write_bytes(dir / "update.swu", pkg.data(), pkg.size());
+    auto r = run_tool({"env", "TMPDIR=" + dir.string(), "swupdate", "-v", "-H", "otarig:1.0", "-k", ca.string(), "-e",
+                       "stable,copyB", "-c", "-i", (dir / "update.swu").string()},
+                      std::chrono::seconds(60));
+    const bool ok = r.ok() && r.output.find("SWUPDATE successful") != std::string::npos;
+    EXPECT_EQ(ok, i == 0) << name << ": swupdate -c said:\n" << r.output.substr(r.output.size() > 3000 ? r.output.size() - 3000 : 0);
+    if (i > 0) {
+      EXPECT_NE(r.output.find("Authentication of all signatures failed"), std::string::npos) << name << ": " << r.output;
+    }
+  }
+}
+
+TEST(RaucbTest, RaucRefusesASignerOutsideItsValidity) {
+  for (const char* tool : {"rauc", "mksquashfs", "unsquashfs"})
+    if (!have_tool(tool))
+      GTEST_SKIP() << tool << " is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients";
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/rauc-ab.yaml");
+  harness::ReleaseSet rs(profile);
+  TempDir tmp("otarig-raucb-validity");
+  const auto ca = tmp.path() / "ca.pem";
+  write_text(ca, rs.package_trust_pem());
+  const auto& base = rs.get("update");
+  const std::vector<std::tuple<std::string, harness::BuiltImage, std::string>> all = {
+      {"release", base, ""},
+      {"expired", rs.signer_outside_validity(base, kExpired[0], kExpired[1], "signer-expired", false, nullptr),
+       "certificate has expired"},
+      {"not-yet-valid", rs.signer_outside_validity(base, kFuture[0], kFuture[1], "signer-not-yet-valid", false, nullptr),
+       "certificate is not yet valid"}};
+  for (const auto& [name, img, error] : all) {
+    const auto file = tmp.path() / (name + ".raucb");
+    const auto pkg = rs.artifact(img);
+    write_bytes(file, pkg.data(), pkg.size());
+    auto r = run_tool({"rauc", "info", "--keyring=" + ca.string(), file.string()}, std::chrono::seconds(60));
+    EXPECT_EQ(r.ok(), error.empty()) << name << ": rauc info said:\n" << r.output;
+    if (!error.empty()) {
+      EXPECT_NE(r.output.find(error), std::string::npos) << name << ": " << r.output;
+    }
+  }
+}
+
+// The package CA and signer cover a device clock 30 days off either way
+// (clock-skew), whichever way the seed moves it.
+TEST(SigningPkiTest, TheSignerAndItsCaCoverAClockThirtyDaysOffEitherWay) {
+  const auto pki = SigningPki::generate("validity test");
+  for (const auto* pem : {&pki.ca.cert_pem, &pki.signer.cert_pem}) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), BIO_free);
+    std::unique_ptr<X509, decltype(&X509_free)> x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+    ASSERT_TRUE(x);
+    for (long days : {-31L, 31L}) {
+      time_t at = time(nullptr) + days * 86400;
+      EXPECT_LE(X509_cmp_time(X509_get0_notBefore(x.get()), &at), 0) << days;
+      EXPECT_GE(X509_cmp_time(X509_get0_notAfter(x.get()), &at), 0) << days;
+    }
+  }
+}
+
+TEST(MenderArtifactTest, AMenderSignerHasNoValidityPeriod) {
+  if (!have_tool("mender-artifact"))
+    GTEST_SKIP() << "mender-artifact is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients";
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/mender-ab.yaml");
+  harness::ReleaseSet rs(profile);
+  EXPECT_NE(rs.no_signer_validity().find("no signer certificate"), std::string::npos) << rs.no_signer_validity();
+  EXPECT_THROW(rs.signer_outside_validity(rs.get("update"), kExpired[0], kExpired[1], "signer-expired", false, nullptr),
+               InputError);
 }
 
 // Mender artifacts (boards/mender-ab.yaml) through `mender-artifact validate

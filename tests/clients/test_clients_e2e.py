@@ -36,8 +36,9 @@ CLIENTBOARD = os.environ.get("OTARIG_CLIENTBOARD", "otarig-clientboard")
 
 # The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
 DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base"}
-# The scenarios judged by a declared device.policy, or that set the clock: skipped on a board without them.
-LIFECYCLE = {"clock-1970", "clock-future", "clock-skew", "key-rotation", "revoked-key", "untrusted-rotation", "signer-expired", "signer-not-yet-valid"}
+# The key-rotation scenarios: key-rotation messages are otarig images with a trust block, and no
+# packaged client takes a key rotation inside an update; skipped on the client boards saying so.
+ROTATIONS = {"key-rotation", "revoked-key", "untrusted-rotation"}
 def missing(*tools):
     return [t for t in tools if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
 
@@ -350,12 +351,15 @@ def test_swupdate_board_passes_nightly(tmp_path):
     # SWUpdate is handed the image's URL and reads no manifest, so a mirror has no manifest to lie in.
     skipped = {s["scenario"]: s["reason"] for s in run_json["skipped"]}
     assert NEEDS_SKIPPED <= set(skipped), skipped
-    # It declares no device.policy, its clock is its own, it does not check by
-    # itself and its server certificates are the profile's own: the lifecycle
-    # scenarios are skipped saying so (docs/ota-clients.md).
+    # It declares its signer and clock policies, so the signer and clock
+    # scenarios run; the key rotations are skipped, and so is the outage (it
+    # does not check by itself) and the server-certificate scenarios (plain
+    # HTTP) saying so (docs/ota-clients.md).
     assert set(skipped) - NEEDS_SKIPPED == {"bit-rot", "flash-error", "impostor-server", "mtls-required", "client-certificate",
-                                            "lying-mirror", *DELTA, *LIFECYCLE, "outage", "server-certificate-expired",
+                                            "lying-mirror", *DELTA, *ROTATIONS, "outage", "server-certificate-expired",
                                             "server-certificate-not-yet-valid", "server-certificate-renewed"}, skipped
+    assert all("takes no key rotation inside an update" in skipped[s] for s in ROTATIONS), skipped
+    assert {"signer-expired", "signer-not-yet-valid", "clock-1970", "clock-future", "clock-skew"} <= scenarios
     for tls in ("impostor-server", "mtls-required"):
         assert "verifies no server certificate" in skipped[tls] and "suricatta" in skipped[tls], skipped[tls]
     cuts = [t for t in run_json["trials"] if t["fault"]["kind"] == "power-cut"]
@@ -412,4 +416,8 @@ def test_rauc_board_passes_nightly(tmp_path):
     r, run_json = nightly("boards/rauc-ab.yaml", tmp_path / "rauc")
     assert r.returncode == 0, r.stdout[-3000:]
     assert run_json["summary"]["findings"] == 0 and run_json["summary"]["trials"] == NIGHTLY_SAMPLE
-    assert TRANSPORT_OVER_HTTP <= {t["scenario"] for t in run_json["trials"]}
+    scenarios = {t["scenario"] for t in run_json["trials"]}
+    assert TRANSPORT_OVER_HTTP <= scenarios
+    assert {"signer-expired", "signer-not-yet-valid", "clock-1970", "clock-future", "clock-skew"} <= scenarios
+    skipped = {s["scenario"]: s["reason"] for s in run_json["skipped"]}
+    assert ROTATIONS <= set(skipped) and not {"signer-expired", "clock-skew"} & set(skipped), skipped

@@ -55,6 +55,14 @@ if(TARGET otarig_drivers_clients)
     set_tests_properties(clients.swupdate-suricatta PROPERTIES
       ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
       LABELS "clients" TIMEOUT 600 COST 100)
+    # The support period on the SWUpdate and RAUC boards (docs/ota-clients.md,
+    # "Over the support period"): signers outside their validity, the clock
+    # at 1970 and weeks behind, a profile claiming more than SWUpdate does.
+    add_test(NAME clients.lifecycle
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_clients_lifecycle.py)
+    set_tests_properties(clients.lifecycle PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
+      LABELS "clients" TIMEOUT 600 COST 60)
   endif()
 endif()
 # The real clients under the crash model (docs/ota-clients.md, "Under the

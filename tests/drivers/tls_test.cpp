@@ -407,6 +407,15 @@ int validity_now(const std::string& pem) {
   return 0;
 }
 
+// Whether `pem` is valid at `seconds` from now.
+bool valid_in(const std::string& pem, long seconds) {
+  otarig::ossl::X509Ptr holder;
+  X509* x = parse_pem(pem, holder);
+  if (!x) throw std::runtime_error("not a certificate");
+  time_t at = time(nullptr) + seconds;
+  return X509_cmp_time(X509_get0_notBefore(x), &at) <= 0 && X509_cmp_time(X509_get0_notAfter(x), &at) >= 0;
+}
+
 // Whether `pem` was signed by `issuer_pem`'s key.
 bool signed_by(const std::string& pem, const std::string& issuer_pem) {
   otarig::ossl::X509Ptr a, b;
@@ -450,6 +459,18 @@ TEST(Pki, EachCertificateIsValidAsMade) {
   EXPECT_NE(serial_of(p.renewed.cert_pem), serial_of(p.server.cert_pem));
   EXPECT_FALSE(signed_by(p.rotated.cert_pem, p.ca.cert_pem));
   EXPECT_EQ(p.server_certificates().size(), 4u);
+}
+
+// clock-skew moves a device's clock up to 30 days either way: the
+// certificates a device checks stay valid by it, whichever way the seed moved
+// the clock (docs/network.md, "Test certificates").
+TEST(Pki, TheUsualCertificatesCoverAClockThirtyDaysOffEitherWay) {
+  const TestPki& p = pki();
+  constexpr long kMonth = 31L * 86400;
+  for (const auto* c : {&p.ca, &p.server, &p.client, &p.renewed, &p.rotated_ca, &p.rotated}) {
+    EXPECT_TRUE(valid_in(c->cert_pem, -kMonth));
+    EXPECT_TRUE(valid_in(c->cert_pem, kMonth));
+  }
 }
 
 TEST(Pki, AClientTrustingTheCaRefusesTheExpiredAndTheEarlyCertificateAndTakesTheRenewedOne) {

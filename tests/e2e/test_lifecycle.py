@@ -138,15 +138,20 @@ VBOARD_TOOLS = os.environ.get("OTARIG_TOOL_PATH")
 
 
 @pytest.mark.skipif(not VBOARD_TOOLS, reason="otarig-vboard is not built (OTARIG_TOOL_PATH unset)")
-@pytest.mark.parametrize("scenario", ["clock-1970", "key-rotation", "revoked-key"])
+@pytest.mark.parametrize("scenario", ["clock-1970", "clock-skew", "key-rotation", "revoked-key"])
 def test_the_process_board_passes_against_its_declared_policy(tmp_path, scenario):
     if scenario.startswith("clock") and not FAKETIME.is_file():
         pytest.skip(f"libfaketime is not installed ({FAKETIME}): the rig cannot set a process board's clock")
     board = process_profiles.kill_model(SRC / "boards/vboard-ab.yaml", tmp_path, "no power cut in these scenarios")
     out = tmp_path / "o"
-    otarig("run", "--board", board, "--scenario", scenario, "--seed", 1, "--out", out, check=0)
+    # clock-skew seed 3: 25.5 days behind, beyond a certificate valid only from an hour ago.
+    otarig("run", "--board", board, "--scenario", scenario, "--seed", 3 if scenario == "clock-skew" else 1,
+           "--out", out, check=0)
     (t,) = run_json(out)["trials"]
     assert not t["broken"], t
+    if scenario == "clock-skew":
+        # The rig's test certificates cover 30 days either way (clock_skew: recovers).
+        assert t["fault"]["seconds"] < -7 * 86400 and t["delivery"]["status"] == "accepted", (t["fault"], t["delivery"])
     if scenario == "clock-1970":
         # Over TLS at 1970 the server's certificate is not yet valid: the
         # device refuses (refuses-updates), then takes the retry once its

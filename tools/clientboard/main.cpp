@@ -68,6 +68,7 @@ struct Options {
   std::string compatible = "otarig-board";
   bool no_downgrade_check = false;
   bool halt_when_exhausted = false;
+  bool rauc_bundle_signing_time = false;  // rauc: [keyring] use-bundle-signing-time=true
   bool mender_managed = false;        // mender: `mender daemon` against the rig's server (managed mode)
   std::string mender_server;          // its ServerURL (default $OTARIG_UPDATE_URL)
   std::string mender_device_key;      // the device's key (default $OTARIG_DEVICE_KEY)
@@ -360,10 +361,11 @@ class Device {
         "# otarig: RAUC system configuration of this device (written at every power-on)\n"
         "[system]\ncompatible={}\nbootloader=custom\nmountprefix=/run/otarig/mnt\ndata-directory={}\n\n"
         "[handlers]\n{}\n"
-        "[keyring]\npath={}\n\n"
+        "[keyring]\npath={}\n{}\n"
         "[slot.{}.0]\ndevice={}\ntype=raw\nbootname=A\n\n"
         "[slot.{}.1]\ndevice={}\ntype=raw\nbootname=B\n",
-        o_.compatible, (layout_.dir / "rauc-data").string(), handlers, ca, cl::kRaucSlotClass,
+        o_.compatible, (layout_.dir / "rauc-data").string(), handlers, ca,
+        o_.rauc_bundle_signing_time ? "use-bundle-signing-time=true\n" : "", cl::kRaucSlotClass,
         std::filesystem::absolute(layout_.slot(0)).string(), cl::kRaucSlotClass,
         std::filesystem::absolute(layout_.slot(1)).string());
     cl::write_text_atomically(rauc_dir / "system.conf", conf);
@@ -587,6 +589,9 @@ int main(int argc, char** argv) {
                "flawed: install older versions (swupdate without -N; rauc without the pre-install check)");
   app.add_option("--bootlimit", o.bootlimit, "boot attempts of a new slot before falling back")
       ->capture_default_str();
+  app.add_flag("--rauc-bundle-signing-time", o.rauc_bundle_signing_time,
+               "rauc: check the signer's validity at the bundle's signing time, not at the device clock "
+               "([keyring] use-bundle-signing-time=true)");
   app.add_flag("--halt-when-exhausted", o.halt_when_exhausted,
                "flawed: rauc's boot ROM halts when no slot has boot attempts left, instead of giving every enabled "
                "slot its attempts back (bootchooser reset_attempts=all-zero); brown-outs brick the board");

@@ -56,8 +56,20 @@ std::string enter_mender_namespace(const cl::SlotLayout& layout, int booted,
                                    const std::vector<std::pair<std::string, std::string>>& etc_files,
                                    const std::string& console) {
   if (auto error = enter_device_namespace(etc_files, {}); !error.empty()) return error;
+  // Under libfaketime (the rig setting the device clock) the board's clock
+  // lives in a semaphore and a shared memory segment in the host's /dev/shm,
+  // named by FAKETIME_SHARED; a Mender that cannot open them ends at its
+  // start (libfaketime: "sem_open failed"), so the device's /dev keeps that
+  // folder.
+  const int shm = std::getenv("FAKETIME_SHARED") ? ::open("/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
   if (::mount("otarig-dev", "/dev", "tmpfs", MS_NOSUID, "mode=0755,size=64k") != 0)
     return fmt::format("mount a tmpfs on /dev: {}", std::strerror(errno));
+  if (shm >= 0) {
+    const auto from = fmt::format("/proc/self/fd/{}", shm);
+    if (::mkdir("/dev/shm", 01777) != 0 || ::mount(from.c_str(), "/dev/shm", nullptr, MS_BIND, nullptr) != 0)
+      return fmt::format("bind the host's /dev/shm (libfaketime's clock) into /dev: {}", std::strerror(errno));
+    ::close(shm);
+  }
   for (auto [name, major, minor] : {std::tuple{"null", 1u, 3u}, std::tuple{"zero", 1u, 5u},
                                     std::tuple{"full", 1u, 7u}, std::tuple{"random", 1u, 8u},
                                     std::tuple{"urandom", 1u, 9u}, std::tuple{"tty", 5u, 0u}}) {

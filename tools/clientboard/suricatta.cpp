@@ -83,12 +83,16 @@ bool shown(const std::string& text) {
 }
 
 // A poll of the server that failed with one of libcurl's codes of a TLS
-// failure (the peer's certificate, the handshake, the certificate or key
+// verdict (the peer's certificate, the cipher, the certificate or key
 // files): the device and the server did not accept each other, which no
-// retry changes. (A failed feedback is suricatta's to retry.)
+// retry changes. (A failed feedback is suricatta's to retry.) Not
+// CURLE_SSL_CONNECT_ERROR (35): libcurl returns it for any handshake that
+// did not complete, a connection the server reset or dropped included, and
+// suricatta polls again after such a failure as after any other; the run
+// goes on, and a handshake that keeps failing ends at the board's watchdog.
 bool tls_failure(const std::string& text) {
   if (text.find("Channel get operation failed") == std::string::npos) return false;
-  for (const char* code : {"(35)", "(58)", "(59)", "(60)", "(77)", "(83)", "(90)", "(91)"})
+  for (const char* code : {"(58)", "(59)", "(60)", "(77)", "(83)", "(90)", "(91)"})
     if (text.find(code) != std::string::npos) return true;
   return false;
 }

@@ -58,6 +58,23 @@ class PackageFormat {
     (void)key;
     throw InputError("this package format encrypts no images with a symmetric key");
   }
+  /// Why the format cannot sign with a signer certificate outside its
+  /// validity period ("" when it can: signed_outside_validity).
+  virtual std::string no_signer_validity() const { return "the package format's signer has no validity period"; }
+  /// A package of `slot_image`, as package() makes it but signed by a signer
+  /// certificate the device's CA issued for a new key, valid from
+  /// `not_before` until `not_after` (UNIX seconds, UTC): a signer whose
+  /// validity has ended or not yet begun (scenarios signer-expired,
+  /// signer-not-yet-valid). `what` (when set) names the signer and its
+  /// validity. InputError when the format has no such signer.
+  virtual image::Bytes signed_outside_validity(std::span<const std::uint8_t> slot_image, std::int64_t not_before,
+                                               std::int64_t not_after, std::string* what) const {
+    (void)slot_image;
+    (void)not_before;
+    (void)not_after;
+    (void)what;
+    throw InputError(no_signer_validity());
+  }
   /// Whether the format makes delta packages (delta_package).
   virtual bool makes_deltas() const { return false; }
   /// A validly signed package that delivers `target` as a delta against

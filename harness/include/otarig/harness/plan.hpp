@@ -100,6 +100,9 @@ struct BoardAbilities {
   bool device_clock = false;
   /// The device takes the rig's packages (swu, raucb, mender), not otarig images.
   std::string package_format;
+  /// Why the board's packages cannot be signed by a signer certificate
+  /// outside its validity ("" when they can, or the board takes no packages).
+  std::string no_signer_validity;
   /// The profile's declared policy (`device.policy`); null for none.
   const DevicePolicy* policy = nullptr;
   /// The device's server certificates are the rig's test PKI (no

@@ -132,6 +132,17 @@ class ReleaseSet {
   image::Bytes artifact(const BuiltImage& img) const;
   /// A validly signed package of `slot_image`, described as its header says.
   image::Bytes package(std::span<const std::uint8_t> slot_image) const;
+  /// Why the board's packages cannot be signed by a signer certificate
+  /// outside its validity (PackageFormat::no_signer_validity); "" when they
+  /// can, and on a board that takes no packages.
+  std::string no_signer_validity() const { return format_ ? format_->no_signer_validity() : std::string(); }
+  /// `base` (its slot image unchanged) delivered in a package signed by a
+  /// signer certificate the device's CA issued, valid only from `not_before`
+  /// until `not_after` (UNIX seconds): name BASE/`role`, `authentic` as the
+  /// declared policy says the device may take it. InputError when the
+  /// format makes no such package.
+  BuiltImage signer_outside_validity(const BuiltImage& base, std::int64_t not_before, std::int64_t not_after,
+                                     const std::string& role, bool authentic, std::string* detail) const;
 
  private:
   BuiltImage self_test_twin(const BuiltImage& base) const;

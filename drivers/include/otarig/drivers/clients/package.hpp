@@ -23,7 +23,9 @@ struct PemPair {
 /// The signing PKI of a packaged board: a CA the device trusts and a signer
 /// it issued, plus an unrelated CA and its signer (the wrong key). EC P-256,
 /// SHA-256; signers carry extendedKeyUsage emailProtection and codeSigning
-/// (SWUpdate checks the former by default). Made with OpenSSL 3 in memory.
+/// (SWUpdate checks the former by default). Made with OpenSSL 3 in memory,
+/// each valid from a year ago for ten years (a device clock off by up to 30
+/// days either way still finds them valid).
 struct SigningPki {
   PemPair ca;
   PemPair signer;
@@ -38,6 +40,14 @@ struct SigningPki {
   /// Reads what write() wrote; BenchError naming a missing file.
   static SigningPki read(const std::filesystem::path& dir);
 };
+
+/// A signer certificate (as SigningPki's signer: codeSigning and
+/// emailProtection) for a new key, issued by `ca` (its certificate and key)
+/// and valid from `not_before` until `not_after` (UNIX seconds, UTC): a
+/// signer whose validity has ended or not yet begun. BenchError when
+/// OpenSSL fails.
+PemPair issue_signer(const PemPair& ca, const std::string& common_name, std::int64_t not_before,
+                     std::int64_t not_after);
 
 /// A detached CMS (PKCS#7) signature over `content` in DER: binary content,
 /// no S/MIME capabilities, the signer certificate included (as `openssl cms

@@ -26,10 +26,11 @@ struct TestPkiOptions {
   /// DNS names and IP addresses the server certificates carry.
   std::vector<std::string> dns_names = {"localhost"};
   std::vector<std::string> ip_addresses = {"127.0.0.1", "::1"};
-  /// Validity from one hour ago (clock skew) for `valid_for` (the CAs, the
+  /// Validity from 90 days ago (beyond the 30 days a device clock-skew trial
+  /// moves the clock either way) for `valid_for` from now (the CAs, the
   /// server and client certificates, the impostor, the renewed and rotated
   /// certificates).
-  std::chrono::hours valid_for{24 * 30};
+  std::chrono::hours valid_for{24 * 400};
 };
 
 /// A complete set of test certificates.
