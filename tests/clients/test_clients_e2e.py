@@ -355,7 +355,8 @@ def test_swupdate_board_passes_nightly(tmp_path):
     # scenarios are skipped saying so (docs/ota-clients.md).
     assert set(skipped) - NEEDS_SKIPPED == {"bit-rot", "flash-error", "impostor-server", "mtls-required", "client-certificate",
                                             "lying-mirror", *DELTA, *LIFECYCLE, "outage", "server-certificate-expired",
-                                            "server-certificate-not-yet-valid", "server-certificate-renewed"}, skipped
+                                            "server-certificate-not-yet-valid", "server-certificate-renewed",
+                                            "server-certificate-rotated-ca", "client-certificate-expired"}, skipped
     for tls in ("impostor-server", "mtls-required"):
         assert "verifies no server certificate" in skipped[tls] and "suricatta" in skipped[tls], skipped[tls]
     cuts = [t for t in run_json["trials"] if t["fault"]["kind"] == "power-cut"]
