@@ -65,9 +65,9 @@ class CaRun final : public harness::FaultRun {
                                       ? "a certificate for the update server's names from a rotated CA no signed "
                                         "update told the device of"
                                       : fmt::format("a certificate for the update server's names from a rotated "
-                                                    "CA that only a {} CA-rotation message named",
-                                                    variant_ == "unsigned-message" ? "unsigned"
-                                                                                   : "wrongly signed"))) {}
+                                                    "CA that only {} CA-rotation message named",
+                                                    variant_ == "unsigned-message" ? "an unsigned"
+                                                                                   : "a wrongly signed"))) {}
 
   std::string inject(harness::TrialPort& port) override {
     auto& bench = port.bench();

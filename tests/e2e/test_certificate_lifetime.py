@@ -75,12 +75,12 @@ def test_a_vboard_trusting_the_ca_of_an_unverified_message_is_caught(tmp_path):
     run = run_json(out)
     by_variant = {t["fault"]["variant"]: t for t in run["trials"]}
     assert by_variant["told"]["verdict"] == "pass" and by_variant["not-told"]["verdict"] == "pass"
-    for name, words in (("untrusted-message", "wrongly signed"), ("unsigned-message", "unsigned")):
+    for name, words in (("untrusted-message", "a wrongly signed"), ("unsigned-message", "an unsigned")):
         t = by_variant[name]
         assert [b["oracle"] for b in t["broken"]] == ["server-authenticated"], t["broken"]
         detail = t["broken"][0]["detail"]
         assert "the device completed the TLS handshake with a certificate for the update server's names from a " \
-               "rotated CA that only a %s CA-rotation message named" % words in detail, detail
+               "rotated CA that only %s CA-rotation message named" % words in detail, detail
         # The message itself was refused: the image check holds, only the TLS trust store is wrong.
         assert t["oracles"]["authentic"] is True
 
