@@ -230,6 +230,7 @@ class NetworkRun final : public harness::FaultRun {
 
   void recover(TrialPort& port) override {
     if (expects("stays-up")) check_stays_up(port);
+    if (p_.client_certificate == "expired") check_up_with_expired_certificate(port);
     if (p_.client_certificate == "expired") {
       // Renewed while the device is off; the recovery powers it on.
       if (auto* net = port.bench().parts().network.get()) {
@@ -243,6 +244,7 @@ class NetworkRun final : public harness::FaultRun {
   void judge(TrialPort& port, std::vector<OracleResult>& oracles) override {
     if (!stays_up_problem_.empty()) break_oracle(oracles, "recovered", stays_up_problem_);
     if (!endless_problem_.empty()) break_oracle(oracles, "recovered", endless_problem_);
+    if (!expired_problem_.empty()) break_oracle(oracles, "recovered", expired_problem_);
     const auto& out = port.outcome();
     const auto fault_index = port.fault_index();
     if (expects("installed") && fault_index < out.observations.size()) {
@@ -302,6 +304,31 @@ class NetworkRun final : public harness::FaultRun {
                               {"held", problems.empty()},
                               {"detail", problems.empty() ? "answered the update command and its status by itself"
                                                           : stays_up_problem_}});
+  }
+
+  // With an expired client certificate the device must fail safely: it
+  // answers its status, healthy, after the delivery and before any power
+  // cycle, whatever the delivery's outcome (a device that polls a
+  // device-management server never sees the update it cannot fetch, so an
+  // unanswered update command is no fault here).
+  void check_up_with_expired_certificate(TrialPort& port) {
+    std::string problem;
+    if (!port.bench().parts().power->is_on()) {
+      problem = "its power was off after the delivery";
+    } else {
+      const auto o = port.look("before-recovery");
+      if (!o.booted)
+        problem = fmt::format("it did not answer its status within {:.0f} ms after the delivery", o.waited_ms);
+      else if (!o.health.empty() && o.health != "ok")
+        problem = fmt::format("it reports health={} after the delivery", o.health);
+    }
+    if (!problem.empty())
+      expired_problem_ = "with an expired client certificate the device did not stay up (before any power cycle): " +
+                         problem;
+    port.note("expectation", {{"expect", "up-with-expired-client-certificate"},
+                              {"held", problem.empty()},
+                              {"detail", problem.empty() ? "answered its status, healthy, after the delivery"
+                                                         : expired_problem_}});
   }
 
   // The update server's count of an endless body (a `server:endless` fault):
@@ -470,6 +497,7 @@ class NetworkRun final : public harness::FaultRun {
   std::optional<drivers::ProbeResult> probe_;
   std::string stays_up_problem_;
   std::string endless_problem_;
+  std::string expired_problem_;
 };
 
 class NetworkKind final : public harness::FaultKind {

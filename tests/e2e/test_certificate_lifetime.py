@@ -98,7 +98,7 @@ def test_expired_client_certificate(tmp_path):
     assert [e["device"] for e in ev if e["type"] == "client-certificate"] == ["expired", "renewed"]
     (delivery,) = [e for e in ev if e["type"] == "delivery" and e.get("step") == "deliver"]
     assert delivery["status"] != "accepted", delivery
-    (stay,) = [e for e in ev if e["type"] == "expectation" and e.get("expect") == "stays-up"]
+    (stay,) = [e for e in ev if e["type"] == "expectation" and e.get("expect") == "up-with-expired-client-certificate"]
     assert stay["held"] is True, stay
 
 
