@@ -132,3 +132,21 @@ def test_boards_that_cannot_run_them_say_why(tmp_path, name, reason):
                "--out", tmp_path / "out", "--no-progress", check=2)
     assert reason in p.stderr, p.stderr
     assert f"{name}.yaml" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("fault, line, message", [
+    ("  kind: network\n  client_certificate: stolen\n", "client_certificate:", "unknown client_certificate 'stolen'"),
+    ("  kind: network\n  probe: forged-client-certificate\n", "probe:", "unknown probe 'forged-client-certificate'"),
+    ("  kind: server-ca-rotation\n  variants: [told, guessed]\n", "variants:",
+     "unknown server-ca-rotation variant 'guessed'"),
+])
+def test_bad_values_name_their_file_and_line(tmp_path, fault, line, message):
+    text = ("name: bad\ntitle: bad\nclasses: [S7]\nrequirements: [\"CRA Annex I Part II (7)\"]\nstart: factory\n"
+            "deliver: update\nfault:\n" + fault + "retry: next\n")
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(text)
+    at = next(i for i, l in enumerate(text.splitlines(), 1) if line in l)
+    p = otarig("run", "--board", board("boards/vboard-ab.yaml"), "--scenario", scenario, "--out", tmp_path / "out",
+               "--no-progress", check=2)
+    assert f"bad.yaml:{at}" in p.stderr, p.stderr
+    assert message in p.stderr, p.stderr
