@@ -107,7 +107,7 @@ std::shared_ptr<NetworkOptions> parse_network(const Config& c) {
     }
   }
   if (f->faults.empty() && f->probe.empty() && f->client_certificate.empty())
-    c.fail("a network fault needs `faults`, `probe` or `client_certificate`");
+    c.fail("a network fault needs `faults` or `probe` (or `client_certificate`)");
   if (!f->faults.empty()) {
     // Checked now with a sample byte, so a bad spec names its line.
     try {
