@@ -10,6 +10,7 @@ set(OTARIG_FAULT_KIND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/delta/delta.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/network.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network/lying_mirror.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/network/server_ca.cpp
   ${CMAKE_CURRENT_LIST_DIR}/storage/bit_rot.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lifecycle/common.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lifecycle/clock.cpp

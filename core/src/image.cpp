@@ -1,7 +1,12 @@
 #include "otarig/core/image.hpp"
 
 #include <fmt/format.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <charconv>
@@ -442,10 +447,21 @@ Bytes encode_trust_block(std::span<const TrustChange> changes) {
   for (std::size_t i = 0; i < changes.size(); ++i) {
     auto* p = out.data() + 8 + i * kTrustEntrySize;
     const auto& c = changes[i];
+    p[48] = static_cast<std::uint8_t>(c.action);
+    if (c.action == TrustAction::add_server_ca) {
+      // The certificate follows the entry table; the entry binds its digest and size.
+      if (c.certificate.empty() || c.certificate.size() > kTrustCertificateMaxSize)
+        throw InputError(fmt::format("trust block entry {}: a server CA certificate of 1..{} bytes, not {}", i,
+                                     kTrustCertificateMaxSize, c.certificate.size()));
+      const auto digest = crypto::sha256(c.certificate);
+      std::copy(digest.begin(), digest.end(), out.data() + 8 + i * kTrustEntrySize);
+      put32(out.data() + 8 + i * kTrustEntrySize + 52, static_cast<std::uint32_t>(c.certificate.size()));
+      out.insert(out.end(), c.certificate.begin(), c.certificate.end());
+      continue;
+    }
     std::copy(c.entry.key.begin(), c.entry.key.end(), p);
     put64(p + 32, c.entry.not_before);
     put64(p + 40, c.entry.not_after);
-    p[48] = static_cast<std::uint8_t>(c.action);
   }
   return out;
 }
@@ -463,24 +479,116 @@ std::vector<TrustChange> decode_trust_block(std::span<const std::uint8_t> payloa
     throw InputError(fmt::format("{}: trust block: {} entries need {} bytes, the payload has {}", name, count,
                                  8 + std::size_t{count} * kTrustEntrySize, payload.size()));
   std::vector<TrustChange> out;
+  // Where the next server CA certificate begins: after the entry table.
+  std::size_t next_certificate = 8 + std::size_t{count} * kTrustEntrySize;
   for (std::uint32_t i = 0; i < count; ++i) {
     const auto* p = payload.data() + 8 + std::size_t{i} * kTrustEntrySize;
     TrustChange c;
     std::copy_n(p, c.entry.key.size(), c.entry.key.begin());
     c.entry.not_before = get64(p + 32);
     c.entry.not_after = get64(p + 40);
-    if (p[48] != static_cast<std::uint8_t>(TrustAction::add) && p[48] != static_cast<std::uint8_t>(TrustAction::revoke))
-      throw InputError(fmt::format("{}: trust block.entry[{}].action: {} (expected 1 add or 2 revoke)", name, i, p[48]));
+    if (p[48] < static_cast<std::uint8_t>(TrustAction::add) ||
+        p[48] > static_cast<std::uint8_t>(TrustAction::add_server_ca))
+      throw InputError(fmt::format("{}: trust block.entry[{}].action: {} (expected 1 add, 2 revoke or 3 add server CA)",
+                                   name, i, p[48]));
     c.action = static_cast<TrustAction>(p[48]);
-    for (std::size_t k = 49; k < kTrustEntrySize; ++k)
+    const bool ca = c.action == TrustAction::add_server_ca;
+    // A server CA entry keeps its certificate's size in bytes 52..55.
+    for (std::size_t k = 49; k < (ca ? 52 : kTrustEntrySize); ++k)
       if (p[k] != 0)
         throw InputError(fmt::format("{}: trust block.entry[{}].reserved: byte {} is {:#04x}, expected zero", name, i,
                                      k, p[k]));
-    if (c.entry.not_before && c.entry.not_after && c.entry.not_after < c.entry.not_before)
+    if (ca) {
+      if (c.entry.not_before || c.entry.not_after)
+        throw InputError(fmt::format("{}: trust block.entry[{}]: a server CA entry's not_before and not_after are "
+                                     "zero (the certificate carries its own validity)",
+                                     name, i));
+      const std::uint32_t size = get32(p + 52);
+      if (size == 0 || size > kTrustCertificateMaxSize)
+        throw InputError(fmt::format("{}: trust block.entry[{}].certificate_size: {} (expected 1..{})", name, i, size,
+                                     kTrustCertificateMaxSize));
+      if (payload.size() - next_certificate < size)
+        throw InputError(fmt::format("{}: trust block.entry[{}]: its {}-byte certificate at byte {} runs past the "
+                                     "{}-byte payload",
+                                     name, i, size, next_certificate, payload.size()));
+      c.certificate.assign(payload.begin() + static_cast<std::ptrdiff_t>(next_certificate),
+                           payload.begin() + static_cast<std::ptrdiff_t>(next_certificate + size));
+      next_certificate += size;
+      const auto digest = crypto::sha256(c.certificate);
+      if (!std::equal(digest.begin(), digest.end(), c.entry.key.begin()))
+        throw InputError(fmt::format("{}: trust block.entry[{}]: the certificate's SHA-256 is {}, the entry names {}",
+                                     name, i, crypto::hex(digest), crypto::hex(c.entry.key)));
+      if (auto why = server_ca_problem(c.certificate); !why.empty())
+        throw InputError(fmt::format("{}: trust block.entry[{}].certificate: {}", name, i, why));
+    } else if (c.entry.not_before && c.entry.not_after && c.entry.not_after < c.entry.not_before) {
       throw InputError(fmt::format("{}: trust block.entry[{}]: not_after is before not_before", name, i));
+    }
     out.push_back(c);
   }
   return out;
+}
+
+namespace {
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+
+// One whole DER certificate, nothing after it.
+X509Ptr parse_der(std::span<const std::uint8_t> der) {
+  const unsigned char* p = der.data();
+  X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  ERR_clear_error();
+  if (x && p != der.data() + der.size()) return nullptr;
+  return x;
+}
+}  // namespace
+
+std::string server_ca_problem(std::span<const std::uint8_t> der) {
+  if (der.empty() || der.size() > kTrustCertificateMaxSize)
+    return fmt::format("{} bytes (a certificate of 1..{} bytes of DER)", der.size(), kTrustCertificateMaxSize);
+  auto x = parse_der(der);
+  if (!x) return "not one X.509 certificate in DER";
+  // X509_check_ca: 1 for basicConstraints CA:TRUE (keyCertSign where key usage is given).
+  if (X509_check_ca(x.get()) != 1) return fmt::format("{} is not a CA certificate (basicConstraints CA:TRUE)",
+                                                      certificate_subject(der));
+  return {};
+}
+
+std::string certificate_subject(std::span<const std::uint8_t> der) {
+  auto x = parse_der(der);
+  if (!x) return "?";
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+  if (!bio || X509_NAME_print_ex(bio.get(), X509_get_subject_name(x.get()), 0, XN_FLAG_RFC2253) < 0) return "?";
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return len > 0 ? std::string(data, static_cast<std::size_t>(len)) : std::string("?");
+}
+
+TrustChange server_ca_change(std::span<const std::uint8_t> certificate, std::string_view name) {
+  Bytes der;
+  const std::string_view text(reinterpret_cast<const char*>(certificate.data()), certificate.size());
+  if (text.find("-----BEGIN CERTIFICATE-----") != std::string_view::npos) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(certificate.data(), static_cast<int>(certificate.size())),
+                                                  &BIO_free);
+    X509Ptr x(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    ERR_clear_error();
+    if (!x) throw InputError(fmt::format("{}: the PEM certificate does not parse", name));
+    unsigned char* out = nullptr;
+    const int len = i2d_X509(x.get(), &out);
+    if (len <= 0) throw InputError(fmt::format("{}: the certificate cannot be written as DER", name));
+    der.assign(out, out + len);
+    OPENSSL_free(out);
+  } else {
+    der.assign(certificate.begin(), certificate.end());
+  }
+  if (auto why = server_ca_problem(der); !why.empty()) throw InputError(fmt::format("{}: {}", name, why));
+  TrustChange c;
+  c.action = TrustAction::add_server_ca;
+  const auto digest = crypto::sha256(der);
+  std::copy(digest.begin(), digest.end(), c.entry.key.begin());
+  c.certificate = std::move(der);
+  return c;
 }
 
 std::string utc_text(std::uint64_t seconds) {

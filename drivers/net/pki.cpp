@@ -162,9 +162,10 @@ TestPki TestPki::generate(const TestPkiOptions& options) {
   Issued rotated_ca = issue(Role::ca, options.label + " CA 2", nullptr, options, valid);
   Issued rotated = issue(Role::server, options.label + " server", &rotated_ca, options, valid);
   Issued expired_client = issue(Role::client, options.label + " client", &ca, options, lapsed);
+  Issued renewed_client = issue(Role::client, options.label + " client", &ca, options, valid);  // new key and serial
   return TestPki{to_pem(ca),      to_pem(server),        to_pem(client),  to_pem(wrong_ca),
                  to_pem(impostor), to_pem(expired),       to_pem(not_yet_valid), to_pem(renewed),
-                 to_pem(rotated_ca), to_pem(rotated),     to_pem(expired_client)};
+                 to_pem(rotated_ca), to_pem(rotated),     to_pem(expired_client), to_pem(renewed_client)};
 }
 
 std::map<std::string, CertifiedKey> TestPki::server_certificates() const {
@@ -177,7 +178,7 @@ void TestPki::write(const std::filesystem::path& dir) const {
       {"ca", &ca},           {"server", &server},       {"client", &client},
       {"wrong-ca", &wrong_ca}, {"impostor", &impostor}, {"expired", &expired},
       {"not-yet-valid", &not_yet_valid}, {"renewed", &renewed}, {"rotated-ca", &rotated_ca},
-      {"rotated", &rotated}, {"expired-client", &expired_client}};
+      {"rotated", &rotated}, {"expired-client", &expired_client}, {"renewed-client", &renewed_client}};
   for (const auto& [stem, ck] : items) {
     write_file(dir / (std::string(stem) + ".pem"), ck->cert_pem, false);
     write_file(dir / (std::string(stem) + ".key"), ck->key_pem, true);

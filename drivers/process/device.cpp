@@ -442,12 +442,16 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
           ca_ = storage_ / "tls" / "ca.pem";
           for (const auto& [name, ck] : pki.server_certificates())
             lifecycle[name] = net::TlsConfig{ck.cert_pem, ck.key_pem, {}, cfg_.legacy_ciphers};
+          rotated_ca_pem_ = pki.rotated_ca.cert_pem;
           tls = {pki.server.cert_pem, pki.server.key_pem, {}};
           if (cfg_.tls == DeviceConfig::Tls::mutual) {
             tls.peer_ca_pem = pki.ca.cert_pem;
             client_cert_ = storage_ / "tls" / "client.pem";
             client_key_ = storage_ / "tls" / "client.key";
             relay_client = {pki.client.cert_pem, pki.client.key_pem, {}};
+            client_certificates_ = {{"provisioned", {pki.client.cert_pem, pki.client.key_pem}},
+                                    {"expired", {pki.expired_client.cert_pem, pki.expired_client.key_pem}},
+                                    {"renewed", {pki.renewed_client.cert_pem, pki.renewed_client.key_pem}}};
           }
         } else {
           // The certificates the device was provisioned with, out of band.
@@ -545,6 +549,35 @@ DeviceHost::~DeviceHost() {
 
 std::string DeviceHost::server_url() const { return server_ ? server_->base_url() : std::string(); }
 
+std::optional<std::pair<std::filesystem::path, std::filesystem::path>> DeviceHost::test_client_certificate(
+    const std::string& name) const {
+  // pki.write() left every test certificate beside the device's own.
+  if (client_certificates_.empty() || name != "expired") return std::nullopt;
+  return std::pair{storage_ / "tls" / "expired-client.pem", storage_ / "tls" / "expired-client.key"};
+}
+
+void DeviceHost::use_client_certificate(const std::string& name) {
+  const auto it = client_certificates_.find(name);
+  if (it == client_certificates_.end())
+    throw BenchError(fmt::format("{}: the device has no '{}' client certificate of the rig's (mutual TLS with the "
+                                 "rig's own certificates, not device.network.pki)",
+                                 board_, name));
+  if (client_certificate_ == name) return;
+  try {
+    const auto& [cert, key] = it->second;
+    write_file_atomically(client_key_, {reinterpret_cast<const std::uint8_t*>(key.data()), key.size()});
+    std::filesystem::permissions(client_key_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    write_file_atomically(client_cert_, {reinterpret_cast<const std::uint8_t*>(cert.data()), cert.size()});
+  } catch (const std::exception& e) {
+    throw BenchError(fmt::format("{}: cannot give the device the {} client certificate: {}", board_, name, e.what()));
+  }
+  client_certificate_ = name;
+}
+
+std::string DeviceHost::certificate_issuer_pem(const std::string& name) const {
+  return name == "rotated-ca" ? rotated_ca_pem_ : std::string();
+}
+
 std::string DeviceHost::expand(std::string_view text,
                                   const std::vector<std::pair<std::string, std::string>>& extra) const {
   std::string out;
@@ -625,6 +658,17 @@ void DeviceHost::provision(std::span<const std::uint8_t> image) {
   if (cfg_.provision == DeviceConfig::ProvisionFormat::none)
     throw BenchError(
         fmt::format("{}: the board has no provisioning (add `provision:` to its device section)", board_));
+  // Provisioning gives the device its own client certificate again (a trial
+  // may have given it an expired or a renewed one).
+  if (client_certificate_ != "provisioned" && !client_certificates_.empty()) {
+    std::shared_ptr<PowerProtocol> power;
+    {
+      std::lock_guard lock(power_mu_);
+      power = power_.lock();
+    }
+    if (power) power->off();
+    use_client_certificate("provisioned");
+  }
   std::shared_ptr<PowerProtocol> power;
   {
     std::lock_guard lock(power_mu_);

@@ -100,7 +100,9 @@ class Exchange {
 }  // namespace
 
 ProbeResult probe_http(const std::string& address, std::uint16_t port, const std::string& target,
-                       const std::optional<std::filesystem::path>& ca_file, std::chrono::milliseconds deadline) {
+                       const std::optional<std::filesystem::path>& ca_file, std::chrono::milliseconds deadline,
+                       const std::optional<std::pair<std::filesystem::path, std::filesystem::path>>&
+                           client_certificate) {
   Exchange x(address, port, deadline);
   const auto request = x.request(http::verb::get, target);
   http::response_parser<http::empty_body> parser;
@@ -120,6 +122,13 @@ ProbeResult probe_http(const std::string& address, std::uint16_t port, const std
   beast::error_code ec;
   ctx.load_verify_file(ca_file->string(), ec);
   if (ec) throw std::runtime_error(fmt::format("TLS setup: {}: {}", ca_file->string(), ec.message()));
+  if (client_certificate) {
+    ctx.use_certificate_chain_file(client_certificate->first.string(), ec);
+    if (!ec) ctx.use_private_key_file(client_certificate->second.string(), ssl::context::pem, ec);
+    if (ec)
+      throw std::runtime_error(
+          fmt::format("TLS setup: {}: {}", client_certificate->first.string(), ec.message()));
+  }
   beast::ssl_stream<beast::tcp_stream> stream(x.io(), ctx);
   X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream.native_handle()), x.to().address().to_string().c_str());
   auto& tcp = beast::get_lowest_layer(stream);
@@ -131,7 +140,9 @@ ProbeResult probe_http(const std::string& address, std::uint16_t port, const std
   if ((ec = x.run(tcp, [&](auto done) { http::async_write(stream, request, done); })))
     return {false, "refused after the handshake: " + describe(ec)};
   if ((ec = x.read_header(stream, tcp, parser))) return {false, "refused after the handshake: " + describe(ec)};
-  return {true, "answered without a client certificate: " + status_line(parser.get())};
+  return {true, (client_certificate ? "answered a client presenting " + client_certificate->first.filename().string() + ": "
+                                    : std::string("answered without a client certificate: ")) +
+                    status_line(parser.get())};
 }
 
 std::uint64_t http_response_header_size(const std::string& address, std::uint16_t port, const std::string& target,

@@ -354,6 +354,28 @@ ProbeResult ConsoleCommandLink::probe_without_client_certificate() {
   }
 }
 
+ProbeResult ConsoleCommandLink::probe_with_client_certificate(const std::string& name) {
+  if (!device_->server()) throw BenchError(fmt::format("{}: the device has no update server", device_->board_name()));
+  const auto certificate = device_->test_client_certificate(name);
+  if (!certificate || device_->config().tls != DeviceConfig::Tls::mutual)
+    throw BenchError(fmt::format("{}: the rig has no '{}' client certificate for this board (mutual TLS with the "
+                                 "rig's own certificates)",
+                                 device_->board_name(), name));
+  const std::string path = published_path_.empty() ? "/" : published_path_;
+  try {
+    return probe_http(device_->connect_address(), device_->update_port(), path, device_->ca_file(),
+                      std::chrono::seconds(5), certificate);
+  } catch (const std::runtime_error& e) {
+    throw BenchError(fmt::format("{}: probing the update server: {}", device_->board_name(), e.what()));
+  }
+}
+
+void ConsoleCommandLink::use_client_certificate(const std::string& name) { device_->use_client_certificate(name); }
+
+std::string ConsoleCommandLink::certificate_issuer_pem(const std::string& name) const {
+  return device_->certificate_issuer_pem(name);
+}
+
 // The deployment the device's management client finds at its next poll: the
 // delivery's URL (through the fault proxy, so network faults apply), named
 // as the release it stands for (Mender compares the name with the

@@ -1,4 +1,7 @@
 #include "otarig/drivers/registry.hpp"
+#include <fmt/format.h>
+
+#include "otarig/core/errors.hpp"
 
 namespace otarig::drivers {
 namespace {
@@ -61,5 +64,21 @@ std::vector<std::string> DriverRegistry::device_kinds() const { return keys(devi
 std::vector<std::string> DriverRegistry::power_drivers() const { return keys(power_); }
 std::vector<std::string> DriverRegistry::console_drivers() const { return keys(console_); }
 std::vector<std::string> DriverRegistry::package_formats() const { return keys(package_formats_); }
+
+}  // namespace otarig::drivers
+
+namespace otarig::drivers {
+
+// A network whose proxy has none of the rig's lifecycle certificates: the
+// scenarios that need them are skipped before these are ever asked.
+ProbeResult NetworkFaultProtocol::probe_with_client_certificate(const std::string& name) {
+  throw BenchError(fmt::format("the board's update server has no '{}' client certificate of the rig's", name));
+}
+
+void NetworkFaultProtocol::use_client_certificate(const std::string& name) {
+  throw BenchError(fmt::format("the board cannot be given the '{}' client certificate of the rig's", name));
+}
+
+std::string NetworkFaultProtocol::certificate_issuer_pem(const std::string&) const { return {}; }
 
 }  // namespace otarig::drivers

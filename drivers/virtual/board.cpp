@@ -297,6 +297,7 @@ void VirtualBoard::provision(std::span<const std::uint8_t> image) {
   d.provisioned_mutations = d.flash.mutations();
   d.last_slot = 0;
   if (d.keys != d.rom_keys) d.set_keys(d.rom_keys);
+  d.server_cas.clear();
   d.time_floor = parsed.header.signing_time;
 }
 
@@ -308,10 +309,13 @@ void VirtualBoard::set_trust(std::vector<image::TrustEntry> trust) {
 }
 
 const std::vector<image::TrustEntry>& VirtualBoard::key_store() const { return impl_->keys; }
-VirtualBoard::KeyState VirtualBoard::key_state() const { return {impl_->keys, impl_->time_floor}; }
+VirtualBoard::KeyState VirtualBoard::key_state() const {
+  return {impl_->keys, impl_->time_floor, impl_->server_cas};
+}
 void VirtualBoard::restore_key_state(const KeyState& state) {
   impl_->set_keys(state.keys);
   impl_->time_floor = state.time_floor;
+  impl_->server_cas = state.server_cas;
 }
 std::uint64_t VirtualBoard::device_now() const { return impl_->now_seconds(); }
 

@@ -89,6 +89,10 @@ struct VirtualBoard::Impl {
   /// loss; trust updates add and revoke keys; provisioning restores the factory set).
   std::vector<image::TrustEntry> rom_keys, keys;
   std::vector<crypto::KeyId> key_ids;  ///< key_id of each entry of `keys`
+  /// CA certificates (DER) the device's TLS client trusts for its update
+  /// server besides the one it was provisioned with: added by trust updates
+  /// (add_server_ca), kept as the key store is, cleared by provisioning.
+  std::vector<Bytes> server_cas;
   /// The signing time of the last image confirmed (with clock_floor, the
   /// agent's clock never reads earlier); kept beside the key store.
   std::uint64_t time_floor = 0;

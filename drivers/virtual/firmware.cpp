@@ -146,7 +146,14 @@ std::string VirtualBoard::Impl::apply_trust_update(int slot) {
     return e.what();
   }
   auto next = keys;
+  auto next_cas = server_cas;
   for (const auto& c : changes) {
+    if (c.action == image::TrustAction::add_server_ca) {
+      if (std::find(next_cas.begin(), next_cas.end(), c.certificate) == next_cas.end()) next_cas.push_back(c.certificate);
+      print(fmt::format("ota: trust: added server CA {} ({})", crypto::hex(c.entry.key).substr(0, 16),
+                        image::certificate_subject(c.certificate)));
+      continue;
+    }
     auto it = std::find_if(next.begin(), next.end(), [&](const image::TrustEntry& e) { return e.key == c.entry.key; });
     if (c.action == image::TrustAction::revoke) {
       if (cfg.has(Defect::ignores_revocation)) continue;
@@ -161,6 +168,7 @@ std::string VirtualBoard::Impl::apply_trust_update(int slot) {
     }
   }
   set_keys(std::move(next));
+  server_cas = std::move(next_cas);
   return {};
 }
 

@@ -374,7 +374,7 @@ struct ListCommand {
 struct ImageBuildCommand {
   std::string version, key, out, payload, genkey, counter, size, signing_time, device_type, image_index, needs,
       encrypt_for;
-  std::vector<std::string> trust_add, trust_revoke;
+  std::vector<std::string> trust_add, trust_revoke, trust_add_ca;
   bool selftest_fail = false;
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
@@ -401,6 +401,9 @@ struct ImageBuildCommand {
                     "valid FROM..UNTIL (times as --signing-time): HEX[@FROM..UNTIL]; repeatable");
     cmd->add_option("--trust-revoke", trust_revoke,
                     "make a key-rotation message that revokes this public key (64 hex digits); repeatable");
+    cmd->add_option("--trust-add-ca", trust_add_ca,
+                    "make a key-rotation message that adds this CA certificate (a PEM or DER file) to the device's "
+                    "TLS trust store for its update server; repeatable");
     cmd->add_option("--device-type", device_type,
                     "the device type the image is for (header.device_type; without it: any device)");
     cmd->add_option("--image-index", image_index,
@@ -463,6 +466,8 @@ struct ImageBuildCommand {
       changes.push_back(c);
     }
     for (const auto& r : trust_revoke) changes.push_back({image::TrustAction::revoke, {key_of(r, "--trust-revoke"), 0, 0, true}});
+    for (const auto& f : trust_add_ca)
+      changes.push_back(image::server_ca_change(read_file(f, "--trust-add-ca"), "otarig image build: --trust-add-ca " + f));
     if (!device_type.empty()) {
       if (!harness::is_device_type_name(device_type))
         throw InputError(fmt::format("otarig image build: --device-type '{}': {}", device_type,
@@ -664,12 +669,20 @@ struct ImageInspectCommand {
       if (p.header.signing_time) j["signing_time"] = image::utc_text(p.header.signing_time);
       if (p.header.flags & image::kFlagTrustUpdate) {
         nlohmann::json t = nlohmann::json::array();
-        for (const auto& ch : image::decode_trust_block(p.payload, file))
+        for (const auto& ch : image::decode_trust_block(p.payload, file)) {
+          if (ch.action == image::TrustAction::add_server_ca) {
+            t.push_back({{"action", "add-server-ca"},
+                         {"sha256", crypto::hex(ch.entry.key)},
+                         {"subject", image::certificate_subject(ch.certificate)},
+                         {"size", ch.certificate.size()}});
+            continue;
+          }
           t.push_back({{"action", ch.action == image::TrustAction::add ? "add" : "revoke"},
                        {"key", crypto::hex(ch.entry.key)},
                        {"key_id", crypto::hex(crypto::key_id(ch.entry.key))},
                        {"not_before", ch.entry.not_before ? image::utc_text(ch.entry.not_before) : ""},
                        {"not_after", ch.entry.not_after ? image::utc_text(ch.entry.not_after) : ""}});
+        }
         j["trust"] = std::move(t);
       }
       std::cout << j.dump(2) << "\n";
@@ -678,8 +691,13 @@ struct ImageInspectCommand {
                                p.header.version.str(), p.header.security_counter, p.header.payload_size,
                                p.header.flags, crypto::hex(p.trailer.key_id), device_digest(bytes));
       if (p.header.signing_time) std::cout << "signing_time " << image::utc_text(p.header.signing_time) << "\n";
-      if (p.header.flags & image::kFlagTrustUpdate)
-        for (const auto& ch : image::decode_trust_block(p.payload, file))
+      if (p.header.flags & image::kFlagTrustUpdate) {
+        for (const auto& ch : image::decode_trust_block(p.payload, file)) {
+          if (ch.action == image::TrustAction::add_server_ca) {
+            std::cout << fmt::format("trust add-server-ca sha256 {} ({} bytes) {}\n", crypto::hex(ch.entry.key),
+                                     ch.certificate.size(), image::certificate_subject(ch.certificate));
+            continue;
+          }
           std::cout << fmt::format("trust {} {}{}\n", ch.action == image::TrustAction::add ? "add" : "revoke",
                                    crypto::hex(ch.entry.key),
                                    ch.entry.not_before || ch.entry.not_after
@@ -687,6 +705,8 @@ struct ImageInspectCommand {
                                                      ch.entry.not_before ? image::utc_text(ch.entry.not_before) : "-",
                                                      ch.entry.not_after ? image::utc_text(ch.entry.not_after) : "-")
                                        : std::string());
+        }
+      }
       if (p.header.flags & image::kFlagDelta) {
         const auto d = image::delta::parse(bytes, file, kMaxImageBytes);
         const auto st = image::delta::stats(d.patch);

@@ -14,6 +14,11 @@ const std::vector<PolicyKey>& policy_keys() {
        "whether an expired or not yet valid signer is refused, judged against the device clock (enforced) or the "
        "image's signing time (signing-time), or not at all (ignored)"},
       {"revoked_keys", {"refused"}, "a release signed by a revoked key is refused"},
+      {"server_ca_updates",
+       {"trust-block", "none"},
+       "the device adds a CA for its update server's certificate from a signed key-rotation message's "
+       "add-server-ca entry and keeps it through power loss (trust-block), or learns no server CA from an "
+       "update (none)"},
       {"clock_1970",
        {"recovers", "refuses-updates"},
        "with its clock at 1970 (a dead RTC) the device still installs a validly signed release (recovers), or "

@@ -42,27 +42,35 @@ constexpr std::chrono::seconds kImpostorSettle{30};
 
 struct NetworkOptions final : harness::FaultOptions {
   std::string faults;                ///< fault proxy spec (${b}: a seeded byte of the image)
-  std::string probe;                 ///< "" | no-client-certificate
+  std::string probe;                 ///< "" | no-client-certificate | expired-client-certificate
   std::vector<std::string> expect;   ///< installed, stays-up
+  std::string client_certificate;    ///< "" | expired: the device's own for the delivery, renewed before the retry
 
   bool expects(std::string_view what) const { return std::find(expect.begin(), expect.end(), what) != expect.end(); }
-  nlohmann::json json() const override { return {{"faults", faults}, {"probe", probe}, {"expect", expect}}; }
+  nlohmann::json json() const override {
+    nlohmann::json j{{"faults", faults}, {"probe", probe}, {"expect", expect}};
+    if (!client_certificate.empty()) j["client_certificate"] = client_certificate;
+    return j;
+  }
 };
 
 struct NetworkPoint final : harness::FaultPoint {
   std::string faults;  ///< this trial's spec, ${b} filled in
   std::string probe;
   std::vector<std::string> expect;
+  std::string client_certificate;
   std::uint64_t image_size = 0;
   nlohmann::json json() const override {
     nlohmann::json j = nlohmann::json::object();
     if (!faults.empty()) j["faults"] = faults;
     if (!probe.empty()) j["probe"] = probe;
     if (!expect.empty()) j["expect"] = expect;
+    if (!client_certificate.empty()) j["client_certificate"] = client_certificate;
     return j;
   }
   std::string label() const override {
     if (!faults.empty()) return "network: " + faults;
+    if (!client_certificate.empty()) return "network: client certificate " + client_certificate;
     if (!probe.empty()) return "network: " + probe;
     return "network";
   }
@@ -77,8 +85,15 @@ std::shared_ptr<NetworkOptions> parse_network(const Config& c) {
   auto f = std::make_shared<NetworkOptions>();
   f->faults = c.string_or("faults", "");
   f->probe = c.string_or("probe", "");
-  if (!f->probe.empty() && f->probe != "no-client-certificate")
-    c.at("probe").fail(fmt::format("unknown probe '{}' (known: no-client-certificate)", f->probe));
+  if (!f->probe.empty() && f->probe != "no-client-certificate" && f->probe != "expired-client-certificate")
+    c.at("probe").fail(
+        fmt::format("unknown probe '{}' (known: no-client-certificate, expired-client-certificate)", f->probe));
+  f->client_certificate = c.string_or("client_certificate", "");
+  if (!f->client_certificate.empty() && f->client_certificate != "expired")
+    c.at("client_certificate")
+        .fail(fmt::format("unknown client_certificate '{}' (known: expired: the device's own certificate is expired "
+                          "for the delivery and renewed before the retry)",
+                          f->client_certificate));
   if (auto e = c.find("expect")) {
     // One expectation, or a list of them.
     const std::vector<Config> items = e->is_sequence() ? e->items() : std::vector<Config>{*e};
@@ -91,7 +106,8 @@ std::shared_ptr<NetworkOptions> parse_network(const Config& c) {
       f->expect.push_back(what);
     }
   }
-  if (f->faults.empty() && f->probe.empty()) c.fail("a network fault needs `faults` or `probe`");
+  if (f->faults.empty() && f->probe.empty() && f->client_certificate.empty())
+    c.fail("a network fault needs `faults` or `probe` (or `client_certificate`)");
   if (!f->faults.empty()) {
     // Checked now with a sample byte, so a bad spec names its line.
     try {
@@ -140,10 +156,17 @@ struct ImpostorConnection {
 
 class NetworkRun final : public harness::FaultRun {
  public:
-  explicit NetworkRun(const NetworkPoint& p)
+  /// `must_refuse`: what the proxy presents that the device must refuse
+  /// (oracle server-authenticated, in these words), for a certificate the
+  /// spec alone does not say it must refuse.
+  explicit NetworkRun(const NetworkPoint& p, std::string must_refuse = {})
       : p_(p),
         impostor_(has_fault<drivers::net::Impostor>(p.faults)),
         ask_client_cert_(has_fault<drivers::net::AskClientCert>(p.faults)) {
+    if (!must_refuse.empty()) {
+      impostor_ = true;
+      presented_ = std::move(must_refuse);
+    }
     // A certificate out of its validity period is judged as the impostor's
     // is: the device must refuse it.
     const auto certificate = certificate_of(p.faults);
@@ -160,10 +183,25 @@ class NetworkRun final : public harness::FaultRun {
     if (!net)
       throw BenchError(fmt::format("{}: the board has no fault proxy to inject network faults with",
                                    port.bench().profile().name));
-    net->set_network_faults(p_.faults, port.spec().seed);
     std::vector<std::string> parts;
+    if (p_.client_certificate == "expired") {
+      // The device's certificate is changed while it is off, as a
+      // provisioning would; it reads it at its next connection.
+      port.bench().power_off("inject");
+      net->use_client_certificate("expired");
+      port.bench().power_on("inject");
+      port.note("client-certificate", {{"device", "expired"}});
+      parts.push_back("the device's client certificate (from the CA the server trusts) expired a day ago: the "
+                      "server must refuse it, and the device keep its image and stay healthy; it is renewed (a "
+                      "new key and certificate from the same CA) before the retry, which must take");
+    }
+    net->set_network_faults(p_.faults, port.spec().seed);
     if (!p_.faults.empty()) parts.push_back("network faults " + p_.faults);
-    if (!p_.probe.empty()) parts.push_back("a client without a certificate asks the update server for the image");
+    if (p_.probe == "no-client-certificate")
+      parts.push_back("a client without a certificate asks the update server for the image");
+    if (p_.probe == "expired-client-certificate")
+      parts.push_back("a client presenting an expired certificate from the CA the server trusts asks the update "
+                      "server for the image");
     if (expects("installed")) parts.push_back("the device must still finish the update");
     if (expects("stays-up"))
       parts.push_back("the device must give up or finish by itself within the link's timeout and answer its "
@@ -185,19 +223,28 @@ class NetworkRun final : public harness::FaultRun {
     auto* net = port.bench().parts().network.get();
     if (!net) return;
     if (impostor_) await_undecided_handshakes(port, *net);
-    if (p_.probe == "no-client-certificate") {
-      probe_ = net->probe_without_client_certificate();
-      port.note("probe", {{"probe", p_.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});
-    }
+    if (p_.probe == "no-client-certificate") probe_ = net->probe_without_client_certificate();
+    if (p_.probe == "expired-client-certificate") probe_ = net->probe_with_client_certificate("expired");
+    if (probe_) port.note("probe", {{"probe", p_.probe}, {"answered", probe_->answered}, {"detail", probe_->detail}});
   }
 
   void recover(TrialPort& port) override {
     if (expects("stays-up")) check_stays_up(port);
+    if (p_.client_certificate == "expired") check_up_with_expired_certificate(port);
+    if (p_.client_certificate == "expired") {
+      // Renewed while the device is off; the recovery powers it on.
+      if (auto* net = port.bench().parts().network.get()) {
+        port.bench().power_off("recover");
+        net->use_client_certificate("renewed");
+        port.note("client-certificate", {{"device", "renewed"}});
+      }
+    }
   }
 
   void judge(TrialPort& port, std::vector<OracleResult>& oracles) override {
     if (!stays_up_problem_.empty()) break_oracle(oracles, "recovered", stays_up_problem_);
     if (!endless_problem_.empty()) break_oracle(oracles, "recovered", endless_problem_);
+    if (!expired_problem_.empty()) break_oracle(oracles, "recovered", expired_problem_);
     const auto& out = port.outcome();
     const auto fault_index = port.fault_index();
     if (expects("installed") && fault_index < out.observations.size()) {
@@ -213,10 +260,14 @@ class NetworkRun final : public harness::FaultRun {
     }
     if (impostor_) judge_server_authenticated(port, oracles);
     if (ask_client_cert_) judge_client_certificate(port, oracles);
-    if (probe_)
+    if (probe_) {
+      const std::string who = p_.probe == "expired-client-certificate"
+                                  ? "a client presenting an expired certificate from the CA it trusts"
+                                  : "a client without a certificate";
       oracles.push_back({"mutual-tls", !probe_->answered,
-                         probe_->answered ? "the update server " + probe_->detail
-                                          : "a client without a certificate was refused: " + probe_->detail});
+                         probe_->answered ? fmt::format("the update server answered {}: {}", who, probe_->detail)
+                                          : fmt::format("{} was refused: {}", who, probe_->detail)});
+    }
   }
 
  private:
@@ -253,6 +304,31 @@ class NetworkRun final : public harness::FaultRun {
                               {"held", problems.empty()},
                               {"detail", problems.empty() ? "answered the update command and its status by itself"
                                                           : stays_up_problem_}});
+  }
+
+  // With an expired client certificate the device must fail safely: it
+  // answers its status, healthy, after the delivery and before any power
+  // cycle, whatever the delivery's outcome (a device that polls a
+  // device-management server never sees the update it cannot fetch, so an
+  // unanswered update command is no fault here).
+  void check_up_with_expired_certificate(TrialPort& port) {
+    std::string problem;
+    if (!port.bench().parts().power->is_on()) {
+      problem = "its power was off after the delivery";
+    } else {
+      const auto o = port.look("before-recovery");
+      if (!o.booted)
+        problem = fmt::format("it did not answer its status within {:.0f} ms after the delivery", o.waited_ms);
+      else if (!o.health.empty() && o.health != "ok")
+        problem = fmt::format("it reports health={} after the delivery", o.health);
+    }
+    if (!problem.empty())
+      expired_problem_ = "with an expired client certificate the device did not stay up (before any power cycle): " +
+                         problem;
+    port.note("expectation", {{"expect", "up-with-expired-client-certificate"},
+                              {"held", problem.empty()},
+                              {"detail", problem.empty() ? "answered its status, healthy, after the delivery"
+                                                         : expired_problem_}});
   }
 
   // The update server's count of an endless body (a `server:endless` fault):
@@ -421,6 +497,7 @@ class NetworkRun final : public harness::FaultRun {
   std::optional<drivers::ProbeResult> probe_;
   std::string stays_up_problem_;
   std::string endless_problem_;
+  std::string expired_problem_;
 };
 
 class NetworkKind final : public harness::FaultKind {
@@ -432,11 +509,12 @@ class NetworkKind final : public harness::FaultKind {
            "byte offset within the image's size; `server:` rules are the update server's own, e.g. "
            "server:endless@limit=64MiB answers the image without Content-Length and keeps sending); probe: "
            "no-client-certificate also asks the update server for the image without a client certificate, "
-           "which it must refuse; expect (one or a list): installed means the device must still finish the "
+           "expired-client-certificate with an expired one, which it must refuse; client_certificate: expired "
+           "gives the device an expired client certificate for the delivery, renewed before the retry; expect (one or a list): installed means the device must still finish the "
            "update, stays-up that it must answer the update command within the link's timeout and its status "
            "right after, before any power cycle";
   }
-  std::vector<std::string_view> keys() const override { return {"faults", "probe", "expect"}; }
+  std::vector<std::string_view> keys() const override { return {"faults", "probe", "expect", "client_certificate"}; }
   std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext&) const override {
     return parse_network(c);
   }
@@ -454,6 +532,14 @@ class NetworkKind final : public harness::FaultKind {
       if (!board.test_pki)
         return "the update server's certificates are the profile's own (device.network.pki): the rig cannot make "
                "an expired, early, renewed or rotated one for its names";
+    }
+    if (!f.client_certificate.empty() || f.probe == "expired-client-certificate") {
+      if (board.network != "mutual")
+        return "the profile does not say the device presents a client certificate (device.network.tls: mutual)" +
+               why;
+      if (!board.test_pki)
+        return "the device's client certificate is the profile's own (device.network.pki): the rig cannot make an "
+               "expired or renewed one from the CA the server trusts";
     }
     if (board.network != "mutual" && f.faults.find("ask-client-cert") != std::string::npos)
       return "the profile does not say the device presents a client certificate (device.network.tls: mutual)" +
@@ -478,6 +564,7 @@ class NetworkKind final : public harness::FaultKind {
       p->faults = fill_b(f.faults, size ? Rng(harness::mix64(t.seed ^ 0x6e6574ULL)).below(size) : 0);
       p->probe = f.probe;
       p->expect = f.expect;
+      p->client_certificate = f.client_certificate;
       t.point = std::move(p);
     }
   }
@@ -560,10 +647,19 @@ class StaleKind final : public harness::FaultKind {
 
 }  // namespace
 
+std::unique_ptr<harness::FaultRun> make_network_run(const std::string& faults, std::vector<std::string> expect,
+                                                    std::string must_refuse) {
+  NetworkPoint p;
+  p.faults = faults;
+  p.expect = std::move(expect);
+  return std::make_unique<NetworkRun>(p, std::move(must_refuse));
+}
+
 void register_network_faults(harness::FaultRegistry& registry) {
   registry.add(std::make_shared<NetworkKind>());
   registry.add(std::make_shared<StaleKind>());
   register_lying_mirror(registry);
+  register_server_ca(registry);
 }
 
 }  // namespace otarig::scenarios::network

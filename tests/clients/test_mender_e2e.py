@@ -70,7 +70,8 @@ def test_mender_board_passes_a_nightly_sample(tmp_path):
     # standalone Mender presents no client certificate (device.network.tls_reason).
     assert NEEDS_SKIPPED <= set(skipped), skipped
     assert set(skipped) - NEEDS_SKIPPED == {"bit-rot", "flash-error", "lying-mirror", "endless-data", "mtls-required",
-                                            "client-certificate", *DELTA, *ROTATIONS, *SIGNER_VALIDITY, "outage"}, skipped
+                                            "client-certificate", *DELTA, *ROTATIONS, *SIGNER_VALIDITY, "outage",
+                                            "server-certificate-rotated-ca", "client-certificate-expired"}, skipped
     assert all("no signer certificate" in skipped[s] for s in SIGNER_VALIDITY), skipped
     assert {"clock-1970", "clock-future", "clock-skew"} <= scenarios, scenarios
     for tls in ("mtls-required", "client-certificate"):

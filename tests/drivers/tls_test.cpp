@@ -448,7 +448,8 @@ TEST(Pki, EachCertificateIsValidAsMade) {
                         {"renewed", &p.renewed, 0, &p.ca},
                         {"rotated-ca", &p.rotated_ca, 0, &p.rotated_ca},
                         {"rotated", &p.rotated, 0, &p.rotated_ca},
-                        {"expired-client", &p.expired_client, -1, &p.ca}};
+                        {"expired-client", &p.expired_client, -1, &p.ca},
+                        {"renewed-client", &p.renewed_client, 0, &p.ca}};
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     EXPECT_EQ(validity_now(c.cert->cert_pem), c.validity);
@@ -459,6 +460,9 @@ TEST(Pki, EachCertificateIsValidAsMade) {
   EXPECT_NE(serial_of(p.renewed.cert_pem), serial_of(p.server.cert_pem));
   EXPECT_FALSE(signed_by(p.rotated.cert_pem, p.ca.cert_pem));
   EXPECT_EQ(p.server_certificates().size(), 4u);
+  // A renewed client certificate: a key of its own, not the expired one's nor the provisioned one's.
+  EXPECT_NE(p.renewed_client.key_pem, p.expired_client.key_pem);
+  EXPECT_NE(p.renewed_client.key_pem, p.client.key_pem);
 }
 
 // clock-skew moves a device's clock up to 30 days either way: the

@@ -9,6 +9,7 @@
 
 #include "otarig/core/errors.hpp"
 #include "otarig/core/image.hpp"
+#include "otarig/drivers/net/pki.hpp"
 #include "otarig/drivers/virtual/board.hpp"
 
 namespace otarig::drivers::vboard {
@@ -44,9 +45,21 @@ Bytes release(const char* version, std::uint32_t counter, const crypto::Ed25519K
 }
 
 image::TrustChange add(const crypto::Ed25519Key& k, std::uint64_t nb = 0, std::uint64_t na = 0) {
-  return {image::TrustAction::add, {k.public_key(), nb, na, false}};
+  return {image::TrustAction::add, {k.public_key(), nb, na, false}, {}};
 }
-image::TrustChange revoke(const crypto::Ed25519Key& k) { return {image::TrustAction::revoke, {k.public_key(), 0, 0, false}}; }
+image::TrustChange revoke(const crypto::Ed25519Key& k) {
+  return {image::TrustAction::revoke, {k.public_key(), 0, 0, false}, {}};
+}
+
+// The rig's test PKI, made once: its rotated CA and a server certificate (no CA).
+const net::TestPki& pki() {
+  static const auto p = net::TestPki::generate();
+  return p;
+}
+std::span<const std::uint8_t> bytes_of(const std::string& text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+image::TrustChange add_server_ca() { return image::server_ca_change(bytes_of(pki().rotated_ca.cert_pem), "rotated CA"); }
 
 BoardConfig config(SignerExpiry expiry = SignerExpiry::signing_time, bool floor = true) {
   BoardConfig c;
@@ -110,6 +123,69 @@ TEST(TrustFormat, TrustBlockRoundTripsAndRejectsDamage) {
   EXPECT_THROW((void)image::encode_trust_block({}), InputError);
 }
 
+TEST(TrustFormat, ServerCaEntryCarriesTheCertificateAfterTheTable) {
+  const auto ca = add_server_ca();
+  ASSERT_FALSE(ca.certificate.empty());
+  EXPECT_EQ(image::certificate_subject(ca.certificate).rfind("CN=otarig test CA 2,", 0), 0u) << image::certificate_subject(ca.certificate);
+  const std::vector<image::TrustChange> changes{add(new_key()), ca};
+  const auto block = image::encode_trust_block(changes);
+  ASSERT_EQ(block.size(), 8 + 2 * image::kTrustEntrySize + ca.certificate.size());
+  const auto* entry = block.data() + 8 + image::kTrustEntrySize;
+  EXPECT_EQ(entry[48], 3);                                               // action: add server CA
+  EXPECT_EQ(entry[52] | entry[53] << 8, int(ca.certificate.size()));     // its size, little-endian
+  const auto digest = crypto::sha256(ca.certificate);
+  EXPECT_TRUE(std::equal(digest.begin(), digest.end(), entry));          // its SHA-256 in `key`
+  const auto back = image::decode_trust_block(block);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[1].action, image::TrustAction::add_server_ca);
+  EXPECT_EQ(back[1].certificate, ca.certificate);
+  // The firmware after the block: the decoder reads only what the entries name.
+  auto longer = block;
+  longer.resize(block.size() + 100, 0xAB);
+  EXPECT_EQ(image::decode_trust_block(longer)[1].certificate, ca.certificate);
+}
+
+TEST(TrustFormat, ServerCaEntryDamageIsNamed) {
+  const std::vector<image::TrustChange> changes{add_server_ca()};
+  const auto block = image::encode_trust_block(changes);
+  auto expect_error = [](const Bytes& b, const std::string& words) {
+    try {
+      (void)image::decode_trust_block(b, "msg");
+      ADD_FAILURE() << "no error for " << words;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  auto bad = block;
+  bad.back() ^= 1;  // a certificate byte: its digest no longer matches
+  expect_error(bad, "the certificate's SHA-256 is");
+  bad = block;
+  bad[8 + 52] += 1;  // one byte more than the payload holds
+  expect_error(bad, "runs past");
+  bad = block;
+  bad[8 + 32] = 1;  // not_before: a CA entry carries none
+  expect_error(bad, "not_before and not_after are zero");
+  bad = block;
+  bad[8 + 50] = 1;  // reserved
+  expect_error(bad, "entry[0].reserved: byte 50");
+  bad = block;
+  bad[8 + 48] = 4;
+  expect_error(bad, "expected 1 add, 2 revoke or 3 add server CA");
+  bad = block;
+  bad[8 + 52] = 0, bad[8 + 53] = 0;
+  expect_error(bad, "certificate_size: 0");
+  // A server certificate is no CA; a PEM that is no certificate does not parse.
+  EXPECT_THROW((void)image::server_ca_change(bytes_of(pki().server.cert_pem), "server"), InputError);
+  try {
+    (void)image::server_ca_change(bytes_of(pki().server.cert_pem), "server.pem");
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a CA certificate"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)image::server_ca_change(bytes_of("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+                                             "junk"),
+               InputError);
+}
+
 TEST(TrustFormat, UtcTimes) {
   EXPECT_EQ(image::parse_utc("1970-01-01"), 0u);
   EXPECT_EQ(image::parse_utc("2025-01-01"), k2025);
@@ -164,6 +240,38 @@ TEST(KeyRotation, ARotationSignedByAnUntrustedKeyIsRefusedAndChangesNothing) {
   EXPECT_EQ(r.status, DeliveryStatus::refused);
   EXPECT_NE(r.detail.find("untrusted key"), std::string::npos) << r.detail;
   EXPECT_EQ(b->key_store().size(), 1u);
+}
+
+TEST(ServerCa, ASignedUpdateAddsItAndItOutlivesPowerLossUntilProvisioning) {
+  auto b = board(config());
+  EXPECT_TRUE(b->key_state().server_cas.empty());
+  ASSERT_EQ(b->deliver(release("1.0.0+2", 1, old_key(), k2026, {add_server_ca()})).status, DeliveryStatus::accepted);
+  const auto out = said(*b);
+  EXPECT_NE(out.find("ota: trust: added server CA"), std::string::npos) << out;
+  EXPECT_NE(out.find("(CN=otarig test CA 2,"), std::string::npos) << out;
+  ASSERT_EQ(b->key_state().server_cas.size(), 1u);
+  EXPECT_EQ(b->key_state().server_cas[0], add_server_ca().certificate);
+  EXPECT_EQ(b->key_store().size(), 1u);  // no key changed
+  b->off();
+  b->on();
+  EXPECT_EQ(b->key_state().server_cas.size(), 1u);
+  // The same CA again is kept once.
+  ASSERT_EQ(b->deliver(release("1.0.0+3", 1, old_key(), k2026, {add_server_ca()})).status, DeliveryStatus::accepted);
+  EXPECT_EQ(b->key_state().server_cas.size(), 1u);
+  b->provision(release("1.0.0+1", 1, old_key()));
+  b->on();
+  EXPECT_TRUE(b->key_state().server_cas.empty());
+}
+
+TEST(ServerCa, AMessageNotSignedByATrustedKeyAddsNothing) {
+  auto b = board(config());
+  auto r = b->deliver(release("1.0.0+2", 1, new_key(), k2026, {add_server_ca()}));
+  EXPECT_EQ(r.status, DeliveryStatus::refused);
+  EXPECT_NE(r.detail.find("untrusted key"), std::string::npos) << r.detail;
+  r = b->deliver(image::tamper::strip_signature(release("1.0.0+2", 1, old_key(), k2026, {add_server_ca()})));
+  EXPECT_EQ(r.status, DeliveryStatus::refused);
+  EXPECT_TRUE(b->key_state().server_cas.empty());
+  EXPECT_EQ(said(*b).find("added server CA"), std::string::npos);
 }
 
 TEST(KeyRotation, IgnoresRevocationDefectTrustsTheRevokedKey) {

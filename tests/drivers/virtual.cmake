@@ -25,7 +25,7 @@ otarig_test(otarig_defects_tests
   LABELS virtual)
 otarig_test(otarig_trust_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trust_test.cpp
-  LIBS otarig_drivers_virtual
+  LIBS otarig_drivers_virtual otarig_drivers_net
   LABELS virtual)
 otarig_test(otarig_second_image_tests
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/second_image_test.cpp

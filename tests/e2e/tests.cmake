@@ -138,6 +138,17 @@ if(TARGET otarig-vboard)
     ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
     LABELS "e2e;process" TIMEOUT 600 COST 60)
 endif()
+# Certificates over a support period (scenarios server-certificate-rotated-ca,
+# client-certificate-expired): otarig-vboard learns a rotated server CA only
+# from a signed update and updates once its expired client certificate is
+# renewed; the vboard trusting an unverified message's CA is caught. Seconds.
+if(TARGET otarig-vboard)
+  add_test(NAME e2e.certificates
+    COMMAND ${OTARIG_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_certificate_lifetime.py)
+  set_tests_properties(e2e.certificates PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-vboard>"
+    LABELS "e2e;process" TIMEOUT 600 COST 30)
+endif()
 # Device compatibility (wrong-device, oracle compatible) and a second updatable
 # image (bundles, dependencies, bootloader power cuts; oracle dependencies):
 # the references pass, the flawed boards fail with their oracle. Seconds.

@@ -4,6 +4,7 @@
 #include "download.hpp"
 
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -18,6 +19,7 @@
 #include <boost/beast/ssl.hpp>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 
 #include "otarig/core/image.hpp"
@@ -252,6 +254,14 @@ class Session {
         ctx.set_default_verify_paths();
       else
         ctx.load_verify_file(o_.ca_file);
+      for (const auto& der : o_.extra_ca_der) {
+        const unsigned char* p = der.data();
+        std::unique_ptr<X509, decltype(&X509_free)> ca(d2i_X509(nullptr, &p, static_cast<long>(der.size())), &X509_free);
+        if (!ca || X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.native_handle()), ca.get()) != 1) {
+          ERR_clear_error();
+          throw DownloadError("TLS setup: a server CA the device was given does not load");
+        }
+      }
       if (!o_.client_cert_file.empty()) {
         ctx.use_certificate_chain_file(o_.client_cert_file);
         ctx.use_private_key_file(o_.client_key_file, ssl::context::pem);

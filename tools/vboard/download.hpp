@@ -15,6 +15,8 @@ namespace otarig::vboard_tool {
 
 struct DownloadOptions {
   std::string ca_file;           ///< PEM CA the server must chain to (https); empty: system CAs
+  /// More CA certificates (DER) the server may chain to: those trust updates added.
+  std::vector<std::vector<std::uint8_t>> extra_ca_der;
   std::string client_cert_file;  ///< PEM client certificate (mutual TLS)
   std::string client_key_file;
   /// Flawed when false: the server's certificate is not checked at all (no

@@ -36,7 +36,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,6 +73,7 @@ struct Options {
   bool trust_manifest_digest = false;
   bool client_cert_on_refusal = false;
   bool tls_no_verify = false;
+  bool server_ca_before_verify = false;
   std::vector<std::string> trust;
   std::string signer_expiry = "enforced";
   std::string clock_1970 = "refuses-updates";
@@ -413,37 +416,60 @@ class Device {
     flush();
   }
 
-  // The key store (trust updates' additions and revocations, and the clock
-  // floor) outlives power loss, as a device's OTP or key partition does: it
+  // The key store (trust updates' additions and revocations, the server CAs
+  // they added, and the clock floor) outlives power loss, as a device's OTP or key partition does: it
   // is kept beside the flash file, replaced whole with a barrier.
   std::string key_store_path() const { return o_.flash + ".keys"; }
   void load_key_store() {
     if (!std::filesystem::exists(key_store_path())) return;
-    FILE* f = std::fopen(key_store_path().c_str(), "r");
-    if (!f) return;
+    std::ifstream in(key_store_path());
+    if (!in) return;
+    // Lines: `floor SECONDS`, `KEYHEX NOT_BEFORE NOT_AFTER REVOKED`, `ca DERHEX`.
     vb::VirtualBoard::KeyState state;
-    char hex[65] = {};
-    unsigned long long nb = 0, na = 0, floor = 0;
-    int revoked = 0;
-    if (std::fscanf(f, "floor %llu\n", &floor) == 1) state.time_floor = floor;
-    while (std::fscanf(f, "%64s %llu %llu %d\n", hex, &nb, &na, &revoked) == 4) {
-      otarig::image::TrustEntry e;
-      const auto raw = otarig::crypto::from_hex(hex);
-      if (raw.size() != e.key.size()) break;
-      std::copy(raw.begin(), raw.end(), e.key.begin());
-      e.not_before = nb, e.not_after = na, e.revoked = revoked != 0;
-      state.keys.push_back(e);
+    std::string text;
+    while (std::getline(in, text)) {
+      std::istringstream line(text);
+      std::string first;
+      if (!(line >> first)) continue;
+      if (first == "floor") {
+        unsigned long long floor = 0;
+        if (line >> floor) state.time_floor = floor;
+      } else if (first == "ca") {
+        std::string der;
+        if (!(line >> der)) continue;
+        try {
+          state.server_cas.push_back(otarig::crypto::from_hex(der));
+        } catch (const std::exception&) {
+        }
+      } else {
+        otarig::image::TrustEntry e;
+        unsigned long long nb = 0, na = 0;
+        int revoked = 0;
+        if (!(line >> nb >> na >> revoked)) continue;
+        otarig::crypto::Bytes raw;
+        try {
+          raw = otarig::crypto::from_hex(first);
+        } catch (const std::exception&) {
+          continue;
+        }
+        if (raw.size() != e.key.size()) continue;
+        std::copy(raw.begin(), raw.end(), e.key.begin());
+        e.not_before = nb, e.not_after = na, e.revoked = revoked != 0;
+        state.keys.push_back(e);
+      }
     }
-    std::fclose(f);
-    if (!state.keys.empty()) board_->restore_key_state(state);
+    if (state.keys.empty()) state.keys = board_->key_store();
+    board_->restore_key_state(state);
     saved_ = board_->key_state();
   }
   void save_key_store() {
     const auto state = board_->key_state();
-    if (state.keys == saved_.keys && state.time_floor == saved_.time_floor) return;
+    if (state.keys == saved_.keys && state.time_floor == saved_.time_floor && state.server_cas == saved_.server_cas)
+      return;
     std::string text = fmt::format("floor {}\n", state.time_floor);
     for (const auto& e : state.keys)
       text += fmt::format("{} {} {} {}\n", otarig::crypto::hex(e.key), e.not_before, e.not_after, e.revoked ? 1 : 0);
+    for (const auto& ca : state.server_cas) text += fmt::format("ca {}\n", otarig::crypto::hex(ca));
     const auto tmp = key_store_path() + ".new";
     {
       otarig::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -605,6 +631,8 @@ class Device {
     d.stop_at_declared_size = !o_.read_to_eof;
     d.deadlines = !o_.no_download_deadline;
     d.verify_server = !o_.tls_no_verify;
+    // The server CAs trust updates added, besides the one it was provisioned with.
+    d.extra_ca_der = board_->key_state().server_cas;
     return d;
   }
 
@@ -735,6 +763,7 @@ class Device {
       } catch (const otarig::InputError&) {
       }
     }
+    if (o_.server_ca_before_verify) take_server_cas_unverified(image);
     const auto before = board_->running();
     board_->deliver(image);
     save_key_store();
@@ -742,6 +771,32 @@ class Device {
     const bool changed = after && (!before || after->version != before->version ||
                                    after->security_counter != before->security_counter);
     return changed ? Outcome::installed : Outcome::refused;
+  }
+
+  // --server-ca-before-verify: the server CAs of a key-rotation message go
+  // into the TLS trust store as soon as it arrives, before the agent checks
+  // who signed it (the agent may refuse the image, the CAs stay).
+  void take_server_cas_unverified(std::span<const std::uint8_t> image) {
+    std::vector<otarig::image::TrustChange> changes;
+    try {
+      const auto parsed = otarig::image::parse(image, "the download");
+      if (!(parsed.header.flags & otarig::image::kFlagTrustUpdate)) return;
+      changes = otarig::image::decode_trust_block(parsed.payload, "the download");
+    } catch (const otarig::InputError&) {
+      return;
+    }
+    auto state = board_->key_state();
+    bool added = false;
+    for (const auto& c : changes)
+      if (c.action == otarig::image::TrustAction::add_server_ca &&
+          std::find(state.server_cas.begin(), state.server_cas.end(), c.certificate) == state.server_cas.end()) {
+        state.server_cas.push_back(c.certificate);
+        added = true;
+        say(fmt::format("ota: trust: took server CA {} from the download", otarig::image::certificate_subject(c.certificate)));
+      }
+    if (!added) return;
+    board_->restore_key_state(state);
+    save_key_store();
   }
 
   vb::VirtualBoard::KeyState saved_;
@@ -852,6 +907,10 @@ int main(int argc, char** argv) {
   app.add_flag("--tls-no-verify", o.tls_no_verify,
                "flawed: over https, take any server certificate (no chain to $OTARIG_CA, no name check), so "
                "an impostor server is taken for the update server");
+  app.add_flag("--server-ca-before-verify", o.server_ca_before_verify,
+               "flawed: the server CAs a key-rotation message adds (trust block entries add-server-ca) are "
+               "trusted as soon as the message is downloaded, before its signature is checked; a message the "
+               "agent refuses leaves them trusted");
   app.add_option("--trust", o.trust, "a trusted Ed25519 public key (hex), besides $OTARIG_TRUSTED_KEYS");
   app.add_option("--signer-expiry", o.signer_expiry,
                  "how the agent judges a signer's validity period: against the device clock (enforced), the "

@@ -152,17 +152,23 @@ struct TrustEntry {
   bool operator==(const TrustEntry&) const = default;
 };
 
-/// What a trust block asks of the device for one key.
-enum class TrustAction : std::uint8_t { add = 1, revoke = 2 };
+/// What a trust block asks of the device for one key, or (add_server_ca) of
+/// its TLS trust store: a CA the update server's certificate may chain to.
+enum class TrustAction : std::uint8_t { add = 1, revoke = 2, add_server_ca = 3 };
 
 struct TrustChange {
   TrustAction action = TrustAction::add;
-  TrustEntry entry;  ///< for revoke, only `key` counts
+  TrustEntry entry;  ///< for revoke, only `key` counts; for add_server_ca, `key` is SHA-256 of `certificate`
+  /// add_server_ca: the CA certificate, DER (a self-signed or intermediate
+  /// CA: basicConstraints CA:TRUE); empty for the key actions.
+  Bytes certificate{};
 };
 
 inline constexpr std::uint32_t kTrustBlockMagic = 0x424b544f;  // "OTKB"
 inline constexpr std::size_t kTrustEntrySize = 56;
 inline constexpr std::size_t kTrustBlockMaxEntries = 16;
+/// The largest CA certificate (DER) an add_server_ca entry carries.
+inline constexpr std::size_t kTrustCertificateMaxSize = 8192;
 
 /// Encodes a trust block (the start of a kFlagTrustUpdate image's payload).
 /// Throws InputError for no changes or more than kTrustBlockMaxEntries.
@@ -170,6 +176,15 @@ Bytes encode_trust_block(std::span<const TrustChange> changes);
 /// Decodes the trust block at the start of `payload`; throws InputError
 /// naming `name` and what is wrong (magic, count, action, reserved bytes, size).
 std::vector<TrustChange> decode_trust_block(std::span<const std::uint8_t> payload, std::string_view name = "image");
+
+/// An add_server_ca change for `certificate` (PEM or DER): InputError naming
+/// `name` when it is not one X.509 CA certificate (basicConstraints CA:TRUE)
+/// of at most kTrustCertificateMaxSize bytes of DER.
+TrustChange server_ca_change(std::span<const std::uint8_t> certificate, std::string_view name);
+/// Why `der` is not a CA certificate an add_server_ca entry may carry, or "".
+std::string server_ca_problem(std::span<const std::uint8_t> der);
+/// The certificate's subject, one line (e.g. "CN=otarig test CA 2"), or "?".
+std::string certificate_subject(std::span<const std::uint8_t> der);
 
 /// Why `entry` is not valid at UNIX time `at` ("not yet valid until ...",
 /// "expired at ..."), or empty.

@@ -296,6 +296,24 @@ class NetworkFaultProtocol {
   /// proxy), trusting its CA but presenting no client certificate, and asks
   /// for the image last published. A server that requires mutual TLS refuses.
   virtual ProbeResult probe_without_client_certificate() = 0;
+  /// Asks the update server for the image last published as the device
+  /// does (through the proxy, trusting its CA) presenting the rig's test
+  /// client certificate `name` instead of the device's: "expired" (from the
+  /// CA the server trusts, whose validity ended a day ago). BenchError when
+  /// the board has no such certificate (its certificates are the profile's).
+  virtual ProbeResult probe_with_client_certificate(const std::string& name);
+  /// The device's client certificate from its next connection on: "expired"
+  /// (the rig's expired one), "renewed" (a new key and certificate from the
+  /// same CA, valid now) or "provisioned" (the one it was given). The device
+  /// reads it where it was provisioned (process boards: the files
+  /// $OTARIG_CLIENT_CERT and $OTARIG_CLIENT_KEY name). BenchError when the
+  /// board has no such certificate.
+  virtual void use_client_certificate(const std::string& name);
+  /// The CA certificate (PEM) that issued the server certificate a
+  /// `certificate=NAME` rule presents, for a certificate whose CA the
+  /// device does not trust from the start ("rotated-ca": the rotated CA);
+  /// "" when the proxy has no such certificate.
+  virtual std::string certificate_issuer_pem(const std::string& name) const;
   /// Faults for connections from now on (connection numbers restart at 1);
   /// an empty spec removes them. InputError for a bad spec.
   virtual void set_network_faults(const std::string& spec, std::uint64_t seed) = 0;

@@ -3,8 +3,8 @@
 // and a client certificate it signs, and an impostor: a server certificate for
 // the same names signed by an unrelated CA; and the certificates of a support
 // period: the server's certificate expired, not yet valid, renewed (same CA,
-// new key and serial), issued by a rotated CA, and an expired client
-// certificate. EC P-256 keys, SHA-256 signatures, made with OpenSSL 3 in
+// new key and serial), issued by a rotated CA, and an expired and a renewed
+// client certificate. EC P-256 keys, SHA-256 signatures, made with OpenSSL 3 in
 // memory (no openssl command needed).
 #include <chrono>
 #include <filesystem>
@@ -53,6 +53,9 @@ struct TestPki {
   /// A client certificate (clientAuth) from `ca` for a new key, valid for
   /// 30 days that ended a day ago.
   CertifiedKey expired_client;
+  /// A client certificate (clientAuth) from `ca` for a new key, valid now:
+  /// what a device is given when its expired one is renewed.
+  CertifiedKey renewed_client;
 
   /// The server certificates a fault proxy's `certificate=NAME` rule
   /// presents: expired, not-yet-valid, renewed, rotated-ca.
@@ -64,8 +67,8 @@ struct TestPki {
 
   /// Writes ca.pem, ca.key, server.pem, server.key, client.pem, client.key,
   /// wrong-ca.pem, wrong-ca.key, impostor.pem, impostor.key, and expired,
-  /// not-yet-valid, renewed, rotated-ca, rotated, expired-client (.pem and
-  /// .key) into `dir` (created when missing; keys are mode 0600).
+  /// not-yet-valid, renewed, rotated-ca, rotated, expired-client,
+  /// renewed-client (.pem and .key) into `dir` (created when missing; keys are mode 0600).
   void write(const std::filesystem::path& dir) const;
 };
 

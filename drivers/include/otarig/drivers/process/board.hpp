@@ -347,6 +347,9 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   std::optional<PlaintextWatchReport> take_plaintext_watch() override;
   std::string tls_mode() const override;
   ProbeResult probe_without_client_certificate() override;
+  ProbeResult probe_with_client_certificate(const std::string& name) override;
+  void use_client_certificate(const std::string& name) override;
+  std::string certificate_issuer_pem(const std::string& name) const override;
 
   bool follows_feed() const override;
   void describe_next(const std::string& version, std::uint32_t security_counter) override;

@@ -12,8 +12,10 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -175,6 +177,20 @@ class DeviceHost : public ProvisionProtocol {
   net::FaultProxy* proxy() const { return proxy_.get(); }
   /// The CA (PEM file) the server's certificate chains to; empty without TLS.
   const std::filesystem::path& ca_file() const { return ca_; }
+  /// The rig's test client certificate `name` ("expired") as PEM files
+  /// (certificate, key), with mutual TLS and the rig's own certificates;
+  /// nullopt otherwise.
+  std::optional<std::pair<std::filesystem::path, std::filesystem::path>> test_client_certificate(
+      const std::string& name) const;
+  /// Writes the client certificate `name` ("expired", "renewed",
+  /// "provisioned") where the device reads its own ($OTARIG_CLIENT_CERT,
+  /// $OTARIG_CLIENT_KEY). Provisioning gives the device its provisioned one
+  /// again. BenchError when the board has none of the rig's.
+  void use_client_certificate(const std::string& name);
+  /// The CA certificate (PEM) that issued the server certificate a
+  /// `certificate=NAME` rule presents, where the device does not trust it
+  /// from the start ("rotated-ca"); "" otherwise.
+  std::string certificate_issuer_pem(const std::string& name) const;
 
   /// With network.device_api: the server's device API and the device's own
   /// key (the rig provisions it: ${device_key}, $OTARIG_DEVICE_KEY, the only
@@ -230,6 +246,11 @@ class DeviceHost : public ProvisionProtocol {
   std::string device_type_;  ///< the profile's device_type (OTARIG_DEVICE_TYPE)
   std::string encryption_secret_;  ///< hex X25519 secret of the profile's encryption.device_key (OTARIG_ENCRYPTION_KEY)
   std::filesystem::path ca_, client_cert_, client_key_;
+  /// With mutual TLS and the rig's certificates: the client certificates
+  /// the device may be given (provisioned, expired, renewed), and the one it has.
+  std::map<std::string, std::pair<std::string, std::string>> client_certificates_;
+  std::string client_certificate_ = "provisioned";
+  std::string rotated_ca_pem_;  ///< the rotated CA (certificate=rotated-ca's issuer), PEM
   std::filesystem::path package_ca_;
   std::filesystem::path aes_key_;  ///< BindContext::aes_key_file, ${aes_key}
   std::unique_ptr<net::UpdateServer> server_;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "otarig/drivers/protocols.hpp"
 
@@ -22,8 +23,12 @@ namespace otarig::drivers::process {
 /// closed the connection without an answer", "no HTTP response header:
 /// ..." for a truncated or foreign answer). std::runtime_error when it cannot connect ("connect: ...") or the
 /// CA file does not load ("TLS setup: ...").
+/// With `client_certificate` (certificate and key PEM files) it presents
+/// that certificate ("answered with the client certificate: ...").
 ProbeResult probe_http(const std::string& address, std::uint16_t port, const std::string& target,
-                       const std::optional<std::filesystem::path>& ca_file, std::chrono::milliseconds deadline);
+                       const std::optional<std::filesystem::path>& ca_file, std::chrono::milliseconds deadline,
+                       const std::optional<std::pair<std::filesystem::path, std::filesystem::path>>&
+                           client_certificate = std::nullopt);
 
 /// The length on the wire of the response header `address`:`port` sends
 /// for HEAD `target` (with `Connection: close`): what a download's bytes

@@ -184,10 +184,14 @@ class VirtualBoard final : public PowerProtocol,
   void set_trust(std::vector<image::TrustEntry> trust);
   /// The key store as it is now (factory keys, keys added and revoked by trust updates).
   const std::vector<image::TrustEntry>& key_store() const;
-  /// What outlives power loss besides the flash: the key store and the clock floor.
+  /// What outlives power loss besides the flash: the key store, the clock
+  /// floor, and the server CAs trust updates added (DER, in the order added;
+  /// the in-process board keeps them, though it has no TLS client: a process
+  /// board's (otarig-vboard) TLS client trusts them).
   struct KeyState {
     std::vector<image::TrustEntry> keys;
     std::uint64_t time_floor = 0;
+    std::vector<std::vector<std::uint8_t>> server_cas;
   };
   KeyState key_state() const;
   void restore_key_state(const KeyState& state);
