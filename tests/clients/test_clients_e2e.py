@@ -35,7 +35,7 @@ CLIENTBOARD = os.environ.get("OTARIG_CLIENTBOARD", "otarig-clientboard")
 
 
 # The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
-DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base"}
+DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base", "delta-wrong-ranges"}
 # The scenarios judged by a declared device.policy, or that set the clock: skipped on a board without them.
 LIFECYCLE = {"clock-1970", "clock-future", "clock-skew", "key-rotation", "revoked-key", "untrusted-rotation", "signer-expired", "signer-not-yet-valid"}
 def missing(*tools):

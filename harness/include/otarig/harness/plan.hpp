@@ -83,6 +83,9 @@ struct BoardAbilities {
   /// Why the board takes no delta release ("" when it does: its profile's
   /// `delta:` section, and a package format that makes delta packages).
   std::string no_delta = "the board takes no delta releases";
+  /// The device fetches a delta's data from the update server in byte
+  /// ranges (SWUpdate's delta handler), not as one file.
+  bool delta_ranges = false;
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).
