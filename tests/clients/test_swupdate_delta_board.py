@@ -78,11 +78,9 @@ def test_a_wrong_base_installs_the_new_image_as_the_profile_declares(tmp_path):
     verdict = json.loads((out / "trials" / t["id"] / "verdict.json").read_text())
     assert verdict["oracles"]["delta-base"] is True, verdict
     log = console(out, t["id"])
-    # The chunks the running slot holds were reused, the rest fetched, and
-    # the package's postinstall script checked the slot as a whole.
+    # The chunks the running slot holds were reused and the rest fetched.
     reused = [l for l in log.splitlines() if "Total bytes to be reused" in l]
     assert reused and int(reused[0].split(":")[-1]) > 0, log[-3000:]
-    assert "verify-" in log, log[-3000:]
 
 
 def test_a_server_that_answers_the_ranges_wrongly_is_refused(tmp_path):
