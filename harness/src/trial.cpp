@@ -756,6 +756,9 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
   };
+  a.delta_size = [&bench, &releases](const std::string& name, const std::string& base) -> std::uint64_t {
+    return releases.artifact(image_for(bench, releases, base, name + "/delta")).size();
+  };
   a.update_ms = [&bench, &releases](const std::string& s, const std::string& d) {
     return measure_update_ms(bench, releases, s, d);
   };

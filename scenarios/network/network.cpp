@@ -483,7 +483,7 @@ class NetworkKind final : public harness::FaultKind {
   void plan(PlanContext& ctx) const override {
     const auto& s = ctx.scenario();
     const auto& f = s.fault.as<NetworkOptions>();
-    const std::uint64_t size = ctx.board().image_size ? ctx.board().image_size(s.deliver) : 0;
+    const std::uint64_t size = ctx.board().delivered_size(s);
     for (std::uint64_t i = 0; i < std::max<std::uint64_t>(1, s.trials); ++i) {
       auto& t = ctx.add();
       auto p = std::make_shared<NetworkPoint>();

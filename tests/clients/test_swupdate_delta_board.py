@@ -125,3 +125,22 @@ def test_a_board_without_zchunk_skips_the_delta_scenarios_saying_so(tmp_path):
     skipped = {s["scenario"]: s["reason"] for s in doc["skipped"]}
     assert set(skipped) == {"delta-wrong-base", "delta-wrong-ranges"}, (skipped, r.stderr[-2000:])
     assert all("need zchunk's zck and zck_read_header" in why for why in skipped.values()), skipped
+
+
+def test_cuts_by_download_byte_fall_within_the_delta_delivered(tmp_path):
+    # Under the kill model the sweep's cuts are placed in the delivery: by
+    # download byte, drawn over the bytes of the delta package delivered
+    # (the .swu), not over the 1 MiB image it assembles.
+    text = BOARD.read_text().replace("name: swupdate-ab-delta", "name: swupdate-ab-delta-kill").replace(
+        "device:\n  kind: process\n", 'device:\n  kind: process\n  power_loss: {model: kill, reason: "placed cuts"}\n', 1)
+    board = tmp_path / "swupdate-ab-delta-kill.yaml"
+    board.write_text(text)
+    out = tmp_path / "kill"
+    r, doc = run("delta-power-cut-sweep", out, "--trials", "6", board=board)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    at_bytes = [t for t in doc["trials"] if t["fault"]["at"] == "download-byte"]
+    assert at_bytes, doc["trials"]
+    for t in at_bytes:
+        size = t["fault"]["image_size"]
+        assert 256 * 1024 < size < 1024 * 1024 and t["fault"]["byte"] < size, t["fault"]
+        assert t["delivery"]["status"] == "power-lost", t["delivery"]
