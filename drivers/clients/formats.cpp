@@ -125,19 +125,14 @@ class SwuFormat : public PackageFormat {
 
   DeltaPackage delta_package(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
                              const std::string& files_url) const override {
+    // A zchunk package names no base: the device finds in its running slot
+    // the chunks it holds.
+    (void)base;
     const auto z = zchunk_of(target);
     auto d = delta_of(target, z.file, z.header_size, files_url);
-    std::set<std::string> held;
-    for (const auto& c : zchunk_of(base).chunks) held.insert(c.uncompressed_sha256);
-    std::size_t reused = 0, chunks = 0;
-    for (const auto& c : z.chunks)
-      if (held.count(c.uncompressed_sha256)) {
-        reused += c.size;
-        ++chunks;
-      }
     d.what = fmt::format("a SWUpdate delta package: the zchunk header of the new image ({} chunks) in the .swu, "
-                         "the .zck at {}; the running image holds {} of its chunks ({} of {} bytes)",
-                         z.chunks.size(), files_url + d.files.front().path, chunks, reused, target.size());
+                         "the .zck at {}",
+                         z.chunks.size(), files_url + d.files.front().path);
     return d;
   }
 
