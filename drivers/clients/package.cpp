@@ -245,7 +245,8 @@ Zchunk zchunk(std::span<const std::uint8_t> image) {
   std::size_t image_at = 0;
   while (std::getline(lines, line)) {
     if (line.rfind("Header size:", 0) == 0) {
-      z.header_size = std::stoull(line.substr(12));
+      std::istringstream value(line.substr(12));
+      if (!(value >> z.header_size)) throw BenchError("zck_read_header -c: no size in '" + line + "'");
       continue;
     }
     std::istringstream row(line);
