@@ -231,4 +231,126 @@ bool contains(std::span<const std::uint8_t> bytes, std::span<const std::uint8_t>
          bytes.end();
 }
 
+StreamSearch::StreamSearch(Bytes needle) : needle_(std::move(needle)) {
+  if (needle_.empty()) throw std::invalid_argument("StreamSearch: empty needle");
+  tail_.reserve(needle_.size() - 1);
+}
+
+std::optional<std::uint64_t> StreamSearch::feed(std::span<const std::uint8_t> piece) {
+  if (found_ || piece.empty()) {
+    fed_ += piece.size();
+    return found_;
+  }
+  const std::size_t n = needle_.size();
+  // A match that starts in the tail ends within the piece's first n-1 bytes:
+  // search the tail joined to them (at most 2n-2 bytes), then the piece itself.
+  if (!tail_.empty()) {
+    Bytes seam(tail_);
+    seam.insert(seam.end(), piece.begin(), piece.begin() + static_cast<std::ptrdiff_t>(std::min(piece.size(), n - 1)));
+    auto it = std::search(seam.begin(), seam.end(), needle_.begin(), needle_.end());
+    if (it != seam.end() && static_cast<std::size_t>(it - seam.begin()) < tail_.size())
+      found_ = fed_ - tail_.size() + static_cast<std::uint64_t>(it - seam.begin());
+  }
+  if (!found_) {
+    auto it = std::search(piece.begin(), piece.end(), std::boyer_moore_horspool_searcher(needle_.begin(), needle_.end()));
+    if (it != piece.end()) found_ = fed_ + static_cast<std::uint64_t>(it - piece.begin());
+  }
+  fed_ += piece.size();
+  // Keep the stream's last n-1 bytes.
+  if (piece.size() >= n - 1) {
+    tail_.assign(piece.end() - static_cast<std::ptrdiff_t>(n - 1), piece.end());
+  } else {
+    tail_.insert(tail_.end(), piece.begin(), piece.end());
+    if (tail_.size() > n - 1) tail_.erase(tail_.begin(), tail_.end() - static_cast<std::ptrdiff_t>(n - 1));
+  }
+  return found_;
+}
+
+AesKey AesKey::test_key(std::string_view label) {
+  AesKey k;
+  const auto key = crypto::sha256(std::string("otarig test aes key:") + std::string(label));
+  const auto iv = crypto::sha256(std::string("otarig test aes iv:") + std::string(label));
+  k.key.assign(key.begin(), key.end());
+  std::copy_n(iv.begin(), k.iv.size(), k.iv.begin());
+  return k;
+}
+
+AesKey AesKey::parse(std::string_view text, const std::string& origin) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      if (!word.empty()) words.push_back(std::move(word));
+      word.clear();
+    } else {
+      word += c;
+    }
+  }
+  if (!word.empty()) words.push_back(std::move(word));
+  if (words.size() != 2)
+    throw InputError(fmt::format("{}: expected SWUpdate's key file, two hex words: the key and the IV (found {} words)",
+                                 origin, words.size()));
+  AesKey k;
+  try {
+    k.key = crypto::from_hex(words[0]);
+    const auto iv = crypto::from_hex(words[1]);
+    if (iv.size() != k.iv.size()) throw std::invalid_argument("size");
+    std::copy(iv.begin(), iv.end(), k.iv.begin());
+  } catch (const std::invalid_argument&) {
+    throw InputError(fmt::format("{}: the key and the IV must be hex, the IV 32 digits", origin));
+  }
+  if (k.key.size() != 16 && k.key.size() != 24 && k.key.size() != 32)
+    throw InputError(fmt::format("{}: the key has {} hex digits; AES takes 32, 48 or 64", origin, 2 * k.key.size()));
+  return k;
+}
+
+AesKey AesKey::load_ref(const std::string& ref) {
+  if (ref.rfind("test:", 0) == 0) return test_key(ref.substr(5));
+  std::ifstream in(ref, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot read the AES key file", ref));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const auto text = ss.str();
+  if (text.size() > 4096) throw InputError(fmt::format("{}: not an AES key file (over 4 KiB)", ref));
+  return parse(text, ref);
+}
+
+std::string AesKey::file_text() const { return crypto::hex(key) + " " + crypto::hex(iv) + "\n"; }
+
+namespace {
+
+const EVP_CIPHER* cbc_cipher(const AesKey& key) {
+  switch (key.key.size()) {
+    case 16: return EVP_aes_128_cbc();
+    case 24: return EVP_aes_192_cbc();
+    case 32: return EVP_aes_256_cbc();
+    default: throw std::invalid_argument(fmt::format("AES-CBC: a {}-byte key", key.key.size()));
+  }
+}
+
+Bytes cbc(std::span<const std::uint8_t> in, const AesKey& key, std::span<const std::uint8_t, 16> iv, bool encrypt) {
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  Bytes out(in.size() + 16);
+  int len = 0, fin = 0;
+  if (!ctx || EVP_CipherInit_ex(ctx.get(), cbc_cipher(key), nullptr, key.key.data(), iv.data(), encrypt ? 1 : 0) != 1 ||
+      (!encrypt && EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1) ||
+      (!in.empty() && EVP_CipherUpdate(ctx.get(), out.data(), &len, in.data(), static_cast<int>(in.size())) != 1) ||
+      EVP_CipherFinal_ex(ctx.get(), out.data() + len, &fin) != 1)
+    throw std::runtime_error("AES-CBC: " + ossl::last_error());
+  out.resize(static_cast<std::size_t>(len + fin));
+  return out;
+}
+
+}  // namespace
+
+Bytes aes_cbc_encrypt(std::span<const std::uint8_t> plaintext, const AesKey& key, std::span<const std::uint8_t, 16> iv) {
+  return cbc(plaintext, key, iv, true);
+}
+
+Bytes aes_cbc_decrypt_raw(std::span<const std::uint8_t> ciphertext, const AesKey& key,
+                          std::span<const std::uint8_t, 16> iv) {
+  if (ciphertext.size() % 16 != 0) throw std::invalid_argument("AES-CBC: ciphertext not a multiple of 16 bytes");
+  return cbc(ciphertext, key, iv, false);
+}
+
 }  // namespace otarig::encryption

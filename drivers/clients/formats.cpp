@@ -10,6 +10,7 @@
 
 #include "formats.hpp"
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/registry.hpp"
@@ -97,7 +98,11 @@ class SwuFormat : public PackageFormat {
  public:
   SwuFormat(const Config& section, const std::string& board_name, const std::filesystem::path& dir)
       : pki_(signing_pki(section, board_name, dir)) {
-    section.only_keys({"format", "signer", "hardware", "handler"});
+    section.only_keys({"format", "signer", "hardware", "handler", "encrypt_images", "installed_directly"});
+    if (section.has("installed_directly")) installed_directly_ = section.at("installed_directly").as_bool();
+    if (section.has("encrypt_images")) {
+      encrypt_images_ = section.at("encrypt_images").as_bool();
+    }
     if (section.has("handler")) {
       handler_ = section.at("handler").as_string();
       if (handler_ != "raw" && handler_ != "rawfile")
@@ -108,16 +113,20 @@ class SwuFormat : public PackageFormat {
 
   std::string trust_pem() const override { return pki_.ca.cert_pem; }
 
+  void encrypt_for(const encryption::AesKey& key) override { key_ = key; }
+
   image::Bytes package(std::span<const std::uint8_t> slot_image) const override {
-    return swu_archive(swu_parts(package_content(slot_image), &pki_.signer, hardware_, handler_));
+    return swu_archive(swu_parts(content_of(slot_image), &pki_.signer, hardware_, handler_));
   }
 
   // Delta packages (SWUpdate's delta handler, docs/ota-clients.md): the .swu
   // carries the zchunk header of the new image and names the .zck, which the
   // update server publishes beside it; the device assembles the new image
   // from its running slot and the chunks it lacks, fetched in byte ranges.
-  bool makes_deltas() const override { return have_tool("zck") && have_tool("zck_read_header"); }
+  bool makes_deltas() const override { return !encrypts() && have_tool("zck") && have_tool("zck_read_header"); }
   std::string no_deltas() const override {
+    if (encrypts())
+      return "the rig makes no SWUpdate delta package of encrypted images (its .zck would carry the plaintext)";
     return "SWUpdate delta packages need zchunk's zck and zck_read_header, which are not installed (ci/setup with "
            "OTARIG_SETUP_EXTRA=clients)";
   }
@@ -169,10 +178,61 @@ class SwuFormat : public PackageFormat {
   PackageDamage damage(std::span<const std::uint8_t> release, image::Bytes damaged, const std::string& kind,
                        const std::string& variant, core::Rng& rng) const override {
     PackageDamage d;
-    auto content = package_content(damaged);
+    auto content = content_of(damaged);
     auto parts = swu_parts(content, &pki_.signer, hardware_, handler_);
     std::string& what = d.what;
-    if (kind == "wrong-device") {
+    if ((kind == "tampered-ciphertext" || kind == "other-device-key") && !key_)
+      throw InputError(fmt::format("fault kind '{}' needs a board whose images are encrypted", kind));
+    if ((kind == "tampered-ciphertext" || kind == "other-device-key") && !encrypts()) {
+      // A build that encrypts nothing (encrypt_images: false): what travels
+      // is the plain image, for this device or any other.
+      auto plain = content_of(release);
+      parts = swu_parts(plain, &pki_.signer, hardware_, handler_);
+      if (kind == "tampered-ciphertext") {
+        const std::size_t at = image::kHeaderSize + 32 + rng.below(plain.image.size() - image::kHeaderSize - 32);
+        const auto bit = static_cast<unsigned>(rng.below(8));
+        parts.image[at] = static_cast<std::uint8_t>(parts.image[at] ^ (1u << bit));
+        damaged = parts.image;
+        what = fmt::format("bit {} of byte {} of the image flipped after signing (the build left it unencrypted)",
+                           bit, at);
+      } else {
+        damaged = plain.image;
+        what = "the release as the build makes it for another device: unencrypted (the build encrypts nothing)";
+      }
+    } else if (kind == "tampered-ciphertext" || kind == "other-device-key") {
+      auto good = content_of(release);
+      const auto iv = crypto::from_hex(good.ivt);
+      const std::span<const std::uint8_t, 16> ivs(iv.data(), 16);
+      if (kind == "tampered-ciphertext") {
+        // The release's valid package with one ciphertext bit flipped after
+        // signing: past the header and the marker (the plaintext's first
+        // image::kHeaderSize + 32 bytes, whole blocks) and before the last
+        // block, so the padding stays valid and only the signed sha256 can
+        // refuse it. CBC: the flipped bit's block decrypts to garbage, the
+        // same bit of the next block flips.
+        const std::size_t skip = image::kHeaderSize + 32;
+        const std::size_t blocks_end = good.image.size() - 16;
+        if (blocks_end <= skip) throw InputError("the image is too short to tamper with its ciphertext");
+        const std::size_t at = skip + rng.below(blocks_end - skip);
+        const auto bit = static_cast<unsigned>(rng.below(8));
+        good.image[at] = static_cast<std::uint8_t>(good.image[at] ^ (1u << bit));
+        parts = swu_parts(content_of(release), &pki_.signer, hardware_, handler_);
+        parts.image = good.image;
+        damaged = encryption::aes_cbc_decrypt_raw(good.image, *key_, ivs);
+        damaged.resize(release.size());
+        what = fmt::format("bit {} of ciphertext byte {} of the encrypted image flipped after signing (the signed "
+                           "sha256 is the untampered ciphertext's)",
+                           bit, at);
+      } else {
+        const auto other = encryption::AesKey::test_key("otarig another device");
+        good.image = encryption::aes_cbc_encrypt(release, other, ivs);
+        parts = swu_parts(good, &pki_.signer, hardware_, handler_);
+        // What a device that decrypts it with its own key writes (garbage, padding included).
+        damaged = encryption::aes_cbc_decrypt_raw(good.image, *key_, ivs);
+        what = fmt::format("the release encrypted with another device's AES key ({}...), validly signed",
+                           crypto::hex(other.key).substr(0, 16));
+      }
+    } else if (kind == "wrong-device") {
       const auto other = other_device(hardware_);
       parts = swu_parts(content, &pki_.signer, other, handler_);
       what = fmt::format("validly signed sw-description for hardware revision {} (the board is {})", other, hardware_);
@@ -183,7 +243,7 @@ class SwuFormat : public PackageFormat {
       parts = swu_parts(content, &pki_.wrong_signer, hardware_, handler_);
       what = "sw-description signed by a signer of an unrelated CA";
     } else if (variant == "payload-bit-flip" || variant == "digest-resigned") {
-      content.described_image = image::Bytes(release.begin(), release.end());
+      content.described_image = content_of(release).image;
       parts = swu_parts(content, &pki_.signer, hardware_, handler_);
       what = "sw-description (signed) gives the sha256 of the release; the archive carries another image";
     } else if (variant == "header-bit-flip") {
@@ -287,11 +347,31 @@ class SwuFormat : public PackageFormat {
     return d;
   }
 
+  bool encrypts() const { return key_ && encrypt_images_; }
+  // The package's content: the slot image, encrypted when the board's images
+  // are, with an IV of its own (from its digest: the same bytes on every
+  // machine; SWUpdate's ivt overrides the key file's IV, CWE-329).
+  PackageContent content_of(std::span<const std::uint8_t> slot_image) const {
+    auto c = package_content(slot_image);
+    c.installed_directly = installed_directly_;
+    if (!encrypts()) return c;
+    const auto d = crypto::sha256("otarig swu ivt:" + crypto::hex(crypto::sha256(slot_image)));
+    const std::span<const std::uint8_t, 16> iv(d.data(), 16);
+    c.image = encryption::aes_cbc_encrypt(slot_image, *key_, iv);
+    c.ivt = crypto::hex(iv);
+    return c;
+  }
+
   SigningPki pki_;
   std::string hardware_ = kSwuHardwareRevision;
   std::string handler_ = "raw";
   mutable std::mutex zck_mutex_;
   mutable std::map<std::string, Zchunk> zcks_;
+  std::optional<encryption::AesKey> key_;
+  /// false: a flawed build that hands the device its key but leaves the
+  /// images plain (docs/ota-clients.md, "Encrypted images").
+  bool encrypt_images_ = true;
+  bool installed_directly_ = true;
 };
 
 class RaucFormat : public PackageFormat {

@@ -161,8 +161,8 @@ std::string swu_description(const PackageContent& c, const std::string& hardware
           filename = "{1}";
           {4} = "{2}";
           type = "{5}";
-          sha256 = "{3}";
-          installed-directly = true;
+          sha256 = "{3}";{6}
+          installed-directly = {7};
         }}
       );
       bootenv: (
@@ -172,7 +172,9 @@ std::string swu_description(const PackageContent& c, const std::string& hardware
       );
     }};
 )",
-        slot, kSwuImageName, kSwuSlotDevice[s], sha, handler == "rawfile" ? "path" : "device", handler);
+        slot, kSwuImageName, kSwuSlotDevice[s], sha, handler == "rawfile" ? "path" : "device", handler,
+        c.ivt.empty() ? std::string() : fmt::format("\n          encrypted = true;\n          ivt = \"{}\";", c.ivt),
+        c.installed_directly ? "true" : "false");
   }
   return fmt::format(R"(software =
 {{

@@ -29,8 +29,11 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/net/pki.hpp"
 #include "tls_context.hpp"
@@ -290,6 +293,30 @@ struct FaultProxy::Impl {
 
   std::atomic<std::uint64_t> bytes_up{0};
   std::atomic<std::uint64_t> bytes_down{0};
+
+  // The plaintext watch (guarded by `mutex`): what connections accepted from
+  // now on look for, and what those of the current watch saw.
+  std::shared_ptr<const std::vector<WatchedBytes>> watched;
+  std::uint64_t watch_generation = 0;
+  PlaintextScan scan;
+
+  struct Watching {
+    std::shared_ptr<const std::vector<WatchedBytes>> watched;
+    std::uint64_t generation = 0;
+  };
+  // A new connection's watch; counts it as scanned or opaque.
+  Watching watch_connection(bool opaque) {
+    std::lock_guard lock(mutex);
+    if (!watched || watched->empty()) return {};
+    ++(opaque ? scan.opaque : scan.scanned);
+    return {opaque ? nullptr : watched, watch_generation};
+  }
+  void scanned(std::uint64_t generation, std::uint64_t bytes, const Sighting* seen) {
+    std::lock_guard lock(mutex);
+    if (generation != watch_generation) return;  // a connection of an earlier watch
+    scan.bytes += bytes;
+    if (seen) scan.sightings.push_back(*seen);
+  }
 
   explicit Impl(ProxyOptions o)
       : ioc(static_cast<int>(std::max(1u, o.threads))),
@@ -580,7 +607,18 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
         upstream_(std::move(upstream)),
         up_(Direction::up, *config_, id_, proxy_.options.buffer_size, lowest(client_).get_executor()),
         down_(Direction::down, *config_, id_, proxy_.options.buffer_size, lowest(client_).get_executor()),
-        close_timer_(lowest(client_).get_executor()) {}
+        close_timer_(lowest(client_).get_executor()) {
+    // Without terminating the client's TLS the proxy relays the upstream's
+    // TLS records as they are: it cannot read what they carry.
+    const bool opaque = std::is_same_v<C, tcp::socket> && proxy_.options.upstream_is_tls;
+    auto w = proxy_.watch_connection(opaque);
+    watch_generation_ = w.generation;
+    if (w.watched)
+      for (const auto& item : *w.watched) {
+        watch_names_.push_back(item.name);
+        searches_.emplace_back(item.bytes);
+      }
+  }
 
   void start() {
     FaultSpec applied = up_.plan.applied;
@@ -658,6 +696,7 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
       return;
     }
     if (ec) return source_failed(f, ec);
+    if (f.dir == Direction::down && !searches_.empty()) watch(f.buf.get(), n);
     if (f.plain) {
       with_sink(f, [&](auto& dst) {
         asio::async_write(dst, asio::buffer(f.buf.get(), n),
@@ -676,6 +715,25 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
       default:
         return deliver(f, n);
     }
+  }
+
+  // The plaintext watch: the server's next n bytes, before any fault alters them.
+  void watch(const std::uint8_t* data, std::size_t n) {
+    for (std::size_t i = 0; i < searches_.size(); ++i) {
+      auto& search = searches_[i];
+      if (search.found()) {
+        search.feed({data, n});
+        continue;
+      }
+      if (auto at = search.feed({data, n})) {
+        Sighting seen{watch_names_[i], id_, *at};
+        proxy_.scanned(watch_generation_, 0, &seen);
+        event(Direction::down, *at, "plaintext",
+              "the server's stream carries the watched bytes of " + watch_names_[i] + " at offset " +
+                  std::to_string(*at));
+      }
+    }
+    proxy_.scanned(watch_generation_, n, nullptr);
   }
 
   void on_plain_written(Flow& f, const error_code& ec, std::size_t n) {
@@ -937,6 +995,10 @@ class Connection : public ConnectionBase, public std::enable_shared_from_this<Co
   bool closed_ = false;
   bool draining_ = false;
   bool resetting_ = false;  // a reset fault is flushing: any close from here on is a reset
+  // The plaintext watch of this connection's server bytes (down).
+  std::uint64_t watch_generation_ = 0;
+  std::vector<std::string> watch_names_;
+  std::vector<encryption::StreamSearch> searches_;
 };
 
 // Accepted connection until both ends are established: the impostor's
@@ -1288,6 +1350,19 @@ void FaultProxy::on_bytes(std::uint64_t connection, Direction direction, std::ui
   watches.push_back({connection, direction, bytes, std::move(callback)});
   impl_->config = Impl::make_config(impl_->config->spec, impl_->config->seed, impl_->config->generation, std::move(watches),
                                     impl_->config->outage_end);
+}
+
+void FaultProxy::watch_plaintext(std::vector<WatchedBytes> watched) {
+  std::erase_if(watched, [](const WatchedBytes& w) { return w.bytes.empty(); });
+  std::lock_guard lock(impl_->mutex);
+  impl_->watched = std::make_shared<const std::vector<WatchedBytes>>(std::move(watched));
+  ++impl_->watch_generation;
+  impl_->scan = {};
+}
+
+PlaintextScan FaultProxy::take_plaintext_scan() {
+  std::lock_guard lock(impl_->mutex);
+  return std::exchange(impl_->scan, {});
 }
 
 void FaultProxy::clear_watches() {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <system_error>
 
 #include "temp_names.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/process/board.hpp"
 #include "otarig/drivers/storage/crash_model.hpp"
@@ -94,6 +96,31 @@ struct ProcessDevice::Crash {
     return r;
   }
 };
+
+bool ProcessDevice::storage_contains(std::span<const std::uint8_t> needle, std::string* where) const {
+  if (needle.empty()) return true;
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (fs::recursive_directory_iterator it(storage(), fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
+  std::sort(files.begin(), files.end());  // the first place found is the same on every run
+  std::vector<char> buf(64 * 1024);
+  for (const auto& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    encryption::StreamSearch search(encryption::Bytes(needle.begin(), needle.end()));
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      const auto n = static_cast<std::size_t>(in.gcount());
+      if (n == 0) break;
+      if (auto at = search.feed({reinterpret_cast<const std::uint8_t*>(buf.data()), n})) {
+        if (where) *where = fmt::format("byte {} of {} in the device's storage", *at, fs::relative(file, storage()).string());
+        return true;
+      }
+    }
+  }
+  return false;
+}
 
 ProcessDevice::ProcessDevice(DeviceConfig config, const BindContext& context)
     : DeviceHost(std::move(config), context) {

@@ -404,6 +404,19 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
     }
   }
 
+  // The AES key the device's OTA client decrypts images with (SWUpdate's -K).
+  if (!context.aes_key_file.empty()) {
+    try {
+      std::filesystem::create_directories(storage_ / "trust");
+      aes_key_ = storage_ / "trust" / "aes-key";
+      const auto& text = context.aes_key_file;
+      write_file_atomically(aes_key_, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+      std::filesystem::permissions(aes_key_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    } catch (const std::exception& e) {
+      throw BenchError(fmt::format("{}: cannot write the AES key into the storage: {}", board_, e.what()));
+    }
+  }
+
   // Network: the update server, and the fault proxy in front of it. What the
   // device connects to listens on `listen` (loopback unless the profile says
   // otherwise); the server behind the proxy stays on loopback.
@@ -500,6 +513,7 @@ DeviceHost::DeviceHost(DeviceConfig config, const BindContext& context)
         // for its client certificate without requiring it.
         if (cfg_.tls == DeviceConfig::Tls::mutual) po.server_identity = so.tls;
         po.server_certificates = lifecycle;
+        po.upstream_is_tls = cfg_.tls != DeviceConfig::Tls::off;
         proxy_ = std::make_unique<net::FaultProxy>(po);
         proxy_->start();
         update_port_ = proxy_->port();
@@ -553,6 +567,8 @@ std::string DeviceHost::expand(std::string_view text,
           value = profile_dir_.string();
         else if (name == "package_ca")
           value = package_ca_.string();
+        else if (name == "aes_key")
+          value = aes_key_.string();
         else if (name == "device_type")
           value = device_type_;
         else if (name == "device_key")

@@ -329,6 +329,28 @@ std::vector<std::string> ConsoleCommandLink::take_network_events() {
   return out;
 }
 
+void ConsoleCommandLink::watch_plaintext(
+    const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& watched) {
+  auto* proxy = device_->proxy();
+  if (!proxy) return;
+  std::vector<net::WatchedBytes> list;
+  for (const auto& [name, bytes] : watched) list.push_back({name, bytes});
+  proxy->watch_plaintext(std::move(list));
+}
+
+std::optional<PlaintextWatchReport> ConsoleCommandLink::take_plaintext_watch() {
+  auto* proxy = device_->proxy();
+  if (!proxy) return std::nullopt;
+  const auto scan = proxy->take_plaintext_scan();
+  PlaintextWatchReport r;
+  for (const auto& s : scan.sightings)
+    r.sightings.push_back(fmt::format("{} at byte {} of connection {}", s.name, s.offset, s.connection));
+  r.scanned = scan.scanned;
+  r.opaque = scan.opaque;
+  r.bytes = scan.bytes;
+  return r;
+}
+
 std::string ConsoleCommandLink::tls_mode() const {
   switch (device_->config().tls) {
     case DeviceConfig::Tls::off: return "off";

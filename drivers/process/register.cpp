@@ -166,6 +166,7 @@ void register_process_drivers(DriverRegistry& registry) {
     parts.device = device;
     parts.power_loss = device->config().power_loss_text();
     if (device->records_storage()) parts.crash_storage = device;
+    parts.storage_scan = device;
     if (device->config().provision != DeviceConfig::ProvisionFormat::none) parts.provision = device;
   });
   // A physical board: its parts are the bench family's drivers (power

@@ -102,6 +102,8 @@ void validate_drivers(const BoardProfile& profile, const drivers::DriverRegistry
   ctx.device_type = profile.device_type;
   if (!profile.encryption_key.empty())
     ctx.encryption_secret = encryption::DeviceKey::load_ref(profile.encryption_key).secret;
+  if (!profile.encryption_aes_key.empty())
+    ctx.aes_key_file = encryption::AesKey::load_ref(profile.encryption_aes_key).file_text();
   ctx.validate_only = true;
   drivers::BoardParts parts;
   bind_sections(profile, registry, ctx, parts);
@@ -130,6 +132,8 @@ Bench::Bench(const BoardProfile& profile, const drivers::DriverRegistry& registr
   ctx.device_type = profile.device_type;
   if (!profile.encryption_key.empty())
     ctx.encryption_secret = encryption::DeviceKey::load_ref(profile.encryption_key).secret;
+  if (!profile.encryption_aes_key.empty())
+    ctx.aes_key_file = encryption::AesKey::load_ref(profile.encryption_aes_key).file_text();
   ctx.package_trust_pem = releases.package_trust_pem();
   ctx.seed = seed;
 

@@ -181,7 +181,7 @@ void check_release_names(const Scenario& scenario, const BoardProfile& profile) 
     // names releases the board need not define.
     const auto needs = [&](const char* n) { return std::find(leaf->needs.begin(), leaf->needs.end(), n) != leaf->needs.end(); };
     if ((!profile.reports_second_image() && needs(kNeedsSecondImage)) ||
-        (profile.encryption_key.empty() && needs(kNeedsEncryption)))
+        (!profile.encrypted() && needs(kNeedsEncryption)))
       continue;
     auto need = [&](const std::string& name, const std::string& where) {
       if (!name.empty() && !profile.release(name))

@@ -186,9 +186,12 @@ OracleResult dependencies(const OracleInput& in) {
 
 OracleResult confidential(const OracleInput& in) {
   OracleResult r{"confidential", true, ""};
-  if (!in.plaintext_on_link.empty() || !in.plaintext_at_rest.empty()) {
+  // What crossed the network first, then what the rig handed the link (the
+  // same bytes, when the proxy could read them), then what sits at rest.
+  for (const auto* found : {&in.plaintext_on_wire, &in.plaintext_on_link, &in.plaintext_at_rest}) {
+    if (found->empty()) continue;
     r.held = false;
-    r.detail = !in.plaintext_on_link.empty() ? in.plaintext_on_link : in.plaintext_at_rest;
+    r.detail += (r.detail.empty() ? "" : "; ") + *found;
   }
   return r;
 }

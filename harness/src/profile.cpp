@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/read_file.hpp"
 
 #ifndef OTARIG_SOURCE_DIR
@@ -165,7 +166,30 @@ BoardProfile load_profile(const std::filesystem::path& file) {
     root.at("image_format").fail(fmt::format("unknown image format '{}' (known: otarig)", p.image_format));
 
   if (auto e = root.find("encryption")) {
-    e->only_keys({"device_key", "plaintext_before_verify"});
+    e->only_keys({"device_key", "aes_key", "plaintext_before_verify"});
+    if (e->has("aes_key")) {
+      // SWUpdate's symmetric key (-K): for a board whose updates are .swu packages.
+      if (e->has("device_key")) e->at("device_key").fail("device_key and aes_key: name one key");
+      auto pkg = root.find("package");
+      if (!pkg || !pkg->has("format") || pkg->at("format").as_string() != "swu")
+        e->at("aes_key").fail("aes_key: SWUpdate's key, for a board whose updates are .swu packages (package: "
+                              "{format: swu})");
+      p.encryption_aes_key = e->at("aes_key").as_string();
+      if (p.encryption_aes_key.rfind("test:", 0) != 0) {
+        std::filesystem::path kp(p.encryption_aes_key);
+        if (kp.is_relative()) kp = e->directory() / kp;
+        p.encryption_aes_key = kp.string();
+      }
+      try {
+        (void)encryption::AesKey::load_ref(p.encryption_aes_key);
+      } catch (const InputError& err) {
+        e->at("aes_key").fail(fmt::format("aes_key: {}", err.what()));
+      }
+    }
+  }
+  if (auto pkg = root.find("package"); pkg && pkg->has("encrypt_images") && p.encryption_aes_key.empty())
+    pkg->at("encrypt_images").fail("encrypt_images: the board holds no AES key (encryption.aes_key)");
+  if (auto e = root.find("encryption"); e && !e->has("aes_key")) {
     p.encryption_key = e->at("device_key").as_string();
     if (p.encryption_key.rfind("test:", 0) != 0) {
       std::filesystem::path kp(p.encryption_key);
@@ -178,7 +202,14 @@ BoardProfile load_profile(const std::filesystem::path& file) {
     if (mode != "forbidden" && mode != "allowed")
       e->at("plaintext_before_verify").fail(fmt::format("'{}': expected forbidden or allowed", mode));
     p.plaintext_before_verify = mode == "allowed";
-    if (root.has("package")) e->fail("encryption: the rig encrypts otarig images only (no `package:`)");
+    if (root.has("package"))
+      e->fail("encryption: a board that takes packages names SWUpdate's AES key (aes_key), not device_key");
+  }
+  if (auto e = root.find("encryption"); e && e->has("aes_key")) {
+    const auto mode = e->string_or("plaintext_before_verify", "forbidden");
+    if (mode != "forbidden" && mode != "allowed")
+      e->at("plaintext_before_verify").fail(fmt::format("'{}': expected forbidden or allowed", mode));
+    p.plaintext_before_verify = mode == "allowed";
   }
 
   auto obs = root.at("observe");

@@ -92,7 +92,15 @@ std::shared_ptr<const drivers::PackageFormat> read_package_format(const BoardPro
     section->at("format").fail(fmt::format("unknown package format '{}' (known: {})", name,
                                            known.empty() ? "none in this build" : known));
   }
-  return (*factory)(*section, profile.name, profile.path.parent_path());
+  auto format = (*factory)(*section, profile.name, profile.path.parent_path());
+  if (!profile.encryption_aes_key.empty()) {
+    try {
+      format->encrypt_for(encryption::AesKey::load_ref(profile.encryption_aes_key));
+    } catch (const InputError& e) {
+      profile.root.at("encryption").at("aes_key").fail(fmt::format("package format {}: {}", name, e.what()));
+    }
+  }
+  return format;
 }
 
 }  // namespace
@@ -118,6 +126,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
   if (!profile.encryption_key.empty())
     encrypt_for_ = encryption::DeviceKey::load_ref(profile.encryption_key).pub;
   format_ = read_package_format(profile, drivers, package_format_);
+  package_encrypted_ = format_ && !profile.encryption_aes_key.empty();
   key_ = std::make_unique<crypto::Ed25519Key>(load_key_ref(profile.signing_key, dir));
   wrong_key_ = std::make_unique<crypto::Ed25519Key>(crypto::Ed25519Key::test_key("otarig untrusted signer"));
   key_not_before_ = profile.key_not_before;
@@ -161,7 +170,7 @@ ReleaseSet::ReleaseSet(const BoardProfile& profile, const drivers::DriverRegistr
       h.needs_version = spec.needs_version;
       auto payload = image::synthetic_payload(spec.payload_size, profile.name + "/" + spec.name);
       if (!spec.derived_from.empty()) payload = derived_payload(payloads.at(spec.derived_from), std::move(payload));
-      if (encrypt_for_) {
+      if (encrypted()) {
         // The marker (docs/scenarios.md, "Encrypted images"): 32 bytes no other release carries.
         const auto m = crypto::sha256("otarig plaintext marker:" + profile.name + "/" + spec.name);
         b.marker.assign(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(32, payload.size())));
@@ -236,9 +245,11 @@ image::Bytes ReleaseSet::package(std::span<const std::uint8_t> slot_image) const
   return format_->package(slot_image);
 }
 
-image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext) const {
+image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext) const { return encrypt(plaintext, *key_); }
+
+image::Bytes ReleaseSet::encrypt(std::span<const std::uint8_t> plaintext, const crypto::Ed25519Key& key) const {
   if (!encrypt_for_) throw BenchError("the board takes no encrypted images (no `encryption:` in its profile)");
-  return encryption::encrypt(plaintext, *encrypt_for_, *key_,
+  return encryption::encrypt(plaintext, *encrypt_for_, key,
                              crypto::sha256("otarig encryption seed:" + board_name_ + ":" + device_digest(plaintext)));
 }
 
@@ -308,7 +319,9 @@ BuiltImage ReleaseSet::package_variant(const BuiltImage& base, const std::string
   v.bytes = std::move(damage.slot_image);
   v.digest = device_digest(v.bytes);
   v.package_of = v.digest;
-  if (detail) *detail = damage.what + "; " + inner_note;
+  // The encrypted variants' slot image is what the device would decrypt (the format's), not the flipped one.
+  const bool decrypted = kind == "tampered-ciphertext" || kind == "other-device-key";
+  if (detail) *detail = decrypted ? damage.what : damage.what + "; " + inner_note;
   return v;
 }
 
@@ -457,16 +470,21 @@ BuiltImage ReleaseSet::encrypted_variant(const BuiltImage& base, const std::stri
       *detail = fmt::format("the release encrypted for another device's key ({}), validly signed",
                             crypto::hex(other.pub).substr(0, 16));
   } else {
-    // tamper, unsigned, wrong-key: the damage to the encrypted image.
+    // tamper, unsigned, wrong-key: the damage to the encrypted image of the
+    // plaintext image with one flipped payload bit (past the marker), so
+    // the ciphertext is what a device that skipped the outer check would
+    // decrypt: the damaged plaintext, which its signature no longer covers.
+    const auto payload = image::parse(base.bytes, base.name).header.payload_size;
+    const std::size_t skip = std::min<std::size_t>(base.marker.size(), payload > 0 ? payload - 1 : 0);
+    const std::size_t at = image::kHeaderSize + skip + rng.below(std::max<std::size_t>(1, payload - skip));
+    v.bytes = image::tamper::flip_bit(base.bytes, at, 0);
     BuiltImage outer_base = base;
-    outer_base.bytes = outer_bytes;
+    outer_base.bytes = encrypt(v.bytes);
     auto damaged = plain_variant(outer_base, kind, variant, rng, detail);
     v.package = std::move(damaged.bytes);
     v.authentic = false;
-    const auto payload = image::parse(base.bytes, base.name).header.payload_size;
-    const std::size_t at = image::kHeaderSize + rng.below(std::max<std::uint32_t>(1, payload));
-    v.bytes = image::tamper::flip_bit(base.bytes, at, 0);
-    if (detail) *detail += fmt::format(" (to the encrypted image; its plaintext image with bit 0 of byte {} flipped)", at);
+    if (detail)
+      *detail += fmt::format(" (to the encrypted image of the plaintext image with bit 0 of byte {} flipped)", at);
   }
   v.digest = device_digest(v.bytes);
   v.package_of = v.digest;
@@ -480,7 +498,8 @@ BuiltImage ReleaseSet::make_variant(const BuiltImage& base, const std::string& k
   if (format_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))
     return package_variant(base, kind, variant, rng, detail);
   if (kind == "tampered-ciphertext" || kind == "other-device-key") {
-    if (!encrypt_for_) throw InputError(fmt::format("fault kind '{}' needs a board whose releases are encrypted", kind));
+    if (!encrypted()) throw InputError(fmt::format("fault kind '{}' needs a board whose releases are encrypted", kind));
+    if (format_) return package_variant(base, kind, variant, rng, detail);
     return encrypted_variant(base, kind, variant, rng, detail);
   }
   if (encrypt_for_ && (kind == "unsigned" || kind == "wrong-key" || kind == "tamper"))

@@ -266,7 +266,9 @@ class Runner final : public TrialPort {
         throw BenchError(fmt::format("{}: {} needs files published beside it on the update server, and the "
                                      "board's link publishes none",
                                      bench_.profile().name, img.name));
+      watch_plaintext(img);
       r = bench_.parts().link->deliver(artifact);
+      judge_plaintext_watch(step, img);
     } catch (const BenchError&) {
       throw;
     } catch (const std::exception& e) {
@@ -288,6 +290,55 @@ class Runner final : public TrialPort {
 
  private:
   static TrialStep next(TrialStep s) { return static_cast<TrialStep>(static_cast<int>(s) + 1); }
+
+  // confidential, on the network (docs/network.md, "Plaintext watch"): the
+  // fault proxy looks for the plaintext marker of every encrypted release in
+  // what the update server sends the device during a delivery.
+  void watch_plaintext(const BuiltImage& img) {
+    auto* net = bench_.parts().network.get();
+    if (!net) return;
+    std::vector<std::pair<std::string, std::vector<std::uint8_t>>> watched;
+    for (const auto& r : releases_.all())
+      if (!r.marker.empty()) watched.emplace_back(r.name, r.marker);
+    if (!img.marker.empty() &&
+        std::none_of(watched.begin(), watched.end(), [&](const auto& w) { return w.second == img.marker; }))
+      watched.emplace_back(img.name, img.marker);
+    net->watch_plaintext(watched);
+  }
+  void judge_plaintext_watch(const std::string& step, const BuiltImage& img) {
+    auto* net = bench_.parts().network.get();
+    if (!net || img.marker.empty()) return;
+    const auto report = net->take_plaintext_watch();
+    net->watch_plaintext({});
+    if (!report) return;
+    nlohmann::json data{{"step", step},
+                        {"connections_scanned", report->scanned},
+                        {"connections_opaque", report->opaque},
+                        {"bytes_scanned", report->bytes},
+                        {"sightings", report->sightings}};
+    if (!report->sightings.empty()) {
+      if (plaintext_on_wire_.empty())
+        plaintext_on_wire_ = fmt::format(
+            "{}: the fault proxy relayed plaintext of encrypted releases from the update server to the device (the "
+            "rig's marker): {}",
+            step, fmt::join(report->sightings, "; "));
+      data["judged"] = "the plaintext crossed the network";
+    } else if (report->scanned == 0 && report->opaque > 0) {
+      data["judged"] = fmt::format(
+          "not judged on the network: the fault proxy relayed {} TLS connection(s) without terminating them and "
+          "cannot see whether what they carry is encrypted",
+          report->opaque);
+    } else if (report->scanned == 0) {
+      data["judged"] = "not judged on the network: no connection reached the update server through the fault proxy";
+    } else {
+      data["judged"] = fmt::format("no plaintext in the {} bytes of {} connection(s) the fault proxy read",
+                                   report->bytes, report->scanned);
+      if (report->opaque > 0)
+        data["judged"] = fmt::format("{}; {} TLS connection(s) relayed without terminating them were not read",
+                                     data["judged"].get<std::string>(), report->opaque);
+    }
+    note("plaintext-watch", std::move(data));
+  }
 
   void event(TrialStep step, nlohmann::json extra = nlohmann::json::object()) {
     extra["type"] = "step";
@@ -528,6 +579,7 @@ class Runner final : public TrialPort {
     in.delivered_fails_self_test = image_->fails_self_test;
     in.delivered_compatible = image_->compatible;
     in.plaintext_on_link = plaintext_on_link_;
+    in.plaintext_on_wire = plaintext_on_wire_;
     in.plaintext_at_rest = plaintext_at_rest_;
     in.before_image1_digest = before_image1_;
     for (const auto& c : image_->components)
@@ -597,7 +649,7 @@ class Runner final : public TrialPort {
   std::optional<BuiltImage> variant_;
   const BuiltImage* image_ = nullptr;
   std::string before_digest_;
-  std::string plaintext_on_link_, plaintext_at_rest_;  ///< what the confidential oracle found
+  std::string plaintext_on_link_, plaintext_on_wire_, plaintext_at_rest_;  ///< what the confidential oracle found
   bool marker_before_ = false;  ///< the delivered release's plaintext was in storage before the delivery
   std::string before_image1_;  ///< the second image's digest before the faulted delivery ("" without one)
   std::vector<std::string> extra_authentic_;  ///< images a fault kind installed before its delivery

@@ -52,7 +52,8 @@ constexpr std::pair<const char*, const char*> kReleaseOracles[] = {
      "the device never runs an image beside another image older than it needs (the application beside its "
      "second-stage bootloader or co-processor image)"},
     {"confidential",
-     "the plaintext of an encrypted release never crosses the link (the rig's marker planted in it), and an "
+     "the plaintext of an encrypted release never reaches the link nor crosses the network (the rig's marker "
+     "planted in it, searched in what the fault proxy relays from the update server to the device), and an "
      "encrypted release the device refused leaves no plaintext at rest (decrypted before verification)"},
 };
 // Oracles a scenario adds to its own trials (scenario class S7: CRA Annex I

@@ -48,15 +48,15 @@ class KeyRun final : public harness::FaultRun {
     const auto& profile = port.bench().profile();
     const auto& old_key = port.releases().signing_key();
     const auto& start = port.releases().get(port.scenario().start);
-    const auto& base = port.image();
+    const harness::BuiltImage base = port.image();  // a copy: use_image() replaces what image() names
     const auto new_key = crypto::Ed25519Key::test_key("otarig rotated signer");
     const image::TrustEntry new_entry{new_key.public_key(), profile.key_not_before, profile.key_not_after, false};
-    // A rotation message: the running release's payload, behind the trust
-    // block, one build newer, signed by `by`.
+    // A rotation message: the running release's application image, its
+    // payload behind the trust block, one build newer, signed by `by`.
     auto rotation = [&](std::vector<image::TrustChange> changes, const crypto::Ed25519Key& by,
                         const harness::BuiltImage& from, std::uint32_t build_add, const std::string& role,
                         bool authentic = true) {
-      auto parsed = image::parse(from.bytes, from.name);
+      auto parsed = image::parse(application_of(from), from.name);
       image::Header h = parsed.header;
       if (h.version.build > 0xFFFFFFFFu - build_add)
         throw InputError(fmt::format("{}: scenario '{}': release {} has no build number left for a rotation message",
@@ -71,14 +71,35 @@ class KeyRun final : public harness::FaultRun {
                                      port.scenario().fault.where, port.scenario().name, from.name, payload.size(),
                                      block.size()));
       std::copy(block.begin(), block.end(), payload.begin());
-      return make(from, h, payload, by, role, authentic);
+      // On a board with a second image, the message is a bundle: the
+      // application with the trust block, and the release's other images
+      // re-signed by the same key, so that no image the device keeps still
+      // depends on a key the message revokes.
+      auto bytes = image::build(h, payload, by);
+      for (const auto& part : harness::bundle_images(from.bytes, from.name)) {
+        auto other = image::parse(part, from.name);
+        if (other.header.image_index == h.image_index) continue;
+        image::Header oh = other.header;
+        oh.signing_time = profile.signing_time;
+        const auto one = image::build(oh, other.payload, by);
+        bytes.insert(bytes.end(), one.begin(), one.end());
+      }
+      // The trust block covers the start of the payload, where an encrypted
+      // release's plaintext marker was: this message carries none.
+      return make(port, from, std::move(bytes), by, role, authentic, false);
     };
+    // Every image of `from` (one, or a bundle's) re-signed by `by`.
     auto resigned = [&](const harness::BuiltImage& from, const crypto::Ed25519Key& by, const std::string& role,
                         bool authentic) {
-      auto parsed = image::parse(from.bytes, from.name);
-      image::Header h = parsed.header;
-      h.signing_time = profile.signing_time;
-      return make(from, h, image::Bytes(parsed.payload.begin(), parsed.payload.end()), by, role, authentic);
+      image::Bytes bytes;
+      for (const auto& part : harness::bundle_images(from.bytes, from.name)) {
+        auto parsed = image::parse(part, from.name);
+        image::Header h = parsed.header;
+        h.signing_time = profile.signing_time;
+        const auto one = image::build(h, parsed.payload, by);
+        bytes.insert(bytes.end(), one.begin(), one.end());
+      }
+      return make(port, from, std::move(bytes), by, role, authentic, true);
     };
     const auto add = [](const image::TrustEntry& e) { return image::TrustChange{image::TrustAction::add, e}; };
     const auto& policy = profile.policy;
@@ -98,10 +119,11 @@ class KeyRun final : public harness::FaultRun {
                                new_key, start, 2, "revocation");
       if (!port.update_before_fault(r2)) return "the rotation message revoking the old key did not install";
       port.use_image(resigned(base, old_key, "revoked-key", false));
-      if (!port.scenario().retry.empty())
-        port.use_retry_image(resigned(port.releases().get(port.scenario().retry), new_key, "new-key", true));
+      // The retry: the same release signed by the new key (the refused one
+      // changed nothing, so it is as new as it was).
+      if (!port.scenario().retry.empty()) port.use_retry_image(resigned(base, new_key, "new-key", true));
       return fmt::format("{} (signed by {}) added key {}, {} (signed by the new key) revoked {}; {} signed by the "
-                         "revoked key must be refused (revoked_keys: {}); the retry is signed by the new key",
+                         "revoked key must be refused (revoked_keys: {}); the retry is it signed by the new key",
                          r1.name, key_hex(old_key), key_hex(new_key), r2.name, key_hex(old_key), base.name,
                          policy.get("revoked_keys").value_or("refused"));
     }
@@ -110,6 +132,8 @@ class KeyRun final : public harness::FaultRun {
       const image::TrustEntry rogue_entry{rogue.public_key(), 0, 0, false};
       // One build above the delivered release: newer, so only its signer refuses it.
       port.use_image(rotation({add(rogue_entry)}, rogue, base, 1, "untrusted-rotation", false));
+      // The retry: the delivered release as built (the refused message changed nothing).
+      if (!port.scenario().retry.empty()) port.use_retry_image(base);
       return fmt::format("a rotation message adding key {}, signed by that untrusted key: it must be refused",
                          key_hex(rogue));
     }
@@ -123,6 +147,9 @@ class KeyRun final : public harness::FaultRun {
     const auto expiry = policy.get("signer_expiry").value_or("");
     const bool refuse = expiry != "ignored";
     port.use_image(resigned(base, signer, variant_, !refuse));
+    // Where it must be refused, the retry is the delivered release as built;
+    // where it may install, the scenario's (newer) retry release.
+    if (refuse && !port.scenario().retry.empty()) port.use_retry_image(base);
     return fmt::format("{} (signed by {}) added key {} valid {} .. {}; {} signed by it (signing time {}): "
                        "signer_expiry: {}, so it {}",
                        r1.name, key_hex(old_key), key_hex(signer), image::utc_text(e.not_before),
@@ -137,19 +164,42 @@ class KeyRun final : public harness::FaultRun {
   }
 
  private:
-  harness::BuiltImage make(const harness::BuiltImage& from, const image::Header& h, const image::Bytes& payload,
-                           const crypto::Ed25519Key& by, const std::string& role, bool authentic) const {
+  // The application image of a release (a bundle's image 0, else its first image).
+  static image::Bytes application_of(const harness::BuiltImage& from) {
+    const auto parts = harness::bundle_images(from.bytes, from.name);
+    for (const auto& part : parts)
+      if (image::decode_header(part.first<image::kHeaderSize>()).image_index == 0)
+        return image::Bytes(part.begin(), part.end());
+    return image::Bytes(parts.front().begin(), parts.front().end());
+  }
+
+  // `bytes` (an image or a bundle, signed by `by`) as a release to deliver:
+  // on a board whose releases are encrypted, its encrypted image is made
+  // here, the outer image signed by `by` too.
+  harness::BuiltImage make(harness::TrialPort& port, const harness::BuiltImage& from, image::Bytes bytes,
+                           const crypto::Ed25519Key& by, const std::string& role, bool authentic,
+                           bool keeps_marker) const {
     harness::BuiltImage img = from;
     img.variant = variant_ + "/" + role;
     img.name = from.name + "/" + role;
-    img.bytes = image::build(h, payload, by);
+    img.bytes = std::move(bytes);
+    const auto app = application_of(img);
+    const auto h = image::decode_header(std::span<const std::uint8_t>(app).first<image::kHeaderSize>());
     img.version = h.version.str();
     img.security_counter = h.security_counter;
-    img.digest = harness::device_digest(img.bytes);
+    img.digest = harness::device_digest(app);
+    img.components = harness::components_of(img.bytes, img.name);
     img.authentic = authentic;
     img.fails_self_test = false;
     img.package.clear();
     img.package_of.clear();
+    img.delta.clear();
+    img.delta_of.clear();
+    if (!keeps_marker) img.marker.clear();
+    if (port.releases().encrypted()) {
+      img.package = port.releases().encrypt(img.bytes, by);
+      img.package_of = harness::device_digest(img.bytes);
+    }
     return img;
   }
 
@@ -177,12 +227,6 @@ class KeyKind final : public harness::FaultKind {
     if (!board.package_format.empty())
       return fmt::format("the board takes {} packages; key-rotation messages are otarig images with a trust block",
                          board.package_format);
-    if (board.second_image)
-      return "the board takes bundles of two images: key-rotation messages and the releases they rotate are made "
-             "from one image";
-    if (board.encryption)
-      return "the board's releases are encrypted: key-rotation messages and re-signed releases are made as "
-             "plaintext images";
     for (const auto& v : s.fault.as<VariantOptions>().variants) {
       if (v == "revoked-key")
         if (auto why = missing_policy(board, "revoked_keys"); !why.empty()) return why;

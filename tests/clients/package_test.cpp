@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "otarig/core/crypto.hpp"
+#include "otarig/core/encryption.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
@@ -251,6 +252,86 @@ TEST(SwuDeltaTest, VerifyScriptChecksTheWholeSlot) {
   const auto r = run_tool({"sh", (tmp.path() / "verify.sh").string()});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("otarig: slot B holds sha256"), std::string::npos) << r.output;
+}
+
+// SWUpdate's encrypted images (boards/swupdate-ab-encrypted.yaml): the image
+// in the .swu is AES-256-CBC ciphertext under the device's key and the
+// package's own IV, sw-description (signed) marks it encrypted with that
+// ivt and gives the ciphertext's sha256 (SWUpdate hashes the archive's
+// bytes), and the rig's plaintext marker is nowhere in the package.
+TEST(SwuTest, EncryptedPackagesCarryCiphertextUnderTheDevicesKey) {
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/swupdate-ab-encrypted.yaml");
+  harness::ReleaseSet rs(profile);
+  ASSERT_TRUE(rs.encrypted());
+  const auto key = encryption::AesKey::test_key("swupdate-ab-encrypted-0001");
+  const auto& release = rs.get("update");
+  ASSERT_EQ(release.marker.size(), 32u);
+  EXPECT_TRUE(encryption::contains(release.bytes, release.marker));
+  EXPECT_FALSE(encryption::contains(release.package, release.marker));
+  auto entries = cpio::read(release.package);
+  ASSERT_EQ(entries.size(), 3u);
+  const std::string description(entries[0].data.begin(), entries[0].data.end());
+  const auto& cipher = entries[2].data;
+  EXPECT_NE(description.find("encrypted = true;"), std::string::npos) << description;
+  EXPECT_NE(description.find("installed-directly = false;"), std::string::npos) << description;
+  EXPECT_NE(description.find("sha256 = \"" + crypto::hex(crypto::sha256(cipher)) + "\";"), std::string::npos)
+      << description;
+  const auto ivt_at = description.find("ivt = \"");
+  ASSERT_NE(ivt_at, std::string::npos) << description;
+  const auto iv = crypto::from_hex(description.substr(ivt_at + 7, 32));
+  const std::span<const std::uint8_t, 16> ivs(iv.data(), 16);
+  EXPECT_NE(crypto::hex(iv), crypto::hex(key.iv)) << "each image has an IV of its own";
+  auto plain = encryption::aes_cbc_decrypt_raw(cipher, key, ivs);
+  ASSERT_EQ(plain.size(), (release.bytes.size() / 16 + 1) * 16);
+  plain.resize(release.bytes.size());
+  EXPECT_EQ(plain, release.bytes);
+  // Another release, another IV.
+  const auto next = cpio::read(rs.get("next").package);
+  EXPECT_EQ(std::string(next[0].data.begin(), next[0].data.end()).find(description.substr(ivt_at, 40)),
+            std::string::npos);
+
+  harness::Rng rng(3);
+  std::string what;
+  // A ciphertext bit flipped after signing: the signed sha256 is the release's ciphertext's.
+  const auto tampered = rs.make_variant(release, "tampered-ciphertext", "", rng, &what);
+  EXPECT_FALSE(tampered.authentic);
+  auto t = cpio::read(tampered.package);
+  EXPECT_EQ(t[0].data, entries[0].data) << what;
+  ASSERT_EQ(t[2].data.size(), cipher.size());
+  int bits = 0;
+  for (std::size_t i = 0; i < cipher.size(); ++i) bits += __builtin_popcount(t[2].data[i] ^ cipher[i]);
+  EXPECT_EQ(bits, 1) << what;
+  // What a device that decrypted it anyway would write still carries the marker.
+  EXPECT_TRUE(encryption::contains(tampered.bytes, release.marker)) << what;
+  EXPECT_NE(tampered.digest, release.digest);
+  // Encrypted with another device's key, validly signed: the device's key decrypts it to garbage.
+  const auto other = rs.make_variant(release, "other-device-key", "", rng, &what);
+  auto o = cpio::read(other.package);
+  const std::string other_description(o[0].data.begin(), o[0].data.end());
+  EXPECT_NE(other_description.find("sha256 = \"" + crypto::hex(crypto::sha256(o[2].data)) + "\";"), std::string::npos);
+  EXPECT_FALSE(encryption::contains(other.bytes, release.marker)) << what;
+  EXPECT_NE(other.digest, release.digest);
+  // The damage of the other variants is done to encrypted packages too.
+  for (const auto& c : cases(rs)) {
+    EXPECT_FALSE(encryption::contains(c.image.package, release.marker)) << c.name;
+    if (c.name == "truncated") continue;  // no whole archive to read
+    const auto d = cpio::read(c.image.package)[0].data;
+    EXPECT_NE(std::string(d.begin(), d.end()).find("encrypted = true;"), std::string::npos) << c.name;
+  }
+}
+
+// The flawed build (boards/flawed/swupdate-ab-plaintext-image.yaml): the
+// device holds a key, the profile says encrypted, the package is plain.
+TEST(SwuTest, ABuildThatEncryptsNothingShipsThePlaintext) {
+  auto profile =
+      harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/flawed/swupdate-ab-plaintext-image.yaml");
+  harness::ReleaseSet rs(profile);
+  ASSERT_TRUE(rs.encrypted());
+  const auto& release = rs.get("update");
+  EXPECT_TRUE(encryption::contains(release.package, release.marker));
+  const auto entries = cpio::read(release.package);
+  EXPECT_EQ(entries[2].data, release.bytes);
+  EXPECT_EQ(std::string(entries[0].data.begin(), entries[0].data.end()).find("encrypted"), std::string::npos);
 }
 
 TEST(RaucbTest, RaucChecksEveryVariant) {

@@ -26,6 +26,14 @@ if(TARGET otarig_drivers_clients)
     set_tests_properties(clients.e2e PROPERTIES
       ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
       LABELS "clients" TIMEOUT 1200 COST 350)
+    # SWUpdate's encrypted images (docs/ota-clients.md, "Encrypted images"):
+    # tampered-ciphertext and encrypted-for-another-device refused, the release
+    # installed; the flawed build that ships plaintext caught on the network.
+    add_test(NAME clients.swupdate-encrypted
+      COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_swupdate_encrypted.py)
+    set_tests_properties(clients.swupdate-encrypted PROPERTIES
+      ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>;OTARIG_CLIENTBOARD=$<TARGET_FILE:otarig-clientboard>"
+      LABELS "clients" TIMEOUT 300 COST 60)
     # The Mender board (docs/ota-clients.md, "Mender"): a nightly sample, the
     # flawed twins, another device type's artifact.
     add_test(NAME clients.mender

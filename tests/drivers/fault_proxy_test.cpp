@@ -542,3 +542,66 @@ TEST(ProxyMain, RejectsABadSpecWithItsColumn) {
   o.spin = 20ms;
   EXPECT_THROW(proxy_main(o, out), otarig::InputError);
 }
+
+// The plaintext watch (docs/network.md, "Plaintext watch"): reads of at most
+// 7 bytes, so the 32-byte marker reaches the proxy in several pieces, and the
+// server writes it in two. The proxy finds it at its offset in the server's
+// stream, logs it, and relays every byte unchanged.
+TEST_F(ProxyTest, PlaintextWatchFindsAMarkerSplitAcrossReads) {
+  const std::string marker = "otarig-marker-0123456789abcdefgh";
+  std::string payload = pattern(5000, 9);
+  payload.replace(1234, marker.size(), marker);
+  ProxyOptions options;
+  options.buffer_size = 7;
+  start(
+      [payload](Socket& sock, std::size_t) {
+        sock.write_all(payload.substr(0, 1240));  // the marker's first 6 bytes end this write
+        sock.write_all(payload.substr(1240));
+        sock.shutdown_write();
+        sock.read_until_closed(10s);
+      },
+      "", 1, options);
+  auto bytes = [](const std::string& s) { return std::vector<std::uint8_t>(s.begin(), s.end()); };
+  proxy_->watch_plaintext({{"update", bytes(marker)}, {"next", bytes("a marker that is never sent here")}});
+  Socket s = connect();
+  ReadResult r = s.read_until_closed(5s);
+  EXPECT_TRUE(r.eof);
+  EXPECT_TRUE(r.data == payload);
+  // The proxy scans a piece before it writes it on: all is counted once the client has it.
+  const auto scan = proxy_->take_plaintext_scan();
+  ASSERT_EQ(scan.sightings.size(), 1u);
+  EXPECT_EQ(scan.sightings[0].name, "update");
+  EXPECT_EQ(scan.sightings[0].connection, 1u);
+  EXPECT_EQ(scan.sightings[0].offset, 1234u);
+  EXPECT_EQ(scan.scanned, 1u);
+  EXPECT_EQ(scan.opaque, 0u);
+  EXPECT_EQ(scan.bytes, payload.size());
+  const auto logged = events_of("plaintext");
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged[0].offset, 1234u);
+  EXPECT_EQ(logged[0].direction, Direction::down);
+  // Taken: the counts restart. What the client sends is not watched.
+  EXPECT_TRUE(proxy_->take_plaintext_scan().sightings.empty());
+}
+
+// An upstream that speaks TLS, relayed without terminating it: the proxy
+// sees TLS records and says it could not read them rather than find nothing.
+TEST_F(ProxyTest, PlaintextWatchSaysWhatItCannotRead) {
+  const std::string marker = "otarig-marker-0123456789abcdefgh";
+  ProxyOptions options;
+  options.upstream_is_tls = true;
+  start(send_and_close({"x" + marker + "y"}), "", 1, options);
+  proxy_->watch_plaintext({{"update", std::vector<std::uint8_t>(marker.begin(), marker.end())}});
+  Socket s = connect();
+  EXPECT_EQ(s.read_until_closed(5s).data, "x" + marker + "y");
+  const auto scan = proxy_->take_plaintext_scan();
+  EXPECT_TRUE(scan.sightings.empty());
+  EXPECT_EQ(scan.scanned, 0u);
+  EXPECT_EQ(scan.opaque, 1u);
+  EXPECT_EQ(scan.bytes, 0u);
+  // No watch: nothing counted.
+  proxy_->watch_plaintext({});
+  Socket again = connect();
+  again.read_until_closed(5s);
+  EXPECT_EQ(proxy_->take_plaintext_scan().opaque, 0u);
+}

@@ -282,6 +282,50 @@ TEST(Tls, ImpostorAcceptedByANonVerifyingClientRelaysToTheUpstream) {
   EXPECT_NE(ev[0].detail.find("accepted"), std::string::npos);
 }
 
+// The plaintext watch reads TLS the proxy terminates (here the impostor's):
+// the upstream's decrypted stream, scanned before the fault alters it. The
+// same server's TLS relayed without termination is counted as opaque.
+TEST(Tls, PlaintextWatchReadsTlsTheProxyTerminatesAndOnlyThat) {
+  auto server = https_server(true);
+  ProxyOptions o;
+  o.upstream_port = server->port();
+  o.upstream_is_tls = true;
+  o.faults = parse_fault_spec("impostor;down:corrupt@offset=0,mask=0x01");  // "HTTP" -> "ITTP" for the client
+  o.upstream_client = TlsConfig{pki().client.cert_pem, pki().client.key_pem, {}};
+  FaultProxy proxy(o);
+  proxy.start();
+  const std::string status = "HTTP/1.1 200 OK";
+  proxy.watch_plaintext({{"status line", std::vector<std::uint8_t>(status.begin(), status.end())}});
+  {
+    TlsClient c(proxy.port(), {});
+    c.write_all(request("GET", "/hello.txt", "Connection: close\r\n"));
+    std::string got;
+    char buf[4096];
+    try {
+      while (std::size_t n = c.read_some(buf, sizeof buf)) got.append(buf, n);
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_TRUE(got.starts_with("ITTP/1.1 200 OK")) << got;
+  }
+  auto scan = proxy.take_plaintext_scan();
+  EXPECT_EQ(scan.scanned, 1u);
+  EXPECT_EQ(scan.opaque, 0u);
+  ASSERT_EQ(scan.sightings.size(), 1u);
+  EXPECT_EQ(scan.sightings[0].offset, 0u);
+
+  // No termination: the proxy relays the server's TLS records as they are.
+  proxy.set_faults(parse_fault_spec(""), 1);
+  TlsClientOptions trusting;
+  trusting.ca_pem = pki().ca.cert_pem;
+  trusting.cert_pem = pki().client.cert_pem;
+  trusting.key_pem = pki().client.key_pem;
+  EXPECT_NE(fetch(proxy.port(), trusting).find("hi"), std::string::npos);
+  scan = proxy.take_plaintext_scan();
+  EXPECT_EQ(scan.scanned, 0u);
+  EXPECT_EQ(scan.opaque, 1u);
+  EXPECT_TRUE(scan.sightings.empty());
+}
+
 // ask-client-cert: the proxy speaks as the server, asks for a client
 // certificate without requiring one, logs whether one came, and relays.
 TEST(Tls, AskClientCertLogsWhetherTheClientPresentedOne) {

@@ -148,8 +148,12 @@ def test_the_encrypted_reference_finds_nothing(tmp_path, scenario):
             assert "does not unwrap with this device's key" in detail, detail
 
 
-def test_a_device_decrypting_before_it_verifies_is_caught(tmp_path):
-    p, run = campaign(tmp_path, BOARDS / "flawed/virtual-decrypt-before-verify.yaml", "tampered-ciphertext")
+@pytest.mark.parametrize("scenario", ["tampered-ciphertext", "unsigned", "wrong-key"])
+def test_a_device_decrypting_before_it_verifies_is_caught(tmp_path, scenario):
+    # unsigned and wrong-key damage the encrypted image of a plaintext whose
+    # signature no longer holds: the device that decrypts first leaves it in
+    # its slot when the plaintext check refuses it.
+    p, run = campaign(tmp_path, BOARDS / "flawed/virtual-decrypt-before-verify.yaml", scenario)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr
     assert broken(run) == {"confidential"}, run["findings"]
     detail = run["findings"][0]["oracles"][0]["detail"]
@@ -170,7 +174,8 @@ def test_image_build_encrypts_for_a_device(tmp_path):
 
 
 @pytest.mark.skipif(not TOOLS, reason="otarig-vboard is not built (OTARIG_TOOL_PATH unset)")
-@pytest.mark.parametrize("scenario", ["tampered-ciphertext", "encrypted-for-another-device", "replay-old"])
+@pytest.mark.parametrize("scenario", ["tampered-ciphertext", "encrypted-for-another-device", "replay-old",
+                                      "key-rotation", "revoked-key"])
 def test_the_encrypted_process_board_finds_nothing(tmp_path, scenario):
     env = dict(os.environ, PATH=f"{TOOLS}:{os.environ['PATH']}")
     p, run = campaign(tmp_path, BOARDS / "vboard-ab-encrypted.yaml", scenario, env=env)
@@ -190,3 +195,24 @@ def test_the_whole_nightly_passes_on_the_new_references(tmp_path, board):
     own = set(SECOND_IMAGE_SCENARIOS) if board.endswith("bootloader") else {"tampered-ciphertext",
                                                                              "encrypted-for-another-device"}
     assert own | {"wrong-device", "power-cut-sweep-torn"} <= ran, ran
+    # The key lifecycle runs on bundles and on encrypted releases too.
+    assert {"key-rotation", "revoked-key", "untrusted-rotation", "signer-expired", "clock-1970"} <= ran, ran
+
+
+def test_a_revocation_on_a_bundle_board_re_signs_the_bootloader_first(tmp_path):
+    # The revoking message carries the bootloader re-signed by the new key:
+    # the device keeps booting, and the bundle signed by the revoked key is
+    # refused at its first image.
+    p, run = campaign(tmp_path, BOARDS / "virtual-ab-bootloader.yaml", "revoked-key")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    (t,) = run["trials"]
+    assert t["delivery"]["status"] == "refused" and "revoked key" in t["delivery"]["detail"], t["delivery"]
+    assert not t["broken"], t
+
+
+def test_an_encrypted_rotation_message_is_verified_before_its_keys_count(tmp_path):
+    p, run = campaign(tmp_path, ENCRYPTED, "untrusted-rotation")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    (t,) = run["trials"]
+    assert t["delivery"]["status"] == "refused", t["delivery"]
+    assert all(t["oracles"].values()), t["oracles"]

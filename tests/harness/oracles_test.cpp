@@ -220,3 +220,23 @@ TEST(Oracles, AtomicJudgesTheSecondImageOfADelivery) {
   in.history[1].image1_digest = kNext;
   EXPECT_TRUE(verdicts(in)["atomic"]);
 }
+
+// confidential: the plaintext of an encrypted release found on the network
+// (the fault proxy's plaintext watch), in what the rig handed the link, or at
+// rest; the detail names each place, the network first.
+TEST(Oracles, ConfidentialBreaksWhereverThePlaintextWasFound) {
+  auto in = base();
+  EXPECT_TRUE(verdicts(in)["confidential"]);
+  in.plaintext_at_rest = "after-fault: at rest";
+  EXPECT_FALSE(verdicts(in)["confidential"]);
+  in.plaintext_on_link = "deliver: on the link";
+  in.plaintext_on_wire = "deliver: the fault proxy relayed it";
+  for (const auto& r : judge(in))
+    if (r.name == "confidential") {
+      EXPECT_FALSE(r.held);
+      EXPECT_EQ(r.detail, "deliver: the fault proxy relayed it; deliver: on the link; after-fault: at rest");
+    }
+  in.plaintext_on_link.clear();
+  in.plaintext_at_rest.clear();
+  EXPECT_FALSE(verdicts(in)["confidential"]);
+}

@@ -63,6 +63,7 @@ struct Options {
   std::string storage;
   std::string dir;  // slots and boot state (default: storage)
   std::string ca;   // the package CA ($OTARIG_PACKAGE_CA)
+  std::string aes_key;  // swupdate: the AES key file for encrypted images (-K)
   std::string hardware = "otarig:1.0";
   std::string compatible = "otarig-board";
   bool no_downgrade_check = false;
@@ -110,7 +111,7 @@ class Device {
                                       env_or("OTARIG_DDI_CONTROLLER_ID", "otarig-device"),
                                       o.suricatta_no_token ? std::string() : absolute(env_or("OTARIG_TARGET_TOKEN")),
                                       absolute(env_or("OTARIG_CA")), absolute(env_or("OTARIG_CLIENT_CERT")),
-                                      absolute(env_or("OTARIG_CLIENT_KEY"))});
+                                      absolute(env_or("OTARIG_CLIENT_KEY")), absolute(o.aes_key)});
     }
   }
 
@@ -299,6 +300,10 @@ class Device {
     if (!o_.no_downgrade_check) {
       argv.push_back("-N");
       argv.push_back(booted_.image.client_version);
+    }
+    if (!o_.aes_key.empty()) {
+      argv.push_back("-K");
+      argv.push_back(o_.aes_key);
     }
     argv.push_back("-e");
     argv.push_back(std::string("stable,copy") + cl::slot_name(target));
@@ -574,6 +579,9 @@ int main(int argc, char** argv) {
   app.add_option("--dir", o.dir, "slots and boot state (default: the storage folder)");
   app.add_option("--ca", o.ca, "the CA that signs packages (default $OTARIG_PACKAGE_CA)");
   app.add_option("--hardware", o.hardware, "swupdate: board:revision (-H)")->capture_default_str();
+  app.add_option("--aes-key", o.aes_key,
+                 "swupdate: the AES key file (\"KEY IV\" in hex) SWUpdate decrypts encrypted images with (-K)")
+      ->check(CLI::ExistingFile);
   app.add_option("--compatible", o.compatible, "rauc: the system's compatible")->capture_default_str();
   app.add_flag("--no-downgrade-check", o.no_downgrade_check,
                "flawed: install older versions (swupdate without -N; rauc without the pre-install check)");
@@ -627,6 +635,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (!o.aes_key.empty() && o.client != "swupdate") {
+    std::cerr << "otarig-clientboard: --aes-key is SWUpdate's -K key file; the " << o.client
+              << " client takes no symmetric key\n";
+    return 2;
   }
   if (o.storage.empty()) o.storage = env_or("OTARIG_STORAGE");
   if (o.storage.empty()) {

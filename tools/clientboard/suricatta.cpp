@@ -136,6 +136,7 @@ std::optional<std::string> SuricattaClient::update(int booted, const cl::SlotIma
     argv.push_back("-N");
     argv.push_back(running.client_version);
   }
+  if (!s_.aes_key.empty()) argv.insert(argv.end(), {"-K", s_.aes_key});
   // -c 0: a device whose suricatta runs since boot has reported what the
   // environment held then (report_at_boot); this run only takes the
   // deployment. Polls every second until the server says otherwise; one

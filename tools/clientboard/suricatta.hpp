@@ -39,6 +39,7 @@ class SuricattaClient {
     std::string token_file;       ///< the target token (a file); empty: none is sent
     std::string server_ca;        ///< with https: cafile
     std::string client_cert, client_key;  ///< with mutual TLS: sslcert, sslkey
+    std::string aes_key;          ///< the AES key file for encrypted images (-K); empty: none
   };
   SuricattaClient(drivers::clients::SlotLayout layout, Settings settings);
 

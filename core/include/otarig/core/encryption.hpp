@@ -73,4 +73,51 @@ std::optional<Bytes> decrypt(const image::Parsed& outer, const DeviceKey& device
 /// Whether `bytes` contain `needle` anywhere.
 bool contains(std::span<const std::uint8_t> bytes, std::span<const std::uint8_t> needle);
 
+/// Finds `needle` in a stream fed in pieces of any size, a match split
+/// across pieces included, in memory bounded by the needle's length (the
+/// fault proxy's watch for a release's plaintext in the bytes it relays).
+class StreamSearch {
+ public:
+  /// std::invalid_argument for an empty needle.
+  explicit StreamSearch(Bytes needle);
+  /// The next piece of the stream. Returns the stream offset of the first
+  /// match once it is complete (then again on every later call).
+  std::optional<std::uint64_t> feed(std::span<const std::uint8_t> piece);
+  std::optional<std::uint64_t> found() const { return found_; }
+  std::uint64_t fed() const { return fed_; }
+  const Bytes& needle() const { return needle_; }
+
+ private:
+  Bytes needle_;
+  Bytes tail_;  ///< the stream's last needle.size()-1 bytes (fewer at its start)
+  std::uint64_t fed_ = 0;
+  std::optional<std::uint64_t> found_;
+};
+
+/// A symmetric key for SWUpdate's encrypted images (its -K key file,
+/// docs/ota-clients.md, "Encrypted images"): an AES-128, -192 or -256 key
+/// and a 16-byte IV, written as "KEY IV" in hex on one line.
+struct AesKey {
+  Bytes key;
+  std::array<std::uint8_t, 16> iv{};
+  /// AES-256 key and IV derived from a label ("test:LABEL" in a profile).
+  static AesKey test_key(std::string_view label);
+  /// SWUpdate's key file text: two hex words, the key (32, 48 or 64 digits)
+  /// and the IV (32 digits). InputError naming `origin` otherwise.
+  static AesKey parse(std::string_view text, const std::string& origin);
+  /// "test:LABEL" or a key file; InputError naming the file.
+  static AesKey load_ref(const std::string& ref);
+  /// "KEYHEX IVHEX\n", as SWUpdate reads it.
+  std::string file_text() const;
+};
+
+/// AES-CBC (the key's size picks AES-128/192/256) with PKCS#7 padding, as
+/// `openssl enc -aes-256-cbc -K KEY -iv IV` writes it.
+Bytes aes_cbc_encrypt(std::span<const std::uint8_t> plaintext, const AesKey& key, std::span<const std::uint8_t, 16> iv);
+/// The inverse, block by block, without checking or removing the padding:
+/// what a device that decrypts with `key` writes, whatever the ciphertext
+/// (its length must be a multiple of 16; std::invalid_argument otherwise).
+Bytes aes_cbc_decrypt_raw(std::span<const std::uint8_t> ciphertext, const AesKey& key,
+                          std::span<const std::uint8_t, 16> iv);
+
 }  // namespace otarig::encryption

@@ -18,6 +18,10 @@
 #include "otarig/core/rng.hpp"
 #include "otarig/drivers/protocols.hpp"
 
+namespace otarig::encryption {
+struct AesKey;
+}  // namespace otarig::encryption
+
 namespace otarig::drivers {
 
 /// A damaged package and what it carries.
@@ -53,6 +57,17 @@ class PackageFormat {
   /// compatible, Mender's device_type).
   virtual PackageDamage damage(std::span<const std::uint8_t> release, image::Bytes damaged, const std::string& kind,
                                const std::string& variant, core::Rng& rng) const = 0;
+  /// A board whose releases are encrypted with a symmetric key the device
+  /// holds (the profile's `encryption.aes_key`; SWUpdate's -K): every
+  /// package from now on carries its image encrypted with `key`, and
+  /// damage() also makes `tampered-ciphertext` (a ciphertext bit flipped
+  /// under a valid signature) and `other-device-key` (validly signed, the
+  /// image encrypted with another device's key). InputError when the format
+  /// encrypts no images (the default), naming what it supports.
+  virtual void encrypt_for(const encryption::AesKey& key) {
+    (void)key;
+    throw InputError("this package format encrypts no images with a symmetric key");
+  }
   /// Whether the format makes delta packages (delta_package).
   virtual bool makes_deltas() const { return false; }
   /// Why it makes none (when makes_deltas() is false).

@@ -290,6 +290,16 @@ struct ProbeResult {
   std::string detail;     ///< the status line, or why the connection failed
 };
 
+/// What the fault proxy's plaintext watch saw of the update server's bytes
+/// to the device (docs/network.md, "Plaintext watch").
+struct PlaintextWatchReport {
+  /// One line a sighting: "update at byte 4608 of connection 1".
+  std::vector<std::string> sightings;
+  std::uint64_t scanned = 0;  ///< connections whose bytes the proxy could read
+  std::uint64_t opaque = 0;   ///< connections relayed as TLS it did not terminate
+  std::uint64_t bytes = 0;    ///< server bytes scanned
+};
+
 /// Network faults between the device and the rig's update server (the fault
 /// proxy of drivers/net). `spec` is the fault spec text of docs/network.md.
 class NetworkFaultProtocol {
@@ -307,6 +317,15 @@ class NetworkFaultProtocol {
   /// What the proxy did since the last call, one JSON object per line
   /// (drivers::net::to_json(FaultEvent)).
   virtual std::vector<std::string> take_network_events() = 0;
+  /// The proxy looks for each named byte string in what the update server
+  /// sends the device on connections from now on (the plaintext markers of
+  /// encrypted releases); an empty list stops. Nothing by default.
+  virtual void watch_plaintext(const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& watched) {
+    (void)watched;
+  }
+  /// What the watch saw since it was set or last taken; nullopt when the
+  /// board's network has no watch (the default).
+  virtual std::optional<PlaintextWatchReport> take_plaintext_watch() { return std::nullopt; }
 };
 
 /// A device that checks its update server for new releases by itself, at

@@ -91,6 +91,10 @@ struct BindContext {
   /// The device's X25519 secret for encrypted images (the profile's
   /// `encryption.device_key`); nullopt when it takes no encrypted images.
   std::optional<std::array<std::uint8_t, 32>> encryption_secret;
+  /// The device's AES key file for SWUpdate's encrypted images (the
+  /// profile's `encryption.aes_key`: "KEY IV" in hex), written into its
+  /// storage for ${aes_key}; empty when it has none.
+  std::string aes_key_file;
   /// For a board whose updates come as signed packages (the profile's
   /// `package:`, docs/ota-clients.md): the CA certificate (PEM) its OTA
   /// client is to trust. Empty otherwise.

@@ -48,9 +48,12 @@ struct OracleInput {
   };
   std::map<std::string, Need> needs;
   /// confidential (docs/scenarios.md, "Encrypted images"): where the
-  /// plaintext of an encrypted release was found on the link or at rest
-  /// before verification; empty when it was not.
+  /// plaintext of an encrypted release was found in the bytes the rig
+  /// handed the link, in what the fault proxy relayed from the update server
+  /// to the device (docs/network.md, "Plaintext watch"), or at rest before
+  /// verification; empty when it was not.
   std::string plaintext_on_link;
+  std::string plaintext_on_wire;
   std::string plaintext_at_rest;
   std::set<std::string> authentic_digests;  ///< every validly signed image the rig built
   bool has_retry = false;

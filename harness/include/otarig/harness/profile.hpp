@@ -95,6 +95,12 @@ struct BoardProfile {
   /// key the releases are encrypted for ("test:LABEL" or a PEM file); empty:
   /// releases are not encrypted.
   std::string encryption_key;
+  /// `encryption.aes_key`: on a board whose updates are SWUpdate packages,
+  /// the device's AES key ("test:LABEL" or SWUpdate's key file, "KEY IV" in
+  /// hex; its -K) the images in the packages are encrypted with; empty: none.
+  std::string encryption_aes_key;
+  /// Whether the releases are encrypted for the device (either key).
+  bool encrypted() const { return !encryption_key.empty() || !encryption_aes_key.empty(); }
   /// `encryption.plaintext_before_verify`: false (`forbidden`, the default)
   /// when the decrypted payload must never sit in storage before the image
   /// was verified.

@@ -121,9 +121,13 @@ class ReleaseSet {
   /// when its delta is what is delivered; else none).
   std::vector<drivers::PublishedFile> files_beside(const BuiltImage& img) const;
   /// Whether the releases are encrypted for the device (the profile's `encryption:`).
-  bool encrypted() const { return encrypt_for_.has_value(); }
+  bool encrypted() const { return encrypt_for_.has_value() || package_encrypted_; }
   /// The encrypted image of `plaintext` for this device, signed by the release key (a seed from its digest).
   image::Bytes encrypt(std::span<const std::uint8_t> plaintext) const;
+  /// The same, the encrypted image signed by `key` (a re-signed release or a
+  /// key-rotation message: the device verifies the outer image against its
+  /// key store before it decrypts).
+  image::Bytes encrypt(std::span<const std::uint8_t> plaintext, const crypto::Ed25519Key& key) const;
 
   /// The profile's package format ("swu", "raucb", ...); empty when the
   /// device takes otarig images as they are.
@@ -156,6 +160,8 @@ class ReleaseSet {
                                std::string* detail) const;
   /// The device's X25519 public key when the profile encrypts its releases.
   std::optional<std::array<std::uint8_t, 32>> encrypt_for_;
+  /// The package format encrypts the images with the device's AES key (encryption.aes_key).
+  bool package_encrypted_ = false;
   std::string board_name_;
   std::string device_type_;
   BuiltImage package_variant(const BuiltImage& base, const std::string& kind, const std::string& variant, Rng& rng,

@@ -76,6 +76,17 @@ struct PackageContent {
   /// When set, the description (sha256, size) is of these bytes instead of
   /// `image` (a package whose content does not match what it signs).
   std::optional<Bytes> described_image;
+  /// SWUpdate's encrypted images (docs/ota-clients.md, "Encrypted images"):
+  /// when set, `image` is the slot content AES-CBC encrypted with the
+  /// device's key and this IV (32 hex digits), and sw-description marks it
+  /// `encrypted = true; ivt = "...";`. Its sha256 is the ciphertext's, as
+  /// SWUpdate hashes the bytes of the archive before it decrypts them.
+  std::string ivt;
+  /// sw-description's `installed-directly`: SWUpdate streams the image into
+  /// the slot as it reads the archive, checking its sha256 at the end; false:
+  /// it copies the image to its TMPDIR and checks the sha256 first, then
+  /// installs (decrypts) it from there.
+  bool installed_directly = true;
 };
 
 /// What a package says about an otarig slot image: its version as the

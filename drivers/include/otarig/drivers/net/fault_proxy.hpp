@@ -62,6 +62,34 @@ struct BytesPassed {
 };
 using BytesCallback = std::function<void(const BytesPassed&)>;
 
+/// A byte string the proxy looks for in what the server sends to the
+/// device: the plaintext marker of an encrypted release (docs/network.md,
+/// "Plaintext watch").
+struct WatchedBytes {
+  std::string name;  ///< what it is, for the evidence (a release's name)
+  std::vector<std::uint8_t> bytes;
+};
+
+/// Where a watched byte string crossed the proxy: the offset of its first
+/// byte in the server's application stream to the device on `connection`.
+struct Sighting {
+  std::string name;
+  std::uint64_t connection = 0;
+  std::uint64_t offset = 0;
+};
+
+/// What the plaintext watch saw since it was set (FaultProxy::watch_plaintext).
+struct PlaintextScan {
+  std::vector<Sighting> sightings;  ///< the first of each name on each connection
+  /// Connections whose server bytes the proxy read as the application's
+  /// (plain TCP, or TLS it terminated).
+  std::uint64_t scanned = 0;
+  /// Connections relayed as TLS the proxy did not terminate: their bytes
+  /// are TLS records, and nothing can be said of what they carry.
+  std::uint64_t opaque = 0;
+  std::uint64_t bytes = 0;  ///< server bytes scanned
+};
+
 struct ProxyOptions {
   std::string listen_address = "127.0.0.1";
   std::uint16_t listen_port = 0;  ///< 0: ephemeral, see FaultProxy::port()
@@ -103,6 +131,10 @@ struct ProxyOptions {
   /// `server_identity` asks for), then relays. A name without one: the
   /// connection is closed with an event saying so.
   std::map<std::string, TlsConfig> server_certificates;
+  /// The upstream speaks TLS itself: a connection the proxy relays without
+  /// terminating it carries TLS records the plaintext watch cannot read
+  /// (PlaintextScan::opaque).
+  bool upstream_is_tls = false;
   /// Events beyond this are counted but not kept.
   std::size_t max_events = 100000;
   /// Bytes recorded per connection and direction for replay.
@@ -141,6 +173,15 @@ class FaultProxy {
   /// for it to return. Applies to connections accepted after the call.
   void on_bytes(std::uint64_t connection, Direction direction, std::uint64_t bytes, BytesCallback callback);
   void clear_watches();
+
+  /// Looks for each of `watched` in the bytes the server sends on
+  /// connections accepted from now on, as the application reads them: in a
+  /// streaming search over each connection's whole stream (a match split
+  /// across reads included), in memory bounded by the watched bytes. Resets
+  /// the scan; an empty list stops watching.
+  void watch_plaintext(std::vector<WatchedBytes> watched);
+  /// What the watch saw since it was set or last taken (the counts restart).
+  PlaintextScan take_plaintext_scan();
 
   /// Every event logged so far, whatever its generation.
   std::vector<FaultEvent> events() const;

@@ -66,7 +66,11 @@ class ProcessPower;
 /// storage folder while the device is off. The rig itself (provisioning, TLS
 /// material, `serve: file` images) writes the backing folder directly, so
 /// what it writes while the device is off is outside any epoch.
-class ProcessDevice final : public DeviceHost, public CrashStorageProtocol {
+///
+/// Also the board's StorageScanProtocol: the rig searches the files of the
+/// storage folder (what the device keeps, its slots and state) for a
+/// decrypted payload left at rest (oracle `confidential`).
+class ProcessDevice final : public DeviceHost, public CrashStorageProtocol, public drivers::StorageScanProtocol {
  public:
   /// Starts the recording layer when the profile keeps the crash model:
   /// BenchError naming the board, the mount point and the reason when the
@@ -100,6 +104,10 @@ class ProcessDevice final : public DeviceHost, public CrashStorageProtocol {
   /// For ProcessPower's power-off, once the program is reaped: applies the
   /// crash model to the epoch's operations (cut = ops + 1) in the storage.
   void storage_power_off();
+
+  // StorageScanProtocol: every regular file under the storage folder, read
+  // in pieces with a streaming search; `where` names the file and the byte.
+  bool storage_contains(std::span<const std::uint8_t> needle, std::string* where) const override;
 
   // CrashStorageProtocol
   void set_power_loss(const std::string& mode, std::uint64_t seed) override;
@@ -339,6 +347,8 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
 
   void set_network_faults(const std::string& spec, std::uint64_t seed) override;
   std::vector<std::string> take_network_events() override;
+  void watch_plaintext(const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& watched) override;
+  std::optional<PlaintextWatchReport> take_plaintext_watch() override;
   std::string tls_mode() const override;
   ProbeResult probe_without_client_certificate() override;
 

@@ -191,7 +191,7 @@ class DeviceHost : public ProvisionProtocol {
   const std::filesystem::path& package_ca_file() const { return package_ca_; }
 
   /// Replaces ${storage}, ${board}, ${update_url}, ${update_port}, ${profile_dir},
-  /// ${package_ca}, ${device_key}, ${target_token}, and any `extra` names; an
+  /// ${package_ca}, ${aes_key}, ${device_key}, ${target_token}, and any `extra` names; an
   /// unknown ${name} is left as it is.
   std::string expand(std::string_view text,
                      const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
@@ -231,6 +231,7 @@ class DeviceHost : public ProvisionProtocol {
   std::string encryption_secret_;  ///< hex X25519 secret of the profile's encryption.device_key (OTARIG_ENCRYPTION_KEY)
   std::filesystem::path ca_, client_cert_, client_key_;
   std::filesystem::path package_ca_;
+  std::filesystem::path aes_key_;  ///< BindContext::aes_key_file, ${aes_key}
   std::unique_ptr<net::UpdateServer> server_;
   std::shared_ptr<net::DeviceManagementApi> device_api_;
   std::shared_ptr<net::HawkbitDdiApi> ddi_;
