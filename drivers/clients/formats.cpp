@@ -4,6 +4,9 @@
 #include <fmt/format.h>
 
 #include <functional>
+#include <map>
+#include <mutex>
+#include <set>
 
 #include "formats.hpp"
 #include "otarig/core/crypto.hpp"
@@ -133,6 +136,62 @@ class SwuFormat : public PackageFormat {
     return swu_archive(swu_parts(package_content(slot_image), &signer, hardware_, handler_));
   }
 
+  // Delta packages (SWUpdate's delta handler, docs/ota-clients.md): the .swu
+  // carries the zchunk header of the new image and names the .zck, which the
+  // update server publishes beside it; the device assembles the new image
+  // from its running slot and the chunks it lacks, fetched in byte ranges.
+  bool makes_deltas() const override { return !encrypts() && have_tool("zck") && have_tool("zck_read_header"); }
+  std::string no_deltas() const override {
+    if (encrypts())
+      return "the rig makes no SWUpdate delta package of encrypted images (its .zck would carry the plaintext)";
+    return "SWUpdate delta packages need zchunk's zck and zck_read_header, which are not installed (ci/setup with "
+           "OTARIG_SETUP_EXTRA=clients)";
+  }
+  bool delta_fetches_ranges() const override { return true; }
+
+  DeltaPackage delta_package(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
+                             const std::string& files_url) const override {
+    // A zchunk package names no base: the device finds in its running slot
+    // the chunks it holds.
+    (void)base;
+    const auto z = zchunk_of(target);
+    auto d = delta_of(target, z.file, z.header_size, files_url);
+    d.what = fmt::format("a SWUpdate delta package: the zchunk header of the new image ({} chunks) in the .swu, "
+                         "the .zck at {}",
+                         z.chunks.size(), files_url + d.files.front().path);
+    return d;
+  }
+
+  DeltaPackage corrupt_delta(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
+                             const std::string& files_url, core::Rng& rng) const override {
+    const auto z = zchunk_of(target);
+    std::set<std::string> held;
+    for (const auto& c : zchunk_of(base).chunks) held.insert(c.uncompressed_sha256);
+    std::vector<std::size_t> fetched;
+    for (std::size_t i = 0; i < z.chunks.size(); ++i)
+      if (!held.count(z.chunks[i].uncompressed_sha256)) fetched.push_back(i);
+    if (fetched.empty())
+      throw InputError("the running image holds every chunk of the new one: a SWUpdate delta fetches none to corrupt");
+    const auto k = fetched[rng.below(fetched.size())];
+    const auto& chunk = z.chunks[k];
+    const auto at = chunk.start + rng.below(chunk.comp_size);
+    const auto bit = static_cast<unsigned>(rng.below(8));
+    auto file = z.file;
+    file[at] = static_cast<std::uint8_t>(file[at] ^ (1u << bit));
+    auto d = delta_of(target, file, z.header_size, files_url);
+    // What a device that took the chunk unchecked would assemble stands as
+    // the new image with a seeded bit of that chunk's bytes flipped.
+    d.slot_image.assign(target.begin(), target.end());
+    const auto pos = chunk.image_at + rng.below(chunk.size);
+    d.slot_image[pos] = static_cast<std::uint8_t>(d.slot_image[pos] ^ (1u << rng.below(8)));
+    d.what = fmt::format("a SWUpdate delta package whose .zck ({}) has bit {} of byte {} flipped, in chunk {} of {} "
+                         "({} compressed bytes from byte {}; image bytes {}..{}), which the running image lacks; the "
+                         "signed header in the .swu keeps the chunk's digest",
+                         files_url + d.files.front().path, bit, at, k + 1, z.chunks.size(), chunk.comp_size,
+                         chunk.start, chunk.image_at, chunk.image_at + chunk.size - 1);
+    return d;
+  }
+
   PackageDamage damage(std::span<const std::uint8_t> release, image::Bytes damaged, const std::string& kind,
                        const std::string& variant, core::Rng& rng) const override {
     PackageDamage d;
@@ -256,6 +315,55 @@ class SwuFormat : public PackageFormat {
   }
 
  private:
+  // The zchunk file of an image, made once per image.
+  Zchunk zchunk_of(std::span<const std::uint8_t> image) const {
+    const auto key = crypto::hex(crypto::sha256(image));
+    {
+      std::lock_guard lock(zck_mutex_);
+      if (auto it = zcks_.find(key); it != zcks_.end()) return it->second;
+    }
+    auto z = zchunk(image);
+    std::lock_guard lock(zck_mutex_);
+    return zcks_.emplace(key, std::move(z)).first->second;
+  }
+
+  // The signed .swu of the delta whose .zck is `zck` (its header the first
+  // `header_size` bytes), and the .zck to publish at the path it names.
+  DeltaPackage delta_of(std::span<const std::uint8_t> target, const Bytes& zck, std::size_t header_size,
+                        const std::string& files_url) const {
+    if (files_url.empty())
+      throw BenchError("a SWUpdate delta package names the URL of its .zck on the update server, and the board's "
+                       "link publishes no files beside a delivery (it needs the update server: `serve: http`)");
+    const std::string path = "/deltas/" + crypto::hex(crypto::sha256(zck)).substr(0, 32) + ".zck";
+    const Bytes header(zck.begin(), zck.begin() + static_cast<std::ptrdiff_t>(header_size));
+    const auto target_sha = crypto::hex(crypto::sha256(target));
+    std::string scripts[2], script_sha[2];
+    for (int s = 0; s < 2; ++s) {
+      scripts[s] = swu_verify_script(s, target.size(), target_sha);
+      script_sha[s] = crypto::hex(crypto::sha256(std::string_view(scripts[s])));
+    }
+    const auto description =
+        swu_delta_description(package_content(target), hardware_, handler_, kSwuDeltaHeaderName,
+                              crypto::hex(crypto::sha256(header)), files_url + path, script_sha);
+    std::vector<cpio::Entry> entries;
+    entries.push_back({"sw-description", Bytes(description.begin(), description.end())});
+    entries.push_back({"sw-description.sig", cms_sign({reinterpret_cast<const std::uint8_t*>(description.data()),
+                                                       description.size()},
+                                                      pki_.signer)});
+    entries.push_back({kSwuDeltaHeaderName, header});
+    for (int s = 0; s < 2; ++s) entries.push_back({swu_verify_script_name(s), Bytes(scripts[s].begin(), scripts[s].end())});
+    // A file sw-description does not name, which SWUpdate skips: it keeps
+    // the .swu larger than the downloader's IPC socket buffer (about 200
+    // KiB), below which SWUpdate 2022.12's downloader can finish before the
+    // installer thread runs and fail a clean install (docs/ota-clients.md,
+    // "SWUpdate 2022.12 fails small images now and then").
+    entries.push_back({kSwuPaddingName, Bytes(256 * 1024, 0)});
+    DeltaPackage d;
+    d.package = cpio::write(entries);
+    d.files.push_back({path, zck});
+    return d;
+  }
+
   bool encrypts() const { return key_ && encrypt_images_; }
   // The package's content: the slot image, encrypted when the board's images
   // are, with an IV of its own (from its digest: the same bytes on every
@@ -274,6 +382,8 @@ class SwuFormat : public PackageFormat {
   SigningPki pki_;
   std::string hardware_ = kSwuHardwareRevision;
   std::string handler_ = "raw";
+  mutable std::mutex zck_mutex_;
+  mutable std::map<std::string, Zchunk> zcks_;
   std::optional<encryption::AesKey> key_;
   /// false: a flawed build that hands the device its key but leaves the
   /// images plain (docs/ota-clients.md, "Encrypted images").

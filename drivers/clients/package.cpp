@@ -3,7 +3,9 @@
 #include <archive_entry.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <sstream>
 #include <memory>
 #include <new>
 
@@ -205,21 +207,6 @@ Bytes swu_archive(const SwuParts& p) {
   return cpio::write(entries);
 }
 
-std::string rauc_manifest(const PackageContent& c, const std::string& compatible) {
-  return fmt::format(R"([update]
-compatible={}
-version={}
-description=otarig release {}
-
-[bundle]
-format=plain
-
-[image.{}]
-filename={}
-)",
-                     compatible, c.version, c.version, kRaucSlotClass, kRaucImageName);
-}
-
 namespace {
 
 std::string pem_file(const std::filesystem::path& dir, const std::string& name, const std::string& text) {
@@ -236,6 +223,138 @@ std::string tool_failure(const ToolResult& r) {
 }
 
 }  // namespace
+
+Zchunk zchunk(std::span<const std::uint8_t> image) {
+  for (const char* tool : {"zck", "zck_read_header"})
+    if (!have_tool(tool))
+      throw BenchError(fmt::format("making a SWUpdate delta package needs `{}` (zchunk; ci/setup with "
+                                   "OTARIG_SETUP_EXTRA=clients)",
+                                   tool));
+  TempDir tmp("otarig-zck");
+  const auto raw = tmp.path() / "image.raw";
+  const auto out = tmp.path() / "image.zck";
+  write_bytes(raw, image.data(), image.size());
+  auto made = run_tool({"zck", "-u", "-h", "sha256", "-o", out.string(), raw.string()}, std::chrono::seconds(120));
+  if (!made.ok()) throw BenchError("zck: " + tool_failure(made));
+  Zchunk z;
+  z.file = read_bytes(out);
+  auto read = run_tool({"zck_read_header", "-c", out.string()}, std::chrono::seconds(60));
+  if (!read.ok()) throw BenchError("zck_read_header -c: " + tool_failure(read));
+  // "Header size: N", then a table: index, checksum, uncompressed checksum,
+  // start, compressed size, size.
+  std::istringstream lines(read.output);
+  std::string line;
+  std::size_t image_at = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("Header size:", 0) == 0) {
+      std::istringstream value(line.substr(12));
+      if (!(value >> z.header_size)) throw BenchError("zck_read_header -c: no size in '" + line + "'");
+      continue;
+    }
+    std::istringstream row(line);
+    std::string index, digest, plain;
+    std::size_t start = 0, comp = 0, size = 0;
+    if (!(row >> index >> digest >> plain >> start >> comp >> size) || index.empty() ||
+        !std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    if (size == 0) continue;  // the dictionary chunk (none here)
+    if (plain.size() != 64 || start + comp > z.file.size())
+      throw BenchError(fmt::format("zck_read_header -c: chunk {} does not fit the file: {}", index, line));
+    z.chunks.push_back({plain, start, comp, image_at, size});
+    image_at += size;
+  }
+  if (z.header_size == 0 || z.header_size > z.file.size() || image_at != image.size())
+    throw BenchError(fmt::format("zck_read_header -c: header size {} and {} chunks of {} bytes do not describe the "
+                                 "{}-byte image in the {}-byte file",
+                                 z.header_size, z.chunks.size(), image_at, image.size(), z.file.size()));
+  return z;
+}
+
+std::string swu_verify_script_name(int slot) { return fmt::format("verify-{}.sh", static_cast<char>('A' + slot)); }
+
+std::string swu_verify_script(int slot, std::size_t size, const std::string& sha256) {
+  return fmt::format(R"sh(#!/bin/sh
+# otarig: slot {0} as a whole, after SWUpdate's delta handler assembled it and
+# before SWUpdate writes the environment that selects it.
+sum=$(head -c {2} {1} | sha256sum | cut -d' ' -f1)
+if [ "$sum" != "{3}" ]; then
+  echo "otarig: slot {0} holds sha256 $sum over its first {2} bytes, not the release's {3}" >&2
+  exit 1
+fi
+# SWUpdate's INFO channel for scripts.
+if [ "${{SWUPDATE_INFO_FD:-}}" = 3 ]; then
+  echo "otarig: slot {0} verified as a whole: sha256 {3} over {2} bytes" >&3
+fi
+)sh",
+                     static_cast<char>('A' + slot), kSwuSlotDevice[slot], size, sha256);
+}
+
+std::string swu_delta_description(const PackageContent& c, const std::string& hardware_revision,
+                                  const std::string& handler, const std::string& header_name,
+                                  const std::string& header_sha256, const std::string& zck_url,
+                                  const std::string script_sha256[2]) {
+  std::string collections;
+  for (int s = 0; s < 2; ++s) {
+    const char slot = static_cast<char>('A' + s);
+    collections += fmt::format(
+        R"swu(    copy{0}: {{
+      images: (
+        {{
+          filename = "{1}";
+          type = "delta";
+          {2} = "{3}";
+          sha256 = "{4}";
+          properties: {{
+            url = "{5}";
+            source = "{6}";
+            chain = "{7}";
+          }};
+        }}
+      );
+      scripts: (
+        {{
+          filename = "{8}";
+          type = "postinstall";
+          sha256 = "{9}";
+        }}
+      );
+      bootenv: (
+        {{ name = "rootpart"; value = "{0}"; }},
+        {{ name = "upgrade_available"; value = "1"; }},
+        {{ name = "bootcount"; value = "0"; }}
+      );
+    }};
+)swu",
+        slot, header_name, handler == "rawfile" ? "path" : "device", kSwuSlotDevice[s], header_sha256, zck_url,
+        kSwuSlotDevice[1 - s], handler, swu_verify_script_name(s), script_sha256[s]);
+  }
+  return fmt::format(R"swu(software =
+{{
+  version = "{0}";
+  description = "otarig release {0} (delta)";
+  hardware-compatibility: [ "{1}" ];
+  stable: {{
+{2}  }};
+}}
+)swu",
+                     c.version, hardware_revision, collections);
+}
+
+std::string rauc_manifest(const PackageContent& c, const std::string& compatible) {
+  return fmt::format(R"([update]
+compatible={}
+version={}
+description=otarig release {}
+
+[bundle]
+format=plain
+
+[image.{}]
+filename={}
+)",
+                     compatible, c.version, c.version, kRaucSlotClass, kRaucImageName);
+}
+
 
 Bytes rauc_bundle(const std::string& manifest, std::span<const std::uint8_t> image, const PemPair& signer,
                   const std::string& keyring_pem) {

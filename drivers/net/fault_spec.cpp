@@ -158,11 +158,17 @@ class Parser {
     if (fault.text.empty()) fail(fault.pos, "missing fault");
     out.fault = parse_fault(fault);
     if (out.server) {
+      if (std::holds_alternative<WrongRanges>(out.fault)) return out;
       const auto* e = std::get_if<Endless>(&out.fault);
-      if (!e) fail(fault.pos, std::string("the update server applies only endless (server:endless@limit=SIZE), not ") +
-                                  fault_name(out.fault));
+      if (!e)
+        fail(fault.pos, std::string("the update server applies only endless (server:endless@limit=SIZE) and "
+                                    "wrong-ranges (server:wrong-ranges), not ") +
+                            fault_name(out.fault));
       if (e->after) fail(fault.pos, "server:endless starts after the resource's own bytes: drop after=");
       return out;
+    }
+    if (std::holds_alternative<WrongRanges>(out.fault)) {
+      fail(fault.pos, "wrong-ranges is the update server's own answer: write server:wrong-ranges");
     }
     const bool outage = std::holds_alternative<Outage>(out.fault);
     if (outage && out.first_connection != 0)
@@ -395,9 +401,13 @@ class Parser {
       if (o.length.count() <= 0) fail(m.at("for").pos, "outage for: must be longer than zero");
       return o;
     }
+    if (n == "wrong-ranges") {
+      collect({}, std::nullopt);
+      return WrongRanges{};
+    }
     fail(name.pos, "unknown fault '" + std::string(n) +
                        "' (corrupt, truncate, reset, stall, throttle, latency, slice, endless, replay, impostor, "
-                       "ask-client-cert, certificate, outage)");
+                       "ask-client-cert, certificate, outage, wrong-ranges)");
   }
 
   double probability(Token t) const {
@@ -466,6 +476,7 @@ struct Printer {
   std::string operator()(const Outage& f) const {
     return std::string("outage=") + to_string(f.mode) + ",for=" + duration_text(f.length);
   }
+  std::string operator()(const WrongRanges&) const { return "wrong-ranges"; }
 };
 
 }  // namespace
@@ -477,7 +488,7 @@ const char* to_string(Outage::Mode m) { return m == Outage::Mode::refuse ? "refu
 const char* fault_name(const Fault& f) {
   static constexpr const char* names[] = {"corrupt", "truncate", "reset",   "stall",  "throttle",
                                           "latency", "slice",    "endless", "replay", "impostor",
-                                          "ask-client-cert", "certificate", "outage"};
+                                          "ask-client-cert", "certificate", "outage", "wrong-ranges"};
   return names[f.index()];
 }
 

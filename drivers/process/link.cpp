@@ -259,9 +259,17 @@ void ConsoleCommandLink::set_network_faults(const std::string& spec, std::uint64
     // `server:` rules are the update server's own: an endless body for the
     // images this link publishes (publish(): /deliveries/N/image.bin).
     server->clear_endless();
-    for (const auto& rule : parsed.server_rules().rules)
+    server->clear_wrong_ranges();
+    for (const auto& rule : parsed.server_rules().rules) {
       if (const auto* endless = std::get_if<net::Endless>(&rule.fault))
         server->set_endless("/deliveries/*/image.bin", {endless->limit, seed});
+      // Every range of what a delivery publishes: the image, and the files
+      // beside it (a delta package's chunks, /deltas/NAME).
+      if (std::holds_alternative<net::WrongRanges>(rule.fault)) {
+        server->set_wrong_ranges("/deliveries/*/image.bin");
+        server->set_wrong_ranges("/deltas/*");
+      }
+    }
   }
   auto rules = parsed.proxy_rules();
   if (follows_feed() && cfg_.feed_connections > 0) {
@@ -284,6 +292,16 @@ std::vector<std::string> ConsoleCommandLink::take_network_events() {
     for (const auto& e : proxy->take_events()) out.push_back(net::to_json(e).dump());
   auto* server = device_->server();
   if (!server || published_path_.empty()) return out;
+  // The update server's ranges answered wrongly (a `server:wrong-ranges`
+  // fault), each request with its ranges.
+  for (const auto& r : server->request_log()) {
+    if (r.seq <= wrong_ranges_seen_ || r.note.find("wrong ranges") == std::string::npos) continue;
+    wrong_ranges_seen_ = r.seq;
+    auto j = net::to_json(r);
+    j["source"] = "server";
+    j["kind"] = "wrong-ranges";
+    out.push_back(j.dump());
+  }
   // The update server's endless bodies for the last delivery, with the body
   // bytes it sent before the device let go. A device that stopped at the
   // declared size has closed by now; give the server a moment to see it.
@@ -444,8 +462,16 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish_files(std::span<cons
   if (server) {
     if (!published_path_.empty()) server->remove(published_path_);
     if (!published_manifest_.empty()) server->remove(published_manifest_);
+    for (const auto& path : published_files_) server->remove(path);
     published_path_.clear();
     published_manifest_.clear();
+    published_files_.clear();
+    // The files the device fetches besides the image (a delta package's
+    // chunks), at the paths the package names.
+    for (auto& f : std::exchange(next_files_, {})) {
+      published_files_.push_back(f.path);
+      server->put(f.path, std::move(f.bytes));
+    }
   }
   if (cfg_.serve == LinkConfig::Serve::file) {
     auto dir = device_->storage() / "updates";
@@ -515,6 +541,21 @@ ConsoleCommandLink::Publication ConsoleCommandLink::publish_files(std::span<cons
     server->clear_latest();
   }
   return pub;
+}
+
+std::string ConsoleCommandLink::files_url() const {
+  if (cfg_.serve != LinkConfig::Serve::http || !device_->server()) return {};
+  return device_->expand(cfg_.base_url);
+}
+
+bool ConsoleCommandLink::publish_beside(std::vector<PublishedFile> files) {
+  if (files.empty()) return true;
+  if (files_url().empty()) return false;
+  for (const auto& f : files)
+    if (f.path.empty() || f.path[0] != '/' || f.path.find("..") != std::string::npos)
+      throw BenchError(fmt::format("{}: cannot publish a file at '{}'", device_->board_name(), f.path));
+  next_files_ = std::move(files);
+  return true;
 }
 
 bool ConsoleCommandLink::follows_feed() const {

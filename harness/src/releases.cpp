@@ -343,36 +343,55 @@ BuiltImage ReleaseSet::signer_outside_validity(const BuiltImage& base, std::int6
   return v;
 }
 
-BuiltImage ReleaseSet::delta(const BuiltImage& target, const BuiltImage& base) const {
+BuiltImage ReleaseSet::delta(const BuiltImage& target, const BuiltImage& base, const std::string& files_url) const {
   BuiltImage v = target;
   v.name = target.name + "/delta";
   v.variant = target.variant.empty() ? "delta" : target.variant + "+delta";
   v.delta_base = base.name;
   v.delta_of = v.digest;
-  const auto key = std::make_pair(target.digest, base.digest);
+  const auto key = std::make_tuple(target.digest, base.digest, format_ ? files_url : std::string());
+  std::optional<drivers::DeltaPackage> made;
   {
     std::lock_guard lock(delta_mutex_);
-    if (auto it = deltas_.find(key); it != deltas_.end()) v.delta = it->second;
+    if (auto it = deltas_.find(key); it != deltas_.end()) made = it->second;
   }
-  if (v.delta.empty()) {
-    v.delta = format_ ? format_->delta_package(base.bytes, target.bytes) : image::delta::make(base.bytes, target.bytes);
+  if (!made) {
+    if (format_) {
+      made = format_->delta_package(base.bytes, target.bytes, files_url);
+    } else {
+      made.emplace();
+      made->package = image::delta::make(base.bytes, target.bytes);
+    }
     std::lock_guard lock(delta_mutex_);
-    deltas_.emplace(key, v.delta);
+    deltas_.emplace(key, *made);
   }
+  v.delta = std::move(made->package);
+  v.delta_files = std::move(made->files);
   v.package.clear();
   v.package_of.clear();
   return v;
 }
 
+std::vector<drivers::PublishedFile> ReleaseSet::files_beside(const BuiltImage& img) const {
+  if (!img.delta.empty() && img.delta_of == img.digest) return img.delta_files;
+  return {};
+}
+
+std::string ReleaseSet::no_deltas() const {
+  if (makes_deltas()) return {};
+  return fmt::format("package format {}: {}", package_format_, format_->no_deltas());
+}
+
 BuiltImage ReleaseSet::corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng,
-                                     std::string* detail) const {
-  BuiltImage v = delta(target, base);
+                                     std::string* detail, const std::string& files_url) const {
+  BuiltImage v = delta(target, base, files_url);
   v.name = target.name + "/delta-corrupt-chunk";
   v.variant = "delta-corrupt-chunk";
   v.authentic = false;
   if (format_) {
-    auto damage = format_->corrupt_delta(base.bytes, target.bytes, rng);
+    auto damage = format_->corrupt_delta(base.bytes, target.bytes, files_url, rng);
     v.delta = std::move(damage.package);
+    v.delta_files = std::move(damage.files);
     v.bytes = std::move(damage.slot_image);
     if (detail) *detail = damage.what;
   } else {

@@ -53,6 +53,23 @@ nlohmann::json erase_runs(const std::vector<std::uint32_t>& counts) {
 
 namespace {
 
+// Publishes what the device fetches beside `img` (a delta package's files),
+// then delivers `img` over the link.
+drivers::DeliveryResult deliver_with_files(drivers::BoardParts& parts, const ReleaseSet& releases,
+                                           const BuiltImage& img, const std::string& board) {
+  auto files = releases.files_beside(img);
+  if (!files.empty() && !parts.link->publish_beside(std::move(files)))
+    throw BenchError(fmt::format("{}: {} needs files published beside it on the update server, and the board's "
+                                 "link publishes none",
+                                 board, img.name));
+  return parts.link->deliver(releases.artifact(img));
+}
+
+// Where the device reaches files published beside a delivery (empty: nowhere).
+std::string files_url(Bench& bench) {
+  return bench.parts().link ? bench.parts().link->files_url() : std::string();
+}
+
 nlohmann::json obs_json(const Observation& o) {
   nlohmann::json j{{"step", o.step}, {"booted", o.booted}};
   if (o.booted) {
@@ -244,6 +261,11 @@ class Runner final : public TrialPort {
                                          img.name);
       if (step == "deliver" && !img.marker.empty() && bench_.parts().storage_scan)
         marker_before_ = bench_.parts().storage_scan->storage_contains(img.marker, nullptr);
+      auto files = releases_.files_beside(img);
+      if (!files.empty() && !bench_.parts().link->publish_beside(std::move(files)))
+        throw BenchError(fmt::format("{}: {} needs files published beside it on the update server, and the "
+                                     "board's link publishes none",
+                                     bench_.profile().name, img.name));
       watch_plaintext(img);
       r = bench_.parts().link->deliver(artifact);
       judge_plaintext_watch(step, img);
@@ -439,7 +461,7 @@ class Runner final : public TrialPort {
     if (!s_.fault.unit)
       throw InputError(fmt::format("{}: scenario '{}' has no fault kind", s_.fault.where, s_.name));
     image_ = &releases_.get(s_.deliver);
-    if (s_.delta) use_image(releases_.delta(*image_, releases_.get(s_.delta_base())));
+    if (s_.delta) use_image(releases_.delta(*image_, releases_.get(s_.delta_base()), files_url(bench_)));
     run_ = s_.fault.unit->start(spec_);
     const auto detail = run_->inject(*this);
     out_.delivered = image_->name;
@@ -656,11 +678,11 @@ TrialOutcome run_trial(Bench& bench, const ReleaseSet& releases, const TrialSpec
 namespace {
 
 // A release, or "NAME/self-test-fail": the release's twin that fails its self-test.
-BuiltImage image_for(const ReleaseSet& releases, const std::string& start, const std::string& deliver) {
+BuiltImage image_for(Bench& bench, const ReleaseSet& releases, const std::string& start, const std::string& deliver) {
   const auto slash = deliver.find('/');
   const auto& base = releases.get(deliver.substr(0, slash));
   if (slash == std::string::npos) return base;
-  if (deliver.substr(slash + 1) == "delta") return releases.delta(base, releases.get(start));
+  if (deliver.substr(slash + 1) == "delta") return releases.delta(base, releases.get(start), files_url(bench));
   Rng unused(0);
   return releases.make_variant(base, deliver.substr(slash + 1), "", unused, nullptr);
 }
@@ -672,13 +694,13 @@ std::uint64_t count_update_ops(Bench& bench, const ReleaseSet& releases, const s
   auto& parts = bench.parts();
   if (!parts.flash_faults || !parts.provision) return 0;
   const auto& s = releases.get(start);
-  const auto d = image_for(releases, start, deliver);
+  const auto d = image_for(bench, releases, start, deliver);
   parts.flash_faults->disarm();
   bench.power_off("count flash operations");
   parts.provision->provision(s.bytes);
   bench.power_on("count flash operations");
   parts.flash_faults->arm(drivers::FlashCut{0, false, 0});
-  auto r = parts.link->deliver(releases.artifact(d));
+  auto r = deliver_with_files(parts, releases, d, bench.profile().name);
   auto n = parts.flash_faults->ops_counted();
   parts.flash_faults->disarm();
   if (r.status != drivers::DeliveryStatus::accepted)
@@ -691,7 +713,7 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
                                 const std::string& deliver) {
   auto& parts = bench.parts();
   if (!parts.provision) return 0;
-  const auto d = image_for(releases, start, deliver);
+  const auto d = image_for(bench, releases, start, deliver);
   bench.power_off("measure an update");
   parts.provision->provision(releases.get(start).bytes);
   bench.power_on("measure an update");
@@ -702,7 +724,7 @@ std::uint64_t measure_update_ms(Bench& bench, const ReleaseSet& releases, const 
                                  bench.profile().name, start, deliver, up.waited_ms));
   bench.drain_console();
   const auto t0 = bench.clock().now();
-  auto r = parts.link->deliver(releases.artifact(d));
+  auto r = deliver_with_files(parts, releases, d, bench.profile().name);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(bench.clock().now() - t0);
   bench.drain_console();
   (void)bench.take_transcript();
@@ -717,7 +739,7 @@ std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, co
   auto& parts = bench.parts();
   auto* crash = parts.crash_storage.get();
   if (!crash || !parts.provision) return 0;
-  const auto d = image_for(releases, start, deliver);
+  const auto d = image_for(bench, releases, start, deliver);
   const std::string step = "record an update's storage operations";
   bench.power_off(step);
   crash->set_power_loss("lost", 0);
@@ -730,7 +752,7 @@ std::uint64_t record_update_storage(Bench& bench, const ReleaseSet& releases, co
   // What the device prints from here on is the update's: cuts placed after
   // a console line are planned from the lines after this mark.
   crash->mark_console();
-  auto r = parts.link->deliver(releases.artifact(d));
+  auto r = deliver_with_files(parts, releases, d, bench.profile().name);
   if (r.status != drivers::DeliveryStatus::accepted)
     throw BenchError(fmt::format("{}: recording a clean update from {} to {}: it was {} ({})", bench.profile().name,
                                  start, deliver, drivers::to_string(r.status), r.detail));
@@ -777,14 +799,18 @@ BoardAbilities board_abilities(Bench& bench, const ReleaseSet& releases) {
   if (!bench.profile().delta)
     a.no_delta = "the board declares no delta updates (no `delta:` in its profile)";
   else if (!releases.makes_deltas())
-    a.no_delta = fmt::format("package format {} makes no delta packages", releases.package_format());
+    a.no_delta = releases.no_deltas();
   else
     a.no_delta.clear();
   a.device_type = !bench.profile().device_type.empty() || !releases.package_format().empty();
+  a.delta_ranges = a.no_delta.empty() && releases.delta_fetches_ranges();
   a.second_image = bench.profile().reports_second_image();
   a.encryption = releases.encrypted();
   a.image_size = [&releases](const std::string& name) -> std::uint64_t {
     return releases.artifact(releases.get(name)).size();
+  };
+  a.delta_size = [&bench, &releases](const std::string& name, const std::string& base) -> std::uint64_t {
+    return releases.artifact(image_for(bench, releases, base, name + "/delta")).size();
   };
   a.update_ms = [&bench, &releases](const std::string& s, const std::string& d) {
     return measure_update_ms(bench, releases, s, d);

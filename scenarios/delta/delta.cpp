@@ -93,13 +93,22 @@ class DeltaRun final : public harness::FaultRun {
     std::string what;
     if (variant_ == "wrong-base") {
       const auto base = other_base(port, rng, what);
-      auto v = releases.delta(releases.get(port.scenario().deliver), base);
+      const auto url = port.bench().parts().link->files_url();
+      auto v = releases.delta(releases.get(port.scenario().deliver), base, url);
+      // A zchunk package (SWUpdate's delta) names no base: it carries the
+      // new image's chunk digests, and the device takes from its running
+      // slot the chunks it holds and fetches the rest.
+      if (!releases.package_format().empty())
+        what += fmt::format("; a {} delta package names no base: the device takes from its running slot the "
+                            "chunks it holds and fetches the rest",
+                            releases.package_format());
       v.name = target.name + "/wrong-base";
       v.variant = "delta-wrong-base";
       port.use_image(std::move(v));
       return what;
     }
-    BuiltImage v = releases.corrupt_delta(target, releases.get(port.scenario().delta_base()), rng, &what);
+    BuiltImage v = releases.corrupt_delta(target, releases.get(port.scenario().delta_base()), rng, &what,
+                                          port.bench().parts().link->files_url());
     port.use_image(std::move(v));
     return what;
   }

@@ -507,7 +507,8 @@ class NetworkKind final : public harness::FaultKind {
   std::string_view summary() const override {
     return "faults: a fault proxy spec applied to the delivery's connections (docs/network.md; ${b} is a seeded "
            "byte offset within the image's size; `server:` rules are the update server's own, e.g. "
-           "server:endless@limit=64MiB answers the image without Content-Length and keeps sending); probe: "
+           "server:endless@limit=64MiB answers the image without Content-Length and keeps sending, "
+           "server:wrong-ranges answers each byte range of a delta's files with the bytes one off it); probe: "
            "no-client-certificate also asks the update server for the image without a client certificate, "
            "expired-client-certificate with an expired one, which it must refuse; client_certificate: expired "
            "gives the device an expired client certificate for the delivery, renewed before the retry; expect (one or a list): installed means the device must still finish the "
@@ -515,11 +516,23 @@ class NetworkKind final : public harness::FaultKind {
            "right after, before any power cycle";
   }
   std::vector<std::string_view> keys() const override { return {"faults", "probe", "expect", "client_certificate"}; }
-  std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext&) const override {
-    return parse_network(c);
+  std::shared_ptr<const harness::FaultOptions> parse(const Config& c, const FaultParseContext& ctx) const override {
+    auto o = parse_network(c);
+    // The byte ranges a device asks for are a delta's (SWUpdate's delta
+    // handler fetches the chunks it lacks); a full image is fetched whole.
+    if (ctx.root && o->faults.find("wrong-ranges") != std::string::npos) {
+      const auto how = ctx.root->find("delivery");
+      if (!how || how->as_string() != "delta")
+        c.at("faults").fail("server:wrong-ranges answers the byte ranges of a delta: the scenario needs "
+                            "`delivery: delta`");
+    }
+    return o;
   }
   std::string inapplicable(const Scenario& s, const BoardAbilities& board) const override {
     const auto& f = s.fault.as<NetworkOptions>();
+    if (f.faults.find("wrong-ranges") != std::string::npos && !board.delta_ranges)
+      return "the device fetches no byte ranges: its delta releases are delivered whole (otarig delta images, "
+             "docs/image-format.md), so a server that answers ranges wrongly has none to answer";
     if (board.network.empty())
       return "the board does not download from the rig's update server through the fault proxy";
     // Why the device's client does no more TLS than its profile says (device.network.tls_reason).
@@ -556,7 +569,7 @@ class NetworkKind final : public harness::FaultKind {
   void plan(PlanContext& ctx) const override {
     const auto& s = ctx.scenario();
     const auto& f = s.fault.as<NetworkOptions>();
-    const std::uint64_t size = ctx.board().image_size ? ctx.board().image_size(s.deliver) : 0;
+    const std::uint64_t size = ctx.board().delivered_size(s);
     for (std::uint64_t i = 0; i < std::max<std::uint64_t>(1, s.trials); ++i) {
       auto& t = ctx.add();
       auto p = std::make_shared<NetworkPoint>();

@@ -98,7 +98,8 @@ std::string delivered_name(const Scenario& s, const CutOptions& f) {
 void plan_placed(PlanContext& ctx, const CutOptions& f) {
   const Scenario& s = ctx.scenario();
   const auto& board = ctx.board();
-  const std::uint64_t size = board.image_size ? board.image_size(s.deliver) : 0;
+  // Cuts by download byte fall within the bytes delivered: the delta's with `delivery: delta`.
+  const std::uint64_t size = f.image.empty() ? board.delivered_size(s) : board.image_size ? board.image_size(s.deliver) : 0;
   const bool timed = f.at == "random-time" || f.at == "every-flash-op" || f.at == "random-flash-op";
   const std::uint64_t ms = timed ? ctx.update_ms(delivered_name(s, f)) : 0;
   // The window of time cuts: the clean update and a quarter more (the reboot after it).

@@ -19,6 +19,7 @@
 
 #include "otarig/core/crypto.hpp"
 #include "otarig/core/encryption.hpp"
+#include "otarig/core/errors.hpp"
 #include "otarig/drivers/clients/package.hpp"
 #include "otarig/drivers/clients/tools.hpp"
 #include "otarig/harness/profile.hpp"
@@ -182,6 +183,81 @@ TEST(SwuTest, SwupdateChecksEveryVariant) {
     const bool ok = r.ok() && r.output.find("SWUPDATE successful") != std::string::npos;
     EXPECT_EQ(ok, all[i].expect_ok) << all[i].name << ": swupdate -c said:\n" << r.output.substr(r.output.size() > 3000 ? r.output.size() - 3000 : 0);
   }
+}
+
+// A delta .swu (boards/swupdate-ab-delta.yaml): the zchunk header, the two
+// postinstall scripts and the padding SWUpdate skips; the .zck beside it at
+// the URL its signed sw-description names, with a source per target slot.
+TEST(SwuDeltaTest, PackageNamesTheZckAndASourcePerSlot) {
+  for (const char* tool : {"zck", "zck_read_header"})
+    if (!have_tool(tool)) GTEST_SKIP() << tool << " is not installed: ci/setup with OTARIG_SETUP_EXTRA=clients (zchunk)";
+  auto profile = harness::load_profile(std::filesystem::path(OTARIG_SOURCE_DIR) / "boards/swupdate-ab-delta.yaml");
+  harness::ReleaseSet rs(profile);
+  ASSERT_TRUE(rs.makes_deltas());
+  EXPECT_TRUE(rs.delta_fetches_ranges());
+  EXPECT_THROW(rs.delta(rs.get("patch"), rs.get("factory")), BenchError);  // no URL to name
+  const auto d = rs.delta(rs.get("patch"), rs.get("factory"), "http://127.0.0.1:8080");
+  ASSERT_EQ(d.delta_files.size(), 1u);
+  const auto& zck = d.delta_files[0];
+  EXPECT_EQ(zck.path.rfind("/deltas/", 0), 0u) << zck.path;
+  EXPECT_EQ(rs.files_beside(d).size(), 1u);
+  auto entries = cpio::read(d.delta);
+  ASSERT_EQ(entries.size(), 6u);
+  EXPECT_EQ(entries[2].name, kSwuDeltaHeaderName);
+  EXPECT_EQ(entries[5].name, kSwuPaddingName);
+  EXPECT_GE(entries[5].data.size(), 256u * 1024);
+  // The header is the .zck's first bytes.
+  ASSERT_LT(entries[2].data.size(), zck.bytes.size());
+  EXPECT_TRUE(std::equal(entries[2].data.begin(), entries[2].data.end(), zck.bytes.begin()));
+  const std::string description(entries[0].data.begin(), entries[0].data.end());
+  for (const char* want : {"type = \"delta\";", "url = \"http://127.0.0.1:8080/deltas/", "chain = \"rawfile\";",
+                           "source = \"/run/otarig/slot-a\";", "source = \"/run/otarig/slot-b\";",
+                           "type = \"postinstall\";", "filename = \"verify-B.sh\";"})
+    EXPECT_NE(description.find(want), std::string::npos) << want << " in\n" << description;
+  EXPECT_EQ(description.find("installed-directly"), std::string::npos);  // the delta handler refuses it
+  EXPECT_EQ(description.find(kSwuPaddingName), std::string::npos);
+  // copyB's image goes into slot B from slot A.
+  const auto copy_b = description.substr(description.find("copyB"));
+  EXPECT_LT(copy_b.find("path = \"/run/otarig/slot-b\";"), copy_b.find("source = \"/run/otarig/slot-a\";"));
+  // Another URL, another package; the same target, the same .zck.
+  const auto other = rs.delta(rs.get("patch"), rs.get("factory"), "http://127.0.0.1:9090");
+  EXPECT_NE(other.delta, d.delta);
+  EXPECT_EQ(other.delta_files[0].bytes, zck.bytes);
+  // corrupt-chunk: a chunk the running image lacks, in the .zck's data, under another name.
+  harness::Rng rng(5);
+  std::string what;
+  const auto bad = rs.corrupt_delta(rs.get("patch"), rs.get("factory"), rng, &what, "http://127.0.0.1:8080");
+  ASSERT_EQ(bad.delta_files.size(), 1u);
+  EXPECT_NE(bad.delta_files[0].path, zck.path);
+  EXPECT_FALSE(bad.authentic);
+  EXPECT_NE(bad.digest, rs.get("patch").digest);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < zck.bytes.size(); ++i) differ += bad.delta_files[0].bytes[i] != zck.bytes[i];
+  EXPECT_EQ(differ, 1u);
+  EXPECT_NE(what.find("which the running image lacks"), std::string::npos) << what;
+}
+
+// The postinstall script checks the slot as a whole: right bytes pass, one
+// flipped byte fails with what the slot holds.
+TEST(SwuDeltaTest, VerifyScriptChecksTheWholeSlot) {
+  if (!have_tool("sh") || !have_tool("sha256sum")) GTEST_SKIP() << "needs sh and sha256sum";
+  TempDir tmp("otarig-verify");
+  Bytes image(300000);
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<std::uint8_t>(i * 7 + 3);
+  const auto sha = crypto::hex(crypto::sha256(image));
+  auto script = swu_verify_script(1, image.size(), sha);
+  const auto slot = tmp.path() / "slot-b";
+  script.replace(script.find(kSwuSlotDevice[1]), std::strlen(kSwuSlotDevice[1]), slot.string());
+  write_text(tmp.path() / "verify.sh", script);
+  Bytes in_slot = image;
+  in_slot.resize(image.size() + 4096, 0xff);  // the slot is larger than the image
+  write_bytes(slot, in_slot.data(), in_slot.size());
+  EXPECT_TRUE(run_tool({"sh", (tmp.path() / "verify.sh").string()}).ok());
+  in_slot[123456] ^= 0x10;
+  write_bytes(slot, in_slot.data(), in_slot.size());
+  const auto r = run_tool({"sh", (tmp.path() / "verify.sh").string()});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("otarig: slot B holds sha256"), std::string::npos) << r.output;
 }
 
 // SWUpdate's encrypted images (boards/swupdate-ab-encrypted.yaml): the image

@@ -159,6 +159,7 @@ SKIPPED = {"bit-rot", "flash-error", "lying-mirror", "impostor-server", "mtls-re
            "clock-1970", "clock-future", "clock-skew", "key-rotation", "revoked-key", "untrusted-rotation",
            "signer-expired", "signer-not-yet-valid", "server-certificate-expired", "server-certificate-not-yet-valid",
            "server-certificate-renewed", "outage", "delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base",
+           "delta-wrong-ranges",
            "bootloader-power-cut-sweep", "partial-bundle", "broken-dependency", "one-image-rollback"}
 
 

@@ -65,6 +65,17 @@ if(TARGET otarig_drivers_clients)
       LABELS "clients" TIMEOUT 600 COST 60)
   endif()
 endif()
+# SWUpdate's delta handler in campaigns (boards/swupdate-ab-delta.yaml;
+# docs/ota-clients.md, "Delta releases in campaigns"): the delta scenarios,
+# delta-wrong-ranges among them, and a seeded sample of the delta sweep.
+if(TARGET otarig AND TARGET otarig-clientboard)
+  find_program(OTARIG_CLIENTS_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  add_test(NAME clients.swupdate-delta-board
+    COMMAND ${OTARIG_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_swupdate_delta_board.py)
+  set_tests_properties(clients.swupdate-delta-board PROPERTIES
+    ENVIRONMENT "OTARIG_BIN=$<TARGET_FILE:otarig>;OTARIG_SOURCE_DIR=${PROJECT_SOURCE_DIR};OTARIG_TOOL_PATH=$<TARGET_FILE_DIR:otarig-clientboard>"
+    LABELS "clients;crash" TIMEOUT 600 COST 60)
+endif()
 # The real clients under the crash model (docs/ota-clients.md, "Under the
 # crash model"): sweeps at their storage operations, 64 KiB releases.
 if(TARGET otarig AND TARGET otarig-clientboard)

@@ -66,6 +66,8 @@ INSTANTIATE_TEST_SUITE_P(
                     Valid{"conn=1:impostor", "conn=1:impostor"},
                     Valid{" down:stall@b=1 ; up:stall@b=2 ", "down:stall@b=1;up:stall@b=2"},
                     Valid{"server:endless@limit=64MiB", "server:endless@limit=67108864"},
+                    Valid{"server:wrong-ranges", "server:wrong-ranges"},
+                    Valid{"server:wrong-ranges;server:endless", "server:wrong-ranges;server:endless"},
                     Valid{"down:stall=5;server:endless", "down:stall@b=5;server:endless"},
                     Valid{"certificate=expired", "certificate=expired"},
                     Valid{"certificate@name=rotated-ca", "certificate=rotated-ca"},
@@ -128,6 +130,9 @@ INSTANTIATE_TEST_SUITE_P(
                     Invalid{"down:stall=1=2", 13, "unexpected character"},
                     Invalid{"server:stall=1", 8, "only endless"},
                     Invalid{"server:endless@after=1", 8, "drop after="},
+                    Invalid{"down:wrong-ranges", 6, "write server:wrong-ranges"},
+                    Invalid{"wrong-ranges", 1, "write server:wrong-ranges"},
+                    Invalid{"server:wrong-ranges@x=1", 21, "unknown parameter 'x'"},
                     Invalid{"conn=1:server:endless", 1, "drop conn="},
                     Invalid{"server:down:endless", 12, "unexpected ':'"},
                     Invalid{"certificate=stale", 13, "unknown certificate 'stale'"},
@@ -158,6 +163,7 @@ TEST(FaultSpec, ServerRulesAreKeptApartFromTheProxysRules) {
   EXPECT_FALSE(s.rules[1].applies_to(Direction::up));
   EXPECT_EQ(s.proxy_rules().text(), "down:truncate@b=9");
   EXPECT_EQ(s.server_rules().text(), "server:endless@limit=10");
+  EXPECT_EQ(parse_fault_spec("server:wrong-ranges;down:reset@b=3").proxy_rules().text(), "down:reset@b=3");
   EXPECT_EQ(std::get<Endless>(s.server_rules().rules.at(0).fault).limit, 10u);
 }
 

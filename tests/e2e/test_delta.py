@@ -105,6 +105,35 @@ def test_a_board_without_delta_skips_the_delta_scenarios_with_the_reason(tmp_pat
                      r"delta updates", p.stderr), p.stderr
 
 
+def test_a_board_whose_delta_fetches_no_ranges_skips_delta_wrong_ranges_saying_so(tmp_path):
+    # otarig's own delta releases are delivered whole: no byte range for a
+    # server to answer wrongly (the SWUpdate board runs it:
+    # tests/clients/test_swupdate_delta_board.py).
+    suite = tmp_path / "ranges.yaml"
+    suite.write_text("name: ranges\ninclude: [delta-wrong-base, delta-wrong-ranges]\n")
+    board = small(SRC / "boards/virtual-ab.yaml", tmp_path)
+    p = otarig("run", "--board", board, "--scenario", suite, "--seed", 1, "--out", tmp_path / "s", "--no-progress",
+               check=0)
+    doc = run_json(tmp_path / "s")
+    assert {t["scenario"] for t in doc["trials"]} == {"delta-wrong-base"}
+    (skip,) = doc["skipped"]
+    assert skip["scenario"] == "delta-wrong-ranges" and skip["reason"].startswith(
+        "the device fetches no byte ranges: its delta releases are delivered whole"), skip
+    p = otarig("run", "--board", board, "--scenario", "delta-wrong-ranges", "--out", tmp_path / "one", check=2)
+    assert re.search(r"delta-wrong-ranges\.yaml:\d+: scenario 'delta-wrong-ranges' cannot run: the device fetches "
+                     r"no byte ranges", p.stderr), p.stderr
+
+
+def test_wrong_ranges_needs_a_delta_delivery(tmp_path):
+    scenario = tmp_path / "ranges-full.yaml"
+    scenario.write_text((SRC / "scenarios/delta-wrong-ranges.yaml").read_text().replace("delivery: delta\n", "")
+                        .replace("name: delta-wrong-ranges", "name: ranges-full"))
+    p = otarig("run", "--board", SRC / "boards/virtual-ab.yaml", "--scenario", scenario, "--out", tmp_path / "o",
+               check=2)
+    assert re.search(r"ranges-full\.yaml:\d+: .*server:wrong-ranges answers the byte ranges of a delta: the "
+                     r"scenario needs `delivery: delta`", p.stderr), p.stderr
+
+
 @pytest.mark.parametrize("edit,error", [
     (lambda t: t.replace("wrong_base: refuse", "wrong_base: sometimes"),
      r":\d+: delta\.wrong_base: 'sometimes' is neither refuse nor full-image"),

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 # The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
-DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base"}
+DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base", "delta-wrong-ranges"}
 # Scenarios that need a second image or encrypted releases: skipped on this board.
 NEEDS_SKIPPED = {"bootloader-power-cut-sweep", "partial-bundle", "broken-dependency", "one-image-rollback",
                  "tampered-ciphertext", "encrypted-for-another-device"}

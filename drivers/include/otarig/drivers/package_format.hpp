@@ -10,11 +10,13 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "otarig/core/config.hpp"
 #include "otarig/core/errors.hpp"
 #include "otarig/core/image.hpp"
 #include "otarig/core/rng.hpp"
+#include "otarig/drivers/protocols.hpp"
 
 namespace otarig::encryption {
 struct AesKey;
@@ -27,6 +29,14 @@ struct PackageDamage {
   image::Bytes package;     ///< what the client is served
   image::Bytes slot_image;  ///< the slot image inside it: what the device would boot, should the client install it
   std::string what;         ///< the damage, for the evidence
+};
+
+/// A delta package and what it carries.
+struct DeltaPackage {
+  image::Bytes package;              ///< what the client is served
+  std::vector<PublishedFile> files;  ///< what the update server publishes beside it
+  image::Bytes slot_image;           ///< corrupt_delta: what the device would boot, should it install it
+  std::string what;                  ///< for the evidence
 };
 
 class PackageFormat {
@@ -77,21 +87,33 @@ class PackageFormat {
   }
   /// Whether the format makes delta packages (delta_package).
   virtual bool makes_deltas() const { return false; }
+  /// Why it makes none (when makes_deltas() is false).
+  virtual std::string no_deltas() const { return "it makes no delta packages"; }
+  /// Whether the device fetches a delta package's data in byte ranges from
+  /// the update server (SWUpdate's delta handler), rather than as one file.
+  virtual bool delta_fetches_ranges() const { return false; }
   /// A validly signed package that delivers `target` as a delta against
-  /// `base`, the slot image the device runs (docs/ota-clients.md). InputError
-  /// when the format makes none.
-  virtual image::Bytes delta_package(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target) const {
+  /// `base`, the slot image the device runs (docs/ota-clients.md): the
+  /// package, and the files the device fetches besides it, which its signed
+  /// description names under `files_url` (UpdateLinkProtocol::files_url).
+  /// InputError when the format makes none; BenchError when `files_url` is
+  /// empty and the package needs files beside it.
+  virtual DeltaPackage delta_package(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
+                                     const std::string& files_url) const {
     (void)base;
     (void)target;
+    (void)files_url;
     throw InputError("this package format makes no delta packages");
   }
   /// A delta package of `target` against `base` with one seeded chunk of its
-  /// delta data corrupted (scenario delta-corrupt-chunk); `slot_image` is
-  /// what the device would boot should it install what it assembled.
-  virtual PackageDamage corrupt_delta(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
-                                      core::Rng& rng) const {
+  /// delta data corrupted (scenario delta-corrupt-chunk), a chunk the
+  /// device must fetch (not one it holds in `base`); `slot_image` is what
+  /// the device would boot should it install what it assembled.
+  virtual DeltaPackage corrupt_delta(std::span<const std::uint8_t> base, std::span<const std::uint8_t> target,
+                                     const std::string& files_url, core::Rng& rng) const {
     (void)base;
     (void)target;
+    (void)files_url;
     (void)rng;
     throw InputError("this package format makes no delta packages");
   }

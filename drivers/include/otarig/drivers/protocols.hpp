@@ -120,10 +120,25 @@ struct DeliveryResult {
 
 /// Hands an update image to the device's OTA agent (in-process stream,
 /// HTTP through the update server, a client's command line).
+/// A file published on the update server beside a delivery (a delta
+/// package's chunk file, which the package's signed description names by URL).
+struct PublishedFile {
+  std::string path;  ///< on the update server, "/deltas/NAME.zck"
+  std::vector<std::uint8_t> bytes;
+};
+
 class UpdateLinkProtocol {
  public:
   virtual ~UpdateLinkProtocol() = default;
   virtual DeliveryResult deliver(std::span<const std::uint8_t> image) = 0;
+  /// Where the device reaches a file published beside a delivery: this URL
+  /// followed by the file's path (publish_beside). Empty when the link
+  /// publishes no such files.
+  virtual std::string files_url() const { return {}; }
+  /// The next delivery (or update check) also publishes `files`, each at
+  /// its path, until the delivery after it. Returns false, publishing
+  /// nothing, when the link publishes no such files.
+  virtual bool publish_beside(std::vector<PublishedFile> files) { return files.empty(); }
 };
 
 /// Writes a known-good image outside the updater (factory programming, a

@@ -83,8 +83,21 @@ struct BoardAbilities {
   /// Why the board takes no delta release ("" when it does: its profile's
   /// `delta:` section, and a package format that makes delta packages).
   std::string no_delta = "the board takes no delta releases";
+  /// The device fetches a delta's data from the update server in byte
+  /// ranges (SWUpdate's delta handler), not as one file.
+  bool delta_ranges = false;
   /// Bytes of a release's image as delivered.
   std::function<std::uint64_t(const std::string& release)> image_size;
+  /// Bytes of `release` delivered as a delta made against `base` (the delta
+  /// release, or a package format's delta package); empty when the board
+  /// cannot say.
+  std::function<std::uint64_t(const std::string& release, const std::string& base)> delta_size;
+  /// The bytes a scenario's faulted step delivers: the delta's with
+  /// `delivery: delta`, else the release's image (0 when the board cannot say).
+  std::uint64_t delivered_size(const Scenario& s) const {
+    if (s.delta && delta_size) return delta_size(s.deliver, s.delta_base());
+    return image_size ? image_size(s.deliver) : 0;
+  }
   /// Milliseconds of a clean update from `start` to `deliver` (measured on the board).
   CountOps update_ms;
   /// The device's client refuses a download whose length the server does

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "otarig/core/crypto.hpp"
@@ -65,6 +66,10 @@ struct BuiltImage {
   /// image it was made against.
   std::string delta_of;
   std::string delta_base;
+  /// On a packaged board, the files the delta package's device fetches
+  /// besides it (a zchunk file of the new image), published on the update
+  /// server beside the delivery (UpdateLinkProtocol::publish_beside).
+  std::vector<drivers::PublishedFile> delta_files;
 };
 
 /// Loads a key reference: "test:LABEL" (deterministic test key) or a PEM path
@@ -102,12 +107,19 @@ class ReleaseSet {
   /// TARGET/delta; `bytes` stay the target's, so the oracles judge what the
   /// device assembles). On a board that takes packages the package format
   /// makes the delta package (PackageFormat::delta_package).
-  BuiltImage delta(const BuiltImage& target, const BuiltImage& base) const;
+  /// `files_url`: where the device reaches the files published beside a
+  /// delivery (UpdateLinkProtocol::files_url), which a package format's
+  /// signed description names (SWUpdate's delta handler).
+  BuiltImage delta(const BuiltImage& target, const BuiltImage& base, const std::string& files_url = {}) const;
   /// `target` as a delta against `base` with a seeded bit of one seeded
   /// chunk of its literal data flipped (the payload of an INSERT op; on a
   /// packaged board, the format's own delta data): an inauthentic image whose
   /// `bytes` are what the device would assemble from it.
-  BuiltImage corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng, std::string* detail) const;
+  BuiltImage corrupt_delta(const BuiltImage& target, const BuiltImage& base, Rng& rng, std::string* detail,
+                           const std::string& files_url = {}) const;
+  /// The files to publish beside the delivery of `img` (its delta_files
+  /// when its delta is what is delivered; else none).
+  std::vector<drivers::PublishedFile> files_beside(const BuiltImage& img) const;
   /// Whether the releases are encrypted for the device (the profile's `encryption:`).
   bool encrypted() const { return encrypt_for_.has_value() || package_encrypted_; }
   /// The encrypted image of `plaintext` for this device, signed by the release key (a seed from its digest).
@@ -122,6 +134,12 @@ class ReleaseSet {
   const std::string& package_format() const { return package_format_; }
   /// Whether delta() can make a delta of a release for this board.
   bool makes_deltas() const { return !format_ || format_->makes_deltas(); }
+  /// Why not, when makes_deltas() is false.
+  std::string no_deltas() const;
+  /// Whether the device fetches a delta's data in byte ranges (a package
+  /// format's delta, PackageFormat::delta_fetches_ranges); otarig's own
+  /// delta releases are delivered whole.
+  bool delta_fetches_ranges() const { return format_ && format_->delta_fetches_ranges(); }
   /// The CA certificate (PEM) the device's client trusts; empty without `package:`.
   std::string package_trust_pem() const;
   /// The bytes to deliver for `img`: `img.bytes` on a board without
@@ -165,7 +183,8 @@ class ReleaseSet {
   // delta(): the deltas made so far, by (target digest, base digest); campaigns
   // with --jobs make them from several threads.
   mutable std::mutex delta_mutex_;
-  mutable std::map<std::pair<std::string, std::string>, image::Bytes> deltas_;
+  // (target digest, base digest, files URL) -> the delta (a package's with its files).
+  mutable std::map<std::tuple<std::string, std::string, std::string>, drivers::DeltaPackage> deltas_;
 
   std::vector<BuiltImage> releases_;
   std::vector<crypto::PublicKey> trusted_;

@@ -106,6 +106,11 @@ PackageContent package_content(std::span<const std::uint8_t> slot_image);
 
 /// SWUpdate: the file names and devices inside a .swu.
 inline constexpr const char* kSwuImageName = "otarig.img";
+/// The zchunk header's name inside a delta .swu.
+inline constexpr const char* kSwuDeltaHeaderName = "otarig.zckheader";
+/// A file a delta .swu carries and its sw-description does not name (256 KiB
+/// of zeros, skipped by SWUpdate): docs/ota-clients.md.
+inline constexpr const char* kSwuPaddingName = "otarig.padding";
 /// The slots as the raw handler sees them inside the device's mount
 /// namespace (the clientboard links them to its slot files there).
 inline constexpr const char* kSwuSlotDevice[2] = {"/run/otarig/slot-a", "/run/otarig/slot-b"};
@@ -130,6 +135,46 @@ struct SwuParts {
 SwuParts swu_parts(const PackageContent& content, const PemPair* signer, const std::string& hardware_revision,
                    const std::string& handler = "raw");
 Bytes swu_archive(const SwuParts& parts);
+
+/// A zchunk file of an image as SWUpdate's delta handler wants it (`zck -u
+/// -h sha256`: SHA-256 chunk digests, of the compressed and of the
+/// uncompressed chunks; zstd), made by zchunk's `zck` and read back with
+/// `zck_read_header -c`.
+struct Zchunk {
+  Bytes file;
+  /// The file's lead and header: what a delta .swu carries (its sha256 in
+  /// the signed sw-description), the chunks' digests among them.
+  std::size_t header_size = 0;
+  struct Chunk {
+    std::string uncompressed_sha256;  ///< hex: how a device finds it in its running slot
+    std::size_t start = 0;            ///< in the file
+    std::size_t comp_size = 0;        ///< bytes in the file
+    std::size_t image_at = 0;         ///< where its bytes start in the image
+    std::size_t size = 0;             ///< uncompressed bytes
+  };
+  std::vector<Chunk> chunks;  ///< the data chunks in order (the empty dictionary chunk left out)
+};
+/// BenchError when zck or zck_read_header is missing or fails, or what it
+/// wrote does not read back.
+Zchunk zchunk(std::span<const std::uint8_t> image);
+
+/// The sw-description of a delta .swu (SWUpdate's `delta` handler,
+/// docs/ota-clients.md): collections stable,copyA and stable,copyB, each an
+/// image of type `delta` (the zchunk header `header_name`, with its sha256)
+/// whose `source` is the other slot (the one the device runs when it
+/// installs this one) and `url` the .zck, chained to `handler` into the
+/// slot; a postinstall script `verify-A.sh` / `verify-B.sh` (sha256 given)
+/// that checks the assembled slot as a whole before SWUpdate writes the
+/// bootenv that selects it.
+std::string swu_delta_description(const PackageContent& content, const std::string& hardware_revision,
+                                  const std::string& handler, const std::string& header_name,
+                                  const std::string& header_sha256, const std::string& zck_url,
+                                  const std::string script_sha256[2]);
+/// The postinstall script of slot `slot` (0 = A): the first `size` bytes of
+/// the slot hash to `sha256` (hex), else it exits 1 saying what the slot holds.
+std::string swu_verify_script(int slot, std::size_t size, const std::string& sha256);
+/// The script's name in the .swu.
+std::string swu_verify_script_name(int slot);
 
 /// RAUC plain bundles: a squashfs image (manifest.raucm + the image) followed
 /// by a detached CMS signature over it and the signature's size (8 bytes,

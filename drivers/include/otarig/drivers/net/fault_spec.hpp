@@ -120,8 +120,15 @@ struct Outage {
 };
 const char* to_string(Outage::Mode);
 
+/// The update server answers every byte range of the delivery's files
+/// wrongly (`server:wrong-ranges`, UpdateServer::set_wrong_ranges): each
+/// range's bytes one off the range its Content-Range names. A server rule only.
+struct WrongRanges {
+  bool operator==(const WrongRanges&) const = default;
+};
+
 using Fault = std::variant<Corrupt, Truncate, Reset, Stall, Throttle, Latency, Slice, Endless, Replay, Impostor,
-                           AskClientCert, ServerCertificate, Outage>;
+                           AskClientCert, ServerCertificate, Outage, WrongRanges>;
 /// "corrupt", "truncate", ...: the name a fault has in the spec text.
 const char* fault_name(const Fault&);
 

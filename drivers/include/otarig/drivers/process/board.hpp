@@ -336,6 +336,10 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   /// during the delivery (an armed cut, or anyone's off()); unreachable when
   /// the device is off, its program exited, or it did not answer in time.
   DeliveryResult deliver(std::span<const std::uint8_t> image) override;
+  /// With `serve: http`: the update server's URL as the device reaches it
+  /// (link.base_url, through the fault proxy when there is one).
+  std::string files_url() const override;
+  bool publish_beside(std::vector<PublishedFile> files) override;
 
   void arm(const ProcessCut& cut) override;
   void disarm() override;
@@ -403,6 +407,9 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   std::shared_ptr<Shared> shared_;
   std::uint64_t deliveries_ = 0;
   std::string published_path_, published_manifest_;
+  std::vector<PublishedFile> next_files_;       ///< publish_beside(): for the next publication
+  std::vector<std::string> published_files_;    ///< their paths, removed at the publication after
+  std::uint64_t wrong_ranges_seen_ = 0;         ///< the last wrong-ranges record take_network_events() returned (seq)
   std::string deployment_;
   struct Description {
     std::string version;
