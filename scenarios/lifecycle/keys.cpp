@@ -62,7 +62,8 @@ class KeyRun final : public harness::FaultRun {
     auto rotation = [&](std::vector<image::TrustChange> changes, const crypto::Ed25519Key& by,
                         const harness::BuiltImage& from, std::uint32_t build_add, const std::string& role,
                         bool authentic = true) {
-      auto parsed = image::parse(application_of(from), from.name);
+      const auto app = application_of(from);  // the parsed image points into it
+      auto parsed = image::parse(app, from.name);
       image::Header h = parsed.header;
       if (h.version.build > 0xFFFFFFFFu - build_add)
         throw InputError(fmt::format("{}: scenario '{}': release {} has no build number left for a rotation message",

@@ -141,7 +141,8 @@ TEST_F(CrashStorage, TheDeviceSeesAnOrdinaryFolderUnderTheRecordingLayer) {
 
 TEST_F(CrashStorage, APowerOffInModeLostDropsWhatNoBarrierMadeDurable) {
   auto root = Config::load_string(
-      shell_profile("printf kept > kept.txt; printf old > old.txt; sync kept.txt old.txt .; "
+      shell_profile("if [ -e kept.txt ]; then echo idle; exec sleep 100; fi; "
+                    "printf kept > kept.txt; printf old > old.txt; sync kept.txt old.txt .; "
                     "printf lost > lost.txt; printf new > old.txt; echo written; exec sleep 100"),
       "crash-test.yaml");
   Board b(root);
@@ -159,8 +160,10 @@ TEST_F(CrashStorage, APowerOffInModeLostDropsWhatNoBarrierMadeDurable) {
   EXPECT_EQ(last.at("mode"), "lost");
   EXPECT_FALSE(last.at("pending").empty()) << last.dump();
 
-  // A power-on whose device writes nothing leaves nothing to apply.
+  // A power-on whose device writes nothing (it finds kept.txt and idles)
+  // leaves nothing to apply.
   b.parts.power->on();
+  ASSERT_FALSE(b.wait_for("^idle").empty()) << b.transcript;
   b.parts.power->off();
   EXPECT_TRUE(b.crash().last_power_loss().is_null());
   EXPECT_EQ(read_file(b.storage() / "kept.txt"), "kept");

@@ -199,7 +199,8 @@ TEST(Delta, AHandWrittenPatchAssemblesAsItsOpsSay) {
   auto ops = copy_op(0, 64);
   const auto ins = insert_op(ten);
   ops.insert(ops.end(), ins.begin(), ins.end());
-  const auto d = parse(with_patch(patch_of(ops, 2, 74)), "d.img", 1 << 20);
+  const auto bytes = with_patch(patch_of(ops, 2, 74));  // the parsed delta points into it
+  const auto d = parse(bytes, "d.img", 1 << 20);
   const auto out = assemble(d, pair().base, "d.img");
   ASSERT_EQ(out.size(), 74 + kTrailerSize);
   EXPECT_TRUE(std::equal(out.begin(), out.begin() + 64, pair().base.begin()));

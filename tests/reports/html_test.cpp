@@ -191,12 +191,9 @@ TEST(Html, RequirementOutsideTheCatalogIsStillListed) {
 
 TEST(Html, TenThousandTrialsStayASmallPage) {
   auto run = big_run(10000, 20);  // 500 findings
-  auto t0 = std::chrono::steady_clock::now();
+  // The page's size is bounded; its build time is the machine's, not asserted.
   auto html = report_html(run);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(html.size(), 4u << 20) << html.size();
-  EXPECT_LT(ms, 5000);
   EXPECT_NE(html.find("All trials (2000 shown of 10000, every failure included)"), std::string::npos);
   EXPECT_NE(html.find("400 more findings"), std::string::npos);
   EXPECT_EQ(count(html, "<article class=\"finding\""), 100u);
