@@ -36,6 +36,11 @@ CLIENTBOARD = os.environ.get("OTARIG_CLIENTBOARD", "otarig-clientboard")
 
 # The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
 DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base", "delta-wrong-ranges"}
+# The key-rotation scenarios: key-rotation messages are otarig images with a trust block, and no
+# packaged client takes a key rotation inside an update; skipped on the client boards saying so.
+ROTATIONS = {"key-rotation", "revoked-key", "untrusted-rotation"}
+
+
 def missing(*tools):
     return [t for t in tools if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
 

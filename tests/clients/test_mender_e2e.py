@@ -40,6 +40,12 @@ UNSYNCED_STORE_TRIAL = "00066"
 
 # The delta scenarios of nightly: skipped on a board whose profile declares no delta updates.
 DELTA = {"delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base", "delta-wrong-ranges"}
+# The key lifecycle: no key rotation inside an update, and an artifact's signer (a bare key) has no validity
+# period; skipped saying so. The clock scenarios run (mender-ab declares its clock policy).
+ROTATIONS = {"key-rotation", "revoked-key", "untrusted-rotation"}
+SIGNER_VALIDITY = {"signer-expired", "signer-not-yet-valid"}
+
+
 def need_mender():
     need_namespaces()
     gone = missing("mender", "mender-artifact", "fw_setenv", "fw_printenv", "openssl")

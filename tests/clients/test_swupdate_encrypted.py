@@ -158,7 +158,7 @@ def test_an_encrypted_image_streamed_into_the_slot_leaves_its_plaintext_there(tm
 SKIPPED = {"bit-rot", "flash-error", "lying-mirror", "impostor-server", "mtls-required", "client-certificate",
            "clock-1970", "clock-future", "clock-skew", "key-rotation", "revoked-key", "untrusted-rotation",
            "signer-expired", "signer-not-yet-valid", "server-certificate-expired", "server-certificate-not-yet-valid",
-           "server-certificate-renewed", "outage", "delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base",
+           "server-certificate-renewed", "server-certificate-rotated-ca", "client-certificate-expired", "outage", "delta-power-cut-sweep", "delta-corrupt-chunk", "delta-wrong-base",
            "delta-wrong-ranges",
            "bootloader-power-cut-sweep", "partial-bundle", "broken-dependency", "one-image-rollback"}
 
