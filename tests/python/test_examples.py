@@ -47,7 +47,7 @@ def test_nightly_pytest_example(tmp_path):
                  "--otarig-trials", "4",
                  "--otarig-out", tmp_path / "evidence", "--junitxml", tmp_path / "junit.xml", cwd=tmp_path)
     assert p.returncode == 0, log
-    # The virtual board runs every scenario but the nineteen that need a process
+    # The virtual board runs every scenario but the eighteen that need a process
     # board (placed cuts, the fault proxy, a manifest, mutual TLS, the server's
     # certificates, a client certificate or an outage) and the six that need a
     # second image or encrypted releases; delta-wrong-ranges too (its deltas fetch no
