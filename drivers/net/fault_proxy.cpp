@@ -1344,6 +1344,13 @@ void FaultProxy::Impl::set_faults_locked(FaultSpec spec, std::uint64_t seed) {
   std::erase_if(impl_->recordings, [g = impl_->config->generation](const auto& kv) { return std::get<0>(kv.first) != g; });
 }
 
+void FaultProxy::new_schedule() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->config = Impl::make_config({}, 0, impl_->config->generation + 1, impl_->config->watches);
+  impl_->next_connection = 1;
+  impl_->recordings.clear();
+}
+
 void FaultProxy::on_bytes(std::uint64_t connection, Direction direction, std::uint64_t bytes, BytesCallback callback) {
   std::lock_guard lock(impl_->mutex);
   auto watches = impl_->config->watches;

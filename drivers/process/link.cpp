@@ -286,6 +286,11 @@ void ConsoleCommandLink::set_network_faults(const std::string& spec, std::uint64
   proxy->set_faults(rules, seed);
 }
 
+void ConsoleCommandLink::begin_network_trial() {
+  set_network_faults("", 0);
+  if (auto* proxy = device_->proxy()) proxy->new_schedule();
+}
+
 std::vector<std::string> ConsoleCommandLink::take_network_events() {
   std::vector<std::string> out;
   if (auto* proxy = device_->proxy())

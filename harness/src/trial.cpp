@@ -380,7 +380,7 @@ class Runner final : public TrialPort {
     if (parts.flash_faults) parts.flash_faults->disarm();
     if (parts.cuts) parts.cuts->disarm();
     if (parts.network) {
-      parts.network->set_network_faults("", 0);
+      parts.network->begin_network_trial();
       (void)parts.network->take_network_events();
     }
     if (parts.device_reports) (void)parts.device_reports->take_device_records();

@@ -378,6 +378,34 @@ TEST_F(ProxyTest, TakeEventsHoldsOnlyTheConnectionsOfTheCurrentSchedule) {
   EXPECT_TRUE(proxy_->events().empty());
 }
 
+TEST_F(ProxyTest, ANewScheduleWithoutFaultsStillDropsTheEarlierTrialsConnections) {
+  // A trial whose faults are the server's own (an endless body) arms no proxy
+  // rule; a connection the previous trial left open (a device hung on a slow
+  // body) closes during it and must not log into it.
+  start(echo(), "");
+  Socket old_trial = connect();
+  old_trial.write_all("ping");
+  EXPECT_EQ(old_trial.read_exact(4), "ping");
+  wait_events("open", 1);
+  proxy_->set_faults({}, 0);  // clearing the faults keeps the schedule
+  proxy_->new_schedule();
+  EXPECT_TRUE(proxy_->take_events().empty()) << "the open of the earlier schedule's connection was kept";
+  Socket this_trial = connect();
+  this_trial.write_all("b");
+  EXPECT_EQ(this_trial.read_exact(1), "b");
+  old_trial.close();
+  this_trial.close();
+  wait_events("close", 2);
+  auto taken = proxy_->take_events();
+  std::vector<std::string> kinds;
+  for (const auto& e : taken) {
+    kinds.push_back(e.kind);
+    EXPECT_EQ(e.connection, 1u) << "connection numbers restart with the schedule";
+    EXPECT_EQ(e.generation, 1u);
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"open", "close"}));
+}
+
 TEST_F(ProxyTest, BytesCallbackFiresAtTheExactByteBeforeMoreIsForwarded) {
   std::string payload = pattern(300000, 1);
   start(send_and_close({payload}), "");

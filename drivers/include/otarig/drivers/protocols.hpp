@@ -332,6 +332,9 @@ class NetworkFaultProtocol {
   /// Faults for connections from now on (connection numbers restart at 1);
   /// an empty spec removes them. InputError for a bad spec.
   virtual void set_network_faults(const std::string& spec, std::uint64_t seed) = 0;
+  /// A trial starts: no faults, and what connections of earlier trials do
+  /// from now on (one still open closes late) is no event of this trial.
+  virtual void begin_network_trial() = 0;
   /// What the proxy did since the last call, one JSON object per line
   /// (drivers::net::to_json(FaultEvent)).
   virtual std::vector<std::string> take_network_events() = 0;

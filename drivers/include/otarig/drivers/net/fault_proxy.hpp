@@ -167,6 +167,12 @@ class FaultProxy {
   /// faults they started with. An empty spec only clears the faults: the
   /// generation, the numbering and the recordings go on.
   void set_faults(FaultSpec spec, std::uint64_t seed);
+  /// Starts a trial's schedule with no faults: the generation goes up by
+  /// one, connection numbers restart at 1 and recordings start empty, as
+  /// set_faults() with faults does. A connection still open from an earlier
+  /// trial (a device that hung on a slow body) logs its close into the old
+  /// generation, which take_events() drops.
+  void new_schedule();
   /// Calls `callback` once `bytes` bytes of `direction` have been delivered on
   /// `connection` (0: on every connection), before any further byte of that
   /// direction is. The callback runs on a proxy thread and that direction waits

@@ -346,6 +346,7 @@ class ConsoleCommandLink final : public UpdateLinkProtocol,
   std::optional<CutReport> fired() const override;
 
   void set_network_faults(const std::string& spec, std::uint64_t seed) override;
+  void begin_network_trial() override;
   std::vector<std::string> take_network_events() override;
   void watch_plaintext(const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& watched) override;
   std::optional<PlaintextWatchReport> take_plaintext_watch() override;
