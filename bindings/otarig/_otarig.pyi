@@ -524,6 +524,7 @@ class Bench(BenchDrivers):
         torn: Optional[bool] = None,
         torn_seed: Optional[int] = None,
         variant: Optional[str] = None,
+        fault: Optional[Dict[str, Any]] = None,
         oracles: Iterable[_CustomOracle] = (),
         steps: Iterable[_CustomStep] = (),
         out: Optional[_StrPath] = None,

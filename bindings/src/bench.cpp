@@ -712,7 +712,8 @@ class BenchPy final : public Drivers {
 
   Trial trial(py::handle scenario, std::optional<std::uint64_t> index, std::optional<std::uint64_t> seed,
               std::optional<std::uint64_t> cut_op, std::optional<bool> torn, std::optional<std::uint64_t> torn_seed,
-              std::optional<std::string> variant, py::handle oracles, py::handle steps, py::handle out) {
+              std::optional<std::string> variant, py::handle fault, py::handle oracles, py::handle steps,
+              py::handle out) {
     auto sc = scenario_arg(scenario);
     harness::check_release_names(sc.get(), *profile_);
     const std::uint64_t s = seed.value_or(seed_);
@@ -735,6 +736,16 @@ class BenchPy final : public Drivers {
     if (torn) fields["torn"] = *torn;
     if (torn_seed) fields["torn_seed"] = *torn_seed;
     if (variant) fields["variant"] = *variant;
+    if (!fault.is_none()) {
+      if (!py::isinstance<py::dict>(fault))
+        throw InputError("trial(fault=...): a dict of the fault point's fields, e.g. {'lie': 'mix-and-match'}");
+      const json given = to_json(fault);
+      for (auto f = given.begin(); f != given.end(); ++f) {
+        if (fields.contains(f.key()))
+          throw InputError(fmt::format("trial(fault=...): {} is given twice, as a keyword and in fault", f.key()));
+        fields[f.key()] = *f;
+      }
+    }
     spec.point = spec.scenario->fault.unit->point_with(spec, fields);
     auto hs = make_hookset(steps, oracles, py::none(), py::none());
     auto keep = sc.root;  // the spec points into it
@@ -1178,8 +1189,8 @@ void register_plan_and_bench(py::module_& m) {
            "Trials. No evidence folder is written (use run() for an evidence bundle).")
       .def("trial", &BenchPy::trial, py::arg("scenario"), py::kw_only(), py::arg("index") = py::none(),
            py::arg("seed") = py::none(), py::arg("cut_op") = py::none(), py::arg("torn") = py::none(),
-           py::arg("torn_seed") = py::none(), py::arg("variant") = py::none(), py::arg("oracles") = py::tuple(),
-           py::arg("steps") = py::tuple(), py::arg("out") = py::none(),
+           py::arg("torn_seed") = py::none(), py::arg("variant") = py::none(), py::arg("fault") = py::none(),
+           py::arg("oracles") = py::tuple(), py::arg("steps") = py::tuple(), py::arg("out") = py::none(),
            "Runs one trial with a fault you choose and returns its Trial.\n\n"
            "out: a folder to write the trial's evidence into, OUT/trials/ID/ (console.log,\n"
            "console.raw when the console sent control bytes, events.jsonl, verdict.json),\n"
@@ -1187,7 +1198,9 @@ void register_plan_and_bench(py::module_& m) {
            "index: take that trial of the scenario's plan (as --trial does). Otherwise the\n"
            "trial is index 0 of a single scenario with: cut_op (power cut before flash\n"
            "operation k, 0 = none), torn (tear that operation), torn_seed, variant (a tamper\n"
-           "damage, default the scenario's first). The same overrides apply to a planned trial.")
+           "damage, default the scenario's first), and fault: a dict of any other field the\n"
+           "scenario's fault kind takes (lie for lying-mirror, seconds for device-clock, as\n"
+           "run.json shows a trial's fault). The same overrides apply to a planned trial.")
       .def("__repr__", [](const BenchPy& b) {
         return fmt::format("<Bench {} ({})>", b.board(), b.profile_path().string());
       });

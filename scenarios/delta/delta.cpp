@@ -190,13 +190,7 @@ class DeltaKind final : public harness::FaultKind {
   std::shared_ptr<const harness::FaultPoint> point_with(const TrialSpec& trial,
                                                         const nlohmann::json& fields) const override {
     auto p = std::make_shared<DeltaPoint>(trial.point_as<DeltaPoint>());
-    for (const auto& [key, value] : fields.items()) {
-      if (key != "variant") throw InputError(fmt::format("{}: a delta trial takes variant, not {}", trial.scenario->name, key));
-      const auto v = value.get<std::string>();
-      if (std::find(variants().begin(), variants().end(), v) == variants().end())
-        throw InputError(fmt::format("variant '{}': unknown delta variant", v));
-      p->variant = v;
-    }
+    if (auto v = harness::chosen_field(trial, fields, name(), "variant", variants()); !v.empty()) p->variant = v;
     return p;
   }
 };

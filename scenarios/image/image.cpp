@@ -333,17 +333,9 @@ class ImageKind final : public harness::FaultKind {
   }
   std::shared_ptr<const harness::FaultPoint> point_with(const TrialSpec& trial,
                                                         const nlohmann::json& fields) const override {
+    if (!has_variants()) return harness::FaultKind::point_with(trial, fields);
     auto p = std::make_shared<VariantPoint>(trial.point_as<VariantPoint>());
-    for (const auto& [key, value] : fields.items()) {
-      if (key != "variant" || !has_variants())
-        throw InputError(fmt::format("{}: a {} trial takes {}, not {}", trial.scenario->name, name_,
-                                     has_variants() ? "variant" : "no fields", key));
-      const auto v = value.get<std::string>();
-      const auto& known = variants();
-      if (std::find(known.begin(), known.end(), v) == known.end())
-        throw InputError(fmt::format("variant '{}': unknown {} variant", v, name_));
-      p->variant = v;
-    }
+    if (auto v = harness::chosen_field(trial, fields, name_, "variant", variants()); !v.empty()) p->variant = v;
     return p;
   }
 

@@ -148,6 +148,9 @@ class ClockKind final : public harness::FaultKind {
           throw InputError(fmt::format("variant '{}': unknown device-clock variant", v));
         p->variant = v;
       } else if (key == "seconds") {
+        if (!value.is_number_integer())
+          throw InputError(fmt::format("{}: seconds is a whole number of seconds, not {}", trial.scenario->name,
+                                       value.dump()));
         p->seconds = value.get<std::int64_t>();
       } else {
         throw InputError(fmt::format("{}: a device-clock trial takes variant and seconds, not {}",

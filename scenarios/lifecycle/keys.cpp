@@ -282,15 +282,7 @@ class KeyKind final : public harness::FaultKind {
   std::shared_ptr<const harness::FaultPoint> point_with(const harness::TrialSpec& trial,
                                                         const nlohmann::json& fields) const override {
     auto p = std::make_shared<KeyPoint>(trial.point_as<KeyPoint>());
-    for (const auto& [key, value] : fields.items()) {
-      if (key != "variant")
-        throw InputError(fmt::format("{}: a key-lifecycle trial takes variant, not {}", trial.scenario->name, key));
-      const auto v = value.get<std::string>();
-      const auto& known = key_variants();
-      if (std::find(known.begin(), known.end(), v) == known.end())
-        throw InputError(fmt::format("variant '{}': unknown key-lifecycle variant", v));
-      p->variant = v;
-    }
+    if (auto v = harness::chosen_field(trial, fields, name(), "variant", key_variants()); !v.empty()) p->variant = v;
     return p;
   }
 };

@@ -208,15 +208,7 @@ class LyingMirrorKind final : public harness::FaultKind {
   std::shared_ptr<const harness::FaultPoint> point_with(const TrialSpec& trial,
                                                         const nlohmann::json& fields) const override {
     auto p = std::make_shared<MirrorPoint>(trial.point_as<MirrorPoint>());
-    for (const auto& [key, value] : fields.items()) {
-      if (key != "lie") throw InputError(fmt::format("{}: a lying-mirror trial takes lie, not {}",
-                                                     trial.scenario->name, key));
-      const auto lie = value.get<std::string>();
-      const auto& known = mirror_lies();
-      if (std::find(known.begin(), known.end(), lie) == known.end())
-        throw InputError(fmt::format("lie '{}': unknown (known: {})", lie, fmt::join(known, ", ")));
-      p->lie = lie;
-    }
+    if (auto lie = harness::chosen_field(trial, fields, name(), "lie", mirror_lies()); !lie.empty()) p->lie = lie;
     return p;
   }
 };

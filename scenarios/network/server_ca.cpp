@@ -250,15 +250,7 @@ class CaKind final : public harness::FaultKind {
   std::shared_ptr<const harness::FaultPoint> point_with(const harness::TrialSpec& trial,
                                                         const nlohmann::json& fields) const override {
     auto p = std::make_shared<CaPoint>(trial.point_as<CaPoint>());
-    for (const auto& [key, value] : fields.items()) {
-      if (key != "variant")
-        throw InputError(fmt::format("{}: a server-ca-rotation trial takes variant, not {}", trial.scenario->name, key));
-      const auto v = value.get<std::string>();
-      const auto& known = ca_variants();
-      if (std::find(known.begin(), known.end(), v) == known.end())
-        throw InputError(fmt::format("variant '{}': unknown server-ca-rotation variant", v));
-      p->variant = v;
-    }
+    if (auto v = harness::chosen_field(trial, fields, name(), "variant", ca_variants()); !v.empty()) p->variant = v;
     return p;
   }
 };

@@ -406,6 +406,22 @@ def test_single_trial_with_a_chosen_fault(bench):
     assert t.index == 4 and t.fault["before_op"] == 5
     with pytest.raises(ValueError, match="suite"):
         bench.trial("nightly")
+    # A field the kind does not take, or a choice it does not know, names
+    # the scenario and what it takes.
+    with pytest.raises(otarig.InputError, match=r"tampered-image: variant 'no-such-damage': unknown tamper variant "
+                                               r"\(known: .*truncated"):
+        bench.trial("tampered-image", variant="no-such-damage")
+    with pytest.raises(otarig.InputError, match="tampered-image: a tamper trial takes variant, not lie"):
+        bench.trial("tampered-image", fault={"lie": "mix-and-match"})
+    with pytest.raises(otarig.InputError, match="tampered-image: variant is a name"):
+        bench.trial("tampered-image", fault={"variant": 3})
+    with pytest.raises(otarig.InputError, match="unsigned: a unsigned trial takes no fields"):
+        bench.trial("unsigned", variant="truncated")
+    with pytest.raises(otarig.InputError, match="variant is given twice"):
+        bench.trial("tampered-image", variant="truncated", fault={"variant": "truncated"})
+    # Any field a kind takes: a device clock set 90 s back.
+    t = bench.trial("clock-skew", fault={"seconds": -90})
+    assert t.fault["seconds"] == -90, t.fault
 
 
 def _evidence_files(folder):

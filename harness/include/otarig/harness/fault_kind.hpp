@@ -196,6 +196,13 @@ class FaultKind {
   virtual std::shared_ptr<const FaultPoint> point_with(const TrialSpec& trial, const nlohmann::json& fields) const;
 };
 
+/// For a kind whose trials differ by one named choice (a variant, a lie),
+/// its point_with(): the value `fields` gives `key`, which must be one of
+/// `known`; "" when `fields` leaves it out. InputError naming the scenario
+/// for any other field, and listing `known` for a value that is not one.
+std::string chosen_field(const TrialSpec& trial, const nlohmann::json& fields, std::string_view kind,
+                         std::string_view key, const std::vector<std::string_view>& known);
+
 /// The fault kinds a campaign knows, by name.
 class FaultRegistry {
  public:
