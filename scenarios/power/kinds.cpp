@@ -240,15 +240,17 @@ class CutKind final : public harness::FaultKind {
                          f.at);
     return {};
   }
-  // Brown-outs (recovery_cuts) on a board without counted flash operations
-  // stay cuts placed in the delivery: their recovery cuts fall a seeded time
-  // into each recovery boot.
+  // Brown-outs (recovery_cuts) on a board whose storage is under the crash
+  // model cut at recorded storage operations, the recovery boots' too; on a
+  // board with neither counted flash operations nor that, they stay cuts
+  // placed in the delivery, whose recovery cuts fall a seeded time into each
+  // recovery boot.
   void plan(PlanContext& ctx) const override {
     const auto& f = ctx.scenario().fault.as<CutOptions>();
     const auto& board = ctx.board();
     if (flash_error_ || (f.counted() && board.count_ops))
       plan_counted(ctx, f);
-    else if (f.counted() && board.storage_ops && f.recovery_cuts == 0)
+    else if (f.counted() && board.storage_ops && (f.recovery_cuts == 0 || f.at == "random-flash-op"))
       plan_storage_cuts(ctx, f, delivered_name(ctx.scenario(), f));
     else if (f.at == "console" && board.storage_ops && f.recovery_cuts == 0 &&
              plan_console_storage_cuts(ctx, f, delivered_name(ctx.scenario(), f)))

@@ -80,6 +80,7 @@ struct StorageCut final : harness::FaultPoint {
   nlohmann::json op;                ///< the operation the cut falls before (null: after the last)
   std::vector<std::string> same_as; ///< modes that give the same crash state at this cut
   std::string image;                ///< "" the release, "self-test-fail" its failing twin
+  std::uint32_t recovery_cuts = 0;  ///< brown-out: this many more cuts while it recovers
   /// at: console: the cut falls at the `after_line`-th operation (1..
   /// ops_after_line+1) the device made after the first console line
   /// matching `pattern` that followed the update command in the recording

@@ -31,11 +31,6 @@ std::string choose_image(TrialPort& port, const std::string& image) {
   return detail;
 }
 
-std::string recovery_text(std::uint32_t cuts) {
-  if (!cuts) return {};
-  return fmt::format(", then {} more cut{} while it recovers", cuts, cuts == 1 ? "" : "s");
-}
-
 class CountedRun final : public harness::FaultRun {
  public:
   explicit CountedRun(const CountedCut& p) : p_(p) {}
@@ -223,26 +218,10 @@ class PlacedRun final : public harness::FaultRun {
   void recover(TrialPort& port) override {
     if (!p_.recovery_cuts || !fell_) return;
     auto& bench = port.bench();
-    const auto& attempt = bench.profile().observe.boot_attempt;
     Rng rng(harness::mix64(port.spec().seed ^ 0x726563757473ULL));
     for (std::uint32_t r = 0; r < p_.recovery_cuts; ++r) {
+      if (cut_after_boot_attempt(port, r)) continue;
       if (bench.parts().power->is_on()) bench.power_off("brown-out");
-      if (!attempt.empty()) {
-        // The boot-attempt line may come before the wait starts: only what
-        // the previous boot printed is forgotten.
-        bench.forget_console();
-        bench.power_on("brown-out");
-        const auto line = bench.wait_for_line(attempt, bench.profile().observe.boot_timeout);
-        if (bench.parts().power->is_on()) bench.power_off("brown-out");
-        port.note("brown-out", {{"cut", r + 1},
-                                {"at", "boot-attempt"},
-                                {"line", line.value_or("")},
-                                {"fell", line ? "right after the boot-attempt line"
-                                              : "at the boot timeout: no boot-attempt line"}});
-        port.add_detail(fmt::format("; recovery boot {} cut {}", r + 1,
-                                    line ? "right after its boot-attempt line" : "at the boot timeout"));
-        continue;
-      }
       const auto ms = rng.between(0, 100);
       bench.power_on("brown-out");
       bench.clock().sleep_for(std::chrono::milliseconds(ms));
@@ -258,6 +237,31 @@ class PlacedRun final : public harness::FaultRun {
 };
 
 }  // namespace
+
+std::string recovery_text(std::uint32_t cuts) {
+  if (!cuts) return {};
+  return fmt::format(", then {} more cut{} while it recovers", cuts, cuts == 1 ? "" : "s");
+}
+
+bool cut_after_boot_attempt(TrialPort& port, std::uint32_t r) {
+  auto& bench = port.bench();
+  const auto& attempt = bench.profile().observe.boot_attempt;
+  if (attempt.empty()) return false;
+  if (bench.parts().power->is_on()) bench.power_off("brown-out");
+  // The boot-attempt line may come before the wait starts: only what the
+  // previous boot printed is forgotten.
+  bench.forget_console();
+  bench.power_on("brown-out");
+  const auto line = bench.wait_for_line(attempt, bench.profile().observe.boot_timeout);
+  if (bench.parts().power->is_on()) bench.power_off("brown-out");
+  port.note("brown-out", {{"cut", r + 1},
+                          {"at", "boot-attempt"},
+                          {"line", line.value_or("")},
+                          {"fell", line ? "right after the boot-attempt line" : "at the boot timeout: no boot-attempt line"}});
+  port.add_detail(fmt::format("; recovery boot {} cut {}", r + 1,
+                              line ? "right after its boot-attempt line" : "at the boot timeout"));
+  return true;
+}
 
 std::unique_ptr<harness::FaultRun> make_counted_run(const CountedCut& point) {
   return std::make_unique<CountedRun>(point);

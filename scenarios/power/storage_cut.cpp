@@ -55,6 +55,9 @@ const nlohmann::json* first_line(const nlohmann::json& console, const std::strin
   return nullptr;
 }
 
+// The recording of a brown-out's recovery boot (one at a time: each replaces it).
+constexpr const char* kRecoveryKey = "brown-out recovery boot";
+
 class StorageCutRun final : public harness::FaultRun {
  public:
   explicit StorageCutRun(const StorageCut& p) : p_(p) {}
@@ -89,6 +92,7 @@ class StorageCutRun final : public harness::FaultRun {
                             "update, so the cut falls after its last operation",
                             p_.pattern);
     if (!p_.same_as.empty()) detail += fmt::format(" (the same state as mode {})", fmt::join(p_.same_as, ", "));
+    detail += recovery_text(p_.recovery_cuts);
     if (state.contains("torn") && state["torn"].is_object())
       detail += fmt::format("; write {} torn: {} of {} sectors landed", state["torn"].value("op", 0),
                             state["torn"].value("landed", nlohmann::json::array()).size(),
@@ -131,6 +135,55 @@ class StorageCutRun final : public harness::FaultRun {
                                  p_.key));
   }
 
+  // Brown-out: power fails again while the device recovers. On a profile
+  // with a boot-attempt line each further cut falls right after it. Otherwise
+  // each recovery boot runs until the device answers its status (or its boot
+  // timeout), its storage operations are kept as a recording, and the storage
+  // becomes that boot's crash state cut before a seeded one of them, in a
+  // seeded mode: on any host the same operation is cut. What that boot
+  // printed past the cut never happened, so it is kept out of the console log.
+  void recover(TrialPort& port) override {
+    if (!p_.recovery_cuts) return;
+    auto& bench = port.bench();
+    auto* crash = bench.parts().crash_storage.get();
+    const auto& modes = port.scenario().fault.as<CutOptions>().modes;
+    Rng rng(harness::mix64(port.spec().seed ^ 0x726563757473ULL));
+    for (std::uint32_t r = 0; r < p_.recovery_cuts; ++r) {
+      if (cut_after_boot_attempt(port, r)) continue;
+      if (bench.parts().power->is_on()) bench.power_off("brown-out");
+      port.hold_transcript();
+      bench.power_on("brown-out");
+      const auto up = bench.observe("brown-out");
+      const std::uint64_t n = crash->keep_recording(kRecoveryKey);
+      if (n == 0) {
+        port.keep_transcript();
+        bench.power_off("brown-out");
+        port.note("brown-out", {{"cut", r + 1}, {"storage_ops", 0}, {"detail", "the recovery boot writes no storage"}});
+        port.add_detail(fmt::format("; recovery boot {} writes no storage, so no cut falls in it", r + 1));
+        return;
+      }
+      port.discard_transcript();
+      bench.power_off("brown-out");
+      const auto k = rng.between(1, n);
+      const auto& mode = modes[rng.below(modes.size())];
+      const auto seed = rng.next();
+      const auto ops = crash->recorded_ops(kRecoveryKey);
+      const auto& op = ops.at(k - 1);
+      const auto state = crash->apply_crash(kRecoveryKey, k, mode, seed);
+      port.note("brown-out", {{"cut", r + 1},
+                              {"at", "storage-op"},
+                              {"storage_ops", n},
+                              {"status_answered", up.booted},
+                              {"before_op", k},
+                              {"op", op},
+                              {"mode", mode},
+                              {"crash_seed", seed},
+                              {"state", state}});
+      port.add_detail(fmt::format("; recovery boot {} cut before storage operation {} of {} ({}), crash mode {}",
+                                  r + 1, k, n, op_text(op), mode));
+    }
+  }
+
  private:
   StorageCut p_;
 };
@@ -145,6 +198,7 @@ nlohmann::json StorageCut::json() const {
   if (op.is_object()) j["op"] = op;
   if (!same_as.empty()) j["same_as"] = same_as;
   if (!image.empty()) j["image"] = image;
+  if (recovery_cuts) j["recovery_cuts"] = recovery_cuts;
   if (!pattern.empty()) {
     j["pattern"] = pattern;
     j["line"] = line;
@@ -159,7 +213,8 @@ std::string StorageCut::label() const {
   if (!line.empty())
     return fmt::format("power-cut storage op {}/{} (#{} after '{}') {}", before_op, ops_total, after_line,
                        shorten(line), mode);
-  return fmt::format("power-cut storage op {}/{} {}", before_op, ops_total, mode);
+  return fmt::format("power-cut storage op {}/{} {}{}", before_op, ops_total, mode,
+                     recovery_cuts ? fmt::format(" +{} recovery cuts", recovery_cuts) : std::string());
 }
 
 std::string StorageCut::text() const {
@@ -259,7 +314,9 @@ void plan_storage_cuts(harness::PlanContext& ctx, const CutOptions& f, const std
     Rng rng(t.seed);
     const auto k = rng.between(1, n + 1);
     const auto& mode = f.modes[rng.below(f.modes.size())];
-    t.point = cut(t, k, mode);
+    auto p = cut(t, k, mode);
+    p->recovery_cuts = recovery_cut_count(t.seed, f.recovery_cuts);
+    t.point = std::move(p);
   }
 }
 

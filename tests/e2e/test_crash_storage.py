@@ -265,3 +265,45 @@ def test_a_cut_after_the_trial_boot_banner_falls_at_the_same_storage_operation_o
     keys = ("storage_op", "mode", "crash_seed", "line", "after_line")
     assert [{k: c[k] for k in keys} for c in first] == [{k: c[k] for k in keys} for c in second]
     assert [t["verdict"] for t in runs[0]["trials"]] == [t["verdict"] for t in runs[1]["trials"]]
+
+
+def brown_out_events(out, trial):
+    events = [json.loads(line) for line in (out / trial["evidence"] / "events.jsonl").read_text().splitlines()]
+    return [e for e in events if e["type"] == "brown-out"]
+
+
+def test_brown_out_cuts_each_recovery_boot_at_the_same_storage_operation_on_every_run(tmp_path):
+    """brown-out under the crash model: the first cut is a crash state of the
+    recorded update, and each recovery boot is recorded until the device
+    answers its status, then cut before a seeded one of its storage
+    operations, not a few milliseconds after power-on. A swap-scratch
+    otarig-vboard, whose recovery boots resume the swap, passes and two runs
+    cut the same operations; the same board writing its boot records without
+    a barrier is caught."""
+    flawed = small(tmp_path, SRC / "boards/flawed/vboard-nobarrier-bootrec.yaml", "nobarrier-small")
+    text = flawed.read_text()
+    assert " --defect-storage no-barrier-boot-record" in text
+    reference = tmp_path / "swap-scratch-small.yaml"
+    reference.write_text(text.replace(" --defect-storage no-barrier-boot-record", "")
+                         .replace("name: nobarrier-small", "name: swap-scratch-small"))
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        otarig("run", "--board", reference, "--scenario", "brown-out", "--seed", 1, "--trials", 8, "--out", out,
+               "--no-progress", check=0)
+        run_json = json.loads((out / "run.json").read_text())
+        runs.append([(t["id"], t["verdict"], brown_out_events(out, t)) for t in run_json["trials"]])
+    assert runs[0] == runs[1]
+    cuts = [e for _, _, events in runs[0] for e in events]
+    assert cuts and all(e.get("at") == "storage-op" or e["storage_ops"] == 0 for e in cuts), cuts
+    # Some recovery boots write (the swap goes on) and are cut inside.
+    cut_inside = [e for e in cuts if e["storage_ops"] > 0]
+    assert cut_inside, cuts
+    for e in cut_inside:
+        assert 1 <= e["before_op"] <= e["storage_ops"] and e["mode"] in ("lost", "prefix", "reorder", "torn"), e
+        assert e["op"]["op"] == e["before_op"] and e["state"]["cut"] == e["before_op"], e
+    out = tmp_path / "flawed"
+    otarig("run", "--board", flawed, "--scenario", "brown-out", "--seed", 1, "--trials", 8, "--out", out,
+           "--no-progress", check=1)
+    broken = {b["oracle"] for t in json.loads((out / "run.json").read_text())["trials"] for b in t["broken"]}
+    assert {"atomic", "recovered"} <= broken, broken
