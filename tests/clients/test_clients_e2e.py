@@ -368,13 +368,20 @@ def test_swupdate_board_passes_nightly(tmp_path):
     cuts = [t for t in run_json["trials"] if t["fault"]["kind"] == "power-cut"]
     # Cuts at SWUpdate's storage operations are crash states built from the
     # recorded update (no delivery in the trial); cuts placed at a download
-    # byte, a time or a console line cut a running delivery.
+    # byte, a time or a console line would cut a running delivery. Under the
+    # crash model every cut falls at a storage operation, a brown-out's
+    # recovery cuts included: none is placed by time.
     at_ops = [t for t in cuts if t.get("cut") and "op" in t["cut"]]
     placed = [t for t in cuts if t not in at_ops]
     ops = run_json["storage_ops_per_update"]
     assert at_ops and all(t["delivery"]["status"] == "none" and 1 <= t["cut"]["op"] <= t["cut"]["ops_total"] + 1
                           and t["cut"]["ops_total"] in ops.values() for t in at_ops), at_ops
-    assert placed and all(t["delivery"]["status"] == "power-lost" for t in placed), placed
+    assert not [t for t in placed if t["fault"]["at"] in ("time", "random-time")], placed
+    assert all(t["delivery"]["status"] == "power-lost" for t in placed), placed
+    brown = [t for t in cuts if t["scenario"] == "brown-out"]
+    assert brown and all(t in at_ops for t in brown), brown
+    recovery = [e for t in brown for e in brown_out_cuts(tmp_path / "sw", t["id"])]
+    assert recovery and all(e.get("at") == "storage-op" or e["storage_ops"] == 0 for e in recovery), recovery
 
 
 def test_swupdate_without_downgrade_check_fails_nightly_on_rollback_only(tmp_path):
