@@ -46,6 +46,30 @@ class ProxyTest : public testing::Test {
     eventually([&] { return events_of(kind).size() >= n; });
   }
 
+  // An echo upstream behind the proxy, and a connection through it that an
+  // earlier trial opened and left open (its open already logged).
+  Socket start_echo_with_an_earlier_trials_connection() {
+    start(echo(), "");
+    Socket old_trial = connect();
+    old_trial.write_all("ping");
+    EXPECT_EQ(old_trial.read_exact(4), "ping");
+    wait_events("open", 1);
+    return old_trial;
+  }
+
+  // Takes the current schedule's events, each checked to be of connection 1
+  // of schedule 1, and returns their kinds in order.
+  std::vector<std::string> take_kinds_of_the_first_connection() {
+    std::vector<std::string> kinds;
+    for (const auto& e : proxy_->take_events()) {
+      kinds.push_back(e.kind);
+      EXPECT_EQ(e.connection, 1u) << "connection numbers restart with the schedule";
+      EXPECT_EQ(e.generation, 1u);
+      EXPECT_EQ(to_json(e)["generation"], 1u);
+    }
+    return kinds;
+  }
+
   otarig::SteadyClock clock_;
   otarig::ManualClock manual_;  // outlives the proxy that reads it
   std::unique_ptr<ScriptedServer> upstream_;
@@ -349,11 +373,7 @@ TEST_F(ProxyTest, RulesSelectConnectionsAndSetFaultsRestartsNumbering) {
 TEST_F(ProxyTest, TakeEventsHoldsOnlyTheConnectionsOfTheCurrentSchedule) {
   // A connection of one trial is still open when the next trial's schedule is
   // set; its close must not show up among the next trial's events.
-  start(echo(), "");
-  Socket old_trial = connect();
-  old_trial.write_all("ping");
-  EXPECT_EQ(old_trial.read_exact(4), "ping");
-  wait_events("open", 1);
+  Socket old_trial = start_echo_with_an_earlier_trials_connection();
   proxy_->set_faults(parse_fault_spec("down:corrupt@offset=0,mask=0x01"), 2);
   EXPECT_TRUE(proxy_->take_events().empty()) << "the open of the earlier schedule's connection was kept";
   Socket this_trial = connect();
@@ -364,15 +384,7 @@ TEST_F(ProxyTest, TakeEventsHoldsOnlyTheConnectionsOfTheCurrentSchedule) {
   wait_events("close", 2);
   auto all = proxy_->events();
   ASSERT_EQ(std::count_if(all.begin(), all.end(), [](const FaultEvent& e) { return e.kind == "close"; }), 2);
-  auto taken = proxy_->take_events();
-  std::vector<std::string> kinds;
-  for (const auto& e : taken) {
-    kinds.push_back(e.kind);
-    EXPECT_EQ(e.connection, 1u);
-    EXPECT_EQ(e.generation, 1u);
-    EXPECT_EQ(to_json(e)["generation"], 1u);
-  }
-  EXPECT_EQ(kinds, (std::vector<std::string>{"open", "corrupt", "close"}));
+  EXPECT_EQ(take_kinds_of_the_first_connection(), (std::vector<std::string>{"open", "corrupt", "close"}));
   // Everything was taken: the old connection's close went with it.
   EXPECT_TRUE(proxy_->take_events().empty());
   EXPECT_TRUE(proxy_->events().empty());
@@ -382,11 +394,7 @@ TEST_F(ProxyTest, ANewScheduleWithoutFaultsStillDropsTheEarlierTrialsConnections
   // A trial whose faults are the server's own (an endless body) arms no proxy
   // rule; a connection the previous trial left open (a device hung on a slow
   // body) closes during it and must not log into it.
-  start(echo(), "");
-  Socket old_trial = connect();
-  old_trial.write_all("ping");
-  EXPECT_EQ(old_trial.read_exact(4), "ping");
-  wait_events("open", 1);
+  Socket old_trial = start_echo_with_an_earlier_trials_connection();
   proxy_->set_faults({}, 0);  // clearing the faults keeps the schedule
   proxy_->new_schedule();
   EXPECT_TRUE(proxy_->take_events().empty()) << "the open of the earlier schedule's connection was kept";
@@ -396,14 +404,7 @@ TEST_F(ProxyTest, ANewScheduleWithoutFaultsStillDropsTheEarlierTrialsConnections
   old_trial.close();
   this_trial.close();
   wait_events("close", 2);
-  auto taken = proxy_->take_events();
-  std::vector<std::string> kinds;
-  for (const auto& e : taken) {
-    kinds.push_back(e.kind);
-    EXPECT_EQ(e.connection, 1u) << "connection numbers restart with the schedule";
-    EXPECT_EQ(e.generation, 1u);
-  }
-  EXPECT_EQ(kinds, (std::vector<std::string>{"open", "close"}));
+  EXPECT_EQ(take_kinds_of_the_first_connection(), (std::vector<std::string>{"open", "close"}));
 }
 
 TEST_F(ProxyTest, BytesCallbackFiresAtTheExactByteBeforeMoreIsForwarded) {
