@@ -242,7 +242,7 @@ BoardConfig BoardConfig::from_config(const Config& device) {
       if (v == "enforced") cfg.signer_expiry = SignerExpiry::enforced;
       else if (v == "signing-time") cfg.signer_expiry = SignerExpiry::signing_time;
       else if (v == "ignored") cfg.signer_expiry = SignerExpiry::ignored;
-      else e->fail(fmt::format("signer_expiry: '{}' is not one of enforced, signing-time, ignored", v));
+      else e->fail(fmt::format("'{}' is not one of enforced, signing-time, ignored", v));
     }
     if (auto c = policy->find("clock_1970")) cfg.clock_floor = c->as_string() == "recovers";
   }

@@ -67,10 +67,10 @@ DevicePolicy parse_policy(const Config& section) {
       for (const auto& k : keys) names.push_back(k.name);
       value.fail(fmt::format("unknown policy key '{}' (known: {})", name, fmt::join(names, ", ")));
     }
-    if (!value.is_scalar()) value.fail(fmt::format("{}: one of {}", name, fmt::join(key->values, ", ")));
+    if (!value.is_scalar()) value.fail(fmt::format("one of {}", fmt::join(key->values, ", ")));
     const auto v = value.as_string();
     if (std::find(key->values.begin(), key->values.end(), v) == key->values.end())
-      value.fail(fmt::format("{}: '{}' is not one of {}", name, v, fmt::join(key->values, ", ")));
+      value.fail(fmt::format("'{}' is not one of {}", v, fmt::join(key->values, ", ")));
     p.values[name] = v;
     p.where[name] = value.where();
   }
