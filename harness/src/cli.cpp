@@ -379,7 +379,8 @@ struct ImageBuildCommand {
   // Packages for real OTA clients (docs/ota-clients.md): the otarig image as
   // the slot content of a signed .swu or .raucb.
   std::string format = "otarig", signer, hardware = "1.0", compatible = "otarig-board";
-  std::string delta_from;
+  std::string delta_from, aes_key;
+  bool installed_directly = false;
   CLI::App* cmd = nullptr;
 
   void add(CLI::App& image_cmd) {
@@ -421,6 +422,12 @@ struct ImageBuildCommand {
                     "when it has none)");
     cmd->add_option("--hardware", hardware, "swu: hardware-compatibility revision")->capture_default_str();
     cmd->add_option("--compatible", compatible, "raucb: the system's compatible")->capture_default_str();
+    cmd->add_option("--aes-key", aes_key,
+                    "swu: encrypt the image with SWUpdate's AES key (its -K key file: the key and the IV in hex, "
+                    "or test:LABEL); docs/ota-clients.md, \"Encrypted images\"");
+    cmd->add_flag("--installed-directly", installed_directly,
+                  "swu with --aes-key: mark the image installed-directly (SWUpdate then streams it into the slot "
+                  "and checks its hash only after it decrypted it; without it, it checks the hash first)");
   }
 
   int operator()() {
@@ -513,6 +520,12 @@ struct ImageBuildCommand {
       k = load_key_ref(key, ".");
     }
     auto img = image::build(h, bytes, *k);
+    if (!aes_key.empty() && format != "swu")
+      throw InputError(fmt::format("otarig image build: --aes-key encrypts the image of a swu package (SWUpdate's "
+                                   "AES), not {}; an otarig image is encrypted for a device with --encrypt-for",
+                                   format == "otarig" ? "an otarig image" : "a " + format + " package"));
+    if (installed_directly && aes_key.empty())
+      throw InputError("otarig image build: --installed-directly goes with --aes-key");
     if (!delta_from.empty() && !encrypt_for.empty())
       throw InputError("otarig image build: --delta-from and --encrypt-for do not go together (a delta is not encrypted)");
     if (!delta_from.empty()) {
@@ -555,16 +568,21 @@ struct ImageBuildCommand {
     section << YAML::BeginMap << YAML::Key << "format" << YAML::Value << format << YAML::Key << "signer"
             << YAML::Value << signer;
     if (format == "swu") section << YAML::Key << "hardware" << YAML::Value << hardware;
+    if (!aes_key.empty()) section << YAML::Key << "installed_directly" << YAML::Value << installed_directly;
     if (format == "raucb") section << YAML::Key << "compatible" << YAML::Value << compatible;
     section << YAML::EndMap;
     const auto* factory = builtin_registries().drivers.package_format(format);
     if (!factory) throw InputError("otarig image build: this otarig has no package format " + format);
-    const auto pkg = (*factory)(Config::load_string(section.c_str(), "otarig image build"), "otarig", ".")
-                         ->package(img);
+    auto made = (*factory)(Config::load_string(section.c_str(), "otarig image build"), "otarig", ".");
+    if (!aes_key.empty()) made->encrypt_for(encryption::AesKey::load_ref(aes_key));
+    const auto pkg = made->package(img);
     write_file(out, pkg);
-    std::cout << fmt::format("{}: {} {} bytes, version {}, signer {}/signer.pem, slot image digest {}\n", out,
+    std::cout << fmt::format("{}: {} {} bytes, version {}, signer {}/signer.pem, slot image digest {}{}\n", out,
                              format, pkg.size(), image::parse(img, out).header.version.str(), signer,
-                             device_digest(img));
+                             device_digest(img),
+                             aes_key.empty() ? std::string()
+                                             : fmt::format(", the image AES-encrypted with {}{}", aes_key,
+                                                           installed_directly ? " (installed directly)" : ""));
     return 0;
   }
 };
