@@ -5,7 +5,8 @@ what its client was measured to do:
   in a package signed now by a signer certificate the board's CA issued,
   valid 2001..2002 or 2200..2300; SWUpdate and RAUC refuse it by the device
   clock (exit 0, the client's own refusal on the console).
-- clock-1970 (swupdate-ab, swupdate-ab-suricatta, rauc-ab, mender-ab):
+- clock-1970 (swupdate-ab, swupdate-ab-suricatta, rauc-ab, mender-ab,
+  mender-ab-managed):
   under libfaketime each client refuses the validly signed release by its
   own check (the signer, or the server's certificate, not yet valid); the
   clock is put right for the recovery boot and the retry installs.
@@ -44,6 +45,7 @@ BOARDS = {
     "swupdate-suricatta": ("boards/swupdate-ab-suricatta.yaml", need_suricatta),
     "rauc": ("boards/rauc-ab.yaml", need_rauc),
     "mender": ("boards/mender-ab.yaml", need_mender),
+    "mender-managed": ("boards/mender-ab-managed.yaml", need_mender),
 }
 # What each client says when it refuses, by scenario.
 REFUSAL = {
@@ -58,6 +60,9 @@ REFUSAL = {
     ("rauc", "clock-1970"): "certificate is not yet valid",
     # Mender's OpenSSL (through cgo): X509_V_ERR_CERT_NOT_YET_VALID.
     ("mender", "clock-1970"): "openssl verify rc: 9",
+    # The daemon's authentication request (OpenSSL through cgo: its check of
+    # the server certificate sees the faked clock).
+    ("mender-managed", "clock-1970"): "openssl verify rc: 9",
 }
 # clock-skew with this seed sets the clock about 25.5 days behind (test_lifecycle checks the draw).
 SKEW_BEHIND_SEED = 3
@@ -112,7 +117,7 @@ def test_at_1970_the_client_refuses_until_its_clock_is_right(client, tmp_path):
     assert REFUSAL[client, "clock-1970"] in console and "libfaketime:" not in console, console[-3000:]
 
 
-@pytest.mark.parametrize("client", ["swupdate", "rauc", "mender"])
+@pytest.mark.parametrize("client", ["swupdate", "rauc", "mender", "mender-managed"])
 def test_a_clock_weeks_behind_still_installs(client, tmp_path):
     board, need = BOARDS[client]
     need()
